@@ -1,0 +1,27 @@
+// Reading textproto configuration files and secrets.
+#ifndef COMPUTEVOUCHER_COMMON_CONFIG_H_
+#define COMPUTEVOUCHER_COMMON_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
+
+namespace cv {
+
+// Reads the whole file. NotFound or PermissionDenied with the path and the
+// system's reason.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// Writes `contents` to a new file readable only by its owner (mode 0600).
+// AlreadyExists when the file exists; nothing is left behind on error.
+absl::Status WritePrivateFile(const std::string& path, const std::string& contents);
+
+// Parses the textproto file at `path` into `message`. InvalidArgument
+// naming the file, line and column of the first error.
+absl::Status LoadTextProto(const std::string& path, google::protobuf::Message* message);
+
+}  // namespace cv
+
+#endif  // COMPUTEVOUCHER_COMMON_CONFIG_H_

@@ -1,0 +1,33 @@
+// Field validation shared by the scheduler core, the API layer and the
+// client. Every error is InvalidArgument and names the field, the value and
+// the rule, e.g. "gpu_count: must be 1..1024, got 0".
+#ifndef COMPUTEVOUCHER_COMMON_VALIDATE_H_
+#define COMPUTEVOUCHER_COMMON_VALIDATE_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace cv {
+
+// Number of Unicode code points in UTF-8 `s` (invalid bytes count as one).
+int64_t Utf8Length(absl::string_view s);
+
+// `value` has min..max code points.
+absl::Status CheckLength(absl::string_view field, absl::string_view value,
+                         int64_t min, int64_t max);
+
+// min <= value <= max.
+absl::Status CheckRange(absl::string_view field, int64_t value, int64_t min,
+                        int64_t max);
+
+// A client-chosen idempotency key: 1..128 characters of [A-Za-z0-9._:-].
+absl::Status CheckRequestId(absl::string_view request_id);
+
+// A reference to an object by id: non-empty, at most 128 characters.
+absl::Status CheckIdRef(absl::string_view field, absl::string_view id);
+
+}  // namespace cv
+
+#endif  // COMPUTEVOUCHER_COMMON_VALIDATE_H_

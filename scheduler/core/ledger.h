@@ -1,0 +1,88 @@
+// The double-entry journal: accounts, entries, the hash chain, idempotency
+// keys and cached balances (DESIGN.md, "Money flow").
+//
+// Accounts are named by strings built with the helpers below. Value moves
+// from an entry's credit account to its debit account. Only program source
+// accounts (where a program's budget comes from) may go negative.
+//
+// Not thread-safe: owned by the state machine, which is driven by one
+// writer thread.
+#ifndef COMPUTEVOUCHER_SCHEDULER_CORE_LEDGER_H_
+#define COMPUTEVOUCHER_SCHEDULER_CORE_LEDGER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "computevoucher/v1/types.pb.h"
+
+namespace cv::core {
+
+std::string ProgramSourceAccount(absl::string_view program_id);
+std::string ProgramBudgetAccount(absl::string_view program_id);
+std::string VoucherAccount(absl::string_view voucher_id);
+std::string HoldAccount(absl::string_view allocation_id);
+std::string PayableAccount(absl::string_view provider_id);
+std::string PaidAccount(absl::string_view provider_id);
+
+// True for accounts allowed to go negative.
+bool IsSourceAccount(absl::string_view account);
+
+// The SHA-256 chaining `entry` (its `prev_hash` and every other field but
+// `hash`) to its predecessor.
+std::string EntryHash(const computevoucher::v1::JournalEntry& entry);
+
+class Ledger {
+ public:
+  Ledger();
+  Ledger(const Ledger&) = delete;
+  Ledger& operator=(const Ledger&) = delete;
+
+  // Checks that `entry` could be posted: amount > 0, two distinct
+  // accounts, an unused idempotency key, and a credit account (unless a
+  // source account) holding at least the amount. FailedPrecondition or
+  // AlreadyExists otherwise; changes nothing.
+  absl::Status CheckPost(const computevoucher::v1::JournalEntry& entry) const;
+
+  // CheckPost, then appends `entry` with its sequence, time and hashes
+  // filled in, and updates the cached balances.
+  absl::Status Post(computevoucher::v1::JournalEntry entry, absl::Time time);
+  // The entry posted last since TakePosted(); requires one.
+  const computevoucher::v1::JournalEntry& LastPosted() const {
+    return posted_.back();
+  }
+
+  // Cached balance of `account`; 0 for an account never used.
+  int64_t Balance(absl::string_view account) const;
+  // Every account with its balance (accounts whose entries net to zero
+  // included).
+  const absl::flat_hash_map<std::string, int64_t>& balances() const {
+    return balances_;
+  }
+  bool HasKey(absl::string_view idempotency_key) const {
+    return keys_.contains(idempotency_key);
+  }
+
+  int64_t last_sequence() const { return last_sequence_; }
+  const std::string& last_hash() const { return last_hash_; }
+
+  // Entries posted since the previous call, in order; the ledger keeps
+  // none of them.
+  std::vector<computevoucher::v1::JournalEntry> TakePosted();
+
+ private:
+  absl::flat_hash_map<std::string, int64_t> balances_;
+  absl::flat_hash_set<std::string> keys_;
+  int64_t last_sequence_ = 0;
+  std::string last_hash_;
+  std::vector<computevoucher::v1::JournalEntry> posted_;
+};
+
+}  // namespace cv::core
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_CORE_LEDGER_H_

@@ -1,0 +1,220 @@
+#include "scheduler/core/verify.h"
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/money.h"
+#include "common/sha256.h"
+
+namespace cv::core {
+namespace {
+
+// More than this many violations are counted, not listed.
+constexpr size_t kMaxListed = 100;
+
+}  // namespace
+
+JournalVerifier::JournalVerifier() : last_hash_(kSha256Bytes, '\0') {}
+
+void JournalVerifier::Violation(std::string message) {
+  if (violations_.size() < kMaxListed) {
+    violations_.push_back(std::move(message));
+  } else {
+    ++suppressed_;
+  }
+}
+
+void JournalVerifier::CheckShape(const pb::JournalEntry& e) {
+  std::string debit, credit;
+  const std::string& v = e.voucher_id();
+  const std::string& a = e.allocation_id();
+  const std::string& p = e.program_id();
+  switch (e.kind()) {
+    case pb::ENTRY_KIND_FUND:
+      debit = ProgramBudgetAccount(p);
+      credit = ProgramSourceAccount(p);
+      break;
+    case pb::ENTRY_KIND_ISSUE:
+      debit = VoucherAccount(v);
+      credit = ProgramBudgetAccount(p);
+      break;
+    case pb::ENTRY_KIND_HOLD:
+      debit = HoldAccount(a);
+      credit = VoucherAccount(v);
+      break;
+    case pb::ENTRY_KIND_CHARGE:
+      debit = PayableAccount(e.provider_id());
+      credit = HoldAccount(a);
+      break;
+    case pb::ENTRY_KIND_RELEASE:
+      debit = VoucherAccount(v);
+      credit = HoldAccount(a);
+      break;
+    case pb::ENTRY_KIND_EXPIRE:
+    case pb::ENTRY_KIND_REVOKE:
+      debit = ProgramBudgetAccount(p);
+      credit = VoucherAccount(v);
+      break;
+    case pb::ENTRY_KIND_ADJUST:
+      if (e.debit_account() == VoucherAccount(v)) {
+        debit = VoucherAccount(v);
+        credit = ProgramBudgetAccount(p);
+      } else {
+        debit = ProgramBudgetAccount(p);
+        credit = VoucherAccount(v);
+      }
+      break;
+    case pb::ENTRY_KIND_SETTLE:
+      debit = PaidAccount(e.provider_id());
+      credit = PayableAccount(e.provider_id());
+      break;
+    default:
+      Violation(absl::StrCat("entry ", e.sequence(), ": unknown kind ", e.kind()));
+      return;
+  }
+  if (e.debit_account() != debit || e.credit_account() != credit) {
+    Violation(absl::StrCat("entry ", e.sequence(), " (", pb::EntryKind_Name(e.kind()),
+                           "): moves ", e.credit_account(), " -> ", e.debit_account(),
+                           ", expected ", credit, " -> ", debit));
+  }
+}
+
+void JournalVerifier::Add(const pb::JournalEntry& e) {
+  if (e.sequence() != last_sequence_ + 1) {
+    Violation(absl::StrCat("entry ", e.sequence(), ": expected sequence ",
+                           last_sequence_ + 1));
+  }
+  if (e.prev_hash() != last_hash_) {
+    Violation(absl::StrCat("entry ", e.sequence(), ": prev_hash ", ToHex(e.prev_hash()),
+                           " does not match the previous entry's hash ",
+                           ToHex(last_hash_)));
+  }
+  if (EntryHash(e) != e.hash()) {
+    Violation(absl::StrCat("entry ", e.sequence(), ": hash ", ToHex(e.hash()),
+                           " does not match its contents"));
+  }
+  last_sequence_ = e.sequence();
+  last_hash_ = e.hash();
+  if (e.amount_fen() <= 0) {
+    Violation(absl::StrCat("entry ", e.sequence(), ": amount ", e.amount_fen(),
+                           " is not positive"));
+  }
+  if (!keys_.insert(e.idempotency_key()).second) {
+    Violation(absl::StrCat("entry ", e.sequence(), ": idempotency key ",
+                           e.idempotency_key(), " posted twice"));
+  }
+  CheckShape(e);
+
+  const int64_t amount = e.amount_fen();
+  balances_[e.debit_account()] += amount;
+  const int64_t credit_balance = balances_[e.credit_account()] -= amount;
+  if (credit_balance < 0 && !IsSourceAccount(e.credit_account())) {
+    Violation(absl::StrCat("entry ", e.sequence(), ": ", e.credit_account(),
+                           " goes negative (", FormatFen(credit_balance), ")"));
+  }
+
+  VoucherSums* sums = e.voucher_id().empty() ? nullptr : &vouchers_[e.voucher_id()];
+  switch (e.kind()) {
+    case pb::ENTRY_KIND_ISSUE:
+      if (sums) sums->face += amount;
+      break;
+    case pb::ENTRY_KIND_ADJUST:
+      if (sums) {
+        sums->face += e.debit_account() == VoucherAccount(e.voucher_id()) ? amount : -amount;
+      }
+      break;
+    case pb::ENTRY_KIND_HOLD:
+      if (sums) sums->held += amount;
+      break;
+    case pb::ENTRY_KIND_CHARGE: {
+      if (sums) {
+        sums->held -= amount;
+        sums->charged += amount;
+      }
+      allocation_charges_[e.allocation_id()] += amount;
+      const std::string usage = absl::StrCat(e.allocation_id(), "/", e.usage_sequence());
+      if (!charged_usage_.insert(usage).second) {
+        Violation(absl::StrCat("entry ", e.sequence(), ": usage ", usage, " charged twice"));
+      }
+      break;
+    }
+    case pb::ENTRY_KIND_RELEASE:
+      if (sums) sums->held -= amount;
+      break;
+    case pb::ENTRY_KIND_EXPIRE:
+    case pb::ENTRY_KIND_REVOKE:
+      if (sums) sums->returned += amount;
+      break;
+    default:
+      break;
+  }
+}
+
+std::vector<std::string> JournalVerifier::Finish(const StateMachine& state) {
+  const Ledger& ledger = state.ledger();
+  if (ledger.last_sequence() != last_sequence_ || ledger.last_hash() != last_hash_) {
+    Violation(absl::StrCat("journal head ", last_sequence_, "/", ToHex(last_hash_),
+                           " differs from the state's ", ledger.last_sequence(), "/",
+                           ToHex(ledger.last_hash())));
+  }
+  for (const auto& [account, balance] : balances_) {
+    if (ledger.Balance(account) != balance) {
+      Violation(absl::StrCat(account, ": cached balance ", FormatFen(ledger.Balance(account)),
+                             " differs from the journal's ", FormatFen(balance)));
+    }
+  }
+  for (const auto& [account, balance] : ledger.balances()) {
+    if (!balances_.contains(account) && balance != 0) {
+      Violation(absl::StrCat(account, ": cached balance ", FormatFen(balance),
+                             " has no journal entries"));
+    }
+  }
+  for (const std::string& id : state.VoucherIds()) {
+    const pb::Voucher v = *state.VoucherView(id);
+    const VoucherSums& sums = vouchers_[id];
+    const int64_t available = balances_[VoucherAccount(id)];
+    if (sums.face != v.face_value_fen() || sums.held != v.held_fen() ||
+        sums.charged != v.charged_fen() || sums.returned != v.returned_fen()) {
+      Violation(absl::StrCat("voucher ", id, ": state (face ", v.face_value_fen(), ", held ",
+                             v.held_fen(), ", charged ", v.charged_fen(), ", returned ",
+                             v.returned_fen(), ") differs from the journal (face ", sums.face,
+                             ", held ", sums.held, ", charged ", sums.charged, ", returned ",
+                             sums.returned, ")"));
+    }
+    if (sums.face != available + sums.held + sums.charged + sums.returned) {
+      Violation(absl::StrCat("voucher ", id, ": face value ", FormatFen(sums.face),
+                             " != available ", FormatFen(available), " + held ",
+                             FormatFen(sums.held), " + charged ", FormatFen(sums.charged),
+                             " + returned ", FormatFen(sums.returned)));
+    }
+    if (available < 0 || sums.held < 0) {
+      Violation(absl::StrCat("voucher ", id, ": negative balance"));
+    }
+  }
+  for (const std::string& id : state.AllocationIds()) {
+    const pb::Allocation a = *state.AllocationView(id);
+    const int64_t charged = allocation_charges_[id];
+    const int64_t hold = balances_[HoldAccount(id)];
+    if (charged != a.charged_fen() || hold != a.held_fen()) {
+      Violation(absl::StrCat("allocation ", id, ": state (charged ", a.charged_fen(),
+                             ", held ", a.held_fen(), ") differs from the journal (charged ",
+                             charged, ", held ", hold, ")"));
+    }
+    auto max_charge = state.MaxChargeFen(id);
+    if (!max_charge.ok() || charged > *max_charge) {
+      Violation(absl::StrCat("allocation ", id, ": charged ", FormatFen(charged),
+                             " exceeds ", a.gpu_count(), " GPUs × its billable life (",
+                             max_charge.ok() ? FormatFen(*max_charge)
+                                             : std::string(max_charge.status().message()),
+                             ")"));
+    }
+  }
+  std::vector<std::string> out = violations_;
+  if (suppressed_ > 0) {
+    out.push_back(absl::StrCat("... and ", suppressed_, " more violations"));
+  }
+  return out;
+}
+
+}  // namespace cv::core

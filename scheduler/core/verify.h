@@ -1,0 +1,65 @@
+// Re-derives every balance from the journal and checks the invariants of
+// DESIGN.md ("Money flow"):
+// - the hash chain is unbroken and sequences have no gaps;
+// - every entry has the account shape of its kind;
+// - every account's balance equals its entries, and the state machine's
+//   cached balances equal them too;
+// - no voucher, hold, budget or payable is ever negative;
+// - for each voucher, face value = available + held + charged + returned;
+// - no idempotency key, and no (allocation, sequence), is posted twice;
+// - an allocation is charged at most GPUs × its billable life.
+//
+// Not thread-safe; feed entries in journal order.
+#ifndef COMPUTEVOUCHER_SCHEDULER_CORE_VERIFY_H_
+#define COMPUTEVOUCHER_SCHEDULER_CORE_VERIFY_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "computevoucher/v1/types.pb.h"
+#include "scheduler/core/state_machine.h"
+
+namespace cv::core {
+
+class JournalVerifier {
+ public:
+  JournalVerifier();
+
+  // Checks `entry` against its predecessor and the running balances.
+  void Add(const pb::JournalEntry& entry);
+
+  // Compares what the journal implies with `state` (rebuilt by replaying
+  // the command log) and returns every violation found so far, one line
+  // each; empty when all invariants hold.
+  std::vector<std::string> Finish(const StateMachine& state);
+
+  int64_t entries() const { return last_sequence_; }
+  const std::string& last_hash() const { return last_hash_; }
+
+ private:
+  struct VoucherSums {
+    int64_t face = 0;
+    int64_t held = 0;
+    int64_t charged = 0;
+    int64_t returned = 0;
+  };
+  void Violation(std::string message);
+  void CheckShape(const pb::JournalEntry& e);
+
+  int64_t last_sequence_ = 0;
+  std::string last_hash_;
+  absl::flat_hash_map<std::string, int64_t> balances_;
+  absl::flat_hash_set<std::string> keys_;
+  absl::flat_hash_set<std::string> charged_usage_;  // "allocation/sequence"
+  absl::flat_hash_map<std::string, VoucherSums> vouchers_;
+  absl::flat_hash_map<std::string, int64_t> allocation_charges_;
+  std::vector<std::string> violations_;
+  int64_t suppressed_ = 0;
+};
+
+}  // namespace cv::core
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_CORE_VERIFY_H_

@@ -1,0 +1,199 @@
+#include "scheduler/server.h"
+
+#include <openssl/rand.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/config.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "common/validate.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "scheduler/store/sqlite_store.h"
+
+namespace cv::scheduler {
+namespace {
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
+    const pb::SchedulerConfig& config) {
+  if (!config.has_tls()) return grpc::InsecureServerCredentials();
+  const pb::TlsConfig& tls = config.tls();
+  grpc::SslServerCredentialsOptions options(
+      tls.require_client_cert()
+          ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+          : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ASSIGN_OR_RETURN(const std::string cert, ReadFile(tls.cert_file()));
+  ASSIGN_OR_RETURN(const std::string key, ReadFile(tls.key_file()));
+  options.pem_key_cert_pairs.push_back({key, cert});
+  if (!tls.ca_file().empty()) {
+    ASSIGN_OR_RETURN(options.pem_root_certs, ReadFile(tls.ca_file()));
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+// A bearer secret: 32 random bytes, URL-safe base64, with a prefix that
+// makes leaked tokens easy to recognise.
+absl::StatusOr<std::string> NewSecret() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    return absl::InternalError("RAND_bytes failed");
+  }
+  std::string encoded;
+  absl::WebSafeBase64Escape(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)), &encoded);
+  return absl::StrCat("cvt_", encoded);
+}
+
+}  // namespace
+
+absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
+  if (config.listen_address().empty()) config.set_listen_address("127.0.0.1:7443");
+  if (config.data_dir().empty()) {
+    return absl::InvalidArgumentError("data_dir: required (--data-dir DIR)");
+  }
+  if (!config.store().empty() && config.store() != "sqlite") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "store: \"", config.store(), "\" is not supported by this build; use sqlite"));
+  }
+  if (config.tick_interval_ms() == 0) config.set_tick_interval_ms(1000);
+  RETURN_IF_ERROR(CheckRange("tick_interval_ms", config.tick_interval_ms(), 10, 60'000));
+  if (config.usage_grace_s() == 0) config.set_usage_grace_s(300);
+  RETURN_IF_ERROR(CheckRange("usage_grace_s", config.usage_grace_s(), 0, 7 * 24 * 3600));
+  if (config.heartbeat_interval_s() == 0) config.set_heartbeat_interval_s(10);
+  RETURN_IF_ERROR(CheckRange("heartbeat_interval_s", config.heartbeat_interval_s(), 1, 3600));
+  if (config.cluster_silence_s() == 0) config.set_cluster_silence_s(60);
+  RETURN_IF_ERROR(CheckRange("cluster_silence_s", config.cluster_silence_s(),
+                             config.heartbeat_interval_s(), 24 * 3600));
+  if (config.max_batch_commands() == 0) config.set_max_batch_commands(8192);
+  RETURN_IF_ERROR(CheckRange("max_batch_commands", config.max_batch_commands(), 1, 1'000'000));
+  if (config.has_tls()) {
+    RETURN_IF_ERROR(CheckLength("tls.cert_file", config.tls().cert_file(), 1, 4096));
+    RETURN_IF_ERROR(CheckLength("tls.key_file", config.tls().key_file(), 1, 4096));
+    if (config.tls().require_client_cert() && config.tls().ca_file().empty()) {
+      return absl::InvalidArgumentError(
+          "tls.ca_file: required to verify client certificates");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
+    pb::SchedulerConfig config, Clock& clock) {
+  RETURN_IF_ERROR(NormalizeConfig(config));
+  std::unique_ptr<SchedulerServer> s(new SchedulerServer());
+  s->config_ = std::move(config);
+  s->clock_ = &clock;
+  ASSIGN_OR_RETURN(s->store_,
+                   store::OpenSqliteStore(s->config_.data_dir(), store::OpenMode::kReadWrite));
+  store::WriterOptions options;
+  options.max_batch_commands = s->config_.max_batch_commands();
+  ASSIGN_OR_RETURN(s->writer_, store::Writer::Open(*s->store_, clock, options));
+  RETURN_IF_ERROR(s->BootstrapAdminToken());
+
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                   Credentials(s->config_));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(s->config_.listen_address(), credentials, &s->port_);
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    s->writer_->Stop();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", s->config_.listen_address()));
+  }
+  if (!s->config_.port_file().empty()) {
+    const std::string tmp = absl::StrCat(s->config_.port_file(), ".tmp");
+    std::ofstream(tmp) << s->port_ << "\n";
+    std::rename(tmp.c_str(), s->config_.port_file().c_str());
+  }
+  s->ticker_ = std::thread([raw = s.get()] { raw->TickLoop(); });
+  return s;
+}
+
+SchedulerServer::~SchedulerServer() { Shutdown(); }
+
+absl::Status SchedulerServer::BootstrapAdminToken() {
+  const bool has_tokens =
+      writer_->Read([](const core::StateMachine& state) { return !state.tokens().empty(); });
+  if (has_tokens) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const std::string secret, NewSecret());
+  const std::string path = absl::StrCat(config_.data_dir(), "/admin.token");
+  // A token file left by a start that died before committing is stale.
+  std::remove(path.c_str());
+  RETURN_IF_ERROR(WritePrivateFile(path, secret + "\n"));
+  pb::Command command;
+  command.mutable_bootstrap_admin()->set_secret_sha256(Sha256(secret));
+  absl::StatusOr<core::Outcome> outcome = writer_->Submit(std::move(command));
+  if (!outcome.ok()) {
+    std::remove(path.c_str());
+    return outcome.status();
+  }
+  admin_token_path_ = path;
+  return absl::OkStatus();
+}
+
+void SchedulerServer::TickLoop() {
+  const absl::Duration interval = absl::Milliseconds(config_.tick_interval_ms());
+  while (!stop_ticker_.WaitForNotificationWithTimeout(interval)) {
+    pb::Command command;
+    pb::TickCommand* tick = command.mutable_tick();
+    tick->set_usage_grace_s(config_.usage_grace_s());
+    tick->set_cluster_silence_s(config_.cluster_silence_s());
+    absl::StatusOr<core::Outcome> outcome = writer_->Submit(std::move(command));
+    if (!outcome.ok() && outcome.status().code() != absl::StatusCode::kUnavailable) {
+      std::fprintf(stderr, "voucher-scheduler: tick failed: %s\n",
+                   outcome.status().ToString().c_str());
+    }
+  }
+}
+
+void SchedulerServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() +
+                                 absl::ToChronoMilliseconds(grace));
+  if (!stop_ticker_.HasBeenNotified()) stop_ticker_.Notify();
+  if (ticker_.joinable()) ticker_.join();
+  if (writer_) writer_->Stop();
+}
+
+int RunScheduler(pb::SchedulerConfig config) {
+  // Block the stop signals in every thread; this one waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  RealClock clock;
+  absl::StatusOr<std::unique_ptr<SchedulerServer>> server =
+      SchedulerServer::Start(std::move(config), clock);
+  if (!server.ok()) {
+    std::fprintf(stderr, "voucher-scheduler: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("voucher-scheduler: serving on port %d\n", (*server)->port());
+  if (!(*server)->admin_token_path().empty()) {
+    std::printf("voucher-scheduler: first admin token written to %s (mode 0600)\n",
+                (*server)->admin_token_path().c_str());
+  }
+  std::fflush(stdout);
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::printf("voucher-scheduler: signal %d, shutting down\n", signal_number);
+  std::fflush(stdout);
+  (*server)->Shutdown();
+  std::printf("voucher-scheduler: stopped\n");
+  return 0;
+}
+
+}  // namespace cv::scheduler

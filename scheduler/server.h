@@ -1,0 +1,72 @@
+// voucher-scheduler as a library: the store, the writer, the ticker and the
+// gRPC server, started together and stopped together.
+#ifndef COMPUTEVOUCHER_SCHEDULER_SERVER_H_
+#define COMPUTEVOUCHER_SCHEDULER_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "common/clock.h"
+#include "computevoucher/v1/config.pb.h"
+#include "grpcpp/server.h"
+#include "scheduler/store/store.h"
+#include "scheduler/store/writer.h"
+
+namespace cv::scheduler {
+
+namespace pb = ::computevoucher::v1;
+
+// Fills unset fields of `config` with defaults and checks the rest;
+// InvalidArgument naming the field otherwise.
+absl::Status NormalizeConfig(pb::SchedulerConfig& config);
+
+class SchedulerServer {
+ public:
+  // Opens the store in `config.data_dir()`, rebuilds the state, writes the
+  // first admin token to `<data_dir>/admin.token` (mode 0600) when the
+  // store has no token yet, and starts serving. `clock` must outlive the
+  // server.
+  static absl::StatusOr<std::unique_ptr<SchedulerServer>> Start(
+      pb::SchedulerConfig config, Clock& clock);
+  ~SchedulerServer();
+  SchedulerServer(const SchedulerServer&) = delete;
+  SchedulerServer& operator=(const SchedulerServer&) = delete;
+
+  // The port actually bound (useful with port 0).
+  int port() const { return port_; }
+  // Path of the admin token written at first start; empty otherwise.
+  const std::string& admin_token_path() const { return admin_token_path_; }
+  store::Writer& writer() { return *writer_; }
+
+  // Graceful stop: stop accepting RPCs, let in-flight ones finish (up to
+  // `grace`), answer every queued command, flush, and stop the ticker.
+  // Idempotent.
+  void Shutdown(absl::Duration grace = absl::Seconds(10));
+
+ private:
+  SchedulerServer() = default;
+  absl::Status BootstrapAdminToken();
+  void TickLoop();
+
+  pb::SchedulerConfig config_;
+  Clock* clock_ = nullptr;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<store::Writer> writer_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::string admin_token_path_;
+  absl::Notification stop_ticker_;
+  std::thread ticker_;
+  bool shut_down_ = false;
+};
+
+// Runs the scheduler until SIGTERM or SIGINT, then shuts down gracefully.
+// Returns the process exit code.
+int RunScheduler(pb::SchedulerConfig config);
+
+}  // namespace cv::scheduler
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_SERVER_H_

@@ -1,0 +1,417 @@
+#include "scheduler/store/sqlite_store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+
+namespace cv::store {
+namespace {
+
+// Each migration takes the schema from version i to i + 1.
+constexpr const char* kMigrations[] = {
+    // 0 -> 1
+    R"sql(
+CREATE TABLE commands (
+  seq        INTEGER PRIMARY KEY,  -- command sequence, from 1
+  time_ns    INTEGER NOT NULL,     -- applied at, Unix nanoseconds (UTC)
+  request_id TEXT    NOT NULL,
+  kind       TEXT    NOT NULL,     -- body field name, for people reading it
+  body       BLOB    NOT NULL      -- computevoucher.v1.Command
+);
+CREATE TABLE journal (
+  seq             INTEGER PRIMARY KEY,
+  command_seq     INTEGER NOT NULL,
+  kind            INTEGER NOT NULL,  -- computevoucher.v1.EntryKind
+  debit_account   TEXT    NOT NULL,
+  credit_account  TEXT    NOT NULL,
+  amount_fen      INTEGER NOT NULL,
+  program_id      TEXT    NOT NULL,
+  voucher_id      TEXT    NOT NULL,
+  allocation_id   TEXT    NOT NULL,
+  provider_id     TEXT    NOT NULL,
+  usage_sequence  INTEGER NOT NULL,
+  idempotency_key TEXT    NOT NULL,
+  time_s          INTEGER NOT NULL,
+  time_nanos      INTEGER NOT NULL,
+  memo            TEXT    NOT NULL,
+  prev_hash       BLOB    NOT NULL,
+  hash            BLOB    NOT NULL
+);
+)sql",
+};
+constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
+static_assert(kKnownVersion == kSqliteSchemaVersion);
+
+absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
+  const std::string message =
+      absl::StrCat("sqlite: ", what, ": ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(message);
+    case SQLITE_FULL:
+      return absl::ResourceExhaustedError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+absl::Status Exec(sqlite3* db, const char* sql) {
+  char* error = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &error);
+  if (rc == SQLITE_OK) return absl::OkStatus();
+  std::string message = error ? error : sqlite3_errstr(rc);
+  sqlite3_free(error);
+  return SqliteError(nullptr, rc, absl::StrCat(sql, ": ", message));
+}
+
+// A prepared statement, reset after each use.
+class Statement {
+ public:
+  Statement() = default;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement() { sqlite3_finalize(stmt_); }
+
+  absl::Status Prepare(sqlite3* db, const char* sql) {
+    db_ = db;
+    const int rc = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+    return rc == SQLITE_OK ? absl::OkStatus() : SqliteError(db, rc, sql);
+  }
+  sqlite3_stmt* get() { return stmt_; }
+  void BindInt(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void BindText(int i, const std::string& s) {
+    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
+  }
+  void BindBlob(int i, const std::string& s) {
+    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
+  }
+  // Runs a statement that returns no rows.
+  absl::Status Run(absl::string_view what) {
+    const int rc = sqlite3_step(stmt_);
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    return rc == SQLITE_DONE ? absl::OkStatus() : SqliteError(db_, rc, what);
+  }
+  std::string Column(int i) {
+    const void* data = sqlite3_column_blob(stmt_, i);
+    const int size = sqlite3_column_bytes(stmt_, i);
+    return data ? std::string(static_cast<const char*>(data), size) : std::string();
+  }
+  int64_t ColumnInt(int i) { return sqlite3_column_int64(stmt_, i); }
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+absl::StatusOr<sqlite3*> OpenDb(const std::string& path, bool read_only) {
+  sqlite3* db = nullptr;
+  const int flags = read_only ? SQLITE_OPEN_READONLY
+                              : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status s = SqliteError(db, rc, absl::StrCat("open ", path));
+    sqlite3_close(db);
+    return s;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  return db;
+}
+
+absl::StatusOr<int> SchemaVersion(sqlite3* db) {
+  Statement stmt;
+  RETURN_IF_ERROR(stmt.Prepare(db, "PRAGMA user_version"));
+  if (sqlite3_step(stmt.get()) != SQLITE_ROW) {
+    return SqliteError(db, SQLITE_ERROR, "read user_version");
+  }
+  return static_cast<int>(stmt.ColumnInt(0));
+}
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(int lock_fd, sqlite3* write_db, sqlite3* read_db)
+      : lock_fd_(lock_fd), write_db_(write_db), read_db_(read_db) {}
+  ~SqliteStore() override {
+    {
+      absl::MutexLock lock(&write_mu_);
+      insert_command_.reset();
+      insert_entry_.reset();
+      if (write_db_) sqlite3_close(write_db_);
+    }
+    {
+      absl::MutexLock lock(&read_mu_);
+      sqlite3_close(read_db_);
+    }
+    if (lock_fd_ >= 0) close(lock_fd_);
+  }
+
+  absl::Status Init() {
+    if (write_db_ != nullptr) {
+      absl::MutexLock lock(&write_mu_);
+      insert_command_ = std::make_unique<Statement>();
+      RETURN_IF_ERROR(insert_command_->Prepare(
+          write_db_,
+          "INSERT INTO commands (seq, time_ns, request_id, kind, body) VALUES (?,?,?,?,?)"));
+      insert_entry_ = std::make_unique<Statement>();
+      RETURN_IF_ERROR(insert_entry_->Prepare(
+          write_db_,
+          "INSERT INTO journal (seq, command_seq, kind, debit_account, credit_account, "
+          "amount_fen, program_id, voucher_id, allocation_id, provider_id, usage_sequence, "
+          "idempotency_key, time_s, time_nanos, memo, prev_hash, hash) "
+          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+    }
+    ASSIGN_OR_RETURN(head_, ReadHead());
+    return absl::OkStatus();
+  }
+
+  absl::Status Append(const Batch& batch) override {
+    absl::MutexLock lock(&write_mu_);
+    if (write_db_ == nullptr) {
+      return absl::FailedPreconditionError("store opened read-only");
+    }
+    int64_t next_command = head_.command_sequence + 1;
+    for (const pb::Command& c : batch.commands) {
+      if (c.sequence() != next_command++) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "append: command sequence ", c.sequence(), " does not follow ", next_command - 2));
+      }
+    }
+    int64_t next_entry = head_.journal_sequence + 1;
+    for (const pb::JournalEntry& e : batch.entries) {
+      if (e.sequence() != next_entry++) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "append: journal sequence ", e.sequence(), " does not follow ", next_entry - 2));
+      }
+    }
+    RETURN_IF_ERROR(Exec(write_db_, "BEGIN IMMEDIATE"));
+    absl::Status status = AppendLocked(batch);
+    if (status.ok()) status = Exec(write_db_, "COMMIT");
+    if (!status.ok()) {
+      Exec(write_db_, "ROLLBACK").IgnoreError();
+      return status;
+    }
+    head_.command_sequence = next_command - 1;
+    head_.journal_sequence = next_entry - 1;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after, int limit) override {
+    absl::MutexLock lock(&read_mu_);
+    Statement stmt;
+    RETURN_IF_ERROR(
+        stmt.Prepare(read_db_, "SELECT body FROM commands WHERE seq > ? ORDER BY seq LIMIT ?"));
+    stmt.BindInt(1, after);
+    stmt.BindInt(2, limit);
+    std::vector<pb::Command> out;
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      pb::Command& c = out.emplace_back();
+      if (!c.ParseFromString(stmt.Column(0))) {
+        return absl::DataLossError(
+            absl::StrCat("commands: row after ", after, " does not parse"));
+      }
+    }
+    if (rc != SQLITE_DONE) return SqliteError(read_db_, rc, "read commands");
+    return out;
+  }
+
+  absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(int64_t after, int limit) override {
+    absl::MutexLock lock(&read_mu_);
+    Statement stmt;
+    RETURN_IF_ERROR(stmt.Prepare(
+        read_db_,
+        "SELECT seq, command_seq, kind, debit_account, credit_account, amount_fen, "
+        "program_id, voucher_id, allocation_id, provider_id, usage_sequence, "
+        "idempotency_key, time_s, time_nanos, memo, prev_hash, hash "
+        "FROM journal WHERE seq > ? ORDER BY seq LIMIT ?"));
+    stmt.BindInt(1, after);
+    stmt.BindInt(2, limit);
+    std::vector<pb::JournalEntry> out;
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      pb::JournalEntry& e = out.emplace_back();
+      e.set_sequence(stmt.ColumnInt(0));
+      e.set_command_sequence(stmt.ColumnInt(1));
+      e.set_kind(static_cast<pb::EntryKind>(stmt.ColumnInt(2)));
+      e.set_debit_account(stmt.Column(3));
+      e.set_credit_account(stmt.Column(4));
+      e.set_amount_fen(stmt.ColumnInt(5));
+      e.set_program_id(stmt.Column(6));
+      e.set_voucher_id(stmt.Column(7));
+      e.set_allocation_id(stmt.Column(8));
+      e.set_provider_id(stmt.Column(9));
+      e.set_usage_sequence(stmt.ColumnInt(10));
+      e.set_idempotency_key(stmt.Column(11));
+      e.mutable_time()->set_seconds(stmt.ColumnInt(12));
+      e.mutable_time()->set_nanos(static_cast<int32_t>(stmt.ColumnInt(13)));
+      e.set_memo(stmt.Column(14));
+      e.set_prev_hash(stmt.Column(15));
+      e.set_hash(stmt.Column(16));
+    }
+    if (rc != SQLITE_DONE) return SqliteError(read_db_, rc, "read journal");
+    return out;
+  }
+
+  absl::StatusOr<Head> ReadHead() override {
+    absl::MutexLock lock(&read_mu_);
+    Head head;
+    Statement stmt;
+    RETURN_IF_ERROR(stmt.Prepare(read_db_,
+                                 "SELECT (SELECT IFNULL(MAX(seq), 0) FROM commands), "
+                                 "(SELECT IFNULL(MAX(seq), 0) FROM journal)"));
+    if (sqlite3_step(stmt.get()) != SQLITE_ROW) {
+      return SqliteError(read_db_, SQLITE_ERROR, "read head");
+    }
+    head.command_sequence = stmt.ColumnInt(0);
+    head.journal_sequence = stmt.ColumnInt(1);
+    return head;
+  }
+
+ private:
+  absl::Status AppendLocked(const Batch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    std::string body;
+    for (const pb::Command& c : batch.commands) {
+      Statement& s = *insert_command_;
+      body.clear();
+      c.SerializeToString(&body);
+      const absl::StatusOr<absl::Time> time = FromProto("command.time", c.time());
+      s.BindInt(1, c.sequence());
+      s.BindInt(2, time.ok() ? absl::ToUnixNanos(*time) : 0);
+      s.BindText(3, c.request_id());
+      const auto* field = c.GetDescriptor()->FindFieldByNumber(c.body_case());
+      static const std::string kNoBody;
+      s.BindText(4, field != nullptr ? field->name() : kNoBody);
+      s.BindBlob(5, body);
+      RETURN_IF_ERROR(s.Run("insert command"));
+    }
+    for (const pb::JournalEntry& e : batch.entries) {
+      Statement& s = *insert_entry_;
+      s.BindInt(1, e.sequence());
+      s.BindInt(2, e.command_sequence());
+      s.BindInt(3, e.kind());
+      s.BindText(4, e.debit_account());
+      s.BindText(5, e.credit_account());
+      s.BindInt(6, e.amount_fen());
+      s.BindText(7, e.program_id());
+      s.BindText(8, e.voucher_id());
+      s.BindText(9, e.allocation_id());
+      s.BindText(10, e.provider_id());
+      s.BindInt(11, e.usage_sequence());
+      s.BindText(12, e.idempotency_key());
+      s.BindInt(13, e.time().seconds());
+      s.BindInt(14, e.time().nanos());
+      s.BindText(15, e.memo());
+      s.BindBlob(16, e.prev_hash());
+      s.BindBlob(17, e.hash());
+      RETURN_IF_ERROR(s.Run("insert journal entry"));
+    }
+    return absl::OkStatus();
+  }
+
+  const int lock_fd_;
+  absl::Mutex write_mu_;
+  sqlite3* const write_db_;  // null when read-only
+  std::unique_ptr<Statement> insert_command_ ABSL_GUARDED_BY(write_mu_);
+  std::unique_ptr<Statement> insert_entry_ ABSL_GUARDED_BY(write_mu_);
+  Head head_ ABSL_GUARDED_BY(write_mu_);
+  absl::Mutex read_mu_;
+  sqlite3* const read_db_ ABSL_PT_GUARDED_BY(read_mu_);
+};
+
+absl::Status Migrate(sqlite3* db) {
+  ASSIGN_OR_RETURN(const int version, SchemaVersion(db));
+  if (version > kKnownVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data directory has schema version ", version,
+                     ", this build knows up to ", kKnownVersion, "; upgrade the scheduler"));
+  }
+  for (int v = version; v < kKnownVersion; ++v) {
+    RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
+    absl::Status s = Exec(db, kMigrations[v]);
+    if (s.ok()) s = Exec(db, absl::StrCat("PRAGMA user_version = ", v + 1).c_str());
+    if (s.ok()) s = Exec(db, "COMMIT");
+    if (!s.ok()) {
+      Exec(db, "ROLLBACK").IgnoreError();
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& data_dir,
+                                                       OpenMode mode) {
+  const std::string path = absl::StrCat(data_dir, "/scheduler.db");
+  int lock_fd = -1;
+  auto close_lock = absl::MakeCleanup([&lock_fd] {
+    if (lock_fd >= 0) close(lock_fd);
+  });
+  sqlite3* write_db = nullptr;
+  if (mode == OpenMode::kReadWrite) {
+    if (mkdir(data_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("data directory ", data_dir, ": ", std::strerror(errno)));
+    }
+    const std::string lock_path = absl::StrCat(data_dir, "/LOCK");
+    lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(lock_path, ": ", std::strerror(errno)));
+    }
+    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data directory ", data_dir, " is in use by another scheduler (", lock_path,
+          " is locked)"));
+    }
+    ASSIGN_OR_RETURN(write_db, OpenDb(path, /*read_only=*/false));
+    absl::Status s = Exec(write_db, "PRAGMA journal_mode=WAL");
+    if (s.ok()) s = Exec(write_db, "PRAGMA synchronous=FULL");
+    if (s.ok()) s = Migrate(write_db);
+    if (!s.ok()) {
+      sqlite3_close(write_db);
+      return s;
+    }
+  } else if (access(path.c_str(), R_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat("no scheduler database at ", path));
+  }
+  absl::StatusOr<sqlite3*> read_db = OpenDb(path, mode == OpenMode::kReadOnly);
+  if (!read_db.ok()) {
+    sqlite3_close(write_db);
+    return read_db.status();
+  }
+  if (mode == OpenMode::kReadOnly) {
+    absl::StatusOr<int> version = SchemaVersion(*read_db);
+    if (!version.ok() || *version != kKnownVersion) {
+      sqlite3_close(*read_db);
+      return version.ok() ? absl::FailedPreconditionError(absl::StrCat(
+                                path, ": schema version ", *version, ", expected ",
+                                kKnownVersion, " (start the scheduler once to migrate)"))
+                          : version.status();
+    }
+  }
+  auto store = std::make_unique<SqliteStore>(std::exchange(lock_fd, -1), write_db, *read_db);
+  RETURN_IF_ERROR(store->Init());
+  return store;
+}
+
+}  // namespace cv::store

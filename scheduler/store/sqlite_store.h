@@ -1,0 +1,36 @@
+// The embedded store: one SQLite database in a data directory, in WAL mode
+// with synchronous=FULL, so that a batch is on disk when Append returns.
+#ifndef COMPUTEVOUCHER_SCHEDULER_STORE_SQLITE_STORE_H_
+#define COMPUTEVOUCHER_SCHEDULER_STORE_SQLITE_STORE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "scheduler/store/store.h"
+
+namespace cv::store {
+
+// The schema version this build writes; older data directories are migrated
+// on open, newer ones refused.
+inline constexpr int kSqliteSchemaVersion = 1;
+
+enum class OpenMode {
+  // Creates the directory and database if missing, migrates the schema and
+  // takes an exclusive lock on the directory (one scheduler per directory;
+  // a second one gets FailedPrecondition).
+  kReadWrite,
+  // Reads an existing database without locking out a running scheduler;
+  // Append is refused.
+  kReadOnly,
+};
+
+// Opens `<data_dir>/scheduler.db`. Errors: NotFound (read-only and no
+// database), FailedPrecondition (locked by another process, or written by a
+// newer version), Internal (SQLite errors, with SQLite's message).
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& data_dir,
+                                                       OpenMode mode);
+
+}  // namespace cv::store
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_STORE_SQLITE_STORE_H_

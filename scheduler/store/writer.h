@@ -1,0 +1,109 @@
+// The single writer with group commit (DESIGN.md, "One writer, group
+// commit").
+//
+// Submitters on any thread hand commands to the writer and block. One
+// writer thread takes every command waiting, applies them in order to the
+// in-memory state machine, writes the batch's commands and journal entries
+// to the store in one transaction, and only then answers the submitters.
+// Reads run under a shared lock on the state machine.
+//
+// If the store fails to commit a batch (or a command trips an internal
+// invariant), every command of the batch is answered Unavailable and the
+// state is rebuilt from the store, so memory never runs ahead of disk.
+#ifndef COMPUTEVOUCHER_SCHEDULER_STORE_WRITER_H_
+#define COMPUTEVOUCHER_SCHEDULER_STORE_WRITER_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "scheduler/core/state_machine.h"
+#include "scheduler/store/store.h"
+
+namespace cv::store {
+
+struct WriterOptions {
+  // Most commands applied and committed in one transaction.
+  int max_batch_commands = 8192;
+};
+
+struct WriterStats {
+  int64_t batches = 0;           // transactions committed
+  int64_t commands = 0;          // commands logged
+  int64_t entries = 0;           // journal entries written
+  int64_t rejected = 0;          // commands refused by the state machine
+  int64_t store_failures = 0;    // batches the store failed to commit
+  int64_t last_batch_size = 0;   // commands submitted in the last batch
+  absl::Duration last_commit = absl::ZeroDuration();
+};
+
+class Writer {
+ public:
+  // Rebuilds the state from `store` (refusing, with DataLoss, a store whose
+  // journal breaks an invariant) and starts the writer thread. `store` and
+  // `clock` must outlive the writer.
+  static absl::StatusOr<std::unique_ptr<Writer>> Open(Store& store, Clock& clock,
+                                                      WriterOptions options = {});
+  ~Writer();
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  // Stamps `command` with its sequence and time, applies it and returns once
+  // its batch is durable. The state machine's errors come back as they are;
+  // Unavailable means the command was not applied (writer stopped or store
+  // failure) and may be retried with the same request_id. Thread-safe.
+  absl::StatusOr<core::Outcome> Submit(pb::Command command);
+
+  // Runs `fn(const core::StateMachine&)` under a shared lock and returns its
+  // result. The state may include commands whose batch is being committed.
+  template <typename Fn>
+  auto Read(Fn&& fn) const {
+    absl::ReaderMutexLock lock(&state_mu_);
+    return fn(static_cast<const core::StateMachine&>(*state_));
+  }
+
+  // Stops accepting commands, answers those already queued, and joins the
+  // writer thread. Idempotent.
+  void Stop();
+
+  WriterStats stats() const;
+
+ private:
+  struct Pending;
+  Writer(Store& store, Clock& clock, WriterOptions options,
+         std::unique_ptr<core::StateMachine> state);
+  void Run();
+  void ProcessBatch(std::vector<Pending*>& batch);
+  // Replaces the state with one rebuilt from the store.
+  void Reload();
+
+  Store& store_;
+  Clock& clock_;
+  const WriterOptions options_;
+
+  mutable absl::Mutex queue_mu_;
+  std::deque<Pending*> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  bool failed_ ABSL_GUARDED_BY(queue_mu_) = false;
+  WriterStats stats_ ABSL_GUARDED_BY(queue_mu_);
+
+  mutable absl::Mutex state_mu_;
+  std::unique_ptr<core::StateMachine> state_ ABSL_GUARDED_BY(state_mu_);
+
+  // Owned by the writer thread.
+  int64_t next_sequence_ = 1;
+  absl::Time last_time_ = absl::InfinitePast();
+
+  std::thread thread_;
+};
+
+}  // namespace cv::store
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_STORE_WRITER_H_
