@@ -21,7 +21,8 @@ class FirstError final : public google::protobuf::io::ErrorCollector {
  public:
   void AddError(int line, int column, const std::string& message) override {
     if (message_.empty()) {
-      message_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
+      message_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ",
+                              message);
     }
   }
   const std::string& message() const { return message_; }
@@ -45,8 +46,10 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return contents.str();
 }
 
-absl::Status WritePrivateFile(const std::string& path, const std::string& contents) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+absl::Status WritePrivateFile(const std::string& path,
+                              const std::string& contents) {
+  const int fd =
+      open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     const std::string reason = absl::StrCat(path, ": ", std::strerror(errno));
     return errno == EEXIST ? absl::AlreadyExistsError(reason)
@@ -54,7 +57,8 @@ absl::Status WritePrivateFile(const std::string& path, const std::string& conten
   }
   size_t written = 0;
   while (written < contents.size()) {
-    const ssize_t n = write(fd, contents.data() + written, contents.size() - written);
+    const ssize_t n =
+        write(fd, contents.data() + written, contents.size() - written);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       const std::string reason = absl::StrCat(path, ": ", std::strerror(errno));
@@ -72,13 +76,15 @@ absl::Status WritePrivateFile(const std::string& path, const std::string& conten
   return absl::OkStatus();
 }
 
-absl::Status LoadTextProto(const std::string& path, google::protobuf::Message* message) {
+absl::Status LoadTextProto(const std::string& path,
+                           google::protobuf::Message* message) {
   ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
   google::protobuf::TextFormat::Parser parser;
   FirstError errors;
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(text, message)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", errors.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", errors.message()));
   }
   return absl::OkStatus();
 }

@@ -16,11 +16,13 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 // Writes `contents` to a new file readable only by its owner (mode 0600).
 // AlreadyExists when the file exists; nothing is left behind on error.
-absl::Status WritePrivateFile(const std::string& path, const std::string& contents);
+absl::Status WritePrivateFile(const std::string& path,
+                              const std::string& contents);
 
 // Parses the textproto file at `path` into `message`. InvalidArgument
 // naming the file, line and column of the first error.
-absl::Status LoadTextProto(const std::string& path, google::protobuf::Message* message);
+absl::Status LoadTextProto(const std::string& path,
+                           google::protobuf::Message* message);
 
 }  // namespace cv
 

@@ -3,6 +3,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/validate.h"
 
 namespace cv {
 namespace {
@@ -24,8 +25,9 @@ absl::StatusOr<std::string> NormalizeCreditCode(absl::string_view field,
                                                 absl::string_view code) {
   std::string normal = absl::AsciiStrToUpper(absl::StripAsciiWhitespace(code));
   auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": invalid unified social credit code \"", code, "\": ", why));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": invalid unified social credit code ",
+                     Quoted(code), ": ", why));
   };
   if (normal.size() != 18) {
     return bad(absl::StrCat("must be 18 characters, got ", normal.size()));
@@ -34,8 +36,7 @@ absl::StatusOr<std::string> NormalizeCreditCode(absl::string_view field,
   for (size_t i = 0; i < normal.size(); ++i) {
     const int value = ValueOf(normal[i]);
     if (value < 0) {
-      return bad(absl::StrCat("character ", i + 1, " '",
-                              normal.substr(i, 1),
+      return bad(absl::StrCat("character ", i + 1, " '", normal.substr(i, 1),
                               "' is not one of ", kAlphabet));
     }
     if (i >= 2 && i < 8 && value > 9) {
@@ -48,8 +49,9 @@ absl::StatusOr<std::string> NormalizeCreditCode(absl::string_view field,
   }
   const int check = (31 - sum % 31) % 31;
   if (ValueOf(normal[17]) != check) {
-    return bad(absl::StrCat("check character must be '", kAlphabet.substr(check, 1),
-                            "', got '", normal.substr(17, 1), "'"));
+    return bad(absl::StrCat("check character must be '",
+                            kAlphabet.substr(check, 1), "', got '",
+                            normal.substr(17, 1), "'"));
   }
   return normal;
 }

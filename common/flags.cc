@@ -23,8 +23,8 @@ std::vector<std::string> ParseFlags(int argc, char** argv) {
   }
   std::vector<char*> pointers;
   for (std::string& s : normalized) pointers.push_back(s.data());
-  std::vector<char*> rest =
-      absl::ParseCommandLine(static_cast<int>(pointers.size()), pointers.data());
+  std::vector<char*> rest = absl::ParseCommandLine(
+      static_cast<int>(pointers.size()), pointers.data());
   return std::vector<std::string>(rest.begin(), rest.end());
 }
 

@@ -39,8 +39,8 @@ absl::StatusOr<int64_t> CheckedMul(int64_t a, int64_t b) {
 std::string FormatFen(int64_t fen) {
   // Work in unsigned so that INT64_MIN formats correctly.
   const bool negative = fen < 0;
-  const uint64_t magnitude =
-      negative ? uint64_t{0} - static_cast<uint64_t>(fen) : static_cast<uint64_t>(fen);
+  const uint64_t magnitude = negative ? uint64_t{0} - static_cast<uint64_t>(fen)
+                                      : static_cast<uint64_t>(fen);
   return absl::StrFormat("%s%d.%02d CNY", negative ? "-" : "", magnitude / 100,
                          magnitude % 100);
 }
@@ -48,9 +48,9 @@ std::string FormatFen(int64_t fen) {
 namespace {
 
 absl::Status BadMoney(absl::string_view text, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "amount \"", text, "\": ", why,
-      " (expected e.g. 1234.56, ¥8,000,000, 8M, 300k or 50万)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("amount \"", text, "\": ", why,
+                   " (expected e.g. 1234.56, ¥8,000,000, 8M, 300k or 50万)"));
 }
 
 // Checks that commas in `digits` separate groups of exactly three digits
@@ -115,14 +115,14 @@ absl::StatusOr<int64_t> ParseMoney(absl::string_view text) {
   ASSIGN_OR_RETURN(std::string whole, StripGrouping(text, int_part));
   for (char c : whole) {
     if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) {
-      return BadMoney(text, absl::StrCat("unexpected character '",
-                                         std::string(1, c), "'"));
+      return BadMoney(
+          text, absl::StrCat("unexpected character '", std::string(1, c), "'"));
     }
   }
   for (char c : frac_part) {
     if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) {
-      return BadMoney(text, absl::StrCat("unexpected character '",
-                                         std::string(1, c), "'"));
+      return BadMoney(
+          text, absl::StrCat("unexpected character '", std::string(1, c), "'"));
     }
   }
   // Value in fen = (whole.frac) × 10^(suffix_exponent + 2). Shift the
@@ -140,16 +140,20 @@ absl::StatusOr<int64_t> ParseMoney(absl::string_view text) {
   } else {
     digits.append(shift - frac_len, '0');
   }
-  int64_t fen = 0;
+  // Accumulate the magnitude in uint64 so that INT64_MIN, whose magnitude
+  // does not fit in int64, parses too.
+  const uint64_t limit = negative ? uint64_t{1} << 63 : (uint64_t{1} << 63) - 1;
+  uint64_t magnitude = 0;
   for (char c : digits) {
-    const int64_t digit = c - '0';
-    if (fen > (std::numeric_limits<int64_t>::max() - digit) / 10) {
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (magnitude > (limit - digit) / 10) {
       return absl::OutOfRangeError(
           absl::StrCat("amount \"", text, "\": too large"));
     }
-    fen = fen * 10 + digit;
+    magnitude = magnitude * 10 + digit;
   }
-  return negative ? -fen : fen;
+  return negative ? static_cast<int64_t>(uint64_t{0} - magnitude)
+                  : static_cast<int64_t>(magnitude);
 }
 
 }  // namespace cv

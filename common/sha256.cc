@@ -13,6 +13,8 @@ std::string Sha256(absl::string_view data) {
   return digest;
 }
 
-std::string ToHex(absl::string_view bytes) { return absl::BytesToHexString(bytes); }
+std::string ToHex(absl::string_view bytes) {
+  return absl::BytesToHexString(bytes);
+}
 
 }  // namespace cv

@@ -1,6 +1,7 @@
 #include "common/time_util.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace cv {
@@ -29,23 +30,28 @@ absl::StatusOr<absl::Time> FromProto(absl::string_view field,
     return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
   }
   if (ts.seconds() < kMinSeconds || ts.seconds() > kMaxSeconds) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": seconds must be within years 1..9999, got ",
-                     ts.seconds()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": seconds must be within years 1..9999, got ", ts.seconds()));
   }
   if (ts.nanos() < 0 || ts.nanos() > 999999999) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": nanos must be 0..999999999, got ", ts.nanos()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": nanos must be 0..999999999, got ", ts.nanos()));
   }
   return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
 
 absl::StatusOr<absl::CivilDay> ParseDate(absl::string_view field,
                                          absl::string_view text) {
+  // The shape is checked here because ParseCivilTime also takes signs,
+  // spaces and one-digit months; it rejects impossible dates (2025-02-30).
+  bool shaped = text.size() == 10;
+  for (size_t i = 0; shaped && i < text.size(); ++i) {
+    shaped = (i == 4 || i == 7)
+                 ? text[i] == '-'
+                 : absl::ascii_isdigit(static_cast<unsigned char>(text[i]));
+  }
   absl::CivilDay day;
-  // ParseCivilTime accepts exactly "YYYY-MM-DD" and rejects impossible
-  // dates such as 2025-02-30.
-  if (text.size() != 10 || !absl::ParseCivilTime(text, &day)) {
+  if (!shaped || !absl::ParseCivilTime(text, &day)) {
     return absl::InvalidArgumentError(absl::StrCat(
         field, ": \"", text, "\" is not a date of the form YYYY-MM-DD"));
   }
@@ -71,16 +77,17 @@ absl::Time StartOfYear(int year) {
 }
 
 std::string FormatInstant(absl::Time t, bool utc) {
-  if (utc) return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+  if (utc)
+    return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
   return absl::FormatTime("%Y-%m-%d %H:%M:%S %Ez", t, ShanghaiZone());
 }
 
 absl::Status ValidateWindow(absl::string_view from_field,
                             absl::string_view until_field, const Window& w) {
   if (w.from < w.until) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      until_field, ": must be after ", from_field, " (", FormatInstant(w.from),
-      "), got ", FormatInstant(w.until)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(until_field, ": must be after ", from_field, " (",
+                   FormatInstant(w.from), "), got ", FormatInstant(w.until)));
 }
 
 }  // namespace cv

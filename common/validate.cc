@@ -4,22 +4,34 @@
 #include "absl/strings/str_cat.h"
 
 namespace cv {
-namespace {
-
-// Shows at most the first 64 characters of a rejected value, so that a huge
-// input does not produce a huge message.
-std::string Shown(absl::string_view value) {
+std::string Quoted(absl::string_view value) {
   if (value.size() <= 64) return absl::StrCat("\"", value, "\"");
   return absl::StrCat("\"", value.substr(0, 64), "...\" (", value.size(),
                       " bytes)");
 }
 
-}  // namespace
-
 int64_t Utf8Length(absl::string_view s) {
   int64_t n = 0;
-  for (unsigned char c : s) {
-    if ((c & 0xC0) != 0x80) ++n;
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto lead = static_cast<unsigned char>(s[i]);
+    size_t continuation = 0;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      continuation = 1;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      continuation = 2;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      continuation = 3;
+    }
+    size_t j = 1;
+    while (j <= continuation && i + j < s.size() &&
+           (static_cast<unsigned char>(s[i + j]) & 0xC0) == 0x80) {
+      ++j;
+    }
+    // A complete sequence is one code point; otherwise only the lead byte
+    // is consumed and counted, and what follows is counted on its own.
+    i += (j == continuation + 1) ? j : 1;
+    ++n;
   }
   return n;
 }
@@ -28,15 +40,14 @@ absl::Status CheckLength(absl::string_view field, absl::string_view value,
                          int64_t min, int64_t max) {
   const int64_t length = Utf8Length(value);
   if (length >= min && length <= max) return absl::OkStatus();
-  if (min == max) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": must be ", min, " characters, got ", length));
-  }
   if (length == 0) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      field, ": must be ", min, "..", max, " characters, got ", length));
+  const std::string rule =
+      min == max ? absl::StrCat(min) : absl::StrCat(min, "..", max);
+  return absl::InvalidArgumentError(absl::StrCat(field, ": must be ", rule,
+                                                 " characters, got ", length,
+                                                 ": ", Quoted(value)));
 }
 
 absl::Status CheckRange(absl::string_view field, int64_t value, int64_t min,
@@ -52,14 +63,15 @@ absl::Status CheckRequestId(absl::string_view request_id) {
         "request_id: required (a client-chosen idempotency key)");
   }
   if (request_id.size() > 128) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request_id: must be 1..128 characters, got ", request_id.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id: must be 1..128 characters, got ",
+                     request_id.size(), ": ", Quoted(request_id)));
   }
   for (char c : request_id) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
         c != '_' && c != ':' && c != '-') {
       return absl::InvalidArgumentError(
-          absl::StrCat("request_id: ", Shown(request_id),
+          absl::StrCat("request_id: ", Quoted(request_id),
                        " may contain only A-Z a-z 0-9 . _ : -"));
     }
   }
@@ -67,10 +79,11 @@ absl::Status CheckRequestId(absl::string_view request_id) {
 }
 
 absl::Status CheckIdRef(absl::string_view field, absl::string_view id) {
-  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
-  if (id.size() > 128) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": ", Shown(id), " is not a valid id"));
+  if (id.empty())
+    return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+  if (Utf8Length(id) > 128) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", Quoted(id), " is not a valid id (1..128 characters)"));
   }
   return absl::OkStatus();
 }

@@ -5,14 +5,20 @@
 #define COMPUTEVOUCHER_COMMON_VALIDATE_H_
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace cv {
 
-// Number of Unicode code points in UTF-8 `s` (invalid bytes count as one).
+// Number of Unicode code points in UTF-8 `s`; every byte that is not part
+// of a well-formed sequence counts as one.
 int64_t Utf8Length(absl::string_view s);
+
+// `value` quoted for an error message, cut after 64 bytes so that a huge
+// input does not make a huge message.
+std::string Quoted(absl::string_view value);
 
 // `value` has min..max code points.
 absl::Status CheckLength(absl::string_view field, absl::string_view value,
@@ -25,7 +31,7 @@ absl::Status CheckRange(absl::string_view field, int64_t value, int64_t min,
 // A client-chosen idempotency key: 1..128 characters of [A-Za-z0-9._:-].
 absl::Status CheckRequestId(absl::string_view request_id);
 
-// A reference to an object by id: non-empty, at most 128 characters.
+// A reference to an object by id: 1..128 characters.
 absl::Status CheckIdRef(absl::string_view field, absl::string_view id);
 
 }  // namespace cv

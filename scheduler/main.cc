@@ -1,7 +1,7 @@
 // voucher-scheduler: serves the computevoucher API on its store.
 //
-//   voucher-scheduler [serve] --data-dir DIR [--listen ADDR] [--config FILE] ...
-//   voucher-scheduler verify --data-dir DIR
+//   voucher-scheduler [serve] --data-dir DIR [--listen ADDR] [--config FILE]
+//   ... voucher-scheduler verify --data-dir DIR
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -15,17 +15,24 @@
 #include "scheduler/server.h"
 #include "scheduler/verify_command.h"
 
-ABSL_FLAG(std::string, config, "", "textproto SchedulerConfig file; flags override it");
-ABSL_FLAG(std::string, listen, "", "gRPC listen address (default 127.0.0.1:7443; port 0 picks one)");
+ABSL_FLAG(std::string, config, "",
+          "textproto SchedulerConfig file; flags override it");
+ABSL_FLAG(std::string, listen, "",
+          "gRPC listen address (default 127.0.0.1:7443; port 0 picks one)");
 ABSL_FLAG(std::string, data_dir, "", "data directory of the embedded store");
-ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address; empty disables");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Prometheus /metrics address; empty disables");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TLS");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for TLS");
-ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA bundle that signs agents' client certificates");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle that signs agents' client certificates");
 ABSL_FLAG(bool, require_client_cert, false, "require mutual TLS");
-ABSL_FLAG(int64_t, tick_interval_ms, 0, "how often time-driven changes run (default 1000)");
-ABSL_FLAG(int64_t, usage_grace_s, 0, "grace for late usage before holds are released (default 300)");
-ABSL_FLAG(std::string, port_file, "", "file to write the bound port to once serving");
+ABSL_FLAG(int64_t, tick_interval_ms, 0,
+          "how often time-driven changes run (default 1000)");
+ABSL_FLAG(int64_t, usage_grace_s, 0,
+          "grace for late usage before holds are released (default 300)");
+ABSL_FLAG(std::string, port_file, "",
+          "file to write the bound port to once serving");
 
 namespace {
 
@@ -59,11 +66,14 @@ int main(int argc, char** argv) {
   auto override_string = [](const std::string& flag, auto setter) {
     if (!flag.empty()) setter(flag);
   };
-  override_string(absl::GetFlag(FLAGS_listen), [&](auto v) { config.set_listen_address(v); });
-  override_string(absl::GetFlag(FLAGS_data_dir), [&](auto v) { config.set_data_dir(v); });
+  override_string(absl::GetFlag(FLAGS_listen),
+                  [&](auto v) { config.set_listen_address(v); });
+  override_string(absl::GetFlag(FLAGS_data_dir),
+                  [&](auto v) { config.set_data_dir(v); });
   override_string(absl::GetFlag(FLAGS_metrics_listen),
                   [&](auto v) { config.set_metrics_address(v); });
-  override_string(absl::GetFlag(FLAGS_port_file), [&](auto v) { config.set_port_file(v); });
+  override_string(absl::GetFlag(FLAGS_port_file),
+                  [&](auto v) { config.set_port_file(v); });
   override_string(absl::GetFlag(FLAGS_tls_cert),
                   [&](auto v) { config.mutable_tls()->set_cert_file(v); });
   override_string(absl::GetFlag(FLAGS_tls_key),
@@ -81,11 +91,13 @@ int main(int argc, char** argv) {
   }
 
   if (command == "verify") {
-    if (config.data_dir().empty()) return Fail("verify: --data-dir is required");
+    if (config.data_dir().empty())
+      return Fail("verify: --data-dir is required");
     return cv::scheduler::RunVerify(config.data_dir(), std::cout);
   }
   if (command != "serve") {
-    return Fail("unknown command \"" + command + "\"; use serve or verify (--help)");
+    return Fail("unknown command \"" + command +
+                "\"; use serve or verify (--help)");
   }
   absl::Status valid = cv::scheduler::NormalizeConfig(config);
   if (!valid.ok()) return Fail(std::string(valid.message()));

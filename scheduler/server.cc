@@ -48,35 +48,44 @@ absl::StatusOr<std::string> NewSecret() {
   }
   std::string encoded;
   absl::WebSafeBase64Escape(
-      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)), &encoded);
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)),
+      &encoded);
   return absl::StrCat("cvt_", encoded);
 }
 
 }  // namespace
 
 absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
-  if (config.listen_address().empty()) config.set_listen_address("127.0.0.1:7443");
+  if (config.listen_address().empty())
+    config.set_listen_address("127.0.0.1:7443");
   if (config.data_dir().empty()) {
     return absl::InvalidArgumentError("data_dir: required (--data-dir DIR)");
   }
   if (!config.store().empty() && config.store() != "sqlite") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "store: \"", config.store(), "\" is not supported by this build; use sqlite"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("store: \"", config.store(),
+                     "\" is not supported by this build; use sqlite"));
   }
   if (config.tick_interval_ms() == 0) config.set_tick_interval_ms(1000);
-  RETURN_IF_ERROR(CheckRange("tick_interval_ms", config.tick_interval_ms(), 10, 60'000));
+  RETURN_IF_ERROR(
+      CheckRange("tick_interval_ms", config.tick_interval_ms(), 10, 60'000));
   if (config.usage_grace_s() == 0) config.set_usage_grace_s(300);
-  RETURN_IF_ERROR(CheckRange("usage_grace_s", config.usage_grace_s(), 0, 7 * 24 * 3600));
+  RETURN_IF_ERROR(
+      CheckRange("usage_grace_s", config.usage_grace_s(), 0, 7 * 24 * 3600));
   if (config.heartbeat_interval_s() == 0) config.set_heartbeat_interval_s(10);
-  RETURN_IF_ERROR(CheckRange("heartbeat_interval_s", config.heartbeat_interval_s(), 1, 3600));
+  RETURN_IF_ERROR(CheckRange("heartbeat_interval_s",
+                             config.heartbeat_interval_s(), 1, 3600));
   if (config.cluster_silence_s() == 0) config.set_cluster_silence_s(60);
   RETURN_IF_ERROR(CheckRange("cluster_silence_s", config.cluster_silence_s(),
                              config.heartbeat_interval_s(), 24 * 3600));
   if (config.max_batch_commands() == 0) config.set_max_batch_commands(8192);
-  RETURN_IF_ERROR(CheckRange("max_batch_commands", config.max_batch_commands(), 1, 1'000'000));
+  RETURN_IF_ERROR(CheckRange("max_batch_commands", config.max_batch_commands(),
+                             1, 1'000'000));
   if (config.has_tls()) {
-    RETURN_IF_ERROR(CheckLength("tls.cert_file", config.tls().cert_file(), 1, 4096));
-    RETURN_IF_ERROR(CheckLength("tls.key_file", config.tls().key_file(), 1, 4096));
+    RETURN_IF_ERROR(
+        CheckLength("tls.cert_file", config.tls().cert_file(), 1, 4096));
+    RETURN_IF_ERROR(
+        CheckLength("tls.key_file", config.tls().key_file(), 1, 4096));
     if (config.tls().require_client_cert() && config.tls().ca_file().empty()) {
       return absl::InvalidArgumentError(
           "tls.ca_file: required to verify client certificates");
@@ -92,7 +101,8 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   s->config_ = std::move(config);
   s->clock_ = &clock;
   ASSIGN_OR_RETURN(s->store_,
-                   store::OpenSqliteStore(s->config_.data_dir(), store::OpenMode::kReadWrite));
+                   store::OpenSqliteStore(s->config_.data_dir(),
+                                          store::OpenMode::kReadWrite));
   store::WriterOptions options;
   options.max_batch_commands = s->config_.max_batch_commands();
   ASSIGN_OR_RETURN(s->writer_, store::Writer::Open(*s->store_, clock, options));
@@ -122,8 +132,8 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
 SchedulerServer::~SchedulerServer() { Shutdown(); }
 
 absl::Status SchedulerServer::BootstrapAdminToken() {
-  const bool has_tokens =
-      writer_->Read([](const core::StateMachine& state) { return !state.tokens().empty(); });
+  const bool has_tokens = writer_->Read(
+      [](const core::StateMachine& state) { return !state.tokens().empty(); });
   if (has_tokens) return absl::OkStatus();
   ASSIGN_OR_RETURN(const std::string secret, NewSecret());
   const std::string path = absl::StrCat(config_.data_dir(), "/admin.token");
@@ -142,14 +152,16 @@ absl::Status SchedulerServer::BootstrapAdminToken() {
 }
 
 void SchedulerServer::TickLoop() {
-  const absl::Duration interval = absl::Milliseconds(config_.tick_interval_ms());
+  const absl::Duration interval =
+      absl::Milliseconds(config_.tick_interval_ms());
   while (!stop_ticker_.WaitForNotificationWithTimeout(interval)) {
     pb::Command command;
     pb::TickCommand* tick = command.mutable_tick();
     tick->set_usage_grace_s(config_.usage_grace_s());
     tick->set_cluster_silence_s(config_.cluster_silence_s());
     absl::StatusOr<core::Outcome> outcome = writer_->Submit(std::move(command));
-    if (!outcome.ok() && outcome.status().code() != absl::StatusCode::kUnavailable) {
+    if (!outcome.ok() &&
+        outcome.status().code() != absl::StatusCode::kUnavailable) {
       std::fprintf(stderr, "voucher-scheduler: tick failed: %s\n",
                    outcome.status().ToString().c_str());
     }
@@ -159,8 +171,9 @@ void SchedulerServer::TickLoop() {
 void SchedulerServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  if (server_) server_->Shutdown(std::chrono::system_clock::now() +
-                                 absl::ToChronoMilliseconds(grace));
+  if (server_)
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      absl::ToChronoMilliseconds(grace));
   if (!stop_ticker_.HasBeenNotified()) stop_ticker_.Notify();
   if (ticker_.joinable()) ticker_.join();
   if (writer_) writer_->Stop();
@@ -178,13 +191,15 @@ int RunScheduler(pb::SchedulerConfig config) {
   absl::StatusOr<std::unique_ptr<SchedulerServer>> server =
       SchedulerServer::Start(std::move(config), clock);
   if (!server.ok()) {
-    std::fprintf(stderr, "voucher-scheduler: %s\n", server.status().ToString().c_str());
+    std::fprintf(stderr, "voucher-scheduler: %s\n",
+                 server.status().ToString().c_str());
     return 1;
   }
   std::printf("voucher-scheduler: serving on port %d\n", (*server)->port());
   if (!(*server)->admin_token_path().empty()) {
-    std::printf("voucher-scheduler: first admin token written to %s (mode 0600)\n",
-                (*server)->admin_token_path().c_str());
+    std::printf(
+        "voucher-scheduler: first admin token written to %s (mode 0600)\n",
+        (*server)->admin_token_path().c_str());
   }
   std::fflush(stdout);
   int signal_number = 0;

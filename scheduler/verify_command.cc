@@ -26,11 +26,12 @@ int RunVerify(const std::string& data_dir, std::ostream& out) {
       << "last hash:         " << ToHex(report->last_hash) << "\n";
   for (const auto& [id, program] : state.programs()) {
     const auto view = state.ProgramView(id);
-    out << "program " << id << ": budget " << FormatFen(view->budget_fen()) << ", unissued "
-        << FormatFen(view->unissued_fen()) << ", issued " << FormatFen(view->issued_fen())
-        << ", held " << FormatFen(view->held_fen()) << ", charged "
-        << FormatFen(view->charged_fen()) << ", returned " << FormatFen(view->returned_fen())
-        << "\n";
+    out << "program " << id << ": budget " << FormatFen(view->budget_fen())
+        << ", unissued " << FormatFen(view->unissued_fen()) << ", issued "
+        << FormatFen(view->issued_fen()) << ", held "
+        << FormatFen(view->held_fen()) << ", charged "
+        << FormatFen(view->charged_fen()) << ", returned "
+        << FormatFen(view->returned_fen()) << "\n";
   }
   if (report->violations.empty()) {
     out << "OK: every invariant holds\n";

@@ -50,7 +50,8 @@ std::string PaidAccount(absl::string_view provider_id) {
 }
 
 bool IsSourceAccount(absl::string_view account) {
-  return absl::StartsWith(account, "program/") && absl::EndsWith(account, "/source");
+  return absl::StartsWith(account, "program/") &&
+         absl::EndsWith(account, "/source");
 }
 
 std::string EntryHash(const JournalEntry& e) {
@@ -79,31 +80,35 @@ Ledger::Ledger() : last_hash_(kSha256Bytes, '\0') {}
 
 absl::Status Ledger::CheckPost(const JournalEntry& entry) const {
   if (entry.amount_fen() <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "journal entry ", entry.idempotency_key(), ": amount must be positive, got ",
-        entry.amount_fen()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("journal entry ", entry.idempotency_key(),
+                     ": amount must be positive, got ", entry.amount_fen()));
   }
   if (entry.debit_account().empty() || entry.credit_account().empty() ||
       entry.debit_account() == entry.credit_account()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "journal entry ", entry.idempotency_key(), ": needs two distinct accounts, got \"",
-        entry.debit_account(), "\" and \"", entry.credit_account(), "\""));
+        "journal entry ", entry.idempotency_key(),
+        ": needs two distinct accounts, got \"", entry.debit_account(),
+        "\" and \"", entry.credit_account(), "\""));
   }
   if (entry.idempotency_key().empty()) {
-    return absl::InvalidArgumentError("journal entry: idempotency key required");
+    return absl::InvalidArgumentError(
+        "journal entry: idempotency key required");
   }
   if (keys_.contains(entry.idempotency_key())) {
     return absl::AlreadyExistsError(absl::StrCat(
         "journal entry ", entry.idempotency_key(), ": already posted"));
   }
   const int64_t credit_balance = Balance(entry.credit_account());
-  if (!IsSourceAccount(entry.credit_account()) && credit_balance < entry.amount_fen()) {
+  if (!IsSourceAccount(entry.credit_account()) &&
+      credit_balance < entry.amount_fen()) {
     return absl::FailedPreconditionError(absl::StrCat(
         entry.credit_account(), ": insufficient balance: need ",
         FormatFen(entry.amount_fen()), ", have ", FormatFen(credit_balance)));
   }
   RETURN_IF_ERROR(CheckedSub(credit_balance, entry.amount_fen()).status());
-  RETURN_IF_ERROR(CheckedAdd(Balance(entry.debit_account()), entry.amount_fen()).status());
+  RETURN_IF_ERROR(
+      CheckedAdd(Balance(entry.debit_account()), entry.amount_fen()).status());
   return absl::OkStatus();
 }
 
@@ -127,6 +132,8 @@ int64_t Ledger::Balance(absl::string_view account) const {
   return it == balances_.end() ? 0 : it->second;
 }
 
-std::vector<JournalEntry> Ledger::TakePosted() { return std::exchange(posted_, {}); }
+std::vector<JournalEntry> Ledger::TakePosted() {
+  return std::exchange(posted_, {});
+}
 
 }  // namespace cv::core

@@ -51,11 +51,12 @@ std::string PrincipalKey(const pb::Principal& p) {
 }  // namespace
 
 absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
-  ASSIGN_OR_RETURN(const absl::Time time, FromProto("command.time", command.time()));
+  ASSIGN_OR_RETURN(const absl::Time time,
+                   FromProto("command.time", command.time()));
   if (time < now_) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "command.time: ", FormatInstant(time, true), " is before the previous command's ",
-        FormatInstant(now_, true)));
+        "command.time: ", FormatInstant(time, true),
+        " is before the previous command's ", FormatInstant(now_, true)));
   }
   if (command.body_case() == pb::Command::BODY_NOT_SET) {
     return absl::InvalidArgumentError("command: no body");
@@ -65,7 +66,8 @@ absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
   std::string fingerprint;
   if (DedupedByRequestId(command)) {
     RETURN_IF_ERROR(CheckRequestId(command.request_id()));
-    key = absl::StrCat(PrincipalKey(command.principal()), "/", command.request_id());
+    key = absl::StrCat(PrincipalKey(command.principal()), "/",
+                       command.request_id());
     // The body without the request id (its own field is repeated in
     // some bodies) identifies the request.
     pb::Command body = command;
@@ -76,9 +78,9 @@ absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
     auto it = idempotency_.find(key);
     if (it != idempotency_.end()) {
       if (it->second.fingerprint != fingerprint) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "request_id: \"", command.request_id(),
-            "\" was already used for a different request"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("request_id: \"", command.request_id(),
+                         "\" was already used for a different request"));
       }
       return Outcome{it->second.response, false};
     }
@@ -99,13 +101,15 @@ absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
   if (outcome.changed) {
     last_command_sequence_ = command.sequence();
     if (!key.empty()) {
-      idempotency_[key] = IdempotencyRec{std::move(fingerprint), outcome.response};
+      idempotency_[key] =
+          IdempotencyRec{std::move(fingerprint), outcome.response};
     }
   }
   return outcome;
 }
 
-absl::StatusOr<StateMachine::Response> StateMachine::Dispatch(const pb::Command& c) {
+absl::StatusOr<StateMachine::Response> StateMachine::Dispatch(
+    const pb::Command& c) {
   const pb::Principal& p = c.principal();
   switch (c.body_case()) {
     case pb::Command::kTick:
@@ -157,7 +161,8 @@ absl::StatusOr<StateMachine::Response> StateMachine::Dispatch(const pb::Command&
     case pb::Command::kSettleProvider:
       return SettleProvider(c.settle_provider());
     case pb::Command::kHeartbeat:
-      return absl::UnimplementedError("heartbeat: not handled by this scheduler version");
+      return absl::UnimplementedError(
+          "heartbeat: not handled by this scheduler version");
     case pb::Command::BODY_NOT_SET:
       break;
   }
@@ -165,7 +170,8 @@ absl::StatusOr<StateMachine::Response> StateMachine::Dispatch(const pb::Command&
 }
 
 pb::JournalEntry StateMachine::Entry(pb::EntryKind kind, std::string debit,
-                                     std::string credit, int64_t amount, std::string key) {
+                                     std::string credit, int64_t amount,
+                                     std::string key) {
   pb::JournalEntry entry;
   entry.set_kind(kind);
   entry.set_debit_account(std::move(debit));
@@ -175,10 +181,9 @@ pb::JournalEntry StateMachine::Entry(pb::EntryKind kind, std::string debit,
   return entry;
 }
 
-pb::JournalEntry StateMachine::AllocationEntry(pb::EntryKind kind, std::string debit,
-                                               std::string credit, int64_t amount,
-                                               std::string key,
-                                               const pb::Allocation& allocation) {
+pb::JournalEntry StateMachine::AllocationEntry(
+    pb::EntryKind kind, std::string debit, std::string credit, int64_t amount,
+    std::string key, const pb::Allocation& allocation) {
   pb::JournalEntry entry =
       Entry(kind, std::move(debit), std::move(credit), amount, std::move(key));
   entry.set_program_id(allocation.program_id());
@@ -195,8 +200,8 @@ absl::Status StateMachine::Post(pb::JournalEntry entry) {
   if (!entry.voucher_id().empty()) {
     auto it = vouchers_.find(entry.voucher_id());
     if (it == vouchers_.end()) {
-      return absl::InternalError(
-          absl::StrCat("journal entry for unknown voucher ", entry.voucher_id()));
+      return absl::InternalError(absl::StrCat(
+          "journal entry for unknown voucher ", entry.voucher_id()));
     }
     voucher = &it->second.voucher;
   }
@@ -204,13 +209,14 @@ absl::Status StateMachine::Post(pb::JournalEntry entry) {
   if (!entry.allocation_id().empty()) {
     auto it = allocations_.find(entry.allocation_id());
     if (it == allocations_.end()) {
-      return absl::InternalError(
-          absl::StrCat("journal entry for unknown allocation ", entry.allocation_id()));
+      return absl::InternalError(absl::StrCat(
+          "journal entry for unknown allocation ", entry.allocation_id()));
     }
     allocation = &it->second;
   }
-  const bool to_voucher = voucher != nullptr &&
-                          entry.debit_account() == VoucherAccount(voucher->voucher_id());
+  const bool to_voucher =
+      voucher != nullptr &&
+      entry.debit_account() == VoucherAccount(voucher->voucher_id());
   const std::string program_id = entry.program_id();
   entry.set_command_sequence(current_command_sequence_);
   RETURN_IF_ERROR(ledger_.Post(std::move(entry), now_));
@@ -260,12 +266,14 @@ absl::Status StateMachine::Post(pb::JournalEntry entry) {
   return absl::OkStatus();
 }
 
-std::string StateMachine::NextId(const char* prefix, int64_t* counter, int width) {
+std::string StateMachine::NextId(const char* prefix, int64_t* counter,
+                                 int width) {
   ++*counter;
   return absl::StrFormat("%s-%0*d", prefix, width, *counter);
 }
 
-const pb::Token* StateMachine::FindTokenByHash(const std::string& secret_sha256) const {
+const pb::Token* StateMachine::FindTokenByHash(
+    const std::string& secret_sha256) const {
   auto it = token_hashes_.find(secret_sha256);
   if (it == token_hashes_.end()) return nullptr;
   auto token = tokens_.find(it->second);
@@ -290,10 +298,12 @@ std::vector<std::string> StateMachine::AllocationIds() const {
   return ids;
 }
 
-absl::StatusOr<pb::Program> StateMachine::ProgramView(const std::string& program_id) const {
+absl::StatusOr<pb::Program> StateMachine::ProgramView(
+    const std::string& program_id) const {
   auto it = programs_.find(program_id);
   if (it == programs_.end()) {
-    return absl::NotFoundError(absl::StrCat("program ", program_id, " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("program ", program_id, " not found"));
   }
   pb::Program view = it->second;
   view.set_unissued_fen(ledger_.Balance(ProgramBudgetAccount(program_id)));
@@ -311,7 +321,8 @@ absl::StatusOr<pb::Provider> StateMachine::ProviderView(
     const std::string& provider_id) const {
   auto it = providers_.find(provider_id);
   if (it == providers_.end()) {
-    return absl::NotFoundError(absl::StrCat("provider ", provider_id, " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("provider ", provider_id, " not found"));
   }
   pb::Provider view = it->second;
   view.set_payable_fen(ledger_.Balance(PayableAccount(provider_id)));
@@ -319,15 +330,18 @@ absl::StatusOr<pb::Provider> StateMachine::ProviderView(
   return view;
 }
 
-absl::StatusOr<pb::Cluster> StateMachine::ClusterView(const std::string& cluster_id) const {
+absl::StatusOr<pb::Cluster> StateMachine::ClusterView(
+    const std::string& cluster_id) const {
   auto it = clusters_.find(cluster_id);
   if (it == clusters_.end()) {
-    return absl::NotFoundError(absl::StrCat("cluster ", cluster_id, " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("cluster ", cluster_id, " not found"));
   }
   pb::Cluster view = it->second.cluster;
   for (pb::GpuModel& model : *view.mutable_inventory()) {
     auto used = it->second.used_gpus.find(model.model());
-    const int32_t in_use = used == it->second.used_gpus.end() ? 0 : used->second;
+    const int32_t in_use =
+        used == it->second.used_gpus.end() ? 0 : used->second;
     model.set_free_gpus(std::max(0, model.gpu_count() - in_use));
   }
   return view;
@@ -339,10 +353,12 @@ pb::Voucher StateMachine::VoucherViewOf(const VoucherRec& rec) const {
   return view;
 }
 
-absl::StatusOr<pb::Voucher> StateMachine::VoucherView(const std::string& voucher_id) const {
+absl::StatusOr<pb::Voucher> StateMachine::VoucherView(
+    const std::string& voucher_id) const {
   auto it = vouchers_.find(voucher_id);
   if (it == vouchers_.end()) {
-    return absl::NotFoundError(absl::StrCat("voucher ", voucher_id, " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("voucher ", voucher_id, " not found"));
   }
   return VoucherViewOf(it->second);
 }
@@ -358,7 +374,8 @@ absl::StatusOr<pb::Allocation> StateMachine::AllocationView(
     const std::string& allocation_id) const {
   auto it = allocations_.find(allocation_id);
   if (it == allocations_.end()) {
-    return absl::NotFoundError(absl::StrCat("allocation ", allocation_id, " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("allocation ", allocation_id, " not found"));
   }
   return AllocationViewOf(it->second);
 }
@@ -368,16 +385,19 @@ absl::StatusOr<const pb::Enterprise*> StateMachine::FindEnterprise(
   RETURN_IF_ERROR(CheckIdRef(field, id));
   auto it = enterprises_.find(id);
   if (it == enterprises_.end()) {
-    return absl::NotFoundError(absl::StrCat(field, ": enterprise ", id, " not found"));
+    return absl::NotFoundError(
+        absl::StrCat(field, ": enterprise ", id, " not found"));
   }
   return &it->second;
 }
 
-absl::StatusOr<StateMachine::VoucherRec*> StateMachine::FindVoucher(const std::string& id) {
+absl::StatusOr<StateMachine::VoucherRec*> StateMachine::FindVoucher(
+    const std::string& id) {
   RETURN_IF_ERROR(CheckIdRef("voucher_id", id));
   auto it = vouchers_.find(id);
   if (it == vouchers_.end()) {
-    return absl::NotFoundError(absl::StrCat("voucher_id: voucher ", id, " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("voucher_id: voucher ", id, " not found"));
   }
   return &it->second;
 }
@@ -393,7 +413,7 @@ std::string StateMachine::Digest() const {
       add(Deterministic(value));
     }
   };
-  add(absl::StrCat(absl::ToUnixNanos(now_), ",", last_command_sequence_));
+  add(absl::StrCat(last_command_sequence_));
   add_map(programs_);
   add_map(enterprises_);
   add_map(providers_);
@@ -416,19 +436,21 @@ std::string StateMachine::Digest() const {
     add(id);
     add(Deterministic(rec.allocation));
     add(absl::StrCat(rec.subsidised_gpu_ms, ",", rec.hold_placed_fen, ",",
-                     absl::ToUnixNanos(rec.last_usage_end), ",", rec.extensions, ",",
-                     rec.queue_order, ",", rec.hold_released));
+                     absl::ToUnixNanos(rec.last_usage_end), ",", rec.extensions,
+                     ",", rec.queue_order, ",", rec.hold_released));
   }
-  std::vector<std::pair<std::string, int64_t>> balances(ledger_.balances().begin(),
-                                                        ledger_.balances().end());
+  std::vector<std::pair<std::string, int64_t>> balances(
+      ledger_.balances().begin(), ledger_.balances().end());
   std::sort(balances.begin(), balances.end());
-  for (const auto& [account, balance] : balances) add(absl::StrCat(account, "=", balance));
+  for (const auto& [account, balance] : balances)
+    add(absl::StrCat(account, "=", balance));
   add(absl::StrCat(ledger_.last_sequence()));
   add(ledger_.last_hash());
   for (const auto& [time, id] : queue_) add(absl::StrCat(time, id));
-  add(absl::StrCat(next_program_, ",", next_enterprise_, ",", next_provider_, ",",
-                   next_application_, ",", next_voucher_, ",", next_allocation_, ",",
-                   next_token_, ",", next_settlement_, ",", idempotency_.size()));
+  add(absl::StrCat(next_program_, ",", next_enterprise_, ",", next_provider_,
+                   ",", next_application_, ",", next_voucher_, ",",
+                   next_allocation_, ",", next_token_, ",", next_settlement_,
+                   ",", idempotency_.size()));
   return Sha256(buf);
 }
 

@@ -89,7 +89,9 @@ class StateMachine {
   const absl::btree_map<std::string, pb::Application>& applications() const {
     return applications_;
   }
-  const absl::btree_map<std::string, pb::Token>& tokens() const { return tokens_; }
+  const absl::btree_map<std::string, pb::Token>& tokens() const {
+    return tokens_;
+  }
   // The token whose secret hashes to `secret_sha256`, or nullptr.
   const pb::Token* FindTokenByHash(const std::string& secret_sha256) const;
 
@@ -98,7 +100,8 @@ class StateMachine {
   std::vector<std::string> AllocationIds() const;
 
   absl::StatusOr<pb::Program> ProgramView(const std::string& program_id) const;
-  absl::StatusOr<pb::Provider> ProviderView(const std::string& provider_id) const;
+  absl::StatusOr<pb::Provider> ProviderView(
+      const std::string& provider_id) const;
   absl::StatusOr<pb::Cluster> ClusterView(const std::string& cluster_id) const;
   absl::StatusOr<pb::Voucher> VoucherView(const std::string& voucher_id) const;
   absl::StatusOr<pb::Allocation> AllocationView(
@@ -106,15 +109,17 @@ class StateMachine {
 
   // Prices `resources` for `enterprise_id` at the current state without
   // changing anything (EnterpriseService.Quote).
-  absl::StatusOr<pb::QuoteResponse> Quote(const std::string& enterprise_id,
-                                          const pb::ResourceRequest& resources) const;
+  absl::StatusOr<pb::QuoteResponse> Quote(
+      const std::string& enterprise_id,
+      const pb::ResourceRequest& resources) const;
 
   // The subsidy an allocation may be charged at most: its hold at placement
   // plus extensions, for GPUs × its billable life so far.
   absl::StatusOr<int64_t> MaxChargeFen(const std::string& allocation_id) const;
 
   // SHA-256 over every piece of state (entities, balances, counters, the
-  // journal head). Equal digests mean equal states; for tests and replay
+  // journal head) except now(), which every command moves, even one that
+  // changes nothing. Equal digests mean equal states; for tests and replay
   // checks.
   std::string Digest() const;
 
@@ -136,7 +141,7 @@ class StateMachine {
     int64_t hold_placed_fen = 0;    // total moved into the hold
     absl::Time last_usage_end = absl::InfinitePast();
     int64_t extensions = 0;
-    int64_t queue_order = 0;  // creation order, for the queue's age rule
+    int64_t queue_order = 0;     // creation order, for the queue's age rule
     bool hold_released = false;  // final release done; later usage unsubsidised
   };
   struct ClusterRec {
@@ -158,10 +163,10 @@ class StateMachine {
   };
   // What Allocate would do; computed by PlanAllocation, used by Quote too.
   struct Plan {
-    std::vector<Option> options;        // every cluster that could serve it
-    std::optional<Option> placement;    // where it would run now
+    std::vector<Option> options;          // every cluster that could serve it
+    std::optional<Option> placement;      // where it would run now
     const VoucherRec* voucher = nullptr;  // who pays; null if none can
-    int64_t hold_fen = 0;               // for `voucher`
+    int64_t hold_fen = 0;                 // for `voucher`
     int32_t ratio_bp = 0;
     int64_t price_fen_per_gpu_hour = 0;
     pb::HardwareClass hardware_class = pb::HARDWARE_CLASS_UNSPECIFIED;
@@ -178,16 +183,22 @@ class StateMachine {
   absl::StatusOr<Response> CreateToken(const pb::CreateTokenCommand& r);
   absl::StatusOr<Response> RevokeToken(const pb::RevokeTokenRequest& r);
   absl::StatusOr<Response> CreateProgram(const pb::CreateProgramRequest& r);
-  absl::StatusOr<Response> RegisterEnterprise(const pb::RegisterEnterpriseRequest& r);
-  absl::StatusOr<Response> SetRelatedProviders(const pb::SetRelatedProvidersRequest& r);
-  absl::StatusOr<Response> RegisterProvider(const pb::RegisterProviderRequest& r);
+  absl::StatusOr<Response> RegisterEnterprise(
+      const pb::RegisterEnterpriseRequest& r);
+  absl::StatusOr<Response> SetRelatedProviders(
+      const pb::SetRelatedProvidersRequest& r);
+  absl::StatusOr<Response> RegisterProvider(
+      const pb::RegisterProviderRequest& r);
   absl::StatusOr<Response> SetClusterState(const pb::SetClusterStateRequest& r);
   absl::StatusOr<Response> ApplyForVoucher(const pb::Principal& p,
-                                          const pb::ApplyRequest& r);
-  absl::StatusOr<Response> ApproveApplication(const pb::ApproveApplicationRequest& r);
-  absl::StatusOr<Response> RejectApplication(const pb::RejectApplicationRequest& r);
+                                           const pb::ApplyRequest& r);
+  absl::StatusOr<Response> ApproveApplication(
+      const pb::ApproveApplicationRequest& r);
+  absl::StatusOr<Response> RejectApplication(
+      const pb::RejectApplicationRequest& r);
   absl::StatusOr<Response> IssueVoucher(const pb::IssueVoucherRequest& r);
-  absl::StatusOr<Response> BatchIssueVouchers(const pb::BatchIssueVouchersRequest& r);
+  absl::StatusOr<Response> BatchIssueVouchers(
+      const pb::BatchIssueVouchersRequest& r);
   absl::StatusOr<Response> SuspendVoucher(const pb::SuspendVoucherRequest& r);
   absl::StatusOr<Response> ResumeVoucher(const pb::ResumeVoucherRequest& r);
   absl::StatusOr<Response> RevokeVoucher(const pb::RevokeVoucherRequest& r);
@@ -197,12 +208,13 @@ class StateMachine {
   // Allocations and clusters (state_machine_alloc.cc).
   absl::StatusOr<Response> RegisterCluster(const pb::Principal& p,
                                            const pb::RegisterRequest& r);
-  absl::StatusOr<Response> Allocate(const pb::Principal& p, const std::string& request_id,
+  absl::StatusOr<Response> Allocate(const pb::Principal& p,
+                                    const std::string& request_id,
                                     const pb::AllocateRequest& r);
-  absl::StatusOr<Response> ReleaseAllocation(const pb::Principal& p,
-                                             const pb::ReleaseAllocationRequest& r);
-  absl::StatusOr<Response> ExtendAllocation(const pb::Principal& p,
-                                            const pb::ExtendAllocationRequest& r);
+  absl::StatusOr<Response> ReleaseAllocation(
+      const pb::Principal& p, const pb::ReleaseAllocationRequest& r);
+  absl::StatusOr<Response> ExtendAllocation(
+      const pb::Principal& p, const pb::ExtendAllocationRequest& r);
   absl::StatusOr<Response> ReportUsage(const pb::Principal& p,
                                        const pb::ReportUsageRequest& r);
   absl::StatusOr<Response> Tick(const pb::TickCommand& r);
@@ -226,10 +238,11 @@ class StateMachine {
                                       PendingIssue* pending) const;
   absl::StatusOr<pb::Voucher> ExecuteIssue(const IssuePlan& plan,
                                            const std::string& application_id);
-  absl::Status CheckCap(const pb::Program& program, const std::string& enterprise_id,
-                        int year, int64_t amount, int64_t already_pending) const;
-  int64_t IssuedInYear(const std::string& program_id, const std::string& enterprise_id,
-                       int year) const;
+  absl::Status CheckCap(const pb::Program& program,
+                        const std::string& enterprise_id, int year,
+                        int64_t amount, int64_t already_pending) const;
+  int64_t IssuedInYear(const std::string& program_id,
+                       const std::string& enterprise_id, int year) const;
 
   // Helpers.
   absl::Status CheckRelatedProviders(
@@ -242,11 +255,12 @@ class StateMachine {
                                       const pb::ResourceRequest& r) const;
   std::vector<Option> Options(const pb::Enterprise& enterprise,
                               const pb::ResourceRequest& r) const;
-  absl::StatusOr<int64_t> HoldFor(const Option& option, const pb::Program& program,
-                                  bool sme, int32_t gpu_count,
-                                  int64_t duration_s) const;
+  absl::StatusOr<int64_t> HoldFor(const Option& option,
+                                  const pb::Program& program, bool sme,
+                                  int32_t gpu_count, int64_t duration_s) const;
   static pb::JournalEntry Entry(pb::EntryKind kind, std::string debit,
-                                std::string credit, int64_t amount, std::string key);
+                                std::string credit, int64_t amount,
+                                std::string key);
   // An entry about `allocation`, its voucher, program and provider.
   static pb::JournalEntry AllocationEntry(pb::EntryKind kind, std::string debit,
                                           std::string credit, int64_t amount,
@@ -257,10 +271,12 @@ class StateMachine {
   absl::Status Post(pb::JournalEntry entry);
   absl::Status Place(AllocationRec& rec, const Option& option);
   absl::Status EndAllocation(AllocationRec& rec, pb::EndReason reason);
-  absl::Status ReleaseHold(AllocationRec& rec, int64_t amount, const std::string& key);
-  absl::Status EndVoucherAllocations(const std::string& voucher_id, pb::EndReason reason);
-  absl::Status ReturnToBudget(VoucherRec& rec, pb::EntryKind kind, int64_t amount,
-                              const std::string& key);
+  absl::Status ReleaseHold(AllocationRec& rec, int64_t amount,
+                           const std::string& key);
+  absl::Status EndVoucherAllocations(const std::string& voucher_id,
+                                     pb::EndReason reason);
+  absl::Status ReturnToBudget(VoucherRec& rec, pb::EntryKind kind,
+                              int64_t amount, const std::string& key);
   absl::Status ProcessQueue();
   void UpdateExhausted(VoucherRec& rec);
   absl::StatusOr<pb::UsageAck> ChargeRecord(const pb::Principal& p,
@@ -270,8 +286,8 @@ class StateMachine {
   absl::Time BillableEnd(const AllocationRec& rec) const;
   pb::Voucher VoucherViewOf(const VoucherRec& rec) const;
   pb::Allocation AllocationViewOf(const AllocationRec& rec) const;
-  absl::StatusOr<const pb::Enterprise*> FindEnterprise(const std::string& field,
-                                                       const std::string& id) const;
+  absl::StatusOr<const pb::Enterprise*> FindEnterprise(
+      const std::string& field, const std::string& id) const;
   absl::StatusOr<VoucherRec*> FindVoucher(const std::string& id);
   absl::StatusOr<AllocationRec*> FindOwnAllocation(const pb::Principal& p,
                                                    const std::string& id);
@@ -293,9 +309,12 @@ class StateMachine {
   // Indexes, derived from the entities above.
   absl::flat_hash_map<std::string, std::string> credit_codes_;  // code -> id
   absl::flat_hash_map<std::string, std::string> token_hashes_;  // hash -> id
-  absl::flat_hash_map<std::string, std::string> cluster_owner_;  // cluster -> provider
-  absl::flat_hash_map<std::string, std::vector<std::string>> enterprise_vouchers_;
-  absl::flat_hash_map<std::string, std::vector<std::string>> voucher_allocations_;
+  absl::flat_hash_map<std::string, std::string>
+      cluster_owner_;  // cluster -> provider
+  absl::flat_hash_map<std::string, std::vector<std::string>>
+      enterprise_vouchers_;
+  absl::flat_hash_map<std::string, std::vector<std::string>>
+      voucher_allocations_;
   // Active or suspended vouchers by expiry.
   absl::btree_set<std::pair<absl::Time, std::string>> expiry_index_;
   // Assigned or running allocations by deadline.

@@ -90,17 +90,19 @@ absl::StatusOr<StateMachine::Response> StateMachine::CreateToken(
           "role: must be admin, auditor, enterprise or agent, got ", r.role()));
   }
   if (enterprise_role) {
-    RETURN_IF_ERROR(FindEnterprise("enterprise_id", r.enterprise_id()).status());
+    RETURN_IF_ERROR(
+        FindEnterprise("enterprise_id", r.enterprise_id()).status());
   } else if (!r.enterprise_id().empty()) {
     return absl::InvalidArgumentError(
-        "enterprise_id: only tokens of role enterprise are bound to an enterprise");
+        "enterprise_id: only tokens of role enterprise are bound to an "
+        "enterprise");
   }
   if (agent_role) {
     RETURN_IF_ERROR(CheckClusterId(r.cluster_id()));
     RETURN_IF_ERROR(CheckIdRef("provider_id", r.provider_id()));
     if (!providers_.contains(r.provider_id())) {
-      return absl::NotFoundError(
-          absl::StrCat("provider_id: provider ", r.provider_id(), " not found"));
+      return absl::NotFoundError(absl::StrCat("provider_id: provider ",
+                                              r.provider_id(), " not found"));
     }
     auto owner = cluster_owner_.find(r.cluster_id());
     if (owner != cluster_owner_.end() && owner->second != r.provider_id()) {
@@ -110,7 +112,8 @@ absl::StatusOr<StateMachine::Response> StateMachine::CreateToken(
     }
   } else if (!r.cluster_id().empty() || !r.provider_id().empty()) {
     return absl::InvalidArgumentError(
-        "cluster_id, provider_id: only tokens of role agent are bound to a cluster");
+        "cluster_id, provider_id: only tokens of role agent are bound to a "
+        "cluster");
   }
   pb::Token token;
   token.set_token_id(NextId("TK", &next_token_, 6));
@@ -133,7 +136,8 @@ absl::StatusOr<StateMachine::Response> StateMachine::RevokeToken(
   RETURN_IF_ERROR(CheckIdRef("token_id", r.token_id()));
   auto it = tokens_.find(r.token_id());
   if (it == tokens_.end()) {
-    return absl::NotFoundError(absl::StrCat("token_id: token ", r.token_id(), " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("token_id: token ", r.token_id(), " not found"));
   }
   if (it->second.revoked()) {
     return absl::FailedPreconditionError(
@@ -148,9 +152,12 @@ absl::StatusOr<StateMachine::Response> StateMachine::CreateProgram(
   RETURN_IF_ERROR(CheckLength("name", r.name(), 1, 200));
   RETURN_IF_ERROR(CheckLength("issuer", r.issuer(), 1, 200));
   RETURN_IF_ERROR(CheckRange("budget_fen", r.budget_fen(), 1, kMaxBudgetFen));
-  ASSIGN_OR_RETURN(const absl::Time from, FromProto("valid_from", r.valid_from()));
-  ASSIGN_OR_RETURN(const absl::Time until, FromProto("valid_until", r.valid_until()));
-  RETURN_IF_ERROR(ValidateWindow("valid_from", "valid_until", Window{from, until}));
+  ASSIGN_OR_RETURN(const absl::Time from,
+                   FromProto("valid_from", r.valid_from()));
+  ASSIGN_OR_RETURN(const absl::Time until,
+                   FromProto("valid_until", r.valid_until()));
+  RETURN_IF_ERROR(
+      ValidateWindow("valid_from", "valid_until", Window{from, until}));
   if (until <= now_) {
     return absl::InvalidArgumentError(absl::StrCat(
         "valid_until: ", FormatInstant(until), " is not in the future"));
@@ -158,11 +165,12 @@ absl::StatusOr<StateMachine::Response> StateMachine::CreateProgram(
   RETURN_IF_ERROR(CheckRatio("domestic_ratio_bp", r.domestic_ratio_bp()));
   RETURN_IF_ERROR(CheckRatio("other_ratio_bp", r.other_ratio_bp()));
   RETURN_IF_ERROR(CheckRatio("sme_ratio_bp", r.sme_ratio_bp()));
-  RETURN_IF_ERROR(CheckRange("enterprise_cap_fen", r.enterprise_cap_fen(), 0, kMaxBudgetFen));
+  RETURN_IF_ERROR(CheckRange("enterprise_cap_fen", r.enterprise_cap_fen(), 0,
+                             kMaxBudgetFen));
   if (r.eligible_categories_size() > kMaxCategories) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "eligible_categories: at most ", kMaxCategories, ", got ",
-        r.eligible_categories_size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("eligible_categories: at most ", kMaxCategories, ", got ",
+                     r.eligible_categories_size()));
   }
   absl::flat_hash_set<std::string> seen;
   for (const std::string& category : r.eligible_categories()) {
@@ -188,9 +196,9 @@ absl::StatusOr<StateMachine::Response> StateMachine::CreateProgram(
   *program.mutable_created_at() = ToProto(now_);
   const std::string& id = program.program_id();
   programs_[id] = program;
-  pb::JournalEntry fund =
-      Entry(pb::ENTRY_KIND_FUND, ProgramBudgetAccount(id), ProgramSourceAccount(id),
-            r.budget_fen(), absl::StrCat("fund/", id));
+  pb::JournalEntry fund = Entry(pb::ENTRY_KIND_FUND, ProgramBudgetAccount(id),
+                                ProgramSourceAccount(id), r.budget_fen(),
+                                absl::StrCat("fund/", id));
   fund.set_program_id(id);
   RETURN_IF_ERROR(Post(std::move(fund)));
   return Share(*ProgramView(id));
@@ -199,8 +207,9 @@ absl::StatusOr<StateMachine::Response> StateMachine::CreateProgram(
 absl::Status StateMachine::CheckRelatedProviders(
     const google::protobuf::RepeatedPtrField<std::string>& ids) const {
   if (ids.size() > kMaxRelatedProviders) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "related_provider_ids: at most ", kMaxRelatedProviders, ", got ", ids.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("related_provider_ids: at most ", kMaxRelatedProviders,
+                     ", got ", ids.size()));
   }
   absl::flat_hash_set<std::string> seen;
   for (const std::string& id : ids) {
@@ -217,17 +226,18 @@ absl::Status StateMachine::CheckRelatedProviders(
   return absl::OkStatus();
 }
 
-absl::Status StateMachine::CheckEligible(const pb::Program& program,
-                                         const pb::Enterprise& enterprise) const {
+absl::Status StateMachine::CheckEligible(
+    const pb::Program& program, const pb::Enterprise& enterprise) const {
   const auto& categories = program.eligible_categories();
   if (categories.empty() ||
       std::find(categories.begin(), categories.end(), enterprise.category()) !=
           categories.end()) {
     return absl::OkStatus();
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "enterprise ", enterprise.enterprise_id(), ": category \"", enterprise.category(),
-      "\" is not eligible for program ", program.program_id()));
+  return absl::FailedPreconditionError(
+      absl::StrCat("enterprise ", enterprise.enterprise_id(), ": category \"",
+                   enterprise.category(), "\" is not eligible for program ",
+                   program.program_id()));
 }
 
 absl::StatusOr<pb::Application*> StateMachine::FindPendingApplication(
@@ -235,8 +245,8 @@ absl::StatusOr<pb::Application*> StateMachine::FindPendingApplication(
   RETURN_IF_ERROR(CheckIdRef("application_id", application_id));
   auto it = applications_.find(application_id);
   if (it == applications_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("application_id: application ", application_id, " not found"));
+    return absl::NotFoundError(absl::StrCat("application_id: application ",
+                                            application_id, " not found"));
   }
   if (it->second.state() != pb::APPLICATION_STATE_PENDING) {
     return absl::FailedPreconditionError(
@@ -249,11 +259,13 @@ absl::StatusOr<pb::Application*> StateMachine::FindPendingApplication(
 absl::StatusOr<StateMachine::Response> StateMachine::RegisterEnterprise(
     const pb::RegisterEnterpriseRequest& r) {
   RETURN_IF_ERROR(CheckLength("name", r.name(), 1, 200));
-  ASSIGN_OR_RETURN(const std::string code, NormalizeCreditCode("credit_code", r.credit_code()));
+  ASSIGN_OR_RETURN(const std::string code,
+                   NormalizeCreditCode("credit_code", r.credit_code()));
   const std::string code_key = absl::StrCat("E:", code);
   if (auto it = credit_codes_.find(code_key); it != credit_codes_.end()) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "credit_code: ", code, " is already registered as enterprise ", it->second));
+    return absl::AlreadyExistsError(
+        absl::StrCat("credit_code: ", code,
+                     " is already registered as enterprise ", it->second));
   }
   RETURN_IF_ERROR(CheckLength("category", r.category(), 1, 64));
   RETURN_IF_ERROR(CheckLength("district", r.district(), 0, 64));
@@ -285,11 +297,13 @@ absl::StatusOr<StateMachine::Response> StateMachine::SetRelatedProviders(
 absl::StatusOr<StateMachine::Response> StateMachine::RegisterProvider(
     const pb::RegisterProviderRequest& r) {
   RETURN_IF_ERROR(CheckLength("name", r.name(), 1, 200));
-  ASSIGN_OR_RETURN(const std::string code, NormalizeCreditCode("credit_code", r.credit_code()));
+  ASSIGN_OR_RETURN(const std::string code,
+                   NormalizeCreditCode("credit_code", r.credit_code()));
   const std::string code_key = absl::StrCat("P:", code);
   if (auto it = credit_codes_.find(code_key); it != credit_codes_.end()) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "credit_code: ", code, " is already registered as provider ", it->second));
+    return absl::AlreadyExistsError(
+        absl::StrCat("credit_code: ", code,
+                     " is already registered as provider ", it->second));
   }
   pb::Provider provider;
   provider.set_provider_id(NextId("PR", &next_provider_, 6));
@@ -309,7 +323,8 @@ absl::StatusOr<StateMachine::Response> StateMachine::SetClusterState(
     return absl::NotFoundError(
         absl::StrCat("cluster_id: cluster ", r.cluster_id(), " not found"));
   }
-  if (r.state() != pb::CLUSTER_STATE_APPROVED && r.state() != pb::CLUSTER_STATE_DISABLED) {
+  if (r.state() != pb::CLUSTER_STATE_APPROVED &&
+      r.state() != pb::CLUSTER_STATE_DISABLED) {
     return absl::InvalidArgumentError(absl::StrCat(
         "state: must be CLUSTER_STATE_APPROVED or CLUSTER_STATE_DISABLED, got ",
         pb::ClusterState_Name(r.state())));
@@ -318,7 +333,8 @@ absl::StatusOr<StateMachine::Response> StateMachine::SetClusterState(
     unchanged_ = true;
   } else {
     it->second.cluster.set_state(r.state());
-    if (r.state() == pb::CLUSTER_STATE_APPROVED) RETURN_IF_ERROR(ProcessQueue());
+    if (r.state() == pb::CLUSTER_STATE_APPROVED)
+      RETURN_IF_ERROR(ProcessQueue());
   }
   return Share(*ClusterView(r.cluster_id()));
 }
@@ -327,8 +343,9 @@ absl::StatusOr<StateMachine::Response> StateMachine::SetClusterState(
 
 absl::StatusOr<StateMachine::Response> StateMachine::ApplyForVoucher(
     const pb::Principal& p, const pb::ApplyRequest& r) {
-  ASSIGN_OR_RETURN(const pb::Enterprise* enterprise,
-                   FindEnterprise("principal.enterprise_id", p.enterprise_id()));
+  ASSIGN_OR_RETURN(
+      const pb::Enterprise* enterprise,
+      FindEnterprise("principal.enterprise_id", p.enterprise_id()));
   RETURN_IF_ERROR(CheckIdRef("program_id", r.program_id()));
   auto program = programs_.find(r.program_id());
   if (program == programs_.end()) {
@@ -337,14 +354,17 @@ absl::StatusOr<StateMachine::Response> StateMachine::ApplyForVoucher(
   }
   const pb::Program& prog = program->second;
   RETURN_IF_ERROR(CheckEligible(prog, *enterprise));
-  ASSIGN_OR_RETURN(const absl::Time until, FromProto("valid_until", prog.valid_until()));
+  ASSIGN_OR_RETURN(const absl::Time until,
+                   FromProto("valid_until", prog.valid_until()));
   if (until <= now_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("program ", prog.program_id(), ": ended at ", FormatInstant(until)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "program ", prog.program_id(), ": ended at ", FormatInstant(until)));
   }
-  const int64_t max_request =
-      prog.enterprise_cap_fen() > 0 ? prog.enterprise_cap_fen() : prog.budget_fen();
-  RETURN_IF_ERROR(CheckRange("requested_fen", r.requested_fen(), 1, max_request));
+  const int64_t max_request = prog.enterprise_cap_fen() > 0
+                                  ? prog.enterprise_cap_fen()
+                                  : prog.budget_fen();
+  RETURN_IF_ERROR(
+      CheckRange("requested_fen", r.requested_fen(), 1, max_request));
   RETURN_IF_ERROR(CheckLength("purpose", r.purpose(), 1, 1000));
   pb::Application application;
   application.set_application_id(NextId("AP", &next_application_, 6));
@@ -360,18 +380,20 @@ absl::StatusOr<StateMachine::Response> StateMachine::ApplyForVoucher(
 
 absl::StatusOr<StateMachine::Response> StateMachine::ApproveApplication(
     const pb::ApproveApplicationRequest& r) {
-  ASSIGN_OR_RETURN(pb::Application * found, FindPendingApplication(r.application_id()));
+  ASSIGN_OR_RETURN(pb::Application * found,
+                   FindPendingApplication(r.application_id()));
   pb::Application& application = *found;
   const int64_t approved =
       r.approved_fen() == 0 ? application.requested_fen() : r.approved_fen();
-  RETURN_IF_ERROR(CheckRange("approved_fen", approved, 1, application.requested_fen()));
+  RETURN_IF_ERROR(
+      CheckRange("approved_fen", approved, 1, application.requested_fen()));
   RETURN_IF_ERROR(CheckLength("reason", r.reason(), 0, 500));
   pb::IssueVoucherRequest issue;
   issue.set_program_id(application.program_id());
   issue.set_enterprise_id(application.enterprise_id());
   issue.set_face_value_fen(approved);
-  *issue.mutable_valid_from() = r.valid_from();
-  *issue.mutable_valid_until() = r.valid_until();
+  if (r.has_valid_from()) *issue.mutable_valid_from() = r.valid_from();
+  if (r.has_valid_until()) *issue.mutable_valid_until() = r.valid_until();
   issue.set_priority(r.priority());
   PendingIssue pending;
   ASSIGN_OR_RETURN(const IssuePlan plan, PlanIssue(issue, &pending));
@@ -387,7 +409,8 @@ absl::StatusOr<StateMachine::Response> StateMachine::ApproveApplication(
 
 absl::StatusOr<StateMachine::Response> StateMachine::RejectApplication(
     const pb::RejectApplicationRequest& r) {
-  ASSIGN_OR_RETURN(pb::Application * found, FindPendingApplication(r.application_id()));
+  ASSIGN_OR_RETURN(pb::Application * found,
+                   FindPendingApplication(r.application_id()));
   pb::Application& application = *found;
   RETURN_IF_ERROR(CheckLength("reason", r.reason(), 1, 500));
   application.set_state(pb::APPLICATION_STATE_REJECTED);
@@ -399,7 +422,8 @@ absl::StatusOr<StateMachine::Response> StateMachine::RejectApplication(
 // --- Vouchers ---
 
 int64_t StateMachine::IssuedInYear(const std::string& program_id,
-                                   const std::string& enterprise_id, int year) const {
+                                   const std::string& enterprise_id,
+                                   int year) const {
   int64_t total = 0;
   auto ids = enterprise_vouchers_.find(enterprise_id);
   if (ids == enterprise_vouchers_.end()) return 0;
@@ -407,22 +431,26 @@ int64_t StateMachine::IssuedInYear(const std::string& program_id,
     const pb::Voucher& v = vouchers_.at(id).voucher;
     if (v.program_id() != program_id) continue;
     auto issued_at = FromProto("issued_at", v.issued_at());
-    if (issued_at.ok() && ShanghaiYear(*issued_at) == year) total += v.face_value_fen();
+    if (issued_at.ok() && ShanghaiYear(*issued_at) == year)
+      total += v.face_value_fen();
   }
   return total;
 }
 
 absl::Status StateMachine::CheckCap(const pb::Program& program,
                                     const std::string& enterprise_id, int year,
-                                    int64_t amount, int64_t already_pending) const {
+                                    int64_t amount,
+                                    int64_t already_pending) const {
   if (program.enterprise_cap_fen() == 0) return absl::OkStatus();
-  const int64_t used = IssuedInYear(program.program_id(), enterprise_id, year) + already_pending;
-  const int64_t remaining = std::max<int64_t>(0, program.enterprise_cap_fen() - used);
+  const int64_t used =
+      IssuedInYear(program.program_id(), enterprise_id, year) + already_pending;
+  const int64_t remaining =
+      std::max<int64_t>(0, program.enterprise_cap_fen() - used);
   if (amount > remaining) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "enterprise ", enterprise_id, ": cap of program ", program.program_id(), " for ",
-        year, " exceeded: need ", FormatFen(amount), ", remaining ", FormatFen(remaining),
-        " of ", FormatFen(program.enterprise_cap_fen())));
+        "enterprise ", enterprise_id, ": cap of program ", program.program_id(),
+        " for ", year, " exceeded: need ", FormatFen(amount), ", remaining ",
+        FormatFen(remaining), " of ", FormatFen(program.enterprise_cap_fen())));
   }
   return absl::OkStatus();
 }
@@ -439,7 +467,8 @@ absl::StatusOr<StateMachine::IssuePlan> StateMachine::PlanIssue(
   ASSIGN_OR_RETURN(const pb::Enterprise* enterprise,
                    FindEnterprise("enterprise_id", r.enterprise_id()));
   RETURN_IF_ERROR(CheckEligible(program, *enterprise));
-  RETURN_IF_ERROR(CheckRange("face_value_fen", r.face_value_fen(), 1, kMaxBudgetFen));
+  RETURN_IF_ERROR(
+      CheckRange("face_value_fen", r.face_value_fen(), 1, kMaxBudgetFen));
   RETURN_IF_ERROR(CheckRange("priority", r.priority(), 0, 1000));
   ASSIGN_OR_RETURN(const absl::Time program_from,
                    FromProto("program.valid_from", program.valid_from()));
@@ -453,35 +482,41 @@ absl::StatusOr<StateMachine::IssuePlan> StateMachine::PlanIssue(
   if (r.has_valid_until()) {
     ASSIGN_OR_RETURN(until, FromProto("valid_until", r.valid_until()));
   }
-  RETURN_IF_ERROR(ValidateWindow("valid_from", "valid_until", Window{from, until}));
+  RETURN_IF_ERROR(
+      ValidateWindow("valid_from", "valid_until", Window{from, until}));
   if (!Window{program_from, program_until}.Contains(Window{from, until})) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "valid_from, valid_until: ", FormatInstant(from), " .. ", FormatInstant(until),
-        " must lie inside program ", program.program_id(), "'s window ",
-        FormatInstant(program_from), " .. ", FormatInstant(program_until)));
+        "valid_from, valid_until: ", FormatInstant(from), " .. ",
+        FormatInstant(until), " must lie inside program ", program.program_id(),
+        "'s window ", FormatInstant(program_from), " .. ",
+        FormatInstant(program_until)));
   }
   if (until <= now_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("valid_until: ", FormatInstant(until), " is not in the future"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "valid_until: ", FormatInstant(until), " is not in the future"));
   }
-  const int64_t unissued = ledger_.Balance(ProgramBudgetAccount(program.program_id())) -
-                           pending->by_program[program.program_id()];
+  const int64_t unissued =
+      ledger_.Balance(ProgramBudgetAccount(program.program_id())) -
+      pending->by_program[program.program_id()];
   if (r.face_value_fen() > unissued) {
     return absl::FailedPreconditionError(absl::StrCat(
         "program ", program.program_id(), ": insufficient budget: need ",
-        FormatFen(r.face_value_fen()), ", have ", FormatFen(unissued), " unissued"));
+        FormatFen(r.face_value_fen()), ", have ", FormatFen(unissued),
+        " unissued"));
   }
   const int year = ShanghaiYear(now_);
-  const std::string cap_key = absl::StrCat(program.program_id(), "/", r.enterprise_id());
+  const std::string cap_key =
+      absl::StrCat(program.program_id(), "/", r.enterprise_id());
   RETURN_IF_ERROR(CheckCap(program, r.enterprise_id(), year, r.face_value_fen(),
                            pending->by_cap_key[cap_key]));
   pending->by_program[program.program_id()] += r.face_value_fen();
   pending->by_cap_key[cap_key] += r.face_value_fen();
-  return IssuePlan{&program, r.enterprise_id(), r.face_value_fen(), from, until, r.priority()};
+  return IssuePlan{&program, r.enterprise_id(), r.face_value_fen(), from,
+                   until,    r.priority()};
 }
 
-absl::StatusOr<pb::Voucher> StateMachine::ExecuteIssue(const IssuePlan& plan,
-                                                       const std::string& application_id) {
+absl::StatusOr<pb::Voucher> StateMachine::ExecuteIssue(
+    const IssuePlan& plan, const std::string& application_id) {
   const int year = ShanghaiYear(now_);
   ++next_voucher_;
   const std::string id = absl::StrFormat("CV-%d-%06d", year, next_voucher_);
@@ -500,8 +535,8 @@ absl::StatusOr<pb::Voucher> StateMachine::ExecuteIssue(const IssuePlan& plan,
   expiry_index_.insert({plan.valid_until, id});
   pb::JournalEntry issue =
       Entry(pb::ENTRY_KIND_ISSUE, VoucherAccount(id),
-            ProgramBudgetAccount(plan.program->program_id()), plan.face_value_fen,
-            absl::StrCat("issue/", id));
+            ProgramBudgetAccount(plan.program->program_id()),
+            plan.face_value_fen, absl::StrCat("issue/", id));
   issue.set_voucher_id(id);
   issue.set_program_id(plan.program->program_id());
   if (absl::Status s = Post(std::move(issue)); !s.ok()) {
@@ -550,12 +585,14 @@ absl::StatusOr<StateMachine::Response> StateMachine::SuspendVoucher(
   RETURN_IF_ERROR(CheckLength("reason", r.reason(), 1, 500));
   if (rec->voucher.state() != pb::VOUCHER_STATE_ACTIVE) {
     return absl::FailedPreconditionError(
-        absl::StrCat("voucher ", r.voucher_id(), ": only an active voucher can be suspended, it is ",
+        absl::StrCat("voucher ", r.voucher_id(),
+                     ": only an active voucher can be suspended, it is ",
                      pb::VoucherState_Name(rec->voucher.state())));
   }
   rec->voucher.set_state(pb::VOUCHER_STATE_SUSPENDED);
   rec->voucher.set_state_reason(r.reason());
-  RETURN_IF_ERROR(EndVoucherAllocations(r.voucher_id(), pb::END_REASON_VOUCHER_SUSPENDED));
+  RETURN_IF_ERROR(
+      EndVoucherAllocations(r.voucher_id(), pb::END_REASON_VOUCHER_SUSPENDED));
   return Share(VoucherViewOf(*rec));
 }
 
@@ -564,7 +601,8 @@ absl::StatusOr<StateMachine::Response> StateMachine::ResumeVoucher(
   ASSIGN_OR_RETURN(VoucherRec * rec, FindVoucher(r.voucher_id()));
   if (rec->voucher.state() != pb::VOUCHER_STATE_SUSPENDED) {
     return absl::FailedPreconditionError(
-        absl::StrCat("voucher ", r.voucher_id(), ": only a suspended voucher can be resumed, it is ",
+        absl::StrCat("voucher ", r.voucher_id(),
+                     ": only a suspended voucher can be resumed, it is ",
                      pb::VoucherState_Name(rec->voucher.state())));
   }
   rec->voucher.set_state(pb::VOUCHER_STATE_ACTIVE);
@@ -578,15 +616,19 @@ absl::StatusOr<StateMachine::Response> StateMachine::RevokeVoucher(
   ASSIGN_OR_RETURN(VoucherRec * rec, FindVoucher(r.voucher_id()));
   RETURN_IF_ERROR(CheckLength("reason", r.reason(), 1, 500));
   const pb::VoucherState state = rec->voucher.state();
-  if (state == pb::VOUCHER_STATE_REVOKED || state == pb::VOUCHER_STATE_EXPIRED) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "voucher ", r.voucher_id(), ": already ", pb::VoucherState_Name(state)));
+  if (state == pb::VOUCHER_STATE_REVOKED ||
+      state == pb::VOUCHER_STATE_EXPIRED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("voucher ", r.voucher_id(), ": already ",
+                     pb::VoucherState_Name(state)));
   }
   rec->voucher.set_state(pb::VOUCHER_STATE_REVOKED);
   rec->voucher.set_state_reason(r.reason());
-  ASSIGN_OR_RETURN(const absl::Time until, FromProto("valid_until", rec->voucher.valid_until()));
+  ASSIGN_OR_RETURN(const absl::Time until,
+                   FromProto("valid_until", rec->voucher.valid_until()));
   expiry_index_.erase({until, r.voucher_id()});
-  RETURN_IF_ERROR(EndVoucherAllocations(r.voucher_id(), pb::END_REASON_VOUCHER_REVOKED));
+  RETURN_IF_ERROR(
+      EndVoucherAllocations(r.voucher_id(), pb::END_REASON_VOUCHER_REVOKED));
   const int64_t available = ledger_.Balance(VoucherAccount(r.voucher_id()));
   RETURN_IF_ERROR(ReturnToBudget(*rec, pb::ENTRY_KIND_REVOKE, available,
                                  absl::StrCat("revoke/", r.voucher_id())));
@@ -596,13 +638,15 @@ absl::StatusOr<StateMachine::Response> StateMachine::RevokeVoucher(
 absl::StatusOr<StateMachine::Response> StateMachine::AdjustVoucher(
     const pb::AdjustVoucherRequest& r) {
   ASSIGN_OR_RETURN(VoucherRec * rec, FindVoucher(r.voucher_id()));
-  RETURN_IF_ERROR(CheckRange("delta_fen", r.delta_fen(), -kMaxBudgetFen, kMaxBudgetFen));
+  RETURN_IF_ERROR(
+      CheckRange("delta_fen", r.delta_fen(), -kMaxBudgetFen, kMaxBudgetFen));
   if (r.delta_fen() == 0) {
     return absl::InvalidArgumentError("delta_fen: must not be zero");
   }
   RETURN_IF_ERROR(CheckLength("reason", r.reason(), 1, 500));
   const pb::VoucherState state = rec->voucher.state();
-  if (state == pb::VOUCHER_STATE_REVOKED || state == pb::VOUCHER_STATE_EXPIRED) {
+  if (state == pb::VOUCHER_STATE_REVOKED ||
+      state == pb::VOUCHER_STATE_EXPIRED) {
     return absl::FailedPreconditionError(absl::StrCat(
         "voucher ", r.voucher_id(), ": cannot adjust a voucher that is ",
         pb::VoucherState_Name(state)));
@@ -610,17 +654,20 @@ absl::StatusOr<StateMachine::Response> StateMachine::AdjustVoucher(
   const std::string& program_id = rec->voucher.program_id();
   const std::string voucher_account = VoucherAccount(r.voucher_id());
   const std::string budget_account = ProgramBudgetAccount(program_id);
-  const std::string key = absl::StrCat("adjust/", r.voucher_id(), "/", rec->adjustments + 1);
+  const std::string key =
+      absl::StrCat("adjust/", r.voucher_id(), "/", rec->adjustments + 1);
   pb::JournalEntry entry;
   if (r.delta_fen() > 0) {
     const pb::Program& program = programs_.at(program_id);
     ASSIGN_OR_RETURN(const absl::Time issued_at,
                      FromProto("issued_at", rec->voucher.issued_at()));
-    RETURN_IF_ERROR(CheckCap(program, rec->voucher.enterprise_id(), ShanghaiYear(issued_at),
-                             r.delta_fen(), 0));
-    entry = Entry(pb::ENTRY_KIND_ADJUST, voucher_account, budget_account, r.delta_fen(), key);
+    RETURN_IF_ERROR(CheckCap(program, rec->voucher.enterprise_id(),
+                             ShanghaiYear(issued_at), r.delta_fen(), 0));
+    entry = Entry(pb::ENTRY_KIND_ADJUST, voucher_account, budget_account,
+                  r.delta_fen(), key);
   } else {
-    entry = Entry(pb::ENTRY_KIND_ADJUST, budget_account, voucher_account, -r.delta_fen(), key);
+    entry = Entry(pb::ENTRY_KIND_ADJUST, budget_account, voucher_account,
+                  -r.delta_fen(), key);
   }
   entry.set_voucher_id(r.voucher_id());
   entry.set_program_id(program_id);
@@ -643,14 +690,15 @@ absl::StatusOr<StateMachine::Response> StateMachine::SettleProvider(
   RETURN_IF_ERROR(CheckLength("reference", r.reference(), 1, 200));
   const int64_t payable = ledger_.Balance(PayableAccount(r.provider_id()));
   if (r.amount_fen() <= 0 || r.amount_fen() > payable) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("amount_fen: must be 1..", payable, " (the provider's payable, ",
-                     FormatFen(payable), "), got ", r.amount_fen()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "amount_fen: must be 1..", payable, " (the provider's payable, ",
+        FormatFen(payable), "), got ", r.amount_fen()));
   }
   ++next_settlement_;
   pb::JournalEntry entry =
-      Entry(pb::ENTRY_KIND_SETTLE, PaidAccount(r.provider_id()), PayableAccount(r.provider_id()),
-            r.amount_fen(), absl::StrCat("settle/", r.provider_id(), "/", next_settlement_));
+      Entry(pb::ENTRY_KIND_SETTLE, PaidAccount(r.provider_id()),
+            PayableAccount(r.provider_id()), r.amount_fen(),
+            absl::StrCat("settle/", r.provider_id(), "/", next_settlement_));
   entry.set_provider_id(r.provider_id());
   entry.set_memo(r.reference());
   if (absl::Status s = Post(std::move(entry)); !s.ok()) {

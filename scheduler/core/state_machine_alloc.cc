@@ -37,10 +37,11 @@ bool IsActive(const pb::Allocation& a) {
 }
 
 std::string Describe(const pb::ResourceRequest& r) {
-  return absl::StrCat(r.gpu_count(), " × ",
-                      r.gpu_model().empty()
-                          ? absl::StrCat("any ", pb::HardwareClass_Name(r.hardware_class()))
-                          : r.gpu_model());
+  return absl::StrCat(
+      r.gpu_count(), " × ",
+      r.gpu_model().empty()
+          ? absl::StrCat("any ", pb::HardwareClass_Name(r.hardware_class()))
+          : r.gpu_model());
 }
 
 absl::Status CheckResources(const pb::ResourceRequest& r) {
@@ -50,14 +51,17 @@ absl::Status CheckResources(const pb::ResourceRequest& r) {
     return absl::InvalidArgumentError(
         "gpu_model, hardware_class: exactly one must be set");
   }
-  if (has_model) RETURN_IF_ERROR(CheckLength("gpu_model", r.gpu_model(), 1, 64));
+  if (has_model)
+    RETURN_IF_ERROR(CheckLength("gpu_model", r.gpu_model(), 1, 64));
   if (has_class && !pb::HardwareClass_IsValid(r.hardware_class())) {
     return absl::InvalidArgumentError(
         absl::StrCat("hardware_class: unknown value ", r.hardware_class()));
   }
   RETURN_IF_ERROR(CheckRange("gpu_count", r.gpu_count(), 1, kMaxGpus));
-  RETURN_IF_ERROR(CheckRange("max_duration_s", r.max_duration_s(), kMinDurationS, kMaxDurationS));
-  if (!r.voucher_id().empty()) RETURN_IF_ERROR(CheckIdRef("voucher_id", r.voucher_id()));
+  RETURN_IF_ERROR(CheckRange("max_duration_s", r.max_duration_s(),
+                             kMinDurationS, kMaxDurationS));
+  if (!r.voucher_id().empty())
+    RETURN_IF_ERROR(CheckIdRef("voucher_id", r.voucher_id()));
   return absl::OkStatus();
 }
 
@@ -66,7 +70,8 @@ absl::Status CheckResources(const pb::ResourceRequest& r) {
 // id order.
 template <typename Option>
 bool BetterPlacement(const Option& a, const Option& b) {
-  return std::tie(a.price_fen_per_gpu_hour, a.free_gpus, a.cluster_id, a.model) <
+  return std::tie(a.price_fen_per_gpu_hour, a.free_gpus, a.cluster_id,
+                  a.model) <
          std::tie(b.price_fen_per_gpu_hour, b.free_gpus, b.cluster_id, b.model);
 }
 
@@ -77,11 +82,13 @@ bool BetterPlacement(const Option& a, const Option& b) {
 absl::StatusOr<StateMachine::Response> StateMachine::RegisterCluster(
     const pb::Principal& p, const pb::RegisterRequest& r) {
   if (p.role() != pb::ROLE_AGENT || p.cluster_id().empty()) {
-    return absl::PermissionDeniedError("register: only an agent token may register a cluster");
+    return absl::PermissionDeniedError(
+        "register: only an agent token may register a cluster");
   }
   auto owner = cluster_owner_.find(p.cluster_id());
   if (owner == cluster_owner_.end()) {
-    return absl::InternalError(absl::StrCat("cluster ", p.cluster_id(), " has no owner"));
+    return absl::InternalError(
+        absl::StrCat("cluster ", p.cluster_id(), " has no owner"));
   }
   RETURN_IF_ERROR(CheckLength("region", r.region(), 1, 64));
   RETURN_IF_ERROR(CheckLength("agent_version", r.agent_version(), 0, 64));
@@ -100,13 +107,16 @@ absl::StatusOr<StateMachine::Response> StateMachine::RegisterCluster(
     }
     if (m.hardware_class() != pb::HARDWARE_CLASS_DOMESTIC &&
         m.hardware_class() != pb::HARDWARE_CLASS_OTHER) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "inventory.hardware_class: model ", m.model(), " needs domestic or other"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("inventory.hardware_class: model ", m.model(),
+                       " needs domestic or other"));
     }
-    RETURN_IF_ERROR(CheckRange(absl::StrCat("inventory[", m.model(), "].gpu_count"),
-                               m.gpu_count(), 1, 100'000));
-    RETURN_IF_ERROR(CheckRange(absl::StrCat("inventory[", m.model(), "].price_fen_per_gpu_hour"),
-                               m.price_fen_per_gpu_hour(), 1, 100'000'000));
+    RETURN_IF_ERROR(
+        CheckRange(absl::StrCat("inventory[", m.model(), "].gpu_count"),
+                   m.gpu_count(), 1, 100'000));
+    RETURN_IF_ERROR(CheckRange(
+        absl::StrCat("inventory[", m.model(), "].price_fen_per_gpu_hour"),
+        m.price_fen_per_gpu_hour(), 1, 100'000'000));
   }
   ClusterRec& rec = clusters_[p.cluster_id()];
   pb::Cluster& cluster = rec.cluster;
@@ -147,10 +157,11 @@ absl::StatusOr<StateMachine::Response> StateMachine::RegisterCluster(
 
 // --- Planning ---
 
-std::vector<StateMachine::Option> StateMachine::Options(const pb::Enterprise& enterprise,
-                                                        const pb::ResourceRequest& r) const {
-  absl::flat_hash_set<std::string> related(enterprise.related_provider_ids().begin(),
-                                           enterprise.related_provider_ids().end());
+std::vector<StateMachine::Option> StateMachine::Options(
+    const pb::Enterprise& enterprise, const pb::ResourceRequest& r) const {
+  absl::flat_hash_set<std::string> related(
+      enterprise.related_provider_ids().begin(),
+      enterprise.related_provider_ids().end());
   std::vector<Option> options;
   for (const auto& [id, rec] : clusters_) {
     const pb::Cluster& cluster = rec.cluster;
@@ -163,13 +174,14 @@ std::vector<StateMachine::Option> StateMachine::Options(const pb::Enterprise& en
       continue;
     }
     for (const pb::GpuModel& m : cluster.inventory()) {
-      const bool match = r.gpu_model().empty() ? m.hardware_class() == r.hardware_class()
-                                               : m.model() == r.gpu_model();
+      const bool match = r.gpu_model().empty()
+                             ? m.hardware_class() == r.hardware_class()
+                             : m.model() == r.gpu_model();
       if (!match || m.gpu_count() < r.gpu_count()) continue;
       auto used = rec.used_gpus.find(m.model());
       const int32_t in_use = used == rec.used_gpus.end() ? 0 : used->second;
-      options.push_back(Option{id, cluster.provider_id(), m.model(), m.hardware_class(),
-                               m.price_fen_per_gpu_hour(),
+      options.push_back(Option{id, cluster.provider_id(), m.model(),
+                               m.hardware_class(), m.price_fen_per_gpu_hour(),
                                std::max(0, m.gpu_count() - in_use)});
     }
   }
@@ -177,10 +189,12 @@ std::vector<StateMachine::Option> StateMachine::Options(const pb::Enterprise& en
 }
 
 absl::StatusOr<int64_t> StateMachine::HoldFor(const Option& option,
-                                              const pb::Program& program, bool sme,
-                                              int32_t gpu_count, int64_t duration_s) const {
+                                              const pb::Program& program,
+                                              bool sme, int32_t gpu_count,
+                                              int64_t duration_s) const {
   ASSIGN_OR_RETURN(const int64_t gpu_ms, GpuMs(gpu_count, duration_s));
-  ASSIGN_OR_RETURN(const int64_t cost, CostFen(gpu_ms, option.price_fen_per_gpu_hour));
+  ASSIGN_OR_RETURN(const int64_t cost,
+                   CostFen(gpu_ms, option.price_fen_per_gpu_hour));
   return SubsidyFen(cost, RatioBp(program, option.hardware_class, sme));
 }
 
@@ -192,12 +206,13 @@ absl::StatusOr<StateMachine::Plan> StateMachine::PlanAllocation(
   Plan plan;
   plan.options = Options(*enterprise, r);
   if (plan.options.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no approved, unrelated cluster offers ", Describe(r)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("no approved, unrelated cluster offers ", Describe(r)));
   }
   for (const Option& option : plan.options) {
     if (option.free_gpus < r.gpu_count()) continue;
-    if (!plan.placement || BetterPlacement(option, *plan.placement)) plan.placement = option;
+    if (!plan.placement || BetterPlacement(option, *plan.placement))
+      plan.placement = option;
   }
 
   // The vouchers that could pay, in the order they are chosen.
@@ -209,35 +224,40 @@ absl::StatusOr<StateMachine::Plan> StateMachine::PlanAllocation(
           absl::StrCat("voucher_id: voucher ", r.voucher_id(), " not found"));
     }
     if (it->second.voucher.enterprise_id() != enterprise_id) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("voucher_id: voucher ", r.voucher_id(), " is not yours"));
+      return absl::PermissionDeniedError(absl::StrCat(
+          "voucher_id: voucher ", r.voucher_id(), " is not yours"));
     }
     candidates.push_back(&it->second);
   } else if (auto ids = enterprise_vouchers_.find(enterprise_id);
              ids != enterprise_vouchers_.end()) {
-    for (const std::string& id : ids->second) candidates.push_back(&vouchers_.at(id));
-    std::stable_sort(candidates.begin(), candidates.end(),
-                     [](const VoucherRec* a, const VoucherRec* b) {
-                       const pb::Voucher& x = a->voucher;
-                       const pb::Voucher& y = b->voucher;
-                       return std::make_tuple(-x.priority(), x.valid_until().seconds(),
-                                              x.valid_until().nanos(), x.voucher_id()) <
-                              std::make_tuple(-y.priority(), y.valid_until().seconds(),
-                                              y.valid_until().nanos(), y.voucher_id());
-                     });
+    for (const std::string& id : ids->second)
+      candidates.push_back(&vouchers_.at(id));
+    std::stable_sort(
+        candidates.begin(), candidates.end(),
+        [](const VoucherRec* a, const VoucherRec* b) {
+          const pb::Voucher& x = a->voucher;
+          const pb::Voucher& y = b->voucher;
+          return std::make_tuple(-x.priority(), x.valid_until().seconds(),
+                                 x.valid_until().nanos(), x.voucher_id()) <
+                 std::make_tuple(-y.priority(), y.valid_until().seconds(),
+                                 y.valid_until().nanos(), y.voucher_id());
+        });
   }
   std::string shortfall;
   for (const VoucherRec* rec : candidates) {
     const pb::Voucher& v = rec->voucher;
-    ASSIGN_OR_RETURN(const absl::Time from, FromProto("valid_from", v.valid_from()));
-    ASSIGN_OR_RETURN(const absl::Time until, FromProto("valid_until", v.valid_until()));
-    const bool usable = v.state() == pb::VOUCHER_STATE_ACTIVE && Window{from, until}.Contains(now_);
+    ASSIGN_OR_RETURN(const absl::Time from,
+                     FromProto("valid_from", v.valid_from()));
+    ASSIGN_OR_RETURN(const absl::Time until,
+                     FromProto("valid_until", v.valid_until()));
+    const bool usable = v.state() == pb::VOUCHER_STATE_ACTIVE &&
+                        Window{from, until}.Contains(now_);
     if (!usable) {
       if (!r.voucher_id().empty()) {
         return absl::FailedPreconditionError(absl::StrCat(
             "voucher ", v.voucher_id(), ": not usable now (",
-            pb::VoucherState_Name(v.state()), ", valid ", FormatInstant(from), " .. ",
-            FormatInstant(until), ")"));
+            pb::VoucherState_Name(v.state()), ", valid ", FormatInstant(from),
+            " .. ", FormatInstant(until), ")"));
       }
       continue;
     }
@@ -246,12 +266,13 @@ absl::StatusOr<StateMachine::Plan> StateMachine::PlanAllocation(
     const Option* priced = plan.placement ? &*plan.placement : nullptr;
     int64_t hold = 0;
     if (priced != nullptr) {
-      ASSIGN_OR_RETURN(hold, HoldFor(*priced, program, enterprise->sme(), r.gpu_count(),
-                                     r.max_duration_s()));
+      ASSIGN_OR_RETURN(hold, HoldFor(*priced, program, enterprise->sme(),
+                                     r.gpu_count(), r.max_duration_s()));
     } else {
       for (const Option& option : plan.options) {
-        ASSIGN_OR_RETURN(const int64_t h, HoldFor(option, program, enterprise->sme(),
-                                                  r.gpu_count(), r.max_duration_s()));
+        ASSIGN_OR_RETURN(const int64_t h,
+                         HoldFor(option, program, enterprise->sme(),
+                                 r.gpu_count(), r.max_duration_s()));
         if (priced == nullptr || h > hold) {
           hold = h;
           priced = &option;
@@ -267,21 +288,25 @@ absl::StatusOr<StateMachine::Plan> StateMachine::PlanAllocation(
       plan.hold_fen = hold;
       plan.price_fen_per_gpu_hour = priced->price_fen_per_gpu_hour;
       plan.hardware_class = priced->hardware_class;
-      plan.ratio_bp = RatioBp(program, priced->hardware_class, enterprise->sme());
-      ASSIGN_OR_RETURN(const int64_t gpu_ms, GpuMs(r.gpu_count(), r.max_duration_s()));
-      ASSIGN_OR_RETURN(plan.amounts,
-                       AmountsFor(gpu_ms, plan.price_fen_per_gpu_hour, plan.ratio_bp));
+      plan.ratio_bp =
+          RatioBp(program, priced->hardware_class, enterprise->sme());
+      ASSIGN_OR_RETURN(const int64_t gpu_ms,
+                       GpuMs(r.gpu_count(), r.max_duration_s()));
+      ASSIGN_OR_RETURN(
+          plan.amounts,
+          AmountsFor(gpu_ms, plan.price_fen_per_gpu_hour, plan.ratio_bp));
       if (available >= hold) {
         plan.voucher = rec;
       } else if (shortfall.empty()) {
-        shortfall = absl::StrCat("voucher ", v.voucher_id(), ": insufficient balance: need ",
-                                 FormatFen(hold), ", have ", FormatFen(available));
+        shortfall = absl::StrCat(
+            "voucher ", v.voucher_id(), ": insufficient balance: need ",
+            FormatFen(hold), ", have ", FormatFen(available));
       }
     }
   }
   if (plan.voucher_options.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("enterprise ", enterprise_id, ": no active voucher valid now"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "enterprise ", enterprise_id, ": no active voucher valid now"));
   }
   if (plan.voucher == nullptr && !r.voucher_id().empty()) {
     return absl::FailedPreconditionError(shortfall);
@@ -290,14 +315,16 @@ absl::StatusOr<StateMachine::Plan> StateMachine::PlanAllocation(
 }
 
 absl::StatusOr<pb::QuoteResponse> StateMachine::Quote(
-    const std::string& enterprise_id, const pb::ResourceRequest& resources) const {
+    const std::string& enterprise_id,
+    const pb::ResourceRequest& resources) const {
   ASSIGN_OR_RETURN(const Plan plan, PlanAllocation(enterprise_id, resources));
   pb::QuoteResponse quote;
   *quote.mutable_amounts() = plan.amounts;
   quote.set_price_fen_per_gpu_hour(plan.price_fen_per_gpu_hour);
   quote.set_ratio_bp(plan.ratio_bp);
   quote.set_hardware_class(plan.hardware_class);
-  for (const pb::VoucherOption& option : plan.voucher_options) *quote.add_vouchers() = option;
+  for (const pb::VoucherOption& option : plan.voucher_options)
+    *quote.add_vouchers() = option;
   quote.set_capacity_available(plan.placement.has_value());
   if (plan.placement) {
     quote.set_cluster_id(plan.placement->cluster_id);
@@ -309,27 +336,32 @@ absl::StatusOr<pb::QuoteResponse> StateMachine::Quote(
 // --- Allocation lifecycle ---
 
 absl::StatusOr<StateMachine::Response> StateMachine::Allocate(
-    const pb::Principal& p, const std::string& request_id, const pb::AllocateRequest& r) {
+    const pb::Principal& p, const std::string& request_id,
+    const pb::AllocateRequest& r) {
   if (p.role() != pb::ROLE_ENTERPRISE) {
-    return absl::PermissionDeniedError("allocate: only an enterprise token may allocate");
+    return absl::PermissionDeniedError(
+        "allocate: only an enterprise token may allocate");
   }
-  RETURN_IF_ERROR(CheckRange("workload_command", r.workload_command_size(), 0, 64));
+  RETURN_IF_ERROR(
+      CheckRange("workload_command", r.workload_command_size(), 0, 64));
   for (const std::string& arg : r.workload_command()) {
     RETURN_IF_ERROR(CheckLength("workload_command", arg, 0, 4096));
   }
-  ASSIGN_OR_RETURN(const Plan plan, PlanAllocation(p.enterprise_id(), r.resources()));
+  ASSIGN_OR_RETURN(const Plan plan,
+                   PlanAllocation(p.enterprise_id(), r.resources()));
   if (plan.voucher == nullptr) {
     int64_t total = 0;
-    for (const pb::VoucherOption& option : plan.voucher_options) total += option.available_fen();
+    for (const pb::VoucherOption& option : plan.voucher_options)
+      total += option.available_fen();
     return absl::FailedPreconditionError(absl::StrCat(
         "enterprise ", p.enterprise_id(), ": insufficient balance: need ",
-        FormatFen(plan.hold_fen), " on one voucher, have ", FormatFen(total), " across ",
-        plan.voucher_options.size(), " usable voucher(s)"));
+        FormatFen(plan.hold_fen), " on one voucher, have ", FormatFen(total),
+        " across ", plan.voucher_options.size(), " usable voucher(s)"));
   }
   if (!plan.placement && !r.queue_if_busy()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "no free capacity now for ", Describe(r.resources()),
-        "; set queue_if_busy to wait in the queue"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no free capacity now for ", Describe(r.resources()),
+                     "; set queue_if_busy to wait in the queue"));
   }
   const pb::Voucher& voucher = plan.voucher->voucher;
   const std::string id = NextId("AL", &next_allocation_, 8);
@@ -352,9 +384,10 @@ absl::StatusOr<StateMachine::Response> StateMachine::Allocate(
   *a.mutable_workload_command() = r.workload_command();
   a.set_request_id(request_id);
   voucher_allocations_[voucher.voucher_id()].push_back(id);
-  RETURN_IF_ERROR(Post(AllocationEntry(pb::ENTRY_KIND_HOLD, HoldAccount(id),
-                                       VoucherAccount(voucher.voucher_id()), plan.hold_fen,
-                                       absl::StrCat("hold/", id), a)));
+  RETURN_IF_ERROR(
+      Post(AllocationEntry(pb::ENTRY_KIND_HOLD, HoldAccount(id),
+                           VoucherAccount(voucher.voucher_id()), plan.hold_fen,
+                           absl::StrCat("hold/", id), a)));
   rec.hold_placed_fen = plan.hold_fen;
   UpdateExhausted(vouchers_.at(voucher.voucher_id()));
   if (plan.placement) {
@@ -369,12 +402,14 @@ absl::Status StateMachine::Place(AllocationRec& rec, const Option& option) {
   pb::Allocation& a = rec.allocation;
   const pb::Program& program = programs_.at(a.program_id());
   const bool sme = enterprises_.at(a.enterprise_id()).sme();
-  ASSIGN_OR_RETURN(const int64_t hold,
-                   HoldFor(option, program, sme, a.gpu_count(), a.max_duration_s()));
+  ASSIGN_OR_RETURN(
+      const int64_t hold,
+      HoldFor(option, program, sme, a.gpu_count(), a.max_duration_s()));
   const int64_t excess = a.held_fen() - hold;
   if (excess < 0) {
-    return absl::InternalError(absl::StrCat("allocation ", a.allocation_id(),
-                                            ": placement needs more than its hold"));
+    return absl::InternalError(
+        absl::StrCat("allocation ", a.allocation_id(),
+                     ": placement needs more than its hold"));
   }
   queue_.erase({rec.queue_order, a.allocation_id()});
   a.set_cluster_id(option.cluster_id);
@@ -387,9 +422,11 @@ absl::Status StateMachine::Place(AllocationRec& rec, const Option& option) {
   *a.mutable_assigned_at() = ToProto(now_);
   clusters_.at(option.cluster_id).used_gpus[option.model] += a.gpu_count();
   enterprise_gpus_[a.enterprise_id()] += a.gpu_count();
-  deadline_index_.insert({now_ + absl::Seconds(a.max_duration_s()), a.allocation_id()});
+  deadline_index_.insert(
+      {now_ + absl::Seconds(a.max_duration_s()), a.allocation_id()});
   if (excess > 0) {
-    RETURN_IF_ERROR(ReleaseHold(rec, excess, absl::StrCat("release/", a.allocation_id(), "/placed")));
+    RETURN_IF_ERROR(ReleaseHold(
+        rec, excess, absl::StrCat("release/", a.allocation_id(), "/placed")));
     rec.hold_placed_fen -= excess;
   }
   return absl::OkStatus();
@@ -399,21 +436,26 @@ absl::Status StateMachine::ReleaseHold(AllocationRec& rec, int64_t amount,
                                        const std::string& key) {
   if (amount <= 0) return absl::OkStatus();
   const pb::Allocation& a = rec.allocation;
-  RETURN_IF_ERROR(Post(AllocationEntry(pb::ENTRY_KIND_RELEASE, VoucherAccount(a.voucher_id()),
-                                       HoldAccount(a.allocation_id()), amount, key, a)));
+  RETURN_IF_ERROR(Post(
+      AllocationEntry(pb::ENTRY_KIND_RELEASE, VoucherAccount(a.voucher_id()),
+                      HoldAccount(a.allocation_id()), amount, key, a)));
   VoucherRec& voucher = vouchers_.at(a.voucher_id());
   // A revoked or expired voucher passes what comes back on to the budget.
   const pb::VoucherState state = voucher.voucher.state();
-  if (state == pb::VOUCHER_STATE_REVOKED || state == pb::VOUCHER_STATE_EXPIRED) {
-    const pb::EntryKind kind =
-        state == pb::VOUCHER_STATE_REVOKED ? pb::ENTRY_KIND_REVOKE : pb::ENTRY_KIND_EXPIRE;
-    RETURN_IF_ERROR(ReturnToBudget(voucher, kind, amount, absl::StrCat("return/", key)));
+  if (state == pb::VOUCHER_STATE_REVOKED ||
+      state == pb::VOUCHER_STATE_EXPIRED) {
+    const pb::EntryKind kind = state == pb::VOUCHER_STATE_REVOKED
+                                   ? pb::ENTRY_KIND_REVOKE
+                                   : pb::ENTRY_KIND_EXPIRE;
+    RETURN_IF_ERROR(
+        ReturnToBudget(voucher, kind, amount, absl::StrCat("return/", key)));
   }
   UpdateExhausted(voucher);
   return absl::OkStatus();
 }
 
-absl::Status StateMachine::ReturnToBudget(VoucherRec& rec, pb::EntryKind kind, int64_t amount,
+absl::Status StateMachine::ReturnToBudget(VoucherRec& rec, pb::EntryKind kind,
+                                          int64_t amount,
                                           const std::string& key) {
   if (amount <= 0) return absl::OkStatus();
   const pb::Voucher& v = rec.voucher;
@@ -426,7 +468,8 @@ absl::Status StateMachine::ReturnToBudget(VoucherRec& rec, pb::EntryKind kind, i
 
 void StateMachine::UpdateExhausted(VoucherRec& rec) {
   pb::Voucher& v = rec.voucher;
-  const bool empty = ledger_.Balance(VoucherAccount(v.voucher_id())) == 0 && v.held_fen() == 0;
+  const bool empty =
+      ledger_.Balance(VoucherAccount(v.voucher_id())) == 0 && v.held_fen() == 0;
   if (v.state() == pb::VOUCHER_STATE_ACTIVE && empty) {
     v.set_state(pb::VOUCHER_STATE_EXHAUSTED);
   } else if (v.state() == pb::VOUCHER_STATE_EXHAUSTED && !empty) {
@@ -434,7 +477,8 @@ void StateMachine::UpdateExhausted(VoucherRec& rec) {
   }
 }
 
-absl::Status StateMachine::EndAllocation(AllocationRec& rec, pb::EndReason reason) {
+absl::Status StateMachine::EndAllocation(AllocationRec& rec,
+                                         pb::EndReason reason) {
   pb::Allocation& a = rec.allocation;
   if (a.state() == pb::ALLOCATION_STATE_ENDED) return absl::OkStatus();
   const pb::AllocationState was = a.state();
@@ -445,10 +489,13 @@ absl::Status StateMachine::EndAllocation(AllocationRec& rec, pb::EndReason reaso
     // Never ran, so no usage can follow: release everything now.
     queue_.erase({rec.queue_order, a.allocation_id()});
     rec.hold_released = true;
-    return ReleaseHold(rec, a.held_fen(), absl::StrCat("release/", a.allocation_id()));
+    return ReleaseHold(rec, a.held_fen(),
+                       absl::StrCat("release/", a.allocation_id()));
   }
-  ASSIGN_OR_RETURN(const absl::Time assigned, FromProto("assigned_at", a.assigned_at()));
-  deadline_index_.erase({assigned + absl::Seconds(a.max_duration_s()), a.allocation_id()});
+  ASSIGN_OR_RETURN(const absl::Time assigned,
+                   FromProto("assigned_at", a.assigned_at()));
+  deadline_index_.erase(
+      {assigned + absl::Seconds(a.max_duration_s()), a.allocation_id()});
   clusters_.at(a.cluster_id()).used_gpus[a.gpu_model()] -= a.gpu_count();
   enterprise_gpus_[a.enterprise_id()] -= a.gpu_count();
   release_index_.insert({now_, a.allocation_id()});
@@ -470,7 +517,8 @@ absl::StatusOr<StateMachine::AllocationRec*> StateMachine::FindOwnAllocation(
   RETURN_IF_ERROR(CheckIdRef("allocation_id", id));
   auto it = allocations_.find(id);
   if (it == allocations_.end()) {
-    return absl::NotFoundError(absl::StrCat("allocation_id: allocation ", id, " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("allocation_id: allocation ", id, " not found"));
   }
   if (p.role() != pb::ROLE_ENTERPRISE ||
       it->second.allocation.enterprise_id() != p.enterprise_id()) {
@@ -482,11 +530,12 @@ absl::StatusOr<StateMachine::AllocationRec*> StateMachine::FindOwnAllocation(
 
 absl::StatusOr<StateMachine::Response> StateMachine::ReleaseAllocation(
     const pb::Principal& p, const pb::ReleaseAllocationRequest& r) {
-  ASSIGN_OR_RETURN(AllocationRec * rec, FindOwnAllocation(p, r.allocation_id()));
+  ASSIGN_OR_RETURN(AllocationRec * rec,
+                   FindOwnAllocation(p, r.allocation_id()));
   if (rec->allocation.state() == pb::ALLOCATION_STATE_ENDED) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "allocation ", r.allocation_id(), ": already ended (",
-        pb::EndReason_Name(rec->allocation.end_reason()), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("allocation ", r.allocation_id(), ": already ended (",
+                     pb::EndReason_Name(rec->allocation.end_reason()), ")"));
   }
   RETURN_IF_ERROR(EndAllocation(*rec, pb::END_REASON_RELEASED));
   RETURN_IF_ERROR(ProcessQueue());
@@ -495,56 +544,67 @@ absl::StatusOr<StateMachine::Response> StateMachine::ReleaseAllocation(
 
 absl::StatusOr<StateMachine::Response> StateMachine::ExtendAllocation(
     const pb::Principal& p, const pb::ExtendAllocationRequest& r) {
-  ASSIGN_OR_RETURN(AllocationRec * rec, FindOwnAllocation(p, r.allocation_id()));
+  ASSIGN_OR_RETURN(AllocationRec * rec,
+                   FindOwnAllocation(p, r.allocation_id()));
   pb::Allocation& a = rec->allocation;
   if (a.state() == pb::ALLOCATION_STATE_ENDED) {
     return absl::FailedPreconditionError(
         absl::StrCat("allocation ", r.allocation_id(), ": already ended"));
   }
-  RETURN_IF_ERROR(
-      CheckRange("extra_duration_s", r.extra_duration_s(), kMinDurationS, kMaxDurationS));
+  RETURN_IF_ERROR(CheckRange("extra_duration_s", r.extra_duration_s(),
+                             kMinDurationS, kMaxDurationS));
   const int64_t new_duration = a.max_duration_s() + r.extra_duration_s();
-  RETURN_IF_ERROR(CheckRange("max_duration_s after extension", new_duration, kMinDurationS,
-                             kMaxDurationS));
+  RETURN_IF_ERROR(CheckRange("max_duration_s after extension", new_duration,
+                             kMinDurationS, kMaxDurationS));
   const VoucherRec& voucher = vouchers_.at(a.voucher_id());
   if (voucher.voucher.state() != pb::VOUCHER_STATE_ACTIVE) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("voucher ", a.voucher_id(), ": is ",
-                     pb::VoucherState_Name(voucher.voucher.state()), ", cannot hold more"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "voucher ", a.voucher_id(), ": is ",
+        pb::VoucherState_Name(voucher.voucher.state()), ", cannot hold more"));
   }
   // Hold the difference of the cumulative figures so that rounding of the
   // whole duration stays exact.
-  ASSIGN_OR_RETURN(const int64_t old_ms, GpuMs(a.gpu_count(), a.max_duration_s()));
+  ASSIGN_OR_RETURN(const int64_t old_ms,
+                   GpuMs(a.gpu_count(), a.max_duration_s()));
   ASSIGN_OR_RETURN(const int64_t new_ms, GpuMs(a.gpu_count(), new_duration));
-  ASSIGN_OR_RETURN(const pb::Amounts before,
-                   AmountsFor(old_ms, a.price_fen_per_gpu_hour(), a.ratio_bp()));
-  ASSIGN_OR_RETURN(const pb::Amounts after,
-                   AmountsFor(new_ms, a.price_fen_per_gpu_hour(), a.ratio_bp()));
+  ASSIGN_OR_RETURN(
+      const pb::Amounts before,
+      AmountsFor(old_ms, a.price_fen_per_gpu_hour(), a.ratio_bp()));
+  ASSIGN_OR_RETURN(
+      const pb::Amounts after,
+      AmountsFor(new_ms, a.price_fen_per_gpu_hour(), a.ratio_bp()));
   const int64_t extra = after.subsidy_fen() - before.subsidy_fen();
   const int64_t available = ledger_.Balance(VoucherAccount(a.voucher_id()));
   if (extra > available) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "voucher ", a.voucher_id(), ": insufficient balance: need ", FormatFen(extra),
-        ", have ", FormatFen(available)));
+        "voucher ", a.voucher_id(), ": insufficient balance: need ",
+        FormatFen(extra), ", have ", FormatFen(available)));
   }
   if (extra > 0) {
-    RETURN_IF_ERROR(Post(AllocationEntry(
-        pb::ENTRY_KIND_HOLD, HoldAccount(a.allocation_id()), VoucherAccount(a.voucher_id()),
-        extra, absl::StrCat("hold/", a.allocation_id(), "/extend/", rec->extensions + 1), a)));
+    RETURN_IF_ERROR(Post(
+        AllocationEntry(pb::ENTRY_KIND_HOLD, HoldAccount(a.allocation_id()),
+                        VoucherAccount(a.voucher_id()), extra,
+                        absl::StrCat("hold/", a.allocation_id(), "/extend/",
+                                     rec->extensions + 1),
+                        a)));
     rec->hold_placed_fen += extra;
   }
   ++rec->extensions;
   if (IsActive(a)) {
-    ASSIGN_OR_RETURN(const absl::Time assigned, FromProto("assigned_at", a.assigned_at()));
-    deadline_index_.erase({assigned + absl::Seconds(a.max_duration_s()), a.allocation_id()});
-    deadline_index_.insert({assigned + absl::Seconds(new_duration), a.allocation_id()});
+    ASSIGN_OR_RETURN(const absl::Time assigned,
+                     FromProto("assigned_at", a.assigned_at()));
+    deadline_index_.erase(
+        {assigned + absl::Seconds(a.max_duration_s()), a.allocation_id()});
+    deadline_index_.insert(
+        {assigned + absl::Seconds(new_duration), a.allocation_id()});
   }
   a.set_max_duration_s(new_duration);
   UpdateExhausted(vouchers_.at(a.voucher_id()));
   return Share(AllocationViewOf(*rec));
 }
 
-int64_t StateMachine::EnterpriseGpusInUse(const std::string& enterprise_id) const {
+int64_t StateMachine::EnterpriseGpusInUse(
+    const std::string& enterprise_id) const {
   auto it = enterprise_gpus_.find(enterprise_id);
   return it == enterprise_gpus_.end() ? 0 : it->second;
 }
@@ -562,12 +622,14 @@ absl::Status StateMachine::ProcessQueue() {
   for (const auto& [order, id] : queue_) {
     const pb::Allocation& a = allocations_.at(id).allocation;
     waiting.push_back(Waiting{vouchers_.at(a.voucher_id()).voucher.priority(),
-                              EnterpriseGpusInUse(a.enterprise_id()), order, id});
+                              EnterpriseGpusInUse(a.enterprise_id()), order,
+                              id});
   }
-  std::sort(waiting.begin(), waiting.end(), [](const Waiting& x, const Waiting& y) {
-    return std::make_tuple(-x.priority, x.gpus_in_use, x.order) <
-           std::make_tuple(-y.priority, y.gpus_in_use, y.order);
-  });
+  std::sort(waiting.begin(), waiting.end(),
+            [](const Waiting& x, const Waiting& y) {
+              return std::make_tuple(-x.priority, x.gpus_in_use, x.order) <
+                     std::make_tuple(-y.priority, y.gpus_in_use, y.order);
+            });
   for (const Waiting& w : waiting) {
     AllocationRec& rec = allocations_.at(w.id);
     const pb::Allocation& a = rec.allocation;
@@ -581,8 +643,9 @@ absl::Status StateMachine::ProcessQueue() {
     for (const Option& option : Options(enterprise, request)) {
       if (option.free_gpus < a.gpu_count()) continue;
       // Never place where the hold taken at admission would not cover it.
-      ASSIGN_OR_RETURN(const int64_t hold, HoldFor(option, program, enterprise.sme(),
-                                                   a.gpu_count(), a.max_duration_s()));
+      ASSIGN_OR_RETURN(const int64_t hold,
+                       HoldFor(option, program, enterprise.sme(), a.gpu_count(),
+                               a.max_duration_s()));
       if (hold > a.held_fen()) continue;
       if (!best || BetterPlacement(option, *best)) best = option;
     }
@@ -597,28 +660,32 @@ absl::Time StateMachine::BillableEnd(const AllocationRec& rec) const {
   const pb::Allocation& a = rec.allocation;
   const absl::Time assigned = *FromProto("assigned_at", a.assigned_at());
   absl::Time end = std::min(assigned + absl::Seconds(a.max_duration_s()), now_);
-  if (a.state() == pb::ALLOCATION_STATE_ENDED) end = std::min(end, *FromProto("ended_at", a.ended_at()));
+  if (a.state() == pb::ALLOCATION_STATE_ENDED)
+    end = std::min(end, *FromProto("ended_at", a.ended_at()));
   return end;
 }
 
-absl::StatusOr<int64_t> StateMachine::MaxChargeFen(const std::string& allocation_id) const {
+absl::StatusOr<int64_t> StateMachine::MaxChargeFen(
+    const std::string& allocation_id) const {
   auto it = allocations_.find(allocation_id);
   if (it == allocations_.end()) {
-    return absl::NotFoundError(absl::StrCat("allocation ", allocation_id, " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("allocation ", allocation_id, " not found"));
   }
   const pb::Allocation& a = it->second.allocation;
   if (!a.has_assigned_at()) return 0;
-  ASSIGN_OR_RETURN(const absl::Time assigned, FromProto("assigned_at", a.assigned_at()));
-  const int64_t life_ms =
-      std::max<int64_t>(0, absl::ToInt64Milliseconds(BillableEnd(it->second) - assigned));
+  ASSIGN_OR_RETURN(const absl::Time assigned,
+                   FromProto("assigned_at", a.assigned_at()));
+  const int64_t life_ms = std::max<int64_t>(
+      0, absl::ToInt64Milliseconds(BillableEnd(it->second) - assigned));
   ASSIGN_OR_RETURN(const pb::Amounts amounts,
-                   AmountsFor(life_ms * a.gpu_count(), a.price_fen_per_gpu_hour(),
-                              a.ratio_bp()));
+                   AmountsFor(life_ms * a.gpu_count(),
+                              a.price_fen_per_gpu_hour(), a.ratio_bp()));
   return amounts.subsidy_fen();
 }
 
-absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(const pb::Principal& p,
-                                                        const pb::UsageRecord& u) {
+absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(
+    const pb::Principal& p, const pb::UsageRecord& u) {
   pb::UsageAck ack;
   ack.set_allocation_id(u.allocation_id());
   ack.set_sequence(u.sequence());
@@ -630,11 +697,13 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(const pb::Principal& p,
   auto it = allocations_.find(u.allocation_id());
   // The same answer whether the allocation is unknown or another cluster's,
   // so that nothing leaks.
-  if (it == allocations_.end() || it->second.allocation.cluster_id() != p.cluster_id() ||
+  if (it == allocations_.end() ||
+      it->second.allocation.cluster_id() != p.cluster_id() ||
       p.cluster_id().empty()) {
-    return reject(pb::USAGE_RESULT_REJECTED,
-                  absl::StrCat("allocation_id: \"", u.allocation_id().substr(0, 64),
-                               "\" is not an allocation of cluster ", p.cluster_id()));
+    return reject(
+        pb::USAGE_RESULT_REJECTED,
+        absl::StrCat("allocation_id: \"", u.allocation_id().substr(0, 64),
+                     "\" is not an allocation of cluster ", p.cluster_id()));
   }
   AllocationRec& rec = it->second;
   pb::Allocation& a = rec.allocation;
@@ -648,18 +717,23 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(const pb::Principal& p,
     return ack;
   }
   if (u.sequence() != a.last_sequence() + 1) {
-    return reject(pb::USAGE_RESULT_RETRY, absl::StrCat("sequence: expected ",
-                                                       a.last_sequence() + 1, ", got ",
-                                                       u.sequence()));
+    return reject(pb::USAGE_RESULT_RETRY,
+                  absl::StrCat("sequence: expected ", a.last_sequence() + 1,
+                               ", got ", u.sequence()));
   }
   absl::StatusOr<absl::Time> start = FromProto("start", u.start());
   absl::StatusOr<absl::Time> end = FromProto("end", u.end());
-  if (!start.ok()) return reject(pb::USAGE_RESULT_REJECTED, std::string(start.status().message()));
-  if (!end.ok()) return reject(pb::USAGE_RESULT_REJECTED, std::string(end.status().message()));
-  if (*end <= *start) {
+  if (!start.ok())
     return reject(pb::USAGE_RESULT_REJECTED,
-                  absl::StrCat("end: ", FormatInstant(*end, true), " must be after start ",
-                               FormatInstant(*start, true)));
+                  std::string(start.status().message()));
+  if (!end.ok())
+    return reject(pb::USAGE_RESULT_REJECTED,
+                  std::string(end.status().message()));
+  if (*end <= *start) {
+    return reject(
+        pb::USAGE_RESULT_REJECTED,
+        absl::StrCat("end: ", FormatInstant(*end, true),
+                     " must be after start ", FormatInstant(*start, true)));
   }
   const absl::Time assigned = *FromProto("assigned_at", a.assigned_at());
   const absl::Time life_end = BillableEnd(rec);
@@ -671,8 +745,9 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(const pb::Principal& p,
                                FormatInstant(life_end, true)));
   }
   if (*end > now_ + kMaxClockSkew) {
-    return reject(pb::USAGE_RESULT_REJECTED,
-                  absl::StrCat("end: ", FormatInstant(*end, true), " is in the future"));
+    return reject(
+        pb::USAGE_RESULT_REJECTED,
+        absl::StrCat("end: ", FormatInstant(*end, true), " is in the future"));
   }
   if (*start < rec.last_usage_end) {
     return reject(pb::USAGE_RESULT_REJECTED,
@@ -683,9 +758,10 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(const pb::Principal& p,
   const int64_t interval_ms = absl::ToInt64Milliseconds(*end - *start);
   const int64_t limit_ms = interval_ms * a.gpu_count();
   if (u.gpu_ms() < 0 || u.gpu_ms() > limit_ms) {
-    return reject(pb::USAGE_RESULT_REJECTED,
-                  absl::StrCat("gpu_ms: must be 0..", limit_ms, " (", a.gpu_count(),
-                               " GPUs × ", interval_ms, " ms), got ", u.gpu_ms()));
+    return reject(
+        pb::USAGE_RESULT_REJECTED,
+        absl::StrCat("gpu_ms: must be 0..", limit_ms, " (", a.gpu_count(),
+                     " GPUs × ", interval_ms, " ms), got ", u.gpu_ms()));
   }
   if (u.mean_utilization_bp() < 0 || u.mean_utilization_bp() > 10'000) {
     return reject(pb::USAGE_RESULT_REJECTED,
@@ -693,24 +769,29 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(const pb::Principal& p,
                                u.mean_utilization_bp()));
   }
   if (u.energy_mj() < 0) {
-    return reject(pb::USAGE_RESULT_REJECTED,
-                  absl::StrCat("energy_mj: must not be negative, got ", u.energy_mj()));
+    return reject(
+        pb::USAGE_RESULT_REJECTED,
+        absl::StrCat("energy_mj: must not be negative, got ", u.energy_mj()));
   }
 
   // Accepted. Only the part inside the billable life can be subsidised, and
   // nothing once the hold has been released.
   const int64_t billable_ms =
-      absl::ToInt64Milliseconds(std::min(*end, life_end) - *start) * a.gpu_count();
-  const int64_t subsidisable = rec.hold_released ? 0 : std::min(u.gpu_ms(), billable_ms);
+      absl::ToInt64Milliseconds(std::min(*end, life_end) - *start) *
+      a.gpu_count();
+  const int64_t subsidisable =
+      rec.hold_released ? 0 : std::min(u.gpu_ms(), billable_ms);
   const int64_t new_subsidised = rec.subsidised_gpu_ms + subsidisable;
-  ASSIGN_OR_RETURN(const pb::Amounts cumulative,
-                   AmountsFor(new_subsidised, a.price_fen_per_gpu_hour(), a.ratio_bp()));
+  ASSIGN_OR_RETURN(
+      const pb::Amounts cumulative,
+      AmountsFor(new_subsidised, a.price_fen_per_gpu_hour(), a.ratio_bp()));
   const int64_t charge =
       std::min(cumulative.subsidy_fen() - a.charged_fen(), a.held_fen());
   if (charge > 0) {
     pb::JournalEntry entry = AllocationEntry(
-        pb::ENTRY_KIND_CHARGE, PayableAccount(a.provider_id()), HoldAccount(a.allocation_id()),
-        charge, absl::StrCat("charge/", a.allocation_id(), "/", u.sequence()), a);
+        pb::ENTRY_KIND_CHARGE, PayableAccount(a.provider_id()),
+        HoldAccount(a.allocation_id()), charge,
+        absl::StrCat("charge/", a.allocation_id(), "/", u.sequence()), a);
     entry.set_usage_sequence(u.sequence());
     RETURN_IF_ERROR(Post(std::move(entry)));
   }
@@ -718,11 +799,18 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(const pb::Principal& p,
   rec.last_usage_end = *end;
   a.set_last_sequence(u.sequence());
   a.set_used_gpu_ms(a.used_gpu_ms() + u.gpu_ms());
-  a.set_unsubsidised_gpu_ms(a.unsubsidised_gpu_ms() + u.gpu_ms() - subsidisable);
+  a.set_unsubsidised_gpu_ms(a.unsubsidised_gpu_ms() + u.gpu_ms() -
+                            subsidisable);
   ack.set_result(pb::USAGE_RESULT_ACCEPTED);
   ack.set_subsidy_fen(std::max<int64_t>(0, charge));
   if (IsActive(a) && a.held_fen() == 0) {
-    RETURN_IF_ERROR(EndAllocation(rec, pb::END_REASON_VOUCHER_EXHAUSTED));
+    // A hold covers the whole duration, so it runs out either at the end of
+    // the duration or early only if a correction shrank it.
+    const bool at_deadline =
+        now_ >= assigned + absl::Seconds(a.max_duration_s());
+    RETURN_IF_ERROR(EndAllocation(rec, at_deadline
+                                           ? pb::END_REASON_DURATION_REACHED
+                                           : pb::END_REASON_VOUCHER_EXHAUSTED));
     RETURN_IF_ERROR(ProcessQueue());
   }
   UpdateExhausted(vouchers_.at(a.voucher_id()));
@@ -733,7 +821,8 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(const pb::Principal& p,
 absl::StatusOr<StateMachine::Response> StateMachine::ReportUsage(
     const pb::Principal& p, const pb::ReportUsageRequest& r) {
   if (p.role() != pb::ROLE_AGENT) {
-    return absl::PermissionDeniedError("report usage: only an agent token may report usage");
+    return absl::PermissionDeniedError(
+        "report usage: only an agent token may report usage");
   }
   RETURN_IF_ERROR(CheckRange("records", r.records_size(), 1, kMaxUsageRecords));
   pb::ReportUsageResponse response;
@@ -749,8 +838,10 @@ absl::StatusOr<StateMachine::Response> StateMachine::ReportUsage(
 
 // --- Time ---
 
-absl::StatusOr<StateMachine::Response> StateMachine::Tick(const pb::TickCommand& r) {
-  RETURN_IF_ERROR(CheckRange("usage_grace_s", r.usage_grace_s(), 0, 7 * 24 * 3600));
+absl::StatusOr<StateMachine::Response> StateMachine::Tick(
+    const pb::TickCommand& r) {
+  RETURN_IF_ERROR(
+      CheckRange("usage_grace_s", r.usage_grace_s(), 0, 7 * 24 * 3600));
   const int64_t journal_before = ledger_.last_sequence();
   bool changed = false;
   // Vouchers past their window.
@@ -775,17 +866,20 @@ absl::StatusOr<StateMachine::Response> StateMachine::Tick(const pb::TickCommand&
   }
   // Holds of ended allocations, once late usage had its grace period.
   const absl::Duration grace = absl::Seconds(r.usage_grace_s());
-  while (!release_index_.empty() && release_index_.begin()->first + grace <= now_) {
+  while (!release_index_.empty() &&
+         release_index_.begin()->first + grace <= now_) {
     AllocationRec& rec = allocations_.at(release_index_.begin()->second);
     release_index_.erase(release_index_.begin());
     rec.hold_released = true;
-    RETURN_IF_ERROR(ReleaseHold(rec, rec.allocation.held_fen(),
-                                absl::StrCat("release/", rec.allocation.allocation_id())));
+    RETURN_IF_ERROR(
+        ReleaseHold(rec, rec.allocation.held_fen(),
+                    absl::StrCat("release/", rec.allocation.allocation_id())));
     changed = true;
   }
   const size_t queued_before = queue_.size();
   RETURN_IF_ERROR(ProcessQueue());
-  changed |= queue_.size() != queued_before || ledger_.last_sequence() != journal_before;
+  changed |= queue_.size() != queued_before ||
+             ledger_.last_sequence() != journal_before;
   unchanged_ = !changed;
   return Share(pb::TickCommand(r));
 }

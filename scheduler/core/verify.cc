@@ -70,12 +70,14 @@ void JournalVerifier::CheckShape(const pb::JournalEntry& e) {
       credit = PayableAccount(e.provider_id());
       break;
     default:
-      Violation(absl::StrCat("entry ", e.sequence(), ": unknown kind ", e.kind()));
+      Violation(
+          absl::StrCat("entry ", e.sequence(), ": unknown kind ", e.kind()));
       return;
   }
   if (e.debit_account() != debit || e.credit_account() != credit) {
-    Violation(absl::StrCat("entry ", e.sequence(), " (", pb::EntryKind_Name(e.kind()),
-                           "): moves ", e.credit_account(), " -> ", e.debit_account(),
+    Violation(absl::StrCat("entry ", e.sequence(), " (",
+                           pb::EntryKind_Name(e.kind()), "): moves ",
+                           e.credit_account(), " -> ", e.debit_account(),
                            ", expected ", credit, " -> ", debit));
   }
 }
@@ -86,9 +88,9 @@ void JournalVerifier::Add(const pb::JournalEntry& e) {
                            last_sequence_ + 1));
   }
   if (e.prev_hash() != last_hash_) {
-    Violation(absl::StrCat("entry ", e.sequence(), ": prev_hash ", ToHex(e.prev_hash()),
-                           " does not match the previous entry's hash ",
-                           ToHex(last_hash_)));
+    Violation(absl::StrCat(
+        "entry ", e.sequence(), ": prev_hash ", ToHex(e.prev_hash()),
+        " does not match the previous entry's hash ", ToHex(last_hash_)));
   }
   if (EntryHash(e) != e.hash()) {
     Violation(absl::StrCat("entry ", e.sequence(), ": hash ", ToHex(e.hash()),
@@ -114,14 +116,17 @@ void JournalVerifier::Add(const pb::JournalEntry& e) {
                            " goes negative (", FormatFen(credit_balance), ")"));
   }
 
-  VoucherSums* sums = e.voucher_id().empty() ? nullptr : &vouchers_[e.voucher_id()];
+  VoucherSums* sums =
+      e.voucher_id().empty() ? nullptr : &vouchers_[e.voucher_id()];
   switch (e.kind()) {
     case pb::ENTRY_KIND_ISSUE:
       if (sums) sums->face += amount;
       break;
     case pb::ENTRY_KIND_ADJUST:
       if (sums) {
-        sums->face += e.debit_account() == VoucherAccount(e.voucher_id()) ? amount : -amount;
+        sums->face += e.debit_account() == VoucherAccount(e.voucher_id())
+                          ? amount
+                          : -amount;
       }
       break;
     case pb::ENTRY_KIND_HOLD:
@@ -133,9 +138,11 @@ void JournalVerifier::Add(const pb::JournalEntry& e) {
         sums->charged += amount;
       }
       allocation_charges_[e.allocation_id()] += amount;
-      const std::string usage = absl::StrCat(e.allocation_id(), "/", e.usage_sequence());
+      const std::string usage =
+          absl::StrCat(e.allocation_id(), "/", e.usage_sequence());
       if (!charged_usage_.insert(usage).second) {
-        Violation(absl::StrCat("entry ", e.sequence(), ": usage ", usage, " charged twice"));
+        Violation(absl::StrCat("entry ", e.sequence(), ": usage ", usage,
+                               " charged twice"));
       }
       break;
     }
@@ -153,15 +160,18 @@ void JournalVerifier::Add(const pb::JournalEntry& e) {
 
 std::vector<std::string> JournalVerifier::Finish(const StateMachine& state) {
   const Ledger& ledger = state.ledger();
-  if (ledger.last_sequence() != last_sequence_ || ledger.last_hash() != last_hash_) {
-    Violation(absl::StrCat("journal head ", last_sequence_, "/", ToHex(last_hash_),
-                           " differs from the state's ", ledger.last_sequence(), "/",
+  if (ledger.last_sequence() != last_sequence_ ||
+      ledger.last_hash() != last_hash_) {
+    Violation(absl::StrCat("journal head ", last_sequence_, "/",
+                           ToHex(last_hash_), " differs from the state's ",
+                           ledger.last_sequence(), "/",
                            ToHex(ledger.last_hash())));
   }
   for (const auto& [account, balance] : balances_) {
     if (ledger.Balance(account) != balance) {
-      Violation(absl::StrCat(account, ": cached balance ", FormatFen(ledger.Balance(account)),
-                             " differs from the journal's ", FormatFen(balance)));
+      Violation(absl::StrCat(
+          account, ": cached balance ", FormatFen(ledger.Balance(account)),
+          " differs from the journal's ", FormatFen(balance)));
     }
   }
   for (const auto& [account, balance] : ledger.balances()) {
@@ -176,17 +186,19 @@ std::vector<std::string> JournalVerifier::Finish(const StateMachine& state) {
     const int64_t available = balances_[VoucherAccount(id)];
     if (sums.face != v.face_value_fen() || sums.held != v.held_fen() ||
         sums.charged != v.charged_fen() || sums.returned != v.returned_fen()) {
-      Violation(absl::StrCat("voucher ", id, ": state (face ", v.face_value_fen(), ", held ",
-                             v.held_fen(), ", charged ", v.charged_fen(), ", returned ",
-                             v.returned_fen(), ") differs from the journal (face ", sums.face,
-                             ", held ", sums.held, ", charged ", sums.charged, ", returned ",
-                             sums.returned, ")"));
+      Violation(absl::StrCat(
+          "voucher ", id, ": state (face ", v.face_value_fen(), ", held ",
+          v.held_fen(), ", charged ", v.charged_fen(), ", returned ",
+          v.returned_fen(), ") differs from the journal (face ", sums.face,
+          ", held ", sums.held, ", charged ", sums.charged, ", returned ",
+          sums.returned, ")"));
     }
     if (sums.face != available + sums.held + sums.charged + sums.returned) {
-      Violation(absl::StrCat("voucher ", id, ": face value ", FormatFen(sums.face),
-                             " != available ", FormatFen(available), " + held ",
-                             FormatFen(sums.held), " + charged ", FormatFen(sums.charged),
-                             " + returned ", FormatFen(sums.returned)));
+      Violation(absl::StrCat(
+          "voucher ", id, ": face value ", FormatFen(sums.face),
+          " != available ", FormatFen(available), " + held ",
+          FormatFen(sums.held), " + charged ", FormatFen(sums.charged),
+          " + returned ", FormatFen(sums.returned)));
     }
     if (available < 0 || sums.held < 0) {
       Violation(absl::StrCat("voucher ", id, ": negative balance"));
@@ -197,17 +209,19 @@ std::vector<std::string> JournalVerifier::Finish(const StateMachine& state) {
     const int64_t charged = allocation_charges_[id];
     const int64_t hold = balances_[HoldAccount(id)];
     if (charged != a.charged_fen() || hold != a.held_fen()) {
-      Violation(absl::StrCat("allocation ", id, ": state (charged ", a.charged_fen(),
-                             ", held ", a.held_fen(), ") differs from the journal (charged ",
-                             charged, ", held ", hold, ")"));
+      Violation(absl::StrCat("allocation ", id, ": state (charged ",
+                             a.charged_fen(), ", held ", a.held_fen(),
+                             ") differs from the journal (charged ", charged,
+                             ", held ", hold, ")"));
     }
     auto max_charge = state.MaxChargeFen(id);
     if (!max_charge.ok() || charged > *max_charge) {
-      Violation(absl::StrCat("allocation ", id, ": charged ", FormatFen(charged),
-                             " exceeds ", a.gpu_count(), " GPUs × its billable life (",
-                             max_charge.ok() ? FormatFen(*max_charge)
-                                             : std::string(max_charge.status().message()),
-                             ")"));
+      Violation(absl::StrCat(
+          "allocation ", id, ": charged ", FormatFen(charged), " exceeds ",
+          a.gpu_count(), " GPUs × its billable life (",
+          max_charge.ok() ? FormatFen(*max_charge)
+                          : std::string(max_charge.status().message()),
+          ")"));
     }
   }
   std::vector<std::string> out = violations_;

@@ -20,7 +20,8 @@ class JournalCursor {
   // The next stored entry, or nullopt at the end.
   absl::StatusOr<std::optional<pb::JournalEntry>> Next() {
     if (buffer_.empty() && !done_) {
-      ASSIGN_OR_RETURN(std::vector<pb::JournalEntry> chunk, store_.ReadJournal(after_, kChunk));
+      ASSIGN_OR_RETURN(std::vector<pb::JournalEntry> chunk,
+                       store_.ReadJournal(after_, kChunk));
       done_ = chunk.size() < static_cast<size_t>(kChunk);
       for (pb::JournalEntry& e : chunk) buffer_.push_back(std::move(e));
       if (!buffer_.empty()) after_ = buffer_.back().sequence();
@@ -51,16 +52,17 @@ absl::StatusOr<ReplayReport> Replay(Store& store, core::StateMachine& state) {
   int64_t after = 0;
   bool stop = false;
   while (!stop) {
-    ASSIGN_OR_RETURN(std::vector<pb::Command> commands, store.ReadCommands(after, kChunk));
+    ASSIGN_OR_RETURN(std::vector<pb::Command> commands,
+                     store.ReadCommands(after, kChunk));
     if (commands.empty()) break;
     for (const pb::Command& command : commands) {
       after = command.sequence();
       ++report.commands;
       absl::StatusOr<core::Outcome> outcome = state.Apply(command);
       if (!outcome.ok() || !outcome->changed) {
-        mismatch(absl::StrCat("command ", command.sequence(), " does not replay: ",
-                              outcome.ok() ? "it changes nothing"
-                                           : outcome.status().ToString()));
+        mismatch(absl::StrCat(
+            "command ", command.sequence(), " does not replay: ",
+            outcome.ok() ? "it changes nothing" : outcome.status().ToString()));
         stop = true;
         break;
       }
@@ -72,10 +74,11 @@ absl::StatusOr<ReplayReport> Replay(Store& store, core::StateMachine& state) {
                                 " is missing from the store"));
           continue;
         }
-        if (!google::protobuf::util::MessageDifferencer::Equals(produced, *stored)) {
+        if (!google::protobuf::util::MessageDifferencer::Equals(produced,
+                                                                *stored)) {
           mismatch(absl::StrCat("journal entry ", stored->sequence(),
-                                " differs from what command ", command.sequence(),
-                                " posts on replay"));
+                                " differs from what command ",
+                                command.sequence(), " posts on replay"));
         }
         verifier.Add(*stored);
       }
@@ -91,7 +94,8 @@ absl::StatusOr<ReplayReport> Replay(Store& store, core::StateMachine& state) {
   report.entries = verifier.entries();
   report.last_hash = verifier.last_hash();
   report.violations = verifier.Finish(state);
-  report.violations.insert(report.violations.begin(), mismatches.begin(), mismatches.end());
+  report.violations.insert(report.violations.begin(), mismatches.begin(),
+                           mismatches.end());
   return report;
 }
 

@@ -57,8 +57,8 @@ constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kSqliteSchemaVersion);
 
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
-  const std::string message =
-      absl::StrCat("sqlite: ", what, ": ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  const std::string message = absl::StrCat(
+      "sqlite: ", what, ": ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
   switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
@@ -95,10 +95,12 @@ class Statement {
   sqlite3_stmt* get() { return stmt_; }
   void BindInt(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
   void BindText(int i, const std::string& s) {
-    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
+    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()),
+                      SQLITE_STATIC);
   }
   void BindBlob(int i, const std::string& s) {
-    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
+    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()),
+                      SQLITE_STATIC);
   }
   // Runs a statement that returns no rows.
   absl::Status Run(absl::string_view what) {
@@ -110,7 +112,8 @@ class Statement {
   std::string Column(int i) {
     const void* data = sqlite3_column_blob(stmt_, i);
     const int size = sqlite3_column_bytes(stmt_, i);
-    return data ? std::string(static_cast<const char*>(data), size) : std::string();
+    return data ? std::string(static_cast<const char*>(data), size)
+                : std::string();
   }
   int64_t ColumnInt(int i) { return sqlite3_column_int64(stmt_, i); }
   void Reset() {
@@ -127,7 +130,8 @@ absl::StatusOr<sqlite3*> OpenDb(const std::string& path, bool read_only) {
   sqlite3* db = nullptr;
   const int flags = read_only ? SQLITE_OPEN_READONLY
                               : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-  const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status s = SqliteError(db, rc, absl::StrCat("open ", path));
     sqlite3_close(db);
@@ -170,12 +174,15 @@ class SqliteStore final : public Store {
       insert_command_ = std::make_unique<Statement>();
       RETURN_IF_ERROR(insert_command_->Prepare(
           write_db_,
-          "INSERT INTO commands (seq, time_ns, request_id, kind, body) VALUES (?,?,?,?,?)"));
+          "INSERT INTO commands (seq, time_ns, request_id, kind, body) VALUES "
+          "(?,?,?,?,?)"));
       insert_entry_ = std::make_unique<Statement>();
       RETURN_IF_ERROR(insert_entry_->Prepare(
           write_db_,
-          "INSERT INTO journal (seq, command_seq, kind, debit_account, credit_account, "
-          "amount_fen, program_id, voucher_id, allocation_id, provider_id, usage_sequence, "
+          "INSERT INTO journal (seq, command_seq, kind, debit_account, "
+          "credit_account, "
+          "amount_fen, program_id, voucher_id, allocation_id, provider_id, "
+          "usage_sequence, "
           "idempotency_key, time_s, time_nanos, memo, prev_hash, hash) "
           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     }
@@ -191,15 +198,17 @@ class SqliteStore final : public Store {
     int64_t next_command = head_.command_sequence + 1;
     for (const pb::Command& c : batch.commands) {
       if (c.sequence() != next_command++) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "append: command sequence ", c.sequence(), " does not follow ", next_command - 2));
+        return absl::FailedPreconditionError(
+            absl::StrCat("append: command sequence ", c.sequence(),
+                         " does not follow ", next_command - 2));
       }
     }
     int64_t next_entry = head_.journal_sequence + 1;
     for (const pb::JournalEntry& e : batch.entries) {
       if (e.sequence() != next_entry++) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "append: journal sequence ", e.sequence(), " does not follow ", next_entry - 2));
+        return absl::FailedPreconditionError(
+            absl::StrCat("append: journal sequence ", e.sequence(),
+                         " does not follow ", next_entry - 2));
       }
     }
     RETURN_IF_ERROR(Exec(write_db_, "BEGIN IMMEDIATE"));
@@ -214,11 +223,13 @@ class SqliteStore final : public Store {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after, int limit) override {
+  absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after,
+                                                        int limit) override {
     absl::MutexLock lock(&read_mu_);
     Statement stmt;
-    RETURN_IF_ERROR(
-        stmt.Prepare(read_db_, "SELECT body FROM commands WHERE seq > ? ORDER BY seq LIMIT ?"));
+    RETURN_IF_ERROR(stmt.Prepare(
+        read_db_,
+        "SELECT body FROM commands WHERE seq > ? ORDER BY seq LIMIT ?"));
     stmt.BindInt(1, after);
     stmt.BindInt(2, limit);
     std::vector<pb::Command> out;
@@ -234,12 +245,14 @@ class SqliteStore final : public Store {
     return out;
   }
 
-  absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(int64_t after, int limit) override {
+  absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(
+      int64_t after, int limit) override {
     absl::MutexLock lock(&read_mu_);
     Statement stmt;
     RETURN_IF_ERROR(stmt.Prepare(
         read_db_,
-        "SELECT seq, command_seq, kind, debit_account, credit_account, amount_fen, "
+        "SELECT seq, command_seq, kind, debit_account, credit_account, "
+        "amount_fen, "
         "program_id, voucher_id, allocation_id, provider_id, usage_sequence, "
         "idempotency_key, time_s, time_nanos, memo, prev_hash, hash "
         "FROM journal WHERE seq > ? ORDER BY seq LIMIT ?"));
@@ -275,9 +288,10 @@ class SqliteStore final : public Store {
     absl::MutexLock lock(&read_mu_);
     Head head;
     Statement stmt;
-    RETURN_IF_ERROR(stmt.Prepare(read_db_,
-                                 "SELECT (SELECT IFNULL(MAX(seq), 0) FROM commands), "
-                                 "(SELECT IFNULL(MAX(seq), 0) FROM journal)"));
+    RETURN_IF_ERROR(
+        stmt.Prepare(read_db_,
+                     "SELECT (SELECT IFNULL(MAX(seq), 0) FROM commands), "
+                     "(SELECT IFNULL(MAX(seq), 0) FROM journal)"));
     if (sqlite3_step(stmt.get()) != SQLITE_ROW) {
       return SqliteError(read_db_, SQLITE_ERROR, "read head");
     }
@@ -287,13 +301,15 @@ class SqliteStore final : public Store {
   }
 
  private:
-  absl::Status AppendLocked(const Batch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+  absl::Status AppendLocked(const Batch& batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
     std::string body;
     for (const pb::Command& c : batch.commands) {
       Statement& s = *insert_command_;
       body.clear();
       c.SerializeToString(&body);
-      const absl::StatusOr<absl::Time> time = FromProto("command.time", c.time());
+      const absl::StatusOr<absl::Time> time =
+          FromProto("command.time", c.time());
       s.BindInt(1, c.sequence());
       s.BindInt(2, time.ok() ? absl::ToUnixNanos(*time) : 0);
       s.BindText(3, c.request_id());
@@ -340,14 +356,15 @@ class SqliteStore final : public Store {
 absl::Status Migrate(sqlite3* db) {
   ASSIGN_OR_RETURN(const int version, SchemaVersion(db));
   if (version > kKnownVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("data directory has schema version ", version,
-                     ", this build knows up to ", kKnownVersion, "; upgrade the scheduler"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data directory has schema version ", version,
+        ", this build knows up to ", kKnownVersion, "; upgrade the scheduler"));
   }
   for (int v = version; v < kKnownVersion; ++v) {
     RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
     absl::Status s = Exec(db, kMigrations[v]);
-    if (s.ok()) s = Exec(db, absl::StrCat("PRAGMA user_version = ", v + 1).c_str());
+    if (s.ok())
+      s = Exec(db, absl::StrCat("PRAGMA user_version = ", v + 1).c_str());
     if (s.ok()) s = Exec(db, "COMMIT");
     if (!s.ok()) {
       Exec(db, "ROLLBACK").IgnoreError();
@@ -359,8 +376,8 @@ absl::Status Migrate(sqlite3* db) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& data_dir,
-                                                       OpenMode mode) {
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
+    const std::string& data_dir, OpenMode mode) {
   const std::string path = absl::StrCat(data_dir, "/scheduler.db");
   int lock_fd = -1;
   auto close_lock = absl::MakeCleanup([&lock_fd] {
@@ -369,8 +386,8 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& data_d
   sqlite3* write_db = nullptr;
   if (mode == OpenMode::kReadWrite) {
     if (mkdir(data_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("data directory ", data_dir, ": ", std::strerror(errno)));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data directory ", data_dir, ": ", std::strerror(errno)));
     }
     const std::string lock_path = absl::StrCat(data_dir, "/LOCK");
     lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -380,8 +397,8 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& data_d
     }
     if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "data directory ", data_dir, " is in use by another scheduler (", lock_path,
-          " is locked)"));
+          "data directory ", data_dir, " is in use by another scheduler (",
+          lock_path, " is locked)"));
     }
     ASSIGN_OR_RETURN(write_db, OpenDb(path, /*read_only=*/false));
     absl::Status s = Exec(write_db, "PRAGMA journal_mode=WAL");
@@ -403,13 +420,15 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& data_d
     absl::StatusOr<int> version = SchemaVersion(*read_db);
     if (!version.ok() || *version != kKnownVersion) {
       sqlite3_close(*read_db);
-      return version.ok() ? absl::FailedPreconditionError(absl::StrCat(
-                                path, ": schema version ", *version, ", expected ",
-                                kKnownVersion, " (start the scheduler once to migrate)"))
-                          : version.status();
+      return version.ok()
+                 ? absl::FailedPreconditionError(absl::StrCat(
+                       path, ": schema version ", *version, ", expected ",
+                       kKnownVersion, " (start the scheduler once to migrate)"))
+                 : version.status();
     }
   }
-  auto store = std::make_unique<SqliteStore>(std::exchange(lock_fd, -1), write_db, *read_db);
+  auto store = std::make_unique<SqliteStore>(std::exchange(lock_fd, -1),
+                                             write_db, *read_db);
   RETURN_IF_ERROR(store->Init());
   return store;
 }

@@ -28,8 +28,8 @@ enum class OpenMode {
 // Opens `<data_dir>/scheduler.db`. Errors: NotFound (read-only and no
 // database), FailedPrecondition (locked by another process, or written by a
 // newer version), Internal (SQLite errors, with SQLite's message).
-absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& data_dir,
-                                                       OpenMode mode);
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
+    const std::string& data_dir, OpenMode mode);
 
 }  // namespace cv::store
 

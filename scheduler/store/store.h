@@ -46,8 +46,8 @@ class Store {
   virtual absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after,
                                                                 int limit) = 0;
   // Up to `limit` journal entries with sequence > `after`, in order.
-  virtual absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(int64_t after,
-                                                                    int limit) = 0;
+  virtual absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(
+      int64_t after, int limit) = 0;
 
   virtual absl::StatusOr<Head> ReadHead() = 0;
 };

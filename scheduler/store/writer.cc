@@ -24,9 +24,10 @@ absl::StatusOr<std::unique_ptr<core::StateMachine>> Load(Store& store) {
   auto state = std::make_unique<core::StateMachine>();
   ASSIGN_OR_RETURN(const ReplayReport report, Replay(store, *state));
   if (!report.violations.empty()) {
-    return absl::DataLossError(absl::StrCat(
-        "the store breaks ", report.violations.size(),
-        " invariant(s); run `voucher-scheduler verify`. First: ", report.violations.front()));
+    return absl::DataLossError(
+        absl::StrCat("the store breaks ", report.violations.size(),
+                     " invariant(s); run `voucher-scheduler verify`. First: ",
+                     report.violations.front()));
   }
   return state;
 }
@@ -36,7 +37,8 @@ absl::StatusOr<std::unique_ptr<core::StateMachine>> Load(Store& store) {
 absl::StatusOr<std::unique_ptr<Writer>> Writer::Open(Store& store, Clock& clock,
                                                      WriterOptions options) {
   ASSIGN_OR_RETURN(std::unique_ptr<core::StateMachine> state, Load(store));
-  return std::unique_ptr<Writer>(new Writer(store, clock, options, std::move(state)));
+  return std::unique_ptr<Writer>(
+      new Writer(store, clock, options, std::move(state)));
 }
 
 Writer::Writer(Store& store, Clock& clock, WriterOptions options,
@@ -73,7 +75,8 @@ absl::StatusOr<core::Outcome> Writer::Submit(pb::Command command) {
     absl::MutexLock lock(&queue_mu_);
     if (stopping_) return absl::UnavailableError("scheduler is shutting down");
     if (failed_) {
-      return absl::UnavailableError("scheduler store failed; restart the scheduler");
+      return absl::UnavailableError(
+          "scheduler store failed; restart the scheduler");
     }
     queue_.push_back(&pending);
   }
@@ -92,7 +95,8 @@ void Writer::Run() {
       };
       queue_mu_.Await(absl::Condition(&ready));
       if (queue_.empty()) return;  // stopping, and everything answered
-      const size_t n = std::min<size_t>(queue_.size(), options_.max_batch_commands);
+      const size_t n =
+          std::min<size_t>(queue_.size(), options_.max_batch_commands);
       batch.assign(queue_.begin(), queue_.begin() + n);
       queue_.erase(queue_.begin(), queue_.begin() + n);
     }
@@ -115,7 +119,8 @@ void Writer::ProcessBatch(std::vector<Pending*>& batch) {
       p->result = state_->Apply(command);
       if (!p->result.ok()) {
         ++rejected;
-        if (p->result.status().code() == absl::StatusCode::kInternal) internal_error = true;
+        if (p->result.status().code() == absl::StatusCode::kInternal)
+          internal_error = true;
         continue;
       }
       if (p->result->changed) {
@@ -130,16 +135,19 @@ void Writer::ProcessBatch(std::vector<Pending*>& batch) {
   absl::Status commit = absl::OkStatus();
   const absl::Time start = clock_.Now();
   if (internal_error) {
-    commit = absl::InternalError("a command broke an internal invariant; batch discarded");
+    commit = absl::InternalError(
+        "a command broke an internal invariant; batch discarded");
   } else if (!out.commands.empty()) {
     commit = store_.Append(out);
   }
   const absl::Duration commit_time = clock_.Now() - start;
   if (!commit.ok()) {
     for (Pending* p : batch) {
-      if (p->result.ok() || p->result.status().code() != absl::StatusCode::kInternal) {
+      if (p->result.ok() ||
+          p->result.status().code() != absl::StatusCode::kInternal) {
         p->result = absl::UnavailableError(
-            absl::StrCat("not applied: ", commit.message(), "; retry with the same request_id"));
+            absl::StrCat("not applied: ", commit.message(),
+                         "; retry with the same request_id"));
       }
     }
     Reload();

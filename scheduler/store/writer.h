@@ -35,12 +35,12 @@ struct WriterOptions {
 };
 
 struct WriterStats {
-  int64_t batches = 0;           // transactions committed
-  int64_t commands = 0;          // commands logged
-  int64_t entries = 0;           // journal entries written
-  int64_t rejected = 0;          // commands refused by the state machine
-  int64_t store_failures = 0;    // batches the store failed to commit
-  int64_t last_batch_size = 0;   // commands submitted in the last batch
+  int64_t batches = 0;          // transactions committed
+  int64_t commands = 0;         // commands logged
+  int64_t entries = 0;          // journal entries written
+  int64_t rejected = 0;         // commands refused by the state machine
+  int64_t store_failures = 0;   // batches the store failed to commit
+  int64_t last_batch_size = 0;  // commands submitted in the last batch
   absl::Duration last_commit = absl::ZeroDuration();
 };
 
@@ -49,8 +49,8 @@ class Writer {
   // Rebuilds the state from `store` (refusing, with DataLoss, a store whose
   // journal breaks an invariant) and starts the writer thread. `store` and
   // `clock` must outlive the writer.
-  static absl::StatusOr<std::unique_ptr<Writer>> Open(Store& store, Clock& clock,
-                                                      WriterOptions options = {});
+  static absl::StatusOr<std::unique_ptr<Writer>> Open(
+      Store& store, Clock& clock, WriterOptions options = {});
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;

@@ -93,13 +93,16 @@ TEST(CheckLength, RejectsLengthsOutsideBoundsNamingTheField) {
   };
   const std::vector<Case> cases = {
       {"", 1, 64, "company_name: required"},
-      {"abcde", 1, 4, "company_name: must be 1..4 characters, got 5"},
-      {"中文名称五", 1, 4, "company_name: must be 1..4 characters, got 5"},
-      {"a", 2, 4, "company_name: must be 2..4 characters, got 1"},
-      {"abc", 6, 6, "company_name: must be 6 characters, got 3"},
-      {"", 6, 6, "company_name: must be 6 characters, got 0"},
+      {"abcde", 1, 4,
+       "company_name: must be 1..4 characters, got 5: \"abcde\""},
+      {"中文名称五", 1, 4,
+       "company_name: must be 1..4 characters, got 5: \"中文名称五\""},
+      {"a", 2, 4, "company_name: must be 2..4 characters, got 1: \"a\""},
+      {"abc", 6, 6, "company_name: must be 6 characters, got 3: \"abc\""},
+      {"", 6, 6, "company_name: required"},
       {std::string(10 * 1024, 'x'), 1, 64,
-       "company_name: must be 1..64 characters, got 10240"},
+       "company_name: must be 1..64 characters, got 10240: \"" +
+           std::string(64, 'x') + "...\" (10240 bytes)"},
   };
   for (const Case& c : cases) {
     EXPECT_THAT(CheckLength("company_name", c.value, c.min, c.max),
@@ -198,11 +201,12 @@ TEST(CheckIdRef, AcceptsIds) {
 TEST(CheckIdRef, RejectsEmptyAndLongIdsNamingFieldAndValue) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"", "voucher_id: required"},
-      {std::string(129, 'v'), "voucher_id: \"" + std::string(64, 'v') +
-                                  "...\" (129 bytes) is not a valid id"},
+      {std::string(129, 'v'),
+       "voucher_id: \"" + std::string(64, 'v') +
+           "...\" (129 bytes) is not a valid id (1..128 characters)"},
       {std::string(10 * 1024, 'v'),
        "voucher_id: \"" + std::string(64, 'v') +
-           "...\" (10240 bytes) is not a valid id"},
+           "...\" (10240 bytes) is not a valid id (1..128 characters)"},
   };
   for (const auto& [id, message] : cases) {
     EXPECT_THAT(CheckIdRef("voucher_id", id),

@@ -36,7 +36,8 @@ MATCHER_P(StatusIs, code, "has code " + absl::StatusCodeToString(code)) {
 }
 
 MATCHER_P2(StatusIs, code, message_matcher,
-           "has code " + absl::StatusCodeToString(code) + " and a message that " +
+           "has code " + absl::StatusCodeToString(code) +
+               " and a message that " +
                ::testing::DescribeMatcher<std::string>(message_matcher)) {
   const absl::Status& s = GetStatus(arg);
   *result_listener << "status is " << s;
@@ -49,8 +50,9 @@ MATCHER_P2(StatusIs, code, message_matcher,
 #define CV_TEST_CONCAT_INNER_(a, b) a##b
 #define CV_TEST_CONCAT_(a, b) CV_TEST_CONCAT_INNER_(a, b)
 
-#define ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
-  CV_ASSERT_OK_AND_ASSIGN_IMPL_(CV_TEST_CONCAT_(cv_test_statusor_, __LINE__), lhs, rexpr)
+#define ASSERT_OK_AND_ASSIGN(lhs, rexpr)                                      \
+  CV_ASSERT_OK_AND_ASSIGN_IMPL_(CV_TEST_CONCAT_(cv_test_statusor_, __LINE__), \
+                                lhs, rexpr)
 
 #define CV_ASSERT_OK_AND_ASSIGN_IMPL_(statusor, lhs, rexpr) \
   auto statusor = (rexpr);                                  \

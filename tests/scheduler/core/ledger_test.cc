@@ -1,0 +1,155 @@
+#include "scheduler/core/ledger.h"
+
+#include "absl/time/time.h"
+#include "common/sha256.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace cv::core {
+namespace {
+
+using ::cv::testing::IsOk;
+using ::cv::testing::StatusIs;
+using ::testing::HasSubstr;
+namespace pb = ::computevoucher::v1;
+
+pb::JournalEntry MakeEntry(pb::EntryKind kind, const std::string& debit,
+                           const std::string& credit, int64_t amount,
+                           const std::string& key) {
+  pb::JournalEntry e;
+  e.set_kind(kind);
+  e.set_debit_account(debit);
+  e.set_credit_account(credit);
+  e.set_amount_fen(amount);
+  e.set_idempotency_key(key);
+  return e;
+}
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'740'000'000);
+
+TEST(Ledger, MovesValueAndCachesBalances) {
+  Ledger ledger;
+  ASSERT_THAT(
+      ledger.Post(MakeEntry(pb::ENTRY_KIND_FUND, ProgramBudgetAccount("P"),
+                            ProgramSourceAccount("P"), 1000, "fund/P"),
+                  kT0),
+      IsOk());
+  ASSERT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_ISSUE, VoucherAccount("V"),
+                                    ProgramBudgetAccount("P"), 300, "issue/V"),
+                          kT0),
+              IsOk());
+  EXPECT_EQ(ledger.Balance(ProgramSourceAccount("P")), -1000);
+  EXPECT_EQ(ledger.Balance(ProgramBudgetAccount("P")), 700);
+  EXPECT_EQ(ledger.Balance(VoucherAccount("V")), 300);
+  EXPECT_EQ(ledger.Balance("never/used"), 0);
+  EXPECT_EQ(ledger.last_sequence(), 2);
+}
+
+TEST(Ledger, RefusesOverdraftAndChangesNothing) {
+  Ledger ledger;
+  ASSERT_THAT(
+      ledger.Post(MakeEntry(pb::ENTRY_KIND_FUND, ProgramBudgetAccount("P"),
+                            ProgramSourceAccount("P"), 100, "fund/P"),
+                  kT0),
+      IsOk());
+  const std::string head = ledger.last_hash();
+  EXPECT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_ISSUE, VoucherAccount("V"),
+                                    ProgramBudgetAccount("P"), 101, "issue/V"),
+                          kT0),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("need 1.01 CNY, have 1.00 CNY")));
+  EXPECT_EQ(ledger.Balance(ProgramBudgetAccount("P")), 100);
+  EXPECT_EQ(ledger.Balance(VoucherAccount("V")), 0);
+  EXPECT_EQ(ledger.last_sequence(), 1);
+  EXPECT_EQ(ledger.last_hash(), head);
+  EXPECT_FALSE(ledger.HasKey("issue/V"));
+}
+
+TEST(Ledger, RejectsMalformedEntries) {
+  Ledger ledger;
+  const struct {
+    pb::JournalEntry entry;
+    absl::StatusCode code;
+  } cases[] = {
+      {MakeEntry(pb::ENTRY_KIND_FUND, "a", ProgramSourceAccount("P"), 0, "k0"),
+       absl::StatusCode::kInvalidArgument},
+      {MakeEntry(pb::ENTRY_KIND_FUND, "a", ProgramSourceAccount("P"), -5, "k1"),
+       absl::StatusCode::kInvalidArgument},
+      {MakeEntry(pb::ENTRY_KIND_FUND, "a", "a", 5, "k2"),
+       absl::StatusCode::kInvalidArgument},
+      {MakeEntry(pb::ENTRY_KIND_FUND, "", ProgramSourceAccount("P"), 5, "k3"),
+       absl::StatusCode::kInvalidArgument},
+      {MakeEntry(pb::ENTRY_KIND_FUND, "a", ProgramSourceAccount("P"), 5, ""),
+       absl::StatusCode::kInvalidArgument},
+  };
+  for (const auto& c : cases) {
+    EXPECT_THAT(ledger.Post(c.entry, kT0), StatusIs(c.code))
+        << c.entry.DebugString();
+  }
+  EXPECT_EQ(ledger.last_sequence(), 0);
+}
+
+TEST(Ledger, RefusesARepeatedIdempotencyKey) {
+  Ledger ledger;
+  const pb::JournalEntry fund =
+      MakeEntry(pb::ENTRY_KIND_FUND, ProgramBudgetAccount("P"),
+                ProgramSourceAccount("P"), 100, "fund/P");
+  ASSERT_THAT(ledger.Post(fund, kT0), IsOk());
+  EXPECT_THAT(ledger.Post(fund, kT0),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_EQ(ledger.Balance(ProgramBudgetAccount("P")), 100);
+}
+
+TEST(Ledger, RefusesOverflow) {
+  Ledger ledger;
+  const int64_t big = std::numeric_limits<int64_t>::max();
+  ASSERT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_FUND, "acc",
+                                    ProgramSourceAccount("P"), big, "a"),
+                          kT0),
+              IsOk());
+  EXPECT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_FUND, "acc",
+                                    ProgramSourceAccount("Q"), 1, "b"),
+                          kT0),
+              StatusIs(absl::StatusCode::kOutOfRange));
+  EXPECT_EQ(ledger.Balance("acc"), big);
+}
+
+TEST(Ledger, ChainsHashesOverEveryField) {
+  Ledger ledger;
+  ASSERT_THAT(
+      ledger.Post(MakeEntry(pb::ENTRY_KIND_FUND, ProgramBudgetAccount("P"),
+                            ProgramSourceAccount("P"), 1000, "fund/P"),
+                  kT0),
+      IsOk());
+  ASSERT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_ISSUE, VoucherAccount("V"),
+                                    ProgramBudgetAccount("P"), 300, "issue/V"),
+                          kT0 + absl::Seconds(1)),
+              IsOk());
+  std::vector<pb::JournalEntry> posted = ledger.TakePosted();
+  ASSERT_EQ(posted.size(), 2u);
+  EXPECT_EQ(posted[0].prev_hash(), std::string(kSha256Bytes, '\0'));
+  EXPECT_EQ(posted[1].prev_hash(), posted[0].hash());
+  EXPECT_EQ(posted[1].hash(), ledger.last_hash());
+  for (const pb::JournalEntry& e : posted) EXPECT_EQ(EntryHash(e), e.hash());
+  // Any change of content changes the hash.
+  pb::JournalEntry tampered = posted[1];
+  tampered.set_amount_fen(301);
+  EXPECT_NE(EntryHash(tampered), posted[1].hash());
+  tampered = posted[1];
+  tampered.set_memo("x");
+  EXPECT_NE(EntryHash(tampered), posted[1].hash());
+  tampered = posted[1];
+  tampered.mutable_time()->set_nanos(1);
+  EXPECT_NE(EntryHash(tampered), posted[1].hash());
+  EXPECT_TRUE(ledger.TakePosted().empty());
+}
+
+TEST(Ledger, OnlySourceAccountsMayGoNegative) {
+  EXPECT_TRUE(IsSourceAccount(ProgramSourceAccount("P-000001")));
+  EXPECT_FALSE(IsSourceAccount(ProgramBudgetAccount("P-000001")));
+  EXPECT_FALSE(IsSourceAccount(VoucherAccount("source")));
+  EXPECT_FALSE(IsSourceAccount(HoldAccount("AL-1")));
+}
+
+}  // namespace
+}  // namespace cv::core

@@ -1,0 +1,101 @@
+#include "scheduler/core/verify.h"
+
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "scheduler/core/state_machine.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/world.h"
+
+namespace cv::core {
+namespace {
+
+using ::cv::testing::Driver;
+using ::cv::testing::IsOk;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+class JournalVerifierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_THAT(driver_.BuildWorld(), IsOk());
+    ASSERT_THAT(driver_.Issue("P-000001", "E-000001", 10'000), IsOk());
+    ASSERT_OK_AND_ASSIGN(const pb::Allocation a,
+                         driver_.Allocate("E-000001", "H100", 1, 3600));
+    driver_.Advance(absl::Hours(1));
+    ASSERT_THAT(driver_.Report("sz-b", a.allocation_id(), 1,
+                               driver_.now() - absl::Hours(1),
+                               driver_.now() - absl::Minutes(30), 1'800'000),
+                IsOk());
+    ASSERT_THAT(driver_.Report("sz-b", a.allocation_id(), 2,
+                               driver_.now() - absl::Minutes(30), driver_.now(),
+                               1'800'000),
+                IsOk());
+    entries_ = state_.TakeJournal();
+    ASSERT_GE(entries_.size(), 5u);
+  }
+
+  std::vector<std::string> Verify(
+      const std::vector<pb::JournalEntry>& entries) {
+    JournalVerifier verifier;
+    for (const pb::JournalEntry& e : entries) verifier.Add(e);
+    return verifier.Finish(state_);
+  }
+
+  StateMachine state_;
+  Driver driver_{state_};
+  std::vector<pb::JournalEntry> entries_;
+};
+
+TEST_F(JournalVerifierTest, CleanJournalPasses) {
+  EXPECT_THAT(Verify(entries_), IsEmpty());
+}
+
+TEST_F(JournalVerifierTest, DetectsATamperedAmount) {
+  std::vector<pb::JournalEntry> tampered = entries_;
+  tampered.back().set_amount_fen(tampered.back().amount_fen() + 1);
+  const std::vector<std::string> violations = Verify(tampered);
+  ASSERT_FALSE(violations.empty());
+  EXPECT_THAT(violations[0], HasSubstr("does not match its contents"));
+}
+
+TEST_F(JournalVerifierTest, DetectsARemovedEntry) {
+  std::vector<pb::JournalEntry> shortened = entries_;
+  shortened.erase(shortened.begin() + 2);
+  const std::vector<std::string> violations = Verify(shortened);
+  ASSERT_FALSE(violations.empty());
+  EXPECT_THAT(violations[0], HasSubstr("expected sequence 3"));
+}
+
+TEST_F(JournalVerifierTest, DetectsADoubleCharge) {
+  std::vector<pb::JournalEntry> doubled = entries_;
+  pb::JournalEntry again = doubled.back();
+  ASSERT_EQ(again.kind(), pb::ENTRY_KIND_CHARGE);
+  again.set_sequence(again.sequence() + 1);
+  again.set_prev_hash(doubled.back().hash());
+  again.set_hash(EntryHash(again));
+  doubled.push_back(again);
+  const std::vector<std::string> violations = Verify(doubled);
+  EXPECT_THAT(violations, ::testing::Contains(HasSubstr("posted twice")));
+  EXPECT_THAT(violations, ::testing::Contains(HasSubstr("charged twice")));
+  EXPECT_THAT(violations, ::testing::Contains(HasSubstr("goes negative")));
+}
+
+TEST_F(JournalVerifierTest, DetectsAWronglyShapedEntry) {
+  std::vector<pb::JournalEntry> bad = entries_;
+  // Re-chain a HOLD entry that pretends to pay the provider directly.
+  for (size_t i = 0; i < bad.size(); ++i) {
+    if (bad[i].kind() == pb::ENTRY_KIND_HOLD) {
+      bad[i].set_debit_account(PayableAccount("PR-000002"));
+    }
+    if (i > 0) bad[i].set_prev_hash(bad[i - 1].hash());
+    bad[i].set_hash(EntryHash(bad[i]));
+  }
+  EXPECT_THAT(Verify(bad),
+              ::testing::Contains(HasSubstr("(ENTRY_KIND_HOLD): moves")));
+}
+
+}  // namespace
+}  // namespace cv::core

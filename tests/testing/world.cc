@@ -1,0 +1,217 @@
+#include "tests/testing/world.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+
+namespace cv::testing {
+
+pb::Principal AdminPrincipal() {
+  pb::Principal p;
+  p.set_role(pb::ROLE_ADMIN);
+  p.set_token_id("TK-admin");
+  return p;
+}
+
+pb::Principal EnterprisePrincipal(const std::string& enterprise_id) {
+  pb::Principal p;
+  p.set_role(pb::ROLE_ENTERPRISE);
+  p.set_token_id(absl::StrCat("TK-", enterprise_id));
+  p.set_enterprise_id(enterprise_id);
+  return p;
+}
+
+pb::Principal AgentPrincipal(const std::string& cluster_id) {
+  pb::Principal p;
+  p.set_role(pb::ROLE_AGENT);
+  p.set_token_id(absl::StrCat("TK-", cluster_id));
+  p.set_cluster_id(cluster_id);
+  return p;
+}
+
+pb::Command NewCommand(const pb::Principal& principal,
+                       const std::string& request_id) {
+  pb::Command c;
+  *c.mutable_principal() = principal;
+  c.set_request_id(request_id);
+  return c;
+}
+
+absl::Time WorldStart() { return StartOfDay(absl::CivilDay(2025, 3, 1)); }
+
+absl::StatusOr<core::Outcome> Driver::Apply(pb::Command command) {
+  command.set_sequence(sequence_ + 1);
+  *command.mutable_time() = ToProto(now_);
+  absl::StatusOr<core::Outcome> outcome = state_.Apply(command);
+  if (outcome.ok() && outcome->changed) {
+    ++sequence_;
+    log_.push_back(std::move(command));
+  }
+  return outcome;
+}
+
+absl::StatusOr<core::Outcome> Driver::Tick(int64_t usage_grace_s) {
+  pb::Command c;
+  c.mutable_tick()->set_usage_grace_s(usage_grace_s);
+  c.mutable_tick()->set_cluster_silence_s(60);
+  return Apply(std::move(c));
+}
+
+absl::StatusOr<pb::Voucher> Driver::Issue(const std::string& program_id,
+                                          const std::string& enterprise_id,
+                                          int64_t face_value_fen,
+                                          int32_t priority) {
+  pb::Command c =
+      NewCommand(AdminPrincipal(), absl::StrCat("issue-", NextRequest()));
+  pb::IssueVoucherRequest* r = c.mutable_issue_voucher();
+  r->set_program_id(program_id);
+  r->set_enterprise_id(enterprise_id);
+  r->set_face_value_fen(face_value_fen);
+  r->set_priority(priority);
+  return Call<pb::Voucher>(std::move(c));
+}
+
+absl::StatusOr<pb::Allocation> Driver::Allocate(
+    const std::string& enterprise_id, const std::string& model, int32_t gpus,
+    int64_t duration_s, bool queue_if_busy, const std::string& voucher_id) {
+  pb::Command c = NewCommand(EnterprisePrincipal(enterprise_id),
+                             absl::StrCat("alloc-", NextRequest()));
+  pb::AllocateRequest* r = c.mutable_allocate();
+  r->mutable_resources()->set_gpu_model(model);
+  r->mutable_resources()->set_gpu_count(gpus);
+  r->mutable_resources()->set_max_duration_s(duration_s);
+  r->mutable_resources()->set_voucher_id(voucher_id);
+  r->set_queue_if_busy(queue_if_busy);
+  return Call<pb::Allocation>(std::move(c));
+}
+
+absl::StatusOr<pb::Allocation> Driver::Release(
+    const std::string& enterprise_id, const std::string& allocation_id) {
+  pb::Command c = NewCommand(EnterprisePrincipal(enterprise_id),
+                             absl::StrCat("release-", NextRequest()));
+  c.mutable_release_allocation()->set_allocation_id(allocation_id);
+  return Call<pb::Allocation>(std::move(c));
+}
+
+absl::StatusOr<pb::UsageAck> Driver::Report(const std::string& cluster_id,
+                                            const std::string& allocation_id,
+                                            int64_t sequence, absl::Time start,
+                                            absl::Time end, int64_t gpu_ms) {
+  pb::Command c = NewCommand(AgentPrincipal(cluster_id),
+                             absl::StrCat("usage-", NextRequest()));
+  pb::UsageRecord* u = c.mutable_report_usage()->add_records();
+  u->set_allocation_id(allocation_id);
+  u->set_sequence(sequence);
+  *u->mutable_start() = ToProto(start);
+  *u->mutable_end() = ToProto(end);
+  u->set_gpu_ms(gpu_ms);
+  ASSIGN_OR_RETURN(const pb::ReportUsageResponse response,
+                   Call<pb::ReportUsageResponse>(std::move(c)));
+  return response.acks(0);
+}
+
+absl::Status Driver::BuildWorld() {
+  {
+    pb::Command c = NewCommand(AdminPrincipal(), "world-program");
+    pb::CreateProgramRequest* r = c.mutable_create_program();
+    r->set_name("杭州市人形机器人算力券 2025");
+    r->set_issuer("杭州市经济和信息化局");
+    r->set_budget_fen(250'000'000'00);
+    *r->mutable_valid_from() = ToProto(StartOfDay(absl::CivilDay(2025, 1, 22)));
+    *r->mutable_valid_until() = ToProto(EndOfDay(absl::CivilDay(2027, 12, 31)));
+    r->set_domestic_ratio_bp(3000);
+    r->set_other_ratio_bp(2000);
+    r->set_sme_ratio_bp(5000);
+    r->set_enterprise_cap_fen(8'000'000'00);
+    for (const char* category : {"整机", "软件算法", "零部件", "科研平台"}) {
+      r->add_eligible_categories(category);
+    }
+    RETURN_IF_ERROR(Apply(std::move(c)).status());
+  }
+  const struct {
+    const char* name;
+    const char* code;
+  } providers[] = {{"杭州算力科技有限公司", "91330100716105852F"},
+                   {"深圳智算云有限公司", "9144030071526726XG"}};
+  for (const auto& p : providers) {
+    pb::Command c =
+        NewCommand(AdminPrincipal(), absl::StrCat("world-provider-", p.code));
+    c.mutable_register_provider()->set_name(p.name);
+    c.mutable_register_provider()->set_credit_code(p.code);
+    RETURN_IF_ERROR(Apply(std::move(c)).status());
+  }
+  const struct {
+    const char* name;
+    const char* code;
+    const char* category;
+    bool sme;
+    const char* related;
+  } enterprises[] = {
+      {"杭州具身智能机器人有限公司", "914403001922038216", "整机", false,
+       nullptr},
+      {"福州灵巧手算法有限公司", "91350100M000100Y43", "软件算法", true,
+       "PR-000002"},
+      {"北京人形机器人创新中心", "91110108551385082Q", "科研平台", false,
+       nullptr},
+  };
+  for (const auto& e : enterprises) {
+    pb::Command c =
+        NewCommand(AdminPrincipal(), absl::StrCat("world-enterprise-", e.code));
+    pb::RegisterEnterpriseRequest* r = c.mutable_register_enterprise();
+    r->set_name(e.name);
+    r->set_credit_code(e.code);
+    r->set_category(e.category);
+    r->set_district("余杭区");
+    r->set_sme(e.sme);
+    if (e.related != nullptr) r->add_related_provider_ids(e.related);
+    RETURN_IF_ERROR(Apply(std::move(c)).status());
+  }
+  const struct {
+    const char* cluster;
+    const char* provider;
+  } agents[] = {{"hz-a", "PR-000001"}, {"sz-b", "PR-000002"}};
+  for (const auto& a : agents) {
+    pb::Command c =
+        NewCommand(AdminPrincipal(), absl::StrCat("world-token-", a.cluster));
+    pb::CreateTokenRequest* r = c.mutable_create_token()->mutable_request();
+    r->set_role(pb::ROLE_AGENT);
+    r->set_cluster_id(a.cluster);
+    r->set_provider_id(a.provider);
+    c.mutable_create_token()->set_secret_sha256(std::string(31, 'k') +
+                                                a.cluster[0]);
+    RETURN_IF_ERROR(Apply(std::move(c)).status());
+  }
+  auto add_model = [](pb::RegisterRequest* r, const char* model,
+                      pb::HardwareClass cls, int32_t count, int64_t price) {
+    pb::GpuModel* m = r->add_inventory();
+    m->set_model(model);
+    m->set_hardware_class(cls);
+    m->set_gpu_count(count);
+    m->set_price_fen_per_gpu_hour(price);
+  };
+  {
+    pb::Command c = NewCommand(AgentPrincipal("hz-a"), "world-register-hz-a");
+    pb::RegisterRequest* r = c.mutable_register_cluster();
+    r->set_region("cn-hangzhou");
+    add_model(r, "H100", pb::HARDWARE_CLASS_OTHER, 8, 2000);
+    add_model(r, "910B", pb::HARDWARE_CLASS_DOMESTIC, 16, 1200);
+    RETURN_IF_ERROR(Apply(std::move(c)).status());
+  }
+  {
+    pb::Command c = NewCommand(AgentPrincipal("sz-b"), "world-register-sz-b");
+    pb::RegisterRequest* r = c.mutable_register_cluster();
+    r->set_region("cn-shenzhen");
+    add_model(r, "H100", pb::HARDWARE_CLASS_OTHER, 8, 1800);
+    RETURN_IF_ERROR(Apply(std::move(c)).status());
+  }
+  for (const char* cluster : {"hz-a", "sz-b"}) {
+    pb::Command c =
+        NewCommand(AdminPrincipal(), absl::StrCat("world-approve-", cluster));
+    c.mutable_set_cluster_state()->set_cluster_id(cluster);
+    c.mutable_set_cluster_state()->set_state(pb::CLUSTER_STATE_APPROVED);
+    RETURN_IF_ERROR(Apply(std::move(c)).status());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cv::testing
