@@ -384,10 +384,14 @@ absl::StatusOr<StateMachine::Response> StateMachine::Allocate(
   *a.mutable_workload_command() = r.workload_command();
   a.set_request_id(request_id);
   voucher_allocations_[voucher.voucher_id()].push_back(id);
-  RETURN_IF_ERROR(
-      Post(AllocationEntry(pb::ENTRY_KIND_HOLD, HoldAccount(id),
-                           VoucherAccount(voucher.voucher_id()), plan.hold_fen,
-                           absl::StrCat("hold/", id), a)));
+  // A program with a 0% ratio subsidises nothing, so there is nothing to
+  // hold.
+  if (plan.hold_fen > 0) {
+    RETURN_IF_ERROR(
+        Post(AllocationEntry(pb::ENTRY_KIND_HOLD, HoldAccount(id),
+                             VoucherAccount(voucher.voucher_id()),
+                             plan.hold_fen, absl::StrCat("hold/", id), a)));
+  }
   rec.hold_placed_fen = plan.hold_fen;
   UpdateExhausted(vouchers_.at(voucher.voucher_id()));
   if (plan.placement) {

@@ -17,11 +17,12 @@ constexpr size_t kMaxListed = 100;
 
 JournalVerifier::JournalVerifier() : last_hash_(kSha256Bytes, '\0') {}
 
-void JournalVerifier::Violation(std::string message) {
-  if (violations_.size() < kMaxListed) {
-    violations_.push_back(std::move(message));
+void JournalVerifier::Report(std::vector<std::string>& out, int64_t& suppressed,
+                             std::string message) {
+  if (out.size() < kMaxListed) {
+    out.push_back(std::move(message));
   } else {
-    ++suppressed_;
+    ++suppressed;
   }
 }
 
@@ -158,35 +159,47 @@ void JournalVerifier::Add(const pb::JournalEntry& e) {
   }
 }
 
-std::vector<std::string> JournalVerifier::Finish(const StateMachine& state) {
+std::vector<std::string> JournalVerifier::Check(
+    const StateMachine& state) const {
+  std::vector<std::string> out = violations_;
+  int64_t suppressed = suppressed_;
+  auto violation = [&](std::string message) {
+    Report(out, suppressed, std::move(message));
+  };
+  auto derived = [this](const std::string& account) {
+    auto it = balances_.find(account);
+    return it == balances_.end() ? 0 : it->second;
+  };
   const Ledger& ledger = state.ledger();
   if (ledger.last_sequence() != last_sequence_ ||
       ledger.last_hash() != last_hash_) {
-    Violation(absl::StrCat("journal head ", last_sequence_, "/",
+    violation(absl::StrCat("journal head ", last_sequence_, "/",
                            ToHex(last_hash_), " differs from the state's ",
                            ledger.last_sequence(), "/",
                            ToHex(ledger.last_hash())));
   }
   for (const auto& [account, balance] : balances_) {
     if (ledger.Balance(account) != balance) {
-      Violation(absl::StrCat(
+      violation(absl::StrCat(
           account, ": cached balance ", FormatFen(ledger.Balance(account)),
           " differs from the journal's ", FormatFen(balance)));
     }
   }
   for (const auto& [account, balance] : ledger.balances()) {
     if (!balances_.contains(account) && balance != 0) {
-      Violation(absl::StrCat(account, ": cached balance ", FormatFen(balance),
+      violation(absl::StrCat(account, ": cached balance ", FormatFen(balance),
                              " has no journal entries"));
     }
   }
   for (const std::string& id : state.VoucherIds()) {
     const pb::Voucher v = *state.VoucherView(id);
-    const VoucherSums& sums = vouchers_[id];
-    const int64_t available = balances_[VoucherAccount(id)];
+    auto found = vouchers_.find(id);
+    const VoucherSums sums =
+        found == vouchers_.end() ? VoucherSums{} : found->second;
+    const int64_t available = derived(VoucherAccount(id));
     if (sums.face != v.face_value_fen() || sums.held != v.held_fen() ||
         sums.charged != v.charged_fen() || sums.returned != v.returned_fen()) {
-      Violation(absl::StrCat(
+      violation(absl::StrCat(
           "voucher ", id, ": state (face ", v.face_value_fen(), ", held ",
           v.held_fen(), ", charged ", v.charged_fen(), ", returned ",
           v.returned_fen(), ") differs from the journal (face ", sums.face,
@@ -194,29 +207,31 @@ std::vector<std::string> JournalVerifier::Finish(const StateMachine& state) {
           sums.returned, ")"));
     }
     if (sums.face != available + sums.held + sums.charged + sums.returned) {
-      Violation(absl::StrCat(
+      violation(absl::StrCat(
           "voucher ", id, ": face value ", FormatFen(sums.face),
           " != available ", FormatFen(available), " + held ",
           FormatFen(sums.held), " + charged ", FormatFen(sums.charged),
           " + returned ", FormatFen(sums.returned)));
     }
     if (available < 0 || sums.held < 0) {
-      Violation(absl::StrCat("voucher ", id, ": negative balance"));
+      violation(absl::StrCat("voucher ", id, ": negative balance"));
     }
   }
   for (const std::string& id : state.AllocationIds()) {
     const pb::Allocation a = *state.AllocationView(id);
-    const int64_t charged = allocation_charges_[id];
-    const int64_t hold = balances_[HoldAccount(id)];
+    auto charges = allocation_charges_.find(id);
+    const int64_t charged =
+        charges == allocation_charges_.end() ? 0 : charges->second;
+    const int64_t hold = derived(HoldAccount(id));
     if (charged != a.charged_fen() || hold != a.held_fen()) {
-      Violation(absl::StrCat("allocation ", id, ": state (charged ",
+      violation(absl::StrCat("allocation ", id, ": state (charged ",
                              a.charged_fen(), ", held ", a.held_fen(),
                              ") differs from the journal (charged ", charged,
                              ", held ", hold, ")"));
     }
     auto max_charge = state.MaxChargeFen(id);
     if (!max_charge.ok() || charged > *max_charge) {
-      Violation(absl::StrCat(
+      violation(absl::StrCat(
           "allocation ", id, ": charged ", FormatFen(charged), " exceeds ",
           a.gpu_count(), " GPUs × its billable life (",
           max_charge.ok() ? FormatFen(*max_charge)
@@ -224,10 +239,8 @@ std::vector<std::string> JournalVerifier::Finish(const StateMachine& state) {
           ")"));
     }
   }
-  std::vector<std::string> out = violations_;
-  if (suppressed_ > 0) {
-    out.push_back(absl::StrCat("... and ", suppressed_, " more violations"));
-  }
+  if (suppressed > 0)
+    out.push_back(absl::StrCat("... and ", suppressed, " more violations"));
   return out;
 }
 

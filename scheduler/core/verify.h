@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -31,10 +32,11 @@ class JournalVerifier {
   // Checks `entry` against its predecessor and the running balances.
   void Add(const pb::JournalEntry& entry);
 
-  // Compares what the journal implies with `state` (rebuilt by replaying
-  // the command log) and returns every violation found so far, one line
-  // each; empty when all invariants hold.
-  std::vector<std::string> Finish(const StateMachine& state);
+  // Compares what the entries added so far imply with `state` (rebuilt by
+  // replaying the command log, or kept live) and returns every violation
+  // found, one line each; empty when all invariants hold. May be called
+  // again after more entries are added.
+  std::vector<std::string> Check(const StateMachine& state) const;
 
   int64_t entries() const { return last_sequence_; }
   const std::string& last_hash() const { return last_hash_; }
@@ -46,7 +48,11 @@ class JournalVerifier {
     int64_t charged = 0;
     int64_t returned = 0;
   };
-  void Violation(std::string message);
+  static void Report(std::vector<std::string>& out, int64_t& suppressed,
+                     std::string message);
+  void Violation(std::string message) {
+    Report(violations_, suppressed_, std::move(message));
+  }
   void CheckShape(const pb::JournalEntry& e);
 
   int64_t last_sequence_ = 0;

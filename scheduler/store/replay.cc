@@ -93,7 +93,7 @@ absl::StatusOr<ReplayReport> Replay(Store& store, core::StateMachine& state) {
   }
   report.entries = verifier.entries();
   report.last_hash = verifier.last_hash();
-  report.violations = verifier.Finish(state);
+  report.violations = verifier.Check(state);
   report.violations.insert(report.violations.begin(), mismatches.begin(),
                            mismatches.end());
   return report;

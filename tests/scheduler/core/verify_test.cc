@@ -41,7 +41,7 @@ class JournalVerifierTest : public ::testing::Test {
       const std::vector<pb::JournalEntry>& entries) {
     JournalVerifier verifier;
     for (const pb::JournalEntry& e : entries) verifier.Add(e);
-    return verifier.Finish(state_);
+    return verifier.Check(state_);
   }
 
   StateMachine state_;
