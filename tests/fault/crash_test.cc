@@ -1,0 +1,192 @@
+// Kills a process that is submitting commands with SIGKILL at random
+// points, several times over one data directory. After every kill the store
+// verifies, and every command acknowledged before the kill is present
+// exactly once.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "scheduler/core/state_machine.h"
+#include "scheduler/store/replay.h"
+#include "scheduler/store/sqlite_store.h"
+#include "tests/testing/status_matchers.h"
+
+namespace cv {
+namespace {
+
+namespace pb = ::computevoucher::v1;
+using ::testing::IsEmpty;
+
+std::string ChildPath() {
+  const char* build = std::getenv("CV_BUILD_DIR");
+  return absl::StrCat(build ? build : ".", "/tests/crash_child");
+}
+
+struct Child {
+  pid_t pid = -1;
+  int out = -1;
+};
+
+Child Spawn(const std::string& dir, int run) {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    const std::string binary = ChildPath();
+    const std::string run_arg = absl::StrCat(run);
+    execl(binary.c_str(), binary.c_str(), dir.c_str(), run_arg.c_str(),
+          nullptr);
+    _exit(127);
+  }
+  close(fds[1]);
+  return Child{pid, fds[0]};
+}
+
+// Reads from `fd` until `predicate(text)` holds or the deadline passes.
+bool ReadUntil(int fd, std::string& text, absl::Time deadline,
+               const std::function<bool(const std::string&)>& predicate) {
+  char buf[65536];
+  while (!predicate(text)) {
+    if (absl::Now() > deadline) return false;
+    fd_set set;
+    FD_ZERO(&set);
+    FD_SET(fd, &set);
+    timeval tv{0, 50'000};
+    if (select(fd + 1, &set, nullptr, nullptr, &tv) <= 0) continue;
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) return predicate(text);
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+class CrashTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = absl::StrCat(::testing::TempDir(), "/crash-XXXXXX");
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string dir_;
+};
+
+TEST_F(CrashTest, AcknowledgedCommandsSurviveSigkill) {
+  std::mt19937 rng(7);
+  absl::flat_hash_set<std::string> acked_issues;
+  absl::flat_hash_map<std::string, int64_t>
+      acked_charges;  // charge key -> subsidy
+  int64_t total_acks = 0;
+  for (int run = 1; run <= 5; ++run) {
+    SCOPED_TRACE(absl::StrCat("run ", run));
+    Child child = Spawn(dir_, run);
+    std::string text;
+    ASSERT_TRUE(ReadUntil(child.out, text, absl::Now() + absl::Seconds(60),
+                          [](const std::string& t) {
+                            return t.find("READY\n") != std::string::npos;
+                          }))
+        << "child did not start: " << text;
+    // Let it work for a random while, then kill it mid-flight.
+    const absl::Time kill_at =
+        absl::Now() +
+        absl::Milliseconds(std::uniform_int_distribution<int>(200, 900)(rng));
+    ReadUntil(child.out, text, kill_at,
+              [](const std::string&) { return false; });
+    ASSERT_EQ(kill(child.pid, SIGKILL), 0);
+    ReadUntil(child.out, text, absl::Now() + absl::Seconds(10),
+              [](const std::string&) { return false; });
+    close(child.out);
+    int status = 0;
+    ASSERT_EQ(waitpid(child.pid, &status, 0), child.pid);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        << "the child exited by itself (status " << status << "); output:\n"
+        << text.substr(0, 2000);
+
+    int run_acks = 0;
+    for (absl::string_view line :
+         absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ');
+      if (f[0] == "ISSUE" && f.size() == 3) {
+        acked_issues.insert(f[1]);
+        ++run_acks;
+      } else if (f[0] == "USAGE" && f.size() == 4) {
+        int64_t subsidy = 0;
+        ASSERT_TRUE(absl::SimpleAtoi(f[3], &subsidy));
+        acked_charges[absl::StrCat("charge/", f[1], "/", f[2])] = subsidy;
+        ++run_acks;
+      }
+    }
+    EXPECT_GT(run_acks, 0) << "nothing was acknowledged before the kill";
+    std::printf(
+        "run %d: %d commands acknowledged before SIGKILL, %zu charges "
+        "acknowledged so far\n",
+        run, run_acks, acked_charges.size());
+    total_acks += run_acks;
+
+    // The store verifies, and every acknowledged command is there once.
+    ASSERT_OK_AND_ASSIGN(
+        auto store, store::OpenSqliteStore(dir_, store::OpenMode::kReadOnly));
+    core::StateMachine state;
+    ASSERT_OK_AND_ASSIGN(const store::ReplayReport report,
+                         store::Replay(*store, state));
+    EXPECT_THAT(report.violations, IsEmpty());
+    absl::flat_hash_map<std::string, int> request_ids;
+    int64_t after = 0;
+    while (true) {
+      ASSERT_OK_AND_ASSIGN(auto commands, store->ReadCommands(after, 10'000));
+      if (commands.empty()) break;
+      for (const pb::Command& c : commands) {
+        if (c.has_issue_voucher()) ++request_ids[c.request_id()];
+        after = c.sequence();
+      }
+    }
+    for (const std::string& id : acked_issues) {
+      EXPECT_EQ(request_ids[id], 1)
+          << id << " acknowledged but stored " << request_ids[id] << " times";
+    }
+    absl::flat_hash_map<std::string, int64_t> charges;
+    after = 0;
+    while (true) {
+      ASSERT_OK_AND_ASSIGN(auto entries, store->ReadJournal(after, 10'000));
+      if (entries.empty()) break;
+      for (const pb::JournalEntry& e : entries) {
+        if (e.kind() == pb::ENTRY_KIND_CHARGE) {
+          EXPECT_TRUE(
+              charges.emplace(e.idempotency_key(), e.amount_fen()).second)
+              << e.idempotency_key() << " charged twice";
+        }
+        after = e.sequence();
+      }
+    }
+    for (const auto& [key, subsidy] : acked_charges) {
+      if (subsidy == 0) continue;
+      ASSERT_TRUE(charges.contains(key))
+          << key << " acknowledged but not stored";
+      EXPECT_EQ(charges[key], subsidy) << key;
+    }
+  }
+  EXPECT_GT(total_acks, 100);
+}
+
+}  // namespace
+}  // namespace cv
