@@ -56,6 +56,13 @@ absl::StatusOr<ReplayReport> Replay(Store& store, core::StateMachine& state) {
                      store.ReadCommands(after, kChunk));
     if (commands.empty()) break;
     for (const pb::Command& command : commands) {
+      if (command.sequence() != after + 1) {
+        mismatch(absl::StrCat("command log has a gap: command ", after + 1,
+                              " is missing (the next stored command is ",
+                              command.sequence(), ")"));
+        stop = true;
+        break;
+      }
       after = command.sequence();
       ++report.commands;
       absl::StatusOr<core::Outcome> outcome = state.Apply(command);

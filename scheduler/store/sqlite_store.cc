@@ -186,7 +186,9 @@ class SqliteStore final : public Store {
           "idempotency_key, time_s, time_nanos, memo, prev_hash, hash) "
           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     }
-    ASSIGN_OR_RETURN(head_, ReadHead());
+    ASSIGN_OR_RETURN(const Head head, ReadHead());
+    absl::MutexLock lock(&write_mu_);
+    head_ = head;
     return absl::OkStatus();
   }
 

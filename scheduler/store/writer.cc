@@ -45,7 +45,6 @@ Writer::Writer(Store& store, Clock& clock, WriterOptions options,
                std::unique_ptr<core::StateMachine> state)
     : store_(store), clock_(clock), options_(options) {
   next_sequence_ = state->last_command_sequence() + 1;
-  last_time_ = state->now();
   {
     absl::MutexLock lock(&state_mu_);
     state_ = std::move(state);
@@ -112,8 +111,8 @@ void Writer::ProcessBatch(std::vector<Pending*>& batch) {
     absl::MutexLock lock(&state_mu_);
     for (Pending* p : batch) {
       pb::Command& command = p->command;
-      // Time never runs backwards in the log, whatever the clock does.
-      const absl::Time time = std::max(clock_.Now(), last_time_);
+      // Time never runs backwards, whatever the clock does.
+      const absl::Time time = std::max(clock_.Now(), state_->now());
       command.set_sequence(next_sequence_);
       *command.mutable_time() = ToProto(time);
       p->result = state_->Apply(command);
@@ -125,7 +124,6 @@ void Writer::ProcessBatch(std::vector<Pending*>& batch) {
       }
       if (p->result->changed) {
         ++next_sequence_;
-        last_time_ = time;
         out.commands.push_back(command);
       }
     }
@@ -171,12 +169,17 @@ void Writer::ProcessBatch(std::vector<Pending*>& batch) {
 void Writer::Reload() {
   absl::StatusOr<std::unique_ptr<core::StateMachine>> state = Load(store_);
   if (!state.ok()) {
-    absl::MutexLock lock(&queue_mu_);
-    failed_ = true;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      failed_ = true;
+    }
+    // What memory holds now includes the batch that never reached the
+    // disk; serve nothing rather than that.
+    absl::MutexLock lock(&state_mu_);
+    state_ = std::make_unique<core::StateMachine>();
     return;
   }
   next_sequence_ = (*state)->last_command_sequence() + 1;
-  last_time_ = (*state)->now();
   absl::MutexLock lock(&state_mu_);
   state_ = *std::move(state);
 }

@@ -9,7 +9,9 @@
 //
 // If the store fails to commit a batch (or a command trips an internal
 // invariant), every command of the batch is answered Unavailable and the
-// state is rebuilt from the store, so memory never runs ahead of disk.
+// state is rebuilt from the store, so memory never runs ahead of disk. If
+// even that rebuild fails, the writer refuses every later command and
+// reads see an empty state until the scheduler is restarted.
 #ifndef COMPUTEVOUCHER_SCHEDULER_STORE_WRITER_H_
 #define COMPUTEVOUCHER_SCHEDULER_STORE_WRITER_H_
 
@@ -99,7 +101,6 @@ class Writer {
 
   // Owned by the writer thread.
   int64_t next_sequence_ = 1;
-  absl::Time last_time_ = absl::InfinitePast();
 
   std::thread thread_;
 };

@@ -1,0 +1,219 @@
+#include "scheduler/store/replay.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "common/time_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "scheduler/core/state_machine.h"
+#include "scheduler/store/sqlite_store.h"
+#include "scheduler/store/store.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/world.h"
+
+namespace cv::store {
+namespace {
+
+using ::cv::testing::Driver;
+using ::cv::testing::IsOk;
+using ::testing::Contains;
+using ::testing::ContainsRegex;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+// Matches text naming "command <sequence>" (not a longer number).
+::testing::Matcher<std::string> NamesCommand(int64_t sequence) {
+  return ContainsRegex(absl::StrCat("command ", sequence, "([^0-9]|$)"));
+}
+::testing::Matcher<std::string> NamesEntry(int64_t sequence) {
+  return ContainsRegex(absl::StrCat("entry ", sequence, "([^0-9]|$)"));
+}
+
+class ReplayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string dir = ::testing::TempDir() + "replay_test_XXXXXX";
+    ASSERT_NE(mkdtemp(dir.data()), nullptr) << std::strerror(errno);
+    root_ = dir;
+    data_dir_ = root_ + "/data";
+
+    // The world, a voucher, an allocation with usage; one batch per
+    // command, as the writer would have stored them.
+    ASSERT_THAT(driver_.BuildWorld(), IsOk());
+    world_commands_ = static_cast<int64_t>(driver_.log().size());
+    driver_.Advance(absl::Seconds(2));
+    ASSERT_THAT(driver_.Issue("P-000001", "E-000001", 100'000), IsOk());
+    driver_.Advance(absl::Seconds(2));
+    ASSERT_OK_AND_ASSIGN(const pb::Allocation allocation,
+                         driver_.Allocate("E-000001", "H100", 1, 3600));
+    ASSERT_OK_AND_ASSIGN(const absl::Time assigned,
+                         FromProto("assigned_at", allocation.assigned_at()));
+    driver_.Advance(absl::Minutes(2));
+    ASSERT_OK_AND_ASSIGN(
+        const pb::UsageAck ack,
+        driver_.Report(allocation.cluster_id(), allocation.allocation_id(), 1,
+                       assigned, assigned + absl::Minutes(1), 60'000));
+    ASSERT_EQ(ack.result(), pb::USAGE_RESULT_ACCEPTED);
+
+    std::map<int64_t, Batch> batches;
+    for (const pb::Command& c : driver_.log()) {
+      batches[c.sequence()].commands.push_back(c);
+    }
+    for (const pb::JournalEntry& e : state_.TakeJournal()) {
+      batches[e.command_sequence()].entries.push_back(e);
+      ++entries_;
+    }
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
+                         OpenSqliteStore(data_dir_, OpenMode::kReadWrite));
+    for (const auto& [sequence, batch] : batches) {
+      ASSERT_THAT(store->Append(batch), IsOk()) << "command " << sequence;
+    }
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(root_, ignored);
+  }
+
+  // Runs `sql` on the closed store's database.
+  void Tamper(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2((data_dir_ + "/scheduler.db").c_str(), &db,
+                              SQLITE_OPEN_READWRITE, nullptr),
+              SQLITE_OK);
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+    EXPECT_EQ(rc, SQLITE_OK) << sqlite3_errmsg(db) << "\n" << sql;
+    EXPECT_EQ(sqlite3_changes(db), 1) << sql;
+    sqlite3_close(db);
+  }
+
+  void ReplayStore(ReplayReport* report, core::StateMachine& fresh) {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
+                         OpenSqliteStore(data_dir_, OpenMode::kReadOnly));
+    ASSERT_OK_AND_ASSIGN(*report, Replay(*store, fresh));
+  }
+
+  // The sequence of the first command that posted at least one entry after
+  // the world was built (the voucher issue).
+  int64_t IssueSequence() const { return world_commands_ + 1; }
+
+  std::string root_;
+  std::string data_dir_;
+  core::StateMachine state_;
+  Driver driver_{state_};
+  int64_t world_commands_ = 0;
+  int64_t entries_ = 0;
+};
+
+TEST_F(ReplayTest, ConsistentStoreHasNoViolations) {
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
+  EXPECT_THAT(report.violations, IsEmpty())
+      << absl::StrJoin(report.violations, "\n");
+  EXPECT_EQ(report.commands, static_cast<int64_t>(driver_.log().size()));
+  EXPECT_EQ(report.entries, entries_);
+  EXPECT_EQ(report.last_hash, state_.ledger().last_hash());
+  EXPECT_EQ(fresh.Digest(), state_.Digest());
+  EXPECT_EQ(fresh.last_command_sequence(), driver_.log().back().sequence());
+}
+
+TEST_F(ReplayTest, EmptyStoreHasNoViolations) {
+  const std::string empty_dir = root_ + "/empty";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
+                       OpenSqliteStore(empty_dir, OpenMode::kReadWrite));
+  core::StateMachine fresh;
+  ASSERT_OK_AND_ASSIGN(const ReplayReport report, Replay(*store, fresh));
+  EXPECT_THAT(report.violations, IsEmpty())
+      << absl::StrJoin(report.violations, "\n");
+  EXPECT_EQ(report.commands, 0);
+  EXPECT_EQ(report.entries, 0);
+}
+
+TEST_F(ReplayTest, ExtraJournalRowIsReported) {
+  // A copy of the last entry under the next sequence, with a fresh key and
+  // the right prev_hash: an entry no command posted.
+  ASSERT_NO_FATAL_FAILURE(Tamper(
+      "INSERT INTO journal SELECT seq + 1, command_seq, kind, debit_account, "
+      "credit_account, amount_fen, program_id, voucher_id, allocation_id, "
+      "provider_id, usage_sequence, idempotency_key || '/forged', time_s, "
+      "time_nanos, memo, hash, hash FROM journal "
+      "WHERE seq = (SELECT MAX(seq) FROM journal)"));
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
+  EXPECT_THAT(report.violations,
+              Contains(::testing::AllOf(NamesEntry(entries_ + 1),
+                                        HasSubstr("no stored command"))))
+      << absl::StrJoin(report.violations, "\n");
+  EXPECT_EQ(report.commands, static_cast<int64_t>(driver_.log().size()));
+}
+
+TEST_F(ReplayTest, DeletedLastCommandIsReported) {
+  // The usage report, whose charge stays in the journal.
+  const int64_t last = driver_.log().back().sequence();
+  ASSERT_NO_FATAL_FAILURE(
+      Tamper(absl::StrCat("DELETE FROM commands WHERE seq = ", last)));
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
+  EXPECT_EQ(report.commands, last - 1);
+  EXPECT_THAT(report.violations,
+              Contains(::testing::AllOf(NamesEntry(entries_),
+                                        HasSubstr("no stored command"))))
+      << absl::StrJoin(report.violations, "\n");
+}
+
+// A command removed from the middle of the log leaves a gap in the command
+// sequences; Replay must report it by its sequence, even when the commands
+// after it still apply.
+TEST_F(ReplayTest, DeletedCommandThatPostedNothingIsReported) {
+  // Command 6 registers enterprise E-000003, which nothing later uses, and
+  // posts no journal entry.
+  ASSERT_TRUE(driver_.log()[5].has_register_enterprise());
+  ASSERT_EQ(driver_.log()[5].register_enterprise().category(), "科研平台");
+  ASSERT_NO_FATAL_FAILURE(Tamper("DELETE FROM commands WHERE seq = 6"));
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
+  EXPECT_THAT(report.violations, Not(IsEmpty()))
+      << "a store missing command 6 replays as sound";
+  EXPECT_THAT(report.violations, Contains(NamesCommand(6)))
+      << absl::StrJoin(report.violations, "\n");
+}
+
+TEST_F(ReplayTest, DeletedCommandThatPostedEntriesIsReported) {
+  // The voucher issue, whose entry stays in the journal and whose voucher
+  // the allocation after it draws on.
+  const int64_t issue = IssueSequence();
+  ASSERT_TRUE(driver_.log()[issue - 1].has_issue_voucher());
+  ASSERT_NO_FATAL_FAILURE(
+      Tamper(absl::StrCat("DELETE FROM commands WHERE seq = ", issue)));
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
+  ASSERT_THAT(report.violations, Not(IsEmpty()));
+  // The issue's entry (journal entry 2) is left without its command.
+  EXPECT_THAT(report.violations, Contains(NamesEntry(2)))
+      << absl::StrJoin(report.violations, "\n");
+  EXPECT_THAT(report.violations, Contains(NamesCommand(issue)))
+      << absl::StrJoin(report.violations, "\n");
+}
+
+}  // namespace
+}  // namespace cv::store

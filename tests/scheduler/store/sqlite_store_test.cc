@@ -1,0 +1,519 @@
+#include "scheduler/store/sqlite_store.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/time_util.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "scheduler/core/state_machine.h"
+#include "scheduler/store/store.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/world.h"
+
+namespace cv::store {
+namespace {
+
+using ::cv::testing::Driver;
+using ::cv::testing::IsOk;
+using ::cv::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+MATCHER_P(IsOkAndHolds, matcher, "is OK and holds a matching value") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
+}
+
+// A realistic history: the standard world, then a voucher, an allocation,
+// a usage report and a release, at times with sub-second parts so that
+// nanoseconds have to survive the store.
+struct History {
+  std::vector<pb::Command> commands;
+  std::vector<pb::JournalEntry> entries;
+};
+
+void MakeHistory(History* out) {
+  core::StateMachine state;
+  Driver driver(state);
+  ASSERT_THAT(driver.BuildWorld(), IsOk());
+  driver.Advance(absl::Seconds(1) + absl::Nanoseconds(123'456'789));
+  ASSERT_OK_AND_ASSIGN(const pb::Voucher voucher,
+                       driver.Issue("P-000001", "E-000001", 100'000));
+  driver.Advance(absl::Milliseconds(250) + absl::Nanoseconds(7));
+  ASSERT_OK_AND_ASSIGN(const pb::Allocation allocation,
+                       driver.Allocate("E-000001", "H100", 1, 3600, false,
+                                       voucher.voucher_id()));
+  ASSERT_OK_AND_ASSIGN(const absl::Time assigned,
+                       FromProto("assigned_at", allocation.assigned_at()));
+  driver.Advance(absl::Minutes(1));
+  ASSERT_OK_AND_ASSIGN(
+      const pb::UsageAck ack,
+      driver.Report(allocation.cluster_id(), allocation.allocation_id(), 1,
+                    assigned, assigned + absl::Minutes(1), 60'000));
+  ASSERT_EQ(ack.result(), pb::USAGE_RESULT_ACCEPTED) << ack.ShortDebugString();
+  driver.Advance(absl::Seconds(3) + absl::Nanoseconds(999'999'999));
+  ASSERT_THAT(driver.Release("E-000001", allocation.allocation_id()), IsOk());
+  out->commands = driver.log();
+  out->entries = state.TakeJournal();
+  ASSERT_GE(out->commands.size(), 10u);
+  ASSERT_GE(out->entries.size(), 4u);
+}
+
+// The history as one batch per command.
+std::vector<Batch> PerCommandBatches(const History& history) {
+  std::map<int64_t, Batch> by_command;
+  for (const pb::Command& c : history.commands) {
+    by_command[c.sequence()].commands.push_back(c);
+  }
+  for (const pb::JournalEntry& e : history.entries) {
+    by_command[e.command_sequence()].entries.push_back(e);
+  }
+  std::vector<Batch> out;
+  for (auto& [sequence, batch] : by_command) out.push_back(std::move(batch));
+  return out;
+}
+
+Batch WholeBatch(const History& history) {
+  return Batch{history.commands, history.entries};
+}
+
+template <typename Message>
+void ExpectSameMessages(const std::vector<Message>& actual,
+                        const std::vector<Message>& expected) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    std::string diff;
+    google::protobuf::util::MessageDifferencer differencer;
+    differencer.ReportDifferencesToString(&diff);
+    EXPECT_TRUE(differencer.Compare(expected[i], actual[i]))
+        << "element " << i << " differs: " << diff;
+  }
+}
+
+// Direct access to the database file, to look at and change what the store
+// wrote.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    rc_ = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr);
+  }
+  ~RawDb() { sqlite3_close(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  bool ok() const { return rc_ == SQLITE_OK; }
+  int Exec(const std::string& sql) {
+    return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
+  }
+  // The first column of the first row of `sql`, as text ("" if none).
+  std::string QueryText(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    std::string out;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(stmt, 0);
+      if (text != nullptr) out = reinterpret_cast<const char*>(text);
+    }
+    sqlite3_finalize(stmt);
+    return out;
+  }
+  const char* error() { return sqlite3_errmsg(db_); }
+
+ private:
+  sqlite3* db_ = nullptr;
+  int rc_ = SQLITE_ERROR;
+};
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string dir = ::testing::TempDir() + "sqlite_store_test_XXXXXX";
+    ASSERT_NE(mkdtemp(dir.data()), nullptr) << std::strerror(errno);
+    root_ = dir;
+    // A directory that does not exist yet: the read-write open creates it.
+    data_dir_ = root_ + "/data";
+    ASSERT_NO_FATAL_FAILURE(MakeHistory(&history_));
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(root_, ignored);
+  }
+
+  std::string db_path() const { return data_dir_ + "/scheduler.db"; }
+
+  std::unique_ptr<Store> OpenOrDie(OpenMode mode = OpenMode::kReadWrite) {
+    absl::StatusOr<std::unique_ptr<Store>> store =
+        OpenSqliteStore(data_dir_, mode);
+    EXPECT_THAT(store, IsOk());
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  std::string root_;
+  std::string data_dir_;
+  History history_;
+};
+
+TEST_F(SqliteStoreTest, AppendThenReadRoundTrips) {
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  ASSERT_THAT(store->Append(WholeBatch(history_)), IsOk());
+
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::Command> commands,
+                       store->ReadCommands(0, 10'000));
+  ExpectSameMessages(commands, history_.commands);
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::JournalEntry> entries,
+                       store->ReadJournal(0, 10'000));
+  ExpectSameMessages(entries, history_.entries);
+
+  // Spelled out for the fields most easily lost in a column mapping.
+  bool saw_nanos = false;
+  ASSERT_EQ(entries.size(), history_.entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const pb::JournalEntry& got = entries[i];
+    const pb::JournalEntry& want = history_.entries[i];
+    SCOPED_TRACE(want.ShortDebugString());
+    EXPECT_EQ(got.sequence(), want.sequence());
+    EXPECT_EQ(got.command_sequence(), want.command_sequence());
+    EXPECT_EQ(got.kind(), want.kind());
+    EXPECT_EQ(got.amount_fen(), want.amount_fen());
+    EXPECT_EQ(got.usage_sequence(), want.usage_sequence());
+    EXPECT_EQ(got.time().seconds(), want.time().seconds());
+    EXPECT_EQ(got.time().nanos(), want.time().nanos());
+    EXPECT_EQ(got.prev_hash(), want.prev_hash());
+    EXPECT_EQ(got.hash(), want.hash());
+    EXPECT_EQ(got.hash().size(), 32u);
+    saw_nanos = saw_nanos || want.time().nanos() != 0;
+  }
+  EXPECT_TRUE(saw_nanos) << "the history should have sub-second times";
+  bool command_nanos = false;
+  for (const pb::Command& c : commands) {
+    command_nanos = command_nanos || c.time().nanos() != 0;
+  }
+  EXPECT_TRUE(command_nanos);
+}
+
+TEST_F(SqliteStoreTest, ReadHead) {
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(Head head, store->ReadHead());
+  EXPECT_EQ(head.command_sequence, 0);
+  EXPECT_EQ(head.journal_sequence, 0);
+
+  const std::vector<Batch> batches = PerCommandBatches(history_);
+  ASSERT_THAT(store->Append(batches[0]), IsOk());
+  ASSERT_OK_AND_ASSIGN(head, store->ReadHead());
+  EXPECT_EQ(head.command_sequence, 1);
+  EXPECT_EQ(head.journal_sequence,
+            static_cast<int64_t>(batches[0].entries.size()));
+
+  for (size_t i = 1; i < batches.size(); ++i) {
+    ASSERT_THAT(store->Append(batches[i]), IsOk()) << "batch " << i;
+  }
+  ASSERT_OK_AND_ASSIGN(head, store->ReadHead());
+  EXPECT_EQ(head.command_sequence, history_.commands.back().sequence());
+  EXPECT_EQ(head.journal_sequence, history_.entries.back().sequence());
+}
+
+TEST_F(SqliteStoreTest, ChunkedReadsWithAfterAndLimit) {
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  for (const Batch& batch : PerCommandBatches(history_)) {
+    ASSERT_THAT(store->Append(batch), IsOk());
+  }
+  const int64_t last_command = history_.commands.back().sequence();
+  const int64_t last_entry = history_.entries.back().sequence();
+
+  for (const int limit : {1, 2, 3, 5, 1000}) {
+    SCOPED_TRACE(absl::StrCat("limit ", limit));
+    std::vector<pb::Command> commands;
+    int64_t after = 0;
+    int reads = 0;
+    while (true) {
+      ASSERT_OK_AND_ASSIGN(std::vector<pb::Command> chunk,
+                           store->ReadCommands(after, limit));
+      ASSERT_LE(chunk.size(), static_cast<size_t>(limit));
+      ASSERT_LT(++reads, 1000);
+      if (chunk.empty()) break;
+      EXPECT_EQ(chunk.front().sequence(), after + 1);
+      after = chunk.back().sequence();
+      for (pb::Command& c : chunk) commands.push_back(std::move(c));
+    }
+    ExpectSameMessages(commands, history_.commands);
+
+    std::vector<pb::JournalEntry> entries;
+    after = 0;
+    reads = 0;
+    while (true) {
+      ASSERT_OK_AND_ASSIGN(std::vector<pb::JournalEntry> chunk,
+                           store->ReadJournal(after, limit));
+      ASSERT_LE(chunk.size(), static_cast<size_t>(limit));
+      ASSERT_LT(++reads, 1000);
+      if (chunk.empty()) break;
+      EXPECT_EQ(chunk.front().sequence(), after + 1);
+      after = chunk.back().sequence();
+      for (pb::JournalEntry& e : chunk) entries.push_back(std::move(e));
+    }
+    ExpectSameMessages(entries, history_.entries);
+  }
+
+  // A window in the middle.
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::Command> middle,
+                       store->ReadCommands(2, 3));
+  ASSERT_EQ(middle.size(), 3u);
+  EXPECT_EQ(middle[0].sequence(), 3);
+  EXPECT_EQ(middle[2].sequence(), 5);
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::JournalEntry> entry_window,
+                       store->ReadJournal(1, 2));
+  ASSERT_EQ(entry_window.size(), 2u);
+  EXPECT_EQ(entry_window[0].sequence(), 2);
+  EXPECT_EQ(entry_window[1].sequence(), 3);
+
+  // Past the end.
+  EXPECT_THAT(store->ReadCommands(last_command, 10), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store->ReadJournal(last_entry, 10), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store->ReadCommands(last_command + 100, 10),
+              IsOkAndHolds(IsEmpty()));
+}
+
+TEST_F(SqliteStoreTest, AppendRefusesGapsAndStoresNothing) {
+  const std::vector<Batch> batches = PerCommandBatches(history_);
+  // The first batch with entries, to damage its entry sequences.
+  size_t with_entries = 0;
+  while (batches[with_entries].entries.empty()) ++with_entries;
+  ASSERT_LT(with_entries, batches.size());
+
+  struct Case {
+    std::string name;
+    Batch batch;
+  };
+  std::vector<Case> cases;
+  {
+    Batch b = batches[0];
+    b.commands[0].set_sequence(2);
+    cases.push_back({"first command sequence 2", b});
+  }
+  {
+    Batch b;
+    b.commands = {batches[0].commands[0], batches[2].commands[0]};
+    cases.push_back({"commands 1 and 3", b});
+  }
+  {
+    Batch b;
+    b.commands = {batches[0].commands[0], batches[0].commands[0]};
+    b.commands[1].set_sequence(1);
+    cases.push_back({"command 1 twice", b});
+  }
+  {
+    // Commands 1..with_entries are fine; the entries start at 2.
+    Batch b;
+    for (size_t i = 0; i <= with_entries; ++i) {
+      b.commands.push_back(batches[i].commands[0]);
+    }
+    b.entries = batches[with_entries].entries;
+    for (pb::JournalEntry& e : b.entries) e.set_sequence(e.sequence() + 1);
+    cases.push_back({"journal starting at 2", b});
+  }
+  {
+    Batch b;
+    b.commands = history_.commands;
+    b.entries = history_.entries;
+    b.entries.erase(b.entries.begin() + 1);
+    cases.push_back({"journal entry 2 missing", b});
+  }
+
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_THAT(store->Append(c.batch),
+                StatusIs(absl::StatusCode::kFailedPrecondition));
+    ASSERT_OK_AND_ASSIGN(const Head head, store->ReadHead());
+    EXPECT_EQ(head.command_sequence, 0);
+    EXPECT_EQ(head.journal_sequence, 0);
+    EXPECT_THAT(store->ReadCommands(0, 100), IsOkAndHolds(IsEmpty()));
+    EXPECT_THAT(store->ReadJournal(0, 100), IsOkAndHolds(IsEmpty()));
+  }
+
+  // After refusals the store still takes the right batch, and then refuses
+  // the same batch again (it would not continue the sequences).
+  ASSERT_THAT(store->Append(batches[0]), IsOk());
+  EXPECT_THAT(store->Append(batches[0]),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_THAT(store->Append(batches[1]), IsOk());
+  ASSERT_OK_AND_ASSIGN(const Head head, store->ReadHead());
+  EXPECT_EQ(head.command_sequence, 2);
+}
+
+TEST_F(SqliteStoreTest, ReopenKeepsData) {
+  const std::vector<Batch> batches = PerCommandBatches(history_);
+  const size_t half = batches.size() / 2;
+  {
+    std::unique_ptr<Store> store = OpenOrDie();
+    ASSERT_NE(store, nullptr);
+    for (size_t i = 0; i < half; ++i) {
+      ASSERT_THAT(store->Append(batches[i]), IsOk());
+    }
+  }
+  {
+    // The reopened store knows its head: the next batch continues it.
+    std::unique_ptr<Store> store = OpenOrDie();
+    ASSERT_NE(store, nullptr);
+    ASSERT_OK_AND_ASSIGN(const Head head, store->ReadHead());
+    EXPECT_EQ(head.command_sequence, static_cast<int64_t>(half));
+    EXPECT_THAT(store->Append(batches[half + 1]),
+                StatusIs(absl::StatusCode::kFailedPrecondition));
+    for (size_t i = half; i < batches.size(); ++i) {
+      ASSERT_THAT(store->Append(batches[i]), IsOk()) << "batch " << i;
+    }
+  }
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::Command> commands,
+                       store->ReadCommands(0, 10'000));
+  ExpectSameMessages(commands, history_.commands);
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::JournalEntry> entries,
+                       store->ReadJournal(0, 10'000));
+  ExpectSameMessages(entries, history_.entries);
+}
+
+TEST_F(SqliteStoreTest, SecondReadWriteOpenIsRefusedWhileInUse) {
+  std::unique_ptr<Store> first = OpenOrDie();
+  ASSERT_NE(first, nullptr);
+  EXPECT_THAT(
+      OpenSqliteStore(data_dir_, OpenMode::kReadWrite),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("in use")));
+  // The refused open did not disturb the first store.
+  EXPECT_THAT(first->Append(WholeBatch(history_)), IsOk());
+  first.reset();
+  // Closing releases the directory.
+  std::unique_ptr<Store> second = OpenOrDie();
+  ASSERT_NE(second, nullptr);
+  ASSERT_OK_AND_ASSIGN(const Head head, second->ReadHead());
+  EXPECT_EQ(head.command_sequence, history_.commands.back().sequence());
+}
+
+TEST_F(SqliteStoreTest, ReadOnlyOpenWorksBesideTheWriterAndSeesCommits) {
+  const std::vector<Batch> batches = PerCommandBatches(history_);
+  std::unique_ptr<Store> writer = OpenOrDie();
+  ASSERT_NE(writer, nullptr);
+  ASSERT_THAT(writer->Append(batches[0]), IsOk());
+
+  std::unique_ptr<Store> reader = OpenOrDie(OpenMode::kReadOnly);
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK_AND_ASSIGN(Head head, reader->ReadHead());
+  EXPECT_EQ(head.command_sequence, 1);
+  ASSERT_OK_AND_ASSIGN(std::vector<pb::Command> commands,
+                       reader->ReadCommands(0, 100));
+  ExpectSameMessages(commands,
+                     std::vector<pb::Command>{batches[0].commands[0]});
+
+  // Later commits by the writer are visible to the reader.
+  for (size_t i = 1; i < batches.size(); ++i) {
+    ASSERT_THAT(writer->Append(batches[i]), IsOk());
+  }
+  ASSERT_OK_AND_ASSIGN(head, reader->ReadHead());
+  EXPECT_EQ(head.command_sequence, history_.commands.back().sequence());
+  EXPECT_EQ(head.journal_sequence, history_.entries.back().sequence());
+  ASSERT_OK_AND_ASSIGN(commands, reader->ReadCommands(0, 10'000));
+  ExpectSameMessages(commands, history_.commands);
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::JournalEntry> entries,
+                       reader->ReadJournal(0, 10'000));
+  ExpectSameMessages(entries, history_.entries);
+
+  // A reader cannot write.
+  Batch next;
+  next.commands.push_back(history_.commands.back());
+  next.commands.back().set_sequence(history_.commands.back().sequence() + 1);
+  EXPECT_THAT(reader->Append(next),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_OK_AND_ASSIGN(head, writer->ReadHead());
+  EXPECT_EQ(head.command_sequence, history_.commands.back().sequence());
+}
+
+TEST_F(SqliteStoreTest, ReadOnlyOpenWorksWithoutAWriter) {
+  {
+    std::unique_ptr<Store> writer = OpenOrDie();
+    ASSERT_NE(writer, nullptr);
+    ASSERT_THAT(writer->Append(WholeBatch(history_)), IsOk());
+  }
+  std::unique_ptr<Store> reader = OpenOrDie(OpenMode::kReadOnly);
+  ASSERT_NE(reader, nullptr);
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::JournalEntry> entries,
+                       reader->ReadJournal(0, 10'000));
+  ExpectSameMessages(entries, history_.entries);
+  // A reader does not lock out a scheduler starting after it.
+  std::unique_ptr<Store> writer = OpenOrDie();
+  ASSERT_NE(writer, nullptr);
+  ASSERT_OK_AND_ASSIGN(const Head head, reader->ReadHead());
+  EXPECT_EQ(head.command_sequence, history_.commands.back().sequence());
+}
+
+TEST_F(SqliteStoreTest, ReadOnlyOpenOfMissingDirectoryIsNotFound) {
+  EXPECT_THAT(OpenSqliteStore(data_dir_, OpenMode::kReadOnly),
+              StatusIs(absl::StatusCode::kNotFound));
+  // ... and does not create it.
+  struct stat st;
+  EXPECT_NE(stat(data_dir_.c_str(), &st), 0);
+  // An existing directory without a database is just as missing.
+  EXPECT_THAT(OpenSqliteStore(root_, OpenMode::kReadOnly),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SqliteStoreTest, FreshDatabaseIsAtSchemaVersionInWalMode) {
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  RawDb db(db_path());
+  ASSERT_TRUE(db.ok()) << db.error();
+  EXPECT_EQ(db.QueryText("PRAGMA user_version"),
+            absl::StrCat(kSqliteSchemaVersion));
+  EXPECT_EQ(db.QueryText("PRAGMA journal_mode"), "wal");
+}
+
+TEST_F(SqliteStoreTest, NewerSchemaVersionIsRefused) {
+  {
+    std::unique_ptr<Store> store = OpenOrDie();
+    ASSERT_NE(store, nullptr);
+    ASSERT_THAT(store->Append(WholeBatch(history_)), IsOk());
+  }
+  {
+    RawDb db(db_path());
+    ASSERT_TRUE(db.ok()) << db.error();
+    ASSERT_EQ(db.Exec(absl::StrCat("PRAGMA user_version = ",
+                                   kSqliteSchemaVersion + 1)),
+              SQLITE_OK)
+        << db.error();
+  }
+  EXPECT_THAT(OpenSqliteStore(data_dir_, OpenMode::kReadWrite),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("schema version")));
+  EXPECT_THAT(OpenSqliteStore(data_dir_, OpenMode::kReadOnly),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("schema version")));
+  // The refusal left the version alone.
+  RawDb db(db_path());
+  ASSERT_TRUE(db.ok()) << db.error();
+  EXPECT_EQ(db.QueryText("PRAGMA user_version"),
+            absl::StrCat(kSqliteSchemaVersion + 1));
+}
+
+}  // namespace
+}  // namespace cv::store
