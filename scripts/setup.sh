@@ -12,6 +12,8 @@ packages=(
   prometheus-cpp-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # tcmalloc for the servers
+  libgoogle-perftools-dev
   # embedded store, hashing and TLS
   libsqlite3-dev sqlite3 libssl-dev openssl
 )

@@ -55,8 +55,8 @@ bool IsSourceAccount(absl::string_view account) {
 }
 
 std::string EntryHash(const JournalEntry& e) {
-  std::string buf;
-  buf.reserve(256);
+  thread_local std::string buf;
+  buf.clear();
   PutString(&buf, e.prev_hash());
   PutInt(&buf, e.sequence());
   PutInt(&buf, e.kind());

@@ -8,12 +8,14 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -102,11 +104,11 @@ class Statement {
     sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()),
                       SQLITE_STATIC);
   }
-  // Runs a statement that returns no rows.
+  // Runs a statement that returns no rows. Every use binds every
+  // parameter, so bindings are not cleared.
   absl::Status Run(absl::string_view what) {
     const int rc = sqlite3_step(stmt_);
     sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
     return rc == SQLITE_DONE ? absl::OkStatus() : SqliteError(db_, rc, what);
   }
   std::string Column(int i) {
@@ -116,10 +118,6 @@ class Statement {
                 : std::string();
   }
   int64_t ColumnInt(int i) { return sqlite3_column_int64(stmt_, i); }
-  void Reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
 
  private:
   sqlite3* db_ = nullptr;
@@ -150,11 +148,28 @@ absl::StatusOr<int> SchemaVersion(sqlite3* db) {
   return static_cast<int>(stmt.ColumnInt(0));
 }
 
+// WAL frames (pages) after which a checkpoint waits for writers rather
+// than only copying what it can (about 64 MiB).
+constexpr int kWalRestartFrames = 16384;
+
 class SqliteStore final : public Store {
  public:
-  SqliteStore(int lock_fd, sqlite3* write_db, sqlite3* read_db)
-      : lock_fd_(lock_fd), write_db_(write_db), read_db_(read_db) {}
+  SqliteStore(int lock_fd, sqlite3* write_db, sqlite3* read_db,
+              sqlite3* checkpoint_db)
+      : lock_fd_(lock_fd),
+        write_db_(write_db),
+        read_db_(read_db),
+        checkpoint_db_(checkpoint_db) {
+    // Checkpoints copy the WAL into the database file and sync it; done
+    // inside a commit they would stall the writer, so a thread of their own
+    // does them.
+    if (checkpoint_db_ != nullptr)
+      checkpointer_ = std::thread([this] { Checkpoint(); });
+  }
   ~SqliteStore() override {
+    stop_checkpoints_.Notify();
+    if (checkpointer_.joinable()) checkpointer_.join();
+    sqlite3_close(checkpoint_db_);
     {
       absl::MutexLock lock(&write_mu_);
       insert_command_.reset();
@@ -303,6 +318,24 @@ class SqliteStore final : public Store {
   }
 
  private:
+  void Checkpoint() {
+    while (!stop_checkpoints_.WaitForNotificationWithTimeout(
+        absl::Milliseconds(100))) {
+      int log_frames = 0, copied = 0;
+      if (sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr,
+                                    SQLITE_CHECKPOINT_PASSIVE, &log_frames,
+                                    &copied) != SQLITE_OK) {
+        continue;  // busy or failing: the next round tries again
+      }
+      // Under steady writes a passive checkpoint may never catch up, and the
+      // WAL would only grow; past a bound, wait for a gap between commits.
+      if (log_frames > kWalRestartFrames) {
+        sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr,
+                                  SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+      }
+    }
+  }
+
   absl::Status AppendLocked(const Batch& batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
     std::string body;
@@ -353,6 +386,9 @@ class SqliteStore final : public Store {
   Head head_ ABSL_GUARDED_BY(write_mu_);
   absl::Mutex read_mu_;
   sqlite3* const read_db_ ABSL_PT_GUARDED_BY(read_mu_);
+  sqlite3* const checkpoint_db_;  // used by the checkpointer thread only
+  absl::Notification stop_checkpoints_;
+  std::thread checkpointer_;
 };
 
 absl::Status Migrate(sqlite3* db) {
@@ -405,6 +441,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
     ASSIGN_OR_RETURN(write_db, OpenDb(path, /*read_only=*/false));
     absl::Status s = Exec(write_db, "PRAGMA journal_mode=WAL");
     if (s.ok()) s = Exec(write_db, "PRAGMA synchronous=FULL");
+    if (s.ok()) s = Exec(write_db, "PRAGMA wal_autocheckpoint=0");
     if (s.ok()) s = Migrate(write_db);
     if (!s.ok()) {
       sqlite3_close(write_db);
@@ -429,8 +466,18 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
                  : version.status();
     }
   }
+  sqlite3* checkpoint_db = nullptr;
+  if (mode == OpenMode::kReadWrite) {
+    absl::StatusOr<sqlite3*> db = OpenDb(path, /*read_only=*/false);
+    if (!db.ok()) {
+      sqlite3_close(write_db);
+      sqlite3_close(*read_db);
+      return db.status();
+    }
+    checkpoint_db = *db;
+  }
   auto store = std::make_unique<SqliteStore>(std::exchange(lock_fd, -1),
-                                             write_db, *read_db);
+                                             write_db, *read_db, checkpoint_db);
   RETURN_IF_ERROR(store->Init());
   return store;
 }

@@ -1,10 +1,10 @@
 #include "scheduler/store/writer.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -49,6 +49,7 @@ Writer::Writer(Store& store, Clock& clock, WriterOptions options,
     absl::MutexLock lock(&state_mu_);
     state_ = std::move(state);
   }
+  committer_ = std::thread([this] { RunCommitter(); });
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -56,14 +57,19 @@ Writer::~Writer() { Stop(); }
 
 void Writer::Stop() {
   {
-    absl::MutexLock lock(&queue_mu_);
+    absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  {
+    absl::MutexLock lock(&mu_);
+    committer_stop_ = true;
+  }
+  if (committer_.joinable()) committer_.join();
 }
 
 WriterStats Writer::stats() const {
-  absl::MutexLock lock(&queue_mu_);
+  absl::MutexLock lock(&mu_);
   return stats_;
 }
 
@@ -71,7 +77,7 @@ absl::StatusOr<core::Outcome> Writer::Submit(pb::Command command) {
   Pending pending;
   pending.command = std::move(command);
   {
-    absl::MutexLock lock(&queue_mu_);
+    absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("scheduler is shutting down");
     if (failed_) {
       return absl::UnavailableError(
@@ -84,97 +90,176 @@ absl::StatusOr<core::Outcome> Writer::Submit(pb::Command command) {
 }
 
 void Writer::Run() {
-  std::vector<Pending*> batch;
+  Applied next;  // applied, waiting for the committer
+  bool have_next = false;
+  std::vector<Pending*> taken;
   while (true) {
-    batch.clear();
+    taken.clear();
+    std::string commit_error;
+    std::vector<Pending*> lost;
     {
-      absl::MutexLock lock(&queue_mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
-        return !queue_.empty() || stopping_;
+      absl::MutexLock lock(&mu_);
+      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        const bool room = next.pending.size() <
+                          static_cast<size_t>(options_.max_batch_commands);
+        return !commit_error_.empty() || (have_next && !in_flight_) ||
+               (room && !queue_.empty()) ||
+               (stopping_ && !have_next && !in_flight_);
       };
-      queue_mu_.Await(absl::Condition(&ready));
-      if (queue_.empty()) return;  // stopping, and everything answered
-      const size_t n =
-          std::min<size_t>(queue_.size(), options_.max_batch_commands);
-      batch.assign(queue_.begin(), queue_.begin() + n);
-      queue_.erase(queue_.begin(), queue_.begin() + n);
+      mu_.Await(absl::Condition(&ready));
+      if (!commit_error_.empty()) {
+        // The batch before `next` never reached the disk: nothing applied
+        // after it may stand either.
+        auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !in_flight_;
+        };
+        mu_.Await(absl::Condition(&idle));
+        commit_error = std::exchange(commit_error_, "");
+        lost = std::exchange(failed_pending_, {});
+      } else if (have_next && !in_flight_) {
+        in_flight_ = std::move(next);
+        next = Applied();
+        have_next = false;
+        continue;
+      } else if (!queue_.empty()) {
+        const size_t room = options_.max_batch_commands - next.pending.size();
+        const size_t n = std::min(queue_.size(), room);
+        taken.assign(queue_.begin(), queue_.begin() + n);
+        queue_.erase(queue_.begin(), queue_.begin() + n);
+      } else {
+        break;  // stopping, and everything committed
+      }
     }
-    ProcessBatch(batch);
+    if (!commit_error.empty()) {
+      lost.insert(lost.end(), next.pending.begin(), next.pending.end());
+      next = Applied();
+      have_next = false;
+      Discard(std::move(lost), commit_error);
+      continue;
+    }
+    Apply(taken, next);
+    have_next = true;
+    if (next.internal_error) {
+      // Wait for the batch in flight, then drop everything applied since.
+      {
+        absl::MutexLock lock(&mu_);
+        auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !in_flight_;
+        };
+        mu_.Await(absl::Condition(&idle));
+        ++stats_.store_failures;
+      }
+      std::vector<Pending*> dropped = std::move(next.pending);
+      next = Applied();
+      have_next = false;
+      Discard(std::move(dropped),
+              "a command broke an internal invariant; batch discarded");
+    }
   }
 }
 
-void Writer::ProcessBatch(std::vector<Pending*>& batch) {
-  Batch out;
-  bool internal_error = false;
-  int64_t rejected = 0;
-  {
-    absl::MutexLock lock(&state_mu_);
-    for (Pending* p : batch) {
-      pb::Command& command = p->command;
-      // Time never runs backwards, whatever the clock does.
-      const absl::Time time = std::max(clock_.Now(), state_->now());
-      command.set_sequence(next_sequence_);
-      *command.mutable_time() = ToProto(time);
-      p->result = state_->Apply(command);
-      if (!p->result.ok()) {
-        ++rejected;
-        if (p->result.status().code() == absl::StatusCode::kInternal)
-          internal_error = true;
-        continue;
-      }
-      if (p->result->changed) {
-        ++next_sequence_;
-        out.commands.push_back(command);
-      }
+void Writer::Apply(const std::vector<Pending*>& taken, Applied& into) {
+  absl::MutexLock lock(&state_mu_);
+  for (Pending* p : taken) {
+    into.pending.push_back(p);
+    pb::Command& command = p->command;
+    // Time never runs backwards, whatever the clock does.
+    const absl::Time time = std::max(clock_.Now(), state_->now());
+    command.set_sequence(next_sequence_);
+    *command.mutable_time() = ToProto(time);
+    p->result = state_->Apply(command);
+    if (!p->result.ok()) {
+      ++into.rejected;
+      if (p->result.status().code() == absl::StatusCode::kInternal)
+        into.internal_error = true;
+      continue;
     }
-    out.entries = state_->TakeJournal();
+    if (p->result->changed) {
+      ++next_sequence_;
+      into.batch.commands.push_back(std::move(command));
+    }
   }
+  std::vector<pb::JournalEntry> entries = state_->TakeJournal();
+  if (into.batch.entries.empty()) {
+    into.batch.entries = std::move(entries);
+  } else {
+    into.batch.entries.insert(into.batch.entries.end(),
+                              std::make_move_iterator(entries.begin()),
+                              std::make_move_iterator(entries.end()));
+  }
+}
 
-  absl::Status commit = absl::OkStatus();
-  const absl::Time start = clock_.Now();
-  if (internal_error) {
-    commit = absl::InternalError(
-        "a command broke an internal invariant; batch discarded");
-  } else if (!out.commands.empty()) {
-    commit = store_.Append(out);
+void Writer::Fail(const std::vector<Pending*>& pending, absl::string_view why) {
+  for (Pending* p : pending) {
+    if (p->result.ok() ||
+        p->result.status().code() != absl::StatusCode::kInternal) {
+      p->result = absl::UnavailableError(absl::StrCat(
+          "not applied: ", why, "; retry with the same request_id"));
+    }
+    p->done.Notify();
   }
-  const absl::Duration commit_time = clock_.Now() - start;
-  if (!commit.ok()) {
-    for (Pending* p : batch) {
-      if (p->result.ok() ||
-          p->result.status().code() != absl::StatusCode::kInternal) {
-        p->result = absl::UnavailableError(
-            absl::StrCat("not applied: ", commit.message(),
-                         "; retry with the same request_id"));
+}
+
+void Writer::Discard(std::vector<Pending*> lost, absl::string_view why) {
+  // Rebuild first, so that a submitter told "not applied" never reads the
+  // lost commands afterwards.
+  Reload();
+  Fail(lost, why);
+}
+
+void Writer::RunCommitter() {
+  while (true) {
+    Applied* applied = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return in_flight_.has_value() || committer_stop_;
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (!in_flight_.has_value()) return;
+      applied = &*in_flight_;  // stays in the slot until committed
+    }
+    const absl::Time start = clock_.Now();
+    absl::Status commit = absl::OkStatus();
+    if (!applied->batch.commands.empty())
+      commit = store_.Append(applied->batch);
+    const absl::Duration commit_time = clock_.Now() - start;
+    // Free the slot before waking the submitters, so that the writer can
+    // hand over the next batch at once; the batch itself is freed here,
+    // which keeps that work off the writer thread.
+    Applied done;
+    {
+      absl::MutexLock lock(&mu_);
+      done = *std::move(in_flight_);
+      in_flight_.reset();
+      if (commit.ok()) {
+        if (!done.batch.commands.empty()) ++stats_.batches;
+        stats_.commands += static_cast<int64_t>(done.batch.commands.size());
+        stats_.entries += static_cast<int64_t>(done.batch.entries.size());
+        stats_.rejected += done.rejected;
+        stats_.last_commit = commit_time;
+      } else {
+        ++stats_.store_failures;
+        commit_error_ = std::string(commit.message());
+        failed_pending_ = done.pending;
       }
+      stats_.last_batch_size = static_cast<int64_t>(done.pending.size());
     }
-    Reload();
-  }
-  {
-    absl::MutexLock lock(&queue_mu_);
     if (commit.ok()) {
-      if (!out.commands.empty()) ++stats_.batches;
-      stats_.commands += static_cast<int64_t>(out.commands.size());
-      stats_.entries += static_cast<int64_t>(out.entries.size());
-      stats_.rejected += rejected;
-      stats_.last_commit = commit_time;
-    } else {
-      ++stats_.store_failures;
+      for (Pending* p : done.pending) p->done.Notify();
     }
-    stats_.last_batch_size = static_cast<int64_t>(batch.size());
   }
-  for (Pending* p : batch) p->done.Notify();
 }
 
 void Writer::Reload() {
   absl::StatusOr<std::unique_ptr<core::StateMachine>> state = Load(store_);
   if (!state.ok()) {
     {
-      absl::MutexLock lock(&queue_mu_);
+      absl::MutexLock lock(&mu_);
       failed_ = true;
     }
-    // What memory holds now includes the batch that never reached the
-    // disk; serve nothing rather than that.
+    // What memory holds now includes commands that never reached the disk;
+    // serve nothing rather than that.
     absl::MutexLock lock(&state_mu_);
     state_ = std::make_unique<core::StateMachine>();
     return;

@@ -2,9 +2,12 @@
 // commit").
 //
 // Submitters on any thread hand commands to the writer and block. One
-// writer thread takes every command waiting, applies them in order to the
-// in-memory state machine, writes the batch's commands and journal entries
-// to the store in one transaction, and only then answers the submitters.
+// writer thread applies the waiting commands in order to the in-memory
+// state machine; a committer thread writes a batch's commands and journal
+// entries to the store in one transaction, and only then are its submitters
+// answered. The two threads form a pipeline: while batch N commits, the
+// writer keeps applying whatever arrives into batch N+1, which is handed
+// over the moment N is durable (one batch in flight at a time).
 // Reads run under a shared lock on the state machine.
 //
 // If the store fails to commit a batch (or a command trips an internal
@@ -18,6 +21,8 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -79,22 +84,47 @@ class Writer {
 
  private:
   struct Pending;
+  // Commands applied to the state, with the journal entries they posted,
+  // waiting for (or in) their commit.
+  struct Applied {
+    Batch batch;
+    std::vector<Pending*> pending;
+    bool internal_error = false;
+    int64_t rejected = 0;
+  };
   Writer(Store& store, Clock& clock, WriterOptions options,
          std::unique_ptr<core::StateMachine> state);
   void Run();
-  void ProcessBatch(std::vector<Pending*>& batch);
-  // Replaces the state with one rebuilt from the store.
+  void RunCommitter();
+  // Applies `taken` and appends the result to `into`.
+  void Apply(const std::vector<Pending*>& taken, Applied& into);
+  // Answers every command of `pending` Unavailable (unless it already has
+  // an internal error) and notifies the submitters.
+  static void Fail(const std::vector<Pending*>& pending, absl::string_view why);
+  // Rebuilds the state from the store, then fails `lost` (whose commands
+  // the state no longer shows). Requires that no batch is in flight.
+  void Discard(std::vector<Pending*> lost, absl::string_view why);
+  // Replaces the state with one rebuilt from the store. Requires that no
+  // batch is in flight.
   void Reload();
 
   Store& store_;
   Clock& clock_;
   const WriterOptions options_;
 
-  mutable absl::Mutex queue_mu_;
-  std::deque<Pending*> queue_ ABSL_GUARDED_BY(queue_mu_);
-  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
-  bool failed_ ABSL_GUARDED_BY(queue_mu_) = false;
-  WriterStats stats_ ABSL_GUARDED_BY(queue_mu_);
+  // Guards the queue, the committer's slot and the stats.
+  mutable absl::Mutex mu_;
+  std::deque<Pending*> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
+  // The batch being committed; empty when the committer is idle.
+  std::optional<Applied> in_flight_ ABSL_GUARDED_BY(mu_);
+  bool committer_stop_ ABSL_GUARDED_BY(mu_) = false;
+  // Why the last commit failed, and its submitters, answered by the writer
+  // thread only after the state no longer shows the lost batch.
+  std::string commit_error_ ABSL_GUARDED_BY(mu_);
+  std::vector<Pending*> failed_pending_ ABSL_GUARDED_BY(mu_);
+  WriterStats stats_ ABSL_GUARDED_BY(mu_);
 
   mutable absl::Mutex state_mu_;
   std::unique_ptr<core::StateMachine> state_ ABSL_GUARDED_BY(state_mu_);
@@ -103,6 +133,7 @@ class Writer {
   int64_t next_sequence_ = 1;
 
   std::thread thread_;
+  std::thread committer_;
 };
 
 }  // namespace cv::store

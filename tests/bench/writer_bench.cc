@@ -157,9 +157,9 @@ std::string FileSystemType(const std::string& path) {
 }
 
 // Passes everything to the real store and times Append, which the writer
-// calls from its own thread only: the writer thread's CPU clock is sampled
-// there, which splits its time into applying commands, SQLite work and
-// waiting for the disk.
+// calls from its committer thread only: that thread's CPU clock is sampled
+// there, which splits its time into work outside Append (freeing committed
+// batches, waking submitters), SQLite work and waiting for the disk.
 class TimedStore final : public store::Store {
  public:
   struct Totals {
@@ -831,7 +831,7 @@ int Run() {
 
   std::printf("%-10s %10s %10s %8s %8s %9s %9s  %-26s %6s %6s\n", "submitters",
               "charges/s", "commands/s", "cmd/txn", "ent/txn", "commit ms",
-              "submit ms", "writer thread apply/sql/io", "cores", "others");
+              "submit ms", "committer other/sql/io", "cores", "others");
   std::vector<RunResult> runs;
   bool invalid = false;
   double most_other_cores = 0;  // over the writer runs and the ceiling
@@ -847,11 +847,11 @@ int Run() {
         100 * r.writer_apply_share, 100 * r.writer_sqlite_share,
         100 * r.writer_disk_share, r.process_cores, r.other_cores);
     if (r.charges > 0) {
-      // Writer thread time per charge, the figure to cut.
+      // Committer thread time per charge, the figure to cut.
       const double us = r.seconds * 1e6 / static_cast<double>(r.charges);
       std::printf(
-          "  writer thread per charge: %.2f us apply, %.2f us SQLite, %.2f "
-          "us I/O wait, %.2f us idle\n",
+          "  committer thread per charge: %.2f us outside Append, %.2f us "
+          "SQLite, %.2f us I/O wait, %.2f us idle\n",
           us * r.writer_apply_share, us * r.writer_sqlite_share,
           us * r.writer_disk_share,
           us * std::max(0.0, 1 - r.writer_apply_share - r.writer_sqlite_share -
@@ -972,10 +972,11 @@ int Run() {
   std::printf(
       "\ncolumns: cmd/txn and ent/txn are commands and journal entries per "
       "group commit; commit ms is Store::Append; submit ms is Writer::Submit "
-      "as a submitter sees it; writer thread apply/sql/io is the share of "
-      "wall time the writer thread spent applying commands (CPU outside "
-      "Append), in SQLite (CPU inside Append) and waiting for I/O (inside "
-      "Append, off CPU); cores is this process's CPU time / wall time, others "
+      "as a submitter sees it; committer other/sql/io is the share of wall "
+      "time the writer's committer thread spent outside Append (freeing "
+      "batches, waking submitters), in SQLite (CPU inside Append) and "
+      "waiting for I/O (inside Append, off CPU); cores is this process's CPU "
+      "time / wall time, others "
       "the CPUs other processes kept busy meanwhile.\n");
   if (most_other_cores > 0.25) {
     std::printf(
