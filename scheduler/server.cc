@@ -1,13 +1,13 @@
 #include "scheduler/server.h"
 
-#include <openssl/rand.h>
 #include <signal.h>
 
 #include <cstdio>
 #include <fstream>
+#include <string>
 #include <utility>
+#include <vector>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
 #include "common/sha256.h"
@@ -37,20 +37,6 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
     ASSIGN_OR_RETURN(options.pem_root_certs, ReadFile(tls.ca_file()));
   }
   return grpc::SslServerCredentials(options);
-}
-
-// A bearer secret: 32 random bytes, URL-safe base64, with a prefix that
-// makes leaked tokens easy to recognise.
-absl::StatusOr<std::string> NewSecret() {
-  unsigned char bytes[32];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
-    return absl::InternalError("RAND_bytes failed");
-  }
-  std::string encoded;
-  absl::WebSafeBase64Escape(
-      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)),
-      &encoded);
-  return absl::StrCat("cvt_", encoded);
 }
 
 }  // namespace
@@ -110,10 +96,25 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
 
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                    Credentials(s->config_));
+  s->liveness_ = std::make_unique<api::Liveness>(clock.Now());
+  s->services_context_.writer = s->writer_.get();
+  s->services_context_.store = s->store_.get();
+  s->services_context_.clock = &clock;
+  s->services_context_.liveness = s->liveness_.get();
+  s->services_context_.config = s->config_;
+  s->admin_service_ =
+      std::make_unique<api::AdminServiceImpl>(s->services_context_);
+  s->enterprise_service_ =
+      std::make_unique<api::EnterpriseServiceImpl>(s->services_context_);
+  s->agent_service_ =
+      std::make_unique<api::AgentServiceImpl>(s->services_context_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(s->config_.listen_address(), credentials, &s->port_);
+  builder.RegisterService(s->admin_service_.get());
+  builder.RegisterService(s->enterprise_service_.get());
+  builder.RegisterService(s->agent_service_.get());
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     s->writer_->Stop();
@@ -135,7 +136,7 @@ absl::Status SchedulerServer::BootstrapAdminToken() {
   const bool has_tokens = writer_->Read(
       [](const core::StateMachine& state) { return !state.tokens().empty(); });
   if (has_tokens) return absl::OkStatus();
-  ASSIGN_OR_RETURN(const std::string secret, NewSecret());
+  ASSIGN_OR_RETURN(const std::string secret, api::NewSecret());
   const std::string path = absl::StrCat(config_.data_dir(), "/admin.token");
   // A token file left by a start that died before committing is stale.
   std::remove(path.c_str());
@@ -154,16 +155,44 @@ absl::Status SchedulerServer::BootstrapAdminToken() {
 void SchedulerServer::TickLoop() {
   const absl::Duration interval =
       absl::Milliseconds(config_.tick_interval_ms());
-  while (!stop_ticker_.WaitForNotificationWithTimeout(interval)) {
+  while (!stop_ticker_.WaitForNotificationWithTimeout(interval)) TickNow();
+}
+
+void SchedulerServer::TickNow() {
+  pb::Command command;
+  command.mutable_tick()->set_usage_grace_s(config_.usage_grace_s());
+  absl::StatusOr<core::Outcome> outcome = writer_->Submit(std::move(command));
+  if (!outcome.ok() &&
+      outcome.status().code() != absl::StatusCode::kUnavailable) {
+    std::fprintf(stderr, "voucher-scheduler: tick failed: %s\n",
+                 outcome.status().ToString().c_str());
+  }
+  DeclareSilentClustersLost();
+}
+
+void SchedulerServer::DeclareSilentClustersLost() {
+  const absl::Time now = clock_->Now();
+  const absl::Duration silence = absl::Seconds(config_.cluster_silence_s());
+  const std::vector<std::string> busy =
+      writer_->Read([](const core::StateMachine& state) {
+        std::vector<std::string> ids;
+        for (const auto& [id, rec] : state.clusters()) {
+          if (!state.ActiveAllocationIds(id).empty()) ids.push_back(id);
+        }
+        return ids;
+      });
+  for (const std::string& id : busy) {
+    if (liveness_->Connected(id, now, silence)) continue;
     pb::Command command;
-    pb::TickCommand* tick = command.mutable_tick();
-    tick->set_usage_grace_s(config_.usage_grace_s());
-    tick->set_cluster_silence_s(config_.cluster_silence_s());
+    command.mutable_cluster_lost()->set_cluster_id(id);
     absl::StatusOr<core::Outcome> outcome = writer_->Submit(std::move(command));
-    if (!outcome.ok() &&
-        outcome.status().code() != absl::StatusCode::kUnavailable) {
-      std::fprintf(stderr, "voucher-scheduler: tick failed: %s\n",
-                   outcome.status().ToString().c_str());
+    if (outcome.ok() && outcome->changed) {
+      std::printf(
+          "voucher-scheduler: cluster %s silent for more than %llds; its "
+          "allocations "
+          "ended\n",
+          id.c_str(), static_cast<long long>(config_.cluster_silence_s()));
+      std::fflush(stdout);
     }
   }
 }

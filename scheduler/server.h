@@ -12,6 +12,11 @@
 #include "common/clock.h"
 #include "computevoucher/v1/config.pb.h"
 #include "grpcpp/server.h"
+#include "scheduler/api/admin_service.h"
+#include "scheduler/api/agent_service.h"
+#include "scheduler/api/enterprise_service.h"
+#include "scheduler/api/liveness.h"
+#include "scheduler/api/service_base.h"
 #include "scheduler/store/store.h"
 #include "scheduler/store/writer.h"
 
@@ -40,6 +45,12 @@ class SchedulerServer {
   // Path of the admin token written at first start; empty otherwise.
   const std::string& admin_token_path() const { return admin_token_path_; }
   store::Writer& writer() { return *writer_; }
+  store::Store& store() { return *store_; }
+
+  // What the ticker does every tick_interval_ms: carries time forward and
+  // declares silent clusters lost. Tests with an injected clock call it
+  // instead of waiting for the ticker.
+  void TickNow();
 
   // Graceful stop: stop accepting RPCs, let in-flight ones finish (up to
   // `grace`), answer every queued command, flush, and stop the ticker.
@@ -50,11 +61,19 @@ class SchedulerServer {
   SchedulerServer() = default;
   absl::Status BootstrapAdminToken();
   void TickLoop();
+  // Logs a ClusterLost command for every cluster with running allocations
+  // whose agent has been silent past the grace period.
+  void DeclareSilentClustersLost();
 
   pb::SchedulerConfig config_;
   Clock* clock_ = nullptr;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<store::Writer> writer_;
+  std::unique_ptr<api::Liveness> liveness_;
+  api::ServiceContext services_context_;
+  std::unique_ptr<api::AdminServiceImpl> admin_service_;
+  std::unique_ptr<api::EnterpriseServiceImpl> enterprise_service_;
+  std::unique_ptr<api::AgentServiceImpl> agent_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::string admin_token_path_;

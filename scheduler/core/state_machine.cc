@@ -34,6 +34,7 @@ std::string Deterministic(const google::protobuf::Message& m) {
 bool DedupedByRequestId(const pb::Command& c) {
   switch (c.body_case()) {
     case pb::Command::kTick:
+    case pb::Command::kClusterLost:
     case pb::Command::kHeartbeat:
     case pb::Command::kReportUsage:
     case pb::Command::kBootstrapAdmin:
@@ -74,6 +75,10 @@ absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
     body.clear_sequence();
     body.clear_time();
     body.clear_request_id();
+    // A retried CreateToken comes with a new secret; the request is the
+    // same.
+    if (body.has_create_token())
+      body.mutable_create_token()->clear_secret_sha256();
     fingerprint = Sha256(Deterministic(body));
     auto it = idempotency_.find(key);
     if (it != idempotency_.end()) {
@@ -161,8 +166,9 @@ absl::StatusOr<StateMachine::Response> StateMachine::Dispatch(
     case pb::Command::kSettleProvider:
       return SettleProvider(c.settle_provider());
     case pb::Command::kHeartbeat:
-      return absl::UnimplementedError(
-          "heartbeat: not handled by this scheduler version");
+      return Heartbeat(p, c.heartbeat());
+    case pb::Command::kClusterLost:
+      return ClusterLost(c.cluster_lost());
     case pb::Command::BODY_NOT_SET:
       break;
   }
@@ -330,6 +336,16 @@ absl::StatusOr<pb::Provider> StateMachine::ProviderView(
   return view;
 }
 
+pb::Cluster StateMachine::ClusterViewOf(const ClusterRec& rec) const {
+  pb::Cluster view = rec.cluster;
+  for (pb::GpuModel& model : *view.mutable_inventory()) {
+    auto used = rec.used_gpus.find(model.model());
+    const int32_t in_use = used == rec.used_gpus.end() ? 0 : used->second;
+    model.set_free_gpus(std::max(0, model.gpu_count() - in_use));
+  }
+  return view;
+}
+
 absl::StatusOr<pb::Cluster> StateMachine::ClusterView(
     const std::string& cluster_id) const {
   auto it = clusters_.find(cluster_id);
@@ -337,14 +353,7 @@ absl::StatusOr<pb::Cluster> StateMachine::ClusterView(
     return absl::NotFoundError(
         absl::StrCat("cluster ", cluster_id, " not found"));
   }
-  pb::Cluster view = it->second.cluster;
-  for (pb::GpuModel& model : *view.mutable_inventory()) {
-    auto used = it->second.used_gpus.find(model.model());
-    const int32_t in_use =
-        used == it->second.used_gpus.end() ? 0 : used->second;
-    model.set_free_gpus(std::max(0, model.gpu_count() - in_use));
-  }
-  return view;
+  return ClusterViewOf(it->second);
 }
 
 pb::Voucher StateMachine::VoucherViewOf(const VoucherRec& rec) const {

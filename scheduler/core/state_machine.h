@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/container/btree_map.h"
@@ -72,6 +73,12 @@ class StateMachine {
   // Journal entries posted since the previous call, in order.
   std::vector<pb::JournalEntry> TakeJournal() { return ledger_.TakePosted(); }
 
+  // Usage records accepted since the previous call, in order, with what
+  // each was charged.
+  std::vector<pb::ChargedUsage> TakeUsage() {
+    return std::exchange(usage_, {});
+  }
+
   // --- Reads. Views fill in the derived balances. ---
   const Ledger& ledger() const { return ledger_; }
   absl::Time now() const { return now_; }
@@ -96,6 +103,11 @@ class StateMachine {
   const pb::Token* FindTokenByHash(const std::string& secret_sha256) const;
 
   std::vector<std::string> ClusterIds() const;
+  // Allocations placed on `cluster_id` and not ended, in id order.
+  std::vector<std::string> ActiveAllocationIds(
+      const std::string& cluster_id) const;
+  // What `cluster_id`'s agent should run now: the full desired set.
+  pb::HeartbeatResponse DesiredState(const std::string& cluster_id) const;
   std::vector<std::string> VoucherIds() const;
   std::vector<std::string> AllocationIds() const;
 
@@ -123,7 +135,7 @@ class StateMachine {
   // checks.
   std::string Digest() const;
 
- private:
+  // The records behind the views, for listing in id order.
   struct VoucherRec {
     pb::Voucher voucher;  // face value, held, charged, returned kept current
     int64_t adjustments = 0;
@@ -148,6 +160,20 @@ class StateMachine {
     pb::Cluster cluster;
     absl::flat_hash_map<std::string, int32_t> used_gpus;  // by model
   };
+  const absl::btree_map<std::string, VoucherRec>& vouchers() const {
+    return vouchers_;
+  }
+  const absl::btree_map<std::string, AllocationRec>& allocations() const {
+    return allocations_;
+  }
+  const absl::btree_map<std::string, ClusterRec>& clusters() const {
+    return clusters_;
+  }
+  pb::Voucher VoucherViewOf(const VoucherRec& rec) const;
+  pb::Allocation AllocationViewOf(const AllocationRec& rec) const;
+  pb::Cluster ClusterViewOf(const ClusterRec& rec) const;
+
+ private:
   struct IdempotencyRec {
     std::string fingerprint;
     std::shared_ptr<const google::protobuf::Message> response;
@@ -217,6 +243,9 @@ class StateMachine {
       const pb::Principal& p, const pb::ExtendAllocationRequest& r);
   absl::StatusOr<Response> ReportUsage(const pb::Principal& p,
                                        const pb::ReportUsageRequest& r);
+  absl::StatusOr<Response> Heartbeat(const pb::Principal& p,
+                                     const pb::HeartbeatRequest& r);
+  absl::StatusOr<Response> ClusterLost(const pb::ClusterLostCommand& r);
   absl::StatusOr<Response> Tick(const pb::TickCommand& r);
 
   // Voucher issue shared by IssueVoucher, BatchIssueVouchers and
@@ -284,8 +313,6 @@ class StateMachine {
   std::string NextId(const char* prefix, int64_t* counter, int width);
   int64_t EnterpriseGpusInUse(const std::string& enterprise_id) const;
   absl::Time BillableEnd(const AllocationRec& rec) const;
-  pb::Voucher VoucherViewOf(const VoucherRec& rec) const;
-  pb::Allocation AllocationViewOf(const AllocationRec& rec) const;
   absl::StatusOr<const pb::Enterprise*> FindEnterprise(
       const std::string& field, const std::string& id) const;
   absl::StatusOr<VoucherRec*> FindVoucher(const std::string& id);
@@ -321,11 +348,16 @@ class StateMachine {
   absl::btree_set<std::pair<absl::Time, std::string>> deadline_index_;
   // Ended allocations whose hold is not yet released, by end time.
   absl::btree_set<std::pair<absl::Time, std::string>> release_index_;
+  // Assigned or running allocations by cluster.
+  absl::flat_hash_map<std::string, absl::btree_set<std::string>>
+      cluster_allocations_;
   // Pending allocations by queue order.
   absl::btree_set<std::pair<int64_t, std::string>> queue_;
   absl::flat_hash_map<std::string, IdempotencyRec> idempotency_;
   absl::flat_hash_map<std::string, ProgramTotals> program_totals_;
   absl::flat_hash_map<std::string, int64_t> enterprise_gpus_;  // in use now
+
+  std::vector<pb::ChargedUsage> usage_;
 
   // Set by a handler that accepted its command without changing anything.
   bool unchanged_ = false;

@@ -425,6 +425,7 @@ absl::Status StateMachine::Place(AllocationRec& rec, const Option& option) {
   a.set_state(pb::ALLOCATION_STATE_ASSIGNED);
   *a.mutable_assigned_at() = ToProto(now_);
   clusters_.at(option.cluster_id).used_gpus[option.model] += a.gpu_count();
+  cluster_allocations_[option.cluster_id].insert(a.allocation_id());
   enterprise_gpus_[a.enterprise_id()] += a.gpu_count();
   deadline_index_.insert(
       {now_ + absl::Seconds(a.max_duration_s()), a.allocation_id()});
@@ -501,6 +502,7 @@ absl::Status StateMachine::EndAllocation(AllocationRec& rec,
   deadline_index_.erase(
       {assigned + absl::Seconds(a.max_duration_s()), a.allocation_id()});
   clusters_.at(a.cluster_id()).used_gpus[a.gpu_model()] -= a.gpu_count();
+  cluster_allocations_[a.cluster_id()].erase(a.allocation_id());
   enterprise_gpus_[a.enterprise_id()] -= a.gpu_count();
   release_index_.insert({now_, a.allocation_id()});
   return absl::OkStatus();
@@ -799,6 +801,23 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(
     entry.set_usage_sequence(u.sequence());
     RETURN_IF_ERROR(Post(std::move(entry)));
   }
+  ASSIGN_OR_RETURN(const int64_t cost_before,
+                   CostFen(a.used_gpu_ms(), a.price_fen_per_gpu_hour()));
+  ASSIGN_OR_RETURN(
+      const int64_t cost_after,
+      CostFen(a.used_gpu_ms() + u.gpu_ms(), a.price_fen_per_gpu_hour()));
+  pb::ChargedUsage& row = usage_.emplace_back();
+  *row.mutable_record() = u;
+  row.set_cost_fen(cost_after - cost_before);
+  row.set_subsidy_fen(std::max<int64_t>(0, charge));
+  row.set_unsubsidised_gpu_ms(u.gpu_ms() - subsidisable);
+  *row.mutable_accepted_at() = ToProto(now_);
+  row.set_enterprise_id(a.enterprise_id());
+  row.set_voucher_id(a.voucher_id());
+  row.set_program_id(a.program_id());
+  row.set_provider_id(a.provider_id());
+  row.set_cluster_id(a.cluster_id());
+  row.set_hardware_class(a.hardware_class());
   rec.subsidised_gpu_ms = new_subsidised;
   rec.last_usage_end = *end;
   a.set_last_sequence(u.sequence());
@@ -838,6 +857,98 @@ absl::StatusOr<StateMachine::Response> StateMachine::ReportUsage(
   }
   unchanged_ = !accepted;
   return Share(std::move(response));
+}
+
+// --- Agents ---
+
+std::vector<std::string> StateMachine::ActiveAllocationIds(
+    const std::string& cluster_id) const {
+  auto it = cluster_allocations_.find(cluster_id);
+  if (it == cluster_allocations_.end()) return {};
+  return std::vector<std::string>(it->second.begin(), it->second.end());
+}
+
+pb::HeartbeatResponse StateMachine::DesiredState(
+    const std::string& cluster_id) const {
+  pb::HeartbeatResponse response;
+  auto cluster = clusters_.find(cluster_id);
+  if (cluster == clusters_.end()) return response;
+  response.set_cluster_state(cluster->second.cluster.state());
+  for (const std::string& id : ActiveAllocationIds(cluster_id)) {
+    const pb::Allocation& a = allocations_.at(id).allocation;
+    pb::DesiredAllocation* d = response.add_allocations();
+    d->set_allocation_id(id);
+    d->set_gpu_model(a.gpu_model());
+    d->set_gpu_count(a.gpu_count());
+    const absl::Time assigned = *FromProto("assigned_at", a.assigned_at());
+    *d->mutable_deadline() =
+        ToProto(assigned + absl::Seconds(a.max_duration_s()));
+    *d->mutable_workload_command() = a.workload_command();
+    d->set_next_sequence(a.last_sequence() + 1);
+  }
+  return response;
+}
+
+absl::StatusOr<StateMachine::Response> StateMachine::Heartbeat(
+    const pb::Principal& p, const pb::HeartbeatRequest& r) {
+  if (p.role() != pb::ROLE_AGENT || p.cluster_id().empty()) {
+    return absl::PermissionDeniedError(
+        "heartbeat: only an agent token may send heartbeats");
+  }
+  if (!clusters_.contains(p.cluster_id())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cluster ", p.cluster_id(), ": not registered; call Register first"));
+  }
+  RETURN_IF_ERROR(
+      CheckRange("allocations", r.allocations_size(), 0, kMaxUsageRecords));
+  bool changed = false;
+  bool ended = false;
+  for (const pb::ObservedAllocation& o : r.allocations()) {
+    auto it = allocations_.find(o.allocation_id());
+    // What the agent reports about allocations that are not its own is
+    // ignored: the answer below tells it what it should run.
+    if (it == allocations_.end() ||
+        it->second.allocation.cluster_id() != p.cluster_id()) {
+      continue;
+    }
+    AllocationRec& rec = it->second;
+    pb::Allocation& a = rec.allocation;
+    if (!IsActive(a)) continue;
+    if (o.exited()) {
+      a.set_exit_code(o.exit_code());
+      RETURN_IF_ERROR(EndAllocation(rec, pb::END_REASON_WORKLOAD_EXITED));
+      changed = ended = true;
+      continue;
+    }
+    if (o.running() && a.state() == pb::ALLOCATION_STATE_ASSIGNED) {
+      a.set_state(pb::ALLOCATION_STATE_RUNNING);
+      changed = true;
+    }
+    if (o.idle() != a.idle()) {
+      a.set_idle(o.idle());
+      changed = true;
+    }
+  }
+  if (ended) RETURN_IF_ERROR(ProcessQueue());
+  unchanged_ = !changed;
+  return Share(DesiredState(p.cluster_id()));
+}
+
+absl::StatusOr<StateMachine::Response> StateMachine::ClusterLost(
+    const pb::ClusterLostCommand& r) {
+  RETURN_IF_ERROR(CheckIdRef("cluster_id", r.cluster_id()));
+  if (!clusters_.contains(r.cluster_id())) {
+    return absl::NotFoundError(
+        absl::StrCat("cluster_id: cluster ", r.cluster_id(), " not found"));
+  }
+  const std::vector<std::string> ids = ActiveAllocationIds(r.cluster_id());
+  for (const std::string& id : ids) {
+    RETURN_IF_ERROR(
+        EndAllocation(allocations_.at(id), pb::END_REASON_CLUSTER_LOST));
+  }
+  if (!ids.empty()) RETURN_IF_ERROR(ProcessQueue());
+  unchanged_ = ids.empty();
+  return Share(pb::ClusterLostCommand(r));
 }
 
 // --- Time ---

@@ -73,6 +73,7 @@ absl::StatusOr<ReplayReport> Replay(Store& store, core::StateMachine& state) {
         stop = true;
         break;
       }
+      state.TakeUsage();  // derived rows, stored by the writer; not needed here
       for (const pb::JournalEntry& produced : state.TakeJournal()) {
         ASSIGN_OR_RETURN(std::optional<pb::JournalEntry> stored, cursor.Next());
         if (!stored) {

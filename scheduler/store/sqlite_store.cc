@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <thread>
 #include <utility>
 
@@ -53,6 +54,34 @@ CREATE TABLE journal (
   prev_hash       BLOB    NOT NULL,
   hash            BLOB    NOT NULL
 );
+)sql",
+    // 1 -> 2: accepted usage records with what each was charged, for
+    // statements, settlement and usage listings. The unique index is the
+    // database's own guard against a record being stored twice.
+    R"sql(
+CREATE TABLE usage (
+  position            INTEGER PRIMARY KEY,
+  allocation_id       TEXT    NOT NULL,
+  sequence            INTEGER NOT NULL,
+  start_ns            INTEGER NOT NULL,
+  end_ns              INTEGER NOT NULL,
+  gpu_ms              INTEGER NOT NULL,
+  mean_utilization_bp INTEGER NOT NULL,
+  energy_mj           INTEGER NOT NULL,
+  cost_fen            INTEGER NOT NULL,
+  subsidy_fen         INTEGER NOT NULL,
+  unsubsidised_gpu_ms INTEGER NOT NULL,
+  accepted_ns         INTEGER NOT NULL,
+  enterprise_id       TEXT    NOT NULL,
+  voucher_id          TEXT    NOT NULL,
+  program_id          TEXT    NOT NULL,
+  provider_id         TEXT    NOT NULL,
+  cluster_id          TEXT    NOT NULL,
+  hardware_class      INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX usage_by_allocation ON usage (allocation_id, sequence);
+CREATE INDEX usage_by_enterprise ON usage (enterprise_id, end_ns);
+CREATE INDEX usage_by_provider ON usage (provider_id, end_ns);
 )sql",
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -124,6 +153,22 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
+// Unix nanoseconds of a timestamp (usage times are within int64's range,
+// years 1678..2262; they were validated when accepted).
+int64_t NanosOf(const google::protobuf::Timestamp& ts) {
+  return ts.seconds() * 1'000'000'000 + ts.nanos();
+}
+
+int64_t ClampNanos(absl::Time t) {
+  if (t <= absl::FromUnixNanos(std::numeric_limits<int64_t>::min())) {
+    return std::numeric_limits<int64_t>::min();
+  }
+  if (t >= absl::FromUnixNanos(std::numeric_limits<int64_t>::max())) {
+    return std::numeric_limits<int64_t>::max();
+  }
+  return absl::ToUnixNanos(t);
+}
+
 absl::StatusOr<sqlite3*> OpenDb(const std::string& path, bool read_only) {
   sqlite3* db = nullptr;
   const int flags = read_only ? SQLITE_OPEN_READONLY
@@ -174,6 +219,7 @@ class SqliteStore final : public Store {
       absl::MutexLock lock(&write_mu_);
       insert_command_.reset();
       insert_entry_.reset();
+      insert_usage_.reset();
       if (write_db_) sqlite3_close(write_db_);
     }
     {
@@ -200,6 +246,16 @@ class SqliteStore final : public Store {
           "usage_sequence, "
           "idempotency_key, time_s, time_nanos, memo, prev_hash, hash) "
           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+      insert_usage_ = std::make_unique<Statement>();
+      RETURN_IF_ERROR(insert_usage_->Prepare(
+          write_db_,
+          "INSERT INTO usage (allocation_id, sequence, start_ns, end_ns, "
+          "gpu_ms, "
+          "mean_utilization_bp, energy_mj, cost_fen, subsidy_fen, "
+          "unsubsidised_gpu_ms, "
+          "accepted_ns, enterprise_id, voucher_id, program_id, provider_id, "
+          "cluster_id, "
+          "hardware_class) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     }
     ASSIGN_OR_RETURN(const Head head, ReadHead());
     absl::MutexLock lock(&write_mu_);
@@ -303,21 +359,112 @@ class SqliteStore final : public Store {
 
   absl::StatusOr<Head> ReadHead() override {
     absl::MutexLock lock(&read_mu_);
+    return ReadHeadLocked();
+  }
+
+  absl::StatusOr<Head> ReadHeadLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) {
     Head head;
     Statement stmt;
     RETURN_IF_ERROR(
         stmt.Prepare(read_db_,
                      "SELECT (SELECT IFNULL(MAX(seq), 0) FROM commands), "
-                     "(SELECT IFNULL(MAX(seq), 0) FROM journal)"));
+                     "(SELECT IFNULL(MAX(seq), 0) FROM journal), "
+                     "(SELECT hash FROM journal ORDER BY seq DESC LIMIT 1)"));
     if (sqlite3_step(stmt.get()) != SQLITE_ROW) {
       return SqliteError(read_db_, SQLITE_ERROR, "read head");
     }
     head.command_sequence = stmt.ColumnInt(0);
     head.journal_sequence = stmt.ColumnInt(1);
+    head.journal_hash = stmt.Column(2);
+    return head;
+  }
+
+  absl::StatusOr<std::vector<UsageRow>> ReadUsage(
+      const UsageQuery& q) override {
+    absl::MutexLock lock(&read_mu_);
+    std::vector<UsageRow> out;
+    RETURN_IF_ERROR(ScanUsageLocked(q, q.after, q.limit, [&out](UsageRow row) {
+      out.push_back(std::move(row));
+    }));
+    return out;
+  }
+
+  absl::StatusOr<Head> ScanUsage(
+      const UsageQuery& q,
+      const std::function<void(const pb::ChargedUsage&)>& fn) override {
+    absl::MutexLock lock(&read_mu_);
+    // One read transaction: the rows and the head come from one snapshot.
+    RETURN_IF_ERROR(Exec(read_db_, "BEGIN"));
+    absl::Status s = ScanUsageLocked(
+        q, 0, -1, [&fn](const UsageRow& row) { fn(row.usage); });
+    absl::StatusOr<Head> head = s.ok() ? ReadHeadLocked() : s;
+    Exec(read_db_, "COMMIT").IgnoreError();
     return head;
   }
 
  private:
+  absl::Status ScanUsageLocked(const UsageQuery& q, int64_t after,
+                               int64_t limit,
+                               const std::function<void(UsageRow)>& fn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) {
+    std::string where = "position > ?1 AND end_ns > ?2 AND start_ns < ?3";
+    std::string key;
+    if (!q.allocation_id.empty()) {
+      where += " AND allocation_id = ?4";
+      key = q.allocation_id;
+    } else if (!q.enterprise_id.empty()) {
+      where += " AND enterprise_id = ?4";
+      key = q.enterprise_id;
+    } else if (!q.provider_id.empty()) {
+      where += " AND provider_id = ?4";
+      key = q.provider_id;
+    }
+    const std::string sql = absl::StrCat(
+        "SELECT position, allocation_id, sequence, start_ns, end_ns, gpu_ms, "
+        "mean_utilization_bp, energy_mj, cost_fen, subsidy_fen, "
+        "unsubsidised_gpu_ms, "
+        "accepted_ns, enterprise_id, voucher_id, program_id, provider_id, "
+        "cluster_id, "
+        "hardware_class FROM usage WHERE ",
+        where, " ORDER BY position LIMIT ?5");
+    Statement stmt;
+    RETURN_IF_ERROR(stmt.Prepare(read_db_, sql.c_str()));
+    stmt.BindInt(1, after);
+    stmt.BindInt(2, ClampNanos(q.period_start));
+    stmt.BindInt(3, ClampNanos(q.period_end));
+    if (!key.empty()) stmt.BindText(4, key);
+    stmt.BindInt(5, limit);
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      UsageRow row;
+      row.position = stmt.ColumnInt(0);
+      pb::ChargedUsage& u = row.usage;
+      pb::UsageRecord& r = *u.mutable_record();
+      r.set_allocation_id(stmt.Column(1));
+      r.set_sequence(stmt.ColumnInt(2));
+      *r.mutable_start() = ToProto(absl::FromUnixNanos(stmt.ColumnInt(3)));
+      *r.mutable_end() = ToProto(absl::FromUnixNanos(stmt.ColumnInt(4)));
+      r.set_gpu_ms(stmt.ColumnInt(5));
+      r.set_mean_utilization_bp(static_cast<int32_t>(stmt.ColumnInt(6)));
+      r.set_energy_mj(stmt.ColumnInt(7));
+      u.set_cost_fen(stmt.ColumnInt(8));
+      u.set_subsidy_fen(stmt.ColumnInt(9));
+      u.set_unsubsidised_gpu_ms(stmt.ColumnInt(10));
+      *u.mutable_accepted_at() =
+          ToProto(absl::FromUnixNanos(stmt.ColumnInt(11)));
+      u.set_enterprise_id(stmt.Column(12));
+      u.set_voucher_id(stmt.Column(13));
+      u.set_program_id(stmt.Column(14));
+      u.set_provider_id(stmt.Column(15));
+      u.set_cluster_id(stmt.Column(16));
+      u.set_hardware_class(static_cast<pb::HardwareClass>(stmt.ColumnInt(17)));
+      fn(std::move(row));
+    }
+    return rc == SQLITE_DONE ? absl::OkStatus()
+                             : SqliteError(read_db_, rc, "read usage");
+  }
+
   void Checkpoint() {
     while (!stop_checkpoints_.WaitForNotificationWithTimeout(
         absl::Milliseconds(100))) {
@@ -375,6 +522,28 @@ class SqliteStore final : public Store {
       s.BindBlob(17, e.hash());
       RETURN_IF_ERROR(s.Run("insert journal entry"));
     }
+    for (const pb::ChargedUsage& u : batch.usage) {
+      Statement& s = *insert_usage_;
+      const pb::UsageRecord& r = u.record();
+      s.BindText(1, r.allocation_id());
+      s.BindInt(2, r.sequence());
+      s.BindInt(3, NanosOf(r.start()));
+      s.BindInt(4, NanosOf(r.end()));
+      s.BindInt(5, r.gpu_ms());
+      s.BindInt(6, r.mean_utilization_bp());
+      s.BindInt(7, r.energy_mj());
+      s.BindInt(8, u.cost_fen());
+      s.BindInt(9, u.subsidy_fen());
+      s.BindInt(10, u.unsubsidised_gpu_ms());
+      s.BindInt(11, NanosOf(u.accepted_at()));
+      s.BindText(12, u.enterprise_id());
+      s.BindText(13, u.voucher_id());
+      s.BindText(14, u.program_id());
+      s.BindText(15, u.provider_id());
+      s.BindText(16, u.cluster_id());
+      s.BindInt(17, u.hardware_class());
+      RETURN_IF_ERROR(s.Run("insert usage"));
+    }
     return absl::OkStatus();
   }
 
@@ -383,6 +552,7 @@ class SqliteStore final : public Store {
   sqlite3* const write_db_;  // null when read-only
   std::unique_ptr<Statement> insert_command_ ABSL_GUARDED_BY(write_mu_);
   std::unique_ptr<Statement> insert_entry_ ABSL_GUARDED_BY(write_mu_);
+  std::unique_ptr<Statement> insert_usage_ ABSL_GUARDED_BY(write_mu_);
   Head head_ ABSL_GUARDED_BY(write_mu_);
   absl::Mutex read_mu_;
   sqlite3* const read_db_ ABSL_PT_GUARDED_BY(read_mu_);

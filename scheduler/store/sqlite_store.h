@@ -13,7 +13,7 @@ namespace cv::store {
 
 // The schema version this build writes; older data directories are migrated
 // on open, newer ones refused.
-inline constexpr int kSqliteSchemaVersion = 1;
+inline constexpr int kSqliteSchemaVersion = 2;
 
 enum class OpenMode {
   // Creates the directory and database if missing, migrates the schema and

@@ -8,12 +8,15 @@
 #define COMPUTEVOUCHER_SCHEDULER_STORE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "computevoucher/v1/enterprise.pb.h"
 #include "computevoucher/v1/journal.pb.h"
 #include "computevoucher/v1/types.pb.h"
 
@@ -21,16 +24,40 @@ namespace cv::store {
 
 namespace pb = ::computevoucher::v1;
 
-// One group commit: commands in sequence order and the entries they posted.
+// One group commit: commands in sequence order, the entries they posted and
+// the usage records they accepted.
 struct Batch {
   std::vector<pb::Command> commands;
   std::vector<pb::JournalEntry> entries;
+  std::vector<pb::ChargedUsage> usage;
+};
+
+// Which accepted usage records to read. Records whose interval [start, end)
+// overlaps [period_start, period_end) match.
+struct UsageQuery {
+  // Exactly one of these narrows the records: an enterprise's, a
+  // provider's, or one allocation's; all empty reads every record.
+  std::string enterprise_id;
+  std::string provider_id;
+  std::string allocation_id;
+  absl::Time period_start = absl::InfinitePast();
+  absl::Time period_end = absl::InfiniteFuture();
+  // Continue after this position (0: from the start).
+  int64_t after = 0;
+  int limit = 1000;
+};
+
+struct UsageRow {
+  int64_t position = 0;  // pass as UsageQuery::after to continue
+  pb::ChargedUsage usage;
 };
 
 // Positions of the last stored command and entry (0 when empty).
 struct Head {
   int64_t command_sequence = 0;
   int64_t journal_sequence = 0;
+  // Hash of that entry (empty when there is none).
+  std::string journal_hash;
 };
 
 class Store {
@@ -50,6 +77,18 @@ class Store {
       int64_t after, int limit) = 0;
 
   virtual absl::StatusOr<Head> ReadHead() = 0;
+
+  // Up to `query.limit` accepted usage records matching `query`, in the
+  // order they were accepted.
+  virtual absl::StatusOr<std::vector<UsageRow>> ReadUsage(
+      const UsageQuery& query) = 0;
+
+  // Calls `fn` for every record matching `query` (its `after` and `limit`
+  // ignored) in one consistent snapshot, and returns the head of that
+  // snapshot, so that totals can name the journal position they are as of.
+  virtual absl::StatusOr<Head> ScanUsage(
+      const UsageQuery& query,
+      const std::function<void(const pb::ChargedUsage&)>& fn) = 0;
 };
 
 }  // namespace cv::store

@@ -179,6 +179,10 @@ void Writer::Apply(const std::vector<Pending*>& taken, Applied& into) {
       into.batch.commands.push_back(std::move(command));
     }
   }
+  std::vector<pb::ChargedUsage> usage = state_->TakeUsage();
+  into.batch.usage.insert(into.batch.usage.end(),
+                          std::make_move_iterator(usage.begin()),
+                          std::make_move_iterator(usage.end()));
   std::vector<pb::JournalEntry> entries = state_->TakeJournal();
   if (into.batch.entries.empty()) {
     into.batch.entries = std::move(entries);

@@ -198,6 +198,15 @@ class TimedStore final : public store::Store {
     return inner_.ReadJournal(after, limit);
   }
   absl::StatusOr<store::Head> ReadHead() override { return inner_.ReadHead(); }
+  absl::StatusOr<std::vector<store::UsageRow>> ReadUsage(
+      const store::UsageQuery& query) override {
+    return inner_.ReadUsage(query);
+  }
+  absl::StatusOr<store::Head> ScanUsage(
+      const store::UsageQuery& query,
+      const std::function<void(const pb::ChargedUsage&)>& fn) override {
+    return inner_.ScanUsage(query, fn);
+  }
 
   Totals totals() const {
     absl::MutexLock lock(&mu_);

@@ -53,7 +53,6 @@ absl::StatusOr<core::Outcome> Driver::Apply(pb::Command command) {
 absl::StatusOr<core::Outcome> Driver::Tick(int64_t usage_grace_s) {
   pb::Command c;
   c.mutable_tick()->set_usage_grace_s(usage_grace_s);
-  c.mutable_tick()->set_cluster_silence_s(60);
   return Apply(std::move(c));
 }
 

@@ -93,7 +93,7 @@ std::vector<Batch> PerCommandBatches(const History& history) {
 }
 
 Batch WholeBatch(const History& history) {
-  return Batch{history.commands, history.entries};
+  return Batch{history.commands, history.entries, {}};
 }
 
 template <typename Message>

@@ -33,6 +33,7 @@
 #include "scheduler/core/state_machine.h"
 #include "scheduler/store/sqlite_store.h"
 #include "scheduler/store/store.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
 
@@ -48,40 +49,6 @@ using ::cv::testing::NewCommand;
 using ::cv::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-// Time that moves forward by 1 ms whenever it is read, as real time would
-// while the writer works.
-class FakeClock final : public Clock {
- public:
-  absl::Time Now() override {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = now_;
-    now_ += absl::Milliseconds(1);
-    return now;
-  }
-
- private:
-  absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_) = cv::testing::WorldStart();
-};
-
-// Time that stays where the test puts it, backwards included (an NTP
-// step).
-class ManualClock final : public Clock {
- public:
-  void Set(absl::Time t) {
-    absl::MutexLock lock(&mu_);
-    now_ = t;
-  }
-  absl::Time Now() override {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-
- private:
-  absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_) = cv::testing::WorldStart();
-};
 
 // A store around a real one with fault switches: Append can be made to fail
 // with Unavailable (storing nothing), and held at a gate until the test
@@ -155,6 +122,17 @@ class FaultyStore final : public Store {
   absl::StatusOr<Head> ReadHead() override {
     RETURN_IF_ERROR(ReadFault());
     return base_->ReadHead();
+  }
+  absl::StatusOr<std::vector<UsageRow>> ReadUsage(
+      const UsageQuery& query) override {
+    RETURN_IF_ERROR(ReadFault());
+    return base_->ReadUsage(query);
+  }
+  absl::StatusOr<Head> ScanUsage(
+      const UsageQuery& query,
+      const std::function<void(const pb::ChargedUsage&)>& fn) override {
+    RETURN_IF_ERROR(ReadFault());
+    return base_->ScanUsage(query, fn);
   }
 
  private:
@@ -319,7 +297,7 @@ class WriterTest : public ::testing::Test {
   Head HeadOf(Store& store) {
     absl::StatusOr<Head> head = store.ReadHead();
     EXPECT_THAT(head, IsOk());
-    return head.ok() ? *head : Head{-1, -1};
+    return head.ok() ? *head : Head{-1, -1, ""};
   }
 
   // Request ids of every stored command, in order.
@@ -337,7 +315,10 @@ class WriterTest : public ::testing::Test {
     return out;
   }
 
-  FakeClock clock_;
+  // Moves forward by 1 ms whenever it is read, as real time would while the
+  // writer works.
+  cv::testing::FakeClock clock_{cv::testing::WorldStart(),
+                                absl::Milliseconds(1)};
   std::string root_;
   std::string data_dir_;
 };
@@ -834,7 +815,7 @@ TEST_F(WriterTest, StoreFailureWithFailedRebuildServesNoUncommittedState) {
 }
 
 TEST_F(WriterTest, TimeNeverRunsBackwardsWhateverTheClockDoes) {
-  ManualClock clock;
+  cv::testing::FakeClock clock(cv::testing::WorldStart());
   std::unique_ptr<Store> store = OpenStore();
   ASSERT_NE(store, nullptr);
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Writer> writer,

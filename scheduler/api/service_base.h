@@ -1,0 +1,110 @@
+// What the three gRPC services share: authentication, submitting commands
+// to the writer, reading the state, and paging.
+#ifndef COMPUTEVOUCHER_SCHEDULER_API_SERVICE_BASE_H_
+#define COMPUTEVOUCHER_SCHEDULER_API_SERVICE_BASE_H_
+
+#include <functional>
+#include <initializer_list>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/validate.h"
+#include "computevoucher/v1/config.pb.h"
+#include "computevoucher/v1/journal.pb.h"
+#include "grpcpp/server_context.h"
+#include "scheduler/api/auth.h"
+#include "scheduler/api/liveness.h"
+#include "scheduler/api/status.h"
+#include "scheduler/store/store.h"
+#include "scheduler/store/writer.h"
+
+namespace cv::api {
+
+// Everything the services use; owned by the server, which outlives them.
+struct ServiceContext {
+  store::Writer* writer = nullptr;
+  store::Store* store = nullptr;
+  Clock* clock = nullptr;
+  Liveness* liveness = nullptr;
+  pb::SchedulerConfig config;
+};
+
+class ServiceBase {
+ protected:
+  explicit ServiceBase(ServiceContext& context) : ctx_(context) {}
+
+  absl::StatusOr<pb::Principal> Caller(
+      const grpc::ServerContext& context,
+      std::initializer_list<pb::Role> roles) const;
+
+  // Authenticates, checks the role, submits a command carrying the caller
+  // and `request_id` with the body `fill` sets, and copies the answer into
+  // `out`.
+  template <typename Response>
+  grpc::Status Mutate(grpc::ServerContext* context,
+                      std::initializer_list<pb::Role> roles,
+                      const std::string& request_id,
+                      const std::function<void(pb::Command&)>& fill,
+                      Response* out) {
+    absl::StatusOr<pb::Principal> caller = Caller(*context, roles);
+    if (!caller.ok()) return ToGrpc(caller.status());
+    absl::StatusOr<core::Outcome> outcome = Submit(*caller, request_id, fill);
+    if (!outcome.ok()) return ToGrpc(outcome.status());
+    return ToGrpc(CopyResponse(*outcome, out));
+  }
+
+  absl::StatusOr<core::Outcome> Submit(
+      const pb::Principal& caller, const std::string& request_id,
+      const std::function<void(pb::Command&)>& fill);
+
+  // Authenticates, checks the role, and runs `read(caller, state)` under the
+  // state's read lock.
+  template <typename Fn>
+  grpc::Status Read(grpc::ServerContext* context,
+                    std::initializer_list<pb::Role> roles, Fn&& read) {
+    absl::StatusOr<pb::Principal> caller = Caller(*context, roles);
+    if (!caller.ok()) return ToGrpc(caller.status());
+    return ToGrpc(ctx_.writer->Read(
+        [&](const core::StateMachine& state) { return read(*caller, state); }));
+  }
+
+  static absl::Status CopyResponse(const core::Outcome& outcome,
+                                   google::protobuf::Message* out);
+
+  ServiceContext& ctx_;
+};
+
+// The page of `map` (an ordered map keyed by id) after `page.page_token()`:
+// calls `emit(value)` for up to page_size values for which `keep(value)`
+// holds, and returns the next page token ("" at the end).
+template <typename Map, typename Keep, typename Emit>
+absl::StatusOr<std::string> Page(const Map& map, const pb::PageRequest& page,
+                                 Keep keep, Emit emit) {
+  int64_t size = page.page_size() == 0 ? 100 : page.page_size();
+  if (absl::Status s = CheckRange("page.page_size", size, 1, 1000); !s.ok())
+    return s;
+  if (page.page_token().size() > 128) {
+    return absl::InvalidArgumentError(
+        "page.page_token: not a token this server issued");
+  }
+  auto it = page.page_token().empty() ? map.begin()
+                                      : map.upper_bound(page.page_token());
+  std::string last;
+  for (; it != map.end() && size > 0; ++it) {
+    if (!keep(it->second)) continue;
+    if (absl::Status s = emit(it->second); !s.ok()) return s;
+    last = it->first;
+    --size;
+  }
+  // Another matching value after this page means there is a next page.
+  for (; it != map.end(); ++it) {
+    if (keep(it->second)) return last;
+  }
+  return std::string();
+}
+
+}  // namespace cv::api
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_API_SERVICE_BASE_H_

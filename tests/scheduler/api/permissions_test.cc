@@ -1,0 +1,350 @@
+// Every RPC × every role, and every ownership rule, through real stubs.
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/time_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/scheduler/api/api_fixture.h"
+
+namespace cv::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Rpc {
+  std::string name;
+  std::set<pb::Role> allowed;
+  std::function<grpc::Status(grpc::ClientContext*)> call;
+};
+
+// A call with an empty request (plus a request id for mutations): enough to
+// get past authentication and authorization, which come first.
+#define CV_READ(stub, Method, Request, Response, ...)                 \
+  Rpc {                                                               \
+#Method, {__VA_ARGS__}, [this](grpc::ClientContext* c) {            \
+      Request r;                                                        \
+      Response out;                                                     \
+      return stub->Method(c, r, &out);                                  \
+    } \
+  }
+#define CV_WRITE(stub, Method, Request, Response, ...)                \
+  Rpc {                                                               \
+#Method, {__VA_ARGS__}, [this](grpc::ClientContext* c) {            \
+      Request r;                                                        \
+      r.set_request_id(NextRequestId());                                \
+      Response out;                                                     \
+      return stub->Method(c, r, &out);                                  \
+    } \
+  }
+
+class PermissionsTest : public ApiTest {
+ protected:
+  std::vector<Rpc> AllRpcs() {
+    constexpr pb::Role A = pb::ROLE_ADMIN, U = pb::ROLE_AUDITOR,
+                       E = pb::ROLE_ENTERPRISE, G = pb::ROLE_AGENT;
+    return {
+        CV_WRITE(admin_, CreateProgram, pb::CreateProgramRequest, pb::Program,
+                 A),
+        CV_READ(admin_, ListPrograms, pb::ListProgramsRequest,
+                pb::ListProgramsResponse, A, U),
+        CV_READ(admin_, GetProgram, pb::GetProgramRequest, pb::Program, A, U),
+        CV_WRITE(admin_, RegisterEnterprise, pb::RegisterEnterpriseRequest,
+                 pb::Enterprise, A),
+        CV_WRITE(admin_, SetRelatedProviders, pb::SetRelatedProvidersRequest,
+                 pb::Enterprise, A),
+        CV_READ(admin_, ListEnterprises, pb::ListEnterprisesRequest,
+                pb::ListEnterprisesResponse, A, U),
+        CV_READ(admin_, GetEnterprise, pb::GetEnterpriseRequest, pb::Enterprise,
+                A, U),
+        CV_WRITE(admin_, RegisterProvider, pb::RegisterProviderRequest,
+                 pb::Provider, A),
+        CV_READ(admin_, ListProviders, pb::ListProvidersRequest,
+                pb::ListProvidersResponse, A, U),
+        CV_READ(admin_, ListClusters, pb::ListClustersRequest,
+                pb::ListClustersResponse, A, U),
+        CV_WRITE(admin_, SetClusterState, pb::SetClusterStateRequest,
+                 pb::Cluster, A),
+        CV_READ(admin_, ListApplications, pb::ListApplicationsRequest,
+                pb::ListApplicationsResponse, A, U),
+        CV_WRITE(admin_, ApproveApplication, pb::ApproveApplicationRequest,
+                 pb::Application, A),
+        CV_WRITE(admin_, RejectApplication, pb::RejectApplicationRequest,
+                 pb::Application, A),
+        CV_WRITE(admin_, IssueVoucher, pb::IssueVoucherRequest, pb::Voucher, A),
+        CV_WRITE(admin_, BatchIssueVouchers, pb::BatchIssueVouchersRequest,
+                 pb::BatchIssueVouchersResponse, A),
+        CV_WRITE(admin_, SuspendVoucher, pb::SuspendVoucherRequest, pb::Voucher,
+                 A),
+        CV_WRITE(admin_, ResumeVoucher, pb::ResumeVoucherRequest, pb::Voucher,
+                 A),
+        CV_WRITE(admin_, RevokeVoucher, pb::RevokeVoucherRequest, pb::Voucher,
+                 A),
+        CV_WRITE(admin_, AdjustVoucher, pb::AdjustVoucherRequest, pb::Voucher,
+                 A),
+        CV_READ(admin_, ListVouchers, pb::AdminListVouchersRequest,
+                pb::AdminListVouchersResponse, A, U),
+        CV_READ(admin_, ListAllocations, pb::AdminListAllocationsRequest,
+                pb::AdminListAllocationsResponse, A, U),
+        CV_WRITE(admin_, CreateToken, pb::CreateTokenRequest,
+                 pb::CreateTokenResponse, A),
+        CV_WRITE(admin_, RevokeToken, pb::RevokeTokenRequest, pb::Token, A),
+        CV_READ(admin_, ListTokens, pb::ListTokensRequest,
+                pb::ListTokensResponse, A),
+        CV_READ(admin_, GetSettlement, pb::GetSettlementRequest, pb::Settlement,
+                A, U),
+        CV_WRITE(admin_, SettleProvider, pb::SettleProviderRequest,
+                 pb::SettleProviderResponse, A),
+        CV_READ(admin_, VerifyJournal, pb::VerifyJournalRequest,
+                pb::VerifyJournalResponse, A, U),
+        CV_READ(admin_, ListJournal, pb::ListJournalRequest,
+                pb::ListJournalResponse, A, U),
+        CV_WRITE(enterprise_, Apply, pb::ApplyRequest, pb::Application, E),
+        CV_READ(enterprise_, ListApplications, pb::ListMyApplicationsRequest,
+                pb::ListMyApplicationsResponse, E),
+        CV_READ(enterprise_, ListVouchers, pb::ListVouchersRequest,
+                pb::ListVouchersResponse, E),
+        CV_READ(enterprise_, GetVoucher, pb::GetVoucherRequest, pb::Voucher, E),
+        CV_READ(enterprise_, GetBalance, pb::GetBalanceRequest, pb::Balance, E),
+        CV_READ(enterprise_, Quote, pb::QuoteRequest, pb::QuoteResponse, E),
+        CV_WRITE(enterprise_, Allocate, pb::AllocateRequest, pb::Allocation, E),
+        CV_READ(enterprise_, GetAllocation, pb::GetAllocationRequest,
+                pb::Allocation, E),
+        CV_READ(enterprise_, ListAllocations, pb::ListAllocationsRequest,
+                pb::ListAllocationsResponse, E),
+        CV_WRITE(enterprise_, ReleaseAllocation, pb::ReleaseAllocationRequest,
+                 pb::Allocation, E),
+        CV_WRITE(enterprise_, ExtendAllocation, pb::ExtendAllocationRequest,
+                 pb::Allocation, E),
+        CV_READ(enterprise_, ListUsage, pb::ListUsageRequest,
+                pb::ListUsageResponse, E),
+        CV_READ(enterprise_, GetStatement, pb::GetStatementRequest,
+                pb::Statement, E),
+        CV_WRITE(agent_, Register, pb::RegisterRequest, pb::RegisterResponse,
+                 G),
+        CV_WRITE(agent_, Heartbeat, pb::HeartbeatRequest, pb::HeartbeatResponse,
+                 G),
+        CV_WRITE(agent_, ReportUsage, pb::ReportUsageRequest,
+                 pb::ReportUsageResponse, G),
+    };
+  }
+};
+
+TEST_F(PermissionsTest, EveryRpcChecksTheRole) {
+  BuildWorld();
+  const std::string revoked = CreateToken(pb::ROLE_ADMIN);
+  {
+    pb::ListTokensRequest list;
+    pb::ListTokensResponse tokens;
+    ASSERT_TRUE(admin_->ListTokens(As(admin_token_).get(), list, &tokens).ok());
+    pb::RevokeTokenRequest r;
+    r.set_request_id(NextRequestId());
+    r.set_token_id(tokens.tokens(tokens.tokens_size() - 1).token_id());
+    pb::Token out;
+    ASSERT_TRUE(admin_->RevokeToken(As(admin_token_).get(), r, &out).ok());
+  }
+  const struct {
+    std::string name;
+    std::string token;
+    pb::Role role;
+  } callers[] = {
+      {"no token", "", pb::ROLE_UNSPECIFIED},
+      {"unknown token", "cvt_not-a-token", pb::ROLE_UNSPECIFIED},
+      {"revoked token", revoked, pb::ROLE_UNSPECIFIED},
+      {"admin", admin_token_, pb::ROLE_ADMIN},
+      {"auditor", auditor_token_, pb::ROLE_AUDITOR},
+      {"enterprise", e1_token_, pb::ROLE_ENTERPRISE},
+      {"agent", hz_token_, pb::ROLE_AGENT},
+  };
+  const std::vector<Rpc> rpcs = AllRpcs();
+  ASSERT_EQ(rpcs.size(), 29u + 13u + 3u);
+  for (const Rpc& rpc : rpcs) {
+    for (const auto& caller : callers) {
+      SCOPED_TRACE(absl::StrCat(rpc.name, " as ", caller.name));
+      const grpc::Status status = rpc.call(As(caller.token).get());
+      if (caller.role == pb::ROLE_UNSPECIFIED) {
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+            << status.error_message();
+      } else if (rpc.allowed.count(caller.role) > 0) {
+        EXPECT_NE(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+            << status.error_message();
+        EXPECT_NE(status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+            << status.error_message();
+      } else {
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+            << status.error_message();
+        EXPECT_EQ(status.error_message(),
+                  "permission denied for this token's role");
+      }
+    }
+  }
+}
+
+TEST_F(PermissionsTest, EnterprisesActOnTheirOwnObjectsOnly) {
+  BuildWorld();
+  const pb::Voucher mine = Issue("E-000001", 10'000'00);
+  const pb::Voucher theirs = Issue("E-000003", 10'000'00);
+  auto allocate = [&](const std::string& token) {
+    pb::AllocateRequest r;
+    r.set_request_id(NextRequestId());
+    r.mutable_resources()->set_gpu_model("H100");
+    r.mutable_resources()->set_gpu_count(1);
+    r.mutable_resources()->set_max_duration_s(3600);
+    pb::Allocation a;
+    grpc::Status s = enterprise_->Allocate(As(token).get(), r, &a);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return a;
+  };
+  allocate(e1_token_);
+  const pb::Allocation other = allocate(e3_token_);
+  auto expect_denied = [&](const grpc::Status& s, const std::string& what) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << what << ": " << s.error_message();
+    // Nothing about the other enterprise leaks.
+    EXPECT_THAT(s.error_message(), Not(HasSubstr("E-000003"))) << what;
+  };
+  {
+    pb::GetVoucherRequest r;
+    r.set_voucher_id(theirs.voucher_id());
+    pb::Voucher out;
+    expect_denied(enterprise_->GetVoucher(As(e1_token_).get(), r, &out),
+                  "GetVoucher");
+    r.set_voucher_id(mine.voucher_id());
+    EXPECT_TRUE(enterprise_->GetVoucher(As(e1_token_).get(), r, &out).ok());
+  }
+  {
+    pb::GetAllocationRequest r;
+    r.set_allocation_id(other.allocation_id());
+    pb::Allocation out;
+    expect_denied(enterprise_->GetAllocation(As(e1_token_).get(), r, &out),
+                  "GetAllocation");
+  }
+  {
+    pb::ReleaseAllocationRequest r;
+    r.set_request_id(NextRequestId());
+    r.set_allocation_id(other.allocation_id());
+    pb::Allocation out;
+    expect_denied(enterprise_->ReleaseAllocation(As(e1_token_).get(), r, &out),
+                  "Release");
+  }
+  {
+    pb::ExtendAllocationRequest r;
+    r.set_request_id(NextRequestId());
+    r.set_allocation_id(other.allocation_id());
+    r.set_extra_duration_s(600);
+    pb::Allocation out;
+    expect_denied(enterprise_->ExtendAllocation(As(e1_token_).get(), r, &out),
+                  "Extend");
+  }
+  {
+    pb::ListUsageRequest r;
+    r.set_allocation_id(other.allocation_id());
+    pb::ListUsageResponse out;
+    expect_denied(enterprise_->ListUsage(As(e1_token_).get(), r, &out),
+                  "ListUsage");
+  }
+  {
+    pb::AllocateRequest r;
+    r.set_request_id(NextRequestId());
+    r.mutable_resources()->set_gpu_model("H100");
+    r.mutable_resources()->set_gpu_count(1);
+    r.mutable_resources()->set_max_duration_s(3600);
+    r.mutable_resources()->set_voucher_id(theirs.voucher_id());
+    pb::Allocation out;
+    expect_denied(enterprise_->Allocate(As(e1_token_).get(), r, &out),
+                  "Allocate");
+  }
+  // Lists show one's own only.
+  pb::ListVouchersRequest list;
+  pb::ListVouchersResponse vouchers;
+  ASSERT_TRUE(
+      enterprise_->ListVouchers(As(e1_token_).get(), list, &vouchers).ok());
+  ASSERT_EQ(vouchers.vouchers_size(), 1);
+  EXPECT_EQ(vouchers.vouchers(0).voucher_id(), mine.voucher_id());
+  pb::ListAllocationsRequest list_allocations;
+  pb::ListAllocationsResponse allocations;
+  ASSERT_TRUE(
+      enterprise_
+          ->ListAllocations(As(e1_token_).get(), list_allocations, &allocations)
+          .ok());
+  ASSERT_EQ(allocations.allocations_size(), 1);
+  EXPECT_EQ(allocations.allocations(0).enterprise_id(), "E-000001");
+}
+
+TEST_F(PermissionsTest, AgentsReportOnlyForTheirOwnCluster) {
+  BuildWorld();
+  Issue("E-000003", 10'000'00);
+  pb::AllocateRequest r;
+  r.set_request_id(NextRequestId());
+  r.mutable_resources()->set_gpu_model("910B");  // only hz-a has it
+  r.mutable_resources()->set_gpu_count(2);
+  r.mutable_resources()->set_max_duration_s(3600);
+  pb::Allocation a;
+  ASSERT_TRUE(enterprise_->Allocate(As(e3_token_).get(), r, &a).ok());
+  ASSERT_EQ(a.cluster_id(), "hz-a");
+  const absl::Time start = *FromProto("assigned_at", a.assigned_at());
+  clock_.Advance(absl::Minutes(10));
+
+  pb::ReportUsageRequest usage;
+  usage.set_request_id(NextRequestId());
+  pb::UsageRecord* u = usage.add_records();
+  u->set_allocation_id(a.allocation_id());
+  u->set_sequence(1);
+  *u->mutable_start() = ToProto(start);
+  *u->mutable_end() = ToProto(start + absl::Minutes(10));
+  u->set_gpu_ms(1'200'000);
+  pb::ReportUsageResponse acks;
+  ASSERT_TRUE(agent_->ReportUsage(As(sz_token_).get(), usage, &acks).ok());
+  EXPECT_EQ(acks.acks(0).result(), pb::USAGE_RESULT_REJECTED);
+  EXPECT_THAT(acks.acks(0).reason(), Not(HasSubstr("hz-a")));
+
+  // Another cluster's agent cannot end it by claiming it exited either.
+  pb::HeartbeatRequest beat;
+  beat.set_request_id(NextRequestId());
+  pb::ObservedAllocation* o = beat.add_allocations();
+  o->set_allocation_id(a.allocation_id());
+  o->set_exited(true);
+  pb::HeartbeatResponse desired;
+  ASSERT_TRUE(agent_->Heartbeat(As(sz_token_).get(), beat, &desired).ok());
+  EXPECT_EQ(desired.allocations_size(), 0);
+  pb::GetAllocationRequest get;
+  get.set_allocation_id(a.allocation_id());
+  pb::Allocation now;
+  ASSERT_TRUE(enterprise_->GetAllocation(As(e3_token_).get(), get, &now).ok());
+  EXPECT_EQ(now.state(), pb::ALLOCATION_STATE_ASSIGNED);
+
+  // Its own agent is charged for it.
+  ASSERT_TRUE(agent_->ReportUsage(As(hz_token_).get(), usage, &acks).ok());
+  EXPECT_EQ(acks.acks(0).result(), pb::USAGE_RESULT_ACCEPTED);
+  EXPECT_EQ(acks.acks(0).subsidy_fen(), 120);  // 2 × 10 min × 12.00/h × 30%
+}
+
+TEST_F(PermissionsTest, AuditorsReadButNeverWrite) {
+  BuildWorld();
+  pb::IssueVoucherRequest r;
+  r.set_request_id(NextRequestId());
+  r.set_program_id("P-000001");
+  r.set_enterprise_id("E-000001");
+  r.set_face_value_fen(100);
+  pb::Voucher v;
+  const grpc::Status s = admin_->IssueVoucher(As(auditor_token_).get(), r, &v);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  pb::AdminListVouchersRequest list;
+  pb::AdminListVouchersResponse vouchers;
+  ASSERT_TRUE(
+      admin_->ListVouchers(As(auditor_token_).get(), list, &vouchers).ok());
+  EXPECT_EQ(vouchers.vouchers_size(), 0);
+  pb::VerifyJournalRequest verify;
+  pb::VerifyJournalResponse report;
+  ASSERT_TRUE(
+      admin_->VerifyJournal(As(auditor_token_).get(), verify, &report).ok());
+  EXPECT_TRUE(report.ok());
+  EXPECT_GT(report.entries(), 0);
+}
+
+}  // namespace
+}  // namespace cv::testing
