@@ -101,6 +101,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   s->services_context_.store = s->store_.get();
   s->services_context_.clock = &clock;
   s->services_context_.liveness = s->liveness_.get();
+  s->services_context_.calls = &s->calls_;
   s->services_context_.config = s->config_;
   s->admin_service_ =
       std::make_unique<api::AdminServiceImpl>(s->services_context_);
@@ -115,6 +116,11 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   builder.RegisterService(s->admin_service_.get());
   builder.RegisterService(s->enterprise_service_.get());
   builder.RegisterService(s->agent_service_.get());
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(s->calls_.InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     s->writer_->Stop();
@@ -200,9 +206,14 @@ void SchedulerServer::DeclareSilentClustersLost() {
 void SchedulerServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  if (server_)
-    server_->Shutdown(std::chrono::system_clock::now() +
-                      absl::ToChronoMilliseconds(grace));
+  if (server_) {
+    // Refuse new calls, let those in progress finish, then close the
+    // connections: gRPC alone would wait out the whole grace period for
+    // clients that merely keep an idle connection open.
+    calls_.Drain();
+    calls_.WaitIdle(absl::Now() + grace);
+    server_->Shutdown(std::chrono::system_clock::now());
+  }
   if (!stop_ticker_.HasBeenNotified()) stop_ticker_.Notify();
   if (ticker_.joinable()) ticker_.join();
   if (writer_) writer_->Stop();

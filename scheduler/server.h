@@ -52,9 +52,9 @@ class SchedulerServer {
   // instead of waiting for the ticker.
   void TickNow();
 
-  // Graceful stop: stop accepting RPCs, let in-flight ones finish (up to
-  // `grace`), answer every queued command, flush, and stop the ticker.
-  // Idempotent.
+  // Graceful stop: refuse new RPCs (UNAVAILABLE), let those in progress
+  // finish (up to `grace`), close every connection, answer every queued
+  // command, flush, and stop the ticker. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(10));
 
  private:
@@ -70,6 +70,7 @@ class SchedulerServer {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<store::Writer> writer_;
   std::unique_ptr<api::Liveness> liveness_;
+  api::CallTracker calls_;
   api::ServiceContext services_context_;
   std::unique_ptr<api::AdminServiceImpl> admin_service_;
   std::unique_ptr<api::EnterpriseServiceImpl> enterprise_service_;

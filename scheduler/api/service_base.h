@@ -15,6 +15,7 @@
 #include "computevoucher/v1/journal.pb.h"
 #include "grpcpp/server_context.h"
 #include "scheduler/api/auth.h"
+#include "scheduler/api/call_tracker.h"
 #include "scheduler/api/liveness.h"
 #include "scheduler/api/status.h"
 #include "scheduler/store/store.h"
@@ -28,6 +29,7 @@ struct ServiceContext {
   store::Store* store = nullptr;
   Clock* clock = nullptr;
   Liveness* liveness = nullptr;
+  CallTracker* calls = nullptr;
   pb::SchedulerConfig config;
 };
 

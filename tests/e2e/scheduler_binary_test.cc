@@ -1,0 +1,253 @@
+// Runs the real voucher-scheduler binary as an operator would: first start,
+// admin token file, a textproto config, TLS and mutual TLS, graceful stop on
+// SIGTERM, a restart from the same data directory, and `verify`.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/config.h"
+#include "computevoucher/v1/admin.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+
+namespace cv {
+namespace {
+
+namespace pb = ::computevoucher::v1;
+using ::testing::HasSubstr;
+
+std::string BuildDir() {
+  const char* dir = std::getenv("CV_BUILD_DIR");
+  return dir ? dir : ".";
+}
+
+std::string Binary() { return BuildDir() + "/scheduler/voucher-scheduler"; }
+
+// Runs a shell command and returns its exit code.
+int Shell(const std::string& command) {
+  const int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+class SchedulerBinaryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = absl::StrCat(::testing::TempDir(), "/e2e-XXXXXX");
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Starts the binary with `args`; returns the port it listens on.
+  int Start(std::vector<std::string> args) {
+    const std::string port_file = dir_ + "/port";
+    std::filesystem::remove(port_file);
+    args.insert(args.begin(), Binary());
+    args.push_back("--port-file=" + port_file);
+    pid_ = fork();
+    if (pid_ == 0) {
+      const std::string log = dir_ + "/scheduler.log";
+      freopen(log.c_str(), "a", stdout);
+      freopen(log.c_str(), "a", stderr);
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    // Poll for the port file with a deadline.
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < deadline) {
+      absl::StatusOr<std::string> text = ReadFile(port_file);
+      int port = 0;
+      if (text.ok() &&
+          absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port) &&
+          port > 0) {
+        return port;
+      }
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        ADD_FAILURE() << "scheduler exited early: " << Log();
+        return 0;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ADD_FAILURE() << "scheduler did not write its port file: " << Log();
+    return 0;
+  }
+
+  // Sends `signal` and returns the exit code.
+  int Stop(int signal = SIGTERM) {
+    kill(pid_, signal);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+  std::string Log() {
+    absl::StatusOr<std::string> log = ReadFile(dir_ + "/scheduler.log");
+    return log.ok() ? *log : "";
+  }
+
+  std::string AdminToken() {
+    absl::StatusOr<std::string> token = ReadFile(dir_ + "/data/admin.token");
+    EXPECT_TRUE(token.ok()) << token.status();
+    return token.ok() ? std::string(absl::StripAsciiWhitespace(*token)) : "";
+  }
+
+  static grpc::Status ListPrograms(
+      const std::shared_ptr<grpc::Channel>& channel, const std::string& token) {
+    auto stub = pb::AdminService::NewStub(channel);
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + token);
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(10));
+    pb::ListProgramsRequest r;
+    pb::ListProgramsResponse out;
+    return stub->ListPrograms(&context, r, &out);
+  }
+
+  std::string dir_;
+  pid_t pid_ = -1;
+};
+
+TEST_F(SchedulerBinaryTest, FirstStartServesStopsOnSigtermAndVerifies) {
+  // A textproto config, with a flag overriding one of its settings.
+  std::ofstream(dir_ + "/scheduler.textproto")
+      << "listen_address: \"127.0.0.1:1\"\n"
+      << "data_dir: \"" << dir_ << "/data\"\n"
+      << "usage_grace_s: 120\n";
+  const int port = Start(
+      {"--config=" + dir_ + "/scheduler.textproto", "--listen=127.0.0.1:0"});
+  ASSERT_GT(port, 0);
+  EXPECT_THAT(Log(), HasSubstr("first admin token written to " + dir_ +
+                               "/data/admin.token"));
+  struct stat st;
+  ASSERT_EQ(stat((dir_ + "/data/admin.token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                     grpc::InsecureChannelCredentials());
+  const std::string token = AdminToken();
+  EXPECT_TRUE(ListPrograms(channel, token).ok());
+  EXPECT_EQ(ListPrograms(channel, "cvt_wrong").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Stop(SIGTERM), 0);
+  EXPECT_THAT(Log(), HasSubstr("stopped"));
+
+  // A second start keeps the data and writes no new token.
+  const int again =
+      Start({"--data-dir=" + dir_ + "/data", "--listen=127.0.0.1:0"});
+  ASSERT_GT(again, 0);
+  auto channel2 = grpc::CreateChannel(absl::StrCat("127.0.0.1:", again),
+                                      grpc::InsecureChannelCredentials());
+  EXPECT_TRUE(ListPrograms(channel2, token).ok());
+  EXPECT_EQ(Stop(SIGINT), 0);
+  EXPECT_EQ(Shell(Binary() + " verify --data-dir " + dir_ + "/data > " + dir_ +
+                  "/verify.out"),
+            0);
+  absl::StatusOr<std::string> verify = ReadFile(dir_ + "/verify.out");
+  ASSERT_TRUE(verify.ok());
+  EXPECT_THAT(*verify, HasSubstr("OK: every invariant holds"));
+}
+
+TEST_F(SchedulerBinaryTest, BadFlagsAreUsageErrors) {
+  EXPECT_EQ(Shell(Binary() + " serve > /dev/null 2>&1"), 2);  // no data dir
+  EXPECT_EQ(
+      Shell(Binary() + " frobnicate --data-dir " + dir_ + " > /dev/null 2>&1"),
+      2);
+  EXPECT_EQ(Shell(Binary() + " --data-dir " + dir_ +
+                  " --tick-interval-ms 1 > /dev/null 2>&1"),
+            2);
+  EXPECT_EQ(Shell(Binary() + " verify --data-dir " + dir_ +
+                  "/missing > /dev/null 2>&1"),
+            2);
+}
+
+TEST_F(SchedulerBinaryTest, ServesTlsAndMutualTls) {
+  // A CA, a server certificate for 127.0.0.1 and a client certificate.
+  const std::string d = dir_;
+  const std::string quiet = " > /dev/null 2>&1";
+  ASSERT_EQ(Shell("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
+                  "/CN=test-ca -keyout " +
+                  d + "/ca.key -out " + d + "/ca.pem" + quiet),
+            0);
+  std::ofstream(d + "/san.cnf") << "subjectAltName=IP:127.0.0.1\n";
+  for (const std::string name : {"server", "client"}) {
+    ASSERT_EQ(Shell("openssl req -newkey rsa:2048 -nodes -subj /CN=" + name +
+                    " -keyout " + d + "/" + name + ".key -out " + d + "/" +
+                    name + ".csr" + quiet),
+              0);
+    ASSERT_EQ(
+        Shell("openssl x509 -req -days 2 -in " + d + "/" + name + ".csr -CA " +
+              d + "/ca.pem -CAkey " + d + "/ca.key -CAcreateserial -extfile " +
+              d + "/san.cnf -out " + d + "/" + name + ".pem" + quiet),
+        0);
+  }
+  auto read = [&](const std::string& name) {
+    return ReadFile(d + "/" + name).value_or("");
+  };
+  grpc::SslCredentialsOptions server_only;
+  server_only.pem_root_certs = read("ca.pem");
+  grpc::SslCredentialsOptions with_client = server_only;
+  with_client.pem_private_key = read("client.key");
+  with_client.pem_cert_chain = read("client.pem");
+
+  int port = Start({"--data-dir=" + d + "/data", "--listen=127.0.0.1:0",
+                    "--tls-cert=" + d + "/server.pem",
+                    "--tls-key=" + d + "/server.key"});
+  ASSERT_GT(port, 0);
+  const std::string token = AdminToken();
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  EXPECT_TRUE(ListPrograms(grpc::CreateChannel(
+                               address, grpc::SslCredentials(server_only)),
+                           token)
+                  .ok());
+  EXPECT_EQ(ListPrograms(grpc::CreateChannel(
+                             address, grpc::InsecureChannelCredentials()),
+                         token)
+                .error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Stop(), 0);
+
+  port = Start({"--data-dir=" + d + "/data", "--listen=127.0.0.1:0",
+                "--tls-cert=" + d + "/server.pem",
+                "--tls-key=" + d + "/server.key",
+                "--tls-client-ca=" + d + "/ca.pem", "--require-client-cert"});
+  ASSERT_GT(port, 0);
+  const std::string mtls = absl::StrCat("127.0.0.1:", port);
+  EXPECT_TRUE(
+      ListPrograms(grpc::CreateChannel(mtls, grpc::SslCredentials(with_client)),
+                   token)
+          .ok());
+  EXPECT_EQ(
+      ListPrograms(grpc::CreateChannel(mtls, grpc::SslCredentials(server_only)),
+                   token)
+          .error_code(),
+      grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Stop(), 0);
+}
+
+}  // namespace
+}  // namespace cv
