@@ -1,0 +1,130 @@
+// Allocation lifecycles driven through the API: heartbeats, a workload that
+// exits, a silent cluster, extension, and cancelling a queued allocation.
+#include <string>
+
+#include "common/time_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/scheduler/api/api_fixture.h"
+
+namespace cv::testing {
+namespace {
+
+class LifecycleTest : public ApiTest {
+ protected:
+  void SetUp() override {
+    ApiTest::SetUp();
+    BuildWorld();
+    Issue("E-000003", 10'000'00);
+  }
+
+  pb::Allocation Allocate(const std::string& model, int gpus,
+                          bool queue = false) {
+    pb::AllocateRequest r;
+    r.set_request_id(NextRequestId());
+    r.mutable_resources()->set_gpu_model(model);
+    r.mutable_resources()->set_gpu_count(gpus);
+    r.mutable_resources()->set_max_duration_s(3600);
+    r.set_queue_if_busy(queue);
+    pb::Allocation a;
+    grpc::Status s = enterprise_->Allocate(As(e3_token_).get(), r, &a);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return a;
+  }
+
+  pb::Allocation Get(const std::string& id) {
+    pb::GetAllocationRequest r;
+    r.set_allocation_id(id);
+    pb::Allocation a;
+    EXPECT_TRUE(enterprise_->GetAllocation(As(e3_token_).get(), r, &a).ok());
+    return a;
+  }
+
+  pb::HeartbeatResponse Beat(const std::string& token,
+                             const pb::ObservedAllocation& o) {
+    pb::HeartbeatRequest r;
+    r.set_request_id(NextRequestId());
+    *r.add_allocations() = o;
+    pb::HeartbeatResponse out;
+    grpc::Status s = agent_->Heartbeat(As(token).get(), r, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return out;
+  }
+};
+
+TEST_F(LifecycleTest, HeartbeatsStartAndEndWorkloads) {
+  const pb::Allocation a = Allocate("910B", 2);
+  pb::ObservedAllocation o;
+  o.set_allocation_id(a.allocation_id());
+  o.set_running(true);
+  pb::HeartbeatResponse desired = Beat(hz_token_, o);
+  ASSERT_EQ(desired.allocations_size(), 1);
+  EXPECT_EQ(desired.allocations(0).gpu_count(), 2);
+  EXPECT_EQ(desired.allocations(0).next_sequence(), 1);
+  EXPECT_EQ(Get(a.allocation_id()).state(), pb::ALLOCATION_STATE_RUNNING);
+
+  o.set_running(false);
+  o.set_exited(true);
+  o.set_exit_code(3);
+  desired = Beat(hz_token_, o);
+  EXPECT_EQ(desired.allocations_size(), 0);
+  const pb::Allocation ended = Get(a.allocation_id());
+  EXPECT_EQ(ended.end_reason(), pb::END_REASON_WORKLOAD_EXITED);
+  EXPECT_EQ(ended.exit_code(), 3);
+}
+
+TEST_F(LifecycleTest, SilentClusterLosesItsAllocations) {
+  const pb::Allocation on_hz = Allocate("910B", 1);
+  const pb::Allocation on_sz = Allocate("H100", 1);  // sz-b is cheaper
+  ASSERT_EQ(on_sz.cluster_id(), "sz-b");
+  // sz-b keeps beating; hz-a falls silent past the 60 s grace.
+  clock_.Advance(absl::Seconds(40));
+  Beat(sz_token_, pb::ObservedAllocation());
+  server_->TickNow();
+  EXPECT_EQ(Get(on_hz.allocation_id()).state(), pb::ALLOCATION_STATE_ASSIGNED);
+  clock_.Advance(absl::Seconds(40));
+  Beat(sz_token_, pb::ObservedAllocation());
+  server_->TickNow();
+  EXPECT_EQ(Get(on_hz.allocation_id()).end_reason(),
+            pb::END_REASON_CLUSTER_LOST);
+  EXPECT_EQ(Get(on_sz.allocation_id()).state(), pb::ALLOCATION_STATE_ASSIGNED);
+
+  pb::ListClustersRequest list;
+  pb::ListClustersResponse clusters;
+  ASSERT_TRUE(
+      admin_->ListClusters(As(admin_token_).get(), list, &clusters).ok());
+  ASSERT_EQ(clusters.clusters_size(), 2);
+  EXPECT_FALSE(clusters.clusters(0).connected());  // hz-a
+  EXPECT_TRUE(clusters.clusters(1).connected());   // sz-b
+}
+
+TEST_F(LifecycleTest, ExtendHoldsMoreAndQueuedAllocationsCanBeCancelled) {
+  const pb::Allocation a = Allocate("H100", 8);  // fills sz-b
+  pb::ExtendAllocationRequest extend;
+  extend.set_request_id(NextRequestId());
+  extend.set_allocation_id(a.allocation_id());
+  extend.set_extra_duration_s(1800);
+  pb::Allocation extended;
+  ASSERT_TRUE(
+      enterprise_->ExtendAllocation(As(e3_token_).get(), extend, &extended)
+          .ok());
+  EXPECT_EQ(extended.max_duration_s(), 5400);
+  EXPECT_EQ(extended.held_fen(),
+            8 * 1800 * 3 / 2 * 2 / 10);  // 8 GPUs, 1.5 h, 20%
+
+  Allocate("H100", 8);  // fills hz-a
+  const pb::Allocation queued = Allocate("H100", 4, /*queue=*/true);
+  EXPECT_EQ(queued.state(), pb::ALLOCATION_STATE_PENDING);
+  pb::ReleaseAllocationRequest cancel;
+  cancel.set_request_id(NextRequestId());
+  cancel.set_allocation_id(queued.allocation_id());
+  pb::Allocation cancelled;
+  ASSERT_TRUE(
+      enterprise_->ReleaseAllocation(As(e3_token_).get(), cancel, &cancelled)
+          .ok());
+  EXPECT_EQ(cancelled.state(), pb::ALLOCATION_STATE_ENDED);
+  EXPECT_EQ(cancelled.held_fen(), 0);  // nothing ran, so nothing waits
+}
+
+}  // namespace
+}  // namespace cv::testing
