@@ -174,6 +174,11 @@ void SchedulerServer::TickNow() {
                  outcome.status().ToString().c_str());
   }
   DeclareSilentClustersLost();
+  // The standard health service says NOT_SERVING once the store has failed
+  // beyond recovery, so that load balancers and operators see it.
+  if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+    health->SetServingStatus(!writer_->failed());
+  }
 }
 
 void SchedulerServer::DeclareSilentClustersLost() {

@@ -68,6 +68,11 @@ void Writer::Stop() {
   if (committer_.joinable()) committer_.join();
 }
 
+bool Writer::failed() const {
+  absl::MutexLock lock(&mu_);
+  return failed_;
+}
+
 WriterStats Writer::stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;

@@ -82,6 +82,10 @@ class Writer {
 
   WriterStats stats() const;
 
+  // True once the state could not be rebuilt after a failed commit: every
+  // command is refused until the scheduler restarts.
+  bool failed() const;
+
  private:
   struct Pending;
   // Commands applied to the state, with the journal entries they posted,

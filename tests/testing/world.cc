@@ -109,36 +109,36 @@ absl::StatusOr<pb::UsageAck> Driver::Report(const std::string& cluster_id,
   return response.acks(0);
 }
 
-absl::Status Driver::BuildWorld() {
-  {
-    pb::Command c = NewCommand(AdminPrincipal(), "world-program");
-    pb::CreateProgramRequest* r = c.mutable_create_program();
-    r->set_name("杭州市人形机器人算力券 2025");
-    r->set_issuer("杭州市经济和信息化局");
-    r->set_budget_fen(250'000'000'00);
-    *r->mutable_valid_from() = ToProto(StartOfDay(absl::CivilDay(2025, 1, 22)));
-    *r->mutable_valid_until() = ToProto(EndOfDay(absl::CivilDay(2027, 12, 31)));
-    r->set_domestic_ratio_bp(3000);
-    r->set_other_ratio_bp(2000);
-    r->set_sme_ratio_bp(5000);
-    r->set_enterprise_cap_fen(8'000'000'00);
-    for (const char* category : {"整机", "软件算法", "零部件", "科研平台"}) {
-      r->add_eligible_categories(category);
-    }
-    RETURN_IF_ERROR(Apply(std::move(c)).status());
+pb::CreateProgramRequest WorldProgram() {
+  pb::CreateProgramRequest r;
+  r.set_name("杭州市人形机器人算力券 2025");
+  r.set_issuer("杭州市经济和信息化局");
+  r.set_budget_fen(250'000'000'00);
+  *r.mutable_valid_from() = ToProto(StartOfDay(absl::CivilDay(2025, 1, 22)));
+  *r.mutable_valid_until() = ToProto(EndOfDay(absl::CivilDay(2027, 12, 31)));
+  r.set_domestic_ratio_bp(3000);
+  r.set_other_ratio_bp(2000);
+  r.set_sme_ratio_bp(5000);
+  r.set_enterprise_cap_fen(8'000'000'00);
+  for (const char* category : {"整机", "软件算法", "零部件", "科研平台"}) {
+    r.add_eligible_categories(category);
   }
-  const struct {
-    const char* name;
-    const char* code;
-  } providers[] = {{"杭州算力科技有限公司", "91330100716105852F"},
-                   {"深圳智算云有限公司", "9144030071526726XG"}};
-  for (const auto& p : providers) {
-    pb::Command c =
-        NewCommand(AdminPrincipal(), absl::StrCat("world-provider-", p.code));
-    c.mutable_register_provider()->set_name(p.name);
-    c.mutable_register_provider()->set_credit_code(p.code);
-    RETURN_IF_ERROR(Apply(std::move(c)).status());
+  return r;
+}
+
+std::vector<pb::RegisterProviderRequest> WorldProviders() {
+  std::vector<pb::RegisterProviderRequest> out;
+  for (const auto& [name, code] :
+       {std::pair{"杭州算力科技有限公司", "91330100716105852F"},
+        std::pair{"深圳智算云有限公司", "9144030071526726XG"}}) {
+    pb::RegisterProviderRequest& r = out.emplace_back();
+    r.set_name(name);
+    r.set_credit_code(code);
   }
+  return out;
+}
+
+std::vector<pb::RegisterEnterpriseRequest> WorldEnterprises() {
   const struct {
     const char* name;
     const char* code;
@@ -153,60 +153,79 @@ absl::Status Driver::BuildWorld() {
       {"北京人形机器人创新中心", "91110108551385082Q", "科研平台", false,
        nullptr},
   };
+  std::vector<pb::RegisterEnterpriseRequest> out;
   for (const auto& e : enterprises) {
-    pb::Command c =
-        NewCommand(AdminPrincipal(), absl::StrCat("world-enterprise-", e.code));
-    pb::RegisterEnterpriseRequest* r = c.mutable_register_enterprise();
-    r->set_name(e.name);
-    r->set_credit_code(e.code);
-    r->set_category(e.category);
-    r->set_district("余杭区");
-    r->set_sme(e.sme);
-    if (e.related != nullptr) r->add_related_provider_ids(e.related);
-    RETURN_IF_ERROR(Apply(std::move(c)).status());
+    pb::RegisterEnterpriseRequest& r = out.emplace_back();
+    r.set_name(e.name);
+    r.set_credit_code(e.code);
+    r.set_category(e.category);
+    r.set_district("余杭区");
+    r.set_sme(e.sme);
+    if (e.related != nullptr) r.add_related_provider_ids(e.related);
   }
-  const struct {
-    const char* cluster;
-    const char* provider;
-  } agents[] = {{"hz-a", "PR-000001"}, {"sz-b", "PR-000002"}};
-  for (const auto& a : agents) {
-    pb::Command c =
-        NewCommand(AdminPrincipal(), absl::StrCat("world-token-", a.cluster));
-    pb::CreateTokenRequest* r = c.mutable_create_token()->mutable_request();
-    r->set_role(pb::ROLE_AGENT);
-    r->set_cluster_id(a.cluster);
-    r->set_provider_id(a.provider);
-    c.mutable_create_token()->set_secret_sha256(std::string(31, 'k') +
-                                                a.cluster[0]);
-    RETURN_IF_ERROR(Apply(std::move(c)).status());
-  }
-  auto add_model = [](pb::RegisterRequest* r, const char* model,
-                      pb::HardwareClass cls, int32_t count, int64_t price) {
-    pb::GpuModel* m = r->add_inventory();
+  return out;
+}
+
+std::vector<WorldCluster> WorldClusters() {
+  auto add = [](pb::RegisterRequest& r, const char* model,
+                pb::HardwareClass cls, int32_t count, int64_t price) {
+    pb::GpuModel* m = r.add_inventory();
     m->set_model(model);
     m->set_hardware_class(cls);
     m->set_gpu_count(count);
     m->set_price_fen_per_gpu_hour(price);
   };
-  {
-    pb::Command c = NewCommand(AgentPrincipal("hz-a"), "world-register-hz-a");
-    pb::RegisterRequest* r = c.mutable_register_cluster();
-    r->set_region("cn-hangzhou");
-    add_model(r, "H100", pb::HARDWARE_CLASS_OTHER, 8, 2000);
-    add_model(r, "910B", pb::HARDWARE_CLASS_DOMESTIC, 16, 1200);
+  std::vector<WorldCluster> out(2);
+  out[0].cluster_id = "hz-a";
+  out[0].provider_id = "PR-000001";
+  out[0].registration.set_region("cn-hangzhou");
+  out[0].registration.set_meter("simulated");
+  add(out[0].registration, "H100", pb::HARDWARE_CLASS_OTHER, 8, 2000);
+  add(out[0].registration, "910B", pb::HARDWARE_CLASS_DOMESTIC, 16, 1200);
+  out[1].cluster_id = "sz-b";
+  out[1].provider_id = "PR-000002";
+  out[1].registration.set_region("cn-shenzhen");
+  out[1].registration.set_meter("simulated");
+  add(out[1].registration, "H100", pb::HARDWARE_CLASS_OTHER, 8, 1800);
+  return out;
+}
+
+absl::Status Driver::BuildWorld() {
+  pb::Command program = NewCommand(AdminPrincipal(), "world-program");
+  *program.mutable_create_program() = WorldProgram();
+  RETURN_IF_ERROR(Apply(std::move(program)).status());
+  for (const pb::RegisterProviderRequest& r : WorldProviders()) {
+    pb::Command c = NewCommand(
+        AdminPrincipal(), absl::StrCat("world-provider-", r.credit_code()));
+    *c.mutable_register_provider() = r;
     RETURN_IF_ERROR(Apply(std::move(c)).status());
   }
-  {
-    pb::Command c = NewCommand(AgentPrincipal("sz-b"), "world-register-sz-b");
-    pb::RegisterRequest* r = c.mutable_register_cluster();
-    r->set_region("cn-shenzhen");
-    add_model(r, "H100", pb::HARDWARE_CLASS_OTHER, 8, 1800);
+  for (const pb::RegisterEnterpriseRequest& r : WorldEnterprises()) {
+    pb::Command c = NewCommand(
+        AdminPrincipal(), absl::StrCat("world-enterprise-", r.credit_code()));
+    *c.mutable_register_enterprise() = r;
     RETURN_IF_ERROR(Apply(std::move(c)).status());
   }
-  for (const char* cluster : {"hz-a", "sz-b"}) {
+  for (const WorldCluster& cluster : WorldClusters()) {
+    pb::Command token =
+        NewCommand(AdminPrincipal(), "world-token-" + cluster.cluster_id);
+    pb::CreateTokenRequest* r = token.mutable_create_token()->mutable_request();
+    r->set_role(pb::ROLE_AGENT);
+    r->set_cluster_id(cluster.cluster_id);
+    r->set_provider_id(cluster.provider_id);
+    token.mutable_create_token()->set_secret_sha256(std::string(31, 'k') +
+                                                    cluster.cluster_id[0]);
+    RETURN_IF_ERROR(Apply(std::move(token)).status());
+    pb::Command registration =
+        NewCommand(AgentPrincipal(cluster.cluster_id),
+                   "world-register-" + cluster.cluster_id);
+    *registration.mutable_register_cluster() = cluster.registration;
+    RETURN_IF_ERROR(Apply(std::move(registration)).status());
+  }
+  for (const WorldCluster& cluster : WorldClusters()) {
     pb::Command c =
-        NewCommand(AdminPrincipal(), absl::StrCat("world-approve-", cluster));
-    c.mutable_set_cluster_state()->set_cluster_id(cluster);
+        NewCommand(AdminPrincipal(), "world-approve-" + cluster.cluster_id);
+    c.mutable_set_cluster_state()->set_cluster_id(cluster.cluster_id);
     c.mutable_set_cluster_state()->set_state(pb::CLUSTER_STATE_APPROVED);
     RETURN_IF_ERROR(Apply(std::move(c)).status());
   }

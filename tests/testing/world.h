@@ -30,6 +30,22 @@ pb::Command NewCommand(const pb::Principal& principal,
 // 2025-03-01 00:00:00 Asia/Shanghai.
 absl::Time WorldStart();
 
+// The standard world as requests (request ids left empty), shared by the
+// state-machine Driver and the API tests: program P-000001; providers
+// PR-000001 and PR-000002; enterprises E-000001 (整机), E-000002 (SME,
+// 软件算法, related to PR-000002), E-000003 (科研平台); clusters "hz-a"
+// (PR-000001: 8 × H100 other at 2000 fen/GPU-hour, 16 × 910B domestic at
+// 1200) and "sz-b" (PR-000002: 8 × H100 other at 1800).
+pb::CreateProgramRequest WorldProgram();
+std::vector<pb::RegisterProviderRequest> WorldProviders();
+std::vector<pb::RegisterEnterpriseRequest> WorldEnterprises();
+struct WorldCluster {
+  std::string cluster_id;
+  std::string provider_id;
+  pb::RegisterRequest registration;
+};
+std::vector<WorldCluster> WorldClusters();
+
 // Applies commands to a state machine, stamping sequences and a time that
 // only moves when the test advances it.
 class Driver {
@@ -78,11 +94,8 @@ class Driver {
                                       int64_t sequence, absl::Time start,
                                       absl::Time end, int64_t gpu_ms);
 
-  // Builds the standard world (see the file comment). Ids are stable:
-  // program P-000001; providers PR-000001 (cluster "hz-a": 8 × H100 other
-  // at 2000 fen/GPU-hour, 16 × 910B domestic at 1200) and PR-000002
-  // (cluster "sz-b": 8 × H100 other at 1800); enterprises E-000001 (整机),
-  // E-000002 (SME, 软件算法, related to PR-000002), E-000003 (科研平台).
+  // Builds the standard world (WorldProgram() and the rest, above), with
+  // agent tokens for both clusters and both clusters approved.
   absl::Status BuildWorld();
 
  private:

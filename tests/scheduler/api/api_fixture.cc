@@ -9,6 +9,7 @@
 #include "common/time_util.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "tests/testing/world.h"
 
 namespace cv::testing {
 
@@ -38,6 +39,15 @@ void ApiTest::SetUp() {
   absl::StatusOr<std::string> token = ReadFile(server_->admin_token_path());
   ASSERT_TRUE(token.ok()) << token.status();
   admin_token_ = std::string(absl::StripAsciiWhitespace(*token));
+}
+
+void ApiTest::Connect() {
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                          grpc::InsecureChannelCredentials());
+  admin_ = pb::AdminService::NewStub(channel);
+  enterprise_ = pb::EnterpriseService::NewStub(channel);
+  agent_ = pb::AgentService::NewStub(channel);
 }
 
 void ApiTest::TearDown() {
@@ -73,106 +83,43 @@ std::string ApiTest::CreateToken(pb::Role role,
 }
 
 void ApiTest::BuildWorld() {
-  {
-    pb::CreateProgramRequest r;
+  pb::CreateProgramRequest program = WorldProgram();
+  program.set_request_id(NextRequestId());
+  pb::Program created;
+  grpc::Status s =
+      admin_->CreateProgram(As(admin_token_).get(), program, &created);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  for (pb::RegisterProviderRequest r : WorldProviders()) {
     r.set_request_id(NextRequestId());
-    r.set_name("杭州市人形机器人算力券 2025");
-    r.set_issuer("杭州市经济和信息化局");
-    r.set_budget_fen(250'000'000'00);
-    *r.mutable_valid_from() = ToProto(StartOfDay(absl::CivilDay(2025, 1, 22)));
-    *r.mutable_valid_until() = ToProto(EndOfDay(absl::CivilDay(2027, 12, 31)));
-    r.set_domestic_ratio_bp(3000);
-    r.set_other_ratio_bp(2000);
-    r.set_sme_ratio_bp(5000);
-    r.set_enterprise_cap_fen(8'000'000'00);
-    for (const char* c : {"整机", "软件算法", "零部件", "科研平台"})
-      r.add_eligible_categories(c);
-    pb::Program p;
-    grpc::Status s = admin_->CreateProgram(As(admin_token_).get(), r, &p);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
-  for (const auto& [name, code] :
-       {std::pair{"杭州算力科技有限公司", "91330100716105852F"},
-        std::pair{"深圳智算云有限公司", "9144030071526726XG"}}) {
-    pb::RegisterProviderRequest r;
-    r.set_request_id(NextRequestId());
-    r.set_name(name);
-    r.set_credit_code(code);
     pb::Provider p;
-    grpc::Status s = admin_->RegisterProvider(As(admin_token_).get(), r, &p);
+    s = admin_->RegisterProvider(As(admin_token_).get(), r, &p);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
-  const struct {
-    const char* name;
-    const char* code;
-    const char* category;
-    bool sme;
-    const char* related;
-  } enterprises[] = {
-      {"杭州具身智能机器人有限公司", "914403001922038216", "整机", false,
-       nullptr},
-      {"福州灵巧手算法有限公司", "91350100M000100Y43", "软件算法", true,
-       "PR-000002"},
-      {"北京人形机器人创新中心", "91110108551385082Q", "科研平台", false,
-       nullptr},
-  };
-  for (const auto& e : enterprises) {
-    pb::RegisterEnterpriseRequest r;
+  for (pb::RegisterEnterpriseRequest r : WorldEnterprises()) {
     r.set_request_id(NextRequestId());
-    r.set_name(e.name);
-    r.set_credit_code(e.code);
-    r.set_category(e.category);
-    r.set_district("余杭区");
-    r.set_sme(e.sme);
-    if (e.related) r.add_related_provider_ids(e.related);
-    pb::Enterprise out;
-    grpc::Status s =
-        admin_->RegisterEnterprise(As(admin_token_).get(), r, &out);
+    pb::Enterprise e;
+    s = admin_->RegisterEnterprise(As(admin_token_).get(), r, &e);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
   auditor_token_ = CreateToken(pb::ROLE_AUDITOR);
   e1_token_ = CreateToken(pb::ROLE_ENTERPRISE, "E-000001");
   e2_token_ = CreateToken(pb::ROLE_ENTERPRISE, "E-000002");
   e3_token_ = CreateToken(pb::ROLE_ENTERPRISE, "E-000003");
-  hz_token_ = CreateToken(pb::ROLE_AGENT, "", "hz-a", "PR-000001");
-  sz_token_ = CreateToken(pb::ROLE_AGENT, "", "sz-b", "PR-000002");
-  auto add = [](pb::RegisterRequest& r, const char* model,
-                pb::HardwareClass cls, int count, int64_t price) {
-    pb::GpuModel* m = r.add_inventory();
-    m->set_model(model);
-    m->set_hardware_class(cls);
-    m->set_gpu_count(count);
-    m->set_price_fen_per_gpu_hour(price);
-  };
-  {
-    pb::RegisterRequest r;
-    r.set_request_id(NextRequestId());
-    r.set_region("cn-hangzhou");
-    r.set_meter("simulated");
-    add(r, "H100", pb::HARDWARE_CLASS_OTHER, 8, 2000);
-    add(r, "910B", pb::HARDWARE_CLASS_DOMESTIC, 16, 1200);
-    pb::RegisterResponse out;
-    grpc::Status s = agent_->Register(As(hz_token_).get(), r, &out);
+  for (WorldCluster& cluster : WorldClusters()) {
+    std::string& token = cluster.cluster_id == "hz-a" ? hz_token_ : sz_token_;
+    token = CreateToken(pb::ROLE_AGENT, "", cluster.cluster_id,
+                        cluster.provider_id);
+    cluster.registration.set_request_id(NextRequestId());
+    pb::RegisterResponse registered;
+    s = agent_->Register(As(token).get(), cluster.registration, &registered);
     ASSERT_TRUE(s.ok()) << s.error_message();
-    EXPECT_EQ(out.cluster().state(), pb::CLUSTER_STATE_PENDING_APPROVAL);
-  }
-  {
-    pb::RegisterRequest r;
-    r.set_request_id(NextRequestId());
-    r.set_region("cn-shenzhen");
-    r.set_meter("simulated");
-    add(r, "H100", pb::HARDWARE_CLASS_OTHER, 8, 1800);
-    pb::RegisterResponse out;
-    grpc::Status s = agent_->Register(As(sz_token_).get(), r, &out);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
-  for (const char* cluster : {"hz-a", "sz-b"}) {
-    pb::SetClusterStateRequest r;
-    r.set_request_id(NextRequestId());
-    r.set_cluster_id(cluster);
-    r.set_state(pb::CLUSTER_STATE_APPROVED);
-    pb::Cluster out;
-    grpc::Status s = admin_->SetClusterState(As(admin_token_).get(), r, &out);
+    EXPECT_EQ(registered.cluster().state(), pb::CLUSTER_STATE_PENDING_APPROVAL);
+    pb::SetClusterStateRequest approve;
+    approve.set_request_id(NextRequestId());
+    approve.set_cluster_id(cluster.cluster_id);
+    approve.set_state(pb::CLUSTER_STATE_APPROVED);
+    pb::Cluster approved;
+    s = admin_->SetClusterState(As(admin_token_).get(), approve, &approved);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
 }

@@ -23,6 +23,9 @@ class ApiTest : public ::testing::Test {
   void SetUp() override;
   void TearDown() override;
 
+  // (Re)creates the stubs for the server's port.
+  void Connect();
+
   // A client context carrying `token` as its bearer token ("" sends none).
   static std::unique_ptr<grpc::ClientContext> As(const std::string& token);
 

@@ -21,6 +21,16 @@ TEST_F(ConcurrencyTest, HoldsNeverExceedTheVoucher) {
   BuildWorld();
   // ¥100: room for 27 holds of 3.60 (1 × 910B for an hour at 30%), not 28.
   const pb::Voucher voucher = Issue("E-000001", 100'00);
+  auto request = [&](int i) {
+    pb::AllocateRequest r;
+    r.set_request_id(absl::StrCat("concurrent-", i));
+    r.mutable_resources()->set_gpu_model("910B");
+    r.mutable_resources()->set_gpu_count(1);
+    r.mutable_resources()->set_max_duration_s(3600);
+    r.mutable_resources()->set_voucher_id(voucher.voucher_id());
+    r.set_queue_if_busy(true);  // capacity is not what limits them
+    return r;
+  };
   constexpr int kClients = 40;
   std::vector<grpc::Status> results(kClients);
   std::vector<pb::Allocation> allocations(kClients);
@@ -66,15 +76,9 @@ TEST_F(ConcurrencyTest, HoldsNeverExceedTheVoucher) {
   // Retrying one of the granted requests returns the same allocation.
   for (int i = 0; i < kClients; ++i) {
     if (!results[i].ok()) continue;
-    pb::AllocateRequest r;
-    r.set_request_id(absl::StrCat("concurrent-", i));
-    r.mutable_resources()->set_gpu_model("910B");
-    r.mutable_resources()->set_gpu_count(1);
-    r.mutable_resources()->set_max_duration_s(3600);
-    r.mutable_resources()->set_voucher_id(voucher.voucher_id());
-    r.set_queue_if_busy(true);
     pb::Allocation again;
-    ASSERT_TRUE(enterprise_->Allocate(As(e1_token_).get(), r, &again).ok());
+    ASSERT_TRUE(
+        enterprise_->Allocate(As(e1_token_).get(), request(i), &again).ok());
     EXPECT_EQ(again.allocation_id(), allocations[i].allocation_id());
     break;
   }

@@ -10,8 +10,6 @@
 #include "common/config.h"
 #include "common/time_util.h"
 #include "gmock/gmock.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "tests/scheduler/api/api_fixture.h"
 
@@ -324,12 +322,7 @@ TEST_F(ScenarioTest, HangzhouProgramToTheFen) {
       scheduler::SchedulerServer::Start(config, clock_);
   ASSERT_TRUE(restarted.ok()) << restarted.status();
   server_ = *std::move(restarted);
-  auto channel =
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                          grpc::InsecureChannelCredentials());
-  admin_ = pb::AdminService::NewStub(channel);
-  enterprise_ = pb::EnterpriseService::NewStub(channel);
-  agent_ = pb::AgentService::NewStub(channel);
+  Connect();
   ExpectFinalFigures();
 }
 
