@@ -31,6 +31,10 @@ ABSL_FLAG(int64_t, tick_interval_ms, 0,
           "how often time-driven changes run (default 1000)");
 ABSL_FLAG(int64_t, usage_grace_s, 0,
           "grace for late usage before holds are released (default 300)");
+ABSL_FLAG(int64_t, heartbeat_interval_s, 0,
+          "heartbeat interval asked of agents (default 10)");
+ABSL_FLAG(int64_t, cluster_silence_s, 0,
+          "silence after which a cluster's allocations end (default 60)");
 ABSL_FLAG(std::string, port_file, "",
           "file to write the bound port to once serving");
 
@@ -88,6 +92,12 @@ int main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_usage_grace_s) != 0) {
     config.set_usage_grace_s(absl::GetFlag(FLAGS_usage_grace_s));
+  }
+  if (absl::GetFlag(FLAGS_heartbeat_interval_s) != 0) {
+    config.set_heartbeat_interval_s(absl::GetFlag(FLAGS_heartbeat_interval_s));
+  }
+  if (absl::GetFlag(FLAGS_cluster_silence_s) != 0) {
+    config.set_cluster_silence_s(absl::GetFlag(FLAGS_cluster_silence_s));
   }
 
   if (command == "verify") {

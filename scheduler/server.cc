@@ -67,6 +67,9 @@ absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
   if (config.max_batch_commands() == 0) config.set_max_batch_commands(8192);
   RETURN_IF_ERROR(CheckRange("max_batch_commands", config.max_batch_commands(),
                              1, 1'000'000));
+  if (config.max_batch_records() == 0) config.set_max_batch_records(500);
+  RETURN_IF_ERROR(CheckRange("max_batch_records", config.max_batch_records(), 1,
+                             1'000'000));
   if (config.has_tls()) {
     RETURN_IF_ERROR(
         CheckLength("tls.cert_file", config.tls().cert_file(), 1, 4096));
@@ -91,6 +94,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
                                           store::OpenMode::kReadWrite));
   store::WriterOptions options;
   options.max_batch_commands = s->config_.max_batch_commands();
+  options.max_batch_records = s->config_.max_batch_records();
   ASSIGN_OR_RETURN(s->writer_, store::Writer::Open(*s->store_, clock, options));
   RETURN_IF_ERROR(s->BootstrapAdminToken());
 
@@ -176,7 +180,8 @@ void SchedulerServer::TickNow() {
   DeclareSilentClustersLost();
   // The standard health service says NOT_SERVING once the store has failed
   // beyond recovery, so that load balancers and operators see it.
-  if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+  if (grpc::HealthCheckServiceInterface* health =
+          server_->GetHealthCheckService()) {
     health->SetServingStatus(!writer_->failed());
   }
 }

@@ -5,6 +5,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
@@ -403,19 +404,39 @@ Status AdminServiceImpl::GetSettlement(ServerContext* c,
           "provider_id: provider ", r->provider_id(), " not found")));
     }
   }
+  // Who is paid for what follows from the allocations.
+  struct Owner {
+    std::string provider_id;
+    std::string program_id;
+    pb::HardwareClass hardware_class;
+  };
+  const absl::flat_hash_map<std::string, Owner> owners =
+      ctx_.writer->Read([&](const core::StateMachine& s) {
+        absl::flat_hash_map<std::string, Owner> out;
+        for (const auto& [id, rec] : s.allocations()) {
+          const pb::Allocation& a = rec.allocation;
+          if (a.provider_id().empty()) continue;  // never placed, never used
+          if (!r->provider_id().empty() && a.provider_id() != r->provider_id())
+            continue;
+          out[id] = Owner{a.provider_id(), a.program_id(), a.hardware_class()};
+        }
+        return out;
+      });
   store::UsageQuery query;
-  query.provider_id = r->provider_id();
+  query.allocation_ids.emplace();
+  for (const auto& [id, owner] : owners) query.allocation_ids->insert(id);
   query.period_start = period->from;
   query.period_end = period->until;
   std::map<std::tuple<std::string, std::string, int>, pb::SettlementLine> lines;
   absl::StatusOr<store::Head> head =
       ctx_.store->ScanUsage(query, [&](const pb::ChargedUsage& u) {
+        const Owner& owner = owners.at(u.record().allocation_id());
         pb::SettlementLine& line =
-            lines[{u.provider_id(), u.program_id(),
-                   static_cast<int>(u.hardware_class())}];
-        line.set_provider_id(u.provider_id());
-        line.set_program_id(u.program_id());
-        line.set_hardware_class(u.hardware_class());
+            lines[{owner.provider_id, owner.program_id,
+                   static_cast<int>(owner.hardware_class)}];
+        line.set_provider_id(owner.provider_id);
+        line.set_program_id(owner.program_id);
+        line.set_hardware_class(owner.hardware_class);
         line.set_records(line.records() + 1);
         line.set_gpu_ms(line.gpu_ms() + u.record().gpu_ms() -
                         u.unsubsidised_gpu_ms());

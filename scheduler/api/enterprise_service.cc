@@ -3,6 +3,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -185,25 +186,53 @@ Status EnterpriseServiceImpl::ExtendAllocation(
       [r](pb::Command& cmd) { *cmd.mutable_extend_allocation() = *r; }, out);
 }
 
+// The enterprise's allocations, each with the facts usage rows leave out.
+static absl::flat_hash_map<std::string, pb::Allocation> AllocationsOf(
+    const core::StateMachine& s, const std::string& enterprise) {
+  absl::flat_hash_map<std::string, pb::Allocation> out;
+  for (const auto& [id, rec] : s.allocations()) {
+    if (rec.allocation.enterprise_id() == enterprise) out[id] = rec.allocation;
+  }
+  return out;
+}
+
+static void FillFromAllocation(const pb::Allocation& a, pb::ChargedUsage* u) {
+  u->set_enterprise_id(a.enterprise_id());
+  u->set_voucher_id(a.voucher_id());
+  u->set_program_id(a.program_id());
+  u->set_provider_id(a.provider_id());
+  u->set_cluster_id(a.cluster_id());
+  u->set_hardware_class(a.hardware_class());
+}
+
 Status EnterpriseServiceImpl::ListUsage(ServerContext* c,
                                         const pb::ListUsageRequest* r,
                                         pb::ListUsageResponse* out) {
   absl::StatusOr<pb::Principal> me = Caller(*c, kEnterprise);
   if (!me.ok()) return ToGrpc(me.status());
+  absl::flat_hash_map<std::string, pb::Allocation> mine =
+      ctx_.writer->Read([&](const core::StateMachine& s) {
+        return AllocationsOf(s, me->enterprise_id());
+      });
   store::UsageQuery query;
-  query.enterprise_id = me->enterprise_id();
+  query.allocation_ids.emplace();
   if (!r->allocation_id().empty()) {
-    absl::Status own =
-        ctx_.writer->Read([&](const core::StateMachine& s) -> absl::Status {
-          RETURN_IF_ERROR(CheckIdRef("allocation_id", r->allocation_id()));
-          ASSIGN_OR_RETURN(const pb::Allocation a,
-                           s.AllocationView(r->allocation_id()));
-          return a.enterprise_id() == me->enterprise_id() ? absl::OkStatus()
-                                                          : NotYours();
-        });
-    if (!own.ok()) return ToGrpc(own);
-    query.enterprise_id.clear();
-    query.allocation_id = r->allocation_id();
+    if (absl::Status s = CheckIdRef("allocation_id", r->allocation_id());
+        !s.ok()) {
+      return ToGrpc(s);
+    }
+    if (!mine.contains(r->allocation_id())) {
+      const bool exists = ctx_.writer->Read([&](const core::StateMachine& s) {
+        return s.allocations().contains(r->allocation_id());
+      });
+      return ToGrpc(
+          exists ? NotYours()
+                 : absl::NotFoundError(absl::StrCat(
+                       "allocation ", r->allocation_id(), " not found")));
+    }
+    query.allocation_ids->insert(r->allocation_id());
+  } else {
+    for (const auto& [id, a] : mine) query.allocation_ids->insert(id);
   }
   absl::StatusOr<absl::Time> start =
       Bound("period_start", r->period_start(), absl::InfinitePast());
@@ -226,7 +255,9 @@ Status EnterpriseServiceImpl::ListUsage(ServerContext* c,
       ctx_.store->ReadUsage(query);
   if (!rows.ok()) return ToGrpc(rows.status());
   for (size_t i = 0; i < rows->size() && i < static_cast<size_t>(size); ++i) {
-    *out->add_usage() = std::move((*rows)[i].usage);
+    pb::ChargedUsage* u = out->add_usage();
+    *u = std::move((*rows)[i].usage);
+    FillFromAllocation(mine.at(u->record().allocation_id()), u);
   }
   if (rows->size() > static_cast<size_t>(size)) {
     out->set_next_page_token(absl::StrCat((*rows)[size - 1].position));
@@ -249,34 +280,32 @@ Status EnterpriseServiceImpl::GetStatement(ServerContext* c,
       !s.ok()) {
     return ToGrpc(s);
   }
+  const absl::flat_hash_map<std::string, pb::Allocation> mine =
+      ctx_.writer->Read([&](const core::StateMachine& s) {
+        return AllocationsOf(s, me->enterprise_id());
+      });
   store::UsageQuery query;
-  query.enterprise_id = me->enterprise_id();
+  query.allocation_ids.emplace();
+  for (const auto& [id, a] : mine) query.allocation_ids->insert(id);
   query.period_start = *start;
   query.period_end = *end;
   std::map<std::string, pb::StatementLine> lines;
   absl::StatusOr<store::Head> head =
       ctx_.store->ScanUsage(query, [&](const pb::ChargedUsage& u) {
-        pb::StatementLine& line = lines[u.record().allocation_id()];
-        line.set_allocation_id(u.record().allocation_id());
-        line.set_voucher_id(u.voucher_id());
-        line.set_provider_id(u.provider_id());
-        line.set_cluster_id(u.cluster_id());
+        const pb::Allocation& a = mine.at(u.record().allocation_id());
+        pb::StatementLine& line = lines[a.allocation_id()];
+        line.set_allocation_id(a.allocation_id());
+        line.set_voucher_id(a.voucher_id());
+        line.set_provider_id(a.provider_id());
+        line.set_cluster_id(a.cluster_id());
+        line.set_gpu_model(a.gpu_model());
         line.set_gpu_ms(line.gpu_ms() + u.record().gpu_ms());
-        pb::Amounts* a = line.mutable_amounts();
-        a->set_cost_fen(a->cost_fen() + u.cost_fen());
-        a->set_subsidy_fen(a->subsidy_fen() + u.subsidy_fen());
-        a->set_self_pay_fen(a->cost_fen() - a->subsidy_fen());
+        pb::Amounts* amounts = line.mutable_amounts();
+        amounts->set_cost_fen(amounts->cost_fen() + u.cost_fen());
+        amounts->set_subsidy_fen(amounts->subsidy_fen() + u.subsidy_fen());
+        amounts->set_self_pay_fen(amounts->cost_fen() - amounts->subsidy_fen());
       });
   if (!head.ok()) return ToGrpc(head.status());
-  // The model is not in the usage rows; it is the allocation's.
-  ctx_.writer->Read([&](const core::StateMachine& s) {
-    for (auto& [id, line] : lines) {
-      auto a = s.allocations().find(id);
-      if (a != s.allocations().end())
-        line.set_gpu_model(a->second.allocation.gpu_model());
-    }
-    return 0;
-  });
   out->set_enterprise_id(me->enterprise_id());
   *out->mutable_period_start() = r->period_start();
   *out->mutable_period_end() = r->period_end();

@@ -44,6 +44,10 @@ namespace cv::core {
 
 namespace pb = ::computevoucher::v1;
 
+// How far past the scheduler's clock a usage record may claim to end (agent
+// clocks drift); the part after the scheduler's now is never subsidised.
+inline constexpr absl::Duration kUsageClockSkew = absl::Minutes(5);
+
 // The result of one accepted command.
 struct Outcome {
   // The answer for the client: the response message of the RPC the

@@ -22,9 +22,6 @@ constexpr int64_t kMinDurationS = 60;
 constexpr int64_t kMaxDurationS = 365 * 24 * 3600;
 constexpr int kMaxUsageRecords = 10'000;
 constexpr int kMaxModels = 64;
-// Usage may not claim to end further in the future than this (agent clocks
-// drift); the part after the scheduler's now is never subsidised anyway.
-constexpr absl::Duration kMaxClockSkew = absl::Minutes(5);
 
 template <typename T>
 std::shared_ptr<const google::protobuf::Message> Share(T message) {
@@ -750,7 +747,7 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(
                                FormatInstant(assigned, true), " .. ",
                                FormatInstant(life_end, true)));
   }
-  if (*end > now_ + kMaxClockSkew) {
+  if (*end > now_ + kUsageClockSkew) {
     return reject(
         pb::USAGE_RESULT_REJECTED,
         absl::StrCat("end: ", FormatInstant(*end, true), " is in the future"));
@@ -812,12 +809,6 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(
   row.set_subsidy_fen(std::max<int64_t>(0, charge));
   row.set_unsubsidised_gpu_ms(u.gpu_ms() - subsidisable);
   *row.mutable_accepted_at() = ToProto(now_);
-  row.set_enterprise_id(a.enterprise_id());
-  row.set_voucher_id(a.voucher_id());
-  row.set_program_id(a.program_id());
-  row.set_provider_id(a.provider_id());
-  row.set_cluster_id(a.cluster_id());
-  row.set_hardware_class(a.hardware_class());
   rec.subsidised_gpu_ms = new_subsidised;
   rec.last_usage_end = *end;
   a.set_last_sequence(u.sequence());

@@ -10,9 +10,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -32,21 +34,19 @@ struct Batch {
   std::vector<pb::ChargedUsage> usage;
 };
 
-// Which accepted usage records to read. Records whose interval [start, end)
-// overlaps [period_start, period_end) match.
+// Which accepted usage records to read: those whose interval ends in
+// [period_start, period_end), of the allocations given (all when unset),
+// after position `after`, in the order they were accepted.
 struct UsageQuery {
-  // Exactly one of these narrows the records: an enterprise's, a
-  // provider's, or one allocation's; all empty reads every record.
-  std::string enterprise_id;
-  std::string provider_id;
-  std::string allocation_id;
+  std::optional<absl::flat_hash_set<std::string>> allocation_ids;
   absl::Time period_start = absl::InfinitePast();
   absl::Time period_end = absl::InfiniteFuture();
-  // Continue after this position (0: from the start).
   int64_t after = 0;
   int limit = 1000;
 };
 
+// A stored record: the record, its cost, subsidy, unsubsidised GPU-ms and
+// acceptance time (who used it follows from the allocation).
 struct UsageRow {
   int64_t position = 0;  // pass as UsageQuery::after to continue
   pb::ChargedUsage usage;

@@ -88,7 +88,7 @@ absl::StatusOr<core::Outcome> Writer::Submit(pb::Command command) {
       return absl::UnavailableError(
           "scheduler store failed; restart the scheduler");
     }
-    queue_.push_back(&pending);
+    (pending.command.has_report_usage() ? bulk_ : urgent_).push_back(&pending);
   }
   pending.done.WaitForNotification();
   return std::move(pending.result);
@@ -97,6 +97,7 @@ absl::StatusOr<core::Outcome> Writer::Submit(pb::Command command) {
 void Writer::Run() {
   Applied next;  // applied, waiting for the committer
   bool have_next = false;
+  int64_t next_records = 0;  // usage records in `next`
   std::vector<Pending*> taken;
   while (true) {
     taken.clear();
@@ -104,12 +105,18 @@ void Writer::Run() {
     std::vector<Pending*> lost;
     {
       absl::MutexLock lock(&mu_);
+      auto room = [&] {
+        return next.pending.size() <
+               static_cast<size_t>(options_.max_batch_commands);
+      };
+      auto bulk_room = [&] {
+        return room() && next_records < options_.max_batch_records;
+      };
       auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        const bool room = next.pending.size() <
-                          static_cast<size_t>(options_.max_batch_commands);
-        return !commit_error_.empty() || (have_next && !in_flight_) ||
-               (room && !queue_.empty()) ||
-               (stopping_ && !have_next && !in_flight_);
+        return !commit_error_.empty() || (room() && !urgent_.empty()) ||
+               (have_next && !in_flight_) || (bulk_room() && !bulk_.empty()) ||
+               (stopping_ && !have_next && !in_flight_ && urgent_.empty() &&
+                bulk_.empty());
       };
       mu_.Await(absl::Condition(&ready));
       if (!commit_error_.empty()) {
@@ -121,16 +128,25 @@ void Writer::Run() {
         mu_.Await(absl::Condition(&idle));
         commit_error = std::exchange(commit_error_, "");
         lost = std::exchange(failed_pending_, {});
+      } else if (room() && !urgent_.empty()) {
+        // Interactive commands go ahead of usage reports, so that an
+        // Allocate waits for at most one commit of bounded size.
+        const size_t n = std::min(
+            urgent_.size(), options_.max_batch_commands - next.pending.size());
+        taken.assign(urgent_.begin(), urgent_.begin() + n);
+        urgent_.erase(urgent_.begin(), urgent_.begin() + n);
       } else if (have_next && !in_flight_) {
         in_flight_ = std::move(next);
         next = Applied();
         have_next = false;
+        next_records = 0;
         continue;
-      } else if (!queue_.empty()) {
-        const size_t room = options_.max_batch_commands - next.pending.size();
-        const size_t n = std::min(queue_.size(), room);
-        taken.assign(queue_.begin(), queue_.begin() + n);
-        queue_.erase(queue_.begin(), queue_.begin() + n);
+      } else if (bulk_room() && !bulk_.empty()) {
+        while (!bulk_.empty() && bulk_room()) {
+          next_records += bulk_.front()->command.report_usage().records_size();
+          taken.push_back(bulk_.front());
+          bulk_.pop_front();
+        }
       } else {
         break;  // stopping, and everything committed
       }
@@ -139,6 +155,7 @@ void Writer::Run() {
       lost.insert(lost.end(), next.pending.begin(), next.pending.end());
       next = Applied();
       have_next = false;
+      next_records = 0;
       Discard(std::move(lost), commit_error);
       continue;
     }
@@ -157,6 +174,7 @@ void Writer::Run() {
       std::vector<Pending*> dropped = std::move(next.pending);
       next = Applied();
       have_next = false;
+      next_records = 0;
       Discard(std::move(dropped),
               "a command broke an internal invariant; batch discarded");
     }

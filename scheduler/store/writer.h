@@ -39,6 +39,10 @@ namespace cv::store {
 struct WriterOptions {
   // Most commands applied and committed in one transaction.
   int max_batch_commands = 8192;
+  // Most usage records taken into one transaction (a single larger report
+  // still goes whole). Bounds a commit's duration, and so how long an
+  // interactive command can wait behind usage.
+  int64_t max_batch_records = 500;
 };
 
 struct WriterStats {
@@ -118,7 +122,10 @@ class Writer {
 
   // Guards the queue, the committer's slot and the stats.
   mutable absl::Mutex mu_;
-  std::deque<Pending*> queue_ ABSL_GUARDED_BY(mu_);
+  // Waiting commands: usage reports in `bulk_`, everything else in
+  // `urgent_`, which is applied first.
+  std::deque<Pending*> urgent_ ABSL_GUARDED_BY(mu_);
+  std::deque<Pending*> bulk_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;
   // The batch being committed; empty when the committer is idle.

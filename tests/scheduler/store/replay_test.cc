@@ -146,13 +146,13 @@ TEST_F(ReplayTest, EmptyStoreHasNoViolations) {
 }
 
 TEST_F(ReplayTest, ExtraJournalRowIsReported) {
-  // A copy of the last entry under the next sequence, with a fresh key and
-  // the right prev_hash: an entry no command posted.
+  // A copy of the last entry under the next sequence, with a fresh key: an
+  // entry no command posted.
   ASSERT_NO_FATAL_FAILURE(Tamper(
       "INSERT INTO journal SELECT seq + 1, command_seq, kind, debit_account, "
       "credit_account, amount_fen, program_id, voucher_id, allocation_id, "
-      "provider_id, usage_sequence, idempotency_key || '/forged', time_s, "
-      "time_nanos, memo, hash, hash FROM journal "
+      "provider_id, usage_sequence, idempotency_key || '/forged', time_ns, "
+      "memo, hash FROM journal "
       "WHERE seq = (SELECT MAX(seq) FROM journal)"));
   core::StateMachine fresh;
   ReplayReport report;
