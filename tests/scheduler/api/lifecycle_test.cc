@@ -128,3 +128,58 @@ TEST_F(LifecycleTest, ExtendHoldsMoreAndQueuedAllocationsCanBeCancelled) {
 
 }  // namespace
 }  // namespace cv::testing
+
+namespace cv::testing {
+namespace {
+
+TEST_F(LifecycleTest, UsageIsListedInPagesAndByPeriod) {
+  const pb::Allocation a = Allocate("910B", 1);
+  const absl::Time t0 = *FromProto("assigned_at", a.assigned_at());
+  clock_.Advance(absl::Minutes(3));
+  pb::ReportUsageRequest report;
+  report.set_request_id(NextRequestId());
+  for (int i = 0; i < 3; ++i) {
+    pb::UsageRecord* u = report.add_records();
+    u->set_allocation_id(a.allocation_id());
+    u->set_sequence(i + 1);
+    *u->mutable_start() = ToProto(t0 + absl::Minutes(i));
+    *u->mutable_end() = ToProto(t0 + absl::Minutes(i + 1));
+    u->set_gpu_ms(60'000);
+  }
+  pb::ReportUsageResponse acks;
+  ASSERT_TRUE(agent_->ReportUsage(As(hz_token_).get(), report, &acks).ok());
+
+  pb::ListUsageRequest list;
+  list.set_allocation_id(a.allocation_id());
+  list.mutable_page()->set_page_size(2);
+  pb::ListUsageResponse page;
+  ASSERT_TRUE(enterprise_->ListUsage(As(e3_token_).get(), list, &page).ok());
+  ASSERT_EQ(page.usage_size(), 2);
+  EXPECT_EQ(page.usage(0).record().sequence(), 1);
+  EXPECT_EQ(page.usage(0).cost_fen(), 20);  // 1 min at 12.00 per GPU-hour
+  EXPECT_EQ(page.usage(0).provider_id(), "PR-000001");
+  ASSERT_FALSE(page.next_page_token().empty());
+  list.mutable_page()->set_page_token(page.next_page_token());
+  ASSERT_TRUE(enterprise_->ListUsage(As(e3_token_).get(), list, &page).ok());
+  ASSERT_EQ(page.usage_size(), 1);
+  EXPECT_EQ(page.usage(0).record().sequence(), 3);
+  EXPECT_TRUE(page.next_page_token().empty());
+
+  // A record belongs to the period its interval ends in.
+  pb::ListUsageRequest period;
+  *period.mutable_period_start() = ToProto(t0 + absl::Minutes(2));
+  *period.mutable_period_end() = ToProto(t0 + absl::Minutes(3));
+  ASSERT_TRUE(enterprise_->ListUsage(As(e3_token_).get(), period, &page).ok());
+  ASSERT_EQ(page.usage_size(), 1);
+  EXPECT_EQ(page.usage(0).record().sequence(), 2);
+
+  list.mutable_page()->set_page_token("not-a-token");
+  const grpc::Status bad =
+      enterprise_->ListUsage(As(e3_token_).get(), list, &page);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(bad.error_message(),
+            "page.page_token: not a token this server issued");
+}
+
+}  // namespace
+}  // namespace cv::testing
