@@ -82,6 +82,7 @@
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "scheduler/server.h"
+#include "tests/bench/bench_util.h"
 
 ABSL_FLAG(int, clusters, 1000,
           "Simulated clusters, each with its own agent token.");
@@ -104,6 +105,14 @@ ABSL_FLAG(std::string, dir, "",
 
 namespace cv::bench {
 namespace {
+
+using ::cv::bench::FileSystemType;
+using ::cv::bench::MachineBusySeconds;
+using ::cv::bench::ProcessCpuNanos;
+using ::cv::bench::Rate;
+using ::cv::bench::Seconds;
+using ::cv::bench::TempDir;
+using ::cv::bench::ThreadCpuNanos;
 
 namespace pb = ::computevoucher::v1;
 
@@ -133,32 +142,6 @@ constexpr int kTargetAllocations = 20000;
 // More records not accepted than this and the figures mean nothing.
 constexpr double kMaxRefusedShare = 0.001;
 
-double Seconds(std::chrono::steady_clock::duration d) {
-  return std::chrono::duration<double>(d).count();
-}
-
-int64_t ProcessCpuNanos() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-// CPU time the whole machine spent busy (not idle, not waiting for I/O),
-// in seconds, from /proc/stat; 0 where unreadable.
-double MachineBusySeconds() {
-  std::FILE* f = std::fopen("/proc/stat", "r");
-  if (f == nullptr) return 0;
-  unsigned long long v[8] = {};
-  const int n =
-      std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
-                  &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
-  std::fclose(f);
-  if (n != 8) return 0;
-  // user nice system idle iowait irq softirq steal
-  const unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-  return static_cast<double>(busy) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // Per thread of this process: nanoseconds on a CPU and waiting for one
 // (/proc/self/task/*/schedstat); empty where unreadable.
 struct ThreadTimes {
@@ -182,37 +165,6 @@ std::map<int, ThreadTimes> ThreadSchedStats() {
   return out;
 }
 
-std::string FileSystemType(const std::string& path) {
-  struct statfs fs {};
-  if (statfs(path.c_str(), &fs) != 0) return "unknown";
-  switch (static_cast<uint64_t>(fs.f_type)) {
-    case 0xEF53:
-      return "ext4";
-    case 0x01021994:
-      return "tmpfs (fsync is free: not a durable figure)";
-    case 0x58465342:
-      return "xfs";
-    case 0x9123683E:
-      return "btrfs";
-    case 0x794C7630:
-      return "overlayfs";
-    default:
-      return absl::StrFormat("0x%x", static_cast<uint64_t>(fs.f_type));
-  }
-}
-
-std::string Rate(double v) {
-  // 123456.7 -> "123,457"
-  const int64_t n = std::llround(v);
-  std::string digits = absl::StrCat(n < 0 ? -n : n);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return n < 0 ? "-" + out : out;
-}
-
 // The q-quantile (0..1) of `v`, which it sorts; 0 when empty.
 double Quantile(std::vector<double>& v, double q) {
   if (v.empty()) return 0;
@@ -221,35 +173,6 @@ double Quantile(std::vector<double>& v, double q) {
       static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
   return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
 }
-
-// Removes the temporary data directory however the run ends.
-class TempDir {
- public:
-  static absl::StatusOr<TempDir> Make(std::string parent) {
-    if (parent.empty()) {
-      const char* tmp = std::getenv("TMPDIR");
-      parent = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-    }
-    std::string pattern = absl::StrCat(parent, "/scheduler_load.XXXXXX");
-    if (mkdtemp(pattern.data()) == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("mkdtemp ", pattern, ": ", std::strerror(errno)));
-    }
-    return TempDir(std::move(pattern));
-  }
-  TempDir(TempDir&& other) noexcept : path_(std::exchange(other.path_, "")) {}
-  TempDir& operator=(TempDir&&) = delete;
-  ~TempDir() {
-    if (path_.empty()) return;
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
 
 // A unified social credit code that passes the GB 32100-2015 check, unique
 // per `n`.
@@ -1120,7 +1043,8 @@ int Run() {
                  "--warmup-seconds >= 0\n");
     return 2;
   }
-  absl::StatusOr<TempDir> dir = TempDir::Make(absl::GetFlag(FLAGS_dir));
+  absl::StatusOr<TempDir> dir =
+      TempDir::Make(absl::GetFlag(FLAGS_dir), "scheduler_load");
   if (!dir.ok()) {
     std::fprintf(stderr, "scheduler_load: %s\n",
                  dir.status().ToString().c_str());

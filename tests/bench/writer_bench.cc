@@ -59,6 +59,7 @@
 #include "scheduler/store/sqlite_store.h"
 #include "scheduler/store/store.h"
 #include "scheduler/store/writer.h"
+#include "tests/bench/bench_util.h"
 #include "tests/testing/world.h"
 
 ABSL_FLAG(int, seconds, 5,
@@ -82,6 +83,14 @@ ABSL_FLAG(std::string, dir, "",
 
 namespace cv::bench {
 namespace {
+
+using ::cv::bench::FileSystemType;
+using ::cv::bench::MachineBusySeconds;
+using ::cv::bench::ProcessCpuNanos;
+using ::cv::bench::Rate;
+using ::cv::bench::Seconds;
+using ::cv::bench::TempDir;
+using ::cv::bench::ThreadCpuNanos;
 
 namespace pb = ::computevoucher::v1;
 using ::cv::testing::AdminPrincipal;
@@ -108,57 +117,6 @@ constexpr double kTargetChargesPerSecond = 100'000;
 constexpr double kTargetCeilingShare = 0.5;
 // More refused records than this and the figures mean nothing.
 constexpr double kMaxRefusedShare = 0.001;
-
-double Seconds(std::chrono::steady_clock::duration d) {
-  return std::chrono::duration<double>(d).count();
-}
-
-int64_t ThreadCpuNanos() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-int64_t ProcessCpuNanos() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-// CPU time the whole machine spent busy (not idle, not waiting for I/O),
-// in seconds, from /proc/stat; 0 where unreadable.
-double MachineBusySeconds() {
-  std::FILE* f = std::fopen("/proc/stat", "r");
-  if (f == nullptr) return 0;
-  unsigned long long v[8] = {};
-  const int n =
-      std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
-                  &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
-  std::fclose(f);
-  if (n != 8) return 0;
-  // user nice system idle iowait irq softirq steal
-  const unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-  return static_cast<double>(busy) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-std::string FileSystemType(const std::string& path) {
-  struct statfs fs {};
-  if (statfs(path.c_str(), &fs) != 0) return "unknown";
-  switch (static_cast<uint64_t>(fs.f_type)) {
-    case 0xEF53:
-      return "ext4";
-    case 0x01021994:
-      return "tmpfs (fsync is free: not a durable figure)";
-    case 0x58465342:
-      return "xfs";
-    case 0x9123683E:
-      return "btrfs";
-    case 0x794C7630:
-      return "overlayfs";
-    default:
-      return absl::StrFormat("0x%x", static_cast<uint64_t>(fs.f_type));
-  }
-}
 
 // Passes everything to the real store and times Append, which the writer
 // calls from its committer thread only: that thread's CPU clock is sampled
@@ -743,47 +701,6 @@ absl::StatusOr<std::vector<pb::Command>> RecentUsageCommands(store::Store& s,
   return out;
 }
 
-std::string Rate(double v) {
-  // 123456.7 -> "123,457"
-  const int64_t n = std::llround(v);
-  std::string digits = absl::StrCat(n < 0 ? -n : n);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return n < 0 ? "-" + out : out;
-}
-
-// Removes the temporary data directory however the run ends.
-class TempDir {
- public:
-  static absl::StatusOr<TempDir> Make(std::string parent) {
-    if (parent.empty()) {
-      const char* tmp = std::getenv("TMPDIR");
-      parent = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-    }
-    std::string pattern = absl::StrCat(parent, "/writer_bench.XXXXXX");
-    if (mkdtemp(pattern.data()) == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("mkdtemp ", pattern, ": ", std::strerror(errno)));
-    }
-    return TempDir(std::move(pattern));
-  }
-  TempDir(TempDir&& other) noexcept : path_(std::exchange(other.path_, "")) {}
-  TempDir& operator=(TempDir&&) = delete;
-  ~TempDir() {
-    if (path_.empty()) return;
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
-
 int Run() {
   const int seconds = absl::GetFlag(FLAGS_seconds);
   const double warmup = absl::GetFlag(FLAGS_warmup_seconds);
@@ -808,7 +725,8 @@ int Run() {
     std::fprintf(stderr, "writer_bench: --submitters: none given\n");
     return 2;
   }
-  absl::StatusOr<TempDir> dir = TempDir::Make(absl::GetFlag(FLAGS_dir));
+  absl::StatusOr<TempDir> dir =
+      TempDir::Make(absl::GetFlag(FLAGS_dir), "writer_bench");
   if (!dir.ok()) {
     std::fprintf(stderr, "writer_bench: %s\n", dir.status().ToString().c_str());
     return 1;
