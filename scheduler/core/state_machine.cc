@@ -444,7 +444,7 @@ std::string StateMachine::Digest() const {
   for (const auto& [id, rec] : allocations_) {
     add(id);
     add(Deterministic(rec.allocation));
-    add(absl::StrCat(rec.subsidised_gpu_ms, ",", rec.hold_placed_fen, ",",
+    add(absl::StrCat(rec.subsidised_gpu_ms, ",",
                      absl::ToUnixNanos(rec.last_usage_end), ",", rec.extensions,
                      ",", rec.queue_order, ",", rec.hold_released));
   }

@@ -154,7 +154,6 @@ class StateMachine {
   struct AllocationRec {
     pb::Allocation allocation;
     int64_t subsidised_gpu_ms = 0;  // usage that counted toward charges
-    int64_t hold_placed_fen = 0;    // total moved into the hold
     absl::Time last_usage_end = absl::InfinitePast();
     int64_t extensions = 0;
     int64_t queue_order = 0;     // creation order, for the queue's age rule

@@ -389,7 +389,6 @@ absl::StatusOr<StateMachine::Response> StateMachine::Allocate(
                              VoucherAccount(voucher.voucher_id()),
                              plan.hold_fen, absl::StrCat("hold/", id), a)));
   }
-  rec.hold_placed_fen = plan.hold_fen;
   UpdateExhausted(vouchers_.at(voucher.voucher_id()));
   if (plan.placement) {
     RETURN_IF_ERROR(Place(rec, *plan.placement));
@@ -429,7 +428,6 @@ absl::Status StateMachine::Place(AllocationRec& rec, const Option& option) {
   if (excess > 0) {
     RETURN_IF_ERROR(ReleaseHold(
         rec, excess, absl::StrCat("release/", a.allocation_id(), "/placed")));
-    rec.hold_placed_fen -= excess;
   }
   return absl::OkStatus();
 }
@@ -590,7 +588,6 @@ absl::StatusOr<StateMachine::Response> StateMachine::ExtendAllocation(
                         absl::StrCat("hold/", a.allocation_id(), "/extend/",
                                      rec->extensions + 1),
                         a)));
-    rec->hold_placed_fen += extra;
   }
   ++rec->extensions;
   if (IsActive(a)) {
