@@ -6,7 +6,6 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -19,16 +18,6 @@ namespace {
 
 constexpr auto kAdmin = {pb::ROLE_ADMIN};
 constexpr auto kReaders = {pb::ROLE_ADMIN, pb::ROLE_AUDITOR};
-
-// Reads a period [start, end) from two timestamps, both required.
-absl::StatusOr<Window> Period(const google::protobuf::Timestamp& start,
-                              const google::protobuf::Timestamp& end) {
-  ASSIGN_OR_RETURN(const absl::Time from, FromProto("period_start", start));
-  ASSIGN_OR_RETURN(const absl::Time until, FromProto("period_end", end));
-  const Window window{from, until};
-  RETURN_IF_ERROR(ValidateWindow("period_start", "period_end", window));
-  return window;
-}
 
 }  // namespace
 
@@ -393,7 +382,8 @@ Status AdminServiceImpl::GetSettlement(ServerContext* c,
                                        pb::Settlement* out) {
   absl::StatusOr<pb::Principal> caller = Caller(*c, kReaders);
   if (!caller.ok()) return ToGrpc(caller.status());
-  absl::StatusOr<Window> period = Period(r->period_start(), r->period_end());
+  absl::StatusOr<Window> period =
+      RequiredPeriod(r->period_start(), r->period_end());
   if (!period.ok()) return ToGrpc(period.status());
   if (!r->provider_id().empty()) {
     const bool known = ctx_.writer->Read([&](const core::StateMachine& s) {
@@ -486,15 +476,14 @@ Status AdminServiceImpl::ListJournal(ServerContext* c,
                                      pb::ListJournalResponse* out) {
   absl::StatusOr<pb::Principal> caller = Caller(*c, kReaders);
   if (!caller.ok()) return ToGrpc(caller.status());
-  const int64_t size = r->page().page_size() == 0 ? 100 : r->page().page_size();
-  if (absl::Status s = CheckRange("page.page_size", size, 1, 1000); !s.ok())
-    return ToGrpc(s);
-  int64_t after = std::max<int64_t>(0, r->from_sequence() - 1);
-  if (!r->page().page_token().empty() &&
-      !absl::SimpleAtoi(r->page().page_token(), &after)) {
-    return ToGrpc(absl::InvalidArgumentError(
-        "page.page_token: not a token this server issued"));
-  }
+  absl::StatusOr<int64_t> page_size = PageSize(r->page());
+  if (!page_size.ok()) return ToGrpc(page_size.status());
+  const int64_t size = *page_size;
+  absl::StatusOr<int64_t> token = NumericPageToken(r->page());
+  if (!token.ok()) return ToGrpc(token.status());
+  int64_t after = r->page().page_token().empty()
+                      ? std::max<int64_t>(0, r->from_sequence() - 1)
+                      : *token;
   // Scan in chunks until the page is full; filters may skip many entries.
   while (out->entries_size() < size) {
     absl::StatusOr<std::vector<pb::JournalEntry>> chunk =

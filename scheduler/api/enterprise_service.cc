@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -242,14 +241,12 @@ Status EnterpriseServiceImpl::ListUsage(ServerContext* c,
   if (!end.ok()) return ToGrpc(end.status());
   query.period_start = *start;
   query.period_end = *end;
-  const int64_t size = r->page().page_size() == 0 ? 100 : r->page().page_size();
-  if (absl::Status s = CheckRange("page.page_size", size, 1, 1000); !s.ok())
-    return ToGrpc(s);
-  if (!r->page().page_token().empty() &&
-      !absl::SimpleAtoi(r->page().page_token(), &query.after)) {
-    return ToGrpc(absl::InvalidArgumentError(
-        "page.page_token: not a token this server issued"));
-  }
+  absl::StatusOr<int64_t> page_size = PageSize(r->page());
+  if (!page_size.ok()) return ToGrpc(page_size.status());
+  const int64_t size = *page_size;
+  absl::StatusOr<int64_t> token = NumericPageToken(r->page());
+  if (!token.ok()) return ToGrpc(token.status());
+  query.after = *token;
   query.limit = static_cast<int>(size) + 1;
   absl::StatusOr<std::vector<store::UsageRow>> rows =
       ctx_.store->ReadUsage(query);
@@ -270,16 +267,9 @@ Status EnterpriseServiceImpl::GetStatement(ServerContext* c,
                                            pb::Statement* out) {
   absl::StatusOr<pb::Principal> me = Caller(*c, kEnterprise);
   if (!me.ok()) return ToGrpc(me.status());
-  absl::StatusOr<absl::Time> start =
-      FromProto("period_start", r->period_start());
-  absl::StatusOr<absl::Time> end = FromProto("period_end", r->period_end());
-  if (!start.ok()) return ToGrpc(start.status());
-  if (!end.ok()) return ToGrpc(end.status());
-  if (absl::Status s =
-          ValidateWindow("period_start", "period_end", Window{*start, *end});
-      !s.ok()) {
-    return ToGrpc(s);
-  }
+  absl::StatusOr<Window> period =
+      RequiredPeriod(r->period_start(), r->period_end());
+  if (!period.ok()) return ToGrpc(period.status());
   const absl::flat_hash_map<std::string, pb::Allocation> mine =
       ctx_.writer->Read([&](const core::StateMachine& s) {
         return AllocationsOf(s, me->enterprise_id());
@@ -287,8 +277,8 @@ Status EnterpriseServiceImpl::GetStatement(ServerContext* c,
   store::UsageQuery query;
   query.allocation_ids.emplace();
   for (const auto& [id, a] : mine) query.allocation_ids->insert(id);
-  query.period_start = *start;
-  query.period_end = *end;
+  query.period_start = period->from;
+  query.period_end = period->until;
   std::map<std::string, pb::StatementLine> lines;
   absl::StatusOr<store::Head> head =
       ctx_.store->ScanUsage(query, [&](const pb::ChargedUsage& u) {

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/time_util.h"
 #include "common/validate.h"
 #include "computevoucher/v1/config.pb.h"
 #include "computevoucher/v1/journal.pb.h"
@@ -78,15 +79,25 @@ class ServiceBase {
   ServiceContext& ctx_;
 };
 
+// The page size asked for: 0 means 100; otherwise 1..1000.
+absl::StatusOr<int64_t> PageSize(const pb::PageRequest& page);
+
+// A page token that is a position this server issued (0 when empty).
+absl::StatusOr<int64_t> NumericPageToken(const pb::PageRequest& page);
+
+// A required period [start, end) from two timestamps.
+absl::StatusOr<Window> RequiredPeriod(const google::protobuf::Timestamp& start,
+                                      const google::protobuf::Timestamp& end);
+
 // The page of `map` (an ordered map keyed by id) after `page.page_token()`:
 // calls `emit(value)` for up to page_size values for which `keep(value)`
 // holds, and returns the next page token ("" at the end).
 template <typename Map, typename Keep, typename Emit>
 absl::StatusOr<std::string> Page(const Map& map, const pb::PageRequest& page,
                                  Keep keep, Emit emit) {
-  int64_t size = page.page_size() == 0 ? 100 : page.page_size();
-  if (absl::Status s = CheckRange("page.page_size", size, 1, 1000); !s.ok())
-    return s;
+  absl::StatusOr<int64_t> page_size = PageSize(page);
+  if (!page_size.ok()) return page_size.status();
+  int64_t size = *page_size;
   if (page.page_token().size() > 128) {
     return absl::InvalidArgumentError(
         "page.page_token: not a token this server issued");
