@@ -311,8 +311,11 @@ class StateMachine {
                               int64_t amount, const std::string& key);
   absl::Status ProcessQueue();
   void UpdateExhausted(VoucherRec& rec);
+  // Decides one record. Sets *consumed when a refused record used up its
+  // sequence number (a change of state, like an accepted one).
   absl::StatusOr<pb::UsageAck> ChargeRecord(const pb::Principal& p,
-                                            const pb::UsageRecord& record);
+                                            const pb::UsageRecord& record,
+                                            bool* consumed);
   std::string NextId(const char* prefix, int64_t* counter, int width);
   int64_t EnterpriseGpusInUse(const std::string& enterprise_id) const;
   absl::Time BillableEnd(const AllocationRec& rec) const;

@@ -685,7 +685,7 @@ absl::StatusOr<int64_t> StateMachine::MaxChargeFen(
 }
 
 absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(
-    const pb::Principal& p, const pb::UsageRecord& u) {
+    const pb::Principal& p, const pb::UsageRecord& u, bool* consumed) {
   pb::UsageAck ack;
   ack.set_allocation_id(u.allocation_id());
   ack.set_sequence(u.sequence());
@@ -721,63 +721,65 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(
                   absl::StrCat("sequence: expected ", a.last_sequence() + 1,
                                ", got ", u.sequence()));
   }
+  // From here on the record is the next in sequence: refusing it uses up
+  // its sequence number, so that one bad record cannot block the ones after
+  // it (the agent drops a refused record).
+  auto refuse = [&](std::string reason) {
+    a.set_last_sequence(u.sequence());
+    *consumed = true;
+    ack.set_stop(a.state() == pb::ALLOCATION_STATE_ENDED);
+    return reject(pb::USAGE_RESULT_REJECTED, std::move(reason));
+  };
   absl::StatusOr<absl::Time> start = FromProto("start", u.start());
   absl::StatusOr<absl::Time> end = FromProto("end", u.end());
-  if (!start.ok())
-    return reject(pb::USAGE_RESULT_REJECTED,
-                  std::string(start.status().message()));
-  if (!end.ok())
-    return reject(pb::USAGE_RESULT_REJECTED,
-                  std::string(end.status().message()));
+  if (!start.ok()) return refuse(std::string(start.status().message()));
+  if (!end.ok()) return refuse(std::string(end.status().message()));
   if (*end <= *start) {
-    return reject(
-        pb::USAGE_RESULT_REJECTED,
-        absl::StrCat("end: ", FormatInstant(*end, true),
-                     " must be after start ", FormatInstant(*start, true)));
+    return refuse(absl::StrCat("end: ", FormatInstant(*end, true),
+                               " must be after start ",
+                               FormatInstant(*start, true)));
   }
   const absl::Time assigned = *FromProto("assigned_at", a.assigned_at());
   const absl::Time life_end = BillableEnd(rec);
-  if (*start < assigned || *start >= life_end) {
-    return reject(pb::USAGE_RESULT_REJECTED,
-                  absl::StrCat("start: ", FormatInstant(*start, true),
-                               " is outside the allocation's life ",
-                               FormatInstant(assigned, true), " .. ",
-                               FormatInstant(life_end, true)));
-  }
   if (*end > now_ + kUsageClockSkew) {
-    return reject(
-        pb::USAGE_RESULT_REJECTED,
-        absl::StrCat("end: ", FormatInstant(*end, true), " is in the future"));
+    // Possibly only the agent's clock running ahead: decided on a resend.
+    return reject(pb::USAGE_RESULT_RETRY,
+                  absl::StrCat("end: ", FormatInstant(*end, true),
+                               " is in the future (scheduler time ",
+                               FormatInstant(now_, true), ")"));
+  }
+  if (*start < assigned) {
+    return refuse(absl::StrCat("start: ", FormatInstant(*start, true),
+                               " is before the allocation was assigned at ",
+                               FormatInstant(assigned, true)));
   }
   if (*start < rec.last_usage_end) {
-    return reject(pb::USAGE_RESULT_REJECTED,
-                  absl::StrCat("start: ", FormatInstant(*start, true),
+    return refuse(absl::StrCat("start: ", FormatInstant(*start, true),
                                " overlaps the previous record, which ends at ",
                                FormatInstant(rec.last_usage_end, true)));
   }
   const int64_t interval_ms = absl::ToInt64Milliseconds(*end - *start);
   const int64_t limit_ms = interval_ms * a.gpu_count();
   if (u.gpu_ms() < 0 || u.gpu_ms() > limit_ms) {
-    return reject(
-        pb::USAGE_RESULT_REJECTED,
-        absl::StrCat("gpu_ms: must be 0..", limit_ms, " (", a.gpu_count(),
-                     " GPUs × ", interval_ms, " ms), got ", u.gpu_ms()));
+    return refuse(absl::StrCat("gpu_ms: must be 0..", limit_ms, " (",
+                               a.gpu_count(), " GPUs × ", interval_ms,
+                               " ms), got ", u.gpu_ms()));
   }
   if (u.mean_utilization_bp() < 0 || u.mean_utilization_bp() > 10'000) {
-    return reject(pb::USAGE_RESULT_REJECTED,
-                  absl::StrCat("mean_utilization_bp: must be 0..10000, got ",
+    return refuse(absl::StrCat("mean_utilization_bp: must be 0..10000, got ",
                                u.mean_utilization_bp()));
   }
   if (u.energy_mj() < 0) {
-    return reject(
-        pb::USAGE_RESULT_REJECTED,
+    return refuse(
         absl::StrCat("energy_mj: must not be negative, got ", u.energy_mj()));
   }
 
   // Accepted. Only the part inside the billable life can be subsidised, and
-  // nothing once the hold has been released.
+  // nothing once the hold has been released. What ran after the end (until
+  // the agent learnt of it) is recorded, never subsidised.
   const int64_t billable_ms =
-      absl::ToInt64Milliseconds(std::min(*end, life_end) - *start) *
+      std::max<int64_t>(
+          0, absl::ToInt64Milliseconds(std::min(*end, life_end) - *start)) *
       a.gpu_count();
   const int64_t subsidisable =
       rec.hold_released ? 0 : std::min(u.gpu_ms(), billable_ms);
@@ -837,13 +839,13 @@ absl::StatusOr<StateMachine::Response> StateMachine::ReportUsage(
   }
   RETURN_IF_ERROR(CheckRange("records", r.records_size(), 1, kMaxUsageRecords));
   pb::ReportUsageResponse response;
-  bool accepted = false;
+  bool changed = false;
   for (const pb::UsageRecord& record : r.records()) {
-    ASSIGN_OR_RETURN(pb::UsageAck ack, ChargeRecord(p, record));
-    accepted |= ack.result() == pb::USAGE_RESULT_ACCEPTED;
+    ASSIGN_OR_RETURN(pb::UsageAck ack, ChargeRecord(p, record, &changed));
+    changed |= ack.result() == pb::USAGE_RESULT_ACCEPTED;
     *response.add_acks() = std::move(ack);
   }
-  unchanged_ = !accepted;
+  unchanged_ = !changed;
   return Share(std::move(response));
 }
 
@@ -873,6 +875,7 @@ pb::HeartbeatResponse StateMachine::DesiredState(
         ToProto(assigned + absl::Seconds(a.max_duration_s()));
     *d->mutable_workload_command() = a.workload_command();
     d->set_next_sequence(a.last_sequence() + 1);
+    *d->mutable_assigned_at() = a.assigned_at();
   }
   return response;
 }

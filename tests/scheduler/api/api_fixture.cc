@@ -10,6 +10,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "tests/testing/world.h"
+#include "tests/testing/world_api.h"
 
 namespace cv::testing {
 
@@ -70,37 +71,20 @@ std::string ApiTest::CreateToken(pb::Role role,
                                  const std::string& cluster_id,
                                  const std::string& provider_id) {
   pb::CreateTokenRequest request;
-  request.set_request_id(NextRequestId());
   request.set_role(role);
   request.set_enterprise_id(enterprise_id);
   request.set_cluster_id(cluster_id);
   request.set_provider_id(provider_id);
-  pb::CreateTokenResponse response;
-  grpc::Status status =
-      admin_->CreateToken(As(admin_token_).get(), request, &response);
-  EXPECT_TRUE(status.ok()) << status.error_message();
-  return response.secret();
+  absl::StatusOr<std::string> secret = CreateTokenThroughApi(
+      *admin_, admin_token_, [this] { return NextRequestId(); }, request);
+  EXPECT_TRUE(secret.ok()) << secret.status();
+  return secret.value_or("");
 }
 
 void ApiTest::BuildWorld() {
-  pb::CreateProgramRequest program = WorldProgram();
-  program.set_request_id(NextRequestId());
-  pb::Program created;
-  grpc::Status s =
-      admin_->CreateProgram(As(admin_token_).get(), program, &created);
-  ASSERT_TRUE(s.ok()) << s.error_message();
-  for (pb::RegisterProviderRequest r : WorldProviders()) {
-    r.set_request_id(NextRequestId());
-    pb::Provider p;
-    s = admin_->RegisterProvider(As(admin_token_).get(), r, &p);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
-  for (pb::RegisterEnterpriseRequest r : WorldEnterprises()) {
-    r.set_request_id(NextRequestId());
-    pb::Enterprise e;
-    s = admin_->RegisterEnterprise(As(admin_token_).get(), r, &e);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-  }
+  absl::Status created = CreateWorldThroughApi(
+      *admin_, admin_token_, [this] { return NextRequestId(); });
+  ASSERT_TRUE(created.ok()) << created;
   auditor_token_ = CreateToken(pb::ROLE_AUDITOR);
   e1_token_ = CreateToken(pb::ROLE_ENTERPRISE, "E-000001");
   e2_token_ = CreateToken(pb::ROLE_ENTERPRISE, "E-000002");
@@ -111,7 +95,8 @@ void ApiTest::BuildWorld() {
                         cluster.provider_id);
     cluster.registration.set_request_id(NextRequestId());
     pb::RegisterResponse registered;
-    s = agent_->Register(As(token).get(), cluster.registration, &registered);
+    grpc::Status s =
+        agent_->Register(As(token).get(), cluster.registration, &registered);
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(registered.cluster().state(), pb::CLUSTER_STATE_PENDING_APPROVAL);
     pb::SetClusterStateRequest approve;

@@ -433,22 +433,18 @@ TEST_F(StateMachineTest, UsageIsChargedCumulativelyAndOnce) {
                                            t0 + absl::Minutes(30), 3'600'000));
   EXPECT_EQ(ack.result(), pb::USAGE_RESULT_DUPLICATE);
   EXPECT_EQ(state_.Digest(), before);
-  // A gap is refused for a retry, an overlap and too many GPU-ms rejected.
+  // A gap, and an interval ending in the future by the scheduler's clock,
+  // wait for a resend and change nothing.
   const absl::Time t30 = t0 + absl::Minutes(30);
   driver_.Advance(absl::Minutes(1));
   ASSERT_OK_AND_ASSIGN(
       ack, driver_.Report("sz-b", id, 3, t30, t30 + absl::Minutes(1), 1000));
   EXPECT_EQ(ack.result(), pb::USAGE_RESULT_RETRY);
   EXPECT_THAT(ack.reason(), HasSubstr("sequence: expected 2, got 3"));
-  ASSERT_OK_AND_ASSIGN(ack,
-                       driver_.Report("sz-b", id, 2, t30 - absl::Seconds(1),
-                                      t30 + absl::Minutes(1), 1000));
-  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_REJECTED);
-  EXPECT_THAT(ack.reason(), HasSubstr("overlaps the previous record"));
   ASSERT_OK_AND_ASSIGN(
-      ack, driver_.Report("sz-b", id, 2, t30, t30 + absl::Minutes(1), 120'001));
-  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_REJECTED);
-  EXPECT_THAT(ack.reason(), HasSubstr("gpu_ms: must be 0..120000"));
+      ack, driver_.Report("sz-b", id, 2, t30, t30 + absl::Minutes(7), 1000));
+  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_RETRY);
+  EXPECT_THAT(ack.reason(), HasSubstr("is in the future"));
   // Another cluster's agent cannot report for it, and learns nothing.
   ASSERT_OK_AND_ASSIGN(
       ack, driver_.Report("hz-a", id, 2, t30, t30 + absl::Minutes(1), 100));
@@ -460,11 +456,29 @@ TEST_F(StateMachineTest, UsageIsChargedCumulativelyAndOnce) {
             absl::StrCat("allocation_id: \"AL-404\" is not an allocation of "
                          "cluster hz-a"));
   EXPECT_EQ(state_.Digest(), before);
+  // A record refused for its content uses up its sequence number, so the
+  // records after it are not blocked; resending it is a duplicate.
+  ASSERT_OK_AND_ASSIGN(ack,
+                       driver_.Report("sz-b", id, 2, t30 - absl::Seconds(1),
+                                      t30 + absl::Minutes(1), 1000));
+  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_REJECTED);
+  EXPECT_THAT(ack.reason(), HasSubstr("overlaps the previous record"));
+  EXPECT_EQ(Allocation(id).last_sequence(), 2);
+  ASSERT_OK_AND_ASSIGN(ack,
+                       driver_.Report("sz-b", id, 2, t30 - absl::Seconds(1),
+                                      t30 + absl::Minutes(1), 1000));
+  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_DUPLICATE);
+  ASSERT_OK_AND_ASSIGN(
+      ack, driver_.Report("sz-b", id, 3, t30, t30 + absl::Minutes(1), 120'001));
+  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_REJECTED);
+  EXPECT_THAT(ack.reason(), HasSubstr("gpu_ms: must be 0..120000"));
+  EXPECT_EQ(Allocation(id).charged_fen(), 360);
+  EXPECT_EQ(Allocation(id).used_gpu_ms(), 3'600'000);
 
   // Slicing the rest oddly still sums to the exact figure.
   driver_.Advance(absl::Minutes(29));
   absl::Time t = t30;
-  int64_t seq = 2;
+  int64_t seq = 4;
   for (int64_t ms : {1, 999, 7'777, 1'790'000 - 8'777}) {
     ASSERT_OK_AND_ASSIGN(
         ack, driver_.Report("sz-b", id, seq++, t, t + absl::Milliseconds(ms),
@@ -489,7 +503,7 @@ TEST_F(StateMachineTest, UsageIsChargedCumulativelyAndOnce) {
 }
 
 TEST_F(StateMachineTest,
-       UsageOutsideTheLifeIsRejectedAndLateUsageUnsubsidised) {
+       UsageBeforeTheLifeIsRejectedAndLateUsageUnsubsidised) {
   ASSERT_THAT(driver_.Issue("P-000001", "E-000001", 10'000 * kYuan), IsOk());
   ASSERT_OK_AND_ASSIGN(const pb::Allocation a,
                        driver_.Allocate("E-000001", "H100", 1, 7200));
@@ -502,31 +516,42 @@ TEST_F(StateMachineTest,
   pb::UsageAck ack;
   ASSERT_OK_AND_ASSIGN(ack, driver_.Report("sz-b", id, 1, t0 - absl::Seconds(1),
                                            t0 + absl::Minutes(1), 1000));
-  EXPECT_THAT(ack.reason(), HasSubstr("outside the allocation's life"));
-  ASSERT_OK_AND_ASSIGN(ack, driver_.Report("sz-b", id, 1, released,
-                                           released + absl::Seconds(30), 1000));
-  EXPECT_THAT(ack.reason(), HasSubstr("outside the allocation's life"));
+  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_REJECTED);
+  EXPECT_THAT(ack.reason(), HasSubstr("before the allocation was assigned"));
+  EXPECT_EQ(Allocation(id).used_gpu_ms(), 0);
   // Within the grace period, usage up to the release is charged; what runs
   // past the release is not subsidised.
   ASSERT_OK_AND_ASSIGN(
-      ack, driver_.Report("sz-b", id, 1, t0, t0 + absl::Minutes(10), 600'000));
+      ack, driver_.Report("sz-b", id, 2, t0, t0 + absl::Minutes(10), 600'000));
   EXPECT_EQ(ack.result(), pb::USAGE_RESULT_ACCEPTED);
   EXPECT_EQ(ack.subsidy_fen(), 60);  // 10 min × 18.00/h × 20%
   EXPECT_TRUE(ack.stop());
   ASSERT_OK_AND_ASSIGN(ack,
-                       driver_.Report("sz-b", id, 2, t0 + absl::Minutes(10),
+                       driver_.Report("sz-b", id, 3, t0 + absl::Minutes(10),
                                       released + absl::Seconds(30), 630'000));
+  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_ACCEPTED);
   EXPECT_EQ(Allocation(id).unsubsidised_gpu_ms(), 30'000);
+  const int64_t charged = Allocation(id).charged_fen();
+  // A record wholly after the end (the agent had not yet learnt of it) is
+  // recorded at its cost, without subsidy.
+  ASSERT_OK_AND_ASSIGN(
+      ack, driver_.Report("sz-b", id, 4, released + absl::Seconds(30),
+                          released + absl::Seconds(40), 10'000));
+  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_ACCEPTED);
+  EXPECT_EQ(ack.subsidy_fen(), 0);
+  EXPECT_EQ(Allocation(id).unsubsidised_gpu_ms(), 40'000);
+  EXPECT_EQ(Allocation(id).charged_fen(), charged);
   // After the grace period the hold is gone; late usage is recorded, never
   // charged, never dropped.
   driver_.Advance(absl::Minutes(10));
   ASSERT_THAT(driver_.Tick(300), IsOk());
   EXPECT_EQ(Allocation(id).held_fen(), 0);
-  const int64_t charged = Allocation(id).charged_fen();
   ASSERT_OK_AND_ASSIGN(
-      ack, driver_.Report("sz-b", id, 3, released + absl::Seconds(30),
-                          released + absl::Seconds(40), 0));
-  EXPECT_THAT(ack.reason(), HasSubstr("outside"));
+      ack, driver_.Report("sz-b", id, 5, released + absl::Seconds(40),
+                          released + absl::Seconds(50), 10'000));
+  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_ACCEPTED);
+  EXPECT_EQ(ack.subsidy_fen(), 0);
+  EXPECT_EQ(Allocation(id).unsubsidised_gpu_ms(), 50'000);
   EXPECT_EQ(Allocation(id).charged_fen(), charged);
 }
 

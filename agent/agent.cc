@@ -1,0 +1,892 @@
+#include "agent/agent.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/config.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "common/validate.h"
+#include "grpcpp/grpcpp.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+
+namespace cv::agent {
+namespace {
+
+constexpr char kVersion[] = "computevoucher-agent/1";
+constexpr size_t kMaxRecordsPerReport = 1000;
+constexpr absl::Duration kMaxSampleInterval = absl::Seconds(1);
+constexpr absl::Duration kRpcDeadline = absl::Seconds(10);
+constexpr absl::Duration kMinBackoff = absl::Milliseconds(200);
+constexpr absl::Duration kMaxBackoff = absl::Seconds(10);
+
+std::string RequestId(std::mt19937_64& random) {
+  return absl::StrCat("agent-", absl::Hex(random(), absl::kZeroPad16));
+}
+
+std::string Describe(const grpc::Status& s) {
+  static constexpr const char* kCodes[] = {"OK",
+                                           "CANCELLED",
+                                           "UNKNOWN",
+                                           "INVALID_ARGUMENT",
+                                           "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND",
+                                           "ALREADY_EXISTS",
+                                           "PERMISSION_DENIED",
+                                           "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION",
+                                           "ABORTED",
+                                           "OUT_OF_RANGE",
+                                           "UNIMPLEMENTED",
+                                           "INTERNAL",
+                                           "UNAVAILABLE",
+                                           "DATA_LOSS",
+                                           "UNAUTHENTICATED"};
+  const int code = static_cast<int>(s.error_code());
+  return absl::StrCat(code >= 0 && code <= 16 ? kCodes[code] : "CODE", ": ",
+                      s.error_message());
+}
+
+std::string JoinIndices(const std::vector<int>& indices) {
+  return absl::StrJoin(indices, ",");
+}
+
+}  // namespace
+
+struct Agent::Running {
+  pb::DesiredAllocation desired;
+  std::vector<int> gpu_indices;
+  std::unique_ptr<Workload> workload;
+  // Start of the interval metered now.
+  absl::Time interval_start;
+  int64_t util_sum_bp = 0;
+  int64_t util_samples = 0;
+  // The last sample's utilisation, for a record too short to hold one.
+  int32_t last_util_bp = 0;
+  int64_t energy_mj = 0;
+  std::map<int, uint64_t> energy_last;
+  std::optional<absl::Time> idle_since;
+  bool idle = false;
+  // Metering ends here once the allocation is stopping.
+  std::optional<absl::Time> stop_at;
+  bool final_spooled = false;
+  // The workload exited by itself with this code.
+  std::optional<int> exit_code;
+  // Listed in the scheduler's last desired set.
+  bool wanted = true;
+};
+
+struct Agent::Metrics {
+  explicit Metrics(prometheus::Registry& r)
+      : allocations(prometheus::BuildGauge()
+                        .Name("computevoucher_agent_allocations")
+                        .Help("Allocations on the cluster, by state "
+                              "(running, stopping)")
+                        .Register(r)),
+        gpus(prometheus::BuildGauge()
+                 .Name("computevoucher_agent_gpus")
+                 .Help("GPUs of the cluster by model and state (free, used)")
+                 .Register(r)),
+        utilization(prometheus::BuildGauge()
+                        .Name("computevoucher_agent_gpu_utilization_ratio")
+                        .Help("GPU utilisation at the last sample, 0..1")
+                        .Register(r)),
+        memory(prometheus::BuildGauge()
+                   .Name("computevoucher_agent_gpu_memory_used_bytes")
+                   .Help("GPU memory in use at the last sample")
+                   .Register(r)),
+        energy(prometheus::BuildCounter()
+                   .Name("computevoucher_agent_gpu_energy_joules_total")
+                   .Help("Energy used by each GPU since the agent started")
+                   .Register(r)),
+        metered(prometheus::BuildCounter()
+                    .Name("computevoucher_agent_metered_gpu_seconds_total")
+                    .Help("GPU-seconds of usage spooled, by model")
+                    .Register(r)),
+        spool_records(prometheus::BuildGauge()
+                          .Name("computevoucher_agent_spool_records")
+                          .Help("Usage records waiting for the scheduler")
+                          .Register(r)
+                          .Add({})),
+        spool_bytes(prometheus::BuildGauge()
+                        .Name("computevoucher_agent_spool_bytes")
+                        .Help("Live bytes of the spool")
+                        .Register(r)
+                        .Add({})),
+        spool_age(prometheus::BuildGauge()
+                      .Name("computevoucher_agent_spool_oldest_record_age_"
+                            "seconds")
+                      .Help("Age of the oldest unacknowledged record's end; 0 "
+                            "when the spool is empty")
+                      .Register(r)
+                      .Add({})),
+        rpc_errors(prometheus::BuildCounter()
+                       .Name("computevoucher_agent_rpc_errors_total")
+                       .Help("Failed calls to the scheduler, by method")
+                       .Register(r)),
+        records(prometheus::BuildCounter()
+                    .Name("computevoucher_agent_usage_records_total")
+                    .Help("Usage records answered by the scheduler, by result")
+                    .Register(r)),
+        idle(prometheus::BuildGauge()
+                 .Name("computevoucher_agent_idle_allocations")
+                 .Help("Running allocations whose GPUs sat idle past the "
+                       "threshold")
+                 .Register(r)
+                 .Add({})),
+        connected(prometheus::BuildGauge()
+                      .Name("computevoucher_agent_scheduler_connected")
+                      .Help("1 while the scheduler answers, else 0")
+                      .Register(r)
+                      .Add({})) {}
+
+  prometheus::Family<prometheus::Gauge>& allocations;
+  prometheus::Family<prometheus::Gauge>& gpus;
+  prometheus::Family<prometheus::Gauge>& utilization;
+  prometheus::Family<prometheus::Gauge>& memory;
+  prometheus::Family<prometheus::Counter>& energy;
+  prometheus::Family<prometheus::Counter>& metered;
+  prometheus::Gauge& spool_records;
+  prometheus::Gauge& spool_bytes;
+  prometheus::Gauge& spool_age;
+  prometheus::Family<prometheus::Counter>& rpc_errors;
+  prometheus::Family<prometheus::Counter>& records;
+  prometheus::Gauge& idle;
+  prometheus::Gauge& connected;
+  std::map<int, uint64_t> energy_seen;
+};
+
+absl::Status NormalizeAgentConfig(pb::AgentConfig& c) {
+  if (c.scheduler_address().empty()) {
+    return absl::InvalidArgumentError(
+        "scheduler_address: required, e.g. --scheduler 127.0.0.1:7443");
+  }
+  if (c.token_file().empty()) {
+    return absl::InvalidArgumentError(
+        "token_file: required: the file holding the cluster's agent token "
+        "(voucherctl admin token create --role agent)");
+  }
+  if (c.spool_dir().empty()) {
+    return absl::InvalidArgumentError(
+        "spool_dir: required: a directory on durable storage, e.g. "
+        "/var/lib/voucher-agent/spool");
+  }
+  if (c.meter().empty()) c.set_meter("simulated");
+  if (c.meter() != "simulated" && c.meter() != "nvml" && c.meter() != "exec") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "meter: must be simulated, nvml or exec, got ", Quoted(c.meter())));
+  }
+  if (c.region().empty()) c.set_region("local");
+  RETURN_IF_ERROR(CheckLength("region", c.region(), 1, 64));
+  if (c.report_interval_ms() == 0) c.set_report_interval_ms(10'000);
+  RETURN_IF_ERROR(
+      CheckRange("report_interval_ms", c.report_interval_ms(), 100, 3'600'000));
+  if (c.heartbeat_interval_ms() != 0) {
+    RETURN_IF_ERROR(CheckRange("heartbeat_interval_ms",
+                               c.heartbeat_interval_ms(), 100, 600'000));
+  }
+  if (c.spool_max_bytes() == 0) c.set_spool_max_bytes(int64_t{256} << 20);
+  RETURN_IF_ERROR(CheckRange("spool_max_bytes", c.spool_max_bytes(), 64 << 10,
+                             int64_t{1} << 40));
+  if (c.idle_threshold_bp() == 0) c.set_idle_threshold_bp(500);
+  RETURN_IF_ERROR(
+      CheckRange("idle_threshold_bp", c.idle_threshold_bp(), 1, 10'000));
+  if (c.idle_after_s() == 0) c.set_idle_after_s(600);
+  RETURN_IF_ERROR(CheckRange("idle_after_s", c.idle_after_s(), 1, 7 * 86'400));
+  if (c.stop_grace_s() == 0) c.set_stop_grace_s(10);
+  RETURN_IF_ERROR(CheckRange("stop_grace_s", c.stop_grace_s(), 1, 3600));
+  if (c.nvml_library().empty()) c.set_nvml_library("libnvidia-ml.so.1");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<pb::AgentService::StubInterface>> NewAgentStub(
+    const std::string& address, const pb::TlsConfig& tls) {
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::InsecureChannelCredentials();
+  if (!tls.ca_file().empty()) {
+    grpc::SslCredentialsOptions options;
+    ASSIGN_OR_RETURN(options.pem_root_certs, ReadFile(tls.ca_file()));
+    if (tls.cert_file().empty() != tls.key_file().empty()) {
+      return absl::InvalidArgumentError(
+          "tls: a client certificate needs both cert_file and key_file");
+    }
+    if (!tls.cert_file().empty()) {
+      ASSIGN_OR_RETURN(options.pem_cert_chain, ReadFile(tls.cert_file()));
+      ASSIGN_OR_RETURN(options.pem_private_key, ReadFile(tls.key_file()));
+    }
+    credentials = grpc::SslCredentials(options);
+  } else if (!tls.cert_file().empty() || !tls.key_file().empty()) {
+    return absl::InvalidArgumentError(
+        "tls: a client certificate needs the scheduler's CA (ca_file) too");
+  }
+  grpc::ChannelArguments args;
+  // Reconnect within a couple of seconds of the scheduler coming back; the
+  // agent does its own, longer, backoff between calls.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  return pb::AgentService::NewStub(
+      grpc::CreateCustomChannel(address, credentials, args));
+}
+
+Agent::Agent(pb::AgentConfig config,
+             std::unique_ptr<pb::AgentService::StubInterface> stub,
+             std::string token, std::unique_ptr<GpuSource> gpus,
+             std::unique_ptr<Spool> spool, Clock& clock,
+             prometheus::Registry* registry)
+    : config_(std::move(config)),
+      stub_(std::move(stub)),
+      token_(std::move(token)),
+      gpus_(std::move(gpus)),
+      spool_(std::move(spool)),
+      clock_(clock),
+      heartbeat_interval_(
+          config_.heartbeat_interval_ms() > 0
+              ? absl::Milliseconds(config_.heartbeat_interval_ms())
+              : absl::Seconds(10)),
+      random_(std::random_device{}()) {
+  if (registry != nullptr) metrics_ = std::make_unique<Metrics>(*registry);
+  for (const std::string& id : spool_->Allocations()) resumable_.insert(id);
+  next_cut_ = Now() + absl::Milliseconds(config_.report_interval_ms());
+}
+
+Agent::~Agent() = default;
+
+absl::Time Agent::Now() {
+  // Whole milliseconds, so that GPU-ms are exact sums of interval lengths.
+  return absl::FromUnixMillis(absl::ToUnixMillis(clock_.Now()));
+}
+
+void Agent::Log(const std::string& line) {
+  std::fprintf(stderr, "%s voucher-agent: %s\n",
+               FormatInstant(clock_.Now(), true).c_str(), line.c_str());
+  std::fflush(stderr);
+}
+
+void Agent::Stop() {
+  absl::MutexLock lock(&mu_);
+  stop_ = true;
+}
+
+void Agent::Run() {
+  Log(absl::StrCat("starting: meter ", config_.meter(), ", ",
+                   gpus_->slots().size(), " GPUs, scheduler ",
+                   config_.scheduler_address(), ", spool ", config_.spool_dir(),
+                   " (", spool_->depth(), " records pending, ",
+                   resumable_.size(), " allocations to resume)"));
+  while (true) {
+    const absl::Time wake = Step();
+    absl::MutexLock lock(&mu_);
+    const absl::Duration wait = std::clamp(
+        wake - clock_.Now(), absl::Milliseconds(1), kMaxSampleInterval);
+    if (mu_.AwaitWithTimeout(absl::Condition(&stop_), wait)) break;
+  }
+  // Spool what was metered, stop workloads, and try once to send.
+  const absl::Time now = Now();
+  for (auto& [id, r] : running_) {
+    if (!r->stop_at) BeginStop(*r, now, "the agent is stopping");
+  }
+  Cut(now, false);
+  const absl::Time give_up =
+      absl::Now() + absl::Seconds(config_.stop_grace_s()) + absl::Seconds(1);
+  for (auto& [id, r] : running_) {
+    while (r->workload != nullptr && !r->workload->Poll(Now()) &&
+           absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+  next_rpc_ = absl::InfinitePast();
+  if (registered_ && spool_->depth() > 0) SendUsage(Now());
+  Log(absl::StrCat("stopped; ", spool_->depth(),
+                   " records left in the spool for the next start"));
+}
+
+absl::Time Agent::Step() {
+  const absl::Time now = Now();
+  const absl::Duration sample_interval = std::min(
+      kMaxSampleInterval, absl::Milliseconds(config_.report_interval_ms()));
+  if (now >= next_sample_) {
+    Sample(now);
+    next_sample_ = now + sample_interval;
+  }
+  const bool cut_due = now >= next_cut_;
+  Cut(now, cut_due);
+  if (cut_due)
+    next_cut_ = now + absl::Milliseconds(config_.report_interval_ms());
+  if (Reachable(now) && !registered_) Register(now);
+  if (Reachable(now) && registered_ && now >= next_heartbeat_) {
+    if (SendHeartbeat(now)) {
+      next_heartbeat_ = now + heartbeat_interval_;
+      Cut(now, false);  // final records of what the answer stopped
+    }
+  }
+  if (Reachable(now) && registered_) {
+    while (spool_->depth() > 0 && SendUsage(now)) {
+    }
+  }
+  Reap(now);
+  UpdateGauges(now);
+  absl::Time wake = std::min(next_sample_, next_cut_);
+  if (registered_) wake = std::min(wake, next_heartbeat_);
+  if (next_rpc_ > now) wake = std::min(wake, next_rpc_);
+  return wake;
+}
+
+void Agent::Sample(absl::Time now) {
+  absl::flat_hash_map<int, GpuReading> readings;
+  for (const GpuSlot& slot : gpus_->slots()) {
+    absl::StatusOr<GpuReading> reading = gpus_->Read(slot.index, now);
+    if (!reading.ok()) {
+      Refuse(absl::StrCat("gpu-", slot.index),
+             absl::StrCat("cannot read GPU ", slot.index, ": ",
+                          reading.status().message()));
+      continue;
+    }
+    if (metrics_ != nullptr) {
+      const prometheus::Labels labels{{"gpu_index", absl::StrCat(slot.index)},
+                                      {"model", slot.model}};
+      metrics_->utilization.Add(labels).Set(reading->utilization_bp / 1e4);
+      metrics_->memory.Add(labels).Set(
+          static_cast<double>(reading->memory_used_bytes));
+      if (reading->energy_supported) {
+        auto [it, fresh] =
+            metrics_->energy_seen.emplace(slot.index, reading->energy_mj);
+        if (!fresh && reading->energy_mj >= it->second) {
+          metrics_->energy.Add(labels).Increment(
+              static_cast<double>(reading->energy_mj - it->second) / 1e3);
+        }
+        it->second = reading->energy_mj;
+      }
+    }
+    readings.emplace(slot.index, *std::move(reading));
+  }
+  for (auto& [id, rp] : running_) {
+    Running& r = *rp;
+    if (r.stop_at) continue;
+    if (r.workload != nullptr) {
+      if (std::optional<int> code = r.workload->Poll(now)) {
+        r.exit_code = code;
+        BeginStop(r, now,
+                  absl::StrCat("its workload exited with code ", *code));
+        continue;
+      }
+    }
+    const absl::Time deadline = FromProto("deadline", r.desired.deadline())
+                                    .value_or(absl::InfiniteFuture());
+    if (now >= deadline) {
+      BeginStop(r, deadline, "it reached its deadline");
+      continue;
+    }
+    int64_t util_bp = 0;
+    int counted = 0;
+    for (int index : r.gpu_indices) {
+      auto it = readings.find(index);
+      if (it == readings.end()) continue;
+      const GpuReading& g = it->second;
+      util_bp += g.utilization_bp;
+      ++counted;
+      if (g.energy_supported) {
+        auto [last, fresh] = r.energy_last.emplace(index, g.energy_mj);
+        if (!fresh && g.energy_mj >= last->second) {
+          r.energy_mj += static_cast<int64_t>(g.energy_mj - last->second);
+        }
+        last->second = g.energy_mj;
+      }
+    }
+    if (counted == 0) continue;
+    util_bp /= counted;
+    r.util_sum_bp += util_bp;
+    ++r.util_samples;
+    r.last_util_bp = static_cast<int32_t>(util_bp);
+    const absl::Duration idle_after = absl::Seconds(config_.idle_after_s());
+    if (util_bp < config_.idle_threshold_bp()) {
+      if (!r.idle_since) r.idle_since = now;
+      if (!r.idle && now - *r.idle_since >= idle_after) {
+        r.idle = true;
+        Log(absl::StrCat(id, ": idle: its GPUs have been under ",
+                         config_.idle_threshold_bp() / 100.0,
+                         "% utilisation for ",
+                         absl::FormatDuration(idle_after)));
+      }
+    } else {
+      r.idle_since.reset();
+      if (r.idle) {
+        r.idle = false;
+        Log(absl::StrCat(id, ": busy again (", util_bp / 100.0,
+                         "% utilisation)"));
+      }
+    }
+  }
+}
+
+void Agent::Cut(absl::Time now, bool all) {
+  std::vector<pb::UsageRecord> records;
+  std::vector<Running*> cut;
+  for (auto& [id, rp] : running_) {
+    Running& r = *rp;
+    if (r.final_spooled || (!all && !r.stop_at)) continue;
+    absl::Time end = r.stop_at ? std::min(now, *r.stop_at) : now;
+    if (end <= r.interval_start) {
+      if (r.stop_at) r.final_spooled = true;
+      continue;
+    }
+    std::optional<Spool::Cursor> cursor = spool_->CursorOf(id);
+    if (!cursor) continue;  // StartAllocation always sets one
+    pb::UsageRecord& u = records.emplace_back();
+    u.set_allocation_id(id);
+    u.set_sequence(cursor->next_sequence);
+    *u.mutable_start() = ToProto(r.interval_start);
+    *u.mutable_end() = ToProto(end);
+    u.set_gpu_ms(absl::ToInt64Milliseconds(end - r.interval_start) *
+                 r.desired.gpu_count());
+    u.set_mean_utilization_bp(static_cast<int32_t>(
+        r.util_samples > 0 ? r.util_sum_bp / r.util_samples : r.last_util_bp));
+    u.set_energy_mj(r.energy_mj);
+    cut.push_back(&r);
+  }
+  if (records.empty()) return;
+  absl::Status appended = spool_->Append(records);
+  if (!appended.ok()) {
+    // Nothing is lost: the open intervals grow until the spool has room.
+    if (!spool_full_logged_) {
+      Log(absl::StrCat("cannot spool usage, metering continues in memory: ",
+                       appended.message()));
+      spool_full_logged_ = true;
+    }
+    return;
+  }
+  if (spool_full_logged_) {
+    Log("spooling usage again");
+    spool_full_logged_ = false;
+  }
+  for (size_t i = 0; i < cut.size(); ++i) {
+    Running& r = *cut[i];
+    const absl::Time end = *FromProto("end", records[i].end());
+    if (metrics_ != nullptr) {
+      metrics_->metered.Add({{"model", r.desired.gpu_model()}})
+          .Increment(records[i].gpu_ms() / 1e3);
+    }
+    r.interval_start = end;
+    r.util_sum_bp = 0;
+    r.util_samples = 0;
+    r.energy_mj = 0;
+    if (r.stop_at && end >= *r.stop_at) r.final_spooled = true;
+  }
+}
+
+bool Agent::Reachable(absl::Time now) const { return now >= next_rpc_; }
+
+std::unique_ptr<grpc::ClientContext> Agent::NewContext() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
+  context->set_deadline(absl::ToChronoTime(absl::Now() + kRpcDeadline));
+  return context;
+}
+
+void Agent::RpcFailed(const char* rpc, const grpc::Status& status,
+                      absl::Time now) {
+  if (metrics_ != nullptr)
+    metrics_->rpc_errors.Add({{"method", rpc}}).Increment();
+  backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);
+  std::uniform_real_distribution<double> jitter(0.5, 1.5);
+  const absl::Duration wait = backoff_ * jitter(random_);
+  next_rpc_ = now + wait;
+  if (failures_++ == 0) {
+    Log(absl::StrCat(rpc, " failed: ", Describe(status),
+                     "; metering continues, retrying with backoff"));
+  }
+  // A scheduler that comes back may have restarted: register again.
+  registered_ = false;
+}
+
+void Agent::RpcSucceeded() {
+  if (failures_ > 0) {
+    Log(absl::StrCat("scheduler answers again after ", failures_,
+                     " failed calls"));
+  }
+  failures_ = 0;
+  backoff_ = absl::ZeroDuration();
+  heard_from_scheduler_ = true;
+}
+
+bool Agent::Register(absl::Time now) {
+  pb::RegisterRequest request;
+  request.set_request_id(RequestId(random_));
+  request.set_region(config_.region());
+  *request.mutable_inventory() = config_.inventory();
+  request.set_agent_version(kVersion);
+  request.set_meter(config_.meter());
+  pb::RegisterResponse response;
+  std::unique_ptr<grpc::ClientContext> context = NewContext();
+  const grpc::Status status =
+      stub_->Register(context.get(), request, &response);
+  if (!status.ok()) {
+    RpcFailed("Register", status, now);
+    return false;
+  }
+  RpcSucceeded();
+  registered_ = true;
+  if (config_.heartbeat_interval_ms() == 0 &&
+      response.heartbeat_interval_s() > 0) {
+    heartbeat_interval_ = absl::Seconds(response.heartbeat_interval_s());
+  }
+  Log(absl::StrCat("registered cluster ", response.cluster().cluster_id(), " (",
+                   pb::ClusterState_Name(response.cluster().state()), ")"));
+  next_heartbeat_ = now;
+  return true;
+}
+
+bool Agent::SendHeartbeat(absl::Time now) {
+  pb::HeartbeatRequest request;
+  request.set_request_id(RequestId(random_));
+  for (const auto& [id, r] : running_) {
+    pb::ObservedAllocation* o = request.add_allocations();
+    o->set_allocation_id(id);
+    o->set_running(!r->stop_at.has_value());
+    if (r->exit_code) {
+      o->set_exited(true);
+      o->set_exit_code(*r->exit_code);
+    }
+    for (int index : r->gpu_indices) o->add_gpu_indices(index);
+    o->set_idle(r->idle);
+  }
+  for (const auto& [model, free] : FreeGpus()) {
+    (*request.mutable_free_gpus())[model] = free;
+  }
+  request.set_healthy(!spool_full_logged_);
+  request.set_spool_depth(spool_->depth());
+  pb::HeartbeatResponse response;
+  std::unique_ptr<grpc::ClientContext> context = NewContext();
+  const grpc::Status status =
+      stub_->Heartbeat(context.get(), request, &response);
+  if (!status.ok()) {
+    RpcFailed("Heartbeat", status, now);
+    return false;
+  }
+  RpcSucceeded();
+  if (config_.heartbeat_interval_ms() == 0 &&
+      response.heartbeat_interval_s() > 0) {
+    heartbeat_interval_ = absl::Seconds(response.heartbeat_interval_s());
+  }
+  Converge(response, now);
+  return true;
+}
+
+std::map<std::string, int> Agent::FreeGpus() const {
+  std::map<std::string, int> free;
+  std::set<int> used;
+  for (const auto& [id, r] : running_) {
+    used.insert(r->gpu_indices.begin(), r->gpu_indices.end());
+  }
+  for (const GpuSlot& slot : gpus_->slots()) {
+    free[slot.model] += used.count(slot.index) > 0 ? 0 : 1;
+  }
+  return free;
+}
+
+void Agent::Refuse(const std::string& allocation_id, const std::string& why) {
+  // Remembered so that a refusal repeated by every heartbeat is logged once;
+  // bounded, so that a scheduler inventing new ids cannot grow it forever.
+  if (refused_.size() >= 1000) refused_.clear();
+  auto [it, fresh] = refused_.emplace(allocation_id, why);
+  if (!fresh && it->second == why) return;
+  it->second = why;
+  Log(why);
+}
+
+void Agent::Converge(const pb::HeartbeatResponse& response, absl::Time now) {
+  if (response.cluster_state() != cluster_state_) {
+    cluster_state_ = response.cluster_state();
+    Log(absl::StrCat("cluster is ", pb::ClusterState_Name(cluster_state_)));
+  }
+  // The answer is checked before anything is done with it: the agent runs
+  // what it can verify and refuses the rest, whatever the scheduler sends.
+  std::map<std::string, int> listed;
+  for (const pb::DesiredAllocation& d : response.allocations()) {
+    ++listed[d.allocation_id()];
+  }
+  std::map<std::string, const pb::DesiredAllocation*> wanted;
+  for (const pb::DesiredAllocation& d : response.allocations()) {
+    if (listed[d.allocation_id()] > 1) {
+      Refuse(d.allocation_id(),
+             absl::StrCat("refused allocation ", Quoted(d.allocation_id()),
+                          ": listed ", listed[d.allocation_id()],
+                          " times in one answer"));
+      continue;
+    }
+    if (absl::Status s = CheckIdRef("allocation_id", d.allocation_id());
+        !s.ok()) {
+      Refuse(d.allocation_id(),
+             absl::StrCat("refused an allocation: ", s.message()));
+      continue;
+    }
+    wanted[d.allocation_id()] = &d;
+  }
+  for (auto& [id, r] : running_) {
+    auto it = wanted.find(id);
+    // An id listed twice is garbage, not a request to stop what runs.
+    r->wanted = it != wanted.end() || listed[id] > 1;
+    if (it != wanted.end()) {
+      *r->desired.mutable_deadline() = it->second->deadline();
+    } else if (!r->wanted && !r->stop_at) {
+      BeginStop(*r, now, "the scheduler no longer wants it");
+    }
+  }
+  // Cursors left by a previous run: allocations still wanted resume below.
+  // The others ended while the agent was down: their last interval, from
+  // where metering stopped until now, is reported (the scheduler subsidises
+  // only what falls within their life) and then they are forgotten.
+  for (const std::string& id : resumable_) {
+    std::optional<Spool::Cursor> cursor = spool_->CursorOf(id);
+    if (wanted.count(id) > 0 || !cursor) continue;
+    auto r = std::make_unique<Running>();
+    r->desired.set_allocation_id(id);
+    r->desired.set_gpu_count(cursor->gpu_count);
+    r->interval_start = cursor->resume_at;
+    r->wanted = false;
+    r->stop_at = now;
+    r->final_spooled =
+        cursor->gpu_count < 1 || cursor->resume_at == absl::InfinitePast();
+    Log(absl::StrCat(id,
+                     ": ended while the agent was down; reporting its "
+                     "usage from ",
+                     FormatInstant(cursor->resume_at, true), " until now"));
+    running_[id] = std::move(r);
+  }
+  resumable_.clear();
+  std::map<std::string, int> free = FreeGpus();
+  std::set<int> used;
+  for (const auto& [id, r] : running_) {
+    used.insert(r->gpu_indices.begin(), r->gpu_indices.end());
+  }
+  for (const auto& [id, dp] : wanted) {
+    if (running_.count(id) > 0) continue;
+    const pb::DesiredAllocation& d = *dp;
+    auto model = free.find(d.gpu_model());
+    if (model == free.end()) {
+      Refuse(id,
+             absl::StrCat("refused allocation ", id, ": gpu_model ",
+                          Quoted(d.gpu_model()), " is not on this cluster"));
+      continue;
+    }
+    if (d.gpu_count() < 1 || d.gpu_count() > model->second) {
+      Refuse(id, absl::StrCat("refused allocation ", id, ": gpu_count ",
+                              d.gpu_count(), " of ", d.gpu_model(),
+                              " does not fit the ", model->second, " free"));
+      continue;
+    }
+    absl::StatusOr<absl::Time> deadline = FromProto("deadline", d.deadline());
+    absl::StatusOr<absl::Time> assigned =
+        FromProto("assigned_at", d.assigned_at());
+    if (!deadline.ok() || !assigned.ok()) {
+      Refuse(id,
+             absl::StrCat(
+                 "refused allocation ", id, ": ",
+                 (!deadline.ok() ? deadline : assigned).status().message()));
+      continue;
+    }
+    if (*deadline <= now) continue;  // ended meanwhile; it will drop out
+    std::vector<int> indices;
+    for (const GpuSlot& slot : gpus_->slots()) {
+      if (static_cast<int>(indices.size()) == d.gpu_count()) break;
+      if (slot.model == d.gpu_model() && used.count(slot.index) == 0) {
+        indices.push_back(slot.index);
+      }
+    }
+    used.insert(indices.begin(), indices.end());
+    model->second -= d.gpu_count();
+    StartAllocation(d, std::move(indices), now);
+  }
+}
+
+void Agent::StartAllocation(const pb::DesiredAllocation& d,
+                            std::vector<int> gpu_indices, absl::Time now) {
+  const std::string& id = d.allocation_id();
+  const absl::Time assigned = *FromProto("assigned_at", d.assigned_at());
+  std::optional<Spool::Cursor> cursor = spool_->CursorOf(id);
+  const bool resumed = cursor.has_value();
+  Spool::Cursor wanted;
+  wanted.next_sequence = std::max<int64_t>(d.next_sequence(), 1);
+  wanted.gpu_count = d.gpu_count();
+  wanted.resume_at =
+      resumed ? std::max(cursor->resume_at, assigned) : std::max(now, assigned);
+  if (absl::Status s = spool_->SetCursor(id, wanted); !s.ok()) {
+    Refuse(id, absl::StrCat("cannot start ", id, ": ", s.message()));
+    return;
+  }
+  cursor = spool_->CursorOf(id);
+  auto r = std::make_unique<Running>();
+  r->desired = d;
+  r->gpu_indices = std::move(gpu_indices);
+  r->interval_start = cursor->resume_at;
+  std::string how = "as a reservation";
+  if (config_.meter() == "exec" && !d.workload_command().empty()) {
+    WorkloadSpec spec;
+    spec.allocation_id = id;
+    spec.argv.assign(d.workload_command().begin(), d.workload_command().end());
+    spec.gpu_indices = r->gpu_indices;
+    spec.log_path = absl::StrCat(config_.spool_dir(), "/", id, ".log");
+    absl::StatusOr<std::unique_ptr<Workload>> w = Workload::Start(spec);
+    if (w.ok()) {
+      r->workload = *std::move(w);
+      how = absl::StrCat("running ", Quoted(spec.argv[0]), " as pid ",
+                         r->workload->pid(), ", output in ", spec.log_path);
+    } else {
+      Log(absl::StrCat(id,
+                       ": cannot start its workload: ", w.status().message()));
+      r->exit_code = 127;
+      BeginStop(*r, now, "its workload could not start");
+    }
+  } else if (!d.workload_command().empty()) {
+    how = absl::StrCat("as a reservation (the ", config_.meter(),
+                       " meter does not run workload commands)");
+  }
+  Log(absl::StrCat(resumed ? "resumed " : "started ", id, ": ", d.gpu_count(),
+                   "x", d.gpu_model(), " on GPUs ", JoinIndices(r->gpu_indices),
+                   " until ",
+                   FormatInstant(*FromProto("deadline", d.deadline()), true),
+                   ", metered from ", FormatInstant(r->interval_start, true),
+                   " as record #", cursor->next_sequence, ", ", how));
+  refused_.erase(id);
+  running_[id] = std::move(r);
+}
+
+void Agent::BeginStop(Running& r, absl::Time at, const std::string& why) {
+  const absl::Time now = Now();
+  r.stop_at = std::min(at, now);
+  if (r.workload != nullptr) {
+    r.workload->RequestStop(now, absl::Seconds(config_.stop_grace_s()));
+  }
+  Log(absl::StrCat("stopping ", r.desired.allocation_id(), ": ", why));
+}
+
+void Agent::Reap(absl::Time now) {
+  for (auto it = running_.begin(); it != running_.end();) {
+    Running& r = *it->second;
+    const bool exited = r.workload == nullptr || r.workload->Poll(now);
+    if (r.stop_at && r.final_spooled && exited && !r.wanted &&
+        spool_->PendingOf(it->first) == 0) {
+      if (absl::Status s = spool_->Forget(it->first); !s.ok()) {
+        Refuse(it->first, absl::StrCat(it->first, ": ", s.message()));
+        ++it;
+        continue;
+      }
+      Log(absl::StrCat(it->first, ": done; all its usage is acknowledged"));
+      refused_.erase(it->first);
+      it = running_.erase(it);
+      continue;
+    }
+    ++it;
+  }
+}
+
+bool Agent::SendUsage(absl::Time now) {
+  pb::ReportUsageRequest request;
+  request.set_request_id(RequestId(random_));
+  for (pb::UsageRecord& u : spool_->Pending(kMaxRecordsPerReport)) {
+    *request.add_records() = std::move(u);
+  }
+  if (request.records().empty()) return false;
+  pb::ReportUsageResponse response;
+  std::unique_ptr<grpc::ClientContext> context = NewContext();
+  const grpc::Status status =
+      stub_->ReportUsage(context.get(), request, &response);
+  if (!status.ok()) {
+    RpcFailed("ReportUsage", status, now);
+    return false;
+  }
+  RpcSucceeded();
+  if (response.acks_size() != request.records_size()) {
+    Refuse("report-usage", absl::StrCat("ignored a ReportUsage answer with ",
+                                        response.acks_size(), " acks for ",
+                                        request.records_size(), " records"));
+    return false;
+  }
+  std::vector<std::pair<std::string, int64_t>> done;
+  bool retry = false;
+  for (int i = 0; i < request.records_size(); ++i) {
+    const pb::UsageRecord& u = request.records(i);
+    const pb::UsageAck& ack = response.acks(i);
+    if (ack.allocation_id() != u.allocation_id() ||
+        ack.sequence() != u.sequence()) {
+      Refuse("report-usage",
+             absl::StrCat("ignored an ack for ", Quoted(ack.allocation_id()),
+                          " #", ack.sequence(), " in the place of ",
+                          u.allocation_id(), " #", u.sequence()));
+      retry = true;
+      continue;
+    }
+    if (metrics_ != nullptr) {
+      metrics_->records.Add({{"result", pb::UsageResult_Name(ack.result())}})
+          .Increment();
+    }
+    switch (ack.result()) {
+      case pb::USAGE_RESULT_ACCEPTED:
+      case pb::USAGE_RESULT_DUPLICATE:
+        done.emplace_back(u.allocation_id(), u.sequence());
+        break;
+      case pb::USAGE_RESULT_REJECTED:
+        Log(absl::StrCat("usage record ", u.allocation_id(), " #", u.sequence(),
+                         " refused by the scheduler: ", ack.reason(),
+                         "; dropped"));
+        done.emplace_back(u.allocation_id(), u.sequence());
+        break;
+      default:
+        Refuse(absl::StrCat("retry-", u.allocation_id()),
+               absl::StrCat("usage record ", u.allocation_id(), " #",
+                            u.sequence(), " deferred by the scheduler: ",
+                            ack.reason(), "; resending later"));
+        retry = true;
+        break;
+    }
+    if (ack.stop()) {
+      auto it = running_.find(u.allocation_id());
+      if (it != running_.end() && !it->second->stop_at) {
+        BeginStop(*it->second, now, "the scheduler ended it");
+      }
+    }
+  }
+  if (absl::Status s = spool_->Acknowledge(done); !s.ok()) {
+    Log(absl::StrCat("cannot record acknowledgements in the spool: ",
+                     s.message()));
+    return false;
+  }
+  if (retry) {
+    // Give the scheduler time before the deferred records go again.
+    next_rpc_ = now + std::max(kMinBackoff, heartbeat_interval_ / 2);
+    return false;
+  }
+  return true;
+}
+
+void Agent::UpdateGauges(absl::Time now) {
+  if (metrics_ == nullptr) return;
+  metrics_->connected.Set(failures_ == 0 && heard_from_scheduler_ ? 1 : 0);
+  int running = 0, stopping = 0, idle = 0;
+  for (const auto& [id, r] : running_) {
+    (r->stop_at ? stopping : running) += 1;
+    idle += r->idle ? 1 : 0;
+  }
+  metrics_->allocations.Add({{"state", "running"}}).Set(running);
+  metrics_->allocations.Add({{"state", "stopping"}}).Set(stopping);
+  metrics_->idle.Set(idle);
+  std::map<std::string, int> total;
+  for (const GpuSlot& slot : gpus_->slots()) ++total[slot.model];
+  for (const auto& [model, free] : FreeGpus()) {
+    metrics_->gpus.Add({{"model", model}, {"state", "free"}}).Set(free);
+    metrics_->gpus.Add({{"model", model}, {"state", "used"}})
+        .Set(total[model] - free);
+  }
+  metrics_->spool_records.Set(static_cast<double>(spool_->depth()));
+  metrics_->spool_bytes.Set(static_cast<double>(spool_->live_bytes()));
+  std::optional<absl::Time> oldest = spool_->oldest_pending_end();
+  metrics_->spool_age.Set(
+      oldest ? std::max(0.0, absl::ToDoubleSeconds(now - *oldest)) : 0.0);
+}
+
+}  // namespace cv::agent

@@ -1,0 +1,329 @@
+#include "client/internal/cli.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/internal/values.h"
+
+namespace cv::client {
+namespace {
+
+const CommandSpec* Find(const std::vector<CommandSpec>& table,
+                        absl::string_view path) {
+  for (const CommandSpec& command : table) {
+    if (command.path == path) return &command;
+  }
+  return nullptr;
+}
+
+std::string Child(absl::string_view path, absl::string_view word) {
+  return path.empty() ? std::string(word) : absl::StrCat(path, " ", word);
+}
+
+// The last word of the paths directly under `path`, in table order.
+std::vector<const CommandSpec*> Children(const std::vector<CommandSpec>& table,
+                                         absl::string_view path) {
+  std::vector<const CommandSpec*> children;
+  for (const CommandSpec& command : table) {
+    absl::string_view p = command.path;
+    if (!path.empty() && !absl::ConsumePrefix(&p, absl::StrCat(path, " "))) {
+      continue;
+    }
+    if (!p.empty() && !absl::StrContains(p, ' ')) children.push_back(&command);
+  }
+  return children;
+}
+
+std::string LastWord(absl::string_view path) {
+  const size_t space = path.rfind(' ');
+  return std::string(space == absl::string_view::npos ? path
+                                                      : path.substr(space + 1));
+}
+
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1,
+                         diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string Program(absl::string_view path) {
+  return path.empty() ? "voucherctl" : absl::StrCat("voucherctl ", path);
+}
+
+std::vector<std::string> Words(absl::string_view text) {
+  return absl::StrSplit(text, ' ', absl::SkipEmpty());
+}
+
+}  // namespace
+
+bool Args::Has(absl::string_view flag) const {
+  return values_.find(flag) != values_.end();
+}
+
+std::string Args::Value(absl::string_view flag) const {
+  const auto it = values_.find(flag);
+  return it == values_.end() ? "" : it->second;
+}
+
+absl::StatusOr<int64_t> Args::Amount(absl::string_view flag) const {
+  return ParseAmountArg(absl::StrCat("--", flag), Value(flag));
+}
+
+absl::StatusOr<int64_t> Args::Count(absl::string_view flag, int64_t min,
+                                    int64_t max) const {
+  return ParseCountArg(absl::StrCat("--", flag), Value(flag), min, max);
+}
+
+absl::StatusOr<absl::CivilDay> Args::Date(absl::string_view flag) const {
+  return ParseDateArg(absl::StrCat("--", flag), Value(flag));
+}
+
+absl::StatusOr<std::string> Args::Id(absl::string_view flag) const {
+  return ParseIdArg(absl::StrCat("--", flag), Value(flag));
+}
+
+absl::StatusOr<std::string> Args::PositionalId(size_t index) const {
+  return ParseIdArg(positional_names_.at(index), positionals_.at(index));
+}
+
+class Parser {
+ public:
+  Parser(const std::vector<CommandSpec>& table,
+         const std::vector<FlagSpec>& globals)
+      : table_(table), globals_(globals) {}
+
+  absl::StatusOr<Invocation> Parse(const std::vector<std::string>& argv,
+                                   std::string* path) {
+    Invocation inv;
+    bool after_dashes = false;
+    for (size_t i = 0; i < argv.size(); ++i) {
+      const std::string& token = argv[i];
+      if (after_dashes) {
+        inv.args.rest_.push_back(token);
+      } else if (token == "--") {
+        if (inv.command == nullptr || inv.command->rest == nullptr) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              Program(inv.path), " takes no arguments after \"--\""));
+        }
+        after_dashes = true;
+      } else if (token.size() > 1 && token[0] == '-') {
+        if (absl::Status s = Flag(inv, argv, &i); !s.ok()) return s;
+      } else if (inv.command != nullptr && inv.command->handler != nullptr) {
+        inv.args.positionals_.push_back(token);
+      } else {
+        const std::string next = Child(inv.path, token);
+        inv.command = Find(table_, next);
+        if (inv.command == nullptr) return UnknownCommand(inv.path, token);
+        inv.path = next;
+        *path = next;
+      }
+    }
+    if (inv.args.Has("help") || inv.command == nullptr ||
+        inv.command->handler == nullptr) {
+      return inv;
+    }
+    inv.args.positional_names_ = Words(inv.command->positionals);
+    const std::vector<std::string>& names = inv.args.positional_names_;
+    const std::vector<std::string>& given = inv.args.positionals_;
+    if (given.size() < names.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Program(inv.path), ": missing argument ", names[given.size()]));
+    }
+    if (given.size() > names.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Program(inv.path), ": unexpected argument \"",
+                       given[names.size()], "\""));
+    }
+    for (const FlagSpec& flag : inv.command->flags) {
+      if (flag.required && !inv.args.Has(flag.name)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Program(inv.path), ": missing required flag --",
+                         flag.name, " ", flag.value, " (", flag.help, ")"));
+      }
+    }
+    return inv;
+  }
+
+ private:
+  const FlagSpec* Lookup(const Invocation& inv, absl::string_view name,
+                         bool shorthand) const {
+    const auto matches = [&](const FlagSpec& f) {
+      return shorthand ? name.size() == 1 && f.shorthand == name[0]
+                       : name == f.name;
+    };
+    if (inv.command != nullptr) {
+      for (const FlagSpec& f : inv.command->flags) {
+        if (matches(f)) return &f;
+      }
+    }
+    for (const FlagSpec& f : globals_) {
+      if (matches(f)) return &f;
+    }
+    return nullptr;
+  }
+
+  absl::Status Flag(Invocation& inv, const std::vector<std::string>& argv,
+                    size_t* i) const {
+    absl::string_view token = argv[*i];
+    const bool shorthand = !absl::StartsWith(token, "--");
+    absl::string_view body = token.substr(shorthand ? 1 : 2);
+    std::optional<std::string> value;
+    if (const size_t eq = body.find('='); eq != absl::string_view::npos) {
+      value = std::string(body.substr(eq + 1));
+      body = body.substr(0, eq);
+    } else if (shorthand && body.size() > 1) {
+      value = std::string(body.substr(1));  // -ojson
+      body = body.substr(0, 1);
+    }
+    const FlagSpec* flag = Lookup(inv, body, shorthand);
+    const std::string shown = absl::StrCat(shorthand ? "-" : "--", body);
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Program(inv.path), ": unknown flag ", shown));
+    }
+    if (flag->value == nullptr) {
+      if (value.has_value()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            shown, ": is a switch and takes no value, got \"", *value, "\""));
+      }
+      inv.args.values_[flag->name] = "true";
+      return absl::OkStatus();
+    }
+    if (!value.has_value()) {
+      if (*i + 1 >= argv.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            shown, ": needs a value (", flag->value, ": ", flag->help, ")"));
+      }
+      value = argv[++*i];
+    }
+    inv.args.values_[flag->name] = *value;
+    return absl::OkStatus();
+  }
+
+  absl::Status UnknownCommand(const std::string& path,
+                              absl::string_view word) const {
+    std::string suggestion;
+    size_t best = 3;
+    for (const CommandSpec* child : Children(table_, path)) {
+      const std::string name = LastWord(child->path);
+      const size_t d = EditDistance(word, name);
+      if (d < best || absl::StartsWith(name, word)) {
+        best = std::min(d, best);
+        suggestion = absl::StrCat("; did you mean \"", name, "\"?");
+      }
+    }
+    return absl::InvalidArgumentError(absl::StrCat("unknown command \"", word,
+                                                   "\" for \"", Program(path),
+                                                   "\"", suggestion));
+  }
+
+  const std::vector<CommandSpec>& table_;
+  const std::vector<FlagSpec>& globals_;
+};
+
+absl::StatusOr<Invocation> ParseCommandLine(
+    const std::vector<CommandSpec>& table, const std::vector<FlagSpec>& globals,
+    const std::vector<std::string>& argv, std::string* path) {
+  path->clear();
+  return Parser(table, globals).Parse(argv, path);
+}
+
+namespace {
+
+void AppendFlags(const std::vector<FlagSpec>& flags, std::string* out) {
+  std::vector<std::pair<std::string, std::string>> lines;
+  size_t width = 0;
+  for (const FlagSpec& f : flags) {
+    std::string left =
+        f.shorthand != 0
+            ? absl::StrCat("  -", std::string(1, f.shorthand), ", --", f.name)
+            : absl::StrCat("      --", f.name);
+    if (f.value != nullptr) absl::StrAppend(&left, " ", f.value);
+    width = std::max(width, left.size());
+    lines.emplace_back(std::move(left),
+                       absl::StrCat(f.help, f.required ? " (required)" : ""));
+  }
+  for (const auto& [left, help] : lines) {
+    absl::StrAppend(out, left, std::string(width - left.size() + 3, ' '), help,
+                    "\n");
+  }
+}
+
+void AppendCommandList(const std::vector<const CommandSpec*>& commands,
+                       size_t prefix, std::string* out) {
+  size_t width = 0;
+  for (const CommandSpec* c : commands) {
+    width = std::max(width, std::string(c->path).size() - prefix);
+  }
+  for (const CommandSpec* c : commands) {
+    const std::string name = std::string(c->path).substr(prefix);
+    absl::StrAppend(out, "  ", name, std::string(width - name.size() + 3, ' '),
+                    c->summary, "\n");
+  }
+}
+
+}  // namespace
+
+std::string HelpText(const std::vector<CommandSpec>& table,
+                     const std::vector<FlagSpec>& globals,
+                     const std::string& path) {
+  const CommandSpec* command = Find(table, path);
+  std::string out;
+  if (path.empty()) {
+    absl::StrAppend(&out, command != nullptr ? command->summary : "",
+                    "\n\nUsage:\n  voucherctl COMMAND [flags]\n\nCommands:\n");
+    std::vector<const CommandSpec*> leaves;
+    for (const CommandSpec& c : table) {
+      if (c.handler != nullptr) leaves.push_back(&c);
+    }
+    AppendCommandList(leaves, 0, &out);
+  } else if (command->handler == nullptr) {
+    absl::StrAppend(&out, command->summary, "\n\nUsage:\n  ", Program(path),
+                    " COMMAND [flags]\n\nCommands:\n");
+    AppendCommandList(Children(table, path), path.size() + 1, &out);
+  } else {
+    absl::StrAppend(&out, command->summary, "\n\nUsage:\n  ", Program(path));
+    for (const FlagSpec& f : command->flags) {
+      if (f.required) absl::StrAppend(&out, " --", f.name, " ", f.value);
+    }
+    for (const std::string& name : Words(command->positionals)) {
+      absl::StrAppend(&out, " ", name);
+    }
+    absl::StrAppend(&out, " [flags]");
+    if (command->rest != nullptr) {
+      absl::StrAppend(&out, " [-- ", command->rest, "]");
+    }
+    absl::StrAppend(&out, "\n");
+    if (!command->flags.empty()) {
+      absl::StrAppend(&out, "\nFlags:\n");
+      AppendFlags(command->flags, &out);
+    }
+  }
+  absl::StrAppend(&out, "\nGlobal flags:\n");
+  AppendFlags(globals, &out);
+  if (command != nullptr && command->handler != nullptr) {
+    absl::StrAppend(&out, "\nExample:\n");
+    for (absl::string_view line : absl::StrSplit(command->example, '\n')) {
+      absl::StrAppend(&out, "  ", line, "\n");
+    }
+  } else {
+    absl::StrAppend(&out, "\nRun '", Program(path),
+                    " COMMAND --help' for more about a command.\n");
+  }
+  return out;
+}
+
+}  // namespace cv::client

@@ -1,0 +1,544 @@
+#include "client/internal/commands.h"
+
+#include <algorithm>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "client/internal/values.h"
+#include "common/config.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+
+namespace cv::client {
+namespace {
+
+std::vector<FlagSpec> Join(std::vector<FlagSpec> a,
+                           const std::vector<FlagSpec>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// What quote and allocate ask for.
+const std::vector<FlagSpec>& ResourceFlags() {
+  static const auto* const kFlags = new std::vector<FlagSpec>{
+      {"model", "MODEL", "GPU model, e.g. H100 (or --class)"},
+      {"class", "CLASS", "any GPU of a hardware class: domestic or other"},
+      {"gpus", "N", "number of GPUs, 1..1024", true},
+      {"hours", "HOURS", "longest it may run, e.g. 2 or 1.5", true},
+      {"voucher", "VOUCHER_ID",
+       "voucher to pay with (default: chosen "
+       "automatically)"},
+  };
+  return *kFlags;
+}
+
+const std::vector<FlagSpec>& PeriodFlags() {
+  static const auto* const kFlags = new std::vector<FlagSpec>{
+      {"from", "DATE", "first day of the period, YYYY-MM-DD", true},
+      {"to", "DATE", "last day of the period (included), YYYY-MM-DD", true},
+  };
+  return *kFlags;
+}
+
+const std::vector<FlagSpec>& ValidityFlags() {
+  static const auto* const kFlags = new std::vector<FlagSpec>{
+      {"valid-from", "DATE",
+       "first day of validity (default: now or the program's start)"},
+      {"valid-until", "DATE",
+       "last day of validity, included (default: the program's end)"},
+      {"priority", "N", "spent first when higher, 0..1000 (default 0)"},
+  };
+  return *kFlags;
+}
+
+}  // namespace
+
+const std::vector<FlagSpec>& GlobalFlags() {
+  static const auto* const kFlags = new std::vector<FlagSpec>{
+      {"endpoint", "HOST:PORT",
+       "scheduler address (env VOUCHERCTL_ENDPOINT; default 127.0.0.1:7443)"},
+      {"token", "TOKEN", "bearer token (env VOUCHERCTL_TOKEN)"},
+      {"tls-ca", "FILE", "CA bundle that signs the scheduler's certificate"},
+      {"tls-cert", "FILE", "client certificate, for mutual TLS"},
+      {"tls-key", "FILE", "key of the client certificate"},
+      {"output", "FORMAT", "table, json or csv (default table)", false, 'o'},
+      {"utc", nullptr, "show times in UTC instead of Asia/Shanghai"},
+      {"request-id", "ID",
+       "idempotency key of a mutation (default random); reuse it to retry"},
+      {"help", nullptr, "show help for a command", false, 'h'},
+  };
+  return *kFlags;
+}
+
+const std::vector<CommandSpec>& Commands() {
+  static const auto* const kCommands = new std::vector<CommandSpec>{
+      {"",
+       "voucherctl: the command-line tool of the compute-voucher scheduler, "
+       "for\nenterprises (vouchers, quotes, GPU allocations, statements) and "
+       "the program\noffice (programs, enterprises, vouchers, clusters, "
+       "settlement, audit).\n\nSettings come from flags, then "
+       "VOUCHERCTL_ENDPOINT and VOUCHERCTL_TOKEN,\nthen the file 'voucherctl "
+       "login' writes ($XDG_CONFIG_HOME/voucherctl/config).\nExit codes: 0 "
+       "success, 1 the server refused, 2 usage error, 3 the server\ncould not "
+       "be reached."},
+      // Enterprise.
+      {"apply",
+       "Apply to a program for a voucher",
+       "",
+       nullptr,
+       {{"program", "PROGRAM_ID", "program to apply to", true},
+        {"amount", "AMOUNT", "amount asked for, e.g. 500000 or 50万", true},
+        {"purpose", "TEXT", "what the compute is for", true}},
+       "voucherctl apply --program P-000001 --amount 2M --purpose \"training "
+       "a grasping policy\"",
+       Apply},
+      {"applications", "See your applications and their decisions"},
+      {"applications list",
+       "List your applications",
+       "",
+       nullptr,
+       {},
+       "voucherctl applications list",
+       ApplicationsList},
+      {"vouchers", "See your vouchers"},
+      {"vouchers list",
+       "List your vouchers",
+       "",
+       nullptr,
+       {{"state", "STATE",
+         "only in STATE: active, suspended, revoked, expired, exhausted"}},
+       "voucherctl vouchers list --state active",
+       VouchersList},
+      {"vouchers show",
+       "Show one voucher",
+       "VOUCHER_ID",
+       nullptr,
+       {},
+       "voucherctl vouchers show CV-2025-000001",
+       VouchersShow},
+      {"balance",
+       "Show what your vouchers have left, hold and were charged",
+       "",
+       nullptr,
+       {},
+       "voucherctl balance",
+       Balance},
+      {"quote", "Price GPUs without holding anything", "", nullptr,
+       ResourceFlags(), "voucherctl quote --model H100 --gpus 2 --hours 4",
+       Quote},
+      {"allocate", "Redeem a voucher for GPUs", "", "COMMAND...",
+       Join(ResourceFlags(),
+            {{"queue", nullptr,
+              "wait in the queue when no GPUs are free (default: fail)"}}),
+       "voucherctl allocate --model H100 --gpus 2 --hours 4\n"
+       "voucherctl allocate --class domestic --gpus 8 --hours 12 --queue -- "
+       "python train.py",
+       Allocate},
+      {"allocations", "See and manage your allocations"},
+      {"allocations list",
+       "List your allocations",
+       "",
+       nullptr,
+       {{"state", "STATE", "only in STATE: pending, assigned, running, ended"},
+        {"voucher", "VOUCHER_ID", "only those paid by this voucher"}},
+       "voucherctl allocations list --state running",
+       AllocationsList},
+      {"allocations show",
+       "Show one allocation",
+       "ALLOCATION_ID",
+       nullptr,
+       {},
+       "voucherctl allocations show AL-000001",
+       AllocationsShow},
+      {"allocations release",
+       "End an allocation (or cancel a queued one)",
+       "ALLOCATION_ID",
+       nullptr,
+       {},
+       "voucherctl allocations release AL-000001",
+       AllocationsRelease},
+      {"allocations extend",
+       "Add time to an allocation",
+       "ALLOCATION_ID",
+       nullptr,
+       {{"hours", "HOURS", "hours to add, e.g. 2", true}},
+       "voucherctl allocations extend AL-000001 --hours 2",
+       AllocationsExtend},
+      {"allocations watch",
+       "Print an allocation's state changes until it ends",
+       "ALLOCATION_ID",
+       nullptr,
+       {{"interval", "DURATION", "time between polls (default 2s)"}},
+       "voucherctl allocations watch AL-000001 --interval 5s",
+       AllocationsWatch},
+      {"usage",
+       "List metered usage and what it was charged",
+       "",
+       nullptr,
+       {{"allocation", "ALLOCATION_ID", "only this allocation's usage"},
+        {"from", "DATE", "only usage ending on or after this day"},
+        {"to", "DATE", "only usage ending on or before this day"}},
+       "voucherctl usage --from 2025-03-01 --to 2025-03-31",
+       Usage},
+      {"statement", "Cost, subsidy and self-pay per allocation for a period",
+       "", nullptr, PeriodFlags(),
+       "voucherctl statement --from 2025-03-01 --to 2025-03-31 -o csv > "
+       "march.csv",
+       Statement},
+
+      // Admin.
+      {"admin", "Run programs: enterprises, providers, vouchers, settlement"},
+      {"admin program", "Create and inspect voucher programs"},
+      {"admin program create",
+       "Create a program and fund its budget",
+       "",
+       nullptr,
+       {{"name", "NAME", "program name", true},
+        {"issuer", "ISSUER", "issuing office", true},
+        {"budget", "AMOUNT", "budget, e.g. 250M", true},
+        {"valid-from", "DATE", "first day of validity", true},
+        {"valid-until", "DATE", "last day of validity (included)", true},
+        {"domestic-ratio", "PERCENT", "subsidy for domestic hardware, e.g. 30%",
+         true},
+        {"other-ratio", "PERCENT", "subsidy for other hardware, e.g. 20%",
+         true},
+        {"sme-ratio", "PERCENT", "subsidy for SMEs when higher (default 0)"},
+        {"cap", "AMOUNT", "face value per enterprise per year (default: none)"},
+        {"categories", "LIST",
+         "eligible enterprise categories, comma separated (default: all)"}},
+       "voucherctl admin program create --name \"Hangzhou humanoid robots "
+       "2025\" \\\n    --issuer \"Hangzhou EITB\" --budget 250M --valid-from "
+       "2025-01-22 --valid-until 2027-12-31 \\\n    --domestic-ratio 30% "
+       "--other-ratio 20% --sme-ratio 50% --cap 8M",
+       ProgramCreate},
+      {"admin program list",
+       "List programs",
+       "",
+       nullptr,
+       {},
+       "voucherctl admin program list",
+       ProgramList},
+      {"admin program show",
+       "Show a program and its balances",
+       "PROGRAM_ID",
+       nullptr,
+       {},
+       "voucherctl admin program show P-000001",
+       ProgramShow},
+      {"admin enterprise", "Register and inspect enterprises"},
+      {"admin enterprise add",
+       "Register an enterprise",
+       "",
+       nullptr,
+       {{"name", "NAME", "legal name", true},
+        {"credit-code", "CODE", "unified social credit code (18 characters)",
+         true},
+        {"category", "CATEGORY", "category, e.g. 整机 or 科研平台", true},
+        {"district", "DISTRICT", "district, e.g. 余杭区"},
+        {"sme", nullptr, "a small or medium enterprise"},
+        {"related", "LIST",
+         "related providers, comma separated, e.g. PR-000002"}},
+       "voucherctl admin enterprise add --name 杭州具身智能机器人有限公司 "
+       "\\\n    --credit-code 914403001922038216 --category 整机 --district "
+       "余杭区",
+       EnterpriseAdd},
+      {"admin enterprise import",
+       "Register the enterprises of a CSV file",
+       "FILE",
+       nullptr,
+       {},
+       "voucherctl admin enterprise import enterprises.csv\n"
+       "# columns: name,credit_code,category[,district,sme,related]",
+       EnterpriseImport},
+      {"admin enterprise list",
+       "List enterprises",
+       "",
+       nullptr,
+       {},
+       "voucherctl admin enterprise list",
+       EnterpriseList},
+      {"admin enterprise show",
+       "Show one enterprise",
+       "ENTERPRISE_ID",
+       nullptr,
+       {},
+       "voucherctl admin enterprise show E-000001",
+       EnterpriseShow},
+      {"admin provider", "Register and inspect compute providers"},
+      {"admin provider add",
+       "Register a provider",
+       "",
+       nullptr,
+       {{"name", "NAME", "legal name", true},
+        {"credit-code", "CODE", "unified social credit code (18 characters)",
+         true}},
+       "voucherctl admin provider add --name 杭州算力科技有限公司 "
+       "--credit-code 91330100716105852F",
+       ProviderAdd},
+      {"admin provider list",
+       "List providers with payable and paid amounts",
+       "",
+       nullptr,
+       {},
+       "voucherctl admin provider list",
+       ProviderList},
+      {"admin cluster", "Approve and inspect provider clusters"},
+      {"admin cluster list",
+       "List clusters",
+       "",
+       nullptr,
+       {{"state", "STATE",
+         "only in STATE: pending-approval, approved, "
+         "disabled"}},
+       "voucherctl admin cluster list --state pending-approval",
+       ClusterList},
+      {"admin cluster approve",
+       "Let a cluster serve allocations",
+       "CLUSTER_ID",
+       nullptr,
+       {},
+       "voucherctl admin cluster approve hz-a",
+       ClusterApprove},
+      {"admin cluster disable",
+       "Stop placing allocations on a cluster",
+       "CLUSTER_ID",
+       nullptr,
+       {},
+       "voucherctl admin cluster disable hz-a",
+       ClusterDisable},
+      {"admin application", "Review enterprises' applications"},
+      {"admin application list",
+       "List applications",
+       "",
+       nullptr,
+       {{"state", "STATE", "only in STATE: pending, approved, rejected"},
+        {"program", "PROGRAM_ID", "only this program's"}},
+       "voucherctl admin application list --state pending",
+       ApplicationList},
+      {"admin application approve",
+       "Approve an application and issue its voucher", "APPLICATION_ID",
+       nullptr,
+       Join({{"amount", "AMOUNT", "face value (default: the amount asked)"},
+             {"reason", "TEXT", "note recorded with the decision"}},
+            ValidityFlags()),
+       "voucherctl admin application approve AP-000001 --amount 1M",
+       ApplicationApprove},
+      {"admin application reject",
+       "Reject an application",
+       "APPLICATION_ID",
+       nullptr,
+       {{"reason", "TEXT", "why, shown to the enterprise", true}},
+       "voucherctl admin application reject AP-000001 --reason \"not "
+       "eligible\"",
+       ApplicationReject},
+      {"admin voucher", "Issue and manage vouchers"},
+      {"admin voucher issue", "Issue a voucher to an enterprise", "", nullptr,
+       Join({{"program", "PROGRAM_ID", "program funding it", true},
+             {"enterprise", "ENTERPRISE_ID", "enterprise receiving it", true},
+             {"amount", "AMOUNT", "face value, e.g. 1M or 50万", true}},
+            ValidityFlags()),
+       "voucherctl admin voucher issue --program P-000001 --enterprise "
+       "E-000001 --amount 1M",
+       VoucherIssue},
+      {"admin voucher issue-batch",
+       "Issue the vouchers of a CSV file, all or none",
+       "FILE",
+       nullptr,
+       {},
+       "voucherctl admin voucher issue-batch vouchers.csv\n"
+       "# columns: program,enterprise,amount[,valid_from,valid_until,"
+       "priority]",
+       VoucherIssueBatch},
+      {"admin voucher suspend",
+       "Suspend a voucher; its allocations end",
+       "VOUCHER_ID",
+       nullptr,
+       {{"reason", "TEXT", "why", true}},
+       "voucherctl admin voucher suspend CV-2025-000001 --reason audit",
+       VoucherSuspend},
+      {"admin voucher resume",
+       "Resume a suspended voucher",
+       "VOUCHER_ID",
+       nullptr,
+       {},
+       "voucherctl admin voucher resume CV-2025-000001",
+       VoucherResume},
+      {"admin voucher revoke",
+       "Revoke a voucher; what is left returns to the budget",
+       "VOUCHER_ID",
+       nullptr,
+       {{"reason", "TEXT", "why", true}},
+       "voucherctl admin voucher revoke CV-2025-000001 --reason \"left the "
+       "program\"",
+       VoucherRevoke},
+      {"admin voucher list",
+       "List all vouchers",
+       "",
+       nullptr,
+       {{"program", "PROGRAM_ID", "only this program's"},
+        {"enterprise", "ENTERPRISE_ID", "only this enterprise's"},
+        {"state", "STATE",
+         "only in STATE: active, suspended, revoked, expired, exhausted"}},
+       "voucherctl admin voucher list --enterprise E-000001",
+       VoucherList},
+      {"admin token", "Create and revoke bearer tokens"},
+      {"admin token create",
+       "Create a token; its secret is shown once",
+       "",
+       nullptr,
+       {{"role", "ROLE", "admin, auditor, enterprise or agent", true},
+        {"enterprise", "ENTERPRISE_ID",
+         "enterprise bound to (role enterprise)"},
+        {"cluster", "CLUSTER_ID", "cluster bound to (role agent)"},
+        {"provider", "PROVIDER_ID", "provider owning the cluster (role agent)"},
+        {"description", "TEXT", "who holds it"}},
+       "voucherctl admin token create --role enterprise --enterprise "
+       "E-000001\n"
+       "voucherctl admin token create --role agent --cluster hz-a --provider "
+       "PR-000001",
+       TokenCreate},
+      {"admin token revoke",
+       "Revoke a token",
+       "TOKEN_ID",
+       nullptr,
+       {},
+       "voucherctl admin token revoke TK-000002",
+       TokenRevoke},
+      {"admin token list",
+       "List tokens (never their secrets)",
+       "",
+       nullptr,
+       {},
+       "voucherctl admin token list",
+       TokenList},
+      {"admin settlement",
+       "Subsidy to pay each provider for a period, with the journal position",
+       "", nullptr,
+       Join(PeriodFlags(), {{"provider", "PROVIDER_ID", "only this provider"}}),
+       "voucherctl admin settlement --from 2025-03-01 --to 2025-03-31 -o csv "
+       "> settlement.csv",
+       Settlement},
+      {"admin audit", "Verify the journal"},
+      {"admin audit verify",
+       "Check the hash chain, balances and invariants of the journal",
+       "",
+       nullptr,
+       {},
+       "voucherctl admin audit verify",
+       AuditVerify},
+
+      // Setup.
+      {"login",
+       "Save the endpoint, token and TLS files for later commands",
+       "",
+       nullptr,
+       {},
+       "voucherctl login --endpoint scheduler.example.cn:7443 --token "
+       "cvt_...\n"
+       "voucherctl login --endpoint 127.0.0.1:7443 < data/admin.token",
+       Login},
+  };
+  return *kCommands;
+}
+
+std::string Context::RequestId(int part) const {
+  std::string base = args.Value("request-id");
+  if (base.empty()) {
+    if (random_id_.empty()) {
+      std::random_device random;
+      random_id_ = absl::StrFormat("vctl-%08x%08x", random(), random());
+    }
+    base = random_id_;
+  }
+  return part > 0 ? absl::StrCat(base, "-", part) : base;
+}
+
+absl::StatusOr<Validity> ParseValidity(absl::string_view from_name,
+                                       absl::string_view from_text,
+                                       absl::string_view until_name,
+                                       absl::string_view until_text) {
+  Validity v;
+  if (!from_text.empty()) {
+    ASSIGN_OR_RETURN(const absl::CivilDay day,
+                     ParseDateArg(from_name, from_text));
+    v.from = ToProto(StartOfDay(day));
+  }
+  if (!until_text.empty()) {
+    ASSIGN_OR_RETURN(const absl::CivilDay day,
+                     ParseDateArg(until_name, until_text));
+    v.until = ToProto(EndOfDay(day));
+  }
+  if (v.from.has_value() && v.until.has_value() &&
+      v.from->seconds() >= v.until->seconds()) {
+    return absl::InvalidArgumentError(absl::StrCat(until_name, ": ", until_text,
+                                                   " is before ", from_name,
+                                                   " ", from_text));
+  }
+  return v;
+}
+
+absl::Status SetPeriod(const Args& args, bool required,
+                       google::protobuf::Timestamp* start,
+                       google::protobuf::Timestamp* end) {
+  if (required) {
+    for (const char* flag : {"from", "to"}) {
+      if (!args.Has(flag)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", flag, ": required (a date, YYYY-MM-DD)"));
+      }
+    }
+  }
+  ASSIGN_OR_RETURN(const Validity v, ParseValidity("--from", args.Value("from"),
+                                                   "--to", args.Value("to")));
+  if (v.from.has_value()) *start = *v.from;
+  if (v.until.has_value()) *end = *v.until;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::map<std::string, std::string>>> ReadCsvFile(
+    const std::string& path, const std::vector<std::string>& required,
+    const std::vector<std::string>& optional,
+    std::vector<std::string>* row_names) {
+  ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+  ASSIGN_OR_RETURN(const std::vector<std::vector<std::string>> records,
+                   ParseCsv(path, text));
+  if (records.size() < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": needs a header row and at least one row, got ",
+                     records.size(), " rows"));
+  }
+  const std::vector<std::string>& header = records[0];
+  for (const std::string& column : header) {
+    const auto known = [&](const std::vector<std::string>& names) {
+      return std::find(names.begin(), names.end(), column) != names.end();
+    };
+    if (!known(required) && !known(optional)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": unknown column \"", column, "\"; columns are ",
+                       absl::StrJoin(required, ","), " and optionally ",
+                       absl::StrJoin(optional, ",")));
+    }
+  }
+  for (const std::string& column : required) {
+    if (std::find(header.begin(), header.end(), column) == header.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": the header row lacks column \"", column, "\""));
+    }
+  }
+  std::vector<std::map<std::string, std::string>> rows;
+  for (size_t r = 1; r < records.size(); ++r) {
+    if (records[r].size() != header.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " row ", r, ": has ", records[r].size(),
+                       " fields, the header ", header.size()));
+    }
+    std::map<std::string, std::string>& row = rows.emplace_back();
+    for (size_t i = 0; i < header.size(); ++i) row[header[i]] = records[r][i];
+    row_names->push_back(absl::StrCat(path, " row ", r));
+  }
+  return rows;
+}
+
+}  // namespace cv::client

@@ -1,0 +1,237 @@
+// Handlers of the enterprise commands (EnterpriseService) and login.
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "client/internal/commands.h"
+#include "client/internal/values.h"
+#include "client/internal/views.h"
+#include "common/money.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+
+namespace cv::client {
+namespace {
+
+namespace pb = ::computevoucher::v1;
+using Stub = pb::EnterpriseService::Stub;
+
+absl::StatusOr<pb::ResourceRequest> Resources(const Args& args) {
+  pb::ResourceRequest r;
+  if (args.Has("model") == args.Has("class")) {
+    return absl::InvalidArgumentError(
+        "--model, --class: give exactly one, e.g. --model H100 or --class "
+        "domestic");
+  }
+  if (args.Has("model")) {
+    ASSIGN_OR_RETURN(*r.mutable_gpu_model(), args.Id("model"));
+  } else {
+    ASSIGN_OR_RETURN(
+        const pb::HardwareClass cls,
+        ParseEnumArg<pb::HardwareClass>("--class", args.Value("class")));
+    r.set_hardware_class(cls);
+  }
+  ASSIGN_OR_RETURN(const int64_t gpus, args.Count("gpus", 1, 1024));
+  r.set_gpu_count(static_cast<int32_t>(gpus));
+  ASSIGN_OR_RETURN(const int64_t seconds,
+                   ParseHoursArg("--hours", args.Value("hours")));
+  r.set_max_duration_s(seconds);
+  if (args.Has("voucher")) {
+    ASSIGN_OR_RETURN(*r.mutable_voucher_id(), args.Id("voucher"));
+  }
+  return r;
+}
+
+}  // namespace
+
+absl::Status Login(Context& c) {
+  ASSIGN_OR_RETURN(Settings settings, ResolveSettings(c.args));
+  pb::ClientConfig& config = settings.config;
+  if (config.token().empty()) {
+    std::string line;
+    std::getline(c.in, line);
+    config.set_token(std::string(absl::StripAsciiWhitespace(line)));
+  }
+  if (config.token().empty()) {
+    return absl::InvalidArgumentError(
+        "login: no token: pass --token TOKEN, set VOUCHERCTL_TOKEN, or give "
+        "it on standard input");
+  }
+  if (config.tls().ByteSizeLong() == 0) config.clear_tls();
+  RETURN_IF_ERROR(WriteConfig(config));
+  c.printer.out() << "Saved endpoint " << config.endpoint() << " and token to "
+                  << ConfigPath() << " (mode 0600).\n";
+  return absl::OkStatus();
+}
+
+absl::Status Apply(Context& c) {
+  pb::ApplyRequest r;
+  r.set_request_id(c.RequestId());
+  ASSIGN_OR_RETURN(*r.mutable_program_id(), c.args.Id("program"));
+  ASSIGN_OR_RETURN(const int64_t fen, c.args.Amount("amount"));
+  r.set_requested_fen(fen);
+  r.set_purpose(c.args.Value("purpose"));
+  return CallAndShow(c, &Stub::Apply, r, ApplicationFields());
+}
+
+absl::Status ApplicationsList(Context& c) {
+  return ListAndShow(
+      c, &Stub::ListApplications, pb::ListMyApplicationsRequest(),
+      &pb::ListMyApplicationsResponse::applications, ApplicationFields());
+}
+
+absl::Status VouchersList(Context& c) {
+  pb::ListVouchersRequest r;
+  ASSIGN_OR_RETURN(const auto state, StateFilter<pb::VoucherState>(c.args));
+  r.set_state(state);
+  return ListAndShow(c, &Stub::ListVouchers, r,
+                     &pb::ListVouchersResponse::vouchers, VoucherFields());
+}
+
+absl::Status VouchersShow(Context& c) {
+  pb::GetVoucherRequest r;
+  ASSIGN_OR_RETURN(*r.mutable_voucher_id(), c.args.PositionalId(0));
+  return CallAndShow(c, &Stub::GetVoucher, r, VoucherFields());
+}
+
+absl::Status Balance(Context& c) {
+  return CallAndShow(c, &Stub::GetBalance, pb::GetBalanceRequest(),
+                     BalanceFields());
+}
+
+absl::Status Quote(Context& c) {
+  pb::QuoteRequest r;
+  ASSIGN_OR_RETURN(*r.mutable_resources(), Resources(c.args));
+  return CallAndShow(c, &Stub::Quote, r, QuoteFields());
+}
+
+absl::Status Allocate(Context& c) {
+  pb::AllocateRequest r;
+  r.set_request_id(c.RequestId());
+  ASSIGN_OR_RETURN(*r.mutable_resources(), Resources(c.args));
+  r.set_queue_if_busy(c.args.Switch("queue"));
+  for (const std::string& arg : c.args.rest()) r.add_workload_command(arg);
+  pb::Allocation allocation;
+  RETURN_IF_ERROR(c.server.Call(&Stub::Allocate, r, &allocation));
+  if (allocation.state() == pb::ALLOCATION_STATE_PENDING) {
+    c.err << "Queued: no GPUs are free now. Follow it with 'voucherctl "
+             "allocations watch "
+          << allocation.allocation_id() << "'.\n";
+  }
+  c.printer.Print(RecordView(AllocationFields(), allocation));
+  return absl::OkStatus();
+}
+
+absl::Status AllocationsList(Context& c) {
+  pb::ListAllocationsRequest r;
+  ASSIGN_OR_RETURN(const auto state, StateFilter<pb::AllocationState>(c.args));
+  r.set_state(state);
+  if (c.args.Has("voucher")) {
+    ASSIGN_OR_RETURN(*r.mutable_voucher_id(), c.args.Id("voucher"));
+  }
+  return ListAndShow(c, &Stub::ListAllocations, r,
+                     &pb::ListAllocationsResponse::allocations,
+                     AllocationFields());
+}
+
+absl::Status AllocationsShow(Context& c) {
+  pb::GetAllocationRequest r;
+  ASSIGN_OR_RETURN(*r.mutable_allocation_id(), c.args.PositionalId(0));
+  return CallAndShow(c, &Stub::GetAllocation, r, AllocationFields());
+}
+
+absl::Status AllocationsRelease(Context& c) {
+  pb::ReleaseAllocationRequest r;
+  r.set_request_id(c.RequestId());
+  ASSIGN_OR_RETURN(*r.mutable_allocation_id(), c.args.PositionalId(0));
+  return CallAndShow(c, &Stub::ReleaseAllocation, r, AllocationFields());
+}
+
+absl::Status AllocationsExtend(Context& c) {
+  pb::ExtendAllocationRequest r;
+  r.set_request_id(c.RequestId());
+  ASSIGN_OR_RETURN(*r.mutable_allocation_id(), c.args.PositionalId(0));
+  ASSIGN_OR_RETURN(const int64_t seconds,
+                   ParseHoursArg("--hours", c.args.Value("hours")));
+  r.set_extra_duration_s(seconds);
+  return CallAndShow(c, &Stub::ExtendAllocation, r, AllocationFields());
+}
+
+absl::Status AllocationsWatch(Context& c) {
+  if (c.printer.format() == Format::kCsv) {
+    return absl::InvalidArgumentError(
+        "-o: must be table or json for a stream of changes, got \"csv\"");
+  }
+  pb::GetAllocationRequest r;
+  ASSIGN_OR_RETURN(*r.mutable_allocation_id(), c.args.PositionalId(0));
+  absl::Duration interval = absl::Seconds(2);
+  if (c.args.Has("interval")) {
+    ASSIGN_OR_RETURN(interval,
+                     ParseDurationArg("--interval", c.args.Value("interval"),
+                                      absl::Milliseconds(100)));
+  }
+  std::string last;
+  while (true) {
+    pb::Allocation a;
+    RETURN_IF_ERROR(c.server.Call(&Stub::GetAllocation, r, &a));
+    // What a change is: the state and where it runs, not the money.
+    const std::string now =
+        absl::StrCat(EnumWord(a.state()), " ", EnumWord(a.end_reason()), " ",
+                     a.cluster_id(), " ", a.idle());
+    if (now != last) {
+      last = now;
+      if (c.printer.format() == Format::kJson) {
+        c.printer.PrintJsonLine(a);
+      } else {
+        std::string line =
+            absl::StrCat(c.printer.Text(ToProto(absl::Now()), false), "  ",
+                         a.allocation_id(), "  ", EnumWord(a.state()));
+        if (a.state() == pb::ALLOCATION_STATE_ENDED) {
+          absl::StrAppend(&line, " (", EnumWord(a.end_reason()), ")");
+        }
+        if (!a.cluster_id().empty()) {
+          absl::StrAppend(&line, "  cluster ", a.cluster_id(), ", ",
+                          a.gpu_count(), "×", a.gpu_model());
+        }
+        if (a.idle()) absl::StrAppend(&line, "  idle");
+        absl::StrAppend(&line, "  held ", FormatFen(a.held_fen()), ", charged ",
+                        FormatFen(a.charged_fen()));
+        c.printer.out() << line << std::endl;
+      }
+    }
+    if (a.state() == pb::ALLOCATION_STATE_ENDED) return absl::OkStatus();
+    // Polling is the product here: the API has no change stream.
+    std::this_thread::sleep_for(absl::ToChronoMilliseconds(interval));
+  }
+}
+
+absl::Status Usage(Context& c) {
+  pb::ListUsageRequest r;
+  if (c.args.Has("allocation")) {
+    ASSIGN_OR_RETURN(*r.mutable_allocation_id(), c.args.Id("allocation"));
+  }
+  RETURN_IF_ERROR(SetPeriod(c.args, false, r.mutable_period_start(),
+                            r.mutable_period_end()));
+  return ListAndShow(c, &Stub::ListUsage, r, &pb::ListUsageResponse::usage,
+                     UsageFields());
+}
+
+absl::Status Statement(Context& c) {
+  pb::GetStatementRequest r;
+  RETURN_IF_ERROR(SetPeriod(c.args, true, r.mutable_period_start(),
+                            r.mutable_period_end()));
+  pb::Statement statement;
+  RETURN_IF_ERROR(c.server.Call(&Stub::GetStatement, r, &statement));
+  View view = ListView(StatementLineFields(), statement.lines(), statement);
+  view.footer =
+      absl::StrCat("total for ", statement.enterprise_id(), ": cost ",
+                   FormatFen(statement.total().cost_fen()), ", subsidy ",
+                   FormatFen(statement.total().subsidy_fen()), ", self-pay ",
+                   FormatFen(statement.total().self_pay_fen()));
+  c.printer.Print(view);
+  return absl::OkStatus();
+}
+
+}  // namespace cv::client

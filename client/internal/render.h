@@ -1,0 +1,100 @@
+// Output of every command in one place: a View (columns and rows, or one
+// record) printed as an aligned table, RFC 4180 CSV, or the API message as
+// JSON. Also the CSV reader for the commands that take CSV files.
+#ifndef COMPUTEVOUCHER_CLIENT_INTERNAL_RENDER_H_
+#define COMPUTEVOUCHER_CLIENT_INTERNAL_RENDER_H_
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/timestamp.pb.h"
+
+namespace cv::client {
+
+enum class Format { kTable, kJson, kCsv };
+
+// The words of -o: "table", "json", "csv".
+const std::vector<std::string>& FormatWords();
+Format FormatFromWord(absl::string_view word);
+
+// An amount in fen: "1234.56 CNY" in tables, "1234.56" in CSV.
+struct Money {
+  int64_t fen;
+};
+// GPU-milliseconds shown as GPU-hours with three decimals.
+struct GpuHours {
+  int64_t gpu_ms;
+};
+// A cell: text (left-aligned), a number, money or GPU-hours
+// (right-aligned), or an instant (Asia/Shanghai, or UTC under --utc; "-"
+// when unset).
+using Cell = std::variant<std::string, int64_t, Money, GpuHours,
+                          google::protobuf::Timestamp>;
+
+struct Column {
+  // Table header, e.g. "FACE VALUE".
+  std::string header;
+  // CSV header, e.g. "face_value_cny".
+  std::string key;
+};
+
+struct View {
+  std::vector<Column> columns;
+  std::vector<std::vector<Cell>> rows;
+  // One record: in a table, printed as "Label:  value" lines.
+  bool record = false;
+  // What -o json prints (the API's answer); not owned.
+  const google::protobuf::Message* message = nullptr;
+  // Printed under a table only, e.g. a total.
+  std::string footer;
+};
+
+// "30%", "12.5%".
+std::string FormatPercent(int32_t bp);
+// "1.500" GPU-hours.
+std::string FormatGpuHours(int64_t gpu_ms);
+// Columns `s` takes in a terminal: East Asian wide characters take two.
+int DisplayWidth(absl::string_view s);
+
+// One CSV record (no line end), quoting fields per RFC 4180.
+std::string CsvLine(const std::vector<std::string>& fields);
+// Parses RFC 4180 CSV (quoted fields may hold commas, quotes and line
+// breaks; CRLF or LF line ends); blank lines are skipped. InvalidArgument
+// naming `name` and the line of an unterminated quote.
+absl::StatusOr<std::vector<std::vector<std::string>>> ParseCsv(
+    absl::string_view name, absl::string_view text);
+
+class Printer {
+ public:
+  Printer(Format format, bool utc, std::ostream& out)
+      : format_(format), utc_(utc), out_(out) {}
+
+  Format format() const { return format_; }
+  // Prints `view` in the format.
+  void Print(const View& view);
+  // JSON of `message` on one line (for streams of changes).
+  void PrintJsonLine(const google::protobuf::Message& message);
+  // A cell as the table (csv=false) or CSV shows it.
+  std::string Text(const Cell& cell, bool csv) const;
+  std::ostream& out() { return out_; }
+
+ private:
+  void PrintTable(const View& view);
+  void PrintRecord(const View& view);
+  void PrintCsv(const View& view);
+  void PrintJson(const google::protobuf::Message& message, bool one_line);
+
+  const Format format_;
+  const bool utc_;
+  std::ostream& out_;
+};
+
+}  // namespace cv::client
+
+#endif  // COMPUTEVOUCHER_CLIENT_INTERNAL_RENDER_H_

@@ -1,0 +1,394 @@
+#include "client/internal/views.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/internal/values.h"
+#include "common/money.h"
+
+namespace cv::client {
+namespace {
+
+namespace pb = ::computevoucher::v1;
+
+// The cell of field `expr` of `x`, an object of the list's type T.
+#define CV_CELL(expr) [](const T& x) -> Cell { return (expr); }
+
+std::string YesNo(bool b) { return b ? "yes" : "no"; }
+
+std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
+
+std::string Hex(const std::string& bytes) {
+  return bytes.empty() ? "-" : absl::BytesToHexString(bytes);
+}
+
+// "2×H100" or "2×domestic".
+template <typename A>
+std::string Gpus(int32_t count, const std::string& model, A hardware_class) {
+  return absl::StrCat(count, "×",
+                      model.empty() ? EnumWord(hardware_class) : model);
+}
+
+std::string Inventory(const pb::Cluster& cluster) {
+  std::vector<std::string> parts;
+  for (const pb::GpuModel& m : cluster.inventory()) {
+    parts.push_back(absl::StrCat(m.gpu_count(), "×", m.model(), " (",
+                                 EnumWord(m.hardware_class()), ", ",
+                                 m.free_gpus(), " free)"));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+std::string Prices(const pb::Cluster& cluster) {
+  std::vector<std::string> parts;
+  for (const pb::GpuModel& m : cluster.inventory()) {
+    parts.push_back(absl::StrCat(m.model(), " at ",
+                                 FormatFen(m.price_fen_per_gpu_hour()),
+                                 " per GPU-hour"));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+}  // namespace
+
+const std::vector<Field<pb::Program>>& ProgramFields() {
+  using T = pb::Program;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ID", "program_id"}, true, CV_CELL(x.program_id())},
+      {{"NAME", "name"}, true, CV_CELL(x.name())},
+      {{"ISSUER", "issuer"}, false, CV_CELL(x.issuer())},
+      {{"BUDGET", "budget_cny"}, true, CV_CELL(Money{x.budget_fen()})},
+      {{"UNISSUED", "unissued_cny"}, true, CV_CELL(Money{x.unissued_fen()})},
+      {{"ISSUED", "issued_cny"}, false, CV_CELL(Money{x.issued_fen()})},
+      {{"HELD", "held_cny"}, false, CV_CELL(Money{x.held_fen()})},
+      {{"CHARGED", "charged_cny"}, false, CV_CELL(Money{x.charged_fen()})},
+      {{"RETURNED", "returned_cny"}, false, CV_CELL(Money{x.returned_fen()})},
+      {{"DOMESTIC RATIO", "domestic_ratio"},
+       false,
+       CV_CELL(FormatPercent(x.domestic_ratio_bp()))},
+      {{"OTHER RATIO", "other_ratio"},
+       false,
+       CV_CELL(FormatPercent(x.other_ratio_bp()))},
+      {{"SME RATIO", "sme_ratio"},
+       false,
+       CV_CELL(FormatPercent(x.sme_ratio_bp()))},
+      {{"CAP PER ENTERPRISE", "enterprise_cap_cny"},
+       false,
+       CV_CELL(Money{x.enterprise_cap_fen()})},
+      {{"CATEGORIES", "eligible_categories"},
+       false,
+       CV_CELL(OrDash(absl::StrJoin(x.eligible_categories(), " ")))},
+      {{"VALID FROM", "valid_from"}, true, CV_CELL(x.valid_from())},
+      {{"VALID UNTIL", "valid_until"}, true, CV_CELL(x.valid_until())},
+      {{"CREATED", "created_at"}, false, CV_CELL(x.created_at())},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::Enterprise>>& EnterpriseFields() {
+  using T = pb::Enterprise;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ID", "enterprise_id"}, true, CV_CELL(x.enterprise_id())},
+      {{"NAME", "name"}, true, CV_CELL(x.name())},
+      {{"CREDIT CODE", "credit_code"}, true, CV_CELL(x.credit_code())},
+      {{"CATEGORY", "category"}, true, CV_CELL(x.category())},
+      {{"DISTRICT", "district"}, true, CV_CELL(OrDash(x.district()))},
+      {{"SME", "sme"}, true, CV_CELL(YesNo(x.sme()))},
+      {{"RELATED PROVIDERS", "related_provider_ids"},
+       true,
+       CV_CELL(OrDash(absl::StrJoin(x.related_provider_ids(), " ")))},
+      {{"CREATED", "created_at"}, false, CV_CELL(x.created_at())},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::Provider>>& ProviderFields() {
+  using T = pb::Provider;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ID", "provider_id"}, true, CV_CELL(x.provider_id())},
+      {{"NAME", "name"}, true, CV_CELL(x.name())},
+      {{"CREDIT CODE", "credit_code"}, true, CV_CELL(x.credit_code())},
+      {{"PAYABLE", "payable_cny"}, true, CV_CELL(Money{x.payable_fen()})},
+      {{"PAID", "paid_cny"}, true, CV_CELL(Money{x.paid_fen()})},
+      {{"CREATED", "created_at"}, false, CV_CELL(x.created_at())},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::Cluster>>& ClusterFields() {
+  using T = pb::Cluster;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ID", "cluster_id"}, true, CV_CELL(x.cluster_id())},
+      {{"PROVIDER", "provider_id"}, true, CV_CELL(x.provider_id())},
+      {{"REGION", "region"}, true, CV_CELL(x.region())},
+      {{"STATE", "state"}, true, CV_CELL(EnumWord(x.state()))},
+      {{"CONNECTED", "connected"}, true, CV_CELL(YesNo(x.connected()))},
+      {{"GPUS", "inventory"}, true, CV_CELL(Inventory(x))},
+      {{"PRICES", "prices"}, false, CV_CELL(Prices(x))},
+      {{"LAST HEARTBEAT", "last_heartbeat_at"},
+       true,
+       CV_CELL(x.last_heartbeat_at())},
+      {{"REGISTERED", "registered_at"}, false, CV_CELL(x.registered_at())},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::Application>>& ApplicationFields() {
+  using T = pb::Application;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ID", "application_id"}, true, CV_CELL(x.application_id())},
+      {{"PROGRAM", "program_id"}, true, CV_CELL(x.program_id())},
+      {{"ENTERPRISE", "enterprise_id"}, true, CV_CELL(x.enterprise_id())},
+      {{"REQUESTED", "requested_cny"}, true, CV_CELL(Money{x.requested_fen()})},
+      {{"STATE", "state"}, true, CV_CELL(EnumWord(x.state()))},
+      {{"APPROVED", "approved_cny"}, true, CV_CELL(Money{x.approved_fen()})},
+      {{"VOUCHER", "voucher_id"}, true, CV_CELL(OrDash(x.voucher_id()))},
+      {{"PURPOSE", "purpose"}, false, CV_CELL(x.purpose())},
+      {{"DECISION REASON", "decision_reason"},
+       false,
+       CV_CELL(OrDash(x.decision_reason()))},
+      {{"CREATED", "created_at"}, true, CV_CELL(x.created_at())},
+      {{"DECIDED", "decided_at"}, false, CV_CELL(x.decided_at())},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::Voucher>>& VoucherFields() {
+  using T = pb::Voucher;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ID", "voucher_id"}, true, CV_CELL(x.voucher_id())},
+      {{"PROGRAM", "program_id"}, true, CV_CELL(x.program_id())},
+      {{"ENTERPRISE", "enterprise_id"}, true, CV_CELL(x.enterprise_id())},
+      {{"STATE", "state"}, true, CV_CELL(EnumWord(x.state()))},
+      {{"FACE VALUE", "face_value_cny"},
+       true,
+       CV_CELL(Money{x.face_value_fen()})},
+      {{"AVAILABLE", "available_cny"}, true, CV_CELL(Money{x.available_fen()})},
+      {{"HELD", "held_cny"}, true, CV_CELL(Money{x.held_fen()})},
+      {{"CHARGED", "charged_cny"}, true, CV_CELL(Money{x.charged_fen()})},
+      {{"RETURNED", "returned_cny"}, false, CV_CELL(Money{x.returned_fen()})},
+      {{"PRIORITY", "priority"}, false, CV_CELL(int64_t{x.priority()})},
+      {{"VALID FROM", "valid_from"}, false, CV_CELL(x.valid_from())},
+      {{"VALID UNTIL", "valid_until"}, true, CV_CELL(x.valid_until())},
+      {{"STATE REASON", "state_reason"},
+       false,
+       CV_CELL(OrDash(x.state_reason()))},
+      {{"APPLICATION", "application_id"},
+       false,
+       CV_CELL(OrDash(x.application_id()))},
+      {{"ISSUED", "issued_at"}, false, CV_CELL(x.issued_at())},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::Allocation>>& AllocationFields() {
+  using T = pb::Allocation;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ID", "allocation_id"}, true, CV_CELL(x.allocation_id())},
+      {{"STATE", "state"}, true, CV_CELL(EnumWord(x.state()))},
+      {{"END REASON", "end_reason"},
+       false,
+       CV_CELL(x.end_reason() == 0 ? "-" : EnumWord(x.end_reason()))},
+      {{"GPUS", "gpus"},
+       true,
+       CV_CELL(Gpus(x.gpu_count(),
+                    x.gpu_model().empty() ? x.requested_model() : x.gpu_model(),
+                    x.requested_class()))},
+      {{"HOURS", "max_hours"},
+       true,
+       CV_CELL(FormatGpuHours(x.max_duration_s() * 1000))},
+      {{"CLUSTER", "cluster_id"}, true, CV_CELL(OrDash(x.cluster_id()))},
+      {{"PROVIDER", "provider_id"}, false, CV_CELL(OrDash(x.provider_id()))},
+      {{"VOUCHER", "voucher_id"}, true, CV_CELL(x.voucher_id())},
+      {{"PROGRAM", "program_id"}, false, CV_CELL(x.program_id())},
+      {{"PRICE PER GPU-HOUR", "price_per_gpu_hour_cny"},
+       false,
+       CV_CELL(Money{x.price_fen_per_gpu_hour()})},
+      {{"RATIO", "ratio"}, false, CV_CELL(FormatPercent(x.ratio_bp()))},
+      {{"HELD", "held_cny"}, true, CV_CELL(Money{x.held_fen()})},
+      {{"CHARGED", "charged_cny"}, true, CV_CELL(Money{x.charged_fen()})},
+      {{"COST", "cost_cny"}, false, CV_CELL(Money{x.cost_fen()})},
+      {{"USED GPU-HOURS", "used_gpu_hours"},
+       false,
+       CV_CELL(GpuHours{x.used_gpu_ms()})},
+      {{"UNSUBSIDISED GPU-HOURS", "unsubsidised_gpu_hours"},
+       false,
+       CV_CELL(GpuHours{x.unsubsidised_gpu_ms()})},
+      {{"WORKLOAD", "workload_command"},
+       false,
+       CV_CELL(OrDash(absl::StrJoin(x.workload_command(), " ")))},
+      {{"EXIT CODE", "exit_code"}, false, CV_CELL(int64_t{x.exit_code()})},
+      {{"IDLE", "idle"}, false, CV_CELL(YesNo(x.idle()))},
+      {{"CREATED", "created_at"}, true, CV_CELL(x.created_at())},
+      {{"ASSIGNED", "assigned_at"}, false, CV_CELL(x.assigned_at())},
+      {{"ENDED", "ended_at"}, false, CV_CELL(x.ended_at())},
+      {{"REQUEST ID", "request_id"}, false, CV_CELL(x.request_id())},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::Token>>& TokenFields() {
+  using T = pb::Token;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ID", "token_id"}, true, CV_CELL(x.token_id())},
+      {{"ROLE", "role"}, true, CV_CELL(EnumWord(x.role()))},
+      {{"ENTERPRISE", "enterprise_id"},
+       true,
+       CV_CELL(OrDash(x.enterprise_id()))},
+      {{"CLUSTER", "cluster_id"}, true, CV_CELL(OrDash(x.cluster_id()))},
+      {{"PROVIDER", "provider_id"}, true, CV_CELL(OrDash(x.provider_id()))},
+      {{"DESCRIPTION", "description"}, true, CV_CELL(OrDash(x.description()))},
+      {{"REVOKED", "revoked"}, true, CV_CELL(YesNo(x.revoked()))},
+      {{"CREATED", "created_at"}, true, CV_CELL(x.created_at())},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::CreateTokenResponse>>& CreatedTokenFields() {
+  using T = pb::CreateTokenResponse;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ID", "token_id"}, true, CV_CELL(x.token().token_id())},
+      {{"ROLE", "role"}, true, CV_CELL(EnumWord(x.token().role()))},
+      {{"ENTERPRISE", "enterprise_id"},
+       true,
+       CV_CELL(OrDash(x.token().enterprise_id()))},
+      {{"CLUSTER", "cluster_id"},
+       true,
+       CV_CELL(OrDash(x.token().cluster_id()))},
+      {{"SECRET", "secret"}, true, CV_CELL(x.secret())},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::Balance>>& BalanceFields() {
+  using T = pb::Balance;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ENTERPRISE", "enterprise_id"}, true, CV_CELL(x.enterprise_id())},
+      {{"AVAILABLE", "available_cny"}, true, CV_CELL(Money{x.available_fen()})},
+      {{"HELD", "held_cny"}, true, CV_CELL(Money{x.held_fen()})},
+      {{"CHARGED", "charged_cny"}, true, CV_CELL(Money{x.charged_fen()})},
+      {{"ACTIVE VOUCHERS", "active_vouchers"},
+       true,
+       CV_CELL(int64_t{x.active_vouchers()})},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::QuoteResponse>>& QuoteFields() {
+  using T = pb::QuoteResponse;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"PRICE PER GPU-HOUR", "price_per_gpu_hour_cny"},
+       true,
+       CV_CELL(Money{x.price_fen_per_gpu_hour()})},
+      {{"HARDWARE CLASS", "hardware_class"},
+       true,
+       CV_CELL(EnumWord(x.hardware_class()))},
+      {{"RATIO", "ratio"}, true, CV_CELL(FormatPercent(x.ratio_bp()))},
+      {{"COST", "cost_cny"}, true, CV_CELL(Money{x.amounts().cost_fen()})},
+      {{"SUBSIDY", "subsidy_cny"},
+       true,
+       CV_CELL(Money{x.amounts().subsidy_fen()})},
+      {{"SELF-PAY", "self_pay_cny"},
+       true,
+       CV_CELL(Money{x.amounts().self_pay_fen()})},
+      {{"CAPACITY NOW", "capacity_available"},
+       true,
+       CV_CELL(YesNo(x.capacity_available()))},
+      {{"CLUSTER", "cluster_id"}, true, CV_CELL(OrDash(x.cluster_id()))},
+      {{"GPU MODEL", "gpu_model"}, true, CV_CELL(OrDash(x.gpu_model()))},
+      {{"VOUCHERS", "vouchers"},
+       true,
+       [](const T& x) -> Cell {
+         std::vector<std::string> parts;
+         for (const pb::VoucherOption& v : x.vouchers()) {
+           parts.push_back(
+               absl::StrCat(v.voucher_id(), " (", FormatFen(v.available_fen()),
+                            v.sufficient() ? ")" : ", too little)"));
+         }
+         return OrDash(absl::StrJoin(parts, ", "));
+       }},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::ChargedUsage>>& UsageFields() {
+  using T = pb::ChargedUsage;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ALLOCATION", "allocation_id"},
+       true,
+       CV_CELL(x.record().allocation_id())},
+      {{"SEQ", "sequence"}, true, CV_CELL(int64_t{x.record().sequence()})},
+      {{"START", "start"}, true, CV_CELL(x.record().start())},
+      {{"END", "end"}, true, CV_CELL(x.record().end())},
+      {{"GPU-HOURS", "gpu_hours"},
+       true,
+       CV_CELL(GpuHours{x.record().gpu_ms()})},
+      {{"COST", "cost_cny"}, true, CV_CELL(Money{x.cost_fen()})},
+      {{"SUBSIDY", "subsidy_cny"}, true, CV_CELL(Money{x.subsidy_fen()})},
+      {{"UNSUBSIDISED GPU-HOURS", "unsubsidised_gpu_hours"},
+       true,
+       CV_CELL(GpuHours{x.unsubsidised_gpu_ms()})},
+      {{"VOUCHER", "voucher_id"}, true, CV_CELL(x.voucher_id())},
+      {{"CLUSTER", "cluster_id"}, true, CV_CELL(x.cluster_id())},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::StatementLine>>& StatementLineFields() {
+  using T = pb::StatementLine;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"ALLOCATION", "allocation_id"}, true, CV_CELL(x.allocation_id())},
+      {{"VOUCHER", "voucher_id"}, true, CV_CELL(x.voucher_id())},
+      {{"PROVIDER", "provider_id"}, true, CV_CELL(x.provider_id())},
+      {{"CLUSTER", "cluster_id"}, true, CV_CELL(x.cluster_id())},
+      {{"MODEL", "gpu_model"}, true, CV_CELL(x.gpu_model())},
+      {{"GPU-HOURS", "gpu_hours"}, true, CV_CELL(GpuHours{x.gpu_ms()})},
+      {{"COST", "cost_cny"}, true, CV_CELL(Money{x.amounts().cost_fen()})},
+      {{"SUBSIDY", "subsidy_cny"},
+       true,
+       CV_CELL(Money{x.amounts().subsidy_fen()})},
+      {{"SELF-PAY", "self_pay_cny"},
+       true,
+       CV_CELL(Money{x.amounts().self_pay_fen()})},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::VerifyJournalResponse>>& VerifyFields() {
+  using T = pb::VerifyJournalResponse;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"OK", "ok"}, true, CV_CELL(YesNo(x.ok()))},
+      {{"ENTRIES", "entries"}, true, CV_CELL(int64_t{x.entries()})},
+      {{"LAST HASH", "last_hash"}, true, CV_CELL(Hex(x.last_hash()))},
+      {{"VIOLATIONS", "violations"},
+       true,
+       CV_CELL(OrDash(absl::StrJoin(x.violations(), "; ")))},
+  };
+  return *kFields;
+}
+
+View SettlementView(const pb::Settlement& settlement) {
+  View view;
+  view.message = &settlement;
+  view.columns = {
+      {"PROVIDER", "provider_id"},         {"PROGRAM", "program_id"},
+      {"CLASS", "hardware_class"},         {"RECORDS", "records"},
+      {"GPU-HOURS", "gpu_hours"},          {"SUBSIDY", "subsidy_cny"},
+      {"PERIOD START", "period_start"},    {"PERIOD END", "period_end"},
+      {"JOURNAL SEQ", "journal_sequence"}, {"JOURNAL HASH", "journal_hash"}};
+  for (const pb::SettlementLine& line : settlement.lines()) {
+    view.rows.push_back(
+        {line.provider_id(), line.program_id(), EnumWord(line.hardware_class()),
+         line.records(), GpuHours{line.gpu_ms()}, Money{line.subsidy_fen()},
+         settlement.period_start(), settlement.period_end(),
+         settlement.journal_sequence(), Hex(settlement.journal_hash())});
+  }
+  view.footer = absl::StrCat(
+      "total subsidy ", FormatFen(settlement.total_subsidy_fen()),
+      ", computed at journal position ", settlement.journal_sequence());
+  return view;
+}
+
+#undef CV_CELL
+
+}  // namespace cv::client

@@ -1,0 +1,78 @@
+// How each API object is shown: one declarative list of fields per type,
+// used for its list (the fields marked `in_list`) and for its record (all).
+#ifndef COMPUTEVOUCHER_CLIENT_INTERNAL_VIEWS_H_
+#define COMPUTEVOUCHER_CLIENT_INTERNAL_VIEWS_H_
+
+#include <vector>
+
+#include "client/internal/render.h"
+#include "computevoucher/v1/admin.pb.h"
+#include "computevoucher/v1/enterprise.pb.h"
+#include "computevoucher/v1/types.pb.h"
+
+namespace cv::client {
+
+template <typename T>
+struct Field {
+  Column column;
+  bool in_list;
+  Cell (*cell)(const T&);
+};
+
+// A table of `items` with the list fields; -o json prints `message`.
+template <typename T, typename Items>
+View ListView(const std::vector<Field<T>>& fields, const Items& items,
+              const google::protobuf::Message& message) {
+  View view;
+  view.message = &message;
+  for (const Field<T>& f : fields) {
+    if (f.in_list) view.columns.push_back(f.column);
+  }
+  for (const T& item : items) {
+    std::vector<Cell>& row = view.rows.emplace_back();
+    for (const Field<T>& f : fields) {
+      if (f.in_list) row.push_back(f.cell(item));
+    }
+  }
+  return view;
+}
+
+// One record of `item` with every field; -o json prints `item`.
+template <typename T>
+View RecordView(const std::vector<Field<T>>& fields, const T& item) {
+  View view;
+  view.record = true;
+  view.message = &item;
+  std::vector<Cell>& row = view.rows.emplace_back();
+  for (const Field<T>& f : fields) {
+    view.columns.push_back(f.column);
+    row.push_back(f.cell(item));
+  }
+  return view;
+}
+
+const std::vector<Field<computevoucher::v1::Program>>& ProgramFields();
+const std::vector<Field<computevoucher::v1::Enterprise>>& EnterpriseFields();
+const std::vector<Field<computevoucher::v1::Provider>>& ProviderFields();
+const std::vector<Field<computevoucher::v1::Cluster>>& ClusterFields();
+const std::vector<Field<computevoucher::v1::Application>>& ApplicationFields();
+const std::vector<Field<computevoucher::v1::Voucher>>& VoucherFields();
+const std::vector<Field<computevoucher::v1::Allocation>>& AllocationFields();
+const std::vector<Field<computevoucher::v1::Token>>& TokenFields();
+const std::vector<Field<computevoucher::v1::CreateTokenResponse>>&
+CreatedTokenFields();
+const std::vector<Field<computevoucher::v1::Balance>>& BalanceFields();
+const std::vector<Field<computevoucher::v1::QuoteResponse>>& QuoteFields();
+const std::vector<Field<computevoucher::v1::ChargedUsage>>& UsageFields();
+const std::vector<Field<computevoucher::v1::StatementLine>>&
+StatementLineFields();
+const std::vector<Field<computevoucher::v1::VerifyJournalResponse>>&
+VerifyFields();
+
+// Settlement lines, each with the journal position of the whole
+// settlement, so that a CSV row says what it was computed at.
+View SettlementView(const computevoucher::v1::Settlement& settlement);
+
+}  // namespace cv::client
+
+#endif  // COMPUTEVOUCHER_CLIENT_INTERNAL_VIEWS_H_

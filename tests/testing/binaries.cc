@@ -1,0 +1,133 @@
+#include "tests/testing/binaries.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/config.h"
+#include "gtest/gtest.h"
+
+extern char** environ;
+
+namespace cv::testing {
+
+std::string BuildDir() {
+  const char* dir = std::getenv("CV_BUILD_DIR");
+  return dir != nullptr ? dir : ".";
+}
+
+bool PollUntil(const std::function<bool()>& condition,
+               absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+int Shell(const std::string& command) {
+  const int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+ChildProcess::ChildProcess(std::vector<std::string> argv, std::string log_path,
+                           std::vector<std::string> env)
+    : log_path_(std::move(log_path)) {
+  std::vector<std::string> environment;
+  for (char** e = environ; *e != nullptr; ++e) environment.emplace_back(*e);
+  environment.insert(environment.end(), env.begin(), env.end());
+  std::vector<char*> args, envp;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  for (std::string& e : environment) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const int log =
+      open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  EXPECT_GE(log, 0) << log_path_;
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(log, 1);
+    dup2(log, 2);
+    execve(args[0], args.data(), envp.data());
+    _exit(127);
+  }
+  close(log);
+  EXPECT_GT(pid_, 0);
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0 && !exit_code_) {
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+}
+
+void ChildProcess::Reaped(int status) {
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status)
+                                 : 128 + WTERMSIG(status);
+}
+
+bool ChildProcess::Running() {
+  if (exit_code_) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    Reaped(status);
+    return false;
+  }
+  return true;
+}
+
+void ChildProcess::Signal(int signal) {
+  if (!exit_code_) kill(pid_, signal);
+}
+
+int ChildProcess::Stop(int signal) {
+  if (exit_code_) return *exit_code_;
+  kill(pid_, signal);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  Reaped(status);
+  return *exit_code_;
+}
+
+std::optional<int> ChildProcess::Wait(absl::Duration timeout) {
+  PollUntil([this] { return !Running(); }, timeout);
+  return exit_code_;
+}
+
+std::string ChildProcess::Log() const {
+  absl::StatusOr<std::string> log = ReadFile(log_path_);
+  return log.ok() ? *log : "";
+}
+
+int WaitForPortFile(ChildProcess& child, const std::string& port_file,
+                    absl::Duration timeout) {
+  int port = 0;
+  const bool ok = PollUntil(
+      [&] {
+        absl::StatusOr<std::string> text = ReadFile(port_file);
+        if (text.ok() &&
+            absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port) &&
+            port > 0) {
+          return true;
+        }
+        return !child.Running();
+      },
+      timeout);
+  if (!ok || port <= 0) {
+    ADD_FAILURE() << "no port in " << port_file << "; log:\n" << child.Log();
+    return 0;
+  }
+  return port;
+}
+
+}  // namespace cv::testing
