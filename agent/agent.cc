@@ -322,7 +322,7 @@ absl::Time Agent::Step() {
   if (Reachable(now) && registered_ && now >= next_heartbeat_) {
     if (SendHeartbeat(now)) {
       next_heartbeat_ = now + heartbeat_interval_;
-      Cut(now, false);  // final records of what the answer stopped
+      Cut(Now(), false);  // final records of what the answer stopped
     }
   }
   if (Reachable(now) && registered_) {
@@ -634,7 +634,7 @@ void Agent::Converge(const pb::HeartbeatResponse& response, absl::Time now) {
     if (it != wanted.end()) {
       *r->desired.mutable_deadline() = it->second->deadline();
     } else if (!r->wanted && !r->stop_at) {
-      BeginStop(*r, now, "the scheduler no longer wants it");
+      BeginStop(*r, absl::InfiniteFuture(), "the scheduler no longer wants it");
     }
   }
   // Cursors left by a previous run: allocations still wanted resume below.
@@ -847,7 +847,8 @@ bool Agent::SendUsage(absl::Time now) {
     if (ack.stop()) {
       auto it = running_.find(u.allocation_id());
       if (it != running_.end() && !it->second->stop_at) {
-        BeginStop(*it->second, now, "the scheduler ended it");
+        BeginStop(*it->second, absl::InfiniteFuture(),
+                  "the scheduler ended it");
       }
     }
   }

@@ -81,6 +81,8 @@ class Agent {
   void Converge(const pb::HeartbeatResponse& response, absl::Time now);
   void StartAllocation(const pb::DesiredAllocation& d,
                        std::vector<int> gpu_indices, absl::Time now);
+  // Stops metering `r` at `at`, or now if that is earlier (InfiniteFuture:
+  // now, read after whatever call told the agent to stop), and its workload.
   void BeginStop(Running& r, absl::Time at, const std::string& why);
   void Reap(absl::Time now);
   std::map<std::string, int> FreeGpus() const;

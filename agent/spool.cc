@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -202,11 +203,24 @@ class Spool::Impl {
   ~Impl() {
     absl::MutexLock lock(&mu_);
     if (fd_ >= 0) ::close(fd_);
+    if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
   }
 
   absl::Status Init() {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(MakeDirs(options_.dir));
+    // One agent per spool: a second would append to the same log.
+    const std::string lock_path = absl::StrCat(options_.dir, "/LOCK");
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0) return IoError("open", lock_path, errno);
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "spool directory ", options_.dir,
+            " is in use by another voucher-agent; give each agent its own"));
+      }
+      return IoError("flock", lock_path, errno);
+    }
     // A leftover from a compaction that crashed before its rename; the log
     // itself is complete.
     if (::unlink(new_path_.c_str()) != 0 && errno != ENOENT) {
@@ -681,6 +695,7 @@ class Spool::Impl {
 
   mutable absl::Mutex mu_;
   int fd_ ABSL_GUARDED_BY(mu_) = -1;
+  int lock_fd_ ABSL_GUARDED_BY(mu_) = -1;
   // Size of the log; every write goes here.
   int64_t file_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Set when the log may hold part of a failed change.

@@ -59,9 +59,11 @@ class Spool {
     int32_t gpu_count = 0;
   };
 
-  // Opens the spool in `options.dir`, creating it when missing. A torn last
-  // frame is cut off (and said on stderr, with its offset and length).
-  // Errors: DataLoss naming the file and offset when a frame other than the
+  // Opens the spool in `options.dir`, creating it when missing, and locks
+  // it (`LOCK`, released when the spool is destroyed or the process dies).
+  // A torn last frame is cut off (and said on stderr, with its offset and
+  // length). Errors: FailedPrecondition when another process holds the
+  // spool; DataLoss naming the file and offset when a frame other than the
   // last is bad; InvalidArgument for bad options; Internal for I/O errors,
   // naming the path and errno text.
   static absl::StatusOr<std::unique_ptr<Spool>> Open(const Options& options);

@@ -393,11 +393,13 @@ const std::vector<CommandSpec>& Commands() {
          "enterprise bound to (role enterprise)"},
         {"cluster", "CLUSTER_ID", "cluster bound to (role agent)"},
         {"provider", "PROVIDER_ID", "provider owning the cluster (role agent)"},
-        {"description", "TEXT", "who holds it"}},
+        {"description", "TEXT", "who holds it"},
+        {"secret-file", "FILE",
+         "write the secret to FILE (mode 0600) instead of showing it"}},
        "voucherctl admin token create --role enterprise --enterprise "
        "E-000001\n"
        "voucherctl admin token create --role agent --cluster hz-a --provider "
-       "PR-000001",
+       "PR-000001 --secret-file hz-a.token",
        TokenCreate},
       {"admin token revoke",
        "Revoke a token",

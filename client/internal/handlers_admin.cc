@@ -10,6 +10,7 @@
 #include "client/internal/exit_codes.h"
 #include "client/internal/values.h"
 #include "client/internal/views.h"
+#include "common/config.h"
 #include "common/status_macros.h"
 
 namespace cv::client {
@@ -390,8 +391,29 @@ absl::Status TokenCreate(Context& c) {
   r.set_description(a.Value("description"));
   pb::CreateTokenResponse created;
   RETURN_IF_ERROR(c.server.Call(&Stub::CreateToken, r, &created));
+  if (a.Has("secret-file")) {
+    // The secret goes to the file only, never to the terminal.
+    const std::string path = a.Value("secret-file");
+    if (absl::Status s = WritePrivateFile(path, created.secret() + "\n");
+        !s.ok()) {
+      return absl::InternalError(absl::StrCat(
+          "token ", created.token().token_id(),
+          " was created but its secret could not be written: ", s.message(),
+          "; revoke it (voucherctl admin token revoke ",
+          created.token().token_id(), ") and create another"));
+    }
+    created.clear_secret();
+    c.printer.Print(RecordView(CreatedTokenFields(), created));
+    c.err << "Secret written to " << path << " (mode 0600).\n";
+    return absl::OkStatus();
+  }
   c.printer.Print(RecordView(CreatedTokenFields(), created));
-  c.err << "Store the secret now: it is shown only this once.\n";
+  if (created.secret().empty()) {
+    c.err << "This request id was answered before: the token exists, but "
+             "its secret was shown then and cannot be shown again.\n";
+  } else {
+    c.err << "Store the secret now: it is shown only this once.\n";
+  }
   return absl::OkStatus();
 }
 

@@ -148,30 +148,22 @@ Status AdminServiceImpl::ListClusters(ServerContext* c,
                                       const pb::ListClustersRequest* r,
                                       pb::ListClustersResponse* out) {
   const absl::Time now = ctx_.clock->Now();
-  const absl::Duration silence = absl::Seconds(ctx_.config.cluster_silence_s());
   return Read(
       c, kReaders, [&](const pb::Principal&, const core::StateMachine& s) {
-        ASSIGN_OR_RETURN(
-            *out->mutable_next_page_token(),
-            Page(
-                s.clusters(), r->page(),
-                [&](const core::StateMachine::ClusterRec& rec) {
-                  return r->state() == pb::CLUSTER_STATE_UNSPECIFIED ||
-                         rec.cluster.state() == r->state();
-                },
-                [&](const core::StateMachine::ClusterRec& rec) {
-                  pb::Cluster* cluster = out->add_clusters();
-                  *cluster = s.ClusterViewOf(rec);
-                  const absl::Time last =
-                      ctx_.liveness->LastBeat(cluster->cluster_id());
-                  if (last != absl::InfinitePast())
-                    *cluster->mutable_last_heartbeat_at() = ToProto(last);
-                  cluster->set_connected(
-                      last != absl::InfinitePast() &&
-                      ctx_.liveness->Connected(cluster->cluster_id(), now,
-                                               silence));
-                  return absl::OkStatus();
-                }));
+        ASSIGN_OR_RETURN(*out->mutable_next_page_token(),
+                         Page(
+                             s.clusters(), r->page(),
+                             [&](const core::StateMachine::ClusterRec& rec) {
+                               return r->state() ==
+                                          pb::CLUSTER_STATE_UNSPECIFIED ||
+                                      rec.cluster.state() == r->state();
+                             },
+                             [&](const core::StateMachine::ClusterRec& rec) {
+                               pb::Cluster* cluster = out->add_clusters();
+                               *cluster = s.ClusterViewOf(rec);
+                               AddLiveness(*cluster, now);
+                               return absl::OkStatus();
+                             }));
         return absl::OkStatus();
       });
 }
@@ -179,9 +171,22 @@ Status AdminServiceImpl::ListClusters(ServerContext* c,
 Status AdminServiceImpl::SetClusterState(ServerContext* c,
                                          const pb::SetClusterStateRequest* r,
                                          pb::Cluster* out) {
-  return Mutate(
+  Status status = Mutate(
       c, kAdmin, r->request_id(),
       [r](pb::Command& cmd) { *cmd.mutable_set_cluster_state() = *r; }, out);
+  if (status.ok()) AddLiveness(*out, ctx_.clock->Now());
+  return status;
+}
+
+void AdminServiceImpl::AddLiveness(pb::Cluster& cluster, absl::Time now) const {
+  const absl::Time last = ctx_.liveness->LastBeat(cluster.cluster_id());
+  if (last != absl::InfinitePast()) {
+    *cluster.mutable_last_heartbeat_at() = ToProto(last);
+  }
+  cluster.set_connected(
+      last != absl::InfinitePast() &&
+      ctx_.liveness->Connected(cluster.cluster_id(), now,
+                               absl::Seconds(ctx_.config.cluster_silence_s())));
 }
 
 // --- Applications ---

@@ -82,6 +82,11 @@ class AdminServiceImpl final : public pb::AdminService::Service,
                        pb::VerifyJournalResponse* out) override;
   Status ListJournal(ServerContext* c, const pb::ListJournalRequest* r,
                      pb::ListJournalResponse* out) override;
+
+ private:
+  // Fills what only the scheduler's memory knows: the last heartbeat and
+  // whether the agent is connected.
+  void AddLiveness(pb::Cluster& cluster, absl::Time now) const;
 };
 
 }  // namespace cv::api

@@ -286,6 +286,14 @@ TEST_F(SpoolTest, CursorKeepsTheGpuCountThroughAppendsAcksAndReopen) {
   EXPECT_EQ(spool->CursorOf("a")->resume_at, T(60));
 }
 
+TEST_F(SpoolTest, OneSpoolOneAgent) {
+  ASSERT_OK_AND_ASSIGN(auto spool, OpenSpool());
+  EXPECT_THAT(OpenSpool(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("in use by another")));
+  spool.reset();
+  EXPECT_THAT(OpenSpool(), IsOk());
+}
+
 TEST_F(SpoolTest, ForgetIsRefusedWhileRecordsArePending) {
   {
     ASSERT_OK_AND_ASSIGN(auto spool, OpenSpool());

@@ -49,6 +49,8 @@ using ::cv::testing::ChildProcess;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
 
 struct Result {
   int exit_code = -1;
@@ -740,6 +742,23 @@ TEST_F(VoucherctlTest, AdminManagesApplicationsVouchersAndTokens) {
   EXPECT_THAT(Admin({"admin", "token", "list"}).out,
               HasSubstr("TK-000003  auditor     -           -        -         "
                         "audit office"));
+
+  // With --secret-file the secret goes to a private file, not the screen.
+  const std::string secret_file = dir_ + "/auditor.token";
+  const Result to_file = Admin({"admin", "token", "create", "--role", "auditor",
+                                "--secret-file", secret_file});
+  ASSERT_EQ(to_file.exit_code, 0) << to_file;
+  EXPECT_THAT(to_file.out, Not(HasSubstr("cvt_")));
+  absl::StatusOr<std::string> written = ReadFile(secret_file);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_THAT(*written, StartsWith("cvt_"));
+  struct stat st;
+  ASSERT_EQ(stat(secret_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  EXPECT_EQ(As(std::string(absl::StripAsciiWhitespace(*written)),
+               {"admin", "program", "list"})
+                .exit_code,
+            0);
 }
 
 }  // namespace
