@@ -5,8 +5,10 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "common/config.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -822,8 +824,9 @@ bool Agent::SendUsage(absl::Time now) {
       continue;
     }
     if (metrics_ != nullptr) {
-      metrics_->records.Add({{"result", pb::UsageResult_Name(ack.result())}})
-          .Increment();
+      const std::string result = absl::AsciiStrToLower(absl::StripPrefix(
+          pb::UsageResult_Name(ack.result()), "USAGE_RESULT_"));
+      metrics_->records.Add({{"result", result}}).Increment();
     }
     switch (ack.result()) {
       case pb::USAGE_RESULT_ACCEPTED:

@@ -113,6 +113,26 @@ class VoucherctlTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
+  // Restarts the scheduler on the same data with `extra_args`.
+  void Restart(const std::vector<std::string>& extra_args) {
+    scheduler_.reset();
+    std::filesystem::remove(dir_ + "/port");
+    std::vector<std::string> args = {
+        BuildDir() + "/scheduler/voucher-scheduler",
+        "--data-dir",
+        dir_ + "/data",
+        "--listen",
+        "127.0.0.1:0",
+        "--port-file",
+        dir_ + "/port"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    scheduler_ = std::make_unique<ChildProcess>(std::move(args),
+                                                dir_ + "/scheduler.log");
+    const int port = testing::WaitForPortFile(*scheduler_, dir_ + "/port");
+    ASSERT_GT(port, 0);
+    endpoint_ = absl::StrCat("127.0.0.1:", port);
+  }
+
   // Runs voucherctl with `args`, an environment of only HOME,
   // XDG_CONFIG_HOME (both in the test's folder) and `env`, and `input` on
   // standard input.
@@ -759,6 +779,30 @@ TEST_F(VoucherctlTest, AdminManagesApplicationsVouchersAndTokens) {
                {"admin", "program", "list"})
                 .exit_code,
             0);
+}
+
+TEST_F(VoucherctlTest, TalksTlsAndMutualTls) {
+  ASSERT_TRUE(testing::MakeTestCertificates(dir_));
+  const std::string ca = dir_ + "/ca.pem";
+  Restart(
+      {"--tls-cert", dir_ + "/server.pem", "--tls-key", dir_ + "/server.key"});
+  const std::vector<std::string> list = {"admin", "program", "list"};
+  auto with = [&](std::vector<std::string> flags) {
+    flags.insert(flags.end(), list.begin(), list.end());
+    return Admin(flags);
+  };
+  const Result tls = with({"--tls-ca", ca});
+  EXPECT_EQ(tls.exit_code, 0) << tls;
+  EXPECT_EQ(with({}).exit_code, 3);  // plaintext toward a TLS server
+
+  Restart({"--tls-cert", dir_ + "/server.pem", "--tls-key",
+           dir_ + "/server.key", "--tls-client-ca", ca,
+           "--require-client-cert"});
+  const Result mutual =
+      with({"--tls-ca", ca, "--tls-cert", dir_ + "/client.pem", "--tls-key",
+            dir_ + "/client.key"});
+  EXPECT_EQ(mutual.exit_code, 0) << mutual;
+  EXPECT_EQ(with({"--tls-ca", ca}).exit_code, 3);  // no client certificate
 }
 
 }  // namespace

@@ -79,29 +79,6 @@ class AgentMeterTest : public AgentWorld {
     return {code.value_or(-1), agent.Log()};
   }
 
-  // Creates a CA, a server certificate for 127.0.0.1 and a client
-  // certificate in the test directory: ca.pem, server.{pem,key},
-  // client.{pem,key}.
-  void MakeCertificates() {
-    const std::string quiet = " > /dev/null 2>&1";
-    ASSERT_EQ(Shell("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
-                    "/CN=test-ca -keyout " +
-                    dir_ + "/ca.key -out " + dir_ + "/ca.pem" + quiet),
-              0);
-    std::ofstream(dir_ + "/san.cnf") << "subjectAltName=IP:127.0.0.1\n";
-    for (const std::string name : {"server", "client"}) {
-      ASSERT_EQ(Shell("openssl req -newkey rsa:2048 -nodes -subj /CN=" + name +
-                      " -keyout " + dir_ + "/" + name + ".key -out " + dir_ +
-                      "/" + name + ".csr" + quiet),
-                0);
-      ASSERT_EQ(Shell("openssl x509 -req -days 2 -in " + dir_ + "/" + name +
-                      ".csr -CA " + dir_ + "/ca.pem -CAkey " + dir_ +
-                      "/ca.key -CAcreateserial -extfile " + dir_ +
-                      "/san.cnf -out " + dir_ + "/" + name + ".pem" + quiet),
-                0);
-    }
-  }
-
   std::string Read(const std::string& path) {
     return ReadFile(path).value_or("");
   }
@@ -302,7 +279,7 @@ TEST_F(AgentMeterTest, IdleAllocationIsFlagged) {
 }
 
 TEST_F(AgentMeterTest, AgentConnectsOverTlsAndMutualTls) {
-  MakeCertificates();
+  ASSERT_TRUE(MakeTestCertificates(dir_));
   if (HasFatalFailure()) return;
   const std::string ca = "--tls-ca=" + dir_ + "/ca.pem";
   grpc::SslCredentialsOptions server_only;

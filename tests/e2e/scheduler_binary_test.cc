@@ -22,6 +22,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "tests/testing/binaries.h"
 
 namespace cv {
 namespace {
@@ -29,18 +30,11 @@ namespace {
 namespace pb = ::computevoucher::v1;
 using ::testing::HasSubstr;
 
-std::string BuildDir() {
-  const char* dir = std::getenv("CV_BUILD_DIR");
-  return dir ? dir : ".";
+std::string Binary() {
+  return testing::BuildDir() + "/scheduler/voucher-scheduler";
 }
 
-std::string Binary() { return BuildDir() + "/scheduler/voucher-scheduler"; }
-
-// Runs a shell command and returns its exit code.
-int Shell(const std::string& command) {
-  const int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using testing::Shell;
 
 class SchedulerBinaryTest : public ::testing::Test {
  protected:
@@ -50,10 +44,7 @@ class SchedulerBinaryTest : public ::testing::Test {
     dir_ = tmpl;
   }
   void TearDown() override {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
+    scheduler_.reset();
     std::filesystem::remove_all(dir_);
   }
 
@@ -63,52 +54,15 @@ class SchedulerBinaryTest : public ::testing::Test {
     std::filesystem::remove(port_file);
     args.insert(args.begin(), Binary());
     args.push_back("--port-file=" + port_file);
-    pid_ = fork();
-    if (pid_ == 0) {
-      const std::string log = dir_ + "/scheduler.log";
-      freopen(log.c_str(), "a", stdout);
-      freopen(log.c_str(), "a", stderr);
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    // Poll for the port file with a deadline.
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
-    while (absl::Now() < deadline) {
-      absl::StatusOr<std::string> text = ReadFile(port_file);
-      int port = 0;
-      if (text.ok() &&
-          absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port) &&
-          port > 0) {
-        return port;
-      }
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        ADD_FAILURE() << "scheduler exited early: " << Log();
-        return 0;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    ADD_FAILURE() << "scheduler did not write its port file: " << Log();
-    return 0;
+    scheduler_ = std::make_unique<testing::ChildProcess>(
+        std::move(args), dir_ + "/scheduler.log");
+    return testing::WaitForPortFile(*scheduler_, port_file);
   }
 
   // Sends `signal` and returns the exit code.
-  int Stop(int signal = SIGTERM) {
-    kill(pid_, signal);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
+  int Stop(int signal = SIGTERM) { return scheduler_->Stop(signal); }
 
-  std::string Log() {
-    absl::StatusOr<std::string> log = ReadFile(dir_ + "/scheduler.log");
-    return log.ok() ? *log : "";
-  }
+  std::string Log() { return scheduler_->Log(); }
 
   std::string AdminToken() {
     absl::StatusOr<std::string> token = ReadFile(dir_ + "/data/admin.token");
@@ -129,7 +83,7 @@ class SchedulerBinaryTest : public ::testing::Test {
   }
 
   std::string dir_;
-  pid_t pid_ = -1;
+  std::unique_ptr<testing::ChildProcess> scheduler_;
 };
 
 TEST_F(SchedulerBinaryTest, FirstStartServesStopsOnSigtermAndVerifies) {
@@ -188,23 +142,7 @@ TEST_F(SchedulerBinaryTest, BadFlagsAreUsageErrors) {
 TEST_F(SchedulerBinaryTest, ServesTlsAndMutualTls) {
   // A CA, a server certificate for 127.0.0.1 and a client certificate.
   const std::string d = dir_;
-  const std::string quiet = " > /dev/null 2>&1";
-  ASSERT_EQ(Shell("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
-                  "/CN=test-ca -keyout " +
-                  d + "/ca.key -out " + d + "/ca.pem" + quiet),
-            0);
-  std::ofstream(d + "/san.cnf") << "subjectAltName=IP:127.0.0.1\n";
-  for (const std::string name : {"server", "client"}) {
-    ASSERT_EQ(Shell("openssl req -newkey rsa:2048 -nodes -subj /CN=" + name +
-                    " -keyout " + d + "/" + name + ".key -out " + d + "/" +
-                    name + ".csr" + quiet),
-              0);
-    ASSERT_EQ(
-        Shell("openssl x509 -req -days 2 -in " + d + "/" + name + ".csr -CA " +
-              d + "/ca.pem -CAkey " + d + "/ca.key -CAcreateserial -extfile " +
-              d + "/san.cnf -out " + d + "/" + name + ".pem" + quiet),
-        0);
-  }
+  ASSERT_TRUE(testing::MakeTestCertificates(d));
   auto read = [&](const std::string& name) {
     return ReadFile(d + "/" + name).value_or("");
   };

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -23,8 +24,7 @@ std::string BuildDir() {
   return dir != nullptr ? dir : ".";
 }
 
-bool PollUntil(const std::function<bool()>& condition,
-               absl::Duration timeout) {
+bool PollUntil(const std::function<bool()>& condition, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
     if (condition()) return true;
@@ -72,8 +72,7 @@ ChildProcess::~ChildProcess() {
 }
 
 void ChildProcess::Reaped(int status) {
-  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status)
-                                 : 128 + WTERMSIG(status);
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 bool ChildProcess::Running() {
@@ -107,6 +106,27 @@ std::optional<int> ChildProcess::Wait(absl::Duration timeout) {
 std::string ChildProcess::Log() const {
   absl::StatusOr<std::string> log = ReadFile(log_path_);
   return log.ok() ? *log : "";
+}
+
+bool MakeTestCertificates(const std::string& dir) {
+  const std::string quiet = " > /dev/null 2>&1";
+  if (Shell("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
+            "/CN=test-ca -keyout " +
+            dir + "/ca.key -out " + dir + "/ca.pem" + quiet) != 0) {
+    return false;
+  }
+  std::ofstream(dir + "/san.cnf") << "subjectAltName=IP:127.0.0.1\n";
+  for (const std::string name : {"server", "client"}) {
+    const std::string base = dir + "/" + name;
+    if (Shell("openssl req -newkey rsa:2048 -nodes -subj /CN=" + name +
+              " -keyout " + base + ".key -out " + base + ".csr" + quiet) != 0 ||
+        Shell("openssl x509 -req -days 2 -in " + base + ".csr -CA " + dir +
+              "/ca.pem -CAkey " + dir + "/ca.key -CAcreateserial -extfile " +
+              dir + "/san.cnf -out " + base + ".pem" + quiet) != 0) {
+      return false;
+    }
+  }
+  return true;
 }
 
 int WaitForPortFile(ChildProcess& child, const std::string& port_file,

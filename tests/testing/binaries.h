@@ -61,6 +61,11 @@ class ChildProcess {
   std::optional<int> exit_code_;
 };
 
+// Makes, with openssl, a CA and certificates signed by it for TLS tests in
+// `dir`: ca.pem, server.pem/server.key (for IP 127.0.0.1) and
+// client.pem/client.key. Returns whether every step succeeded.
+bool MakeTestCertificates(const std::string& dir);
+
 // Waits for `child` to write a positive port number to `port_file`; 0 (and
 // a test failure with the child's log) when it exits first or times out.
 int WaitForPortFile(ChildProcess& child, const std::string& port_file,
