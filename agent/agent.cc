@@ -252,7 +252,13 @@ Agent::Agent(pb::AgentConfig config,
               ? absl::Milliseconds(config_.heartbeat_interval_ms())
               : absl::Seconds(10)),
       random_(std::random_device{}()) {
-  if (registry != nullptr) metrics_ = std::make_unique<Metrics>(*registry);
+  if (registry != nullptr) {
+    metrics_ = std::make_unique<Metrics>(*registry);
+    // Present at 0 from the start, so that rates and alerts see them.
+    for (const char* method : {"Register", "Heartbeat", "ReportUsage"}) {
+      metrics_->rpc_errors.Add({{"method", method}});
+    }
+  }
   for (const std::string& id : spool_->Allocations()) resumable_.insert(id);
   next_cut_ = Now() + absl::Milliseconds(config_.report_interval_ms());
 }

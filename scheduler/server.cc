@@ -92,9 +92,14 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   ASSIGN_OR_RETURN(s->store_,
                    store::OpenSqliteStore(s->config_.data_dir(),
                                           store::OpenMode::kReadWrite));
+  s->registry_ = std::make_shared<prometheus::Registry>();
+  s->writer_metrics_ = std::make_unique<WriterMetrics>(*s->registry_);
+  s->grpc_metrics_ = std::make_unique<api::GrpcMetrics>(*s->registry_);
+  s->usage_metrics_ = std::make_unique<api::UsageMetrics>(*s->registry_);
   store::WriterOptions options;
   options.max_batch_commands = s->config_.max_batch_commands();
   options.max_batch_records = s->config_.max_batch_records();
+  options.on_commit = s->writer_metrics_->OnCommit();
   ASSIGN_OR_RETURN(s->writer_, store::Writer::Open(*s->store_, clock, options));
   RETURN_IF_ERROR(s->BootstrapAdminToken());
 
@@ -106,6 +111,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   s->services_context_.clock = &clock;
   s->services_context_.liveness = s->liveness_.get();
   s->services_context_.calls = &s->calls_;
+  s->services_context_.usage_metrics = s->usage_metrics_.get();
   s->services_context_.config = s->config_;
   s->admin_service_ =
       std::make_unique<api::AdminServiceImpl>(s->services_context_);
@@ -113,6 +119,17 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
       std::make_unique<api::EnterpriseServiceImpl>(s->services_context_);
   s->agent_service_ =
       std::make_unique<api::AgentServiceImpl>(s->services_context_);
+  if (!s->config_.metrics_address().empty()) {
+    // Before the API, so that a scheduler that cannot serve its metrics
+    // never starts serving calls.
+    s->state_metrics_ = std::make_shared<StateCollector>(
+        *s->writer_, *s->liveness_, clock,
+        absl::Seconds(s->config_.cluster_silence_s()));
+    ASSIGN_OR_RETURN(s->metrics_exposer_,
+                     ServeMetrics(s->config_.metrics_address(),
+                                  {s->registry_, s->state_metrics_}));
+    s->metrics_port_ = MetricsPort(*s->metrics_exposer_);
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -124,6 +141,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(s->calls_.InterceptorFactory());
+  interceptors.push_back(s->grpc_metrics_->InterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
@@ -227,6 +245,7 @@ void SchedulerServer::Shutdown(absl::Duration grace) {
   if (!stop_ticker_.HasBeenNotified()) stop_ticker_.Notify();
   if (ticker_.joinable()) ticker_.join();
   if (writer_) writer_->Stop();
+  metrics_exposer_.reset();
 }
 
 int RunScheduler(pb::SchedulerConfig config) {
@@ -246,6 +265,10 @@ int RunScheduler(pb::SchedulerConfig config) {
     return 1;
   }
   std::printf("voucher-scheduler: serving on port %d\n", (*server)->port());
+  if ((*server)->metrics_port() != 0) {
+    std::printf("voucher-scheduler: metrics on port %d at /metrics\n",
+                (*server)->metrics_port());
+  }
   if (!(*server)->admin_token_path().empty()) {
     std::printf(
         "voucher-scheduler: first admin token written to %s (mode 0600)\n",

@@ -12,11 +12,16 @@
 #include "common/clock.h"
 #include "computevoucher/v1/config.pb.h"
 #include "grpcpp/server.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
 #include "scheduler/api/admin_service.h"
 #include "scheduler/api/agent_service.h"
 #include "scheduler/api/enterprise_service.h"
+#include "scheduler/api/grpc_metrics.h"
 #include "scheduler/api/liveness.h"
 #include "scheduler/api/service_base.h"
+#include "scheduler/api/usage_metrics.h"
+#include "scheduler/metrics.h"
 #include "scheduler/store/store.h"
 #include "scheduler/store/writer.h"
 
@@ -32,8 +37,10 @@ class SchedulerServer {
  public:
   // Opens the store in `config.data_dir()`, rebuilds the state, writes the
   // first admin token to `<data_dir>/admin.token` (mode 0600) when the
-  // store has no token yet, and starts serving. `clock` must outlive the
-  // server.
+  // store has no token yet, and starts serving; with
+  // `config.metrics_address()` set, also serves Prometheus metrics at
+  // /metrics there (deploy/METRICS.md). Unavailable when it cannot listen
+  // on either address. `clock` must outlive the server.
   static absl::StatusOr<std::unique_ptr<SchedulerServer>> Start(
       pb::SchedulerConfig config, Clock& clock);
   ~SchedulerServer();
@@ -42,6 +49,8 @@ class SchedulerServer {
 
   // The port actually bound (useful with port 0).
   int port() const { return port_; }
+  // The port /metrics is served on; 0 when metrics_address is not set.
+  int metrics_port() const { return metrics_port_; }
   // Path of the admin token written at first start; empty otherwise.
   const std::string& admin_token_path() const { return admin_token_path_; }
   store::Writer& writer() { return *writer_; }
@@ -54,7 +63,7 @@ class SchedulerServer {
 
   // Graceful stop: refuse new RPCs (UNAVAILABLE), let those in progress
   // finish (up to `grace`), close every connection, answer every queued
-  // command, flush, and stop the ticker. Idempotent.
+  // command, flush, stop the ticker, and stop serving metrics. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(10));
 
  private:
@@ -67,6 +76,11 @@ class SchedulerServer {
 
   pb::SchedulerConfig config_;
   Clock* clock_ = nullptr;
+  // Declared before what they observe, so that they outlive it.
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<WriterMetrics> writer_metrics_;
+  std::unique_ptr<api::GrpcMetrics> grpc_metrics_;
+  std::unique_ptr<api::UsageMetrics> usage_metrics_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<store::Writer> writer_;
   std::unique_ptr<api::Liveness> liveness_;
@@ -77,6 +91,9 @@ class SchedulerServer {
   std::unique_ptr<api::AgentServiceImpl> agent_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::shared_ptr<StateCollector> state_metrics_;
+  std::unique_ptr<prometheus::Exposer> metrics_exposer_;
+  int metrics_port_ = 0;
   std::string admin_token_path_;
   absl::Notification stop_ticker_;
   std::thread ticker_;

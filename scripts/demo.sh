@@ -28,6 +28,8 @@
 #   CV_DEMO_LISTEN        scheduler address (default 127.0.0.1:7443)
 #   CV_DEMO_METRICS_BASE  first agent metrics port; the second agent uses the
 #                         next one (default 9464)
+#   CV_DEMO_SCHEDULER_METRICS  the scheduler's /metrics address
+#                         (default 127.0.0.1:9463)
 #   CV_DEMO_SKIP_BUILD=1  skip scripts/setup.sh and the build
 #   CV_BUILD_DIR          where the binaries are (default ./build)
 set -Eeuo pipefail
@@ -40,6 +42,7 @@ data="${CV_DEMO_DATA:-$repo/demo-data}"
 case "$data" in /*) ;; *) data="$caller/$data" ;; esac
 listen="${CV_DEMO_LISTEN:-127.0.0.1:7443}"
 metrics_base="${CV_DEMO_METRICS_BASE:-9464}"
+scheduler_metrics="${CV_DEMO_SCHEDULER_METRICS:-127.0.0.1:9463}"
 build_dir="${CV_BUILD_DIR:-$repo/build}"
 case "$build_dir" in /*) ;; *) build_dir="$caller/$build_dir" ;; esac
 
@@ -69,6 +72,7 @@ again=""
 [ -z "${CV_DEMO_DATA:-}" ] || again+="CV_DEMO_DATA=$(printf '%q' "$data") "
 [ -z "${CV_DEMO_LISTEN:-}" ] || again+="CV_DEMO_LISTEN=$(printf '%q' "$listen") "
 [ -z "${CV_DEMO_METRICS_BASE:-}" ] || again+="CV_DEMO_METRICS_BASE=$(printf '%q' "$metrics_base") "
+[ -z "${CV_DEMO_SCHEDULER_METRICS:-}" ] || again+="CV_DEMO_SCHEDULER_METRICS=$(printf '%q' "$scheduler_metrics") "
 [ -z "${CV_BUILD_DIR:-}" ] || again+="CV_BUILD_DIR=$(printf '%q' "$build_dir") "
 
 step="starting"
@@ -295,7 +299,7 @@ start_scheduler() {
   rm -f "$data/scheduler.port"
   start_service voucher-scheduler "$data/scheduler.pid" "$data/scheduler.log" \
     "$scheduler_bin" serve --data-dir "$sched_dir" --listen "$listen" \
-    --port-file "$data/scheduler.port"
+    --metrics-listen "$scheduler_metrics" --port-file "$data/scheduler.port"
   # The endpoint voucherctl and the agents use: the bound port (the listen
   # address may ask for port 0) on a loopback host when it listens on all.
   local host="${listen%:*}" i
@@ -544,7 +548,8 @@ EOF
   done
   printf '\nLogs:     %s/scheduler.log' "$rel"
   for c in "${clusters[@]}"; do printf ', %s/%s.log' "$rel" "$c"; done
-  printf '\nMetrics: '
+  printf '\nMetrics:  http://%s/metrics (voucher-scheduler)\n         ' \
+    "$scheduler_metrics"
   port=$metrics_base
   for c in "${clusters[@]}"; do
     printf ' http://127.0.0.1:%s/metrics (%s)' "$port" "$c"
@@ -552,7 +557,6 @@ EOF
   done
   cat <<EOF
 
-          (voucher-scheduler does not serve /metrics yet)
 Check the journal (also while it runs):
   $bin/scheduler/voucher-scheduler verify --data-dir $rel/scheduler
 Run this again (stops the services, restarts them on the same data):

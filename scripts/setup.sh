@@ -16,6 +16,9 @@ packages=(
   libgoogle-perftools-dev
   # embedded store, hashing and TLS
   libsqlite3-dev sqlite3 libssl-dev openssl
+  # Prometheus and promtool, for the checks of deploy/ (tests/deploy/); python3
+  # for the shell tests' helpers
+  prometheus python3
 )
 
 missing=()

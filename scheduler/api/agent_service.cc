@@ -40,9 +40,13 @@ grpc::Status AgentServiceImpl::Heartbeat(grpc::ServerContext* c,
 grpc::Status AgentServiceImpl::ReportUsage(grpc::ServerContext* c,
                                            const pb::ReportUsageRequest* r,
                                            pb::ReportUsageResponse* out) {
-  return Mutate(
+  grpc::Status status = Mutate(
       c, kAgent, r->request_id(),
       [r](pb::Command& cmd) { *cmd.mutable_report_usage() = *r; }, out);
+  if (status.ok() && ctx_.usage_metrics != nullptr) {
+    ctx_.usage_metrics->Count(*out);
+  }
+  return status;
 }
 
 }  // namespace cv::api

@@ -19,6 +19,7 @@
 #include "scheduler/api/call_tracker.h"
 #include "scheduler/api/liveness.h"
 #include "scheduler/api/status.h"
+#include "scheduler/api/usage_metrics.h"
 #include "scheduler/store/store.h"
 #include "scheduler/store/writer.h"
 
@@ -31,6 +32,8 @@ struct ServiceContext {
   Clock* clock = nullptr;
   Liveness* liveness = nullptr;
   CallTracker* calls = nullptr;
+  // Counts the usage records answered; nullptr counts nothing.
+  UsageMetrics* usage_metrics = nullptr;
   pb::SchedulerConfig config;
 };
 

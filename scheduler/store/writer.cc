@@ -273,6 +273,10 @@ void Writer::RunCommitter() {
       stats_.last_batch_size = static_cast<int64_t>(done.pending.size());
     }
     if (commit.ok()) {
+      if (options_.on_commit && !done.batch.commands.empty()) {
+        options_.on_commit(static_cast<int64_t>(done.pending.size()),
+                           commit_time);
+      }
       for (Pending* p : done.pending) p->done.Notify();
     }
   }

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,12 @@ struct WriterOptions {
   // still goes whole). Bounds a commit's duration, and so how long an
   // interactive command can wait behind usage.
   int64_t max_batch_records = 500;
+  // Called on the committer thread after each transaction the store
+  // committed, with the commands the batch answered and how long the commit
+  // took (by the writer's clock), outside the writer's locks. For metrics;
+  // it must be quick and must not call back into the writer. Empty: not
+  // called.
+  std::function<void(int64_t commands, absl::Duration commit)> on_commit;
 };
 
 struct WriterStats {

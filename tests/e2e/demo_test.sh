@@ -72,37 +72,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A free loopback port for the scheduler, and a free pair (N, N+1) for the
-# agents' metrics.
-read -r listen_port metrics_base < <(python3 - <<'EOF'
-import socket
-
-def bound(port):
-    s = socket.socket()
-    s.bind(("127.0.0.1", port))
-    return s
-
-keep = []
-listen = bound(0)
-keep.append(listen)
-for _ in range(100):
-    a = bound(0)
-    try:
-        b = bound(a.getsockname()[1] + 1)
-    except OSError:
-        a.close()
-        continue
-    keep += [a, b]
-    break
-else:
-    raise SystemExit("no free pair of ports")
-print(listen.getsockname()[1], keep[1].getsockname()[1])
-EOF
-)
+# Free loopback ports for the scheduler and its metrics, and a free pair
+# (N, N+1) for the agents' metrics.
+read -r listen_port scheduler_metrics_port metrics_base _ < <(python3 "$repo/tests/testing/demo_ports.py")
 
 export CV_DEMO_DATA="$data"
 export CV_DEMO_LISTEN="127.0.0.1:$listen_port"
 export CV_DEMO_METRICS_BASE="$metrics_base"
+export CV_DEMO_SCHEDULER_METRICS="127.0.0.1:$scheduler_metrics_port"
 export CV_DEMO_SKIP_BUILD=1
 export CV_BUILD_DIR="$build_dir"
 endpoint="127.0.0.1:$listen_port"

@@ -95,8 +95,12 @@ TEST_F(SchedulerBinaryTest, FirstStartServesStopsOnSigtermAndVerifies) {
   const int port = Start(
       {"--config=" + dir_ + "/scheduler.textproto", "--listen=127.0.0.1:0"});
   ASSERT_GT(port, 0);
-  EXPECT_THAT(Log(), HasSubstr("first admin token written to " + dir_ +
-                               "/data/admin.token"));
+  // The port file comes first; the line about the token follows it.
+  const std::string written =
+      "first admin token written to " + dir_ + "/data/admin.token";
+  EXPECT_TRUE(testing::PollUntil([&] {
+    return Log().find(written) != std::string::npos;
+  })) << Log();
   struct stat st;
   ASSERT_EQ(stat((dir_ + "/data/admin.token").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600);

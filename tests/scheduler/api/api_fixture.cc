@@ -27,6 +27,7 @@ void ApiTest::SetUp() {
   config.set_usage_grace_s(300);
   config.set_heartbeat_interval_s(10);
   config.set_cluster_silence_s(60);
+  Configure(config);
   absl::StatusOr<std::unique_ptr<scheduler::SchedulerServer>> server =
       scheduler::SchedulerServer::Start(config, clock_);
   ASSERT_TRUE(server.ok()) << server.status();

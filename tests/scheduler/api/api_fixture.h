@@ -23,6 +23,10 @@ class ApiTest : public ::testing::Test {
   void SetUp() override;
   void TearDown() override;
 
+  // Called by SetUp with the configuration the server is about to start
+  // with; a test class changes it here (by default nothing changes).
+  virtual void Configure(pb::SchedulerConfig& config) {}
+
   // (Re)creates the stubs for the server's port.
   void Connect();
 

@@ -1,0 +1,350 @@
+#include "scheduler/metrics.h"
+
+#include <algorithm>
+#include <exception>
+#include <map>
+#include <tuple>
+#include <utility>
+
+#include "absl/container/btree_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/time_util.h"
+#include "computevoucher/v1/types.pb.h"
+#include "google/protobuf/descriptor.h"
+#include "scheduler/core/pricing.h"
+#include "scheduler/core/state_machine.h"
+
+namespace cv::scheduler {
+namespace {
+
+namespace pb = ::computevoucher::v1;
+using ::prometheus::ClientMetric;
+using ::prometheus::MetricFamily;
+using ::prometheus::MetricType;
+
+// Counts by the number of a state enum's value.
+using ByState = absl::btree_map<int, int64_t>;
+
+struct Money {
+  int64_t cost_fen = 0;
+  int64_t subsidy_fen = 0;
+};
+
+// What one scrape reads from the state, summed under the read lock.
+struct Snapshot {
+  std::vector<pb::Program> programs;  // views, with the derived figures
+  ByState vouchers, applications, allocations, clusters;
+  int64_t queue_length = 0;
+  absl::Time oldest_queued = absl::InfiniteFuture();
+  int64_t idle_allocations = 0;
+  // By (program, provider, hardware class).
+  std::map<std::tuple<std::string, std::string, int>, Money> money;
+  // Accepted GPU-milliseconds by (provider, hardware class).
+  std::map<std::pair<std::string, int>, int64_t> gpu_ms;
+  std::map<std::string, int64_t> enterprise_subsidy_fen;
+  std::vector<std::string> cluster_ids;
+  // GPUs of approved clusters by model: {free, used}.
+  std::map<std::string, std::pair<int64_t, int64_t>> gpus;
+};
+
+Snapshot Summarize(const core::StateMachine& state, absl::Time now) {
+  Snapshot s;
+  for (const auto& [id, program] : state.programs()) {
+    absl::StatusOr<pb::Program> view = state.ProgramView(id);
+    if (view.ok()) s.programs.push_back(*std::move(view));
+  }
+  for (const auto& [id, rec] : state.vouchers())
+    ++s.vouchers[rec.voucher.state()];
+  for (const auto& [id, application] : state.applications()) {
+    ++s.applications[application.state()];
+  }
+  for (const auto& [id, rec] : state.allocations()) {
+    const pb::Allocation& a = rec.allocation;
+    ++s.allocations[a.state()];
+    if (a.state() == pb::ALLOCATION_STATE_PENDING) {
+      ++s.queue_length;
+      s.oldest_queued =
+          std::min(s.oldest_queued,
+                   FromProto("created_at", a.created_at()).value_or(now));
+    }
+    if (a.idle() && (a.state() == pb::ALLOCATION_STATE_ASSIGNED ||
+                     a.state() == pb::ALLOCATION_STATE_RUNNING)) {
+      ++s.idle_allocations;
+    }
+    if (a.provider_id().empty()) continue;  // never placed: no usage
+    Money& money =
+        s.money[{a.program_id(), a.provider_id(), a.hardware_class()}];
+    money.cost_fen +=
+        core::CostFen(a.used_gpu_ms(), a.price_fen_per_gpu_hour()).value_or(0);
+    money.subsidy_fen += a.charged_fen();
+    s.gpu_ms[{a.provider_id(), a.hardware_class()}] += a.used_gpu_ms();
+    s.enterprise_subsidy_fen[a.enterprise_id()] += a.charged_fen();
+  }
+  for (const auto& [id, rec] : state.clusters()) {
+    ++s.clusters[rec.cluster.state()];
+    s.cluster_ids.push_back(id);
+    if (rec.cluster.state() != pb::CLUSTER_STATE_APPROVED) continue;
+    for (const pb::GpuModel& model : rec.cluster.inventory()) {
+      auto used = rec.used_gpus.find(model.model());
+      const int64_t in_use = used == rec.used_gpus.end() ? 0 : used->second;
+      auto& [free, busy] = s.gpus[model.model()];
+      free += std::max<int64_t>(0, model.gpu_count() - in_use);
+      busy += in_use;
+    }
+  }
+  return s;
+}
+
+MetricFamily Family(std::string name, std::string help, MetricType type) {
+  MetricFamily family;
+  family.name = std::move(name);
+  family.help = std::move(help);
+  family.type = type;
+  return family;
+}
+
+void Add(MetricFamily& family, std::vector<ClientMetric::Label> labels,
+         double value) {
+  ClientMetric metric;
+  metric.label = std::move(labels);
+  if (family.type == MetricType::Counter) {
+    metric.counter.value = value;
+  } else {
+    metric.gauge.value = value;
+  }
+  family.metric.push_back(std::move(metric));
+}
+
+MetricFamily Gauge(std::string name, std::string help, double value) {
+  MetricFamily family =
+      Family(std::move(name), std::move(help), MetricType::Gauge);
+  Add(family, {}, value);
+  return family;
+}
+
+// The label value of an enum value: its name without `prefix`, in lower
+// case (VOUCHER_STATE_ACTIVE -> active).
+std::string EnumLabel(const google::protobuf::EnumDescriptor& type, int number,
+                      absl::string_view prefix) {
+  const google::protobuf::EnumValueDescriptor* value =
+      type.FindValueByNumber(number);
+  if (value == nullptr) return absl::StrCat(number);
+  return absl::AsciiStrToLower(absl::StripPrefix(value->name(), prefix));
+}
+
+// One gauge per value of a state enum (every value but UNSPECIFIED, zero
+// when nothing is in it), labelled `state`.
+MetricFamily ByStateGauge(std::string name, std::string help,
+                          const google::protobuf::EnumDescriptor& type,
+                          absl::string_view prefix, const ByState& counts) {
+  MetricFamily family =
+      Family(std::move(name), std::move(help), MetricType::Gauge);
+  for (int i = 0; i < type.value_count(); ++i) {
+    const int number = type.value(i)->number();
+    if (number == 0) continue;
+    auto it = counts.find(number);
+    Add(family, {{"state", EnumLabel(type, number, prefix)}},
+        it == counts.end() ? 0.0 : static_cast<double>(it->second));
+  }
+  return family;
+}
+
+std::string HardwareClassLabel(int hardware_class) {
+  return EnumLabel(*pb::HardwareClass_descriptor(), hardware_class,
+                   "HARDWARE_CLASS_");
+}
+
+const prometheus::Histogram::BucketBoundaries& BatchBuckets() {
+  static const auto* const kBuckets =
+      new prometheus::Histogram::BucketBoundaries{
+          1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
+  return *kBuckets;
+}
+
+// From a commit that only reaches the page cache to one stuck on a slow
+// disk.
+const prometheus::Histogram::BucketBoundaries& CommitBuckets() {
+  static const auto* const kBuckets =
+      new prometheus::Histogram::BucketBoundaries{
+          0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+          0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
+  return *kBuckets;
+}
+
+}  // namespace
+
+WriterMetrics::WriterMetrics(prometheus::Registry& registry)
+    : batch_commands_(prometheus::BuildHistogram()
+                          .Name("computevoucher_writer_batch_commands")
+                          .Help("Commands per batch the writer committed.")
+                          .Register(registry)
+                          .Add({}, BatchBuckets())),
+      commit_seconds_(prometheus::BuildHistogram()
+                          .Name("computevoucher_writer_commit_seconds")
+                          .Help("Time to commit one batch, including fsync, "
+                                "in seconds.")
+                          .Register(registry)
+                          .Add({}, CommitBuckets())) {}
+
+std::function<void(int64_t, absl::Duration)> WriterMetrics::OnCommit() {
+  return [this](int64_t commands, absl::Duration commit) {
+    batch_commands_.Observe(static_cast<double>(commands));
+    commit_seconds_.Observe(absl::ToDoubleSeconds(commit));
+  };
+}
+
+std::vector<MetricFamily> StateCollector::Collect() const {
+  const absl::Time now = clock_.Now();
+  const Snapshot s = writer_.Read(
+      [now](const core::StateMachine& state) { return Summarize(state, now); });
+  std::vector<MetricFamily> out;
+
+  struct ProgramGauge {
+    const char* name;
+    const char* help;
+    int64_t (pb::Program::*field)() const;
+  };
+  static constexpr ProgramGauge kProgramGauges[] = {
+      {"computevoucher_program_budget_fen", "Program budget, in fen.",
+       &pb::Program::budget_fen},
+      {"computevoucher_program_unissued_fen",
+       "Budget not yet issued as vouchers, in fen.",
+       &pb::Program::unissued_fen},
+      {"computevoucher_program_issued_fen",
+       "Face value issued, net of adjustments, in fen.",
+       &pb::Program::issued_fen},
+      {"computevoucher_program_held_fen",
+       "Held by running allocations, in fen.", &pb::Program::held_fen},
+      {"computevoucher_program_charged_fen",
+       "Charged to vouchers (subsidy paid to providers), in fen.",
+       &pb::Program::charged_fen},
+      {"computevoucher_program_returned_fen",
+       "Returned to the budget by expired or revoked vouchers, in fen.",
+       &pb::Program::returned_fen},
+  };
+  for (const ProgramGauge& gauge : kProgramGauges) {
+    MetricFamily family = Family(gauge.name, gauge.help, MetricType::Gauge);
+    for (const pb::Program& program : s.programs) {
+      Add(family, {{"program_id", program.program_id()}},
+          static_cast<double>((program.*gauge.field)()));
+    }
+    out.push_back(std::move(family));
+  }
+
+  out.push_back(ByStateGauge("computevoucher_vouchers", "Vouchers by state.",
+                             *pb::VoucherState_descriptor(), "VOUCHER_STATE_",
+                             s.vouchers));
+  out.push_back(ByStateGauge("computevoucher_applications",
+                             "Applications by state.",
+                             *pb::ApplicationState_descriptor(),
+                             "APPLICATION_STATE_", s.applications));
+  out.push_back(ByStateGauge(
+      "computevoucher_allocations", "Allocations by state.",
+      *pb::AllocationState_descriptor(), "ALLOCATION_STATE_", s.allocations));
+  out.push_back(Gauge("computevoucher_allocation_queue_length",
+                      "Allocations waiting for capacity.",
+                      static_cast<double>(s.queue_length)));
+  out.push_back(
+      Gauge("computevoucher_allocation_queue_oldest_seconds",
+            "How long the oldest waiting allocation has waited, in seconds; 0 "
+            "when none waits.",
+            s.queue_length == 0
+                ? 0.0
+                : std::max(0.0, absl::ToDoubleSeconds(now - s.oldest_queued))));
+  out.push_back(Gauge("computevoucher_idle_allocations",
+                      "Active allocations flagged idle by their agent.",
+                      static_cast<double>(s.idle_allocations)));
+
+  MetricFamily cost = Family("computevoucher_usage_cost_fen_total",
+                             "Cost of accepted usage at list price, in fen.",
+                             MetricType::Counter);
+  MetricFamily subsidy =
+      Family("computevoucher_subsidy_fen_total",
+             "Subsidy charged to vouchers for accepted usage, in fen.",
+             MetricType::Counter);
+  for (const auto& [key, money] : s.money) {
+    const auto& [program_id, provider_id, hardware_class] = key;
+    std::vector<ClientMetric::Label> labels = {
+        {"program_id", program_id},
+        {"provider_id", provider_id},
+        {"hardware_class", HardwareClassLabel(hardware_class)}};
+    Add(cost, labels, static_cast<double>(money.cost_fen));
+    Add(subsidy, std::move(labels), static_cast<double>(money.subsidy_fen));
+  }
+  out.push_back(std::move(cost));
+  out.push_back(std::move(subsidy));
+  MetricFamily enterprise =
+      Family("computevoucher_enterprise_subsidy_fen_total",
+             "Subsidy charged, per enterprise, in fen.", MetricType::Counter);
+  for (const auto& [enterprise_id, fen] : s.enterprise_subsidy_fen) {
+    Add(enterprise, {{"enterprise_id", enterprise_id}},
+        static_cast<double>(fen));
+  }
+  out.push_back(std::move(enterprise));
+  MetricFamily gpu_seconds =
+      Family("computevoucher_usage_gpu_seconds_total",
+             "GPU-seconds of accepted usage.", MetricType::Counter);
+  for (const auto& [key, gpu_ms] : s.gpu_ms) {
+    Add(gpu_seconds,
+        {{"provider_id", key.first},
+         {"hardware_class", HardwareClassLabel(key.second)}},
+        static_cast<double>(gpu_ms) / 1000.0);
+  }
+  out.push_back(std::move(gpu_seconds));
+
+  out.push_back(ByStateGauge("computevoucher_clusters", "Clusters by state.",
+                             *pb::ClusterState_descriptor(), "CLUSTER_STATE_",
+                             s.clusters));
+  int64_t connected = 0;
+  for (const std::string& id : s.cluster_ids) {
+    if (liveness_.LastBeat(id) != absl::InfinitePast() &&
+        liveness_.Connected(id, now, cluster_silence_)) {
+      ++connected;
+    }
+  }
+  out.push_back(
+      Gauge("computevoucher_clusters_connected",
+            "Clusters whose agent was heard from within the silence period.",
+            static_cast<double>(connected)));
+  MetricFamily gpus = Family("computevoucher_gpus",
+                             "GPUs of approved clusters by model and state.",
+                             MetricType::Gauge);
+  for (const auto& [model, counts] : s.gpus) {
+    Add(gpus, {{"model", model}, {"state", "free"}},
+        static_cast<double>(counts.first));
+    Add(gpus, {{"model", model}, {"state", "used"}},
+        static_cast<double>(counts.second));
+  }
+  out.push_back(std::move(gpus));
+  out.push_back(Gauge("computevoucher_writer_failed",
+                      "1 once the store has failed for good (restart the "
+                      "scheduler), 0 otherwise.",
+                      writer_.failed() ? 1.0 : 0.0));
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<prometheus::Exposer>> ServeMetrics(
+    const std::string& address,
+    const std::vector<std::shared_ptr<prometheus::Collectable>>& collectables) {
+  std::unique_ptr<prometheus::Exposer> exposer;
+  // civetweb reports a failure to listen by throwing; keep it inside.
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(address);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat(
+        "metrics_address: cannot listen on ", address, ": ", e.what()));
+  }
+  for (const auto& collectable : collectables) {
+    exposer->RegisterCollectable(collectable);
+  }
+  return exposer;
+}
+
+int MetricsPort(const prometheus::Exposer& exposer) {
+  const std::vector<int> ports = exposer.GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
+}
+
+}  // namespace cv::scheduler

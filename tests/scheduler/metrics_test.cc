@@ -1,0 +1,426 @@
+// voucher-scheduler's /metrics (deploy/METRICS.md): an in-process scheduler
+// serving metrics on 127.0.0.1:0 is driven through its real API and then
+// scraped over HTTP; the figures must be the ones the API shows.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/time_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "scheduler/api/grpc_metrics.h"
+#include "scheduler/api/usage_metrics.h"
+#include "tests/scheduler/api/api_fixture.h"
+#include "tests/testing/status_matchers.h"
+
+namespace cv::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using Labels = std::map<std::string, std::string>;
+
+// The body of GET /metrics on 127.0.0.1:`port`, read until the server
+// closes the connection (HTTP/1.0).
+absl::StatusOr<std::string> Scrape(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::InternalError("socket");
+  timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) !=
+      0) {
+    close(fd);
+    return absl::UnavailableError(absl::StrCat("connect to port ", port));
+  }
+  const std::string request =
+      "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  if (send(fd, request.data(), request.size(), 0) !=
+      static_cast<ssize_t>(request.size())) {
+    close(fd);
+    return absl::UnavailableError("send");
+  }
+  char buffer[65536];
+  ssize_t n;
+  while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) {
+    response.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  if (n < 0) return absl::DeadlineExceededError("recv");
+  const size_t body = response.find("\r\n\r\n");
+  if (!absl::StartsWith(response, "HTTP/1.1 200") &&
+      !absl::StartsWith(response, "HTTP/1.0 200")) {
+    return absl::UnavailableError(
+        absl::StrCat("not 200: ", response.substr(0, 200)));
+  }
+  if (body == std::string::npos) return absl::DataLossError(response);
+  return response.substr(body + 4);
+}
+
+// The samples of a Prometheus text exposition, by name and labels. Label
+// values in our metrics contain neither '"', ',' nor '\'.
+class Samples {
+ public:
+  explicit Samples(const std::string& text) {
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      if (line.empty() || line[0] == '#') continue;
+      const size_t space = line.rfind(' ');
+      absl::string_view series = line.substr(0, space);
+      double value = 0;
+      // prometheus-cpp writes an empty summary's quantiles as "Nan".
+      if (!absl::SimpleAtod(line.substr(space + 1), &value)) continue;
+      Labels labels;
+      const size_t brace = series.find('{');
+      if (brace != absl::string_view::npos) {
+        absl::string_view inside = series.substr(brace + 1);
+        absl::ConsumeSuffix(&inside, "}");
+        for (absl::string_view pair :
+             absl::StrSplit(inside, ',', absl::SkipEmpty())) {
+          std::pair<std::string, std::string> kv =
+              absl::StrSplit(pair, absl::MaxSplits('=', 1));
+          labels[kv.first] = std::string(
+              absl::StripSuffix(absl::StripPrefix(kv.second, "\""), "\""));
+        }
+        series = series.substr(0, brace);
+      }
+      values_[Key(series, labels)] = value;
+    }
+  }
+
+  std::optional<double> Get(absl::string_view name,
+                            const Labels& labels = {}) const {
+    auto it = values_.find(Key(name, labels));
+    if (it == values_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  static std::string Key(absl::string_view name, const Labels& labels) {
+    return absl::StrCat(
+        name, "{", absl::StrJoin(labels, ",", absl::PairFormatter("=")), "}");
+  }
+  std::map<std::string, double> values_;
+};
+
+Labels Rpc(const std::string& service, const std::string& method) {
+  return {{"grpc_service", absl::StrCat("computevoucher.v1.", service)},
+          {"grpc_method", method},
+          {"grpc_type", "unary"}};
+}
+
+Labels With(Labels labels, const std::string& name, const std::string& value) {
+  labels[name] = value;
+  return labels;
+}
+
+class MetricsTest : public ApiTest {
+ protected:
+  void Configure(pb::SchedulerConfig& config) override {
+    config.set_metrics_address("127.0.0.1:0");
+  }
+
+  void SetUp() override {
+    ApiTest::SetUp();
+    ASSERT_GT(server_->metrics_port(), 0);
+    BuildWorld();
+  }
+
+  Samples ScrapeSamples() {
+    absl::StatusOr<std::string> text = Scrape(server_->metrics_port());
+    EXPECT_THAT(text, IsOk());
+    return Samples(text.value_or(""));
+  }
+
+  grpc::Status Allocate(const std::string& token, const std::string& model,
+                        int gpus, pb::Allocation* out, bool queue = false) {
+    pb::AllocateRequest r;
+    r.set_request_id(NextRequestId());
+    r.mutable_resources()->set_gpu_model(model);
+    r.mutable_resources()->set_gpu_count(gpus);
+    r.mutable_resources()->set_max_duration_s(3 * 3600);
+    r.set_queue_if_busy(queue);
+    return enterprise_->Allocate(As(token).get(), r, out);
+  }
+
+  pb::UsageRecord Record(const pb::Allocation& a, int64_t sequence,
+                         absl::Time start, absl::Duration length) {
+    pb::UsageRecord u;
+    u.set_allocation_id(a.allocation_id());
+    u.set_sequence(sequence);
+    *u.mutable_start() = ToProto(start);
+    *u.mutable_end() = ToProto(start + length);
+    u.set_gpu_ms(a.gpu_count() * absl::ToInt64Milliseconds(length));
+    return u;
+  }
+
+  pb::Program Program(const std::string& id) {
+    pb::GetProgramRequest r;
+    r.set_program_id(id);
+    pb::Program p;
+    EXPECT_TRUE(admin_->GetProgram(As(auditor_token_).get(), r, &p).ok());
+    return p;
+  }
+};
+
+TEST_F(MetricsTest, ServesTheFiguresTheApiShows) {
+  Issue("E-000001", 500'000'00);
+  Issue("E-000003", 10'000'00);
+  Issue("E-000003", 20'000'00);
+
+  pb::Allocation a;
+  ASSERT_TRUE(Allocate(e3_token_, "910B", 1, &a).ok());
+  pb::Allocation refused;
+  EXPECT_EQ(Allocate(e3_token_, "910B", 0, &refused).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  // One hour of usage accepted, the same record again, then one record
+  // claiming more GPU time than its interval holds.
+  const absl::Time start = *FromProto("assigned_at", a.assigned_at());
+  clock_.Set(start + absl::Hours(2));
+  pb::ReportUsageRequest report;
+  report.set_request_id(NextRequestId());
+  *report.add_records() = Record(a, 1, start, absl::Hours(1));
+  *report.add_records() = Record(a, 1, start, absl::Hours(1));
+  pb::UsageRecord too_much =
+      Record(a, 2, start + absl::Hours(1), absl::Hours(1));
+  too_much.set_gpu_ms(too_much.gpu_ms() + 1);
+  *report.add_records() = too_much;
+  pb::ReportUsageResponse acks;
+  ASSERT_TRUE(agent_->ReportUsage(As(hz_token_).get(), report, &acks).ok());
+  ASSERT_EQ(acks.acks_size(), 3);
+  ASSERT_EQ(acks.acks(0).result(), pb::USAGE_RESULT_ACCEPTED);
+  ASSERT_EQ(acks.acks(1).result(), pb::USAGE_RESULT_DUPLICATE);
+  ASSERT_EQ(acks.acks(2).result(), pb::USAGE_RESULT_REJECTED);
+  const int64_t subsidy_fen = acks.acks(0).subsidy_fen();
+  EXPECT_GT(subsidy_fen, 0);
+
+  const Samples m = ScrapeSamples();
+  const Labels allocate = Rpc("EnterpriseService", "Allocate");
+  EXPECT_EQ(m.Get("grpc_server_started_total", allocate), 2);
+  EXPECT_EQ(
+      m.Get("grpc_server_handled_total", With(allocate, "grpc_code", "OK")), 1);
+  EXPECT_EQ(m.Get("grpc_server_handled_total",
+                  With(allocate, "grpc_code", "INVALID_ARGUMENT")),
+            1);
+  EXPECT_EQ(m.Get("grpc_server_handling_seconds_count", allocate), 2);
+  EXPECT_EQ(m.Get("grpc_server_handling_seconds_bucket",
+                  With(allocate, "le", "+Inf")),
+            2);
+  EXPECT_EQ(m.Get("grpc_server_handled_total",
+                  With(Rpc("AdminService", "IssueVoucher"), "grpc_code", "OK")),
+            3);
+  EXPECT_EQ(m.Get("grpc_server_handled_total",
+                  With(Rpc("AgentService", "Register"), "grpc_code", "OK")),
+            2);
+
+  const pb::Program program = Program("P-000001");
+  const Labels p1 = {{"program_id", "P-000001"}};
+  EXPECT_EQ(m.Get("computevoucher_program_budget_fen", p1),
+            program.budget_fen());
+  EXPECT_EQ(m.Get("computevoucher_program_unissued_fen", p1),
+            program.unissued_fen());
+  EXPECT_EQ(m.Get("computevoucher_program_issued_fen", p1), 530'000'00);
+  EXPECT_EQ(m.Get("computevoucher_program_issued_fen", p1),
+            program.issued_fen());
+  EXPECT_EQ(m.Get("computevoucher_program_held_fen", p1), program.held_fen());
+  EXPECT_EQ(m.Get("computevoucher_program_charged_fen", p1), subsidy_fen);
+  EXPECT_EQ(m.Get("computevoucher_program_charged_fen", p1),
+            program.charged_fen());
+  EXPECT_EQ(m.Get("computevoucher_program_returned_fen", p1), 0);
+
+  EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "active"}}), 3);
+  EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "revoked"}}), 0);
+  EXPECT_EQ(m.Get("computevoucher_applications", {{"state", "pending"}}), 0);
+  EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "assigned"}}), 1);
+  EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "ended"}}), 0);
+  EXPECT_EQ(m.Get("computevoucher_allocation_queue_length"), 0);
+  EXPECT_EQ(m.Get("computevoucher_allocation_queue_oldest_seconds"), 0);
+  EXPECT_EQ(m.Get("computevoucher_idle_allocations"), 0);
+
+  // 1 GPU-hour of 910B (domestic) on hz-a (PR-000001) at 1200 fen.
+  const Labels money = {{"program_id", "P-000001"},
+                        {"provider_id", "PR-000001"},
+                        {"hardware_class", "domestic"}};
+  EXPECT_EQ(m.Get("computevoucher_usage_cost_fen_total", money), 1200);
+  EXPECT_EQ(m.Get("computevoucher_subsidy_fen_total", money), subsidy_fen);
+  EXPECT_EQ(m.Get("computevoucher_enterprise_subsidy_fen_total",
+                  {{"enterprise_id", "E-000003"}}),
+            subsidy_fen);
+  EXPECT_EQ(
+      m.Get("computevoucher_usage_gpu_seconds_total",
+            {{"provider_id", "PR-000001"}, {"hardware_class", "domestic"}}),
+      3600);
+
+  EXPECT_EQ(m.Get("computevoucher_usage_records_total",
+                  {{"result", "accepted"}, {"reason", ""}}),
+            1);
+  EXPECT_EQ(m.Get("computevoucher_usage_records_total",
+                  {{"result", "duplicate"}, {"reason", ""}}),
+            1);
+  EXPECT_EQ(m.Get("computevoucher_usage_records_total",
+                  {{"result", "rejected"}, {"reason", "gpu_ms"}}),
+            1);
+
+  EXPECT_EQ(m.Get("computevoucher_clusters", {{"state", "approved"}}), 2);
+  EXPECT_EQ(m.Get("computevoucher_clusters", {{"state", "disabled"}}), 0);
+  // Both agents registered (a heartbeat) two hours ago, past the silence.
+  EXPECT_EQ(m.Get("computevoucher_clusters_connected"), 0);
+  EXPECT_EQ(
+      m.Get("computevoucher_gpus", {{"model", "910B"}, {"state", "used"}}), 1);
+  EXPECT_EQ(
+      m.Get("computevoucher_gpus", {{"model", "910B"}, {"state", "free"}}), 15);
+  EXPECT_EQ(
+      m.Get("computevoucher_gpus", {{"model", "H100"}, {"state", "free"}}), 16);
+
+  EXPECT_GT(m.Get("computevoucher_writer_batch_commands_count").value_or(0), 0);
+  EXPECT_GT(m.Get("computevoucher_writer_batch_commands_sum").value_or(0), 0);
+  EXPECT_GT(m.Get("computevoucher_writer_commit_seconds_count").value_or(0), 0);
+  EXPECT_EQ(m.Get("computevoucher_writer_failed"), 0);
+}
+
+TEST_F(MetricsTest, ConnectedClustersFollowHeartbeats) {
+  EXPECT_EQ(ScrapeSamples().Get("computevoucher_clusters_connected"), 2);
+  clock_.Advance(absl::Seconds(61));
+  pb::HeartbeatRequest beat;
+  beat.set_request_id(NextRequestId());
+  pb::HeartbeatResponse desired;
+  ASSERT_TRUE(agent_->Heartbeat(As(sz_token_).get(), beat, &desired).ok());
+  EXPECT_EQ(ScrapeSamples().Get("computevoucher_clusters_connected"), 1);
+}
+
+TEST_F(MetricsTest, QueueWaitGrowsWithTheClock) {
+  Issue("E-000003", 100'000'00);
+  pb::Allocation a;
+  ASSERT_TRUE(Allocate(e3_token_, "H100", 8, &a).ok());
+  ASSERT_TRUE(Allocate(e3_token_, "H100", 8, &a).ok());
+  ASSERT_TRUE(Allocate(e3_token_, "H100", 4, &a, /*queue=*/true).ok());
+  ASSERT_EQ(a.state(), pb::ALLOCATION_STATE_PENDING);
+  clock_.Advance(absl::Seconds(90));
+
+  const Samples m = ScrapeSamples();
+  EXPECT_EQ(m.Get("computevoucher_allocation_queue_length"), 1);
+  EXPECT_EQ(m.Get("computevoucher_allocation_queue_oldest_seconds"), 90);
+  EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "pending"}}), 1);
+  EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "assigned"}}), 2);
+  EXPECT_EQ(
+      m.Get("computevoucher_gpus", {{"model", "H100"}, {"state", "used"}}), 16);
+  EXPECT_EQ(
+      m.Get("computevoucher_gpus", {{"model", "H100"}, {"state", "free"}}), 0);
+}
+
+TEST_F(MetricsTest, PromtoolFindsNothingToReport) {
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
+  }
+  Issue("E-000003", 10'000'00);
+  pb::Allocation a;
+  ASSERT_TRUE(Allocate(e3_token_, "910B", 2, &a).ok());
+  EXPECT_FALSE(Allocate(e3_token_, "none", 1, &a).ok());
+  absl::StatusOr<std::string> text = Scrape(server_->metrics_port());
+  ASSERT_THAT(text, IsOk());
+  const std::string path = absl::StrCat(dir_, "/scrape.txt");
+  FILE* file = std::fopen(path.c_str(), "w");
+  ASSERT_NE(file, nullptr);
+  std::fputs(text->c_str(), file);
+  std::fclose(file);
+  FILE* promtool = popen(
+      absl::StrCat("promtool check metrics < ", path, " 2>&1").c_str(), "r");
+  ASSERT_NE(promtool, nullptr);
+  std::string output;
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof(buffer), promtool)) {
+    output.append(buffer, n);
+  }
+  EXPECT_EQ(pclose(promtool), 0) << output;
+  EXPECT_EQ(output, "") << *text;
+}
+
+TEST(SchedulerMetrics, AnAddressInUseIsAStartUpError) {
+  const int taken = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(taken, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(bind(taken, reinterpret_cast<sockaddr*>(&address), length), 0);
+  ASSERT_EQ(listen(taken, 1), 0);
+  ASSERT_EQ(getsockname(taken, reinterpret_cast<sockaddr*>(&address), &length),
+            0);
+  const int port = ntohs(address.sin_port);
+
+  std::string dir = absl::StrCat(::testing::TempDir(), "/metrics-XXXXXX");
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  pb::SchedulerConfig config;
+  config.set_data_dir(dir + "/data");
+  config.set_listen_address("127.0.0.1:0");
+  config.set_metrics_address(absl::StrCat("127.0.0.1:", port));
+  FakeClock clock(absl::FromUnixSeconds(1'740'758'400));
+  EXPECT_THAT(scheduler::SchedulerServer::Start(config, clock),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat("metrics_address: cannot listen "
+                                              "on 127.0.0.1:",
+                                              port))));
+  close(taken);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(UsageReasonLabel, NamesTheFieldOfTheReason) {
+  struct Case {
+    pb::UsageResult result;
+    std::string reason;
+    std::string label;
+  };
+  const Case cases[] = {
+      {pb::USAGE_RESULT_ACCEPTED, "", ""},
+      {pb::USAGE_RESULT_DUPLICATE, "", ""},
+      {pb::USAGE_RESULT_REJECTED, "gpu_ms: must be 0..10, got 11", "gpu_ms"},
+      {pb::USAGE_RESULT_REJECTED, "start: required", "start"},
+      {pb::USAGE_RESULT_REJECTED,
+       "allocation_id: \"AL-9\" is not an allocation of cluster c",
+       "allocation_id"},
+      {pb::USAGE_RESULT_RETRY, "sequence: expected 2, got 3", "sequence"},
+      {pb::USAGE_RESULT_RETRY, "END: 2025-03-01 is in the future", "end"},
+      {pb::USAGE_RESULT_REJECTED, "cluster hz-a: lost", "other"},
+      {pb::USAGE_RESULT_REJECTED, "no colon here", "other"},
+      {pb::USAGE_RESULT_REJECTED, "", "other"},
+  };
+  for (const Case& c : cases) {
+    pb::UsageAck ack;
+    ack.set_result(c.result);
+    ack.set_reason(c.reason);
+    EXPECT_EQ(api::UsageReasonLabel(ack), c.label) << c.reason;
+  }
+}
+
+TEST(GrpcCodeName, UsesGrpcsNames) {
+  EXPECT_EQ(api::GrpcCodeName(grpc::StatusCode::OK), "OK");
+  EXPECT_EQ(api::GrpcCodeName(grpc::StatusCode::INVALID_ARGUMENT),
+            "INVALID_ARGUMENT");
+  EXPECT_EQ(api::GrpcCodeName(grpc::StatusCode::RESOURCE_EXHAUSTED),
+            "RESOURCE_EXHAUSTED");
+  EXPECT_EQ(api::GrpcCodeName(grpc::StatusCode::UNAUTHENTICATED),
+            "UNAUTHENTICATED");
+}
+
+}  // namespace
+}  // namespace cv::testing
