@@ -81,6 +81,8 @@ struct Agent::Running {
   std::optional<int> exit_code;
   // Listed in the scheduler's last desired set.
   bool wanted = true;
+  // Stopped because its deadline passed (the scheduler may extend it).
+  bool stopped_at_deadline = false;
 };
 
 struct Agent::Metrics {
@@ -387,6 +389,7 @@ void Agent::Sample(absl::Time now) {
     const absl::Time deadline = FromProto("deadline", r.desired.deadline())
                                     .value_or(absl::InfiniteFuture());
     if (now >= deadline) {
+      r.stopped_at_deadline = true;
       BeginStop(r, deadline, "it reached its deadline");
       continue;
     }
@@ -635,15 +638,34 @@ void Agent::Converge(const pb::HeartbeatResponse& response, absl::Time now) {
     }
     wanted[d.allocation_id()] = &d;
   }
-  for (auto& [id, r] : running_) {
-    auto it = wanted.find(id);
+  for (auto it = running_.begin(); it != running_.end();) {
+    const std::string& id = it->first;
+    Running& r = *it->second;
+    auto w = wanted.find(id);
     // An id listed twice is garbage, not a request to stop what runs.
-    r->wanted = it != wanted.end() || listed[id] > 1;
-    if (it != wanted.end()) {
-      *r->desired.mutable_deadline() = it->second->deadline();
-    } else if (!r->wanted && !r->stop_at) {
-      BeginStop(*r, absl::InfiniteFuture(), "the scheduler no longer wants it");
+    r.wanted = w != wanted.end() || listed[id] > 1;
+    if (w == wanted.end()) {
+      if (!r.wanted && !r.stop_at) {
+        BeginStop(r, absl::InfiniteFuture(),
+                  "the scheduler no longer wants it");
+      }
+      ++it;
+      continue;
     }
+    *r.desired.mutable_deadline() = w->second->deadline();
+    // Stopped at a deadline that was extended meanwhile: once its last
+    // record is spooled and its workload gone, it starts again below and
+    // resumes from its cursor, where that record ended.
+    const absl::Time deadline = FromProto("deadline", r.desired.deadline())
+                                    .value_or(absl::InfinitePast());
+    if (r.stopped_at_deadline && r.final_spooled && deadline > now &&
+        (r.workload == nullptr || r.workload->Poll(now))) {
+      Log(absl::StrCat(id, ": its deadline was extended to ",
+                       FormatInstant(deadline, true), "; starting it again"));
+      it = running_.erase(it);
+      continue;
+    }
+    ++it;
   }
   // Cursors left by a previous run: allocations still wanted resume below.
   // The others ended while the agent was down: their last interval, from

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -375,6 +376,44 @@ TEST_F(AgentHostileTest, RefusesGarbageAndMetersWhatItCanRunOnce) {
   ASSERT_FALSE(fake_.registers().empty());
   EXPECT_EQ(fake_.registers().front().inventory_size(), 1);
   EXPECT_THAT(fake_.bad_authorization(), ::testing::IsEmpty());
+  EXPECT_EQ(agent_->Stop(SIGTERM), 0) << agent_->Log();
+}
+
+TEST_F(AgentHostileTest, StopsAtTheDeadlineAndResumesWhenItIsExtended) {
+  const absl::Time now = absl::FromUnixMillis(absl::ToUnixMillis(absl::Now()));
+  pb::DesiredAllocation d = Desired(kValid, "H100", 2, now);
+  const absl::Time deadline = now + absl::Seconds(1);
+  *d.mutable_deadline() = ToProto(deadline);
+  fake_.SetDesired({d});
+  StartAgent();
+  ASSERT_TRUE(WaitForLog(
+      absl::StrCat("stopping ", kValid, ": it reached its deadline")))
+      << agent_->Log();
+  // The scheduler extends it (it still lists it, with a later deadline).
+  *d.mutable_deadline() = ToProto(now + absl::Hours(1));
+  fake_.SetDesired({d});
+  ASSERT_TRUE(WaitForLog(absl::StrCat(kValid, ": its deadline was extended")))
+      << agent_->Log();
+  ASSERT_TRUE(WaitForLog(absl::StrCat("resumed ", kValid))) << agent_->Log();
+  // Metered on from where the last record before the deadline ended.
+  ASSERT_TRUE(PollUntil([&] {
+    for (const auto& [sequence, u] : fake_.accepted(kValid)) {
+      if (*FromProto("start", u.start()) > deadline) return true;
+    }
+    return false;
+  })) << agent_->Log();
+  std::optional<absl::Time> previous_end;
+  bool at_deadline = false;
+  for (const auto& [sequence, u] : fake_.accepted(kValid)) {
+    SCOPED_TRACE(u.ShortDebugString());
+    if (previous_end) {
+      EXPECT_EQ(*FromProto("start", u.start()), *previous_end)
+          << "a gap or an overlap";
+    }
+    previous_end = *FromProto("end", u.end());
+    at_deadline |= *previous_end == deadline;
+  }
+  EXPECT_TRUE(at_deadline) << "no record ended at the first deadline";
   EXPECT_EQ(agent_->Stop(SIGTERM), 0) << agent_->Log();
 }
 
