@@ -54,6 +54,13 @@ std::string Describe(const grpc::Status& s) {
                       s.error_message());
 }
 
+// When the allocation must stop; never for one without a deadline (one that
+// ended while the agent was down).
+absl::Time DeadlineOf(const pb::DesiredAllocation& d) {
+  if (!d.has_deadline()) return absl::InfiniteFuture();
+  return FromProto("deadline", d.deadline()).value_or(absl::InfiniteFuture());
+}
+
 std::string JoinIndices(const std::vector<int>& indices) {
   return absl::StrJoin(indices, ",");
 }
@@ -386,8 +393,7 @@ void Agent::Sample(absl::Time now) {
         continue;
       }
     }
-    const absl::Time deadline = FromProto("deadline", r.desired.deadline())
-                                    .value_or(absl::InfiniteFuture());
+    const absl::Time deadline = DeadlineOf(r.desired);
     if (now >= deadline) {
       r.stopped_at_deadline = true;
       BeginStop(r, deadline, "it reached its deadline");
@@ -441,7 +447,9 @@ void Agent::Cut(absl::Time now, bool all) {
   for (auto& [id, rp] : running_) {
     Running& r = *rp;
     if (r.final_spooled || (!all && !r.stop_at)) continue;
-    absl::Time end = r.stop_at ? std::min(now, *r.stop_at) : now;
+    // Never past the deadline, even before a sample has seen it pass.
+    absl::Time end = std::min(now, DeadlineOf(r.desired));
+    if (r.stop_at) end = std::min(end, *r.stop_at);
     if (end <= r.interval_start) {
       if (r.stop_at) r.final_spooled = true;
       continue;
@@ -656,8 +664,7 @@ void Agent::Converge(const pb::HeartbeatResponse& response, absl::Time now) {
     // Stopped at a deadline that was extended meanwhile: once its last
     // record is spooled and its workload gone, it starts again below and
     // resumes from its cursor, where that record ended.
-    const absl::Time deadline = FromProto("deadline", r.desired.deadline())
-                                    .value_or(absl::InfinitePast());
+    const absl::Time deadline = DeadlineOf(r.desired);
     if (r.stopped_at_deadline && r.final_spooled && deadline > now &&
         (r.workload == nullptr || r.workload->Poll(now))) {
       Log(absl::StrCat(id, ": its deadline was extended to ",
