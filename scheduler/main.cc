@@ -1,7 +1,8 @@
 // voucher-scheduler: serves the computevoucher API on its store.
 //
-//   voucher-scheduler [serve] --data-dir DIR [--listen ADDR] [--config FILE]
-//   ... voucher-scheduler verify --data-dir DIR
+//   voucher-scheduler [serve] --data-dir DIR [--store URL] [--listen ADDR]
+//       [--config FILE] ...
+//   voucher-scheduler verify --data-dir DIR | --store URL
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -19,7 +20,11 @@ ABSL_FLAG(std::string, config, "",
           "textproto SchedulerConfig file; flags override it");
 ABSL_FLAG(std::string, listen, "",
           "gRPC listen address (default 127.0.0.1:7443; port 0 picks one)");
-ABSL_FLAG(std::string, data_dir, "", "data directory of the embedded store");
+ABSL_FLAG(std::string, data_dir, "",
+          "data directory: the embedded store and the first admin token");
+ABSL_FLAG(std::string, store, "",
+          "store: sqlite (default, in --data-dir) or "
+          "postgresql://user@host:port/dbname");
 ABSL_FLAG(std::string, metrics_listen, "",
           "Prometheus /metrics address; empty disables");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TLS");
@@ -45,7 +50,9 @@ constexpr char kUsage[] =
     "  voucher-scheduler [serve] --data-dir DIR [--listen 127.0.0.1:7443]\n"
     "      Serves the API on the embedded store in DIR (created if missing).\n"
     "      On first start it writes an admin token to DIR/admin.token.\n"
-    "  voucher-scheduler verify --data-dir DIR\n"
+    "      --store postgresql://user@host:port/dbname keeps the state in\n"
+    "      PostgreSQL instead (DIR then holds only the admin token).\n"
+    "  voucher-scheduler verify --data-dir DIR | --store URL\n"
     "      Re-derives every balance from the journal and checks every\n"
     "      invariant; exits 0 when all hold, 1 when one is broken.\n";
 
@@ -74,6 +81,8 @@ int main(int argc, char** argv) {
                   [&](auto v) { config.set_listen_address(v); });
   override_string(absl::GetFlag(FLAGS_data_dir),
                   [&](auto v) { config.set_data_dir(v); });
+  override_string(absl::GetFlag(FLAGS_store),
+                  [&](auto v) { config.set_store(v); });
   override_string(absl::GetFlag(FLAGS_metrics_listen),
                   [&](auto v) { config.set_metrics_address(v); });
   override_string(absl::GetFlag(FLAGS_port_file),
@@ -101,9 +110,9 @@ int main(int argc, char** argv) {
   }
 
   if (command == "verify") {
-    if (config.data_dir().empty())
-      return Fail("verify: --data-dir is required");
-    return cv::scheduler::RunVerify(config.data_dir(), std::cout);
+    if (config.data_dir().empty() && config.store().empty())
+      return Fail("verify: --data-dir or --store is required");
+    return cv::scheduler::RunVerify(config, std::cout);
   }
   if (command != "serve") {
     return Fail("unknown command \"" + command +

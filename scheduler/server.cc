@@ -1,8 +1,11 @@
 #include "scheduler/server.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <utility>
@@ -17,7 +20,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
-#include "scheduler/store/sqlite_store.h"
+#include "scheduler/store/open_store.h"
 
 namespace cv::scheduler {
 namespace {
@@ -44,14 +47,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
 absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
   if (config.listen_address().empty())
     config.set_listen_address("127.0.0.1:7443");
+  // The admin token goes to the data directory whichever the store.
   if (config.data_dir().empty()) {
     return absl::InvalidArgumentError("data_dir: required (--data-dir DIR)");
   }
-  if (!config.store().empty() && config.store() != "sqlite") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("store: \"", config.store(),
-                     "\" is not supported by this build; use sqlite"));
-  }
+  RETURN_IF_ERROR(store::ValidateStoreConfig(config));
   if (config.tick_interval_ms() == 0) config.set_tick_interval_ms(1000);
   RETURN_IF_ERROR(
       CheckRange("tick_interval_ms", config.tick_interval_ms(), 10, 60'000));
@@ -89,9 +89,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   std::unique_ptr<SchedulerServer> s(new SchedulerServer());
   s->config_ = std::move(config);
   s->clock_ = &clock;
-  ASSIGN_OR_RETURN(s->store_,
-                   store::OpenSqliteStore(s->config_.data_dir(),
-                                          store::OpenMode::kReadWrite));
+  ASSIGN_OR_RETURN(s->store_, store::OpenStore(s->config_));
   s->registry_ = std::make_shared<prometheus::Registry>();
   s->writer_metrics_ = std::make_unique<WriterMetrics>(*s->registry_);
   s->grpc_metrics_ = std::make_unique<api::GrpcMetrics>(*s->registry_);
@@ -165,6 +163,11 @@ absl::Status SchedulerServer::BootstrapAdminToken() {
       [](const core::StateMachine& state) { return !state.tokens().empty(); });
   if (has_tokens) return absl::OkStatus();
   ASSIGN_OR_RETURN(const std::string secret, api::NewSecret());
+  // With PostgreSQL nothing else has created the directory.
+  if (mkdir(config_.data_dir().c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data_dir: ", config_.data_dir(), ": ", std::strerror(errno)));
+  }
   const std::string path = absl::StrCat(config_.data_dir(), "/admin.token");
   // A token file left by a start that died before committing is stale.
   std::remove(path.c_str());

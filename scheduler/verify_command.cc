@@ -3,14 +3,15 @@
 #include "common/money.h"
 #include "common/sha256.h"
 #include "scheduler/core/state_machine.h"
+#include "scheduler/store/open_store.h"
 #include "scheduler/store/replay.h"
-#include "scheduler/store/sqlite_store.h"
 
 namespace cv::scheduler {
 
-int RunVerify(const std::string& data_dir, std::ostream& out) {
+int RunVerify(const computevoucher::v1::SchedulerConfig& config,
+              std::ostream& out) {
   absl::StatusOr<std::unique_ptr<store::Store>> store =
-      store::OpenSqliteStore(data_dir, store::OpenMode::kReadOnly);
+      store::OpenStore(config, store::OpenMode::kReadOnly);
   if (!store.ok()) {
     out << "verify: " << store.status().message() << "\n";
     return 2;

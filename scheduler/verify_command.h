@@ -1,18 +1,21 @@
-// `voucher-scheduler verify`: re-derives every balance of a data directory
-// from its journal and reports broken invariants.
+// `voucher-scheduler verify`: re-derives every balance of a store from its
+// journal and reports broken invariants.
 #ifndef COMPUTEVOUCHER_SCHEDULER_VERIFY_COMMAND_H_
 #define COMPUTEVOUCHER_SCHEDULER_VERIFY_COMMAND_H_
 
 #include <ostream>
 #include <string>
 
+#include "computevoucher/v1/config.pb.h"
+
 namespace cv::scheduler {
 
-// Opens `data_dir` read-only (a running scheduler may keep writing),
-// replays it and prints a report to `out`. Returns the exit code: 0 when
-// every invariant holds, 1 when one is broken, 2 when the store cannot be
-// read.
-int RunVerify(const std::string& data_dir, std::ostream& out);
+// Opens the store `config` names (`store`, else the embedded store in
+// `data_dir`) read-only (a running scheduler may keep writing), replays it
+// and prints a report to `out`. Returns the exit code: 0 when every
+// invariant holds, 1 when one is broken, 2 when the store cannot be read.
+int RunVerify(const computevoucher::v1::SchedulerConfig& config,
+              std::ostream& out);
 
 }  // namespace cv::scheduler
 

@@ -16,6 +16,9 @@ packages=(
   libgoogle-perftools-dev
   # embedded store, hashing and TLS
   libsqlite3-dev sqlite3 libssl-dev openssl
+  # the PostgreSQL store: libpq, and a server for its tests
+  # (scripts/testing/postgres.sh)
+  libpq-dev postgresql
   # Prometheus and promtool, for the checks of deploy/ (tests/deploy/); python3
   # for the shell tests' helpers
   prometheus python3

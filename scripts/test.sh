@@ -3,11 +3,23 @@
 # same suite built with clang under AddressSanitizer and
 # UndefinedBehaviorSanitizer (which also checks the lock annotations with
 # -Wthread-safety). Set CV_SKIP_SANITIZE=1 to run the release suite only.
+# A throwaway PostgreSQL server (scripts/testing/postgres.sh) runs for the
+# whole run, so that the store tests cover the PostgreSQL store too; failing
+# to start it fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 jobs="$(nproc)"
+
+pg_dir="$(mktemp -d)"
+trap 'scripts/testing/postgres.sh stop "$pg_dir"' EXIT
+if ! CV_TEST_POSTGRES_URL="$(scripts/testing/postgres.sh start "$pg_dir")"; then
+  echo "test.sh: could not start PostgreSQL for the store tests" >&2
+  exit 1
+fi
+export CV_TEST_POSTGRES_URL
+echo "== PostgreSQL for the store tests: $CV_TEST_POSTGRES_URL"
 
 echo "== release build (g++)"
 scripts/build.sh release

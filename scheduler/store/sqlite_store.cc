@@ -8,7 +8,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <limits>
 #include <thread>
 #include <utility>
 
@@ -21,9 +20,13 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "scheduler/core/state_machine.h"
+#include "scheduler/store/internal/store_util.h"
 
 namespace cv::store {
 namespace {
+
+using internal::ClampNanos;
+using internal::NanosOf;
 
 // Each migration takes the schema from version i to i + 1.
 constexpr const char* kMigrations[] = {
@@ -151,22 +154,6 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
-// Unix nanoseconds of a timestamp (usage times are within int64's range,
-// years 1678..2262; they were validated when accepted).
-int64_t NanosOf(const google::protobuf::Timestamp& ts) {
-  return ts.seconds() * 1'000'000'000 + ts.nanos();
-}
-
-int64_t ClampNanos(absl::Time t) {
-  if (t <= absl::FromUnixNanos(std::numeric_limits<int64_t>::min())) {
-    return std::numeric_limits<int64_t>::min();
-  }
-  if (t >= absl::FromUnixNanos(std::numeric_limits<int64_t>::max())) {
-    return std::numeric_limits<int64_t>::max();
-  }
-  return absl::ToUnixNanos(t);
-}
-
 absl::StatusOr<sqlite3*> OpenDb(const std::string& path, bool read_only) {
   sqlite3* db = nullptr;
   const int flags = read_only ? SQLITE_OPEN_READONLY
@@ -267,22 +254,7 @@ class SqliteStore final : public Store {
     if (write_db_ == nullptr) {
       return absl::FailedPreconditionError("store opened read-only");
     }
-    int64_t next_command = head_.command_sequence + 1;
-    for (const pb::Command& c : batch.commands) {
-      if (c.sequence() != next_command++) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("append: command sequence ", c.sequence(),
-                         " does not follow ", next_command - 2));
-      }
-    }
-    int64_t next_entry = head_.journal_sequence + 1;
-    for (const pb::JournalEntry& e : batch.entries) {
-      if (e.sequence() != next_entry++) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("append: journal sequence ", e.sequence(),
-                         " does not follow ", next_entry - 2));
-      }
-    }
+    RETURN_IF_ERROR(internal::CheckContinues(head_, batch));
     RETURN_IF_ERROR(Exec(write_db_, "BEGIN IMMEDIATE"));
     absl::Status status = AppendLocked(batch);
     if (status.ok()) status = Exec(write_db_, "COMMIT");
@@ -290,8 +262,8 @@ class SqliteStore final : public Store {
       Exec(write_db_, "ROLLBACK").IgnoreError();
       return status;
     }
-    head_.command_sequence = next_command - 1;
-    head_.journal_sequence = next_entry - 1;
+    head_.command_sequence += static_cast<int64_t>(batch.commands.size());
+    head_.journal_sequence += static_cast<int64_t>(batch.entries.size());
     return absl::OkStatus();
   }
 

@@ -15,18 +15,9 @@ namespace cv::store {
 // on open, newer ones refused.
 inline constexpr int kSqliteSchemaVersion = 2;
 
-enum class OpenMode {
-  // Creates the directory and database if missing, migrates the schema and
-  // takes an exclusive lock on the directory (one scheduler per directory;
-  // a second one gets FailedPrecondition).
-  kReadWrite,
-  // Reads an existing database without locking out a running scheduler;
-  // Append is refused.
-  kReadOnly,
-};
-
-// Opens `<data_dir>/scheduler.db`. Errors: NotFound (read-only and no
-// database), FailedPrecondition (locked by another process, or written by a
+// Opens `<data_dir>/scheduler.db`; read-write creates the directory and
+// takes an exclusive lock on `<data_dir>/LOCK`. Errors: NotFound (read-only and
+// no database), FailedPrecondition (locked by another process, or written by a
 // newer version), Internal (SQLite errors, with SQLite's message).
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
     const std::string& data_dir, OpenMode mode);

@@ -60,6 +60,16 @@ struct Head {
   std::string journal_hash;
 };
 
+// How a store is opened.
+enum class OpenMode {
+  // Creates the store if missing, migrates its schema and makes this the
+  // only writer (a second read-write open gets FailedPrecondition).
+  kReadWrite,
+  // Reads an existing store without locking out a running scheduler;
+  // Append is refused.
+  kReadOnly,
+};
+
 class Store {
  public:
   virtual ~Store() = default;

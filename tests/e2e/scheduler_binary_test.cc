@@ -22,6 +22,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "tests/scheduler/store/store_backend.h"
 #include "tests/testing/binaries.h"
 
 namespace cv {
@@ -126,6 +127,52 @@ TEST_F(SchedulerBinaryTest, FirstStartServesStopsOnSigtermAndVerifies) {
                   "/verify.out"),
             0);
   absl::StatusOr<std::string> verify = ReadFile(dir_ + "/verify.out");
+  ASSERT_TRUE(verify.ok());
+  EXPECT_THAT(*verify, HasSubstr("OK: every invariant holds"));
+}
+
+TEST_F(SchedulerBinaryTest, PostgresStoreServesRestartsAndVerifies) {
+  absl::StatusOr<std::unique_ptr<store::StoreBackend>> database =
+      store::MakeStoreBackend("postgres", dir_);
+  if (database.status().code() == absl::StatusCode::kFailedPrecondition) {
+    GTEST_SKIP() << database.status().message();
+  }
+  ASSERT_TRUE(database.ok()) << database.status();
+  const std::string store = "--store=" + (*database)->store_url();
+  // The data directory holds only the admin token; the binary creates it.
+  const int port =
+      Start({store, "--data-dir=" + dir_ + "/token", "--listen=127.0.0.1:0"});
+  ASSERT_GT(port, 0);
+  EXPECT_TRUE(testing::PollUntil([&] {
+    return Log().find("first admin token written") != std::string::npos;
+  })) << Log();
+  const absl::StatusOr<std::string> token_file =
+      ReadFile(dir_ + "/token/admin.token");
+  ASSERT_TRUE(token_file.ok()) << token_file.status();
+  const std::string token(absl::StripTrailingAsciiWhitespace(*token_file));
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                     grpc::InsecureChannelCredentials());
+  EXPECT_TRUE(ListPrograms(channel, token).ok());
+  // A second scheduler on the same database is refused while one runs.
+  EXPECT_EQ(
+      Shell(Binary() + " " + store + " --data-dir=" + dir_ +
+            "/second --listen=127.0.0.1:0 > " + dir_ + "/second.log 2>&1"),
+      1);
+  EXPECT_EQ(Stop(SIGTERM), 0);
+
+  // A restart keeps the state: the same token works.
+  const int again =
+      Start({store, "--data-dir=" + dir_ + "/token", "--listen=127.0.0.1:0"});
+  ASSERT_GT(again, 0);
+  auto channel2 = grpc::CreateChannel(absl::StrCat("127.0.0.1:", again),
+                                      grpc::InsecureChannelCredentials());
+  EXPECT_TRUE(ListPrograms(channel2, token).ok());
+  // verify reads beside the running scheduler.
+  EXPECT_EQ(
+      Shell(Binary() + " verify " + store + " > " + dir_ + "/verify.out 2>&1"),
+      0);
+  EXPECT_EQ(Stop(SIGTERM), 0);
+  const absl::StatusOr<std::string> verify = ReadFile(dir_ + "/verify.out");
   ASSERT_TRUE(verify.ok());
   EXPECT_THAT(*verify, HasSubstr("OK: every invariant holds"));
 }

@@ -1,4 +1,6 @@
-#include "scheduler/store/sqlite_store.h"
+// The store suite: every StoreTest runs against each implementation of
+// Store (SQLite and PostgreSQL); SqliteStoreTest covers what only SQLite has.
+#include "scheduler/store/store.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -22,7 +24,8 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "scheduler/core/state_machine.h"
-#include "scheduler/store/store.h"
+#include "scheduler/store/sqlite_store.h"
+#include "tests/scheduler/store/store_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
 
@@ -143,36 +146,39 @@ class RawDb {
   int rc_ = SQLITE_ERROR;
 };
 
-class SqliteStoreTest : public ::testing::Test {
+class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    std::string dir = ::testing::TempDir() + "sqlite_store_test_XXXXXX";
+    std::string dir = ::testing::TempDir() + "store_test_XXXXXX";
     ASSERT_NE(mkdtemp(dir.data()), nullptr) << std::strerror(errno);
     root_ = dir;
-    // A directory that does not exist yet: the read-write open creates it.
-    data_dir_ = root_ + "/data";
+    absl::StatusOr<std::unique_ptr<StoreBackend>> backend =
+        MakeStoreBackend(GetParam(), root_);
+    if (backend.status().code() == absl::StatusCode::kFailedPrecondition) {
+      GTEST_SKIP() << backend.status().message();
+    }
+    ASSERT_THAT(backend, IsOk());
+    backend_ = *std::move(backend);
     ASSERT_NO_FATAL_FAILURE(MakeHistory(&history_));
   }
   void TearDown() override {
+    backend_.reset();
     std::error_code ignored;
     std::filesystem::remove_all(root_, ignored);
   }
 
-  std::string db_path() const { return data_dir_ + "/scheduler.db"; }
-
   std::unique_ptr<Store> OpenOrDie(OpenMode mode = OpenMode::kReadWrite) {
-    absl::StatusOr<std::unique_ptr<Store>> store =
-        OpenSqliteStore(data_dir_, mode);
+    absl::StatusOr<std::unique_ptr<Store>> store = backend_->Open(mode);
     EXPECT_THAT(store, IsOk());
     return store.ok() ? *std::move(store) : nullptr;
   }
 
   std::string root_;
-  std::string data_dir_;
+  std::unique_ptr<StoreBackend> backend_;
   History history_;
 };
 
-TEST_F(SqliteStoreTest, AppendThenReadRoundTrips) {
+TEST_P(StoreTest, AppendThenReadRoundTrips) {
   std::unique_ptr<Store> store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   ASSERT_THAT(store->Append(WholeBatch(history_)), IsOk());
@@ -211,7 +217,7 @@ TEST_F(SqliteStoreTest, AppendThenReadRoundTrips) {
   EXPECT_TRUE(command_nanos);
 }
 
-TEST_F(SqliteStoreTest, ReadHead) {
+TEST_P(StoreTest, ReadHead) {
   std::unique_ptr<Store> store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   ASSERT_OK_AND_ASSIGN(Head head, store->ReadHead());
@@ -233,7 +239,7 @@ TEST_F(SqliteStoreTest, ReadHead) {
   EXPECT_EQ(head.journal_sequence, history_.entries.back().sequence());
 }
 
-TEST_F(SqliteStoreTest, ChunkedReadsWithAfterAndLimit) {
+TEST_P(StoreTest, ChunkedReadsWithAfterAndLimit) {
   std::unique_ptr<Store> store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   for (const Batch& batch : PerCommandBatches(history_)) {
@@ -294,7 +300,7 @@ TEST_F(SqliteStoreTest, ChunkedReadsWithAfterAndLimit) {
               IsOkAndHolds(IsEmpty()));
 }
 
-TEST_F(SqliteStoreTest, AppendRefusesGapsAndStoresNothing) {
+TEST_P(StoreTest, AppendRefusesGapsAndStoresNothing) {
   const std::vector<Batch> batches = PerCommandBatches(history_);
   // The first batch with entries, to damage its entry sequences.
   size_t with_entries = 0;
@@ -363,7 +369,7 @@ TEST_F(SqliteStoreTest, AppendRefusesGapsAndStoresNothing) {
   EXPECT_EQ(head.command_sequence, 2);
 }
 
-TEST_F(SqliteStoreTest, ReopenKeepsData) {
+TEST_P(StoreTest, ReopenKeepsData) {
   const std::vector<Batch> batches = PerCommandBatches(history_);
   const size_t half = batches.size() / 2;
   {
@@ -395,11 +401,11 @@ TEST_F(SqliteStoreTest, ReopenKeepsData) {
   ExpectSameMessages(entries, history_.entries);
 }
 
-TEST_F(SqliteStoreTest, SecondReadWriteOpenIsRefusedWhileInUse) {
+TEST_P(StoreTest, SecondReadWriteOpenIsRefusedWhileInUse) {
   std::unique_ptr<Store> first = OpenOrDie();
   ASSERT_NE(first, nullptr);
   EXPECT_THAT(
-      OpenSqliteStore(data_dir_, OpenMode::kReadWrite),
+      backend_->Open(OpenMode::kReadWrite),
       StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("in use")));
   // The refused open did not disturb the first store.
   EXPECT_THAT(first->Append(WholeBatch(history_)), IsOk());
@@ -411,7 +417,7 @@ TEST_F(SqliteStoreTest, SecondReadWriteOpenIsRefusedWhileInUse) {
   EXPECT_EQ(head.command_sequence, history_.commands.back().sequence());
 }
 
-TEST_F(SqliteStoreTest, ReadOnlyOpenWorksBesideTheWriterAndSeesCommits) {
+TEST_P(StoreTest, ReadOnlyOpenWorksBesideTheWriterAndSeesCommits) {
   const std::vector<Batch> batches = PerCommandBatches(history_);
   std::unique_ptr<Store> writer = OpenOrDie();
   ASSERT_NE(writer, nullptr);
@@ -449,7 +455,7 @@ TEST_F(SqliteStoreTest, ReadOnlyOpenWorksBesideTheWriterAndSeesCommits) {
   EXPECT_EQ(head.command_sequence, history_.commands.back().sequence());
 }
 
-TEST_F(SqliteStoreTest, ReadOnlyOpenWorksWithoutAWriter) {
+TEST_P(StoreTest, ReadOnlyOpenWorksWithoutAWriter) {
   {
     std::unique_ptr<Store> writer = OpenOrDie();
     ASSERT_NE(writer, nullptr);
@@ -466,6 +472,169 @@ TEST_F(SqliteStoreTest, ReadOnlyOpenWorksWithoutAWriter) {
   ASSERT_OK_AND_ASSIGN(const Head head, reader->ReadHead());
   EXPECT_EQ(head.command_sequence, history_.commands.back().sequence());
 }
+
+TEST_P(StoreTest, NewerSchemaVersionIsRefused) {
+  {
+    std::unique_ptr<Store> store = OpenOrDie();
+    ASSERT_NE(store, nullptr);
+    ASSERT_THAT(store->Append(WholeBatch(history_)), IsOk());
+  }
+  const int newer = backend_->known_schema_version() + 1;
+  ASSERT_THAT(backend_->SetSchemaVersion(newer), IsOk());
+  EXPECT_THAT(backend_->Open(OpenMode::kReadWrite),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("schema version")));
+  EXPECT_THAT(backend_->Open(OpenMode::kReadOnly),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("schema version")));
+  // The refusal left the version alone.
+  EXPECT_THAT(backend_->SchemaVersion(), IsOkAndHolds(newer));
+}
+
+TEST_P(StoreTest, FreshStoreIsAtTheKnownSchemaVersion) {
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(backend_->SchemaVersion(),
+              IsOkAndHolds(backend_->known_schema_version()));
+}
+
+TEST_P(StoreTest, ReadOnlyOpenOfMissingStoreIsNotFound) {
+  EXPECT_THAT(backend_->Open(OpenMode::kReadOnly),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+// Usage records as the writer stores them: per command, in acceptance
+// order, for two allocations, ending every minute from `base`.
+std::vector<Batch> UsageBatches(const History& history, absl::Time base) {
+  std::vector<Batch> batches = PerCommandBatches(history);
+  for (size_t i = 0; i < batches.size(); ++i) {
+    for (int j = 0; j < 2; ++j) {
+      pb::ChargedUsage& u = batches[i].usage.emplace_back();
+      const int64_t n = static_cast<int64_t>(i) * 2 + j;
+      pb::UsageRecord& r = *u.mutable_record();
+      r.set_allocation_id(j == 0 ? "A-even" : "A-odd");
+      r.set_sequence(n + 1);
+      *r.mutable_start() = ToProto(base + absl::Minutes(n - 1));
+      *r.mutable_end() = ToProto(base + absl::Minutes(n));
+      r.set_gpu_ms(60'000 + n);
+      u.set_cost_fen(100 + n);
+      *u.mutable_accepted_at() =
+          ToProto(base + absl::Minutes(n) + absl::Nanoseconds(n));
+    }
+  }
+  return batches;
+}
+
+TEST_P(StoreTest, UsageIsReadInAcceptanceOrderByPeriodAllocationAndPage) {
+  const absl::Time base = cv::testing::WorldStart() + absl::Hours(1);
+  const std::vector<Batch> batches = UsageBatches(history_, base);
+  std::vector<pb::ChargedUsage> all;
+  for (const Batch& b : batches) {
+    for (const pb::ChargedUsage& u : b.usage) all.push_back(u);
+  }
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  for (const Batch& b : batches) ASSERT_THAT(store->Append(b), IsOk());
+
+  // Everything, a page at a time; positions continue across pages.
+  std::vector<pb::ChargedUsage> paged;
+  UsageQuery q;
+  q.limit = 3;
+  for (int reads = 0; reads < 1000; ++reads) {
+    ASSERT_OK_AND_ASSIGN(const std::vector<UsageRow> page, store->ReadUsage(q));
+    if (page.empty()) break;
+    for (const UsageRow& row : page) {
+      EXPECT_EQ(row.position, q.after + 1);
+      q.after = row.position;
+      paged.push_back(row.usage);
+    }
+  }
+  ExpectSameMessages(paged, all);
+
+  // One allocation, ending in [base + 4 min, base + 9 min).
+  UsageQuery period;
+  period.allocation_ids = absl::flat_hash_set<std::string>{"A-odd"};
+  period.period_start = base + absl::Minutes(4);
+  period.period_end = base + absl::Minutes(9);
+  std::vector<pb::ChargedUsage> want;
+  for (const pb::ChargedUsage& u : all) {
+    const int64_t minute =
+        (u.record().end().seconds() - absl::ToUnixSeconds(base)) / 60;
+    if (u.record().allocation_id() == "A-odd" && minute >= 4 && minute < 9) {
+      want.push_back(u);
+    }
+  }
+  ASSERT_EQ(want.size(), 2u);
+  ASSERT_OK_AND_ASSIGN(const std::vector<UsageRow> rows,
+                       store->ReadUsage(period));
+  std::vector<pb::ChargedUsage> got;
+  for (const UsageRow& row : rows) got.push_back(row.usage);
+  ExpectSameMessages(got, want);
+
+  // The scan sees the same rows and names the head they are as of.
+  std::vector<pb::ChargedUsage> scanned;
+  ASSERT_OK_AND_ASSIGN(
+      const Head head,
+      store->ScanUsage(period, [&scanned](const pb::ChargedUsage& u) {
+        scanned.push_back(u);
+      }));
+  ExpectSameMessages(scanned, want);
+  EXPECT_EQ(head.command_sequence, history_.commands.back().sequence());
+  EXPECT_EQ(head.journal_sequence, history_.entries.back().sequence());
+  EXPECT_EQ(head.journal_hash, history_.entries.back().hash());
+
+  // A reopened store numbers new records after the old ones.
+  store.reset();
+  store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  Batch more;
+  more.commands.push_back(history_.commands.back());
+  more.commands.back().set_sequence(history_.commands.back().sequence() + 1);
+  more.usage.push_back(all.back());
+  ASSERT_THAT(store->Append(more), IsOk());
+  UsageQuery last;
+  last.after = static_cast<int64_t>(all.size());
+  ASSERT_OK_AND_ASSIGN(const std::vector<UsageRow> tail,
+                       store->ReadUsage(last));
+  ASSERT_EQ(tail.size(), 1u);
+  EXPECT_EQ(tail[0].position, static_cast<int64_t>(all.size()) + 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreTest,
+                         ::testing::ValuesIn(StoreBackendNames()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+// What only the embedded store has: a data directory and a database file.
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string dir = ::testing::TempDir() + "sqlite_store_test_XXXXXX";
+    ASSERT_NE(mkdtemp(dir.data()), nullptr) << std::strerror(errno);
+    root_ = dir;
+    // A directory that does not exist yet: the read-write open creates it.
+    data_dir_ = root_ + "/data";
+    ASSERT_NO_FATAL_FAILURE(MakeHistory(&history_));
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(root_, ignored);
+  }
+
+  std::string db_path() const { return data_dir_ + "/scheduler.db"; }
+
+  std::unique_ptr<Store> OpenOrDie(OpenMode mode = OpenMode::kReadWrite) {
+    absl::StatusOr<std::unique_ptr<Store>> store =
+        OpenSqliteStore(data_dir_, mode);
+    EXPECT_THAT(store, IsOk());
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  std::string root_;
+  std::string data_dir_;
+  History history_;
+};
 
 TEST_F(SqliteStoreTest, ReadOnlyOpenOfMissingDirectoryIsNotFound) {
   EXPECT_THAT(OpenSqliteStore(data_dir_, OpenMode::kReadOnly),
@@ -486,33 +655,6 @@ TEST_F(SqliteStoreTest, FreshDatabaseIsAtSchemaVersionInWalMode) {
   EXPECT_EQ(db.QueryText("PRAGMA user_version"),
             absl::StrCat(kSqliteSchemaVersion));
   EXPECT_EQ(db.QueryText("PRAGMA journal_mode"), "wal");
-}
-
-TEST_F(SqliteStoreTest, NewerSchemaVersionIsRefused) {
-  {
-    std::unique_ptr<Store> store = OpenOrDie();
-    ASSERT_NE(store, nullptr);
-    ASSERT_THAT(store->Append(WholeBatch(history_)), IsOk());
-  }
-  {
-    RawDb db(db_path());
-    ASSERT_TRUE(db.ok()) << db.error();
-    ASSERT_EQ(db.Exec(absl::StrCat("PRAGMA user_version = ",
-                                   kSqliteSchemaVersion + 1)),
-              SQLITE_OK)
-        << db.error();
-  }
-  EXPECT_THAT(OpenSqliteStore(data_dir_, OpenMode::kReadWrite),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("schema version")));
-  EXPECT_THAT(OpenSqliteStore(data_dir_, OpenMode::kReadOnly),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("schema version")));
-  // The refusal left the version alone.
-  RawDb db(db_path());
-  ASSERT_TRUE(db.ok()) << db.error();
-  EXPECT_EQ(db.QueryText("PRAGMA user_version"),
-            absl::StrCat(kSqliteSchemaVersion + 1));
 }
 
 }  // namespace

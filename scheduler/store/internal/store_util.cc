@@ -1,0 +1,43 @@
+#include "scheduler/store/internal/store_util.h"
+
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+
+namespace cv::store::internal {
+
+absl::Status CheckContinues(const Head& head, const Batch& batch) {
+  int64_t next_command = head.command_sequence + 1;
+  for (const pb::Command& c : batch.commands) {
+    if (c.sequence() != next_command++) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("append: command sequence ", c.sequence(),
+                       " does not follow ", next_command - 2));
+    }
+  }
+  int64_t next_entry = head.journal_sequence + 1;
+  for (const pb::JournalEntry& e : batch.entries) {
+    if (e.sequence() != next_entry++) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("append: journal sequence ", e.sequence(),
+                       " does not follow ", next_entry - 2));
+    }
+  }
+  return absl::OkStatus();
+}
+
+int64_t NanosOf(const google::protobuf::Timestamp& ts) {
+  return ts.seconds() * 1'000'000'000 + ts.nanos();
+}
+
+int64_t ClampNanos(absl::Time t) {
+  if (t <= absl::FromUnixNanos(std::numeric_limits<int64_t>::min())) {
+    return std::numeric_limits<int64_t>::min();
+  }
+  if (t >= absl::FromUnixNanos(std::numeric_limits<int64_t>::max())) {
+    return std::numeric_limits<int64_t>::max();
+  }
+  return absl::ToUnixNanos(t);
+}
+
+}  // namespace cv::store::internal
