@@ -24,6 +24,8 @@
 # promtool (Debian package prometheus) or python3 is missing.
 set -Eeuo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
+# shellcheck source=tests/testing/demo_processes.sh
+source "$repo/tests/testing/demo_processes.sh"
 build_dir="${CV_BUILD_DIR:-$repo/build}"
 case "$build_dir" in /*) ;; *) build_dir="$repo/$build_dir" ;; esac
 here="$repo/tests/deploy"
@@ -92,15 +94,6 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/cv-prometheus-check.XXXXXX")"
 data="$tmp/demo-data"
 prom_pid="" traffic_pid=""
 
-# alive PID: a live (not zombie) process.
-alive() {
-  local stat state
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  state="${stat##*) }"
-  state="${state%% *}"
-  [ "$state" != Z ] && [ "$state" != X ]
-}
-
 # stop_pid PID: SIGTERM, then SIGKILL if it is still there after 10 s.
 stop_pid() {
   local pid=$1 i
@@ -114,25 +107,11 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
-# demo_pids: live processes whose command line names the demo directory.
-demo_pids() {
-  local dir pid cmdline
-  for dir in /proc/[0-9]*; do
-    pid="${dir#/proc/}"
-    cmdline="$(tr '\0' ' ' 2>/dev/null <"$dir/cmdline")" || continue
-    if [[ "$cmdline" == *"$data/"* ]] && alive "$pid"; then echo "$pid"; fi
-  done
-}
-
 cleanup() {
-  local rc=$? pid f
+  local rc=$? f
   stop_pid "$traffic_pid"
   stop_pid "$prom_pid"
-  CV_DEMO_DATA="$data" "$repo/scripts/demo.sh" stop >/dev/null 2>&1 || true
-  for pid in $(demo_pids); do
-    say "killing leftover pid $pid" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  stop_demo prometheus_check
   if [ "$rc" -ne 0 ] || [ "$failures" -ne 0 ]; then
     for f in "$tmp/demo.out" "$tmp/prometheus.log" "$data"/*.log; do
       [ -f "$f" ] || continue

@@ -10,6 +10,8 @@
 # Exits 0 when it passes, 1 when it fails, 77 (skipped) without python3.
 set -Eeuo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
+# shellcheck source=tests/testing/demo_processes.sh
+source "$repo/tests/testing/demo_processes.sh"
 build_dir="${CV_BUILD_DIR:-$repo/build}"
 case "$build_dir" in /*) ;; *) build_dir="$repo/$build_dir" ;; esac
 
@@ -33,34 +35,9 @@ fail() {
   failures=$((failures + 1))
 }
 
-# alive PID: a live (not zombie) process.
-alive() {
-  local stat state
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  state="${stat##*) }"
-  state="${state%% *}"
-  [ "$state" != Z ] && [ "$state" != X ]
-}
-
-# demo_pids: live processes whose command line names the demo directory.
-demo_pids() {
-  local dir pid cmdline
-  for dir in /proc/[0-9]*; do
-    pid="${dir#/proc/}"
-    cmdline="$(tr '\0' ' ' 2>/dev/null <"$dir/cmdline")" || continue
-    if [[ "$cmdline" == *"$data/"* ]] && alive "$pid"; then echo "$pid"; fi
-  done
-}
-
 cleanup() {
-  local rc=$? pid
-  # Whatever happened, leave nothing running: the demo's own stop, then any
-  # process still naming the demo directory, by its pid.
-  CV_DEMO_DATA="$data" "$repo/scripts/demo.sh" stop >/dev/null 2>&1 || true
-  for pid in $(demo_pids); do
-    echo "demo_test: killing leftover pid $pid" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  local rc=$?
+  stop_demo demo_test
   if [ "$rc" -ne 0 ] || [ "$failures" -ne 0 ]; then
     for f in "$data"/*.log; do
       [ -f "$f" ] || continue
