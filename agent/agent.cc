@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/config.h"
+#include "common/leader.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "common/validate.h"
@@ -177,6 +178,8 @@ absl::Status NormalizeAgentConfig(pb::AgentConfig& c) {
     return absl::InvalidArgumentError(
         "scheduler_address: required, e.g. --scheduler 127.0.0.1:7443");
   }
+  RETURN_IF_ERROR(
+      ParseAddressList("scheduler_address", c.scheduler_address()).status());
   if (c.token_file().empty()) {
     return absl::InvalidArgumentError(
         "token_file: required: the file holding the cluster's agent token "
@@ -215,8 +218,7 @@ absl::Status NormalizeAgentConfig(pb::AgentConfig& c) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<pb::AgentService::StubInterface>> NewAgentStub(
-    const std::string& address, const pb::TlsConfig& tls) {
+absl::StatusOr<StubFactory> NewAgentStubFactory(const pb::TlsConfig& tls) {
   std::shared_ptr<grpc::ChannelCredentials> credentials =
       grpc::InsecureChannelCredentials();
   if (!tls.ca_file().empty()) {
@@ -235,23 +237,30 @@ absl::StatusOr<std::unique_ptr<pb::AgentService::StubInterface>> NewAgentStub(
     return absl::InvalidArgumentError(
         "tls: a client certificate needs the scheduler's CA (ca_file) too");
   }
-  grpc::ChannelArguments args;
-  // Reconnect within a couple of seconds of the scheduler coming back; the
-  // agent does its own, longer, backoff between calls.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  return pb::AgentService::NewStub(
-      grpc::CreateCustomChannel(address, credentials, args));
+  return [credentials](const std::string& address) {
+    grpc::ChannelArguments args;
+    // Reconnect within a couple of seconds of the scheduler coming back; the
+    // agent does its own, longer, backoff between calls.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    // A switch back to a replica dials it afresh rather than inherit the
+    // backoff of a connection that failed earlier.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    return std::unique_ptr<pb::AgentService::StubInterface>(
+        pb::AgentService::NewStub(
+            grpc::CreateCustomChannel(address, credentials, args)));
+  };
 }
 
-Agent::Agent(pb::AgentConfig config,
-             std::unique_ptr<pb::AgentService::StubInterface> stub,
-             std::string token, std::unique_ptr<GpuSource> gpus,
-             std::unique_ptr<Spool> spool, Clock& clock,
-             prometheus::Registry* registry)
+Agent::Agent(pb::AgentConfig config, StubFactory stubs, std::string token,
+             std::unique_ptr<GpuSource> gpus, std::unique_ptr<Spool> spool,
+             Clock& clock, prometheus::Registry* registry)
     : config_(std::move(config)),
-      stub_(std::move(stub)),
+      stubs_(std::move(stubs)),
+      addresses_(
+          ParseAddressList("scheduler_address", config_.scheduler_address())
+              .value_or(std::vector<std::string>{config_.scheduler_address()})),
       token_(std::move(token)),
       gpus_(std::move(gpus)),
       spool_(std::move(spool)),
@@ -268,6 +277,7 @@ Agent::Agent(pb::AgentConfig config,
       metrics_->rpc_errors.Add({{"method", method}});
     }
   }
+  SwitchTo(addresses_.front());
   for (const std::string& id : spool_->Allocations()) resumable_.insert(id);
   next_cut_ = Now() + absl::Milliseconds(config_.report_interval_ms());
 }
@@ -351,6 +361,10 @@ absl::Time Agent::Step() {
   absl::Time wake = std::min(next_sample_, next_cut_);
   if (registered_) wake = std::min(wake, next_heartbeat_);
   if (next_rpc_ > now) wake = std::min(wake, next_rpc_);
+  if (retry_now_) {
+    retry_now_ = false;
+    wake = now;
+  }
   return wake;
 }
 
@@ -507,10 +521,30 @@ std::unique_ptr<grpc::ClientContext> Agent::NewContext() const {
   return context;
 }
 
+void Agent::SwitchTo(const std::string& address) {
+  stub_ = stubs_(address);
+  address_ = address;
+}
+
 void Agent::RpcFailed(const char* rpc, const grpc::Status& status,
-                      absl::Time now) {
+                      const grpc::ClientContext& context, absl::Time now) {
   if (metrics_ != nullptr)
     metrics_->rpc_errors.Add({{"method", rpc}}).Increment();
+  // A scheduler that comes back may have restarted, and a leader named by a
+  // follower has never seen the agent: register again.
+  registered_ = false;
+  const bool unavailable = status.error_code() == grpc::StatusCode::UNAVAILABLE;
+  const std::string leader = unavailable ? LeaderHint(context) : "";
+  const bool names_another = !leader.empty() && leader != address_;
+  if (names_another && leader_hops_ < kMaxLeaderHops) {
+    ++leader_hops_;
+    Log(absl::StrCat("scheduler: following leader at ", leader));
+    SwitchTo(leader);
+    next_rpc_ = now;
+    retry_now_ = true;
+    return;
+  }
+  leader_hops_ = 0;
   backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);
   std::uniform_real_distribution<double> jitter(0.5, 1.5);
   const absl::Duration wait = backoff_ * jitter(random_);
@@ -519,16 +553,34 @@ void Agent::RpcFailed(const char* rpc, const grpc::Status& status,
     Log(absl::StrCat(rpc, " failed: ", Describe(status),
                      "; metering continues, retrying with backoff"));
   }
-  // A scheduler that comes back may have restarted: register again.
-  registered_ = false;
+  // Nobody answered as the leader here: the next try goes to the next
+  // replica, or back to the list from a leader that was named.
+  const bool no_leader_here =
+      (unavailable && !names_another) ||
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+  if (!no_leader_here) return;
+  if (address_ == addresses_[list_position_]) {
+    list_position_ = (list_position_ + 1) % addresses_.size();
+  }
+  const std::string& next = addresses_[list_position_];
+  if (next == address_) return;
+  // One line per replica in the first round of an outage, not per retry.
+  if (failures_ <= static_cast<int>(addresses_.size())) {
+    Log(absl::StrCat("scheduler ", address_, " unreachable; trying ", next));
+  }
+  SwitchTo(next);
 }
 
 void Agent::RpcSucceeded() {
   if (failures_ > 0) {
     Log(absl::StrCat("scheduler answers again after ", failures_,
-                     " failed calls"));
+                     " failed calls",
+                     addresses_.size() > 1 || address_ != addresses_.front()
+                         ? absl::StrCat(", at ", address_)
+                         : ""));
   }
   failures_ = 0;
+  leader_hops_ = 0;
   backoff_ = absl::ZeroDuration();
   heard_from_scheduler_ = true;
 }
@@ -545,7 +597,7 @@ bool Agent::Register(absl::Time now) {
   const grpc::Status status =
       stub_->Register(context.get(), request, &response);
   if (!status.ok()) {
-    RpcFailed("Register", status, now);
+    RpcFailed("Register", status, *context, now);
     return false;
   }
   RpcSucceeded();
@@ -584,7 +636,7 @@ bool Agent::SendHeartbeat(absl::Time now) {
   const grpc::Status status =
       stub_->Heartbeat(context.get(), request, &response);
   if (!status.ok()) {
-    RpcFailed("Heartbeat", status, now);
+    RpcFailed("Heartbeat", status, *context, now);
     return false;
   }
   RpcSucceeded();
@@ -834,7 +886,7 @@ bool Agent::SendUsage(absl::Time now) {
   const grpc::Status status =
       stub_->ReportUsage(context.get(), request, &response);
   if (!status.ok()) {
-    RpcFailed("ReportUsage", status, now);
+    RpcFailed("ReportUsage", status, *context, now);
     return false;
   }
   RpcSucceeded();

@@ -7,6 +7,16 @@
 // the scheduler answers: a call that fails is retried with exponential
 // backoff and jitter while records pile up in the spool.
 //
+// The scheduler may be several replicas (scheduler_address is a
+// comma-separated list) of which one leads (common/leader.h). A call a
+// replica refuses with UNAVAILABLE naming the leader is sent again at once
+// to the leader, up to kMaxLeaderHops leaders in a row; a call that finds
+// no server (UNAVAILABLE or DEADLINE_EXCEEDED without a leader named) moves
+// on to the next replica of the list, after the usual backoff. Either way
+// the agent registers again before anything else, as after any outage.
+// Usage records are resent unchanged: the scheduler deduplicates them by
+// (allocation, sequence), whichever replica hears them.
+//
 // Usage of an allocation is its GPUs × the time they were allocated to it,
 // cut into records every report interval, with the mean utilisation and the
 // energy its GPUs read meanwhile. Each record continues its allocation's
@@ -15,6 +25,7 @@
 #ifndef COMPUTEVOUCHER_AGENT_AGENT_H_
 #define COMPUTEVOUCHER_AGENT_AGENT_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -40,16 +51,25 @@ namespace cv::agent {
 // field, the value and the rule.
 absl::Status NormalizeAgentConfig(pb::AgentConfig& config);
 
+// Makes a stub for the scheduler replica at `address` ("host:port"). The
+// agent calls it for the first replica and again at every switch.
+using StubFactory =
+    std::function<std::unique_ptr<pb::AgentService::StubInterface>(
+        const std::string& address)>;
+
+// Leaders named in a row that the agent follows without backoff, so that
+// replicas naming each other cannot make it loop.
+inline constexpr int kMaxLeaderHops = 3;
+
 class Agent {
  public:
   // `config` must be normalized, with the inventory (models, classes,
   // prices) matching `gpus`. `registry` (may be null) receives the agent's
-  // metrics. `stub` carries the bearer token itself (see NewAgentStub).
-  Agent(pb::AgentConfig config,
-        std::unique_ptr<pb::AgentService::StubInterface> stub,
-        std::string token, std::unique_ptr<GpuSource> gpus,
-        std::unique_ptr<Spool> spool, Clock& clock,
-        prometheus::Registry* registry);
+  // metrics. `stubs` makes the stubs toward the replicas (see
+  // NewAgentStubFactory); every call carries `token`.
+  Agent(pb::AgentConfig config, StubFactory stubs, std::string token,
+        std::unique_ptr<GpuSource> gpus, std::unique_ptr<Spool> spool,
+        Clock& clock, prometheus::Registry* registry);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -86,7 +106,12 @@ class Agent {
   void BeginStop(Running& r, absl::Time at, const std::string& why);
   void Reap(absl::Time now);
   std::map<std::string, int> FreeGpus() const;
-  void RpcFailed(const char* rpc, const grpc::Status& status, absl::Time now);
+  // Counts a failed call; follows the leader `context`'s answer names, or
+  // moves on to the next replica, or backs off.
+  void RpcFailed(const char* rpc, const grpc::Status& status,
+                 const grpc::ClientContext& context, absl::Time now);
+  // Replaces the stub with one toward `address`.
+  void SwitchTo(const std::string& address);
   void RpcSucceeded();
   bool Reachable(absl::Time now) const;
   std::unique_ptr<grpc::ClientContext> NewContext() const;
@@ -94,7 +119,9 @@ class Agent {
   void UpdateGauges(absl::Time now);
 
   const pb::AgentConfig config_;
-  const std::unique_ptr<pb::AgentService::StubInterface> stub_;
+  const StubFactory stubs_;
+  // The replicas of scheduler_address, in the order given.
+  const std::vector<std::string> addresses_;
   const std::string token_;
   const std::unique_ptr<GpuSource> gpus_;
   const std::unique_ptr<Spool> spool_;
@@ -102,6 +129,15 @@ class Agent {
   std::unique_ptr<Metrics> metrics_;
 
   // Loop state, owned by the thread in Run/Step.
+  // The replica called now (a leader named by a follower need not be in
+  // addresses_), and the entry of addresses_ last moved to.
+  std::unique_ptr<pb::AgentService::StubInterface> stub_;
+  std::string address_;
+  size_t list_position_ = 0;
+  // Leaders followed since the last backoff or answer.
+  int leader_hops_ = 0;
+  // A leader was just named: call it without waiting.
+  bool retry_now_ = false;
   std::map<std::string, std::unique_ptr<Running>> running_;
   // Cursors found in the spool at start, settled by the first heartbeat.
   std::set<std::string> resumable_;
@@ -123,11 +159,11 @@ class Agent {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// A stub for `address` (TLS when `tls` names a CA bundle; mutual TLS when it
-// also names a certificate and key). InvalidArgument when a TLS file cannot
-// be read, naming it.
-absl::StatusOr<std::unique_ptr<pb::AgentService::StubInterface>> NewAgentStub(
-    const std::string& address, const pb::TlsConfig& tls);
+// Makes stubs with the same credentials for every replica: TLS when `tls`
+// names a CA bundle; mutual TLS when it also names a certificate and key.
+// The files are read once, here; InvalidArgument when one cannot be read,
+// naming it, or when the TLS settings are incomplete.
+absl::StatusOr<StubFactory> NewAgentStubFactory(const pb::TlsConfig& tls);
 
 }  // namespace cv::agent
 

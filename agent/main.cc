@@ -1,6 +1,7 @@
 // voucher-agent: meters a GPU cluster for the compute-voucher scheduler.
 //
-//   voucher-agent --scheduler HOST:PORT --token-file FILE --spool-dir DIR
+//   voucher-agent --scheduler HOST:PORT[,HOST:PORT...] --token-file FILE
+//       --spool-dir DIR
 //       [--meter simulated|nvml|exec] [--inventory 8xH100:other]
 //       [--prices H100=25.00] [--config FILE] ...
 #include <signal.h>
@@ -29,7 +30,9 @@
 
 ABSL_FLAG(std::string, config, "",
           "textproto AgentConfig file; flags override it");
-ABSL_FLAG(std::string, scheduler, "", "scheduler address, e.g. 127.0.0.1:7443");
+ABSL_FLAG(std::string, scheduler, "",
+          "scheduler address, e.g. 127.0.0.1:7443, or its replicas comma "
+          "separated (the agent follows the one that leads)");
 ABSL_FLAG(std::string, token_file, "", "file holding the agent's token");
 ABSL_FLAG(std::string, tls_ca, "",
           "PEM CA bundle of the scheduler's certificate; enables TLS");
@@ -220,9 +223,9 @@ int main(int argc, char** argv) {
       cv::agent::Spool::Open(spool_options);
   if (!spool.ok()) return Fail(std::string(spool.status().message()));
 
-  absl::StatusOr<std::unique_ptr<pb::AgentService::StubInterface>> stub =
-      cv::agent::NewAgentStub(config.scheduler_address(), config.tls());
-  if (!stub.ok()) return Fail(std::string(stub.status().message()));
+  absl::StatusOr<cv::agent::StubFactory> stubs =
+      cv::agent::NewAgentStubFactory(config.tls());
+  if (!stubs.ok()) return Fail(std::string(stubs.status().message()));
 
   auto registry = std::make_shared<prometheus::Registry>();
   std::unique_ptr<prometheus::Exposer> exposer;
@@ -240,7 +243,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  cv::agent::Agent agent(config, *std::move(stub), bearer, std::move(gpus),
+  cv::agent::Agent agent(config, *std::move(stubs), bearer, std::move(gpus),
                          *std::move(spool), clock, registry.get());
   std::thread waiter([&agent, &signals] {
     int signal_number = 0;

@@ -60,7 +60,7 @@ int RunVoucherctl(std::vector<std::string> args, std::istream& in,
   if (absl::Status s = CheckGlobals(a); !s.ok()) return Fail(err, s, path);
   absl::StatusOr<Settings> settings = ResolveSettings(a);
   if (!settings.ok()) return Fail(err, settings.status(), path);
-  Connection server(*std::move(settings));
+  Connection server(*std::move(settings), err);
   Printer printer(FormatFromWord(a.Value("output")), a.Switch("utc"), out);
   Context context(a, server, printer, in, err);
   const absl::Status status = inv->command->handler(context);

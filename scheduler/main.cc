@@ -40,6 +40,13 @@ ABSL_FLAG(int64_t, heartbeat_interval_s, 0,
           "heartbeat interval asked of agents (default 10)");
 ABSL_FLAG(int64_t, cluster_silence_s, 0,
           "silence after which a cluster's allocations end (default 60)");
+ABSL_FLAG(std::string, advertise, "",
+          "host:port clients are told to reach this replica at (default: "
+          "the listen address, with the host name for a wildcard host)");
+ABSL_FLAG(int64_t, lease_s, 0,
+          "PostgreSQL replicas: how long the leader's lease lasts unrenewed "
+          "(default 5); a follower takes over within lease * 5/4 of the "
+          "leader's last renewal, plus the time to load the journal");
 ABSL_FLAG(std::string, port_file, "",
           "file to write the bound port to once serving");
 
@@ -52,6 +59,9 @@ constexpr char kUsage[] =
     "      On first start it writes an admin token to DIR/admin.token.\n"
     "      --store postgresql://user@host:port/dbname keeps the state in\n"
     "      PostgreSQL instead (DIR then holds only the admin token).\n"
+    "      Several schedulers may share one database: the one holding the\n"
+    "      lease serves; the others answer UNAVAILABLE naming it, and take\n"
+    "      over within --lease-s * 5/4 when it stops renewing.\n"
     "  voucher-scheduler verify --data-dir DIR | --store URL\n"
     "      Re-derives every balance from the journal and checks every\n"
     "      invariant; exits 0 when all hold, 1 when one is broken.\n";
@@ -85,6 +95,8 @@ int main(int argc, char** argv) {
                   [&](auto v) { config.set_store(v); });
   override_string(absl::GetFlag(FLAGS_metrics_listen),
                   [&](auto v) { config.set_metrics_address(v); });
+  override_string(absl::GetFlag(FLAGS_advertise),
+                  [&](auto v) { config.set_advertise_address(v); });
   override_string(absl::GetFlag(FLAGS_port_file),
                   [&](auto v) { config.set_port_file(v); });
   override_string(absl::GetFlag(FLAGS_tls_cert),
@@ -104,6 +116,9 @@ int main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_heartbeat_interval_s) != 0) {
     config.set_heartbeat_interval_s(absl::GetFlag(FLAGS_heartbeat_interval_s));
+  }
+  if (absl::GetFlag(FLAGS_lease_s) != 0) {
+    config.set_lease_s(absl::GetFlag(FLAGS_lease_s));
   }
   if (absl::GetFlag(FLAGS_cluster_silence_s) != 0) {
     config.set_cluster_silence_s(absl::GetFlag(FLAGS_cluster_silence_s));

@@ -197,9 +197,16 @@ std::function<void(int64_t, absl::Duration)> WriterMetrics::OnCommit() {
 
 std::vector<MetricFamily> StateCollector::Collect() const {
   const absl::Time now = clock_.Now();
-  const Snapshot s = writer_.Read(
-      [now](const core::StateMachine& state) { return Summarize(state, now); });
+  const absl::StatusOr<std::shared_ptr<store::Writer>> writer =
+      replica_.writer();
   std::vector<MetricFamily> out;
+  out.push_back(Gauge("computevoucher_scheduler_leader",
+                      "1 while this scheduler replica leads (holds the "
+                      "store's lease and serves), 0 while it follows.",
+                      writer.ok() ? 1.0 : 0.0));
+  if (!writer.ok()) return out;
+  const Snapshot s = (*writer)->Read(
+      [now](const core::StateMachine& state) { return Summarize(state, now); });
 
   struct ProgramGauge {
     const char* name;
@@ -321,7 +328,7 @@ std::vector<MetricFamily> StateCollector::Collect() const {
   out.push_back(Gauge("computevoucher_writer_failed",
                       "1 once the store has failed for good (restart the "
                       "scheduler), 0 otherwise.",
-                      writer_.failed() ? 1.0 : 0.0));
+                      (*writer)->failed() ? 1.0 : 0.0));
   return out;
 }
 

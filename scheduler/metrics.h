@@ -20,7 +20,7 @@
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
 #include "scheduler/api/liveness.h"
-#include "scheduler/store/writer.h"
+#include "scheduler/store/replica.h"
 
 namespace cv::scheduler {
 
@@ -44,16 +44,17 @@ class WriterMetrics {
 
 // Computes, at each scrape, the metrics that describe the state: programs,
 // vouchers, applications, allocations and their queue, money totals,
-// clusters and GPUs, and whether the writer has failed. It holds the
-// writer's read lock only while it sums (no allocation ids or protos are
-// copied), and builds the families after releasing it.
+// clusters and GPUs, whether this replica leads and whether the writer has
+// failed. It holds the writer's read lock only while it sums (no allocation
+// ids or protos are copied), and builds the families after releasing it.
+// A follower has no state: it exports only that it does not lead.
 class StateCollector final : public prometheus::Collectable {
  public:
-  // `writer`, `liveness` and `clock` must outlive this. A cluster counts
+  // `replica`, `liveness` and `clock` must outlive this. A cluster counts
   // as connected when its agent was heard from within `cluster_silence`.
-  StateCollector(const store::Writer& writer, const api::Liveness& liveness,
+  StateCollector(const store::Replica& replica, const api::Liveness& liveness,
                  Clock& clock, absl::Duration cluster_silence)
-      : writer_(writer),
+      : replica_(replica),
         liveness_(liveness),
         clock_(clock),
         cluster_silence_(cluster_silence) {}
@@ -62,7 +63,7 @@ class StateCollector final : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
-  const store::Writer& writer_;
+  const store::Replica& replica_;
   const api::Liveness& liveness_;
   Clock& clock_;
   const absl::Duration cluster_silence_;

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -20,6 +21,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "scheduler/api/leader_hint.h"
 #include "scheduler/store/open_store.h"
 
 namespace cv::scheduler {
@@ -40,6 +42,22 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
     ASSIGN_OR_RETURN(options.pem_root_certs, ReadFile(tls.ca_file()));
   }
   return grpc::SslServerCredentials(options);
+}
+
+// The address clients are told to reach this replica at: the configured
+// one, or the listen address with the port bound (the host name in place
+// of a wildcard host).
+std::string AdvertisedAddress(const pb::SchedulerConfig& config, int port) {
+  if (!config.advertise_address().empty()) return config.advertise_address();
+  std::string host = config.listen_address();
+  const size_t colon = host.rfind(':');
+  if (colon != std::string::npos) host.resize(colon);
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") {
+    char name[256] = {};
+    gethostname(name, sizeof(name) - 1);
+    host = name;
+  }
+  return absl::StrCat(host, ":", port);
 }
 
 }  // namespace
@@ -70,6 +88,18 @@ absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
   if (config.max_batch_records() == 0) config.set_max_batch_records(500);
   RETURN_IF_ERROR(CheckRange("max_batch_records", config.max_batch_records(), 1,
                              1'000'000));
+  if (config.lease_s() == 0) config.set_lease_s(5);
+  RETURN_IF_ERROR(CheckRange("lease_s", config.lease_s(), 1, 300));
+  if (!config.advertise_address().empty()) {
+    RETURN_IF_ERROR(
+        CheckLength("advertise_address", config.advertise_address(), 3, 256));
+    if (config.advertise_address().find(':') == std::string::npos ||
+        config.advertise_address().find(',') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "advertise_address: ", Quoted(config.advertise_address()),
+          " must be one host:port"));
+    }
+  }
   if (config.has_tls()) {
     RETURN_IF_ERROR(
         CheckLength("tls.cert_file", config.tls().cert_file(), 1, 4096));
@@ -89,22 +119,27 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   std::unique_ptr<SchedulerServer> s(new SchedulerServer());
   s->config_ = std::move(config);
   s->clock_ = &clock;
-  ASSIGN_OR_RETURN(s->store_, store::OpenStore(s->config_));
+  ASSIGN_OR_RETURN(s->store_,
+                   store::OpenStore(s->config_, store::OpenMode::kReplica));
   s->registry_ = std::make_shared<prometheus::Registry>();
   s->writer_metrics_ = std::make_unique<WriterMetrics>(*s->registry_);
   s->grpc_metrics_ = std::make_unique<api::GrpcMetrics>(*s->registry_);
   s->usage_metrics_ = std::make_unique<api::UsageMetrics>(*s->registry_);
-  store::WriterOptions options;
-  options.max_batch_commands = s->config_.max_batch_commands();
-  options.max_batch_records = s->config_.max_batch_records();
-  options.on_commit = s->writer_metrics_->OnCommit();
-  ASSIGN_OR_RETURN(s->writer_, store::Writer::Open(*s->store_, clock, options));
-  RETURN_IF_ERROR(s->BootstrapAdminToken());
+  store::ReplicaOptions options;
+  options.lease = absl::Seconds(s->config_.lease_s());
+  options.writer.max_batch_commands = s->config_.max_batch_commands();
+  options.writer.max_batch_records = s->config_.max_batch_records();
+  options.writer.on_commit = s->writer_metrics_->OnCommit();
+  options.on_lead = [raw = s.get()](store::Writer& w) {
+    return raw->OnLead(w);
+  };
+  options.on_change = [raw = s.get()](bool) { raw->UpdateHealth(); };
+  s->replica_ = std::make_unique<store::Replica>(*s->store_, clock, options);
 
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                    Credentials(s->config_));
   s->liveness_ = std::make_unique<api::Liveness>(clock.Now());
-  s->services_context_.writer = s->writer_.get();
+  s->services_context_.replica = s->replica_.get();
   s->services_context_.store = s->store_.get();
   s->services_context_.clock = &clock;
   s->services_context_.liveness = s->liveness_.get();
@@ -121,7 +156,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
     // Before the API, so that a scheduler that cannot serve its metrics
     // never starts serving calls.
     s->state_metrics_ = std::make_shared<StateCollector>(
-        *s->writer_, *s->liveness_, clock,
+        *s->replica_, *s->liveness_, clock,
         absl::Seconds(s->config_.cluster_silence_s()));
     ASSIGN_OR_RETURN(s->metrics_exposer_,
                      ServeMetrics(s->config_.metrics_address(),
@@ -140,12 +175,20 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
       interceptors;
   interceptors.push_back(s->calls_.InterceptorFactory());
   interceptors.push_back(s->grpc_metrics_->InterceptorFactory());
+  interceptors.push_back(api::LeaderHintInterceptorFactory(*s->replica_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
-    s->writer_->Stop();
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", s->config_.listen_address()));
+  }
+  s->UpdateHealth();
+  // Listening first: the address a replica campaigns with has the port.
+  if (absl::Status started =
+          s->replica_->Start(AdvertisedAddress(s->config_, s->port_));
+      !started.ok()) {
+    s->Shutdown(absl::ZeroDuration());
+    return started;
   }
   if (!s->config_.port_file().empty()) {
     const std::string tmp = absl::StrCat(s->config_.port_file(), ".tmp");
@@ -158,8 +201,16 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
 
 SchedulerServer::~SchedulerServer() { Shutdown(); }
 
-absl::Status SchedulerServer::BootstrapAdminToken() {
-  const bool has_tokens = writer_->Read(
+absl::Status SchedulerServer::OnLead(store::Writer& writer) {
+  // Agents heartbeat only to the leader: give each a full grace period from
+  // now before its allocations are declared lost.
+  liveness_->Restart(clock_->Now());
+  return BootstrapAdminToken(writer);
+}
+
+absl::Status SchedulerServer::BootstrapAdminToken(store::Writer& writer) {
+  if (!admin_token_path_.empty()) return absl::OkStatus();
+  const bool has_tokens = writer.Read(
       [](const core::StateMachine& state) { return !state.tokens().empty(); });
   if (has_tokens) return absl::OkStatus();
   ASSIGN_OR_RETURN(const std::string secret, api::NewSecret());
@@ -174,7 +225,7 @@ absl::Status SchedulerServer::BootstrapAdminToken() {
   RETURN_IF_ERROR(WritePrivateFile(path, secret + "\n"));
   pb::Command command;
   command.mutable_bootstrap_admin()->set_secret_sha256(Sha256(secret));
-  absl::StatusOr<core::Outcome> outcome = writer_->Submit(std::move(command));
+  absl::StatusOr<core::Outcome> outcome = writer.Submit(std::move(command));
   if (!outcome.ok()) {
     std::remove(path.c_str());
     return outcome.status();
@@ -190,28 +241,38 @@ void SchedulerServer::TickLoop() {
 }
 
 void SchedulerServer::TickNow() {
-  pb::Command command;
-  command.mutable_tick()->set_usage_grace_s(config_.usage_grace_s());
-  absl::StatusOr<core::Outcome> outcome = writer_->Submit(std::move(command));
-  if (!outcome.ok() &&
-      outcome.status().code() != absl::StatusCode::kUnavailable) {
-    std::fprintf(stderr, "voucher-scheduler: tick failed: %s\n",
-                 outcome.status().ToString().c_str());
+  absl::StatusOr<std::shared_ptr<store::Writer>> writer = replica_->writer();
+  if (writer.ok()) {
+    pb::Command command;
+    command.mutable_tick()->set_usage_grace_s(config_.usage_grace_s());
+    absl::StatusOr<core::Outcome> outcome =
+        (*writer)->Submit(std::move(command));
+    if (!outcome.ok() &&
+        outcome.status().code() != absl::StatusCode::kUnavailable) {
+      std::fprintf(stderr, "voucher-scheduler: tick failed: %s\n",
+                   outcome.status().ToString().c_str());
+    }
+    DeclareSilentClustersLost(**writer);
   }
-  DeclareSilentClustersLost();
-  // The standard health service says NOT_SERVING once the store has failed
-  // beyond recovery, so that load balancers and operators see it.
+  UpdateHealth();
+}
+
+void SchedulerServer::UpdateHealth() {
+  // The standard health service says NOT_SERVING on a follower and once the
+  // store has failed beyond recovery, so that load balancers and operators
+  // see which replica serves.
+  absl::StatusOr<std::shared_ptr<store::Writer>> writer = replica_->writer();
   if (grpc::HealthCheckServiceInterface* health =
           server_->GetHealthCheckService()) {
-    health->SetServingStatus(!writer_->failed());
+    health->SetServingStatus(writer.ok() && !(*writer)->failed());
   }
 }
 
-void SchedulerServer::DeclareSilentClustersLost() {
+void SchedulerServer::DeclareSilentClustersLost(store::Writer& writer) {
   const absl::Time now = clock_->Now();
   const absl::Duration silence = absl::Seconds(config_.cluster_silence_s());
   const std::vector<std::string> busy =
-      writer_->Read([](const core::StateMachine& state) {
+      writer.Read([](const core::StateMachine& state) {
         std::vector<std::string> ids;
         for (const auto& [id, rec] : state.clusters()) {
           if (!state.ActiveAllocationIds(id).empty()) ids.push_back(id);
@@ -222,7 +283,7 @@ void SchedulerServer::DeclareSilentClustersLost() {
     if (liveness_->Connected(id, now, silence)) continue;
     pb::Command command;
     command.mutable_cluster_lost()->set_cluster_id(id);
-    absl::StatusOr<core::Outcome> outcome = writer_->Submit(std::move(command));
+    absl::StatusOr<core::Outcome> outcome = writer.Submit(std::move(command));
     if (outcome.ok() && outcome->changed) {
       std::printf(
           "voucher-scheduler: cluster %s silent for more than %llds; its "
@@ -247,7 +308,9 @@ void SchedulerServer::Shutdown(absl::Duration grace) {
   }
   if (!stop_ticker_.HasBeenNotified()) stop_ticker_.Notify();
   if (ticker_.joinable()) ticker_.join();
-  if (writer_) writer_->Stop();
+  // Answers the queued commands and gives the lease up, so that a follower
+  // takes over at once.
+  if (replica_) replica_->Stop();
   metrics_exposer_.reset();
 }
 

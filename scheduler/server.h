@@ -22,6 +22,7 @@
 #include "scheduler/api/service_base.h"
 #include "scheduler/api/usage_metrics.h"
 #include "scheduler/metrics.h"
+#include "scheduler/store/replica.h"
 #include "scheduler/store/store.h"
 #include "scheduler/store/writer.h"
 
@@ -35,12 +36,15 @@ absl::Status NormalizeConfig(pb::SchedulerConfig& config);
 
 class SchedulerServer {
  public:
-  // Opens the store in `config.data_dir()`, rebuilds the state, writes the
+  // Opens the store `config` names and starts serving as a replica of it
+  // (store/replica.h): when this replica leads, which a scheduler on the
+  // embedded store always does, it has rebuilt the state and written the
   // first admin token to `<data_dir>/admin.token` (mode 0600) when the
-  // store has no token yet, and starts serving; with
-  // `config.metrics_address()` set, also serves Prometheus metrics at
-  // /metrics there (deploy/METRICS.md). Unavailable when it cannot listen
-  // on either address. `clock` must outlive the server.
+  // store has no token yet by the time this returns; a follower answers
+  // calls UNAVAILABLE naming the leader. With `config.metrics_address()`
+  // set, also serves Prometheus metrics at /metrics there
+  // (deploy/METRICS.md). Unavailable when it cannot listen on either
+  // address. `clock` must outlive the server.
   static absl::StatusOr<std::unique_ptr<SchedulerServer>> Start(
       pb::SchedulerConfig config, Clock& clock);
   ~SchedulerServer();
@@ -53,12 +57,12 @@ class SchedulerServer {
   int metrics_port() const { return metrics_port_; }
   // Path of the admin token written at first start; empty otherwise.
   const std::string& admin_token_path() const { return admin_token_path_; }
-  store::Writer& writer() { return *writer_; }
-  store::Store& store() { return *store_; }
+  store::Replica& replica() { return *replica_; }
 
-  // What the ticker does every tick_interval_ms: carries time forward and
-  // declares silent clusters lost. Tests with an injected clock call it
-  // instead of waiting for the ticker.
+  // What the ticker does every tick_interval_ms: while this replica leads,
+  // carries time forward and declares silent clusters lost; and says in the
+  // health service whether this replica serves. Tests with an injected
+  // clock call it instead of waiting for the ticker.
   void TickNow();
 
   // Graceful stop: refuse new RPCs (UNAVAILABLE), let those in progress
@@ -68,11 +72,15 @@ class SchedulerServer {
 
  private:
   SchedulerServer() = default;
-  absl::Status BootstrapAdminToken();
+  // What a replica does when it starts leading.
+  absl::Status OnLead(store::Writer& writer);
+  absl::Status BootstrapAdminToken(store::Writer& writer);
   void TickLoop();
   // Logs a ClusterLost command for every cluster with running allocations
   // whose agent has been silent past the grace period.
-  void DeclareSilentClustersLost();
+  void DeclareSilentClustersLost(store::Writer& writer);
+  // SERVING while this replica leads and its writer has not failed.
+  void UpdateHealth();
 
   pb::SchedulerConfig config_;
   Clock* clock_ = nullptr;
@@ -82,7 +90,7 @@ class SchedulerServer {
   std::unique_ptr<api::GrpcMetrics> grpc_metrics_;
   std::unique_ptr<api::UsageMetrics> usage_metrics_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<store::Writer> writer_;
+  std::unique_ptr<store::Replica> replica_;
   std::unique_ptr<api::Liveness> liveness_;
   api::CallTracker calls_;
   api::ServiceContext services_context_;

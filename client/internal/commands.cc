@@ -57,8 +57,12 @@ const std::vector<FlagSpec>& ValidityFlags() {
 
 const std::vector<FlagSpec>& GlobalFlags() {
   static const auto* const kFlags = new std::vector<FlagSpec>{
-      {"endpoint", "HOST:PORT",
-       "scheduler address (env VOUCHERCTL_ENDPOINT; default 127.0.0.1:7443)"},
+      {"endpoint", "HOST:PORT[,...]",
+       "scheduler address, or replicas comma separated (env "
+       "VOUCHERCTL_ENDPOINT; default 127.0.0.1:7443)"},
+      {"leader-wait", "DURATION",
+       "how long to retry while no replica leads, e.g. 30s; 0s fails at "
+       "once (default 10s)"},
       {"token", "TOKEN", "bearer token (env VOUCHERCTL_TOKEN)"},
       {"tls-ca", "FILE", "CA bundle that signs the scheduler's certificate"},
       {"tls-cert", "FILE", "client certificate, for mutual TLS"},
@@ -80,7 +84,9 @@ const std::vector<CommandSpec>& Commands() {
        "the program\noffice (programs, enterprises, vouchers, clusters, "
        "settlement, audit).\n\nSettings come from flags, then "
        "VOUCHERCTL_ENDPOINT and VOUCHERCTL_TOKEN,\nthen the file 'voucherctl "
-       "login' writes ($XDG_CONFIG_HOME/voucherctl/config).\nExit codes: 0 "
+       "login' writes ($XDG_CONFIG_HOME/voucherctl/config).\nThe endpoint may "
+       "list scheduler replicas (host1:7443,host2:7443); calls go\nto the one "
+       "that leads.\nExit codes: 0 "
        "success, 1 the server refused, 2 usage error, 3 the server\ncould not "
        "be reached."},
       // Enterprise.

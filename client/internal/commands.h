@@ -29,8 +29,10 @@ class Context {
       : args(args), server(server), printer(printer), in(in), err(err) {}
 
   // The idempotency key of the command's mutation: --request-id when
-  // given, else a fresh random one. `part` > 0 distinguishes the calls of a
-  // command that makes several ("ID-3").
+  // given, else a random one drawn once per invocation. `part` > 0
+  // distinguishes the calls of a command that makes several ("ID-3").
+  // Connection resends a request unchanged to whichever replica leads, so
+  // every try of a call carries the same key.
   std::string RequestId(int part = 0) const;
 
   const Args& args;

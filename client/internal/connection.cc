@@ -2,20 +2,27 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
 #include "client/internal/exit_codes.h"
+#include "client/internal/values.h"
 #include "common/config.h"
+#include "common/leader.h"
 #include "google/protobuf/text_format.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
 
 namespace cv::client {
 namespace {
@@ -102,6 +109,16 @@ absl::StatusOr<Settings> ResolveSettings(const Args& args) {
     c.set_endpoint(kDefaultEndpoint);
     s.endpoint_source = "the default";
   }
+  ASSIGN_OR_RETURN(s.endpoints,
+                   ParseAddressList(s.endpoint_source == path
+                                        ? absl::StrCat(path, ": endpoint")
+                                        : s.endpoint_source,
+                                    c.endpoint()));
+  if (args.Has("leader-wait")) {
+    ASSIGN_OR_RETURN(s.leader_wait, ParseDurationArg("--leader-wait",
+                                                     args.Value("leader-wait"),
+                                                     absl::ZeroDuration()));
+  }
   return s;
 }
 
@@ -132,18 +149,99 @@ absl::Status WriteConfig(const pb::ClientConfig& config) {
 }
 
 absl::Status Connection::Open() {
-  if (channel_ != nullptr) return absl::OkStatus();
+  if (credentials_ != nullptr) return absl::OkStatus();
   if (settings_.config.token().empty()) {
     return absl::InvalidArgumentError(
         "no token: pass --token, set VOUCHERCTL_TOKEN, or run 'voucherctl "
         "login --endpoint HOST:PORT --token TOKEN' once");
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                   Credentials(settings_.config.tls()));
-  channel_ = grpc::CreateChannel(settings_.config.endpoint(), credentials);
-  admin_ = pb::AdminService::NewStub(channel_);
-  enterprise_ = pb::EnterpriseService::NewStub(channel_);
+  ASSIGN_OR_RETURN(credentials_, Credentials(settings_.config.tls()));
   return absl::OkStatus();
+}
+
+absl::Status Connection::CallLeader(const Attempt& attempt) {
+  RETURN_IF_ERROR(Open());
+  const std::vector<std::string>& list = settings_.endpoints;
+  const absl::Time give_up = absl::Now() + settings_.leader_wait;
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (true) {
+    // One round: the replica that led last, then the others in list order.
+    std::vector<std::string> round;
+    if (!preferred_.empty()) round.push_back(preferred_);
+    for (const std::string& address : list) {
+      if (address != preferred_) round.push_back(address);
+    }
+    Try last;
+    std::optional<Try> last_answer;
+    int hops = 0;
+    for (const std::string& first : round) {
+      std::string address = first;
+      while (true) {
+        last = TryOn(address, attempt);
+        if (last.status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+          if (last.answered) preferred_ = address;
+          return Convert(last);
+        }
+        if (address == preferred_ && !last.answered) preferred_.clear();
+        if (last.answered) last_answer = last;
+        if (last.leader.empty() || last.leader == address ||
+            hops == kMaxLeaderHops) {
+          break;
+        }
+        ++hops;
+        address = last.leader;
+      }
+    }
+    // Nobody leads: a takeover takes a few seconds. A single address where
+    // nothing listens has nobody to take over, so it fails at once.
+    const absl::Time now = absl::Now();
+    if ((list.size() < 2 && !last_answer.has_value()) || now >= give_up) {
+      return Failed(last, last_answer ? &*last_answer : nullptr);
+    }
+    if (!waiting_noted_) {
+      waiting_noted_ = true;
+      notes_ << "voucherctl: no scheduler replica leads at the moment; "
+                "retrying for up to "
+             << absl::FormatDuration(settings_.leader_wait)
+             << " (--leader-wait)\n";
+    }
+    absl::SleepFor(std::min(backoff, give_up - now));
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+}
+
+Connection::Try Connection::TryOn(const std::string& address,
+                                  const Attempt& attempt) {
+  Replica& replica = replicas_[address];
+  if (replica.channel == nullptr) {
+    grpc::ChannelArguments args;
+    // A channel of its own per replica, so that dialing one again after it
+    // failed really connects instead of waiting out a shared backoff.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    replica.channel = grpc::CreateCustomChannel(address, credentials_, args);
+    replica.admin = pb::AdminService::NewStub(replica.channel);
+    replica.enterprise = pb::EnterpriseService::NewStub(replica.channel);
+  }
+  grpc::ClientContext context;
+  Prepare(context);
+  Try t;
+  t.address = address;
+  t.status = attempt(replica, context);
+  if (t.status.ok()) {
+    t.answered = true;
+    return t;
+  }
+  if (t.status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    t.leader = LeaderHint(context);
+  }
+  // UNAVAILABLE from a server that answered (a follower) is a refusal; from
+  // a channel that never connected, nobody answered.
+  t.answered = !t.leader.empty() ||
+               !(t.status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                 (t.status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+                  replica.channel->GetState(false) != GRPC_CHANNEL_READY));
+  if (!t.answered) replicas_.erase(address);
+  return t;
 }
 
 void Connection::Prepare(grpc::ClientContext& context) const {
@@ -153,21 +251,15 @@ void Connection::Prepare(grpc::ClientContext& context) const {
                        std::chrono::seconds(30));
 }
 
-absl::Status Connection::Convert(const grpc::Status& status) const {
+absl::Status Connection::Convert(const Try& t) const {
+  const grpc::Status& status = t.status;
   if (status.ok()) return absl::OkStatus();
   const auto code = static_cast<absl::StatusCode>(status.error_code());
-  // UNAVAILABLE from a server that answered (e.g. a standby replica) is a
-  // refusal; from a channel that never connected, nobody answered.
-  const bool unreachable =
-      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
-      (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
-       channel_->GetState(false) != GRPC_CHANNEL_READY);
-  if (unreachable) {
+  if (!t.answered) {
     return WithExitCode(
         absl::Status(code,
-                     absl::StrCat("cannot reach the scheduler at ",
-                                  settings_.config.endpoint(), " (from ",
-                                  settings_.endpoint_source,
+                     absl::StrCat("cannot reach the scheduler at ", t.address,
+                                  " (from ", settings_.endpoint_source,
                                   "): ", CodeInWords(status.error_code()), ": ",
                                   status.error_message(),
                                   "\nCheck that the scheduler runs there, or "
@@ -182,6 +274,36 @@ absl::Status Connection::Convert(const grpc::Status& status) const {
                     "'voucherctl login').");
   }
   return WithExitCode(absl::Status(code, message), kExitRefused);
+}
+
+absl::Status Connection::Failed(const Try& last, const Try* last_answer) const {
+  const std::vector<std::string>& list = settings_.endpoints;
+  if (last_answer == nullptr && list.size() < 2) return Convert(last);
+  const std::string within = absl::StrCat(
+      " within --leader-wait ", absl::FormatDuration(settings_.leader_wait));
+  if (last_answer == nullptr) {
+    const grpc::Status& status = last.status;
+    return WithExitCode(
+        absl::Status(
+            static_cast<absl::StatusCode>(status.error_code()),
+            absl::StrCat("cannot reach the scheduler at any of ",
+                         absl::StrJoin(list, ", "), " (from ",
+                         settings_.endpoint_source, ")", within, ": ",
+                         CodeInWords(status.error_code()), ": ",
+                         status.error_message(),
+                         "\nCheck that the scheduler runs there, or point "
+                         "--endpoint at it.")),
+        kExitUnreachable);
+  }
+  const grpc::Status& status = last_answer->status;
+  return WithExitCode(
+      absl::Status(
+          static_cast<absl::StatusCode>(status.error_code()),
+          absl::StrCat(CodeInWords(status.error_code()), ": ",
+                       status.error_message(), " (answered by ",
+                       last_answer->address, ")\nNo replica of ",
+                       absl::StrJoin(list, ", "), " led", within, ".")),
+      kExitRefused);
 }
 
 }  // namespace cv::client

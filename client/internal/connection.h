@@ -1,15 +1,22 @@
 // Where voucherctl connects and with what token, and the calls it makes:
 // settings come from flags, then the environment (VOUCHERCTL_ENDPOINT,
 // VOUCHERCTL_TOKEN), then the config file written by `voucherctl login`.
+// The endpoint may list several scheduler replicas; calls go to the one
+// that leads (common/leader.h).
 #ifndef COMPUTEVOUCHER_CLIENT_INTERNAL_CONNECTION_H_
 #define COMPUTEVOUCHER_CLIENT_INTERNAL_CONNECTION_H_
 
 #include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
+#include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "client/internal/cli.h"
 #include "common/status_macros.h"
 #include "computevoucher/v1/admin.grpc.pb.h"
@@ -17,10 +24,16 @@
 #include "computevoucher/v1/enterprise.grpc.pb.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/security/credentials.h"
 
 namespace cv::client {
 
 inline constexpr char kDefaultEndpoint[] = "127.0.0.1:7443";
+// How long a call waits for a replica to lead (--leader-wait).
+inline constexpr absl::Duration kDefaultLeaderWait = absl::Seconds(10);
+// Leaders named in a row that a call follows before it counts the round as
+// failed, so that replicas naming each other cannot loop.
+inline constexpr int kMaxLeaderHops = 3;
 
 // $XDG_CONFIG_HOME/voucherctl/config, or ~/.config/voucherctl/config.
 std::string ConfigPath();
@@ -29,34 +42,55 @@ std::string ConfigPath();
 struct Settings {
   computevoucher::v1::ClientConfig config;
   std::string endpoint_source;
+  // config.endpoint() split at commas: the replicas, in the order given.
+  std::vector<std::string> endpoints;
+  absl::Duration leader_wait = kDefaultLeaderWait;
 };
 
 // Merges --endpoint/--token/--tls-* flags of `args`, the environment and
-// the config file (when it exists), in that order of precedence. Errors
-// name the config file when it cannot be parsed.
+// the config file (when it exists), in that order of precedence, and reads
+// --leader-wait. Errors (InvalidArgument) name the config file when it
+// cannot be parsed, and the flag, variable or file and the value when the
+// endpoint list has an empty entry or --leader-wait is not a duration of
+// at least 0s.
 absl::StatusOr<Settings> ResolveSettings(const Args& args);
 
 // Writes `config` to ConfigPath() (mode 0600, its folder created 0700),
 // replacing what was there.
 absl::Status WriteConfig(const computevoucher::v1::ClientConfig& config);
 
-// A lazily opened channel to the scheduler. Errors of calls carry exit
-// codes: kExitUnreachable when no answer came, kExitRefused (prefixed with
-// the gRPC code in words) when the server refused.
+// Lazily opened channels to the scheduler's replicas, all with the same
+// TLS settings and token. A call goes to the replica last seen leading (at
+// first, the first of the list). When a replica answers UNAVAILABLE naming
+// the leader (trailing metadata cv-leader), the call goes there at once, up
+// to kMaxLeaderHops leaders in a row; on UNAVAILABLE naming none (a
+// follower that knows no leader, or nobody listening), it goes to the next
+// replica of the list. When every replica failed so, the call is tried
+// again with a backoff of 100 ms doubling to 1 s until `leader_wait` has
+// passed, unless the endpoint is a single address where nothing listens
+// (then there is nothing to wait for). Every try sends the same request, so
+// a mutation keeps its request_id and the scheduler applies it once.
+//
+// Errors of calls carry exit codes: kExitUnreachable when no replica
+// answered, kExitRefused (prefixed with the gRPC code in words) when one
+// refused. Not thread-safe.
 class Connection {
  public:
-  explicit Connection(Settings settings) : settings_(std::move(settings)) {}
+  // `notes` receives one line when a call starts waiting for a leader.
+  Connection(Settings settings, std::ostream& notes)
+      : settings_(std::move(settings)), notes_(notes) {}
 
-  // Calls `method` of AdminService::Stub or EnterpriseService::Stub.
+  // Calls `method` of AdminService::Stub or EnterpriseService::Stub;
+  // `response` holds the answer of the try that succeeded.
   template <typename Stub, typename Request, typename Response>
   absl::Status Call(grpc::Status (Stub::*method)(grpc::ClientContext*,
                                                  const Request&, Response*),
                     const Request& request, Response* response) {
-    RETURN_IF_ERROR(Open());
-    grpc::ClientContext context;
-    Prepare(context);
-    return Convert((StubFor(static_cast<Stub*>(nullptr)).*method)(
-        &context, request, response));
+    return CallLeader([&](Replica& replica, grpc::ClientContext& context) {
+      response->Clear();
+      return (StubFor(replica, static_cast<Stub*>(nullptr)).*method)(
+          &context, request, response);
+    });
   }
 
   // Calls a List method page by page and merges the pages into `all`.
@@ -79,22 +113,52 @@ class Connection {
   }
 
  private:
+  // A channel to one replica and its stubs.
+  struct Replica {
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<computevoucher::v1::AdminService::Stub> admin;
+    std::unique_ptr<computevoucher::v1::EnterpriseService::Stub> enterprise;
+  };
+  // The outcome of one try.
+  struct Try {
+    std::string address;
+    grpc::Status status;
+    // Whether a server answered (false: no connection, or no answer in
+    // time).
+    bool answered = false;
+    // The leader the answer named; empty when none.
+    std::string leader;
+  };
+  using Attempt =
+      std::function<grpc::Status(Replica&, grpc::ClientContext& context)>;
+
   absl::Status Open();
+  absl::Status CallLeader(const Attempt& attempt);
+  Try TryOn(const std::string& address, const Attempt& attempt);
   void Prepare(grpc::ClientContext& context) const;
-  absl::Status Convert(const grpc::Status& status) const;
-  computevoucher::v1::AdminService::Stub& StubFor(
-      computevoucher::v1::AdminService::Stub*) {
-    return *admin_;
+  // The error of a try that ends the call.
+  absl::Status Convert(const Try& t) const;
+  // The error of a call after its last round: `last` is the last try,
+  // `last_answer` the last try a server answered (null when none did).
+  absl::Status Failed(const Try& last, const Try* last_answer) const;
+  static computevoucher::v1::AdminService::Stub& StubFor(
+      Replica& replica, computevoucher::v1::AdminService::Stub*) {
+    return *replica.admin;
   }
-  computevoucher::v1::EnterpriseService::Stub& StubFor(
-      computevoucher::v1::EnterpriseService::Stub*) {
-    return *enterprise_;
+  static computevoucher::v1::EnterpriseService::Stub& StubFor(
+      Replica& replica, computevoucher::v1::EnterpriseService::Stub*) {
+    return *replica.enterprise;
   }
 
   const Settings settings_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<computevoucher::v1::AdminService::Stub> admin_;
-  std::unique_ptr<computevoucher::v1::EnterpriseService::Stub> enterprise_;
+  std::ostream& notes_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  // By address; a replica that did not answer is dropped, so that the next
+  // try dials it afresh.
+  std::map<std::string, Replica> replicas_;
+  // Where the next call goes first: the replica that answered last.
+  std::string preferred_;
+  bool waiting_noted_ = false;
 };
 
 }  // namespace cv::client

@@ -391,10 +391,11 @@ Status AdminServiceImpl::GetSettlement(ServerContext* c,
       RequiredPeriod(r->period_start(), r->period_end());
   if (!period.ok()) return ToGrpc(period.status());
   if (!r->provider_id().empty()) {
-    const bool known = ctx_.writer->Read([&](const core::StateMachine& s) {
+    absl::StatusOr<bool> known = ReadState([&](const core::StateMachine& s) {
       return s.providers().contains(r->provider_id());
     });
-    if (!known) {
+    if (!known.ok()) return ToGrpc(known.status());
+    if (!*known) {
       return ToGrpc(absl::NotFoundError(absl::StrCat(
           "provider_id: provider ", r->provider_id(), " not found")));
     }
@@ -405,8 +406,8 @@ Status AdminServiceImpl::GetSettlement(ServerContext* c,
     std::string program_id;
     pb::HardwareClass hardware_class;
   };
-  const absl::flat_hash_map<std::string, Owner> owners =
-      ctx_.writer->Read([&](const core::StateMachine& s) {
+  const absl::StatusOr<absl::flat_hash_map<std::string, Owner>> owners =
+      ReadState([&](const core::StateMachine& s) {
         absl::flat_hash_map<std::string, Owner> out;
         for (const auto& [id, rec] : s.allocations()) {
           const pb::Allocation& a = rec.allocation;
@@ -417,15 +418,16 @@ Status AdminServiceImpl::GetSettlement(ServerContext* c,
         }
         return out;
       });
+  if (!owners.ok()) return ToGrpc(owners.status());
   store::UsageQuery query;
   query.allocation_ids.emplace();
-  for (const auto& [id, owner] : owners) query.allocation_ids->insert(id);
+  for (const auto& [id, owner] : *owners) query.allocation_ids->insert(id);
   query.period_start = period->from;
   query.period_end = period->until;
   std::map<std::tuple<std::string, std::string, int>, pb::SettlementLine> lines;
   absl::StatusOr<store::Head> head =
       ctx_.store->ScanUsage(query, [&](const pb::ChargedUsage& u) {
-        const Owner& owner = owners.at(u.record().allocation_id());
+        const Owner& owner = owners->at(u.record().allocation_id());
         pb::SettlementLine& line =
             lines[{owner.provider_id, owner.program_id,
                    static_cast<int>(owner.hardware_class)}];

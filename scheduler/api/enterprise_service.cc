@@ -209,10 +209,11 @@ Status EnterpriseServiceImpl::ListUsage(ServerContext* c,
                                         pb::ListUsageResponse* out) {
   absl::StatusOr<pb::Principal> me = Caller(*c, kEnterprise);
   if (!me.ok()) return ToGrpc(me.status());
-  absl::flat_hash_map<std::string, pb::Allocation> mine =
-      ctx_.writer->Read([&](const core::StateMachine& s) {
+  absl::StatusOr<absl::flat_hash_map<std::string, pb::Allocation>> mine =
+      ReadState([&](const core::StateMachine& s) {
         return AllocationsOf(s, me->enterprise_id());
       });
+  if (!mine.ok()) return ToGrpc(mine.status());
   store::UsageQuery query;
   query.allocation_ids.emplace();
   if (!r->allocation_id().empty()) {
@@ -220,18 +221,19 @@ Status EnterpriseServiceImpl::ListUsage(ServerContext* c,
         !s.ok()) {
       return ToGrpc(s);
     }
-    if (!mine.contains(r->allocation_id())) {
-      const bool exists = ctx_.writer->Read([&](const core::StateMachine& s) {
+    if (!mine->contains(r->allocation_id())) {
+      absl::StatusOr<bool> exists = ReadState([&](const core::StateMachine& s) {
         return s.allocations().contains(r->allocation_id());
       });
+      if (!exists.ok()) return ToGrpc(exists.status());
       return ToGrpc(
-          exists ? NotYours()
-                 : absl::NotFoundError(absl::StrCat(
-                       "allocation ", r->allocation_id(), " not found")));
+          *exists ? NotYours()
+                  : absl::NotFoundError(absl::StrCat(
+                        "allocation ", r->allocation_id(), " not found")));
     }
     query.allocation_ids->insert(r->allocation_id());
   } else {
-    for (const auto& [id, a] : mine) query.allocation_ids->insert(id);
+    for (const auto& [id, a] : *mine) query.allocation_ids->insert(id);
   }
   absl::StatusOr<absl::Time> start =
       Bound("period_start", r->period_start(), absl::InfinitePast());
@@ -254,7 +256,7 @@ Status EnterpriseServiceImpl::ListUsage(ServerContext* c,
   for (size_t i = 0; i < rows->size() && i < static_cast<size_t>(size); ++i) {
     pb::ChargedUsage* u = out->add_usage();
     *u = std::move((*rows)[i].usage);
-    FillFromAllocation(mine.at(u->record().allocation_id()), u);
+    FillFromAllocation(mine->at(u->record().allocation_id()), u);
   }
   if (rows->size() > static_cast<size_t>(size)) {
     out->set_next_page_token(absl::StrCat((*rows)[size - 1].position));
@@ -270,19 +272,20 @@ Status EnterpriseServiceImpl::GetStatement(ServerContext* c,
   absl::StatusOr<Window> period =
       RequiredPeriod(r->period_start(), r->period_end());
   if (!period.ok()) return ToGrpc(period.status());
-  const absl::flat_hash_map<std::string, pb::Allocation> mine =
-      ctx_.writer->Read([&](const core::StateMachine& s) {
+  const absl::StatusOr<absl::flat_hash_map<std::string, pb::Allocation>> mine =
+      ReadState([&](const core::StateMachine& s) {
         return AllocationsOf(s, me->enterprise_id());
       });
+  if (!mine.ok()) return ToGrpc(mine.status());
   store::UsageQuery query;
   query.allocation_ids.emplace();
-  for (const auto& [id, a] : mine) query.allocation_ids->insert(id);
+  for (const auto& [id, a] : *mine) query.allocation_ids->insert(id);
   query.period_start = period->from;
   query.period_end = period->until;
   std::map<std::string, pb::StatementLine> lines;
   absl::StatusOr<store::Head> head =
       ctx_.store->ScanUsage(query, [&](const pb::ChargedUsage& u) {
-        const pb::Allocation& a = mine.at(u.record().allocation_id());
+        const pb::Allocation& a = mine->at(u.record().allocation_id());
         pb::StatementLine& line = lines[a.allocation_id()];
         line.set_allocation_id(a.allocation_id());
         line.set_voucher_id(a.voucher_id());

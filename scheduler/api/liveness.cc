@@ -4,6 +4,12 @@
 
 namespace cv::api {
 
+void Liveness::Restart(absl::Time start) {
+  absl::MutexLock lock(&mu_);
+  start_ = start;
+  last_.clear();
+}
+
 void Liveness::Beat(const std::string& cluster_id, absl::Time at) {
   absl::MutexLock lock(&mu_);
   absl::Time& last = last_[cluster_id];
@@ -18,7 +24,10 @@ absl::Time Liveness::LastBeat(const std::string& cluster_id) const {
 
 bool Liveness::Connected(const std::string& cluster_id, absl::Time now,
                          absl::Duration silence) const {
-  const absl::Time last = std::max(LastBeat(cluster_id), start_);
+  absl::MutexLock lock(&mu_);
+  auto it = last_.find(cluster_id);
+  const absl::Time last =
+      it == last_.end() ? start_ : std::max(it->second, start_);
   return now - last <= silence;
 }
 

@@ -21,6 +21,10 @@ class Liveness {
   // start), so that a restart gives every agent a full grace period.
   explicit Liveness(absl::Time start) : start_(start) {}
 
+  // Forgets every heartbeat and counts clusters as heard at `start`: a
+  // replica that starts leading gives every agent a full grace period.
+  void Restart(absl::Time start) ABSL_LOCKS_EXCLUDED(mu_);
+
   void Beat(const std::string& cluster_id, absl::Time at)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Last heartbeat, or nullopt-like InfinitePast when never heard from.
@@ -31,8 +35,8 @@ class Liveness {
                  absl::Duration silence) const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  const absl::Time start_;
   mutable absl::Mutex mu_;
+  absl::Time start_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, absl::Time> last_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -39,13 +39,14 @@ absl::StatusOr<Window> RequiredPeriod(const google::protobuf::Timestamp& start,
 absl::StatusOr<pb::Principal> ServiceBase::Caller(
     const grpc::ServerContext& context,
     std::initializer_list<pb::Role> roles) const {
-  absl::StatusOr<pb::Principal> caller =
-      ctx_.writer->Read([&](const core::StateMachine& state) {
+  absl::StatusOr<absl::StatusOr<pb::Principal>> caller =
+      ReadState([&](const core::StateMachine& state) {
         return Authenticate(context, state);
       });
   if (!caller.ok()) return caller.status();
-  if (absl::Status s = RequireRole(*caller, roles); !s.ok()) return s;
-  return caller;
+  if (!caller->ok()) return caller->status();
+  if (absl::Status s = RequireRole(**caller, roles); !s.ok()) return s;
+  return *std::move(caller);
 }
 
 absl::StatusOr<core::Outcome> ServiceBase::Submit(
@@ -55,7 +56,10 @@ absl::StatusOr<core::Outcome> ServiceBase::Submit(
   *command.mutable_principal() = caller;
   command.set_request_id(request_id);
   fill(command);
-  return ctx_.writer->Submit(std::move(command));
+  absl::StatusOr<std::shared_ptr<store::Writer>> writer =
+      ctx_.replica->writer();
+  if (!writer.ok()) return writer.status();
+  return (*writer)->Submit(std::move(command));
 }
 
 absl::Status ServiceBase::CopyResponse(const core::Outcome& outcome,

@@ -5,7 +5,9 @@
 
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <string>
+#include <type_traits>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -20,6 +22,7 @@
 #include "scheduler/api/liveness.h"
 #include "scheduler/api/status.h"
 #include "scheduler/api/usage_metrics.h"
+#include "scheduler/store/replica.h"
 #include "scheduler/store/store.h"
 #include "scheduler/store/writer.h"
 
@@ -27,7 +30,8 @@ namespace cv::api {
 
 // Everything the services use; owned by the server, which outlives them.
 struct ServiceContext {
-  store::Writer* writer = nullptr;
+  // Whether this replica leads, and its writer while it does.
+  store::Replica* replica = nullptr;
   store::Store* store = nullptr;
   Clock* clock = nullptr;
   Liveness* liveness = nullptr;
@@ -72,8 +76,20 @@ class ServiceBase {
                     std::initializer_list<pb::Role> roles, Fn&& read) {
     absl::StatusOr<pb::Principal> caller = Caller(*context, roles);
     if (!caller.ok()) return ToGrpc(caller.status());
-    return ToGrpc(ctx_.writer->Read(
-        [&](const core::StateMachine& state) { return read(*caller, state); }));
+    absl::StatusOr<absl::Status> status = ReadState(
+        [&](const core::StateMachine& state) { return read(*caller, state); });
+    return ToGrpc(status.ok() ? *status : status.status());
+  }
+
+  // Runs `fn(state)` under the state's read lock and returns its result;
+  // Unavailable naming the leader when this replica does not lead.
+  template <typename Fn>
+  auto ReadState(Fn&& fn) const
+      -> absl::StatusOr<std::invoke_result_t<Fn, const core::StateMachine&>> {
+    absl::StatusOr<std::shared_ptr<store::Writer>> writer =
+        ctx_.replica->writer();
+    if (!writer.ok()) return writer.status();
+    return (*writer)->Read(std::forward<Fn>(fn));
   }
 
   static absl::Status CopyResponse(const core::Outcome& outcome,

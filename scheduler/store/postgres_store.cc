@@ -3,12 +3,14 @@
 #include <endian.h>
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -41,19 +43,8 @@ INSERT INTO schema_version (version) VALUES (0) ON CONFLICT DO NOTHING;
 // transaction with the version update.
 //
 // Rows hold the serialized protobufs (bytea) and, beside them, only the
-// columns that queries select by. Every table is append-only.
-//
-// Replicas (a later step) add, as the next migration, a one-row table
-//   leader_lease (only_row boolean PRIMARY KEY, holder text NOT NULL,
-//                 fencing_token bigint NOT NULL, expires_at timestamptz)
-// A replica takes the lease with an UPDATE that increments fencing_token
-// where the lease expired (by the server's clock, now()) or is its own, and
-// keeps the token it got. Append then starts its transaction with
-//   SELECT 1 FROM leader_lease WHERE fencing_token = $1 FOR SHARE
-// and rolls back with FailedPrecondition when no row comes back: a former
-// leader whose token was superseded can never commit, and the row lock makes
-// a takeover wait for an append in flight. That lease replaces the session
-// advisory lock that makes the one writer today (see TakeWriterLock).
+// columns that queries select by. Every table but leader_lease is
+// append-only.
 constexpr const char* kMigrations[] = {
     // 0 -> 1
     R"sql(
@@ -86,12 +77,26 @@ CREATE TABLE usage (
 );
 CREATE INDEX usage_accepted_ns ON usage USING brin (accepted_ns);
 )sql",
+    // 1 -> 2
+    R"sql(
+-- Which replica writes (see Campaign and Append). Expiry is by the
+-- server's clock only, so replicas' clocks never need to agree.
+CREATE TABLE leader_lease (
+  only_row      boolean     PRIMARY KEY DEFAULT true CHECK (only_row),
+  holder        text        NOT NULL,  -- the replica's candidate id
+  address       text        NOT NULL,  -- where clients reach it
+  fencing_token bigint      NOT NULL,  -- incremented at every change of holder
+  expires_at    timestamptz NOT NULL
+);
+INSERT INTO leader_lease VALUES (true, '', '', 0, '-infinity');
+)sql",
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kPostgresSchemaVersion);
 
-// The session advisory lock the writing scheduler holds ("cvwriter").
-constexpr int64_t kWriterLockKey = 0x6376'7772'6974'6572;
+// The advisory lock that makes replicas starting together migrate the
+// schema one at a time ("cvschema").
+constexpr int64_t kMigrationLockKey = 0x6376'7363'6865'6d61;
 // Usage rows fetched per query while scanning.
 constexpr int kUsageChunk = 1000;
 
@@ -150,21 +155,34 @@ absl::Status Exec(PGconn* conn, const char* sql, absl::string_view what) {
   return PgError(conn, result.get(), what);
 }
 
-// Runs one statement with bigint parameters $1, $2, ..., sent in binary;
-// the result comes back in binary too. Values never become part of the SQL
+// A statement parameter: a bigint or a text.
+using Param = std::variant<int64_t, std::string>;
+
+// Runs one statement with parameters $1, $2, ..., sent in binary; the
+// result comes back in binary too. Values never become part of the SQL
 // text.
 absl::StatusOr<Result> Query(PGconn* conn, const char* sql,
-                             const std::vector<int64_t>& params,
+                             const std::vector<Param>& params,
                              absl::string_view what) {
   constexpr Oid kInt8Oid = 20;
+  constexpr Oid kTextOid = 25;
   std::vector<uint64_t> big_endian(params.size());
-  std::vector<Oid> types(params.size(), kInt8Oid);
+  std::vector<Oid> types(params.size());
   std::vector<const char*> values(params.size());
-  std::vector<int> lengths(params.size(), sizeof(uint64_t));
+  std::vector<int> lengths(params.size());
   std::vector<int> formats(params.size(), 1);
   for (size_t i = 0; i < params.size(); ++i) {
-    big_endian[i] = htobe64(static_cast<uint64_t>(params[i]));
+    if (const auto* text = std::get_if<std::string>(&params[i])) {
+      types[i] = kTextOid;
+      values[i] = text->data();
+      lengths[i] = static_cast<int>(text->size());
+      continue;
+    }
+    types[i] = kInt8Oid;
+    big_endian[i] =
+        htobe64(static_cast<uint64_t>(std::get<int64_t>(params[i])));
     values[i] = reinterpret_cast<const char*>(&big_endian[i]);
+    lengths[i] = sizeof(uint64_t);
   }
   Result result(PQexecParams(conn, sql, static_cast<int>(params.size()),
                              types.data(), values.data(), lengths.data(),
@@ -261,7 +279,18 @@ absl::StatusOr<Connection> Connect(const std::string& url) {
                      absl::StripTrailingAsciiWhitespace(message)));
   }
   PQconninfoFree(options);
-  Connection conn(PQconnectdb(url.c_str()));
+  // Defaults the URL may override (later keywords win, and the URL is
+  // expanded where it stands): give up connecting after 5 s, and notice a
+  // server that vanished without closing the connection within ~11 s.
+  const char* const keywords[] = {"connect_timeout",
+                                  "keepalives",
+                                  "keepalives_idle",
+                                  "keepalives_interval",
+                                  "keepalives_count",
+                                  "dbname",
+                                  nullptr};
+  const char* const values[] = {"5", "1", "5", "2", "3", url.c_str(), nullptr};
+  Connection conn(PQconnectdbParams(keywords, values, /*expand_dbname=*/1));
   if (conn == nullptr)
     return absl::ResourceExhaustedError("postgres: no memory");
   if (PQstatus(conn.get()) != CONNECTION_OK) {
@@ -275,25 +304,22 @@ absl::StatusOr<Connection> Connect(const std::string& url) {
   return conn;
 }
 
-// Makes this session the database's one writer. The lock is the session's:
-// it goes when the connection does.
-absl::Status TakeWriterLock(PGconn* conn) {
-  ASSIGN_OR_RETURN(
-      const Result result,
-      Query(conn,
-            "SELECT CASE WHEN pg_try_advisory_lock($1) THEN 1::bigint "
-            "ELSE 0::bigint END",
-            {kWriterLockKey}, "take the writer lock"));
-  if (IntAt(result.get(), 0, 0) != 1) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("postgres ", Where(conn),
-                     ": database is in use by another scheduler (it holds "
-                     "the writer lock)"));
-  }
-  // A commit is durable when it returns, whatever the server's default.
-  return Exec(conn,
-              "SET synchronous_commit = on; SET client_min_messages = warning",
-              "set up the session");
+// Sets up the session appends run on. A commit is durable when it returns,
+// whatever the server's default. A transaction cannot outlast the lease:
+// the server ends it (and the session) when a statement runs, or the
+// session idles inside a transaction, for longer than `timeout` (a replica
+// paused mid-append must not hold up the one taking over).
+absl::Status SetUpWriterSession(PGconn* conn, absl::Duration timeout) {
+  const int64_t ms =
+      std::max<int64_t>(1000, absl::ToInt64Milliseconds(timeout));
+  return Exec(
+      conn,
+      absl::StrCat("SET synchronous_commit = on; "
+                   "SET client_min_messages = warning; "
+                   "SET statement_timeout = ",
+                   ms, "; SET idle_in_transaction_session_timeout = ", ms)
+          .c_str(),
+      "set up the session");
 }
 
 absl::StatusOr<int64_t> SchemaVersion(PGconn* conn) {
@@ -303,7 +329,22 @@ absl::StatusOr<int64_t> SchemaVersion(PGconn* conn) {
   return PQntuples(result.get()) == 1 ? IntAt(result.get(), 0, 0) : 0;
 }
 
+absl::Status MigrateLocked(PGconn* conn);
+
+// Replicas started together migrate one at a time; the lock is held only
+// for the migration.
 absl::Status Migrate(PGconn* conn) {
+  RETURN_IF_ERROR(Query(conn, "SELECT pg_advisory_lock($1)",
+                        {kMigrationLockKey}, "lock the schema")
+                      .status());
+  absl::Status s = MigrateLocked(conn);
+  absl::Status unlocked = Query(conn, "SELECT pg_advisory_unlock($1)",
+                                {kMigrationLockKey}, "unlock the schema")
+                              .status();
+  return s.ok() ? unlocked : s;
+}
+
+absl::Status MigrateLocked(PGconn* conn) {
   RETURN_IF_ERROR(
       Exec(conn, kSchemaVersionTable, "create the schema_version table"));
   ASSIGN_OR_RETURN(const int64_t version, SchemaVersion(conn));
@@ -318,7 +359,7 @@ absl::Status Migrate(PGconn* conn) {
     absl::Status s = Exec(conn, kMigrations[v], what);
     if (s.ok()) {
       s = Query(conn, "UPDATE schema_version SET version = $1::integer",
-                {v + 1}, what)
+                {int64_t{v + 1}}, what)
               .status();
     }
     if (s.ok()) s = Exec(conn, "COMMIT", what);
@@ -382,14 +423,51 @@ absl::Status Reconnect(PGconn* conn) {
                                          : PgError(conn, nullptr, "reconnect");
 }
 
+// The lease as a campaign or an append found it.
+struct LeaseRow {
+  std::string holder;
+  std::string address;
+  int64_t fencing_token = 0;
+  bool expired = true;
+};
+
+absl::StatusOr<LeaseRow> ReadLease(PGconn* conn, absl::string_view lock) {
+  ASSIGN_OR_RETURN(
+      const Result result,
+      Query(conn,
+            absl::StrCat("SELECT holder, address, fencing_token, CASE WHEN "
+                         "expires_at <= clock_timestamp() THEN 1::bigint ELSE "
+                         "0::bigint END FROM leader_lease ",
+                         lock)
+                .c_str(),
+            {}, "read the lease"));
+  if (PQntuples(result.get()) != 1) {
+    return absl::DataLossError(absl::StrCat("postgres ", Where(conn),
+                                            ": table leader_lease has no row"));
+  }
+  LeaseRow row;
+  row.holder = BytesAt(result.get(), 0, 0);
+  row.address = BytesAt(result.get(), 0, 1);
+  row.fencing_token = IntAt(result.get(), 0, 2);
+  row.expired = IntAt(result.get(), 0, 3) == 1;
+  return row;
+}
+
 class PostgresStore final : public Store {
  public:
-  PostgresStore(Connection write, Connection read)
-      : write_(std::move(write)), read_(std::move(read)) {}
+  PostgresStore(Connection write, Connection lease, Connection read)
+      : lease_(std::move(lease)),
+        write_(std::move(write)),
+        read_(std::move(read)) {}
+
+  ~PostgresStore() override {
+    if (lease_ != nullptr) Resign().IgnoreError();
+  }
 
   absl::Status Init() {
     absl::MutexLock lock(&write_mu_);
     if (write_ == nullptr) return absl::OkStatus();
+    RETURN_IF_ERROR(SetUpWriterSession(write_.get(), session_timeout_));
     return ReadWriterHeadLocked();
   }
 
@@ -398,11 +476,16 @@ class PostgresStore final : public Store {
     if (write_ == nullptr) {
       return absl::FailedPreconditionError("store opened read-only");
     }
+    if (token_ == 0) {
+      return absl::FailedPreconditionError(
+          "not the leader: this scheduler replica does not hold the lease");
+    }
     RETURN_IF_ERROR(ReconnectWriterLocked());
     RETURN_IF_ERROR(internal::CheckContinues(head_, batch));
     PGconn* conn = write_.get();
     RETURN_IF_ERROR(Exec(conn, "BEGIN", "append"));
-    absl::Status status = AppendLocked(batch);
+    absl::Status status = CheckLeaseLocked();
+    if (status.ok()) status = AppendLocked(batch);
     if (status.ok()) status = Exec(conn, "COMMIT", "commit");
     if (!status.ok()) {
       if (PQstatus(conn) == CONNECTION_OK) {
@@ -510,7 +593,123 @@ class PostgresStore final : public Store {
     return head;
   }
 
+  absl::StatusOr<Leadership> Campaign(const Candidate& candidate,
+                                      absl::Duration lease) override {
+    absl::MutexLock lock(&lease_mu_);
+    if (lease_ == nullptr) {
+      return absl::FailedPreconditionError("store opened read-only");
+    }
+    PGconn* conn = lease_.get();
+    RETURN_IF_ERROR(Reconnect(conn));
+    int64_t held;
+    {
+      absl::MutexLock write_lock(&write_mu_);
+      held = token_;
+    }
+    // Waiting for a row lock is bounded: a former leader stuck inside an
+    // append must not stall this replica's loop (the server ends that
+    // transaction after the lease; see SetUpWriterSession).
+    const int64_t wait_ms =
+        std::clamp<int64_t>(absl::ToInt64Milliseconds(lease / 2), 100, 5000);
+    const std::string begin =
+        absl::StrCat("BEGIN; SET LOCAL lock_timeout = ", wait_ms,
+                     "; SET LOCAL statement_timeout = ", wait_ms);
+    RETURN_IF_ERROR(Exec(conn, begin.c_str(), "campaign"));
+    // Renew our own lease, or take an expired one with the next token.
+    absl::StatusOr<Result> taken = Query(
+        conn,
+        "UPDATE leader_lease SET fencing_token = CASE WHEN holder = $1 AND "
+        "fencing_token = $3 THEN fencing_token ELSE fencing_token + 1 END, "
+        "holder = $1, address = $2, expires_at = clock_timestamp() + "
+        "make_interval(secs => $4::float8 / 1000000) WHERE (holder = $1 AND "
+        "fencing_token = $3) OR expires_at <= clock_timestamp() "
+        "RETURNING fencing_token",
+        {candidate.id, candidate.address, held,
+         absl::ToInt64Microseconds(lease)},
+        "campaign");
+    absl::StatusOr<LeaseRow> row =
+        taken.ok() ? ReadLease(conn, "") : taken.status();
+    absl::Status status = row.status();
+    if (status.ok()) status = Exec(conn, "COMMIT", "campaign");
+    if (!status.ok()) {
+      if (PQstatus(conn) == CONNECTION_OK) {
+        Exec(conn, "ROLLBACK", "campaign").IgnoreError();
+      }
+      // A lock timeout means an append holds the row: this round decides
+      // nothing, whoever leads.
+      if (IsLockTimeout(status)) {
+        return absl::UnavailableError(
+            absl::StrCat("campaign: the lease is busy: ", status.message()));
+      }
+      return status;
+    }
+    Leadership out;
+    out.fencing_token = row->fencing_token;
+    if (!row->expired) {
+      out.leader_id = row->holder;
+      out.leader_address = row->address;
+    }
+    out.leading = *taken != nullptr && PQntuples(taken->get()) == 1;
+    absl::MutexLock write_lock(&write_mu_);
+    if (!out.leading) {
+      token_ = 0;
+      return out;
+    }
+    out.valid_for = lease;
+    if (out.fencing_token != token_) {
+      // A new term: the former leader may have moved the head, and can no
+      // longer move it.
+      session_timeout_ = lease;
+      token_ = 0;
+      if (PQstatus(write_.get()) == CONNECTION_OK) {
+        RETURN_IF_ERROR(SetUpWriterSession(write_.get(), session_timeout_));
+        RETURN_IF_ERROR(ReadWriterHeadLocked());
+      } else {
+        RETURN_IF_ERROR(ReconnectWriterLocked());
+      }
+      token_ = out.fencing_token;
+    }
+    return out;
+  }
+
+  absl::Status Resign() override {
+    absl::MutexLock lock(&lease_mu_);
+    if (lease_ == nullptr) return absl::OkStatus();
+    int64_t held;
+    {
+      absl::MutexLock write_lock(&write_mu_);
+      held = std::exchange(token_, 0);
+    }
+    if (held == 0) return absl::OkStatus();
+    RETURN_IF_ERROR(Reconnect(lease_.get()));
+    return Query(lease_.get(),
+                 "UPDATE leader_lease SET expires_at = '-infinity' WHERE "
+                 "fencing_token = $1",
+                 {held}, "resign")
+        .status();
+  }
+
  private:
+  static bool IsLockTimeout(const absl::Status& status) {
+    // SQLSTATE 55P03 lock_not_available and 57014 query_canceled (the
+    // statement timeout) are both reported with their text.
+    return absl::StrContains(status.message(), "lock timeout") ||
+           absl::StrContains(status.message(), "statement timeout");
+  }
+
+  // Inside an append's transaction: the lease is still ours. The shared row
+  // lock keeps it ours until the commit, since a takeover's UPDATE waits
+  // for it; a takeover that came first has changed the token.
+  absl::Status CheckLeaseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    ASSIGN_OR_RETURN(const LeaseRow row, ReadLease(write_.get(), "FOR SHARE"));
+    if (row.fencing_token == token_) return absl::OkStatus();
+    const int64_t mine = std::exchange(token_, 0);
+    return absl::FailedPreconditionError(
+        absl::StrCat("fenced: this scheduler replica's lease (token ", mine,
+                     ") was taken over by ", row.holder, " at ", row.address,
+                     " (token ", row.fencing_token, "); it writes no more"));
+  }
+
   // Calls `fn` for each matching row in position order while it returns
   // true, reading kUsageChunk rows at a time.
   absl::Status ScanUsageLocked(const UsageQuery& q,
@@ -557,14 +756,13 @@ class PostgresStore final : public Store {
     return absl::OkStatus();
   }
 
-  // After a broken connection the session lock is gone, another scheduler
-  // may have taken it, and the last commit may or may not have happened:
-  // take the lock again and read the head from the database.
+  // After a broken connection the last commit may or may not have
+  // happened: read the head from the database again.
   absl::Status ReconnectWriterLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
     if (PQstatus(write_.get()) == CONNECTION_OK) return absl::OkStatus();
     RETURN_IF_ERROR(Reconnect(write_.get()));
-    RETURN_IF_ERROR(TakeWriterLock(write_.get()));
+    RETURN_IF_ERROR(SetUpWriterSession(write_.get(), session_timeout_));
     return ReadWriterHeadLocked();
   }
 
@@ -632,8 +830,14 @@ class PostgresStore final : public Store {
     return absl::OkStatus();
   }
 
+  // Lock order: lease_mu_, then write_mu_.
+  absl::Mutex lease_mu_;
+  Connection lease_ ABSL_GUARDED_BY(lease_mu_);  // null when read-only
   absl::Mutex write_mu_;
   Connection write_ ABSL_GUARDED_BY(write_mu_);  // null when read-only
+  // The fencing token of the lease this store holds; 0 when it holds none.
+  int64_t token_ ABSL_GUARDED_BY(write_mu_) = 0;
+  absl::Duration session_timeout_ ABSL_GUARDED_BY(write_mu_) = kDefaultLease;
   Head head_ ABSL_GUARDED_BY(write_mu_);
   int64_t usage_position_ ABSL_GUARDED_BY(write_mu_) = 0;
   absl::Mutex read_mu_;
@@ -664,16 +868,28 @@ absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url,
                                                          OpenMode mode) {
   ASSIGN_OR_RETURN(Connection read, Connect(url));
   Connection write;
-  if (mode == OpenMode::kReadWrite) {
-    ASSIGN_OR_RETURN(write, Connect(url));
-    RETURN_IF_ERROR(TakeWriterLock(write.get()));
-    RETURN_IF_ERROR(Migrate(write.get()));
-  } else {
+  Connection lease;
+  if (mode == OpenMode::kReadOnly) {
     RETURN_IF_ERROR(CheckSchema(read.get()));
+  } else {
+    ASSIGN_OR_RETURN(write, Connect(url));
+    ASSIGN_OR_RETURN(lease, Connect(url));
+    RETURN_IF_ERROR(Migrate(write.get()));
   }
-  auto store =
-      std::make_unique<PostgresStore>(std::move(write), std::move(read));
+  auto store = std::make_unique<PostgresStore>(
+      std::move(write), std::move(lease), std::move(read));
   RETURN_IF_ERROR(store->Init());
+  if (mode == OpenMode::kReadWrite) {
+    ASSIGN_OR_RETURN(const Leadership won,
+                     store->Campaign({NewCandidateId(), ""}, kDefaultLease));
+    if (!won.leading) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "postgres ", DescribePostgresUrl(url),
+          ": database is in use by another scheduler (", won.leader_id,
+          won.leader_address.empty() ? "" : " at " + won.leader_address,
+          " holds the lease)"));
+    }
+  }
   return store;
 }
 

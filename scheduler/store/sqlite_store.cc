@@ -254,6 +254,10 @@ class SqliteStore final : public Store {
     if (write_db_ == nullptr) {
       return absl::FailedPreconditionError("store opened read-only");
     }
+    if (resigned_) {
+      return absl::FailedPreconditionError(
+          "store resigned: this scheduler is stopping and writes no more");
+    }
     RETURN_IF_ERROR(internal::CheckContinues(head_, batch));
     RETURN_IF_ERROR(Exec(write_db_, "BEGIN IMMEDIATE"));
     absl::Status status = AppendLocked(batch);
@@ -384,6 +388,30 @@ class SqliteStore final : public Store {
     absl::StatusOr<Head> head = s.ok() ? ReadHeadLocked() : s;
     Exec(read_db_, "COMMIT").IgnoreError();
     return head;
+  }
+
+  // One process opens the directory for writing (its LOCK file), so that
+  // process always leads, for as long as it keeps the store open.
+  absl::StatusOr<Leadership> Campaign(const Candidate& candidate,
+                                      absl::Duration) override {
+    absl::MutexLock lock(&write_mu_);
+    if (write_db_ == nullptr) {
+      return absl::FailedPreconditionError("store opened read-only");
+    }
+    resigned_ = false;
+    Leadership won;
+    won.leading = true;
+    won.fencing_token = 1;
+    won.leader_id = candidate.id;
+    won.leader_address = candidate.address;
+    won.valid_for = absl::InfiniteDuration();
+    return won;
+  }
+
+  absl::Status Resign() override {
+    absl::MutexLock lock(&write_mu_);
+    resigned_ = true;
+    return absl::OkStatus();
   }
 
  private:
@@ -555,6 +583,7 @@ class SqliteStore final : public Store {
   std::unique_ptr<Statement> insert_entry_ ABSL_GUARDED_BY(write_mu_);
   std::unique_ptr<Statement> insert_usage_ ABSL_GUARDED_BY(write_mu_);
   Head head_ ABSL_GUARDED_BY(write_mu_);
+  bool resigned_ ABSL_GUARDED_BY(write_mu_) = false;
   absl::Mutex read_mu_;
   sqlite3* const read_db_ ABSL_PT_GUARDED_BY(read_mu_);
   sqlite3* const checkpoint_db_;  // used by the checkpointer thread only
@@ -587,6 +616,8 @@ absl::Status Migrate(sqlite3* db) {
 
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
     const std::string& data_dir, OpenMode mode) {
+  // Only one process can open the directory for writing: it always leads.
+  if (mode == OpenMode::kReplica) mode = OpenMode::kReadWrite;
   const std::string path = absl::StrCat(data_dir, "/scheduler.db");
   int lock_fd = -1;
   auto close_lock = absl::MakeCleanup([&lock_fd] {

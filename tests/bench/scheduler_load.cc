@@ -918,8 +918,16 @@ RunResult RunLoad(const std::string& target, std::vector<ClusterLoad>& clusters,
                   scheduler::SchedulerServer* server) {
   Streams streams(target, clusters, streams_count, records_per_batch);
   absl::SleepFor(absl::Seconds(warmup_s));
-  store::WriterStats w0;
-  if (server != nullptr) w0 = server->writer().stats();
+  // The server leads from its start (the benchmark runs one replica).
+  auto writer_stats = [server] {
+    store::WriterStats stats;
+    if (server == nullptr) return stats;
+    absl::StatusOr<std::shared_ptr<store::Writer>> writer =
+        server->replica().writer();
+    if (writer.ok()) stats = (*writer)->stats();
+    return stats;
+  };
+  const store::WriterStats w0 = writer_stats();
   streams.Measure(true);
   if (during) during(true);
   const Snapshot a = Take(streams);
@@ -927,8 +935,7 @@ RunResult RunLoad(const std::string& target, std::vector<ClusterLoad>& clusters,
   const Snapshot b = Take(streams);
   streams.Measure(false);
   if (during) during(false);
-  store::WriterStats w1;
-  if (server != nullptr) w1 = server->writer().stats();
+  const store::WriterStats w1 = writer_stats();
   streams.Stop();
 
   RunResult r;

@@ -169,6 +169,11 @@ class TimedStore final : public store::Store {
       const std::function<void(const pb::ChargedUsage&)>& fn) override {
     return inner_.ScanUsage(query, fn);
   }
+  absl::StatusOr<store::Leadership> Campaign(const store::Candidate& candidate,
+                                             absl::Duration lease) override {
+    return inner_.Campaign(candidate, lease);
+  }
+  absl::Status Resign() override { return inner_.Resign(); }
 
   Totals totals() const {
     absl::MutexLock lock(&mu_);

@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/config.h"
+#include "common/leader.h"
 #include "computevoucher/v1/admin.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
@@ -153,12 +154,42 @@ TEST_F(SchedulerBinaryTest, PostgresStoreServesRestartsAndVerifies) {
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
                                      grpc::InsecureChannelCredentials());
   EXPECT_TRUE(ListPrograms(channel, token).ok());
-  // A second scheduler on the same database is refused while one runs.
-  EXPECT_EQ(
-      Shell(Binary() + " " + store + " --data-dir=" + dir_ +
-            "/second --listen=127.0.0.1:0 > " + dir_ + "/second.log 2>&1"),
-      1);
+  // A second scheduler on the same database follows: it refuses calls,
+  // naming the leader, and says NOT_SERVING.
+  testing::ChildProcess second(
+      {Binary(), store, "--data-dir=" + dir_ + "/second",
+       "--listen=127.0.0.1:0", "--port-file=" + dir_ + "/second.port"},
+      dir_ + "/second.log");
+  const int second_port =
+      testing::WaitForPortFile(second, dir_ + "/second.port");
+  ASSERT_GT(second_port, 0);
+  auto follower = grpc::CreateChannel(absl::StrCat("127.0.0.1:", second_port),
+                                      grpc::InsecureChannelCredentials());
+  {
+    auto stub = pb::AdminService::NewStub(follower);
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + token);
+    pb::ListProgramsResponse out;
+    const grpc::Status refused =
+        stub->ListPrograms(&context, pb::ListProgramsRequest(), &out);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(refused.error_message(), HasSubstr("not the leader"));
+    EXPECT_EQ(LeaderHint(context), absl::StrCat("127.0.0.1:", port));
+  }
+  EXPECT_EQ(testing::HealthStatus(absl::StrCat("127.0.0.1:", second_port)),
+            "NOT_SERVING");
+  EXPECT_EQ(testing::HealthStatus(absl::StrCat("127.0.0.1:", port)), "SERVING");
+  // The leader's graceful stop gives the lease up: the follower takes over
+  // without waiting for it to expire, with the state and token as they were.
+  const absl::Time stopped = absl::Now();
   EXPECT_EQ(Stop(SIGTERM), 0);
+  EXPECT_TRUE(testing::PollUntil(
+      [&] { return ListPrograms(follower, token).ok(); }, absl::Seconds(10)))
+      << second.Log();
+  EXPECT_LT(absl::Now() - stopped, absl::Seconds(5));  // the lease is 5 s
+  EXPECT_EQ(testing::HealthStatus(absl::StrCat("127.0.0.1:", second_port)),
+            "SERVING");
+  EXPECT_EQ(second.Stop(SIGTERM), 0);
 
   // A restart keeps the state: the same token works.
   const int again =

@@ -71,6 +71,13 @@ bool MakeTestCertificates(const std::string& dir);
 int WaitForPortFile(ChildProcess& child, const std::string& port_file,
                     absl::Duration timeout = absl::Seconds(30));
 
+// "127.0.0.1:PORT" where nothing listens: a port bound and closed again.
+std::string DeadAddress();
+
+// The answer of the standard gRPC health service (grpc.health.v1) at
+// `address` for the whole server: "SERVING", "NOT_SERVING", or the error.
+std::string HealthStatus(const std::string& address);
+
 }  // namespace cv::testing
 
 #endif  // COMPUTEVOUCHER_TESTS_TESTING_BINARIES_H_

@@ -1,10 +1,23 @@
 #include "scheduler/store/internal/store_util.h"
 
+#include <unistd.h>
+
 #include <limits>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 
-namespace cv::store::internal {
+namespace cv::store {
+
+std::string NewCandidateId() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  std::random_device random;
+  return absl::StrCat(host, "/", getpid(), "/",
+                      absl::Hex(random(), absl::kZeroPad8));
+}
+
+namespace internal {
 
 absl::Status CheckContinues(const Head& head, const Batch& batch) {
   int64_t next_command = head.command_sequence + 1;
@@ -40,4 +53,5 @@ int64_t ClampNanos(absl::Time t) {
   return absl::ToUnixNanos(t);
 }
 
-}  // namespace cv::store::internal
+}  // namespace internal
+}  // namespace cv::store

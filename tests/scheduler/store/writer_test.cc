@@ -134,6 +134,11 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(ReadFault());
     return base_->ScanUsage(query, fn);
   }
+  absl::StatusOr<Leadership> Campaign(const Candidate& candidate,
+                                      absl::Duration lease) override {
+    return base_->Campaign(candidate, lease);
+  }
+  absl::Status Resign() override { return base_->Resign(); }
 
  private:
   absl::Status ReadFault() const {
