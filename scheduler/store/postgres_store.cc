@@ -611,8 +611,10 @@ class PostgresStore final : public Store {
     // transaction after the lease; see SetUpWriterSession).
     const int64_t wait_ms =
         std::clamp<int64_t>(absl::ToInt64Milliseconds(lease / 2), 100, 5000);
+    // Nor may this replica, paused inside a campaign, stall the others.
     const std::string begin =
-        absl::StrCat("BEGIN; SET LOCAL lock_timeout = ", wait_ms,
+        absl::StrCat("SET idle_in_transaction_session_timeout = ", wait_ms,
+                     "; BEGIN; SET LOCAL lock_timeout = ", wait_ms,
                      "; SET LOCAL statement_timeout = ", wait_ms);
     RETURN_IF_ERROR(Exec(conn, begin.c_str(), "campaign"));
     // Renew our own lease, or take an expired one with the next token.

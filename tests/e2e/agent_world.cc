@@ -97,17 +97,24 @@ std::string AgentWorld::scheduler_address() const {
   return absl::StrCat("127.0.0.1:", port_);
 }
 
-void AgentWorld::StartScheduler(std::vector<std::string> extra_args) {
-  const std::string port_file = dir_ + "/scheduler.port";
-  std::filesystem::remove(port_file);
+std::vector<std::string> AgentWorld::SchedulerArgs(const std::string& data_dir,
+                                                   int port) const {
   std::vector<std::string> args = {SchedulerBinary(),
-                                   "--data-dir=" + data_dir_,
-                                   absl::StrCat("--listen=127.0.0.1:", port_),
-                                   "--port-file=" + port_file,
+                                   "--data-dir=" + data_dir,
+                                   absl::StrCat("--listen=127.0.0.1:", port),
                                    "--tick-interval-ms=100",
                                    "--heartbeat-interval-s=1",
                                    "--cluster-silence-s=60",
                                    "--usage-grace-s=60"};
+  args.insert(args.end(), store_args_.begin(), store_args_.end());
+  return args;
+}
+
+void AgentWorld::StartScheduler(std::vector<std::string> extra_args) {
+  const std::string port_file = dir_ + "/scheduler.port";
+  std::filesystem::remove(port_file);
+  std::vector<std::string> args = SchedulerArgs(data_dir_, port_);
+  args.push_back("--port-file=" + port_file);
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   scheduler_ = std::make_unique<ChildProcess>(args, dir_ + "/scheduler.log");
   port_ = WaitForPortFile(*scheduler_, port_file);
@@ -318,9 +325,9 @@ void AgentWorld::ExpectVerifies() {
     EXPECT_EQ(StopScheduler(SIGTERM), 0);
   }
   const std::string out = dir_ + "/verify.out";
-  EXPECT_EQ(Shell(SchedulerBinary() + " verify --data-dir " + data_dir_ +
-                  " > " + out + " 2>&1"),
-            0)
+  std::string command = SchedulerBinary() + " verify --data-dir " + data_dir_;
+  for (const std::string& arg : store_args_) command += " '" + arg + "'";
+  EXPECT_EQ(Shell(command + " > " + out + " 2>&1"), 0)
       << ReadFile(out).value_or("");
 }
 

@@ -101,7 +101,13 @@ class AgentWorld : public ::testing::Test {
                          std::optional<absl::Time> exited_by = std::nullopt);
   // Stops the scheduler and runs `voucher-scheduler verify` on its data.
   void ExpectVerifies();
+  // The scheduler's command line without the port file (for replicas).
+  std::vector<std::string> SchedulerArgs(const std::string& data_dir,
+                                         int port) const;
 
+  // Added to every scheduler start and to `verify`: which store (the
+  // embedded one in data_dir_ when empty). Set before AgentWorld::SetUp.
+  std::vector<std::string> store_args_;
   std::string dir_;
   std::string data_dir_;
   int port_ = 0;

@@ -26,6 +26,7 @@
 #include "scheduler/core/state_machine.h"
 #include "scheduler/store/sqlite_store.h"
 #include "tests/scheduler/store/store_backend.h"
+#include "tests/testing/binaries.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
 
@@ -415,6 +416,110 @@ TEST_P(StoreTest, SecondReadWriteOpenIsRefusedWhileInUse) {
   ASSERT_NE(second, nullptr);
   ASSERT_OK_AND_ASSIGN(const Head head, second->ReadHead());
   EXPECT_EQ(head.command_sequence, history_.commands.back().sequence());
+}
+
+TEST_P(StoreTest, AReplicaAppendsWhileItHoldsTheLeaseAndNotAfterResigning) {
+  const std::vector<Batch> batches = PerCommandBatches(history_);
+  ASSERT_GE(batches.size(), 3u);
+  std::unique_ptr<Store> store = OpenOrDie(OpenMode::kReplica);
+  ASSERT_NE(store, nullptr);
+  const Candidate me{"replica-a", "127.0.0.1:7001"};
+  ASSERT_OK_AND_ASSIGN(const Leadership won,
+                       store->Campaign(me, absl::Seconds(30)));
+  EXPECT_TRUE(won.leading);
+  EXPECT_GT(won.fencing_token, 0);
+  EXPECT_EQ(won.leader_id, me.id);
+  EXPECT_EQ(won.leader_address, me.address);
+  EXPECT_GE(won.valid_for, absl::Seconds(30));
+  ASSERT_THAT(store->Append(batches[0]), IsOk());
+  // Renewing keeps the token.
+  ASSERT_OK_AND_ASSIGN(const Leadership renewed,
+                       store->Campaign(me, absl::Seconds(30)));
+  EXPECT_TRUE(renewed.leading);
+  EXPECT_EQ(renewed.fencing_token, won.fencing_token);
+  ASSERT_THAT(store->Append(batches[1]), IsOk());
+
+  ASSERT_THAT(store->Resign(), IsOk());
+  EXPECT_THAT(store->Append(batches[2]),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_OK_AND_ASSIGN(const Head head, store->ReadHead());
+  EXPECT_EQ(head.command_sequence, batches[1].commands.back().sequence());
+  // Leading again, it continues where it stopped.
+  ASSERT_OK_AND_ASSIGN(const Leadership again,
+                       store->Campaign(me, absl::Seconds(30)));
+  EXPECT_TRUE(again.leading);
+  EXPECT_THAT(store->Append(batches[2]), IsOk());
+}
+
+// Two replicas on one database (only PostgreSQL: one process opens an
+// embedded store, see SecondReadWriteOpenIsRefusedWhileInUse).
+TEST_P(StoreTest, ATakeoverFencesTheFormerLeaderSoThatOnlyOneCommits) {
+  if (GetParam() == "sqlite") {
+    GTEST_SKIP() << "one process opens an embedded store";
+  }
+  const std::vector<Batch> batches = PerCommandBatches(history_);
+  ASSERT_GE(batches.size(), 3u);
+  std::unique_ptr<Store> a = OpenOrDie(OpenMode::kReplica);
+  std::unique_ptr<Store> b = OpenOrDie(OpenMode::kReplica);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const Candidate replica_a{"replica-a", "127.0.0.1:7001"};
+  const Candidate replica_b{"replica-b", "127.0.0.1:7002"};
+  // Without the lease nothing is written.
+  EXPECT_THAT(a->Append(batches[0]),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("not the leader")));
+
+  const absl::Duration lease = absl::Milliseconds(500);
+  ASSERT_OK_AND_ASSIGN(const Leadership a_won, a->Campaign(replica_a, lease));
+  ASSERT_TRUE(a_won.leading);
+  EXPECT_EQ(a_won.valid_for, lease);
+  // While A's lease runs, B follows and learns who leads.
+  ASSERT_OK_AND_ASSIGN(const Leadership b_lost, b->Campaign(replica_b, lease));
+  EXPECT_FALSE(b_lost.leading);
+  EXPECT_EQ(b_lost.leader_id, replica_a.id);
+  EXPECT_EQ(b_lost.leader_address, replica_a.address);
+  EXPECT_EQ(b_lost.fencing_token, a_won.fencing_token);
+  EXPECT_THAT(b->Append(batches[0]),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_THAT(a->Append(batches[0]), IsOk());
+
+  // A stops renewing (paused, say); once its lease expired B takes over
+  // with the next token.
+  Leadership b_won;
+  ASSERT_TRUE(cv::testing::PollUntil(
+      [&] {
+        absl::StatusOr<Leadership> l = b->Campaign(replica_b, lease);
+        if (l.ok()) b_won = *l;
+        return l.ok() && l->leading;
+      },
+      absl::Seconds(10)));
+  EXPECT_EQ(b_won.fencing_token, a_won.fencing_token + 1);
+
+  // A wakes up and appends what it had applied meanwhile: refused, and
+  // nothing of it stored.
+  EXPECT_THAT(
+      a->Append(batches[1]),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               ::testing::AllOf(HasSubstr("fenced"), HasSubstr(replica_b.id))));
+  ASSERT_OK_AND_ASSIGN(Head head, b->ReadHead());
+  EXPECT_EQ(head.command_sequence, batches[0].commands.back().sequence());
+  // And its next campaign tells it who leads now.
+  ASSERT_OK_AND_ASSIGN(const Leadership a_lost, a->Campaign(replica_a, lease));
+  EXPECT_FALSE(a_lost.leading);
+  EXPECT_EQ(a_lost.leader_id, replica_b.id);
+  EXPECT_EQ(a_lost.leader_address, replica_b.address);
+
+  // B continues from what A committed (it reread the head when it won).
+  ASSERT_THAT(b->Append(batches[1]), IsOk());
+  // A graceful stop gives the lease up at once.
+  ASSERT_THAT(b->Resign(), IsOk());
+  ASSERT_OK_AND_ASSIGN(const Leadership a_again, a->Campaign(replica_a, lease));
+  EXPECT_TRUE(a_again.leading);
+  EXPECT_EQ(a_again.fencing_token, b_won.fencing_token + 1);
+  ASSERT_THAT(a->Append(batches[2]), IsOk());
+  ASSERT_OK_AND_ASSIGN(head, a->ReadHead());
+  EXPECT_EQ(head.command_sequence, batches[2].commands.back().sequence());
 }
 
 TEST_P(StoreTest, ReadOnlyOpenWorksBesideTheWriterAndSeesCommits) {
