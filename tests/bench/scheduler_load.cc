@@ -1,11 +1,13 @@
 // Usage records per second accepted durably by a whole voucher-scheduler
-// (gRPC, authentication, the group-commit writer, SQLite) from many agents
-// at once, with the latency of Allocate under that load, next to the
+// (gRPC, authentication, the group-commit writer, the store) from many
+// agents at once, with the latency of Allocate under that load, next to the
 // ceiling of the same gRPC traffic against a server that does nothing.
 //
-// One run:
+// One run, for the embedded store and then, with --postgres URL, for
+// PostgreSQL (an empty database, on loopback for the README's figures):
 // - starts a SchedulerServer in this process (real clock) on 127.0.0.1:0
-//   over a temporary data directory (SQLite, synchronous=FULL);
+//   over a temporary data directory (SQLite, synchronous=FULL) or the
+//   database (synchronous_commit on);
 // - sets up, through the API as the first admin: a program without a cap
 //   per enterprise, a provider, enterprises with one voucher each, N
 //   clusters ("c-0001"...) each registered by its own agent token and
@@ -98,6 +100,10 @@ ABSL_FLAG(int, seconds, 10,
           "Measured wall time of the scheduler run and of the ceiling run.");
 ABSL_FLAG(double, warmup_seconds, 2.0,
           "Unmeasured run time before each measurement.");
+ABSL_FLAG(std::string, postgres, "",
+          "Also measure the scheduler on PostgreSQL: the URL of an empty "
+          "database (postgresql://user@host:port/dbname), which the run "
+          "fills; its figures print beside the SQLite ones.");
 ABSL_FLAG(std::string, dir, "",
           "Directory in which the bench makes (and at the end removes) its "
           "temporary data directory; default $TMPDIR or /tmp. Put it on the "
@@ -1033,6 +1039,145 @@ absl::StatusOr<int64_t> RecordsInScheduler(const std::string& target,
 
 const char* Verdict(bool pass) { return pass ? "PASS" : "BELOW"; }
 
+// What one store's scheduler run measured.
+struct StoreFigures {
+  std::string name;
+  RunResult run;
+  double allocate_p50 = 0;
+  double allocate_p99 = 0;
+};
+
+// Starts an in-process scheduler on the store `store_url` names (the
+// embedded one in `data_dir` when empty), builds the world through its API,
+// times Allocate idle, then runs the load with the probe and checks that
+// the scheduler holds every record the streams saw accepted. Fills
+// `ceiling_clusters` (when not null) with the meters the load started
+// from, and `stream_count_out` with the streams used.
+absl::StatusOr<StoreFigures> MeasureScheduler(
+    const std::string& name, const std::string& store_url,
+    const std::string& data_dir, int clusters, int allocations, int streams,
+    int per_batch, double warmup, int seconds,
+    std::vector<ClusterLoad>* ceiling_clusters, int* stream_count_out) {
+  RealClock clock;
+  pb::SchedulerConfig config;
+  config.set_data_dir(data_dir);
+  config.set_store(store_url);
+  config.set_listen_address("127.0.0.1:0");
+  config.set_tick_interval_ms(1000);
+  config.set_usage_grace_s(300);
+  config.set_heartbeat_interval_s(10);
+  // No heartbeats during the run: keep the clusters from being lost.
+  config.set_cluster_silence_s(3600);
+  absl::StatusOr<std::unique_ptr<scheduler::SchedulerServer>> server =
+      scheduler::SchedulerServer::Start(config, clock);
+  if (!server.ok()) return server.status();
+  const std::string target = absl::StrCat("127.0.0.1:", (*server)->port());
+  if ((*server)->admin_token_path().empty()) {
+    return absl::FailedPreconditionError(
+        "the store is not empty (give --postgres a fresh database)");
+  }
+  absl::StatusOr<std::string> admin_token =
+      ReadFile((*server)->admin_token_path());
+  if (!admin_token.ok()) return admin_token.status();
+  std::printf("setup through the API (%d client threads):\n", kSetupThreads);
+  std::fflush(stdout);
+  absl::StatusOr<World> world =
+      Setup(target, std::string(absl::StripAsciiWhitespace(*admin_token)),
+            clusters, allocations);
+  if (!world.ok()) return world.status();
+  const int loaded = static_cast<int>(world->clusters.size());
+  const int stream_count = std::min(streams, loaded);
+  *stream_count_out = stream_count;
+  std::printf(
+      "  %d clusters carry allocations; %d streams; a batch carries %d "
+      "record(s) per allocation\n\n",
+      loaded, stream_count,
+      std::max(1, per_batch /
+                      static_cast<int>(world->clusters.front().meters.size())));
+  std::fflush(stdout);
+
+  // Allocate without load, for reference.
+  std::vector<double> idle_allocate;
+  {
+    Probe probe(target, world->probe_token, "idle");
+    probe.Measure(true);
+    absl::SleepFor(kIdleProbeTime);
+    probe.Stop();
+    idle_allocate = probe.allocate_ms();
+    if (probe.errors() > 0) {
+      return absl::InternalError(absl::StrCat("probe: ", probe.first_error()));
+    }
+  }
+  const double idle_p50 = Quantile(idle_allocate, 0.5);
+  const double idle_p99 = Quantile(idle_allocate, 0.99);
+
+  // The ceiling sends the same batches: start from the same meters.
+  if (ceiling_clusters != nullptr) *ceiling_clusters = world->clusters;
+
+  // The scheduler under load, with the probe.
+  Probe probe(target, world->probe_token, "load");
+  RunResult sched = RunLoad(
+      target, world->clusters, stream_count, per_batch, warmup, seconds,
+      [&](bool on) { probe.Measure(on); }, server->get());
+  probe.Stop();
+  PrintRun("scheduler", sched);
+  std::vector<double> allocate = probe.allocate_ms();
+  std::vector<double> release = probe.release_ms();
+  const double alloc_p50 = Quantile(allocate, 0.5);
+  const double alloc_p99 = Quantile(allocate, 0.99);
+  const double alloc_max = allocate.empty() ? 0 : allocate.back();
+  std::printf(
+      "           Allocate under load: %zu calls, p50 %.2f ms, p99 %.2f ms, "
+      "max %.2f ms (idle: p50 %.2f ms, p99 %.2f ms); ReleaseAllocation p50 "
+      "%.2f ms, p99 %.2f ms\n",
+      allocate.size(), alloc_p50, alloc_p99, alloc_max, idle_p50, idle_p99,
+      Quantile(release, 0.5), Quantile(release, 0.99));
+  if (probe.late_starts() > 0) {
+    std::printf(
+        "           %lld probe calls started more than %lld ms late (all %d "
+        "probe workers busy)\n",
+        static_cast<long long>(probe.late_starts()),
+        static_cast<long long>(absl::ToInt64Milliseconds(kProbeInterval)),
+        kProbeWorkers);
+  }
+  if (probe.errors() > 0) {
+    std::printf("           probe errors: %lld; first: %s\n",
+                static_cast<long long>(probe.errors()),
+                probe.first_error().c_str());
+  }
+
+  // Every record the streams saw accepted is in the scheduler.
+  absl::StatusOr<int64_t> in_scheduler =
+      RecordsInScheduler(target, world->admin_token);
+  if (!in_scheduler.ok()) return in_scheduler.status();
+  std::printf(
+      "           the scheduler's allocations hold %lld records; the streams "
+      "counted %lld accepted%s\n",
+      static_cast<long long>(*in_scheduler),
+      static_cast<long long>(sched.total.accepted),
+      *in_scheduler == sched.total.accepted ? "" : "  (MISMATCH)");
+  std::fflush(stdout);
+  const int64_t sent = sched.total.accepted + sched.total.not_accepted +
+                       sched.total.failed_records;
+  const bool refused_too_many =
+      sent == 0 || static_cast<double>(sent - sched.total.accepted) >
+                       kMaxRefusedShare * static_cast<double>(sent);
+  (*server)->Shutdown(absl::Seconds(5));
+  server->reset();
+  if (refused_too_many || allocate.empty()) {
+    return absl::InternalError(absl::StrCat(
+        "more than ", 100 * kMaxRefusedShare,
+        "% of the records were not accepted, or no Allocate was timed; the "
+        "figures are not valid"));
+  }
+  StoreFigures out;
+  out.name = name;
+  out.run = sched;
+  out.allocate_p50 = alloc_p50;
+  out.allocate_p99 = alloc_p99;
+  return out;
+}
+
 int Run() {
   const int clusters = absl::GetFlag(FLAGS_clusters);
   const int allocations = absl::GetFlag(FLAGS_allocations);
@@ -1082,130 +1227,28 @@ int Run() {
       warmup, seconds);
   std::fflush(stdout);
 
-  RealClock clock;
-  pb::SchedulerConfig config;
-  config.set_data_dir(dir->path() + "/data");
-  config.set_listen_address("127.0.0.1:0");
-  config.set_tick_interval_ms(1000);
-  config.set_usage_grace_s(300);
-  config.set_heartbeat_interval_s(10);
-  // No heartbeats during the run: keep the clusters from being lost.
-  config.set_cluster_silence_s(3600);
-  absl::StatusOr<std::unique_ptr<scheduler::SchedulerServer>> server =
-      scheduler::SchedulerServer::Start(config, clock);
-  if (!server.ok()) {
-    std::fprintf(stderr, "scheduler_load: start scheduler: %s\n",
-                 server.status().ToString().c_str());
-    return 1;
+  // The embedded store, then PostgreSQL when asked for, each measured the
+  // same way from a fresh store.
+  std::vector<std::pair<std::string, std::string>> stores = {{"SQLite", ""}};
+  if (!absl::GetFlag(FLAGS_postgres).empty()) {
+    stores.push_back({"PostgreSQL", absl::GetFlag(FLAGS_postgres)});
   }
-  const std::string target = absl::StrCat("127.0.0.1:", (*server)->port());
-  absl::StatusOr<std::string> admin_token =
-      ReadFile((*server)->admin_token_path());
-  if (!admin_token.ok()) {
-    std::fprintf(stderr, "scheduler_load: admin token: %s\n",
-                 admin_token.status().ToString().c_str());
-    return 1;
-  }
-  std::printf("setup through the API (%d client threads):\n", kSetupThreads);
-  std::fflush(stdout);
-  absl::StatusOr<World> world =
-      Setup(target, std::string(absl::StripAsciiWhitespace(*admin_token)),
-            clusters, allocations);
-  if (!world.ok()) {
-    std::fprintf(stderr, "scheduler_load: setup: %s\n",
-                 world.status().ToString().c_str());
-    return 1;
-  }
-  const int loaded = static_cast<int>(world->clusters.size());
-  const int stream_count = std::min(streams, loaded);
-  std::printf(
-      "  %d clusters carry allocations; %d streams; a batch carries %d "
-      "record(s) per allocation\n\n",
-      loaded, stream_count,
-      std::max(1, per_batch /
-                      static_cast<int>(world->clusters.front().meters.size())));
-  std::fflush(stdout);
-
-  // Allocate without load, for reference.
-  std::vector<double> idle_allocate;
-  {
-    Probe probe(target, world->probe_token, "idle");
-    probe.Measure(true);
-    absl::SleepFor(kIdleProbeTime);
-    probe.Stop();
-    idle_allocate = probe.allocate_ms();
-    if (probe.errors() > 0) {
-      std::fprintf(stderr, "scheduler_load: probe: %s\n",
-                   probe.first_error().c_str());
+  std::vector<StoreFigures> figures;
+  std::vector<ClusterLoad> ceiling_clusters;
+  int stream_count = 0;
+  for (const auto& [name, url] : stores) {
+    std::printf("=== %s ===\n", name.c_str());
+    std::fflush(stdout);
+    absl::StatusOr<StoreFigures> f = MeasureScheduler(
+        name, url, dir->path() + "/data", clusters, allocations, streams,
+        per_batch, warmup, seconds,
+        ceiling_clusters.empty() ? &ceiling_clusters : nullptr, &stream_count);
+    if (!f.ok()) {
+      std::fprintf(stderr, "scheduler_load: %s: %s\n", name.c_str(),
+                   f.status().ToString().c_str());
       return 1;
     }
-  }
-  const double idle_p50 = Quantile(idle_allocate, 0.5);
-  const double idle_p99 = Quantile(idle_allocate, 0.99);
-
-  // The ceiling sends the same batches: start from the same meters.
-  std::vector<ClusterLoad> ceiling_clusters = world->clusters;
-
-  // The scheduler under load, with the probe.
-  Probe probe(target, world->probe_token, "load");
-  RunResult sched = RunLoad(
-      target, world->clusters, stream_count, per_batch, warmup, seconds,
-      [&](bool on) { probe.Measure(on); }, server->get());
-  probe.Stop();
-  PrintRun("scheduler", sched);
-  std::vector<double> allocate = probe.allocate_ms();
-  std::vector<double> release = probe.release_ms();
-  const double alloc_p50 = Quantile(allocate, 0.5);
-  const double alloc_p99 = Quantile(allocate, 0.99);
-  const double alloc_max = allocate.empty() ? 0 : allocate.back();
-  std::printf(
-      "           Allocate under load: %zu calls, p50 %.2f ms, p99 %.2f ms, "
-      "max %.2f ms (idle: p50 %.2f ms, p99 %.2f ms); ReleaseAllocation p50 "
-      "%.2f ms, p99 %.2f ms\n",
-      allocate.size(), alloc_p50, alloc_p99, alloc_max, idle_p50, idle_p99,
-      Quantile(release, 0.5), Quantile(release, 0.99));
-  if (probe.late_starts() > 0) {
-    std::printf(
-        "           %lld probe calls started more than %lld ms late (all %d "
-        "probe workers busy)\n",
-        static_cast<long long>(probe.late_starts()),
-        static_cast<long long>(absl::ToInt64Milliseconds(kProbeInterval)),
-        kProbeWorkers);
-  }
-  if (probe.errors() > 0) {
-    std::printf("           probe errors: %lld; first: %s\n",
-                static_cast<long long>(probe.errors()),
-                probe.first_error().c_str());
-  }
-
-  // Every record the streams saw accepted is in the scheduler.
-  absl::StatusOr<int64_t> in_scheduler =
-      RecordsInScheduler(target, world->admin_token);
-  if (!in_scheduler.ok()) {
-    std::fprintf(stderr, "scheduler_load: %s\n",
-                 in_scheduler.status().ToString().c_str());
-    return 1;
-  }
-  std::printf(
-      "           the scheduler's allocations hold %lld records; the streams "
-      "counted %lld accepted%s\n",
-      static_cast<long long>(*in_scheduler),
-      static_cast<long long>(sched.total.accepted),
-      *in_scheduler == sched.total.accepted ? "" : "  (MISMATCH)");
-  std::fflush(stdout);
-  const int64_t sent = sched.total.accepted + sched.total.not_accepted +
-                       sched.total.failed_records;
-  const bool refused_too_many =
-      sent == 0 || static_cast<double>(sent - sched.total.accepted) >
-                       kMaxRefusedShare * static_cast<double>(sent);
-  (*server)->Shutdown(absl::Seconds(5));
-  server->reset();
-  if (refused_too_many || allocate.empty()) {
-    std::printf(
-        "\nscheduler_load: more than %.1f%% of the records were not "
-        "accepted, or no Allocate was timed; the figures are not valid.\n",
-        100 * kMaxRefusedShare);
-    return 1;
+    figures.push_back(*std::move(f));
   }
 
   // The ceiling: the same streams against a server that does nothing.
@@ -1233,25 +1276,31 @@ int Run() {
 
   const bool at_target_size =
       clusters == kTargetClusters && allocations == kTargetAllocations;
-  const double ratio = sched.records_per_s / ceiling.records_per_s;
   std::printf("\n%-38s %14s  %-30s %s\n", "measure", "value", "target",
               "result");
-  std::printf("%-38s %14s  %-30s %s\n", "usage records/s accepted (durable)",
-              Rate(sched.records_per_s).c_str(),
-              absl::StrCat(">= ", Rate(kTargetRecordsPerSecond), "/s").c_str(),
-              Verdict(sched.records_per_s >= kTargetRecordsPerSecond));
-  std::printf(
-      "%-38s %14.2f  %-30s %s\n", "ratio to the no-op ceiling", ratio,
-      absl::StrCat(">= ", kTargetCeilingShare, " (",
-                   Rate(kTargetCeilingShare * ceiling.records_per_s), "/s)")
-          .c_str(),
-      Verdict(ratio >= kTargetCeilingShare));
-  std::printf("%-38s %11.2f ms  %-30s %s\n", "Allocate p99 under load",
-              alloc_p99,
-              absl::StrCat("< ", kTargetAllocateP99Ms, " ms").c_str(),
-              Verdict(alloc_p99 < kTargetAllocateP99Ms));
-  std::printf("%-38s %11.2f ms  %-30s %s\n", "Allocate p50 under load",
-              alloc_p50, "-", "-");
+  for (const StoreFigures& f : figures) {
+    const double ratio = f.run.records_per_s / ceiling.records_per_s;
+    const std::string on = " (" + f.name + ")";
+    std::printf(
+        "%-38s %14s  %-30s %s\n", ("usage records/s accepted" + on).c_str(),
+        Rate(f.run.records_per_s).c_str(),
+        absl::StrCat(">= ", Rate(kTargetRecordsPerSecond), "/s").c_str(),
+        Verdict(f.run.records_per_s >= kTargetRecordsPerSecond));
+    std::printf(
+        "%-38s %14.2f  %-30s %s\n", ("ratio to the no-op ceiling" + on).c_str(),
+        ratio,
+        absl::StrCat(">= ", kTargetCeilingShare, " (",
+                     Rate(kTargetCeilingShare * ceiling.records_per_s), "/s)")
+            .c_str(),
+        Verdict(ratio >= kTargetCeilingShare));
+    std::printf("%-38s %11.2f ms  %-30s %s\n",
+                ("Allocate p99 under load" + on).c_str(), f.allocate_p99,
+                absl::StrCat("< ", kTargetAllocateP99Ms, " ms").c_str(),
+                Verdict(f.allocate_p99 < kTargetAllocateP99Ms));
+    std::printf("%-38s %11.2f ms  %-30s %s\n",
+                ("Allocate p50 under load" + on).c_str(), f.allocate_p50, "-",
+                "-");
+  }
   std::printf("%-38s %14s  %-30s %s\n", "ceiling: no-op gRPC server",
               Rate(ceiling.records_per_s).c_str(), "-", "-");
   if (!at_target_size) {
@@ -1267,7 +1316,10 @@ int Run() {
         "ceiling is a lower bound.\n",
         static_cast<long long>(ceiling.total.paced));
   }
-  const double others = std::max(sched.other_cores, ceiling.other_cores);
+  double others = ceiling.other_cores;
+  for (const StoreFigures& f : figures) {
+    others = std::max(others, f.run.other_cores);
+  }
   if (others > 0.25) {
     std::printf(
         "\nnote: other processes kept up to %.2f CPUs busy during the "

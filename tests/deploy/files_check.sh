@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Static checks of the deployment files that need no running service:
 #  - the example configurations parse as their messages (protoc --encode):
-#    deploy/systemd/scheduler.textproto (SchedulerConfig),
+#    deploy/systemd/scheduler.textproto and scheduler-postgres.textproto
+#    (SchedulerConfig),
 #    deploy/systemd/agent.textproto and the agent ConfigMap of
 #    deploy/kubernetes/agent.yaml (AgentConfig);
 #  - `systemd-analyze verify` on the units (when systemd-analyze is there),
@@ -44,6 +45,7 @@ encodes() {
   fi
 }
 encodes SchedulerConfig "$deploy/systemd/scheduler.textproto"
+encodes SchedulerConfig "$deploy/systemd/scheduler-postgres.textproto"
 encodes AgentConfig "$deploy/systemd/agent.textproto"
 sed -n '/agent.textproto: |/,/^---/p' "$deploy/kubernetes/agent.yaml" | sed '1d;$d;s/^    //' \
   >"$tmp/k8s-agent.textproto"
@@ -90,7 +92,9 @@ check_flags() {
 # The argument lists of each binary, cut out of the files that start it.
 {
   sed -n '/^  scheduler:/,/^  [a-z]/p' "$deploy/compose/docker-compose.yml" | grep -- '- --'
-  sed -n '/name: scheduler$/,/ports:/p' "$deploy/kubernetes/scheduler.yaml" | grep -- '- --'
+  for f in "$deploy"/kubernetes/scheduler*.yaml; do
+    sed -n '/name: scheduler$/,/ports:/p' "$f" | grep -- '- --'
+  done
   grep '^ExecStart=' "$deploy/systemd/voucher-scheduler.service"
   sed -n '/^FROM runtime AS scheduler/,/^FROM/p' "$deploy/compose/Dockerfile" | sed -n '/^CMD/,/]/p'
 } >"$tmp/sched.args"

@@ -28,6 +28,7 @@ namespace cv::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr int kLeaseS = 1;
 
@@ -140,6 +141,7 @@ class ReplicaFailoverTest : public AgentWorld {
     // Replica B follows.
     std::vector<std::string> args = SchedulerArgs(dir_ + "/data-b", 0);
     args.push_back("--port-file=" + dir_ + "/b.port");
+    args.push_back("--metrics-listen=127.0.0.1:0");
     b_ = std::make_unique<ChildProcess>(args, dir_ + "/scheduler-b.log");
     const int b_port = WaitForPortFile(*b_, dir_ + "/b.port");
     ASSERT_GT(b_port, 0);
@@ -148,6 +150,31 @@ class ReplicaFailoverTest : public AgentWorld {
       return b_->Log().find("following") != std::string::npos;
     })) << b_->Log();
     EXPECT_EQ(HealthStatus(b_address_), "NOT_SERVING");
+    // A follower exports that it follows, and no state (which only the
+    // leader has, so that sums over replicas count it once).
+    const std::string metrics = FollowerMetrics();
+    EXPECT_THAT(metrics, HasSubstr("\ncomputevoucher_scheduler_leader 0"));
+    EXPECT_THAT(metrics, Not(HasSubstr("computevoucher_program_budget_fen")));
+  }
+
+  // B's /metrics, fetched with Python's standard library.
+  std::string FollowerMetrics() {
+    const std::string marker = "metrics on port ";
+    std::string log;
+    if (!PollUntil([&] {
+          log = b_->Log();
+          return log.find(marker) != std::string::npos;
+        })) {
+      return "no metrics port in the log";
+    }
+    const size_t at = log.find(marker);
+    const int port = std::atoi(log.c_str() + at + marker.size());
+    const std::string out = dir_ + "/b.metrics";
+    Shell(absl::StrCat(
+        "python3 -c 'import sys, urllib.request; "
+        "sys.stdout.write(urllib.request.urlopen(",
+        "\"http://127.0.0.1:", port, "/metrics\").read().decode())' > ", out));
+    return ReadFile(out).value_or("");
   }
   void TearDown() override {
     b_.reset();
