@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 scripts/build.sh release scheduler_load voucher-scheduler >/dev/null
 work="$(mktemp -d)"
+chmod 755 "$work"  # the server runs as the postgres user when we are root
 trap 'kill "${replica:-0}" 2>/dev/null || true; scripts/testing/postgres.sh stop "$work/pg"; rm -rf "$work"' EXIT
 url="$(scripts/testing/postgres.sh start "$work/pg")"
 psql "$url" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE scheduler_load"
