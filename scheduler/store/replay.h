@@ -3,11 +3,13 @@
 #define COMPUTEVOUCHER_SCHEDULER_STORE_REPLAY_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "scheduler/core/state_machine.h"
+#include "scheduler/core/verify.h"
 #include "scheduler/store/store.h"
 
 namespace cv::store {
@@ -20,6 +22,49 @@ struct ReplayReport {
   // journal the replayed commands post; empty when the store is sound.
   std::vector<std::string> violations;
 };
+
+// Applies the stored commands, in order, to a state, checking each journal
+// entry they post against the stored one, a chunk at a time: a follower
+// replica keeps its state up to date this way while another replica
+// writes, and only catches up the tail when it takes over.
+class Replayer {
+ public:
+  // `store` and `state` (which must be fresh) must outlive the replayer.
+  Replayer(Store& store, core::StateMachine& state);
+  ~Replayer();
+  Replayer(const Replayer&) = delete;
+  Replayer& operator=(const Replayer&) = delete;
+
+  // Applies the commands stored since the last call, at most about
+  // `max_commands` of them (0: all); returns how many it applied (0 when
+  // caught up). After the first command that does not replay it applies
+  // nothing more. Errors are I/O errors only.
+  absl::StatusOr<int64_t> CatchUp(int64_t max_commands = 0);
+
+  // Runs the JournalVerifier over the stored journal read so far, and
+  // counts stored entries no command posted as breaks. Call once, when
+  // nothing is appended any more (no other replica leads) and after a
+  // final CatchUp.
+  absl::StatusOr<ReplayReport> Finish();
+
+  int64_t commands() const { return report_.commands; }
+
+ private:
+  class JournalCursor;
+  void Mismatch(std::string message);
+
+  Store& store_;
+  core::StateMachine& state_;
+  std::unique_ptr<JournalCursor> cursor_;
+  core::JournalVerifier verifier_;
+  ReplayReport report_;
+  std::vector<std::string> mismatches_;
+  int64_t after_ = 0;  // last command applied
+  bool stopped_ = false;
+};
+
+// DataLoss naming the first violation when `report` has any; OK otherwise.
+absl::Status CheckReport(const ReplayReport& report);
 
 // Applies every stored command, in order, to `state` (which must be fresh),
 // checks each journal entry the commands post against the stored one, and

@@ -3,11 +3,13 @@
 // Every scheduler runs as a replica of its store. With the embedded store a
 // replica is alone (the data directory's lock sees to that) and leads from
 // its start to its stop. With PostgreSQL several replicas may share one
-// database: each campaigns for the lease every lease/4; the one holding it
-// loads the state from the journal into a Writer and serves; the others
-// follow, refusing calls and naming the leader. A leader that cannot renew
-// steps down before its lease can expire by its own clock, and the store
-// refuses the appends of a leader whose lease another replica has taken
+// database. Each campaigns for the lease every lease/4 on a thread of its
+// own. A follower refuses calls, naming the leader, and keeps a standby
+// copy of the state up to date by replaying the journal as the leader
+// appends to it (on a second thread), so that when it wins the lease it
+// only replays the tail before it serves. A leader that cannot renew steps
+// down before its lease can expire by its own clock, and the store refuses
+// the appends of a leader whose lease another replica has taken
 // (Store::Campaign), so a paused leader that wakes up late never commits.
 #ifndef COMPUTEVOUCHER_SCHEDULER_STORE_REPLICA_H_
 #define COMPUTEVOUCHER_SCHEDULER_STORE_REPLICA_H_
@@ -20,9 +22,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "scheduler/core/state_machine.h"
+#include "scheduler/store/replay.h"
 #include "scheduler/store/store.h"
 #include "scheduler/store/writer.h"
 
@@ -31,12 +34,12 @@ namespace cv::store {
 struct ReplicaOptions {
   // How long a lease lasts unrenewed. A follower takes over at most
   // lease * 5/4 after the leader's last renewal, plus the time it takes to
-  // load the journal.
+  // replay what its standby state has not caught up with.
   absl::Duration lease = absl::Seconds(5);
   WriterOptions writer;
-  // Runs on the campaigning thread each time this replica starts leading,
-  // after the state is loaded and before any call reaches the writer (the
-  // first admin token, fresh liveness). An error steps down again.
+  // Runs each time this replica starts leading, after the state is caught
+  // up and before any call reaches the writer (the first admin token,
+  // fresh liveness). An error steps down again.
   std::function<absl::Status(Writer&)> on_lead;
   // Runs after every change between leading and following.
   std::function<void(bool leading)> on_change;
@@ -51,10 +54,12 @@ class Replica {
   Replica& operator=(const Replica&) = delete;
 
   // Campaigns once as a candidate that clients reach at `address`
-  // ("host:port"), so that a replica alone leads when this returns, then
-  // keeps campaigning on a thread of its own. Errors: the store's, or the
-  // state's (DataLoss) when this replica won but could not load it; an
-  // unreachable database is not one (the replica follows and retries).
+  // ("host:port"), and when that wins, loads the state and leads before it
+  // returns (so a replica alone leads when this returns); then keeps
+  // campaigning and following on threads of its own. Errors: the store's,
+  // or the state's (DataLoss) when this replica won but the journal breaks
+  // an invariant; an unreachable database is not one (the replica follows
+  // and retries).
   absl::Status Start(const std::string& address);
 
   // The writer while this replica leads; Unavailable naming the leader
@@ -65,16 +70,24 @@ class Replica {
   // address while it leads, empty while no leader is known.
   std::string leader_address() const;
 
-  // Stops campaigning, stops the writer (answering the commands queued) and
-  // resigns, so that a follower takes over at once. Idempotent.
+  // Stops campaigning and following, stops the writer (answering the
+  // commands queued) and resigns, so that a follower takes over at once.
+  // Idempotent.
   void Stop();
 
  private:
-  void Loop();
+  void CampaignLoop();
+  void StandbyLoop();
   // One campaign and what it decides.
   absl::Status CampaignOnce();
-  absl::Status Lead();
-  void StepDown(const std::string& why);
+  // The lease (fencing token `token`) is ours: catches the standby state
+  // up, checks it, and serves it with a writer.
+  absl::Status Lead(int64_t token);
+  // The lease is no longer surely ours: steps down when leading, and
+  // resigns.
+  void Lose(const std::string& why);
+  // A fresh standby state replaying from the start of the journal.
+  void ResetStandby();
 
   Store& store_;
   Clock& clock_;
@@ -86,13 +99,23 @@ class Replica {
   std::shared_ptr<Writer> writer_ ABSL_GUARDED_BY(mu_);
   std::string leader_address_ ABSL_GUARDED_BY(mu_);
   std::string leader_id_ ABSL_GUARDED_BY(mu_);
+  // The fencing token of the lease the last campaign won; 0 when it lost.
+  int64_t won_token_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
-  // Owned by the campaigning thread (and Start before it runs).
+  // Owned by the standby thread (and by Start before the threads run).
+  std::unique_ptr<core::StateMachine> standby_;
+  std::unique_ptr<Replayer> replayer_;
+  std::string standby_error_;
+  absl::Time standby_since_;
+  bool standby_ready_ = false;  // said that it caught up
+
+  // Owned by the campaign thread (and by Start before the threads run).
   absl::Time valid_until_ = absl::InfinitePast();
-  std::string last_error_;
+  std::string campaign_error_;
 
-  absl::Notification stop_;
-  std::thread thread_;
+  std::thread campaigner_;
+  std::thread follower_;
   bool stopped_ = false;
 };
 

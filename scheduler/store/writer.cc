@@ -23,12 +23,7 @@ namespace {
 absl::StatusOr<std::unique_ptr<core::StateMachine>> Load(Store& store) {
   auto state = std::make_unique<core::StateMachine>();
   ASSIGN_OR_RETURN(const ReplayReport report, Replay(store, *state));
-  if (!report.violations.empty()) {
-    return absl::DataLossError(
-        absl::StrCat("the store breaks ", report.violations.size(),
-                     " invariant(s); run `voucher-scheduler verify`. First: ",
-                     report.violations.front()));
-  }
+  RETURN_IF_ERROR(CheckReport(report));
   return state;
 }
 
@@ -37,8 +32,14 @@ absl::StatusOr<std::unique_ptr<core::StateMachine>> Load(Store& store) {
 absl::StatusOr<std::unique_ptr<Writer>> Writer::Open(Store& store, Clock& clock,
                                                      WriterOptions options) {
   ASSIGN_OR_RETURN(std::unique_ptr<core::StateMachine> state, Load(store));
+  return Start(store, clock, std::move(options), std::move(state));
+}
+
+std::unique_ptr<Writer> Writer::Start(
+    Store& store, Clock& clock, WriterOptions options,
+    std::unique_ptr<core::StateMachine> state) {
   return std::unique_ptr<Writer>(
-      new Writer(store, clock, options, std::move(state)));
+      new Writer(store, clock, std::move(options), std::move(state)));
 }
 
 Writer::Writer(Store& store, Clock& clock, WriterOptions options,

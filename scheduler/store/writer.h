@@ -69,6 +69,11 @@ class Writer {
   // `clock` must outlive the writer.
   static absl::StatusOr<std::unique_ptr<Writer>> Open(
       Store& store, Clock& clock, WriterOptions options = {});
+  // Starts the writer on `state`, which the caller rebuilt from `store`
+  // and checked (a Replayer's state, once its report showed no violation).
+  static std::unique_ptr<Writer> Start(
+      Store& store, Clock& clock, WriterOptions options,
+      std::unique_ptr<core::StateMachine> state);
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;

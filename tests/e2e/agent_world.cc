@@ -81,6 +81,7 @@ void AgentWorld::SetUp() {
 void AgentWorld::TearDown() {
   agents_.clear();
   scheduler_.reset();
+  if (dir_.empty()) return;  // skipped before SetUp made it
   // Kept for a look when a test failed, or when CV_KEEP_TEST_DIRS is set.
   if (HasFailure() || std::getenv("CV_KEEP_TEST_DIRS") != nullptr) {
     std::fprintf(stderr, "test files kept in %s\n", dir_.c_str());

@@ -150,6 +150,11 @@ class ReplicaFailoverTest : public AgentWorld {
       return b_->Log().find("following") != std::string::npos;
     })) << b_->Log();
     EXPECT_EQ(HealthStatus(b_address_), "NOT_SERVING");
+    // B keeps a standby copy of the state, replaying what A appends.
+    EXPECT_TRUE(PollUntil([&] {
+      return b_->Log().find("standby: caught up with the journal") !=
+             std::string::npos;
+    })) << b_->Log();
     // A follower exports that it follows, and no state (which only the
     // leader has, so that sums over replicas count it once).
     const std::string metrics = FollowerMetrics();
@@ -244,7 +249,9 @@ TEST_F(ReplicaFailoverTest, FollowerTakesOverWhenTheLeaderIsKilledUnderLoad) {
       << b_->Log();
   std::fprintf(stderr, "takeover after SIGKILL: %s\n",
                absl::FormatDuration(takeover).c_str());
+  // It replayed only what its standby state had not caught up with.
   EXPECT_THAT(b_->Log(), HasSubstr("leading as"));
+  EXPECT_THAT(b_->Log(), HasSubstr("state caught up with"));
 
   // The load carries on against B.
   const int64_t before = load.acknowledged();
