@@ -46,7 +46,8 @@ ABSL_FLAG(std::string, advertise, "",
 ABSL_FLAG(int64_t, lease_s, 0,
           "PostgreSQL replicas: how long the leader's lease lasts unrenewed "
           "(default 5); a follower takes over within lease * 5/4 of the "
-          "leader's last renewal, plus the time to load the journal");
+          "leader's last renewal, plus replaying what its standby state has "
+          "not caught up with");
 ABSL_FLAG(std::string, port_file, "",
           "file to write the bound port to once serving");
 

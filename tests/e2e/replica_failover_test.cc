@@ -244,7 +244,7 @@ TEST_F(ReplicaFailoverTest, FollowerTakesOverWhenTheLeaderIsKilledUnderLoad) {
                         absl::Seconds(20)))
       << b_->Log();
   const absl::Duration takeover = absl::Now() - killed;
-  // The lease, a campaign period, loading the journal, and polling.
+  // The lease, a campaign period, replaying the tail, and polling.
   EXPECT_LT(takeover, absl::Seconds(kLeaseS) * 5 / 4 + absl::Seconds(2))
       << b_->Log();
   std::fprintf(stderr, "takeover after SIGKILL: %s\n",
