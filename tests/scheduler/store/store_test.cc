@@ -2,6 +2,7 @@
 // Store (SQLite and PostgreSQL); SqliteStoreTest covers what only SQLite has.
 #include "scheduler/store/store.h"
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -520,6 +521,51 @@ TEST_P(StoreTest, ATakeoverFencesTheFormerLeaderSoThatOnlyOneCommits) {
   ASSERT_THAT(a->Append(batches[2]), IsOk());
   ASSERT_OK_AND_ASSIGN(head, a->ReadHead());
   EXPECT_EQ(head.command_sequence, batches[2].commands.back().sequence());
+}
+
+// What the lease check in every append does to a takeover: the append's
+// shared row lock (played here by a transaction of the test's own that
+// takes it the same way) keeps the expired lease from being taken until the
+// append commits, so the new leader never loads a journal that is still
+// growing.
+TEST_P(StoreTest, ATakeoverWaitsForAnAppendInFlight) {
+  if (GetParam() == "sqlite") {
+    GTEST_SKIP() << "one process opens an embedded store";
+  }
+  std::unique_ptr<Store> a = OpenOrDie(OpenMode::kReplica);
+  std::unique_ptr<Store> b = OpenOrDie(OpenMode::kReplica);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const absl::Duration lease = absl::Milliseconds(300);
+  ASSERT_OK_AND_ASSIGN(const Leadership a_won,
+                       a->Campaign({"replica-a", "127.0.0.1:7001"}, lease));
+  ASSERT_TRUE(a_won.leading);
+
+  PGconn* append = PQconnectdb(backend_->store_url().c_str());
+  ASSERT_EQ(PQstatus(append), CONNECTION_OK) << PQerrorMessage(append);
+  PQclear(PQexec(append,
+                 "BEGIN; SELECT fencing_token FROM leader_lease FOR SHARE"));
+  // Long past A's lease, B still cannot take it: each campaign gives up
+  // waiting for the row and decides nothing.
+  const Candidate replica_b{"replica-b", "127.0.0.1:7002"};
+  const absl::Time until = absl::Now() + 4 * lease;
+  int busy = 0;
+  while (absl::Now() < until) {
+    absl::StatusOr<Leadership> l = b->Campaign(replica_b, lease);
+    ASSERT_FALSE(l.ok() && l->leading) << "took the lease from an append";
+    if (!l.ok()) {
+      EXPECT_THAT(l.status(),
+                  StatusIs(absl::StatusCode::kUnavailable, HasSubstr("busy")));
+      ++busy;
+    }
+  }
+  EXPECT_GT(busy, 0);
+  // Once the append commits, the takeover goes through.
+  PQclear(PQexec(append, "COMMIT"));
+  PQfinish(append);
+  ASSERT_OK_AND_ASSIGN(const Leadership b_won, b->Campaign(replica_b, lease));
+  EXPECT_TRUE(b_won.leading);
+  EXPECT_EQ(b_won.fencing_token, a_won.fencing_token + 1);
 }
 
 TEST_P(StoreTest, ReadOnlyOpenWorksBesideTheWriterAndSeesCommits) {
