@@ -632,8 +632,14 @@ class PostgresStore final : public Store {
         {candidate.id, candidate.address, held,
          absl::ToInt64Microseconds(lease)},
         "campaign");
-    absl::StatusOr<LeaseRow> row =
-        taken.ok() ? ReadLease(conn, "") : taken.status();
+    const bool won = taken.ok() && PQntuples(taken->get()) == 1;
+    // Who holds it, when not us.
+    absl::StatusOr<LeaseRow> row = LeaseRow();
+    if (!taken.ok()) {
+      row = taken.status();
+    } else if (!won) {
+      row = ReadLease(conn, "");
+    }
     absl::Status status = row.status();
     if (status.ok()) status = Exec(conn, "COMMIT", "campaign");
     if (!status.ok()) {
@@ -649,29 +655,29 @@ class PostgresStore final : public Store {
       return status;
     }
     Leadership out;
-    out.fencing_token = row->fencing_token;
-    if (!row->expired) {
-      out.leader_id = row->holder;
-      out.leader_address = row->address;
-    }
-    out.leading = *taken != nullptr && PQntuples(taken->get()) == 1;
     absl::MutexLock write_lock(&write_mu_);
-    if (!out.leading) {
+    if (!won) {
+      out.fencing_token = row->fencing_token;
+      if (!row->expired) {
+        out.leader_id = row->holder;
+        out.leader_address = row->address;
+      }
       token_ = 0;
       return out;
     }
+    out.leading = true;
+    out.fencing_token = IntAt(taken->get(), 0, 0);
+    out.leader_id = candidate.id;
+    out.leader_address = candidate.address;
     out.valid_for = lease;
     if (out.fencing_token != token_) {
       // A new term: the former leader may have moved the head, and can no
       // longer move it.
       session_timeout_ = lease;
       token_ = 0;
-      if (PQstatus(write_.get()) == CONNECTION_OK) {
-        RETURN_IF_ERROR(SetUpWriterSession(write_.get(), session_timeout_));
-        RETURN_IF_ERROR(ReadWriterHeadLocked());
-      } else {
-        RETURN_IF_ERROR(ReconnectWriterLocked());
-      }
+      RETURN_IF_ERROR(Reconnect(write_.get()));
+      RETURN_IF_ERROR(SetUpWriterSession(write_.get(), session_timeout_));
+      RETURN_IF_ERROR(ReadWriterHeadLocked());
       token_ = out.fencing_token;
     }
     return out;

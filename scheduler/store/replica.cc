@@ -140,8 +140,8 @@ void Replica::StandbyLoop() {
           Log(absl::StrCat("cannot lead: ", led.message()));
         }
         standby_error_ = std::string(led.message());
+        // Lead spent the standby state: the next round starts over.
         Lose(absl::StrCat("cannot lead: ", led.message()));
-        ResetStandby();
         caught_up = true;  // wait a round before trying again
       }
       continue;
