@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/config.h"
+#include "agent/slurm_runtime.h"
 #include "common/leader.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -66,12 +67,62 @@ std::string JoinIndices(const std::vector<int>& indices) {
   return absl::StrJoin(indices, ",");
 }
 
+// Fills runtime and telemetry, from the deprecated `meter` where that is
+// what the operator gave.
+absl::Status NormalizeRuntimeChoice(pb::AgentConfig& c) {
+  if (!c.meter().empty()) {
+    if (!c.runtime().empty() || !c.telemetry().empty()) {
+      return absl::InvalidArgumentError(
+          "meter: a deprecated alias of runtime and telemetry; give either "
+          "meter or runtime and telemetry, not both");
+    }
+    if (c.meter() == "simulated") {
+      c.set_runtime("simulated");
+      c.set_telemetry("simulated");
+    } else if (c.meter() == "nvml") {
+      c.set_runtime("simulated");
+      c.set_telemetry("nvml");
+    } else if (c.meter() == "exec") {
+      // As before: the workload as the agent's own user, unsandboxed.
+      c.set_runtime("process");
+      c.set_telemetry("simulated");
+      c.mutable_process()->set_sandbox("none");
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "meter: must be simulated, nvml or exec, got ", Quoted(c.meter())));
+    }
+    c.clear_meter();
+  }
+  if (c.runtime().empty()) c.set_runtime("simulated");
+  if (c.runtime() != "simulated" && c.runtime() != "process" &&
+      c.runtime() != "slurm") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "runtime: must be simulated, process or slurm, got ",
+        Quoted(c.runtime())));
+  }
+  if (c.telemetry().empty()) c.set_telemetry("simulated");
+  if (c.telemetry() != "simulated" && c.telemetry() != "nvml" &&
+      c.telemetry() != "dcmi") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "telemetry: must be simulated, nvml or dcmi, got ",
+        Quoted(c.telemetry())));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 struct Agent::Running {
   pb::DesiredAllocation desired;
   std::vector<int> gpu_indices;
-  std::unique_ptr<Workload> workload;
+  // Null for an allocation that ended while the agent was down.
+  std::unique_ptr<RuntimeAllocation> handle;
+  // The runtime has given the GPUs (a Slurm job left PENDING).
+  bool started = true;
+  // The runtime's evidence at the last look, for the records, and whether
+  // it saw the tenant's work running (nullopt: it cannot tell).
+  std::string evidence;
+  std::optional<bool> busy;
   // Start of the interval metered now.
   absl::Time interval_start;
   int64_t util_sum_bp = 0;
@@ -87,90 +138,12 @@ struct Agent::Running {
   bool final_spooled = false;
   // The workload exited by itself with this code.
   std::optional<int> exit_code;
+  // The cluster ended it on its own, saying this.
+  std::optional<std::string> ended_on_cluster;
   // Listed in the scheduler's last desired set.
   bool wanted = true;
   // Stopped because its deadline passed (the scheduler may extend it).
   bool stopped_at_deadline = false;
-};
-
-struct Agent::Metrics {
-  explicit Metrics(prometheus::Registry& r)
-      : allocations(prometheus::BuildGauge()
-                        .Name("computevoucher_agent_allocations")
-                        .Help("Allocations on the cluster, by state "
-                              "(running, stopping)")
-                        .Register(r)),
-        gpus(prometheus::BuildGauge()
-                 .Name("computevoucher_agent_gpus")
-                 .Help("GPUs of the cluster by model and state (free, used)")
-                 .Register(r)),
-        utilization(prometheus::BuildGauge()
-                        .Name("computevoucher_agent_gpu_utilization_ratio")
-                        .Help("GPU utilisation at the last sample, 0..1")
-                        .Register(r)),
-        memory(prometheus::BuildGauge()
-                   .Name("computevoucher_agent_gpu_memory_used_bytes")
-                   .Help("GPU memory in use at the last sample")
-                   .Register(r)),
-        energy(prometheus::BuildCounter()
-                   .Name("computevoucher_agent_gpu_energy_joules_total")
-                   .Help("Energy used by each GPU since the agent started")
-                   .Register(r)),
-        metered(prometheus::BuildCounter()
-                    .Name("computevoucher_agent_metered_gpu_seconds_total")
-                    .Help("GPU-seconds of usage spooled, by model")
-                    .Register(r)),
-        spool_records(prometheus::BuildGauge()
-                          .Name("computevoucher_agent_spool_records")
-                          .Help("Usage records waiting for the scheduler")
-                          .Register(r)
-                          .Add({})),
-        spool_bytes(prometheus::BuildGauge()
-                        .Name("computevoucher_agent_spool_bytes")
-                        .Help("Live bytes of the spool")
-                        .Register(r)
-                        .Add({})),
-        spool_age(prometheus::BuildGauge()
-                      .Name("computevoucher_agent_spool_oldest_record_age_"
-                            "seconds")
-                      .Help("Age of the oldest unacknowledged record's end; 0 "
-                            "when the spool is empty")
-                      .Register(r)
-                      .Add({})),
-        rpc_errors(prometheus::BuildCounter()
-                       .Name("computevoucher_agent_rpc_errors_total")
-                       .Help("Failed calls to the scheduler, by method")
-                       .Register(r)),
-        records(prometheus::BuildCounter()
-                    .Name("computevoucher_agent_usage_records_total")
-                    .Help("Usage records answered by the scheduler, by result")
-                    .Register(r)),
-        idle(prometheus::BuildGauge()
-                 .Name("computevoucher_agent_idle_allocations")
-                 .Help("Running allocations whose GPUs sat idle past the "
-                       "threshold")
-                 .Register(r)
-                 .Add({})),
-        connected(prometheus::BuildGauge()
-                      .Name("computevoucher_agent_scheduler_connected")
-                      .Help("1 while the scheduler answers, else 0")
-                      .Register(r)
-                      .Add({})) {}
-
-  prometheus::Family<prometheus::Gauge>& allocations;
-  prometheus::Family<prometheus::Gauge>& gpus;
-  prometheus::Family<prometheus::Gauge>& utilization;
-  prometheus::Family<prometheus::Gauge>& memory;
-  prometheus::Family<prometheus::Counter>& energy;
-  prometheus::Family<prometheus::Counter>& metered;
-  prometheus::Gauge& spool_records;
-  prometheus::Gauge& spool_bytes;
-  prometheus::Gauge& spool_age;
-  prometheus::Family<prometheus::Counter>& rpc_errors;
-  prometheus::Family<prometheus::Counter>& records;
-  prometheus::Gauge& idle;
-  prometheus::Gauge& connected;
-  std::map<int, uint64_t> energy_seen;
 };
 
 absl::Status NormalizeAgentConfig(pb::AgentConfig& c) {
@@ -190,11 +163,7 @@ absl::Status NormalizeAgentConfig(pb::AgentConfig& c) {
         "spool_dir: required: a directory on durable storage, e.g. "
         "/var/lib/voucher-agent/spool");
   }
-  if (c.meter().empty()) c.set_meter("simulated");
-  if (c.meter() != "simulated" && c.meter() != "nvml" && c.meter() != "exec") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "meter: must be simulated, nvml or exec, got ", Quoted(c.meter())));
-  }
+  RETURN_IF_ERROR(NormalizeRuntimeChoice(c));
   if (c.region().empty()) c.set_region("local");
   RETURN_IF_ERROR(CheckLength("region", c.region(), 1, 64));
   if (c.report_interval_ms() == 0) c.set_report_interval_ms(10'000);
@@ -215,6 +184,9 @@ absl::Status NormalizeAgentConfig(pb::AgentConfig& c) {
   if (c.stop_grace_s() == 0) c.set_stop_grace_s(10);
   RETURN_IF_ERROR(CheckRange("stop_grace_s", c.stop_grace_s(), 1, 3600));
   if (c.nvml_library().empty()) c.set_nvml_library("libnvidia-ml.so.1");
+  if (c.dcmi_library().empty()) c.set_dcmi_library("libdcmi.so");
+  RETURN_IF_ERROR(CheckLength("access_template", c.access_template(), 0, 1024));
+  if (c.runtime() == "slurm") RETURN_IF_ERROR(NormalizeSlurmConfig(*c.mutable_slurm()));
   return absl::OkStatus();
 }
 
@@ -254,8 +226,9 @@ absl::StatusOr<StubFactory> NewAgentStubFactory(const pb::TlsConfig& tls) {
 }
 
 Agent::Agent(pb::AgentConfig config, StubFactory stubs, std::string token,
-             std::unique_ptr<GpuSource> gpus, std::unique_ptr<Spool> spool,
-             Clock& clock, prometheus::Registry* registry)
+             std::unique_ptr<GpuSource> gpus, std::unique_ptr<Runtime> runtime,
+             std::unique_ptr<Spool> spool, Clock& clock,
+             prometheus::Registry* registry)
     : config_(std::move(config)),
       stubs_(std::move(stubs)),
       addresses_(
@@ -263,6 +236,7 @@ Agent::Agent(pb::AgentConfig config, StubFactory stubs, std::string token,
               .value_or(std::vector<std::string>{config_.scheduler_address()})),
       token_(std::move(token)),
       gpus_(std::move(gpus)),
+      runtime_(std::move(runtime)),
       spool_(std::move(spool)),
       clock_(clock),
       heartbeat_interval_(
@@ -271,11 +245,7 @@ Agent::Agent(pb::AgentConfig config, StubFactory stubs, std::string token,
               : absl::Seconds(10)),
       random_(std::random_device{}()) {
   if (registry != nullptr) {
-    metrics_ = std::make_unique<Metrics>(*registry);
-    // Present at 0 from the start, so that rates and alerts see them.
-    for (const char* method : {"Register", "Heartbeat", "ReportUsage"}) {
-      metrics_->rpc_errors.Add({{"method", method}});
-    }
+    metrics_ = std::make_unique<AgentMetrics>(*registry);
   }
   SwitchTo(addresses_.front());
   for (const std::string& id : spool_->Allocations()) resumable_.insert(id);
@@ -301,7 +271,8 @@ void Agent::Stop() {
 }
 
 void Agent::Run() {
-  Log(absl::StrCat("starting: meter ", config_.meter(), ", ",
+  Log(absl::StrCat("starting: runtime ", runtime_->name(), ", telemetry ",
+                   config_.telemetry(), ", ",
                    gpus_->slots().size(), " GPUs, scheduler ",
                    config_.scheduler_address(), ", spool ", config_.spool_dir(),
                    " (", spool_->depth(), " records pending, ",
@@ -313,16 +284,23 @@ void Agent::Run() {
         wake - clock_.Now(), absl::Milliseconds(1), kMaxSampleInterval);
     if (mu_.AwaitWithTimeout(absl::Condition(&stop_), wait)) break;
   }
-  // Spool what was metered, stop workloads, and try once to send.
+  // Spool what was metered, stop workloads (unless the runtime keeps them
+  // without the agent), and try once to send.
   const absl::Time now = Now();
-  for (auto& [id, r] : running_) {
-    if (!r->stop_at) BeginStop(*r, now, "the agent is stopping");
+  if (runtime_->AllocationsOutliveAgent()) {
+    Log("allocations keep running on the cluster; a restarted agent finds "
+        "them again");
+    Cut(now, true);
+  } else {
+    for (auto& [id, r] : running_) {
+      if (!r->stop_at) BeginStop(*r, now, "the agent is stopping");
+    }
+    Cut(now, false);
   }
-  Cut(now, false);
   const absl::Time give_up =
       absl::Now() + absl::Seconds(config_.stop_grace_s()) + absl::Seconds(1);
   for (auto& [id, r] : running_) {
-    while (r->workload != nullptr && !r->workload->Poll(Now()) &&
+    while (r->stop_at && r->handle != nullptr && !r->handle->Gone(Now()) &&
            absl::Now() < give_up) {
       absl::SleepFor(absl::Milliseconds(10));
     }
@@ -335,6 +313,7 @@ void Agent::Run() {
 
 absl::Time Agent::Step() {
   const absl::Time now = Now();
+  runtime_->Poll(now);
   const absl::Duration sample_interval = std::min(
       kMaxSampleInterval, absl::Milliseconds(config_.report_interval_ms()));
   if (now >= next_sample_) {
@@ -399,14 +378,8 @@ void Agent::Sample(absl::Time now) {
   for (auto& [id, rp] : running_) {
     Running& r = *rp;
     if (r.stop_at) continue;
-    if (r.workload != nullptr) {
-      if (std::optional<int> code = r.workload->Poll(now)) {
-        r.exit_code = code;
-        BeginStop(r, now,
-                  absl::StrCat("its workload exited with code ", *code));
-        continue;
-      }
-    }
+    Observe(r, now);
+    if (r.stop_at || !r.started) continue;
     const absl::Time deadline = DeadlineOf(r.desired);
     if (now >= deadline) {
       r.stopped_at_deadline = true;
@@ -435,21 +408,25 @@ void Agent::Sample(absl::Time now) {
     ++r.util_samples;
     r.last_util_bp = static_cast<int32_t>(util_bp);
     const absl::Duration idle_after = absl::Seconds(config_.idle_after_s());
-    if (util_bp < config_.idle_threshold_bp()) {
+    // The runtime, where it can tell (a Slurm job running no step of the
+    // tenant's), decides; otherwise the GPUs' utilisation does.
+    const std::optional<bool> busy = r.busy;
+    if (busy ? !*busy : util_bp < config_.idle_threshold_bp()) {
       if (!r.idle_since) r.idle_since = now;
       if (!r.idle && now - *r.idle_since >= idle_after) {
         r.idle = true;
-        Log(absl::StrCat(id, ": idle: its GPUs have been under ",
-                         config_.idle_threshold_bp() / 100.0,
-                         "% utilisation for ",
-                         absl::FormatDuration(idle_after)));
+        Log(absl::StrCat(id, ": idle: ",
+                         busy ? "no step of the tenant's has run on its GPUs"
+                              : absl::StrCat("its GPUs have been under ",
+                                             config_.idle_threshold_bp() / 100.0,
+                                             "% utilisation"),
+                         " for ", absl::FormatDuration(idle_after)));
       }
     } else {
       r.idle_since.reset();
       if (r.idle) {
         r.idle = false;
-        Log(absl::StrCat(id, ": busy again (", util_bp / 100.0,
-                         "% utilisation)"));
+        Log(absl::StrCat(id, ": busy again"));
       }
     }
   }
@@ -461,9 +438,12 @@ void Agent::Cut(absl::Time now, bool all) {
   for (auto& [id, rp] : running_) {
     Running& r = *rp;
     if (r.final_spooled || (!all && !r.stop_at)) continue;
+    if (!r.stop_at) Observe(r, now);
     // Never past the deadline, even before a sample has seen it pass.
     absl::Time end = std::min(now, DeadlineOf(r.desired));
     if (r.stop_at) end = std::min(end, *r.stop_at);
+    // Time before the runtime gave the GPUs is nobody's usage.
+    if (!r.started) r.interval_start = std::max(r.interval_start, end);
     if (end <= r.interval_start) {
       if (r.stop_at) r.final_spooled = true;
       continue;
@@ -480,6 +460,7 @@ void Agent::Cut(absl::Time now, bool all) {
     u.set_mean_utilization_bp(static_cast<int32_t>(
         r.util_samples > 0 ? r.util_sum_bp / r.util_samples : r.last_util_bp));
     u.set_energy_mj(r.energy_mj);
+    u.set_evidence(r.evidence);
     cut.push_back(&r);
   }
   if (records.empty()) return;
@@ -591,7 +572,7 @@ bool Agent::Register(absl::Time now) {
   request.set_region(config_.region());
   *request.mutable_inventory() = config_.inventory();
   request.set_agent_version(kVersion);
-  request.set_meter(config_.meter());
+  request.set_meter(absl::StrCat(runtime_->name(), "+", config_.telemetry()));
   pb::RegisterResponse response;
   std::unique_ptr<grpc::ClientContext> context = NewContext();
   const grpc::Status status =
@@ -618,18 +599,29 @@ bool Agent::SendHeartbeat(absl::Time now) {
   for (const auto& [id, r] : running_) {
     pb::ObservedAllocation* o = request.add_allocations();
     o->set_allocation_id(id);
-    o->set_running(!r->stop_at.has_value());
+    o->set_running(!r->stop_at.has_value() && r->started);
     if (r->exit_code) {
       o->set_exited(true);
       o->set_exit_code(*r->exit_code);
+    } else if (r->ended_on_cluster) {
+      o->set_ended_on_cluster(true);
+      o->set_end_detail(*r->ended_on_cluster);
     }
+    if (r->handle != nullptr) o->set_access(r->handle->Access());
     for (int index : r->gpu_indices) o->add_gpu_indices(index);
     o->set_idle(r->idle);
   }
-  for (const auto& [model, free] : FreeGpus()) {
+  for (const auto& [id, why] : rejected_) {
+    pb::ObservedAllocation* o = request.add_allocations();
+    o->set_allocation_id(id);
+    o->set_ended_on_cluster(true);
+    o->set_end_detail(std::string(TruncateUtf8(why, 256)));
+  }
+  for (const auto& [model, free] :
+       runtime_->FreeGpus().value_or(FreeGpus())) {
     (*request.mutable_free_gpus())[model] = free;
   }
-  request.set_healthy(!spool_full_logged_);
+  request.set_healthy(!spool_full_logged_ && runtime_->Health().ok());
   request.set_spool_depth(spool_->depth());
   pb::HeartbeatResponse response;
   std::unique_ptr<grpc::ClientContext> context = NewContext();
@@ -713,12 +705,13 @@ void Agent::Converge(const pb::HeartbeatResponse& response, absl::Time now) {
       continue;
     }
     *r.desired.mutable_deadline() = w->second->deadline();
+    const absl::Time deadline = DeadlineOf(r.desired);
+    if (!r.stop_at && r.handle != nullptr) r.handle->Extend(deadline);
     // Stopped at a deadline that was extended meanwhile: once its last
     // record is spooled and its workload gone, it starts again below and
     // resumes from its cursor, where that record ended.
-    const absl::Time deadline = DeadlineOf(r.desired);
     if (r.stopped_at_deadline && r.final_spooled && deadline > now &&
-        (r.workload == nullptr || r.workload->Poll(now))) {
+        (r.handle == nullptr || r.handle->Gone(now))) {
       Log(absl::StrCat(id, ": its deadline was extended to ",
                        FormatInstant(deadline, true), "; starting it again"));
       it = running_.erase(it);
@@ -748,13 +741,17 @@ void Agent::Converge(const pb::HeartbeatResponse& response, absl::Time now) {
     running_[id] = std::move(r);
   }
   resumable_.clear();
+  // Refusals of allocations the scheduler has let go are forgotten.
+  for (auto it = rejected_.begin(); it != rejected_.end();) {
+    it = wanted.count(it->first) > 0 ? std::next(it) : rejected_.erase(it);
+  }
   std::map<std::string, int> free = FreeGpus();
   std::set<int> used;
   for (const auto& [id, r] : running_) {
     used.insert(r->gpu_indices.begin(), r->gpu_indices.end());
   }
   for (const auto& [id, dp] : wanted) {
-    if (running_.count(id) > 0) continue;
+    if (running_.count(id) > 0 || rejected_.count(id) > 0) continue;
     const pb::DesiredAllocation& d = *dp;
     auto model = free.find(d.gpu_model());
     if (model == free.end()) {
@@ -791,6 +788,9 @@ void Agent::Converge(const pb::HeartbeatResponse& response, absl::Time now) {
     model->second -= d.gpu_count();
     StartAllocation(d, std::move(indices), now);
   }
+  std::set<std::string> known;
+  for (const auto& [id, r] : running_) known.insert(id);
+  runtime_->ForgetOthers(known, now);
 }
 
 void Agent::StartAllocation(const pb::DesiredAllocation& d,
@@ -799,6 +799,26 @@ void Agent::StartAllocation(const pb::DesiredAllocation& d,
   const absl::Time assigned = *FromProto("assigned_at", d.assigned_at());
   std::optional<Spool::Cursor> cursor = spool_->CursorOf(id);
   const bool resumed = cursor.has_value();
+  // The runtime first: a crash between the two leaves something on the
+  // cluster that the next start finds again, never a cursor without it.
+  RuntimeSpec spec;
+  spec.desired = d;
+  spec.gpu_indices = gpu_indices;
+  spec.resumed = resumed;
+  absl::StatusOr<std::unique_ptr<RuntimeAllocation>> handle =
+      runtime_->Start(spec, now);
+  if (!handle.ok()) {
+    if (absl::IsUnavailable(handle.status())) {
+      Refuse(id, absl::StrCat("cannot start ", id, " yet: ",
+                              handle.status().message(),
+                              "; trying again at the next heartbeat"));
+    } else {
+      Log(absl::StrCat("refused allocation ", id, ": ",
+                       handle.status().message()));
+      rejected_[id] = std::string(handle.status().message());
+    }
+    return;
+  }
   Spool::Cursor wanted;
   wanted.next_sequence = std::max<int64_t>(d.next_sequence(), 1);
   wanted.gpu_count = d.gpu_count();
@@ -806,6 +826,7 @@ void Agent::StartAllocation(const pb::DesiredAllocation& d,
       resumed ? std::max(cursor->resume_at, assigned) : std::max(now, assigned);
   if (absl::Status s = spool_->SetCursor(id, wanted); !s.ok()) {
     Refuse(id, absl::StrCat("cannot start ", id, ": ", s.message()));
+    (*handle)->Stop(now, absl::Seconds(config_.stop_grace_s()));
     return;
   }
   cursor = spool_->CursorOf(id);
@@ -813,43 +834,49 @@ void Agent::StartAllocation(const pb::DesiredAllocation& d,
   r->desired = d;
   r->gpu_indices = std::move(gpu_indices);
   r->interval_start = cursor->resume_at;
-  std::string how = "as a reservation";
-  if (config_.meter() == "exec" && !d.workload_command().empty()) {
-    WorkloadSpec spec;
-    spec.allocation_id = id;
-    spec.argv.assign(d.workload_command().begin(), d.workload_command().end());
-    spec.gpu_indices = r->gpu_indices;
-    spec.log_path = absl::StrCat(config_.spool_dir(), "/", id, ".log");
-    absl::StatusOr<std::unique_ptr<Workload>> w = Workload::Start(spec);
-    if (w.ok()) {
-      r->workload = *std::move(w);
-      how = absl::StrCat("running ", Quoted(spec.argv[0]), " as pid ",
-                         r->workload->pid(), ", output in ", spec.log_path);
-    } else {
-      Log(absl::StrCat(id,
-                       ": cannot start its workload: ", w.status().message()));
-      r->exit_code = 127;
-      BeginStop(*r, now, "its workload could not start");
-    }
-  } else if (!d.workload_command().empty()) {
-    how = absl::StrCat("as a reservation (the ", config_.meter(),
-                       " meter does not run workload commands)");
-  }
+  r->handle = *std::move(handle);
+  Observe(*r, now);
   Log(absl::StrCat(resumed ? "resumed " : "started ", id, ": ", d.gpu_count(),
                    "x", d.gpu_model(), " on GPUs ", JoinIndices(r->gpu_indices),
                    " until ",
                    FormatInstant(*FromProto("deadline", d.deadline()), true),
                    ", metered from ", FormatInstant(r->interval_start, true),
-                   " as record #", cursor->next_sequence, ", ", how));
+                   r->started ? "" : " once the cluster starts it",
+                   " as record #", cursor->next_sequence, "; ",
+                   r->handle->Access()));
   refused_.erase(id);
   running_[id] = std::move(r);
+}
+
+void Agent::Observe(Running& r, absl::Time now) {
+  if (r.handle == nullptr) return;
+  const RuntimeStatus status = r.handle->Status(now);
+  r.evidence = status.evidence;
+  r.busy = status.busy;
+  if (status.started && !r.started) {
+    // Given at started_at (never before the cursor: what was spooled is
+    // final).
+    r.interval_start = std::max(r.interval_start, status.started_at);
+  }
+  r.started = status.started;
+  if (!status.ended || r.stop_at) return;
+  if (status.ended->exit_code) {
+    r.exit_code = status.ended->exit_code;
+  } else {
+    r.ended_on_cluster = status.ended->detail;
+  }
+  BeginStop(r, status.ended->at,
+            r.exit_code ? absl::StrCat("its workload exited with code ",
+                                       *r.exit_code)
+                        : absl::StrCat("the cluster ended it: ",
+                                       status.ended->detail));
 }
 
 void Agent::BeginStop(Running& r, absl::Time at, const std::string& why) {
   const absl::Time now = Now();
   r.stop_at = std::min(at, now);
-  if (r.workload != nullptr) {
-    r.workload->RequestStop(now, absl::Seconds(config_.stop_grace_s()));
+  if (r.handle != nullptr) {
+    r.handle->Stop(now, absl::Seconds(config_.stop_grace_s()));
   }
   Log(absl::StrCat("stopping ", r.desired.allocation_id(), ": ", why));
 }
@@ -857,7 +884,7 @@ void Agent::BeginStop(Running& r, absl::Time at, const std::string& why) {
 void Agent::Reap(absl::Time now) {
   for (auto it = running_.begin(); it != running_.end();) {
     Running& r = *it->second;
-    const bool exited = r.workload == nullptr || r.workload->Poll(now);
+    const bool exited = r.handle == nullptr || r.handle->Gone(now);
     if (r.stop_at && r.final_spooled && exited && !r.wanted &&
         spool_->PendingOf(it->first) == 0) {
       if (absl::Status s = spool_->Forget(it->first); !s.ok()) {
@@ -958,11 +985,15 @@ bool Agent::SendUsage(absl::Time now) {
 void Agent::UpdateGauges(absl::Time now) {
   if (metrics_ == nullptr) return;
   metrics_->connected.Set(failures_ == 0 && heard_from_scheduler_ ? 1 : 0);
-  int running = 0, stopping = 0, idle = 0;
+  metrics_->runtime_up.Add({{"runtime", runtime_->name()}})
+      .Set(runtime_->Health().ok() ? 1 : 0);
+  int running = 0, stopping = 0, idle = 0, pending = 0;
   for (const auto& [id, r] : running_) {
     (r->stop_at ? stopping : running) += 1;
     idle += r->idle ? 1 : 0;
+    pending += !r->stop_at && !r->started ? 1 : 0;
   }
+  metrics_->pending.Set(pending);
   metrics_->allocations.Add({{"state", "running"}}).Set(running);
   metrics_->allocations.Add({{"state", "stopping"}}).Set(stopping);
   metrics_->idle.Set(idle);

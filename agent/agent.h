@@ -17,11 +17,15 @@
 // Usage records are resent unchanged: the scheduler deduplicates them by
 // (allocation, sequence), whichever replica hears them.
 //
-// Usage of an allocation is its GPUs × the time they were allocated to it,
-// cut into records every report interval, with the mean utilisation and the
-// energy its GPUs read meanwhile. Each record continues its allocation's
-// spool cursor, so after a crash the agent resumes every allocation where
-// its last spooled record ended.
+// What runs is the runtime's business (agent/runtime.h: simulated,
+// process, slurm); the agent is the reconciler above it: it starts what the
+// scheduler wants, stops what it no longer wants, and reaps what is gone.
+// Usage of an allocation is its GPUs × the time the runtime held them for
+// it (never while a Slurm job is pending), cut into records every report
+// interval, with the mean utilisation and the energy its GPUs read
+// meanwhile (telemetry, agent/gpus.h) and the runtime's evidence. Each
+// record continues its allocation's spool cursor, so after a crash the
+// agent resumes every allocation where its last spooled record ended.
 #ifndef COMPUTEVOUCHER_AGENT_AGENT_H_
 #define COMPUTEVOUCHER_AGENT_AGENT_H_
 
@@ -38,8 +42,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/gpus.h"
+#include "agent/metrics.h"
+#include "agent/runtime.h"
 #include "agent/spool.h"
-#include "agent/workload.h"
 #include "common/clock.h"
 #include "computevoucher/v1/agent.grpc.pb.h"
 #include "computevoucher/v1/config.pb.h"
@@ -68,15 +73,17 @@ class Agent {
   // metrics. `stubs` makes the stubs toward the replicas (see
   // NewAgentStubFactory); every call carries `token`.
   Agent(pb::AgentConfig config, StubFactory stubs, std::string token,
-        std::unique_ptr<GpuSource> gpus, std::unique_ptr<Spool> spool,
-        Clock& clock, prometheus::Registry* registry);
+        std::unique_ptr<GpuSource> gpus, std::unique_ptr<Runtime> runtime,
+        std::unique_ptr<Spool> spool, Clock& clock,
+        prometheus::Registry* registry);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
   // Runs until Stop(). On the way out it spools the usage metered so far,
-  // stops workloads (SIGTERM, then SIGKILL after the grace period) and makes
-  // one last attempt to send the spool. Allocations are not given up: a
+  // stops workloads (SIGTERM, then SIGKILL after the grace period) unless
+  // the runtime keeps them without the agent (Slurm jobs), and makes one
+  // last attempt to send the spool. Allocations are not given up: a
   // restarted agent resumes them.
   void Run();
 
@@ -89,7 +96,6 @@ class Agent {
 
  private:
   struct Running;
-  struct Metrics;
 
   absl::Time Now();
   void Log(const std::string& line);
@@ -101,6 +107,9 @@ class Agent {
   void Converge(const pb::HeartbeatResponse& response, absl::Time now);
   void StartAllocation(const pb::DesiredAllocation& d,
                        std::vector<int> gpu_indices, absl::Time now);
+  // Reads the runtime's view of `r`: when its GPUs were given (usage starts
+  // there, never while pending) and whether it ended by itself.
+  void Observe(Running& r, absl::Time now);
   // Stops metering `r` at `at`, or now if that is earlier (InfiniteFuture:
   // now, read after whatever call told the agent to stop), and its workload.
   void BeginStop(Running& r, absl::Time at, const std::string& why);
@@ -124,9 +133,10 @@ class Agent {
   const std::vector<std::string> addresses_;
   const std::string token_;
   const std::unique_ptr<GpuSource> gpus_;
+  const std::unique_ptr<Runtime> runtime_;
   const std::unique_ptr<Spool> spool_;
   Clock& clock_;
-  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<AgentMetrics> metrics_;
 
   // Loop state, owned by the thread in Run/Step.
   // The replica called now (a leader named by a follower need not be in
@@ -142,6 +152,10 @@ class Agent {
   // Cursors found in the spool at start, settled by the first heartbeat.
   std::set<std::string> resumable_;
   std::map<std::string, std::string> refused_;  // id → reason last logged
+  // Allocations the runtime can never start here (e.g. an enterprise with
+  // no Slurm user), with why: reported as ended on the cluster while the
+  // scheduler still lists them.
+  std::map<std::string, std::string> rejected_;
   bool registered_ = false;
   bool heard_from_scheduler_ = false;
   pb::ClusterState cluster_state_ = pb::CLUSTER_STATE_UNSPECIFIED;

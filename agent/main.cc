@@ -1,32 +1,24 @@
 // voucher-agent: meters a GPU cluster for the compute-voucher scheduler.
 //
 //   voucher-agent --scheduler HOST:PORT[,HOST:PORT...] --token-file FILE
-//       --spool-dir DIR
-//       [--meter simulated|nvml|exec] [--inventory 8xH100:other]
+//       --spool-dir DIR [--runtime simulated|process|slurm]
+//       [--telemetry simulated|nvml|dcmi] [--inventory 8xH100:other]
 //       [--prices H100=25.00] [--config FILE] ...
-#include <signal.h>
-
+// Reads the flags into an AgentConfig and hands it to RunAgent (agent/run.h).
 #include <cstdio>
 #include <cstdlib>
-#include <exception>
-#include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "agent/agent.h"
+#include "absl/strings/str_split.h"
 #include "agent/gpus.h"
-#include "agent/nvml.h"
-#include "agent/spool.h"
+#include "agent/run.h"
 #include "common/config.h"
 #include "common/flags.h"
 #include "common/status_macros.h"
-#include "prometheus/exposer.h"
-#include "prometheus/registry.h"
 
 ABSL_FLAG(std::string, config, "",
           "textproto AgentConfig file; flags override it");
@@ -39,7 +31,45 @@ ABSL_FLAG(std::string, tls_ca, "",
 ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM key of the client certificate");
 ABSL_FLAG(std::string, region, "", "region reported at registration");
-ABSL_FLAG(std::string, meter, "", "simulated (default), nvml or exec");
+ABSL_FLAG(std::string, meter, "",
+          "deprecated: simulated, nvml or exec; use --runtime and "
+          "--telemetry");
+ABSL_FLAG(std::string, runtime, "",
+          "how allocations reach tenants: simulated (default), process or "
+          "slurm");
+ABSL_FLAG(std::string, telemetry, "",
+          "GPU readings: simulated (default), nvml or dcmi");
+ABSL_FLAG(std::string, dcmi_library, "",
+          "DCMI library for the dcmi telemetry (default libdcmi.so)");
+ABSL_FLAG(std::string, access_template, "",
+          "access instructions shown to tenants, with {allocation_id}, "
+          "{job_id}, {gpus}, {user}, {account}, {log}, {login_host}");
+ABSL_FLAG(std::string, sandbox, "",
+          "process runtime: bwrap (default) or none (unsandboxed)");
+ABSL_FLAG(std::string, run_as, "",
+          "process runtime: the unprivileged user workloads run as");
+ABSL_FLAG(std::string, work_root, "",
+          "process runtime: directory of the workloads' working directories");
+ABSL_FLAG(std::string, bwrap, "", "process runtime: bubblewrap binary");
+ABSL_FLAG(std::string, slurm_partition, "",
+          "slurm runtime: the partition whose GPUs the agent sells");
+ABSL_FLAG(std::string, slurm_accounts, "",
+          "slurm runtime: enterprises' Slurm users and accounts, "
+          "E-000001=alice:robots,E-000002=bob");
+ABSL_FLAG(std::string, slurm_gres_models, "",
+          "slurm runtime: gres types of models not named alike, "
+          "h100=H100,910b=910B");
+ABSL_FLAG(std::string, slurm_bin_dir, "",
+          "slurm runtime: directory of sbatch, squeue, ... (default PATH)");
+ABSL_FLAG(std::string, slurm_login_host, "",
+          "slurm runtime: login host shown in access instructions");
+ABSL_FLAG(std::string, slurm_batch_log_dir, "",
+          "slurm runtime: where batch jobs write their output (default "
+          "/var/lib/voucher-agent/batch)");
+ABSL_FLAG(int64_t, slurm_poll_interval_ms, 0,
+          "slurm runtime: how often Slurm is read (default 5000)");
+ABSL_FLAG(int64_t, slurm_command_timeout_ms, 0,
+          "slurm runtime: longest a Slurm command may take (default 10000)");
 ABSL_FLAG(std::string, inventory, "",
           "GPUs as COUNTxMODEL:CLASS, e.g. 8xH100:other,16x910B:domestic "
           "(nvml discovers counts itself)");
@@ -63,9 +93,9 @@ ABSL_FLAG(int64_t, stop_grace_s, 0,
 ABSL_FLAG(std::string, nvml_library, "",
           "NVML library for the nvml meter (default libnvidia-ml.so.1)");
 ABSL_FLAG(int32_t, simulated_utilization_bp, 9000,
-          "simulated and exec meters: utilisation the GPUs show");
+          "simulated telemetry: utilisation the GPUs show");
 ABSL_FLAG(int64_t, simulated_watts, 700,
-          "simulated and exec meters: power each GPU draws");
+          "simulated telemetry: power each GPU draws");
 
 namespace {
 
@@ -75,13 +105,36 @@ constexpr char kUsage[] =
     "voucher-agent: meters a GPU cluster for the compute-voucher scheduler.\n\n"
     "  voucher-agent --scheduler 127.0.0.1:7443 --token-file agent.token \\\n"
     "      --spool-dir /var/lib/voucher-agent --inventory 8xH100:other \\\n"
-    "      --prices H100=25.00 [--meter simulated|nvml|exec]\n\n"
+    "      --prices H100=25.00 [--runtime simulated|process|slurm]\n"
+    "      [--telemetry simulated|nvml|dcmi]\n\n"
     "Registers the cluster, runs what the scheduler allocates to it, meters\n"
     "usage into the spool and reports it until acknowledged.\n";
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "voucher-agent: %s\n", message.c_str());
   return 2;
+}
+
+// "E-000001=alice:robots" → enterprise E-000001 runs as Slurm user alice,
+// account robots.
+absl::Status AddSlurmAccounts(const std::string& text,
+                              pb::SlurmRuntimeConfig& slurm) {
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv =
+        absl::StrSplit(item, absl::MaxSplits('=', 1));
+    std::pair<std::string, std::string> ua =
+        absl::StrSplit(kv.second, absl::MaxSplits(':', 1));
+    if (kv.first.empty() || ua.first.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "slurm_accounts: must be ENTERPRISE=USER[:ACCOUNT], got \"", item,
+          "\""));
+    }
+    pb::SlurmAccountMapping* m = slurm.add_accounts();
+    m->set_enterprise_id(kv.first);
+    m->set_user(ua.first);
+    m->set_account(ua.second);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status LoadConfig(pb::AgentConfig& config) {
@@ -108,6 +161,37 @@ absl::Status LoadConfig(pb::AgentConfig& config) {
       [&](auto v) { config.set_metrics_address(v); });
   set(absl::GetFlag(FLAGS_nvml_library),
       [&](auto v) { config.set_nvml_library(v); });
+  set(absl::GetFlag(FLAGS_runtime), [&](auto v) { config.set_runtime(v); });
+  set(absl::GetFlag(FLAGS_telemetry),
+      [&](auto v) { config.set_telemetry(v); });
+  set(absl::GetFlag(FLAGS_dcmi_library),
+      [&](auto v) { config.set_dcmi_library(v); });
+  set(absl::GetFlag(FLAGS_access_template),
+      [&](auto v) { config.set_access_template(v); });
+  pb::ProcessRuntimeConfig& process = *config.mutable_process();
+  set(absl::GetFlag(FLAGS_sandbox), [&](auto v) { process.set_sandbox(v); });
+  set(absl::GetFlag(FLAGS_run_as), [&](auto v) { process.set_run_as_user(v); });
+  set(absl::GetFlag(FLAGS_work_root), [&](auto v) { process.set_work_root(v); });
+  set(absl::GetFlag(FLAGS_bwrap), [&](auto v) { process.set_bwrap_path(v); });
+  pb::SlurmRuntimeConfig& slurm = *config.mutable_slurm();
+  set(absl::GetFlag(FLAGS_slurm_partition),
+      [&](auto v) { slurm.set_partition(v); });
+  set(absl::GetFlag(FLAGS_slurm_bin_dir), [&](auto v) { slurm.set_bin_dir(v); });
+  set(absl::GetFlag(FLAGS_slurm_login_host),
+      [&](auto v) { slurm.set_login_host(v); });
+  set(absl::GetFlag(FLAGS_slurm_batch_log_dir),
+      [&](auto v) { slurm.set_batch_log_dir(v); });
+  if (!absl::GetFlag(FLAGS_slurm_gres_models).empty()) {
+    slurm.clear_gres_models();
+    for (absl::string_view m : absl::StrSplit(
+             absl::GetFlag(FLAGS_slurm_gres_models), ',', absl::SkipEmpty())) {
+      slurm.add_gres_models(std::string(m));
+    }
+  }
+  if (!absl::GetFlag(FLAGS_slurm_accounts).empty()) {
+    slurm.clear_accounts();
+    RETURN_IF_ERROR(AddSlurmAccounts(absl::GetFlag(FLAGS_slurm_accounts), slurm));
+  }
   auto set_number = [](auto flag, auto setter) {
     if (flag != 0) setter(flag);
   };
@@ -123,6 +207,10 @@ absl::Status LoadConfig(pb::AgentConfig& config) {
              [&](auto v) { config.set_idle_after_s(v); });
   set_number(absl::GetFlag(FLAGS_stop_grace_s),
              [&](auto v) { config.set_stop_grace_s(v); });
+  set_number(absl::GetFlag(FLAGS_slurm_poll_interval_ms),
+             [&](auto v) { slurm.set_poll_interval_ms(v); });
+  set_number(absl::GetFlag(FLAGS_slurm_command_timeout_ms),
+             [&](auto v) { slurm.set_command_timeout_ms(v); });
   if (!absl::GetFlag(FLAGS_inventory).empty()) {
     ASSIGN_OR_RETURN(std::vector<pb::GpuModel> models,
                      cv::agent::ParseInventory(absl::GetFlag(FLAGS_inventory)));
@@ -136,19 +224,6 @@ absl::Status LoadConfig(pb::AgentConfig& config) {
         cv::agent::ApplyPrices(absl::GetFlag(FLAGS_prices), models));
     config.clear_inventory();
     for (pb::GpuModel& m : models) *config.add_inventory() = std::move(m);
-  }
-  RETURN_IF_ERROR(cv::agent::NormalizeAgentConfig(config));
-  if (config.inventory().empty()) {
-    return absl::InvalidArgumentError(
-        "inventory: required: the cluster's GPU models with classes and "
-        "prices, e.g. --inventory 8xH100:other --prices H100=25.00");
-  }
-  for (const pb::GpuModel& m : config.inventory()) {
-    if (m.price_fen_per_gpu_hour() <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("prices: no price for model ", m.model(),
-                       "; add --prices ", m.model(), "=<CNY per GPU-hour>"));
-    }
   }
   const int32_t util = absl::GetFlag(FLAGS_simulated_utilization_bp);
   if (util < 0 || util > 10'000) {
@@ -181,76 +256,8 @@ int main(int argc, char** argv) {
   if (absl::Status s = LoadConfig(config); !s.ok()) {
     return Fail(std::string(s.message()));
   }
-  absl::StatusOr<std::string> token = cv::ReadFile(config.token_file());
-  if (!token.ok()) return Fail(std::string(token.status().message()));
-  const std::string bearer(absl::StripAsciiWhitespace(*token));
-  if (bearer.empty()) {
-    return Fail(absl::StrCat("token_file: ", config.token_file(), " is empty"));
-  }
-
-  // Signals are taken by sigwait below, not by handlers; workloads get
-  // default dispositions back (agent/workload.h).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-  cv::RealClock clock;
-  std::vector<pb::GpuModel> inventory(config.inventory().begin(),
-                                      config.inventory().end());
-  std::unique_ptr<cv::agent::GpuSource> gpus;
-  if (config.meter() == "nvml") {
-    absl::StatusOr<std::unique_ptr<cv::agent::Nvml>> nvml =
-        cv::agent::Nvml::Load(config.nvml_library());
-    if (!nvml.ok()) return Fail(std::string(nvml.status().message()));
-    absl::StatusOr<std::unique_ptr<cv::agent::GpuSource>> found =
-        cv::agent::NewNvmlGpus(*std::move(nvml), inventory);
-    if (!found.ok()) return Fail(std::string(found.status().message()));
-    gpus = *std::move(found);
-    config.clear_inventory();
-    for (pb::GpuModel& m : inventory) *config.add_inventory() = std::move(m);
-  } else {
-    gpus = cv::agent::NewSimulatedGpus(
-        inventory, absl::GetFlag(FLAGS_simulated_utilization_bp),
-        absl::GetFlag(FLAGS_simulated_watts), clock.Now());
-  }
-
-  cv::agent::Spool::Options spool_options;
-  spool_options.dir = config.spool_dir();
-  spool_options.max_bytes = config.spool_max_bytes();
-  absl::StatusOr<std::unique_ptr<cv::agent::Spool>> spool =
-      cv::agent::Spool::Open(spool_options);
-  if (!spool.ok()) return Fail(std::string(spool.status().message()));
-
-  absl::StatusOr<cv::agent::StubFactory> stubs =
-      cv::agent::NewAgentStubFactory(config.tls());
-  if (!stubs.ok()) return Fail(std::string(stubs.status().message()));
-
-  auto registry = std::make_shared<prometheus::Registry>();
-  std::unique_ptr<prometheus::Exposer> exposer;
-  if (!config.metrics_address().empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(config.metrics_address());
-    } catch (const std::exception& e) {
-      return Fail(absl::StrCat("metrics_address: cannot listen on ",
-                               config.metrics_address(), ": ", e.what()));
-    }
-    exposer->RegisterCollectable(registry);
-    for (int port : exposer->GetListeningPorts()) {
-      std::fprintf(stderr, "voucher-agent: metrics on port %d at /metrics\n",
-                   port);
-    }
-  }
-
-  cv::agent::Agent agent(config, *std::move(stubs), bearer, std::move(gpus),
-                         *std::move(spool), clock, registry.get());
-  std::thread waiter([&agent, &signals] {
-    int signal_number = 0;
-    sigwait(&signals, &signal_number);
-    agent.Stop();
-  });
-  agent.Run();
-  waiter.join();
-  return 0;
+  cv::agent::SimulatedTelemetry simulated;
+  simulated.utilization_bp = absl::GetFlag(FLAGS_simulated_utilization_bp);
+  simulated.watts = absl::GetFlag(FLAGS_simulated_watts);
+  return cv::agent::RunAgent(std::move(config), simulated);
 }

@@ -4,9 +4,21 @@
 #include "absl/strings/str_cat.h"
 
 namespace cv {
+
+absl::string_view TruncateUtf8(absl::string_view s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  size_t end = max_bytes;
+  // Back up over continuation bytes to the lead byte of the sequence that
+  // would be cut, and drop that sequence whole.
+  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) {
+    --end;
+  }
+  return s.substr(0, end);
+}
+
 std::string Quoted(absl::string_view value) {
   if (value.size() <= 64) return absl::StrCat("\"", value, "\"");
-  return absl::StrCat("\"", value.substr(0, 64), "...\" (", value.size(),
+  return absl::StrCat("\"", TruncateUtf8(value, 64), "...\" (", value.size(),
                       " bytes)");
 }
 

@@ -16,6 +16,10 @@ namespace cv {
 // of a well-formed sequence counts as one.
 int64_t Utf8Length(absl::string_view s);
 
+// The longest prefix of `s` of at most `max_bytes` bytes that does not cut
+// a UTF-8 sequence in two.
+absl::string_view TruncateUtf8(absl::string_view s, size_t max_bytes);
+
 // `value` quoted for an error message, cut after 64 bytes so that a huge
 // input does not make a huge message.
 std::string Quoted(absl::string_view value);

@@ -22,6 +22,10 @@ packages=(
   # Prometheus and promtool, for the checks of deploy/ (tests/deploy/); python3
   # for the shell tests' helpers
   prometheus python3
+  # the agent's runtimes: a real Slurm for the slurm runtime's tests and the
+  # Slurm demo (scripts/testing/slurm.sh), bubblewrap for the process
+  # runtime's sandbox
+  slurmctld slurmd slurm-client bubblewrap
 )
 
 missing=()

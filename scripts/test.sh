@@ -4,8 +4,9 @@
 # UndefinedBehaviorSanitizer (which also checks the lock annotations with
 # -Wthread-safety). Set CV_SKIP_SANITIZE=1 to run the release suite only.
 # A throwaway PostgreSQL server (scripts/testing/postgres.sh) runs for the
-# whole run, so that the store tests cover the PostgreSQL store too; failing
-# to start it fails the run.
+# whole run, so that the store tests cover the PostgreSQL store too, and a
+# single-node Slurm cluster (scripts/testing/slurm.sh) for the agent's slurm
+# runtime; failing to start either fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,13 +14,20 @@ scripts/setup.sh
 jobs="$(nproc)"
 
 pg_dir="$(mktemp -d)"
-trap 'scripts/testing/postgres.sh stop "$pg_dir"' EXIT
+slurm_dir="$(mktemp -d)"
+trap 'scripts/testing/postgres.sh stop "$pg_dir"; scripts/testing/slurm.sh stop "$slurm_dir"' EXIT
 if ! CV_TEST_POSTGRES_URL="$(scripts/testing/postgres.sh start "$pg_dir")"; then
   echo "test.sh: could not start PostgreSQL for the store tests" >&2
   exit 1
 fi
 export CV_TEST_POSTGRES_URL
 echo "== PostgreSQL for the store tests: $CV_TEST_POSTGRES_URL"
+if ! CV_TEST_SLURM_CONF="$(scripts/testing/slurm.sh start "$slurm_dir")"; then
+  echo "test.sh: could not start Slurm for the slurm runtime's tests" >&2
+  exit 1
+fi
+export CV_TEST_SLURM_CONF
+echo "== Slurm for the agent's tests: $CV_TEST_SLURM_CONF"
 
 echo "== release build (g++)"
 scripts/build.sh release

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -221,6 +222,27 @@ TEST(CheckIdRef, LongValueIsNotEchoedInFull) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("voucher_id"),
                              Not(HasSubstr(std::string(65, 'v'))))));
+}
+
+TEST(TruncateUtf8, NeverCutsASequence) {
+  const std::vector<std::tuple<std::string, size_t, std::string>> cases = {
+      {"abc", 5, "abc"},    {"abc", 2, "ab"},  {"中文", 3, "中"},
+      {"中文", 4, "中"},    {"中文", 5, "中"}, {"中文", 6, "中文"},
+      {"a中", 2, "a"},      {"", 0, ""},       {"中", 0, ""},
+  };
+  for (const auto& [in, max, want] : cases) {
+    EXPECT_EQ(TruncateUtf8(in, max), want) << in << " " << max;
+  }
+}
+
+TEST(Quoted, CutsLongValuesAtACharacterBoundary) {
+  // 21 characters of 3 bytes: byte 64 falls inside the 22nd character.
+  std::string value;
+  for (int i = 0; i < 30; ++i) value += "算";
+  const std::string quoted = Quoted(value);
+  EXPECT_EQ(Utf8Length(quoted), static_cast<int64_t>(quoted.size()) -
+                                    2 * 21);  // every byte well formed
+  EXPECT_THAT(quoted, HasSubstr("...\" (90 bytes)"));
 }
 
 }  // namespace

@@ -1,0 +1,163 @@
+#include "agent/run.h"
+
+#include <signal.h>
+
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "agent/agent.h"
+#include "agent/gpus.h"
+#include "agent/internal/command.h"
+#include "agent/nvml.h"
+#include "agent/process_runtime.h"
+#include "agent/slurm_runtime.h"
+#include "agent/spool.h"
+#include "common/config.h"
+#include "common/status_macros.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+
+namespace cv::agent {
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "voucher-agent: %s\n", message.c_str());
+  return 2;
+}
+
+absl::Status CheckInventory(const pb::AgentConfig& config) {
+  if (config.inventory().empty()) {
+    return absl::InvalidArgumentError(
+        "inventory: required: the cluster's GPU models with classes and "
+        "prices, e.g. --inventory 8xH100:other --prices H100=25.00");
+  }
+  for (const pb::GpuModel& m : config.inventory()) {
+    if (m.price_fen_per_gpu_hour() <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("prices: no price for model ", m.model(),
+                       "; add --prices ", m.model(), "=<CNY per GPU-hour>"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The telemetry source; nvml (and dcmi) set the inventory's counts from
+// the devices they find.
+absl::StatusOr<std::unique_ptr<GpuSource>> NewTelemetry(
+    const pb::AgentConfig& config, const SimulatedTelemetry& simulated,
+    std::vector<pb::GpuModel>& inventory, absl::Time now) {
+  if (config.telemetry() == "nvml") {
+    ASSIGN_OR_RETURN(std::unique_ptr<Nvml> nvml,
+                     Nvml::Load(config.nvml_library()));
+    return NewNvmlGpus(std::move(nvml), inventory);
+  }
+  if (config.telemetry() == "dcmi") {
+    return absl::FailedPreconditionError(
+        "telemetry: dcmi is not available in this build");
+  }
+  return NewSimulatedGpus(inventory, simulated.utilization_bp, simulated.watts,
+                          now);
+}
+
+absl::StatusOr<std::unique_ptr<Runtime>> NewRuntime(
+    const pb::AgentConfig& config, const std::vector<pb::GpuModel>& inventory) {
+  if (config.runtime() == "slurm") {
+    return NewSlurmRuntime(config.slurm(), config.access_template(),
+                           SystemCommandRunner(), inventory);
+  }
+  if (config.runtime() == "process") {
+    return NewProcessRuntime(config.process(), config.spool_dir(),
+                             config.access_template());
+  }
+  return NewSimulatedRuntime(config.access_template());
+}
+
+}  // namespace
+
+int RunAgent(pb::AgentConfig config, const SimulatedTelemetry& simulated) {
+  if (absl::Status s = NormalizeAgentConfig(config); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  if (absl::Status s = CheckInventory(config); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  absl::StatusOr<std::string> token = ReadFile(config.token_file());
+  if (!token.ok()) {
+    return Fail(absl::StrCat("token_file: ", token.status().message()));
+  }
+  const std::string bearer(absl::StripAsciiWhitespace(*token));
+  if (bearer.empty()) {
+    return Fail(absl::StrCat("token_file: ", config.token_file(), " is empty"));
+  }
+
+  // Signals are taken by sigwait below, not by handlers; workloads get
+  // default dispositions back (agent/workload.h).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  RealClock clock;
+  std::vector<pb::GpuModel> inventory(config.inventory().begin(),
+                                      config.inventory().end());
+  if (config.runtime() == "slurm") {
+    if (absl::Status s = DiscoverSlurmInventory(
+            config.slurm(), SystemCommandRunner(), inventory);
+        !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+  }
+  absl::StatusOr<std::unique_ptr<GpuSource>> gpus =
+      NewTelemetry(config, simulated, inventory, clock.Now());
+  if (!gpus.ok()) return Fail(std::string(gpus.status().message()));
+  config.clear_inventory();
+  for (pb::GpuModel& m : inventory) *config.add_inventory() = std::move(m);
+  absl::StatusOr<std::unique_ptr<Runtime>> runtime =
+      NewRuntime(config, {config.inventory().begin(), config.inventory().end()});
+  if (!runtime.ok()) return Fail(std::string(runtime.status().message()));
+
+  Spool::Options spool_options;
+  spool_options.dir = config.spool_dir();
+  spool_options.max_bytes = config.spool_max_bytes();
+  absl::StatusOr<std::unique_ptr<Spool>> spool = Spool::Open(spool_options);
+  if (!spool.ok()) return Fail(std::string(spool.status().message()));
+
+  absl::StatusOr<StubFactory> stubs = NewAgentStubFactory(config.tls());
+  if (!stubs.ok()) return Fail(std::string(stubs.status().message()));
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!config.metrics_address().empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(config.metrics_address());
+    } catch (const std::exception& e) {
+      return Fail(absl::StrCat("metrics_address: cannot listen on ",
+                               config.metrics_address(), ": ", e.what()));
+    }
+    exposer->RegisterCollectable(registry);
+    for (int port : exposer->GetListeningPorts()) {
+      std::fprintf(stderr, "voucher-agent: metrics on port %d at /metrics\n",
+                   port);
+    }
+  }
+
+  Agent agent(config, *std::move(stubs), bearer, *std::move(gpus),
+              *std::move(runtime), *std::move(spool), clock, registry.get());
+  std::thread waiter([&agent, &signals] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    agent.Stop();
+  });
+  agent.Run();
+  waiter.join();
+  return 0;
+}
+
+}  // namespace cv::agent
