@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/money.h"
+#include "common/status_macros.h"
 #include "common/validate.h"
 
 namespace cv::agent {
@@ -76,6 +77,57 @@ class NvmlGpus final : public GpuSource {
   const std::vector<GpuSlot> slots_;
 };
 
+// One NPU's energy, from the power of its reads (see NewDcmiGpus).
+class EnergyMeter {
+ public:
+  // Adds the energy between the previous read and this one, at `now` with
+  // `power_mw`, and returns the total, millijoules.
+  uint64_t Add(absl::Time now, int64_t power_mw) {
+    if (last_ == absl::InfinitePast()) {
+      last_ = now;
+    } else if (now > last_) {
+      const int64_t ms = absl::ToInt64Milliseconds(now - last_);
+      // mW × ms = µJ; both ends summed make twice the trapezoid.
+      twice_uj_ += static_cast<uint64_t>(last_power_mw_ + power_mw) *
+                   static_cast<uint64_t>(ms);
+      // The part of a millisecond left over counts with the next read.
+      last_ += absl::Milliseconds(ms);
+    }
+    last_power_mw_ = power_mw;
+    return twice_uj_ / 2000;
+  }
+
+ private:
+  absl::Time last_ = absl::InfinitePast();
+  int64_t last_power_mw_ = 0;
+  uint64_t twice_uj_ = 0;
+};
+
+class DcmiGpus final : public GpuSource {
+ public:
+  DcmiGpus(std::unique_ptr<Dcmi> dcmi, std::vector<GpuSlot> slots)
+      : dcmi_(std::move(dcmi)),
+        slots_(std::move(slots)),
+        meters_(slots_.size()) {}
+
+  const std::vector<GpuSlot>& slots() const override { return slots_; }
+
+  absl::StatusOr<GpuReading> Read(int index, absl::Time now) override {
+    // Dcmi::Read rejects an index out of range, and the slots are its NPUs.
+    ASSIGN_OR_RETURN(DcmiReading npu, dcmi_->Read(index));
+    GpuReading reading = std::move(npu.reading);
+    reading.energy_mj = meters_[index].Add(now, npu.power_mw);
+    reading.energy_supported = true;
+    return reading;
+  }
+
+ private:
+  std::unique_ptr<Dcmi> dcmi_;
+  const std::vector<GpuSlot> slots_;
+  // By index.
+  std::vector<EnergyMeter> meters_;
+};
+
 // Whether `word` appears in `name` delimited by non-alphanumerics.
 bool ContainsWord(absl::string_view name, absl::string_view word) {
   for (size_t at = name.find(word); at != absl::string_view::npos;
@@ -86,6 +138,90 @@ bool ContainsWord(absl::string_view name, absl::string_view word) {
     if (left && right) return true;
   }
   return false;
+}
+
+// Whether `prefix` appears in `name` at the start of a word, a word also
+// starting where letters turn to digits: "910B" in "Ascend 910B3" and in
+// "Ascend910B".
+bool StartsWord(absl::string_view name, absl::string_view prefix) {
+  for (size_t at = name.find(prefix); at != absl::string_view::npos;
+       at = name.find(prefix, at + 1)) {
+    if (at == 0 || !absl::ascii_isalnum(name[at - 1])) return true;
+    if (absl::ascii_isalpha(name[at - 1]) && absl::ascii_isdigit(name[at])) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// How a library's device names are matched to inventory models, and the
+// words its errors use.
+struct Discovery {
+  const char* source;  // "nvml"
+  const char* unit;    // "GPU"
+  // For the hint to add a model: "--inventory 1x<MODEL>:<class> --prices
+  // <MODEL>=<price>".
+  const char* example_class;
+  const char* example_price;
+  bool (*matches)(absl::string_view name, absl::string_view model);
+};
+
+constexpr Discovery kNvml = {"nvml", "GPU", "other", "25.00", ContainsWord};
+constexpr Discovery kDcmi = {"dcmi", "NPU", "domestic", "12.50", StartsWord};
+
+// Matches each of `devices` to the longest inventory model that
+// `discovery.matches`, sets each model's gpu_count to its devices and drops
+// the models without any. FailedPrecondition when there is no device, or a
+// device matches no model.
+absl::StatusOr<std::vector<GpuSlot>> AssignModels(
+    const Discovery& discovery, const std::vector<GpuDevice>& devices,
+    std::vector<pb::GpuModel>& inventory) {
+  if (devices.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(discovery.source, ": the node has no ", discovery.unit));
+  }
+  std::vector<GpuSlot> slots;
+  absl::flat_hash_map<std::string, int32_t> found;
+  for (const GpuDevice& d : devices) {
+    const pb::GpuModel* best = nullptr;
+    for (const pb::GpuModel& m : inventory) {
+      if (discovery.matches(d.name, m.model()) &&
+          (best == nullptr || m.model().size() > best->model().size())) {
+        best = &m;
+      }
+    }
+    if (best == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          discovery.source, ": ", discovery.unit, " ", d.index, " ",
+          Quoted(d.name),
+          " matches no inventory model; add it with its class and price, "
+          "e.g. --inventory 1x<MODEL>:",
+          discovery.example_class,
+          " --prices <MODEL>=", discovery.example_price));
+    }
+    slots.push_back({d.index, best->model()});
+    ++found[best->model()];
+  }
+  std::vector<pb::GpuModel> present;
+  for (pb::GpuModel& m : inventory) {
+    auto it = found.find(m.model());
+    if (it == found.end()) continue;
+    m.set_gpu_count(it->second);
+    present.push_back(std::move(m));
+  }
+  inventory = std::move(present);
+  return slots;
+}
+
+// A `Source` over the devices `library` lists, matched to `inventory`.
+template <typename Source, typename Library>
+absl::StatusOr<std::unique_ptr<GpuSource>> Discover(
+    const Discovery& discovery, std::unique_ptr<Library> library,
+    std::vector<pb::GpuModel>& inventory) {
+  ASSIGN_OR_RETURN(std::vector<GpuDevice> devices, library->Devices());
+  ASSIGN_OR_RETURN(std::vector<GpuSlot> slots,
+                   AssignModels(discovery, devices, inventory));
+  return std::make_unique<Source>(std::move(library), std::move(slots));
 }
 
 }  // namespace
@@ -200,39 +336,12 @@ std::unique_ptr<GpuSource> NewSimulatedGpus(
 
 absl::StatusOr<std::unique_ptr<GpuSource>> NewNvmlGpus(
     std::unique_ptr<Nvml> nvml, std::vector<pb::GpuModel>& inventory) {
-  absl::StatusOr<std::vector<GpuDevice>> devices = nvml->Devices();
-  if (!devices.ok()) return devices.status();
-  if (devices->empty()) {
-    return absl::FailedPreconditionError("nvml: the node has no GPU");
-  }
-  std::vector<GpuSlot> slots;
-  absl::flat_hash_map<std::string, int32_t> found;
-  for (const GpuDevice& d : *devices) {
-    const pb::GpuModel* best = nullptr;
-    for (const pb::GpuModel& m : inventory) {
-      if (ContainsWord(d.name, m.model()) &&
-          (best == nullptr || m.model().size() > best->model().size())) {
-        best = &m;
-      }
-    }
-    if (best == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "nvml: GPU ", d.index, " ", Quoted(d.name),
-          " matches no inventory model; add it with its class and price, "
-          "e.g. --inventory 1x<MODEL>:other --prices <MODEL>=25.00"));
-    }
-    slots.push_back({d.index, best->model()});
-    ++found[best->model()];
-  }
-  std::vector<pb::GpuModel> present;
-  for (pb::GpuModel& m : inventory) {
-    auto it = found.find(m.model());
-    if (it == found.end()) continue;
-    m.set_gpu_count(it->second);
-    present.push_back(std::move(m));
-  }
-  inventory = std::move(present);
-  return std::make_unique<NvmlGpus>(std::move(nvml), std::move(slots));
+  return Discover<NvmlGpus>(kNvml, std::move(nvml), inventory);
+}
+
+absl::StatusOr<std::unique_ptr<GpuSource>> NewDcmiGpus(
+    std::unique_ptr<Dcmi> dcmi, std::vector<pb::GpuModel>& inventory) {
+  return Discover<DcmiGpus>(kDcmi, std::move(dcmi), inventory);
 }
 
 }  // namespace cv::agent

@@ -1,5 +1,6 @@
 // The GPUs of a cluster as the agent's meters read them: simulated from the
-// configured inventory, or discovered and read through NVML.
+// configured inventory, or discovered and read through NVML (NVIDIA) or
+// DCMI (Huawei Ascend NPUs, counted as GPUs).
 #ifndef COMPUTEVOUCHER_AGENT_GPUS_H_
 #define COMPUTEVOUCHER_AGENT_GPUS_H_
 
@@ -10,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "agent/dcmi.h"
 #include "agent/nvml.h"
 #include "computevoucher/v1/types.pb.h"
 
@@ -59,6 +61,22 @@ std::unique_ptr<GpuSource> NewSimulatedGpus(
 // operator adds its price.
 absl::StatusOr<std::unique_ptr<GpuSource>> NewNvmlGpus(
     std::unique_ptr<Nvml> nvml, std::vector<pb::GpuModel>& inventory);
+
+// Discovers the NPUs through `dcmi` and matches each name ("Ascend 910B3")
+// to an inventory model: the model must start a word of the name, a word
+// also starting where letters turn to digits ("910B" in "Ascend910B"), and
+// may be the start of a longer word ("910B" matches "910B3"); the longest
+// match wins. Counts, dropped models and errors as NewNvmlGpus.
+//
+// DCMI reports power, not energy, so the source counts energy itself: each
+// Read integrates the power of that read and of the NPU's previous read over
+// the time between their `now`s (trapezoids), whole milliseconds at a time.
+// energy_mj is cumulative from the NPU's first read (0 there) and
+// energy_supported is true; it is as good as the sampling, so a spike
+// between two reads goes unseen. A `now` that is not after the previous one
+// adds nothing.
+absl::StatusOr<std::unique_ptr<GpuSource>> NewDcmiGpus(
+    std::unique_ptr<Dcmi> dcmi, std::vector<pb::GpuModel>& inventory);
 
 }  // namespace cv::agent
 

@@ -1,7 +1,5 @@
 #include "agent/nvml.h"
 
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -32,31 +30,6 @@ constexpr unsigned int kInitialProcessCapacity = 32;
 // one that fills it; give up after this many calls rather than loop.
 constexpr int kProcessListAttempts = 4;
 
-struct DlCloser {
-  void operator()(void* handle) const {
-    if (handle != nullptr) dlclose(handle);
-  }
-};
-using LibraryHandle = std::unique_ptr<void, DlCloser>;
-
-template <typename Fn>
-absl::Status Resolve(void* handle, const std::string& library,
-                     const char* symbol, Fn*& fn) {
-  dlerror();
-  void* address = dlsym(handle, symbol);
-  if (address == nullptr) {
-    const char* error = dlerror();
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "nvml: %s has no function %s: %s (driver too old, or not NVML?)",
-        library, symbol, error != nullptr ? error : "null symbol"));
-  }
-  // POSIX guarantees that dlsym's object pointer converts to a function
-  // pointer; copy the bits so no compiler objects to the cast.
-  static_assert(sizeof(fn) == sizeof(address));
-  std::memcpy(&fn, &address, sizeof(fn));
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 struct Nvml::Api {
@@ -76,28 +49,23 @@ struct Nvml::Api {
   nvmlReturn_t (*device_get_compute_running_processes)(
       nvmlDevice_t, unsigned int*, nvmlProcessInfo_t*) = nullptr;
 
-  absl::Status ResolveAll(void* handle, const std::string& library) {
-    RETURN_IF_ERROR(Resolve(handle, library, "nvmlInit_v2", init));
-    RETURN_IF_ERROR(Resolve(handle, library, "nvmlShutdown", shutdown));
-    RETURN_IF_ERROR(Resolve(handle, library, "nvmlErrorString", error_string));
+  absl::Status ResolveAll(const SharedLibrary& library) {
+    RETURN_IF_ERROR(library.Resolve("nvmlInit_v2", init));
+    RETURN_IF_ERROR(library.Resolve("nvmlShutdown", shutdown));
+    RETURN_IF_ERROR(library.Resolve("nvmlErrorString", error_string));
+    RETURN_IF_ERROR(library.Resolve("nvmlDeviceGetCount_v2", device_get_count));
+    RETURN_IF_ERROR(library.Resolve("nvmlDeviceGetHandleByIndex_v2",
+                                    device_get_handle_by_index));
+    RETURN_IF_ERROR(library.Resolve("nvmlDeviceGetName", device_get_name));
+    RETURN_IF_ERROR(library.Resolve("nvmlDeviceGetUUID", device_get_uuid));
     RETURN_IF_ERROR(
-        Resolve(handle, library, "nvmlDeviceGetCount_v2", device_get_count));
-    RETURN_IF_ERROR(Resolve(handle, library, "nvmlDeviceGetHandleByIndex_v2",
-                            device_get_handle_by_index));
-    RETURN_IF_ERROR(
-        Resolve(handle, library, "nvmlDeviceGetName", device_get_name));
-    RETURN_IF_ERROR(
-        Resolve(handle, library, "nvmlDeviceGetUUID", device_get_uuid));
-    RETURN_IF_ERROR(Resolve(handle, library, "nvmlDeviceGetMemoryInfo",
-                            device_get_memory_info));
-    RETURN_IF_ERROR(Resolve(handle, library, "nvmlDeviceGetUtilizationRates",
-                            device_get_utilization_rates));
-    RETURN_IF_ERROR(Resolve(handle, library,
-                            "nvmlDeviceGetTotalEnergyConsumption",
-                            device_get_total_energy_consumption));
-    RETURN_IF_ERROR(Resolve(handle, library,
-                            "nvmlDeviceGetComputeRunningProcesses_v3",
-                            device_get_compute_running_processes));
+        library.Resolve("nvmlDeviceGetMemoryInfo", device_get_memory_info));
+    RETURN_IF_ERROR(library.Resolve("nvmlDeviceGetUtilizationRates",
+                                    device_get_utilization_rates));
+    RETURN_IF_ERROR(library.Resolve("nvmlDeviceGetTotalEnergyConsumption",
+                                    device_get_total_energy_consumption));
+    RETURN_IF_ERROR(library.Resolve("nvmlDeviceGetComputeRunningProcesses_v3",
+                                    device_get_compute_running_processes));
     return absl::OkStatus();
   }
 
@@ -134,33 +102,31 @@ struct Nvml::Api {
   }
 };
 
-Nvml::Nvml(void* handle, std::unique_ptr<Api> api)
-    : handle_(handle), api_(std::move(api)) {}
+Nvml::Nvml(SharedLibrary library, std::unique_ptr<Api> api)
+    : library_(std::move(library)), api_(std::move(api)) {}
 
 Nvml::~Nvml() {
   // Nothing useful to do if shutdown fails: the process is letting go anyway.
   api_->shutdown();
-  dlclose(handle_);
 }
 
 absl::StatusOr<std::unique_ptr<Nvml>> Nvml::Load(const std::string& library) {
-  dlerror();
-  LibraryHandle handle(dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL));
-  if (handle == nullptr) {
-    const char* error = dlerror();
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "nvml: cannot load %s: %s (is the NVIDIA driver installed? the nvml "
-        "meter needs it; use --meter simulated or exec otherwise)",
-        library, error != nullptr ? error : "unknown error"));
-  }
+  ASSIGN_OR_RETURN(
+      SharedLibrary opened,
+      SharedLibrary::Open(
+          library,
+          {"nvml",
+           "is the NVIDIA driver installed? the nvml meter needs it; use "
+           "--meter simulated or exec otherwise",
+           "driver too old, or not NVML?"}));
   auto api = std::make_unique<Api>();
-  RETURN_IF_ERROR(api->ResolveAll(handle.get(), library));
+  RETURN_IF_ERROR(api->ResolveAll(opened));
   nvmlReturn_t rc = api->init();
   if (rc != kNvmlSuccess) {
     return absl::UnavailableError(absl::StrFormat(
         "nvml: nvmlInit_v2 (%s): %s", library, api->ErrorString(rc)));
   }
-  return std::unique_ptr<Nvml>(new Nvml(handle.release(), std::move(api)));
+  return std::unique_ptr<Nvml>(new Nvml(std::move(opened), std::move(api)));
 }
 
 absl::StatusOr<std::vector<GpuDevice>> Nvml::Devices() {

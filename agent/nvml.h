@@ -10,38 +10,16 @@
 #ifndef COMPUTEVOUCHER_AGENT_NVML_H_
 #define COMPUTEVOUCHER_AGENT_NVML_H_
 
-#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "agent/gpu_reading.h"
+#include "agent/internal/shared_library.h"
 
 namespace cv::agent {
-
-// A GPU as NVML lists it.
-struct GpuDevice {
-  int index = 0;
-  // Product name, e.g. "NVIDIA H100 80GB HBM3".
-  std::string name;
-  // "GPU-…" identifier.
-  std::string uuid;
-  int64_t memory_total_bytes = 0;
-};
-
-// One reading of a GPU.
-struct GpuReading {
-  // Utilisation over NVML's last sample period, basis points (0..10000).
-  int32_t utilization_bp = 0;
-  int64_t memory_used_bytes = 0;
-  // Energy since the driver loaded, millijoules; meaningful only when
-  // `energy_supported` (older GPUs do not count energy).
-  uint64_t energy_mj = 0;
-  bool energy_supported = false;
-  // Processes with a compute context on the GPU.
-  std::vector<uint32_t> compute_pids;
-};
 
 class Nvml {
  public:
@@ -69,8 +47,8 @@ class Nvml {
 
  private:
   struct Api;
-  Nvml(void* handle, std::unique_ptr<Api> api);
-  void* handle_;
+  Nvml(SharedLibrary library, std::unique_ptr<Api> api);
+  SharedLibrary library_;
   std::unique_ptr<Api> api_;
 };
 

@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "agent/agent.h"
+#include "agent/dcmi.h"
 #include "agent/gpus.h"
 #include "agent/internal/command.h"
 #include "agent/nvml.h"
@@ -58,8 +59,9 @@ absl::StatusOr<std::unique_ptr<GpuSource>> NewTelemetry(
     return NewNvmlGpus(std::move(nvml), inventory);
   }
   if (config.telemetry() == "dcmi") {
-    return absl::FailedPreconditionError(
-        "telemetry: dcmi is not available in this build");
+    ASSIGN_OR_RETURN(std::unique_ptr<Dcmi> dcmi,
+                     Dcmi::Load(config.dcmi_library()));
+    return NewDcmiGpus(std::move(dcmi), inventory);
   }
   return NewSimulatedGpus(inventory, simulated.utilization_bp, simulated.watts,
                           now);

@@ -58,22 +58,20 @@
 // (Uninitialized); a bad GPU index or null pointer returns 2 (Invalid
 // Argument). Calls are serialised by one mutex.
 //
-// Plain C++ whose only project dependency is the header-only NVML ABI
-// (agent/internal/nvml_abi.h): it is loaded into the tests and the agent
+// Plain C++ whose only project dependencies are header only, the NVML ABI
+// (agent/internal/nvml_abi.h) and the script reader
+// (tests/agent/fake_script.h): it is loaded into the tests and the agent
 // with dlopen.
 
-#include <cerrno>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "agent/internal/nvml_abi.h"
+#include "tests/agent/fake_script.h"
 
 extern "C" {
 
@@ -127,60 +125,6 @@ std::mutex mu;
 State state;  // Guarded by mu.
 nvmlDevice_st handles[kMaxGpus];
 
-void Log(const char* line) {
-  const char* path = std::getenv("FAKE_NVML_LOG");
-  if (path == nullptr || *path == '\0') return;
-  FILE* f = std::fopen(path, "a");
-  if (f == nullptr) return;
-  std::fprintf(f, "%s\n", line);
-  std::fclose(f);
-}
-
-// Splits on blanks; double quotes group (and are dropped).
-std::vector<std::string> Fields(const std::string& line) {
-  std::vector<std::string> fields;
-  std::string field;
-  bool in_field = false;
-  bool quoted = false;
-  for (char c : line) {
-    if (c == '"') {
-      quoted = !quoted;
-      in_field = true;
-    } else if (!quoted && (c == ' ' || c == '\t' || c == '\r')) {
-      if (in_field) fields.push_back(field);
-      field.clear();
-      in_field = false;
-    } else {
-      field += c;
-      in_field = true;
-    }
-  }
-  if (in_field) fields.push_back(field);
-  return fields;
-}
-
-bool ParseUnsigned(const std::string& text, unsigned long long* out) {
-  if (text.empty() || text[0] < '0' || text[0] > '9') return false;
-  errno = 0;
-  char* end = nullptr;
-  unsigned long long value = std::strtoull(text.c_str(), &end, 10);
-  if (errno != 0 || *end != '\0') return false;
-  *out = value;
-  return true;
-}
-
-bool ParseList(const std::string& text, std::vector<unsigned long long>* out) {
-  out->clear();
-  std::string item;
-  std::istringstream in(text);
-  while (std::getline(in, item, ',')) {
-    unsigned long long value = 0;
-    if (!ParseUnsigned(item, &value)) return false;
-    out->push_back(value);
-  }
-  return !out->empty() && text.back() != ',';
-}
-
 std::string DefaultUuid(size_t index) {
   char uuid[64];
   std::snprintf(uuid, sizeof(uuid), "GPU-00000000-0000-0000-0000-%012zu",
@@ -194,8 +138,8 @@ std::string ParseLine(const std::vector<std::string>& f, State& s,
   const std::string& op = f[0];
   if (op == "init_error") {
     unsigned long long code = 0;
-    if (f.size() != 2 || !ParseUnsigned(f[1], &code) || code == 0 ||
-        code > 100000) {
+    if (f.size() != 2 || !fake_script::ParseUnsigned(f[1], &code) ||
+        code == 0 || code > 100000) {
       return "want `init_error <nonzero code>`";
     }
     *init_error = static_cast<nvmlReturn_t>(code);
@@ -203,8 +147,8 @@ std::string ParseLine(const std::vector<std::string>& f, State& s,
   }
   if (op == "fail") {
     unsigned long long code = 0;
-    if (f.size() != 4 || !ParseUnsigned(f[3], &code) || code == 0 ||
-        code > 100000) {
+    if (f.size() != 4 || !fake_script::ParseUnsigned(f[3], &code) ||
+        code == 0 || code > 100000) {
       return "want `fail <function> <gpu>|* <nonzero code>`";
     }
     Failure failure;
@@ -212,7 +156,7 @@ std::string ParseLine(const std::vector<std::string>& f, State& s,
     failure.code = static_cast<nvmlReturn_t>(code);
     if (f[2] != "*") {
       unsigned long long gpu = 0;
-      if (!ParseUnsigned(f[2], &gpu) || gpu >= s.gpus.size()) {
+      if (!fake_script::ParseUnsigned(f[2], &gpu) || gpu >= s.gpus.size()) {
         return "fail: gpu must be a declared index or *, got " + f[2];
       }
       failure.gpu = static_cast<long>(gpu);
@@ -223,7 +167,7 @@ std::string ParseLine(const std::vector<std::string>& f, State& s,
 
   if (f.size() < 2) return "want `" + op + " <gpu> ...`";
   unsigned long long index = 0;
-  if (!ParseUnsigned(f[1], &index)) return "bad gpu index " + f[1];
+  if (!fake_script::ParseUnsigned(f[1], &index)) return "bad gpu index " + f[1];
 
   if (op == "gpu") {
     if (index != s.gpus.size() || index >= kMaxGpus) {
@@ -243,7 +187,7 @@ std::string ParseLine(const std::vector<std::string>& f, State& s,
       } else if (key == "uuid") {
         gpu.uuid = value;
       } else if (key == "memory_total") {
-        if (!ParseUnsigned(value, &gpu.memory_total)) {
+        if (!fake_script::ParseUnsigned(value, &gpu.memory_total)) {
           return "gpu: bad memory_total " + value;
         }
       } else {
@@ -260,7 +204,7 @@ std::string ParseLine(const std::vector<std::string>& f, State& s,
   Gpu& gpu = s.gpus[index];
   if (op == "utilization" || op == "memory_used") {
     std::vector<unsigned long long> values;
-    if (f.size() != 3 || !ParseList(f[2], &values)) {
+    if (f.size() != 3 || !fake_script::ParseList(f[2], &values)) {
       return "want `" + op + " <gpu> <n>[,<n>...]`";
     }
     if (op == "utilization") {
@@ -290,7 +234,7 @@ std::string ParseLine(const std::vector<std::string>& f, State& s,
       unsigned long long* target = key == "start"  ? &gpu.energy_start
                                    : key == "step" ? &gpu.energy_step
                                                    : nullptr;
-      if (target == nullptr || !ParseUnsigned(value, target)) {
+      if (target == nullptr || !fake_script::ParseUnsigned(value, target)) {
         return "want `energy <gpu> [start=<mJ>] [step=<mJ>]` or `energy "
                "<gpu> unsupported`, got " +
                f[i];
@@ -308,7 +252,8 @@ std::string ParseLine(const std::vector<std::string>& f, State& s,
     }
     if (f[2] == "none") return "";
     std::vector<unsigned long long> pids;
-    if (!ParseList(f[2], &pids)) return "processes: bad pid list " + f[2];
+    if (!fake_script::ParseList(f[2], &pids))
+      return "processes: bad pid list " + f[2];
     for (unsigned long long pid : pids) {
       if (pid > 0xffffffffULL) return "processes: pid too large";
       gpu.pids.push_back(static_cast<unsigned int>(pid));
@@ -320,22 +265,18 @@ std::string ParseLine(const std::vector<std::string>& f, State& s,
 
 // Replaces `state` from the script; returns what nvmlInit_v2 should.
 nvmlReturn_t LoadScript(State& s) {
-  const char* path = std::getenv("FAKE_NVML_SCRIPT");
-  if (path == nullptr || *path == '\0') return kDriverNotLoaded;
-  std::ifstream in(path);
-  if (!in) return kDriverNotLoaded;
   State fresh;
   nvmlReturn_t init_error = kSuccess;
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    std::vector<std::string> fields = Fields(line);
-    if (fields.empty() || fields[0][0] == '#') continue;
-    std::string error = ParseLine(fields, fresh, &init_error);
-    if (!error.empty()) {
-      std::fprintf(stderr, "fake_nvml: %s:%d: %s\n", path, number,
-                   error.c_str());
+  switch (fake_script::Read("FAKE_NVML_SCRIPT", "fake_nvml",
+                            [&](const std::vector<std::string>& fields) {
+                              return ParseLine(fields, fresh, &init_error);
+                            })) {
+    case fake_script::Outcome::kMissing:
+      return kDriverNotLoaded;
+    case fake_script::Outcome::kMalformed:
       return kUnknown;
-    }
+    case fake_script::Outcome::kRead:
+      break;
   }
   if (init_error != kSuccess) return init_error;
   fresh.init_depth = s.init_depth;
@@ -385,7 +326,7 @@ extern "C" {
 
 __attribute__((visibility("default"))) nvmlReturn_t nvmlInit_v2() {
   std::lock_guard<std::mutex> lock(mu);
-  Log("init");
+  fake_script::Log("FAKE_NVML_LOG", "init");
   nvmlReturn_t rc = LoadScript(state);
   if (rc == kSuccess) ++state.init_depth;
   return rc;
@@ -393,7 +334,7 @@ __attribute__((visibility("default"))) nvmlReturn_t nvmlInit_v2() {
 
 __attribute__((visibility("default"))) nvmlReturn_t nvmlShutdown() {
   std::lock_guard<std::mutex> lock(mu);
-  Log("shutdown");
+  fake_script::Log("FAKE_NVML_LOG", "shutdown");
   if (state.init_depth == 0) return kUninitialized;
   --state.init_depth;
   return kSuccess;

@@ -1,12 +1,7 @@
 #include "agent/nvml.h"
 
-#include <stdlib.h>
-
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/agent/fake_library_test.h"
 #include "tests/testing/status_matchers.h"
 
 namespace cv::agent {
@@ -29,48 +25,11 @@ using ::testing::IsEmpty;
 
 // Runs Nvml against tests/agent/fake_nvml.cc, built as
 // $CV_BUILD_DIR/fake-nvml/libnvidia-ml.so.1.
-class NvmlTest : public ::testing::Test {
+class NvmlTest : public FakeLibraryTest {
  protected:
-  void SetUp() override {
-    const char* build_dir = getenv("CV_BUILD_DIR");
-    ASSERT_NE(build_dir, nullptr)
-        << "CV_BUILD_DIR is unset: run this test through ctest, or set it to "
-           "the build directory that holds fake-nvml/libnvidia-ml.so.1";
-    library_ = std::string(build_dir) + "/fake-nvml/libnvidia-ml.so.1";
-    ASSERT_TRUE(std::filesystem::exists(library_))
-        << library_ << " is missing: build the fake_nvml target";
-
-    std::string pattern = ::testing::TempDir() + "nvml_test.XXXXXX";
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << pattern;
-    dir_ = pattern;
-    log_ = dir_ + "/nvml.log";
-    ASSERT_EQ(setenv("FAKE_NVML_LOG", log_.c_str(), 1), 0);
-    ASSERT_EQ(unsetenv("FAKE_NVML_SCRIPT"), 0);
-  }
-
-  void TearDown() override {
-    unsetenv("FAKE_NVML_SCRIPT");
-    unsetenv("FAKE_NVML_LOG");
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
-  }
-
-  // Makes `script` the fake's script for the next Load.
-  void UseScript(const std::string& script) {
-    const std::string path = dir_ + "/script";
-    std::ofstream(path) << script;
-    ASSERT_EQ(setenv("FAKE_NVML_SCRIPT", path.c_str(), 1), 0);
-  }
-
-  std::string Log() const {
-    std::ifstream in(log_);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-
-  std::string library_;
-  std::string dir_;
-  std::string log_;
+  NvmlTest()
+      : FakeLibraryTest({"fake-nvml/libnvidia-ml.so.1", "fake_nvml",
+                         "FAKE_NVML_SCRIPT", "FAKE_NVML_LOG"}) {}
 };
 
 constexpr char kTwoGpus[] =
