@@ -22,6 +22,8 @@ packages=(
   # Prometheus and promtool, for the checks of deploy/ (tests/deploy/); python3
   # for the shell tests' helpers
   prometheus python3
+  # the agent's `process` runtime runs workloads in a bubblewrap sandbox
+  bubblewrap
 )
 
 missing=()
