@@ -1,9 +1,9 @@
 #include "agent/process_runtime.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "agent/sandbox.h"
 #include "agent/workload.h"
-#include "common/validate.h"
+#include "common/status_macros.h"
 
 namespace cv::agent {
 namespace {
@@ -52,9 +52,9 @@ class ProcessAllocation final : public RuntimeAllocation {
 
 class ProcessRuntime final : public Runtime {
  public:
-  ProcessRuntime(pb::ProcessRuntimeConfig config, std::string log_dir,
+  ProcessRuntime(ProcessSettings settings, std::string log_dir,
                  std::string access_template)
-      : config_(std::move(config)),
+      : settings_(std::move(settings)),
         log_dir_(std::move(log_dir)),
         access_template_(std::move(access_template)) {}
 
@@ -77,7 +77,13 @@ class ProcessRuntime final : public Runtime {
       return std::make_unique<ProcessAllocation>(nullptr, absl::InfinitePast(),
                                                  std::nullopt, access);
     }
+    // The sandbox's own faults (a GPU device file missing) are the
+    // cluster's: the allocation is refused.
+    ASSIGN_OR_RETURN(
+        std::optional<SandboxSpec> sandbox,
+        PrepareSandbox(settings_, d.allocation_id(), spec.gpu_indices));
     WorkloadSpec w;
+    w.sandbox = std::move(sandbox);
     w.allocation_id = d.allocation_id();
     w.argv.assign(d.workload_command().begin(), d.workload_command().end());
     w.gpu_indices = spec.gpu_indices;
@@ -94,7 +100,7 @@ class ProcessRuntime final : public Runtime {
   }
 
  private:
-  const pb::ProcessRuntimeConfig config_;
+  const ProcessSettings settings_;
   const std::string log_dir_;
   const std::string access_template_;
 };
@@ -103,8 +109,11 @@ class ProcessRuntime final : public Runtime {
 
 absl::StatusOr<std::unique_ptr<Runtime>> NewProcessRuntime(
     const pb::ProcessRuntimeConfig& config, std::string log_dir,
-    std::string access_template) {
-  return std::make_unique<ProcessRuntime>(config, std::move(log_dir),
+    std::string default_work_root, std::string access_template) {
+  ASSIGN_OR_RETURN(ProcessSettings settings,
+                   ResolveProcessSettings(config, default_work_root));
+  return std::make_unique<ProcessRuntime>(std::move(settings),
+                                          std::move(log_dir),
                                           std::move(access_template));
 }
 

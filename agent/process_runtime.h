@@ -15,12 +15,13 @@
 
 namespace cv::agent {
 
-// `config` is normalized (NormalizeAgentConfig); workload output goes to
-// `log_dir`/<allocation_id>.log. InvalidArgument names a setting that
-// cannot work (e.g. an unknown run_as_user).
+// Workload output goes to `log_dir`/<allocation_id>.log; working
+// directories under `config.work_root`, or `default_work_root` when unset.
+// Errors as ResolveProcessSettings (agent/sandbox.h): a setting that cannot
+// work (e.g. an unknown or root run_as_user, a missing bwrap).
 absl::StatusOr<std::unique_ptr<Runtime>> NewProcessRuntime(
     const pb::ProcessRuntimeConfig& config, std::string log_dir,
-    std::string access_template);
+    std::string default_work_root, std::string access_template);
 
 }  // namespace cv::agent
 

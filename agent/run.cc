@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -11,6 +12,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "agent/agent.h"
 #include "agent/dcmi.h"
 #include "agent/gpus.h"
@@ -74,7 +76,12 @@ absl::StatusOr<std::unique_ptr<Runtime>> NewRuntime(
                            SystemCommandRunner(), inventory);
   }
   if (config.runtime() == "process") {
+    // Beside the spool, not in it: the spool is the agent's alone (0700),
+    // the working directories' parents must be searchable by the tenant.
+    const std::filesystem::path spool = std::filesystem::absolute(
+        std::string(absl::StripSuffix(config.spool_dir(), "/")));
     return NewProcessRuntime(config.process(), config.spool_dir(),
+                             spool.parent_path() / "work",
                              config.access_template());
   }
   return NewSimulatedRuntime(config.access_template());

@@ -169,10 +169,10 @@ absl::Status CheckCharacterDevice(const std::string& path,
 
 }  // namespace
 
-absl::StatusOr<ProcessRuntime> ResolveProcessRuntime(
+absl::StatusOr<ProcessSettings> ResolveProcessSettings(
     const pb::ProcessRuntimeConfig& config,
     absl::string_view default_work_root) {
-  ProcessRuntime runtime;
+  ProcessSettings runtime;
   if (config.sandbox() == kSandboxNone) {
     if (!config.run_as_user().empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -226,7 +226,7 @@ absl::StatusOr<ProcessRuntime> ResolveProcessRuntime(
 }
 
 absl::StatusOr<std::optional<SandboxSpec>> PrepareSandbox(
-    const ProcessRuntime& runtime, absl::string_view allocation_id,
+    const ProcessSettings& runtime, absl::string_view allocation_id,
     const std::vector<int>& gpu_indices) {
   if (!runtime.sandboxed) return std::optional<SandboxSpec>();
   if (allocation_id.empty() || allocation_id == "." || allocation_id == ".." ||

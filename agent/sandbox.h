@@ -50,7 +50,7 @@ struct SandboxSpec {
 };
 
 // The `process` runtime's settings, checked, with defaults applied.
-struct ProcessRuntime {
+struct ProcessSettings {
   // false for `sandbox: "none"`: workloads run unsandboxed as the agent's
   // own user; the other fields are then unset.
   bool sandboxed = true;
@@ -72,7 +72,7 @@ struct ProcessRuntime {
 // `sandbox: "none"`, a relative `work_root` or device path, a
 // `gpu_device_pattern` without exactly one "%d"; FailedPrecondition when
 // `bwrap_path` cannot be found or executed.
-absl::StatusOr<ProcessRuntime> ResolveProcessRuntime(
+absl::StatusOr<ProcessSettings> ResolveProcessSettings(
     const pb::ProcessRuntimeConfig& config,
     absl::string_view default_work_root);
 
@@ -88,7 +88,7 @@ absl::StatusOr<ProcessRuntime> ResolveProcessRuntime(
 // one, or a working directory that is not a directory; Internal when a
 // directory cannot be created or changed.
 absl::StatusOr<std::optional<SandboxSpec>> PrepareSandbox(
-    const ProcessRuntime& runtime, absl::string_view allocation_id,
+    const ProcessSettings& runtime, absl::string_view allocation_id,
     const std::vector<int>& gpu_indices);
 
 }  // namespace cv::agent

@@ -3,7 +3,11 @@
 # the embedded store, then leaves the services running.
 #
 #   scripts/demo.sh          start (or restart) the demo and run it
-#   scripts/demo.sh stop     stop every demo service
+#   scripts/demo.sh slurm    the same, with cluster sz-b on a local
+#                            single-node Slurm (needs root): its agent runs
+#                            the slurm runtime, and hz-robotics's H100s are a
+#                            Slurm job it can run steps in
+#   scripts/demo.sh stop     stop every demo service (and that Slurm)
 #   scripts/demo.sh help     this text
 #
 # What a run does: starts voucher-scheduler; as the administrator creates a
@@ -148,6 +152,10 @@ stop_all() {
     stop_service "voucher-agent $c" "$data/$c.pid" "--spool-dir $data/$c.spool"
   done
   stop_service voucher-scheduler "$data/scheduler.pid" "--data-dir $sched_dir"
+  if [ -f "$data/slurm/slurm.conf" ]; then
+    scripts/testing/slurm.sh stop "$data/slurm"
+    say "stopped the demo's Slurm"
+  fi
 }
 
 # start_service NAME PIDFILE LOG COMMAND...: runs COMMAND in its own session
@@ -318,9 +326,20 @@ start_scheduler() {
 
 start_agent() {
   local c=$1 port=$2
+  local -a runtime=()
   step="starting voucher-agent $c"
+  if [ "$slurm_mode" = 1 ] && [ "$c" = sz-b ]; then
+    # The Slurm runtime: sz-b's GPUs are those of the local Slurm's
+    # partition, and hz-robotics's jobs run as nobody.
+    runtime=(env "SLURM_CONF=$data/slurm/slurm.conf" "$agent_bin" --runtime slurm
+      --slurm-partition gpu --slurm-accounts "${ent_id[hz-robotics]}=nobody"
+      --slurm-login-host "$(hostname)" --slurm-batch-log-dir "$data/slurm-batch"
+      --slurm-poll-interval-ms 1000)
+  else
+    runtime=("$agent_bin")
+  fi
   start_service "voucher-agent $c" "$data/$c.pid" "$data/$c.log" \
-    "$agent_bin" --scheduler "$endpoint" --token-file "$data/$c.token" \
+    "${runtime[@]}" --scheduler "$endpoint" --token-file "$data/$c.token" \
     --spool-dir "$data/$c.spool" --region "${cluster_region[$c]}" \
     --inventory "${cluster_inventory[$c]}" --prices "${cluster_prices[$c]}" \
     --metrics-listen "127.0.0.1:$port" \
@@ -338,6 +357,11 @@ clusters_registered() {
   for c in "${clusters[@]}"; do
     grep -q "^$c," <<<"$list" || return 1
   done
+}
+
+# slurm_job_running ALLOCATION: its Slurm job is RUNNING.
+slurm_job_running() {
+  [ "$(SLURM_CONF="$data/slurm/slurm.conf" squeue --noheader --name "cv-$1" --format %T 2>/dev/null)" = RUNNING ]
 }
 
 # allocation_used_enough ENTERPRISE ALLOCATION GPUS: at least 10 s of its GPUs'
@@ -431,6 +455,12 @@ run_demo() {
   done
 
   # --- the clusters ---
+  if [ "$slurm_mode" = 1 ]; then
+    step="starting a single-node Slurm (scripts/testing/slurm.sh)"
+    [ "$(id -u)" -eq 0 ] || die "scripts/demo.sh slurm runs Slurm's daemons and jobs as other users: run it as root"
+    scripts/testing/slurm.sh start "$data/slurm" 8 h100 >/dev/null
+    say "Slurm is up: partition gpu, node cvnode1 with 8 h100 (SLURM_CONF=$data/slurm/slurm.conf)"
+  fi
   step="creating agent tokens"
   local c port
   for c in "${clusters[@]}"; do
@@ -492,6 +522,15 @@ run_demo() {
     ent_alloc_id[$e]="$alloc"
     vc "$data/$e.token" allocations show "$alloc"
   done
+  if [ "$slurm_mode" = 1 ]; then
+    step="running a step in hz-robotics's Slurm job"
+    local job=""
+    wait_until "the Slurm job of ${ent_alloc_id[hz-robotics]} to run" 60 slurm_job_running "${ent_alloc_id[hz-robotics]}"
+    job="$(SLURM_CONF="$data/slurm/slurm.conf" squeue --noheader --name "cv-${ent_alloc_id[hz-robotics]}" --format %i)"
+    printf '\n== as the tenant (nobody): srun --jobid=%s nvidia-smi-like step\n' "$job"
+    SLURM_CONF="$data/slurm/slurm.conf" runuser -u nobody -- srun --chdir=/tmp --jobid="$job" \
+      sh -c 'echo "step on $(hostname) with GPUs $CUDA_VISIBLE_DEVICES"'
+  fi
 
   step="waiting for usage to be metered and charged"
   printf '\n'
@@ -567,8 +606,13 @@ Stop everything:
 EOF
 }
 
+slurm_mode=0
 case "${1:-run}" in
   run) run_demo ;;
+  slurm)
+    slurm_mode=1
+    run_demo
+    ;;
   stop)
     step="stopping the demo services"
     if [ -d "$data" ]; then stop_all; fi

@@ -56,7 +56,7 @@ TEST(ProcessRuntime, ReportsTheWorkloadsExit) {
   pb::ProcessRuntimeConfig config;
   config.set_sandbox("none");
   absl::StatusOr<std::unique_ptr<Runtime>> runtime =
-      NewProcessRuntime(config, dir, "");
+      NewProcessRuntime(config, dir, dir + "/work", "");
   ASSERT_TRUE(runtime.ok()) << runtime.status();
   RuntimeSpec spec;
   spec.desired = Desired({"/bin/sh", "-c", "exit 7"});
@@ -80,7 +80,7 @@ TEST(ProcessRuntime, ACommandThatCannotStartEndsWith127) {
   pb::ProcessRuntimeConfig config;
   config.set_sandbox("none");
   absl::StatusOr<std::unique_ptr<Runtime>> runtime =
-      NewProcessRuntime(config, "/nonexistent-dir", "");
+      NewProcessRuntime(config, "/nonexistent-dir", "/nonexistent-dir/work", "");
   ASSERT_TRUE(runtime.ok());
   RuntimeSpec spec;
   spec.desired = Desired({"/bin/true"});

@@ -42,7 +42,7 @@ pb::ProcessRuntimeConfig NobodyConfig() {
   return config;
 }
 
-TEST(ResolveProcessRuntime, RefusesBadSettingsNamingFieldAndValue) {
+TEST(ResolveProcessSettings, RefusesBadSettingsNamingFieldAndValue) {
   struct Case {
     std::string name;
     std::function<void(pb::ProcessRuntimeConfig&)> change;
@@ -101,21 +101,21 @@ TEST(ResolveProcessRuntime, RefusesBadSettingsNamingFieldAndValue) {
   for (const Case& c : cases) {
     pb::ProcessRuntimeConfig config = NobodyConfig();
     c.change(config);
-    EXPECT_THAT(ResolveProcessRuntime(config, "/var/lib/work"),
+    EXPECT_THAT(ResolveProcessSettings(config, "/var/lib/work"),
                 StatusIs(c.code, AllOf(HasSubstr(c.field), HasSubstr(c.value))))
         << c.name << ": " << config.ShortDebugString();
   }
 }
 
-TEST(ResolveProcessRuntime, AppliesDefaultsAndResolvesUser) {
+TEST(ResolveProcessSettings, AppliesDefaultsAndResolvesUser) {
   struct passwd* nobody = getpwnam("nobody");
   ASSERT_NE(nobody, nullptr);
   for (const std::string& user :
        {std::string("nobody"), absl::StrCat(nobody->pw_uid)}) {
     pb::ProcessRuntimeConfig config;
     config.set_run_as_user(user);
-    ASSERT_OK_AND_ASSIGN(ProcessRuntime runtime,
-                         ResolveProcessRuntime(config, "/srv/work"));
+    ASSERT_OK_AND_ASSIGN(ProcessSettings runtime,
+                         ResolveProcessSettings(config, "/srv/work"));
     EXPECT_TRUE(runtime.sandboxed) << user;
     EXPECT_EQ(runtime.uid, nobody->pw_uid) << user;
     EXPECT_EQ(runtime.gid, nobody->pw_gid) << user;
@@ -129,11 +129,11 @@ TEST(ResolveProcessRuntime, AppliesDefaultsAndResolvesUser) {
   }
 }
 
-TEST(ResolveProcessRuntime, NoneRunsUnsandboxed) {
+TEST(ResolveProcessSettings, NoneRunsUnsandboxed) {
   pb::ProcessRuntimeConfig config;
   config.set_sandbox("none");
-  ASSERT_OK_AND_ASSIGN(ProcessRuntime runtime,
-                       ResolveProcessRuntime(config, "/srv/work"));
+  ASSERT_OK_AND_ASSIGN(ProcessSettings runtime,
+                       ResolveProcessSettings(config, "/srv/work"));
   EXPECT_FALSE(runtime.sandboxed);
   ASSERT_OK_AND_ASSIGN(std::optional<SandboxSpec> spec,
                        PrepareSandbox(runtime, "AL-1", {0, 1}));
@@ -184,7 +184,7 @@ class PrepareSandboxTest : public ::testing::Test {
   }
 
   std::string dir_;
-  ProcessRuntime runtime_;
+  ProcessSettings runtime_;
 };
 
 TEST_F(PrepareSandboxTest, ExpandsGpuDevicesAndKeepsSharedOnesThatExist) {
@@ -261,7 +261,7 @@ TEST_F(PrepareSandboxTest, RefusesMissingOrFakeDevices) {
            "device"},
   };
   for (const Case& c : cases) {
-    ProcessRuntime runtime = runtime_;
+    ProcessSettings runtime = runtime_;
     runtime.shared_devices = c.shared;
     EXPECT_THAT(
         PrepareSandbox(runtime, "AL-1", c.gpus),

@@ -456,8 +456,8 @@ class SandboxTest : public WorkloadTest {
     config.set_gpu_device_pattern(dir_ + "/dev/nvidia%d");
     config.add_shared_devices(dir_ + "/dev/nvidiactl");
     config.add_shared_devices(dir_ + "/dev/nvidia-uvm");  // Missing.
-    absl::StatusOr<ProcessRuntime> runtime =
-        ResolveProcessRuntime(config, "/unused");
+    absl::StatusOr<ProcessSettings> runtime =
+        ResolveProcessSettings(config, "/unused");
     ASSERT_THAT(runtime, IsOk()) << "is bubblewrap installed? "
                                     "(scripts/setup.sh)";
     runtime_ = *runtime;
@@ -515,7 +515,7 @@ class SandboxTest : public WorkloadTest {
            << " processes";
   }
 
-  ProcessRuntime runtime_;
+  ProcessSettings runtime_;
   std::string work_dir_;
   std::string token_;
 };

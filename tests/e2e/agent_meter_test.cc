@@ -4,6 +4,7 @@
 // scheduler, and the usage errors of bad invocations.
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <fstream>
@@ -32,6 +33,7 @@ std::string AgentBinary() { return BuildDir() + "/agent/voucher-agent"; }
 std::string FakeNvmlLibrary() {
   return BuildDir() + "/fake-nvml/libnvidia-ml.so.1";
 }
+std::string FakeDcmiLibrary() { return BuildDir() + "/fake-dcmi/libdcmi.so"; }
 
 // Whether process `pid` is gone (or a zombie nobody has reaped yet, which
 // runs nothing any more).
@@ -241,6 +243,98 @@ TEST_F(AgentMeterTest, NvmlMeterWithoutTheLibraryFailsClearly) {
                         "inventory model"));
 }
 
+TEST_F(AgentMeterTest, DcmiTelemetryMetersAscendNpus) {
+  const std::string script = WriteTestFile(
+      "dcmi.script",
+      "npu 0:0 chip_name=910B3\nnpu 0:1 chip_name=910B3\nnpu 1:0 "
+      "chip_name=910B3\nutilization 0:0 55\nutilization 0:1 55\n"
+      "power 0:0 3000\npower 0:1 3000\n");
+  StartAgent("hz-a",
+             {"--telemetry=dcmi", "--dcmi-library=" + FakeDcmiLibrary(),
+              "--inventory=1x910B:domestic", "--prices=910B=12.00"},
+             {"FAKE_DCMI_SCRIPT=" + script});
+  ApproveCluster("hz-a");
+  const pb::Cluster cluster = GetCluster("hz-a");
+  ASSERT_EQ(cluster.inventory_size(), 1) << cluster.ShortDebugString();
+  EXPECT_EQ(cluster.inventory(0).gpu_count(), 3) << "the count DCMI found";
+  EXPECT_EQ(cluster.inventory(0).hardware_class(), pb::HARDWARE_CLASS_DOMESTIC);
+  Issue("E-000001", 10'000'00);
+  const pb::Allocation a = Allocate("910B", 2, 3600);
+  ASSERT_EQ(a.cluster_id(), "hz-a");
+  ASSERT_TRUE(PollUntil([&] { return Usage(a.allocation_id()).size() >= 4; }))
+      << agent("hz-a").Log();
+  Release(a.allocation_id());
+  ExpectMeteredOnce("hz-a", a.allocation_id());
+  int64_t energy_mj = 0;
+  for (const pb::ChargedUsage& charged : Usage(a.allocation_id())) {
+    const pb::UsageRecord& u = charged.record();
+    if (u.mean_utilization_bp() != 0) {
+      EXPECT_EQ(u.mean_utilization_bp(), 5500);
+    }
+    energy_mj += u.energy_mj();
+  }
+  // Two NPUs at 300 W: energy integrated from power, 600 mJ per ms.
+  EXPECT_GT(energy_mj, 0);
+  EXPECT_EQ(agent("hz-a").Stop(SIGTERM), 0);
+}
+
+TEST_F(AgentMeterTest, DcmiTelemetryWithoutTheLibraryFailsClearly) {
+  StartAgent("hz-a", {"--telemetry=dcmi", "--dcmi-library=/nonexistent/libdcmi.so"});
+  EXPECT_EQ(agent("hz-a").Wait(absl::Seconds(20)), 2);
+  EXPECT_THAT(agent("hz-a").Log(), HasSubstr("/nonexistent/libdcmi.so"));
+  EXPECT_THAT(agent("hz-a").Log(), HasSubstr("Ascend driver"));
+}
+
+TEST_F(AgentMeterTest, ProcessRuntimeRunsTheWorkloadSandboxedAsTheTenantUser) {
+  if (geteuid() != 0) GTEST_SKIP() << "switching to another user needs root";
+  // The cluster's GPUs as device files (clones of /dev/null).
+  const std::string devices = dir_ + "/dev";
+  ASSERT_EQ(mkdir(devices.c_str(), 0755), 0);
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_EQ(Shell(absl::StrCat("mknod ", devices, "/nvidia", i, " c 1 3 && chmod 666 ",
+                                 devices, "/nvidia", i)),
+              0);
+  }
+  const std::string work = dir_ + "/work";
+  // The working directories must be reachable by the tenant user; the
+  // token file is the agent's alone, as in production.
+  ASSERT_EQ(chmod(dir_.c_str(), 0711), 0);
+  ASSERT_EQ(chmod(agent_token_file("sz-b").c_str(), 0600), 0);
+  // The device pattern has no flag: a config file sets it.
+  const std::string config = WriteTestFile(
+      "agent.conf", "process { gpu_device_pattern: \"" + devices + "/nvidia%d\" }\n");
+  StartAgent("sz-b", {"--config=" + config, "--runtime=process",
+                      "--run-as=nobody", "--work-root=" + work,
+                      "--stop-grace-s=1", "--access-template=output in {log}"});
+  ApproveCluster("sz-b");
+  Issue("E-000001", 10'000'00);
+  // What the workload can see, written to its working directory.
+  const pb::Allocation a = Allocate(
+      "H100", 2, 3600,
+      {"/bin/sh", "-c",
+       "{ id -u; echo gpus=$CUDA_VISIBLE_DEVICES; ls " + devices +
+           "; cat " + agent_token_file("sz-b") + " || echo no-token; ls " +
+           spool_dir("sz-b") + " || echo no-spool; } > out 2>&1; exit 5"});
+  ASSERT_EQ(a.cluster_id(), "sz-b");
+  ASSERT_TRUE(WaitForState(a.allocation_id(), pb::ALLOCATION_STATE_ENDED))
+      << agent("sz-b").Log();
+  const pb::Allocation ended = GetAllocation(a.allocation_id());
+  EXPECT_EQ(ended.end_reason(), pb::END_REASON_WORKLOAD_EXITED);
+  EXPECT_EQ(ended.exit_code(), 5);
+  EXPECT_THAT(ended.access(),
+              HasSubstr(spool_dir("sz-b") + "/" + a.allocation_id() + ".log"));
+  const std::string out = Read(work + "/" + a.allocation_id() + "/out");
+  EXPECT_THAT(out, HasSubstr("65534\ngpus=0,1\nnvidia0\nnvidia1\n")) << out;
+  EXPECT_THAT(out, Not(HasSubstr("nvidia2")));
+  EXPECT_THAT(out, HasSubstr("no-token"));
+  EXPECT_THAT(out, HasSubstr("no-spool"));
+  const std::string token = Read(agent_token_file("sz-b"));
+  ASSERT_FALSE(token.empty());
+  EXPECT_THAT(out, Not(HasSubstr(std::string(absl::StripAsciiWhitespace(token)))));
+  ExpectMeteredOnce("sz-b", a.allocation_id());
+  EXPECT_EQ(agent("sz-b").Stop(SIGTERM), 0);
+}
+
 TEST_F(AgentMeterTest, IdleAllocationIsFlagged) {
   Issue("E-000001", 10'000'00);
   StartAgent("sz-b", {"--simulated-utilization-bp=0", "--idle-after-s=1"});
@@ -357,6 +451,24 @@ TEST_F(AgentMeterTest, BadFlagsAreUsageErrors) {
       {{scheduler, token, inventory, prices}, "spool_dir: required"},
       {{scheduler, token, spool, inventory, prices, "--meter=bogus"},
        "meter: must be simulated, nvml or exec, got \"bogus\""},
+      {{scheduler, token, spool, inventory, prices, "--runtime=k8s"},
+       "runtime: must be simulated, process or slurm, got \"k8s\""},
+      {{scheduler, token, spool, inventory, prices, "--telemetry=rocm"},
+       "telemetry: must be simulated, nvml or dcmi, got \"rocm\""},
+      {{scheduler, token, spool, inventory, prices, "--meter=exec",
+        "--runtime=process"},
+       "meter: a deprecated alias of runtime and telemetry"},
+      {{scheduler, token, spool, inventory, prices, "--runtime=process",
+        "--run-as=root"},
+       "process.run_as_user"},
+      {{scheduler, token, spool, inventory, prices, "--runtime=slurm"},
+       "slurm.partition: required"},
+      {{scheduler, token, spool, inventory, prices, "--runtime=slurm",
+        "--slurm-partition=gpu", "--slurm-accounts=E-000001"},
+       "slurm_accounts: must be ENTERPRISE=USER[:ACCOUNT], got \"E-000001\""},
+      {{scheduler, "--token-file=/nonexistent/agent.token", spool, inventory,
+        prices},
+       "token_file: "},
       {{scheduler, token, spool, "--inventory=8H100", prices},
        "inventory: item \"8H100\" is malformed"},
       {{scheduler, token, spool, "--inventory=8xH100:alien", prices},
