@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "common/config.h"
 #include "agent/slurm_runtime.h"
+#include "common/grpc_channel.h"
 #include "common/leader.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -191,37 +192,11 @@ absl::Status NormalizeAgentConfig(pb::AgentConfig& c) {
 }
 
 absl::StatusOr<StubFactory> NewAgentStubFactory(const pb::TlsConfig& tls) {
-  std::shared_ptr<grpc::ChannelCredentials> credentials =
-      grpc::InsecureChannelCredentials();
-  if (!tls.ca_file().empty()) {
-    grpc::SslCredentialsOptions options;
-    ASSIGN_OR_RETURN(options.pem_root_certs, ReadFile(tls.ca_file()));
-    if (tls.cert_file().empty() != tls.key_file().empty()) {
-      return absl::InvalidArgumentError(
-          "tls: a client certificate needs both cert_file and key_file");
-    }
-    if (!tls.cert_file().empty()) {
-      ASSIGN_OR_RETURN(options.pem_cert_chain, ReadFile(tls.cert_file()));
-      ASSIGN_OR_RETURN(options.pem_private_key, ReadFile(tls.key_file()));
-    }
-    credentials = grpc::SslCredentials(options);
-  } else if (!tls.cert_file().empty() || !tls.key_file().empty()) {
-    return absl::InvalidArgumentError(
-        "tls: a client certificate needs the scheduler's CA (ca_file) too");
-  }
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                   SchedulerCredentials(tls));
   return [credentials](const std::string& address) {
-    grpc::ChannelArguments args;
-    // Reconnect within a couple of seconds of the scheduler coming back; the
-    // agent does its own, longer, backoff between calls.
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    // A switch back to a replica dials it afresh rather than inherit the
-    // backoff of a connection that failed earlier.
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     return std::unique_ptr<pb::AgentService::StubInterface>(
-        pb::AgentService::NewStub(
-            grpc::CreateCustomChannel(address, credentials, args)));
+        pb::AgentService::NewStub(NewSchedulerChannel(address, credentials)));
   };
 }
 

@@ -116,8 +116,8 @@ absl::StatusOr<std::unique_ptr<Nvml>> Nvml::Load(const std::string& library) {
       SharedLibrary::Open(
           library,
           {"nvml",
-           "is the NVIDIA driver installed? the nvml meter needs it; use "
-           "--meter simulated or exec otherwise",
+           "is the NVIDIA driver installed? the nvml telemetry needs it; "
+           "use --telemetry simulated otherwise",
            "driver too old, or not NVML?"}));
   auto api = std::make_unique<Api>();
   RETURN_IF_ERROR(api->ResolveAll(opened));

@@ -18,11 +18,10 @@
 #include "client/internal/exit_codes.h"
 #include "client/internal/values.h"
 #include "common/config.h"
+#include "common/grpc_channel.h"
 #include "common/leader.h"
 #include "google/protobuf/text_format.h"
-#include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "grpcpp/support/channel_arguments.h"
 
 namespace cv::client {
 namespace {
@@ -53,27 +52,6 @@ std::string Override(const Args& args, const char* flag, const char* env,
     return env;
   }
   return "";
-}
-
-absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
-    const pb::TlsConfig& tls) {
-  if (tls.ca_file().empty() && tls.cert_file().empty() &&
-      tls.key_file().empty()) {
-    return grpc::InsecureChannelCredentials();
-  }
-  if (tls.cert_file().empty() != tls.key_file().empty()) {
-    return absl::InvalidArgumentError(
-        "--tls-cert, --tls-key: a client certificate needs both files");
-  }
-  grpc::SslCredentialsOptions options;
-  if (!tls.ca_file().empty()) {
-    ASSIGN_OR_RETURN(options.pem_root_certs, ReadFile(tls.ca_file()));
-  }
-  if (!tls.cert_file().empty()) {
-    ASSIGN_OR_RETURN(options.pem_cert_chain, ReadFile(tls.cert_file()));
-    ASSIGN_OR_RETURN(options.pem_private_key, ReadFile(tls.key_file()));
-  }
-  return grpc::SslCredentials(options);
 }
 
 // "PERMISSION_DENIED" -> "permission denied".
@@ -155,7 +133,7 @@ absl::Status Connection::Open() {
         "no token: pass --token, set VOUCHERCTL_TOKEN, or run 'voucherctl "
         "login --endpoint HOST:PORT --token TOKEN' once");
   }
-  ASSIGN_OR_RETURN(credentials_, Credentials(settings_.config.tls()));
+  ASSIGN_OR_RETURN(credentials_, SchedulerCredentials(settings_.config.tls()));
   return absl::OkStatus();
 }
 
@@ -214,11 +192,7 @@ Connection::Try Connection::TryOn(const std::string& address,
                                   const Attempt& attempt) {
   Replica& replica = replicas_[address];
   if (replica.channel == nullptr) {
-    grpc::ChannelArguments args;
-    // A channel of its own per replica, so that dialing one again after it
-    // failed really connects instead of waiting out a shared backoff.
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    replica.channel = grpc::CreateCustomChannel(address, credentials_, args);
+    replica.channel = NewSchedulerChannel(address, credentials_);
     replica.admin = pb::AdminService::NewStub(replica.channel);
     replica.enterprise = pb::EnterpriseService::NewStub(replica.channel);
   }

@@ -200,7 +200,7 @@ TEST_F(NvmlTest, MissingLibraryIsFailedPrecondition) {
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr("cannot load " + missing),
                              HasSubstr("NVIDIA driver"),
-                             HasSubstr("--meter simulated"))));
+                             HasSubstr("--telemetry simulated"))));
 }
 
 TEST_F(NvmlTest, LibraryWithoutNvmlIsFailedPrecondition) {
