@@ -2,18 +2,69 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace cv {
+namespace {
+
+bool IsContinuation(unsigned char byte) { return (byte & 0xC0) == 0x80; }
+
+// Decodes the well-formed UTF-8 sequence at `s[*i]` into `*code_point` and
+// advances `*i` past it; false (and `*i` unchanged) if it is malformed.
+bool DecodeUtf8(absl::string_view s, size_t* i, uint32_t* code_point) {
+  const auto at = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char lead = at(*i);
+  if (lead < 0x80) {
+    *code_point = lead;
+    ++*i;
+    return true;
+  }
+  size_t extra;
+  uint32_t cp;
+  // The range of the second byte rules out overlong forms, surrogates and
+  // code points past U+10FFFF (RFC 3629, section 4).
+  unsigned char low = 0x80, high = 0xBF;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    extra = 1;
+    cp = lead & 0x1F;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    extra = 2;
+    cp = lead & 0x0F;
+    if (lead == 0xE0) low = 0xA0;
+    if (lead == 0xED) high = 0x9F;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    extra = 3;
+    cp = lead & 0x07;
+    if (lead == 0xF0) low = 0x90;
+    if (lead == 0xF4) high = 0x8F;
+  } else {
+    return false;
+  }
+  if (*i + extra >= s.size()) return false;
+  if (at(*i + 1) < low || at(*i + 1) > high) return false;
+  for (size_t k = 1; k <= extra; ++k) {
+    if (!IsContinuation(at(*i + k))) return false;
+    cp = (cp << 6) | (at(*i + k) & 0x3F);
+  }
+  *code_point = cp;
+  *i += 1 + extra;
+  return true;
+}
+
+}  // namespace
 
 absl::string_view TruncateUtf8(absl::string_view s, size_t max_bytes) {
   if (s.size() <= max_bytes) return s;
-  size_t end = max_bytes;
-  // Back up over continuation bytes to the lead byte of the sequence that
-  // would be cut, and drop that sequence whole.
-  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) {
-    --end;
+  // Back off to the start of the sequence the cut would split; a run of
+  // stray continuation bytes is cut anyway.
+  size_t cut = max_bytes;
+  for (int k = 0;
+       k < 3 && cut > 0 && IsContinuation(static_cast<unsigned char>(s[cut]));
+       ++k) {
+    --cut;
   }
-  return s.substr(0, end);
+  if (IsContinuation(static_cast<unsigned char>(s[cut]))) cut = max_bytes;
+  return s.substr(0, cut);
 }
 
 std::string Quoted(absl::string_view value) {
@@ -60,6 +111,33 @@ absl::Status CheckLength(absl::string_view field, absl::string_view value,
   return absl::InvalidArgumentError(absl::StrCat(field, ": must be ", rule,
                                                  " characters, got ", length,
                                                  ": ", Quoted(value)));
+}
+
+absl::Status CheckText(absl::string_view field, absl::string_view value,
+                       int64_t min, int64_t max, TextLines lines) {
+  int64_t character = 0;
+  for (size_t i = 0; i < value.size();) {
+    const size_t at = i;
+    uint32_t cp = 0;
+    if (!DecodeUtf8(value, &i, &cp)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field,
+                       ": must be valid UTF-8, got a malformed "
+                       "sequence at byte offset ",
+                       at));
+    }
+    const bool control = cp < 0x20 || (cp >= 0x7F && cp <= 0x9F);
+    if (control && !(cp == '\n' && lines == TextLines::kMany)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": must be ",
+          lines == TextLines::kMany ? "printable text (line feeds allowed)"
+                                    : "one line of printable text",
+          ", got ", absl::StrFormat("U+%04X", cp), " at character offset ",
+          character));
+    }
+    ++character;
+  }
+  return CheckLength(field, value, min, max);
 }
 
 absl::Status CheckRange(absl::string_view field, int64_t value, int64_t min,

@@ -20,13 +20,26 @@ int64_t Utf8Length(absl::string_view s);
 // a UTF-8 sequence in two.
 absl::string_view TruncateUtf8(absl::string_view s, size_t max_bytes);
 
-// `value` quoted for an error message, cut after 64 bytes so that a huge
-// input does not make a huge message.
+// `value` quoted for an error message, cut after at most 64 bytes (never
+// inside a UTF-8 sequence) so that a huge input does not make a huge
+// message.
 std::string Quoted(absl::string_view value);
 
 // `value` has min..max code points.
 absl::Status CheckLength(absl::string_view field, absl::string_view value,
                          int64_t min, int64_t max);
+
+// Whether line feeds are allowed in CheckText.
+enum class TextLines { kOne, kMany };
+
+// `value` is text that is safe to store, log and show: well-formed UTF-8
+// (no overlong forms or surrogates), no control character (U+0000..U+001F,
+// U+007F..U+009F) except a line feed where `lines` is kMany, and
+// min..max code points. A value that fails one of the first two rules is
+// not echoed (the message gives the byte or character where it fails); an
+// over-long one is echoed as Quoted() shortens it.
+absl::Status CheckText(absl::string_view field, absl::string_view value,
+                       int64_t min, int64_t max, TextLines lines);
 
 // min <= value <= max.
 absl::Status CheckRange(absl::string_view field, int64_t value, int64_t min,

@@ -152,7 +152,7 @@ const std::vector<CommandSpec>& Commands() {
        "voucherctl allocations list --state running",
        AllocationsList},
       {"allocations show",
-       "Show one allocation",
+       "Show one allocation and how to reach its GPUs",
        "ALLOCATION_ID",
        nullptr,
        {},

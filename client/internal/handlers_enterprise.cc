@@ -115,12 +115,21 @@ absl::Status Allocate(Context& c) {
   for (const std::string& arg : c.args.rest()) r.add_workload_command(arg);
   pb::Allocation allocation;
   RETURN_IF_ERROR(c.server.Call(&Stub::Allocate, r, &allocation));
+  const std::string& id = allocation.allocation_id();
   if (allocation.state() == pb::ALLOCATION_STATE_PENDING) {
     c.err << "Queued: no GPUs are free now. Follow it with 'voucherctl "
              "allocations watch "
-          << allocation.allocation_id() << "'.\n";
+          << id << "'.\n";
   }
   c.printer.Print(RecordView(AllocationFields(), allocation));
+  // The agent says how to reach the GPUs once it has started them, which is
+  // almost always after this answer.
+  if (allocation.access().empty() &&
+      allocation.state() != pb::ALLOCATION_STATE_ENDED) {
+    c.err << "How to reach its GPUs shows once its cluster has started it: "
+             "'voucherctl allocations show "
+          << id << "'.\n";
+  }
   return absl::OkStatus();
 }
 
@@ -189,7 +198,7 @@ absl::Status AllocationsWatch(Context& c) {
             absl::StrCat(c.printer.Text(ToProto(absl::Now()), false), "  ",
                          a.allocation_id(), "  ", EnumWord(a.state()));
         if (a.state() == pb::ALLOCATION_STATE_ENDED) {
-          absl::StrAppend(&line, " (", EnumWord(a.end_reason()), ")");
+          absl::StrAppend(&line, " (", EndReasonText(a), ")");
         }
         if (!a.cluster_id().empty()) {
           absl::StrAppend(&line, "  cluster ", a.cluster_id(), ", ",

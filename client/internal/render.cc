@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "common/money.h"
 #include "common/time_util.h"
@@ -256,9 +257,12 @@ void Printer::PrintRecord(const View& view) {
     for (const Column& column : view.columns) {
       width = std::max(width, DisplayWidth(column.header) + 1);
     }
+    // A value of several lines continues under its first line.
+    const std::string indent = "\n" + std::string(width + 2, ' ');
     for (size_t i = 0; i < row.size(); ++i) {
       out_ << Pad(Label(view.columns[i].header) + ":", width, false) << "  "
-           << Text(row[i], false) << "\n";
+           << absl::StrReplaceAll(Text(row[i], false), {{"\n", indent}})
+           << "\n";
     }
   }
 }

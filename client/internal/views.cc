@@ -181,14 +181,19 @@ const std::vector<Field<pb::Voucher>>& VoucherFields() {
   return *kFields;
 }
 
+std::string EndReasonText(const pb::Allocation& a) {
+  if (a.end_reason() == pb::END_REASON_UNSPECIFIED) return "-";
+  const std::string reason = EnumWord(a.end_reason());
+  return a.end_detail().empty() ? reason
+                                : absl::StrCat(reason, ": ", a.end_detail());
+}
+
 const std::vector<Field<pb::Allocation>>& AllocationFields() {
   using T = pb::Allocation;
   static const auto* const kFields = new std::vector<Field<T>>{
       {{"ID", "allocation_id"}, true, CV_CELL(x.allocation_id())},
       {{"STATE", "state"}, true, CV_CELL(EnumWord(x.state()))},
-      {{"END REASON", "end_reason"},
-       false,
-       CV_CELL(x.end_reason() == 0 ? "-" : EnumWord(x.end_reason()))},
+      {{"END REASON", "end_reason"}, false, CV_CELL(EndReasonText(x))},
       {{"GPUS", "gpus"},
        true,
        CV_CELL(Gpus(x.gpu_count(),
@@ -198,6 +203,7 @@ const std::vector<Field<pb::Allocation>>& AllocationFields() {
        true,
        CV_CELL(FormatGpuHours(x.max_duration_s() * 1000))},
       {{"CLUSTER", "cluster_id"}, true, CV_CELL(OrDash(x.cluster_id()))},
+      {{"ACCESS", "access"}, false, CV_CELL(OrDash(x.access()))},
       {{"PROVIDER", "provider_id"}, false, CV_CELL(OrDash(x.provider_id()))},
       {{"VOUCHER", "voucher_id"}, true, CV_CELL(x.voucher_id())},
       {{"PROGRAM", "program_id"}, false, CV_CELL(x.program_id())},

@@ -69,6 +69,10 @@ StatementLineFields();
 const std::vector<Field<computevoucher::v1::VerifyJournalResponse>>&
 VerifyFields();
 
+// Why `allocation` ended in words ("released", "ended-on-cluster: slurm
+// job 42 CANCELLED"); "-" while it has not ended.
+std::string EndReasonText(const computevoucher::v1::Allocation& allocation);
+
 // Settlement lines, each with the journal position of the whole
 // settlement, so that a CSV row says what it was computed at.
 View SettlementView(const computevoucher::v1::Settlement& settlement);

@@ -22,6 +22,12 @@ constexpr int64_t kMinDurationS = 60;
 constexpr int64_t kMaxDurationS = 365 * 24 * 3600;
 constexpr int kMaxUsageRecords = 10'000;
 constexpr int kMaxModels = 64;
+// Texts from agents (README, "Agent protocol"): how many characters each
+// may have and whether it may span lines.
+constexpr int kMaxMeterChars = 64;
+constexpr int kMaxAccessChars = 1024;
+constexpr int kMaxEndDetailChars = 256;
+constexpr int kMaxEvidenceChars = 512;
 
 template <typename T>
 std::shared_ptr<const google::protobuf::Message> Share(T message) {
@@ -89,11 +95,10 @@ absl::StatusOr<StateMachine::Response> StateMachine::RegisterCluster(
   }
   RETURN_IF_ERROR(CheckLength("region", r.region(), 1, 64));
   RETURN_IF_ERROR(CheckLength("agent_version", r.agent_version(), 0, 64));
-  if (!r.meter().empty() && r.meter() != "simulated" && r.meter() != "nvml" &&
-      r.meter() != "exec") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "meter: must be simulated, nvml or exec, got \"", r.meter(), "\""));
-  }
+  // "runtime+telemetry" for operators; the scheduler keeps nothing of it,
+  // so any short line will do.
+  RETURN_IF_ERROR(
+      CheckText("meter", r.meter(), 0, kMaxMeterChars, TextLines::kOne));
   RETURN_IF_ERROR(CheckRange("inventory", r.inventory_size(), 1, kMaxModels));
   absl::flat_hash_set<std::string> models;
   for (const pb::GpuModel& m : r.inventory()) {
@@ -702,8 +707,8 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(
       p.cluster_id().empty()) {
     return reject(
         pb::USAGE_RESULT_REJECTED,
-        absl::StrCat("allocation_id: \"", u.allocation_id().substr(0, 64),
-                     "\" is not an allocation of cluster ", p.cluster_id()));
+        absl::StrCat("allocation_id: ", Quoted(u.allocation_id()),
+                     " is not an allocation of cluster ", p.cluster_id()));
   }
   AllocationRec& rec = it->second;
   pb::Allocation& a = rec.allocation;
@@ -772,6 +777,11 @@ absl::StatusOr<pb::UsageAck> StateMachine::ChargeRecord(
   if (u.energy_mj() < 0) {
     return refuse(
         absl::StrCat("energy_mj: must not be negative, got ", u.energy_mj()));
+  }
+  if (absl::Status evidence = CheckText("evidence", u.evidence(), 0,
+                                        kMaxEvidenceChars, TextLines::kMany);
+      !evidence.ok()) {
+    return refuse(std::string(evidence.message()));
   }
 
   // Accepted. Only the part inside the billable life can be subsidised, and
@@ -876,6 +886,7 @@ pb::HeartbeatResponse StateMachine::DesiredState(
     *d->mutable_workload_command() = a.workload_command();
     d->set_next_sequence(a.last_sequence() + 1);
     *d->mutable_assigned_at() = a.assigned_at();
+    d->set_enterprise_id(a.enterprise_id());
   }
   return response;
 }
@@ -892,6 +903,16 @@ absl::StatusOr<StateMachine::Response> StateMachine::Heartbeat(
   }
   RETURN_IF_ERROR(
       CheckRange("allocations", r.allocations_size(), 0, kMaxUsageRecords));
+  // Every text first, so that a bad one changes nothing.
+  for (int i = 0; i < r.allocations_size(); ++i) {
+    const pb::ObservedAllocation& o = r.allocations(i);
+    RETURN_IF_ERROR(CheckText(absl::StrCat("allocations[", i, "].access"),
+                              o.access(), 0, kMaxAccessChars,
+                              TextLines::kMany));
+    RETURN_IF_ERROR(CheckText(absl::StrCat("allocations[", i, "].end_detail"),
+                              o.end_detail(), 0, kMaxEndDetailChars,
+                              TextLines::kOne));
+  }
   bool changed = false;
   bool ended = false;
   for (const pb::ObservedAllocation& o : r.allocations()) {
@@ -905,9 +926,21 @@ absl::StatusOr<StateMachine::Response> StateMachine::Heartbeat(
     AllocationRec& rec = it->second;
     pb::Allocation& a = rec.allocation;
     if (!IsActive(a)) continue;
+    // As the agent reports it now, so that the tenant sees what works now
+    // (kept after the end, for a log path).
+    if (o.access() != a.access()) {
+      a.set_access(o.access());
+      changed = true;
+    }
     if (o.exited()) {
       a.set_exit_code(o.exit_code());
       RETURN_IF_ERROR(EndAllocation(rec, pb::END_REASON_WORKLOAD_EXITED));
+      changed = ended = true;
+      continue;
+    }
+    if (o.ended_on_cluster()) {
+      a.set_end_detail(o.end_detail());
+      RETURN_IF_ERROR(EndAllocation(rec, pb::END_REASON_ENDED_ON_CLUSTER));
       changed = ended = true;
       continue;
     }

@@ -415,6 +415,49 @@ class VoucherctlTest : public ::testing::Test {
     return ParseJson<pb::CreateTokenResponse>(r.out).secret();
   }
 
+  // The agent of cluster hz-a, talking to the test's scheduler.
+  struct AgentClient {
+    std::unique_ptr<pb::AgentService::Stub> stub;
+    std::string token;
+
+    template <typename Method, typename Request, typename Response>
+    grpc::Status Call(Method method, const Request& request,
+                      Response* response) const {
+      grpc::ClientContext context;
+      context.AddMetadata("authorization", "Bearer " + token);
+      return ((*stub).*method)(&context, request, response);
+    }
+  };
+
+  // Cluster hz-a (PR-000001, 8 × H100 at `price_fen_per_gpu_hour`)
+  // registered through a new agent token and approved by an admin.
+  AgentClient ApprovedCluster(int64_t price_fen_per_gpu_hour) {
+    AgentClient agent;
+    agent.token =
+        CreateToken({"--role", "agent", "--cluster", "hz-a", "--provider",
+                     "PR-000001", "--description", "hz-a agent"});
+    agent.stub = pb::AgentService::NewStub(
+        grpc::CreateChannel(endpoint_, grpc::InsecureChannelCredentials()));
+    pb::RegisterRequest registration;
+    registration.set_request_id("register-1");
+    registration.set_region("cn-hangzhou");
+    registration.set_meter("slurm+simulated");
+    pb::GpuModel* h100 = registration.add_inventory();
+    h100->set_model("H100");
+    h100->set_hardware_class(pb::HARDWARE_CLASS_OTHER);
+    h100->set_gpu_count(8);
+    h100->set_price_fen_per_gpu_hour(price_fen_per_gpu_hour);
+    pb::RegisterResponse registered;
+    const grpc::Status s = agent.Call(&pb::AgentService::Stub::Register,
+                                      registration, &registered);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_THAT(
+        Admin({"admin", "cluster", "list", "--state", "pending-approval"}).out,
+        HasSubstr("hz-a  PR-000001  cn-hangzhou  pending-approval"));
+    EXPECT_EQ(Admin({"admin", "cluster", "approve", "hz-a"}).exit_code, 0);
+    return agent;
+  }
+
   // "CV-YYYY" replaced by the prefix the scheduler gave the vouchers.
   std::string WithVoucherYear(const std::string& text) {
     return absl::StrReplaceAll(text, {{"CV-YYYY", voucher_prefix_}});
@@ -729,36 +772,13 @@ TEST_F(VoucherctlTest, FlagsOverrideEnvironmentOverrideConfigFile) {
 
 TEST_F(VoucherctlTest, EnterpriseRedeemsAVoucherAndSeesUsageAndStatement) {
   const std::string enterprise = BuildWorld();
-  // A cluster registers through its agent token and an admin approves it.
-  const std::string agent =
-      CreateToken({"--role", "agent", "--cluster", "hz-a", "--provider",
-                   "PR-000001", "--description", "hz-a agent"});
-  auto stub = pb::AgentService::NewStub(
-      grpc::CreateChannel(endpoint_, grpc::InsecureChannelCredentials()));
+  // 10 fen per GPU-millisecond, so that a short record costs something.
+  const AgentClient agent = ApprovedCluster(36'000'000);
+  ASSERT_FALSE(HasFailure());
   const auto agent_call = [&](auto method, const auto& request,
                               auto* response) {
-    grpc::ClientContext context;
-    context.AddMetadata("authorization", "Bearer " + agent);
-    return ((*stub).*method)(&context, request, response);
+    return agent.Call(method, request, response);
   };
-  pb::RegisterRequest registration;
-  registration.set_request_id("register-1");
-  registration.set_region("cn-hangzhou");
-  registration.set_meter("simulated");
-  pb::GpuModel* h100 = registration.add_inventory();
-  h100->set_model("H100");
-  h100->set_hardware_class(pb::HARDWARE_CLASS_OTHER);
-  h100->set_gpu_count(8);
-  // 10 fen per GPU-millisecond, so that a short record costs something.
-  h100->set_price_fen_per_gpu_hour(36'000'000);
-  pb::RegisterResponse registered;
-  ASSERT_TRUE(
-      agent_call(&pb::AgentService::Stub::Register, registration, &registered)
-          .ok());
-  EXPECT_THAT(
-      Admin({"admin", "cluster", "list", "--state", "pending-approval"}).out,
-      HasSubstr("hz-a  PR-000001  cn-hangzhou  pending-approval"));
-  ASSERT_EQ(Admin({"admin", "cluster", "approve", "hz-a"}).exit_code, 0);
 
   const Result quote = As(enterprise, {"quote", "--model", "H100", "--gpus",
                                        "2", "--hours", "0.5", "-o", "json"});
@@ -874,6 +894,64 @@ TEST_F(VoucherctlTest, EnterpriseRedeemsAVoucherAndSeesUsageAndStatement) {
       As(enterprise, {"allocations", "list", "--state", "ended", "-o", "csv"});
   EXPECT_EQ(SimpleCsv(listed.out).size(), 2u) << listed.out;
   EXPECT_EQ(Admin({"admin", "audit", "verify", "-o", "json"}).exit_code, 0);
+}
+
+TEST_F(VoucherctlTest, ShowsHowToReachTheGpusAndWhyTheClusterEndedIt) {
+  const std::string enterprise = BuildWorld();
+  const AgentClient agent = ApprovedCluster(2'000);
+  ASSERT_FALSE(HasFailure());
+  const Result allocated = As(enterprise, {"allocate", "--model", "H100",
+                                           "--gpus", "1", "--hours", "1"});
+  ASSERT_EQ(allocated.exit_code, 0) << allocated;
+  const size_t at = allocated.out.find("AL-");
+  ASSERT_NE(at, std::string::npos) << allocated;
+  const std::string id =
+      allocated.out.substr(at, allocated.out.find('\n', at) - at);
+  // The agent has not started it yet, so the answer says where to look.
+  EXPECT_THAT(allocated.out, HasSubstr("\nAccess:                  -\n"));
+  EXPECT_THAT(allocated.err,
+              HasSubstr("How to reach its GPUs shows once its cluster has "
+                        "started it: 'voucherctl allocations show " +
+                        id + "'."));
+
+  // The agent started it and says how to reach it, on two lines.
+  pb::HeartbeatRequest beat;
+  beat.set_request_id("beat-1");
+  pb::ObservedAllocation* o = beat.add_allocations();
+  o->set_allocation_id(id);
+  o->set_running(true);
+  o->set_access("ssh login.hz-a\nsrun --jobid=42 --overlap --pty bash");
+  pb::HeartbeatResponse desired;
+  ASSERT_TRUE(
+      agent.Call(&pb::AgentService::Stub::Heartbeat, beat, &desired).ok());
+  const Result shown = As(enterprise, {"allocations", "show", id});
+  EXPECT_EQ(shown.exit_code, 0) << shown;
+  EXPECT_THAT(shown.out,
+              HasSubstr("\nAccess:                  ssh login.hz-a\n"
+                        "                         srun --jobid=42 --overlap "
+                        "--pty bash\n"));
+  const Result json = As(enterprise, {"allocations", "show", id, "-o", "json"});
+  EXPECT_EQ(ParseJson<pb::Allocation>(json.out).access(), o->access());
+
+  // The cluster cancelled its job: the reason and what the agent saw.
+  o->set_running(false);
+  o->set_ended_on_cluster(true);
+  o->set_end_detail("slurm job 42 CANCELLED by root");
+  beat.set_request_id("beat-2");
+  ASSERT_TRUE(
+      agent.Call(&pb::AgentService::Stub::Heartbeat, beat, &desired).ok());
+  EXPECT_THAT(
+      As(enterprise, {"allocations", "show", id}).out,
+      HasSubstr("\nEnd reason:              ended-on-cluster: slurm job 42 "
+                "CANCELLED by root\n"));
+  const auto ended = ParseJson<pb::Allocation>(
+      As(enterprise, {"allocations", "show", id, "-o", "json"}).out);
+  EXPECT_EQ(ended.end_reason(), pb::END_REASON_ENDED_ON_CLUSTER);
+  EXPECT_EQ(ended.end_detail(), "slurm job 42 CANCELLED by root");
+  EXPECT_THAT(
+      As(enterprise, {"allocations", "watch", id, "--interval", "100ms"}).out,
+      HasSubstr(id + "  ended (ended-on-cluster: slurm job 42 CANCELLED by "
+                     "root)"));
 }
 
 TEST_F(VoucherctlTest, AdminManagesApplicationsVouchersAndTokens) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -109,6 +110,112 @@ TEST(CheckLength, RejectsLengthsOutsideBoundsNamingTheField) {
     EXPECT_THAT(CheckLength("company_name", c.value, c.min, c.max),
                 StatusIs(absl::StatusCode::kInvalidArgument, c.message))
         << c.value.substr(0, 40) << " " << c.min << ".." << c.max;
+  }
+}
+
+TEST(Quoted, NeverCutsInsideACharacter) {
+  const struct {
+    std::string value;
+    std::string want;
+  } cases[] = {
+      {"短", "\"短\""},
+      // 21 characters of 3 bytes fit in 64 bytes; the 22nd is not split.
+      {std::string(30 * 3, 'x'),
+       "\"" + std::string(64, 'x') + "...\" (90 bytes)"},
+      {[] {
+         std::string s;
+         for (int i = 0; i < 30; ++i) s += "算";
+         return s;
+       }(),
+       [] {
+         std::string s = "\"";
+         for (int i = 0; i < 21; ++i) s += "算";
+         return s + "...\" (90 bytes)";
+       }()},
+      // "a" then 4-byte characters: the cut falls after 15 of them.
+      {[] {
+         std::string s = "a";
+         for (int i = 0; i < 20; ++i) s += "😀";
+         return s;
+       }(),
+       [] {
+         std::string s = "\"a";
+         for (int i = 0; i < 15; ++i) s += "😀";
+         return s + "...\" (81 bytes)";
+       }()},
+      // Stray continuation bytes are cut where they fall.
+      {std::string(70, '\x80'),
+       "\"" + std::string(64, '\x80') + "...\" (70 bytes)"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(Quoted(c.value), c.want) << ::testing::PrintToString(c.value);
+  }
+}
+
+TEST(CheckText, AcceptsPrintableTextWithinBounds) {
+  const struct {
+    std::string value;
+    int64_t max;
+    TextLines lines;
+  } cases[] = {
+      {"", 8, TextLines::kOne},
+      {"slurm+simulated", 64, TextLines::kOne},
+      {"slurm job 42 CANCELLED by root", 64, TextLines::kOne},
+      {"ssh login.hz-a\nsrun --jobid=42 --overlap --pty bash\n", 64,
+       TextLines::kMany},
+      {"算力券 😀 é", 8, TextLines::kOne},
+      // U+00A0 and U+2028 are not control characters.
+      {"a\u00A0b\u2028c", 8, TextLines::kOne},
+      // The largest code point and the last before the surrogates.
+      {"\U0010FFFF\uD7FF", 2, TextLines::kOne},
+  };
+  for (const auto& c : cases) {
+    EXPECT_THAT(CheckText("access", c.value, 0, c.max, c.lines), IsOk())
+        << ::testing::PrintToString(c.value);
+  }
+}
+
+TEST(CheckText, RefusesBadTextNamingTheFieldWithoutEchoingIt) {
+  const auto malformed = [](int byte) {
+    return absl::StrCat(
+        "access: must be valid UTF-8, got a malformed sequence at byte "
+        "offset ",
+        byte);
+  };
+  const auto control = [](TextLines lines, const char* code_point) {
+    return absl::StrCat("access: must be ",
+                        lines == TextLines::kOne
+                            ? "one line of printable text"
+                            : "printable text (line feeds allowed)",
+                        ", got ", code_point, " at character offset 1");
+  };
+  const struct {
+    std::string value;
+    TextLines lines;
+    std::string message;
+  } cases[] = {
+      {"abcdefghi", TextLines::kOne,
+       "access: must be 0..8 characters, got 9: \"abcdefghi\""},
+      {"a\nb", TextLines::kOne, control(TextLines::kOne, "U+000A")},
+      {"a\tb", TextLines::kMany, control(TextLines::kMany, "U+0009")},
+      {"算\x1b[31m", TextLines::kMany, control(TextLines::kMany, "U+001B")},
+      {"a\x7F", TextLines::kOne, control(TextLines::kOne, "U+007F")},
+      {"a\u0085", TextLines::kOne, control(TextLines::kOne, "U+0085")},
+      {std::string("a\0b", 3), TextLines::kOne,
+       control(TextLines::kOne, "U+0000")},
+      // Malformed: a stray continuation byte, a truncated sequence, an
+      // overlong form, a surrogate, past U+10FFFF, a byte never used.
+      {"ab\x80", TextLines::kOne, malformed(2)},
+      {"\xE7\xAE", TextLines::kOne, malformed(0)},
+      {"a\xC0\xAF", TextLines::kOne, malformed(1)},
+      {"\xED\xA0\x80", TextLines::kOne, malformed(0)},
+      {"\xF4\x90\x80\x80", TextLines::kOne, malformed(0)},
+      {"\xFF", TextLines::kOne, malformed(0)},
+  };
+  for (const auto& c : cases) {
+    EXPECT_THAT(CheckText("access", c.value, 0, 8, c.lines),
+                StatusIs(absl::StatusCode::kInvalidArgument, c.message))
+        << ::testing::PrintToString(c.value);
   }
 }
 

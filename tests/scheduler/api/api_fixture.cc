@@ -18,26 +18,20 @@ void ApiTest::SetUp() {
   std::string tmpl = absl::StrCat(::testing::TempDir(), "/api-XXXXXX");
   ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
   dir_ = tmpl;
-  pb::SchedulerConfig config;
-  config.set_data_dir(dir_ + "/data");
-  config.set_listen_address("127.0.0.1:0");
+  config_.set_data_dir(dir_ + "/data");
+  config_.set_listen_address("127.0.0.1:0");
   // Time moves only when a test says so; ticks run when a test calls
   // TickNow().
-  config.set_tick_interval_ms(60'000);
-  config.set_usage_grace_s(300);
-  config.set_heartbeat_interval_s(10);
-  config.set_cluster_silence_s(60);
-  Configure(config);
+  config_.set_tick_interval_ms(60'000);
+  config_.set_usage_grace_s(300);
+  config_.set_heartbeat_interval_s(10);
+  config_.set_cluster_silence_s(60);
+  Configure(config_);
   absl::StatusOr<std::unique_ptr<scheduler::SchedulerServer>> server =
-      scheduler::SchedulerServer::Start(config, clock_);
+      scheduler::SchedulerServer::Start(config_, clock_);
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = *std::move(server);
-  auto channel =
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                          grpc::InsecureChannelCredentials());
-  admin_ = pb::AdminService::NewStub(channel);
-  enterprise_ = pb::EnterpriseService::NewStub(channel);
-  agent_ = pb::AgentService::NewStub(channel);
+  Connect();
   absl::StatusOr<std::string> token = ReadFile(server_->admin_token_path());
   ASSERT_TRUE(token.ok()) << token.status();
   admin_token_ = std::string(absl::StripAsciiWhitespace(*token));
@@ -50,6 +44,16 @@ void ApiTest::Connect() {
   admin_ = pb::AdminService::NewStub(channel);
   enterprise_ = pb::EnterpriseService::NewStub(channel);
   agent_ = pb::AgentService::NewStub(channel);
+}
+
+void ApiTest::Restart() {
+  server_->Shutdown(absl::ZeroDuration());
+  server_.reset();
+  absl::StatusOr<std::unique_ptr<scheduler::SchedulerServer>> restarted =
+      scheduler::SchedulerServer::Start(config_, clock_);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  server_ = *std::move(restarted);
+  Connect();
 }
 
 void ApiTest::TearDown() {

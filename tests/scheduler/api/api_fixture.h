@@ -30,6 +30,10 @@ class ApiTest : public ::testing::Test {
   // (Re)creates the stubs for the server's port.
   void Connect();
 
+  // Stops the server and starts it again on the same data directory and
+  // configuration (it rebuilds its state from the store), then reconnects.
+  void Restart();
+
   // A client context carrying `token` as its bearer token ("" sends none).
   static std::unique_ptr<grpc::ClientContext> As(const std::string& token);
 
@@ -50,6 +54,7 @@ class ApiTest : public ::testing::Test {
   FakeClock clock_{
       absl::FromUnixSeconds(1'740'758'400)};  // 2025-03-01 00:00 +08:00
   std::string dir_;
+  pb::SchedulerConfig config_;  // what the server was started with
   std::unique_ptr<scheduler::SchedulerServer> server_;
   std::unique_ptr<pb::AdminService::Stub> admin_;
   std::unique_ptr<pb::EnterpriseService::Stub> enterprise_;

@@ -1,11 +1,13 @@
 // Allocation lifecycles driven through the API: heartbeats, a workload that
-// exits, a silent cluster, extension, and cancelling a queued allocation.
+// exits, access instructions and an end on the cluster across restarts, a
+// silent cluster, extension, and cancelling a queued allocation.
 #include <string>
 
 #include "common/time_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/scheduler/api/api_fixture.h"
+#include "tests/testing/world.h"
 
 namespace cv::testing {
 namespace {
@@ -71,6 +73,69 @@ TEST_F(LifecycleTest, HeartbeatsStartAndEndWorkloads) {
   const pb::Allocation ended = Get(a.allocation_id());
   EXPECT_EQ(ended.end_reason(), pb::END_REASON_WORKLOAD_EXITED);
   EXPECT_EQ(ended.exit_code(), 3);
+}
+
+TEST_F(LifecycleTest, AccessAndAnEndOnTheClusterReachTheTenantAndSurvive) {
+  const pb::Allocation a = Allocate("910B", 2);
+  const std::string access =
+      "ssh login.hz-a\nsrun --jobid=42 --overlap --pty bash";
+  pb::ObservedAllocation o;
+  o.set_allocation_id(a.allocation_id());
+  o.set_running(true);
+  const pb::HeartbeatResponse desired = Beat(hz_token_, o);
+  ASSERT_EQ(desired.allocations_size(), 1);
+  EXPECT_EQ(desired.allocations(0).enterprise_id(), "E-000003");
+  // A heartbeat that changes only the access is logged like any change.
+  o.set_access(access);
+  Beat(hz_token_, o);
+  EXPECT_EQ(Get(a.allocation_id()).access(), access);
+  Restart();
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_EQ(Get(a.allocation_id()).access(), access);
+
+  // A text over its limit refuses the whole heartbeat and changes nothing.
+  pb::HeartbeatRequest bad;
+  bad.set_request_id(NextRequestId());
+  pb::ObservedAllocation* too_long = bad.add_allocations();
+  *too_long = o;
+  too_long->set_access(std::string(1025, 'x'));
+  too_long->set_ended_on_cluster(true);
+  pb::HeartbeatResponse ignored;
+  const grpc::Status refused =
+      agent_->Heartbeat(As(hz_token_).get(), bad, &ignored);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(refused.error_message(),
+            "allocations[0].access: must be 0..1024 characters, got 1025: \"" +
+                std::string(64, 'x') + "...\" (1025 bytes)");
+  EXPECT_EQ(Get(a.allocation_id()).state(), pb::ALLOCATION_STATE_RUNNING);
+  EXPECT_EQ(Get(a.allocation_id()).access(), access);
+
+  o.set_running(false);
+  o.set_ended_on_cluster(true);
+  o.set_end_detail("slurm job 42 NODE_FAIL");
+  EXPECT_EQ(Beat(hz_token_, o).allocations_size(), 0);
+  Restart();
+  ASSERT_FALSE(HasFatalFailure());
+  const pb::Allocation ended = Get(a.allocation_id());
+  EXPECT_EQ(ended.state(), pb::ALLOCATION_STATE_ENDED);
+  EXPECT_EQ(ended.end_reason(), pb::END_REASON_ENDED_ON_CLUSTER);
+  EXPECT_EQ(ended.end_detail(), "slurm job 42 NODE_FAIL");
+  EXPECT_EQ(ended.access(), access);
+}
+
+TEST_F(LifecycleTest, RegisterRefusesAMeterOverItsLimit) {
+  pb::RegisterRequest r = WorldClusters()[0].registration;
+  r.set_request_id(NextRequestId());
+  r.set_meter("slurm+" + std::string(60, 'n'));
+  pb::RegisterResponse out;
+  const grpc::Status s = agent_->Register(As(hz_token_).get(), r, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(),
+            "meter: must be 0..64 characters, got 66: \"slurm+" +
+                std::string(58, 'n') + "...\" (66 bytes)");
+  r.set_request_id(NextRequestId());
+  r.set_meter("slurm+simulated");
+  EXPECT_TRUE(agent_->Register(As(hz_token_).get(), r, &out).ok());
 }
 
 TEST_F(LifecycleTest, SilentClusterLosesItsAllocations) {

@@ -312,17 +312,8 @@ TEST_F(ScenarioTest, HangzhouProgramToTheFen) {
   if (HasFailure()) return;
 
   // Everything survives a restart from the data directory.
-  pb::SchedulerConfig config;
-  config.set_data_dir(dir_ + "/data");
-  config.set_listen_address("127.0.0.1:0");
-  config.set_tick_interval_ms(60'000);
-  server_->Shutdown(absl::ZeroDuration());
-  server_.reset();
-  absl::StatusOr<std::unique_ptr<scheduler::SchedulerServer>> restarted =
-      scheduler::SchedulerServer::Start(config, clock_);
-  ASSERT_TRUE(restarted.ok()) << restarted.status();
-  server_ = *std::move(restarted);
-  Connect();
+  Restart();
+  if (HasFatalFailure()) return;
   ExpectFinalFigures();
 }
 

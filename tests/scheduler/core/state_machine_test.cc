@@ -7,6 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scheduler/core/ledger.h"
+#include "tests/scheduler/core/state_machine_fixture.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
 
@@ -21,54 +22,6 @@ using ::cv::testing::IsOk;
 using ::cv::testing::NewCommand;
 using ::cv::testing::StatusIs;
 using ::testing::HasSubstr;
-
-constexpr int64_t kYuan = 100;
-constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
-constexpr absl::StatusCode kPrecondition =
-    absl::StatusCode::kFailedPrecondition;
-
-class StateMachineTest : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_THAT(driver_.BuildWorld(), IsOk()); }
-
-  int64_t Balance(const std::string& account) const {
-    return state_.ledger().Balance(account);
-  }
-  pb::Voucher Voucher(const std::string& id) const {
-    return *state_.VoucherView(id);
-  }
-  pb::Allocation Allocation(const std::string& id) const {
-    return *state_.AllocationView(id);
-  }
-
-  // Expects `command` to fail with `code` and a message containing `text`,
-  // and the whole state to be exactly as before.
-  void ExpectRejected(pb::Command command, absl::StatusCode code,
-                      const std::string& text) {
-    const std::string before = state_.Digest();
-    EXPECT_THAT(driver_.Apply(std::move(command)),
-                StatusIs(code, HasSubstr(text)));
-    EXPECT_EQ(state_.Digest(), before)
-        << "a rejected command changed the state";
-  }
-
-  pb::Command CreateProgramCommand(const std::string& request_id) {
-    pb::Command c = NewCommand(AdminPrincipal(), request_id);
-    pb::CreateProgramRequest* r = c.mutable_create_program();
-    r->set_name("Test program");
-    r->set_issuer("Test office");
-    r->set_budget_fen(1000 * kYuan);
-    *r->mutable_valid_from() = ToProto(driver_.now());
-    *r->mutable_valid_until() = ToProto(driver_.now() + absl::Hours(24 * 30));
-    r->set_domestic_ratio_bp(3000);
-    r->set_other_ratio_bp(2000);
-    r->set_sme_ratio_bp(5000);
-    return c;
-  }
-
-  StateMachine state_;
-  Driver driver_{state_};
-};
 
 TEST_F(StateMachineTest, WorldIsFunded) {
   ASSERT_OK_AND_ASSIGN(const pb::Program p, state_.ProgramView("P-000001"));
@@ -502,8 +455,7 @@ TEST_F(StateMachineTest, UsageIsChargedCumulativelyAndOnce) {
   EXPECT_EQ(state_.ProviderView("PR-000002")->payable_fen(), 720);
 }
 
-TEST_F(StateMachineTest,
-       UsageBeforeTheLifeIsRejectedAndLateUsageUnsubsidised) {
+TEST_F(StateMachineTest, UsageBeforeTheLifeIsRejectedAndLateUsageUnsubsidised) {
   ASSERT_THAT(driver_.Issue("P-000001", "E-000001", 10'000 * kYuan), IsOk());
   ASSERT_OK_AND_ASSIGN(const pb::Allocation a,
                        driver_.Allocate("E-000001", "H100", 1, 7200));
