@@ -289,6 +289,12 @@ void Agent::Run() {
 absl::Time Agent::Step() {
   const absl::Time now = Now();
   runtime_->Poll(now);
+  if (absl::Status health = runtime_->Health(); health.ok() != runtime_up_) {
+    runtime_up_ = health.ok();
+    Log(runtime_up_ ? absl::StrCat("runtime ", runtime_->name(), " answers")
+                    : absl::StrCat(health.message(),
+                                   "; metering what it last saw, retrying"));
+  }
   const absl::Duration sample_interval = std::min(
       kMaxSampleInterval, absl::Milliseconds(config_.report_interval_ms()));
   if (now >= next_sample_) {
@@ -417,8 +423,12 @@ void Agent::Cut(absl::Time now, bool all) {
     // Never past the deadline, even before a sample has seen it pass.
     absl::Time end = std::min(now, DeadlineOf(r.desired));
     if (r.stop_at) end = std::min(end, *r.stop_at);
-    // Time before the runtime gave the GPUs is nobody's usage.
-    if (!r.started) r.interval_start = std::max(r.interval_start, end);
+    // Time before the runtime gave the GPUs is nobody's usage: nothing is
+    // cut until then, and metering starts where it gave them (Observe).
+    if (!r.started) {
+      if (r.stop_at) r.final_spooled = true;
+      continue;
+    }
     if (end <= r.interval_start) {
       if (r.stop_at) r.final_spooled = true;
       continue;
@@ -590,7 +600,7 @@ bool Agent::SendHeartbeat(absl::Time now) {
     pb::ObservedAllocation* o = request.add_allocations();
     o->set_allocation_id(id);
     o->set_ended_on_cluster(true);
-    o->set_end_detail(std::string(TruncateUtf8(why, 256)));
+    o->set_end_detail(CleanText(why, 256, TextLines::kOne));
   }
   for (const auto& [model, free] :
        runtime_->FreeGpus().value_or(FreeGpus())) {
@@ -810,6 +820,7 @@ void Agent::StartAllocation(const pb::DesiredAllocation& d,
   r->gpu_indices = std::move(gpu_indices);
   r->interval_start = cursor->resume_at;
   r->handle = *std::move(handle);
+  r->started = false;  // until the runtime says it gave the GPUs
   Observe(*r, now);
   Log(absl::StrCat(resumed ? "resumed " : "started ", id, ": ", d.gpu_count(),
                    "x", d.gpu_model(), " on GPUs ", JoinIndices(r->gpu_indices),
@@ -838,7 +849,7 @@ void Agent::Observe(Running& r, absl::Time now) {
   if (status.ended->exit_code) {
     r.exit_code = status.ended->exit_code;
   } else {
-    r.ended_on_cluster = status.ended->detail;
+    r.ended_on_cluster = CleanText(status.ended->detail, 256, TextLines::kOne);
   }
   BeginStop(r, status.ended->at,
             r.exit_code ? absl::StrCat("its workload exited with code ",

@@ -167,6 +167,8 @@ class Agent {
   absl::Duration backoff_ = absl::ZeroDuration();
   int failures_ = 0;
   bool spool_full_logged_ = false;
+  // The runtime's health at the last step, to log its changes once.
+  bool runtime_up_ = true;
   std::mt19937_64 random_;
 
   absl::Mutex mu_;

@@ -6,7 +6,7 @@
 namespace cv::agent {
 namespace {
 
-constexpr size_t kMaxAccessBytes = 1024;
+constexpr int64_t kMaxAccessChars = 1024;
 
 class Reservation final : public RuntimeAllocation {
  public:
@@ -73,7 +73,7 @@ std::string ExpandAccess(const std::string& text,
     }
     out += text[i++];
   }
-  return std::string(TruncateUtf8(out, kMaxAccessBytes));
+  return CleanText(out, kMaxAccessChars, TextLines::kMany);
 }
 
 std::unique_ptr<Runtime> NewSimulatedRuntime(std::string access_template) {

@@ -126,8 +126,9 @@ class Runtime {
 std::unique_ptr<Runtime> NewSimulatedRuntime(std::string access_template);
 
 // Replaces {name} placeholders of `text` by `values`; unknown placeholders
-// stay as they are. The result is cut to 1024 bytes at a character
-// boundary.
+// stay as they are. The result is what the scheduler takes as access
+// instructions: at most 1024 characters, control characters but line
+// feeds replaced (CleanText).
 std::string ExpandAccess(const std::string& text,
                          const std::map<std::string, std::string>& values);
 

@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "agent/internal/slurm_text.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "common/validate.h"
 
 namespace cv::agent {
@@ -28,7 +29,7 @@ namespace {
 using slurm::Job;
 using slurm::Step;
 
-constexpr size_t kMaxEvidenceBytes = 512;
+constexpr int64_t kMaxEvidenceChars = 512;
 
 std::string Command(const pb::SlurmRuntimeConfig& c, const char* name) {
   return c.bin_dir().empty() ? name : absl::StrCat(c.bin_dir(), "/", name);
@@ -319,7 +320,8 @@ class SlurmRuntime final : public Runtime {
                                  const std::string& log, absl::Time now) {
     const pb::DesiredAllocation& d = spec.desired;
     const bool batch = !d.workload_command().empty();
-    const absl::Time deadline = absl::FromUnixSeconds(d.deadline().seconds());
+    const absl::Time deadline =
+        FromProto("deadline", d.deadline()).value_or(absl::InfiniteFuture());
     std::vector<std::string> argv = {
         "sbatch",
         "--parsable",
@@ -487,7 +489,8 @@ absl::StatusOr<std::unique_ptr<RuntimeAllocation>> SlurmRuntime::Start(
                                 : config_.login_host()}});
   return std::make_unique<SlurmAllocation>(
       *this, job_id, batch, std::move(access),
-      absl::FromUnixSeconds(d.deadline().seconds()), now);
+      FromProto("deadline", d.deadline()).value_or(absl::InfiniteFuture()),
+      now);
 }
 
 SlurmAllocation::~SlurmAllocation() { runtime_.Release(job_id_); }
@@ -511,15 +514,22 @@ RuntimeStatus SlurmAllocation::Status(absl::Time now) {
       }
     }
     if (!batch_) s.busy = tenant_steps > 0;
-    s.evidence = std::string(TruncateUtf8(
+    // Step names are the tenant's: cleaned, so that the scheduler never
+    // refuses a record for them.
+    s.evidence = CleanText(
         absl::StrCat("slurm job ", job_id_, " ", job->state, "; ",
                      tenant_steps, " step", tenant_steps == 1 ? "" : "s",
                      " running", steps.empty() ? "" : ": ", steps),
-        kMaxEvidenceBytes));
+        kMaxEvidenceChars, TextLines::kOne);
     if (!ended_ && !stop_requested_ && slurm::IsTerminal(job->state)) {
       RuntimeEnd end;
       end.at = job->end.value_or(now);
-      if (batch_ && (job->state == "COMPLETED" || job->state == "FAILED")) {
+      // A batch script that ran and exited; a job that failed for any
+      // other reason (JobLaunchFailure: its output could not be opened)
+      // ended on the cluster.
+      if (batch_ && (job->state == "COMPLETED" ||
+                     (job->state == "FAILED" &&
+                      job->reason == "NonZeroExitCode"))) {
         end.exit_code = runtime_.ExitCodeOf(job_id_).value_or(
             job->state == "COMPLETED" ? 0 : 1);
       }
@@ -554,9 +564,12 @@ void SlurmAllocation::Extend(absl::Time deadline) {
   const Job* job = runtime_.FindJob(job_id_);
   const absl::Time from =
       job != nullptr && job->start ? *job->start : absl::Now();
-  if (runtime_.SetTimeLimit(job_id_, slurm::TimeLimitMinutes(from, deadline))
-          .ok()) {
+  const int64_t minutes = slurm::TimeLimitMinutes(from, deadline);
+  if (runtime_.SetTimeLimit(job_id_, minutes).ok()) {
     applied_deadline_ = deadline;
+    runtime_.Log(absl::StrCat("slurm job ", job_id_, ": time limit now ",
+                              minutes, " minutes (the allocation was "
+                              "extended)"));
   }
 }
 

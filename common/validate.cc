@@ -51,6 +51,12 @@ bool DecodeUtf8(absl::string_view s, size_t* i, uint32_t* code_point) {
   return true;
 }
 
+// Whether CheckText lets code point `cp` through.
+bool Allowed(uint32_t cp, TextLines lines) {
+  const bool control = cp < 0x20 || (cp >= 0x7F && cp <= 0x9F);
+  return !control || (cp == '\n' && lines == TextLines::kMany);
+}
+
 }  // namespace
 
 absl::string_view TruncateUtf8(absl::string_view s, size_t max_bytes) {
@@ -126,8 +132,7 @@ absl::Status CheckText(absl::string_view field, absl::string_view value,
                        "sequence at byte offset ",
                        at));
     }
-    const bool control = cp < 0x20 || (cp >= 0x7F && cp <= 0x9F);
-    if (control && !(cp == '\n' && lines == TextLines::kMany)) {
+    if (!Allowed(cp, lines)) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ": must be ",
           lines == TextLines::kMany ? "printable text (line feeds allowed)"
@@ -138,6 +143,26 @@ absl::Status CheckText(absl::string_view field, absl::string_view value,
     ++character;
   }
   return CheckLength(field, value, min, max);
+}
+
+std::string CleanText(absl::string_view value, int64_t max_chars,
+                      TextLines lines) {
+  std::string out;
+  int64_t characters = 0;
+  for (size_t i = 0; i < value.size() && characters < max_chars;
+       ++characters) {
+    const size_t at = i;
+    uint32_t cp = 0;
+    if (!DecodeUtf8(value, &i, &cp)) {
+      out += '?';
+      i = at + 1;
+    } else if (!Allowed(cp, lines)) {
+      out += '?';
+    } else {
+      out.append(value.data() + at, i - at);
+    }
+  }
+  return out;
 }
 
 absl::Status CheckRange(absl::string_view field, int64_t value, int64_t min,

@@ -41,6 +41,14 @@ enum class TextLines { kOne, kMany };
 absl::Status CheckText(absl::string_view field, absl::string_view value,
                        int64_t min, int64_t max, TextLines lines);
 
+// `value` made to pass CheckText(…, 0, max_chars, lines): malformed bytes
+// and control characters become '?' (a line feed too where `lines` is
+// kOne), and the result is cut to `max_chars` code points. For text a
+// process forwards from elsewhere (Slurm's job and step names are the
+// tenant's) and must not have refused.
+std::string CleanText(absl::string_view value, int64_t max_chars,
+                      TextLines lines);
+
 // min <= value <= max.
 absl::Status CheckRange(absl::string_view field, int64_t value, int64_t min,
                         int64_t max);

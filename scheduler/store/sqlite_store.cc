@@ -84,6 +84,11 @@ CREATE TABLE usage (
   accepted_ns         INTEGER NOT NULL
 );
 )sql",
+    // 2 -> 3: what the cluster's runtime said of the tenant's work in the
+    // record's interval (UsageRecord.evidence, e.g. Slurm's steps).
+    R"sql(
+ALTER TABLE usage ADD COLUMN evidence TEXT NOT NULL DEFAULT '';
+)sql",
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kSqliteSchemaVersion);
@@ -241,7 +246,7 @@ class SqliteStore final : public Store {
           "gpu_ms, "
           "mean_utilization_bp, energy_mj, cost_fen, subsidy_fen, "
           "unsubsidised_gpu_ms, "
-          "accepted_ns) VALUES (?,?,?,?,?,?,?,?,?,?,?)"));
+          "accepted_ns, evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"));
     }
     ASSIGN_OR_RETURN(const Head head, ReadHead());
     absl::MutexLock lock(&write_mu_);
@@ -466,7 +471,8 @@ class SqliteStore final : public Store {
         "SELECT position, allocation_id, sequence, start_ns, end_ns, gpu_ms, "
         "mean_utilization_bp, energy_mj, cost_fen, subsidy_fen, "
         "unsubsidised_gpu_ms, "
-        "accepted_ns FROM usage WHERE position > ?1 AND end_ns >= ?2 AND "
+        "accepted_ns, evidence FROM usage WHERE position > ?1 AND "
+        "end_ns >= ?2 AND "
         "end_ns < ?3 "
         "ORDER BY position"));
     stmt.BindInt(1, after);
@@ -492,6 +498,7 @@ class SqliteStore final : public Store {
       u.set_unsubsidised_gpu_ms(stmt.ColumnInt(10));
       *u.mutable_accepted_at() =
           ToProto(absl::FromUnixNanos(stmt.ColumnInt(11)));
+      r.set_evidence(stmt.Column(12));
       if (!fn(std::move(row))) break;
     }
     return rc == SQLITE_DONE || rc == SQLITE_ROW
@@ -571,6 +578,7 @@ class SqliteStore final : public Store {
       s.BindInt(9, u.subsidy_fen());
       s.BindInt(10, u.unsubsidised_gpu_ms());
       s.BindInt(11, NanosOf(u.accepted_at()));
+      s.BindText(12, r.evidence());
       RETURN_IF_ERROR(s.Run("insert usage"));
     }
     return absl::OkStatus();

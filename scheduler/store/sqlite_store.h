@@ -13,7 +13,7 @@ namespace cv::store {
 
 // The schema version this build writes; older data directories are migrated
 // on open, newer ones refused.
-inline constexpr int kSqliteSchemaVersion = 2;
+inline constexpr int kSqliteSchemaVersion = 3;
 
 // Opens `<data_dir>/scheduler.db`; read-write creates the directory and
 // takes an exclusive lock on `<data_dir>/LOCK`. Errors: NotFound (read-only and

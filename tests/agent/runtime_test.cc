@@ -19,11 +19,12 @@ TEST(ExpandAccess, ReplacesKnownPlaceholdersOnly) {
   EXPECT_EQ(ExpandAccess("{unclosed", {{"unclosed", "x"}}), "{unclosed");
 }
 
-TEST(ExpandAccess, CutsAtACharacterBoundary) {
+TEST(ExpandAccess, KeepsWhatTheSchedulerTakes) {
   std::string long_text;
-  for (int i = 0; i < 400; ++i) long_text += "算";  // 1200 bytes
+  for (int i = 0; i < 1100; ++i) long_text += "算";
   const std::string out = ExpandAccess("{x}", {{"x", long_text}});
-  EXPECT_EQ(out.size(), 1023u);  // 341 whole characters
+  EXPECT_EQ(out.size(), 1024u * 3);  // 1024 whole characters
+  EXPECT_EQ(ExpandAccess("job {x}\nnext", {{"x", "4\x1b" "2"}}), "job 4?2\nnext");
 }
 
 pb::DesiredAllocation Desired(std::vector<std::string> command) {

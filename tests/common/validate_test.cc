@@ -331,6 +331,24 @@ TEST(CheckIdRef, LongValueIsNotEchoedInFull) {
                              Not(HasSubstr(std::string(65, 'v'))))));
 }
 
+TEST(CleanText, MakesAnyInputPassCheckText) {
+  const std::vector<std::tuple<std::string, int64_t, TextLines, std::string>>
+      cases = {
+          {"slurm job 42 RUNNING", 100, TextLines::kOne, "slurm job 42 RUNNING"},
+          {"a\nb", 100, TextLines::kMany, "a\nb"},
+          {"a\nb", 100, TextLines::kOne, "a?b"},
+          {"step \x1b[31mred\x7f", 100, TextLines::kOne, "step ?[31mred?"},
+          {"bad \xff\xfe utf8", 100, TextLines::kOne, "bad ?? utf8"},
+          {"算力券算力券", 4, TextLines::kOne, "算力券算"},
+          {"\xe7\xae", 10, TextLines::kOne, "??"},
+      };
+  for (const auto& [in, max, lines, want] : cases) {
+    const std::string out = CleanText(in, max, lines);
+    EXPECT_EQ(out, want) << in;
+    EXPECT_THAT(CheckText("f", out, 0, max, lines), IsOk()) << in;
+  }
+}
+
 TEST(TruncateUtf8, NeverCutsASequence) {
   const std::vector<std::tuple<std::string, size_t, std::string>> cases = {
       {"abc", 5, "abc"},    {"abc", 2, "ab"},  {"中文", 3, "中"},
@@ -340,16 +358,6 @@ TEST(TruncateUtf8, NeverCutsASequence) {
   for (const auto& [in, max, want] : cases) {
     EXPECT_EQ(TruncateUtf8(in, max), want) << in << " " << max;
   }
-}
-
-TEST(Quoted, CutsLongValuesAtACharacterBoundary) {
-  // 21 characters of 3 bytes: byte 64 falls inside the 22nd character.
-  std::string value;
-  for (int i = 0; i < 30; ++i) value += "算";
-  const std::string quoted = Quoted(value);
-  EXPECT_EQ(Utf8Length(quoted), static_cast<int64_t>(quoted.size()) -
-                                    2 * 21);  // every byte well formed
-  EXPECT_THAT(quoted, HasSubstr("...\" (90 bytes)"));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 // tests share it, one at a time (a CTest resource lock), and each leaves
 // the partition empty. Jobs run as `nobody`, so the tests run as root.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -224,6 +225,8 @@ TEST_F(AgentSlurmTest, AnOperatorsScancelEndsTheAllocationOnTheCluster) {
   std::optional<SlurmJob> job = WaitForJob(a.allocation_id(), "RUNNING");
   ASSERT_TRUE(job) << agent("sz-b").Log();
   ASSERT_TRUE(PollUntil([&] { return !Usage(a.allocation_id()).empty(); }));
+  // Slurm's EndTime is in whole seconds.
+  const absl::Time cancelled = absl::Now() - absl::Seconds(1);
   Slurm(absl::StrCat("scancel ", job->id));
   ASSERT_TRUE(WaitForState(a.allocation_id(), pb::ALLOCATION_STATE_ENDED))
       << agent("sz-b").Log();
@@ -232,7 +235,8 @@ TEST_F(AgentSlurmTest, AnOperatorsScancelEndsTheAllocationOnTheCluster) {
       << ended.ShortDebugString();
   EXPECT_THAT(ended.end_detail(),
               HasSubstr(absl::StrCat("slurm job ", job->id, " CANCELLED")));
-  ExpectMeteredOnce("sz-b", a.allocation_id());
+  // Charged up to Slurm's end of the job, before the scheduler heard of it.
+  ExpectMeteredOnce("sz-b", a.allocation_id(), cancelled);
   ExpectVerifies();
 }
 
@@ -240,6 +244,8 @@ TEST_F(AgentSlurmTest, MetersOnWhileSlurmctldDoesNotAnswer) {
   SetUpCluster();
   const pb::Allocation a = Allocate("H100", 1, 3600);
   ASSERT_TRUE(WaitForJob(a.allocation_id(), "RUNNING"));
+  // The agent has seen it run (it cannot know otherwise).
+  ASSERT_TRUE(PollUntil([&] { return !Usage(a.allocation_id()).empty(); }));
   const std::string pid_file =
       SlurmConf().substr(0, SlurmConf().rfind('/')) + "/slurmctld.pid.launch";
   const std::string pid_text = ReadFile(pid_file).value_or("");
@@ -262,6 +268,7 @@ TEST_F(AgentSlurmTest, MetersOnWhileSlurmctldDoesNotAnswer) {
   EXPECT_EQ(GetAllocation(a.allocation_id()).state(),
             pb::ALLOCATION_STATE_RUNNING);
   kill(pid, SIGCONT);
+  EXPECT_TRUE(WaitForLog("sz-b", "runtime slurm answers")) << agent("sz-b").Log();
   Release(a.allocation_id());
   ASSERT_TRUE(PollUntil([&] {
     return JobsNamed("cv-" + a.allocation_id()).empty();
@@ -307,6 +314,9 @@ TEST_F(AgentSlurmTest, ARestartedAgentFindsItsJobsAndCancelsStrays) {
 }
 
 TEST_F(AgentSlurmTest, BatchJobsReportTheirExitCode) {
+  // The job writes its output as the tenant's user: the log directory's
+  // parents must let it through, as the agent's README says.
+  ASSERT_EQ(chmod(dir_.c_str(), 0711), 0);
   SetUpCluster();
   const pb::Allocation a = Allocate(
       "H100", 2, 3600,
@@ -340,7 +350,10 @@ TEST_F(AgentSlurmTest, AnExtensionMovesTheTimeLimit) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_TRUE(PollUntil([&] {
     std::vector<SlurmJob> jobs = JobsNamed("cv-" + a.allocation_id());
-    return jobs.size() == 1 && jobs[0].time_limit == "1:11:00";
+    // 70 minutes and one of margin, from Slurm's start time (whole
+    // seconds, so possibly one minute more).
+    return jobs.size() == 1 && (jobs[0].time_limit == "1:11:00" ||
+                                jobs[0].time_limit == "1:12:00");
   })) << Slurm("squeue") << agent("sz-b").Log();
   Release(a.allocation_id());
   ASSERT_TRUE(WaitForLog("sz-b", a.allocation_id() + ": done"));

@@ -668,6 +668,8 @@ std::vector<Batch> UsageBatches(const History& history, absl::Time base) {
       *r.mutable_start() = ToProto(base + absl::Minutes(n - 1));
       *r.mutable_end() = ToProto(base + absl::Minutes(n));
       r.set_gpu_ms(60'000 + n);
+      // The runtime's evidence is kept with the record (none on some).
+      if (j == 0) r.set_evidence(absl::StrCat("slurm job ", n, " RUNNING; 算"));
       u.set_cost_fen(100 + n);
       *u.mutable_accepted_at() =
           ToProto(base + absl::Minutes(n) + absl::Nanoseconds(n));
