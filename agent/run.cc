@@ -23,6 +23,7 @@
 #include "agent/spool.h"
 #include "common/config.h"
 #include "common/status_macros.h"
+#include "common/stop_signals.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 
@@ -105,13 +106,7 @@ int RunAgent(pb::AgentConfig config, const SimulatedTelemetry& simulated) {
     return Fail(absl::StrCat("token_file: ", config.token_file(), " is empty"));
   }
 
-  // Signals are taken by sigwait below, not by handlers; workloads get
-  // default dispositions back (agent/workload.h).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockStopSignals();
 
   RealClock clock;
   std::vector<pb::GpuModel> inventory(config.inventory().begin(),
@@ -160,8 +155,7 @@ int RunAgent(pb::AgentConfig config, const SimulatedTelemetry& simulated) {
   Agent agent(config, *std::move(stubs), bearer, *std::move(gpus),
               *std::move(runtime), *std::move(spool), clock, registry.get());
   std::thread waiter([&agent, &signals] {
-    int signal_number = 0;
-    sigwait(&signals, &signal_number);
+    WaitForStopSignal(signals);
     agent.Stop();
   });
   agent.Run();

@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/internal/wait.h"
 #include "agent/internal/bwrap.h"
 #include "common/status_macros.h"
 
@@ -257,20 +258,6 @@ absl::Status CheckSandbox(const SandboxSpec& sandbox) {
   return absl::OkStatus();
 }
 
-// waitpid() that retries on EINTR.
-pid_t WaitPid(pid_t pid, int* status, int options) {
-  pid_t r;
-  do {
-    r = waitpid(pid, status, options);
-  } while (r < 0 && errno == EINTR);
-  return r;
-}
-
-int ExitCodeFromStatus(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 128;
-}
 
 }  // namespace
 

@@ -16,6 +16,7 @@
 #include "common/config.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/stop_signals.h"
 #include "common/validate.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -316,11 +317,7 @@ void SchedulerServer::Shutdown(absl::Duration grace) {
 
 int RunScheduler(pb::SchedulerConfig config) {
   // Block the stop signals in every thread; this one waits for them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockStopSignals();
 
   RealClock clock;
   absl::StatusOr<std::unique_ptr<SchedulerServer>> server =
@@ -341,8 +338,7 @@ int RunScheduler(pb::SchedulerConfig config) {
         (*server)->admin_token_path().c_str());
   }
   std::fflush(stdout);
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = WaitForStopSignal(signals);
   std::printf("voucher-scheduler: signal %d, shutting down\n", signal_number);
   std::fflush(stdout);
   (*server)->Shutdown();

@@ -13,19 +13,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "agent/internal/wait.h"
 
 extern char** environ;
 
 namespace cv::agent {
 namespace {
-
-pid_t WaitPid(pid_t pid, int* status, int options) {
-  pid_t r;
-  do {
-    r = waitpid(pid, status, options);
-  } while (r < 0 && errno == EINTR);
-  return r;
-}
 
 // The agent's environment with `extra` laid over it.
 std::vector<std::string> MergedEnvironment(
@@ -155,9 +148,7 @@ class SystemRunner final : public CommandRunner {
           absl::StrCat(argv[0], ": no answer within ",
                        absl::FormatDuration(timeout), "; killed"));
     }
-    result.exit_code = WIFEXITED(status)     ? WEXITSTATUS(status)
-                       : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
-                                             : 128;
+    result.exit_code = ExitCodeFromStatus(status);
     return result;
   }
 };

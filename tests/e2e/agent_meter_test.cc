@@ -331,7 +331,11 @@ TEST_F(AgentMeterTest, ProcessRuntimeRunsTheWorkloadSandboxedAsTheTenantUser) {
   const std::string token = Read(agent_token_file("sz-b"));
   ASSERT_FALSE(token.empty());
   EXPECT_THAT(out, Not(HasSubstr(std::string(absl::StripAsciiWhitespace(token)))));
-  ExpectMeteredOnce("sz-b", a.allocation_id());
+  // The workload wrote `out` just before it exited.
+  struct stat written;
+  ASSERT_EQ(stat((work + "/" + a.allocation_id() + "/out").c_str(), &written), 0);
+  ExpectMeteredOnce("sz-b", a.allocation_id(),
+                    absl::TimeFromTimespec(written.st_mtim));
   EXPECT_EQ(agent("sz-b").Stop(SIGTERM), 0);
 }
 
