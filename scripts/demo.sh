@@ -364,6 +364,11 @@ slurm_job_running() {
   [ "$(SLURM_CONF="$data/slurm/slurm.conf" squeue --noheader --name "cv-$1" --format %T 2>/dev/null)" = RUNNING ]
 }
 
+# access_known ENTERPRISE ALLOCATION: the agent has reported how to reach it.
+access_known() {
+  vc "$data/$1.token" allocations show "$2" | grep -q '^Access: *[^ -]'
+}
+
 # allocation_used_enough ENTERPRISE ALLOCATION GPUS: at least 10 s of its GPUs'
 # time is metered and something was charged.
 allocation_used_enough() {
@@ -458,6 +463,9 @@ run_demo() {
   if [ "$slurm_mode" = 1 ]; then
     step="starting a single-node Slurm (scripts/testing/slurm.sh)"
     [ "$(id -u)" -eq 0 ] || die "scripts/demo.sh slurm runs Slurm's daemons and jobs as other users: run it as root"
+    # Slurm runs jobs as nobody from a spool under $data: let others
+    # through (not list) the directory; the tokens in it stay mode 0600.
+    chmod 711 "$data"
     scripts/testing/slurm.sh start "$data/slurm" 8 h100 >/dev/null
     say "Slurm is up: partition gpu, node cvnode1 with 8 h100 (SLURM_CONF=$data/slurm/slurm.conf)"
   fi
@@ -527,9 +535,13 @@ run_demo() {
     local job=""
     wait_until "the Slurm job of ${ent_alloc_id[hz-robotics]} to run" 60 slurm_job_running "${ent_alloc_id[hz-robotics]}"
     job="$(SLURM_CONF="$data/slurm/slurm.conf" squeue --noheader --name "cv-${ent_alloc_id[hz-robotics]}" --format %i)"
-    printf '\n== as the tenant (nobody): srun --jobid=%s nvidia-smi-like step\n' "$job"
+    printf '\n== %s: how to reach the GPUs (voucherctl allocations show %s)\n' \
+      "${ent_name[hz-robotics]}" "${ent_alloc_id[hz-robotics]}"
+    wait_until "the access instructions of ${ent_alloc_id[hz-robotics]}" 30 access_known hz-robotics "${ent_alloc_id[hz-robotics]}"
+    vc "$data/hz-robotics.token" allocations show "${ent_alloc_id[hz-robotics]}" | grep '^Access:'
+    printf '\n== as the tenant (Slurm user nobody): srun --jobid=%s sh -c ...\n' "$job"
     SLURM_CONF="$data/slurm/slurm.conf" runuser -u nobody -- srun --chdir=/tmp --jobid="$job" \
-      sh -c 'echo "step on $(hostname) with GPUs $CUDA_VISIBLE_DEVICES"'
+      sh -c 'echo "a step on $(hostname) with GPUs $CUDA_VISIBLE_DEVICES"'
   fi
 
   step="waiting for usage to be metered and charged"

@@ -56,6 +56,12 @@ case "$command" in
     done
     mkdir -p "$dir/state" "$dir/spool" "$dir/dev"
     chmod 755 "$dir"
+    # slurmd keeps each job's script under DIR and runs it as the job's
+    # user: every directory above DIR must let others through.
+    if ! runuser -u nobody -- test -x "$dir/spool"; then
+      echo "slurm.sh: $dir is not reachable by other users (a parent directory without o+x?); jobs could not start" >&2
+      exit 1
+    fi
     last=$((gpus - 1))
     for i in $(seq 0 "$last"); do
       [ -e "$dir/dev/nvidia$i" ] || mknod "$dir/dev/nvidia$i" c 1 3
