@@ -773,8 +773,12 @@ void Agent::Converge(const pb::HeartbeatResponse& response, absl::Time now) {
     model->second -= d.gpu_count();
     StartAllocation(d, std::move(indices), now);
   }
+  // What the runtime left on the cluster for anything else — allocations
+  // that ended while the agent was down included — is stopped.
   std::set<std::string> known;
-  for (const auto& [id, r] : running_) known.insert(id);
+  for (const auto& [id, r] : running_) {
+    if (r->handle != nullptr) known.insert(id);
+  }
   runtime_->ForgetOthers(known, now);
 }
 

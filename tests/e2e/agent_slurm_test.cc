@@ -313,6 +313,23 @@ TEST_F(AgentSlurmTest, ARestartedAgentFindsItsJobsAndCancelsStrays) {
   ExpectVerifies();
 }
 
+TEST_F(AgentSlurmTest, AJobOfAnAllocationEndedWhileTheAgentWasDownIsCancelled) {
+  SetUpCluster();
+  const pb::Allocation a = Allocate("H100", 1, 3600);
+  ASSERT_TRUE(WaitForJob(a.allocation_id(), "RUNNING"));
+  ASSERT_TRUE(PollUntil([&] { return !Usage(a.allocation_id()).empty(); }));
+  agent("sz-b").Stop(SIGKILL);
+  Release(a.allocation_id());
+  StartSlurmAgent();
+  // The job does not outlive its allocation, and its usage up to the
+  // restart is reported once.
+  ASSERT_TRUE(PollUntil([&] {
+    return JobsNamed("cv-" + a.allocation_id()).empty();
+  })) << Slurm("squeue") << agent("sz-b").Log();
+  ExpectMeteredOnce("sz-b", a.allocation_id());
+  ExpectVerifies();
+}
+
 TEST_F(AgentSlurmTest, BatchJobsReportTheirExitCode) {
   // The job writes its output as the tenant's user: the log directory's
   // parents must let it through, as the agent's README says.
