@@ -91,8 +91,16 @@ absl::StatusOr<std::unique_ptr<Runtime>> NewRuntime(
 }  // namespace
 
 int RunAgent(pb::AgentConfig config, const SimulatedTelemetry& simulated) {
+  const std::string meter = config.meter();
   if (absl::Status s = NormalizeAgentConfig(config); !s.ok()) {
     return Fail(std::string(s.message()));
+  }
+  if (!meter.empty()) {
+    std::fprintf(stderr,
+                 "voucher-agent: meter \"%s\" is deprecated and will go in "
+                 "the next release; it means --runtime %s --telemetry %s\n",
+                 meter.c_str(), config.runtime().c_str(),
+                 config.telemetry().c_str());
   }
   if (absl::Status s = CheckInventory(config); !s.ok()) {
     return Fail(std::string(s.message()));

@@ -91,10 +91,11 @@ class AgentSlurmTest : public AgentWorld {
       std::vector<std::string> f = absl::StrSplit(line, '|');
       if (f.size() != 6) continue;
       SlurmJob j;
-      absl::SimpleAtoi(f[0], &j.id);
+      // A pending job has no start (N/A): 0.
+      if (!absl::SimpleAtoi(f[0], &j.id)) continue;
       j.state = f[1];
       j.user = f[2];
-      absl::SimpleAtoi(f[3], &j.start_s);
+      if (!absl::SimpleAtoi(f[3], &j.start_s)) j.start_s = 0;
       j.time_limit = f[4];
       j.name = f[5];
       jobs.push_back(j);
