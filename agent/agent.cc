@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/config.h"
+#include "agent/meter.h"
 #include "agent/slurm_runtime.h"
 #include "common/grpc_channel.h"
 #include "common/leader.h"
@@ -114,6 +115,8 @@ absl::Status NormalizeRuntimeChoice(pb::AgentConfig& c) {
 }  // namespace
 
 struct Agent::Running {
+  Running(absl::Time interval_start, absl::Duration idle_after)
+      : meter(interval_start), idle(idle_after) {}
   pb::DesiredAllocation desired;
   std::vector<int> gpu_indices;
   // Null for an allocation that ended while the agent was down.
@@ -124,16 +127,8 @@ struct Agent::Running {
   // it saw the tenant's work running (nullopt: it cannot tell).
   std::string evidence;
   std::optional<bool> busy;
-  // Start of the interval metered now.
-  absl::Time interval_start;
-  int64_t util_sum_bp = 0;
-  int64_t util_samples = 0;
-  // The last sample's utilisation, for a record too short to hold one.
-  int32_t last_util_bp = 0;
-  int64_t energy_mj = 0;
-  std::map<int, uint64_t> energy_last;
-  std::optional<absl::Time> idle_since;
-  bool idle = false;
+  UsageMeter meter;
+  IdleTracker idle;
   // Metering ends here once the allocation is stopping.
   std::optional<absl::Time> stop_at;
   bool final_spooled = false;
@@ -228,6 +223,10 @@ Agent::Agent(pb::AgentConfig config, StubFactory stubs, std::string token,
 }
 
 Agent::~Agent() = default;
+
+absl::Duration Agent::IdleAfter() const {
+  return absl::Seconds(config_.idle_after_s());
+}
 
 absl::Time Agent::Now() {
   // Whole milliseconds, so that GPU-ms are exact sums of interval lengths.
@@ -367,48 +366,30 @@ void Agent::Sample(absl::Time now) {
       BeginStop(r, deadline, "it reached its deadline");
       continue;
     }
-    int64_t util_bp = 0;
-    int counted = 0;
-    for (int index : r.gpu_indices) {
-      auto it = readings.find(index);
-      if (it == readings.end()) continue;
-      const GpuReading& g = it->second;
-      util_bp += g.utilization_bp;
-      ++counted;
-      if (g.energy_supported) {
-        auto [last, fresh] = r.energy_last.emplace(index, g.energy_mj);
-        if (!fresh && g.energy_mj >= last->second) {
-          r.energy_mj += static_cast<int64_t>(g.energy_mj - last->second);
-        }
-        last->second = g.energy_mj;
-      }
-    }
-    if (counted == 0) continue;
-    util_bp /= counted;
-    r.util_sum_bp += util_bp;
-    ++r.util_samples;
-    r.last_util_bp = static_cast<int32_t>(util_bp);
-    const absl::Duration idle_after = absl::Seconds(config_.idle_after_s());
+    const std::optional<int32_t> util_bp =
+        r.meter.AddReadings(r.gpu_indices, readings);
+    if (!util_bp) continue;
     // The runtime, where it can tell (a Slurm job running no step of the
     // tenant's), decides; otherwise the GPUs' utilisation does.
-    const std::optional<bool> busy = r.busy;
-    if (busy ? !*busy : util_bp < config_.idle_threshold_bp()) {
-      if (!r.idle_since) r.idle_since = now;
-      if (!r.idle && now - *r.idle_since >= idle_after) {
-        r.idle = true;
+    const bool idle_now =
+        r.busy ? !*r.busy : *util_bp < config_.idle_threshold_bp();
+    switch (r.idle.Observe(idle_now, now)) {
+      case IdleTracker::Change::kBecameIdle:
         Log(absl::StrCat(id, ": idle: ",
-                         busy ? "no step of the tenant's has run on its GPUs"
-                              : absl::StrCat("its GPUs have been under ",
-                                             config_.idle_threshold_bp() / 100.0,
-                                             "% utilisation"),
-                         " for ", absl::FormatDuration(idle_after)));
-      }
-    } else {
-      r.idle_since.reset();
-      if (r.idle) {
-        r.idle = false;
+                         r.busy ? "no step of the tenant's has run on its GPUs"
+                                : absl::StrCat("its GPUs have been under ",
+                                               config_.idle_threshold_bp() /
+                                                   100.0,
+                                               "% utilisation"),
+                         " for ",
+                         absl::FormatDuration(
+                             absl::Seconds(config_.idle_after_s()))));
+        break;
+      case IdleTracker::Change::kBusyAgain:
         Log(absl::StrCat(id, ": busy again"));
-      }
+        break;
+      case IdleTracker::Change::kNone:
+        break;
     }
   }
 }
@@ -429,23 +410,17 @@ void Agent::Cut(absl::Time now, bool all) {
       if (r.stop_at) r.final_spooled = true;
       continue;
     }
-    if (end <= r.interval_start) {
+    std::optional<Spool::Cursor> cursor = spool_->CursorOf(id);
+    std::optional<pb::UsageRecord> record;
+    if (cursor) {  // StartAllocation always sets one
+      record = r.meter.Record(id, cursor->next_sequence, r.desired.gpu_count(),
+                              end, r.evidence);
+    }
+    if (!record) {
       if (r.stop_at) r.final_spooled = true;
       continue;
     }
-    std::optional<Spool::Cursor> cursor = spool_->CursorOf(id);
-    if (!cursor) continue;  // StartAllocation always sets one
-    pb::UsageRecord& u = records.emplace_back();
-    u.set_allocation_id(id);
-    u.set_sequence(cursor->next_sequence);
-    *u.mutable_start() = ToProto(r.interval_start);
-    *u.mutable_end() = ToProto(end);
-    u.set_gpu_ms(absl::ToInt64Milliseconds(end - r.interval_start) *
-                 r.desired.gpu_count());
-    u.set_mean_utilization_bp(static_cast<int32_t>(
-        r.util_samples > 0 ? r.util_sum_bp / r.util_samples : r.last_util_bp));
-    u.set_energy_mj(r.energy_mj);
-    u.set_evidence(r.evidence);
+    records.push_back(*std::move(record));
     cut.push_back(&r);
   }
   if (records.empty()) return;
@@ -470,10 +445,7 @@ void Agent::Cut(absl::Time now, bool all) {
       metrics_->metered.Add({{"model", r.desired.gpu_model()}})
           .Increment(records[i].gpu_ms() / 1e3);
     }
-    r.interval_start = end;
-    r.util_sum_bp = 0;
-    r.util_samples = 0;
-    r.energy_mj = 0;
+    r.meter.Advance(end);
     if (r.stop_at && end >= *r.stop_at) r.final_spooled = true;
   }
 }
@@ -594,7 +566,7 @@ bool Agent::SendHeartbeat(absl::Time now) {
     }
     if (r->handle != nullptr) o->set_access(r->handle->Access());
     for (int index : r->gpu_indices) o->add_gpu_indices(index);
-    o->set_idle(r->idle);
+    o->set_idle(r->idle.idle());
   }
   for (const auto& [id, why] : rejected_) {
     pb::ObservedAllocation* o = request.add_allocations();
@@ -711,10 +683,9 @@ void Agent::Converge(const pb::HeartbeatResponse& response, absl::Time now) {
   for (const std::string& id : resumable_) {
     std::optional<Spool::Cursor> cursor = spool_->CursorOf(id);
     if (wanted.count(id) > 0 || !cursor) continue;
-    auto r = std::make_unique<Running>();
+    auto r = std::make_unique<Running>(cursor->resume_at, IdleAfter());
     r->desired.set_allocation_id(id);
     r->desired.set_gpu_count(cursor->gpu_count);
-    r->interval_start = cursor->resume_at;
     r->wanted = false;
     r->stop_at = now;
     r->final_spooled =
@@ -819,10 +790,9 @@ void Agent::StartAllocation(const pb::DesiredAllocation& d,
     return;
   }
   cursor = spool_->CursorOf(id);
-  auto r = std::make_unique<Running>();
+  auto r = std::make_unique<Running>(cursor->resume_at, IdleAfter());
   r->desired = d;
   r->gpu_indices = std::move(gpu_indices);
-  r->interval_start = cursor->resume_at;
   r->handle = *std::move(handle);
   r->started = false;  // until the runtime says it gave the GPUs
   Observe(*r, now);
@@ -830,7 +800,8 @@ void Agent::StartAllocation(const pb::DesiredAllocation& d,
                    "x", d.gpu_model(), " on GPUs ", JoinIndices(r->gpu_indices),
                    " until ",
                    FormatInstant(*FromProto("deadline", d.deadline()), true),
-                   ", metered from ", FormatInstant(r->interval_start, true),
+                   ", metered from ",
+                   FormatInstant(r->meter.interval_start(), true),
                    r->started ? "" : " once the cluster starts it",
                    " as record #", cursor->next_sequence, "; ",
                    r->handle->Access()));
@@ -846,7 +817,7 @@ void Agent::Observe(Running& r, absl::Time now) {
   if (status.started && !r.started) {
     // Given at started_at (never before the cursor: what was spooled is
     // final).
-    r.interval_start = std::max(r.interval_start, status.started_at);
+    r.meter.StartNoEarlierThan(status.started_at);
   }
   r.started = status.started;
   if (!status.ended || r.stop_at) return;
@@ -980,7 +951,7 @@ void Agent::UpdateGauges(absl::Time now) {
   int running = 0, stopping = 0, idle = 0, pending = 0;
   for (const auto& [id, r] : running_) {
     (r->stop_at ? stopping : running) += 1;
-    idle += r->idle ? 1 : 0;
+    idle += r->idle.idle() ? 1 : 0;
     pending += !r->stop_at && !r->started ? 1 : 0;
   }
   metrics_->pending.Set(pending);

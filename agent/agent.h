@@ -98,6 +98,7 @@ class Agent {
   struct Running;
 
   absl::Time Now();
+  absl::Duration IdleAfter() const;
   void Log(const std::string& line);
   void Sample(absl::Time now);
   void Cut(absl::Time now, bool all);
