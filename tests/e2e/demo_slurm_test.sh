@@ -40,13 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r listen_port scheduler_metrics_port metrics_base _ < <(python3 "$repo/tests/testing/demo_ports.py")
-export CV_DEMO_DATA="$data"
-export CV_DEMO_LISTEN="127.0.0.1:$listen_port"
-export CV_DEMO_METRICS_BASE="$metrics_base"
-export CV_DEMO_SCHEDULER_METRICS="127.0.0.1:$scheduler_metrics_port"
-export CV_DEMO_SKIP_BUILD=1
-export CV_BUILD_DIR="$build_dir"
+demo_env
 
 rc=0
 "$repo/scripts/demo.sh" slurm >"$tmp/run.out" 2>&1 || rc=$?

@@ -49,17 +49,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Free loopback ports for the scheduler and its metrics, and a free pair
-# (N, N+1) for the agents' metrics.
-read -r listen_port scheduler_metrics_port metrics_base _ < <(python3 "$repo/tests/testing/demo_ports.py")
-
-export CV_DEMO_DATA="$data"
-export CV_DEMO_LISTEN="127.0.0.1:$listen_port"
-export CV_DEMO_METRICS_BASE="$metrics_base"
-export CV_DEMO_SCHEDULER_METRICS="127.0.0.1:$scheduler_metrics_port"
-export CV_DEMO_SKIP_BUILD=1
-export CV_BUILD_DIR="$build_dir"
-endpoint="127.0.0.1:$listen_port"
+demo_env
+metrics_base="$CV_DEMO_METRICS_BASE"
 echo "demo_test: data $data, scheduler $endpoint, metrics from $metrics_base"
 
 vctl() {

@@ -31,3 +31,18 @@ stop_demo() {
     kill -KILL "$pid" 2>/dev/null || true
   done
 }
+
+# demo_env: exports the demo's settings for a test: free loopback ports for
+# the scheduler, its metrics and the agents' pair (N, N+1), $data, the
+# build directory ($build_dir) and no build. Sets $endpoint.
+demo_env() {
+  local listen_port scheduler_metrics_port metrics_base
+  read -r listen_port scheduler_metrics_port metrics_base _ < <(python3 "$repo/tests/testing/demo_ports.py")
+  export CV_DEMO_DATA="$data"
+  export CV_DEMO_LISTEN="127.0.0.1:$listen_port"
+  export CV_DEMO_METRICS_BASE="$metrics_base"
+  export CV_DEMO_SCHEDULER_METRICS="127.0.0.1:$scheduler_metrics_port"
+  export CV_DEMO_SKIP_BUILD=1
+  export CV_BUILD_DIR="$build_dir"
+  endpoint="127.0.0.1:$listen_port"
+}
