@@ -167,6 +167,10 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default: a second scheduler on the same
+  // address would start and take half the connections. One listener per
+  // address; a port in use is an error at start.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(s->config_.listen_address(), credentials, &s->port_);
   builder.RegisterService(s->admin_service_.get());
   builder.RegisterService(s->enterprise_service_.get());
@@ -181,7 +185,10 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", s->config_.listen_address()));
+        absl::StrCat("listen_address: cannot listen on ",
+                     s->config_.listen_address(),
+                     " (in use by another process, or not an address of "
+                     "this host)"));
   }
   s->UpdateHealth();
   // Listening first: the address a replica campaigns with has the port.

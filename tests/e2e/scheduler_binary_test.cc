@@ -132,6 +132,30 @@ TEST_F(SchedulerBinaryTest, FirstStartServesStopsOnSigtermAndVerifies) {
   EXPECT_THAT(*verify, HasSubstr("OK: every invariant holds"));
 }
 
+TEST_F(SchedulerBinaryTest, ASecondSchedulerOnTheSamePortIsRefused) {
+  const int port =
+      Start({"--data-dir=" + dir_ + "/data", "--listen=127.0.0.1:0"});
+  ASSERT_GT(port, 0);
+  // Another scheduler, with a data directory of its own, on that port.
+  testing::ChildProcess second(
+      {Binary(), "--data-dir=" + dir_ + "/other",
+       absl::StrCat("--listen=127.0.0.1:", port)},
+      dir_ + "/second.log");
+  const std::optional<int> code = second.Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.has_value()) << "the second scheduler started on port "
+                                << port << ":\n" << second.Log();
+  EXPECT_NE(*code, 0);
+  EXPECT_THAT(second.Log(),
+              HasSubstr(absl::StrCat("listen_address: cannot listen on "
+                                     "127.0.0.1:",
+                                     port)));
+  // The first one still serves.
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                     grpc::InsecureChannelCredentials());
+  EXPECT_TRUE(ListPrograms(channel, AdminToken()).ok());
+  EXPECT_EQ(Stop(SIGTERM), 0);
+}
+
 TEST_F(SchedulerBinaryTest, PostgresStoreServesRestartsAndVerifies) {
   absl::StatusOr<std::unique_ptr<store::StoreBackend>> database =
       store::MakeStoreBackend("postgres", dir_);
