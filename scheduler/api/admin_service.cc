@@ -1,12 +1,14 @@
 #include "scheduler/api/admin_service.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/validate.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -488,6 +490,11 @@ Status AdminServiceImpl::ListJournal(ServerContext* c,
   const int64_t size = *page_size;
   absl::StatusOr<int64_t> token = NumericPageToken(r->page());
   if (!token.ok()) return ToGrpc(token.status());
+  if (absl::Status s = CheckRange("from_sequence", r->from_sequence(), 0,
+                                  std::numeric_limits<int64_t>::max());
+      !s.ok()) {
+    return ToGrpc(s);
+  }
   int64_t after = r->page().page_token().empty()
                       ? std::max<int64_t>(0, r->from_sequence() - 1)
                       : *token;

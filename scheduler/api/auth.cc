@@ -34,11 +34,13 @@ absl::StatusOr<pb::Principal> Authenticate(const grpc::ServerContext& context,
         "<token>\"");
   }
   absl::string_view value(it->second.data(), it->second.size());
-  if (!absl::ConsumePrefix(&value, "Bearer ") &&
-      !absl::ConsumePrefix(&value, "bearer ")) {
+  // The scheme is case-insensitive (RFC 6750, RFC 7235).
+  constexpr absl::string_view kScheme = "bearer ";
+  if (!absl::StartsWithIgnoreCase(value, kScheme)) {
     return absl::UnauthenticatedError(
         "authorization metadata must be \"Bearer <token>\"");
   }
+  value.remove_prefix(kScheme.size());
   value = absl::StripAsciiWhitespace(value);
   const pb::Token* token =
       value.empty() ? nullptr : state.FindTokenByHash(Sha256(value));
@@ -61,8 +63,8 @@ absl::Status RequireRole(const pb::Principal& principal,
   return absl::PermissionDeniedError("permission denied for this token's role");
 }
 
-absl::Status NotYours() {
-  return absl::PermissionDeniedError("permission denied");
+absl::Status NotYours(absl::string_view kind, absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat(kind, " ", id, " not found"));
 }
 
 }  // namespace cv::api

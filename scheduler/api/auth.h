@@ -30,8 +30,10 @@ absl::StatusOr<pb::Principal> Authenticate(const grpc::ServerContext& context,
 absl::Status RequireRole(const pb::Principal& principal,
                          std::initializer_list<pb::Role> roles);
 
-// The uniform refusal for another enterprise's or cluster's object.
-absl::Status NotYours();
+// The answer for another enterprise's object: exactly what a missing one
+// gets (NotFound, "<kind> <id> not found"), so that probing sequential ids
+// tells nothing about other tenants.
+absl::Status NotYours(absl::string_view kind, absl::string_view id);
 
 }  // namespace cv::api
 

@@ -83,7 +83,9 @@ Status EnterpriseServiceImpl::GetVoucher(ServerContext* c,
               [&](const pb::Principal& me, const core::StateMachine& s) {
                 RETURN_IF_ERROR(CheckIdRef("voucher_id", r->voucher_id()));
                 ASSIGN_OR_RETURN(pb::Voucher v, s.VoucherView(r->voucher_id()));
-                if (v.enterprise_id() != me.enterprise_id()) return NotYours();
+                if (v.enterprise_id() != me.enterprise_id()) {
+                  return NotYours("voucher", r->voucher_id());
+                }
                 *out = std::move(v);
                 return absl::OkStatus();
               });
@@ -137,7 +139,9 @@ Status EnterpriseServiceImpl::GetAllocation(ServerContext* c,
         RETURN_IF_ERROR(CheckIdRef("allocation_id", r->allocation_id()));
         ASSIGN_OR_RETURN(pb::Allocation a,
                          s.AllocationView(r->allocation_id()));
-        if (a.enterprise_id() != me.enterprise_id()) return NotYours();
+        if (a.enterprise_id() != me.enterprise_id()) {
+          return NotYours("allocation", r->allocation_id());
+        }
         *out = std::move(a);
         return absl::OkStatus();
       });
@@ -222,14 +226,8 @@ Status EnterpriseServiceImpl::ListUsage(ServerContext* c,
       return ToGrpc(s);
     }
     if (!mine->contains(r->allocation_id())) {
-      absl::StatusOr<bool> exists = ReadState([&](const core::StateMachine& s) {
-        return s.allocations().contains(r->allocation_id());
-      });
-      if (!exists.ok()) return ToGrpc(exists.status());
-      return ToGrpc(
-          *exists ? NotYours()
-                  : absl::NotFoundError(absl::StrCat(
-                        "allocation ", r->allocation_id(), " not found")));
+      // Missing or another enterprise's: one answer.
+      return ToGrpc(NotYours("allocation", r->allocation_id()));
     }
     query.allocation_ids->insert(r->allocation_id());
   } else {

@@ -68,8 +68,8 @@ class StateMachine {
   // returns the first answer without a second effect; the same id with a
   // different request is InvalidArgument. Errors: InvalidArgument (bad
   // field), NotFound, FailedPrecondition (state forbids it),
-  // AlreadyExists, PermissionDenied (object of another enterprise or
-  // cluster), ResourceExhausted (no capacity and not queueing), OutOfRange
+  // AlreadyExists, PermissionDenied (the wrong role; another enterprise's
+  // object is NotFound, as a missing one), ResourceExhausted (no capacity and not queueing), OutOfRange
   // (arithmetic overflow), Internal (a broken invariant: the caller must
   // stop). On error nothing changed.
   absl::StatusOr<Outcome> Apply(const pb::Command& command);

@@ -225,9 +225,10 @@ absl::StatusOr<StateMachine::Plan> StateMachine::PlanAllocation(
       return absl::NotFoundError(
           absl::StrCat("voucher_id: voucher ", r.voucher_id(), " not found"));
     }
+    // Another enterprise's voucher is answered as a missing one.
     if (it->second.voucher.enterprise_id() != enterprise_id) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "voucher_id: voucher ", r.voucher_id(), " is not yours"));
+      return absl::NotFoundError(
+          absl::StrCat("voucher_id: voucher ", r.voucher_id(), " not found"));
     }
     candidates.push_back(&it->second);
   } else if (auto ids = enterprise_vouchers_.find(enterprise_id);
@@ -526,10 +527,11 @@ absl::StatusOr<StateMachine::AllocationRec*> StateMachine::FindOwnAllocation(
     return absl::NotFoundError(
         absl::StrCat("allocation_id: allocation ", id, " not found"));
   }
+  // Another enterprise's allocation is answered as a missing one.
   if (p.role() != pb::ROLE_ENTERPRISE ||
       it->second.allocation.enterprise_id() != p.enterprise_id()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("allocation_id: allocation ", id, " is not yours"));
+    return absl::NotFoundError(
+        absl::StrCat("allocation_id: allocation ", id, " not found"));
   }
   return &it->second;
 }

@@ -1,5 +1,6 @@
 // Every RPC × every role, and every ownership rule, through real stubs.
 #include <functional>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -201,63 +202,90 @@ TEST_F(PermissionsTest, EnterprisesActOnTheirOwnObjectsOnly) {
   };
   allocate(e1_token_);
   const pb::Allocation other = allocate(e3_token_);
-  auto expect_denied = [&](const grpc::Status& s, const std::string& what) {
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
-        << what << ": " << s.error_message();
-    // Nothing about the other enterprise leaks.
-    EXPECT_THAT(s.error_message(), Not(HasSubstr("E-000003"))) << what;
-  };
+  // Another enterprise's object is answered exactly as a missing one: the
+  // same code, and the same message but for the id.
+  auto expect_as_missing =
+      [&](const std::function<grpc::Status(const std::string&)>& call,
+          const std::string& theirs_id, const std::string& missing_id,
+          const std::string& what) {
+        const grpc::Status theirs_status = call(theirs_id);
+        const grpc::Status missing_status = call(missing_id);
+        EXPECT_EQ(theirs_status.error_code(), grpc::StatusCode::NOT_FOUND)
+            << what << ": " << theirs_status.error_message();
+        EXPECT_EQ(missing_status.error_code(), theirs_status.error_code())
+            << what;
+        std::string as_missing = theirs_status.error_message();
+        const size_t at = as_missing.find(theirs_id);
+        if (at != std::string::npos) {
+          as_missing.replace(at, theirs_id.size(), missing_id);
+        }
+        EXPECT_EQ(as_missing, missing_status.error_message()) << what;
+        EXPECT_THAT(theirs_status.error_message(), Not(HasSubstr("E-000003")))
+            << what;
+      };
+  const std::string no_voucher = "CV-2025-999999";
+  const std::string no_allocation = "AL-99999999";
+  expect_as_missing(
+      [&](const std::string& id) {
+        pb::GetVoucherRequest r;
+        r.set_voucher_id(id);
+        pb::Voucher out;
+        return enterprise_->GetVoucher(As(e1_token_).get(), r, &out);
+      },
+      theirs.voucher_id(), no_voucher, "GetVoucher");
   {
     pb::GetVoucherRequest r;
-    r.set_voucher_id(theirs.voucher_id());
-    pb::Voucher out;
-    expect_denied(enterprise_->GetVoucher(As(e1_token_).get(), r, &out),
-                  "GetVoucher");
     r.set_voucher_id(mine.voucher_id());
+    pb::Voucher out;
     EXPECT_TRUE(enterprise_->GetVoucher(As(e1_token_).get(), r, &out).ok());
   }
-  {
-    pb::GetAllocationRequest r;
-    r.set_allocation_id(other.allocation_id());
-    pb::Allocation out;
-    expect_denied(enterprise_->GetAllocation(As(e1_token_).get(), r, &out),
-                  "GetAllocation");
-  }
-  {
-    pb::ReleaseAllocationRequest r;
-    r.set_request_id(NextRequestId());
-    r.set_allocation_id(other.allocation_id());
-    pb::Allocation out;
-    expect_denied(enterprise_->ReleaseAllocation(As(e1_token_).get(), r, &out),
-                  "Release");
-  }
-  {
-    pb::ExtendAllocationRequest r;
-    r.set_request_id(NextRequestId());
-    r.set_allocation_id(other.allocation_id());
-    r.set_extra_duration_s(600);
-    pb::Allocation out;
-    expect_denied(enterprise_->ExtendAllocation(As(e1_token_).get(), r, &out),
-                  "Extend");
-  }
-  {
-    pb::ListUsageRequest r;
-    r.set_allocation_id(other.allocation_id());
-    pb::ListUsageResponse out;
-    expect_denied(enterprise_->ListUsage(As(e1_token_).get(), r, &out),
-                  "ListUsage");
-  }
-  {
-    pb::AllocateRequest r;
-    r.set_request_id(NextRequestId());
-    r.mutable_resources()->set_gpu_model("H100");
-    r.mutable_resources()->set_gpu_count(1);
-    r.mutable_resources()->set_max_duration_s(3600);
-    r.mutable_resources()->set_voucher_id(theirs.voucher_id());
-    pb::Allocation out;
-    expect_denied(enterprise_->Allocate(As(e1_token_).get(), r, &out),
-                  "Allocate");
-  }
+  expect_as_missing(
+      [&](const std::string& id) {
+        pb::GetAllocationRequest r;
+        r.set_allocation_id(id);
+        pb::Allocation out;
+        return enterprise_->GetAllocation(As(e1_token_).get(), r, &out);
+      },
+      other.allocation_id(), no_allocation, "GetAllocation");
+  expect_as_missing(
+      [&](const std::string& id) {
+        pb::ReleaseAllocationRequest r;
+        r.set_request_id(NextRequestId());
+        r.set_allocation_id(id);
+        pb::Allocation out;
+        return enterprise_->ReleaseAllocation(As(e1_token_).get(), r, &out);
+      },
+      other.allocation_id(), no_allocation, "Release");
+  expect_as_missing(
+      [&](const std::string& id) {
+        pb::ExtendAllocationRequest r;
+        r.set_request_id(NextRequestId());
+        r.set_allocation_id(id);
+        r.set_extra_duration_s(600);
+        pb::Allocation out;
+        return enterprise_->ExtendAllocation(As(e1_token_).get(), r, &out);
+      },
+      other.allocation_id(), no_allocation, "Extend");
+  expect_as_missing(
+      [&](const std::string& id) {
+        pb::ListUsageRequest r;
+        r.set_allocation_id(id);
+        pb::ListUsageResponse out;
+        return enterprise_->ListUsage(As(e1_token_).get(), r, &out);
+      },
+      other.allocation_id(), no_allocation, "ListUsage");
+  expect_as_missing(
+      [&](const std::string& id) {
+        pb::AllocateRequest r;
+        r.set_request_id(NextRequestId());
+        r.mutable_resources()->set_gpu_model("H100");
+        r.mutable_resources()->set_gpu_count(1);
+        r.mutable_resources()->set_max_duration_s(3600);
+        r.mutable_resources()->set_voucher_id(id);
+        pb::Allocation out;
+        return enterprise_->Allocate(As(e1_token_).get(), r, &out);
+      },
+      theirs.voucher_id(), no_voucher, "Allocate");
   // Lists show one's own only.
   pb::ListVouchersRequest list;
   pb::ListVouchersResponse vouchers;
@@ -321,6 +349,48 @@ TEST_F(PermissionsTest, AgentsReportOnlyForTheirOwnCluster) {
   ASSERT_TRUE(agent_->ReportUsage(As(hz_token_).get(), usage, &acks).ok());
   EXPECT_EQ(acks.acks(0).result(), pb::USAGE_RESULT_ACCEPTED);
   EXPECT_EQ(acks.acks(0).subsidy_fen(), 120);  // 2 × 10 min × 12.00/h × 30%
+}
+
+TEST_F(PermissionsTest, TheBearerSchemeIsCaseInsensitive) {
+  BuildWorld();
+  // RFC 6750 (and RFC 7235): the scheme name is case-insensitive.
+  for (const std::string scheme :
+       {"Bearer ", "bearer ", "BEARER ", "bEaReR  "}) {
+    grpc::ClientContext c;
+    c.AddMetadata("authorization", scheme + admin_token_);
+    pb::ListProgramsRequest r;
+    pb::ListProgramsResponse out;
+    const grpc::Status s = admin_->ListPrograms(&c, r, &out);
+    EXPECT_TRUE(s.ok()) << "\"" << scheme << "\": " << s.error_message();
+  }
+  for (const std::string& value : std::vector<std::string>{
+           "Basic " + admin_token_, admin_token_, "Bearer", "Bearertoken"}) {
+    grpc::ClientContext c;
+    c.AddMetadata("authorization", value);
+    pb::ListProgramsRequest r;
+    pb::ListProgramsResponse out;
+    EXPECT_EQ(admin_->ListPrograms(&c, r, &out).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED)
+        << value;
+  }
+}
+
+TEST_F(PermissionsTest, ListJournalRefusesANegativeStart) {
+  BuildWorld();
+  for (const int64_t from : {std::numeric_limits<int64_t>::min(), int64_t{-1}}) {
+    pb::ListJournalRequest r;
+    r.set_from_sequence(from);
+    pb::ListJournalResponse out;
+    const grpc::Status s = admin_->ListJournal(As(auditor_token_).get(), r, &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << from;
+    EXPECT_THAT(s.error_message(), HasSubstr("from_sequence: must be 0..")) << from;
+  }
+  pb::ListJournalRequest r;
+  r.set_from_sequence(1);
+  pb::ListJournalResponse out;
+  ASSERT_TRUE(admin_->ListJournal(As(auditor_token_).get(), r, &out).ok());
+  ASSERT_GT(out.entries_size(), 0);
+  EXPECT_EQ(out.entries(0).sequence(), 1);
 }
 
 TEST_F(PermissionsTest, AuditorsReadButNeverWrite) {

@@ -306,7 +306,7 @@ TEST_F(StateMachineTest, AllocateRejectsBadRequests) {
        "offers 9 × H100"},
       {"another's voucher",
        [](pb::ResourceRequest* r) { r->set_voucher_id("CV-2025-000001"); },
-       absl::StatusCode::kPermissionDenied, "is not yours"},
+       absl::StatusCode::kNotFound, "voucher CV-2025-000001 not found"},
   };
   EXPECT_EQ(other.voucher_id(), "CV-2025-000001");
   int i = 0;
