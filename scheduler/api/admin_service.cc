@@ -245,6 +245,17 @@ Status AdminServiceImpl::IssueVoucher(ServerContext* c,
 Status AdminServiceImpl::BatchIssueVouchers(
     ServerContext* c, const pb::BatchIssueVouchersRequest* r,
     pb::BatchIssueVouchersResponse* out) {
+  // A row's own request id is not used; it is stored with the command, so
+  // it is held to the same rule as any (empty allowed).
+  for (int i = 0; i < r->rows_size(); ++i) {
+    if (r->rows(i).request_id().empty()) continue;
+    if (absl::Status s = CheckRequestId(r->rows(i).request_id()); !s.ok()) {
+      absl::StatusOr<pb::Principal> caller = Caller(*c, kAdmin);
+      if (!caller.ok()) return ToGrpc(caller.status());
+      return ToGrpc(absl::InvalidArgumentError(
+          absl::StrCat("rows[", i, "].", s.message())));
+    }
+  }
   return Mutate(
       c, kAdmin, r->request_id(),
       [r](pb::Command& cmd) { *cmd.mutable_batch_issue_vouchers() = *r; }, out);
@@ -393,6 +404,10 @@ Status AdminServiceImpl::GetSettlement(ServerContext* c,
       RequiredPeriod(r->period_start(), r->period_end());
   if (!period.ok()) return ToGrpc(period.status());
   if (!r->provider_id().empty()) {
+    if (absl::Status s = CheckIdRef("provider_id", r->provider_id());
+        !s.ok()) {
+      return ToGrpc(s);
+    }
     absl::StatusOr<bool> known = ReadState([&](const core::StateMachine& s) {
       return s.providers().contains(r->provider_id());
     });

@@ -6,6 +6,7 @@
 #include "common/time_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "scheduler/store/open_store.h"
 #include "tests/scheduler/api/api_fixture.h"
 #include "tests/testing/world.h"
 
@@ -136,6 +137,85 @@ TEST_F(LifecycleTest, RegisterRefusesAMeterOverItsLimit) {
   r.set_request_id(NextRequestId());
   r.set_meter("slurm+simulated");
   EXPECT_TRUE(agent_->Register(As(hz_token_).get(), r, &out).ok());
+}
+
+// Commands stored so far, read through a read-only open of the store.
+int64_t StoredCommands(const pb::SchedulerConfig& config) {
+  absl::StatusOr<std::unique_ptr<store::Store>> s =
+      store::OpenStore(config, store::OpenMode::kReadOnly);
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return -1;
+  absl::StatusOr<store::Head> head = (*s)->ReadHead();
+  EXPECT_TRUE(head.ok()) << head.status();
+  return head.ok() ? head->command_sequence : -1;
+}
+
+TEST_F(LifecycleTest, OversizedAgentAndBatchInputIsRefusedAndNeverStored) {
+  const std::string huge(2 << 20, 'x');  // 2 MiB
+  const int64_t before = StoredCommands(config_);
+  ASSERT_GT(before, 0);
+  auto expect_refused = [&](const grpc::Status& s, const std::string& field,
+                            const std::string& what) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << what;
+    EXPECT_THAT(s.error_message(), ::testing::StartsWith(field)) << what;
+    // Named and shortened, never echoed whole.
+    EXPECT_LT(s.error_message().size(), 300u) << what;
+  };
+  {
+    pb::ReportUsageRequest r;
+    r.set_request_id(huge);
+    pb::UsageRecord* u = r.add_records();
+    u->set_allocation_id("AL-00000001");
+    u->set_sequence(1);
+    pb::ReportUsageResponse out;
+    expect_refused(agent_->ReportUsage(As(hz_token_).get(), r, &out),
+                   "request_id", "ReportUsage request_id");
+    r.set_request_id(NextRequestId());
+    u->set_allocation_id(huge);
+    expect_refused(agent_->ReportUsage(As(hz_token_).get(), r, &out),
+                   "records[0].allocation_id", "ReportUsage allocation_id");
+    u->set_allocation_id("AL-00000001");
+    u->set_evidence(huge);
+    expect_refused(agent_->ReportUsage(As(hz_token_).get(), r, &out),
+                   "records[0].evidence", "ReportUsage evidence");
+  }
+  {
+    pb::HeartbeatRequest r;
+    r.set_request_id(huge);
+    pb::HeartbeatResponse out;
+    expect_refused(agent_->Heartbeat(As(hz_token_).get(), r, &out),
+                   "request_id", "Heartbeat request_id");
+    r.set_request_id(NextRequestId());
+    r.add_allocations()->set_allocation_id(huge);
+    expect_refused(agent_->Heartbeat(As(hz_token_).get(), r, &out),
+                   "allocations[0].allocation_id", "Heartbeat allocation_id");
+    r.clear_allocations();
+    (*r.mutable_free_gpus())[huge] = 1;
+    expect_refused(agent_->Heartbeat(As(hz_token_).get(), r, &out),
+                   "free_gpus model", "Heartbeat free_gpus");
+  }
+  {
+    pb::BatchIssueVouchersRequest r;
+    r.set_request_id(NextRequestId());
+    pb::IssueVoucherRequest* row = r.add_rows();
+    row->set_program_id("P-000001");
+    row->set_enterprise_id("E-000001");
+    row->set_face_value_fen(100);
+    row->set_request_id(huge);
+    pb::BatchIssueVouchersResponse out;
+    expect_refused(admin_->BatchIssueVouchers(As(admin_token_).get(), r, &out),
+                   "rows[0].request_id", "BatchIssueVouchers row");
+  }
+  {
+    pb::GetSettlementRequest r;
+    r.set_provider_id(huge);
+    *r.mutable_period_start() = ToProto(clock_.Now() - absl::Hours(24));
+    *r.mutable_period_end() = ToProto(clock_.Now());
+    pb::Settlement out;
+    expect_refused(admin_->GetSettlement(As(admin_token_).get(), r, &out),
+                   "provider_id", "GetSettlement provider_id");
+  }
+  EXPECT_EQ(StoredCommands(config_), before) << "a refused request was stored";
 }
 
 TEST_F(LifecycleTest, SilentClusterLosesItsAllocations) {
