@@ -329,6 +329,17 @@ std::vector<MetricFamily> StateCollector::Collect() const {
                       "1 once the store has failed for good (restart the "
                       "scheduler), 0 otherwise.",
                       (*writer)->failed() ? 1.0 : 0.0));
+  const store::WriterStats stats = (*writer)->stats();
+  out.push_back(Gauge("computevoucher_writer_failing",
+                      "1 while the store's commits fail (every mutation is "
+                      "answered UNAVAILABLE; e.g. a full disk), 0 otherwise.",
+                      (*writer)->degraded() ? 1.0 : 0.0));
+  MetricFamily failures = Family(
+      "computevoucher_writer_store_failures_total",
+      "Batches the store failed to commit since this writer started.",
+      MetricType::Counter);
+  Add(failures, {}, static_cast<double>(stats.store_failures));
+  out.push_back(std::move(failures));
   return out;
 }
 

@@ -266,13 +266,13 @@ void SchedulerServer::TickNow() {
 }
 
 void SchedulerServer::UpdateHealth() {
-  // The standard health service says NOT_SERVING on a follower and once the
-  // store has failed beyond recovery, so that load balancers and operators
-  // see which replica serves.
+  // The standard health service says NOT_SERVING on a follower, while the
+  // store's commits fail and once it has failed beyond recovery, so that
+  // load balancers and operators see which replica serves.
   absl::StatusOr<std::shared_ptr<store::Writer>> writer = replica_->writer();
   if (grpc::HealthCheckServiceInterface* health =
           server_->GetHealthCheckService()) {
-    health->SetServingStatus(writer.ok() && !(*writer)->failed());
+    health->SetServingStatus(writer.ok() && !(*writer)->degraded());
   }
 }
 

@@ -1,6 +1,7 @@
 #include "scheduler/store/writer.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <iterator>
 #include <utility>
 
@@ -72,6 +73,13 @@ void Writer::Stop() {
 bool Writer::failed() const {
   absl::MutexLock lock(&mu_);
   return failed_;
+}
+
+bool Writer::degraded() const {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  return failed_ || (stats_.consecutive_failures > 0 &&
+                     now - last_failure_at_ < kFailingFor);
 }
 
 WriterStats Writer::stats() const {
@@ -260,6 +268,17 @@ void Writer::RunCommitter() {
       absl::MutexLock lock(&mu_);
       done = *std::move(in_flight_);
       in_flight_.reset();
+      if (commit.ok() && !done.batch.commands.empty()) {
+        if (stats_.consecutive_failures > 0) {
+          std::fprintf(stderr,
+                       "voucher-scheduler: store commits again after %lld "
+                       "failed commits\n",
+                       static_cast<long long>(stats_.consecutive_failures));
+          std::fflush(stderr);
+          stats_.consecutive_failures = 0;
+          failures_not_logged_ = 0;
+        }
+      }
       if (commit.ok()) {
         if (!done.batch.commands.empty()) ++stats_.batches;
         stats_.commands += static_cast<int64_t>(done.batch.commands.size());
@@ -268,8 +287,12 @@ void Writer::RunCommitter() {
         stats_.last_commit = commit_time;
       } else {
         ++stats_.store_failures;
+        ++stats_.consecutive_failures;
+        stats_.last_failure = std::string(commit.message());
         commit_error_ = std::string(commit.message());
         failed_pending_ = done.pending;
+        last_failure_at_ = clock_.Now();
+        LogFailureLocked(commit, done.pending.size(), last_failure_at_);
       }
       stats_.last_batch_size = static_cast<int64_t>(done.pending.size());
     }
@@ -281,6 +304,27 @@ void Writer::RunCommitter() {
       for (Pending* p : done.pending) p->done.Notify();
     }
   }
+}
+
+void Writer::LogFailureLocked(const absl::Status& commit, size_t commands,
+                              absl::Time now) {
+  // The first of a run of failures, then at most one line a minute: a full
+  // disk fails every batch.
+  if (stats_.consecutive_failures > 1 &&
+      now - failure_logged_at_ < kFailureLogInterval) {
+    ++failures_not_logged_;
+    return;
+  }
+  std::fprintf(stderr,
+               "voucher-scheduler: store commit failed: %s; %zu commands "
+               "answered UNAVAILABLE (clients retry), state rebuilt from the "
+               "store; %lld failures in a row (%lld not logged)\n",
+               std::string(commit.message()).c_str(), commands,
+               static_cast<long long>(stats_.consecutive_failures),
+               static_cast<long long>(failures_not_logged_));
+  std::fflush(stderr);
+  failure_logged_at_ = now;
+  failures_not_logged_ = 0;
 }
 
 void Writer::Reload() {

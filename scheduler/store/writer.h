@@ -58,6 +58,11 @@ struct WriterStats {
   int64_t entries = 0;          // journal entries written
   int64_t rejected = 0;         // commands refused by the state machine
   int64_t store_failures = 0;   // batches the store failed to commit
+  // Failed commits since the last one that succeeded: while above 0 the
+  // store is failing (a full disk) and every command is answered
+  // Unavailable.
+  int64_t consecutive_failures = 0;
+  std::string last_failure;     // the store's message for the last one
   int64_t last_batch_size = 0;  // commands submitted in the last batch
   absl::Duration last_commit = absl::ZeroDuration();
 };
@@ -101,6 +106,13 @@ class Writer {
   // True once the state could not be rebuilt after a failed commit: every
   // command is refused until the scheduler restarts.
   bool failed() const;
+
+  // True while commits fail: the last one that reached the store failed,
+  // less than kFailingFor ago (the store may recover by itself, a disk
+  // freed, and a quiet scheduler commits nothing to show it), or failed()
+  // holds.
+  bool degraded() const;
+  static constexpr absl::Duration kFailingFor = absl::Minutes(1);
 
  private:
   struct Pending;
@@ -146,6 +158,13 @@ class Writer {
   // Why the last commit failed, and its submitters, answered by the writer
   // thread only after the state no longer shows the lost batch.
   std::string commit_error_ ABSL_GUARDED_BY(mu_);
+  static constexpr absl::Duration kFailureLogInterval = absl::Minutes(1);
+  void LogFailureLocked(const absl::Status& commit, size_t commands,
+                        absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When a failed commit was last logged, and how many were not since.
+  absl::Time failure_logged_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int64_t failures_not_logged_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_failure_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::vector<Pending*> failed_pending_ ABSL_GUARDED_BY(mu_);
   WriterStats stats_ ABSL_GUARDED_BY(mu_);
 

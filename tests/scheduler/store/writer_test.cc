@@ -49,6 +49,7 @@ using ::cv::testing::NewCommand;
 using ::cv::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 // A store around a real one with fault switches: Append can be made to fail
 // with Unavailable (storing nothing), and held at a gate until the test
@@ -643,7 +644,12 @@ TEST_F(WriterTest, StoreFailureAnswersUnavailableAndRebuildsTheState) {
   EXPECT_EQ(HeadOf(store).journal_sequence, head.journal_sequence);
   const WriterStats stats = writer->stats();
   EXPECT_GE(stats.store_failures, 2);
+  EXPECT_EQ(stats.consecutive_failures, stats.store_failures);
+  EXPECT_THAT(stats.last_failure, Not(IsEmpty()));
   EXPECT_EQ(stats.commands, head.command_sequence);
+  // The operator sees it: health and metrics read degraded().
+  EXPECT_TRUE(writer->degraded());
+  EXPECT_FALSE(writer->failed());
 
   // The store is back: the retried request and new ones succeed and are
   // logged, continuing the sequences without a gap.
@@ -661,6 +667,9 @@ TEST_F(WriterTest, StoreFailureAnswersUnavailableAndRebuildsTheState) {
               IsOk());
   EXPECT_EQ(HeadOf(store).command_sequence, head.command_sequence + 2);
   EXPECT_EQ(StoredRequestIds(store).back(), "after-failure");
+  EXPECT_FALSE(writer->degraded());
+  EXPECT_EQ(writer->stats().consecutive_failures, 0);
+  EXPECT_EQ(writer->stats().store_failures, stats.store_failures);
 
   // What the writer holds in memory is what a restart rebuilds.
   const std::string live = Digest(*writer);
@@ -668,6 +677,28 @@ TEST_F(WriterTest, StoreFailureAnswersUnavailableAndRebuildsTheState) {
   writer = OpenWriter(store);
   ASSERT_NE(writer, nullptr);
   EXPECT_EQ(Digest(*writer), live);
+}
+
+TEST_F(WriterTest, AQuietWriterIsNoLongerDegradedAMinuteAfterItsLastFailure) {
+  std::unique_ptr<Store> sqlite = OpenStore();
+  ASSERT_NE(sqlite, nullptr);
+  FaultyStore store(std::move(sqlite));
+  std::unique_ptr<Writer> writer = OpenWriter(store);
+  ASSERT_NE(writer, nullptr);
+  ASSERT_NO_FATAL_FAILURE(SubmitWorld(*writer));
+  EXPECT_FALSE(writer->degraded());
+  store.set_fail_appends(true);
+  EXPECT_THAT(writer->Submit(IssueCommand("lost-1", "E-000001", 10'000)),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_TRUE(writer->degraded());
+  // Nothing more is submitted; the disk was freed meanwhile.
+  store.set_fail_appends(false);
+  clock_.Advance(Writer::kFailingFor - absl::Seconds(1));
+  EXPECT_TRUE(writer->degraded());
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_FALSE(writer->degraded());
+  // A commit that touches nothing is no proof either way.
+  EXPECT_EQ(writer->stats().consecutive_failures, 1);
 }
 
 TEST_F(WriterTest, TamperedJournalIsDataLoss) {
