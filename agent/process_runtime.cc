@@ -24,9 +24,10 @@ class ProcessAllocation final : public RuntimeAllocation {
     if (failed_code_) {
       s.ended = RuntimeEnd{started_at_, failed_code_, "the workload could not start"};
     } else if (workload_ != nullptr && !workload_->stopping()) {
+      // Its end is when the agent learns of it (InfiniteFuture: the
+      // agent's now, read after this call), as a shell would see it.
       if (std::optional<int> code = workload_->Poll(now)) {
-        if (!exited_at_) exited_at_ = now;
-        s.ended = RuntimeEnd{*exited_at_, code,
+        s.ended = RuntimeEnd{absl::InfiniteFuture(), code,
                              absl::StrCat("the workload exited with code ",
                                           *code)};
       }
@@ -47,7 +48,6 @@ class ProcessAllocation final : public RuntimeAllocation {
   const absl::Time started_at_;
   const std::optional<int> failed_code_;
   const std::string access_;
-  std::optional<absl::Time> exited_at_;
 };
 
 class ProcessRuntime final : public Runtime {

@@ -43,7 +43,8 @@ struct RuntimeSpec {
 
 // How an allocation ended on its own (not by RuntimeAllocation::Stop).
 struct RuntimeEnd {
-  // When it ended; usage is charged up to here.
+  // When it ended; usage is charged up to here. InfiniteFuture: when the
+  // agent learnt of it (its clock, read after the call that said so).
   absl::Time at;
   // The workload exited by itself with this code (0..255, or 128 + the
   // signal); nullopt when the cluster ended it (ended_on_cluster).

@@ -301,7 +301,8 @@ const std::vector<CommandSpec>& Commands() {
        "voucherctl admin cluster list --state pending-approval",
        ClusterList},
       {"admin cluster approve",
-       "Let a cluster serve allocations",
+       "Let a cluster serve allocations, or take the terms its agent "
+       "proposed (the REVIEW column of admin cluster list)",
        "CLUSTER_ID",
        nullptr,
        {},

@@ -1,5 +1,7 @@
 #include "client/internal/views.h"
 
+#include <algorithm>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -47,6 +49,50 @@ std::string Prices(const pb::Cluster& cluster) {
                                  " per GPU-hour"));
   }
   return absl::StrJoin(parts, ", ");
+}
+
+// What a re-registration waiting for review would change, model by model:
+// "H100: other→domestic, 10.00 CNY→900.00 CNY; +4×A100 (other, 20.00 CNY)".
+std::string ProposedChanges(const pb::Cluster& cluster) {
+  if (cluster.proposed_inventory().empty()) return "-";
+  std::vector<std::string> parts;
+  for (const pb::GpuModel& p : cluster.proposed_inventory()) {
+    const auto it = std::find_if(
+        cluster.inventory().begin(), cluster.inventory().end(),
+        [&](const pb::GpuModel& m) { return m.model() == p.model(); });
+    if (it == cluster.inventory().end()) {
+      parts.push_back(absl::StrCat("+", p.gpu_count(), "×", p.model(), " (",
+                                   EnumWord(p.hardware_class()), ", ",
+                                   FormatFen(p.price_fen_per_gpu_hour()), ")"));
+      continue;
+    }
+    std::vector<std::string> changes;
+    if (it->hardware_class() != p.hardware_class()) {
+      changes.push_back(absl::StrCat(EnumWord(it->hardware_class()), "→",
+                                     EnumWord(p.hardware_class())));
+    }
+    if (it->price_fen_per_gpu_hour() != p.price_fen_per_gpu_hour()) {
+      changes.push_back(absl::StrCat(FormatFen(it->price_fen_per_gpu_hour()),
+                                     "→",
+                                     FormatFen(p.price_fen_per_gpu_hour())));
+    }
+    if (it->gpu_count() != p.gpu_count()) {
+      changes.push_back(
+          absl::StrCat(it->gpu_count(), "→", p.gpu_count(), " GPUs"));
+    }
+    if (!changes.empty()) {
+      parts.push_back(
+          absl::StrCat(p.model(), ": ", absl::StrJoin(changes, ", ")));
+    }
+  }
+  for (const pb::GpuModel& m : cluster.inventory()) {
+    const bool kept = std::any_of(
+        cluster.proposed_inventory().begin(),
+        cluster.proposed_inventory().end(),
+        [&](const pb::GpuModel& p) { return p.model() == m.model(); });
+    if (!kept) parts.push_back(absl::StrCat("−", m.model()));
+  }
+  return absl::StrJoin(parts, "; ");
 }
 
 }  // namespace
@@ -125,6 +171,9 @@ const std::vector<Field<pb::Cluster>>& ClusterFields() {
       {{"CONNECTED", "connected"}, true, CV_CELL(YesNo(x.connected()))},
       {{"GPUS", "inventory"}, true, CV_CELL(Inventory(x))},
       {{"PRICES", "prices"}, false, CV_CELL(Prices(x))},
+      {{"REVIEW", "proposed_inventory"},
+       true,
+       CV_CELL(ProposedChanges(x))},
       {{"LAST HEARTBEAT", "last_heartbeat_at"},
        true,
        CV_CELL(x.last_heartbeat_at())},

@@ -329,10 +329,19 @@ absl::StatusOr<StateMachine::Response> StateMachine::SetClusterState(
         "state: must be CLUSTER_STATE_APPROVED or CLUSTER_STATE_DISABLED, got ",
         pb::ClusterState_Name(r.state())));
   }
-  if (it->second.cluster.state() == r.state()) {
+  pb::Cluster& cluster = it->second.cluster;
+  // Approving takes the terms a re-registration proposed (the admin saw
+  // them in proposed_inventory).
+  const bool takes_proposal = r.state() == pb::CLUSTER_STATE_APPROVED &&
+                              !cluster.proposed_inventory().empty();
+  if (cluster.state() == r.state() && !takes_proposal) {
     unchanged_ = true;
   } else {
-    it->second.cluster.set_state(r.state());
+    cluster.set_state(r.state());
+    if (takes_proposal) {
+      *cluster.mutable_inventory() = std::move(*cluster.mutable_proposed_inventory());
+      cluster.clear_proposed_inventory();
+    }
     if (r.state() == pb::CLUSTER_STATE_APPROVED)
       RETURN_IF_ERROR(ProcessQueue());
   }

@@ -78,6 +78,40 @@ bool BetterPlacement(const Option& a, const Option& b) {
          std::tie(b.price_fen_per_gpu_hour, b.free_gpus, b.cluster_id, b.model);
 }
 
+// Whether two inventories are the same terms, model by model in order.
+bool SameTerms(const google::protobuf::RepeatedPtrField<pb::GpuModel>& a,
+               const google::protobuf::RepeatedPtrField<pb::GpuModel>& b) {
+  if (a.size() != b.size()) return false;
+  for (int i = 0; i < a.size(); ++i) {
+    if (a[i].model() != b[i].model() ||
+        a[i].hardware_class() != b[i].hardware_class() ||
+        a[i].gpu_count() != b[i].gpu_count() ||
+        a[i].price_fen_per_gpu_hour() != b[i].price_fen_per_gpu_hour()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Whether `offered` sells nothing that `approved` does not: every model
+// already approved, in the same class, at the same price, with no more
+// GPUs.
+bool OffersNoMoreThan(
+    const google::protobuf::RepeatedPtrField<pb::GpuModel>& offered,
+    const google::protobuf::RepeatedPtrField<pb::GpuModel>& approved) {
+  for (const pb::GpuModel& m : offered) {
+    const auto it = std::find_if(
+        approved.begin(), approved.end(),
+        [&](const pb::GpuModel& a) { return a.model() == m.model(); });
+    if (it == approved.end() || it->hardware_class() != m.hardware_class() ||
+        it->price_fen_per_gpu_hour() != m.price_fen_per_gpu_hour() ||
+        m.gpu_count() > it->gpu_count()) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 // --- Clusters ---
@@ -129,28 +163,39 @@ absl::StatusOr<StateMachine::Response> StateMachine::RegisterCluster(
     cluster.set_state(pb::CLUSTER_STATE_PENDING_APPROVAL);
     *cluster.mutable_registered_at() = ToProto(now_);
   }
-  bool same = !is_new && cluster.region() == r.region() &&
-              cluster.inventory_size() == r.inventory_size();
-  for (int i = 0; same && i < r.inventory_size(); ++i) {
-    const pb::GpuModel& a = cluster.inventory(i);
-    const pb::GpuModel& b = r.inventory(i);
-    same = a.model() == b.model() && a.hardware_class() == b.hardware_class() &&
-           a.gpu_count() == b.gpu_count() &&
-           a.price_fen_per_gpu_hour() == b.price_fen_per_gpu_hour();
+  google::protobuf::RepeatedPtrField<pb::GpuModel> offered;
+  for (const pb::GpuModel& m : r.inventory()) {
+    pb::GpuModel* model = offered.Add();
+    model->set_model(m.model());
+    model->set_hardware_class(m.hardware_class());
+    model->set_gpu_count(m.gpu_count());
+    model->set_price_fen_per_gpu_hour(m.price_fen_per_gpu_hour());
   }
-  if (same) {
+  // A cluster the program office has reviewed sells what it approved: a
+  // re-registration that would sell more or dearer waits for its review
+  // (a provider must not raise its own subsidy); one that sells less
+  // applies at once. Allocations keep the terms they were admitted with.
+  const bool reviewed = cluster.state() != pb::CLUSTER_STATE_PENDING_APPROVAL;
+  const bool needs_review =
+      reviewed && !OffersNoMoreThan(offered, cluster.inventory());
+  const bool same_terms = !is_new && SameTerms(offered, cluster.inventory());
+  const bool same_proposal = SameTerms(needs_review
+                                           ? offered
+                                           : google::protobuf::RepeatedPtrField<
+                                                 pb::GpuModel>(),
+                                       cluster.proposed_inventory());
+  if (!is_new && cluster.region() == r.region() &&
+      (needs_review ? same_proposal : same_terms && same_proposal)) {
     unchanged_ = true;
   } else {
     cluster.set_region(r.region());
-    cluster.clear_inventory();
-    for (const pb::GpuModel& m : r.inventory()) {
-      pb::GpuModel* model = cluster.add_inventory();
-      model->set_model(m.model());
-      model->set_hardware_class(m.hardware_class());
-      model->set_gpu_count(m.gpu_count());
-      model->set_price_fen_per_gpu_hour(m.price_fen_per_gpu_hour());
+    if (needs_review) {
+      *cluster.mutable_proposed_inventory() = std::move(offered);
+    } else {
+      cluster.clear_proposed_inventory();
+      *cluster.mutable_inventory() = std::move(offered);
+      RETURN_IF_ERROR(ProcessQueue());
     }
-    RETURN_IF_ERROR(ProcessQueue());
   }
   pb::RegisterResponse response;
   *response.mutable_cluster() = *ClusterView(p.cluster_id());

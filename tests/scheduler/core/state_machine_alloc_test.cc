@@ -352,5 +352,102 @@ TEST_F(ClusterRuntimeTest, EvidenceIsCheckedAndKeptWithTheUsage) {
   EXPECT_THAT(ack.reason(), IsEmpty());
 }
 
+class ClusterTermsTest : public StateMachineTest {
+ protected:
+  // sz-b's agent registers again with `inventory`.
+  absl::StatusOr<pb::RegisterResponse> Reregister(
+      std::vector<pb::GpuModel> inventory) {
+    pb::Command c = NewCommand(AgentPrincipal("sz-b"),
+                               absl::StrCat("rereg-", ++registrations_));
+    *c.mutable_register_cluster() =
+        ::cv::testing::WorldClusters()[1].registration;
+    c.mutable_register_cluster()->clear_inventory();
+    for (pb::GpuModel& m : inventory) {
+      *c.mutable_register_cluster()->add_inventory() = std::move(m);
+    }
+    return driver_.Call<pb::RegisterResponse>(std::move(c));
+  }
+  static pb::GpuModel Model(const std::string& model, pb::HardwareClass hc,
+                            int32_t count, int64_t price_fen) {
+    pb::GpuModel m;
+    m.set_model(model);
+    m.set_hardware_class(hc);
+    m.set_gpu_count(count);
+    m.set_price_fen_per_gpu_hour(price_fen);
+    return m;
+  }
+  pb::Cluster SzB() {
+    return *driver_.state().ClusterView("sz-b");
+  }
+  absl::Status Approve() {
+    pb::Command c = NewCommand(::cv::testing::AdminPrincipal(),
+                               absl::StrCat("approve-", ++registrations_));
+    c.mutable_set_cluster_state()->set_cluster_id("sz-b");
+    c.mutable_set_cluster_state()->set_state(pb::CLUSTER_STATE_APPROVED);
+    return driver_.Apply(std::move(c)).status();
+  }
+  int registrations_ = 0;
+};
+
+TEST_F(ClusterTermsTest, AProviderCannotRaiseItsOwnSubsidy) {
+  ASSERT_THAT(driver_.Issue("P-000001", "E-000001", 100'000 * kYuan), IsOk());
+  // sz-b sells 8 × H100 "other" at 18.00 CNY; a running allocation on it.
+  absl::StatusOr<pb::Allocation> before =
+      driver_.Allocate("E-000001", "H100", 1, 3600);
+  ASSERT_THAT(before, IsOk());
+  ASSERT_EQ(before->cluster_id(), "sz-b");
+  // Its agent registers again as "domestic" at 900.00 CNY, and more GPUs.
+  ASSERT_THAT(Reregister({Model("H100", pb::HARDWARE_CLASS_DOMESTIC, 16,
+                                90'000)}),
+              IsOk());
+  const pb::Cluster pending = SzB();
+  EXPECT_EQ(pending.state(), pb::CLUSTER_STATE_APPROVED);
+  ASSERT_EQ(pending.inventory_size(), 1);
+  EXPECT_EQ(pending.inventory(0).hardware_class(), pb::HARDWARE_CLASS_OTHER);
+  EXPECT_EQ(pending.inventory(0).price_fen_per_gpu_hour(), 1800);
+  EXPECT_EQ(pending.inventory(0).gpu_count(), 8);
+  ASSERT_EQ(pending.proposed_inventory_size(), 1);
+  EXPECT_EQ(pending.proposed_inventory(0).price_fen_per_gpu_hour(), 90'000);
+  // New allocations are still sold on the approved terms.
+  absl::StatusOr<pb::Allocation> meanwhile =
+      driver_.Allocate("E-000001", "H100", 1, 3600);
+  ASSERT_THAT(meanwhile, IsOk());
+  EXPECT_EQ(meanwhile->price_fen_per_gpu_hour(), 1800);
+  EXPECT_EQ(meanwhile->hardware_class(), pb::HARDWARE_CLASS_OTHER);
+  // The same proposal again changes nothing.
+  const size_t logged = driver_.log().size();
+  ASSERT_THAT(Reregister({Model("H100", pb::HARDWARE_CLASS_DOMESTIC, 16,
+                                90'000)}),
+              IsOk());
+  EXPECT_EQ(driver_.log().size(), logged);
+
+  // The program office approves: the new terms apply to new allocations;
+  // the running ones keep theirs.
+  ASSERT_THAT(Approve(), IsOk());
+  const pb::Cluster approved = SzB();
+  EXPECT_THAT(approved.proposed_inventory(), IsEmpty());
+  EXPECT_EQ(approved.inventory(0).price_fen_per_gpu_hour(), 90'000);
+  EXPECT_EQ(driver_.state().AllocationView(before->allocation_id())
+                ->price_fen_per_gpu_hour(),
+            1800);
+}
+
+TEST_F(ClusterTermsTest, SellingLessAppliesAtOnce) {
+  // Fewer GPUs of an approved model, same class and price: no review.
+  ASSERT_THAT(Reregister({Model("H100", pb::HARDWARE_CLASS_OTHER, 4, 1800)}),
+              IsOk());
+  EXPECT_EQ(SzB().inventory(0).gpu_count(), 4);
+  EXPECT_THAT(SzB().proposed_inventory(), IsEmpty());
+  // A cheaper price is a change of terms all the same: reviewed.
+  ASSERT_THAT(Reregister({Model("H100", pb::HARDWARE_CLASS_OTHER, 4, 1000)}),
+              IsOk());
+  EXPECT_EQ(SzB().inventory(0).price_fen_per_gpu_hour(), 1800);
+  EXPECT_EQ(SzB().proposed_inventory_size(), 1);
+  // Going back to the approved terms withdraws the proposal.
+  ASSERT_THAT(Reregister({Model("H100", pb::HARDWARE_CLASS_OTHER, 4, 1800)}),
+              IsOk());
+  EXPECT_THAT(SzB().proposed_inventory(), IsEmpty());
+}
+
 }  // namespace
 }  // namespace cv::core
