@@ -312,6 +312,9 @@ void SchedulerServer::Shutdown(absl::Duration grace) {
     // clients that merely keep an idle connection open.
     calls_.Drain();
     calls_.WaitIdle(absl::Now() + grace);
+    // Calls that arrive meanwhile are refused at once (ServiceBase::Caller)
+    // and have done nothing; one that arrives as the transport closes may
+    // be cancelled by gRPC, with nothing done either.
     server_->Shutdown(std::chrono::system_clock::now());
   }
   if (!stop_ticker_.HasBeenNotified()) stop_ticker_.Notify();

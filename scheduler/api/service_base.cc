@@ -39,6 +39,14 @@ absl::StatusOr<Window> RequiredPeriod(const google::protobuf::Timestamp& start,
 absl::StatusOr<pb::Principal> ServiceBase::Caller(
     const grpc::ServerContext& context,
     std::initializer_list<pb::Role> roles) const {
+  // Every handler starts here: once a graceful stop has begun, a new call
+  // is refused before it does anything, while the calls already past this
+  // point finish (the server waits for them).
+  if (ctx_.calls != nullptr && ctx_.calls->draining()) {
+    return absl::UnavailableError(
+        "the scheduler is stopping; retry with the same request_id (another "
+        "replica answers, or this one after its restart)");
+  }
   absl::StatusOr<absl::StatusOr<pb::Principal>> caller =
       ReadState([&](const core::StateMachine& state) {
         return Authenticate(context, state);
