@@ -55,8 +55,23 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
 
   void Intercept(
       grpc::experimental::InterceptorBatchMethods* methods) override {
+    // A body that does not parse is the client's error, but gRPC answers
+    // it INTERNAL before any service code runs, which would page the
+    // operator for a scanner: it is answered INVALID_ARGUMENT instead.
+    if (methods->QueryInterceptionHookPoint(
+            InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() == nullptr) {
+      malformed_ = true;
+    }
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS)) {
+      if (malformed_ && methods->GetSendStatus().error_code() ==
+                            grpc::StatusCode::INTERNAL) {
+        methods->ModifySendStatus(grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            "request: the message body cannot be parsed as this method's "
+            "request"));
+      }
       metrics_.Handled(
           method_, methods->GetSendStatus().error_code(),
           absl::FromChrono(std::chrono::steady_clock::now() - start_));
@@ -65,6 +80,7 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
   }
 
  private:
+  bool malformed_ = false;
   GrpcMetrics& metrics_;
   const GrpcMetrics::Method& method_;
   const std::chrono::steady_clock::time_point start_;

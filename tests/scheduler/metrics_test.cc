@@ -22,9 +22,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
 #include "common/time_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "scheduler/api/grpc_metrics.h"
 #include "scheduler/api/usage_metrics.h"
 #include "tests/scheduler/api/api_fixture.h"
@@ -296,6 +299,43 @@ TEST_F(MetricsTest, ServesTheFiguresTheApiShows) {
   EXPECT_GT(m.Get("computevoucher_writer_batch_commands_sum").value_or(0), 0);
   EXPECT_GT(m.Get("computevoucher_writer_commit_seconds_count").value_or(0), 0);
   EXPECT_EQ(m.Get("computevoucher_writer_failed"), 0);
+}
+
+TEST_F(MetricsTest, AMalformedBodyIsTheClientsErrorNotTheServers) {
+  // Bytes that are no protobuf message (a field 1 of wire type 7), sent
+  // raw to Allocate as a scanner would.
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                          grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  const std::string garbage = "\x0f\xff\xff\xff";
+  grpc::Slice slice(garbage.data(), garbage.size());
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  grpc::ClientContext c;
+  c.AddMetadata("authorization", "Bearer " + e1_token_);
+  c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&c, "/computevoucher.v1.EnterpriseService/Allocate",
+                 grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("cannot be parsed"));
+  const Samples m = ScrapeSamples();
+  const Labels allocate = Rpc("EnterpriseService", "Allocate");
+  EXPECT_EQ(m.Get("grpc_server_handled_total",
+                  With(allocate, "grpc_code", "INTERNAL"))
+                .value_or(0),
+            0);
+  EXPECT_EQ(m.Get("grpc_server_handled_total",
+                  With(allocate, "grpc_code", "INVALID_ARGUMENT")),
+            1);
 }
 
 TEST_F(MetricsTest, ConnectedClustersFollowHeartbeats) {
