@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Configures and builds computevoucher.
 #   scripts/build.sh            release build (g++) in build/
-#   scripts/build.sh sanitize   clang with ASan + UBSan and -Wthread-safety in build-sanitize/
+#   scripts/build.sh sanitize   clang with ASan + UBSan and -Wthread-safety in build-sanitize/,
+#                               with the libFuzzer targets (tests/fuzz/)
 # Extra arguments after the kind are passed to ninja (e.g. a target name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ case "$kind" in
   sanitize)
     dir=build-sanitize
     cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCV_SANITIZE=ON \
-      -DCV_BUILD_BENCH=OFF -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+      -DCV_BUILD_BENCH=OFF -DCV_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ >/dev/null
     ;;
   *)
     echo "usage: scripts/build.sh [release|sanitize] [ninja targets...]" >&2

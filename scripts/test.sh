@@ -2,7 +2,8 @@
 # Sets up, builds and runs every test: the release build (g++), then the
 # same suite built with clang under AddressSanitizer and
 # UndefinedBehaviorSanitizer (which also checks the lock annotations with
-# -Wthread-safety). Set CV_SKIP_SANITIZE=1 to run the release suite only.
+# -Wthread-safety), and runs its fuzz targets for CV_FUZZ_SECONDS each
+# (default 30). Set CV_SKIP_SANITIZE=1 to run the release suite only.
 # A throwaway PostgreSQL server (scripts/testing/postgres.sh) runs for the
 # whole run, so that the store tests cover the PostgreSQL store too, and a
 # single-node Slurm cluster (scripts/testing/slurm.sh) for the agent's slurm
@@ -38,5 +39,7 @@ if [ "${CV_SKIP_SANITIZE:-0}" != "1" ]; then
   scripts/build.sh sanitize
   (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j "$jobs")
+  echo "== fuzzing (libFuzzer, ${CV_FUZZ_SECONDS:-30} s per target)"
+  scripts/fuzz.sh "${CV_FUZZ_SECONDS:-30}"
 fi
 echo "== all tests passed"
