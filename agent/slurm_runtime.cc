@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <set>
 
@@ -147,11 +146,17 @@ class SlurmAllocation final : public RuntimeAllocation {
 
 class SlurmRuntime final : public Runtime {
  public:
+  // `explicit_models` is ExplicitModels(config), read once; `models` the
+  // inventory's models.
   SlurmRuntime(pb::SlurmRuntimeConfig config, std::string access_template,
-               CommandRunner& runner)
+               CommandRunner& runner,
+               std::map<std::string, std::string> explicit_models,
+               std::vector<std::string> models)
       : config_(std::move(config)),
         access_template_(std::move(access_template)),
         runner_(runner),
+        explicit_models_(std::move(explicit_models)),
+        models_(std::move(models)),
         health_(absl::UnavailableError("slurm: not read yet")) {}
 
   std::string name() const override { return "slurm"; }
@@ -177,10 +182,6 @@ class SlurmRuntime final : public Runtime {
 
   absl::StatusOr<std::unique_ptr<RuntimeAllocation>> Start(
       const RuntimeSpec& spec, absl::Time now) override;
-
-  void set_models(std::vector<std::string> models) {
-    models_ = std::move(models);
-  }
 
   void ForgetOthers(const std::set<std::string>& known,
                     absl::Time now) override {
@@ -273,11 +274,10 @@ class SlurmRuntime final : public Runtime {
     steps_.clear();
     for (Step& s : steps) steps_[s.job_id].push_back(std::move(s));
     free_.clear();
-    ASSIGN_OR_RETURN(auto explicit_models, ExplicitModels(config_));
     for (const slurm::Node& n : nodes) {
       for (const auto& [type, count] : n.gpus) {
         std::optional<std::string> model =
-            ModelOf(explicit_models, models_, type);
+            ModelOf(explicit_models_, models_, type);
         if (!model) continue;
         types_[*model] = type;
         const int used = n.gpus_used.count(type) ? n.gpus_used.at(type) : 0;
@@ -386,8 +386,10 @@ class SlurmRuntime final : public Runtime {
   const pb::SlurmRuntimeConfig config_;
   const std::string access_template_;
   CommandRunner& runner_;
-  // Inventory models, for gres types named like them.
-  std::vector<std::string> models_;
+  // Gres type → model as configured, and the inventory's models, for gres
+  // types named like them.
+  const std::map<std::string, std::string> explicit_models_;
+  const std::vector<std::string> models_;
 
   absl::Status health_;
   absl::Time next_poll_ = absl::InfinitePast();
@@ -674,12 +676,14 @@ absl::Status DiscoverSlurmInventory(const pb::SlurmRuntimeConfig& config,
 std::unique_ptr<Runtime> NewSlurmRuntime(
     pb::SlurmRuntimeConfig config, std::string access_template,
     CommandRunner& runner, const std::vector<pb::GpuModel>& inventory) {
-  auto runtime = std::make_unique<SlurmRuntime>(
-      std::move(config), std::move(access_template), runner);
   std::vector<std::string> models;
   for (const pb::GpuModel& m : inventory) models.push_back(m.model());
-  runtime->set_models(std::move(models));
-  return runtime;
+  // Checked by NormalizeSlurmConfig already.
+  std::map<std::string, std::string> explicit_models =
+      ExplicitModels(config).value_or(std::map<std::string, std::string>());
+  return std::make_unique<SlurmRuntime>(
+      std::move(config), std::move(access_template), runner,
+      std::move(explicit_models), std::move(models));
 }
 
 }  // namespace cv::agent
