@@ -47,14 +47,28 @@ absl::StatusOr<pb::Principal> ServiceBase::Caller(
         "the scheduler is stopping; retry with the same request_id (another "
         "replica answers, or this one after its restart)");
   }
-  absl::StatusOr<absl::StatusOr<pb::Principal>> caller =
-      ReadState([&](const core::StateMachine& state) {
+  absl::StatusOr<std::shared_ptr<store::Writer>> writer = ServingWriter();
+  if (!writer.ok()) return writer.status();
+  absl::StatusOr<pb::Principal> caller =
+      (*writer)->ReadApplied([&](const core::StateMachine& state) {
         return Authenticate(context, state);
       });
   if (!caller.ok()) return caller.status();
-  if (!caller->ok()) return caller->status();
-  if (absl::Status s = RequireRole(**caller, roles); !s.ok()) return s;
-  return *std::move(caller);
+  if (absl::Status s = RequireRole(*caller, roles); !s.ok()) return s;
+  return caller;
+}
+
+absl::StatusOr<std::shared_ptr<store::Writer>> ServiceBase::ServingWriter()
+    const {
+  absl::StatusOr<std::shared_ptr<store::Writer>> writer =
+      ctx_.replica->writer();
+  if (!writer.ok()) return writer.status();
+  if ((*writer)->failed()) {
+    return absl::UnavailableError(
+        "the scheduler's store failed and its state could not be rebuilt; "
+        "it serves nothing until restarted");
+  }
+  return writer;
 }
 
 absl::StatusOr<core::Outcome> ServiceBase::Submit(

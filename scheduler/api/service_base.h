@@ -81,16 +81,17 @@ class ServiceBase {
     return ToGrpc(status.ok() ? *status : status.status());
   }
 
-  // Runs `fn(state)` under the state's read lock and returns its result;
-  // Unavailable naming the leader when this replica does not lead.
+  // Runs `fn(state)` on durable state (Writer::Read) and returns its
+  // result; Unavailable naming the leader when this replica does not lead,
+  // or when its store failed and it holds nothing it can serve.
   template <typename Fn>
   auto ReadState(Fn&& fn) const
       -> absl::StatusOr<std::invoke_result_t<Fn, const core::StateMachine&>> {
-    absl::StatusOr<std::shared_ptr<store::Writer>> writer =
-        ctx_.replica->writer();
+    absl::StatusOr<std::shared_ptr<store::Writer>> writer = ServingWriter();
     if (!writer.ok()) return writer.status();
     return (*writer)->Read(std::forward<Fn>(fn));
   }
+  absl::StatusOr<std::shared_ptr<store::Writer>> ServingWriter() const;
 
   static absl::Status CopyResponse(const core::Outcome& outcome,
                                    google::protobuf::Message* out);

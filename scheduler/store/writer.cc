@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <iterator>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -48,6 +49,10 @@ Writer::Writer(Store& store, Clock& clock, WriterOptions options,
     : store_(store), clock_(clock), options_(options) {
   next_sequence_ = state->last_command_sequence() + 1;
   {
+    absl::MutexLock lock(&mu_);
+    durable_sequence_ = state->last_command_sequence();
+  }
+  {
     absl::MutexLock lock(&state_mu_);
     state_ = std::move(state);
   }
@@ -82,9 +87,33 @@ bool Writer::degraded() const {
                      now - last_failure_at_ < kFailingFor);
 }
 
+Writer::Position Writer::PositionLocked() const {
+  return Position{state_generation_,
+                  state_tainted_ ? std::numeric_limits<int64_t>::max()
+                                 : state_->last_command_sequence()};
+}
+
+bool Writer::AwaitDurable(Position seen) const {
+  absl::MutexLock lock(&mu_);
+  auto settled = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return generation_ != seen.generation ||
+           durable_sequence_ >= seen.sequence;
+  };
+  if (!settled()) {
+    // The batch in flight or the one after it is being committed: both
+    // end, committed or discarded (Stop too waits for them).
+    ++reads_waiting_;
+    mu_.Await(absl::Condition(&settled));
+    --reads_waiting_;
+  }
+  return generation_ == seen.generation;
+}
+
 WriterStats Writer::stats() const {
   absl::MutexLock lock(&mu_);
-  return stats_;
+  WriterStats stats = stats_;
+  stats.reads_waiting = reads_waiting_;
+  return stats;
 }
 
 absl::StatusOr<core::Outcome> Writer::Submit(pb::Command command) {
@@ -202,8 +231,10 @@ void Writer::Apply(const std::vector<Pending*>& taken, Applied& into) {
     p->result = state_->Apply(command);
     if (!p->result.ok()) {
       ++into.rejected;
-      if (p->result.status().code() == absl::StatusCode::kInternal)
+      if (p->result.status().code() == absl::StatusCode::kInternal) {
         into.internal_error = true;
+        state_tainted_ = true;
+      }
       continue;
     }
     if (p->result->changed) {
@@ -280,7 +311,10 @@ void Writer::RunCommitter() {
         }
       }
       if (commit.ok()) {
-        if (!done.batch.commands.empty()) ++stats_.batches;
+        if (!done.batch.commands.empty()) {
+          ++stats_.batches;
+          durable_sequence_ = done.batch.commands.back().sequence();
+        }
         stats_.commands += static_cast<int64_t>(done.batch.commands.size());
         stats_.entries += static_cast<int64_t>(done.batch.entries.size());
         stats_.rejected += done.rejected;
@@ -330,19 +364,21 @@ void Writer::LogFailureLocked(const absl::Status& commit, size_t commands,
 void Writer::Reload() {
   absl::StatusOr<std::unique_ptr<core::StateMachine>> state = Load(store_);
   if (!state.ok()) {
-    {
-      absl::MutexLock lock(&mu_);
-      failed_ = true;
-    }
     // What memory holds now includes commands that never reached the disk;
     // serve nothing rather than that.
-    absl::MutexLock lock(&state_mu_);
-    state_ = std::make_unique<core::StateMachine>();
-    return;
+    state = std::make_unique<core::StateMachine>();
+    absl::MutexLock lock(&mu_);
+    failed_ = true;
   }
   next_sequence_ = (*state)->last_command_sequence() + 1;
-  absl::MutexLock lock(&state_mu_);
+  // Both locks, so that a reader of the old state wakes to read the new.
+  absl::MutexLock state_lock(&state_mu_);
   state_ = *std::move(state);
+  ++state_generation_;
+  state_tainted_ = false;
+  absl::MutexLock lock(&mu_);
+  generation_ = state_generation_;
+  durable_sequence_ = state_->last_command_sequence();
 }
 
 }  // namespace cv::store

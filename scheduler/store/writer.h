@@ -8,13 +8,18 @@
 // answered. The two threads form a pipeline: while batch N commits, the
 // writer keeps applying whatever arrives into batch N+1, which is handed
 // over the moment N is durable (one batch in flight at a time).
-// Reads run under a shared lock on the state machine.
+// Reads run under a shared lock on the state machine and see only durable
+// state: a read that saw a command whose batch is not committed yet waits
+// for that commit, and reads again if the commit failed (as a Raft
+// ReadIndex read waits for the commit index). Authentication alone reads
+// the latest applied state without waiting (see ReadApplied).
 //
 // If the store fails to commit a batch (or a command trips an internal
 // invariant), every command of the batch is answered Unavailable and the
 // state is rebuilt from the store, so memory never runs ahead of disk. If
 // even that rebuild fails, the writer refuses every later command and
-// reads see an empty state until the scheduler is restarted.
+// reads see an empty state (and failed() holds) until the scheduler is
+// restarted.
 #ifndef COMPUTEVOUCHER_SCHEDULER_STORE_WRITER_H_
 #define COMPUTEVOUCHER_SCHEDULER_STORE_WRITER_H_
 
@@ -63,6 +68,8 @@ struct WriterStats {
   // Unavailable.
   int64_t consecutive_failures = 0;
   std::string last_failure;     // the store's message for the last one
+  // Reads waiting now for the commit of state they read.
+  int64_t reads_waiting = 0;
   int64_t last_batch_size = 0;  // commands submitted in the last batch
   absl::Duration last_commit = absl::ZeroDuration();
 };
@@ -90,9 +97,31 @@ class Writer {
   absl::StatusOr<core::Outcome> Submit(pb::Command command);
 
   // Runs `fn(const core::StateMachine&)` under a shared lock and returns its
-  // result. The state may include commands whose batch is being committed.
+  // result once everything `fn` could see is durable: if the state included
+  // a batch still being committed, waits for its commit, and runs `fn`
+  // again should that commit fail (the state is then rebuilt without it).
+  // So no reader ever sees an object, id or balance that a failed commit
+  // took back. `fn` may run more than once and must not call the writer.
   template <typename Fn>
   auto Read(Fn&& fn) const {
+    while (true) {
+      Position seen;
+      auto result = ReadApplied([&](const core::StateMachine& state) {
+        seen = PositionLocked();
+        return fn(state);
+      });
+      if (AwaitDurable(seen)) return result;
+    }
+  }
+
+  // Runs `fn` on the latest applied state, which may include commands whose
+  // batch is being committed, without waiting. Only for authentication: it
+  // answers who is calling, not what the state holds, and the one thing a
+  // not-yet-durable command can change there (a token revoked) errs on the
+  // side of refusing; a new token's secret reaches its holder only after
+  // the commit.
+  template <typename Fn>
+  auto ReadApplied(Fn&& fn) const {
     absl::ReaderMutexLock lock(&state_mu_);
     return fn(static_cast<const core::StateMachine&>(*state_));
   }
@@ -116,6 +145,16 @@ class Writer {
 
  private:
   struct Pending;
+  // Which state a reader saw: the state's generation (one per rebuild) and
+  // the last command it includes.
+  struct Position {
+    int64_t generation = 0;
+    int64_t sequence = 0;
+  };
+  Position PositionLocked() const ABSL_SHARED_LOCKS_REQUIRED(state_mu_);
+  // Waits until the commands up to `seen` are durable (true), or the state
+  // was rebuilt since (false: read again).
+  bool AwaitDurable(Position seen) const;
   // Commands applied to the state, with the journal entries they posted,
   // waiting for (or in) their commit.
   struct Applied {
@@ -167,9 +206,17 @@ class Writer {
   absl::Time last_failure_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::vector<Pending*> failed_pending_ ABSL_GUARDED_BY(mu_);
   WriterStats stats_ ABSL_GUARDED_BY(mu_);
+  // The generation of the state and the last command of it known durable.
+  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t durable_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable int64_t reads_waiting_ ABSL_GUARDED_BY(mu_) = 0;
 
   mutable absl::Mutex state_mu_;
   std::unique_ptr<core::StateMachine> state_ ABSL_GUARDED_BY(state_mu_);
+  int64_t state_generation_ ABSL_GUARDED_BY(state_mu_) = 0;
+  // Set when a command broke an internal invariant part way: what the
+  // state holds until it is rebuilt is never durable.
+  bool state_tainted_ ABSL_GUARDED_BY(state_mu_) = false;
 
   // Owned by the writer thread.
   int64_t next_sequence_ = 1;

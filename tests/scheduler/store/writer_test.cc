@@ -679,6 +679,76 @@ TEST_F(WriterTest, StoreFailureAnswersUnavailableAndRebuildsTheState) {
   EXPECT_EQ(Digest(*writer), live);
 }
 
+// Issue 13 (1): with the data directory on a full disk, an allocation id
+// was listed for 26 different requests and stored for one. A reader must
+// see only what is durable: a read of state whose batch is still being
+// committed waits for that commit, and reads again if the commit failed.
+TEST_F(WriterTest, ReadersSeeOnlyDurableStateWhileABatchCommitsOrFails) {
+  std::unique_ptr<Store> sqlite = OpenStore();
+  ASSERT_NE(sqlite, nullptr);
+  FaultyStore store(std::move(sqlite));
+  std::unique_ptr<Writer> writer = OpenWriter(store);
+  ASSERT_NE(writer, nullptr);
+  ASSERT_NO_FATAL_FAILURE(SubmitWorld(*writer));
+
+  // Submits `command` and holds its batch inside a commit (that fails if
+  // `fail`); reads the voucher ids meanwhile on another thread, checks that
+  // the read waits for the commit, then lets the commit end. Returns the
+  // command's answer and what the reader saw.
+  auto submit_and_read_during_commit = [&](const pb::Command& command,
+                                           bool fail) {
+    store.CloseGate();
+    store.set_fail_appends(fail);
+    const int entered = store.appends_entered();
+    absl::StatusOr<core::Outcome> answer = absl::UnknownError("not answered");
+    std::thread submitter([&] { answer = writer->Submit(command); });
+    EXPECT_TRUE(store.AwaitAppendsEntered(entered + 1));
+    absl::Mutex mu;
+    bool done = false;
+    std::vector<std::string> seen;
+    std::thread reader([&] {
+      std::vector<std::string> ids = VoucherIds(*writer);
+      absl::MutexLock lock(&mu);
+      seen = std::move(ids);
+      done = true;
+    });
+    // Until the reader has either finished or waits for the commit (so
+    // that the gate opens only after the read, however it is answered).
+    auto finished = [&] {
+      absl::MutexLock lock(&mu);
+      return done;
+    };
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (!finished() && writer->stats().reads_waiting == 0 &&
+           absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    EXPECT_FALSE(finished()) << "a read did not wait for the commit";
+    store.OpenGate();
+    submitter.join();
+    reader.join();
+    store.set_fail_appends(false);
+    return std::make_pair(answer, seen);
+  };
+
+  // A voucher is applied and held inside a commit that fails: the reader
+  // never sees it.
+  const auto [lost, seen_during_failure] = submit_and_read_during_commit(
+      IssueCommand("phantom-read", "E-000001", 10'000), /*fail=*/true);
+  EXPECT_THAT(lost, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(seen_during_failure, IsEmpty());
+
+  // The same id goes to the next voucher, which nobody saw before; a
+  // reader during a commit that succeeds sees it once it is durable.
+  const auto [kept, seen_during_commit] = submit_and_read_during_commit(
+      IssueCommand("kept-read", "E-000002", 20'000), /*fail=*/false);
+  ASSERT_THAT(kept, IsOk());
+  const std::string id = ResponseAs<pb::Voucher>(*kept).voucher_id();
+  EXPECT_THAT(seen_during_commit, ::testing::ElementsAre(id));
+  EXPECT_EQ(writer->stats().reads_waiting, 0);
+  EXPECT_THAT(StoredRequestIds(store), ::testing::Contains("kept-read"));
+}
+
 TEST_F(WriterTest, AQuietWriterIsNoLongerDegradedAMinuteAfterItsLastFailure) {
   std::unique_ptr<Store> sqlite = OpenStore();
   ASSERT_NE(sqlite, nullptr);
