@@ -203,4 +203,8 @@ absl::Status CheckIdRef(absl::string_view field, absl::string_view id) {
   return absl::OkStatus();
 }
 
+absl::Status CheckIdFilter(absl::string_view field, absl::string_view id) {
+  return id.empty() ? absl::OkStatus() : CheckIdRef(field, id);
+}
+
 }  // namespace cv

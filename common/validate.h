@@ -59,6 +59,9 @@ absl::Status CheckRequestId(absl::string_view request_id);
 // A reference to an object by id: 1..128 characters.
 absl::Status CheckIdRef(absl::string_view field, absl::string_view id);
 
+// An optional filter by id: empty (no filter) or as CheckIdRef.
+absl::Status CheckIdFilter(absl::string_view field, absl::string_view id);
+
 }  // namespace cv
 
 #endif  // COMPUTEVOUCHER_COMMON_VALIDATE_H_

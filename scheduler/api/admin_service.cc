@@ -198,6 +198,7 @@ Status AdminServiceImpl::ListApplications(ServerContext* c,
                                           pb::ListApplicationsResponse* out) {
   return Read(
       c, kReaders, [&](const pb::Principal&, const core::StateMachine& s) {
+        RETURN_IF_ERROR(CheckIdFilter("program_id", r->program_id()));
         ASSIGN_OR_RETURN(
             *out->mutable_next_page_token(),
             Page(
@@ -298,6 +299,9 @@ Status AdminServiceImpl::ListVouchers(ServerContext* c,
                                       pb::AdminListVouchersResponse* out) {
   return Read(c, kReaders,
               [&](const pb::Principal&, const core::StateMachine& s) {
+                RETURN_IF_ERROR(CheckIdFilter("program_id", r->program_id()));
+                RETURN_IF_ERROR(
+                    CheckIdFilter("enterprise_id", r->enterprise_id()));
                 ASSIGN_OR_RETURN(
                     *out->mutable_next_page_token(),
                     Page(
@@ -324,6 +328,8 @@ Status AdminServiceImpl::ListAllocations(
     pb::AdminListAllocationsResponse* out) {
   return Read(
       c, kReaders, [&](const pb::Principal&, const core::StateMachine& s) {
+        RETURN_IF_ERROR(CheckIdFilter("enterprise_id", r->enterprise_id()));
+        RETURN_IF_ERROR(CheckIdFilter("cluster_id", r->cluster_id()));
         ASSIGN_OR_RETURN(
             *out->mutable_next_page_token(),
             Page(
@@ -505,10 +511,12 @@ Status AdminServiceImpl::ListJournal(ServerContext* c,
   const int64_t size = *page_size;
   absl::StatusOr<int64_t> token = NumericPageToken(r->page());
   if (!token.ok()) return ToGrpc(token.status());
-  if (absl::Status s = CheckRange("from_sequence", r->from_sequence(), 0,
-                                  std::numeric_limits<int64_t>::max());
-      !s.ok()) {
-    return ToGrpc(s);
+  for (const absl::Status& s :
+       {CheckRange("from_sequence", r->from_sequence(), 0,
+                   std::numeric_limits<int64_t>::max()),
+        CheckIdFilter("voucher_id", r->voucher_id()),
+        CheckIdFilter("allocation_id", r->allocation_id())}) {
+    if (!s.ok()) return ToGrpc(s);
   }
   int64_t after = r->page().page_token().empty()
                       ? std::max<int64_t>(0, r->from_sequence() - 1)

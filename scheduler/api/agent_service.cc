@@ -42,6 +42,10 @@ absl::Status CheckHeartbeatEnvelope(const pb::HeartbeatRequest& r) {
           "allocations[", i, "].allocation_id: must be at most 128 bytes, got ",
           Quoted(r.allocations(i).allocation_id())));
     }
+    // An allocation has at most 1024 GPUs (AllocateRequest).
+    RETURN_IF_ERROR(
+        CheckRange(absl::StrCat("allocations[", i, "].gpu_indices"),
+                   r.allocations(i).gpu_indices_size(), 0, 1024));
   }
   RETURN_IF_ERROR(CheckRange("free_gpus", r.free_gpus_size(), 0, 64));
   for (const auto& [model, count] : r.free_gpus()) {

@@ -153,6 +153,7 @@ Status EnterpriseServiceImpl::ListAllocations(
   return Read(
       c, kEnterprise,
       [&](const pb::Principal& me, const core::StateMachine& s) {
+        RETURN_IF_ERROR(CheckIdFilter("voucher_id", r->voucher_id()));
         ASSIGN_OR_RETURN(
             *out->mutable_next_page_token(),
             Page(

@@ -9,6 +9,7 @@
 #include "common/time_util.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "scheduler/store/open_store.h"
 #include "tests/testing/world.h"
 #include "tests/testing/world_api.h"
 
@@ -112,6 +113,16 @@ void ApiTest::BuildWorld() {
     s = admin_->SetClusterState(As(admin_token_).get(), approve, &approved);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
+}
+
+int64_t ApiTest::StoredCommands() {
+  absl::StatusOr<std::unique_ptr<store::Store>> s =
+      store::OpenStore(config_, store::OpenMode::kReadOnly);
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return -1;
+  absl::StatusOr<store::Head> head = (*s)->ReadHead();
+  EXPECT_TRUE(head.ok()) << head.status();
+  return head.ok() ? head->command_sequence : -1;
 }
 
 pb::Voucher ApiTest::Issue(const std::string& enterprise_id,

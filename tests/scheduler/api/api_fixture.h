@@ -48,6 +48,9 @@ class ApiTest : public ::testing::Test {
   // their agents. Fills the *_token_ members.
   void BuildWorld();
 
+  // Commands stored so far, read through a read-only open of the store.
+  int64_t StoredCommands();
+
   pb::Voucher Issue(const std::string& enterprise_id, int64_t face_value_fen,
                     const std::string& program_id = "P-000001");
 
