@@ -106,10 +106,11 @@ class Writer {
   auto Read(Fn&& fn) const {
     while (true) {
       Position seen;
-      auto result = ReadApplied([&](const core::StateMachine& state) {
+      auto result = [&] {
+        absl::ReaderMutexLock lock(&state_mu_);
         seen = PositionLocked();
-        return fn(state);
-      });
+        return fn(static_cast<const core::StateMachine&>(*state_));
+      }();
       if (AwaitDurable(seen)) return result;
     }
   }
