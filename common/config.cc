@@ -76,17 +76,22 @@ absl::Status WritePrivateFile(const std::string& path,
   return absl::OkStatus();
 }
 
-absl::Status LoadTextProto(const std::string& path,
-                           google::protobuf::Message* message) {
-  ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+absl::Status ParseTextProto(absl::string_view name, const std::string& text,
+                            google::protobuf::Message* message) {
   google::protobuf::TextFormat::Parser parser;
   FirstError errors;
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(text, message)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", errors.message()));
+        absl::StrCat(name, ": ", errors.message()));
   }
   return absl::OkStatus();
+}
+
+absl::Status LoadTextProto(const std::string& path,
+                           google::protobuf::Message* message) {
+  ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+  return ParseTextProto(path, text, message);
 }
 
 }  // namespace cv

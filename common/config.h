@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
 
 namespace cv {
@@ -18,6 +19,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // AlreadyExists when the file exists; nothing is left behind on error.
 absl::Status WritePrivateFile(const std::string& path,
                               const std::string& contents);
+
+// Parses textproto `text` into `message`. InvalidArgument naming `name`
+// (the file), the line and column of the first error.
+absl::Status ParseTextProto(absl::string_view name, const std::string& text,
+                            google::protobuf::Message* message);
 
 // Parses the textproto file at `path` into `message`. InvalidArgument
 // naming the file, line and column of the first error.

@@ -96,7 +96,12 @@ absl::StatusOr<std::string> Args::Id(absl::string_view flag) const {
 }
 
 absl::StatusOr<std::string> Args::PositionalId(size_t index) const {
-  return ParseIdArg(positional_names_.at(index), positionals_.at(index));
+  // Counted by the parser, except under --help (which runs no handler).
+  if (index >= positionals_.size() || index >= positional_names_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("argument ", index + 1, ": not expected here"));
+  }
+  return ParseIdArg(positional_names_[index], positionals_[index]);
 }
 
 class Parser {
