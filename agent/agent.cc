@@ -593,7 +593,12 @@ bool Agent::SendHeartbeat(absl::Time now) {
       response.heartbeat_interval_s() > 0) {
     heartbeat_interval_ = absl::Seconds(response.heartbeat_interval_s());
   }
-  Converge(response, now);
+  // The answer says what the scheduler wants as of some moment up to its
+  // arrival: act on it as of its arrival, not as of the sending. An
+  // allocation that ended meanwhile (one that ended while the agent was
+  // down) is metered up to there, which covers its end; what lies past the
+  // end is recorded unsubsidised by the scheduler.
+  Converge(response, Now());
   return true;
 }
 

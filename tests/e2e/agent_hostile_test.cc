@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -65,6 +66,19 @@ class FakeScheduler final : public pb::AgentService::Service {
   grpc::Status Heartbeat(grpc::ServerContext* context,
                          const pb::HeartbeatRequest* request,
                          pb::HeartbeatResponse* response) override {
+    absl::Duration delay;
+    {
+      absl::MutexLock lock(&mu_);
+      delay = std::exchange(end_during_next_heartbeat_, absl::ZeroDuration());
+    }
+    if (delay > absl::ZeroDuration()) {
+      // The scheduler ends every allocation while this heartbeat is on its
+      // way: its answer, `delay` later, lists none.
+      absl::SleepFor(delay);
+      absl::MutexLock lock(&mu_);
+      desired_.clear();
+      ended_at_ = absl::Now();
+    }
     absl::MutexLock lock(&mu_);
     heartbeats_.push_back(*request);
     NoteAuthorization(*context);
@@ -111,6 +125,16 @@ class FakeScheduler final : public pb::AgentService::Service {
   void SetDesired(std::vector<pb::DesiredAllocation> desired) {
     absl::MutexLock lock(&mu_);
     desired_ = std::move(desired);
+  }
+  // The next heartbeat is answered `delay` after it arrives, and at that
+  // moment every allocation ends (ended_at()).
+  void EndDuringNextHeartbeat(absl::Duration delay) {
+    absl::MutexLock lock(&mu_);
+    end_during_next_heartbeat_ = delay;
+  }
+  std::optional<absl::Time> ended_at() {
+    absl::MutexLock lock(&mu_);
+    return ended_at_;
   }
   void SetAckMode(AckMode mode) {
     absl::MutexLock lock(&mu_);
@@ -165,6 +189,8 @@ class FakeScheduler final : public pb::AgentService::Service {
   absl::Mutex mu_;
   std::vector<pb::DesiredAllocation> desired_ ABSL_GUARDED_BY(mu_);
   AckMode ack_mode_ ABSL_GUARDED_BY(mu_) = AckMode::kAccept;
+  absl::Duration end_during_next_heartbeat_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Time> ended_at_ ABSL_GUARDED_BY(mu_);
   std::vector<pb::RegisterRequest> registers_ ABSL_GUARDED_BY(mu_);
   std::vector<pb::HeartbeatRequest> heartbeats_ ABSL_GUARDED_BY(mu_);
   std::vector<pb::UsageRecord> received_ ABSL_GUARDED_BY(mu_);
@@ -414,6 +440,34 @@ TEST_F(AgentHostileTest, StopsAtTheDeadlineAndResumesWhenItIsExtended) {
     at_deadline |= *previous_end == deadline;
   }
   EXPECT_TRUE(at_deadline) << "no record ended at the first deadline";
+  EXPECT_EQ(agent_->Stop(SIGTERM), 0) << agent_->Log();
+}
+
+// Found by the fault soak (scripts/soak.sh): an allocation that ended while
+// its agent was down was metered only up to when the restarted agent sent
+// the heartbeat whose answer told it so, not up to that answer, so the
+// usage between the two (up to the end) was never reported.
+TEST_F(AgentHostileTest, AnAllocationEndedWhileTheAgentWasDownIsMeteredToItsEnd) {
+  fake_.SetDesired({Desired(kValid, "H100", 2, absl::Now())});
+  StartAgent();
+  ASSERT_TRUE(PollUntil([&] { return fake_.accepted(kValid).size() >= 2; }))
+      << agent_->Log();
+  agent_->Stop(SIGKILL);
+  fake_.EndDuringNextHeartbeat(absl::Milliseconds(500));
+  StartAgent();
+  ASSERT_TRUE(WaitForLog(absl::StrCat(kValid, ": ended while the agent was down")))
+      << agent_->Log();
+  ASSERT_TRUE(
+      WaitForLog(absl::StrCat(kValid, ": done; all its usage is acknowledged")))
+      << agent_->Log();
+  const std::optional<absl::Time> ended = fake_.ended_at();
+  ASSERT_TRUE(ended.has_value());
+  const std::map<int64_t, pb::UsageRecord> usage = fake_.accepted(kValid);
+  ASSERT_FALSE(usage.empty());
+  const pb::UsageRecord& last = usage.rbegin()->second;
+  EXPECT_GE(*FromProto("end", last.end()),
+            absl::FromUnixMillis(absl::ToUnixMillis(*ended)))
+      << "usage up to the end was not reported: " << last.ShortDebugString();
   EXPECT_EQ(agent_->Stop(SIGTERM), 0) << agent_->Log();
 }
 
