@@ -22,7 +22,7 @@ constexpr int64_t kMinDurationS = 60;
 constexpr int64_t kMaxDurationS = 365 * 24 * 3600;
 constexpr int kMaxUsageRecords = 10'000;
 constexpr int kMaxModels = 64;
-// Texts from agents (README, "Agent protocol"): how many characters each
+// Texts from agents (docs/features.md, "Agent protocol"; docs/limits.md): how many characters each
 // may have and whether it may span lines.
 constexpr int kMaxMeterChars = 64;
 constexpr int kMaxAccessChars = 1024;

@@ -4,7 +4,7 @@
 // ceiling of the same gRPC traffic against a server that does nothing.
 //
 // One run, for the embedded store and then, with --postgres URL, for
-// PostgreSQL (an empty database, on loopback for the README's figures):
+// PostgreSQL (an empty database, on loopback for the figures in docs/performance.md):
 // - starts a SchedulerServer in this process (real clock) on 127.0.0.1:0
 //   over a temporary data directory (SQLite, synchronous=FULL) or the
 //   database (synchronous_commit on);
