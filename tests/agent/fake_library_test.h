@@ -15,8 +15,12 @@
 #include <utility>
 
 #include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::agent {
+
+using ::cv::testing::MakeTempDir;
+using ::cv::testing::TempDir;
 
 class FakeLibraryTest : public ::testing::Test {
  protected:
@@ -43,9 +47,8 @@ class FakeLibraryTest : public ::testing::Test {
     ASSERT_TRUE(std::filesystem::exists(library_))
         << library_ << " is missing: build the " << fake_.target << " target";
 
-    std::string pattern = ::testing::TempDir() + "fake_library.XXXXXX";
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << pattern;
-    dir_ = pattern;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("fake_library", temp_));
+    dir_ = temp_.path();
     log_ = dir_ + "/library.log";
     ASSERT_EQ(setenv(fake_.log_env.c_str(), log_.c_str(), 1), 0);
     ASSERT_EQ(unsetenv(fake_.script_env.c_str()), 0);
@@ -54,7 +57,6 @@ class FakeLibraryTest : public ::testing::Test {
   void TearDown() override {
     unsetenv(fake_.script_env.c_str());
     unsetenv(fake_.log_env.c_str());
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
   // `relative` under the build directory.
@@ -82,6 +84,7 @@ class FakeLibraryTest : public ::testing::Test {
   // The fake library's path.
   std::string library_;
   // This test's temporary directory.
+  TempDir temp_;  // destroyed after the members declared below
   std::string dir_;
   std::string log_;
 };

@@ -20,9 +20,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::agent {
 namespace {
+
+using ::cv::testing::MakeTempDir;
+using ::cv::testing::TempDir;
 
 using ::cv::testing::StatusIs;
 using ::testing::AllOf;
@@ -147,9 +151,8 @@ TEST(ResolveProcessSettings, NoneRunsUnsandboxed) {
 class PrepareSandboxTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = absl::StrCat(::testing::TempDir(), "/sandbox-XXXXXX");
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = std::filesystem::path(tmpl).lexically_normal().string();
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("sandbox", temp_));
+    dir_ = temp_.path();
     ASSERT_EQ(mkdir((dir_ + "/dev").c_str(), 0755), 0);
     for (const char* name : {"gpu0", "gpu1", "gpu2", "ctl"}) {
       MakeDevice(dir_ + "/dev/" + name);
@@ -171,8 +174,6 @@ class PrepareSandboxTest : public ::testing::Test {
     runtime_.gpu_device_pattern = dir_ + "/dev/gpu%d";
     runtime_.shared_devices = {dir_ + "/dev/ctl", dir_ + "/dev/missing"};
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   void MakeDevice(const std::string& path) {
     if (geteuid() == 0) {
       ASSERT_EQ(mknod(path.c_str(), S_IFCHR | 0666, makedev(1, 3)), 0)
@@ -183,6 +184,7 @@ class PrepareSandboxTest : public ::testing::Test {
     }
   }
 
+  TempDir temp_;  // destroyed after the members declared below
   std::string dir_;
   ProcessSettings runtime_;
 };

@@ -23,9 +23,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::agent {
 namespace {
+
+using ::cv::testing::MakeTempDir;
+using ::cv::testing::TempDir;
 
 using ::cv::testing::IsOk;
 using ::cv::testing::StatusIs;
@@ -61,12 +65,10 @@ std::vector<std::pair<std::string, int64_t>> Keys(
 class SpoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "/spool_test_XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("spool_test", temp_));
+    root_ = temp_.path();
     dir_ = root_ + "/spool";
   }
-  void TearDown() override { std::filesystem::remove_all(root_); }
 
   absl::StatusOr<std::unique_ptr<Spool>> OpenSpool(int64_t max_bytes = 256
                                                                        << 20) {
@@ -92,6 +94,7 @@ class SpoolTest : public ::testing::Test {
     out << data;
   }
 
+  TempDir temp_;  // destroyed after the members declared below
   std::string root_;
   std::string dir_;
 };

@@ -30,9 +30,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::agent {
 namespace {
+
+using ::cv::testing::MakeTempDir;
+using ::cv::testing::TempDir;
 
 using ::cv::testing::IsOk;
 using ::cv::testing::StatusIs;
@@ -91,12 +95,10 @@ bool ProcessGone(pid_t pid) {
 class WorkloadTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = absl::StrCat(::testing::TempDir(), "/workload-XXXXXX");
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("workload", temp_));
+    dir_ = temp_.path();
     log_path_ = dir_ + "/workload.log";
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   WorkloadSpec Spec(std::vector<std::string> argv) const {
     WorkloadSpec spec;
@@ -140,6 +142,7 @@ class WorkloadTest : public ::testing::Test {
     EXPECT_EQ(Log(), "0\n1\n2\nno-fd\n");
   }
 
+  TempDir temp_;  // destroyed after the members declared below
   std::string dir_;
   std::string log_path_;
 };

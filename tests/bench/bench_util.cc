@@ -77,24 +77,5 @@ std::string Rate(double v) {
   return n < 0 ? "-" + out : out;
 }
 
-absl::StatusOr<TempDir> TempDir::Make(std::string parent,
-                                      const std::string& prefix) {
-  if (parent.empty()) {
-    const char* tmp = std::getenv("TMPDIR");
-    parent = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-  }
-  std::string pattern = absl::StrCat(parent, "/", prefix, ".XXXXXX");
-  if (mkdtemp(pattern.data()) == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("mkdtemp ", pattern, ": ", std::strerror(errno)));
-  }
-  return TempDir(std::move(pattern));
-}
-
-TempDir::~TempDir() {
-  if (path_.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
 
 }  // namespace cv::bench

@@ -27,22 +27,6 @@ std::string FileSystemType(const std::string& path);
 // 123456.7 -> "123,457".
 std::string Rate(double v);
 
-// A temporary directory removed however the run ends.
-class TempDir {
- public:
-  // Under `parent`, or $TMPDIR, or /tmp; named after `prefix`.
-  static absl::StatusOr<TempDir> Make(std::string parent,
-                                      const std::string& prefix);
-  TempDir(TempDir&& other) noexcept : path_(std::exchange(other.path_, "")) {}
-  TempDir& operator=(TempDir&&) = delete;
-  ~TempDir();
-  const std::string& path() const { return path_; }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
-
 }  // namespace cv::bench
 
 #endif  // COMPUTEVOUCHER_TESTS_BENCH_BENCH_UTIL_H_

@@ -85,6 +85,7 @@
 #include "grpcpp/support/channel_arguments.h"
 #include "scheduler/server.h"
 #include "tests/bench/bench_util.h"
+#include "tests/testing/temp_dir.h"
 
 ABSL_FLAG(int, clusters, 1000,
           "Simulated clusters, each with its own agent token.");
@@ -117,7 +118,7 @@ using ::cv::bench::MachineBusySeconds;
 using ::cv::bench::ProcessCpuNanos;
 using ::cv::bench::Rate;
 using ::cv::bench::Seconds;
-using ::cv::bench::TempDir;
+using ::cv::testing::TempDir;
 using ::cv::bench::ThreadCpuNanos;
 
 namespace pb = ::computevoucher::v1;
@@ -1196,7 +1197,7 @@ int Run() {
     return 2;
   }
   absl::StatusOr<TempDir> dir =
-      TempDir::Make(absl::GetFlag(FLAGS_dir), "scheduler_load");
+      TempDir::Make("scheduler_load", absl::GetFlag(FLAGS_dir));
   if (!dir.ok()) {
     std::fprintf(stderr, "scheduler_load: %s\n",
                  dir.status().ToString().c_str());

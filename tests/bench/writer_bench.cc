@@ -61,6 +61,7 @@
 #include "scheduler/store/writer.h"
 #include "tests/bench/bench_util.h"
 #include "tests/testing/world.h"
+#include "tests/testing/temp_dir.h"
 
 ABSL_FLAG(int, seconds, 5,
           "Measured wall time of each configuration (and of the ceiling).");
@@ -89,7 +90,7 @@ using ::cv::bench::MachineBusySeconds;
 using ::cv::bench::ProcessCpuNanos;
 using ::cv::bench::Rate;
 using ::cv::bench::Seconds;
-using ::cv::bench::TempDir;
+using ::cv::testing::TempDir;
 using ::cv::bench::ThreadCpuNanos;
 
 namespace pb = ::computevoucher::v1;
@@ -731,7 +732,7 @@ int Run() {
     return 2;
   }
   absl::StatusOr<TempDir> dir =
-      TempDir::Make(absl::GetFlag(FLAGS_dir), "writer_bench");
+      TempDir::Make("writer_bench", absl::GetFlag(FLAGS_dir));
   if (!dir.ok()) {
     std::fprintf(stderr, "writer_bench: %s\n", dir.status().ToString().c_str());
     return 1;

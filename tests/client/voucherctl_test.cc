@@ -49,11 +49,15 @@
 #include "gtest/gtest.h"
 #include "tests/testing/binaries.h"
 #include "tests/testing/world.h"
+#include "tests/testing/temp_dir.h"
 
 extern char** environ;
 
 namespace cv {
 namespace {
+
+using ::cv::testing::MakeTempDir;
+using ::cv::testing::TempDir;
 
 namespace pb = ::computevoucher::v1;
 using ::cv::testing::BuildDir;
@@ -233,9 +237,8 @@ class FakeReplica {
 class VoucherctlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = absl::StrCat(::testing::TempDir(), "/voucherctl-XXXXXX");
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("voucherctl", temp_));
+    dir_ = temp_.path();
     scheduler_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{BuildDir() + "/scheduler/voucher-scheduler",
                                  "--data-dir", dir_ + "/data", "--listen",
@@ -252,7 +255,6 @@ class VoucherctlTest : public ::testing::Test {
 
   void TearDown() override {
     scheduler_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   // Restarts the scheduler on the same data with `extra_args`.
@@ -463,6 +465,7 @@ class VoucherctlTest : public ::testing::Test {
     return absl::StrReplaceAll(text, {{"CV-YYYY", voucher_prefix_}});
   }
 
+  TempDir temp_;  // destroyed after the members declared below
   std::string dir_;
   std::string endpoint_;
   std::string admin_token_;

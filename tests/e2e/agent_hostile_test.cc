@@ -29,6 +29,7 @@
 #include "grpcpp/server_context.h"
 #include "gtest/gtest.h"
 #include "tests/testing/binaries.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::testing {
 namespace {
@@ -214,10 +215,8 @@ pb::DesiredAllocation Desired(const std::string& id, const std::string& model,
 class AgentHostileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl =
-        absl::StrCat(::testing::TempDir(), "/agent-hostile-XXXXXX");
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("agent-hostile", temp_));
+    dir_ = temp_.path();
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                              &port_);
@@ -231,11 +230,6 @@ class AgentHostileTest : public ::testing::Test {
   void TearDown() override {
     agent_.reset();
     if (server_ != nullptr) server_->Shutdown();
-    if (HasFailure() || std::getenv("CV_KEEP_TEST_DIRS") != nullptr) {
-      std::fprintf(stderr, "test files kept in %s\n", dir_.c_str());
-    } else {
-      std::filesystem::remove_all(dir_);
-    }
   }
 
   void StartAgent() {
@@ -255,6 +249,7 @@ class AgentHostileTest : public ::testing::Test {
         [&] { return agent_->Log().find(text) != std::string::npos; });
   }
 
+  TempDir temp_;  // destroyed after the members declared below
   std::string dir_;
   FakeScheduler fake_;
   int port_ = 0;

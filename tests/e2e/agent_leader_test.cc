@@ -30,6 +30,7 @@
 #include "grpcpp/server_context.h"
 #include "gtest/gtest.h"
 #include "tests/testing/binaries.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::testing {
 namespace {
@@ -229,20 +230,13 @@ int Count(const std::string& text, const std::string& what) {
 class AgentLeaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl =
-        absl::StrCat(::testing::TempDir(), "/agent-leader-XXXXXX");
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("agent-leader", temp_));
+    dir_ = temp_.path();
     std::ofstream(dir_ + "/agent.token") << kToken << "\n";
   }
 
   void TearDown() override {
     agent_.reset();
-    if (HasFailure() || std::getenv("CV_KEEP_TEST_DIRS") != nullptr) {
-      std::fprintf(stderr, "test files kept in %s\n", dir_.c_str());
-    } else {
-      std::filesystem::remove_all(dir_);
-    }
   }
 
   ChildProcess& StartAgent(const std::string& scheduler) {
@@ -280,6 +274,7 @@ class AgentLeaderTest : public ::testing::Test {
     }
   }
 
+  TempDir temp_;  // destroyed after the members declared below
   std::string dir_;
   std::unique_ptr<ChildProcess> agent_;
 };

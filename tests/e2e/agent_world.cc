@@ -40,9 +40,8 @@ const std::map<std::string, ClusterSetup>& Clusters() {
 }  // namespace
 
 void AgentWorld::SetUp() {
-  std::string tmpl = absl::StrCat(::testing::TempDir(), "/agent-e2e-XXXXXX");
-  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-  dir_ = tmpl;
+  ASSERT_NO_FATAL_FAILURE(MakeTempDir("agent-e2e", temp_));
+  dir_ = temp_.path();
   data_dir_ = dir_ + "/data";
   StartScheduler();
   ASSERT_GT(port_, 0);
@@ -81,13 +80,6 @@ void AgentWorld::SetUp() {
 void AgentWorld::TearDown() {
   agents_.clear();
   scheduler_.reset();
-  if (dir_.empty()) return;  // skipped before SetUp made it
-  // Kept for a look when a test failed, or when CV_KEEP_TEST_DIRS is set.
-  if (HasFailure() || std::getenv("CV_KEEP_TEST_DIRS") != nullptr) {
-    std::fprintf(stderr, "test files kept in %s\n", dir_.c_str());
-  } else {
-    std::filesystem::remove_all(dir_);
-  }
 }
 
 std::string AgentWorld::NextRequestId() {

@@ -18,6 +18,7 @@
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "tests/testing/binaries.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::testing {
 
@@ -108,6 +109,7 @@ class AgentWorld : public ::testing::Test {
   // Added to every scheduler start and to `verify`: which store (the
   // embedded one in data_dir_ when empty). Set before AgentWorld::SetUp.
   std::vector<std::string> store_args_;
+  TempDir temp_;  // destroyed after the members declared below
   std::string dir_;
   std::string data_dir_;
   int port_ = 0;

@@ -34,9 +34,13 @@
 #include "tests/testing/binaries.h"
 #include "tests/testing/world.h"
 #include "tests/testing/world_api.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv {
 namespace {
+
+using ::cv::testing::MakeTempDir;
+using ::cv::testing::TempDir;
 
 namespace pb = ::computevoucher::v1;
 using ::testing::HasSubstr;
@@ -50,13 +54,11 @@ using testing::Shell;
 class SchedulerBinaryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = absl::StrCat(::testing::TempDir(), "/e2e-XXXXXX");
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("e2e", temp_));
+    dir_ = temp_.path();
   }
   void TearDown() override {
     scheduler_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   // Starts the binary with `args`; returns the port it listens on.
@@ -93,6 +95,7 @@ class SchedulerBinaryTest : public ::testing::Test {
     return stub->ListPrograms(&context, r, &out);
   }
 
+  TempDir temp_;  // destroyed after the members declared below
   std::string dir_;
   std::unique_ptr<testing::ChildProcess> scheduler_;
 };

@@ -26,9 +26,13 @@
 #include "scheduler/store/replay.h"
 #include "scheduler/store/sqlite_store.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv {
 namespace {
+
+using ::cv::testing::MakeTempDir;
+using ::cv::testing::TempDir;
 
 namespace pb = ::computevoucher::v1;
 using ::testing::IsEmpty;
@@ -82,12 +86,11 @@ bool ReadUntil(int fd, std::string& text, absl::Time deadline,
 class CrashTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = absl::StrCat(::testing::TempDir(), "/crash-XXXXXX");
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("crash", temp_));
+    dir_ = temp_.path();
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
+  TempDir temp_;  // destroyed after the members declared below
   std::string dir_;
 };
 

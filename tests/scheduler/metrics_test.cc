@@ -32,6 +32,7 @@
 #include "scheduler/api/usage_metrics.h"
 #include "tests/scheduler/api/api_fixture.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::testing {
 namespace {
@@ -408,8 +409,9 @@ TEST(SchedulerMetrics, AnAddressInUseIsAStartUpError) {
             0);
   const int port = ntohs(address.sin_port);
 
-  std::string dir = absl::StrCat(::testing::TempDir(), "/metrics-XXXXXX");
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  TempDir temp;
+  ASSERT_NO_FATAL_FAILURE(MakeTempDir("metrics", temp));
+  const std::string dir = temp.path();
   pb::SchedulerConfig config;
   config.set_data_dir(dir + "/data");
   config.set_listen_address("127.0.0.1:0");
@@ -421,7 +423,6 @@ TEST(SchedulerMetrics, AnAddressInUseIsAStartUpError) {
                                               "on 127.0.0.1:",
                                               port))));
   close(taken);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(UsageReasonLabel, NamesTheFieldOfTheReason) {

@@ -16,9 +16,8 @@
 namespace cv::testing {
 
 void ApiTest::SetUp() {
-  std::string tmpl = absl::StrCat(::testing::TempDir(), "/api-XXXXXX");
-  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-  dir_ = tmpl;
+  ASSERT_NO_FATAL_FAILURE(MakeTempDir("api", temp_));
+  dir_ = temp_.path();
   config_.set_data_dir(dir_ + "/data");
   config_.set_listen_address("127.0.0.1:0");
   // Time moves only when a test says so; ticks run when a test calls
@@ -60,7 +59,6 @@ void ApiTest::Restart() {
 void ApiTest::TearDown() {
   if (server_) server_->Shutdown(absl::ZeroDuration());
   server_.reset();
-  std::filesystem::remove_all(dir_);
 }
 
 std::unique_ptr<grpc::ClientContext> ApiTest::As(const std::string& token) {

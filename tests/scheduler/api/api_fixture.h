@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "scheduler/server.h"
 #include "tests/testing/fake_clock.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::testing {
 
@@ -56,6 +57,7 @@ class ApiTest : public ::testing::Test {
 
   FakeClock clock_{
       absl::FromUnixSeconds(1'740'758'400)};  // 2025-03-01 00:00 +08:00
+  TempDir temp_;  // destroyed after the members declared below
   std::string dir_;
   pb::SchedulerConfig config_;  // what the server was started with
   std::unique_ptr<scheduler::SchedulerServer> server_;

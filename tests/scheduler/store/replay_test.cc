@@ -25,9 +25,13 @@
 #include "scheduler/store/store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::store {
 namespace {
+
+using ::cv::testing::MakeTempDir;
+using ::cv::testing::TempDir;
 
 using ::cv::testing::Driver;
 using ::cv::testing::IsOk;
@@ -48,9 +52,8 @@ using ::testing::Not;
 class ReplayTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string dir = ::testing::TempDir() + "replay_test_XXXXXX";
-    ASSERT_NE(mkdtemp(dir.data()), nullptr) << std::strerror(errno);
-    root_ = dir;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("replay_test", temp_));
+    root_ = temp_.path();
     data_dir_ = root_ + "/data";
 
     // The world, a voucher, an allocation with usage; one batch per
@@ -85,10 +88,6 @@ class ReplayTest : public ::testing::Test {
       ASSERT_THAT(store->Append(batch), IsOk()) << "command " << sequence;
     }
   }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(root_, ignored);
-  }
 
   // Runs `sql` on the closed store's database.
   void Tamper(const std::string& sql) {
@@ -112,6 +111,7 @@ class ReplayTest : public ::testing::Test {
   // the world was built (the voucher issue).
   int64_t IssueSequence() const { return world_commands_ + 1; }
 
+  TempDir temp_;  // destroyed after the members declared below
   std::string root_;
   std::string data_dir_;
   core::StateMachine state_;

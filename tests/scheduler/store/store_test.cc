@@ -30,9 +30,13 @@
 #include "tests/testing/binaries.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::store {
 namespace {
+
+using ::cv::testing::MakeTempDir;
+using ::cv::testing::TempDir;
 
 using ::cv::testing::Driver;
 using ::cv::testing::IsOk;
@@ -151,9 +155,8 @@ class RawDb {
 class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    std::string dir = ::testing::TempDir() + "store_test_XXXXXX";
-    ASSERT_NE(mkdtemp(dir.data()), nullptr) << std::strerror(errno);
-    root_ = dir;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("store_test", temp_));
+    root_ = temp_.path();
     absl::StatusOr<std::unique_ptr<StoreBackend>> backend =
         MakeStoreBackend(GetParam(), root_);
     if (backend.status().code() == absl::StatusCode::kFailedPrecondition) {
@@ -165,8 +168,6 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
   }
   void TearDown() override {
     backend_.reset();
-    std::error_code ignored;
-    std::filesystem::remove_all(root_, ignored);
   }
 
   std::unique_ptr<Store> OpenOrDie(OpenMode mode = OpenMode::kReadWrite) {
@@ -175,6 +176,7 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
     return store.ok() ? *std::move(store) : nullptr;
   }
 
+  TempDir temp_;  // destroyed after the members declared below
   std::string root_;
   std::unique_ptr<StoreBackend> backend_;
   History history_;
@@ -763,18 +765,12 @@ INSTANTIATE_TEST_SUITE_P(Stores, StoreTest,
 class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string dir = ::testing::TempDir() + "sqlite_store_test_XXXXXX";
-    ASSERT_NE(mkdtemp(dir.data()), nullptr) << std::strerror(errno);
-    root_ = dir;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("sqlite_store_test", temp_));
+    root_ = temp_.path();
     // A directory that does not exist yet: the read-write open creates it.
     data_dir_ = root_ + "/data";
     ASSERT_NO_FATAL_FAILURE(MakeHistory(&history_));
   }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(root_, ignored);
-  }
-
   std::string db_path() const { return data_dir_ + "/scheduler.db"; }
 
   std::unique_ptr<Store> OpenOrDie(OpenMode mode = OpenMode::kReadWrite) {
@@ -784,6 +780,7 @@ class SqliteStoreTest : public ::testing::Test {
     return store.ok() ? *std::move(store) : nullptr;
   }
 
+  TempDir temp_;  // destroyed after the members declared below
   std::string root_;
   std::string data_dir_;
   History history_;

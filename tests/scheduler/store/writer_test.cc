@@ -36,9 +36,13 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
+#include "tests/testing/temp_dir.h"
 
 namespace cv::store {
 namespace {
+
+using ::cv::testing::MakeTempDir;
+using ::cv::testing::TempDir;
 
 using ::cv::testing::AdminPrincipal;
 using ::cv::testing::AgentPrincipal;
@@ -255,14 +259,9 @@ std::vector<std::string> VoucherIds(const Writer& writer) {
 class WriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string dir = ::testing::TempDir() + "writer_test_XXXXXX";
-    ASSERT_NE(mkdtemp(dir.data()), nullptr) << std::strerror(errno);
-    root_ = dir;
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("writer_test", temp_));
+    root_ = temp_.path();
     data_dir_ = root_ + "/data";
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(root_, ignored);
   }
 
   std::unique_ptr<Store> OpenStore() {
@@ -325,6 +324,7 @@ class WriterTest : public ::testing::Test {
   // writer works.
   cv::testing::FakeClock clock_{cv::testing::WorldStart(),
                                 absl::Milliseconds(1)};
+  TempDir temp_;  // destroyed after the members declared below
   std::string root_;
   std::string data_dir_;
 };
