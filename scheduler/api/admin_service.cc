@@ -443,6 +443,7 @@ Status AdminServiceImpl::GetSettlement(ServerContext* c,
       });
   if (!owners.ok()) return ToGrpc(owners.status());
   store::UsageQuery query;
+  query.end_after_accept = core::kUsageClockSkew;
   query.allocation_ids.emplace();
   for (const auto& [id, owner] : *owners) query.allocation_ids->insert(id);
   query.period_start = period->from;

@@ -220,6 +220,7 @@ Status EnterpriseServiceImpl::ListUsage(ServerContext* c,
       });
   if (!mine.ok()) return ToGrpc(mine.status());
   store::UsageQuery query;
+  query.end_after_accept = core::kUsageClockSkew;
   query.allocation_ids.emplace();
   if (!r->allocation_id().empty()) {
     if (absl::Status s = CheckIdRef("allocation_id", r->allocation_id());
@@ -277,6 +278,7 @@ Status EnterpriseServiceImpl::GetStatement(ServerContext* c,
       });
   if (!mine.ok()) return ToGrpc(mine.status());
   store::UsageQuery query;
+  query.end_after_accept = core::kUsageClockSkew;
   query.allocation_ids.emplace();
   for (const auto& [id, a] : *mine) query.allocation_ids->insert(id);
   query.period_start = period->from;

@@ -20,7 +20,6 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
-#include "scheduler/core/state_machine.h"
 #include "scheduler/store/internal/store_util.h"
 
 namespace cv::store {
@@ -727,9 +726,9 @@ class PostgresStore final : public Store {
                                const std::function<bool(UsageRow)>& fn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) {
     // A record ends before it is accepted, give or take the clock skew the
-    // scheduler tolerates, so none accepted earlier can end in the period.
+    // caller tolerates, so none accepted earlier can end in the period.
     const int64_t accepted_from =
-        ClampNanos(q.period_start - core::kUsageClockSkew);
+        ClampNanos(q.period_start - q.end_after_accept);
     int64_t after = q.after;
     while (true) {
       ASSIGN_OR_RETURN(

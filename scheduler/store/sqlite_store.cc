@@ -19,7 +19,6 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
-#include "scheduler/core/state_machine.h"
 #include "scheduler/store/internal/store_util.h"
 
 namespace cv::store {
@@ -458,11 +457,11 @@ class SqliteStore final : public Store {
     int64_t after = q.after;
     if (q.period_start != absl::InfinitePast()) {
       // A record ends before it is accepted, give or take the clock skew
-      // the scheduler tolerates, so none accepted earlier can end in the
+      // the caller tolerates, so none accepted earlier can end in the
       // period.
       ASSIGN_OR_RETURN(const int64_t first,
                        FirstAcceptedAtOrAfter(
-                           ClampNanos(q.period_start - core::kUsageClockSkew)));
+                           ClampNanos(q.period_start - q.end_after_accept)));
       after = std::max(after, first - 1);
     }
     Statement stmt;

@@ -43,6 +43,11 @@ struct UsageQuery {
   absl::Time period_end = absl::InfiniteFuture();
   int64_t after = 0;
   int limit = 1000;
+  // How far a record may end after it was accepted (agent clocks drift;
+  // the caller's bound, core::kUsageClockSkew for the scheduler). With it
+  // the store skips records accepted before period_start minus it, which
+  // cannot end in the period; infinite reads them all.
+  absl::Duration end_after_accept = absl::InfiniteDuration();
 };
 
 // A stored record: the record, its cost, subsidy, unsubsidised GPU-ms and

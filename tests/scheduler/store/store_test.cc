@@ -755,6 +755,42 @@ TEST_P(StoreTest, UsageIsReadInAcceptanceOrderByPeriodAllocationAndPage) {
   EXPECT_EQ(tail[0].position, static_cast<int64_t>(all.size()) + 1);
 }
 
+// The caller's clock-skew bound lets the store skip records accepted long
+// before the period; without one every record is considered.
+TEST_P(StoreTest, AUsageQuerySkipsWhatWasAcceptedBeforeItsSkewBound) {
+  const absl::Time base = cv::testing::WorldStart() + absl::Hours(1);
+  std::vector<Batch> batches = UsageBatches(history_, base);
+  ASSERT_GE(batches.size(), 11u);
+  // Accepted at minute 1 (among the first rows) but claiming to end at
+  // minute 20: an agent clock 19 minutes fast.
+  pb::UsageRecord& fast = *batches[0].usage[1].mutable_record();
+  *fast.mutable_start() = ToProto(base + absl::Minutes(19));
+  *fast.mutable_end() = ToProto(base + absl::Minutes(20));
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  for (const Batch& b : batches) ASSERT_THAT(store->Append(b), IsOk());
+
+  UsageQuery period;
+  period.allocation_ids = absl::flat_hash_set<std::string>{"A-odd"};
+  period.period_start = base + absl::Minutes(19);
+  period.period_end = base + absl::Minutes(21);
+  auto sequences = [&] {
+    std::vector<int64_t> out;
+    absl::StatusOr<std::vector<UsageRow>> rows = store->ReadUsage(period);
+    EXPECT_THAT(rows, IsOk());
+    if (rows.ok()) {
+      for (const UsageRow& row : *rows) {
+        out.push_back(row.usage.record().sequence());
+      }
+    }
+    return out;
+  };
+  // No bound: the fast record (sequence 2) and the one ending at minute 19.
+  EXPECT_THAT(sequences(), ::testing::ElementsAre(2, 20));
+  period.end_after_accept = absl::Minutes(5);
+  EXPECT_THAT(sequences(), ::testing::ElementsAre(20));
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StoreTest,
                          ::testing::ValuesIn(StoreBackendNames()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
