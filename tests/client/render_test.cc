@@ -1,0 +1,72 @@
+// How voucherctl shows things (client/internal/render.h): cell formats,
+// widths of Chinese text, CSV written and read back, and a table.
+#include "client/internal/render.h"
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace cv::client {
+namespace {
+
+TEST(Render, Percentages) {
+  const std::vector<std::pair<int32_t, std::string>> cases = {
+      {0, "0%"}, {3000, "30%"}, {1250, "12.5%"}, {1, "0.01%"}, {10'000, "100%"}};
+  for (const auto& [bp, want] : cases) EXPECT_EQ(FormatPercent(bp), want) << bp;
+}
+
+TEST(Render, GpuHours) {
+  const std::vector<std::pair<int64_t, std::string>> cases = {
+      {0, "0.000"}, {3'600'000, "1.000"}, {5'400'000, "1.500"}, {3'600, "0.001"}};
+  for (const auto& [ms, want] : cases) EXPECT_EQ(FormatGpuHours(ms), want) << ms;
+}
+
+TEST(Render, WideCharactersTakeTwoColumns) {
+  const std::vector<std::pair<std::string, int>> cases = {
+      {"", 0}, {"abc", 3}, {"算力券", 6}, {"E-1 杭州", 8}};
+  for (const auto& [text, want] : cases) EXPECT_EQ(DisplayWidth(text), want) << text;
+}
+
+TEST(Render, CsvIsWrittenAndReadBack) {
+  const std::vector<std::vector<std::string>> rows = {
+      {"id", "name", "note"},
+      {"E-000001", "杭州某机器人, 有限公司", "said \"hi\""},
+      {"E-000002", "", "two\nlines"},
+  };
+  std::string text;
+  for (const auto& row : rows) text += CsvLine(row) + "\r\n";
+  EXPECT_EQ(CsvLine(rows[1]),
+            "E-000001,\"杭州某机器人, 有限公司\",\"said \"\"hi\"\"\"");
+  absl::StatusOr<std::vector<std::vector<std::string>>> back =
+      ParseCsv("rows.csv", text);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, rows);
+  const auto bad = ParseCsv("rows.csv", "a,b\n\"open,c\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), ::testing::HasSubstr("rows.csv"));
+}
+
+TEST(Render, TablesAlignTextLeftAndAmountsRight) {
+  View view;
+  view.columns = {{"ID", "id"}, {"NAME", "name"}, {"BALANCE", "balance_cny"}};
+  view.rows = {{std::string("E-1"), std::string("算力"), Money{123'45}},
+               {std::string("E-22"), std::string("ab"), Money{5}}};
+  std::ostringstream table;
+  Printer(Format::kTable, /*utc=*/true, table).Print(view);
+  EXPECT_EQ(table.str(),
+            "ID    NAME  BALANCE\n"
+            "E-1   算力  123.45 CNY\n"
+            "E-22  ab      0.05 CNY\n");
+  std::ostringstream csv;
+  Printer(Format::kCsv, /*utc=*/true, csv).Print(view);
+  EXPECT_EQ(csv.str(),
+            "id,name,balance_cny\r\n"
+            "E-1,算力,123.45\r\n"
+            "E-22,ab,0.05\r\n");
+}
+
+}  // namespace
+}  // namespace cv::client
