@@ -21,7 +21,7 @@
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 constexpr char kVersion[] = "computevoucher-agent/1";
@@ -977,4 +977,4 @@ void Agent::UpdateGauges(absl::Time now) {
       oldest ? std::max(0.0, absl::ToDoubleSeconds(now - *oldest)) : 0.0);
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

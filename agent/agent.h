@@ -50,7 +50,7 @@
 #include "computevoucher/v1/config.pb.h"
 #include "prometheus/registry.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 // Fills defaults into `config` and checks it; InvalidArgument names the
 // field, the value and the rule.
@@ -182,6 +182,6 @@ class Agent {
 // naming it, or when the TLS settings are incomplete.
 absl::StatusOr<StubFactory> NewAgentStubFactory(const pb::TlsConfig& tls);
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_AGENT_H_

@@ -15,7 +15,7 @@
 #include "agent/internal/shared_library.h"
 #include "common/status_macros.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 namespace abi = dcmi_abi;
@@ -235,4 +235,4 @@ absl::StatusOr<DcmiReading> Dcmi::Read(int index) {
   return result;
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

@@ -24,7 +24,7 @@
 #include "absl/status/statusor.h"
 #include "agent/gpu_reading.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 // One reading of an NPU.
 struct DcmiReading {
@@ -74,6 +74,6 @@ class Dcmi {
   const std::vector<Npu> npus_;
 };
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_DCMI_H_

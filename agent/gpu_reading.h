@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 // A GPU or NPU as its library lists it.
 struct GpuDevice {
@@ -35,6 +35,6 @@ struct GpuReading {
   std::vector<uint32_t> compute_pids;
 };
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_GPU_READING_H_

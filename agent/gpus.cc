@@ -15,7 +15,7 @@
 #include "common/status_macros.h"
 #include "common/validate.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 constexpr int32_t kMaxGpusPerModel = 100'000;
@@ -344,4 +344,4 @@ absl::StatusOr<std::unique_ptr<GpuSource>> NewDcmiGpus(
   return Discover<DcmiGpus>(kDcmi, std::move(dcmi), inventory);
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

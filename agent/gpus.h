@@ -15,7 +15,7 @@
 #include "agent/nvml.h"
 #include "computevoucher/v1/types.pb.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 namespace pb = ::computevoucher::v1;
 
@@ -78,6 +78,6 @@ absl::StatusOr<std::unique_ptr<GpuSource>> NewNvmlGpus(
 absl::StatusOr<std::unique_ptr<GpuSource>> NewDcmiGpus(
     std::unique_ptr<Dcmi> dcmi, std::vector<pb::GpuModel>& inventory);
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_GPUS_H_

@@ -139,7 +139,7 @@ absl::Status AddSlurmAccounts(const std::string& text,
 
 absl::Status LoadConfig(pb::AgentConfig& config) {
   if (!absl::GetFlag(FLAGS_config).empty()) {
-    RETURN_IF_ERROR(cv::LoadTextProto(absl::GetFlag(FLAGS_config), &config));
+    RETURN_IF_ERROR(computevoucher::LoadTextProto(absl::GetFlag(FLAGS_config), &config));
   }
   auto set = [](const std::string& flag, auto setter) {
     if (!flag.empty()) setter(flag);
@@ -213,7 +213,7 @@ absl::Status LoadConfig(pb::AgentConfig& config) {
              [&](auto v) { slurm.set_command_timeout_ms(v); });
   if (!absl::GetFlag(FLAGS_inventory).empty()) {
     ASSIGN_OR_RETURN(std::vector<pb::GpuModel> models,
-                     cv::agent::ParseInventory(absl::GetFlag(FLAGS_inventory)));
+                     computevoucher::agent::ParseInventory(absl::GetFlag(FLAGS_inventory)));
     config.clear_inventory();
     for (pb::GpuModel& m : models) *config.add_inventory() = std::move(m);
   }
@@ -221,7 +221,7 @@ absl::Status LoadConfig(pb::AgentConfig& config) {
     std::vector<pb::GpuModel> models(config.inventory().begin(),
                                      config.inventory().end());
     RETURN_IF_ERROR(
-        cv::agent::ApplyPrices(absl::GetFlag(FLAGS_prices), models));
+        computevoucher::agent::ApplyPrices(absl::GetFlag(FLAGS_prices), models));
     config.clear_inventory();
     for (pb::GpuModel& m : models) *config.add_inventory() = std::move(m);
   }
@@ -247,7 +247,7 @@ int main(int argc, char** argv) {
   // use; an operator's own setting wins.
   setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "200", 0);
   absl::SetProgramUsageMessage(kUsage);
-  const std::vector<std::string> args = cv::ParseFlags(argc, argv);
+  const std::vector<std::string> args = computevoucher::ParseFlags(argc, argv);
   if (args.size() > 1) {
     return Fail(absl::StrCat("unexpected argument \"", args[1],
                              "\"; everything is a flag (--help)"));
@@ -256,8 +256,8 @@ int main(int argc, char** argv) {
   if (absl::Status s = LoadConfig(config); !s.ok()) {
     return Fail(std::string(s.message()));
   }
-  cv::agent::SimulatedTelemetry simulated;
+  computevoucher::agent::SimulatedTelemetry simulated;
   simulated.utilization_bp = absl::GetFlag(FLAGS_simulated_utilization_bp);
   simulated.watts = absl::GetFlag(FLAGS_simulated_watts);
-  return cv::agent::RunAgent(std::move(config), simulated);
+  return computevoucher::agent::RunAgent(std::move(config), simulated);
 }

@@ -4,7 +4,7 @@
 
 #include "common/time_util.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 void UsageMeter::StartNoEarlierThan(absl::Time at) {
   interval_start_ = std::max(interval_start_, at);
@@ -73,4 +73,4 @@ IdleTracker::Change IdleTracker::Observe(bool idle_now, absl::Time now) {
   return Change::kBecameIdle;
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

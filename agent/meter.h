@@ -18,7 +18,7 @@
 #include "agent/gpu_reading.h"
 #include "computevoucher/v1/types.pb.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 namespace pb = ::computevoucher::v1;
 
@@ -84,6 +84,6 @@ class IdleTracker {
   bool idle_ = false;
 };
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_METER_H_

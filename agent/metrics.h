@@ -12,7 +12,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 struct AgentMetrics {
   explicit AgentMetrics(prometheus::Registry& r)
@@ -114,6 +114,6 @@ struct AgentMetrics {
   std::map<int, uint64_t> energy_seen;
 };
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_METRICS_H_

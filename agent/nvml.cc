@@ -13,7 +13,7 @@
 #include "agent/internal/nvml_abi.h"
 #include "common/status_macros.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 constexpr nvmlReturn_t kNvmlSuccess = 0;
@@ -229,4 +229,4 @@ absl::StatusOr<GpuReading> Nvml::Read(int index) {
   return reading;
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

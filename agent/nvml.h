@@ -19,7 +19,7 @@
 #include "agent/gpu_reading.h"
 #include "agent/internal/shared_library.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 class Nvml {
  public:
@@ -52,6 +52,6 @@ class Nvml {
   std::unique_ptr<Api> api_;
 };
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_NVML_H_

@@ -5,7 +5,7 @@
 #include "agent/workload.h"
 #include "common/status_macros.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 class ProcessAllocation final : public RuntimeAllocation {
@@ -117,4 +117,4 @@ absl::StatusOr<std::unique_ptr<Runtime>> NewProcessRuntime(
                                           std::move(access_template));
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

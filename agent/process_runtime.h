@@ -13,7 +13,7 @@
 #include "agent/runtime.h"
 #include "computevoucher/v1/config.pb.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 // Workload output goes to `log_dir`/<allocation_id>.log; working
 // directories under `config.work_root`, or `default_work_root` when unset.
@@ -23,6 +23,6 @@ absl::StatusOr<std::unique_ptr<Runtime>> NewProcessRuntime(
     const pb::ProcessRuntimeConfig& config, std::string log_dir,
     std::string default_work_root, std::string access_template);
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_PROCESS_RUNTIME_H_

@@ -27,7 +27,7 @@
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 int Fail(const std::string& message) {
@@ -171,4 +171,4 @@ int RunAgent(pb::AgentConfig config, const SimulatedTelemetry& simulated) {
   return 0;
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

@@ -6,7 +6,7 @@
 
 #include "computevoucher/v1/config.pb.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 namespace pb = ::computevoucher::v1;
 
@@ -24,6 +24,6 @@ struct SimulatedTelemetry {
 // (the message, naming the setting, is on stderr).
 int RunAgent(pb::AgentConfig config, const SimulatedTelemetry& simulated);
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_RUN_H_

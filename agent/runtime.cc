@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/validate.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 constexpr int64_t kMaxAccessChars = 1024;
@@ -80,4 +80,4 @@ std::unique_ptr<Runtime> NewSimulatedRuntime(std::string access_template) {
   return std::make_unique<SimulatedRuntime>(std::move(access_template));
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

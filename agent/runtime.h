@@ -27,7 +27,7 @@
 #include "absl/time/time.h"
 #include "computevoucher/v1/agent.pb.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 namespace pb = ::computevoucher::v1;
 
@@ -133,6 +133,6 @@ std::unique_ptr<Runtime> NewSimulatedRuntime(std::string access_template);
 std::string ExpandAccess(const std::string& text,
                          const std::map<std::string, std::string>& values);
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_RUNTIME_H_

@@ -23,7 +23,7 @@
 #include "agent/internal/bwrap.h"
 #include "common/status_macros.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 constexpr char kSandboxBwrap[] = "bwrap";
@@ -268,4 +268,4 @@ absl::StatusOr<std::optional<SandboxSpec>> PrepareSandbox(
   return std::optional<SandboxSpec>(std::move(spec));
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

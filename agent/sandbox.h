@@ -30,7 +30,7 @@
 #include "absl/strings/string_view.h"
 #include "computevoucher/v1/config.pb.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 namespace pb = ::computevoucher::v1;
 
@@ -91,6 +91,6 @@ absl::StatusOr<std::optional<SandboxSpec>> PrepareSandbox(
     const ProcessSettings& runtime, absl::string_view allocation_id,
     const std::vector<int>& gpu_indices);
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_SANDBOX_H_

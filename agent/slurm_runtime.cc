@@ -22,7 +22,7 @@
 #include "common/time_util.h"
 #include "common/validate.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 using slurm::Job;
@@ -686,4 +686,4 @@ std::unique_ptr<Runtime> NewSlurmRuntime(
       std::move(explicit_models), std::move(models));
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

@@ -38,7 +38,7 @@
 #include "computevoucher/v1/config.pb.h"
 #include "computevoucher/v1/types.pb.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 // Reads the partition's GPUs from Slurm and sets each model's gpu_count in
 // `inventory` (classes and prices come from the operator), dropping models
@@ -58,6 +58,6 @@ std::unique_ptr<Runtime> NewSlurmRuntime(
 // the field.
 absl::Status NormalizeSlurmConfig(pb::SlurmRuntimeConfig& config);
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_SLURM_RUNTIME_H_

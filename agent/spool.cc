@@ -30,7 +30,7 @@
 #include "common/time_util.h"
 #include "computevoucher/v1/spool.pb.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 constexpr char kLogName[] = "spool.log";
@@ -772,4 +772,4 @@ std::optional<absl::Time> Spool::oldest_pending_end() const {
   return impl_->oldest_pending_end();
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

@@ -36,7 +36,7 @@
 #include "absl/time/time.h"
 #include "computevoucher/v1/types.pb.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 namespace pb = ::computevoucher::v1;
 
@@ -124,6 +124,6 @@ class Spool {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_SPOOL_H_

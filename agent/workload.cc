@@ -25,7 +25,7 @@
 
 extern char** environ;
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 constexpr char kCudaVisibleDevices[] = "CUDA_VISIBLE_DEVICES";
@@ -422,4 +422,4 @@ std::optional<int> Workload::Poll(absl::Time now) {
   return std::nullopt;
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

@@ -33,7 +33,7 @@
 #include "absl/time/time.h"
 #include "agent/sandbox.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 struct WorkloadSpec {
   std::string allocation_id;
@@ -111,6 +111,6 @@ class Workload {
   bool killed_ = false;
 };
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_WORKLOAD_H_

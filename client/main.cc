@@ -6,7 +6,7 @@
 #include "client/voucherctl.h"
 
 int main(int argc, char** argv) {
-  return cv::client::RunVoucherctl(
+  return computevoucher::client::RunVoucherctl(
       std::vector<std::string>(argv + 1, argv + argc), std::cin, std::cout,
       std::cerr);
 }

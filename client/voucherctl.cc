@@ -9,7 +9,7 @@
 #include "client/internal/values.h"
 #include "common/validate.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 // Checks the global flags that do not depend on the command.
@@ -68,4 +68,4 @@ int RunVoucherctl(std::vector<std::string> args, std::istream& in,
   return status.ok() ? kExitOk : Fail(err, status, path);
 }
 
-}  // namespace cv::client
+}  // namespace computevoucher::client

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace cv::client {
+namespace computevoucher::client {
 
 // Runs one command line (`args` without the program name), reading the
 // environment (VOUCHERCTL_ENDPOINT, VOUCHERCTL_TOKEN, XDG_CONFIG_HOME,
@@ -17,6 +17,6 @@ namespace cv::client {
 int RunVoucherctl(std::vector<std::string> args, std::istream& in,
                   std::ostream& out, std::ostream& err);
 
-}  // namespace cv::client
+}  // namespace computevoucher::client
 
 #endif  // COMPUTEVOUCHER_CLIENT_VOUCHERCTL_H_

@@ -6,7 +6,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
-namespace cv {
+namespace computevoucher {
 
 class Clock {
  public:
@@ -21,6 +21,6 @@ class RealClock final : public Clock {
   absl::Time Now() override { return absl::Now(); }
 };
 
-}  // namespace cv
+}  // namespace computevoucher
 
 #endif  // COMPUTEVOUCHER_COMMON_CLOCK_H_

@@ -13,7 +13,7 @@
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 
-namespace cv {
+namespace computevoucher {
 namespace {
 
 // Collects the first parse error with its position.
@@ -94,4 +94,4 @@ absl::Status LoadTextProto(const std::string& path,
   return ParseTextProto(path, text, message);
 }
 
-}  // namespace cv
+}  // namespace computevoucher

@@ -9,7 +9,7 @@
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
 
-namespace cv {
+namespace computevoucher {
 
 // Reads the whole file. NotFound or PermissionDenied with the path and the
 // system's reason.
@@ -30,6 +30,6 @@ absl::Status ParseTextProto(absl::string_view name, const std::string& text,
 absl::Status LoadTextProto(const std::string& path,
                            google::protobuf::Message* message);
 
-}  // namespace cv
+}  // namespace computevoucher
 
 #endif  // COMPUTEVOUCHER_COMMON_CONFIG_H_

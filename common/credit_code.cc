@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/validate.h"
 
-namespace cv {
+namespace computevoucher {
 namespace {
 
 // The 31 characters of the code, by value (I, O, S, V and Z are excluded).
@@ -56,4 +56,4 @@ absl::StatusOr<std::string> NormalizeCreditCode(absl::string_view field,
   return normal;
 }
 
-}  // namespace cv
+}  // namespace computevoucher

@@ -7,7 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace cv {
+namespace computevoucher {
 
 // Trims surrounding whitespace, upper-cases, and checks the code: 18
 // characters from "0123456789ABCDEFGHJKLMNPQRTUWXY", an administrative
@@ -17,6 +17,6 @@ namespace cv {
 absl::StatusOr<std::string> NormalizeCreditCode(absl::string_view field,
                                                 absl::string_view code);
 
-}  // namespace cv
+}  // namespace computevoucher
 
 #endif  // COMPUTEVOUCHER_COMMON_CREDIT_CODE_H_

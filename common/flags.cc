@@ -2,7 +2,7 @@
 
 #include "absl/flags/parse.h"
 
-namespace cv {
+namespace computevoucher {
 
 std::vector<std::string> ParseFlags(int argc, char** argv) {
   std::vector<std::string> normalized;
@@ -28,4 +28,4 @@ std::vector<std::string> ParseFlags(int argc, char** argv) {
   return std::vector<std::string>(rest.begin(), rest.end());
 }
 
-}  // namespace cv
+}  // namespace computevoucher

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-namespace cv {
+namespace computevoucher {
 
 // Parses Abseil flags, accepting the conventional spelling with dashes
 // (`--data-dir`) as well as Abseil's underscores (`--data_dir`). Returns
@@ -13,6 +13,6 @@ namespace cv {
 // an unknown flag, as absl::ParseCommandLine does.
 std::vector<std::string> ParseFlags(int argc, char** argv);
 
-}  // namespace cv
+}  // namespace computevoucher
 
 #endif  // COMPUTEVOUCHER_COMMON_FLAGS_H_

@@ -5,7 +5,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/support/channel_arguments.h"
 
-namespace cv {
+namespace computevoucher {
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> SchedulerCredentials(
     const computevoucher::v1::TlsConfig& tls) {
@@ -62,4 +62,4 @@ std::shared_ptr<grpc::Channel> NewSchedulerChannel(
   return grpc::CreateCustomChannel(address, credentials, args);
 }
 
-}  // namespace cv
+}  // namespace computevoucher

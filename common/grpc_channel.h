@@ -11,7 +11,7 @@
 #include "grpcpp/channel.h"
 #include "grpcpp/security/credentials.h"
 
-namespace cv {
+namespace computevoucher {
 
 // Credentials from `tls`: plaintext when it names no file; otherwise TLS,
 // verifying the scheduler with ca_file (the system's roots when only a
@@ -30,6 +30,6 @@ std::shared_ptr<grpc::Channel> NewSchedulerChannel(
     const std::string& address,
     const std::shared_ptr<grpc::ChannelCredentials>& credentials);
 
-}  // namespace cv
+}  // namespace computevoucher
 
 #endif  // COMPUTEVOUCHER_COMMON_GRPC_CHANNEL_H_

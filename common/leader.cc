@@ -5,7 +5,7 @@
 #include "absl/strings/strip.h"
 #include "common/validate.h"
 
-namespace cv {
+namespace computevoucher {
 
 std::string LeaderHint(const grpc::ClientContext& context) {
   const auto& trailers = context.GetServerTrailingMetadata();
@@ -30,4 +30,4 @@ absl::StatusOr<std::vector<std::string>> ParseAddressList(
   return out;
 }
 
-}  // namespace cv
+}  // namespace computevoucher

@@ -17,7 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "grpcpp/client_context.h"
 
-namespace cv {
+namespace computevoucher {
 
 // Trailing metadata key a follower names the leader's address in.
 inline constexpr char kLeaderMetadataKey[] = "cv-leader";
@@ -32,6 +32,6 @@ std::string LeaderHint(const grpc::ClientContext& context);
 absl::StatusOr<std::vector<std::string>> ParseAddressList(
     absl::string_view field, absl::string_view value);
 
-}  // namespace cv
+}  // namespace computevoucher
 
 #endif  // COMPUTEVOUCHER_COMMON_LEADER_H_

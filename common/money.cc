@@ -10,7 +10,7 @@
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
 
-namespace cv {
+namespace computevoucher {
 
 absl::StatusOr<int64_t> CheckedAdd(int64_t a, int64_t b) {
   int64_t out;
@@ -156,4 +156,4 @@ absl::StatusOr<int64_t> ParseMoney(absl::string_view text) {
                   : static_cast<int64_t>(magnitude);
 }
 
-}  // namespace cv
+}  // namespace computevoucher

@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace cv {
+namespace computevoucher {
 
 inline constexpr int64_t kFenPerYuan = 100;
 
@@ -32,6 +32,6 @@ std::string FormatFen(int64_t fen);
 // the input and what was wrong; amounts beyond int64 fen are OutOfRange.
 absl::StatusOr<int64_t> ParseMoney(absl::string_view text);
 
-}  // namespace cv
+}  // namespace computevoucher
 
 #endif  // COMPUTEVOUCHER_COMMON_MONEY_H_

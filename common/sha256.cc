@@ -6,7 +6,7 @@
 
 #include "absl/strings/escaping.h"
 
-namespace cv {
+namespace computevoucher {
 namespace {
 
 // One fetched algorithm for the process and one digest context per thread:
@@ -47,4 +47,4 @@ std::string ToHex(absl::string_view bytes) {
   return absl::BytesToHexString(bytes);
 }
 
-}  // namespace cv
+}  // namespace computevoucher

@@ -6,7 +6,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace cv {
+namespace computevoucher {
 
 inline constexpr size_t kSha256Bytes = 32;
 
@@ -16,6 +16,6 @@ std::string Sha256(absl::string_view data);
 // Lower-case hexadecimal of `bytes`.
 std::string ToHex(absl::string_view bytes);
 
-}  // namespace cv
+}  // namespace computevoucher
 
 #endif  // COMPUTEVOUCHER_COMMON_SHA256_H_

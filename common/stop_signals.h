@@ -7,7 +7,7 @@
 
 #include <signal.h>
 
-namespace cv {
+namespace computevoucher {
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it
 // starts afterwards; call it before starting any. Returns that set.
@@ -27,6 +27,6 @@ inline int WaitForStopSignal(const sigset_t& signals) {
   return signal_number;
 }
 
-}  // namespace cv
+}  // namespace computevoucher
 
 #endif  // COMPUTEVOUCHER_COMMON_STOP_SIGNALS_H_

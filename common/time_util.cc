@@ -4,7 +4,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
-namespace cv {
+namespace computevoucher {
 namespace {
 
 // 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the range protobuf allows.
@@ -90,4 +90,4 @@ absl::Status ValidateWindow(absl::string_view from_field,
                    FormatInstant(w.from), "), got ", FormatInstant(w.until)));
 }
 
-}  // namespace cv
+}  // namespace computevoucher

@@ -14,7 +14,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/timestamp.pb.h"
 
-namespace cv {
+namespace computevoucher {
 
 // The Asia/Shanghai time zone (UTC+8).
 absl::TimeZone ShanghaiZone();
@@ -59,6 +59,6 @@ struct Window {
 absl::Status ValidateWindow(absl::string_view from_field,
                             absl::string_view until_field, const Window& w);
 
-}  // namespace cv
+}  // namespace computevoucher
 
 #endif  // COMPUTEVOUCHER_COMMON_TIME_UTIL_H_

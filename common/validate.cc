@@ -4,7 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-namespace cv {
+namespace computevoucher {
 namespace {
 
 bool IsContinuation(unsigned char byte) { return (byte & 0xC0) == 0x80; }
@@ -207,4 +207,4 @@ absl::Status CheckIdFilter(absl::string_view field, absl::string_view id) {
   return id.empty() ? absl::OkStatus() : CheckIdRef(field, id);
 }
 
-}  // namespace cv
+}  // namespace computevoucher

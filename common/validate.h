@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
-namespace cv {
+namespace computevoucher {
 
 // Number of Unicode code points in UTF-8 `s`; every byte that is not part
 // of a well-formed sequence counts as one.
@@ -62,6 +62,6 @@ absl::Status CheckIdRef(absl::string_view field, absl::string_view id);
 // An optional filter by id: empty (no filter) or as CheckIdRef.
 absl::Status CheckIdFilter(absl::string_view field, absl::string_view id);
 
-}  // namespace cv
+}  // namespace computevoucher
 
 #endif  // COMPUTEVOUCHER_COMMON_VALIDATE_H_

@@ -76,13 +76,13 @@ int Fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  const std::vector<std::string> args = cv::ParseFlags(argc, argv);
+  const std::vector<std::string> args = computevoucher::ParseFlags(argc, argv);
   const std::string command = args.size() > 1 ? args[1] : "serve";
   if (args.size() > 2) return Fail("one command at a time: serve or verify");
 
   computevoucher::v1::SchedulerConfig config;
   if (!absl::GetFlag(FLAGS_config).empty()) {
-    absl::Status s = cv::LoadTextProto(absl::GetFlag(FLAGS_config), &config);
+    absl::Status s = computevoucher::LoadTextProto(absl::GetFlag(FLAGS_config), &config);
     if (!s.ok()) return Fail(std::string(s.message()));
   }
   auto override_string = [](const std::string& flag, auto setter) {
@@ -128,13 +128,13 @@ int main(int argc, char** argv) {
   if (command == "verify") {
     if (config.data_dir().empty() && config.store().empty())
       return Fail("verify: --data-dir or --store is required");
-    return cv::scheduler::RunVerify(config, std::cout);
+    return computevoucher::scheduler::RunVerify(config, std::cout);
   }
   if (command != "serve") {
     return Fail("unknown command \"" + command +
                 "\"; use serve or verify (--help)");
   }
-  absl::Status valid = cv::scheduler::NormalizeConfig(config);
+  absl::Status valid = computevoucher::scheduler::NormalizeConfig(config);
   if (!valid.ok()) return Fail(std::string(valid.message()));
-  return cv::scheduler::RunScheduler(std::move(config));
+  return computevoucher::scheduler::RunScheduler(std::move(config));
 }

@@ -16,7 +16,7 @@
 #include "scheduler/core/pricing.h"
 #include "scheduler/core/state_machine.h"
 
-namespace cv::scheduler {
+namespace computevoucher::scheduler {
 namespace {
 
 namespace pb = ::computevoucher::v1;
@@ -197,7 +197,7 @@ std::function<void(int64_t, absl::Duration)> WriterMetrics::OnCommit() {
 
 std::vector<MetricFamily> StateCollector::Collect() const {
   const absl::Time now = clock_.Now();
-  const absl::StatusOr<std::shared_ptr<store::Writer>> writer =
+  const absl::StatusOr<std::shared_ptr<engine::Writer>> writer =
       replica_.writer();
   std::vector<MetricFamily> out;
   out.push_back(Gauge("computevoucher_scheduler_leader",
@@ -329,7 +329,7 @@ std::vector<MetricFamily> StateCollector::Collect() const {
                       "1 once the store has failed for good (restart the "
                       "scheduler), 0 otherwise.",
                       (*writer)->failed() ? 1.0 : 0.0));
-  const store::WriterStats stats = (*writer)->stats();
+  const engine::WriterStats stats = (*writer)->stats();
   out.push_back(Gauge("computevoucher_writer_failing",
                       "1 while the store's commits fail (every mutation is "
                       "answered UNAVAILABLE; e.g. a full disk), 0 otherwise.",
@@ -365,4 +365,4 @@ int MetricsPort(const prometheus::Exposer& exposer) {
   return ports.empty() ? 0 : ports.front();
 }
 
-}  // namespace cv::scheduler
+}  // namespace computevoucher::scheduler

@@ -20,9 +20,9 @@
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
 #include "scheduler/api/liveness.h"
-#include "scheduler/store/replica.h"
+#include "scheduler/engine/replica.h"
 
-namespace cv::scheduler {
+namespace computevoucher::scheduler {
 
 // computevoucher_writer_batch_commands and
 // computevoucher_writer_commit_seconds.
@@ -33,7 +33,7 @@ class WriterMetrics {
   WriterMetrics(const WriterMetrics&) = delete;
   WriterMetrics& operator=(const WriterMetrics&) = delete;
 
-  // A store::WriterOptions::on_commit that observes one committed batch.
+  // A engine::WriterOptions::on_commit that observes one committed batch.
   // This object must outlive the writer.
   std::function<void(int64_t commands, absl::Duration commit)> OnCommit();
 
@@ -52,7 +52,7 @@ class StateCollector final : public prometheus::Collectable {
  public:
   // `replica`, `liveness` and `clock` must outlive this. A cluster counts
   // as connected when its agent was heard from within `cluster_silence`.
-  StateCollector(const store::Replica& replica, const api::Liveness& liveness,
+  StateCollector(const engine::Replica& replica, const api::Liveness& liveness,
                  Clock& clock, absl::Duration cluster_silence)
       : replica_(replica),
         liveness_(liveness),
@@ -63,7 +63,7 @@ class StateCollector final : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
-  const store::Replica& replica_;
+  const engine::Replica& replica_;
   const api::Liveness& liveness_;
   Clock& clock_;
   const absl::Duration cluster_silence_;
@@ -81,6 +81,6 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> ServeMetrics(
 // The port `exposer` listens on; 0 if none.
 int MetricsPort(const prometheus::Exposer& exposer);
 
-}  // namespace cv::scheduler
+}  // namespace computevoucher::scheduler
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_METRICS_H_

@@ -25,7 +25,7 @@
 #include "scheduler/api/leader_hint.h"
 #include "scheduler/store/open_store.h"
 
-namespace cv::scheduler {
+namespace computevoucher::scheduler {
 namespace {
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
@@ -126,22 +126,23 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   s->writer_metrics_ = std::make_unique<WriterMetrics>(*s->registry_);
   s->grpc_metrics_ = std::make_unique<api::GrpcMetrics>(*s->registry_);
   s->usage_metrics_ = std::make_unique<api::UsageMetrics>(*s->registry_);
-  store::ReplicaOptions options;
+  engine::ReplicaOptions options;
   options.lease = absl::Seconds(s->config_.lease_s());
   options.writer.max_batch_commands = s->config_.max_batch_commands();
   options.writer.max_batch_records = s->config_.max_batch_records();
   options.writer.on_commit = s->writer_metrics_->OnCommit();
-  options.on_lead = [raw = s.get()](store::Writer& w) {
+  options.on_lead = [raw = s.get()](engine::Writer& w) {
     return raw->OnLead(w);
   };
   options.on_change = [raw = s.get()](bool) { raw->UpdateHealth(); };
-  s->replica_ = std::make_unique<store::Replica>(*s->store_, clock, options);
+  s->replica_ = std::make_unique<engine::Replica>(*s->store_, clock, options);
 
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                    Credentials(s->config_));
   s->liveness_ = std::make_unique<api::Liveness>(clock.Now());
   s->services_context_.replica = s->replica_.get();
-  s->services_context_.store = s->store_.get();
+  s->services_context_.log = s->store_.get();
+  s->services_context_.usage = s->store_.get();
   s->services_context_.clock = &clock;
   s->services_context_.liveness = s->liveness_.get();
   s->services_context_.calls = &s->calls_;
@@ -209,14 +210,14 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
 
 SchedulerServer::~SchedulerServer() { Shutdown(); }
 
-absl::Status SchedulerServer::OnLead(store::Writer& writer) {
+absl::Status SchedulerServer::OnLead(engine::Writer& writer) {
   // Agents heartbeat only to the leader: give each a full grace period from
   // now before its allocations are declared lost.
   liveness_->Restart(clock_->Now());
   return BootstrapAdminToken(writer);
 }
 
-absl::Status SchedulerServer::BootstrapAdminToken(store::Writer& writer) {
+absl::Status SchedulerServer::BootstrapAdminToken(engine::Writer& writer) {
   if (!admin_token_path_.empty()) return absl::OkStatus();
   const bool has_tokens = writer.Read(
       [](const core::StateMachine& state) { return !state.tokens().empty(); });
@@ -249,7 +250,7 @@ void SchedulerServer::TickLoop() {
 }
 
 void SchedulerServer::TickNow() {
-  absl::StatusOr<std::shared_ptr<store::Writer>> writer = replica_->writer();
+  absl::StatusOr<std::shared_ptr<engine::Writer>> writer = replica_->writer();
   if (writer.ok()) {
     pb::Command command;
     command.mutable_tick()->set_usage_grace_s(config_.usage_grace_s());
@@ -269,14 +270,14 @@ void SchedulerServer::UpdateHealth() {
   // The standard health service says NOT_SERVING on a follower, while the
   // store's commits fail and once it has failed beyond recovery, so that
   // load balancers and operators see which replica serves.
-  absl::StatusOr<std::shared_ptr<store::Writer>> writer = replica_->writer();
+  absl::StatusOr<std::shared_ptr<engine::Writer>> writer = replica_->writer();
   if (grpc::HealthCheckServiceInterface* health =
           server_->GetHealthCheckService()) {
     health->SetServingStatus(writer.ok() && !(*writer)->degraded());
   }
 }
 
-void SchedulerServer::DeclareSilentClustersLost(store::Writer& writer) {
+void SchedulerServer::DeclareSilentClustersLost(engine::Writer& writer) {
   const absl::Time now = clock_->Now();
   const absl::Duration silence = absl::Seconds(config_.cluster_silence_s());
   const std::vector<std::string> busy =
@@ -356,4 +357,4 @@ int RunScheduler(pb::SchedulerConfig config) {
   return 0;
 }
 
-}  // namespace cv::scheduler
+}  // namespace computevoucher::scheduler

@@ -22,11 +22,11 @@
 #include "scheduler/api/service_base.h"
 #include "scheduler/api/usage_metrics.h"
 #include "scheduler/metrics.h"
-#include "scheduler/store/replica.h"
+#include "scheduler/engine/replica.h"
 #include "scheduler/store/store.h"
-#include "scheduler/store/writer.h"
+#include "scheduler/engine/writer.h"
 
-namespace cv::scheduler {
+namespace computevoucher::scheduler {
 
 namespace pb = ::computevoucher::v1;
 
@@ -57,7 +57,7 @@ class SchedulerServer {
   int metrics_port() const { return metrics_port_; }
   // Path of the admin token written at first start; empty otherwise.
   const std::string& admin_token_path() const { return admin_token_path_; }
-  store::Replica& replica() { return *replica_; }
+  engine::Replica& replica() { return *replica_; }
 
   // What the ticker does every tick_interval_ms: while this replica leads,
   // carries time forward and declares silent clusters lost; and says in the
@@ -73,12 +73,12 @@ class SchedulerServer {
  private:
   SchedulerServer() = default;
   // What a replica does when it starts leading.
-  absl::Status OnLead(store::Writer& writer);
-  absl::Status BootstrapAdminToken(store::Writer& writer);
+  absl::Status OnLead(engine::Writer& writer);
+  absl::Status BootstrapAdminToken(engine::Writer& writer);
   void TickLoop();
   // Logs a ClusterLost command for every cluster with running allocations
   // whose agent has been silent past the grace period.
-  void DeclareSilentClustersLost(store::Writer& writer);
+  void DeclareSilentClustersLost(engine::Writer& writer);
   // SERVING while this replica leads and its writer has not failed.
   void UpdateHealth();
 
@@ -90,7 +90,7 @@ class SchedulerServer {
   std::unique_ptr<api::GrpcMetrics> grpc_metrics_;
   std::unique_ptr<api::UsageMetrics> usage_metrics_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<store::Replica> replica_;
+  std::unique_ptr<engine::Replica> replica_;
   std::unique_ptr<api::Liveness> liveness_;
   api::CallTracker calls_;
   api::ServiceContext services_context_;
@@ -112,6 +112,6 @@ class SchedulerServer {
 // Returns the process exit code.
 int RunScheduler(pb::SchedulerConfig config);
 
-}  // namespace cv::scheduler
+}  // namespace computevoucher::scheduler
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_SERVER_H_

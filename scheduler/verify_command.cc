@@ -4,9 +4,9 @@
 #include "common/sha256.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/store/open_store.h"
-#include "scheduler/store/replay.h"
+#include "scheduler/engine/replay.h"
 
-namespace cv::scheduler {
+namespace computevoucher::scheduler {
 
 int RunVerify(const computevoucher::v1::SchedulerConfig& config,
               std::ostream& out) {
@@ -17,7 +17,7 @@ int RunVerify(const computevoucher::v1::SchedulerConfig& config,
     return 2;
   }
   core::StateMachine state;
-  absl::StatusOr<store::ReplayReport> report = store::Replay(**store, state);
+  absl::StatusOr<engine::ReplayReport> report = engine::Replay(**store, state);
   if (!report.ok()) {
     out << "verify: " << report.status().message() << "\n";
     return 2;
@@ -43,4 +43,4 @@ int RunVerify(const computevoucher::v1::SchedulerConfig& config,
   return 1;
 }
 
-}  // namespace cv::scheduler
+}  // namespace computevoucher::scheduler

@@ -8,7 +8,7 @@
 
 #include "computevoucher/v1/config.pb.h"
 
-namespace cv::scheduler {
+namespace computevoucher::scheduler {
 
 // Opens the store `config` names (`store`, else the embedded store in
 // `data_dir`) read-only (a running scheduler may keep writing), replays it
@@ -17,6 +17,6 @@ namespace cv::scheduler {
 int RunVerify(const computevoucher::v1::SchedulerConfig& config,
               std::ostream& out);
 
-}  // namespace cv::scheduler
+}  // namespace computevoucher::scheduler
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_VERIFY_COMMAND_H_

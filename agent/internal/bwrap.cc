@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-namespace cv::agent::internal {
+namespace computevoucher::agent::internal {
 namespace {
 
 // The host's system directories, mirrored read-only where the host has
@@ -162,4 +162,4 @@ std::optional<pid_t> BwrapStartup::WorkloadGroup() {
   return group_;
 }
 
-}  // namespace cv::agent::internal
+}  // namespace computevoucher::agent::internal

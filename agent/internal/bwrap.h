@@ -26,7 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "agent/sandbox.h"
 
-namespace cv::agent::internal {
+namespace computevoucher::agent::internal {
 
 // The descriptors bwrap gets from the child: both are write ends of the
 // pipe BwrapStartup reads.
@@ -73,6 +73,6 @@ class BwrapStartup {
   std::optional<pid_t> group_;
 };
 
-}  // namespace cv::agent::internal
+}  // namespace computevoucher::agent::internal
 
 #endif  // COMPUTEVOUCHER_AGENT_INTERNAL_BWRAP_H_

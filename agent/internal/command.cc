@@ -17,7 +17,7 @@
 
 extern char** environ;
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 // The agent's environment with `extra` laid over it.
@@ -160,4 +160,4 @@ CommandRunner& SystemCommandRunner() {
   return *runner;
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

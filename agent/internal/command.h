@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 struct CommandResult {
   // Exit status, or 128 + the signal that ended it.
@@ -46,6 +46,6 @@ class CommandRunner {
 // The real thing.
 CommandRunner& SystemCommandRunner();
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_INTERNAL_COMMAND_H_

@@ -17,7 +17,7 @@
 #ifndef COMPUTEVOUCHER_AGENT_INTERNAL_DCMI_ABI_H_
 #define COMPUTEVOUCHER_AGENT_INTERNAL_DCMI_ABI_H_
 
-namespace cv::agent::dcmi_abi {
+namespace computevoucher::agent::dcmi_abi {
 
 // Return codes: DCMI_OK and some of DCMI_ERR_CODE_* (DCMI_ERROR_CODE_BASE
 // -8000 minus n).
@@ -38,16 +38,16 @@ constexpr int kMaxCards = 64;
 // (DCMI_UTILIZATION_RATE_AICORE), where the NPU computes.
 constexpr int kUtilizationAiCore = 2;
 
-}  // namespace cv::agent::dcmi_abi
+}  // namespace computevoucher::agent::dcmi_abi
 
 extern "C" {
 
 // dcmi_get_device_chip_info: NUL-padded strings, e.g. chip_type "Ascend",
 // chip_name "910B3", chip_ver "V1".
 struct dcmi_chip_info {
-  unsigned char chip_type[cv::agent::dcmi_abi::kMaxChipNameLen];
-  unsigned char chip_name[cv::agent::dcmi_abi::kMaxChipNameLen];
-  unsigned char chip_ver[cv::agent::dcmi_abi::kMaxChipNameLen];
+  unsigned char chip_type[computevoucher::agent::dcmi_abi::kMaxChipNameLen];
+  unsigned char chip_name[computevoucher::agent::dcmi_abi::kMaxChipNameLen];
+  unsigned char chip_ver[computevoucher::agent::dcmi_abi::kMaxChipNameLen];
   unsigned int aicore_cnt;
 };
 

@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_format.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 // dlerror()'s text, which a failed call leaves; cleared before each call.
@@ -65,4 +65,4 @@ absl::StatusOr<void*> SharedLibrary::Find(const char* symbol) const {
   return address;
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "common/status_macros.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 class SharedLibrary {
  public:
@@ -66,6 +66,6 @@ class SharedLibrary {
   Messages messages_;
 };
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_INTERNAL_SHARED_LIBRARY_H_

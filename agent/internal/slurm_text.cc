@@ -10,7 +10,7 @@
 #include "absl/strings/strip.h"
 #include "common/validate.h"
 
-namespace cv::agent::slurm {
+namespace computevoucher::agent::slurm {
 namespace {
 
 std::optional<absl::Time> ParseTime(absl::string_view text) {
@@ -218,4 +218,4 @@ std::string ShellQuote(const std::vector<std::string>& argv) {
   return out;
 }
 
-}  // namespace cv::agent::slurm
+}  // namespace computevoucher::agent::slurm

@@ -15,7 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
-namespace cv::agent::slurm {
+namespace computevoucher::agent::slurm {
 
 // Job names the agent gives its holding jobs: "cv-" + the allocation id.
 inline constexpr char kJobPrefix[] = "cv-";
@@ -87,6 +87,6 @@ int64_t TimeLimitMinutes(absl::Time from, absl::Time deadline);
 // `argv` as one POSIX shell command line, each argument single-quoted.
 std::string ShellQuote(const std::vector<std::string>& argv);
 
-}  // namespace cv::agent::slurm
+}  // namespace computevoucher::agent::slurm
 
 #endif  // COMPUTEVOUCHER_AGENT_INTERNAL_SLURM_TEXT_H_

@@ -8,7 +8,7 @@
 
 #include <cerrno>
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
 // waitpid() that retries on EINTR.
 inline pid_t WaitPid(pid_t pid, int* status, int options) {
@@ -27,6 +27,6 @@ inline int ExitCodeFromStatus(int status) {
   return 128;
 }
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_AGENT_INTERNAL_WAIT_H_

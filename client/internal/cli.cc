@@ -8,7 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "client/internal/values.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 const CommandSpec* Find(const std::vector<CommandSpec>& table,
@@ -331,4 +331,4 @@ std::string HelpText(const std::vector<CommandSpec>& table,
   return out;
 }
 
-}  // namespace cv::client
+}  // namespace computevoucher::client

@@ -13,7 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/civil_time.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 
 class Context;
 using Handler = absl::Status (*)(Context&);
@@ -97,6 +97,6 @@ std::string HelpText(const std::vector<CommandSpec>& table,
                      const std::vector<FlagSpec>& globals,
                      const std::string& path);
 
-}  // namespace cv::client
+}  // namespace computevoucher::client
 
 #endif  // COMPUTEVOUCHER_CLIENT_INTERNAL_CLI_H_

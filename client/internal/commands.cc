@@ -11,7 +11,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 std::vector<FlagSpec> Join(std::vector<FlagSpec> a,
@@ -76,6 +76,7 @@ const std::vector<FlagSpec>& GlobalFlags() {
   return *kFlags;
 }
 
+// Every command voucherctl knows, with its flags and help: a data table.
 const std::vector<CommandSpec>& Commands() {
   static const auto* const kCommands = new std::vector<CommandSpec>{
       {"",
@@ -550,4 +551,4 @@ absl::StatusOr<std::vector<std::map<std::string, std::string>>> ReadCsvFile(
   return rows;
 }
 
-}  // namespace cv::client
+}  // namespace computevoucher::client

@@ -19,7 +19,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/timestamp.pb.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 
 // Everything a handler works with.
 class Context {
@@ -165,6 +165,6 @@ absl::Status TokenList(Context& c);
 absl::Status Settlement(Context& c);
 absl::Status AuditVerify(Context& c);
 
-}  // namespace cv::client
+}  // namespace computevoucher::client
 
 #endif  // COMPUTEVOUCHER_CLIENT_INTERNAL_COMMANDS_H_

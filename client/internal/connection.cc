@@ -23,7 +23,7 @@
 #include "google/protobuf/text_format.h"
 #include "grpcpp/security/credentials.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 namespace pb = ::computevoucher::v1;
@@ -280,4 +280,4 @@ absl::Status Connection::Failed(const Try& last, const Try* last_answer) const {
       kExitRefused);
 }
 
-}  // namespace cv::client
+}  // namespace computevoucher::client

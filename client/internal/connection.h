@@ -26,7 +26,7 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/security/credentials.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 
 inline constexpr char kDefaultEndpoint[] = "127.0.0.1:7443";
 // How long a call waits for a replica to lead (--leader-wait).
@@ -161,6 +161,6 @@ class Connection {
   bool waiting_noted_ = false;
 };
 
-}  // namespace cv::client
+}  // namespace computevoucher::client
 
 #endif  // COMPUTEVOUCHER_CLIENT_INTERNAL_CONNECTION_H_

@@ -5,7 +5,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 constexpr char kExitCodePayload[] = "computevoucher.dev/voucherctl-exit-code";
@@ -28,4 +28,4 @@ int ExitCodeOf(const absl::Status& status) {
   return kExitUsage;
 }
 
-}  // namespace cv::client
+}  // namespace computevoucher::client

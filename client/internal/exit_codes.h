@@ -4,7 +4,7 @@
 
 #include "absl/status/status.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 
 // Success.
 inline constexpr int kExitOk = 0;
@@ -24,6 +24,6 @@ absl::Status WithExitCode(absl::Status status, int exit_code);
 // typed or the files they named.
 int ExitCodeOf(const absl::Status& status);
 
-}  // namespace cv::client
+}  // namespace computevoucher::client
 
 #endif  // COMPUTEVOUCHER_CLIENT_INTERNAL_EXIT_CODES_H_

@@ -13,7 +13,7 @@
 #include "common/config.h"
 #include "common/status_macros.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 namespace pb = ::computevoucher::v1;
@@ -456,4 +456,4 @@ absl::Status AuditVerify(Context& c) {
   return absl::OkStatus();
 }
 
-}  // namespace cv::client
+}  // namespace computevoucher::client

@@ -12,7 +12,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 namespace pb = ::computevoucher::v1;
@@ -243,4 +243,4 @@ absl::Status Statement(Context& c) {
   return absl::OkStatus();
 }
 
-}  // namespace cv::client
+}  // namespace computevoucher::client

@@ -12,7 +12,7 @@
 #include "common/time_util.h"
 #include "google/protobuf/util/json_util.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 // Decodes one UTF-8 code point at `s[*i]` and advances `*i`; a malformed
@@ -291,4 +291,4 @@ void Printer::PrintJson(const google::protobuf::Message& message,
   if (json.empty() || json.back() != '\n') out_ << "\n";
 }
 
-}  // namespace cv::client
+}  // namespace computevoucher::client

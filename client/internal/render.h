@@ -15,7 +15,7 @@
 #include "google/protobuf/message.h"
 #include "google/protobuf/timestamp.pb.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 
 enum class Format { kTable, kJson, kCsv };
 
@@ -95,6 +95,6 @@ class Printer {
   std::ostream& out_;
 };
 
-}  // namespace cv::client
+}  // namespace computevoucher::client
 
 #endif  // COMPUTEVOUCHER_CLIENT_INTERNAL_RENDER_H_

@@ -13,7 +13,7 @@
 #include "common/time_util.h"
 #include "common/validate.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 absl::Status Bad(absl::string_view name, absl::string_view rule,
@@ -196,4 +196,4 @@ absl::StatusOr<int> ParseEnumWord(
   return bad;
 }
 
-}  // namespace cv::client
+}  // namespace computevoucher::client

@@ -15,7 +15,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/generated_enum_reflection.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 
 // A positive amount of CNY in any form ParseMoney takes; returns fen.
 absl::StatusOr<int64_t> ParseAmountArg(absl::string_view name,
@@ -83,6 +83,6 @@ absl::StatusOr<E> ParseEnumArg(absl::string_view name, absl::string_view text) {
   return static_cast<E>(*number);
 }
 
-}  // namespace cv::client
+}  // namespace computevoucher::client
 
 #endif  // COMPUTEVOUCHER_CLIENT_INTERNAL_VALUES_H_

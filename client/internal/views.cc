@@ -8,7 +8,7 @@
 #include "client/internal/values.h"
 #include "common/money.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 namespace pb = ::computevoucher::v1;
@@ -446,4 +446,4 @@ View SettlementView(const pb::Settlement& settlement) {
 
 #undef CV_CELL
 
-}  // namespace cv::client
+}  // namespace computevoucher::client

@@ -10,7 +10,7 @@
 #include "computevoucher/v1/enterprise.pb.h"
 #include "computevoucher/v1/types.pb.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 
 template <typename T>
 struct Field {
@@ -77,6 +77,6 @@ std::string EndReasonText(const computevoucher::v1::Allocation& allocation);
 // settlement, so that a CSV row says what it was computed at.
 View SettlementView(const computevoucher::v1::Settlement& settlement);
 
-}  // namespace cv::client
+}  // namespace computevoucher::client
 
 #endif  // COMPUTEVOUCHER_CLIENT_INTERNAL_VIEWS_H_

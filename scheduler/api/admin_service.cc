@@ -1,9 +1,5 @@
 #include "scheduler/api/admin_service.h"
 
-#include <algorithm>
-#include <limits>
-#include <map>
-#include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -13,9 +9,10 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "scheduler/core/state_machine.h"
-#include "scheduler/store/replay.h"
+#include "scheduler/reports/journal.h"
+#include "scheduler/reports/usage.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 namespace {
 
 constexpr auto kAdmin = {pb::ROLE_ADMIN};
@@ -404,77 +401,12 @@ Status AdminServiceImpl::ListTokens(ServerContext* c,
 Status AdminServiceImpl::GetSettlement(ServerContext* c,
                                        const pb::GetSettlementRequest* r,
                                        pb::Settlement* out) {
-  absl::StatusOr<pb::Principal> caller = Caller(*c, kReaders);
-  if (!caller.ok()) return ToGrpc(caller.status());
-  absl::StatusOr<Window> period =
-      RequiredPeriod(r->period_start(), r->period_end());
-  if (!period.ok()) return ToGrpc(period.status());
-  if (!r->provider_id().empty()) {
-    if (absl::Status s = CheckIdRef("provider_id", r->provider_id());
-        !s.ok()) {
-      return ToGrpc(s);
-    }
-    absl::StatusOr<bool> known = ReadState([&](const core::StateMachine& s) {
-      return s.providers().contains(r->provider_id());
-    });
-    if (!known.ok()) return ToGrpc(known.status());
-    if (!*known) {
-      return ToGrpc(absl::NotFoundError(absl::StrCat(
-          "provider_id: provider ", r->provider_id(), " not found")));
-    }
-  }
-  // Who is paid for what follows from the allocations.
-  struct Owner {
-    std::string provider_id;
-    std::string program_id;
-    pb::HardwareClass hardware_class;
-  };
-  const absl::StatusOr<absl::flat_hash_map<std::string, Owner>> owners =
-      ReadState([&](const core::StateMachine& s) {
-        absl::flat_hash_map<std::string, Owner> out;
-        for (const auto& [id, rec] : s.allocations()) {
-          const pb::Allocation& a = rec.allocation;
-          if (a.provider_id().empty()) continue;  // never placed, never used
-          if (!r->provider_id().empty() && a.provider_id() != r->provider_id())
-            continue;
-          out[id] = Owner{a.provider_id(), a.program_id(), a.hardware_class()};
-        }
-        return out;
-      });
-  if (!owners.ok()) return ToGrpc(owners.status());
-  store::UsageQuery query;
-  query.end_after_accept = core::kUsageClockSkew;
-  query.allocation_ids.emplace();
-  for (const auto& [id, owner] : *owners) query.allocation_ids->insert(id);
-  query.period_start = period->from;
-  query.period_end = period->until;
-  std::map<std::tuple<std::string, std::string, int>, pb::SettlementLine> lines;
-  absl::StatusOr<store::Head> head =
-      ctx_.store->ScanUsage(query, [&](const pb::ChargedUsage& u) {
-        const Owner& owner = owners->at(u.record().allocation_id());
-        pb::SettlementLine& line =
-            lines[{owner.provider_id, owner.program_id,
-                   static_cast<int>(owner.hardware_class)}];
-        line.set_provider_id(owner.provider_id);
-        line.set_program_id(owner.program_id);
-        line.set_hardware_class(owner.hardware_class);
-        line.set_records(line.records() + 1);
-        line.set_gpu_ms(line.gpu_ms() + u.record().gpu_ms() -
-                        u.unsubsidised_gpu_ms());
-        line.set_subsidy_fen(line.subsidy_fen() + u.subsidy_fen());
-      });
-  if (!head.ok()) return ToGrpc(head.status());
-  *out->mutable_period_start() = r->period_start();
-  *out->mutable_period_end() = r->period_end();
-  int64_t total = 0;
-  for (auto& [key, line] : lines) {
-    total += line.subsidy_fen();
-    *out->add_lines() = std::move(line);
-  }
-  out->set_total_subsidy_fen(total);
-  out->set_journal_sequence(head->journal_sequence);
-  out->set_journal_hash(head->journal_hash);
-  return Status::OK;
+  return Report(
+      c, kReaders,
+      [&](const pb::Principal&) {
+        return reports::Settlement(ReportSources(), *r);
+      },
+      out);
 }
 
 Status AdminServiceImpl::SettleProvider(ServerContext* c,
@@ -488,62 +420,19 @@ Status AdminServiceImpl::SettleProvider(ServerContext* c,
 Status AdminServiceImpl::VerifyJournal(ServerContext* c,
                                        const pb::VerifyJournalRequest*,
                                        pb::VerifyJournalResponse* out) {
-  absl::StatusOr<pb::Principal> caller = Caller(*c, kReaders);
-  if (!caller.ok()) return ToGrpc(caller.status());
-  // Re-derive everything from what is on disk, not from memory.
-  core::StateMachine replayed;
-  absl::StatusOr<store::ReplayReport> report =
-      store::Replay(*ctx_.store, replayed);
-  if (!report.ok()) return ToGrpc(report.status());
-  out->set_ok(report->violations.empty());
-  out->set_entries(report->entries);
-  out->set_last_hash(report->last_hash);
-  for (const std::string& v : report->violations) out->add_violations(v);
-  return Status::OK;
+  return Report(
+      c, kReaders,
+      [&](const pb::Principal&) { return reports::VerifyJournal(*ctx_.log); },
+      out);
 }
 
 Status AdminServiceImpl::ListJournal(ServerContext* c,
                                      const pb::ListJournalRequest* r,
                                      pb::ListJournalResponse* out) {
-  absl::StatusOr<pb::Principal> caller = Caller(*c, kReaders);
-  if (!caller.ok()) return ToGrpc(caller.status());
-  absl::StatusOr<int64_t> page_size = PageSize(r->page());
-  if (!page_size.ok()) return ToGrpc(page_size.status());
-  const int64_t size = *page_size;
-  absl::StatusOr<int64_t> token = NumericPageToken(r->page());
-  if (!token.ok()) return ToGrpc(token.status());
-  for (const absl::Status& s :
-       {CheckRange("from_sequence", r->from_sequence(), 0,
-                   std::numeric_limits<int64_t>::max()),
-        CheckIdFilter("voucher_id", r->voucher_id()),
-        CheckIdFilter("allocation_id", r->allocation_id())}) {
-    if (!s.ok()) return ToGrpc(s);
-  }
-  int64_t after = r->page().page_token().empty()
-                      ? std::max<int64_t>(0, r->from_sequence() - 1)
-                      : *token;
-  // Scan in chunks until the page is full; filters may skip many entries.
-  while (out->entries_size() < size) {
-    absl::StatusOr<std::vector<pb::JournalEntry>> chunk =
-        ctx_.store->ReadJournal(after, 4096);
-    if (!chunk.ok()) return ToGrpc(chunk.status());
-    if (chunk->empty()) {
-      after = 0;
-      break;
-    }
-    for (pb::JournalEntry& e : *chunk) {
-      after = e.sequence();
-      if ((!r->voucher_id().empty() && e.voucher_id() != r->voucher_id()) ||
-          (!r->allocation_id().empty() &&
-           e.allocation_id() != r->allocation_id())) {
-        continue;
-      }
-      *out->add_entries() = std::move(e);
-      if (out->entries_size() == size) break;
-    }
-  }
-  if (after != 0) out->set_next_page_token(absl::StrCat(after));
-  return Status::OK;
+  return Report(
+      c, kReaders,
+      [&](const pb::Principal&) { return reports::JournalPage(*ctx_.log, *r); },
+      out);
 }
 
-}  // namespace cv::api
+}  // namespace computevoucher::api

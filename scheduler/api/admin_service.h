@@ -6,7 +6,7 @@
 #include "computevoucher/v1/admin.grpc.pb.h"
 #include "scheduler/api/service_base.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 class AdminServiceImpl final : public pb::AdminService::Service,
                                private ServiceBase {
@@ -89,6 +89,6 @@ class AdminServiceImpl final : public pb::AdminService::Service,
   void AddLiveness(pb::Cluster& cluster, absl::Time now) const;
 };
 
-}  // namespace cv::api
+}  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_ADMIN_SERVICE_H_

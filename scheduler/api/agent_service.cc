@@ -4,7 +4,7 @@
 #include "common/status_macros.h"
 #include "common/validate.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 namespace {
 
 constexpr auto kAgent = {pb::ROLE_AGENT};
@@ -104,4 +104,4 @@ grpc::Status AgentServiceImpl::ReportUsage(grpc::ServerContext* c,
   return status;
 }
 
-}  // namespace cv::api
+}  // namespace computevoucher::api

@@ -6,7 +6,7 @@
 #include "computevoucher/v1/agent.grpc.pb.h"
 #include "scheduler/api/service_base.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 class AgentServiceImpl final : public pb::AgentService::Service,
                                private ServiceBase {
@@ -22,6 +22,6 @@ class AgentServiceImpl final : public pb::AgentService::Service,
                            pb::ReportUsageResponse* out) override;
 };
 
-}  // namespace cv::api
+}  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_AGENT_SERVICE_H_

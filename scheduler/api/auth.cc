@@ -10,7 +10,7 @@
 #include "absl/strings/strip.h"
 #include "common/sha256.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 absl::StatusOr<std::string> NewSecret() {
   unsigned char bytes[32];
@@ -67,4 +67,4 @@ absl::Status NotYours(absl::string_view kind, absl::string_view id) {
   return absl::NotFoundError(absl::StrCat(kind, " ", id, " not found"));
 }
 
-}  // namespace cv::api
+}  // namespace computevoucher::api

@@ -10,7 +10,7 @@
 #include "grpcpp/server_context.h"
 #include "scheduler/core/state_machine.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 namespace pb = ::computevoucher::v1;
 
@@ -35,6 +35,6 @@ absl::Status RequireRole(const pb::Principal& principal,
 // tells nothing about other tenants.
 absl::Status NotYours(absl::string_view kind, absl::string_view id);
 
-}  // namespace cv::api
+}  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_AUTH_H_

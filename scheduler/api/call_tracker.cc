@@ -1,6 +1,6 @@
 #include "scheduler/api/call_tracker.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 namespace {
 
 // Lives exactly as long as its call: gRPC creates it when the call starts
@@ -68,4 +68,4 @@ void CallTracker::End() {
   --in_progress_;
 }
 
-}  // namespace cv::api
+}  // namespace computevoucher::api

@@ -11,7 +11,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/support/server_interceptor.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 class CallTracker {
  public:
@@ -37,6 +37,6 @@ class CallTracker {
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-}  // namespace cv::api
+}  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_CALL_TRACKER_H_

@@ -6,7 +6,7 @@
 #include "computevoucher/v1/enterprise.grpc.pb.h"
 #include "scheduler/api/service_base.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 class EnterpriseServiceImpl final : public pb::EnterpriseService::Service,
                                     private ServiceBase {
@@ -48,6 +48,6 @@ class EnterpriseServiceImpl final : public pb::EnterpriseService::Service,
                       pb::Statement* out) override;
 };
 
-}  // namespace cv::api
+}  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_ENTERPRISE_SERVICE_H_

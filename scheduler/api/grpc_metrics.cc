@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 using ::grpc::experimental::InterceptionHookPoints;
 using ::grpc::experimental::ServerRpcInfo;
@@ -172,4 +172,4 @@ void GrpcMetrics::Handled(const Method& method, grpc::StatusCode code,
   method.handling->Observe(absl::ToDoubleSeconds(elapsed));
 }
 
-}  // namespace cv::api
+}  // namespace computevoucher::api

@@ -20,7 +20,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 // The label value of a status code: gRPC's name for it ("OK",
 // "INVALID_ARGUMENT", ...), or its number for a code gRPC does not define.
@@ -62,6 +62,6 @@ class GrpcMetrics {
       ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace cv::api
+}  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_GRPC_METRICS_H_

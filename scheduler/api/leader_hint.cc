@@ -4,14 +4,14 @@
 
 #include "common/leader.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 namespace {
 
 using grpc::experimental::InterceptionHookPoints;
 
 class LeaderHintInterceptor final : public grpc::experimental::Interceptor {
  public:
-  explicit LeaderHintInterceptor(const store::Replica& replica)
+  explicit LeaderHintInterceptor(const engine::Replica& replica)
       : replica_(replica) {}
   void Intercept(
       grpc::experimental::InterceptorBatchMethods* methods) override {
@@ -29,13 +29,13 @@ class LeaderHintInterceptor final : public grpc::experimental::Interceptor {
   }
 
  private:
-  const store::Replica& replica_;
+  const engine::Replica& replica_;
 };
 
 class LeaderHintFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit LeaderHintFactory(const store::Replica& replica)
+  explicit LeaderHintFactory(const engine::Replica& replica)
       : replica_(replica) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo*) override {
@@ -43,14 +43,14 @@ class LeaderHintFactory final
   }
 
  private:
-  const store::Replica& replica_;
+  const engine::Replica& replica_;
 };
 
 }  // namespace
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
-LeaderHintInterceptorFactory(const store::Replica& replica) {
+LeaderHintInterceptorFactory(const engine::Replica& replica) {
   return std::make_unique<LeaderHintFactory>(replica);
 }
 
-}  // namespace cv::api
+}  // namespace computevoucher::api

@@ -6,16 +6,16 @@
 #include <memory>
 
 #include "grpcpp/support/server_interceptor.h"
-#include "scheduler/store/replica.h"
+#include "scheduler/engine/replica.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 // An interceptor factory for grpc::ServerBuilder: every call answered
 // UNAVAILABLE while `replica` follows a known leader carries `cv-leader`.
 // `replica` must outlive the server.
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
-LeaderHintInterceptorFactory(const store::Replica& replica);
+LeaderHintInterceptorFactory(const engine::Replica& replica);
 
-}  // namespace cv::api
+}  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_LEADER_HINT_H_

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace cv::api {
+namespace computevoucher::api {
 
 void Liveness::Restart(absl::Time start) {
   absl::MutexLock lock(&mu_);
@@ -31,4 +31,4 @@ bool Liveness::Connected(const std::string& cluster_id, absl::Time now,
   return now - last <= silence;
 }
 
-}  // namespace cv::api
+}  // namespace computevoucher::api

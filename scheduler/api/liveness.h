@@ -13,7 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 class Liveness {
  public:
@@ -40,6 +40,6 @@ class Liveness {
   absl::flat_hash_map<std::string, absl::Time> last_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace cv::api
+}  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_LIVENESS_H_

@@ -2,39 +2,8 @@
 
 #include <utility>
 
-#include "absl/strings/numbers.h"
 
-namespace cv::api {
-
-absl::StatusOr<int64_t> PageSize(const pb::PageRequest& page) {
-  const int64_t size = page.page_size() == 0 ? 100 : page.page_size();
-  if (absl::Status s = CheckRange("page.page_size", size, 1, 1000); !s.ok())
-    return s;
-  return size;
-}
-
-absl::StatusOr<int64_t> NumericPageToken(const pb::PageRequest& page) {
-  int64_t position = 0;
-  if (!page.page_token().empty() &&
-      !absl::SimpleAtoi(page.page_token(), &position)) {
-    return absl::InvalidArgumentError(
-        "page.page_token: not a token this server issued");
-  }
-  return position;
-}
-
-absl::StatusOr<Window> RequiredPeriod(const google::protobuf::Timestamp& start,
-                                      const google::protobuf::Timestamp& end) {
-  absl::StatusOr<absl::Time> from = FromProto("period_start", start);
-  if (!from.ok()) return from.status();
-  absl::StatusOr<absl::Time> until = FromProto("period_end", end);
-  if (!until.ok()) return until.status();
-  const Window window{*from, *until};
-  if (absl::Status s = ValidateWindow("period_start", "period_end", window);
-      !s.ok())
-    return s;
-  return window;
-}
+namespace computevoucher::api {
 
 absl::StatusOr<pb::Principal> ServiceBase::Caller(
     const grpc::ServerContext& context,
@@ -47,7 +16,7 @@ absl::StatusOr<pb::Principal> ServiceBase::Caller(
         "the scheduler is stopping; retry with the same request_id (another "
         "replica answers, or this one after its restart)");
   }
-  absl::StatusOr<std::shared_ptr<store::Writer>> writer = ServingWriter();
+  absl::StatusOr<std::shared_ptr<engine::Writer>> writer = ServingWriter();
   if (!writer.ok()) return writer.status();
   absl::StatusOr<pb::Principal> caller =
       (*writer)->ReadApplied([&](const core::StateMachine& state) {
@@ -58,9 +27,9 @@ absl::StatusOr<pb::Principal> ServiceBase::Caller(
   return caller;
 }
 
-absl::StatusOr<std::shared_ptr<store::Writer>> ServiceBase::ServingWriter()
+absl::StatusOr<std::shared_ptr<engine::Writer>> ServiceBase::ServingWriter()
     const {
-  absl::StatusOr<std::shared_ptr<store::Writer>> writer =
+  absl::StatusOr<std::shared_ptr<engine::Writer>> writer =
       ctx_.replica->writer();
   if (!writer.ok()) return writer.status();
   if ((*writer)->failed()) {
@@ -78,7 +47,7 @@ absl::StatusOr<core::Outcome> ServiceBase::Submit(
   *command.mutable_principal() = caller;
   command.set_request_id(request_id);
   fill(command);
-  absl::StatusOr<std::shared_ptr<store::Writer>> writer =
+  absl::StatusOr<std::shared_ptr<engine::Writer>> writer =
       ctx_.replica->writer();
   if (!writer.ok()) return writer.status();
   return (*writer)->Submit(std::move(command));
@@ -95,4 +64,19 @@ absl::Status ServiceBase::CopyResponse(const core::Outcome& outcome,
   return absl::OkStatus();
 }
 
-}  // namespace cv::api
+reports::Sources ServiceBase::ReportSources() const {
+  reports::Sources sources;
+  sources.read_state =
+      [this](const std::function<void(const core::StateMachine&)>& fn) {
+        absl::StatusOr<bool> read = ReadState([&](const core::StateMachine& s) {
+          fn(s);
+          return true;
+        });
+        return read.status();
+      };
+  sources.usage = ctx_.usage;
+  sources.log = ctx_.log;
+  return sources;
+}
+
+}  // namespace computevoucher::api

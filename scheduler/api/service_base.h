@@ -22,17 +22,22 @@
 #include "scheduler/api/liveness.h"
 #include "scheduler/api/status.h"
 #include "scheduler/api/usage_metrics.h"
-#include "scheduler/store/replica.h"
-#include "scheduler/store/store.h"
-#include "scheduler/store/writer.h"
+#include "scheduler/engine/replica.h"
+#include "scheduler/reports/paging.h"
+#include "scheduler/reports/sources.h"
+#include "scheduler/store/command_log.h"
+#include "scheduler/store/usage_index.h"
+#include "scheduler/engine/writer.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 // Everything the services use; owned by the server, which outlives them.
 struct ServiceContext {
   // Whether this replica leads, and its writer while it does.
-  store::Replica* replica = nullptr;
-  store::Store* store = nullptr;
+  engine::Replica* replica = nullptr;
+  // The store's command log and usage index, which reports read.
+  store::CommandLog* log = nullptr;
+  store::UsageIndex* usage = nullptr;
   Clock* clock = nullptr;
   Liveness* liveness = nullptr;
   CallTracker* calls = nullptr;
@@ -87,11 +92,28 @@ class ServiceBase {
   template <typename Fn>
   auto ReadState(Fn&& fn) const
       -> absl::StatusOr<std::invoke_result_t<Fn, const core::StateMachine&>> {
-    absl::StatusOr<std::shared_ptr<store::Writer>> writer = ServingWriter();
+    absl::StatusOr<std::shared_ptr<engine::Writer>> writer = ServingWriter();
     if (!writer.ok()) return writer.status();
     return (*writer)->Read(std::forward<Fn>(fn));
   }
-  absl::StatusOr<std::shared_ptr<store::Writer>> ServingWriter() const;
+  absl::StatusOr<std::shared_ptr<engine::Writer>> ServingWriter() const;
+
+  // What reports read: durable state through this replica's serving
+  // writer, and the store.
+  reports::Sources ReportSources() const;
+
+  // Authenticates, checks the role, and copies `report(caller)` into `out`.
+  template <typename Response, typename Fn>
+  grpc::Status Report(grpc::ServerContext* context,
+                      std::initializer_list<pb::Role> roles, Fn&& report,
+                      Response* out) {
+    absl::StatusOr<pb::Principal> caller = Caller(*context, roles);
+    if (!caller.ok()) return ToGrpc(caller.status());
+    absl::StatusOr<Response> response = report(*caller);
+    if (!response.ok()) return ToGrpc(response.status());
+    *out = *std::move(response);
+    return grpc::Status::OK;
+  }
 
   static absl::Status CopyResponse(const core::Outcome& outcome,
                                    google::protobuf::Message* out);
@@ -99,45 +121,8 @@ class ServiceBase {
   ServiceContext& ctx_;
 };
 
-// The page size asked for: 0 means 100; otherwise 1..1000.
-absl::StatusOr<int64_t> PageSize(const pb::PageRequest& page);
+using reports::Page;
 
-// A page token that is a position this server issued (0 when empty).
-absl::StatusOr<int64_t> NumericPageToken(const pb::PageRequest& page);
-
-// A required period [start, end) from two timestamps.
-absl::StatusOr<Window> RequiredPeriod(const google::protobuf::Timestamp& start,
-                                      const google::protobuf::Timestamp& end);
-
-// The page of `map` (an ordered map keyed by id) after `page.page_token()`:
-// calls `emit(value)` for up to page_size values for which `keep(value)`
-// holds, and returns the next page token ("" at the end).
-template <typename Map, typename Keep, typename Emit>
-absl::StatusOr<std::string> Page(const Map& map, const pb::PageRequest& page,
-                                 Keep keep, Emit emit) {
-  absl::StatusOr<int64_t> page_size = PageSize(page);
-  if (!page_size.ok()) return page_size.status();
-  int64_t size = *page_size;
-  if (page.page_token().size() > 128) {
-    return absl::InvalidArgumentError(
-        "page.page_token: not a token this server issued");
-  }
-  auto it = page.page_token().empty() ? map.begin()
-                                      : map.upper_bound(page.page_token());
-  std::string last;
-  for (; it != map.end() && size > 0; ++it) {
-    if (!keep(it->second)) continue;
-    if (absl::Status s = emit(it->second); !s.ok()) return s;
-    last = it->first;
-    --size;
-  }
-  // Another matching value after this page means there is a next page.
-  for (; it != map.end(); ++it) {
-    if (keep(it->second)) return last;
-  }
-  return std::string();
-}
-
-}  // namespace cv::api
+}  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_SERVICE_BASE_H_

@@ -2,7 +2,7 @@
 
 #include <string>
 
-namespace cv::api {
+namespace computevoucher::api {
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -12,4 +12,4 @@ grpc::Status ToGrpc(const absl::Status& status) {
                       std::string(status.message()));
 }
 
-}  // namespace cv::api
+}  // namespace computevoucher::api

@@ -5,11 +5,11 @@
 #include "absl/status/status.h"
 #include "grpcpp/support/status.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 // The same code and message; OK maps to OK.
 grpc::Status ToGrpc(const absl::Status& status);
 
-}  // namespace cv::api
+}  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_STATUS_H_

@@ -7,7 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 namespace {
 
 const char* ResultLabel(pb::UsageResult result) {
@@ -66,4 +66,4 @@ void UsageMetrics::Count(const pb::ReportUsageResponse& response) {
   }
 }
 
-}  // namespace cv::api
+}  // namespace computevoucher::api

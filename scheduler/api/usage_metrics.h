@@ -11,7 +11,7 @@
 #include "prometheus/family.h"
 #include "prometheus/registry.h"
 
-namespace cv::api {
+namespace computevoucher::api {
 
 namespace pb = ::computevoucher::v1;
 
@@ -35,6 +35,6 @@ class UsageMetrics {
   prometheus::Family<prometheus::Counter>& records_;
 };
 
-}  // namespace cv::api
+}  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_USAGE_METRICS_H_

@@ -10,7 +10,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
 using computevoucher::v1::JournalEntry;
@@ -136,4 +136,4 @@ std::vector<JournalEntry> Ledger::TakePosted() {
   return std::exchange(posted_, {});
 }
 
-}  // namespace cv::core
+}  // namespace computevoucher::core

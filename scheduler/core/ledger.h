@@ -21,7 +21,7 @@
 #include "absl/time/time.h"
 #include "computevoucher/v1/types.pb.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 
 std::string ProgramSourceAccount(absl::string_view program_id);
 std::string ProgramBudgetAccount(absl::string_view program_id);
@@ -83,6 +83,6 @@ class Ledger {
   std::vector<computevoucher::v1::JournalEntry> posted_;
 };
 
-}  // namespace cv::core
+}  // namespace computevoucher::core
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_CORE_LEDGER_H_

@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
 using computevoucher::v1::Amounts;
@@ -81,4 +81,4 @@ int32_t RatioBp(const Program& program, HardwareClass hardware_class,
   return class_ratio;
 }
 
-}  // namespace cv::core
+}  // namespace computevoucher::core

@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "computevoucher/v1/types.pb.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 
 inline constexpr int64_t kMsPerHour = 3'600'000;
 inline constexpr int32_t kBasisPoints = 10'000;
@@ -34,6 +34,6 @@ absl::StatusOr<int64_t> GpuMs(int64_t gpu_count, int64_t duration_s);
 int32_t RatioBp(const computevoucher::v1::Program& program,
                 computevoucher::v1::HardwareClass hardware_class, bool sme);
 
-}  // namespace cv::core
+}  // namespace computevoucher::core
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_CORE_PRICING_H_

@@ -14,7 +14,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "scheduler/core/pricing.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
 std::string Deterministic(const google::protobuf::Message& m) {
@@ -463,4 +463,4 @@ std::string StateMachine::Digest() const {
   return Sha256(buf);
 }
 
-}  // namespace cv::core
+}  // namespace computevoucher::core

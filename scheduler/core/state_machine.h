@@ -40,7 +40,7 @@
 #include "google/protobuf/message.h"
 #include "scheduler/core/ledger.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 
 namespace pb = ::computevoucher::v1;
 
@@ -378,6 +378,6 @@ class StateMachine {
   int64_t next_settlement_ = 0;
 };
 
-}  // namespace cv::core
+}  // namespace computevoucher::core
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_CORE_STATE_MACHINE_H_

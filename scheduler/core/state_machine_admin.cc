@@ -14,7 +14,7 @@
 #include "common/validate.h"
 #include "scheduler/core/state_machine.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
 constexpr int64_t kMaxBudgetFen = 1'000'000'000'000'000;  // 10^13 CNY
@@ -720,4 +720,4 @@ absl::StatusOr<StateMachine::Response> StateMachine::SettleProvider(
   return Share(std::move(response));
 }
 
-}  // namespace cv::core
+}  // namespace computevoucher::core

@@ -14,7 +14,7 @@
 #include "scheduler/core/pricing.h"
 #include "scheduler/core/state_machine.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
 constexpr int kMaxGpus = 1024;
@@ -1070,4 +1070,4 @@ absl::StatusOr<StateMachine::Response> StateMachine::Tick(
   return Share(pb::TickCommand(r));
 }
 
-}  // namespace cv::core
+}  // namespace computevoucher::core

@@ -7,7 +7,7 @@
 #include "common/money.h"
 #include "common/sha256.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
 // More than this many violations are counted, not listed.
@@ -244,4 +244,4 @@ std::vector<std::string> JournalVerifier::Check(
   return out;
 }
 
-}  // namespace cv::core
+}  // namespace computevoucher::core

@@ -23,7 +23,7 @@
 #include "computevoucher/v1/types.pb.h"
 #include "scheduler/core/state_machine.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 
 class JournalVerifier {
  public:
@@ -66,6 +66,6 @@ class JournalVerifier {
   int64_t suppressed_ = 0;
 };
 
-}  // namespace cv::core
+}  // namespace computevoucher::core
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_CORE_VERIFY_H_

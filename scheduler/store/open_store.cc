@@ -6,7 +6,7 @@
 #include "scheduler/store/postgres_store.h"
 #include "scheduler/store/sqlite_store.h"
 
-namespace cv::store {
+namespace computevoucher::store {
 namespace {
 
 bool IsSqlite(const std::string& store) {
@@ -46,4 +46,4 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(
   return OpenSqliteStore(config.data_dir(), mode);
 }
 
-}  // namespace cv::store
+}  // namespace computevoucher::store

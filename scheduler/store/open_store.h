@@ -8,7 +8,7 @@
 #include "computevoucher/v1/config.pb.h"
 #include "scheduler/store/store.h"
 
-namespace cv::store {
+namespace computevoucher::store {
 
 // Checks `config.store()`: empty or "sqlite" (optionally "sqlite:") selects
 // the embedded store in `config.data_dir()`; "postgres://..." or
@@ -21,6 +21,6 @@ absl::Status ValidateStoreConfig(const pb::SchedulerConfig& config);
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(
     const pb::SchedulerConfig& config, OpenMode mode = OpenMode::kReadWrite);
 
-}  // namespace cv::store
+}  // namespace computevoucher::store
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_STORE_OPEN_STORE_H_

@@ -22,7 +22,7 @@
 #include "common/status_macros.h"
 #include "scheduler/store/internal/store_util.h"
 
-namespace cv::store {
+namespace computevoucher::store {
 namespace {
 
 using internal::ClampNanos;
@@ -903,4 +903,4 @@ absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url,
   return store;
 }
 
-}  // namespace cv::store
+}  // namespace computevoucher::store

@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "scheduler/store/store.h"
 
-namespace cv::store {
+namespace computevoucher::store {
 
 // The schema version this build writes; older databases are migrated on a
 // read-write open, newer ones refused.
@@ -42,6 +42,6 @@ absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url,
 // `url` without its password, for messages: "user@host:port/dbname".
 std::string DescribePostgresUrl(const std::string& url);
 
-}  // namespace cv::store
+}  // namespace computevoucher::store
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_STORE_POSTGRES_STORE_H_

@@ -21,7 +21,7 @@
 #include "common/time_util.h"
 #include "scheduler/store/internal/store_util.h"
 
-namespace cv::store {
+namespace computevoucher::store {
 namespace {
 
 using internal::ClampNanos;
@@ -691,4 +691,4 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
   return store;
 }
 
-}  // namespace cv::store
+}  // namespace computevoucher::store

@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "scheduler/store/store.h"
 
-namespace cv::store {
+namespace computevoucher::store {
 
 // The schema version this build writes; older data directories are migrated
 // on open, newer ones refused.
@@ -22,6 +22,6 @@ inline constexpr int kSqliteSchemaVersion = 3;
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(
     const std::string& data_dir, OpenMode mode);
 
-}  // namespace cv::store
+}  // namespace computevoucher::store
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_STORE_SQLITE_STORE_H_

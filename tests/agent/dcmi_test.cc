@@ -14,11 +14,11 @@
 #include "tests/agent/fake_library_test.h"
 #include "tests/testing/status_matchers.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
-using ::cv::testing::IsOk;
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -391,4 +391,4 @@ TEST_F(DcmiGpusTest, ReadErrorsPassThrough) {
 }
 
 }  // namespace
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

@@ -65,7 +65,7 @@
 
 namespace {
 
-namespace abi = cv::agent::dcmi_abi;
+namespace abi = computevoucher::agent::dcmi_abi;
 
 constexpr int kInternalError = -8005;
 constexpr unsigned long long kDefaultHbmTotalMb = 65536;

@@ -17,10 +17,10 @@
 #include "gtest/gtest.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 
-using ::cv::testing::MakeTempDir;
-using ::cv::testing::TempDir;
+using ::computevoucher::testing::MakeTempDir;
+using ::computevoucher::testing::TempDir;
 
 class FakeLibraryTest : public ::testing::Test {
  protected:
@@ -89,6 +89,6 @@ class FakeLibraryTest : public ::testing::Test {
   std::string log_;
 };
 
-}  // namespace cv::agent
+}  // namespace computevoucher::agent
 
 #endif  // COMPUTEVOUCHER_TESTS_AGENT_FAKE_LIBRARY_TEST_H_

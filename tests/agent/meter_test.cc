@@ -6,7 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
@@ -111,4 +111,4 @@ TEST(IdleTracker, IdleOnlyAfterTheWholeSpan) {
 }
 
 }  // namespace
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

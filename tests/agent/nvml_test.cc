@@ -13,11 +13,11 @@
 #include "tests/agent/fake_library_test.h"
 #include "tests/testing/status_matchers.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
-using ::cv::testing::IsOk;
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -239,4 +239,4 @@ TEST_F(NvmlTest, TwoLoadsShareTheLibrary) {
 }
 
 }  // namespace
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

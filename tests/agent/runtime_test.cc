@@ -7,7 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
 using ::testing::HasSubstr;
@@ -94,4 +94,4 @@ TEST(ProcessRuntime, ACommandThatCannotStartEndsWith127) {
 }
 
 }  // namespace
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

@@ -22,13 +22,13 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
-using ::cv::testing::MakeTempDir;
-using ::cv::testing::TempDir;
+using ::computevoucher::testing::MakeTempDir;
+using ::computevoucher::testing::TempDir;
 
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -285,4 +285,4 @@ TEST_F(PrepareSandboxTest, RefusesAllocationIdsThatAreNotFileNames) {
 }
 
 }  // namespace
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

@@ -25,14 +25,14 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
-using ::cv::testing::MakeTempDir;
-using ::cv::testing::TempDir;
+using ::computevoucher::testing::MakeTempDir;
+using ::computevoucher::testing::TempDir;
 
-using ::cv::testing::IsOk;
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Pair;
@@ -642,4 +642,4 @@ TEST_F(SpoolTest, ConcurrentWritersKeepEveryAllocationConsistent) {
 }
 
 }  // namespace
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

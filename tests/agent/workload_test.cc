@@ -32,14 +32,14 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
-using ::cv::testing::MakeTempDir;
-using ::cv::testing::TempDir;
+using ::computevoucher::testing::MakeTempDir;
+using ::computevoucher::testing::TempDir;
 
-using ::cv::testing::IsOk;
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -762,4 +762,4 @@ TEST_F(SandboxTest, DoesNotPassOnDescriptorsTheAgentLeftOpen) {
 }
 
 }  // namespace
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

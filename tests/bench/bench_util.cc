@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-namespace cv::bench {
+namespace computevoucher::bench {
 namespace {
 
 int64_t ClockNanos(clockid_t clock) {
@@ -78,4 +78,4 @@ std::string Rate(double v) {
 }
 
 
-}  // namespace cv::bench
+}  // namespace computevoucher::bench

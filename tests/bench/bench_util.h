@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace cv::bench {
+namespace computevoucher::bench {
 
 double Seconds(std::chrono::steady_clock::duration d);
 
@@ -27,6 +27,6 @@ std::string FileSystemType(const std::string& path);
 // 123456.7 -> "123,457".
 std::string Rate(double v);
 
-}  // namespace cv::bench
+}  // namespace computevoucher::bench
 
 #endif  // COMPUTEVOUCHER_TESTS_BENCH_BENCH_UTIL_H_

@@ -110,16 +110,16 @@ ABSL_FLAG(std::string, dir, "",
           "temporary data directory; default $TMPDIR or /tmp. Put it on the "
           "file system you want to measure.");
 
-namespace cv::bench {
+namespace computevoucher::bench {
 namespace {
 
-using ::cv::bench::FileSystemType;
-using ::cv::bench::MachineBusySeconds;
-using ::cv::bench::ProcessCpuNanos;
-using ::cv::bench::Rate;
-using ::cv::bench::Seconds;
-using ::cv::testing::TempDir;
-using ::cv::bench::ThreadCpuNanos;
+using ::computevoucher::bench::FileSystemType;
+using ::computevoucher::bench::MachineBusySeconds;
+using ::computevoucher::bench::ProcessCpuNanos;
+using ::computevoucher::bench::Rate;
+using ::computevoucher::bench::Seconds;
+using ::computevoucher::testing::TempDir;
+using ::computevoucher::bench::ThreadCpuNanos;
 
 namespace pb = ::computevoucher::v1;
 
@@ -927,14 +927,14 @@ RunResult RunLoad(const std::string& target, std::vector<ClusterLoad>& clusters,
   absl::SleepFor(absl::Seconds(warmup_s));
   // The server leads from its start (the benchmark runs one replica).
   auto writer_stats = [server] {
-    store::WriterStats stats;
+    engine::WriterStats stats;
     if (server == nullptr) return stats;
-    absl::StatusOr<std::shared_ptr<store::Writer>> writer =
+    absl::StatusOr<std::shared_ptr<engine::Writer>> writer =
         server->replica().writer();
     if (writer.ok()) stats = (*writer)->stats();
     return stats;
   };
-  const store::WriterStats w0 = writer_stats();
+  const engine::WriterStats w0 = writer_stats();
   streams.Measure(true);
   if (during) during(true);
   const Snapshot a = Take(streams);
@@ -942,7 +942,7 @@ RunResult RunLoad(const std::string& target, std::vector<ClusterLoad>& clusters,
   const Snapshot b = Take(streams);
   streams.Measure(false);
   if (during) during(false);
-  const store::WriterStats w1 = writer_stats();
+  const engine::WriterStats w1 = writer_stats();
   streams.Stop();
 
   RunResult r;
@@ -1331,9 +1331,9 @@ int Run() {
 }
 
 }  // namespace
-}  // namespace cv::bench
+}  // namespace computevoucher::bench
 
 int main(int argc, char** argv) {
-  cv::ParseFlags(argc, argv);
-  return cv::bench::Run();
+  computevoucher::ParseFlags(argc, argv);
+  return computevoucher::bench::Run();
 }

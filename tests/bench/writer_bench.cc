@@ -58,7 +58,7 @@
 #include "scheduler/core/state_machine.h"
 #include "scheduler/store/sqlite_store.h"
 #include "scheduler/store/store.h"
-#include "scheduler/store/writer.h"
+#include "scheduler/engine/writer.h"
 #include "tests/bench/bench_util.h"
 #include "tests/testing/world.h"
 #include "tests/testing/temp_dir.h"
@@ -82,22 +82,22 @@ ABSL_FLAG(std::string, dir, "",
           "temporary data directory; default $TMPDIR or /tmp. Put it on the "
           "file system you want to measure.");
 
-namespace cv::bench {
+namespace computevoucher::bench {
 namespace {
 
-using ::cv::bench::FileSystemType;
-using ::cv::bench::MachineBusySeconds;
-using ::cv::bench::ProcessCpuNanos;
-using ::cv::bench::Rate;
-using ::cv::bench::Seconds;
-using ::cv::testing::TempDir;
-using ::cv::bench::ThreadCpuNanos;
+using ::computevoucher::bench::FileSystemType;
+using ::computevoucher::bench::MachineBusySeconds;
+using ::computevoucher::bench::ProcessCpuNanos;
+using ::computevoucher::bench::Rate;
+using ::computevoucher::bench::Seconds;
+using ::computevoucher::testing::TempDir;
+using ::computevoucher::bench::ThreadCpuNanos;
 
 namespace pb = ::computevoucher::v1;
-using ::cv::testing::AdminPrincipal;
-using ::cv::testing::AgentPrincipal;
-using ::cv::testing::EnterprisePrincipal;
-using ::cv::testing::NewCommand;
+using ::computevoucher::testing::AdminPrincipal;
+using ::computevoucher::testing::AgentPrincipal;
+using ::computevoucher::testing::EnterprisePrincipal;
+using ::computevoucher::testing::NewCommand;
 
 // Submitter slots: one agent cluster each; a run with S submitters gives
 // submitter t the clusters c with c % S == t.
@@ -190,7 +190,7 @@ class TimedStore final : public store::Store {
 // Submits `commands` from `threads` threads at once, so that they share
 // group commits; their relative order is not kept. Outcomes in input order.
 std::vector<absl::StatusOr<core::Outcome>> SubmitConcurrently(
-    store::Writer& writer, std::vector<pb::Command> commands, int threads) {
+    engine::Writer& writer, std::vector<pb::Command> commands, int threads) {
   std::vector<absl::StatusOr<core::Outcome>> outcomes(
       commands.size(), absl::UnknownError("not submitted"));
   std::atomic<size_t> next{0};
@@ -235,7 +235,7 @@ struct Slot {
 
 // Builds the world and the bench's clusters and allocations through
 // `writer`; returns one slot per cluster.
-absl::StatusOr<std::vector<Slot>> Setup(store::Writer& writer,
+absl::StatusOr<std::vector<Slot>> Setup(engine::Writer& writer,
                                         int allocations_per_cluster) {
   // The standard test world, restamped by the writer.
   core::StateMachine scratch;
@@ -383,7 +383,7 @@ struct Snapshot {
   std::chrono::steady_clock::time_point at;
   int64_t commands = 0, accepted = 0, charges = 0, refused = 0, errors = 0,
           paced = 0, latency_ns = 0;
-  store::WriterStats writer;
+  engine::WriterStats writer;
   TimedStore::Totals store;
   int64_t process_cpu_ns = 0;
   double machine_busy_s = 0;
@@ -414,7 +414,7 @@ struct RunResult {
 
 class Submitters {
  public:
-  Submitters(store::Writer& writer, std::vector<Slot>& slots, int count)
+  Submitters(engine::Writer& writer, std::vector<Slot>& slots, int count)
       : writer_(writer), counters_(count) {
     for (int t = 0; t < count; ++t) {
       std::vector<Slot*> mine;
@@ -527,7 +527,7 @@ class Submitters {
     }
   }
 
-  store::Writer& writer_;
+  engine::Writer& writer_;
   std::vector<Counters> counters_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
@@ -535,7 +535,7 @@ class Submitters {
   std::string first_problem_ ABSL_GUARDED_BY(mu_);
 };
 
-Snapshot Take(const store::Writer& writer, const TimedStore& timed,
+Snapshot Take(const engine::Writer& writer, const TimedStore& timed,
               const Submitters& submitters) {
   Snapshot s;
   s.at = std::chrono::steady_clock::now();
@@ -547,7 +547,7 @@ Snapshot Take(const store::Writer& writer, const TimedStore& timed,
   return s;
 }
 
-RunResult Measure(store::Writer& writer, const TimedStore& timed,
+RunResult Measure(engine::Writer& writer, const TimedStore& timed,
                   std::vector<Slot>& slots, int count, double warmup_s,
                   double seconds) {
   Submitters submitters(writer, slots, count);
@@ -766,10 +766,10 @@ int Run() {
   }
   TimedStore timed(**sqlite);
   RealClock clock;
-  store::WriterOptions options;
+  engine::WriterOptions options;
   options.max_batch_records = absl::GetFlag(FLAGS_max_batch_records);
-  absl::StatusOr<std::unique_ptr<store::Writer>> writer =
-      store::Writer::Open(timed, clock, options);
+  absl::StatusOr<std::unique_ptr<engine::Writer>> writer =
+      engine::Writer::Open(timed, clock, options);
   if (!writer.ok()) {
     std::fprintf(stderr, "writer_bench: open writer: %s\n",
                  writer.status().ToString().c_str());
@@ -947,9 +947,9 @@ int Run() {
 }
 
 }  // namespace
-}  // namespace cv::bench
+}  // namespace computevoucher::bench
 
 int main(int argc, char** argv) {
-  cv::ParseFlags(argc, argv);
-  return cv::bench::Run();
+  computevoucher::ParseFlags(argc, argv);
+  return computevoucher::bench::Run();
 }

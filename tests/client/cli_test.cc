@@ -10,7 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 using ::testing::HasSubstr;
@@ -114,4 +114,4 @@ TEST(Cli, APositionalPastTheNamesIsRefusedNotThrown) {
 }
 
 }  // namespace
-}  // namespace cv::client
+}  // namespace computevoucher::client

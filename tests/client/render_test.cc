@@ -9,7 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 TEST(Render, Percentages) {
@@ -69,4 +69,4 @@ TEST(Render, TablesAlignTextLeftAndAmountsRight) {
 }
 
 }  // namespace
-}  // namespace cv::client
+}  // namespace computevoucher::client

@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace cv::client {
+namespace computevoucher::client {
 namespace {
 
 namespace pb = ::computevoucher::v1;
@@ -163,4 +163,4 @@ TEST(Values, EnumWordsAreLowerCaseWithDashes) {
 }
 
 }  // namespace
-}  // namespace cv::client
+}  // namespace computevoucher::client

@@ -53,15 +53,15 @@
 
 extern char** environ;
 
-namespace cv {
+namespace computevoucher {
 namespace {
 
-using ::cv::testing::MakeTempDir;
-using ::cv::testing::TempDir;
+using ::computevoucher::testing::MakeTempDir;
+using ::computevoucher::testing::TempDir;
 
 namespace pb = ::computevoucher::v1;
-using ::cv::testing::BuildDir;
-using ::cv::testing::ChildProcess;
+using ::computevoucher::testing::BuildDir;
+using ::computevoucher::testing::ChildProcess;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -1214,4 +1214,4 @@ TEST_F(VoucherctlTest, GivesUpAfterLeaderWaitWithTheExitCodeOfWhoFailed) {
 }
 
 }  // namespace
-}  // namespace cv
+}  // namespace computevoucher

@@ -9,11 +9,11 @@
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 
-namespace cv {
+namespace computevoucher {
 namespace {
 
-using ::cv::testing::IsOk;
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
@@ -148,4 +148,4 @@ TEST(NormalizeCreditCode, ForbiddenLettersAreRejectedAnywhere) {
 }
 
 }  // namespace
-}  // namespace cv
+}  // namespace computevoucher

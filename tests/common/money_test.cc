@@ -10,11 +10,11 @@
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 
-namespace cv {
+namespace computevoucher {
 namespace {
 
-using ::cv::testing::IsOk;
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::StatusIs;
 using ::testing::HasSubstr;
 
 constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
@@ -284,4 +284,4 @@ TEST(ParseMoney, ParsesInt64MinFen) {
 }
 
 }  // namespace
-}  // namespace cv
+}  // namespace computevoucher

@@ -12,11 +12,11 @@
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 
-namespace cv {
+namespace computevoucher {
 namespace {
 
-using ::cv::testing::IsOk;
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -361,4 +361,4 @@ TEST(TruncateUtf8, NeverCutsASequence) {
 }
 
 }  // namespace
-}  // namespace cv
+}  // namespace computevoucher

@@ -21,7 +21,7 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/agent_world.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 using ::testing::HasSubstr;
@@ -446,4 +446,4 @@ TEST_F(AgentFaultTest, AllocationsEndedByTheSchedulerStopWithinAHeartbeat) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

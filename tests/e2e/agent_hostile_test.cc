@@ -31,7 +31,7 @@
 #include "tests/testing/binaries.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 namespace pb = ::computevoucher::v1;
@@ -467,4 +467,4 @@ TEST_F(AgentHostileTest, AnAllocationEndedWhileTheAgentWasDownIsMeteredToItsEnd)
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

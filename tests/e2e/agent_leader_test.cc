@@ -32,7 +32,7 @@
 #include "tests/testing/binaries.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 namespace pb = ::computevoucher::v1;
@@ -403,4 +403,4 @@ TEST_F(AgentLeaderTest, AnEmptyEntryInTheSchedulerListIsAConfigError) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -23,7 +23,7 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/agent_world.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 using ::testing::HasSubstr;
@@ -498,4 +498,4 @@ TEST_F(AgentMeterTest, BadFlagsAreUsageErrors) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

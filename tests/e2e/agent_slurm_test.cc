@@ -30,7 +30,7 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/agent_world.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 using ::testing::HasSubstr;
@@ -410,4 +410,4 @@ TEST_F(AgentSlurmTest, AStepLessJobIsFlaggedIdle) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

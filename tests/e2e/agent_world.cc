@@ -15,7 +15,7 @@
 #include "tests/testing/world.h"
 #include "tests/testing/world_api.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 std::string SchedulerBinary() {
@@ -324,4 +324,4 @@ void AgentWorld::ExpectVerifies() {
       << ReadFile(out).value_or("");
 }
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

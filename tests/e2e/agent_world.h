@@ -20,7 +20,7 @@
 #include "tests/testing/binaries.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 namespace pb = ::computevoucher::v1;
 
@@ -122,6 +122,6 @@ class AgentWorld : public ::testing::Test {
   int requests_ = 0;
 };
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing
 
 #endif  // COMPUTEVOUCHER_TESTS_E2E_AGENT_WORLD_H_

@@ -24,7 +24,7 @@
 #include "tests/e2e/agent_world.h"
 #include "tests/scheduler/store/store_backend.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 using ::testing::HasSubstr;
@@ -351,4 +351,4 @@ TEST_F(ReplicaFailoverTest, PausedLeaderIsFencedAndStepsDown) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -36,11 +36,11 @@
 #include "tests/testing/world_api.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv {
+namespace computevoucher {
 namespace {
 
-using ::cv::testing::MakeTempDir;
-using ::cv::testing::TempDir;
+using ::computevoucher::testing::MakeTempDir;
+using ::computevoucher::testing::TempDir;
 
 namespace pb = ::computevoucher::v1;
 using ::testing::HasSubstr;
@@ -409,4 +409,4 @@ TEST_F(SchedulerBinaryTest, ServesTlsAndMutualTls) {
 }
 
 }  // namespace
-}  // namespace cv
+}  // namespace computevoucher

@@ -33,7 +33,7 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/agent_world.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 bool Retryable(const grpc::Status& s) {
@@ -322,4 +322,4 @@ TEST_F(FaultSoak, DISABLED_KillLoopsUnderIngestAndRedemption) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -18,20 +18,20 @@
 #include "common/clock.h"
 #include "common/time_util.h"
 #include "scheduler/store/sqlite_store.h"
-#include "scheduler/store/writer.h"
+#include "scheduler/engine/writer.h"
 #include "tests/testing/world.h"
 
 namespace {
 
 namespace pb = ::computevoucher::v1;
-using cv::testing::AdminPrincipal;
-using cv::testing::AgentPrincipal;
-using cv::testing::EnterprisePrincipal;
-using cv::testing::NewCommand;
+using computevoucher::testing::AdminPrincipal;
+using computevoucher::testing::AgentPrincipal;
+using computevoucher::testing::EnterprisePrincipal;
+using computevoucher::testing::NewCommand;
 
 // Time at 1000× real speed from a base, so that usage intervals of a minute
 // end in the past after a millisecond.
-class FastClock final : public cv::Clock {
+class FastClock final : public computevoucher::Clock {
  public:
   explicit FastClock(absl::Time base) : base_(base), start_(absl::Now()) {}
   absl::Time Now() override { return base_ + (absl::Now() - start_) * 1000; }
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   const std::string run = argv[2];
-  auto store = cv::store::OpenSqliteStore(dir, cv::store::OpenMode::kReadWrite);
+  auto store = computevoucher::store::OpenSqliteStore(dir, computevoucher::store::OpenMode::kReadWrite);
   if (!store.ok()) return Fail("open", store.status());
   // Start the fast clock where the stored state left off.
   absl::Time base = absl::Now();
@@ -71,17 +71,17 @@ int main(int argc, char** argv) {
   auto last = (*store)->ReadCommands(head->command_sequence - 1, 1);
   if (!last.ok()) return Fail("read", last.status());
   for (const pb::Command& c : *last)
-    base = std::max(base, *cv::FromProto("time", c.time()));
+    base = std::max(base, *computevoucher::FromProto("time", c.time()));
   FastClock clock(base);
-  auto writer = cv::store::Writer::Open(**store, clock);
+  auto writer = computevoucher::engine::Writer::Open(**store, clock);
   if (!writer.ok()) return Fail("writer", writer.status());
-  cv::store::Writer& w = **writer;
+  computevoucher::engine::Writer& w = **writer;
 
   const bool fresh = w.Read(
-      [](const cv::core::StateMachine& s) { return s.programs().empty(); });
+      [](const computevoucher::core::StateMachine& s) { return s.programs().empty(); });
   if (fresh) {
-    cv::core::StateMachine scratch;
-    cv::testing::Driver driver(scratch);
+    computevoucher::core::StateMachine scratch;
+    computevoucher::testing::Driver driver(scratch);
     if (absl::Status s = driver.BuildWorld(); !s.ok()) return Fail("world", s);
     for (pb::Command c : driver.log()) {
       c.clear_sequence();
@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
   if (!allocation.ok()) return Fail("allocate", allocation.status());
   const pb::Allocation a =
       static_cast<const pb::Allocation&>(*allocation->response);
-  const absl::Time assigned = *cv::FromProto("assigned_at", a.assigned_at());
+  const absl::Time assigned = *computevoucher::FromProto("assigned_at", a.assigned_at());
   Say("READY");
 
   std::vector<std::thread> threads;
@@ -144,8 +144,8 @@ int main(int argc, char** argv) {
       pb::UsageRecord* u = c.mutable_report_usage()->add_records();
       u->set_allocation_id(a.allocation_id());
       u->set_sequence(seq);
-      *u->mutable_start() = cv::ToProto(start);
-      *u->mutable_end() = cv::ToProto(start + absl::Minutes(1));
+      *u->mutable_start() = computevoucher::ToProto(start);
+      *u->mutable_end() = computevoucher::ToProto(start + absl::Minutes(1));
       u->set_gpu_ms(60'000);
       auto outcome = w.Submit(c);
       if (!outcome.ok()) _exit(2);

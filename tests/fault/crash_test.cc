@@ -23,16 +23,16 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scheduler/core/state_machine.h"
-#include "scheduler/store/replay.h"
+#include "scheduler/engine/replay.h"
 #include "scheduler/store/sqlite_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv {
+namespace computevoucher {
 namespace {
 
-using ::cv::testing::MakeTempDir;
-using ::cv::testing::TempDir;
+using ::computevoucher::testing::MakeTempDir;
+using ::computevoucher::testing::TempDir;
 
 namespace pb = ::computevoucher::v1;
 using ::testing::IsEmpty;
@@ -150,8 +150,8 @@ TEST_F(CrashTest, AcknowledgedCommandsSurviveSigkill) {
     ASSERT_OK_AND_ASSIGN(
         auto store, store::OpenSqliteStore(dir_, store::OpenMode::kReadOnly));
     core::StateMachine state;
-    ASSERT_OK_AND_ASSIGN(const store::ReplayReport report,
-                         store::Replay(*store, state));
+    ASSERT_OK_AND_ASSIGN(const engine::ReplayReport report,
+                         engine::Replay(*store, state));
     EXPECT_THAT(report.violations, IsEmpty());
     absl::flat_hash_map<std::string, int> request_ids;
     int64_t after = 0;
@@ -192,4 +192,4 @@ TEST_F(CrashTest, AcknowledgedCommandsSurviveSigkill) {
 }
 
 }  // namespace
-}  // namespace cv
+}  // namespace computevoucher

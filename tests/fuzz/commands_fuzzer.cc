@@ -25,25 +25,25 @@ namespace pb = ::computevoucher::v1;
 pb::Principal PrincipalFor(uint8_t pick) {
   switch (pick % 5) {
     case 0:
-      return cv::testing::AdminPrincipal();
+      return computevoucher::testing::AdminPrincipal();
     case 1:
-      return cv::testing::EnterprisePrincipal("E-000001");
+      return computevoucher::testing::EnterprisePrincipal("E-000001");
     case 2:
-      return cv::testing::EnterprisePrincipal("E-000003");
+      return computevoucher::testing::EnterprisePrincipal("E-000003");
     case 3:
-      return cv::testing::AgentPrincipal("hz-a");
+      return computevoucher::testing::AgentPrincipal("hz-a");
     default:
-      return cv::testing::AgentPrincipal("sz-b");
+      return computevoucher::testing::AgentPrincipal("sz-b");
   }
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  cv::core::StateMachine state;
-  cv::testing::Driver driver(state);
+  computevoucher::core::StateMachine state;
+  computevoucher::testing::Driver driver(state);
   if (!driver.BuildWorld().ok()) std::abort();
-  cv::core::JournalVerifier verifier;
+  computevoucher::core::JournalVerifier verifier;
   auto absorb = [&] {
     for (const pb::JournalEntry& e : state.TakeJournal()) verifier.Add(e);
     const std::vector<std::string> violations = verifier.Check(state);
@@ -73,7 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       command.set_request_id("fuzz-" + std::to_string(n));
     }
     driver.Advance(absl::Seconds(step_s));
-    absl::StatusOr<cv::core::Outcome> outcome = driver.Apply(command);
+    absl::StatusOr<computevoucher::core::Outcome> outcome = driver.Apply(command);
     if (!outcome.ok() &&
         outcome.status().code() == absl::StatusCode::kInternal) {
       std::fprintf(stderr, "internal error: %s\n",

@@ -37,7 +37,7 @@ void RequireClean(const absl::Status& s) {
 template <typename Config, typename Normalize>
 void Check(const std::string& text, Normalize normalize) {
   Config config;
-  const absl::Status parsed = cv::ParseTextProto("config", text, &config);
+  const absl::Status parsed = computevoucher::ParseTextProto("config", text, &config);
   RequireClean(parsed);
   if (!parsed.ok()) return;
   const absl::Status first = normalize(config);
@@ -53,15 +53,15 @@ void Check(const std::string& text, Normalize normalize) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   Check<pb::SchedulerConfig>(text, [](pb::SchedulerConfig& c) {
-    absl::Status s = cv::scheduler::NormalizeConfig(c);
-    if (s.ok()) s = cv::store::ValidateStoreConfig(c);
+    absl::Status s = computevoucher::scheduler::NormalizeConfig(c);
+    if (s.ok()) s = computevoucher::store::ValidateStoreConfig(c);
     return s;
   });
   Check<pb::AgentConfig>(
-      text, [](pb::AgentConfig& c) { return cv::agent::NormalizeAgentConfig(c); });
+      text, [](pb::AgentConfig& c) { return computevoucher::agent::NormalizeAgentConfig(c); });
   pb::ClientConfig client;
-  if (cv::ParseTextProto("config", text, &client).ok()) {
-    auto endpoints = cv::ParseAddressList("endpoint", client.endpoint());
+  if (computevoucher::ParseTextProto("config", text, &client).ok()) {
+    auto endpoints = computevoucher::ParseAddressList("endpoint", client.endpoint());
     RequireClean(endpoints.status());
     if (endpoints.ok()) {
       for (const std::string& e : *endpoints) Require(!e.empty());

@@ -12,7 +12,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view text(reinterpret_cast<const char*>(data), size);
-  namespace slurm = cv::agent::slurm;
+  namespace slurm = computevoucher::agent::slurm;
   if (auto jobs = slurm::ParseJobs(text); jobs.ok()) {
     for (const slurm::Job& j : *jobs) {
       (void)slurm::IsTerminal(j.state);

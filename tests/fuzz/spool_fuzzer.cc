@@ -31,7 +31,7 @@
 
 namespace {
 
-using ::cv::agent::Spool;
+using ::computevoucher::agent::Spool;
 
 void Require(bool condition) {
   if (!condition) std::abort();
@@ -43,7 +43,7 @@ std::string Frame(absl::string_view payload) {
   std::string out;
   const uint32_t n = static_cast<uint32_t>(payload.size());
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(n >> (8 * i)));
-  out.append(cv::Sha256(payload).substr(0, 4));
+  out.append(computevoucher::Sha256(payload).substr(0, 4));
   out.append(payload.data(), payload.size());
   return out;
 }

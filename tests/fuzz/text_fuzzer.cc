@@ -27,29 +27,29 @@ void Require(bool condition) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view text(reinterpret_cast<const char*>(data), size);
-  for (cv::TextLines lines : {cv::TextLines::kOne, cv::TextLines::kMany}) {
-    const std::string clean = cv::CleanText(text, 1024, lines);
-    Require(cv::CheckText("f", clean, 0, 1024, lines).ok());
-    (void)cv::CheckText("f", text, 0, 1024, lines);
+  for (computevoucher::TextLines lines : {computevoucher::TextLines::kOne, computevoucher::TextLines::kMany}) {
+    const std::string clean = computevoucher::CleanText(text, 1024, lines);
+    Require(computevoucher::CheckText("f", clean, 0, 1024, lines).ok());
+    (void)computevoucher::CheckText("f", text, 0, 1024, lines);
   }
   for (size_t max : {size_t{0}, size_t{1}, size_t{7}, size_t{64}, size}) {
-    const absl::string_view cut = cv::TruncateUtf8(text, max);
+    const absl::string_view cut = computevoucher::TruncateUtf8(text, max);
     Require(cut.size() <= max || text.size() <= max);
     Require(text.substr(0, cut.size()) == cut);
   }
-  Require(cv::Quoted(text).size() <= 100);
-  (void)cv::CheckLength("f", text, 1, 64);
-  (void)cv::CheckRequestId(text);
-  (void)cv::CheckIdRef("f", text);
-  (void)cv::Utf8Length(text);
-  if (absl::StatusOr<int64_t> fen = cv::ParseMoney(text); fen.ok()) {
-    absl::StatusOr<int64_t> again = cv::ParseMoney(cv::FormatFen(*fen));
+  Require(computevoucher::Quoted(text).size() <= 100);
+  (void)computevoucher::CheckLength("f", text, 1, 64);
+  (void)computevoucher::CheckRequestId(text);
+  (void)computevoucher::CheckIdRef("f", text);
+  (void)computevoucher::Utf8Length(text);
+  if (absl::StatusOr<int64_t> fen = computevoucher::ParseMoney(text); fen.ok()) {
+    absl::StatusOr<int64_t> again = computevoucher::ParseMoney(computevoucher::FormatFen(*fen));
     Require(again.ok() && *again == *fen);
   }
-  if (absl::StatusOr<std::vector<cv::agent::pb::GpuModel>> inventory =
-          cv::agent::ParseInventory(text);
+  if (absl::StatusOr<std::vector<computevoucher::agent::pb::GpuModel>> inventory =
+          computevoucher::agent::ParseInventory(text);
       inventory.ok()) {
-    (void)cv::agent::ApplyPrices(text, *inventory);
+    (void)computevoucher::agent::ApplyPrices(text, *inventory);
   }
   return 0;
 }

@@ -37,7 +37,7 @@ void RequireClean(const absl::Status& s) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  namespace client = cv::client;
+  namespace client = computevoucher::client;
   const std::string input(reinterpret_cast<const char*>(data), size);
   const std::vector<std::string> argv =
       size == 0 ? std::vector<std::string>()

@@ -34,7 +34,7 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 using ::testing::HasSubstr;
@@ -464,4 +464,4 @@ TEST(GrpcCodeName, UsesGrpcsNames) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -26,7 +26,7 @@
 
 extern char** environ;
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 std::string BuildDir() {
   const char* dir = std::getenv("CV_BUILD_DIR");
@@ -204,4 +204,4 @@ std::string HealthStatus(const std::string& address) {
   return "unexpected answer";
 }
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -15,7 +15,7 @@
 
 #include "absl/time/time.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 // The build directory (CTest sets CV_BUILD_DIR; "." otherwise).
 std::string BuildDir();
@@ -78,6 +78,6 @@ std::string DeadAddress();
 // `address` for the whole server: "SERVING", "NOT_SERVING", or the error.
 std::string HealthStatus(const std::string& address);
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing
 
 #endif  // COMPUTEVOUCHER_TESTS_TESTING_BINARIES_H_

@@ -9,7 +9,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 class FakeClock final : public Clock {
  public:
@@ -38,6 +38,6 @@ class FakeClock final : public Clock {
   const absl::Duration step_;
 };
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing
 
 #endif  // COMPUTEVOUCHER_TESTS_TESTING_FAKE_CLOCK_H_

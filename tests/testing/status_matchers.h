@@ -15,7 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 inline const absl::Status& GetStatus(const absl::Status& s) { return s; }
 template <typename T>
@@ -45,7 +45,7 @@ MATCHER_P2(StatusIs, code, message_matcher,
          ::testing::Matches(message_matcher)(std::string(s.message()));
 }
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing
 
 #define CV_TEST_CONCAT_INNER_(a, b) a##b
 #define CV_TEST_CONCAT_(a, b) CV_TEST_CONCAT_INNER_(a, b)

@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 absl::StatusOr<TempDir> TempDir::Make(const std::string& prefix,
                                       std::string parent) {
@@ -63,4 +63,4 @@ void MakeTempDir(const std::string& prefix, TempDir& out) {
   out = *std::move(made);
 }
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 class TempDir {
  public:
@@ -36,6 +36,6 @@ class TempDir {
 // fatally. ASSERT_NO_FATAL_FAILURE(MakeTempDir("api", temp_));
 void MakeTempDir(const std::string& prefix, TempDir& out);
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing
 
 #endif  // COMPUTEVOUCHER_TESTS_TESTING_TEMP_DIR_H_

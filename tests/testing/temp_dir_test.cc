@@ -10,7 +10,7 @@
 
 #include "gtest/gtest.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 TEST(TempDir, IsPrivateAndRemovedWithWhatItHolds) {
@@ -64,4 +64,4 @@ TEST(TempDir, AnUnusableParentIsAnError) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -4,7 +4,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 pb::Principal AdminPrincipal() {
   pb::Principal p;
@@ -232,4 +232,4 @@ absl::Status Driver::BuildWorld() {
   return absl::OkStatus();
 }
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -15,7 +15,7 @@
 #include "computevoucher/v1/journal.pb.h"
 #include "scheduler/core/state_machine.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 namespace pb = ::computevoucher::v1;
 
@@ -108,6 +108,6 @@ class Driver {
   std::vector<pb::Command> log_;
 };
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing
 
 #endif  // COMPUTEVOUCHER_TESTS_TESTING_WORLD_H_

@@ -7,7 +7,7 @@
 #include "common/status_macros.h"
 #include "grpcpp/client_context.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 std::unique_ptr<grpc::ClientContext> As(const std::string& token) {
@@ -63,4 +63,4 @@ absl::StatusOr<std::string> CreateTokenThroughApi(
   return response.secret();
 }
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -11,7 +11,7 @@
 #include "computevoucher/v1/admin.grpc.pb.h"
 #include "tests/testing/world.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 // Creates `program` (normally WorldProgram(), perhaps with another validity
 // window), then the world's providers and enterprises, as `admin_token`,
@@ -30,6 +30,6 @@ absl::StatusOr<std::string> CreateTokenThroughApi(
     const std::function<std::string()>& next_request_id,
     pb::CreateTokenRequest request);
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing
 
 #endif  // COMPUTEVOUCHER_TESTS_TESTING_WORLD_API_H_

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace cv::store {
+namespace computevoucher::store {
 
 std::string NewCandidateId() {
   char host[256] = {};
@@ -54,4 +54,4 @@ int64_t ClampNanos(absl::Time t) {
 }
 
 }  // namespace internal
-}  // namespace cv::store
+}  // namespace computevoucher::store

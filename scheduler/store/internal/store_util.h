@@ -10,7 +10,7 @@
 #include "google/protobuf/timestamp.pb.h"
 #include "scheduler/store/store.h"
 
-namespace cv::store::internal {
+namespace computevoucher::store::internal {
 
 // OK when `batch` continues both sequences of `head` without gaps;
 // FailedPrecondition naming the first sequence that does not otherwise.
@@ -24,6 +24,6 @@ int64_t NanosOf(const google::protobuf::Timestamp& ts);
 // included).
 int64_t ClampNanos(absl::Time t);
 
-}  // namespace cv::store::internal
+}  // namespace computevoucher::store::internal
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_STORE_INTERNAL_STORE_UTIL_H_

@@ -5,10 +5,10 @@
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 
-namespace cv::agent {
+namespace computevoucher::agent {
 namespace {
 
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::StatusIs;
 using ::testing::HasSubstr;
 
 TEST(SystemCommandRunner, CapturesOutputAndExitCode) {
@@ -47,4 +47,4 @@ TEST(SystemCommandRunner, FindsCommandsInPath) {
 }
 
 }  // namespace
-}  // namespace cv::agent
+}  // namespace computevoucher::agent

@@ -8,10 +8,10 @@
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 
-namespace cv::agent::slurm {
+namespace computevoucher::agent::slurm {
 namespace {
 
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::StatusIs;
 using ::testing::HasSubstr;
 
 TEST(ParseJobs, ReadsSqueueLinesWithTheNameLast) {
@@ -136,4 +136,4 @@ TEST(ShellQuote, QuotesEveryArgument) {
 }
 
 }  // namespace
-}  // namespace cv::agent::slurm
+}  // namespace computevoucher::agent::slurm

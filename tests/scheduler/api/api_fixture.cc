@@ -13,7 +13,7 @@
 #include "tests/testing/world.h"
 #include "tests/testing/world_api.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 void ApiTest::SetUp() {
   ASSERT_NO_FATAL_FAILURE(MakeTempDir("api", temp_));
@@ -137,4 +137,4 @@ pb::Voucher ApiTest::Issue(const std::string& enterprise_id,
   return v;
 }
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -15,7 +15,7 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 
 namespace pb = ::computevoucher::v1;
 
@@ -72,6 +72,6 @@ class ApiTest : public ::testing::Test {
   std::string NextRequestId() { return "req-" + std::to_string(++requests_); }
 };
 
-}  // namespace cv::testing
+}  // namespace computevoucher::testing
 
 #endif  // COMPUTEVOUCHER_TESTS_SCHEDULER_API_API_FIXTURE_H_

@@ -10,7 +10,7 @@
 #include "gtest/gtest.h"
 #include "tests/scheduler/api/api_fixture.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 using ::testing::HasSubstr;
@@ -87,4 +87,4 @@ TEST_F(ConcurrencyTest, HoldsNeverExceedTheVoucher) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

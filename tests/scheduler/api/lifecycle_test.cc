@@ -9,7 +9,7 @@
 #include "tests/scheduler/api/api_fixture.h"
 #include "tests/testing/world.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 class LifecycleTest : public ApiTest {
@@ -260,9 +260,9 @@ TEST_F(LifecycleTest, ExtendHoldsMoreAndQueuedAllocationsCanBeCancelled) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 TEST_F(LifecycleTest, UsageIsListedInPagesAndByPeriod) {
@@ -315,4 +315,4 @@ TEST_F(LifecycleTest, UsageIsListedInPagesAndByPeriod) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

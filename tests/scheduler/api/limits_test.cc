@@ -28,7 +28,7 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "tests/scheduler/api/api_fixture.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 using ::google::protobuf::Descriptor;
@@ -44,7 +44,7 @@ constexpr int kHugeCount = 100'000;
 // A request each method's validation accepts as far as the field under
 // test (text format; the ids are the world's, and $V, $A, $APP and $T
 // those of a voucher, allocation, application and token of E-000003).
-// Methods without an entry start from an empty request.
+// Methods without an entry start from an empty request. A data table.
 const std::map<std::string, std::string>& Baselines() {
   static const auto* const kBaselines = new std::map<std::string, std::string>{
       {"AdminService.CreateProgram",
@@ -363,4 +363,4 @@ TEST_F(LimitsTest, EveryStringAndListOfEveryRequestIsBounded) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

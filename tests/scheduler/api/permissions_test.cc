@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/scheduler/api/api_fixture.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 using ::testing::HasSubstr;
@@ -417,4 +417,4 @@ TEST_F(PermissionsTest, AuditorsReadButNeverWrite) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -13,7 +13,7 @@
 #include "gtest/gtest.h"
 #include "tests/scheduler/api/api_fixture.h"
 
-namespace cv::testing {
+namespace computevoucher::testing {
 namespace {
 
 using ::testing::HasSubstr;
@@ -318,4 +318,4 @@ TEST_F(ScenarioTest, HangzhouProgramToTheFen) {
 }
 
 }  // namespace
-}  // namespace cv::testing
+}  // namespace computevoucher::testing

@@ -5,11 +5,11 @@
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
-using ::cv::testing::IsOk;
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::StatusIs;
 using ::testing::HasSubstr;
 namespace pb = ::computevoucher::v1;
 
@@ -152,4 +152,4 @@ TEST(Ledger, OnlySourceAccountsMayGoNegative) {
 }
 
 }  // namespace
-}  // namespace cv::core
+}  // namespace computevoucher::core

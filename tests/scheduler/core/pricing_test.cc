@@ -7,10 +7,10 @@
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::StatusIs;
 namespace pb = ::computevoucher::v1;
 
 TEST(CostFen, RoundsDownPerDesign) {
@@ -107,4 +107,4 @@ TEST(RatioBp, TakesSmeRatioOnlyWhenHigher) {
 }
 
 }  // namespace
-}  // namespace cv::core
+}  // namespace computevoucher::core

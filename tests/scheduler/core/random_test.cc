@@ -17,15 +17,15 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
-using ::cv::testing::AdminPrincipal;
-using ::cv::testing::AgentPrincipal;
-using ::cv::testing::Driver;
-using ::cv::testing::EnterprisePrincipal;
-using ::cv::testing::IsOk;
-using ::cv::testing::NewCommand;
+using ::computevoucher::testing::AdminPrincipal;
+using ::computevoucher::testing::AgentPrincipal;
+using ::computevoucher::testing::Driver;
+using ::computevoucher::testing::EnterprisePrincipal;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::NewCommand;
 
 constexpr int kSequences = 2000;
 constexpr int kCommandsPerSequence = 40;
@@ -285,4 +285,4 @@ TEST(StateMachineRandom, InvariantsHoldAndReplayIsExact) {
 }
 
 }  // namespace
-}  // namespace cv::core
+}  // namespace computevoucher::core

@@ -14,12 +14,12 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
-using ::cv::testing::AgentPrincipal;
-using ::cv::testing::IsOk;
-using ::cv::testing::NewCommand;
+using ::computevoucher::testing::AgentPrincipal;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::NewCommand;
 using ::testing::IsEmpty;
 
 // Repeats `unit` `n` times.
@@ -279,7 +279,7 @@ TEST_F(ClusterRuntimeTest, BadHeartbeatTextsAreRefusedNamingTheField) {
 
 TEST_F(ClusterRuntimeTest, MeterIsAnyShortLineOfText) {
   pb::RegisterRequest registration =
-      ::cv::testing::WorldClusters()[0].registration;
+      ::computevoucher::testing::WorldClusters()[0].registration;
   const struct {
     std::string meter;
     std::string message;
@@ -360,7 +360,7 @@ class ClusterTermsTest : public StateMachineTest {
     pb::Command c = NewCommand(AgentPrincipal("sz-b"),
                                absl::StrCat("rereg-", ++registrations_));
     *c.mutable_register_cluster() =
-        ::cv::testing::WorldClusters()[1].registration;
+        ::computevoucher::testing::WorldClusters()[1].registration;
     c.mutable_register_cluster()->clear_inventory();
     for (pb::GpuModel& m : inventory) {
       *c.mutable_register_cluster()->add_inventory() = std::move(m);
@@ -380,7 +380,7 @@ class ClusterTermsTest : public StateMachineTest {
     return *driver_.state().ClusterView("sz-b");
   }
   absl::Status Approve() {
-    pb::Command c = NewCommand(::cv::testing::AdminPrincipal(),
+    pb::Command c = NewCommand(::computevoucher::testing::AdminPrincipal(),
                                absl::StrCat("approve-", ++registrations_));
     c.mutable_set_cluster_state()->set_cluster_id("sz-b");
     c.mutable_set_cluster_state()->set_state(pb::CLUSTER_STATE_APPROVED);
@@ -450,4 +450,4 @@ TEST_F(ClusterTermsTest, SellingLessAppliesAtOnce) {
 }
 
 }  // namespace
-}  // namespace cv::core
+}  // namespace computevoucher::core

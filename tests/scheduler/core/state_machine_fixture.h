@@ -15,7 +15,7 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 
 inline constexpr int64_t kYuan = 100;
 inline constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
@@ -25,7 +25,7 @@ inline constexpr absl::StatusCode kPrecondition =
 class StateMachineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_THAT(driver_.BuildWorld(), ::cv::testing::IsOk());
+    ASSERT_THAT(driver_.BuildWorld(), ::computevoucher::testing::IsOk());
   }
 
   int64_t Balance(const std::string& account) const {
@@ -44,14 +44,14 @@ class StateMachineTest : public ::testing::Test {
                       const std::string& text) {
     const std::string before = state_.Digest();
     EXPECT_THAT(driver_.Apply(std::move(command)),
-                ::cv::testing::StatusIs(code, ::testing::HasSubstr(text)));
+                ::computevoucher::testing::StatusIs(code, ::testing::HasSubstr(text)));
     EXPECT_EQ(state_.Digest(), before)
         << "a rejected command changed the state";
   }
 
   pb::Command CreateProgramCommand(const std::string& request_id) {
     pb::Command c =
-        ::cv::testing::NewCommand(::cv::testing::AdminPrincipal(), request_id);
+        ::computevoucher::testing::NewCommand(::computevoucher::testing::AdminPrincipal(), request_id);
     pb::CreateProgramRequest* r = c.mutable_create_program();
     r->set_name("Test program");
     r->set_issuer("Test office");
@@ -65,9 +65,9 @@ class StateMachineTest : public ::testing::Test {
   }
 
   StateMachine state_;
-  ::cv::testing::Driver driver_{state_};
+  ::computevoucher::testing::Driver driver_{state_};
 };
 
-}  // namespace cv::core
+}  // namespace computevoucher::core
 
 #endif  // COMPUTEVOUCHER_TESTS_SCHEDULER_CORE_STATE_MACHINE_FIXTURE_H_

@@ -11,16 +11,16 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
-using ::cv::testing::AdminPrincipal;
-using ::cv::testing::AgentPrincipal;
-using ::cv::testing::Driver;
-using ::cv::testing::EnterprisePrincipal;
-using ::cv::testing::IsOk;
-using ::cv::testing::NewCommand;
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::AdminPrincipal;
+using ::computevoucher::testing::AgentPrincipal;
+using ::computevoucher::testing::Driver;
+using ::computevoucher::testing::EnterprisePrincipal;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::NewCommand;
+using ::computevoucher::testing::StatusIs;
 using ::testing::HasSubstr;
 
 TEST_F(StateMachineTest, WorldIsFunded) {
@@ -675,4 +675,4 @@ TEST_F(StateMachineTest, ReplayingTheLogRebuildsTheSameState) {
 }
 
 }  // namespace
-}  // namespace cv::core
+}  // namespace computevoucher::core

@@ -8,11 +8,11 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
 
-namespace cv::core {
+namespace computevoucher::core {
 namespace {
 
-using ::cv::testing::Driver;
-using ::cv::testing::IsOk;
+using ::computevoucher::testing::Driver;
+using ::computevoucher::testing::IsOk;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -98,4 +98,4 @@ TEST_F(JournalVerifierTest, DetectsAWronglyShapedEntry) {
 }
 
 }  // namespace
-}  // namespace cv::core
+}  // namespace computevoucher::core

@@ -12,7 +12,7 @@
 #include "scheduler/store/postgres_store.h"
 #include "scheduler/store/sqlite_store.h"
 
-namespace cv::store {
+namespace computevoucher::store {
 namespace {
 
 class SqliteBackend final : public StoreBackend {
@@ -169,4 +169,4 @@ absl::StatusOr<std::unique_ptr<StoreBackend>> MakeStoreBackend(
       absl::StrCat("store backend \"", name, "\": use sqlite or postgres"));
 }
 
-}  // namespace cv::store
+}  // namespace computevoucher::store

@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "scheduler/store/store.h"
 
-namespace cv::store {
+namespace computevoucher::store {
 
 class StoreBackend {
  public:
@@ -38,6 +38,6 @@ std::vector<std::string> StoreBackendNames();
 absl::StatusOr<std::unique_ptr<StoreBackend>> MakeStoreBackend(
     const std::string& name, const std::string& root);
 
-}  // namespace cv::store
+}  // namespace computevoucher::store
 
 #endif  // COMPUTEVOUCHER_TESTS_SCHEDULER_STORE_STORE_BACKEND_H_

@@ -32,15 +32,15 @@
 #include "tests/testing/world.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::store {
+namespace computevoucher::store {
 namespace {
 
-using ::cv::testing::MakeTempDir;
-using ::cv::testing::TempDir;
+using ::computevoucher::testing::MakeTempDir;
+using ::computevoucher::testing::TempDir;
 
-using ::cv::testing::Driver;
-using ::cv::testing::IsOk;
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::Driver;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
@@ -490,7 +490,7 @@ TEST_P(StoreTest, ATakeoverFencesTheFormerLeaderSoThatOnlyOneCommits) {
   // A stops renewing (paused, say); once its lease expired B takes over
   // with the next token.
   Leadership b_won;
-  ASSERT_TRUE(cv::testing::PollUntil(
+  ASSERT_TRUE(computevoucher::testing::PollUntil(
       [&] {
         absl::StatusOr<Leadership> l = b->Campaign(replica_b, lease);
         if (l.ok()) b_won = *l;
@@ -681,7 +681,7 @@ std::vector<Batch> UsageBatches(const History& history, absl::Time base) {
 }
 
 TEST_P(StoreTest, UsageIsReadInAcceptanceOrderByPeriodAllocationAndPage) {
-  const absl::Time base = cv::testing::WorldStart() + absl::Hours(1);
+  const absl::Time base = computevoucher::testing::WorldStart() + absl::Hours(1);
   const std::vector<Batch> batches = UsageBatches(history_, base);
   std::vector<pb::ChargedUsage> all;
   for (const Batch& b : batches) {
@@ -758,7 +758,7 @@ TEST_P(StoreTest, UsageIsReadInAcceptanceOrderByPeriodAllocationAndPage) {
 // The caller's clock-skew bound lets the store skip records accepted long
 // before the period; without one every record is considered.
 TEST_P(StoreTest, AUsageQuerySkipsWhatWasAcceptedBeforeItsSkewBound) {
-  const absl::Time base = cv::testing::WorldStart() + absl::Hours(1);
+  const absl::Time base = computevoucher::testing::WorldStart() + absl::Hours(1);
   std::vector<Batch> batches = UsageBatches(history_, base);
   ASSERT_GE(batches.size(), 11u);
   // Accepted at minute 1 (among the first rows) but claiming to end at
@@ -844,4 +844,4 @@ TEST_F(SqliteStoreTest, FreshDatabaseIsAtSchemaVersionInWalMode) {
 }
 
 }  // namespace
-}  // namespace cv::store
+}  // namespace computevoucher::store

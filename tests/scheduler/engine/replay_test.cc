@@ -1,4 +1,4 @@
-#include "scheduler/store/replay.h"
+#include "scheduler/engine/replay.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -27,14 +27,19 @@
 #include "tests/testing/world.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::store {
+namespace computevoucher::engine {
 namespace {
 
-using ::cv::testing::MakeTempDir;
-using ::cv::testing::TempDir;
+using store::Batch;
+using store::OpenMode;
+using store::OpenSqliteStore;
+using store::Store;
 
-using ::cv::testing::Driver;
-using ::cv::testing::IsOk;
+using ::computevoucher::testing::MakeTempDir;
+using ::computevoucher::testing::TempDir;
+
+using ::computevoucher::testing::Driver;
+using ::computevoucher::testing::IsOk;
 using ::testing::Contains;
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
@@ -216,4 +221,4 @@ TEST_F(ReplayTest, DeletedCommandThatPostedEntriesIsReported) {
 }
 
 }  // namespace
-}  // namespace cv::store
+}  // namespace computevoucher::engine

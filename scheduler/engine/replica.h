@@ -11,8 +11,8 @@
 // down before its lease can expire by its own clock, and the store refuses
 // the appends of a leader whose lease another replica has taken
 // (Store::Campaign), so a paused leader that wakes up late never commits.
-#ifndef COMPUTEVOUCHER_SCHEDULER_STORE_REPLICA_H_
-#define COMPUTEVOUCHER_SCHEDULER_STORE_REPLICA_H_
+#ifndef COMPUTEVOUCHER_SCHEDULER_ENGINE_REPLICA_H_
+#define COMPUTEVOUCHER_SCHEDULER_ENGINE_REPLICA_H_
 
 #include <functional>
 #include <memory>
@@ -25,11 +25,13 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "scheduler/core/state_machine.h"
-#include "scheduler/store/replay.h"
+#include "scheduler/engine/replay.h"
 #include "scheduler/store/store.h"
-#include "scheduler/store/writer.h"
+#include "scheduler/engine/writer.h"
 
-namespace cv::store {
+namespace computevoucher::engine {
+
+namespace pb = ::computevoucher::v1;
 
 struct ReplicaOptions {
   // How long a lease lasts unrenewed. A follower takes over at most
@@ -48,7 +50,7 @@ struct ReplicaOptions {
 class Replica {
  public:
   // `store` and `clock` must outlive the replica.
-  Replica(Store& store, Clock& clock, ReplicaOptions options);
+  Replica(store::Store& store, Clock& clock, ReplicaOptions options);
   ~Replica();
   Replica(const Replica&) = delete;
   Replica& operator=(const Replica&) = delete;
@@ -89,11 +91,11 @@ class Replica {
   // A fresh standby state replaying from the start of the journal.
   void ResetStandby();
 
-  Store& store_;
+  store::Store& store_;
   Clock& clock_;
   const ReplicaOptions options_;
   // Set once, by Start.
-  Candidate candidate_;
+  store::Candidate candidate_;
 
   mutable absl::Mutex mu_;
   std::shared_ptr<Writer> writer_ ABSL_GUARDED_BY(mu_);
@@ -119,6 +121,6 @@ class Replica {
   bool stopped_ = false;
 };
 
-}  // namespace cv::store
+}  // namespace computevoucher::engine
 
-#endif  // COMPUTEVOUCHER_SCHEDULER_STORE_REPLICA_H_
+#endif  // COMPUTEVOUCHER_SCHEDULER_ENGINE_REPLICA_H_

@@ -1,4 +1,4 @@
-#include "scheduler/store/writer.h"
+#include "scheduler/engine/writer.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -10,9 +10,9 @@
 #include "absl/synchronization/notification.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
-#include "scheduler/store/replay.h"
+#include "scheduler/engine/replay.h"
 
-namespace cv::store {
+namespace computevoucher::engine {
 
 struct Writer::Pending {
   pb::Command command;
@@ -22,7 +22,7 @@ struct Writer::Pending {
 
 namespace {
 
-absl::StatusOr<std::unique_ptr<core::StateMachine>> Load(Store& store) {
+absl::StatusOr<std::unique_ptr<core::StateMachine>> Load(store::CommandLog& store) {
   auto state = std::make_unique<core::StateMachine>();
   ASSIGN_OR_RETURN(const ReplayReport report, Replay(store, *state));
   RETURN_IF_ERROR(CheckReport(report));
@@ -31,20 +31,20 @@ absl::StatusOr<std::unique_ptr<core::StateMachine>> Load(Store& store) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Writer>> Writer::Open(Store& store, Clock& clock,
+absl::StatusOr<std::unique_ptr<Writer>> Writer::Open(store::CommandLog& store, Clock& clock,
                                                      WriterOptions options) {
   ASSIGN_OR_RETURN(std::unique_ptr<core::StateMachine> state, Load(store));
   return Start(store, clock, std::move(options), std::move(state));
 }
 
 std::unique_ptr<Writer> Writer::Start(
-    Store& store, Clock& clock, WriterOptions options,
+    store::CommandLog& store, Clock& clock, WriterOptions options,
     std::unique_ptr<core::StateMachine> state) {
   return std::unique_ptr<Writer>(
       new Writer(store, clock, std::move(options), std::move(state)));
 }
 
-Writer::Writer(Store& store, Clock& clock, WriterOptions options,
+Writer::Writer(store::CommandLog& store, Clock& clock, WriterOptions options,
                std::unique_ptr<core::StateMachine> state)
     : store_(store), clock_(clock), options_(options) {
   next_sequence_ = state->last_command_sequence() + 1;
@@ -381,4 +381,4 @@ void Writer::Reload() {
   durable_sequence_ = state_->last_command_sequence();
 }
 
-}  // namespace cv::store
+}  // namespace computevoucher::engine

@@ -1,4 +1,4 @@
-#include "scheduler/store/replica.h"
+#include "scheduler/engine/replica.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace cv::store {
+namespace computevoucher::engine {
 namespace {
 
 // Commands a follower replays between two looks at whether it leads.
@@ -19,9 +19,9 @@ void Log(const std::string& line) {
 
 }  // namespace
 
-Replica::Replica(Store& store, Clock& clock, ReplicaOptions options)
+Replica::Replica(store::Store& store, Clock& clock, ReplicaOptions options)
     : store_(store), clock_(clock), options_(std::move(options)) {
-  candidate_.id = NewCandidateId();
+  candidate_.id = store::NewCandidateId();
 }
 
 Replica::~Replica() { Stop(); }
@@ -67,7 +67,7 @@ void Replica::CampaignLoop() {
 
 absl::Status Replica::CampaignOnce() {
   const absl::Time sent = clock_.Now();
-  absl::StatusOr<Leadership> won = store_.Campaign(candidate_, options_.lease);
+  absl::StatusOr<store::Leadership> won = store_.Campaign(candidate_, options_.lease);
   bool holding;
   {
     absl::MutexLock lock(&mu_);
@@ -273,4 +273,4 @@ std::string Replica::leader_address() const {
   return leader_address_;
 }
 
-}  // namespace cv::store
+}  // namespace computevoucher::engine

@@ -1,6 +1,6 @@
 // Rebuilding the state machine from a store.
-#ifndef COMPUTEVOUCHER_SCHEDULER_STORE_REPLAY_H_
-#define COMPUTEVOUCHER_SCHEDULER_STORE_REPLAY_H_
+#ifndef COMPUTEVOUCHER_SCHEDULER_ENGINE_REPLAY_H_
+#define COMPUTEVOUCHER_SCHEDULER_ENGINE_REPLAY_H_
 
 #include <cstdint>
 #include <memory>
@@ -10,9 +10,11 @@
 #include "absl/status/statusor.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/core/verify.h"
-#include "scheduler/store/store.h"
+#include "scheduler/store/command_log.h"
 
-namespace cv::store {
+namespace computevoucher::engine {
+
+namespace pb = ::computevoucher::v1;
 
 struct ReplayReport {
   int64_t commands = 0;
@@ -30,7 +32,7 @@ struct ReplayReport {
 class Replayer {
  public:
   // `store` and `state` (which must be fresh) must outlive the replayer.
-  Replayer(Store& store, core::StateMachine& state);
+  Replayer(store::CommandLog& store, core::StateMachine& state);
   ~Replayer();
   Replayer(const Replayer&) = delete;
   Replayer& operator=(const Replayer&) = delete;
@@ -53,7 +55,7 @@ class Replayer {
   class JournalCursor;
   void Mismatch(std::string message);
 
-  Store& store_;
+  store::CommandLog& store_;
   core::StateMachine& state_;
   std::unique_ptr<JournalCursor> cursor_;
   core::JournalVerifier verifier_;
@@ -70,8 +72,8 @@ absl::Status CheckReport(const ReplayReport& report);
 // checks each journal entry the commands post against the stored one, and
 // runs the JournalVerifier over the stored journal. Errors are I/O errors
 // only; what is wrong with the data is in the report.
-absl::StatusOr<ReplayReport> Replay(Store& store, core::StateMachine& state);
+absl::StatusOr<ReplayReport> Replay(store::CommandLog& store, core::StateMachine& state);
 
-}  // namespace cv::store
+}  // namespace computevoucher::engine
 
-#endif  // COMPUTEVOUCHER_SCHEDULER_STORE_REPLAY_H_
+#endif  // COMPUTEVOUCHER_SCHEDULER_ENGINE_REPLAY_H_

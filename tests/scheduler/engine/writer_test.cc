@@ -1,4 +1,4 @@
-#include "scheduler/store/writer.h"
+#include "scheduler/engine/writer.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -38,19 +38,29 @@
 #include "tests/testing/world.h"
 #include "tests/testing/temp_dir.h"
 
-namespace cv::store {
+namespace computevoucher::engine {
 namespace {
 
-using ::cv::testing::MakeTempDir;
-using ::cv::testing::TempDir;
+using store::Batch;
+using store::Candidate;
+using store::Head;
+using store::Leadership;
+using store::OpenMode;
+using store::OpenSqliteStore;
+using store::Store;
+using store::UsageQuery;
+using store::UsageRow;
 
-using ::cv::testing::AdminPrincipal;
-using ::cv::testing::AgentPrincipal;
-using ::cv::testing::Driver;
-using ::cv::testing::EnterprisePrincipal;
-using ::cv::testing::IsOk;
-using ::cv::testing::NewCommand;
-using ::cv::testing::StatusIs;
+using ::computevoucher::testing::MakeTempDir;
+using ::computevoucher::testing::TempDir;
+
+using ::computevoucher::testing::AdminPrincipal;
+using ::computevoucher::testing::AgentPrincipal;
+using ::computevoucher::testing::Driver;
+using ::computevoucher::testing::EnterprisePrincipal;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::NewCommand;
+using ::computevoucher::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
@@ -322,7 +332,7 @@ class WriterTest : public ::testing::Test {
 
   // Moves forward by 1 ms whenever it is read, as real time would while the
   // writer works.
-  cv::testing::FakeClock clock_{cv::testing::WorldStart(),
+  computevoucher::testing::FakeClock clock_{computevoucher::testing::WorldStart(),
                                 absl::Milliseconds(1)};
   TempDir temp_;  // destroyed after the members declared below
   std::string root_;
@@ -921,12 +931,12 @@ TEST_F(WriterTest, StoreFailureWithFailedRebuildServesNoUncommittedState) {
 }
 
 TEST_F(WriterTest, TimeNeverRunsBackwardsWhateverTheClockDoes) {
-  cv::testing::FakeClock clock(cv::testing::WorldStart());
+  computevoucher::testing::FakeClock clock(computevoucher::testing::WorldStart());
   std::unique_ptr<Store> store = OpenStore();
   ASSERT_NE(store, nullptr);
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Writer> writer,
                        Writer::Open(*store, clock));
-  const absl::Time start = cv::testing::WorldStart();
+  const absl::Time start = computevoucher::testing::WorldStart();
   clock.Set(start);
   ASSERT_NO_FATAL_FAILURE(SubmitWorld(*writer));
 
@@ -963,4 +973,4 @@ TEST_F(WriterTest, TimeNeverRunsBackwardsWhateverTheClockDoes) {
 }
 
 }  // namespace
-}  // namespace cv::store
+}  // namespace computevoucher::engine

@@ -1,4 +1,4 @@
-#include "scheduler/store/replay.h"
+#include "scheduler/engine/replay.h"
 
 #include <deque>
 
@@ -6,7 +6,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/util/message_differencer.h"
 
-namespace cv::store {
+namespace computevoucher::engine {
 namespace {
 
 constexpr int kChunk = 4096;
@@ -16,7 +16,7 @@ constexpr int kChunk = 4096;
 // Stored journal entries, read in chunks as replay consumes them.
 class Replayer::JournalCursor {
  public:
-  explicit JournalCursor(Store& store) : store_(store) {}
+  explicit JournalCursor(store::CommandLog& store) : store_(store) {}
 
   // The next stored entry, or nullopt at the end (for now: entries stored
   // later are read by a later call).
@@ -34,12 +34,12 @@ class Replayer::JournalCursor {
   }
 
  private:
-  Store& store_;
+  store::CommandLog& store_;
   int64_t after_ = 0;
   std::deque<pb::JournalEntry> buffer_;
 };
 
-Replayer::Replayer(Store& store, core::StateMachine& state)
+Replayer::Replayer(store::CommandLog& store, core::StateMachine& state)
     : store_(store),
       state_(state),
       cursor_(std::make_unique<JournalCursor>(store)) {}
@@ -125,10 +125,10 @@ absl::Status CheckReport(const ReplayReport& report) {
                    report.violations.front()));
 }
 
-absl::StatusOr<ReplayReport> Replay(Store& store, core::StateMachine& state) {
+absl::StatusOr<ReplayReport> Replay(store::CommandLog& store, core::StateMachine& state) {
   Replayer replayer(store, state);
   RETURN_IF_ERROR(replayer.CatchUp().status());
   return replayer.Finish();
 }
 
-}  // namespace cv::store
+}  // namespace computevoucher::engine

@@ -20,8 +20,8 @@
 // even that rebuild fails, the writer refuses every later command and
 // reads see an empty state (and failed() holds) until the scheduler is
 // restarted.
-#ifndef COMPUTEVOUCHER_SCHEDULER_STORE_WRITER_H_
-#define COMPUTEVOUCHER_SCHEDULER_STORE_WRITER_H_
+#ifndef COMPUTEVOUCHER_SCHEDULER_ENGINE_WRITER_H_
+#define COMPUTEVOUCHER_SCHEDULER_ENGINE_WRITER_H_
 
 #include <cstdint>
 #include <deque>
@@ -38,9 +38,11 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "scheduler/core/state_machine.h"
-#include "scheduler/store/store.h"
+#include "scheduler/store/command_log.h"
 
-namespace cv::store {
+namespace computevoucher::engine {
+
+namespace pb = ::computevoucher::v1;
 
 struct WriterOptions {
   // Most commands applied and committed in one transaction.
@@ -80,11 +82,11 @@ class Writer {
   // journal breaks an invariant) and starts the writer thread. `store` and
   // `clock` must outlive the writer.
   static absl::StatusOr<std::unique_ptr<Writer>> Open(
-      Store& store, Clock& clock, WriterOptions options = {});
+      store::CommandLog& store, Clock& clock, WriterOptions options = {});
   // Starts the writer on `state`, which the caller rebuilt from `store`
   // and checked (a Replayer's state, once its report showed no violation).
   static std::unique_ptr<Writer> Start(
-      Store& store, Clock& clock, WriterOptions options,
+      store::CommandLog& store, Clock& clock, WriterOptions options,
       std::unique_ptr<core::StateMachine> state);
   ~Writer();
   Writer(const Writer&) = delete;
@@ -159,12 +161,12 @@ class Writer {
   // Commands applied to the state, with the journal entries they posted,
   // waiting for (or in) their commit.
   struct Applied {
-    Batch batch;
+    store::Batch batch;
     std::vector<Pending*> pending;
     bool internal_error = false;
     int64_t rejected = 0;
   };
-  Writer(Store& store, Clock& clock, WriterOptions options,
+  Writer(store::CommandLog& store, Clock& clock, WriterOptions options,
          std::unique_ptr<core::StateMachine> state);
   void Run();
   void RunCommitter();
@@ -180,7 +182,7 @@ class Writer {
   // batch is in flight.
   void Reload();
 
-  Store& store_;
+  store::CommandLog& store_;
   Clock& clock_;
   const WriterOptions options_;
 
@@ -226,6 +228,6 @@ class Writer {
   std::thread committer_;
 };
 
-}  // namespace cv::store
+}  // namespace computevoucher::engine
 
-#endif  // COMPUTEVOUCHER_SCHEDULER_STORE_WRITER_H_
+#endif  // COMPUTEVOUCHER_SCHEDULER_ENGINE_WRITER_H_

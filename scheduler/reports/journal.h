@@ -1,0 +1,27 @@
+// Reports over the journal as stored: its pages, and its verification by
+// replaying the command log from the start.
+#ifndef COMPUTEVOUCHER_SCHEDULER_REPORTS_JOURNAL_H_
+#define COMPUTEVOUCHER_SCHEDULER_REPORTS_JOURNAL_H_
+
+#include "absl/status/statusor.h"
+#include "computevoucher/v1/admin.pb.h"
+#include "scheduler/store/command_log.h"
+
+namespace computevoucher::reports {
+
+namespace pb = ::computevoucher::v1;
+
+// The page of journal entries `request` asks for (from a sequence, of one
+// voucher or allocation), scanning the log in chunks until it is full.
+absl::StatusOr<pb::ListJournalResponse> JournalPage(
+    store::CommandLog& log, const pb::ListJournalRequest& request);
+
+// Replays every stored command into a fresh state machine and checks the
+// journal it posts against the stored one, entry by entry and hash by
+// hash, and the state's invariants: everything re-derived from what is on
+// disk, nothing from memory.
+absl::StatusOr<pb::VerifyJournalResponse> VerifyJournal(store::CommandLog& log);
+
+}  // namespace computevoucher::reports
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_REPORTS_JOURNAL_H_

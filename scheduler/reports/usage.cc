@@ -1,0 +1,252 @@
+#include "scheduler/reports/usage.h"
+
+#include <map>
+#include <tuple>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/validate.h"
+#include "scheduler/reports/checked_sum.h"
+#include "scheduler/reports/paging.h"
+
+namespace computevoucher::reports {
+namespace {
+
+using Allocations = absl::flat_hash_map<std::string, pb::Allocation>;
+
+// The enterprise's allocations, each with the facts usage rows leave out.
+absl::StatusOr<Allocations> AllocationsOf(const Sources& sources,
+                                          absl::string_view enterprise) {
+  Allocations out;
+  RETURN_IF_ERROR(sources.read_state([&](const core::StateMachine& s) {
+    out.clear();
+    for (const auto& [id, rec] : s.allocations()) {
+      if (rec.allocation.enterprise_id() == enterprise) {
+        out[id] = rec.allocation;
+      }
+    }
+  }));
+  return out;
+}
+
+// A query for usage ending in [from, until) of the allocations `allocations`
+// (a map keyed by allocation id) names, skipping rows accepted too early to
+// end in it.
+template <typename Map>
+store::UsageQuery QueryFor(const Map& allocations, absl::Time from,
+                           absl::Time until) {
+  store::UsageQuery query;
+  query.end_after_accept = core::kUsageClockSkew;
+  query.allocation_ids.emplace();
+  for (const auto& [id, a] : allocations) query.allocation_ids->insert(id);
+  query.period_start = from;
+  query.period_end = until;
+  return query;
+}
+
+void FillFromAllocation(const pb::Allocation& a, pb::ChargedUsage* u) {
+  u->set_enterprise_id(a.enterprise_id());
+  u->set_voucher_id(a.voucher_id());
+  u->set_program_id(a.program_id());
+  u->set_provider_id(a.provider_id());
+  u->set_cluster_id(a.cluster_id());
+  u->set_hardware_class(a.hardware_class());
+}
+
+// Adds `u` to the statement line of its allocation `a`.
+void AddToLine(const pb::Allocation& a, const pb::ChargedUsage& u,
+               CheckedSum& sum, pb::StatementLine& line) {
+  line.set_allocation_id(a.allocation_id());
+  line.set_voucher_id(a.voucher_id());
+  line.set_provider_id(a.provider_id());
+  line.set_cluster_id(a.cluster_id());
+  line.set_gpu_model(a.gpu_model());
+  line.set_gpu_ms(sum.Add("gpu_ms", line.gpu_ms(), u.record().gpu_ms()));
+  pb::Amounts* amounts = line.mutable_amounts();
+  amounts->set_cost_fen(
+      sum.Add("cost_fen", amounts->cost_fen(), u.cost_fen()));
+  amounts->set_subsidy_fen(
+      sum.Add("subsidy_fen", amounts->subsidy_fen(), u.subsidy_fen()));
+}
+
+// Who is paid for an allocation's usage.
+struct Payee {
+  std::string provider_id;
+  std::string program_id;
+  pb::HardwareClass hardware_class;
+};
+
+// The placed allocations (of `provider_id`, or all when empty) with who is
+// paid for them.
+absl::StatusOr<absl::flat_hash_map<std::string, Payee>> PayeesOf(
+    const Sources& sources, const std::string& provider_id) {
+  absl::flat_hash_map<std::string, Payee> out;
+  bool known = provider_id.empty();
+  RETURN_IF_ERROR(sources.read_state([&](const core::StateMachine& s) {
+    out.clear();
+    if (!provider_id.empty()) known = s.providers().contains(provider_id);
+    for (const auto& [id, rec] : s.allocations()) {
+      const pb::Allocation& a = rec.allocation;
+      if (a.provider_id().empty()) continue;  // never placed, never used
+      if (!provider_id.empty() && a.provider_id() != provider_id) continue;
+      out[id] = Payee{a.provider_id(), a.program_id(), a.hardware_class()};
+    }
+  }));
+  if (!known) {
+    return absl::NotFoundError(
+        absl::StrCat("provider_id: provider ", provider_id, " not found"));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<pb::ListUsageResponse> UsagePage(
+    const Sources& sources, absl::string_view enterprise_id,
+    const pb::ListUsageRequest& request) {
+  if (!request.allocation_id().empty()) {
+    RETURN_IF_ERROR(CheckIdRef("allocation_id", request.allocation_id()));
+  }
+  ASSIGN_OR_RETURN(const absl::Time from,
+                   OptionalBound("period_start", request.period_start(),
+                                 absl::InfinitePast()));
+  ASSIGN_OR_RETURN(const absl::Time until,
+                   OptionalBound("period_end", request.period_end(),
+                                 absl::InfiniteFuture()));
+  ASSIGN_OR_RETURN(const int64_t size, PageSize(request.page()));
+  ASSIGN_OR_RETURN(const int64_t after, NumericPageToken(request.page()));
+  ASSIGN_OR_RETURN(Allocations mine, AllocationsOf(sources, enterprise_id));
+  if (!request.allocation_id().empty()) {
+    auto it = mine.find(request.allocation_id());
+    if (it == mine.end()) {
+      // Missing or another enterprise's: one answer.
+      return absl::NotFoundError(
+          absl::StrCat("allocation ", request.allocation_id(), " not found"));
+    }
+    Allocations one;
+    one.insert(*it);
+    mine = std::move(one);
+  }
+  store::UsageQuery query = QueryFor(mine, from, until);
+  query.after = after;
+  query.limit = static_cast<int>(size) + 1;
+  ASSIGN_OR_RETURN(std::vector<store::UsageRow> rows,
+                   sources.usage->ReadUsage(query));
+  pb::ListUsageResponse out;
+  for (size_t i = 0; i < rows.size() && i < static_cast<size_t>(size); ++i) {
+    pb::ChargedUsage* u = out.add_usage();
+    *u = std::move(rows[i].usage);
+    FillFromAllocation(mine.at(u->record().allocation_id()), u);
+  }
+  if (rows.size() > static_cast<size_t>(size)) {
+    out.set_next_page_token(absl::StrCat(rows[size - 1].position));
+  }
+  return out;
+}
+
+absl::StatusOr<pb::Statement> Statement(
+    const Sources& sources, absl::string_view enterprise_id,
+    const pb::GetStatementRequest& request) {
+  ASSIGN_OR_RETURN(const Window period,
+                   RequiredPeriod(request.period_start(), request.period_end()));
+  ASSIGN_OR_RETURN(const Allocations mine,
+                   AllocationsOf(sources, enterprise_id));
+  CheckedSum sum;
+  std::map<std::string, pb::StatementLine> lines;
+  RETURN_IF_ERROR(sources.usage
+                      ->ScanUsage(QueryFor(mine, period.from, period.until),
+                                  [&](const pb::ChargedUsage& u) {
+                                    const pb::Allocation& a =
+                                        mine.at(u.record().allocation_id());
+                                    AddToLine(a, u, sum,
+                                              lines[a.allocation_id()]);
+                                  })
+                      .status());
+  pb::Statement out;
+  out.set_enterprise_id(std::string(enterprise_id));
+  *out.mutable_period_start() = request.period_start();
+  *out.mutable_period_end() = request.period_end();
+  pb::Amounts* total = out.mutable_total();
+  for (auto& [id, line] : lines) {
+    pb::Amounts* amounts = line.mutable_amounts();
+    amounts->set_self_pay_fen(amounts->cost_fen() - amounts->subsidy_fen());
+    total->set_cost_fen(
+        sum.Add("total.cost_fen", total->cost_fen(), amounts->cost_fen()));
+    total->set_subsidy_fen(sum.Add("total.subsidy_fen", total->subsidy_fen(),
+                                   amounts->subsidy_fen()));
+    total->set_self_pay_fen(sum.Add("total.self_pay_fen",
+                                    total->self_pay_fen(),
+                                    amounts->self_pay_fen()));
+    *out.add_lines() = std::move(line);
+  }
+  RETURN_IF_ERROR(sum.status());
+  return out;
+}
+
+absl::StatusOr<pb::Settlement> Settlement(
+    const Sources& sources, const pb::GetSettlementRequest& request) {
+  ASSIGN_OR_RETURN(const Window period,
+                   RequiredPeriod(request.period_start(), request.period_end()));
+  if (!request.provider_id().empty()) {
+    RETURN_IF_ERROR(CheckIdRef("provider_id", request.provider_id()));
+  }
+  ASSIGN_OR_RETURN(const auto payees,
+                   PayeesOf(sources, request.provider_id()));
+  CheckedSum sum;
+  std::map<std::tuple<std::string, std::string, int>, pb::SettlementLine> lines;
+  ASSIGN_OR_RETURN(
+      const store::Head head,
+      sources.usage->ScanUsage(QueryFor(payees, period.from, period.until),
+                               [&](const pb::ChargedUsage& u) {
+        const Payee& payee = payees.at(u.record().allocation_id());
+        pb::SettlementLine& line =
+            lines[{payee.provider_id, payee.program_id,
+                   static_cast<int>(payee.hardware_class)}];
+        line.set_provider_id(payee.provider_id);
+        line.set_program_id(payee.program_id);
+        line.set_hardware_class(payee.hardware_class);
+        line.set_records(sum.Add("records", line.records(), 1));
+        line.set_gpu_ms(sum.Add("gpu_ms", line.gpu_ms(),
+                                u.record().gpu_ms() - u.unsubsidised_gpu_ms()));
+        line.set_subsidy_fen(
+            sum.Add("subsidy_fen", line.subsidy_fen(), u.subsidy_fen()));
+      }));
+  pb::Settlement out;
+  *out.mutable_period_start() = request.period_start();
+  *out.mutable_period_end() = request.period_end();
+  int64_t total = 0;
+  for (auto& [key, line] : lines) {
+    total = sum.Add("total_subsidy_fen", total, line.subsidy_fen());
+    *out.add_lines() = std::move(line);
+  }
+  RETURN_IF_ERROR(sum.status());
+  out.set_total_subsidy_fen(total);
+  out.set_journal_sequence(head.journal_sequence);
+  out.set_journal_hash(head.journal_hash);
+  return out;
+}
+
+absl::StatusOr<pb::Balance> Balance(const core::StateMachine& state,
+                                    absl::string_view enterprise_id) {
+  CheckedSum sum;
+  pb::Balance out;
+  out.set_enterprise_id(std::string(enterprise_id));
+  for (const auto& [id, rec] : state.vouchers()) {
+    if (rec.voucher.enterprise_id() != enterprise_id) continue;
+    const pb::Voucher v = state.VoucherViewOf(rec);
+    if (v.state() == pb::VOUCHER_STATE_ACTIVE) {
+      out.set_available_fen(
+          sum.Add("available_fen", out.available_fen(), v.available_fen()));
+      out.set_active_vouchers(out.active_vouchers() + 1);
+    }
+    out.set_held_fen(sum.Add("held_fen", out.held_fen(), v.held_fen()));
+    out.set_charged_fen(
+        sum.Add("charged_fen", out.charged_fen(), v.charged_fen()));
+  }
+  RETURN_IF_ERROR(sum.status());
+  return out;
+}
+
+}  // namespace computevoucher::reports

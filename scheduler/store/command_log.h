@@ -1,0 +1,59 @@
+// The command log: the commands the state machine accepted (with the time
+// they were applied at) and the journal entries they posted, two
+// append-only sequences written together, one batch per transaction, so
+// that a reader never sees one without the other.
+#ifndef COMPUTEVOUCHER_SCHEDULER_STORE_COMMAND_LOG_H_
+#define COMPUTEVOUCHER_SCHEDULER_STORE_COMMAND_LOG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "computevoucher/v1/enterprise.pb.h"
+#include "computevoucher/v1/journal.pb.h"
+#include "computevoucher/v1/types.pb.h"
+
+namespace computevoucher::store {
+
+namespace pb = ::computevoucher::v1;
+
+// One group commit: commands in sequence order, the entries they posted and
+// the usage records they accepted (which the usage index then answers).
+struct Batch {
+  std::vector<pb::Command> commands;
+  std::vector<pb::JournalEntry> entries;
+  std::vector<pb::ChargedUsage> usage;
+};
+
+// Positions of the last stored command and entry (0 when empty).
+struct Head {
+  int64_t command_sequence = 0;
+  int64_t journal_sequence = 0;
+  // Hash of that entry (empty when there is none).
+  std::string journal_hash;
+};
+
+class CommandLog {
+ public:
+  virtual ~CommandLog() = default;
+
+  // Appends `batch` in one transaction and returns once it is durable. The
+  // batch must continue both sequences without gaps (FailedPrecondition
+  // otherwise). On error nothing of the batch is stored.
+  virtual absl::Status Append(const Batch& batch) = 0;
+
+  // Up to `limit` commands with sequence > `after`, in order.
+  virtual absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after,
+                                                                int limit) = 0;
+  // Up to `limit` journal entries with sequence > `after`, in order.
+  virtual absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(
+      int64_t after, int limit) = 0;
+
+  virtual absl::StatusOr<Head> ReadHead() = 0;
+};
+
+}  // namespace computevoucher::store
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_STORE_COMMAND_LOG_H_
