@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
 
   computevoucher::v1::SchedulerConfig config;
   if (!absl::GetFlag(FLAGS_config).empty()) {
-    absl::Status s = computevoucher::LoadTextProto(absl::GetFlag(FLAGS_config), &config);
+    absl::Status s =
+        computevoucher::LoadTextProto(absl::GetFlag(FLAGS_config), &config);
     if (!s.ok()) return Fail(std::string(s.message()));
   }
   auto override_string = [](const std::string& flag, auto setter) {

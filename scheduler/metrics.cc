@@ -195,19 +195,10 @@ std::function<void(int64_t, absl::Duration)> WriterMetrics::OnCommit() {
   };
 }
 
-std::vector<MetricFamily> StateCollector::Collect() const {
-  const absl::Time now = clock_.Now();
-  const absl::StatusOr<std::shared_ptr<engine::Writer>> writer =
-      replica_.writer();
-  std::vector<MetricFamily> out;
-  out.push_back(Gauge("computevoucher_scheduler_leader",
-                      "1 while this scheduler replica leads (holds the "
-                      "store's lease and serves), 0 while it follows.",
-                      writer.ok() ? 1.0 : 0.0));
-  if (!writer.ok()) return out;
-  const Snapshot s = (*writer)->Read(
-      [now](const core::StateMachine& state) { return Summarize(state, now); });
+namespace {
 
+// The program gauges: budget, unissued, issued, held, charged, returned.
+void AddProgramFamilies(const Snapshot& s, std::vector<MetricFamily>& out) {
   struct ProgramGauge {
     const char* name;
     const char* help;
@@ -239,7 +230,11 @@ std::vector<MetricFamily> StateCollector::Collect() const {
     }
     out.push_back(std::move(family));
   }
+}
 
+// Vouchers, applications and allocations by state, and the queue.
+void AddObjectFamilies(const Snapshot& s, absl::Time now,
+                       std::vector<MetricFamily>& out) {
   out.push_back(ByStateGauge("computevoucher_vouchers", "Vouchers by state.",
                              *pb::VoucherState_descriptor(), "VOUCHER_STATE_",
                              s.vouchers));
@@ -263,7 +258,10 @@ std::vector<MetricFamily> StateCollector::Collect() const {
   out.push_back(Gauge("computevoucher_idle_allocations",
                       "Active allocations flagged idle by their agent.",
                       static_cast<double>(s.idle_allocations)));
+}
 
+// The money and GPU time of accepted usage.
+void AddUsageFamilies(const Snapshot& s, std::vector<MetricFamily>& out) {
   MetricFamily cost = Family("computevoucher_usage_cost_fen_total",
                              "Cost of accepted usage at list price, in fen.",
                              MetricType::Counter);
@@ -300,14 +298,20 @@ std::vector<MetricFamily> StateCollector::Collect() const {
         static_cast<double>(gpu_ms) / 1000.0);
   }
   out.push_back(std::move(gpu_seconds));
+}
 
+// Clusters by state, those connected, and their GPUs.
+void AddClusterFamilies(const Snapshot& s, absl::Time now,
+                        const api::Liveness& liveness,
+                        absl::Duration cluster_silence,
+                        std::vector<MetricFamily>& out) {
   out.push_back(ByStateGauge("computevoucher_clusters", "Clusters by state.",
                              *pb::ClusterState_descriptor(), "CLUSTER_STATE_",
                              s.clusters));
   int64_t connected = 0;
   for (const std::string& id : s.cluster_ids) {
-    if (liveness_.LastBeat(id) != absl::InfinitePast() &&
-        liveness_.Connected(id, now, cluster_silence_)) {
+    if (liveness.LastBeat(id) != absl::InfinitePast() &&
+        liveness.Connected(id, now, cluster_silence)) {
       ++connected;
     }
   }
@@ -325,21 +329,47 @@ std::vector<MetricFamily> StateCollector::Collect() const {
         static_cast<double>(counts.second));
   }
   out.push_back(std::move(gpus));
+}
+
+// Whether the writer's store fails, and how often it did.
+void AddWriterFamilies(const engine::Writer& writer,
+                       std::vector<MetricFamily>& out) {
   out.push_back(Gauge("computevoucher_writer_failed",
                       "1 once the store has failed for good (restart the "
                       "scheduler), 0 otherwise.",
-                      (*writer)->failed() ? 1.0 : 0.0));
-  const engine::WriterStats stats = (*writer)->stats();
+                      writer.failed() ? 1.0 : 0.0));
+  const engine::WriterStats stats = writer.stats();
   out.push_back(Gauge("computevoucher_writer_failing",
                       "1 while the store's commits fail (every mutation is "
                       "answered UNAVAILABLE; e.g. a full disk), 0 otherwise.",
-                      (*writer)->degraded() ? 1.0 : 0.0));
+                      writer.degraded() ? 1.0 : 0.0));
   MetricFamily failures = Family(
       "computevoucher_writer_store_failures_total",
       "Batches the store failed to commit since this writer started.",
       MetricType::Counter);
   Add(failures, {}, static_cast<double>(stats.store_failures));
   out.push_back(std::move(failures));
+}
+
+}  // namespace
+
+std::vector<MetricFamily> StateCollector::Collect() const {
+  const absl::Time now = clock_.Now();
+  const absl::StatusOr<std::shared_ptr<engine::Writer>> writer =
+      replica_.writer();
+  std::vector<MetricFamily> out;
+  out.push_back(Gauge("computevoucher_scheduler_leader",
+                      "1 while this scheduler replica leads (holds the "
+                      "store's lease and serves), 0 while it follows.",
+                      writer.ok() ? 1.0 : 0.0));
+  if (!writer.ok()) return out;
+  const Snapshot s = (*writer)->Read(
+      [now](const core::StateMachine& state) { return Summarize(state, now); });
+  AddProgramFamilies(s, out);
+  AddObjectFamilies(s, now, out);
+  AddUsageFamilies(s, out);
+  AddClusterFamilies(s, now, liveness_, cluster_silence_, out);
+  AddWriterFamilies(**writer, out);
   return out;
 }
 

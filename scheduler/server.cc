@@ -120,40 +120,10 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   std::unique_ptr<SchedulerServer> s(new SchedulerServer());
   s->config_ = std::move(config);
   s->clock_ = &clock;
-  ASSIGN_OR_RETURN(s->store_,
-                   store::OpenStore(s->config_, store::OpenMode::kReplica));
-  s->registry_ = std::make_shared<prometheus::Registry>();
-  s->writer_metrics_ = std::make_unique<WriterMetrics>(*s->registry_);
-  s->grpc_metrics_ = std::make_unique<api::GrpcMetrics>(*s->registry_);
-  s->usage_metrics_ = std::make_unique<api::UsageMetrics>(*s->registry_);
-  engine::ReplicaOptions options;
-  options.lease = absl::Seconds(s->config_.lease_s());
-  options.writer.max_batch_commands = s->config_.max_batch_commands();
-  options.writer.max_batch_records = s->config_.max_batch_records();
-  options.writer.on_commit = s->writer_metrics_->OnCommit();
-  options.on_lead = [raw = s.get()](engine::Writer& w) {
-    return raw->OnLead(w);
-  };
-  options.on_change = [raw = s.get()](bool) { raw->UpdateHealth(); };
-  s->replica_ = std::make_unique<engine::Replica>(*s->store_, clock, options);
-
+  RETURN_IF_ERROR(s->OpenReplica());
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                    Credentials(s->config_));
-  s->liveness_ = std::make_unique<api::Liveness>(clock.Now());
-  s->services_context_.replica = s->replica_.get();
-  s->services_context_.log = s->store_.get();
-  s->services_context_.usage = s->store_.get();
-  s->services_context_.clock = &clock;
-  s->services_context_.liveness = s->liveness_.get();
-  s->services_context_.calls = &s->calls_;
-  s->services_context_.usage_metrics = s->usage_metrics_.get();
-  s->services_context_.config = s->config_;
-  s->admin_service_ =
-      std::make_unique<api::AdminServiceImpl>(s->services_context_);
-  s->enterprise_service_ =
-      std::make_unique<api::EnterpriseServiceImpl>(s->services_context_);
-  s->agent_service_ =
-      std::make_unique<api::AgentServiceImpl>(s->services_context_);
+  s->MakeServices();
   if (!s->config_.metrics_address().empty()) {
     // Before the API, so that a scheduler that cannot serve its metrics
     // never starts serving calls.
@@ -165,32 +135,7 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
                                   {s->registry_, s->state_metrics_}));
     s->metrics_port_ = MetricsPort(*s->metrics_exposer_);
   }
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  // gRPC sets SO_REUSEPORT by default: a second scheduler on the same
-  // address would start and take half the connections. One listener per
-  // address; a port in use is an error at start.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(s->config_.listen_address(), credentials, &s->port_);
-  builder.RegisterService(s->admin_service_.get());
-  builder.RegisterService(s->enterprise_service_.get());
-  builder.RegisterService(s->agent_service_.get());
-  std::vector<
-      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-      interceptors;
-  interceptors.push_back(s->calls_.InterceptorFactory());
-  interceptors.push_back(s->grpc_metrics_->InterceptorFactory());
-  interceptors.push_back(api::LeaderHintInterceptorFactory(*s->replica_));
-  builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("listen_address: cannot listen on ",
-                     s->config_.listen_address(),
-                     " (in use by another process, or not an address of "
-                     "this host)"));
-  }
+  RETURN_IF_ERROR(s->Listen(credentials));
   s->UpdateHealth();
   // Listening first: the address a replica campaigns with has the port.
   if (absl::Status started =
@@ -206,6 +151,69 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
   }
   s->ticker_ = std::thread([raw = s.get()] { raw->TickLoop(); });
   return s;
+}
+
+absl::Status SchedulerServer::OpenReplica() {
+  ASSIGN_OR_RETURN(store_,
+                   store::OpenStore(config_, store::OpenMode::kReplica));
+  registry_ = std::make_shared<prometheus::Registry>();
+  writer_metrics_ = std::make_unique<WriterMetrics>(*registry_);
+  grpc_metrics_ = std::make_unique<api::GrpcMetrics>(*registry_);
+  usage_metrics_ = std::make_unique<api::UsageMetrics>(*registry_);
+  engine::ReplicaOptions options;
+  options.lease = absl::Seconds(config_.lease_s());
+  options.writer.max_batch_commands = config_.max_batch_commands();
+  options.writer.max_batch_records = config_.max_batch_records();
+  options.writer.on_commit = writer_metrics_->OnCommit();
+  options.on_lead = [this](engine::Writer& w) { return OnLead(w); };
+  options.on_change = [this](bool) { UpdateHealth(); };
+  replica_ = std::make_unique<engine::Replica>(*store_, *clock_, options);
+  return absl::OkStatus();
+}
+
+void SchedulerServer::MakeServices() {
+  liveness_ = std::make_unique<api::Liveness>(clock_->Now());
+  services_context_.replica = replica_.get();
+  services_context_.log = store_.get();
+  services_context_.usage = store_.get();
+  services_context_.clock = clock_;
+  services_context_.liveness = liveness_.get();
+  services_context_.calls = &calls_;
+  services_context_.usage_metrics = usage_metrics_.get();
+  services_context_.config = config_;
+  admin_service_ = std::make_unique<api::AdminServiceImpl>(services_context_);
+  enterprise_service_ =
+      std::make_unique<api::EnterpriseServiceImpl>(services_context_);
+  agent_service_ = std::make_unique<api::AgentServiceImpl>(services_context_);
+}
+
+absl::Status SchedulerServer::Listen(
+    const std::shared_ptr<grpc::ServerCredentials>& credentials) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default: a second scheduler on the same
+  // address would start and take half the connections. One listener per
+  // address; a port in use is an error at start.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddListeningPort(config_.listen_address(), credentials, &port_);
+  builder.RegisterService(admin_service_.get());
+  builder.RegisterService(enterprise_service_.get());
+  builder.RegisterService(agent_service_.get());
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(calls_.InterceptorFactory());
+  interceptors.push_back(grpc_metrics_->InterceptorFactory());
+  interceptors.push_back(api::LeaderHintInterceptorFactory(*replica_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "listen_address: cannot listen on ", config_.listen_address(),
+        " (in use by another process, or not an address of this host)"));
+  }
+  return absl::OkStatus();
 }
 
 SchedulerServer::~SchedulerServer() { Shutdown(); }

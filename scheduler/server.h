@@ -21,10 +21,10 @@
 #include "scheduler/api/liveness.h"
 #include "scheduler/api/service_base.h"
 #include "scheduler/api/usage_metrics.h"
-#include "scheduler/metrics.h"
 #include "scheduler/engine/replica.h"
-#include "scheduler/store/store.h"
 #include "scheduler/engine/writer.h"
+#include "scheduler/metrics.h"
+#include "scheduler/store/store.h"
 
 namespace computevoucher::scheduler {
 
@@ -72,6 +72,12 @@ class SchedulerServer {
 
  private:
   SchedulerServer() = default;
+  // Start's steps: opens the store and the replica over it (with the
+  // writer's metrics), makes the services, and listens.
+  absl::Status OpenReplica();
+  void MakeServices();
+  absl::Status Listen(
+      const std::shared_ptr<grpc::ServerCredentials>& credentials);
   // What a replica does when it starts leading.
   absl::Status OnLead(engine::Writer& writer);
   absl::Status BootstrapAdminToken(engine::Writer& writer);

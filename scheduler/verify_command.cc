@@ -3,8 +3,8 @@
 #include "common/money.h"
 #include "common/sha256.h"
 #include "scheduler/core/state_machine.h"
-#include "scheduler/store/open_store.h"
 #include "scheduler/engine/replay.h"
+#include "scheduler/store/open_store.h"
 
 namespace computevoucher::scheduler {
 

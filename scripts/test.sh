@@ -14,6 +14,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 jobs="$(nproc)"
 
+echo "== structure (layering, file and function sizes)"
+python3 scripts/check_structure.py
+
 pg_dir="$(mktemp -d)"
 slurm_dir="$(mktemp -d)"
 trap 'scripts/testing/postgres.sh stop "$pg_dir"; scripts/testing/slurm.sh stop "$slurm_dir"' EXIT

@@ -4,10 +4,10 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "common/validate.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "common/validate.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/reports/journal.h"
 #include "scheduler/reports/usage.h"

@@ -85,8 +85,7 @@ Status EnterpriseServiceImpl::GetBalance(ServerContext* c,
                                          pb::Balance* out) {
   return Read(c, kEnterprise,
               [&](const pb::Principal& me, const core::StateMachine& s) {
-                ASSIGN_OR_RETURN(*out,
-                                 reports::Balance(s, me.enterprise_id()));
+                ASSIGN_OR_RETURN(*out, reports::Balance(s, me.enterprise_id()));
                 return absl::OkStatus();
               });
 }

@@ -2,7 +2,6 @@
 
 #include <utility>
 
-
 namespace computevoucher::api {
 
 absl::StatusOr<pb::Principal> ServiceBase::Caller(

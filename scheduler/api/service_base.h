@@ -23,11 +23,11 @@
 #include "scheduler/api/status.h"
 #include "scheduler/api/usage_metrics.h"
 #include "scheduler/engine/replica.h"
+#include "scheduler/engine/writer.h"
 #include "scheduler/reports/paging.h"
 #include "scheduler/reports/sources.h"
 #include "scheduler/store/command_log.h"
 #include "scheduler/store/usage_index.h"
-#include "scheduler/engine/writer.h"
 
 namespace computevoucher::api {
 

@@ -125,7 +125,8 @@ absl::Status CheckReport(const ReplayReport& report) {
                    report.violations.front()));
 }
 
-absl::StatusOr<ReplayReport> Replay(store::CommandLog& store, core::StateMachine& state) {
+absl::StatusOr<ReplayReport> Replay(store::CommandLog& store,
+                                    core::StateMachine& state) {
   Replayer replayer(store, state);
   RETURN_IF_ERROR(replayer.CatchUp().status());
   return replayer.Finish();

@@ -72,7 +72,8 @@ absl::Status CheckReport(const ReplayReport& report);
 // checks each journal entry the commands post against the stored one, and
 // runs the JournalVerifier over the stored journal. Errors are I/O errors
 // only; what is wrong with the data is in the report.
-absl::StatusOr<ReplayReport> Replay(store::CommandLog& store, core::StateMachine& state);
+absl::StatusOr<ReplayReport> Replay(store::CommandLog& store,
+                                    core::StateMachine& state);
 
 }  // namespace computevoucher::engine
 

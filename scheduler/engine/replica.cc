@@ -67,7 +67,8 @@ void Replica::CampaignLoop() {
 
 absl::Status Replica::CampaignOnce() {
   const absl::Time sent = clock_.Now();
-  absl::StatusOr<store::Leadership> won = store_.Campaign(candidate_, options_.lease);
+  absl::StatusOr<store::Leadership> won =
+      store_.Campaign(candidate_, options_.lease);
   bool holding;
   {
     absl::MutexLock lock(&mu_);

@@ -26,8 +26,8 @@
 #include "common/clock.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/engine/replay.h"
-#include "scheduler/store/store.h"
 #include "scheduler/engine/writer.h"
+#include "scheduler/store/store.h"
 
 namespace computevoucher::engine {
 

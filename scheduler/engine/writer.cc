@@ -22,7 +22,8 @@ struct Writer::Pending {
 
 namespace {
 
-absl::StatusOr<std::unique_ptr<core::StateMachine>> Load(store::CommandLog& store) {
+absl::StatusOr<std::unique_ptr<core::StateMachine>> Load(
+    store::CommandLog& store) {
   auto state = std::make_unique<core::StateMachine>();
   ASSIGN_OR_RETURN(const ReplayReport report, Replay(store, *state));
   RETURN_IF_ERROR(CheckReport(report));
@@ -31,7 +32,8 @@ absl::StatusOr<std::unique_ptr<core::StateMachine>> Load(store::CommandLog& stor
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Writer>> Writer::Open(store::CommandLog& store, Clock& clock,
+absl::StatusOr<std::unique_ptr<Writer>> Writer::Open(store::CommandLog& store,
+                                                     Clock& clock,
                                                      WriterOptions options) {
   ASSIGN_OR_RETURN(std::unique_ptr<core::StateMachine> state, Load(store));
   return Start(store, clock, std::move(options), std::move(state));
@@ -88,16 +90,15 @@ bool Writer::degraded() const {
 }
 
 Writer::Position Writer::PositionLocked() const {
-  return Position{state_generation_,
-                  state_tainted_ ? std::numeric_limits<int64_t>::max()
-                                 : state_->last_command_sequence()};
+  return Position{state_generation_, state_tainted_
+                                         ? std::numeric_limits<int64_t>::max()
+                                         : state_->last_command_sequence()};
 }
 
 bool Writer::AwaitDurable(Position seen) const {
   absl::MutexLock lock(&mu_);
   auto settled = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return generation_ != seen.generation ||
-           durable_sequence_ >= seen.sequence;
+    return generation_ != seen.generation || durable_sequence_ >= seen.sequence;
   };
   if (!settled()) {
     // The batch in flight or the one after it is being committed: both
@@ -133,90 +134,100 @@ absl::StatusOr<core::Outcome> Writer::Submit(pb::Command command) {
 }
 
 void Writer::Run() {
-  Applied next;  // applied, waiting for the committer
-  bool have_next = false;
-  int64_t next_records = 0;  // usage records in `next`
+  Next next;
   std::vector<Pending*> taken;
   while (true) {
     taken.clear();
     std::string commit_error;
     std::vector<Pending*> lost;
-    {
-      absl::MutexLock lock(&mu_);
-      auto room = [&] {
-        return next.pending.size() <
-               static_cast<size_t>(options_.max_batch_commands);
-      };
-      auto bulk_room = [&] {
-        return room() && next_records < options_.max_batch_records;
-      };
-      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !commit_error_.empty() || (room() && !urgent_.empty()) ||
-               (have_next && !in_flight_) || (bulk_room() && !bulk_.empty()) ||
-               (stopping_ && !have_next && !in_flight_ && urgent_.empty() &&
-                bulk_.empty());
-      };
-      mu_.Await(absl::Condition(&ready));
-      if (!commit_error_.empty()) {
-        // The batch before `next` never reached the disk: nothing applied
-        // after it may stand either.
-        auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return !in_flight_;
-        };
-        mu_.Await(absl::Condition(&idle));
-        commit_error = std::exchange(commit_error_, "");
-        lost = std::exchange(failed_pending_, {});
-      } else if (room() && !urgent_.empty()) {
-        // Interactive commands go ahead of usage reports, so that an
-        // Allocate waits for at most one commit of bounded size.
-        const size_t n = std::min(
-            urgent_.size(), options_.max_batch_commands - next.pending.size());
-        taken.assign(urgent_.begin(), urgent_.begin() + n);
-        urgent_.erase(urgent_.begin(), urgent_.begin() + n);
-      } else if (have_next && !in_flight_) {
-        in_flight_ = std::move(next);
-        next = Applied();
-        have_next = false;
-        next_records = 0;
+    switch (TakeWork(next, taken, commit_error, lost)) {
+      case Step::kStop:
+        return;
+      case Step::kHandedOff:
         continue;
-      } else if (bulk_room() && !bulk_.empty()) {
-        while (!bulk_.empty() && bulk_room()) {
-          next_records += bulk_.front()->command.report_usage().records_size();
-          taken.push_back(bulk_.front());
-          bulk_.pop_front();
-        }
-      } else {
-        break;  // stopping, and everything committed
-      }
+      case Step::kRecover:
+        lost.insert(lost.end(), next.applied.pending.begin(),
+                    next.applied.pending.end());
+        next = Next();
+        Discard(std::move(lost), commit_error);
+        continue;
+      case Step::kApply:
+        break;
     }
-    if (!commit_error.empty()) {
-      lost.insert(lost.end(), next.pending.begin(), next.pending.end());
-      next = Applied();
-      have_next = false;
-      next_records = 0;
-      Discard(std::move(lost), commit_error);
-      continue;
-    }
-    Apply(taken, next);
-    have_next = true;
-    if (next.internal_error) {
-      // Wait for the batch in flight, then drop everything applied since.
-      {
-        absl::MutexLock lock(&mu_);
-        auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return !in_flight_;
-        };
-        mu_.Await(absl::Condition(&idle));
-        ++stats_.store_failures;
-      }
-      std::vector<Pending*> dropped = std::move(next.pending);
-      next = Applied();
-      have_next = false;
-      next_records = 0;
-      Discard(std::move(dropped),
-              "a command broke an internal invariant; batch discarded");
-    }
+    Apply(taken, next.applied);
+    next.filled = true;
+    if (next.applied.internal_error) DropAfterInternalError(next);
   }
+}
+
+Writer::Step Writer::TakeWork(Next& next, std::vector<Pending*>& taken,
+                              std::string& commit_error,
+                              std::vector<Pending*>& lost) {
+  absl::MutexLock lock(&mu_);
+  auto room = [&] {
+    return next.applied.pending.size() <
+           static_cast<size_t>(options_.max_batch_commands);
+  };
+  auto bulk_room = [&] {
+    return room() && next.records < options_.max_batch_records;
+  };
+  auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !commit_error_.empty() || (room() && !urgent_.empty()) ||
+           (next.filled && !in_flight_) || (bulk_room() && !bulk_.empty()) ||
+           (stopping_ && !next.filled && !in_flight_ && urgent_.empty() &&
+            bulk_.empty());
+  };
+  mu_.Await(absl::Condition(&ready));
+  if (!commit_error_.empty()) {
+    // The batch before `next` never reached the disk: nothing applied
+    // after it may stand either.
+    AwaitCommitterIdleLocked();
+    commit_error = std::exchange(commit_error_, "");
+    lost = std::exchange(failed_pending_, {});
+    return Step::kRecover;
+  }
+  if (room() && !urgent_.empty()) {
+    // Interactive commands go ahead of usage reports, so that an
+    // Allocate waits for at most one commit of bounded size.
+    const size_t n = std::min(urgent_.size(), options_.max_batch_commands -
+                                                  next.applied.pending.size());
+    taken.assign(urgent_.begin(), urgent_.begin() + n);
+    urgent_.erase(urgent_.begin(), urgent_.begin() + n);
+    return Step::kApply;
+  }
+  if (next.filled && !in_flight_) {
+    in_flight_ = std::move(next.applied);
+    next = Next();
+    return Step::kHandedOff;
+  }
+  if (bulk_room() && !bulk_.empty()) {
+    while (!bulk_.empty() && bulk_room()) {
+      next.records += bulk_.front()->command.report_usage().records_size();
+      taken.push_back(bulk_.front());
+      bulk_.pop_front();
+    }
+    return Step::kApply;
+  }
+  return Step::kStop;  // stopping, and everything committed
+}
+
+void Writer::AwaitCommitterIdleLocked() {
+  auto idle = [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !in_flight_; };
+  mu_.Await(absl::Condition(&idle));
+}
+
+void Writer::DropAfterInternalError(Next& next) {
+  // Wait for the batch in flight, then drop everything applied since.
+  {
+    absl::MutexLock lock(&mu_);
+    AwaitCommitterIdleLocked();
+    ++stats_.store_failures;
+  }
+  std::vector<Pending*> dropped = std::move(next.applied.pending);
+  next = Next();
+  Discard(std::move(dropped),
+          "a command broke an internal invariant; batch discarded");
 }
 
 void Writer::Apply(const std::vector<Pending*>& taken, Applied& into) {

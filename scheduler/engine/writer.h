@@ -60,16 +60,16 @@ struct WriterOptions {
 };
 
 struct WriterStats {
-  int64_t batches = 0;          // transactions committed
-  int64_t commands = 0;         // commands logged
-  int64_t entries = 0;          // journal entries written
-  int64_t rejected = 0;         // commands refused by the state machine
-  int64_t store_failures = 0;   // batches the store failed to commit
+  int64_t batches = 0;         // transactions committed
+  int64_t commands = 0;        // commands logged
+  int64_t entries = 0;         // journal entries written
+  int64_t rejected = 0;        // commands refused by the state machine
+  int64_t store_failures = 0;  // batches the store failed to commit
   // Failed commits since the last one that succeeded: while above 0 the
   // store is failing (a full disk) and every command is answered
   // Unavailable.
   int64_t consecutive_failures = 0;
-  std::string last_failure;     // the store's message for the last one
+  std::string last_failure;  // the store's message for the last one
   // Reads waiting now for the commit of state they read.
   int64_t reads_waiting = 0;
   int64_t last_batch_size = 0;  // commands submitted in the last batch
@@ -168,7 +168,30 @@ class Writer {
   };
   Writer(store::CommandLog& store, Clock& clock, WriterOptions options,
          std::unique_ptr<core::StateMachine> state);
+  // The batch the writer thread applies commands into before handing it to
+  // the committer. Owned by the writer thread.
+  struct Next {
+    Applied applied;
+    bool filled = false;  // something was applied since the last hand-off
+    int64_t records = 0;  // usage records in `applied`
+  };
+  // What the writer thread does next.
+  enum class Step {
+    kApply,      // apply the commands taken
+    kHandedOff,  // `next` went to the committer
+    kRecover,    // a commit failed: discard what was applied after it
+    kStop,       // stopping, and everything committed
+  };
   void Run();
+  // Waits for work and takes it: commands to apply into `taken` (usage
+  // reports only while `next` has room for their records), `next` handed
+  // to an idle committer, or a failed commit's error and submitters.
+  Step TakeWork(Next& next, std::vector<Pending*>& taken,
+                std::string& commit_error, std::vector<Pending*>& lost);
+  void AwaitCommitterIdleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a command broke an internal invariant: waits for the batch in
+  // flight, then discards everything applied since.
+  void DropAfterInternalError(Next& next);
   void RunCommitter();
   // Applies `taken` and appends the result to `into`.
   void Apply(const std::vector<Pending*>& taken, Applied& into);

@@ -65,8 +65,7 @@ void AddToLine(const pb::Allocation& a, const pb::ChargedUsage& u,
   line.set_gpu_model(a.gpu_model());
   line.set_gpu_ms(sum.Add("gpu_ms", line.gpu_ms(), u.record().gpu_ms()));
   pb::Amounts* amounts = line.mutable_amounts();
-  amounts->set_cost_fen(
-      sum.Add("cost_fen", amounts->cost_fen(), u.cost_fen()));
+  amounts->set_cost_fen(sum.Add("cost_fen", amounts->cost_fen(), u.cost_fen()));
   amounts->set_subsidy_fen(
       sum.Add("subsidy_fen", amounts->subsidy_fen(), u.subsidy_fen()));
 }
@@ -149,8 +148,8 @@ absl::StatusOr<pb::ListUsageResponse> UsagePage(
 absl::StatusOr<pb::Statement> Statement(
     const Sources& sources, absl::string_view enterprise_id,
     const pb::GetStatementRequest& request) {
-  ASSIGN_OR_RETURN(const Window period,
-                   RequiredPeriod(request.period_start(), request.period_end()));
+  ASSIGN_OR_RETURN(const Window period, RequiredPeriod(request.period_start(),
+                                                       request.period_end()));
   ASSIGN_OR_RETURN(const Allocations mine,
                    AllocationsOf(sources, enterprise_id));
   CheckedSum sum;
@@ -176,8 +175,7 @@ absl::StatusOr<pb::Statement> Statement(
         sum.Add("total.cost_fen", total->cost_fen(), amounts->cost_fen()));
     total->set_subsidy_fen(sum.Add("total.subsidy_fen", total->subsidy_fen(),
                                    amounts->subsidy_fen()));
-    total->set_self_pay_fen(sum.Add("total.self_pay_fen",
-                                    total->self_pay_fen(),
+    total->set_self_pay_fen(sum.Add("total.self_pay_fen", total->self_pay_fen(),
                                     amounts->self_pay_fen()));
     *out.add_lines() = std::move(line);
   }
@@ -187,32 +185,33 @@ absl::StatusOr<pb::Statement> Statement(
 
 absl::StatusOr<pb::Settlement> Settlement(
     const Sources& sources, const pb::GetSettlementRequest& request) {
-  ASSIGN_OR_RETURN(const Window period,
-                   RequiredPeriod(request.period_start(), request.period_end()));
+  ASSIGN_OR_RETURN(const Window period, RequiredPeriod(request.period_start(),
+                                                       request.period_end()));
   if (!request.provider_id().empty()) {
     RETURN_IF_ERROR(CheckIdRef("provider_id", request.provider_id()));
   }
-  ASSIGN_OR_RETURN(const auto payees,
-                   PayeesOf(sources, request.provider_id()));
+  ASSIGN_OR_RETURN(const auto payees, PayeesOf(sources, request.provider_id()));
   CheckedSum sum;
   std::map<std::tuple<std::string, std::string, int>, pb::SettlementLine> lines;
   ASSIGN_OR_RETURN(
       const store::Head head,
-      sources.usage->ScanUsage(QueryFor(payees, period.from, period.until),
-                               [&](const pb::ChargedUsage& u) {
-        const Payee& payee = payees.at(u.record().allocation_id());
-        pb::SettlementLine& line =
-            lines[{payee.provider_id, payee.program_id,
-                   static_cast<int>(payee.hardware_class)}];
-        line.set_provider_id(payee.provider_id);
-        line.set_program_id(payee.program_id);
-        line.set_hardware_class(payee.hardware_class);
-        line.set_records(sum.Add("records", line.records(), 1));
-        line.set_gpu_ms(sum.Add("gpu_ms", line.gpu_ms(),
-                                u.record().gpu_ms() - u.unsubsidised_gpu_ms()));
-        line.set_subsidy_fen(
-            sum.Add("subsidy_fen", line.subsidy_fen(), u.subsidy_fen()));
-      }));
+      sources.usage->ScanUsage(
+          QueryFor(payees, period.from, period.until),
+          [&](const pb::ChargedUsage& u) {
+            const Payee& payee = payees.at(u.record().allocation_id());
+            pb::SettlementLine& line =
+                lines[{payee.provider_id, payee.program_id,
+                       static_cast<int>(payee.hardware_class)}];
+            line.set_provider_id(payee.provider_id);
+            line.set_program_id(payee.program_id);
+            line.set_hardware_class(payee.hardware_class);
+            line.set_records(sum.Add("records", line.records(), 1));
+            line.set_gpu_ms(
+                sum.Add("gpu_ms", line.gpu_ms(),
+                        u.record().gpu_ms() - u.unsubsidised_gpu_ms()));
+            line.set_subsidy_fen(
+                sum.Add("subsidy_fen", line.subsidy_fen(), u.subsidy_fen()));
+          }));
   pb::Settlement out;
   *out.mutable_period_start() = request.period_start();
   *out.mutable_period_end() = request.period_end();

@@ -24,8 +24,8 @@
 #include "scheduler/store/sqlite_store.h"
 #include "scheduler/store/store.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/world.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/world.h"
 
 namespace computevoucher::engine {
 namespace {

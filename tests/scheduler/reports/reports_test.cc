@@ -1,0 +1,264 @@
+// The reports computed from state and stored usage: usage pages,
+// statements, settlement, balances and journal pages, over the standard
+// world and a usage index and command log held in memory.
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/time_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "scheduler/core/state_machine.h"
+#include "scheduler/reports/journal.h"
+#include "scheduler/reports/usage.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/world.h"
+
+namespace computevoucher::reports {
+namespace {
+
+using ::computevoucher::testing::Driver;
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// Usage rows in memory, filtered as the stores filter them.
+class MemoryUsageIndex final : public store::UsageIndex {
+ public:
+  void Add(pb::ChargedUsage usage) { rows_.push_back(std::move(usage)); }
+
+  absl::StatusOr<std::vector<store::UsageRow>> ReadUsage(
+      const store::UsageQuery& query) override {
+    std::vector<store::UsageRow> out;
+    for (size_t i = 0; i < rows_.size(); ++i) {
+      const int64_t position = static_cast<int64_t>(i) + 1;
+      if (position <= query.after || !Matches(query, rows_[i])) continue;
+      if (static_cast<int>(out.size()) == query.limit) break;
+      out.push_back({position, rows_[i]});
+    }
+    return out;
+  }
+
+  absl::StatusOr<store::Head> ScanUsage(
+      const store::UsageQuery& query,
+      const std::function<void(const pb::ChargedUsage&)>& fn) override {
+    for (const pb::ChargedUsage& u : rows_) {
+      if (Matches(query, u)) fn(u);
+    }
+    return store::Head{7, 42, "head-hash"};
+  }
+
+ private:
+  static bool Matches(const store::UsageQuery& query,
+                      const pb::ChargedUsage& u) {
+    const absl::Time end = absl::FromUnixSeconds(u.record().end().seconds());
+    return (!query.allocation_ids.has_value() ||
+            query.allocation_ids->contains(u.record().allocation_id())) &&
+           end >= query.period_start && end < query.period_end;
+  }
+
+  std::vector<pb::ChargedUsage> rows_;
+};
+
+// Journal entries in memory; appends and commands are not needed here.
+class MemoryJournal final : public store::CommandLog {
+ public:
+  explicit MemoryJournal(std::vector<pb::JournalEntry> entries)
+      : entries_(std::move(entries)) {}
+  absl::Status Append(const store::Batch&) override {
+    return absl::UnimplementedError("read-only");
+  }
+  absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t, int) override {
+    return std::vector<pb::Command>();
+  }
+  absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(
+      int64_t after, int limit) override {
+    std::vector<pb::JournalEntry> out;
+    for (const pb::JournalEntry& e : entries_) {
+      if (e.sequence() > after && static_cast<int>(out.size()) < limit) {
+        out.push_back(e);
+      }
+    }
+    return out;
+  }
+  absl::StatusOr<store::Head> ReadHead() override { return store::Head(); }
+
+ private:
+  std::vector<pb::JournalEntry> entries_;
+};
+
+class ReportsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_THAT(driver_.BuildWorld(), IsOk());
+    ASSERT_THAT(driver_.Issue("P-000001", "E-000001", 1'000'000), IsOk());
+    ASSERT_THAT(driver_.Issue("P-000001", "E-000002", 1'000'000), IsOk());
+    ASSERT_OK_AND_ASSIGN(mine_, driver_.Allocate("E-000001", "H100", 1, 3600));
+    ASSERT_OK_AND_ASSIGN(theirs_,
+                         driver_.Allocate("E-000002", "H100", 1, 3600));
+    sources_.read_state =
+        [this](const std::function<void(const core::StateMachine&)>& fn) {
+          fn(state_);
+          return absl::OkStatus();
+        };
+    sources_.usage = &usage_;
+  }
+
+  // A stored record of `allocation` ending `end_after` past the world's
+  // start.
+  void AddUsage(const pb::Allocation& allocation, absl::Duration end_after,
+                int64_t gpu_ms, int64_t cost_fen, int64_t subsidy_fen) {
+    pb::ChargedUsage u;
+    u.mutable_record()->set_allocation_id(allocation.allocation_id());
+    *u.mutable_record()->mutable_end() =
+        ToProto(testing::WorldStart() + end_after);
+    u.mutable_record()->set_gpu_ms(gpu_ms);
+    u.set_cost_fen(cost_fen);
+    u.set_subsidy_fen(subsidy_fen);
+    usage_.Add(std::move(u));
+  }
+
+  // A request's period: the world's first day.
+  template <typename Request>
+  Request FirstDay() {
+    Request r;
+    *r.mutable_period_start() = ToProto(testing::WorldStart());
+    *r.mutable_period_end() = ToProto(testing::WorldStart() + absl::Hours(24));
+    return r;
+  }
+
+  core::StateMachine state_;
+  Driver driver_{state_};
+  MemoryUsageIndex usage_;
+  Sources sources_;
+  pb::Allocation mine_;
+  pb::Allocation theirs_;
+};
+
+TEST_F(ReportsTest, AStatementSumsTheEnterprisesUsageInThePeriod) {
+  AddUsage(mine_, absl::Minutes(10), 600'000, 334, 100);
+  AddUsage(mine_, absl::Minutes(20), 600'000, 333, 100);
+  AddUsage(mine_, absl::Hours(30), 600'000, 333, 100);  // the next day
+  AddUsage(theirs_, absl::Minutes(10), 600'000, 300, 90);
+  ASSERT_OK_AND_ASSIGN(
+      const pb::Statement statement,
+      Statement(sources_, "E-000001", FirstDay<pb::GetStatementRequest>()));
+  ASSERT_EQ(statement.lines_size(), 1);
+  const pb::StatementLine& line = statement.lines(0);
+  EXPECT_EQ(line.allocation_id(), mine_.allocation_id());
+  EXPECT_EQ(line.gpu_ms(), 1'200'000);
+  EXPECT_EQ(line.amounts().cost_fen(), 667);
+  EXPECT_EQ(line.amounts().subsidy_fen(), 200);
+  EXPECT_EQ(line.amounts().self_pay_fen(), 467);
+  EXPECT_EQ(statement.total().cost_fen(), 667);
+  EXPECT_EQ(statement.total().self_pay_fen(), 467);
+}
+
+TEST_F(ReportsTest, ATotalThatOverflowsIsAnErrorNotAWrappedFigure) {
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  AddUsage(mine_, absl::Minutes(10), 1, max, 0);
+  AddUsage(mine_, absl::Minutes(20), 1, 1, 0);
+  EXPECT_THAT(
+      Statement(sources_, "E-000001", FirstDay<pb::GetStatementRequest>()),
+      StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("cost_fen")));
+  AddUsage(theirs_, absl::Minutes(10), 1, max, max);
+  AddUsage(theirs_, absl::Minutes(20), 1, max, max);
+  EXPECT_THAT(
+      Settlement(sources_, FirstDay<pb::GetSettlementRequest>()),
+      StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("subsidy_fen")));
+}
+
+TEST_F(ReportsTest, SettlementGroupsByProviderAndNamesTheJournalPosition) {
+  AddUsage(mine_, absl::Minutes(10), 600'000, 334, 100);
+  AddUsage(theirs_, absl::Minutes(10), 600'000, 300, 90);
+  ASSERT_OK_AND_ASSIGN(
+      const pb::Settlement all,
+      Settlement(sources_, FirstDay<pb::GetSettlementRequest>()));
+  EXPECT_EQ(all.total_subsidy_fen(), 190);
+  EXPECT_EQ(all.journal_sequence(), 42);
+  EXPECT_EQ(all.journal_hash(), "head-hash");
+  int64_t records = 0;
+  for (const pb::SettlementLine& line : all.lines()) records += line.records();
+  EXPECT_EQ(records, 2);
+
+  auto request = FirstDay<pb::GetSettlementRequest>();
+  request.set_provider_id(mine_.provider_id());
+  ASSERT_OK_AND_ASSIGN(const pb::Settlement one, Settlement(sources_, request));
+  ASSERT_EQ(one.lines_size(), 1);
+  EXPECT_EQ(one.lines(0).provider_id(), mine_.provider_id());
+  request.set_provider_id("PR-999999");
+  EXPECT_THAT(Settlement(sources_, request),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("PR-999999")));
+}
+
+TEST_F(ReportsTest, UsagePagesContinueAndHideOtherEnterprisesAllocations) {
+  for (int i = 1; i <= 3; ++i) {
+    AddUsage(mine_, absl::Minutes(i), 60'000, 10, 3);
+    AddUsage(theirs_, absl::Minutes(i), 60'000, 10, 3);
+  }
+  pb::ListUsageRequest request;
+  request.mutable_page()->set_page_size(2);
+  ASSERT_OK_AND_ASSIGN(const pb::ListUsageResponse first,
+                       UsagePage(sources_, "E-000001", request));
+  ASSERT_EQ(first.usage_size(), 2);
+  EXPECT_EQ(first.usage(0).enterprise_id(), "E-000001");
+  EXPECT_EQ(first.usage(0).provider_id(), mine_.provider_id());
+  ASSERT_FALSE(first.next_page_token().empty());
+  request.mutable_page()->set_page_token(first.next_page_token());
+  ASSERT_OK_AND_ASSIGN(const pb::ListUsageResponse second,
+                       UsagePage(sources_, "E-000001", request));
+  EXPECT_EQ(second.usage_size(), 1);
+  EXPECT_TRUE(second.next_page_token().empty());
+
+  request.clear_page();
+  request.set_allocation_id(theirs_.allocation_id());
+  EXPECT_THAT(UsagePage(sources_, "E-000001", request),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr(theirs_.allocation_id())));
+}
+
+TEST_F(ReportsTest, ABalanceSumsHeldAndAvailableOverTheEnterprisesVouchers) {
+  ASSERT_OK_AND_ASSIGN(const pb::Balance balance, Balance(state_, "E-000001"));
+  EXPECT_EQ(balance.active_vouchers(), 1);
+  EXPECT_GT(balance.held_fen(), 0);
+  EXPECT_EQ(balance.available_fen() + balance.held_fen(), 1'000'000);
+  EXPECT_EQ(balance.charged_fen(), 0);
+}
+
+TEST(JournalPageTest, FiltersByVoucherAndPagesOnTheLastEntryScanned) {
+  std::vector<pb::JournalEntry> entries;
+  for (int i = 1; i <= 10; ++i) {
+    pb::JournalEntry e;
+    e.set_sequence(i);
+    e.set_voucher_id(i % 2 == 0 ? "V-000002" : "V-000001");
+    entries.push_back(e);
+  }
+  MemoryJournal log(entries);
+  pb::ListJournalRequest request;
+  request.set_voucher_id("V-000002");
+  request.mutable_page()->set_page_size(3);
+  ASSERT_OK_AND_ASSIGN(const pb::ListJournalResponse first,
+                       JournalPage(log, request));
+  std::vector<int64_t> sequences;
+  for (const pb::JournalEntry& e : first.entries()) {
+    sequences.push_back(e.sequence());
+  }
+  EXPECT_THAT(sequences, ElementsAre(2, 4, 6));
+  EXPECT_EQ(first.next_page_token(), "6");
+  request.mutable_page()->set_page_token(first.next_page_token());
+  ASSERT_OK_AND_ASSIGN(const pb::ListJournalResponse second,
+                       JournalPage(log, request));
+  ASSERT_EQ(second.entries_size(), 2);
+  EXPECT_TRUE(second.next_page_token().empty());
+  request.set_from_sequence(-1);
+  EXPECT_THAT(
+      JournalPage(log, request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("from_sequence")));
+}
+
+}  // namespace
+}  // namespace computevoucher::reports
