@@ -307,7 +307,7 @@ absl::Status LoadConfig(pb::AgentConfig& config) {
     RETURN_IF_ERROR(
         computevoucher::LoadTextProto(absl::GetFlag(FLAGS_config), &config));
   }
-  // Present even when no flag sets them, as a config file may leave them.
+  // The runtimes' settings are present whether or not a flag sets them.
   config.mutable_process();
   config.mutable_slurm();
   for (const StringFlag& f : kStringFlags) {
