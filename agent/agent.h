@@ -105,7 +105,21 @@ class Agent {
   bool SendUsage(absl::Time now);
   bool SendHeartbeat(absl::Time now);
   bool Register(absl::Time now);
+  // Acts on a heartbeat answer: stops what is no longer wanted, reports
+  // what ended while the agent was down, starts what is new, and has the
+  // runtime stop what belongs to no allocation (agent_converge.cc).
   void Converge(const pb::HeartbeatResponse& response, absl::Time now);
+  // The steps of Converge, in order. CheckDesired refuses (and leaves out)
+  // the ids listed more than once or not valid ids.
+  struct DesiredSet;
+  DesiredSet CheckDesired(const pb::HeartbeatResponse& response);
+  void UpdateRunning(const DesiredSet& desired, absl::Time now);
+  void AdoptEndedWhileDown(const DesiredSet& desired, absl::Time now);
+  void StartWanted(const DesiredSet& desired, absl::Time now);
+  void StopStrays(absl::Time now);
+  // The first `d.gpu_count()` GPUs of `d`'s model that are not in `used`.
+  std::vector<int> PickGpus(const pb::DesiredAllocation& d,
+                            const std::set<int>& used) const;
   void StartAllocation(const pb::DesiredAllocation& d,
                        std::vector<int> gpu_indices, absl::Time now);
   // Reads the runtime's view of `r`: when its GPUs were given (usage starts

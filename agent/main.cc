@@ -5,6 +5,7 @@
 //       [--telemetry simulated|nvml|dcmi] [--inventory 8xH100:other]
 //       [--prices H100=25.00] [--config FILE] ...
 // Reads the flags into an AgentConfig and hands it to RunAgent (agent/run.h).
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -137,50 +138,120 @@ absl::Status AddSlurmAccounts(const std::string& text,
   return absl::OkStatus();
 }
 
-absl::Status LoadConfig(pb::AgentConfig& config) {
-  if (!absl::GetFlag(FLAGS_config).empty()) {
-    RETURN_IF_ERROR(computevoucher::LoadTextProto(absl::GetFlag(FLAGS_config), &config));
-  }
-  auto set = [](const std::string& flag, auto setter) {
-    if (!flag.empty()) setter(flag);
-  };
-  set(absl::GetFlag(FLAGS_scheduler),
-      [&](auto v) { config.set_scheduler_address(v); });
-  set(absl::GetFlag(FLAGS_token_file),
-      [&](auto v) { config.set_token_file(v); });
-  set(absl::GetFlag(FLAGS_tls_ca),
-      [&](auto v) { config.mutable_tls()->set_ca_file(v); });
-  set(absl::GetFlag(FLAGS_tls_cert),
-      [&](auto v) { config.mutable_tls()->set_cert_file(v); });
-  set(absl::GetFlag(FLAGS_tls_key),
-      [&](auto v) { config.mutable_tls()->set_key_file(v); });
-  set(absl::GetFlag(FLAGS_region), [&](auto v) { config.set_region(v); });
-  set(absl::GetFlag(FLAGS_meter), [&](auto v) { config.set_meter(v); });
-  set(absl::GetFlag(FLAGS_spool_dir), [&](auto v) { config.set_spool_dir(v); });
-  set(absl::GetFlag(FLAGS_metrics_listen),
-      [&](auto v) { config.set_metrics_address(v); });
-  set(absl::GetFlag(FLAGS_nvml_library),
-      [&](auto v) { config.set_nvml_library(v); });
-  set(absl::GetFlag(FLAGS_runtime), [&](auto v) { config.set_runtime(v); });
-  set(absl::GetFlag(FLAGS_telemetry),
-      [&](auto v) { config.set_telemetry(v); });
-  set(absl::GetFlag(FLAGS_dcmi_library),
-      [&](auto v) { config.set_dcmi_library(v); });
-  set(absl::GetFlag(FLAGS_access_template),
-      [&](auto v) { config.set_access_template(v); });
-  pb::ProcessRuntimeConfig& process = *config.mutable_process();
-  set(absl::GetFlag(FLAGS_sandbox), [&](auto v) { process.set_sandbox(v); });
-  set(absl::GetFlag(FLAGS_run_as), [&](auto v) { process.set_run_as_user(v); });
-  set(absl::GetFlag(FLAGS_work_root), [&](auto v) { process.set_work_root(v); });
-  set(absl::GetFlag(FLAGS_bwrap), [&](auto v) { process.set_bwrap_path(v); });
-  pb::SlurmRuntimeConfig& slurm = *config.mutable_slurm();
-  set(absl::GetFlag(FLAGS_slurm_partition),
-      [&](auto v) { slurm.set_partition(v); });
-  set(absl::GetFlag(FLAGS_slurm_bin_dir), [&](auto v) { slurm.set_bin_dir(v); });
-  set(absl::GetFlag(FLAGS_slurm_login_host),
-      [&](auto v) { slurm.set_login_host(v); });
-  set(absl::GetFlag(FLAGS_slurm_batch_log_dir),
-      [&](auto v) { slurm.set_batch_log_dir(v); });
+// A flag that, when given, sets one field of the AgentConfig.
+struct StringFlag {
+  const absl::Flag<std::string>* flag;
+  void (*set)(pb::AgentConfig& config, const std::string& value);
+};
+struct NumberFlag {
+  int64_t (*get)();
+  void (*set)(pb::AgentConfig& config, int64_t value);
+};
+
+// Given flags override the config file; an empty string or a zero is not
+// given.
+const StringFlag kStringFlags[] = {
+    {&FLAGS_scheduler,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.set_scheduler_address(v);
+     }},
+    {&FLAGS_token_file,
+     [](pb::AgentConfig& c, const std::string& v) { c.set_token_file(v); }},
+    {&FLAGS_tls_ca,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.mutable_tls()->set_ca_file(v);
+     }},
+    {&FLAGS_tls_cert,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.mutable_tls()->set_cert_file(v);
+     }},
+    {&FLAGS_tls_key,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.mutable_tls()->set_key_file(v);
+     }},
+    {&FLAGS_region,
+     [](pb::AgentConfig& c, const std::string& v) { c.set_region(v); }},
+    {&FLAGS_meter,
+     [](pb::AgentConfig& c, const std::string& v) { c.set_meter(v); }},
+    {&FLAGS_spool_dir,
+     [](pb::AgentConfig& c, const std::string& v) { c.set_spool_dir(v); }},
+    {&FLAGS_metrics_listen,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.set_metrics_address(v);
+     }},
+    {&FLAGS_nvml_library,
+     [](pb::AgentConfig& c, const std::string& v) { c.set_nvml_library(v); }},
+    {&FLAGS_runtime,
+     [](pb::AgentConfig& c, const std::string& v) { c.set_runtime(v); }},
+    {&FLAGS_telemetry,
+     [](pb::AgentConfig& c, const std::string& v) { c.set_telemetry(v); }},
+    {&FLAGS_dcmi_library,
+     [](pb::AgentConfig& c, const std::string& v) { c.set_dcmi_library(v); }},
+    {&FLAGS_access_template,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.set_access_template(v);
+     }},
+    {&FLAGS_sandbox,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.mutable_process()->set_sandbox(v);
+     }},
+    {&FLAGS_run_as,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.mutable_process()->set_run_as_user(v);
+     }},
+    {&FLAGS_work_root,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.mutable_process()->set_work_root(v);
+     }},
+    {&FLAGS_bwrap,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.mutable_process()->set_bwrap_path(v);
+     }},
+    {&FLAGS_slurm_partition,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.mutable_slurm()->set_partition(v);
+     }},
+    {&FLAGS_slurm_bin_dir,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.mutable_slurm()->set_bin_dir(v);
+     }},
+    {&FLAGS_slurm_login_host,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.mutable_slurm()->set_login_host(v);
+     }},
+    {&FLAGS_slurm_batch_log_dir,
+     [](pb::AgentConfig& c, const std::string& v) {
+       c.mutable_slurm()->set_batch_log_dir(v);
+     }},
+};
+
+const NumberFlag kNumberFlags[] = {
+    {[] { return absl::GetFlag(FLAGS_heartbeat_interval_ms); },
+     [](pb::AgentConfig& c, int64_t v) { c.set_heartbeat_interval_ms(v); }},
+    {[] { return absl::GetFlag(FLAGS_report_interval_ms); },
+     [](pb::AgentConfig& c, int64_t v) { c.set_report_interval_ms(v); }},
+    {[] { return absl::GetFlag(FLAGS_spool_max_bytes); },
+     [](pb::AgentConfig& c, int64_t v) { c.set_spool_max_bytes(v); }},
+    {[] { return int64_t{absl::GetFlag(FLAGS_idle_threshold_bp)}; },
+     [](pb::AgentConfig& c, int64_t v) {
+       c.set_idle_threshold_bp(static_cast<int32_t>(v));
+     }},
+    {[] { return absl::GetFlag(FLAGS_idle_after_s); },
+     [](pb::AgentConfig& c, int64_t v) { c.set_idle_after_s(v); }},
+    {[] { return absl::GetFlag(FLAGS_stop_grace_s); },
+     [](pb::AgentConfig& c, int64_t v) { c.set_stop_grace_s(v); }},
+    {[] { return absl::GetFlag(FLAGS_slurm_poll_interval_ms); },
+     [](pb::AgentConfig& c, int64_t v) {
+       c.mutable_slurm()->set_poll_interval_ms(v);
+     }},
+    {[] { return absl::GetFlag(FLAGS_slurm_command_timeout_ms); },
+     [](pb::AgentConfig& c, int64_t v) {
+       c.mutable_slurm()->set_command_timeout_ms(v);
+     }},
+};
+
+// The Slurm lists, which replace those of the config file when given.
+absl::Status ApplySlurmListFlags(pb::SlurmRuntimeConfig& slurm) {
   if (!absl::GetFlag(FLAGS_slurm_gres_models).empty()) {
     slurm.clear_gres_models();
     for (absl::string_view m : absl::StrSplit(
@@ -190,41 +261,34 @@ absl::Status LoadConfig(pb::AgentConfig& config) {
   }
   if (!absl::GetFlag(FLAGS_slurm_accounts).empty()) {
     slurm.clear_accounts();
-    RETURN_IF_ERROR(AddSlurmAccounts(absl::GetFlag(FLAGS_slurm_accounts), slurm));
+    RETURN_IF_ERROR(
+        AddSlurmAccounts(absl::GetFlag(FLAGS_slurm_accounts), slurm));
   }
-  auto set_number = [](auto flag, auto setter) {
-    if (flag != 0) setter(flag);
-  };
-  set_number(absl::GetFlag(FLAGS_heartbeat_interval_ms),
-             [&](auto v) { config.set_heartbeat_interval_ms(v); });
-  set_number(absl::GetFlag(FLAGS_report_interval_ms),
-             [&](auto v) { config.set_report_interval_ms(v); });
-  set_number(absl::GetFlag(FLAGS_spool_max_bytes),
-             [&](auto v) { config.set_spool_max_bytes(v); });
-  set_number(absl::GetFlag(FLAGS_idle_threshold_bp),
-             [&](auto v) { config.set_idle_threshold_bp(v); });
-  set_number(absl::GetFlag(FLAGS_idle_after_s),
-             [&](auto v) { config.set_idle_after_s(v); });
-  set_number(absl::GetFlag(FLAGS_stop_grace_s),
-             [&](auto v) { config.set_stop_grace_s(v); });
-  set_number(absl::GetFlag(FLAGS_slurm_poll_interval_ms),
-             [&](auto v) { slurm.set_poll_interval_ms(v); });
-  set_number(absl::GetFlag(FLAGS_slurm_command_timeout_ms),
-             [&](auto v) { slurm.set_command_timeout_ms(v); });
+  return absl::OkStatus();
+}
+
+// --inventory replaces the config file's inventory; --prices then prices
+// it.
+absl::Status ApplyInventoryFlags(pb::AgentConfig& config) {
   if (!absl::GetFlag(FLAGS_inventory).empty()) {
-    ASSIGN_OR_RETURN(std::vector<pb::GpuModel> models,
-                     computevoucher::agent::ParseInventory(absl::GetFlag(FLAGS_inventory)));
+    ASSIGN_OR_RETURN(
+        std::vector<pb::GpuModel> models,
+        computevoucher::agent::ParseInventory(absl::GetFlag(FLAGS_inventory)));
     config.clear_inventory();
     for (pb::GpuModel& m : models) *config.add_inventory() = std::move(m);
   }
   if (!absl::GetFlag(FLAGS_prices).empty()) {
     std::vector<pb::GpuModel> models(config.inventory().begin(),
                                      config.inventory().end());
-    RETURN_IF_ERROR(
-        computevoucher::agent::ApplyPrices(absl::GetFlag(FLAGS_prices), models));
+    RETURN_IF_ERROR(computevoucher::agent::ApplyPrices(
+        absl::GetFlag(FLAGS_prices), models));
     config.clear_inventory();
     for (pb::GpuModel& m : models) *config.add_inventory() = std::move(m);
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSimulatedTelemetryFlags() {
   const int32_t util = absl::GetFlag(FLAGS_simulated_utilization_bp);
   if (util < 0 || util > 10'000) {
     return absl::InvalidArgumentError(
@@ -236,6 +300,27 @@ absl::Status LoadConfig(pb::AgentConfig& config) {
         absl::StrCat("simulated_watts: must be 0..100000, got ", watts));
   }
   return absl::OkStatus();
+}
+
+absl::Status LoadConfig(pb::AgentConfig& config) {
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    RETURN_IF_ERROR(
+        computevoucher::LoadTextProto(absl::GetFlag(FLAGS_config), &config));
+  }
+  // The runtimes' settings are present whether or not a flag sets them.
+  config.mutable_process();
+  config.mutable_slurm();
+  for (const StringFlag& f : kStringFlags) {
+    const std::string value = absl::GetFlag(*f.flag);
+    if (!value.empty()) f.set(config, value);
+  }
+  RETURN_IF_ERROR(ApplySlurmListFlags(*config.mutable_slurm()));
+  for (const NumberFlag& f : kNumberFlags) {
+    const int64_t value = f.get();
+    if (value != 0) f.set(config, value);
+  }
+  RETURN_IF_ERROR(ApplyInventoryFlags(config));
+  return CheckSimulatedTelemetryFlags();
 }
 
 }  // namespace

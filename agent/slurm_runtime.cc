@@ -290,6 +290,23 @@ class SlurmRuntime final : public Runtime {
     return absl::OkStatus();
   }
 
+  // The Slurm user and account of `d`'s enterprise; FailedPrecondition
+  // when it has none on this cluster.
+  absl::StatusOr<const pb::SlurmAccountMapping*> AccountOf(
+      const pb::DesiredAllocation& d) const;
+  // The allocation's job: its live job found again (duplicates cancelled),
+  // one that ended while the agent was away (adopted when resumed), or a new
+  // submission.
+  absl::StatusOr<int64_t> FindOrSubmitJob(
+      const RuntimeSpec& spec, const pb::SlurmAccountMapping& account,
+      const UserIds& user, const std::string& type, const std::string& log,
+      absl::Time now);
+  // What the tenant is told to reach the job: the operator's template, or
+  // the default for a batch or a holding job.
+  std::string AccessOf(const pb::DesiredAllocation& d, int64_t job_id,
+                       const pb::SlurmAccountMapping& account,
+                       const std::string& log) const;
+
   // The live jobs named for `id`, oldest first, and the newest ended one.
   absl::Status FindJobsFor(const std::string& id, std::vector<Job>& live,
                            std::optional<Job>& ended) {
@@ -411,17 +428,7 @@ absl::StatusOr<std::unique_ptr<RuntimeAllocation>> SlurmRuntime::Start(
     const RuntimeSpec& spec, absl::Time now) {
   const pb::DesiredAllocation& d = spec.desired;
   const std::string& id = d.allocation_id();
-  const pb::SlurmAccountMapping* account = nullptr;
-  for (const pb::SlurmAccountMapping& m : config_.accounts()) {
-    if (m.enterprise_id() == d.enterprise_id()) account = &m;
-  }
-  if (account == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "enterprise ", Quoted(d.enterprise_id()),
-        " has no Slurm user on this cluster; map it with --slurm-account ",
-        d.enterprise_id().empty() ? "E-…" : d.enterprise_id(),
-        "=USER[:ACCOUNT]"));
-  }
+  ASSIGN_OR_RETURN(const pb::SlurmAccountMapping* account, AccountOf(d));
   std::optional<UserIds> user = LookUpUser(account->user());
   if (!user) {
     return absl::FailedPreconditionError(
@@ -439,7 +446,37 @@ absl::StatusOr<std::unique_ptr<RuntimeAllocation>> SlurmRuntime::Start(
   const bool batch = !d.workload_command().empty();
   const std::string log =
       absl::StrCat(config_.batch_log_dir(), "/", id, ".out");
+  ASSIGN_OR_RETURN(const int64_t job_id,
+                   FindOrSubmitJob(spec, *account, *user, type, log, now));
+  handled_.insert(job_id);
+  return std::make_unique<SlurmAllocation>(
+      *this, job_id, batch, AccessOf(d, job_id, *account, log),
+      FromProto("deadline", d.deadline()).value_or(absl::InfiniteFuture()),
+      now);
+}
 
+absl::StatusOr<const pb::SlurmAccountMapping*> SlurmRuntime::AccountOf(
+    const pb::DesiredAllocation& d) const {
+  const pb::SlurmAccountMapping* account = nullptr;
+  for (const pb::SlurmAccountMapping& m : config_.accounts()) {
+    if (m.enterprise_id() == d.enterprise_id()) account = &m;
+  }
+  if (account == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "enterprise ", Quoted(d.enterprise_id()),
+        " has no Slurm user on this cluster; map it with --slurm-account ",
+        d.enterprise_id().empty() ? "E-…" : d.enterprise_id(),
+        "=USER[:ACCOUNT]"));
+  }
+  return account;
+}
+
+absl::StatusOr<int64_t> SlurmRuntime::FindOrSubmitJob(
+    const RuntimeSpec& spec, const pb::SlurmAccountMapping& account,
+    const UserIds& user, const std::string& type, const std::string& log,
+    absl::Time now) {
+  const pb::DesiredAllocation& d = spec.desired;
+  const std::string& id = d.allocation_id();
   std::vector<Job> live;
   std::optional<Job> ended;
   RETURN_IF_ERROR(FindJobsFor(id, live, ended));
@@ -460,17 +497,23 @@ absl::StatusOr<std::unique_ptr<RuntimeAllocation>> SlurmRuntime::Start(
     job_id = ended->id;
     jobs_[job_id] = *ended;
   } else {
-    if (batch) RETURN_IF_ERROR(PrepareLog(log, *user));
-    ASSIGN_OR_RETURN(job_id, Submit(spec, *account, *user, type, log, now));
+    if (!d.workload_command().empty()) RETURN_IF_ERROR(PrepareLog(log, user));
+    ASSIGN_OR_RETURN(job_id, Submit(spec, account, user, type, log, now));
     Log(absl::StrCat(id, ": submitted slurm job ", job_id, " as ",
-                     account->user(),
-                     account->account().empty()
+                     account.user(),
+                     account.account().empty()
                          ? ""
-                         : absl::StrCat(", account ", account->account()),
+                         : absl::StrCat(", account ", account.account()),
                      ", --gpus=", type, ":", d.gpu_count()));
   }
-  handled_.insert(job_id);
-  const std::string job = absl::StrCat(job_id);
+  return job_id;
+}
+
+std::string SlurmRuntime::AccessOf(const pb::DesiredAllocation& d,
+                                   int64_t job_id,
+                                   const pb::SlurmAccountMapping& account,
+                                   const std::string& log) const {
+  const bool batch = !d.workload_command().empty();
   std::string text = access_template_;
   if (text.empty()) {
     text = batch ? "batch job {job_id} on partition {partition} as {user}; "
@@ -478,21 +521,17 @@ absl::StatusOr<std::unique_ptr<RuntimeAllocation>> SlurmRuntime::Start(
                  : "ssh {login_host}, then: srun --jobid={job_id} COMMAND "
                    "(as {user}; the job holds {gpus})";
   }
-  std::string access = ExpandAccess(
-      text, {{"allocation_id", id},
-             {"job_id", job},
+  return ExpandAccess(
+      text, {{"allocation_id", d.allocation_id()},
+             {"job_id", absl::StrCat(job_id)},
              {"gpus", absl::StrCat(d.gpu_count(), "x", d.gpu_model())},
-             {"user", account->user()},
-             {"account", account->account()},
+             {"user", account.user()},
+             {"account", account.account()},
              {"partition", config_.partition()},
              {"log", log},
              {"login_host", config_.login_host().empty()
                                 ? std::string("the cluster's login node")
                                 : config_.login_host()}});
-  return std::make_unique<SlurmAllocation>(
-      *this, job_id, batch, std::move(access),
-      FromProto("deadline", d.deadline()).value_or(absl::InfiniteFuture()),
-      now);
 }
 
 SlurmAllocation::~SlurmAllocation() { runtime_.Release(job_id_); }

@@ -132,133 +132,162 @@ std::string DefaultUuid(size_t index) {
   return uuid;
 }
 
+// The directive parsers below return an error text, empty if fine.
+
+std::string ParseInitError(const std::vector<std::string>& f,
+                           nvmlReturn_t* init_error) {
+  unsigned long long code = 0;
+  if (f.size() != 2 || !fake_script::ParseUnsigned(f[1], &code) || code == 0 ||
+      code > 100000) {
+    return "want `init_error <nonzero code>`";
+  }
+  *init_error = static_cast<nvmlReturn_t>(code);
+  return "";
+}
+
+std::string ParseFail(const std::vector<std::string>& f, State& s) {
+  unsigned long long code = 0;
+  if (f.size() != 4 || !fake_script::ParseUnsigned(f[3], &code) || code == 0 ||
+      code > 100000) {
+    return "want `fail <function> <gpu>|* <nonzero code>`";
+  }
+  Failure failure;
+  failure.function = f[1];
+  failure.code = static_cast<nvmlReturn_t>(code);
+  if (f[2] != "*") {
+    unsigned long long gpu = 0;
+    if (!fake_script::ParseUnsigned(f[2], &gpu) || gpu >= s.gpus.size()) {
+      return "fail: gpu must be a declared index or *, got " + f[2];
+    }
+    failure.gpu = static_cast<long>(gpu);
+  }
+  s.failures.push_back(failure);
+  return "";
+}
+
+// `gpu <index> [key=value...]`, declaring GPU `index`.
+std::string ParseGpu(const std::vector<std::string>& f,
+                     unsigned long long index, State& s) {
+  if (index != s.gpus.size() || index >= kMaxGpus) {
+    return "gpu: declare GPUs in order 0, 1, ... (at most 64); expected " +
+           std::to_string(s.gpus.size()) + ", got " + f[1];
+  }
+  Gpu gpu;
+  gpu.name = "Fake GPU " + f[1];
+  gpu.uuid = DefaultUuid(index);
+  for (size_t i = 2; i < f.size(); ++i) {
+    const size_t eq = f[i].find('=');
+    if (eq == std::string::npos) return "gpu: want key=value, got " + f[i];
+    const std::string key = f[i].substr(0, eq);
+    const std::string value = f[i].substr(eq + 1);
+    if (key == "name") {
+      gpu.name = value;
+    } else if (key == "uuid") {
+      gpu.uuid = value;
+    } else if (key == "memory_total") {
+      if (!fake_script::ParseUnsigned(value, &gpu.memory_total)) {
+        return "gpu: bad memory_total " + value;
+      }
+    } else {
+      return "gpu: unknown key " + key;
+    }
+  }
+  s.gpus.push_back(gpu);
+  return "";
+}
+
+// The directives about a declared GPU, `gpu`.
+
+std::string ParseSeries(const std::vector<std::string>& f, Gpu& gpu) {
+  const std::string& op = f[0];
+  std::vector<unsigned long long> values;
+  if (f.size() != 3 || !fake_script::ParseList(f[2], &values)) {
+    return "want `" + op + " <gpu> <n>[,<n>...]`";
+  }
+  if (op == "utilization") {
+    for (unsigned long long v : values) {
+      if (v > 100) return "utilization: percent must be 0..100";
+    }
+    gpu.utilization = values;
+  } else {
+    for (unsigned long long v : values) {
+      if (v > gpu.memory_total) return "memory_used: exceeds memory_total";
+    }
+    gpu.memory_used = values;
+  }
+  return "";
+}
+
+std::string ParseEnergy(const std::vector<std::string>& f, Gpu& gpu) {
+  if (f.size() == 3 && f[2] == "unsupported") {
+    gpu.energy_supported = false;
+    return "";
+  }
+  gpu.energy_supported = true;
+  for (size_t i = 2; i < f.size(); ++i) {
+    const size_t eq = f[i].find('=');
+    const std::string key = f[i].substr(0, eq);
+    const std::string value =
+        eq == std::string::npos ? "" : f[i].substr(eq + 1);
+    unsigned long long* target = key == "start"  ? &gpu.energy_start
+                                 : key == "step" ? &gpu.energy_step
+                                                 : nullptr;
+    if (target == nullptr || !fake_script::ParseUnsigned(value, target)) {
+      return "want `energy <gpu> [start=<mJ>] [step=<mJ>]` or `energy "
+             "<gpu> unsupported`, got " +
+             f[i];
+    }
+  }
+  return "";
+}
+
+std::string ParseProcesses(const std::vector<std::string>& f, Gpu& gpu) {
+  if (f.size() != 3) return "want `processes <gpu> <pid>[,<pid>...]`";
+  gpu.pids.clear();
+  gpu.processes_supported = true;
+  if (f[2] == "unsupported") {
+    gpu.processes_supported = false;
+    return "";
+  }
+  if (f[2] == "none") return "";
+  std::vector<unsigned long long> pids;
+  if (!fake_script::ParseList(f[2], &pids))
+    return "processes: bad pid list " + f[2];
+  for (unsigned long long pid : pids) {
+    if (pid > 0xffffffffULL) return "processes: pid too large";
+    gpu.pids.push_back(static_cast<unsigned int>(pid));
+  }
+  return "";
+}
+
+struct GpuDirective {
+  const char* op;
+  std::string (*parse)(const std::vector<std::string>& f, Gpu& gpu);
+};
+constexpr GpuDirective kGpuDirectives[] = {
+    {"utilization", ParseSeries},
+    {"memory_used", ParseSeries},
+    {"energy", ParseEnergy},
+    {"processes", ParseProcesses},
+};
+
 // Parses one directive into `state`; returns an error text, empty if fine.
 std::string ParseLine(const std::vector<std::string>& f, State& s,
                       nvmlReturn_t* init_error) {
   const std::string& op = f[0];
-  if (op == "init_error") {
-    unsigned long long code = 0;
-    if (f.size() != 2 || !fake_script::ParseUnsigned(f[1], &code) ||
-        code == 0 || code > 100000) {
-      return "want `init_error <nonzero code>`";
-    }
-    *init_error = static_cast<nvmlReturn_t>(code);
-    return "";
-  }
-  if (op == "fail") {
-    unsigned long long code = 0;
-    if (f.size() != 4 || !fake_script::ParseUnsigned(f[3], &code) ||
-        code == 0 || code > 100000) {
-      return "want `fail <function> <gpu>|* <nonzero code>`";
-    }
-    Failure failure;
-    failure.function = f[1];
-    failure.code = static_cast<nvmlReturn_t>(code);
-    if (f[2] != "*") {
-      unsigned long long gpu = 0;
-      if (!fake_script::ParseUnsigned(f[2], &gpu) || gpu >= s.gpus.size()) {
-        return "fail: gpu must be a declared index or *, got " + f[2];
-      }
-      failure.gpu = static_cast<long>(gpu);
-    }
-    s.failures.push_back(failure);
-    return "";
-  }
+  if (op == "init_error") return ParseInitError(f, init_error);
+  if (op == "fail") return ParseFail(f, s);
 
   if (f.size() < 2) return "want `" + op + " <gpu> ...`";
   unsigned long long index = 0;
   if (!fake_script::ParseUnsigned(f[1], &index)) return "bad gpu index " + f[1];
-
-  if (op == "gpu") {
-    if (index != s.gpus.size() || index >= kMaxGpus) {
-      return "gpu: declare GPUs in order 0, 1, ... (at most 64); expected " +
-             std::to_string(s.gpus.size()) + ", got " + f[1];
-    }
-    Gpu gpu;
-    gpu.name = "Fake GPU " + f[1];
-    gpu.uuid = DefaultUuid(index);
-    for (size_t i = 2; i < f.size(); ++i) {
-      const size_t eq = f[i].find('=');
-      if (eq == std::string::npos) return "gpu: want key=value, got " + f[i];
-      const std::string key = f[i].substr(0, eq);
-      const std::string value = f[i].substr(eq + 1);
-      if (key == "name") {
-        gpu.name = value;
-      } else if (key == "uuid") {
-        gpu.uuid = value;
-      } else if (key == "memory_total") {
-        if (!fake_script::ParseUnsigned(value, &gpu.memory_total)) {
-          return "gpu: bad memory_total " + value;
-        }
-      } else {
-        return "gpu: unknown key " + key;
-      }
-    }
-    s.gpus.push_back(gpu);
-    return "";
-  }
+  if (op == "gpu") return ParseGpu(f, index, s);
 
   if (index >= s.gpus.size()) {
     return op + ": gpu " + f[1] + " is not declared (declare it with `gpu`)";
   }
-  Gpu& gpu = s.gpus[index];
-  if (op == "utilization" || op == "memory_used") {
-    std::vector<unsigned long long> values;
-    if (f.size() != 3 || !fake_script::ParseList(f[2], &values)) {
-      return "want `" + op + " <gpu> <n>[,<n>...]`";
-    }
-    if (op == "utilization") {
-      for (unsigned long long v : values) {
-        if (v > 100) return "utilization: percent must be 0..100";
-      }
-      gpu.utilization = values;
-    } else {
-      for (unsigned long long v : values) {
-        if (v > gpu.memory_total) return "memory_used: exceeds memory_total";
-      }
-      gpu.memory_used = values;
-    }
-    return "";
-  }
-  if (op == "energy") {
-    if (f.size() == 3 && f[2] == "unsupported") {
-      gpu.energy_supported = false;
-      return "";
-    }
-    gpu.energy_supported = true;
-    for (size_t i = 2; i < f.size(); ++i) {
-      const size_t eq = f[i].find('=');
-      const std::string key = f[i].substr(0, eq);
-      const std::string value =
-          eq == std::string::npos ? "" : f[i].substr(eq + 1);
-      unsigned long long* target = key == "start"  ? &gpu.energy_start
-                                   : key == "step" ? &gpu.energy_step
-                                                   : nullptr;
-      if (target == nullptr || !fake_script::ParseUnsigned(value, target)) {
-        return "want `energy <gpu> [start=<mJ>] [step=<mJ>]` or `energy "
-               "<gpu> unsupported`, got " +
-               f[i];
-      }
-    }
-    return "";
-  }
-  if (op == "processes") {
-    if (f.size() != 3) return "want `processes <gpu> <pid>[,<pid>...]`";
-    gpu.pids.clear();
-    gpu.processes_supported = true;
-    if (f[2] == "unsupported") {
-      gpu.processes_supported = false;
-      return "";
-    }
-    if (f[2] == "none") return "";
-    std::vector<unsigned long long> pids;
-    if (!fake_script::ParseList(f[2], &pids))
-      return "processes: bad pid list " + f[2];
-    for (unsigned long long pid : pids) {
-      if (pid > 0xffffffffULL) return "processes: pid too large";
-      gpu.pids.push_back(static_cast<unsigned int>(pid));
-    }
-    return "";
+  for (const GpuDirective& directive : kGpuDirectives) {
+    if (op == directive.op) return directive.parse(f, s.gpus[index]);
   }
   return "unknown directive " + op;
 }

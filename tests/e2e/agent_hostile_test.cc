@@ -212,6 +212,25 @@ pb::DesiredAllocation Desired(const std::string& id, const std::string& model,
   return d;
 }
 
+// What no agent may run: a model the cluster lacks, more GPUs than it has,
+// an id listed twice, no id, an over-long id, a bad deadline, no
+// assignment, no GPUs.
+std::vector<pb::DesiredAllocation> HostileDesired(absl::Time now) {
+  std::vector<pb::DesiredAllocation> hostile;
+  hostile.push_back(Desired("AL-000002", "A100", 1, now));
+  hostile.push_back(Desired("AL-000003", "H100", 9, now));
+  hostile.push_back(Desired("AL-000004", "H100", 1, now));
+  hostile.push_back(Desired("AL-000004", "H100", 1, now));
+  hostile.push_back(Desired("", "H100", 1, now));
+  hostile.push_back(Desired(std::string(200, 'A'), "H100", 1, now));
+  hostile.push_back(Desired("AL-000005", "H100", 1, now));
+  hostile.back().mutable_deadline()->set_nanos(-5);
+  hostile.push_back(Desired("AL-000006", "H100", 1, now));
+  hostile.back().clear_assigned_at();
+  hostile.push_back(Desired("AL-000007", "H100", 0, now));
+  return hostile;
+}
+
 class AgentHostileTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -249,6 +268,124 @@ class AgentHostileTest : public ::testing::Test {
         [&] { return agent_->Log().find(text) != std::string::npos; });
   }
 
+  // The steps of RefusesGarbageAndMetersWhatItCanRunOnce, in order.
+
+  // Each allocation of HostileDesired is refused with its reason, and none
+  // of them started.
+  void ExpectRefusesTheHostileOnes() {
+    const std::vector<std::string> refusals = {
+        "refused allocation AL-000002: gpu_model \"A100\" is not on this "
+        "cluster",
+        "refused allocation AL-000003: gpu_count 9 of H100 does not fit the",
+        "refused allocation \"AL-000004\": listed 2 times in one answer",
+        "refused an allocation: allocation_id: required",
+        absl::StrCat("refused an allocation: allocation_id: \"",
+                     std::string(64, 'A'),
+                     "...\" (200 bytes) is not a valid id (1..128 characters)"),
+        "refused allocation AL-000005: deadline: nanos must be 0..999999999, "
+        "got -5",
+        "refused allocation AL-000006: assigned_at: required",
+        "refused allocation AL-000007: gpu_count 0 of H100 does not fit the",
+    };
+    for (const std::string& refusal : refusals) {
+      EXPECT_TRUE(WaitForLog(refusal)) << refusal << "\n" << agent_->Log();
+    }
+    for (const char* id : {"AL-000002", "AL-000003", "AL-000004", "AL-000005",
+                           "AL-000006", "AL-000007"}) {
+      EXPECT_THAT(agent_->Log(), Not(HasSubstr(absl::StrCat("started ", id))));
+    }
+  }
+
+  // Answers with no acks, then acks naming other allocations, are ignored
+  // and the records go again, until the fake accepts them.
+  void ExpectIgnoresMismatchedAcks() {
+    EXPECT_TRUE(WaitForLog("ignored a ReportUsage answer with 0 acks for"))
+        << agent_->Log();
+    EXPECT_TRUE(PollUntil([&] { return fake_.TimesReceived(kValid, 1) >= 2; }))
+        << agent_->Log();
+    fake_.SetAckMode(FakeScheduler::AckMode::kOtherIds);
+    const int before = fake_.TimesReceived(kValid, 1);
+    EXPECT_TRUE(
+        WaitForLog(absl::StrCat("ignored an ack for \"AL-OTHER\" #1 in "
+                                "the place of ",
+                                kValid, " #1")))
+        << agent_->Log();
+    EXPECT_TRUE(PollUntil([&] {
+      return fake_.TimesReceived(kValid, 1) >= before + 2;
+    })) << agent_->Log();
+    EXPECT_TRUE(fake_.accepted(kValid).empty());
+    EXPECT_TRUE(agent_->Running()) << agent_->Log();
+
+    fake_.SetAckMode(FakeScheduler::AckMode::kAccept);
+    ASSERT_TRUE(PollUntil([&] { return fake_.accepted(kValid).size() >= 4; }))
+        << agent_->Log();
+  }
+
+  // The running allocation listed twice is garbage too, not a reason to
+  // stop it.
+  void ExpectKeepsRunningWhatIsListedTwice(
+      std::vector<pb::DesiredAllocation> twice,
+      const pb::DesiredAllocation& valid) {
+    twice.push_back(valid);
+    twice.push_back(valid);
+    fake_.SetDesired(twice);
+    EXPECT_TRUE(WaitForLog(absl::StrCat("refused allocation \"", kValid,
+                                        "\": listed 2 times in one answer")))
+        << agent_->Log();
+    const size_t seen = fake_.heartbeats().size();
+    ASSERT_TRUE(
+        PollUntil([&] { return fake_.heartbeats().size() >= seen + 3; }));
+    EXPECT_THAT(agent_->Log(),
+                Not(HasSubstr(absl::StrCat("stopping ", kValid))));
+  }
+
+  // Metered once: sequences 1..n without gaps or overlaps, from its
+  // assignment (`now`) until it was dropped, each resend the same record.
+  void ExpectValidMeteredOnce(absl::Time now, absl::Time dropped) {
+    const std::map<int64_t, pb::UsageRecord> accepted = fake_.accepted(kValid);
+    ASSERT_FALSE(accepted.empty());
+    int64_t expected_sequence = 1;
+    absl::Time previous_end;
+    for (const auto& [sequence, u] : accepted) {
+      SCOPED_TRACE(u.ShortDebugString());
+      EXPECT_EQ(sequence, expected_sequence++);
+      const absl::Time start = *FromProto("start", u.start());
+      const absl::Time end = *FromProto("end", u.end());
+      if (sequence == 1) {
+        EXPECT_GE(start, absl::FromUnixMillis(absl::ToUnixMillis(now)));
+        EXPECT_LT(start, now + absl::Seconds(10));
+      } else {
+        EXPECT_EQ(start, previous_end) << "a gap or an overlap";
+      }
+      EXPECT_EQ(u.gpu_ms(), absl::ToInt64Milliseconds(end - start) * 2);
+      previous_end = end;
+    }
+    EXPECT_GE(previous_end, dropped) << "usage up to the stop was not reported";
+    EXPECT_LT(previous_end, dropped + absl::Seconds(10));
+    for (const pb::UsageRecord& u : fake_.received()) {
+      ASSERT_EQ(u.allocation_id(), kValid) << u.ShortDebugString();
+      ASSERT_EQ(accepted.count(u.sequence()), 1u) << u.ShortDebugString();
+      EXPECT_EQ(u.SerializeAsString(),
+                accepted.at(u.sequence()).SerializeAsString())
+          << "a resend differs: " << u.ShortDebugString();
+    }
+  }
+
+  // The agent only ever reported what it ran, and now runs nothing.
+  void ExpectReportedOnlyWhatItRan() {
+    const std::vector<pb::HeartbeatRequest> heartbeats = fake_.heartbeats();
+    for (const pb::HeartbeatRequest& h : heartbeats) {
+      for (const pb::ObservedAllocation& o : h.allocations()) {
+        EXPECT_EQ(o.allocation_id(), kValid) << h.ShortDebugString();
+      }
+    }
+    ASSERT_TRUE(PollUntil([&] {
+      const pb::HeartbeatRequest last = fake_.heartbeats().back();
+      auto free = last.free_gpus().find("H100");
+      return last.allocations().empty() && free != last.free_gpus().end() &&
+             free->second == 8;
+    })) << fake_.heartbeats().back().ShortDebugString();
+  }
   TempDir temp_;  // destroyed after the members declared below
   std::string dir_;
   FakeScheduler fake_;
@@ -260,18 +397,7 @@ class AgentHostileTest : public ::testing::Test {
 TEST_F(AgentHostileTest, RefusesGarbageAndMetersWhatItCanRunOnce) {
   const absl::Time now = absl::Now();
   const pb::DesiredAllocation valid = Desired(kValid, "H100", 2, now);
-  std::vector<pb::DesiredAllocation> hostile;
-  hostile.push_back(Desired("AL-000002", "A100", 1, now));
-  hostile.push_back(Desired("AL-000003", "H100", 9, now));
-  hostile.push_back(Desired("AL-000004", "H100", 1, now));
-  hostile.push_back(Desired("AL-000004", "H100", 1, now));
-  hostile.push_back(Desired("", "H100", 1, now));
-  hostile.push_back(Desired(std::string(200, 'A'), "H100", 1, now));
-  hostile.push_back(Desired("AL-000005", "H100", 1, now));
-  hostile.back().mutable_deadline()->set_nanos(-5);
-  hostile.push_back(Desired("AL-000006", "H100", 1, now));
-  hostile.back().clear_assigned_at();
-  hostile.push_back(Desired("AL-000007", "H100", 0, now));
+  const std::vector<pb::DesiredAllocation> hostile = HostileDesired(now);
   std::vector<pb::DesiredAllocation> desired = hostile;
   desired.push_back(valid);
   fake_.SetDesired(desired);
@@ -281,63 +407,9 @@ TEST_F(AgentHostileTest, RefusesGarbageAndMetersWhatItCanRunOnce) {
   ASSERT_TRUE(
       WaitForLog(absl::StrCat("started ", kValid, ": 2xH100 on GPUs 0,1")))
       << agent_->Log();
-  const std::vector<std::string> refusals = {
-      "refused allocation AL-000002: gpu_model \"A100\" is not on this "
-      "cluster",
-      "refused allocation AL-000003: gpu_count 9 of H100 does not fit the",
-      "refused allocation \"AL-000004\": listed 2 times in one answer",
-      "refused an allocation: allocation_id: required",
-      absl::StrCat("refused an allocation: allocation_id: \"",
-                   std::string(64, 'A'),
-                   "...\" (200 bytes) is not a valid id (1..128 characters)"),
-      "refused allocation AL-000005: deadline: nanos must be 0..999999999, "
-      "got -5",
-      "refused allocation AL-000006: assigned_at: required",
-      "refused allocation AL-000007: gpu_count 0 of H100 does not fit the",
-  };
-  for (const std::string& refusal : refusals) {
-    EXPECT_TRUE(WaitForLog(refusal)) << refusal << "\n" << agent_->Log();
-  }
-  for (const char* id : {"AL-000002", "AL-000003", "AL-000004", "AL-000005",
-                         "AL-000006", "AL-000007"}) {
-    EXPECT_THAT(agent_->Log(), Not(HasSubstr(absl::StrCat("started ", id))));
-  }
-
-  // An answer with no acks is ignored; the records go again.
-  EXPECT_TRUE(WaitForLog("ignored a ReportUsage answer with 0 acks for"))
-      << agent_->Log();
-  EXPECT_TRUE(PollUntil([&] { return fake_.TimesReceived(kValid, 1) >= 2; }))
-      << agent_->Log();
-  // Acks naming other allocations are ignored too.
-  fake_.SetAckMode(FakeScheduler::AckMode::kOtherIds);
-  const int before = fake_.TimesReceived(kValid, 1);
-  EXPECT_TRUE(
-      WaitForLog(absl::StrCat("ignored an ack for \"AL-OTHER\" #1 in "
-                              "the place of ",
-                              kValid, " #1")))
-      << agent_->Log();
-  EXPECT_TRUE(PollUntil([&] {
-    return fake_.TimesReceived(kValid, 1) >= before + 2;
-  })) << agent_->Log();
-  EXPECT_TRUE(fake_.accepted(kValid).empty());
-  EXPECT_TRUE(agent_->Running()) << agent_->Log();
-
-  fake_.SetAckMode(FakeScheduler::AckMode::kAccept);
-  ASSERT_TRUE(PollUntil([&] { return fake_.accepted(kValid).size() >= 4; }))
-      << agent_->Log();
-
-  // The running allocation listed twice is garbage too, not a reason to
-  // stop it.
-  std::vector<pb::DesiredAllocation> twice = hostile;
-  twice.push_back(valid);
-  twice.push_back(valid);
-  fake_.SetDesired(twice);
-  EXPECT_TRUE(WaitForLog(absl::StrCat("refused allocation \"", kValid,
-                                      "\": listed 2 times in one answer")))
-      << agent_->Log();
-  const size_t seen = fake_.heartbeats().size();
-  ASSERT_TRUE(PollUntil([&] { return fake_.heartbeats().size() >= seen + 3; }));
-  EXPECT_THAT(agent_->Log(), Not(HasSubstr(absl::StrCat("stopping ", kValid))));
+  ExpectRefusesTheHostileOnes();
+  ASSERT_NO_FATAL_FAILURE(ExpectIgnoresMismatchedAcks());
+  ASSERT_NO_FATAL_FAILURE(ExpectKeepsRunningWhatIsListedTwice(hostile, valid));
 
   // Dropped from the desired set: stopped, and metered up to then.
   const absl::Time dropped =
@@ -351,49 +423,8 @@ TEST_F(AgentHostileTest, RefusesGarbageAndMetersWhatItCanRunOnce) {
       << agent_->Log();
   EXPECT_TRUE(agent_->Running()) << agent_->Log();
 
-  // Metered once: sequences 1..n without gaps or overlaps, from its
-  // assignment until it was dropped, each resend the same record.
-  const std::map<int64_t, pb::UsageRecord> accepted = fake_.accepted(kValid);
-  ASSERT_FALSE(accepted.empty());
-  int64_t expected_sequence = 1;
-  absl::Time previous_end;
-  for (const auto& [sequence, u] : accepted) {
-    SCOPED_TRACE(u.ShortDebugString());
-    EXPECT_EQ(sequence, expected_sequence++);
-    const absl::Time start = *FromProto("start", u.start());
-    const absl::Time end = *FromProto("end", u.end());
-    if (sequence == 1) {
-      EXPECT_GE(start, absl::FromUnixMillis(absl::ToUnixMillis(now)));
-      EXPECT_LT(start, now + absl::Seconds(10));
-    } else {
-      EXPECT_EQ(start, previous_end) << "a gap or an overlap";
-    }
-    EXPECT_EQ(u.gpu_ms(), absl::ToInt64Milliseconds(end - start) * 2);
-    previous_end = end;
-  }
-  EXPECT_GE(previous_end, dropped) << "usage up to the stop was not reported";
-  EXPECT_LT(previous_end, dropped + absl::Seconds(10));
-  for (const pb::UsageRecord& u : fake_.received()) {
-    ASSERT_EQ(u.allocation_id(), kValid) << u.ShortDebugString();
-    ASSERT_EQ(accepted.count(u.sequence()), 1u) << u.ShortDebugString();
-    EXPECT_EQ(u.SerializeAsString(),
-              accepted.at(u.sequence()).SerializeAsString())
-        << "a resend differs: " << u.ShortDebugString();
-  }
-
-  // The agent only ever reported what it ran, and now runs nothing.
-  const std::vector<pb::HeartbeatRequest> heartbeats = fake_.heartbeats();
-  for (const pb::HeartbeatRequest& h : heartbeats) {
-    for (const pb::ObservedAllocation& o : h.allocations()) {
-      EXPECT_EQ(o.allocation_id(), kValid) << h.ShortDebugString();
-    }
-  }
-  ASSERT_TRUE(PollUntil([&] {
-    const pb::HeartbeatRequest last = fake_.heartbeats().back();
-    auto free = last.free_gpus().find("H100");
-    return last.allocations().empty() && free != last.free_gpus().end() &&
-           free->second == 8;
-  })) << fake_.heartbeats().back().ShortDebugString();
+  ASSERT_NO_FATAL_FAILURE(ExpectValidMeteredOnce(now, dropped));
+  ASSERT_NO_FATAL_FAILURE(ExpectReportedOnlyWhatItRan());
   ASSERT_FALSE(fake_.registers().empty());
   EXPECT_EQ(fake_.registers().front().inventory_size(), 1);
   EXPECT_THAT(fake_.bad_authorization(), ::testing::IsEmpty());

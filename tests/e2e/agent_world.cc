@@ -277,6 +277,24 @@ void AgentWorld::ExpectMeteredOnce(const std::string& cluster_id,
   ASSERT_FALSE(usage.empty());
   const absl::Time assigned = *FromProto("assigned_at", a.assigned_at());
   const absl::Time ended = *FromProto("ended_at", a.ended_at());
+  // A workload that exits by itself is metered until the agent sees the
+  // exit, before the scheduler hears of it (ended_at, a heartbeat later).
+  ExpectMeteredOnce(a, usage, exited_by.value_or(ended));
+  const pb::UsageRecord& first = usage.front().record();
+  EXPECT_LT(*FromProto("start", first.start()), assigned + absl::Seconds(5))
+      << "record 0: " << first.ShortDebugString();
+  const absl::Time last_end = *FromProto("end", usage.back().record().end());
+  if (exited_by) {
+    EXPECT_LE(last_end, ended) << "usage after the exit was reported";
+  } else {
+    EXPECT_LT(last_end, ended + absl::Seconds(5));
+  }
+}
+
+void AgentWorld::ExpectMeteredOnce(const pb::Allocation& a,
+                                   const std::vector<pb::ChargedUsage>& usage,
+                                   absl::Time metered_until) {
+  const absl::Time assigned = *FromProto("assigned_at", a.assigned_at());
   int64_t gpu_ms = 0;
   absl::Time previous_end;
   for (size_t i = 0; i < usage.size(); ++i) {
@@ -287,7 +305,6 @@ void AgentWorld::ExpectMeteredOnce(const std::string& cluster_id,
     const absl::Time end = *FromProto("end", u.end());
     if (i == 0) {
       EXPECT_GE(start, assigned);
-      EXPECT_LT(start, assigned + absl::Seconds(5));
     } else {
       EXPECT_EQ(start, previous_end) << "a gap or an overlap";
     }
@@ -297,17 +314,9 @@ void AgentWorld::ExpectMeteredOnce(const std::string& cluster_id,
     previous_end = end;
   }
   // The agent meters in whole milliseconds; the scheduler's clock is finer.
-  // A workload that exits by itself is metered until the agent sees the
-  // exit, before the scheduler hears of it (ended_at, a heartbeat later).
-  const absl::Time metered_until = exited_by.value_or(ended);
   EXPECT_GE(previous_end,
             absl::FromUnixMillis(absl::ToUnixMillis(metered_until)))
       << "usage up to the end was not reported";
-  if (exited_by) {
-    EXPECT_LE(previous_end, ended) << "usage after the exit was reported";
-  } else {
-    EXPECT_LT(previous_end, ended + absl::Seconds(5));
-  }
   EXPECT_EQ(a.used_gpu_ms(), gpu_ms);
   EXPECT_EQ(a.last_sequence(), static_cast<int64_t>(usage.size()))
       << "a record was refused";

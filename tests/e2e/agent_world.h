@@ -100,6 +100,15 @@ class AgentWorld : public ::testing::Test {
   void ExpectMeteredOnce(const std::string& cluster_id,
                          const std::string& allocation_id,
                          std::optional<absl::Time> exited_by = std::nullopt);
+  // The record checks of the above, for the ended allocation `a` and its
+  // accepted `usage` (not empty): sequences 1..n, each interval starting
+  // where the previous ended, the first no earlier than its assignment, the
+  // last ending no earlier than `metered_until` (in whole milliseconds),
+  // GPU-ms of GPUs × each interval adding up to its used_gpu_ms, and its
+  // last sequence n.
+  static void ExpectMeteredOnce(const pb::Allocation& a,
+                                const std::vector<pb::ChargedUsage>& usage,
+                                absl::Time metered_until);
   // Stops the scheduler and runs `voucher-scheduler verify` on its data.
   void ExpectVerifies();
   // The scheduler's command line without the port file (for replicas).

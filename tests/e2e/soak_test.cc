@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -54,6 +55,20 @@ struct Figures {
   std::string last_refusal;  // written by the enterprise thread only
 };
 
+// The allocations the enterprise made, by the request id that made them.
+struct Made {
+  absl::Mutex mu;
+  std::map<std::string, std::string> by_request ABSL_GUARDED_BY(mu);
+};
+
+// What the allocations that ran add up to.
+struct Totals {
+  int64_t records = 0;
+  int64_t gpu_ms = 0;
+  int64_t subsidy = 0;
+  int64_t never_ran = 0;
+};
+
 class FaultSoak : public AgentWorld {
  protected:
   // Calls `call(context)` until it is answered with something other than a
@@ -70,25 +85,12 @@ class FaultSoak : public AgentWorld {
       absl::SleepFor(absl::Milliseconds(100));
     }
   }
-};
-
-TEST_F(FaultSoak, DISABLED_KillLoopsUnderIngestAndRedemption) {
-  const char* env = std::getenv("CV_SOAK_SECONDS");
-  const absl::Duration length = absl::Seconds(env ? std::atoi(env) : 300);
-  StartAgent("hz-a");
-  StartAgent("sz-b");
-  ApproveCluster("hz-a");
-  ApproveCluster("sz-b");
-  const pb::Voucher voucher = Issue("E-000001", 1'000'000'00);
-  Figures figures;
 
   // The enterprise, on its own connection (the port stays the same across
   // restarts): allocates two GPUs at a time, keeps up to 14 allocations,
-  // releases the oldest when full or refused.
-  absl::Mutex mu;
-  std::map<std::string, std::string> made;  // request id -> allocation id
-  std::atomic<bool> stop{false};
-  std::thread enterprise([&] {
+  // releases the oldest when full or refused; once `stop`, releases all.
+  void RunEnterprise(const pb::Voucher& voucher, Figures& figures, Made& made,
+                     const std::atomic<bool>& stop) {
     auto stub = pb::EnterpriseService::NewStub(grpc::CreateChannel(
         scheduler_address(), grpc::InsecureChannelCredentials()));
     std::vector<std::string> open;
@@ -133,96 +135,94 @@ TEST_F(FaultSoak, DISABLED_KillLoopsUnderIngestAndRedemption) {
       }
       ++figures.allocated;
       open.push_back(a.allocation_id());
-      absl::MutexLock lock(&mu);
-      made[r.request_id()] = a.allocation_id();
+      absl::MutexLock lock(&made.mu);
+      made.by_request[r.request_id()] = a.allocation_id();
     }
     while (!open.empty()) release_oldest();
-  });
+  }
 
-  // The killer: every 1-4 s, SIGKILL the scheduler or one of the agents and
-  // start it again at once.
-  std::mt19937 random(20261205);
-  const absl::Time end = absl::Now() + length;
-  while (absl::Now() < end) {
-    absl::SleepFor(absl::Milliseconds(1000 + random() % 3000));
-    switch (random() % 3) {
-      case 0:
-        StopScheduler(SIGKILL);
-        StartScheduler();
-        ++figures.scheduler_kills;
-        break;
-      default: {
-        const std::string cluster = random() % 2 == 0 ? "hz-a" : "sz-b";
-        agent(cluster).Stop(SIGKILL);
-        StartAgent(cluster);
-        ++figures.agent_kills;
+  // The killer: every 1-4 s for `length`, SIGKILL the scheduler or one of
+  // the agents and start it again at once.
+  void KillLoop(absl::Duration length, Figures& figures) {
+    std::mt19937 random(20261205);
+    const absl::Time end = absl::Now() + length;
+    while (absl::Now() < end) {
+      absl::SleepFor(absl::Milliseconds(1000 + random() % 3000));
+      switch (random() % 3) {
+        case 0:
+          StopScheduler(SIGKILL);
+          StartScheduler();
+          ++figures.scheduler_kills;
+          break;
+        default: {
+          const std::string cluster = random() % 2 == 0 ? "hz-a" : "sz-b";
+          agent(cluster).Stop(SIGKILL);
+          StartAgent(cluster);
+          ++figures.agent_kills;
+        }
       }
     }
   }
-  stop = true;
-  enterprise.join();
 
-  // Everything ended; wait until each allocation's usage reaches its end.
-  std::vector<std::string> ids;
-  {
-    absl::MutexLock lock(&mu);
-    for (const auto& [request, id] : made) ids.push_back(id);
+  // No retried request made a second allocation: each allocation answers
+  // one request, and the enterprise has as many as `made` lists.
+  void ExpectEachRequestAllocatedOnce(
+      const std::map<std::string, std::string>& made) {
+    std::map<std::string, std::string> request_of;
+    for (const auto& [request, id] : made) {
+      EXPECT_TRUE(request_of.emplace(id, request).second)
+          << id << " answered two requests";
+    }
+    int64_t listed = 0;
+    pb::ListAllocationsRequest list;
+    list.mutable_page()->set_page_size(1000);
+    while (true) {
+      pb::ListAllocationsResponse page;
+      const grpc::Status s =
+          enterprise_->ListAllocations(As(e1_token_).get(), list, &page);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      listed += page.allocations_size();
+      if (page.next_page_token().empty()) break;
+      list.mutable_page()->set_page_token(page.next_page_token());
+    }
+    EXPECT_EQ(listed, static_cast<int64_t>(made.size()));
   }
-  std::map<std::string, std::string> request_of;
-  for (const auto& [request, id] : made) {
-    EXPECT_TRUE(request_of.emplace(id, request).second)
-        << id << " answered two requests";
-  }
-  // No retried request made a second allocation.
-  int64_t listed = 0;
-  pb::ListAllocationsRequest list;
-  list.mutable_page()->set_page_size(1000);
-  while (true) {
-    pb::ListAllocationsResponse page;
-    const grpc::Status s =
-        enterprise_->ListAllocations(As(e1_token_).get(), list, &page);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    listed += page.allocations_size();
-    if (page.next_page_token().empty()) break;
-    list.mutable_page()->set_page_token(page.next_page_token());
-  }
-  EXPECT_EQ(listed, static_cast<int64_t>(ids.size()));
 
   // Quiet: every allocation ended, and no usage arrives for 3 s (agents
-  // report every 300 ms); then each is checked once.
-  int64_t total = -1;
-  absl::Time changed = absl::Now();
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        pb::AdminListAllocationsRequest r;
-        r.mutable_page()->set_page_size(1000);
-        int64_t sum = 0;
-        bool ended = true;
-        while (true) {
-          pb::AdminListAllocationsResponse page;
-          if (!admin_->ListAllocations(As(admin_token_).get(), r, &page).ok())
-            return false;
-          for (const pb::Allocation& a : page.allocations()) {
-            sum += a.last_sequence();
-            ended &= a.state() == pb::ALLOCATION_STATE_ENDED;
+  // report every 300 ms).
+  void WaitUntilQuiet() {
+    int64_t total = -1;
+    absl::Time changed = absl::Now();
+    ASSERT_TRUE(PollUntil(
+        [&] {
+          pb::AdminListAllocationsRequest r;
+          r.mutable_page()->set_page_size(1000);
+          int64_t sum = 0;
+          bool ended = true;
+          while (true) {
+            pb::AdminListAllocationsResponse page;
+            if (!admin_->ListAllocations(As(admin_token_).get(), r, &page).ok())
+              return false;
+            for (const pb::Allocation& a : page.allocations()) {
+              sum += a.last_sequence();
+              ended &= a.state() == pb::ALLOCATION_STATE_ENDED;
+            }
+            if (page.next_page_token().empty()) break;
+            r.mutable_page()->set_page_token(page.next_page_token());
           }
-          if (page.next_page_token().empty()) break;
-          r.mutable_page()->set_page_token(page.next_page_token());
-        }
-        if (sum != total || !ended) {
-          total = sum;
-          changed = absl::Now();
-          return false;
-        }
-        return absl::Now() - changed >= absl::Seconds(3);
-      },
-      absl::Minutes(3)));
+          if (sum != total || !ended) {
+            total = sum;
+            changed = absl::Now();
+            return false;
+          }
+          return absl::Now() - changed >= absl::Seconds(3);
+        },
+        absl::Minutes(3)));
+  }
 
-  int64_t records = 0;
-  int64_t gpu_ms = 0;
-  int64_t subsidy = 0;
-  int64_t never_ran = 0;
-  for (const std::string& id : ids) {
+  // The allocation ended, was metered exactly once up to its end, and was
+  // charged the subsidy of its whole usage; adds it to `totals`.
+  void CheckAllocation(const std::string& id, Totals& totals) {
     SCOPED_TRACE(id);
     const pb::Allocation a = GetAllocation(id);
     ASSERT_EQ(a.state(), pb::ALLOCATION_STATE_ENDED);
@@ -231,94 +231,115 @@ TEST_F(FaultSoak, DISABLED_KillLoopsUnderIngestAndRedemption) {
       // Released before its agent started it (or while the agent was
       // down): never ran, never charged.
       EXPECT_EQ(a.used_gpu_ms(), 0);
-      ++never_ran;
-      continue;
+      ++totals.never_ran;
+      return;
     }
-    // Metered up to its end (the agent meters in whole milliseconds).
-    EXPECT_GE(*FromProto("end", usage.back().record().end()),
-              absl::FromUnixMillis(absl::ToUnixMillis(
-                  *FromProto("ended_at", a.ended_at()))))
-        << "usage up to the end was not reported";
-    absl::Time previous_end;
+    ExpectMeteredOnce(a, usage, *FromProto("ended_at", a.ended_at()));
     int64_t allocation_gpu_ms = 0;
     int64_t allocation_subsidy = 0;
     int64_t unsubsidised = 0;
-    for (size_t i = 0; i < usage.size(); ++i) {
-      const pb::UsageRecord& u = usage[i].record();
-      SCOPED_TRACE(absl::StrCat("record ", i, ": ", u.ShortDebugString()));
-      ASSERT_EQ(u.sequence(), static_cast<int64_t>(i) + 1);
-      const absl::Time start = *FromProto("start", u.start());
-      const absl::Time stop_at = *FromProto("end", u.end());
-      if (i == 0) {
-        EXPECT_GE(start, *FromProto("assigned_at", a.assigned_at()));
-      } else {
-        ASSERT_EQ(start, previous_end) << "a gap or an overlap";
-      }
-      EXPECT_EQ(u.gpu_ms(), absl::ToInt64Milliseconds(stop_at - start) *
-                                a.gpu_count());
-      allocation_gpu_ms += u.gpu_ms();
-      allocation_subsidy += usage[i].subsidy_fen();
+    for (const pb::ChargedUsage& charged : usage) {
+      allocation_gpu_ms += charged.record().gpu_ms();
+      allocation_subsidy += charged.subsidy_fen();
       // The part past the allocation's end (the agent stops it a moment
       // after the release) is recorded without subsidy.
-      unsubsidised += usage[i].unsubsidised_gpu_ms();
-      previous_end = stop_at;
+      unsubsidised += charged.unsubsidised_gpu_ms();
     }
-    EXPECT_EQ(a.used_gpu_ms(), allocation_gpu_ms);
     // Charged cumulatively (DESIGN.md, "Charge"): whatever the kills did to
     // the slicing, the allocation's subsidy is that of its whole usage.
     // (A soak's figures are far from overflowing 64 bits.)
-    EXPECT_LE(unsubsidised, 5'000 * a.gpu_count()) << "more than 5 s past the end";
+    EXPECT_LE(unsubsidised, 5'000 * a.gpu_count())
+        << "more than 5 s past the end";
     const int64_t cost = (allocation_gpu_ms - unsubsidised) *
                          a.price_fen_per_gpu_hour() / 3'600'000;
     EXPECT_EQ(allocation_subsidy, cost * a.ratio_bp() / 10'000);
-    EXPECT_EQ(a.last_sequence(), static_cast<int64_t>(usage.size()));
-    subsidy += allocation_subsidy;
-    records += static_cast<int64_t>(usage.size());
-    gpu_ms += allocation_gpu_ms;
+    totals.subsidy += allocation_subsidy;
+    totals.records += static_cast<int64_t>(usage.size());
+    totals.gpu_ms += allocation_gpu_ms;
   }
 
   // Conservation: the voucher's money is all somewhere, and what it was
-  // charged is what its usage cost it. Held money returns after the usage
-  // grace (60 s here).
+  // charged is `subsidy`, what its usage cost it. Held money returns after
+  // the usage grace (60 s here). `v` is the voucher as last read.
+  void ExpectConserved(const pb::Voucher& voucher, int64_t subsidy,
+                       pb::Voucher& v) {
+    ASSERT_TRUE(PollUntil(
+        [&] {
+          pb::GetVoucherRequest r;
+          r.set_voucher_id(voucher.voucher_id());
+          const grpc::Status s =
+              enterprise_->GetVoucher(As(e1_token_).get(), r, &v);
+          return s.ok() && v.held_fen() == 0;
+        },
+        absl::Minutes(3)))
+        << v.ShortDebugString();
+    EXPECT_EQ(v.face_value_fen(), v.available_fen() + v.held_fen() +
+                                      v.charged_fen() + v.returned_fen())
+        << v.ShortDebugString();
+    EXPECT_EQ(v.charged_fen(), subsidy) << v.ShortDebugString();
+  }
+
+  void PrintFigures(absl::Duration length, const Figures& figures,
+                    const Totals& totals, const pb::Voucher& v) {
+    std::printf(
+        "soak: %s; scheduler killed %lld times, agents %lld times; "
+        "%lld allocations (each once; %lld never ran), %lld released, %lld "
+        "refused (last: %s), %lld retried calls; %lld usage records "
+        "accepted, each once, "
+        "%.2f GPU-hours; voucher charged %lld fen = the subsidy of its "
+        "usage; verify passed: %s\n",
+        absl::FormatDuration(length).c_str(),
+        static_cast<long long>(figures.scheduler_kills.load()),
+        static_cast<long long>(figures.agent_kills.load()),
+        static_cast<long long>(figures.allocated.load()),
+        static_cast<long long>(totals.never_ran),
+        static_cast<long long>(figures.released.load()),
+        static_cast<long long>(figures.refused_busy.load()),
+        figures.last_refusal.c_str(),
+        static_cast<long long>(figures.retries.load()),
+        static_cast<long long>(totals.records), totals.gpu_ms / 3.6e6,
+        static_cast<long long>(v.charged_fen()),
+        HasFailure() ? "see above" : "yes");
+  }
+};
+
+TEST_F(FaultSoak, DISABLED_KillLoopsUnderIngestAndRedemption) {
+  const char* env = std::getenv("CV_SOAK_SECONDS");
+  const absl::Duration length = absl::Seconds(env ? std::atoi(env) : 300);
+  StartAgent("hz-a");
+  StartAgent("sz-b");
+  ApproveCluster("hz-a");
+  ApproveCluster("sz-b");
+  const pb::Voucher voucher = Issue("E-000001", 1'000'000'00);
+  Figures figures;
+  Made made;
+  std::atomic<bool> stop{false};
+  std::thread enterprise([&] { RunEnterprise(voucher, figures, made, stop); });
+  KillLoop(length, figures);
+  stop = true;
+  enterprise.join();
+
+  // Everything ended; wait until each allocation's usage reaches its end.
+  std::map<std::string, std::string> by_request;
+  {
+    absl::MutexLock lock(&made.mu);
+    by_request = made.by_request;
+  }
+  std::vector<std::string> ids;
+  for (const auto& [request, id] : by_request) ids.push_back(id);
+  ASSERT_NO_FATAL_FAILURE(ExpectEachRequestAllocatedOnce(by_request));
+  ASSERT_NO_FATAL_FAILURE(WaitUntilQuiet());
+  Totals totals;
+  for (const std::string& id : ids) {
+    ASSERT_NO_FATAL_FAILURE(CheckAllocation(id, totals));
+  }
   pb::Voucher v;
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        pb::GetVoucherRequest r;
-        r.set_voucher_id(voucher.voucher_id());
-        const grpc::Status s =
-            enterprise_->GetVoucher(As(e1_token_).get(), r, &v);
-        return s.ok() && v.held_fen() == 0;
-      },
-      absl::Minutes(3)))
-      << v.ShortDebugString();
-  EXPECT_EQ(v.face_value_fen(), v.available_fen() + v.held_fen() +
-                                    v.charged_fen() + v.returned_fen())
-      << v.ShortDebugString();
-  EXPECT_EQ(v.charged_fen(), subsidy) << v.ShortDebugString();
+  ASSERT_NO_FATAL_FAILURE(ExpectConserved(voucher, totals.subsidy, v));
 
   EXPECT_EQ(agent("hz-a").Stop(SIGTERM), 0);
   EXPECT_EQ(agent("sz-b").Stop(SIGTERM), 0);
   ExpectVerifies();
-
-  std::printf(
-      "soak: %s; scheduler killed %lld times, agents %lld times; "
-      "%lld allocations (each once; %lld never ran), %lld released, %lld "
-      "refused (last: %s), %lld retried calls; %lld usage records accepted, "
-      "each once, "
-      "%.2f GPU-hours; voucher charged %lld fen = the subsidy of its "
-      "usage; verify passed: %s\n",
-      absl::FormatDuration(length).c_str(),
-      static_cast<long long>(figures.scheduler_kills.load()),
-      static_cast<long long>(figures.agent_kills.load()),
-      static_cast<long long>(figures.allocated.load()),
-      static_cast<long long>(never_ran),
-      static_cast<long long>(figures.released.load()),
-      static_cast<long long>(figures.refused_busy.load()),
-      figures.last_refusal.c_str(),
-      static_cast<long long>(figures.retries.load()),
-      static_cast<long long>(records), gpu_ms / 3.6e6,
-      static_cast<long long>(v.charged_fen()),
-      HasFailure() ? "see above" : "yes");
+  PrintFigures(length, figures, totals, v);
 }
 
 }  // namespace
