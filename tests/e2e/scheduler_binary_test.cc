@@ -13,14 +13,16 @@
 #include <limits>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/config.h"
 #include "common/leader.h"
@@ -32,9 +34,9 @@
 #include "gtest/gtest.h"
 #include "tests/scheduler/store/store_backend.h"
 #include "tests/testing/binaries.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/world.h"
 #include "tests/testing/world_api.h"
-#include "tests/testing/temp_dir.h"
 
 namespace computevoucher {
 namespace {
@@ -50,6 +52,84 @@ std::string Binary() {
 }
 
 using testing::Shell;
+
+// Threads that issue small vouchers until the scheduler stops answering,
+// and the answers they were given.
+class IssueLoad {
+ public:
+  IssueLoad(pb::AdminService::Stub& admin, std::string token)
+      : admin_(admin), token_(std::move(token)) {}
+  ~IssueLoad() { StopAndJoin(); }
+
+  void Start(int threads) {
+    for (int t = 0; t < threads; ++t) {
+      threads_.emplace_back([this, t] { IssueUntilStopped(t); });
+    }
+  }
+
+  // Calls begun well after now must not be served.
+  void Signalled() { signalled_ms_ = absl::ToUnixMillis(absl::Now()); }
+
+  void StopAndJoin() {
+    stop_ = true;
+    for (std::thread& thread : threads_) {
+      if (thread.joinable()) thread.join();
+    }
+  }
+
+  std::atomic<int64_t> ok{0};
+  std::atomic<int64_t> refused{0};
+  std::atomic<int64_t> cancelled{0};
+  std::atomic<int64_t> other{0};
+  // Calls begun well after the signal that were still served.
+  std::atomic<int64_t> served_late{0};
+  absl::Mutex others_mu;
+  std::vector<std::string> others ABSL_GUARDED_BY(others_mu);
+
+ private:
+  void IssueUntilStopped(int t) {
+    for (int i = 0; !stop_.load(); ++i) {
+      pb::IssueVoucherRequest r;
+      r.set_request_id(absl::StrCat("load-", t, "-", i));
+      r.set_program_id("P-000001");
+      r.set_enterprise_id("E-000001");
+      r.set_face_value_fen(100);
+      grpc::ClientContext c;
+      c.AddMetadata("authorization", "Bearer " + token_);
+      c.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+      pb::Voucher v;
+      const int64_t begun_ms = absl::ToUnixMillis(absl::Now());
+      const grpc::Status s = admin_.IssueVoucher(&c, r, &v);
+      if (s.ok()) {
+        ++ok;
+        const int64_t signalled = signalled_ms_.load();
+        if (signalled != std::numeric_limits<int64_t>::max() &&
+            begun_ms > signalled + 300) {
+          ++served_late;
+        }
+      } else if (s.error_code() == grpc::StatusCode::CANCELLED) {
+        // gRPC's answer to a call that reached the transport as it
+        // closed; checked by the test to have done nothing.
+        ++cancelled;
+      } else if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+        // Refused, or nobody listens any more: nothing was done.
+        ++refused;
+        if (absl::StrContains(s.error_message(), "connect")) return;
+      } else {
+        ++other;
+        absl::MutexLock lock(&others_mu);
+        others.push_back(absl::StrCat(s.error_code(), ": ", s.error_message()));
+      }
+    }
+  }
+
+  pb::AdminService::Stub& admin_;
+  const std::string token_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> signalled_ms_{std::numeric_limits<int64_t>::max()};
+  std::vector<std::thread> threads_;
+};
 
 class SchedulerBinaryTest : public ::testing::Test {
  protected:
@@ -93,6 +173,42 @@ class SchedulerBinaryTest : public ::testing::Test {
     pb::ListProgramsRequest r;
     pb::ListProgramsResponse out;
     return stub->ListPrograms(&context, r, &out);
+  }
+
+  // Creates the test world through the API of the scheduler on `admin`.
+  static void CreateWorld(pb::AdminService::Stub& admin,
+                          const std::string& token) {
+    int setup_requests = 0;
+    pb::CreateProgramRequest program = testing::WorldProgram();
+    *program.mutable_valid_from() = ToProto(absl::Now() - absl::Hours(24));
+    *program.mutable_valid_until() =
+        ToProto(absl::Now() + absl::Hours(24 * 300));
+    ASSERT_TRUE(testing::CreateWorldThroughApi(
+                    admin, token,
+                    [&] { return absl::StrCat("setup-", ++setup_requests); },
+                    program)
+                    .ok());
+  }
+
+  // Sets `stored` to the number of vouchers the scheduler on `port` lists.
+  static void CountVouchers(int port, const std::string& token,
+                            int64_t& stored) {
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                       grpc::InsecureChannelCredentials());
+    auto admin = pb::AdminService::NewStub(channel);
+    stored = 0;
+    pb::AdminListVouchersRequest list;
+    list.mutable_page()->set_page_size(1000);
+    while (true) {
+      grpc::ClientContext c;
+      c.AddMetadata("authorization", "Bearer " + token);
+      pb::AdminListVouchersResponse page;
+      const grpc::Status s = admin->ListVouchers(&c, list, &page);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      stored += page.vouchers_size();
+      if (page.next_page_token().empty()) break;
+      list.mutable_page()->set_page_token(page.next_page_token());
+    }
   }
 
   TempDir temp_;  // destroyed after the members declared below
@@ -152,98 +268,32 @@ TEST_F(SchedulerBinaryTest, SigtermFinishesCallsInProgressAndRefusesNewOnes) {
                                      grpc::InsecureChannelCredentials());
   auto admin = pb::AdminService::NewStub(channel);
   const std::string token = AdminToken();
-  int setup_requests = 0;
-  pb::CreateProgramRequest program = testing::WorldProgram();
-  *program.mutable_valid_from() = ToProto(absl::Now() - absl::Hours(24));
-  *program.mutable_valid_until() = ToProto(absl::Now() + absl::Hours(24 * 300));
-  ASSERT_TRUE(testing::CreateWorldThroughApi(
-                  *admin, token,
-                  [&] { return absl::StrCat("setup-", ++setup_requests); },
-                  program)
-                  .ok());
+  ASSERT_NO_FATAL_FAILURE(CreateWorld(*admin, token));
 
   // 16 threads issue small vouchers until the scheduler stops answering;
   // SIGTERM comes while they run.
   constexpr int kThreads = 16;
-  std::atomic<int64_t> ok{0};
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> refused{0};
-  std::atomic<int64_t> cancelled{0};
-  std::atomic<int64_t> other{0};
-  // Calls begun well after the signal that were still served.
-  std::atomic<int64_t> served_late{0};
-  std::atomic<int64_t> signalled_ms{std::numeric_limits<int64_t>::max()};
-  std::vector<std::string> others;
-  absl::Mutex others_mu;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; !stop.load(); ++i) {
-        pb::IssueVoucherRequest r;
-        r.set_request_id(absl::StrCat("load-", t, "-", i));
-        r.set_program_id("P-000001");
-        r.set_enterprise_id("E-000001");
-        r.set_face_value_fen(100);
-        grpc::ClientContext c;
-        c.AddMetadata("authorization", "Bearer " + token);
-        c.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(10));
-        pb::Voucher v;
-        const int64_t begun_ms = absl::ToUnixMillis(absl::Now());
-        const grpc::Status s = admin->IssueVoucher(&c, r, &v);
-        if (s.ok()) {
-          ++ok;
-          const int64_t signalled = signalled_ms.load();
-          if (signalled != std::numeric_limits<int64_t>::max() &&
-              begun_ms > signalled + 300) {
-            ++served_late;
-          }
-        } else if (s.error_code() == grpc::StatusCode::CANCELLED) {
-          // gRPC's answer to a call that reached the transport as it
-          // closed; checked below to have done nothing.
-          ++cancelled;
-        } else if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
-          // Refused, or nobody listens any more: nothing was done.
-          ++refused;
-          if (absl::StrContains(s.error_message(), "connect")) return;
-        } else {
-          ++other;
-          absl::MutexLock lock(&others_mu);
-          others.push_back(absl::StrCat(s.error_code(), ": ", s.error_message()));
-        }
-      }
-    });
-  }
-  ASSERT_TRUE(testing::PollUntil([&] { return ok.load() > 200; }));
-  signalled_ms = absl::ToUnixMillis(absl::Now());
+  IssueLoad load(*admin, token);
+  load.Start(kThreads);
+  ASSERT_TRUE(testing::PollUntil([&] { return load.ok.load() > 200; }));
+  load.Signalled();
   EXPECT_EQ(Stop(SIGTERM), 0) << Log();
-  stop = true;
-  for (std::thread& thread : threads) thread.join();
-  EXPECT_EQ(other.load(), 0) << absl::StrJoin(others, "\n");
-  EXPECT_EQ(served_late.load(), 0) << "new calls were served after SIGTERM";
+  load.StopAndJoin();
+  {
+    absl::MutexLock lock(&load.others_mu);
+    EXPECT_EQ(load.other.load(), 0) << absl::StrJoin(load.others, "\n");
+  }
+  EXPECT_EQ(load.served_late.load(), 0)
+      << "new calls were served after SIGTERM";
 
   // Every voucher answered OK is stored, and nothing answered otherwise
   // was: the count of vouchers in the store is the count of OK answers.
   const int again = Start({data, "--listen=127.0.0.1:0"});
   ASSERT_GT(again, 0);
-  auto channel2 = grpc::CreateChannel(absl::StrCat("127.0.0.1:", again),
-                                      grpc::InsecureChannelCredentials());
-  auto admin2 = pb::AdminService::NewStub(channel2);
   int64_t stored = 0;
-  pb::AdminListVouchersRequest list;
-  list.mutable_page()->set_page_size(1000);
-  while (true) {
-    grpc::ClientContext c;
-    c.AddMetadata("authorization", "Bearer " + token);
-    pb::AdminListVouchersResponse page;
-    const grpc::Status s = admin2->ListVouchers(&c, list, &page);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    stored += page.vouchers_size();
-    if (page.next_page_token().empty()) break;
-    list.mutable_page()->set_page_token(page.next_page_token());
-  }
-  EXPECT_EQ(stored, ok.load())
-      << refused.load() << " refused, " << cancelled.load() << " cancelled";
+  ASSERT_NO_FATAL_FAILURE(CountVouchers(again, token, stored));
+  EXPECT_EQ(stored, load.ok.load()) << load.refused.load() << " refused, "
+                                    << load.cancelled.load() << " cancelled";
   EXPECT_EQ(Stop(SIGTERM), 0);
 }
 

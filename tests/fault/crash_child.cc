@@ -17,8 +17,8 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/time_util.h"
-#include "scheduler/store/sqlite_store.h"
 #include "scheduler/engine/writer.h"
+#include "scheduler/store/sqlite_store.h"
 #include "tests/testing/world.h"
 
 namespace {
@@ -53,44 +53,41 @@ int Fail(const std::string& what, const absl::Status& s) {
   return 2;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: crash_child DATA_DIR RUN\n");
-    return 2;
-  }
-  const std::string dir = argv[1];
-  const std::string run = argv[2];
-  auto store = computevoucher::store::OpenSqliteStore(dir, computevoucher::store::OpenMode::kReadWrite);
-  if (!store.ok()) return Fail("open", store.status());
-  // Start the fast clock where the stored state left off.
-  absl::Time base = absl::Now();
-  auto head = (*store)->ReadHead();
+// Sets `base` to now, or to the last stored command's time where that is
+// later. Returns main's exit status.
+int ClockBase(computevoucher::store::Store& store, absl::Time& base) {
+  base = absl::Now();
+  auto head = store.ReadHead();
   if (!head.ok()) return Fail("head", head.status());
-  auto last = (*store)->ReadCommands(head->command_sequence - 1, 1);
+  auto last = store.ReadCommands(head->command_sequence - 1, 1);
   if (!last.ok()) return Fail("read", last.status());
   for (const pb::Command& c : *last)
     base = std::max(base, *computevoucher::FromProto("time", c.time()));
-  FastClock clock(base);
-  auto writer = computevoucher::engine::Writer::Open(**store, clock);
-  if (!writer.ok()) return Fail("writer", writer.status());
-  computevoucher::engine::Writer& w = **writer;
+  return 0;
+}
 
-  const bool fresh = w.Read(
-      [](const computevoucher::core::StateMachine& s) { return s.programs().empty(); });
-  if (fresh) {
-    computevoucher::core::StateMachine scratch;
-    computevoucher::testing::Driver driver(scratch);
-    if (absl::Status s = driver.BuildWorld(); !s.ok()) return Fail("world", s);
-    for (pb::Command c : driver.log()) {
-      c.clear_sequence();
-      c.clear_time();
-      if (auto r = w.Submit(c); !r.ok())
-        return Fail("world command", r.status());
-    }
+// On a fresh data directory, submits the commands that build the test world.
+// Returns main's exit status.
+int SeedWorldIfFresh(computevoucher::engine::Writer& w) {
+  const bool fresh = w.Read([](const computevoucher::core::StateMachine& s) {
+    return s.programs().empty();
+  });
+  if (!fresh) return 0;
+  computevoucher::core::StateMachine scratch;
+  computevoucher::testing::Driver driver(scratch);
+  if (absl::Status s = driver.BuildWorld(); !s.ok()) return Fail("world", s);
+  for (pb::Command c : driver.log()) {
+    c.clear_sequence();
+    c.clear_time();
+    if (auto r = w.Submit(c); !r.ok()) return Fail("world command", r.status());
   }
-  // A voucher and an allocation for this run's usage.
+  return 0;
+}
+
+// A voucher and an allocation `a` for this run's usage. Returns main's exit
+// status.
+int AllocateForRun(computevoucher::engine::Writer& w, const std::string& run,
+                   pb::Allocation& a) {
   pb::Command issue =
       NewCommand(AdminPrincipal(), absl::StrCat("run", run, "-voucher"));
   issue.mutable_issue_voucher()->set_program_id("P-000001");
@@ -108,58 +105,94 @@ int main(int argc, char** argv) {
       static_cast<const pb::Voucher&>(*voucher->response).voucher_id());
   auto allocation = w.Submit(alloc);
   if (!allocation.ok()) return Fail("allocate", allocation.status());
-  const pb::Allocation a =
-      static_cast<const pb::Allocation&>(*allocation->response);
-  const absl::Time assigned = *computevoucher::FromProto("assigned_at", a.assigned_at());
+  a = static_cast<const pb::Allocation&>(*allocation->response);
+  return 0;
+}
+
+// Issues one-fen vouchers forever, saying each acknowledged one.
+void IssueForever(computevoucher::engine::Writer& w, const std::string& run,
+                  int t) {
+  const char* enterprises[] = {"E-000001", "E-000002", "E-000003"};
+  for (int i = 0;; ++i) {
+    pb::Command c =
+        NewCommand(AdminPrincipal(), absl::StrCat("run", run, "-t", t, "-", i));
+    c.mutable_issue_voucher()->set_program_id("P-000001");
+    c.mutable_issue_voucher()->set_enterprise_id(enterprises[i % 3]);
+    c.mutable_issue_voucher()->set_face_value_fen(1);
+    auto outcome = w.Submit(c);
+    if (!outcome.ok()) {
+      std::fprintf(stderr, "crash_child: issue: %s\n",
+                   outcome.status().ToString().c_str());
+      _exit(2);
+    }
+    Say(absl::StrCat(
+        "ISSUE ", c.request_id(), " ",
+        static_cast<const pb::Voucher&>(*outcome->response).voucher_id()));
+  }
+}
+
+// Reports a minute of usage on `a` forever, each once the clock has passed
+// its end, saying each accepted record.
+void ReportUsageForever(computevoucher::engine::Writer& w,
+                        const pb::Allocation& a, absl::Time assigned,
+                        FastClock& clock) {
+  for (int64_t seq = 1;; ++seq) {
+    const absl::Time start = assigned + absl::Minutes(seq - 1);
+    while (clock.Now() < start + absl::Minutes(1)) std::this_thread::yield();
+    pb::Command c =
+        NewCommand(AgentPrincipal(a.cluster_id()), absl::StrCat("usage-", seq));
+    pb::UsageRecord* u = c.mutable_report_usage()->add_records();
+    u->set_allocation_id(a.allocation_id());
+    u->set_sequence(seq);
+    *u->mutable_start() = computevoucher::ToProto(start);
+    *u->mutable_end() = computevoucher::ToProto(start + absl::Minutes(1));
+    u->set_gpu_ms(60'000);
+    auto outcome = w.Submit(c);
+    if (!outcome.ok()) _exit(2);
+    const auto& ack =
+        static_cast<const pb::ReportUsageResponse&>(*outcome->response).acks(0);
+    if (ack.result() != pb::USAGE_RESULT_ACCEPTED) {
+      std::fprintf(stderr, "crash_child: usage %lld: %s\n",
+                   static_cast<long long>(seq), ack.reason().c_str());
+      _exit(2);
+    }
+    Say(absl::StrCat("USAGE ", a.allocation_id(), " ", seq, " ",
+                     ack.subsidy_fen()));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: crash_child DATA_DIR RUN\n");
+    return 2;
+  }
+  const std::string dir = argv[1];
+  const std::string run = argv[2];
+  auto store = computevoucher::store::OpenSqliteStore(
+      dir, computevoucher::store::OpenMode::kReadWrite);
+  if (!store.ok()) return Fail("open", store.status());
+  // Start the fast clock where the stored state left off.
+  absl::Time base;
+  if (int rc = ClockBase(**store, base); rc != 0) return rc;
+  FastClock clock(base);
+  auto writer = computevoucher::engine::Writer::Open(**store, clock);
+  if (!writer.ok()) return Fail("writer", writer.status());
+  computevoucher::engine::Writer& w = **writer;
+  if (int rc = SeedWorldIfFresh(w); rc != 0) return rc;
+  pb::Allocation a;
+  if (int rc = AllocateForRun(w, run, a); rc != 0) return rc;
+  const absl::Time assigned =
+      *computevoucher::FromProto("assigned_at", a.assigned_at());
   Say("READY");
 
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
-    threads.emplace_back([&w, &run, t] {
-      const char* enterprises[] = {"E-000001", "E-000002", "E-000003"};
-      for (int i = 0;; ++i) {
-        pb::Command c = NewCommand(AdminPrincipal(),
-                                   absl::StrCat("run", run, "-t", t, "-", i));
-        c.mutable_issue_voucher()->set_program_id("P-000001");
-        c.mutable_issue_voucher()->set_enterprise_id(enterprises[i % 3]);
-        c.mutable_issue_voucher()->set_face_value_fen(1);
-        auto outcome = w.Submit(c);
-        if (!outcome.ok()) {
-          std::fprintf(stderr, "crash_child: issue: %s\n",
-                       outcome.status().ToString().c_str());
-          _exit(2);
-        }
-        Say(absl::StrCat(
-            "ISSUE ", c.request_id(), " ",
-            static_cast<const pb::Voucher&>(*outcome->response).voucher_id()));
-      }
-    });
+    threads.emplace_back([&w, &run, t] { IssueForever(w, run, t); });
   }
   threads.emplace_back([&w, &a, &assigned, &clock] {
-    for (int64_t seq = 1;; ++seq) {
-      const absl::Time start = assigned + absl::Minutes(seq - 1);
-      while (clock.Now() < start + absl::Minutes(1)) std::this_thread::yield();
-      pb::Command c = NewCommand(AgentPrincipal(a.cluster_id()),
-                                 absl::StrCat("usage-", seq));
-      pb::UsageRecord* u = c.mutable_report_usage()->add_records();
-      u->set_allocation_id(a.allocation_id());
-      u->set_sequence(seq);
-      *u->mutable_start() = computevoucher::ToProto(start);
-      *u->mutable_end() = computevoucher::ToProto(start + absl::Minutes(1));
-      u->set_gpu_ms(60'000);
-      auto outcome = w.Submit(c);
-      if (!outcome.ok()) _exit(2);
-      const auto& ack =
-          static_cast<const pb::ReportUsageResponse&>(*outcome->response)
-              .acks(0);
-      if (ack.result() != pb::USAGE_RESULT_ACCEPTED) {
-        std::fprintf(stderr, "crash_child: usage %lld: %s\n",
-                     static_cast<long long>(seq), ack.reason().c_str());
-        _exit(2);
-      }
-      Say(absl::StrCat("USAGE ", a.allocation_id(), " ", seq, " ",
-                       ack.subsidy_fen()));
-    }
+    ReportUsageForever(w, a, assigned, clock);
   });
   for (std::thread& t : threads) t.join();
   return 0;

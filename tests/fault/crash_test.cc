@@ -25,6 +25,7 @@
 #include "scheduler/core/state_machine.h"
 #include "scheduler/engine/replay.h"
 #include "scheduler/store/sqlite_store.h"
+#include "scheduler/store/store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -90,29 +91,18 @@ class CrashTest : public ::testing::Test {
     dir_ = temp_.path();
   }
 
-  TempDir temp_;  // destroyed after the members declared below
-  std::string dir_;
-};
-
-TEST_F(CrashTest, AcknowledgedCommandsSurviveSigkill) {
-  std::mt19937 rng(7);
-  absl::flat_hash_set<std::string> acked_issues;
-  absl::flat_hash_map<std::string, int64_t>
-      acked_charges;  // charge key -> subsidy
-  int64_t total_acks = 0;
-  for (int run = 1; run <= 5; ++run) {
-    SCOPED_TRACE(absl::StrCat("run ", run));
+  // Starts a child on dir_, lets it work for a random while, kills it with
+  // SIGKILL mid-flight and sets `text` to what it printed.
+  void RunAndKill(int run, std::string& text) {
     Child child = Spawn(dir_, run);
-    std::string text;
     ASSERT_TRUE(ReadUntil(child.out, text, absl::Now() + absl::Seconds(60),
                           [](const std::string& t) {
                             return t.find("READY\n") != std::string::npos;
                           }))
         << "child did not start: " << text;
-    // Let it work for a random while, then kill it mid-flight.
     const absl::Time kill_at =
         absl::Now() +
-        absl::Milliseconds(std::uniform_int_distribution<int>(200, 900)(rng));
+        absl::Milliseconds(std::uniform_int_distribution<int>(200, 900)(rng_));
     ReadUntil(child.out, text, kill_at,
               [](const std::string&) { return false; });
     ASSERT_EQ(kill(child.pid, SIGKILL), 0);
@@ -124,53 +114,60 @@ TEST_F(CrashTest, AcknowledgedCommandsSurviveSigkill) {
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
         << "the child exited by itself (status " << status << "); output:\n"
         << text.substr(0, 2000);
+  }
 
-    int run_acks = 0;
+  // Adds the acknowledgements the child printed in `text` to acked_issues_
+  // and acked_charges_, and counts them in `run_acks`.
+  void CollectAcks(const std::string& text, int& run_acks) {
     for (absl::string_view line :
          absl::StrSplit(text, '\n', absl::SkipEmpty())) {
       std::vector<std::string> f = absl::StrSplit(line, ' ');
       if (f[0] == "ISSUE" && f.size() == 3) {
-        acked_issues.insert(f[1]);
+        acked_issues_.insert(f[1]);
         ++run_acks;
       } else if (f[0] == "USAGE" && f.size() == 4) {
         int64_t subsidy = 0;
         ASSERT_TRUE(absl::SimpleAtoi(f[3], &subsidy));
-        acked_charges[absl::StrCat("charge/", f[1], "/", f[2])] = subsidy;
+        acked_charges_[absl::StrCat("charge/", f[1], "/", f[2])] = subsidy;
         ++run_acks;
       }
     }
-    EXPECT_GT(run_acks, 0) << "nothing was acknowledged before the kill";
-    std::printf(
-        "run %d: %d commands acknowledged before SIGKILL, %zu charges "
-        "acknowledged so far\n",
-        run, run_acks, acked_charges.size());
-    total_acks += run_acks;
+  }
 
-    // The store verifies, and every acknowledged command is there once.
+  // The store verifies, and every acknowledged command is there once.
+  void ExpectStoreHoldsAcknowledgedOnce() {
     ASSERT_OK_AND_ASSIGN(
         auto store, store::OpenSqliteStore(dir_, store::OpenMode::kReadOnly));
     core::StateMachine state;
     ASSERT_OK_AND_ASSIGN(const engine::ReplayReport report,
                          engine::Replay(*store, state));
     EXPECT_THAT(report.violations, IsEmpty());
+    ASSERT_NO_FATAL_FAILURE(ExpectIssuesStoredOnce(*store));
+    ASSERT_NO_FATAL_FAILURE(ExpectChargesStoredOnce(*store));
+  }
+
+  void ExpectIssuesStoredOnce(store::Store& store) {
     absl::flat_hash_map<std::string, int> request_ids;
     int64_t after = 0;
     while (true) {
-      ASSERT_OK_AND_ASSIGN(auto commands, store->ReadCommands(after, 10'000));
+      ASSERT_OK_AND_ASSIGN(auto commands, store.ReadCommands(after, 10'000));
       if (commands.empty()) break;
       for (const pb::Command& c : commands) {
         if (c.has_issue_voucher()) ++request_ids[c.request_id()];
         after = c.sequence();
       }
     }
-    for (const std::string& id : acked_issues) {
+    for (const std::string& id : acked_issues_) {
       EXPECT_EQ(request_ids[id], 1)
           << id << " acknowledged but stored " << request_ids[id] << " times";
     }
+  }
+
+  void ExpectChargesStoredOnce(store::Store& store) {
     absl::flat_hash_map<std::string, int64_t> charges;
-    after = 0;
+    int64_t after = 0;
     while (true) {
-      ASSERT_OK_AND_ASSIGN(auto entries, store->ReadJournal(after, 10'000));
+      ASSERT_OK_AND_ASSIGN(auto entries, store.ReadJournal(after, 10'000));
       if (entries.empty()) break;
       for (const pb::JournalEntry& e : entries) {
         if (e.kind() == pb::ENTRY_KIND_CHARGE) {
@@ -181,12 +178,38 @@ TEST_F(CrashTest, AcknowledgedCommandsSurviveSigkill) {
         after = e.sequence();
       }
     }
-    for (const auto& [key, subsidy] : acked_charges) {
+    for (const auto& [key, subsidy] : acked_charges_) {
       if (subsidy == 0) continue;
       ASSERT_TRUE(charges.contains(key))
           << key << " acknowledged but not stored";
       EXPECT_EQ(charges[key], subsidy) << key;
     }
+  }
+
+  TempDir temp_;  // destroyed after the members declared below
+  std::string dir_;
+  std::mt19937 rng_{7};
+  // Acknowledged before a kill, over all runs.
+  absl::flat_hash_set<std::string> acked_issues_;
+  absl::flat_hash_map<std::string, int64_t>
+      acked_charges_;  // charge key -> subsidy
+};
+
+TEST_F(CrashTest, AcknowledgedCommandsSurviveSigkill) {
+  int64_t total_acks = 0;
+  for (int run = 1; run <= 5; ++run) {
+    SCOPED_TRACE(absl::StrCat("run ", run));
+    std::string text;
+    ASSERT_NO_FATAL_FAILURE(RunAndKill(run, text));
+    int run_acks = 0;
+    ASSERT_NO_FATAL_FAILURE(CollectAcks(text, run_acks));
+    EXPECT_GT(run_acks, 0) << "nothing was acknowledged before the kill";
+    std::printf(
+        "run %d: %d commands acknowledged before SIGKILL, %zu charges "
+        "acknowledged so far\n",
+        run, run_acks, acked_charges_.size());
+    total_acks += run_acks;
+    ASSERT_NO_FATAL_FAILURE(ExpectStoreHoldsAcknowledgedOnce());
   }
   EXPECT_GT(total_acks, 100);
 }

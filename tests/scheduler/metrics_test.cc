@@ -184,122 +184,158 @@ class MetricsTest : public ApiTest {
     EXPECT_TRUE(admin_->GetProgram(As(auditor_token_).get(), r, &p).ok());
     return p;
   }
+
+  // Issues three vouchers (E1 one, E3 two), allocates one 910B for E3 and
+  // has one refused, then reports an hour of usage accepted, the same record
+  // again, and one record claiming more GPU time than its interval holds.
+  // Sets subsidy_fen_ to the accepted record's subsidy.
+  void IssueAllocateAndReport() {
+    Issue("E-000001", 500'000'00);
+    Issue("E-000003", 10'000'00);
+    Issue("E-000003", 20'000'00);
+
+    pb::Allocation a;
+    ASSERT_TRUE(Allocate(e3_token_, "910B", 1, &a).ok());
+    pb::Allocation refused;
+    EXPECT_EQ(Allocate(e3_token_, "910B", 0, &refused).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+
+    const absl::Time start = *FromProto("assigned_at", a.assigned_at());
+    clock_.Set(start + absl::Hours(2));
+    pb::ReportUsageRequest report;
+    report.set_request_id(NextRequestId());
+    *report.add_records() = Record(a, 1, start, absl::Hours(1));
+    *report.add_records() = Record(a, 1, start, absl::Hours(1));
+    pb::UsageRecord too_much =
+        Record(a, 2, start + absl::Hours(1), absl::Hours(1));
+    too_much.set_gpu_ms(too_much.gpu_ms() + 1);
+    *report.add_records() = too_much;
+    pb::ReportUsageResponse acks;
+    ASSERT_TRUE(agent_->ReportUsage(As(hz_token_).get(), report, &acks).ok());
+    ASSERT_EQ(acks.acks_size(), 3);
+    ASSERT_EQ(acks.acks(0).result(), pb::USAGE_RESULT_ACCEPTED);
+    ASSERT_EQ(acks.acks(1).result(), pb::USAGE_RESULT_DUPLICATE);
+    ASSERT_EQ(acks.acks(2).result(), pb::USAGE_RESULT_REJECTED);
+    subsidy_fen_ = acks.acks(0).subsidy_fen();
+    EXPECT_GT(subsidy_fen_, 0);
+  }
+
+  // The gRPC counters after IssueAllocateAndReport.
+  void ExpectRpcFigures(const Samples& m) {
+    const Labels allocate = Rpc("EnterpriseService", "Allocate");
+    EXPECT_EQ(m.Get("grpc_server_started_total", allocate), 2);
+    EXPECT_EQ(
+        m.Get("grpc_server_handled_total", With(allocate, "grpc_code", "OK")),
+        1);
+    EXPECT_EQ(m.Get("grpc_server_handled_total",
+                    With(allocate, "grpc_code", "INVALID_ARGUMENT")),
+              1);
+    EXPECT_EQ(m.Get("grpc_server_handling_seconds_count", allocate), 2);
+    EXPECT_EQ(m.Get("grpc_server_handling_seconds_bucket",
+                    With(allocate, "le", "+Inf")),
+              2);
+    EXPECT_EQ(
+        m.Get("grpc_server_handled_total",
+              With(Rpc("AdminService", "IssueVoucher"), "grpc_code", "OK")),
+        3);
+    EXPECT_EQ(m.Get("grpc_server_handled_total",
+                    With(Rpc("AgentService", "Register"), "grpc_code", "OK")),
+              2);
+  }
+
+  // The program's figures, as GetProgram shows them.
+  void ExpectProgramFigures(const Samples& m) {
+    const pb::Program program = Program("P-000001");
+    const Labels p1 = {{"program_id", "P-000001"}};
+    EXPECT_EQ(m.Get("computevoucher_program_budget_fen", p1),
+              program.budget_fen());
+    EXPECT_EQ(m.Get("computevoucher_program_unissued_fen", p1),
+              program.unissued_fen());
+    EXPECT_EQ(m.Get("computevoucher_program_issued_fen", p1), 530'000'00);
+    EXPECT_EQ(m.Get("computevoucher_program_issued_fen", p1),
+              program.issued_fen());
+    EXPECT_EQ(m.Get("computevoucher_program_held_fen", p1), program.held_fen());
+    EXPECT_EQ(m.Get("computevoucher_program_charged_fen", p1), subsidy_fen_);
+    EXPECT_EQ(m.Get("computevoucher_program_charged_fen", p1),
+              program.charged_fen());
+    EXPECT_EQ(m.Get("computevoucher_program_returned_fen", p1), 0);
+  }
+
+  // Vouchers, applications and allocations by state, and the queue.
+  void ExpectObjectCounts(const Samples& m) {
+    EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "active"}}), 3);
+    EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "revoked"}}), 0);
+    EXPECT_EQ(m.Get("computevoucher_applications", {{"state", "pending"}}), 0);
+    EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "assigned"}}), 1);
+    EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "ended"}}), 0);
+    EXPECT_EQ(m.Get("computevoucher_allocation_queue_length"), 0);
+    EXPECT_EQ(m.Get("computevoucher_allocation_queue_oldest_seconds"), 0);
+    EXPECT_EQ(m.Get("computevoucher_idle_allocations"), 0);
+  }
+
+  // The money and GPU time of the accepted record, and the records by
+  // result.
+  void ExpectUsageFigures(const Samples& m) {
+    // 1 GPU-hour of 910B (domestic) on hz-a (PR-000001) at 1200 fen.
+    const Labels money = {{"program_id", "P-000001"},
+                          {"provider_id", "PR-000001"},
+                          {"hardware_class", "domestic"}};
+    EXPECT_EQ(m.Get("computevoucher_usage_cost_fen_total", money), 1200);
+    EXPECT_EQ(m.Get("computevoucher_subsidy_fen_total", money), subsidy_fen_);
+    EXPECT_EQ(m.Get("computevoucher_enterprise_subsidy_fen_total",
+                    {{"enterprise_id", "E-000003"}}),
+              subsidy_fen_);
+    EXPECT_EQ(
+        m.Get("computevoucher_usage_gpu_seconds_total",
+              {{"provider_id", "PR-000001"}, {"hardware_class", "domestic"}}),
+        3600);
+
+    EXPECT_EQ(m.Get("computevoucher_usage_records_total",
+                    {{"result", "accepted"}, {"reason", ""}}),
+              1);
+    EXPECT_EQ(m.Get("computevoucher_usage_records_total",
+                    {{"result", "duplicate"}, {"reason", ""}}),
+              1);
+    EXPECT_EQ(m.Get("computevoucher_usage_records_total",
+                    {{"result", "rejected"}, {"reason", "gpu_ms"}}),
+              1);
+  }
+
+  // Clusters and their GPUs, and the writer's figures.
+  void ExpectClusterAndWriterFigures(const Samples& m) {
+    EXPECT_EQ(m.Get("computevoucher_clusters", {{"state", "approved"}}), 2);
+    EXPECT_EQ(m.Get("computevoucher_clusters", {{"state", "disabled"}}), 0);
+    // Both agents registered (a heartbeat) two hours ago, past the silence.
+    EXPECT_EQ(m.Get("computevoucher_clusters_connected"), 0);
+    EXPECT_EQ(
+        m.Get("computevoucher_gpus", {{"model", "910B"}, {"state", "used"}}),
+        1);
+    EXPECT_EQ(
+        m.Get("computevoucher_gpus", {{"model", "910B"}, {"state", "free"}}),
+        15);
+    EXPECT_EQ(
+        m.Get("computevoucher_gpus", {{"model", "H100"}, {"state", "free"}}),
+        16);
+
+    EXPECT_GT(m.Get("computevoucher_writer_batch_commands_count").value_or(0),
+              0);
+    EXPECT_GT(m.Get("computevoucher_writer_batch_commands_sum").value_or(0), 0);
+    EXPECT_GT(m.Get("computevoucher_writer_commit_seconds_count").value_or(0),
+              0);
+    EXPECT_EQ(m.Get("computevoucher_writer_failed"), 0);
+  }
+
+  int64_t subsidy_fen_ = 0;
 };
 
 TEST_F(MetricsTest, ServesTheFiguresTheApiShows) {
-  Issue("E-000001", 500'000'00);
-  Issue("E-000003", 10'000'00);
-  Issue("E-000003", 20'000'00);
-
-  pb::Allocation a;
-  ASSERT_TRUE(Allocate(e3_token_, "910B", 1, &a).ok());
-  pb::Allocation refused;
-  EXPECT_EQ(Allocate(e3_token_, "910B", 0, &refused).error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
-
-  // One hour of usage accepted, the same record again, then one record
-  // claiming more GPU time than its interval holds.
-  const absl::Time start = *FromProto("assigned_at", a.assigned_at());
-  clock_.Set(start + absl::Hours(2));
-  pb::ReportUsageRequest report;
-  report.set_request_id(NextRequestId());
-  *report.add_records() = Record(a, 1, start, absl::Hours(1));
-  *report.add_records() = Record(a, 1, start, absl::Hours(1));
-  pb::UsageRecord too_much =
-      Record(a, 2, start + absl::Hours(1), absl::Hours(1));
-  too_much.set_gpu_ms(too_much.gpu_ms() + 1);
-  *report.add_records() = too_much;
-  pb::ReportUsageResponse acks;
-  ASSERT_TRUE(agent_->ReportUsage(As(hz_token_).get(), report, &acks).ok());
-  ASSERT_EQ(acks.acks_size(), 3);
-  ASSERT_EQ(acks.acks(0).result(), pb::USAGE_RESULT_ACCEPTED);
-  ASSERT_EQ(acks.acks(1).result(), pb::USAGE_RESULT_DUPLICATE);
-  ASSERT_EQ(acks.acks(2).result(), pb::USAGE_RESULT_REJECTED);
-  const int64_t subsidy_fen = acks.acks(0).subsidy_fen();
-  EXPECT_GT(subsidy_fen, 0);
-
+  ASSERT_NO_FATAL_FAILURE(IssueAllocateAndReport());
   const Samples m = ScrapeSamples();
-  const Labels allocate = Rpc("EnterpriseService", "Allocate");
-  EXPECT_EQ(m.Get("grpc_server_started_total", allocate), 2);
-  EXPECT_EQ(
-      m.Get("grpc_server_handled_total", With(allocate, "grpc_code", "OK")), 1);
-  EXPECT_EQ(m.Get("grpc_server_handled_total",
-                  With(allocate, "grpc_code", "INVALID_ARGUMENT")),
-            1);
-  EXPECT_EQ(m.Get("grpc_server_handling_seconds_count", allocate), 2);
-  EXPECT_EQ(m.Get("grpc_server_handling_seconds_bucket",
-                  With(allocate, "le", "+Inf")),
-            2);
-  EXPECT_EQ(m.Get("grpc_server_handled_total",
-                  With(Rpc("AdminService", "IssueVoucher"), "grpc_code", "OK")),
-            3);
-  EXPECT_EQ(m.Get("grpc_server_handled_total",
-                  With(Rpc("AgentService", "Register"), "grpc_code", "OK")),
-            2);
-
-  const pb::Program program = Program("P-000001");
-  const Labels p1 = {{"program_id", "P-000001"}};
-  EXPECT_EQ(m.Get("computevoucher_program_budget_fen", p1),
-            program.budget_fen());
-  EXPECT_EQ(m.Get("computevoucher_program_unissued_fen", p1),
-            program.unissued_fen());
-  EXPECT_EQ(m.Get("computevoucher_program_issued_fen", p1), 530'000'00);
-  EXPECT_EQ(m.Get("computevoucher_program_issued_fen", p1),
-            program.issued_fen());
-  EXPECT_EQ(m.Get("computevoucher_program_held_fen", p1), program.held_fen());
-  EXPECT_EQ(m.Get("computevoucher_program_charged_fen", p1), subsidy_fen);
-  EXPECT_EQ(m.Get("computevoucher_program_charged_fen", p1),
-            program.charged_fen());
-  EXPECT_EQ(m.Get("computevoucher_program_returned_fen", p1), 0);
-
-  EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "active"}}), 3);
-  EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "revoked"}}), 0);
-  EXPECT_EQ(m.Get("computevoucher_applications", {{"state", "pending"}}), 0);
-  EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "assigned"}}), 1);
-  EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "ended"}}), 0);
-  EXPECT_EQ(m.Get("computevoucher_allocation_queue_length"), 0);
-  EXPECT_EQ(m.Get("computevoucher_allocation_queue_oldest_seconds"), 0);
-  EXPECT_EQ(m.Get("computevoucher_idle_allocations"), 0);
-
-  // 1 GPU-hour of 910B (domestic) on hz-a (PR-000001) at 1200 fen.
-  const Labels money = {{"program_id", "P-000001"},
-                        {"provider_id", "PR-000001"},
-                        {"hardware_class", "domestic"}};
-  EXPECT_EQ(m.Get("computevoucher_usage_cost_fen_total", money), 1200);
-  EXPECT_EQ(m.Get("computevoucher_subsidy_fen_total", money), subsidy_fen);
-  EXPECT_EQ(m.Get("computevoucher_enterprise_subsidy_fen_total",
-                  {{"enterprise_id", "E-000003"}}),
-            subsidy_fen);
-  EXPECT_EQ(
-      m.Get("computevoucher_usage_gpu_seconds_total",
-            {{"provider_id", "PR-000001"}, {"hardware_class", "domestic"}}),
-      3600);
-
-  EXPECT_EQ(m.Get("computevoucher_usage_records_total",
-                  {{"result", "accepted"}, {"reason", ""}}),
-            1);
-  EXPECT_EQ(m.Get("computevoucher_usage_records_total",
-                  {{"result", "duplicate"}, {"reason", ""}}),
-            1);
-  EXPECT_EQ(m.Get("computevoucher_usage_records_total",
-                  {{"result", "rejected"}, {"reason", "gpu_ms"}}),
-            1);
-
-  EXPECT_EQ(m.Get("computevoucher_clusters", {{"state", "approved"}}), 2);
-  EXPECT_EQ(m.Get("computevoucher_clusters", {{"state", "disabled"}}), 0);
-  // Both agents registered (a heartbeat) two hours ago, past the silence.
-  EXPECT_EQ(m.Get("computevoucher_clusters_connected"), 0);
-  EXPECT_EQ(
-      m.Get("computevoucher_gpus", {{"model", "910B"}, {"state", "used"}}), 1);
-  EXPECT_EQ(
-      m.Get("computevoucher_gpus", {{"model", "910B"}, {"state", "free"}}), 15);
-  EXPECT_EQ(
-      m.Get("computevoucher_gpus", {{"model", "H100"}, {"state", "free"}}), 16);
-
-  EXPECT_GT(m.Get("computevoucher_writer_batch_commands_count").value_or(0), 0);
-  EXPECT_GT(m.Get("computevoucher_writer_batch_commands_sum").value_or(0), 0);
-  EXPECT_GT(m.Get("computevoucher_writer_commit_seconds_count").value_or(0), 0);
-  EXPECT_EQ(m.Get("computevoucher_writer_failed"), 0);
+  ExpectRpcFigures(m);
+  ExpectProgramFigures(m);
+  ExpectObjectCounts(m);
+  ExpectUsageFigures(m);
+  ExpectClusterAndWriterFigures(m);
 }
 
 TEST_F(MetricsTest, AMalformedBodyIsTheClientsErrorNotTheServers) {

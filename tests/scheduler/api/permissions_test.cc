@@ -185,11 +185,20 @@ TEST_F(PermissionsTest, EveryRpcChecksTheRole) {
   }
 }
 
-TEST_F(PermissionsTest, EnterprisesActOnTheirOwnObjectsOnly) {
-  BuildWorld();
-  const pb::Voucher mine = Issue("E-000001", 10'000'00);
-  const pb::Voucher theirs = Issue("E-000003", 10'000'00);
-  auto allocate = [&](const std::string& token) {
+// The objects of the ownership tests: E-000001's voucher and allocation, and
+// E-000003's.
+class OwnershipTest : public PermissionsTest {
+ protected:
+  void SetUp() override {
+    PermissionsTest::SetUp();
+    BuildWorld();
+    mine_ = Issue("E-000001", 10'000'00);
+    theirs_ = Issue("E-000003", 10'000'00);
+    AllocateAs(e1_token_);
+    other_ = AllocateAs(e3_token_);
+  }
+
+  pb::Allocation AllocateAs(const std::string& token) {
     pb::AllocateRequest r;
     r.set_request_id(NextRequestId());
     r.mutable_resources()->set_gpu_model("H100");
@@ -199,82 +208,52 @@ TEST_F(PermissionsTest, EnterprisesActOnTheirOwnObjectsOnly) {
     grpc::Status s = enterprise_->Allocate(As(token).get(), r, &a);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return a;
-  };
-  allocate(e1_token_);
-  const pb::Allocation other = allocate(e3_token_);
+  }
+
   // Another enterprise's object is answered exactly as a missing one: the
   // same code, and the same message but for the id.
-  auto expect_as_missing =
-      [&](const std::function<grpc::Status(const std::string&)>& call,
-          const std::string& theirs_id, const std::string& missing_id,
-          const std::string& what) {
-        const grpc::Status theirs_status = call(theirs_id);
-        const grpc::Status missing_status = call(missing_id);
-        EXPECT_EQ(theirs_status.error_code(), grpc::StatusCode::NOT_FOUND)
-            << what << ": " << theirs_status.error_message();
-        EXPECT_EQ(missing_status.error_code(), theirs_status.error_code())
-            << what;
-        std::string as_missing = theirs_status.error_message();
-        const size_t at = as_missing.find(theirs_id);
-        if (at != std::string::npos) {
-          as_missing.replace(at, theirs_id.size(), missing_id);
-        }
-        EXPECT_EQ(as_missing, missing_status.error_message()) << what;
-        EXPECT_THAT(theirs_status.error_message(), Not(HasSubstr("E-000003")))
-            << what;
-      };
-  const std::string no_voucher = "CV-2025-999999";
-  const std::string no_allocation = "AL-99999999";
-  expect_as_missing(
+  void ExpectAnsweredAsMissing(
+      const std::function<grpc::Status(const std::string&)>& call,
+      const std::string& theirs_id, const std::string& missing_id,
+      const std::string& what) {
+    const grpc::Status theirs_status = call(theirs_id);
+    const grpc::Status missing_status = call(missing_id);
+    EXPECT_EQ(theirs_status.error_code(), grpc::StatusCode::NOT_FOUND)
+        << what << ": " << theirs_status.error_message();
+    EXPECT_EQ(missing_status.error_code(), theirs_status.error_code()) << what;
+    std::string as_missing = theirs_status.error_message();
+    const size_t at = as_missing.find(theirs_id);
+    if (at != std::string::npos) {
+      as_missing.replace(at, theirs_id.size(), missing_id);
+    }
+    EXPECT_EQ(as_missing, missing_status.error_message()) << what;
+    EXPECT_THAT(theirs_status.error_message(), Not(HasSubstr("E-000003")))
+        << what;
+  }
+
+  const std::string no_voucher_ = "CV-2025-999999";
+  const std::string no_allocation_ = "AL-99999999";
+  pb::Voucher mine_;
+  pb::Voucher theirs_;
+  pb::Allocation other_;  // E-000003's
+};
+
+TEST_F(OwnershipTest, EnterprisesSeeAndSpendTheirOwnVouchersOnly) {
+  ExpectAnsweredAsMissing(
       [&](const std::string& id) {
         pb::GetVoucherRequest r;
         r.set_voucher_id(id);
         pb::Voucher out;
         return enterprise_->GetVoucher(As(e1_token_).get(), r, &out);
       },
-      theirs.voucher_id(), no_voucher, "GetVoucher");
+      theirs_.voucher_id(), no_voucher_, "GetVoucher");
   {
     pb::GetVoucherRequest r;
-    r.set_voucher_id(mine.voucher_id());
+    r.set_voucher_id(mine_.voucher_id());
     pb::Voucher out;
     EXPECT_TRUE(enterprise_->GetVoucher(As(e1_token_).get(), r, &out).ok());
   }
-  expect_as_missing(
-      [&](const std::string& id) {
-        pb::GetAllocationRequest r;
-        r.set_allocation_id(id);
-        pb::Allocation out;
-        return enterprise_->GetAllocation(As(e1_token_).get(), r, &out);
-      },
-      other.allocation_id(), no_allocation, "GetAllocation");
-  expect_as_missing(
-      [&](const std::string& id) {
-        pb::ReleaseAllocationRequest r;
-        r.set_request_id(NextRequestId());
-        r.set_allocation_id(id);
-        pb::Allocation out;
-        return enterprise_->ReleaseAllocation(As(e1_token_).get(), r, &out);
-      },
-      other.allocation_id(), no_allocation, "Release");
-  expect_as_missing(
-      [&](const std::string& id) {
-        pb::ExtendAllocationRequest r;
-        r.set_request_id(NextRequestId());
-        r.set_allocation_id(id);
-        r.set_extra_duration_s(600);
-        pb::Allocation out;
-        return enterprise_->ExtendAllocation(As(e1_token_).get(), r, &out);
-      },
-      other.allocation_id(), no_allocation, "Extend");
-  expect_as_missing(
-      [&](const std::string& id) {
-        pb::ListUsageRequest r;
-        r.set_allocation_id(id);
-        pb::ListUsageResponse out;
-        return enterprise_->ListUsage(As(e1_token_).get(), r, &out);
-      },
-      other.allocation_id(), no_allocation, "ListUsage");
-  expect_as_missing(
+  ExpectAnsweredAsMissing(
       [&](const std::string& id) {
         pb::AllocateRequest r;
         r.set_request_id(NextRequestId());
@@ -285,14 +264,53 @@ TEST_F(PermissionsTest, EnterprisesActOnTheirOwnObjectsOnly) {
         pb::Allocation out;
         return enterprise_->Allocate(As(e1_token_).get(), r, &out);
       },
-      theirs.voucher_id(), no_voucher, "Allocate");
+      theirs_.voucher_id(), no_voucher_, "Allocate");
   // Lists show one's own only.
   pb::ListVouchersRequest list;
   pb::ListVouchersResponse vouchers;
   ASSERT_TRUE(
       enterprise_->ListVouchers(As(e1_token_).get(), list, &vouchers).ok());
   ASSERT_EQ(vouchers.vouchers_size(), 1);
-  EXPECT_EQ(vouchers.vouchers(0).voucher_id(), mine.voucher_id());
+  EXPECT_EQ(vouchers.vouchers(0).voucher_id(), mine_.voucher_id());
+}
+
+TEST_F(OwnershipTest, EnterprisesActOnTheirOwnAllocationsOnly) {
+  ExpectAnsweredAsMissing(
+      [&](const std::string& id) {
+        pb::GetAllocationRequest r;
+        r.set_allocation_id(id);
+        pb::Allocation out;
+        return enterprise_->GetAllocation(As(e1_token_).get(), r, &out);
+      },
+      other_.allocation_id(), no_allocation_, "GetAllocation");
+  ExpectAnsweredAsMissing(
+      [&](const std::string& id) {
+        pb::ReleaseAllocationRequest r;
+        r.set_request_id(NextRequestId());
+        r.set_allocation_id(id);
+        pb::Allocation out;
+        return enterprise_->ReleaseAllocation(As(e1_token_).get(), r, &out);
+      },
+      other_.allocation_id(), no_allocation_, "Release");
+  ExpectAnsweredAsMissing(
+      [&](const std::string& id) {
+        pb::ExtendAllocationRequest r;
+        r.set_request_id(NextRequestId());
+        r.set_allocation_id(id);
+        r.set_extra_duration_s(600);
+        pb::Allocation out;
+        return enterprise_->ExtendAllocation(As(e1_token_).get(), r, &out);
+      },
+      other_.allocation_id(), no_allocation_, "Extend");
+  ExpectAnsweredAsMissing(
+      [&](const std::string& id) {
+        pb::ListUsageRequest r;
+        r.set_allocation_id(id);
+        pb::ListUsageResponse out;
+        return enterprise_->ListUsage(As(e1_token_).get(), r, &out);
+      },
+      other_.allocation_id(), no_allocation_, "ListUsage");
+  // Lists show one's own only.
   pb::ListAllocationsRequest list_allocations;
   pb::ListAllocationsResponse allocations;
   ASSERT_TRUE(

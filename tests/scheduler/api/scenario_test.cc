@@ -5,6 +5,8 @@
 // expiry. Every balance, payable, statement and settlement total is checked
 // to the fen, and again after a restart.
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
@@ -82,6 +84,165 @@ class ScenarioTest : public ApiTest {
     grpc::Status s = enterprise_->GetStatement(As(token).get(), r, &out);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return out;
+  }
+
+  // The scenario's steps, in order.
+
+  // E3, a research platform, applies; the office approves part of it.
+  void E3AppliesAndIsApprovedInPart() {
+    pb::ApplyRequest apply;
+    apply.set_request_id(NextRequestId());
+    apply.set_program_id("P-000001");
+    apply.set_requested_fen(500'000'00);
+    apply.set_purpose("人形机器人全身运动控制大模型训练");
+    pb::Application application;
+    ASSERT_TRUE(
+        enterprise_->Apply(As(e3_token_).get(), apply, &application).ok());
+    pb::ApproveApplicationRequest approve;
+    approve.set_request_id(NextRequestId());
+    approve.set_application_id(application.application_id());
+    approve.set_approved_fen(300'000'00);
+    ASSERT_TRUE(
+        admin_
+            ->ApproveApplication(As(admin_token_).get(), approve, &application)
+            .ok());
+    EXPECT_EQ(application.voucher_id(), "CV-2025-000001");
+  }
+
+  // Vouchers for E1 and E2, one refused over the enterprise cap, and a short
+  // one for E1.
+  void OfficeIssuesVouchers() {
+    EXPECT_EQ(Issue("E-000001", 1'000'000'00).voucher_id(), "CV-2025-000002");
+    EXPECT_EQ(Issue("E-000002", 200'000'00).voucher_id(), "CV-2025-000003");
+    {
+      pb::IssueVoucherRequest r;
+      r.set_request_id(NextRequestId());
+      r.set_program_id("P-000001");
+      r.set_enterprise_id("E-000001");
+      r.set_face_value_fen(7'500'000'00);
+      pb::Voucher v;
+      grpc::Status s = admin_->IssueVoucher(As(admin_token_).get(), r, &v);
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+      EXPECT_THAT(s.error_message(),
+                  HasSubstr("need 7500000.00 CNY, remaining 7000000.00 CNY"));
+    }
+    {
+      pb::IssueVoucherRequest r;
+      r.set_request_id(NextRequestId());
+      r.set_program_id("P-000001");
+      r.set_enterprise_id("E-000001");
+      r.set_face_value_fen(1'000'00);
+      *r.mutable_valid_until() = ToProto(EndOfDay(absl::CivilDay(2025, 3, 2)));
+      pb::Voucher v;
+      ASSERT_TRUE(admin_->IssueVoucher(As(admin_token_).get(), r, &v).ok());
+      EXPECT_EQ(v.voucher_id(), "CV-2025-000004");
+    }
+  }
+
+  // Quotes, then allocations on the right clusters at the right ratios.
+  void EnterprisesQuoteAndAllocate() {
+    pb::QuoteRequest quote;
+    quote.mutable_resources()->set_gpu_model("910B");
+    quote.mutable_resources()->set_gpu_count(4);
+    quote.mutable_resources()->set_max_duration_s(10 * 3600);
+    quote.mutable_resources()->set_voucher_id("CV-2025-000002");
+    pb::QuoteResponse priced;
+    ASSERT_TRUE(enterprise_->Quote(As(e1_token_).get(), quote, &priced).ok());
+    EXPECT_EQ(priced.amounts().cost_fen(), 48'000);
+    EXPECT_EQ(priced.amounts().subsidy_fen(), 14'400);
+    EXPECT_EQ(priced.amounts().self_pay_fen(), 33'600);
+    EXPECT_EQ(priced.cluster_id(), "hz-a");
+
+    a1_ = Allocate(e1_token_, "910B", 4, 10, "CV-2025-000002");
+    EXPECT_EQ(a1_.held_fen(), 14'400);
+    a2_ = Allocate(e2_token_, "H100", 2, 5);
+    EXPECT_EQ(a2_.cluster_id(), "hz-a");  // sz-b's provider is related to E2
+    EXPECT_EQ(a2_.ratio_bp(), 5000);      // SME
+    EXPECT_EQ(a2_.held_fen(), 10'000);
+    a3_ = Allocate(e3_token_, "H100", 8, 2);
+    EXPECT_EQ(a3_.cluster_id(), "sz-b");  // cheaper
+    EXPECT_EQ(a3_.held_fen(), 5'760);
+  }
+
+  // Agents see what to run and start it.
+  void AgentsStartTheAllocations() {
+    for (const auto& [token, ids] :
+         {std::pair{hz_token_,
+                    std::vector{a1_.allocation_id(), a2_.allocation_id()}},
+          std::pair{sz_token_, std::vector{a3_.allocation_id()}}}) {
+      pb::HeartbeatRequest beat;
+      beat.set_request_id(NextRequestId());
+      for (const std::string& id : ids) {
+        pb::ObservedAllocation* o = beat.add_allocations();
+        o->set_allocation_id(id);
+        o->set_running(true);
+      }
+      pb::HeartbeatResponse desired;
+      ASSERT_TRUE(agent_->Heartbeat(As(token).get(), beat, &desired).ok());
+      EXPECT_EQ(desired.allocations_size(), static_cast<int>(ids.size()));
+      EXPECT_EQ(desired.heartbeat_interval_s(), 10);
+    }
+  }
+
+  // First hour of usage.
+  void AgentsReportTheFirstHour() {
+    clock_.Advance(absl::Hours(1));
+    const absl::Time t1 = t0_ + absl::Hours(1);
+    EXPECT_EQ(Report(hz_token_, a1_, 1, t0_, t1).subsidy_fen(), 1'440);
+    EXPECT_EQ(Report(hz_token_, a2_, 1, t0_, t1).subsidy_fen(), 2'000);
+    EXPECT_EQ(Report(sz_token_, a3_, 1, t0_, t1).subsidy_fen(), 2'880);
+  }
+
+  // The office revokes E2's voucher: its allocation stops, what is left goes
+  // back to the budget (the hold after the grace period).
+  void OfficeRevokesE2sVoucher() {
+    pb::RevokeVoucherRequest revoke;
+    revoke.set_request_id(NextRequestId());
+    revoke.set_voucher_id("CV-2025-000003");
+    revoke.set_reason("申报材料不实");
+    pb::Voucher revoked;
+    ASSERT_TRUE(
+        admin_->RevokeVoucher(As(admin_token_).get(), revoke, &revoked).ok());
+    EXPECT_EQ(revoked.returned_fen(), 20'000'000 - 10'000);
+  }
+
+  // Second hour: E3's allocation uses its whole duration; E1 releases.
+  void SecondHourEndsE3sAllocationAndE1Releases() {
+    clock_.Advance(absl::Hours(1));
+    const absl::Time t1 = t0_ + absl::Hours(1);
+    const absl::Time t2 = t0_ + absl::Hours(2);
+    EXPECT_EQ(Report(hz_token_, a1_, 2, t1, t2).subsidy_fen(), 1'440);
+    const pb::UsageAck last = Report(sz_token_, a3_, 2, t1, t2);
+    EXPECT_EQ(last.subsidy_fen(), 2'880);
+    EXPECT_TRUE(last.stop());
+    pb::ReleaseAllocationRequest release;
+    release.set_request_id(NextRequestId());
+    release.set_allocation_id(a1_.allocation_id());
+    pb::Allocation released;
+    ASSERT_TRUE(
+        enterprise_->ReleaseAllocation(As(e1_token_).get(), release, &released)
+            .ok());
+    EXPECT_EQ(released.end_reason(), pb::END_REASON_RELEASED);
+    server_->TickNow();
+    clock_.Advance(absl::Minutes(10));
+    server_->TickNow();
+  }
+
+  // The short voucher expires at the end of 2025-03-02, Shanghai time.
+  void ShortVoucherExpires() {
+    clock_.Set(EndOfDay(absl::CivilDay(2025, 3, 2)));
+    server_->TickNow();
+  }
+
+  void OfficePaysHangzhouProvider() {
+    pb::SettleProviderRequest pay;
+    pay.set_request_id(NextRequestId());
+    pay.set_provider_id("PR-000001");
+    pay.set_amount_fen(4'880);
+    pay.set_reference("杭州财政 2025-03 第1批");
+    pb::SettleProviderResponse paid;
+    ASSERT_TRUE(
+        admin_->SettleProvider(As(admin_token_).get(), pay, &paid).ok());
   }
 
   // Checks every figure the scenario ends with.
@@ -167,146 +328,25 @@ class ScenarioTest : public ApiTest {
     EXPECT_TRUE(report.ok())
         << (report.violations().empty() ? "" : report.violations(0));
   }
+
+  absl::Time t0_;      // when the scenario starts
+  pb::Allocation a1_;  // E1's, 4 × 910B for 10 hours on CV-2025-000002
+  pb::Allocation a2_;  // E2's, 2 × H100 for 5 hours
+  pb::Allocation a3_;  // E3's, 8 × H100 for 2 hours
 };
 
 TEST_F(ScenarioTest, HangzhouProgramToTheFen) {
   BuildWorld();
-  const absl::Time t0 = clock_.Now();
-
-  // E3, a research platform, applies; the office approves part of it.
-  pb::ApplyRequest apply;
-  apply.set_request_id(NextRequestId());
-  apply.set_program_id("P-000001");
-  apply.set_requested_fen(500'000'00);
-  apply.set_purpose("人形机器人全身运动控制大模型训练");
-  pb::Application application;
-  ASSERT_TRUE(
-      enterprise_->Apply(As(e3_token_).get(), apply, &application).ok());
-  pb::ApproveApplicationRequest approve;
-  approve.set_request_id(NextRequestId());
-  approve.set_application_id(application.application_id());
-  approve.set_approved_fen(300'000'00);
-  ASSERT_TRUE(
-      admin_->ApproveApplication(As(admin_token_).get(), approve, &application)
-          .ok());
-  EXPECT_EQ(application.voucher_id(), "CV-2025-000001");
-
-  EXPECT_EQ(Issue("E-000001", 1'000'000'00).voucher_id(), "CV-2025-000002");
-  EXPECT_EQ(Issue("E-000002", 200'000'00).voucher_id(), "CV-2025-000003");
-  {
-    pb::IssueVoucherRequest r;
-    r.set_request_id(NextRequestId());
-    r.set_program_id("P-000001");
-    r.set_enterprise_id("E-000001");
-    r.set_face_value_fen(7'500'000'00);
-    pb::Voucher v;
-    grpc::Status s = admin_->IssueVoucher(As(admin_token_).get(), r, &v);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-    EXPECT_THAT(s.error_message(),
-                HasSubstr("need 7500000.00 CNY, remaining 7000000.00 CNY"));
-  }
-  {
-    pb::IssueVoucherRequest r;
-    r.set_request_id(NextRequestId());
-    r.set_program_id("P-000001");
-    r.set_enterprise_id("E-000001");
-    r.set_face_value_fen(1'000'00);
-    *r.mutable_valid_until() = ToProto(EndOfDay(absl::CivilDay(2025, 3, 2)));
-    pb::Voucher v;
-    ASSERT_TRUE(admin_->IssueVoucher(As(admin_token_).get(), r, &v).ok());
-    EXPECT_EQ(v.voucher_id(), "CV-2025-000004");
-  }
-
-  // Quotes, then allocations on the right clusters at the right ratios.
-  pb::QuoteRequest quote;
-  quote.mutable_resources()->set_gpu_model("910B");
-  quote.mutable_resources()->set_gpu_count(4);
-  quote.mutable_resources()->set_max_duration_s(10 * 3600);
-  quote.mutable_resources()->set_voucher_id("CV-2025-000002");
-  pb::QuoteResponse priced;
-  ASSERT_TRUE(enterprise_->Quote(As(e1_token_).get(), quote, &priced).ok());
-  EXPECT_EQ(priced.amounts().cost_fen(), 48'000);
-  EXPECT_EQ(priced.amounts().subsidy_fen(), 14'400);
-  EXPECT_EQ(priced.amounts().self_pay_fen(), 33'600);
-  EXPECT_EQ(priced.cluster_id(), "hz-a");
-
-  const pb::Allocation a1 =
-      Allocate(e1_token_, "910B", 4, 10, "CV-2025-000002");
-  EXPECT_EQ(a1.held_fen(), 14'400);
-  const pb::Allocation a2 = Allocate(e2_token_, "H100", 2, 5);
-  EXPECT_EQ(a2.cluster_id(), "hz-a");  // sz-b's provider is related to E2
-  EXPECT_EQ(a2.ratio_bp(), 5000);      // SME
-  EXPECT_EQ(a2.held_fen(), 10'000);
-  const pb::Allocation a3 = Allocate(e3_token_, "H100", 8, 2);
-  EXPECT_EQ(a3.cluster_id(), "sz-b");  // cheaper
-  EXPECT_EQ(a3.held_fen(), 5'760);
-
-  // Agents see what to run and start it.
-  for (const auto& [token, ids] :
-       {std::pair{hz_token_,
-                  std::vector{a1.allocation_id(), a2.allocation_id()}},
-        std::pair{sz_token_, std::vector{a3.allocation_id()}}}) {
-    pb::HeartbeatRequest beat;
-    beat.set_request_id(NextRequestId());
-    for (const std::string& id : ids) {
-      pb::ObservedAllocation* o = beat.add_allocations();
-      o->set_allocation_id(id);
-      o->set_running(true);
-    }
-    pb::HeartbeatResponse desired;
-    ASSERT_TRUE(agent_->Heartbeat(As(token).get(), beat, &desired).ok());
-    EXPECT_EQ(desired.allocations_size(), static_cast<int>(ids.size()));
-    EXPECT_EQ(desired.heartbeat_interval_s(), 10);
-  }
-
-  // First hour of usage.
-  clock_.Advance(absl::Hours(1));
-  const absl::Time t1 = t0 + absl::Hours(1);
-  EXPECT_EQ(Report(hz_token_, a1, 1, t0, t1).subsidy_fen(), 1'440);
-  EXPECT_EQ(Report(hz_token_, a2, 1, t0, t1).subsidy_fen(), 2'000);
-  EXPECT_EQ(Report(sz_token_, a3, 1, t0, t1).subsidy_fen(), 2'880);
-
-  // The office revokes E2's voucher: its allocation stops, what is left goes
-  // back to the budget (the hold after the grace period).
-  pb::RevokeVoucherRequest revoke;
-  revoke.set_request_id(NextRequestId());
-  revoke.set_voucher_id("CV-2025-000003");
-  revoke.set_reason("申报材料不实");
-  pb::Voucher revoked;
-  ASSERT_TRUE(
-      admin_->RevokeVoucher(As(admin_token_).get(), revoke, &revoked).ok());
-  EXPECT_EQ(revoked.returned_fen(), 20'000'000 - 10'000);
-
-  // Second hour: E3's allocation uses its whole duration; E1 releases.
-  clock_.Advance(absl::Hours(1));
-  const absl::Time t2 = t0 + absl::Hours(2);
-  EXPECT_EQ(Report(hz_token_, a1, 2, t1, t2).subsidy_fen(), 1'440);
-  const pb::UsageAck last = Report(sz_token_, a3, 2, t1, t2);
-  EXPECT_EQ(last.subsidy_fen(), 2'880);
-  EXPECT_TRUE(last.stop());
-  pb::ReleaseAllocationRequest release;
-  release.set_request_id(NextRequestId());
-  release.set_allocation_id(a1.allocation_id());
-  pb::Allocation released;
-  ASSERT_TRUE(
-      enterprise_->ReleaseAllocation(As(e1_token_).get(), release, &released)
-          .ok());
-  EXPECT_EQ(released.end_reason(), pb::END_REASON_RELEASED);
-  server_->TickNow();
-  clock_.Advance(absl::Minutes(10));
-  server_->TickNow();
-
-  // The short voucher expires at the end of 2025-03-02, Shanghai time.
-  clock_.Set(EndOfDay(absl::CivilDay(2025, 3, 2)));
-  server_->TickNow();
-
-  pb::SettleProviderRequest pay;
-  pay.set_request_id(NextRequestId());
-  pay.set_provider_id("PR-000001");
-  pay.set_amount_fen(4'880);
-  pay.set_reference("杭州财政 2025-03 第1批");
-  pb::SettleProviderResponse paid;
-  ASSERT_TRUE(admin_->SettleProvider(As(admin_token_).get(), pay, &paid).ok());
+  t0_ = clock_.Now();
+  ASSERT_NO_FATAL_FAILURE(E3AppliesAndIsApprovedInPart());
+  ASSERT_NO_FATAL_FAILURE(OfficeIssuesVouchers());
+  ASSERT_NO_FATAL_FAILURE(EnterprisesQuoteAndAllocate());
+  ASSERT_NO_FATAL_FAILURE(AgentsStartTheAllocations());
+  ASSERT_NO_FATAL_FAILURE(AgentsReportTheFirstHour());
+  ASSERT_NO_FATAL_FAILURE(OfficeRevokesE2sVoucher());
+  ASSERT_NO_FATAL_FAILURE(SecondHourEndsE3sAllocationAndE1Releases());
+  ASSERT_NO_FATAL_FAILURE(ShortVoucherExpires());
+  ASSERT_NO_FATAL_FAILURE(OfficePaysHangzhouProvider());
 
   ExpectFinalFigures();
   if (HasFailure()) return;

@@ -1,5 +1,7 @@
 // The store suite: every StoreTest runs against each implementation of
 // Store (SQLite and PostgreSQL); SqliteStoreTest covers what only SQLite has.
+// Here the command log, the lease, opening and the schema version; the usage
+// index in usage_index_test.cc.
 #include "scheduler/store/store.h"
 
 #include <libpq-fe.h>
@@ -22,15 +24,14 @@
 #include "absl/time/time.h"
 #include "common/time_util.h"
 #include "gmock/gmock.h"
-#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
-#include "scheduler/core/state_machine.h"
 #include "scheduler/store/sqlite_store.h"
 #include "tests/scheduler/store/store_backend.h"
+#include "tests/scheduler/store/store_fixture.h"
 #include "tests/testing/binaries.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/world.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/world.h"
 
 namespace computevoucher::store {
 namespace {
@@ -38,149 +39,10 @@ namespace {
 using ::computevoucher::testing::MakeTempDir;
 using ::computevoucher::testing::TempDir;
 
-using ::computevoucher::testing::Driver;
 using ::computevoucher::testing::IsOk;
 using ::computevoucher::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-MATCHER_P(IsOkAndHolds, matcher, "is OK and holds a matching value") {
-  if (!arg.ok()) {
-    *result_listener << "status is " << arg.status();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
-}
-
-// A realistic history: the standard world, then a voucher, an allocation,
-// a usage report and a release, at times with sub-second parts so that
-// nanoseconds have to survive the store.
-struct History {
-  std::vector<pb::Command> commands;
-  std::vector<pb::JournalEntry> entries;
-};
-
-void MakeHistory(History* out) {
-  core::StateMachine state;
-  Driver driver(state);
-  ASSERT_THAT(driver.BuildWorld(), IsOk());
-  driver.Advance(absl::Seconds(1) + absl::Nanoseconds(123'456'789));
-  ASSERT_OK_AND_ASSIGN(const pb::Voucher voucher,
-                       driver.Issue("P-000001", "E-000001", 100'000));
-  driver.Advance(absl::Milliseconds(250) + absl::Nanoseconds(7));
-  ASSERT_OK_AND_ASSIGN(const pb::Allocation allocation,
-                       driver.Allocate("E-000001", "H100", 1, 3600, false,
-                                       voucher.voucher_id()));
-  ASSERT_OK_AND_ASSIGN(const absl::Time assigned,
-                       FromProto("assigned_at", allocation.assigned_at()));
-  driver.Advance(absl::Minutes(1));
-  ASSERT_OK_AND_ASSIGN(
-      const pb::UsageAck ack,
-      driver.Report(allocation.cluster_id(), allocation.allocation_id(), 1,
-                    assigned, assigned + absl::Minutes(1), 60'000));
-  ASSERT_EQ(ack.result(), pb::USAGE_RESULT_ACCEPTED) << ack.ShortDebugString();
-  driver.Advance(absl::Seconds(3) + absl::Nanoseconds(999'999'999));
-  ASSERT_THAT(driver.Release("E-000001", allocation.allocation_id()), IsOk());
-  out->commands = driver.log();
-  out->entries = state.TakeJournal();
-  ASSERT_GE(out->commands.size(), 10u);
-  ASSERT_GE(out->entries.size(), 4u);
-}
-
-// The history as one batch per command.
-std::vector<Batch> PerCommandBatches(const History& history) {
-  std::map<int64_t, Batch> by_command;
-  for (const pb::Command& c : history.commands) {
-    by_command[c.sequence()].commands.push_back(c);
-  }
-  for (const pb::JournalEntry& e : history.entries) {
-    by_command[e.command_sequence()].entries.push_back(e);
-  }
-  std::vector<Batch> out;
-  for (auto& [sequence, batch] : by_command) out.push_back(std::move(batch));
-  return out;
-}
-
-Batch WholeBatch(const History& history) {
-  return Batch{history.commands, history.entries, {}};
-}
-
-template <typename Message>
-void ExpectSameMessages(const std::vector<Message>& actual,
-                        const std::vector<Message>& expected) {
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t i = 0; i < actual.size(); ++i) {
-    std::string diff;
-    google::protobuf::util::MessageDifferencer differencer;
-    differencer.ReportDifferencesToString(&diff);
-    EXPECT_TRUE(differencer.Compare(expected[i], actual[i]))
-        << "element " << i << " differs: " << diff;
-  }
-}
-
-// Direct access to the database file, to look at and change what the store
-// wrote.
-class RawDb {
- public:
-  explicit RawDb(const std::string& path) {
-    rc_ = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr);
-  }
-  ~RawDb() { sqlite3_close(db_); }
-  RawDb(const RawDb&) = delete;
-  RawDb& operator=(const RawDb&) = delete;
-
-  bool ok() const { return rc_ == SQLITE_OK; }
-  int Exec(const std::string& sql) {
-    return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
-  }
-  // The first column of the first row of `sql`, as text ("" if none).
-  std::string QueryText(const std::string& sql) {
-    sqlite3_stmt* stmt = nullptr;
-    std::string out;
-    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW) {
-      const unsigned char* text = sqlite3_column_text(stmt, 0);
-      if (text != nullptr) out = reinterpret_cast<const char*>(text);
-    }
-    sqlite3_finalize(stmt);
-    return out;
-  }
-  const char* error() { return sqlite3_errmsg(db_); }
-
- private:
-  sqlite3* db_ = nullptr;
-  int rc_ = SQLITE_ERROR;
-};
-
-class StoreTest : public ::testing::TestWithParam<std::string> {
- protected:
-  void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(MakeTempDir("store_test", temp_));
-    root_ = temp_.path();
-    absl::StatusOr<std::unique_ptr<StoreBackend>> backend =
-        MakeStoreBackend(GetParam(), root_);
-    if (backend.status().code() == absl::StatusCode::kFailedPrecondition) {
-      GTEST_SKIP() << backend.status().message();
-    }
-    ASSERT_THAT(backend, IsOk());
-    backend_ = *std::move(backend);
-    ASSERT_NO_FATAL_FAILURE(MakeHistory(&history_));
-  }
-  void TearDown() override {
-    backend_.reset();
-  }
-
-  std::unique_ptr<Store> OpenOrDie(OpenMode mode = OpenMode::kReadWrite) {
-    absl::StatusOr<std::unique_ptr<Store>> store = backend_->Open(mode);
-    EXPECT_THAT(store, IsOk());
-    return store.ok() ? *std::move(store) : nullptr;
-  }
-
-  TempDir temp_;  // destroyed after the members declared below
-  std::string root_;
-  std::unique_ptr<StoreBackend> backend_;
-  History history_;
-};
 
 TEST_P(StoreTest, AppendThenReadRoundTrips) {
   std::unique_ptr<Store> store = OpenOrDie();
@@ -654,141 +516,6 @@ TEST_P(StoreTest, FreshStoreIsAtTheKnownSchemaVersion) {
 TEST_P(StoreTest, ReadOnlyOpenOfMissingStoreIsNotFound) {
   EXPECT_THAT(backend_->Open(OpenMode::kReadOnly),
               StatusIs(absl::StatusCode::kNotFound));
-}
-
-// Usage records as the writer stores them: per command, in acceptance
-// order, for two allocations, ending every minute from `base`.
-std::vector<Batch> UsageBatches(const History& history, absl::Time base) {
-  std::vector<Batch> batches = PerCommandBatches(history);
-  for (size_t i = 0; i < batches.size(); ++i) {
-    for (int j = 0; j < 2; ++j) {
-      pb::ChargedUsage& u = batches[i].usage.emplace_back();
-      const int64_t n = static_cast<int64_t>(i) * 2 + j;
-      pb::UsageRecord& r = *u.mutable_record();
-      r.set_allocation_id(j == 0 ? "A-even" : "A-odd");
-      r.set_sequence(n + 1);
-      *r.mutable_start() = ToProto(base + absl::Minutes(n - 1));
-      *r.mutable_end() = ToProto(base + absl::Minutes(n));
-      r.set_gpu_ms(60'000 + n);
-      // The runtime's evidence is kept with the record (none on some).
-      if (j == 0) r.set_evidence(absl::StrCat("slurm job ", n, " RUNNING; 算"));
-      u.set_cost_fen(100 + n);
-      *u.mutable_accepted_at() =
-          ToProto(base + absl::Minutes(n) + absl::Nanoseconds(n));
-    }
-  }
-  return batches;
-}
-
-TEST_P(StoreTest, UsageIsReadInAcceptanceOrderByPeriodAllocationAndPage) {
-  const absl::Time base = computevoucher::testing::WorldStart() + absl::Hours(1);
-  const std::vector<Batch> batches = UsageBatches(history_, base);
-  std::vector<pb::ChargedUsage> all;
-  for (const Batch& b : batches) {
-    for (const pb::ChargedUsage& u : b.usage) all.push_back(u);
-  }
-  std::unique_ptr<Store> store = OpenOrDie();
-  ASSERT_NE(store, nullptr);
-  for (const Batch& b : batches) ASSERT_THAT(store->Append(b), IsOk());
-
-  // Everything, a page at a time; positions continue across pages.
-  std::vector<pb::ChargedUsage> paged;
-  UsageQuery q;
-  q.limit = 3;
-  for (int reads = 0; reads < 1000; ++reads) {
-    ASSERT_OK_AND_ASSIGN(const std::vector<UsageRow> page, store->ReadUsage(q));
-    if (page.empty()) break;
-    for (const UsageRow& row : page) {
-      EXPECT_EQ(row.position, q.after + 1);
-      q.after = row.position;
-      paged.push_back(row.usage);
-    }
-  }
-  ExpectSameMessages(paged, all);
-
-  // One allocation, ending in [base + 4 min, base + 9 min).
-  UsageQuery period;
-  period.allocation_ids = absl::flat_hash_set<std::string>{"A-odd"};
-  period.period_start = base + absl::Minutes(4);
-  period.period_end = base + absl::Minutes(9);
-  std::vector<pb::ChargedUsage> want;
-  for (const pb::ChargedUsage& u : all) {
-    const int64_t minute =
-        (u.record().end().seconds() - absl::ToUnixSeconds(base)) / 60;
-    if (u.record().allocation_id() == "A-odd" && minute >= 4 && minute < 9) {
-      want.push_back(u);
-    }
-  }
-  ASSERT_EQ(want.size(), 2u);
-  ASSERT_OK_AND_ASSIGN(const std::vector<UsageRow> rows,
-                       store->ReadUsage(period));
-  std::vector<pb::ChargedUsage> got;
-  for (const UsageRow& row : rows) got.push_back(row.usage);
-  ExpectSameMessages(got, want);
-
-  // The scan sees the same rows and names the head they are as of.
-  std::vector<pb::ChargedUsage> scanned;
-  ASSERT_OK_AND_ASSIGN(
-      const Head head,
-      store->ScanUsage(period, [&scanned](const pb::ChargedUsage& u) {
-        scanned.push_back(u);
-      }));
-  ExpectSameMessages(scanned, want);
-  EXPECT_EQ(head.command_sequence, history_.commands.back().sequence());
-  EXPECT_EQ(head.journal_sequence, history_.entries.back().sequence());
-  EXPECT_EQ(head.journal_hash, history_.entries.back().hash());
-
-  // A reopened store numbers new records after the old ones.
-  store.reset();
-  store = OpenOrDie();
-  ASSERT_NE(store, nullptr);
-  Batch more;
-  more.commands.push_back(history_.commands.back());
-  more.commands.back().set_sequence(history_.commands.back().sequence() + 1);
-  more.usage.push_back(all.back());
-  ASSERT_THAT(store->Append(more), IsOk());
-  UsageQuery last;
-  last.after = static_cast<int64_t>(all.size());
-  ASSERT_OK_AND_ASSIGN(const std::vector<UsageRow> tail,
-                       store->ReadUsage(last));
-  ASSERT_EQ(tail.size(), 1u);
-  EXPECT_EQ(tail[0].position, static_cast<int64_t>(all.size()) + 1);
-}
-
-// The caller's clock-skew bound lets the store skip records accepted long
-// before the period; without one every record is considered.
-TEST_P(StoreTest, AUsageQuerySkipsWhatWasAcceptedBeforeItsSkewBound) {
-  const absl::Time base = computevoucher::testing::WorldStart() + absl::Hours(1);
-  std::vector<Batch> batches = UsageBatches(history_, base);
-  ASSERT_GE(batches.size(), 11u);
-  // Accepted at minute 1 (among the first rows) but claiming to end at
-  // minute 20: an agent clock 19 minutes fast.
-  pb::UsageRecord& fast = *batches[0].usage[1].mutable_record();
-  *fast.mutable_start() = ToProto(base + absl::Minutes(19));
-  *fast.mutable_end() = ToProto(base + absl::Minutes(20));
-  std::unique_ptr<Store> store = OpenOrDie();
-  ASSERT_NE(store, nullptr);
-  for (const Batch& b : batches) ASSERT_THAT(store->Append(b), IsOk());
-
-  UsageQuery period;
-  period.allocation_ids = absl::flat_hash_set<std::string>{"A-odd"};
-  period.period_start = base + absl::Minutes(19);
-  period.period_end = base + absl::Minutes(21);
-  auto sequences = [&] {
-    std::vector<int64_t> out;
-    absl::StatusOr<std::vector<UsageRow>> rows = store->ReadUsage(period);
-    EXPECT_THAT(rows, IsOk());
-    if (rows.ok()) {
-      for (const UsageRow& row : *rows) {
-        out.push_back(row.usage.record().sequence());
-      }
-    }
-    return out;
-  };
-  // No bound: the fast record (sequence 2) and the one ending at minute 19.
-  EXPECT_THAT(sequences(), ::testing::ElementsAre(2, 20));
-  period.end_after_accept = absl::Minutes(5);
-  EXPECT_THAT(sequences(), ::testing::ElementsAre(20));
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreTest,
