@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/validate.h"
+#include "scheduler/core/limits.h"
 
 namespace computevoucher::api {
 namespace {
@@ -15,7 +16,8 @@ constexpr auto kAgent = {pb::ROLE_AGENT};
 // machine, which refuses a bad record without blocking the others).
 absl::Status CheckUsageEnvelope(const pb::ReportUsageRequest& r) {
   RETURN_IF_ERROR(CheckRequestId(r.request_id()));
-  RETURN_IF_ERROR(CheckRange("records", r.records_size(), 1, 10'000));
+  RETURN_IF_ERROR(
+      CheckRange("records", r.records_size(), 1, core::kMaxUsageRecords));
   for (int i = 0; i < r.records_size(); ++i) {
     const pb::UsageRecord& u = r.records(i);
     // Bytes, not characters: a bound on what is stored, whatever it holds.
@@ -24,10 +26,11 @@ absl::Status CheckUsageEnvelope(const pb::ReportUsageRequest& r) {
           "records[", i, "].allocation_id: must be at most 128 bytes, got ",
           Quoted(u.allocation_id())));
     }
-    if (u.evidence().size() > 4 * 512) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "records[", i, "].evidence: must be at most 512 characters, got ",
-          u.evidence().size(), " bytes"));
+    if (u.evidence().size() > 4 * core::kMaxEvidenceChars) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("records[", i, "].evidence: must be at most ",
+                       core::kMaxEvidenceChars, " characters, got ",
+                       u.evidence().size(), " bytes"));
     }
   }
   return absl::OkStatus();
@@ -42,12 +45,13 @@ absl::Status CheckHeartbeatEnvelope(const pb::HeartbeatRequest& r) {
           "allocations[", i, "].allocation_id: must be at most 128 bytes, got ",
           Quoted(r.allocations(i).allocation_id())));
     }
-    // An allocation has at most 1024 GPUs (AllocateRequest).
-    RETURN_IF_ERROR(
-        CheckRange(absl::StrCat("allocations[", i, "].gpu_indices"),
-                   r.allocations(i).gpu_indices_size(), 0, 1024));
+    // An allocation has at most kMaxGpus GPUs (AllocateRequest).
+    RETURN_IF_ERROR(CheckRange(absl::StrCat("allocations[", i, "].gpu_indices"),
+                               r.allocations(i).gpu_indices_size(), 0,
+                               core::kMaxGpus));
   }
-  RETURN_IF_ERROR(CheckRange("free_gpus", r.free_gpus_size(), 0, 64));
+  RETURN_IF_ERROR(
+      CheckRange("free_gpus", r.free_gpus_size(), 0, core::kMaxModels));
   for (const auto& [model, count] : r.free_gpus()) {
     RETURN_IF_ERROR(CheckLength("free_gpus model", model, 1, 64));
   }

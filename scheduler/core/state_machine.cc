@@ -1,18 +1,16 @@
 #include "scheduler/core/state_machine.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "common/money.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "common/validate.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
-#include "scheduler/core/pricing.h"
 
 namespace computevoucher::core {
 namespace {
@@ -54,10 +52,12 @@ std::string PrincipalKey(const pb::Principal& p) {
 absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
   ASSIGN_OR_RETURN(const absl::Time time,
                    FromProto("command.time", command.time()));
-  if (time < now_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "command.time: ", FormatInstant(time, true),
-        " is before the previous command's ", FormatInstant(now_, true)));
+  const absl::Time previous_now = books_.now();
+  if (time < previous_now) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("command.time: ", FormatInstant(time, true),
+                     " is before the previous command's ",
+                     FormatInstant(previous_now, true)));
   }
   if (command.body_case() == pb::Command::BODY_NOT_SET) {
     return absl::InvalidArgumentError("command: no body");
@@ -92,17 +92,15 @@ absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
   }
 
   // Handlers run at the command's time and validate before mutating; a
-  // failing handler leaves everything as it was, including now_.
-  const absl::Time previous_now = now_;
-  now_ = time;
-  current_command_sequence_ = command.sequence();
-  unchanged_ = false;
-  absl::StatusOr<Response> response = Dispatch(command);
-  if (!response.ok()) {
-    now_ = previous_now;
-    return response.status();
+  // failing handler leaves everything as it was, including now().
+  books_.set_now(time);
+  books_.set_command_sequence(command.sequence());
+  absl::StatusOr<Reply> reply = Dispatch(command);
+  if (!reply.ok()) {
+    books_.set_now(previous_now);
+    return reply.status();
   }
-  Outcome outcome{*std::move(response), !unchanged_};
+  Outcome outcome{std::move(reply->response), reply->changed};
   if (outcome.changed) {
     last_command_sequence_ = command.sequence();
     if (!key.empty()) {
@@ -113,302 +111,147 @@ absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
   return outcome;
 }
 
-absl::StatusOr<StateMachine::Response> StateMachine::Dispatch(
-    const pb::Command& c) {
+absl::StatusOr<Reply> StateMachine::Dispatch(const pb::Command& c) {
   const pb::Principal& p = c.principal();
   switch (c.body_case()) {
     case pb::Command::kTick:
       return Tick(c.tick());
-    case pb::Command::kBootstrapAdmin:
-      return BootstrapAdmin(c.bootstrap_admin());
-    case pb::Command::kCreateToken:
-      return CreateToken(c.create_token());
-    case pb::Command::kRevokeToken:
-      return RevokeToken(c.revoke_token());
-    case pb::Command::kCreateProgram:
-      return CreateProgram(c.create_program());
-    case pb::Command::kRegisterEnterprise:
-      return RegisterEnterprise(c.register_enterprise());
-    case pb::Command::kSetRelatedProviders:
-      return SetRelatedProviders(c.set_related_providers());
-    case pb::Command::kRegisterProvider:
-      return RegisterProvider(c.register_provider());
     case pb::Command::kSetClusterState:
       return SetClusterState(c.set_cluster_state());
-    case pb::Command::kApply:
-      return ApplyForVoucher(p, c.apply());
-    case pb::Command::kApproveApplication:
-      return ApproveApplication(c.approve_application());
-    case pb::Command::kRejectApplication:
-      return RejectApplication(c.reject_application());
-    case pb::Command::kIssueVoucher:
-      return IssueVoucher(c.issue_voucher());
+    case pb::Command::kRegisterCluster:
+      return RegisterCluster(p, c.register_cluster());
     case pb::Command::kBatchIssueVouchers:
-      return BatchIssueVouchers(c.batch_issue_vouchers());
+      return voucher_book_.BatchIssueVouchers(c.batch_issue_vouchers());
+    case pb::Command::kReportUsage:
+      return usage_charging_.ReportUsage(p, c.report_usage());
+    case pb::Command::kHeartbeat:
+      return placement_.Heartbeat(p, c.heartbeat());
+    case pb::Command::kClusterLost:
+      return placement_.ClusterLost(c.cluster_lost());
+    default:
+      break;
+  }
+  ASSIGN_OR_RETURN(Response response, DispatchToComponent(c));
+  return Reply{std::move(response)};
+}
+
+absl::StatusOr<Response> StateMachine::DispatchToComponent(
+    const pb::Command& c) {
+  const pb::Principal& p = c.principal();
+  switch (c.body_case()) {
+    case pb::Command::kBootstrapAdmin:
+      return registry_.BootstrapAdmin(c.bootstrap_admin());
+    case pb::Command::kCreateToken:
+      return registry_.CreateToken(c.create_token());
+    case pb::Command::kRevokeToken:
+      return registry_.RevokeToken(c.revoke_token());
+    case pb::Command::kCreateProgram:
+      return registry_.CreateProgram(c.create_program());
+    case pb::Command::kRegisterEnterprise:
+      return registry_.RegisterEnterprise(c.register_enterprise());
+    case pb::Command::kSetRelatedProviders:
+      return registry_.SetRelatedProviders(c.set_related_providers());
+    case pb::Command::kRegisterProvider:
+      return registry_.RegisterProvider(c.register_provider());
+    case pb::Command::kSettleProvider:
+      return registry_.SettleProvider(c.settle_provider());
+    case pb::Command::kApply:
+      return voucher_book_.ApplyForVoucher(p, c.apply());
+    case pb::Command::kApproveApplication:
+      return voucher_book_.ApproveApplication(c.approve_application());
+    case pb::Command::kRejectApplication:
+      return voucher_book_.RejectApplication(c.reject_application());
+    case pb::Command::kIssueVoucher:
+      return voucher_book_.IssueVoucher(c.issue_voucher());
     case pb::Command::kSuspendVoucher:
       return SuspendVoucher(c.suspend_voucher());
     case pb::Command::kResumeVoucher:
-      return ResumeVoucher(c.resume_voucher());
+      return voucher_book_.ResumeVoucher(c.resume_voucher());
     case pb::Command::kRevokeVoucher:
       return RevokeVoucher(c.revoke_voucher());
     case pb::Command::kAdjustVoucher:
-      return AdjustVoucher(c.adjust_voucher());
+      return voucher_book_.AdjustVoucher(c.adjust_voucher());
     case pb::Command::kAllocate:
-      return Allocate(p, c.request_id(), c.allocate());
+      return placement_.Allocate(p, c.request_id(), c.allocate());
     case pb::Command::kReleaseAllocation:
-      return ReleaseAllocation(p, c.release_allocation());
+      return placement_.ReleaseAllocation(p, c.release_allocation());
     case pb::Command::kExtendAllocation:
-      return ExtendAllocation(p, c.extend_allocation());
-    case pb::Command::kRegisterCluster:
-      return RegisterCluster(p, c.register_cluster());
-    case pb::Command::kReportUsage:
-      return ReportUsage(p, c.report_usage());
-    case pb::Command::kSettleProvider:
-      return SettleProvider(c.settle_provider());
-    case pb::Command::kHeartbeat:
-      return Heartbeat(p, c.heartbeat());
-    case pb::Command::kClusterLost:
-      return ClusterLost(c.cluster_lost());
-    case pb::Command::BODY_NOT_SET:
+      return placement_.ExtendAllocation(p, c.extend_allocation());
+    default:
       break;
   }
   return absl::InvalidArgumentError("command: no body");
 }
 
-pb::JournalEntry StateMachine::Entry(pb::EntryKind kind, std::string debit,
-                                     std::string credit, int64_t amount,
-                                     std::string key) {
-  pb::JournalEntry entry;
-  entry.set_kind(kind);
-  entry.set_debit_account(std::move(debit));
-  entry.set_credit_account(std::move(credit));
-  entry.set_amount_fen(amount);
-  entry.set_idempotency_key(std::move(key));
-  return entry;
+// --- Commands that span components ---
+
+absl::StatusOr<Reply> StateMachine::SetClusterState(
+    const pb::SetClusterStateRequest& r) {
+  ASSIGN_OR_RETURN(const Registry::ClusterChange change,
+                   registry_.SetClusterState(r));
+  if (change.capacity_added) RETURN_IF_ERROR(placement_.ProcessQueue());
+  return Reply{Share(*registry_.ClusterView(r.cluster_id())), change.changed};
 }
 
-pb::JournalEntry StateMachine::AllocationEntry(
-    pb::EntryKind kind, std::string debit, std::string credit, int64_t amount,
-    std::string key, const pb::Allocation& allocation) {
-  pb::JournalEntry entry =
-      Entry(kind, std::move(debit), std::move(credit), amount, std::move(key));
-  entry.set_program_id(allocation.program_id());
-  entry.set_voucher_id(allocation.voucher_id());
-  entry.set_allocation_id(allocation.allocation_id());
-  entry.set_provider_id(allocation.provider_id());
-  return entry;
+absl::StatusOr<Reply> StateMachine::RegisterCluster(
+    const pb::Principal& p, const pb::RegisterRequest& r) {
+  ASSIGN_OR_RETURN(const Registry::ClusterChange change,
+                   registry_.RegisterCluster(p, r));
+  if (change.capacity_added) RETURN_IF_ERROR(placement_.ProcessQueue());
+  pb::RegisterResponse response;
+  *response.mutable_cluster() = *registry_.ClusterView(p.cluster_id());
+  return Reply{Share(std::move(response)), change.changed};
 }
 
-absl::Status StateMachine::Post(pb::JournalEntry entry) {
-  const pb::EntryKind kind = entry.kind();
-  const int64_t amount = entry.amount_fen();
-  pb::Voucher* voucher = nullptr;
-  if (!entry.voucher_id().empty()) {
-    auto it = vouchers_.find(entry.voucher_id());
-    if (it == vouchers_.end()) {
-      return absl::InternalError(absl::StrCat(
-          "journal entry for unknown voucher ", entry.voucher_id()));
-    }
-    voucher = &it->second.voucher;
+absl::StatusOr<Response> StateMachine::SuspendVoucher(
+    const pb::SuspendVoucherRequest& r) {
+  ASSIGN_OR_RETURN(VoucherRec * rec, voucher_book_.Suspend(r));
+  RETURN_IF_ERROR(placement_.EndVoucherAllocations(
+      r.voucher_id(), pb::END_REASON_VOUCHER_SUSPENDED));
+  return Share(voucher_book_.VoucherViewOf(*rec));
+}
+
+absl::StatusOr<Response> StateMachine::RevokeVoucher(
+    const pb::RevokeVoucherRequest& r) {
+  ASSIGN_OR_RETURN(VoucherRec * rec, voucher_book_.Revoke(r));
+  RETURN_IF_ERROR(placement_.EndVoucherAllocations(
+      r.voucher_id(), pb::END_REASON_VOUCHER_REVOKED));
+  RETURN_IF_ERROR(voucher_book_.ReturnAvailable(
+      *rec, pb::ENTRY_KIND_REVOKE, absl::StrCat("revoke/", r.voucher_id())));
+  return Share(voucher_book_.VoucherViewOf(*rec));
+}
+
+absl::StatusOr<bool> StateMachine::ExpireVouchers() {
+  bool any = false;
+  while (std::optional<std::string> id =
+             voucher_book_.TakeExpired(books_.now())) {
+    any = true;
+    if (!voucher_book_.Expire(*id)) continue;
+    RETURN_IF_ERROR(
+        placement_.EndVoucherAllocations(*id, pb::END_REASON_VOUCHER_EXPIRED));
+    RETURN_IF_ERROR(voucher_book_.ReturnAvailable(
+        voucher_book_.voucher(*id), pb::ENTRY_KIND_EXPIRE,
+        absl::StrCat("expire/", *id)));
   }
-  AllocationRec* allocation = nullptr;
-  if (!entry.allocation_id().empty()) {
-    auto it = allocations_.find(entry.allocation_id());
-    if (it == allocations_.end()) {
-      return absl::InternalError(absl::StrCat(
-          "journal entry for unknown allocation ", entry.allocation_id()));
-    }
-    allocation = &it->second;
-  }
-  const bool to_voucher =
-      voucher != nullptr &&
-      entry.debit_account() == VoucherAccount(voucher->voucher_id());
-  const std::string program_id = entry.program_id();
-  entry.set_command_sequence(current_command_sequence_);
-  RETURN_IF_ERROR(ledger_.Post(std::move(entry), now_));
-
-  // Sums that the invariant checker re-derives from the journal.
-  int64_t held = 0, charged = 0, returned = 0, issued = 0;
-  switch (kind) {
-    case pb::ENTRY_KIND_ISSUE:
-      issued = amount;
-      break;
-    case pb::ENTRY_KIND_ADJUST:
-      issued = to_voucher ? amount : -amount;
-      break;
-    case pb::ENTRY_KIND_HOLD:
-      held = amount;
-      break;
-    case pb::ENTRY_KIND_CHARGE:
-      held = -amount;
-      charged = amount;
-      break;
-    case pb::ENTRY_KIND_RELEASE:
-      held = -amount;
-      break;
-    case pb::ENTRY_KIND_EXPIRE:
-    case pb::ENTRY_KIND_REVOKE:
-      returned = amount;
-      break;
-    default:
-      break;
-  }
-  if (voucher != nullptr) {
-    voucher->set_face_value_fen(voucher->face_value_fen() + issued);
-    voucher->set_held_fen(voucher->held_fen() + held);
-    voucher->set_charged_fen(voucher->charged_fen() + charged);
-    voucher->set_returned_fen(voucher->returned_fen() + returned);
-  }
-  if (allocation != nullptr) {
-    pb::Allocation& a = allocation->allocation;
-    a.set_held_fen(a.held_fen() + held);
-    a.set_charged_fen(a.charged_fen() + charged);
-  }
-  ProgramTotals& totals = program_totals_[program_id];
-  totals.issued_fen += issued;
-  totals.held_fen += held;
-  totals.charged_fen += charged;
-  totals.returned_fen += returned;
-  return absl::OkStatus();
+  return any;
 }
 
-std::string StateMachine::NextId(const char* prefix, int64_t* counter,
-                                 int width) {
-  ++*counter;
-  return absl::StrFormat("%s-%0*d", prefix, width, *counter);
-}
-
-const pb::Token* StateMachine::FindTokenByHash(
-    const std::string& secret_sha256) const {
-  auto it = token_hashes_.find(secret_sha256);
-  if (it == token_hashes_.end()) return nullptr;
-  auto token = tokens_.find(it->second);
-  return token == tokens_.end() ? nullptr : &token->second;
-}
-
-std::vector<std::string> StateMachine::ClusterIds() const {
-  std::vector<std::string> ids;
-  for (const auto& [id, rec] : clusters_) ids.push_back(id);
-  return ids;
-}
-
-std::vector<std::string> StateMachine::VoucherIds() const {
-  std::vector<std::string> ids;
-  for (const auto& [id, rec] : vouchers_) ids.push_back(id);
-  return ids;
-}
-
-std::vector<std::string> StateMachine::AllocationIds() const {
-  std::vector<std::string> ids;
-  for (const auto& [id, rec] : allocations_) ids.push_back(id);
-  return ids;
-}
-
-absl::StatusOr<pb::Program> StateMachine::ProgramView(
-    const std::string& program_id) const {
-  auto it = programs_.find(program_id);
-  if (it == programs_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("program ", program_id, " not found"));
-  }
-  pb::Program view = it->second;
-  view.set_unissued_fen(ledger_.Balance(ProgramBudgetAccount(program_id)));
-  auto totals = program_totals_.find(program_id);
-  if (totals != program_totals_.end()) {
-    view.set_issued_fen(totals->second.issued_fen);
-    view.set_held_fen(totals->second.held_fen);
-    view.set_charged_fen(totals->second.charged_fen);
-    view.set_returned_fen(totals->second.returned_fen);
-  }
-  return view;
-}
-
-absl::StatusOr<pb::Provider> StateMachine::ProviderView(
-    const std::string& provider_id) const {
-  auto it = providers_.find(provider_id);
-  if (it == providers_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("provider ", provider_id, " not found"));
-  }
-  pb::Provider view = it->second;
-  view.set_payable_fen(ledger_.Balance(PayableAccount(provider_id)));
-  view.set_paid_fen(ledger_.Balance(PaidAccount(provider_id)));
-  return view;
-}
-
-pb::Cluster StateMachine::ClusterViewOf(const ClusterRec& rec) const {
-  pb::Cluster view = rec.cluster;
-  for (pb::GpuModel& model : *view.mutable_inventory()) {
-    auto used = rec.used_gpus.find(model.model());
-    const int32_t in_use = used == rec.used_gpus.end() ? 0 : used->second;
-    model.set_free_gpus(std::max(0, model.gpu_count() - in_use));
-  }
-  return view;
-}
-
-absl::StatusOr<pb::Cluster> StateMachine::ClusterView(
-    const std::string& cluster_id) const {
-  auto it = clusters_.find(cluster_id);
-  if (it == clusters_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("cluster ", cluster_id, " not found"));
-  }
-  return ClusterViewOf(it->second);
-}
-
-pb::Voucher StateMachine::VoucherViewOf(const VoucherRec& rec) const {
-  pb::Voucher view = rec.voucher;
-  view.set_available_fen(ledger_.Balance(VoucherAccount(view.voucher_id())));
-  return view;
-}
-
-absl::StatusOr<pb::Voucher> StateMachine::VoucherView(
-    const std::string& voucher_id) const {
-  auto it = vouchers_.find(voucher_id);
-  if (it == vouchers_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("voucher ", voucher_id, " not found"));
-  }
-  return VoucherViewOf(it->second);
-}
-
-pb::Allocation StateMachine::AllocationViewOf(const AllocationRec& rec) const {
-  pb::Allocation view = rec.allocation;
-  auto cost = CostFen(view.used_gpu_ms(), view.price_fen_per_gpu_hour());
-  view.set_cost_fen(cost.ok() ? *cost : 0);
-  return view;
-}
-
-absl::StatusOr<pb::Allocation> StateMachine::AllocationView(
-    const std::string& allocation_id) const {
-  auto it = allocations_.find(allocation_id);
-  if (it == allocations_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("allocation ", allocation_id, " not found"));
-  }
-  return AllocationViewOf(it->second);
-}
-
-absl::StatusOr<const pb::Enterprise*> StateMachine::FindEnterprise(
-    const std::string& field, const std::string& id) const {
-  RETURN_IF_ERROR(CheckIdRef(field, id));
-  auto it = enterprises_.find(id);
-  if (it == enterprises_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat(field, ": enterprise ", id, " not found"));
-  }
-  return &it->second;
-}
-
-absl::StatusOr<StateMachine::VoucherRec*> StateMachine::FindVoucher(
-    const std::string& id) {
-  RETURN_IF_ERROR(CheckIdRef("voucher_id", id));
-  auto it = vouchers_.find(id);
-  if (it == vouchers_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("voucher_id: voucher ", id, " not found"));
-  }
-  return &it->second;
+absl::StatusOr<Reply> StateMachine::Tick(const pb::TickCommand& r) {
+  RETURN_IF_ERROR(
+      CheckRange("usage_grace_s", r.usage_grace_s(), 0, 7 * 24 * 3600));
+  const int64_t journal_before = books_.ledger().last_sequence();
+  // Vouchers past their window, allocations that reached their duration,
+  // then holds of ended allocations once late usage had its grace period.
+  ASSIGN_OR_RETURN(const bool expired, ExpireVouchers());
+  ASSIGN_OR_RETURN(const bool ended, placement_.EndDue());
+  ASSIGN_OR_RETURN(const bool released, placement_.ReleaseDueHolds(
+                                            absl::Seconds(r.usage_grace_s())));
+  const size_t queued_before = placement_.queued();
+  RETURN_IF_ERROR(placement_.ProcessQueue());
+  const bool changed = expired || ended || released ||
+                       placement_.queued() != queued_before ||
+                       books_.ledger().last_sequence() != journal_before;
+  return Reply{Share(pb::TickCommand(r)), changed};
 }
 
 std::string StateMachine::Digest() const {
@@ -422,13 +265,17 @@ std::string StateMachine::Digest() const {
       add(Deterministic(value));
     }
   };
+  const Registry::State& registry = registry_.state();
+  const VoucherBook::State& book = voucher_book_.state();
+  const Placement::State& placement = placement_.state();
+  const Ledger& ledger = books_.ledger();
   add(absl::StrCat(last_command_sequence_));
-  add_map(programs_);
-  add_map(enterprises_);
-  add_map(providers_);
-  add_map(applications_);
-  add_map(tokens_);
-  for (const auto& [id, rec] : clusters_) {
+  add_map(registry.programs);
+  add_map(registry.enterprises);
+  add_map(registry.providers);
+  add_map(book.applications);
+  add_map(registry.tokens);
+  for (const auto& [id, rec] : registry.clusters) {
     add(id);
     add(Deterministic(rec.cluster));
     std::vector<std::pair<std::string, int32_t>> used(rec.used_gpus.begin(),
@@ -436,12 +283,12 @@ std::string StateMachine::Digest() const {
     std::sort(used.begin(), used.end());
     for (const auto& [model, n] : used) add(absl::StrCat(model, "=", n));
   }
-  for (const auto& [id, rec] : vouchers_) {
+  for (const auto& [id, rec] : book.vouchers) {
     add(id);
     add(Deterministic(rec.voucher));
     add(absl::StrCat(rec.adjustments));
   }
-  for (const auto& [id, rec] : allocations_) {
+  for (const auto& [id, rec] : placement.allocations) {
     add(id);
     add(Deterministic(rec.allocation));
     add(absl::StrCat(rec.subsidised_gpu_ms, ",",
@@ -449,17 +296,18 @@ std::string StateMachine::Digest() const {
                      ",", rec.queue_order, ",", rec.hold_released));
   }
   std::vector<std::pair<std::string, int64_t>> balances(
-      ledger_.balances().begin(), ledger_.balances().end());
+      ledger.balances().begin(), ledger.balances().end());
   std::sort(balances.begin(), balances.end());
   for (const auto& [account, balance] : balances)
     add(absl::StrCat(account, "=", balance));
-  add(absl::StrCat(ledger_.last_sequence()));
-  add(ledger_.last_hash());
-  for (const auto& [time, id] : queue_) add(absl::StrCat(time, id));
-  add(absl::StrCat(next_program_, ",", next_enterprise_, ",", next_provider_,
-                   ",", next_application_, ",", next_voucher_, ",",
-                   next_allocation_, ",", next_token_, ",", next_settlement_,
-                   ",", idempotency_.size()));
+  add(absl::StrCat(ledger.last_sequence()));
+  add(ledger.last_hash());
+  for (const auto& [time, id] : placement.queue) add(absl::StrCat(time, id));
+  add(absl::StrCat(registry.next_program, ",", registry.next_enterprise, ",",
+                   registry.next_provider, ",", book.next_application, ",",
+                   book.next_voucher, ",", placement.next_allocation, ",",
+                   registry.next_token, ",", registry.next_settlement, ",",
+                   idempotency_.size()));
   return Sha256(buf);
 }
 

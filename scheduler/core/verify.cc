@@ -166,10 +166,6 @@ std::vector<std::string> JournalVerifier::Check(
   auto violation = [&](std::string message) {
     Report(out, suppressed, std::move(message));
   };
-  auto derived = [this](const std::string& account) {
-    auto it = balances_.find(account);
-    return it == balances_.end() ? 0 : it->second;
-  };
   const Ledger& ledger = state.ledger();
   if (ledger.last_sequence() != last_sequence_ ||
       ledger.last_hash() != last_hash_) {
@@ -196,7 +192,7 @@ std::vector<std::string> JournalVerifier::Check(
     auto found = vouchers_.find(id);
     const VoucherSums sums =
         found == vouchers_.end() ? VoucherSums{} : found->second;
-    const int64_t available = derived(VoucherAccount(id));
+    const int64_t available = Derived(VoucherAccount(id));
     if (sums.face != v.face_value_fen() || sums.held != v.held_fen() ||
         sums.charged != v.charged_fen() || sums.returned != v.returned_fen()) {
       violation(absl::StrCat(
@@ -217,31 +213,44 @@ std::vector<std::string> JournalVerifier::Check(
       violation(absl::StrCat("voucher ", id, ": negative balance"));
     }
   }
+  CheckAllocations(state, out, suppressed);
+  if (suppressed > 0)
+    out.push_back(absl::StrCat("... and ", suppressed, " more violations"));
+  return out;
+}
+
+int64_t JournalVerifier::Derived(const std::string& account) const {
+  auto it = balances_.find(account);
+  return it == balances_.end() ? 0 : it->second;
+}
+
+void JournalVerifier::CheckAllocations(const StateMachine& state,
+                                       std::vector<std::string>& out,
+                                       int64_t& suppressed) const {
   for (const std::string& id : state.AllocationIds()) {
     const pb::Allocation a = *state.AllocationView(id);
     auto charges = allocation_charges_.find(id);
     const int64_t charged =
         charges == allocation_charges_.end() ? 0 : charges->second;
-    const int64_t hold = derived(HoldAccount(id));
+    const int64_t hold = Derived(HoldAccount(id));
     if (charged != a.charged_fen() || hold != a.held_fen()) {
-      violation(absl::StrCat("allocation ", id, ": state (charged ",
-                             a.charged_fen(), ", held ", a.held_fen(),
-                             ") differs from the journal (charged ", charged,
-                             ", held ", hold, ")"));
+      Report(out, suppressed,
+             absl::StrCat("allocation ", id, ": state (charged ",
+                          a.charged_fen(), ", held ", a.held_fen(),
+                          ") differs from the journal (charged ", charged,
+                          ", held ", hold, ")"));
     }
     auto max_charge = state.MaxChargeFen(id);
     if (!max_charge.ok() || charged > *max_charge) {
-      violation(absl::StrCat(
-          "allocation ", id, ": charged ", FormatFen(charged), " exceeds ",
-          a.gpu_count(), " GPUs × its billable life (",
-          max_charge.ok() ? FormatFen(*max_charge)
-                          : std::string(max_charge.status().message()),
-          ")"));
+      Report(out, suppressed,
+             absl::StrCat(
+                 "allocation ", id, ": charged ", FormatFen(charged),
+                 " exceeds ", a.gpu_count(), " GPUs × its billable life (",
+                 max_charge.ok() ? FormatFen(*max_charge)
+                                 : std::string(max_charge.status().message()),
+                 ")"));
     }
   }
-  if (suppressed > 0)
-    out.push_back(absl::StrCat("... and ", suppressed, " more violations"));
-  return out;
 }
 
 }  // namespace computevoucher::core

@@ -54,6 +54,13 @@ class JournalVerifier {
     Report(violations_, suppressed_, std::move(message));
   }
   void CheckShape(const pb::JournalEntry& e);
+  // The balance of `account` that the journal adds up to.
+  int64_t Derived(const std::string& account) const;
+  // Check()'s part for allocations: charges and holds against the journal,
+  // charges within GPUs × billable life.
+  void CheckAllocations(const StateMachine& state,
+                        std::vector<std::string>& out,
+                        int64_t& suppressed) const;
 
   int64_t last_sequence_ = 0;
   std::string last_hash_;

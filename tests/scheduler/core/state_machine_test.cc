@@ -365,6 +365,31 @@ TEST_F(StateMachineTest, QueueWaitsForCapacityAndReturnsExcessHold) {
             available + 40 + 8 * 1800 * 2 / 10);
 }
 
+// Reports for allocation `id` (on "sz-b", which accepted its first record,
+// up to `t30`) that wait for a resend — a gap, an interval ending in the
+// future by the scheduler's clock — or that come from another cluster's
+// agent, which learns nothing.
+void ReportOutOfTurn(Driver& driver, const std::string& id, absl::Time t30) {
+  ASSERT_OK_AND_ASSIGN(
+      pb::UsageAck ack,
+      driver.Report("sz-b", id, 3, t30, t30 + absl::Minutes(1), 1000));
+  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_RETRY);
+  EXPECT_THAT(ack.reason(), HasSubstr("sequence: expected 2, got 3"));
+  ASSERT_OK_AND_ASSIGN(
+      ack, driver.Report("sz-b", id, 2, t30, t30 + absl::Minutes(7), 1000));
+  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_RETRY);
+  EXPECT_THAT(ack.reason(), HasSubstr("is in the future"));
+  ASSERT_OK_AND_ASSIGN(
+      ack, driver.Report("hz-a", id, 2, t30, t30 + absl::Minutes(1), 100));
+  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_REJECTED);
+  ASSERT_OK_AND_ASSIGN(
+      pb::UsageAck unknown,
+      driver.Report("hz-a", "AL-404", 1, t30, t30 + absl::Minutes(1), 100));
+  EXPECT_EQ(unknown.reason(),
+            absl::StrCat("allocation_id: \"AL-404\" is not an allocation of "
+                         "cluster hz-a"));
+}
+
 TEST_F(StateMachineTest, UsageIsChargedCumulativelyAndOnce) {
   ASSERT_OK_AND_ASSIGN(const pb::Voucher v,
                        driver_.Issue("P-000001", "E-000001", 10'000 * kYuan));
@@ -386,28 +411,9 @@ TEST_F(StateMachineTest, UsageIsChargedCumulativelyAndOnce) {
                                            t0 + absl::Minutes(30), 3'600'000));
   EXPECT_EQ(ack.result(), pb::USAGE_RESULT_DUPLICATE);
   EXPECT_EQ(state_.Digest(), before);
-  // A gap, and an interval ending in the future by the scheduler's clock,
-  // wait for a resend and change nothing.
   const absl::Time t30 = t0 + absl::Minutes(30);
   driver_.Advance(absl::Minutes(1));
-  ASSERT_OK_AND_ASSIGN(
-      ack, driver_.Report("sz-b", id, 3, t30, t30 + absl::Minutes(1), 1000));
-  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_RETRY);
-  EXPECT_THAT(ack.reason(), HasSubstr("sequence: expected 2, got 3"));
-  ASSERT_OK_AND_ASSIGN(
-      ack, driver_.Report("sz-b", id, 2, t30, t30 + absl::Minutes(7), 1000));
-  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_RETRY);
-  EXPECT_THAT(ack.reason(), HasSubstr("is in the future"));
-  // Another cluster's agent cannot report for it, and learns nothing.
-  ASSERT_OK_AND_ASSIGN(
-      ack, driver_.Report("hz-a", id, 2, t30, t30 + absl::Minutes(1), 100));
-  EXPECT_EQ(ack.result(), pb::USAGE_RESULT_REJECTED);
-  ASSERT_OK_AND_ASSIGN(
-      pb::UsageAck unknown,
-      driver_.Report("hz-a", "AL-404", 1, t30, t30 + absl::Minutes(1), 100));
-  EXPECT_EQ(unknown.reason(),
-            absl::StrCat("allocation_id: \"AL-404\" is not an allocation of "
-                         "cluster hz-a"));
+  ReportOutOfTurn(driver_, id, t30);
   EXPECT_EQ(state_.Digest(), before);
   // A record refused for its content uses up its sequence number, so the
   // records after it are not blocked; resending it is a duplicate.

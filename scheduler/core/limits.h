@@ -1,0 +1,34 @@
+// Limits on what a command may carry, shared by the state machine and the
+// services that check a request's envelope before it becomes a command.
+#ifndef COMPUTEVOUCHER_SCHEDULER_CORE_LIMITS_H_
+#define COMPUTEVOUCHER_SCHEDULER_CORE_LIMITS_H_
+
+#include <cstdint>
+
+#include "absl/time/time.h"
+
+namespace computevoucher::core {
+
+// GPUs one allocation may ask for.
+inline constexpr int kMaxGpus = 1024;
+// GPU models one cluster's inventory may list.
+inline constexpr int kMaxModels = 64;
+// An allocation's duration, and that of one extension.
+inline constexpr int64_t kMinDurationS = 60;
+inline constexpr int64_t kMaxDurationS = 365 * 24 * 3600;
+// Usage records in one report, and observed allocations in one heartbeat.
+inline constexpr int kMaxUsageRecords = 10'000;
+// Texts from agents (docs/features.md, "Agent protocol"; docs/limits.md): how
+// many characters each may have.
+inline constexpr int kMaxMeterChars = 64;
+inline constexpr int kMaxAccessChars = 1024;
+inline constexpr int kMaxEndDetailChars = 256;
+inline constexpr int kMaxEvidenceChars = 512;
+
+// How far past the scheduler's clock a usage record may claim to end (agent
+// clocks drift); the part after the scheduler's now is never subsidised.
+inline constexpr absl::Duration kUsageClockSkew = absl::Minutes(5);
+
+}  // namespace computevoucher::core
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_CORE_LIMITS_H_

@@ -1,0 +1,697 @@
+#include "scheduler/core/placement.h"
+
+#include <algorithm>
+#include <tuple>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/money.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "common/validate.h"
+#include "scheduler/core/limits.h"
+#include "scheduler/core/pricing.h"
+
+namespace computevoucher::core {
+namespace {
+
+std::string Describe(const pb::ResourceRequest& r) {
+  return absl::StrCat(
+      r.gpu_count(), " × ",
+      r.gpu_model().empty()
+          ? absl::StrCat("any ", pb::HardwareClass_Name(r.hardware_class()))
+          : r.gpu_model());
+}
+
+absl::Status CheckResources(const pb::ResourceRequest& r) {
+  const bool has_model = !r.gpu_model().empty();
+  const bool has_class = r.hardware_class() != pb::HARDWARE_CLASS_UNSPECIFIED;
+  if (has_model == has_class) {
+    return absl::InvalidArgumentError(
+        "gpu_model, hardware_class: exactly one must be set");
+  }
+  if (has_model)
+    RETURN_IF_ERROR(CheckLength("gpu_model", r.gpu_model(), 1, 64));
+  if (has_class && !pb::HardwareClass_IsValid(r.hardware_class())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hardware_class: unknown value ", r.hardware_class()));
+  }
+  RETURN_IF_ERROR(CheckRange("gpu_count", r.gpu_count(), 1, kMaxGpus));
+  RETURN_IF_ERROR(CheckRange("max_duration_s", r.max_duration_s(),
+                             kMinDurationS, kMaxDurationS));
+  if (!r.voucher_id().empty())
+    RETURN_IF_ERROR(CheckIdRef("voucher_id", r.voucher_id()));
+  return absl::OkStatus();
+}
+
+// Placement preference among options with room: lowest price, then
+// tightest fit (fewest free GPUs, as the GPUs asked for are the same), then
+// id order.
+template <typename Option>
+bool BetterPlacement(const Option& a, const Option& b) {
+  return std::tie(a.price_fen_per_gpu_hour, a.free_gpus, a.cluster_id,
+                  a.model) <
+         std::tie(b.price_fen_per_gpu_hour, b.free_gpus, b.cluster_id, b.model);
+}
+
+}  // namespace
+
+// --- Planning ---
+
+std::vector<Placement::Option> Placement::Options(
+    const pb::Enterprise& enterprise, const pb::ResourceRequest& r) const {
+  absl::flat_hash_set<std::string> related(
+      enterprise.related_provider_ids().begin(),
+      enterprise.related_provider_ids().end());
+  std::vector<Option> options;
+  for (const auto& [id, rec] : registry_.state().clusters) {
+    const pb::Cluster& cluster = rec.cluster;
+    if (cluster.state() != pb::CLUSTER_STATE_APPROVED) continue;
+    if (related.contains(cluster.provider_id())) continue;
+    // The same legal entity on both sides is related by definition.
+    auto provider = registry_.state().providers.find(cluster.provider_id());
+    if (provider != registry_.state().providers.end() &&
+        provider->second.credit_code() == enterprise.credit_code()) {
+      continue;
+    }
+    for (const pb::GpuModel& m : cluster.inventory()) {
+      const bool match = r.gpu_model().empty()
+                             ? m.hardware_class() == r.hardware_class()
+                             : m.model() == r.gpu_model();
+      if (!match || m.gpu_count() < r.gpu_count()) continue;
+      auto used = rec.used_gpus.find(m.model());
+      const int32_t in_use = used == rec.used_gpus.end() ? 0 : used->second;
+      options.push_back(Option{id, cluster.provider_id(), m.model(),
+                               m.hardware_class(), m.price_fen_per_gpu_hour(),
+                               std::max(0, m.gpu_count() - in_use)});
+    }
+  }
+  return options;
+}
+
+absl::StatusOr<int64_t> Placement::HoldFor(const Option& option,
+                                           const pb::Program& program, bool sme,
+                                           int32_t gpu_count,
+                                           int64_t duration_s) const {
+  ASSIGN_OR_RETURN(const int64_t gpu_ms, GpuMs(gpu_count, duration_s));
+  ASSIGN_OR_RETURN(const int64_t cost,
+                   CostFen(gpu_ms, option.price_fen_per_gpu_hour));
+  return SubsidyFen(cost, RatioBp(program, option.hardware_class, sme));
+}
+
+absl::StatusOr<Placement::Plan> Placement::PlanAllocation(
+    const std::string& enterprise_id, const pb::ResourceRequest& r) const {
+  RETURN_IF_ERROR(CheckResources(r));
+  ASSIGN_OR_RETURN(
+      const pb::Enterprise* enterprise,
+      registry_.FindEnterprise("principal.enterprise_id", enterprise_id));
+  Plan plan;
+  plan.options = Options(*enterprise, r);
+  if (plan.options.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no approved, unrelated cluster offers ", Describe(r)));
+  }
+  for (const Option& option : plan.options) {
+    if (option.free_gpus < r.gpu_count()) continue;
+    if (!plan.placement || BetterPlacement(option, *plan.placement))
+      plan.placement = option;
+  }
+  ASSIGN_OR_RETURN(const std::vector<const VoucherRec*> payers,
+                   vouchers_.Payers(enterprise_id, r.voucher_id()));
+  std::string shortfall;
+  for (const VoucherRec* rec : payers) {
+    RETURN_IF_ERROR(AddPayer(*rec, *enterprise, r, plan, &shortfall));
+  }
+  if (plan.voucher_options.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "enterprise ", enterprise_id, ": no active voucher valid now"));
+  }
+  if (plan.voucher == nullptr && !r.voucher_id().empty()) {
+    return absl::FailedPreconditionError(shortfall);
+  }
+  return plan;
+}
+
+absl::Status Placement::AddPayer(const VoucherRec& rec,
+                                 const pb::Enterprise& enterprise,
+                                 const pb::ResourceRequest& r, Plan& plan,
+                                 std::string* shortfall) const {
+  const pb::Voucher& v = rec.voucher;
+  ASSIGN_OR_RETURN(const absl::Time from,
+                   FromProto("valid_from", v.valid_from()));
+  ASSIGN_OR_RETURN(const absl::Time until,
+                   FromProto("valid_until", v.valid_until()));
+  const bool usable = v.state() == pb::VOUCHER_STATE_ACTIVE &&
+                      Window{from, until}.Contains(books_.now());
+  if (!usable) {
+    if (!r.voucher_id().empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("voucher ", v.voucher_id(), ": not usable now (",
+                       pb::VoucherState_Name(v.state()), ", valid ",
+                       FormatInstant(from), " .. ", FormatInstant(until), ")"));
+    }
+    return absl::OkStatus();
+  }
+  const pb::Program& program = registry_.state().programs.at(v.program_id());
+  // Queued: hold at the most expensive way it could be served.
+  const Option* priced = plan.placement ? &*plan.placement : nullptr;
+  int64_t hold = 0;
+  if (priced != nullptr) {
+    ASSIGN_OR_RETURN(hold, HoldFor(*priced, program, enterprise.sme(),
+                                   r.gpu_count(), r.max_duration_s()));
+  } else {
+    for (const Option& option : plan.options) {
+      ASSIGN_OR_RETURN(const int64_t h,
+                       HoldFor(option, program, enterprise.sme(), r.gpu_count(),
+                               r.max_duration_s()));
+      if (priced == nullptr || h > hold) {
+        hold = h;
+        priced = &option;
+      }
+    }
+  }
+  const int64_t available = vouchers_.Available(v.voucher_id());
+  pb::VoucherOption* voucher_option = &plan.voucher_options.emplace_back();
+  voucher_option->set_voucher_id(v.voucher_id());
+  voucher_option->set_available_fen(available);
+  voucher_option->set_sufficient(available >= hold);
+  if (plan.voucher != nullptr) return absl::OkStatus();
+  plan.hold_fen = hold;
+  plan.price_fen_per_gpu_hour = priced->price_fen_per_gpu_hour;
+  plan.hardware_class = priced->hardware_class;
+  plan.ratio_bp = RatioBp(program, priced->hardware_class, enterprise.sme());
+  ASSIGN_OR_RETURN(const int64_t gpu_ms,
+                   GpuMs(r.gpu_count(), r.max_duration_s()));
+  ASSIGN_OR_RETURN(plan.amounts, AmountsFor(gpu_ms, plan.price_fen_per_gpu_hour,
+                                            plan.ratio_bp));
+  if (available >= hold) {
+    plan.voucher = &rec;
+  } else if (shortfall->empty()) {
+    *shortfall = absl::StrCat("voucher ", v.voucher_id(),
+                              ": insufficient balance: need ", FormatFen(hold),
+                              ", have ", FormatFen(available));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<pb::QuoteResponse> Placement::Quote(
+    const std::string& enterprise_id,
+    const pb::ResourceRequest& resources) const {
+  ASSIGN_OR_RETURN(const Plan plan, PlanAllocation(enterprise_id, resources));
+  pb::QuoteResponse quote;
+  *quote.mutable_amounts() = plan.amounts;
+  quote.set_price_fen_per_gpu_hour(plan.price_fen_per_gpu_hour);
+  quote.set_ratio_bp(plan.ratio_bp);
+  quote.set_hardware_class(plan.hardware_class);
+  for (const pb::VoucherOption& option : plan.voucher_options)
+    *quote.add_vouchers() = option;
+  quote.set_capacity_available(plan.placement.has_value());
+  if (plan.placement) {
+    quote.set_cluster_id(plan.placement->cluster_id);
+    quote.set_gpu_model(plan.placement->model);
+  }
+  return quote;
+}
+
+// --- Allocation lifecycle ---
+
+absl::StatusOr<Response> Placement::Allocate(const pb::Principal& p,
+                                             const std::string& request_id,
+                                             const pb::AllocateRequest& r) {
+  if (p.role() != pb::ROLE_ENTERPRISE) {
+    return absl::PermissionDeniedError(
+        "allocate: only an enterprise token may allocate");
+  }
+  RETURN_IF_ERROR(
+      CheckRange("workload_command", r.workload_command_size(), 0, 64));
+  for (const std::string& arg : r.workload_command()) {
+    RETURN_IF_ERROR(CheckLength("workload_command", arg, 0, 4096));
+  }
+  ASSIGN_OR_RETURN(const Plan plan,
+                   PlanAllocation(p.enterprise_id(), r.resources()));
+  if (plan.voucher == nullptr) {
+    int64_t total = 0;
+    for (const pb::VoucherOption& option : plan.voucher_options)
+      total += option.available_fen();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "enterprise ", p.enterprise_id(), ": insufficient balance: need ",
+        FormatFen(plan.hold_fen), " on one voucher, have ", FormatFen(total),
+        " across ", plan.voucher_options.size(), " usable voucher(s)"));
+  }
+  if (!plan.placement && !r.queue_if_busy()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no free capacity now for ", Describe(r.resources()),
+                     "; set queue_if_busy to wait in the queue"));
+  }
+  VoucherRec& payer = vouchers_.voucher(plan.voucher->voucher.voucher_id());
+  const pb::Voucher& voucher = payer.voucher;
+  const std::string id = NextId("AL", &state_.next_allocation, 8);
+  AllocationRec& rec = state_.allocations[id];
+  rec.queue_order = state_.next_allocation;
+  pb::Allocation& a = rec.allocation;
+  a.set_allocation_id(id);
+  a.set_enterprise_id(p.enterprise_id());
+  a.set_voucher_id(voucher.voucher_id());
+  a.set_program_id(voucher.program_id());
+  a.set_requested_model(r.resources().gpu_model());
+  a.set_requested_class(r.resources().hardware_class());
+  a.set_gpu_count(r.resources().gpu_count());
+  a.set_max_duration_s(r.resources().max_duration_s());
+  a.set_price_fen_per_gpu_hour(plan.price_fen_per_gpu_hour);
+  a.set_hardware_class(plan.hardware_class);
+  a.set_ratio_bp(plan.ratio_bp);
+  a.set_state(pb::ALLOCATION_STATE_PENDING);
+  *a.mutable_created_at() = ToProto(books_.now());
+  *a.mutable_workload_command() = r.workload_command();
+  a.set_request_id(request_id);
+  state_.voucher_allocations[voucher.voucher_id()].push_back(id);
+  // A program with a 0% ratio subsidises nothing, so there is nothing to
+  // hold.
+  if (plan.hold_fen > 0) {
+    RETURN_IF_ERROR(books_.Post(
+        AllocationEntry(pb::ENTRY_KIND_HOLD, HoldAccount(id),
+                        VoucherAccount(voucher.voucher_id()), plan.hold_fen,
+                        absl::StrCat("hold/", id), a),
+        &payer.voucher, &a));
+  }
+  vouchers_.UpdateExhausted(payer);
+  if (plan.placement) {
+    RETURN_IF_ERROR(Place(rec, *plan.placement));
+  } else {
+    state_.queue.insert({rec.queue_order, id});
+  }
+  return Share(AllocationViewOf(rec));
+}
+
+absl::Status Placement::Place(AllocationRec& rec, const Option& option) {
+  pb::Allocation& a = rec.allocation;
+  const pb::Program& program = registry_.state().programs.at(a.program_id());
+  const bool sme = registry_.state().enterprises.at(a.enterprise_id()).sme();
+  ASSIGN_OR_RETURN(
+      const int64_t hold,
+      HoldFor(option, program, sme, a.gpu_count(), a.max_duration_s()));
+  const int64_t excess = a.held_fen() - hold;
+  if (excess < 0) {
+    return absl::InternalError(
+        absl::StrCat("allocation ", a.allocation_id(),
+                     ": placement needs more than its hold"));
+  }
+  state_.queue.erase({rec.queue_order, a.allocation_id()});
+  a.set_cluster_id(option.cluster_id);
+  a.set_provider_id(option.provider_id);
+  a.set_gpu_model(option.model);
+  a.set_hardware_class(option.hardware_class);
+  a.set_price_fen_per_gpu_hour(option.price_fen_per_gpu_hour);
+  a.set_ratio_bp(RatioBp(program, option.hardware_class, sme));
+  a.set_state(pb::ALLOCATION_STATE_ASSIGNED);
+  *a.mutable_assigned_at() = ToProto(books_.now());
+  registry_.AddUsedGpus(option.cluster_id, option.model, a.gpu_count());
+  state_.cluster_allocations[option.cluster_id].insert(a.allocation_id());
+  state_.enterprise_gpus[a.enterprise_id()] += a.gpu_count();
+  state_.deadline_index.insert(
+      {books_.now() + absl::Seconds(a.max_duration_s()), a.allocation_id()});
+  if (excess > 0) {
+    RETURN_IF_ERROR(ReleaseHold(
+        rec, excess, absl::StrCat("release/", a.allocation_id(), "/placed")));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Placement::ReleaseHold(AllocationRec& rec, int64_t amount,
+                                    const std::string& key) {
+  if (amount <= 0) return absl::OkStatus();
+  pb::Allocation& a = rec.allocation;
+  VoucherRec& voucher = vouchers_.voucher(a.voucher_id());
+  RETURN_IF_ERROR(books_.Post(
+      AllocationEntry(pb::ENTRY_KIND_RELEASE, VoucherAccount(a.voucher_id()),
+                      HoldAccount(a.allocation_id()), amount, key, a),
+      &voucher.voucher, &a));
+  // A revoked or expired voucher passes what comes back on to the budget.
+  const pb::VoucherState state = voucher.voucher.state();
+  if (state == pb::VOUCHER_STATE_REVOKED ||
+      state == pb::VOUCHER_STATE_EXPIRED) {
+    const pb::EntryKind kind = state == pb::VOUCHER_STATE_REVOKED
+                                   ? pb::ENTRY_KIND_REVOKE
+                                   : pb::ENTRY_KIND_EXPIRE;
+    RETURN_IF_ERROR(vouchers_.ReturnToBudget(voucher, kind, amount,
+                                             absl::StrCat("return/", key)));
+  }
+  vouchers_.UpdateExhausted(voucher);
+  return absl::OkStatus();
+}
+
+absl::Status Placement::EndAllocation(AllocationRec& rec,
+                                      pb::EndReason reason) {
+  pb::Allocation& a = rec.allocation;
+  if (a.state() == pb::ALLOCATION_STATE_ENDED) return absl::OkStatus();
+  const pb::AllocationState was = a.state();
+  a.set_state(pb::ALLOCATION_STATE_ENDED);
+  a.set_end_reason(reason);
+  *a.mutable_ended_at() = ToProto(books_.now());
+  if (was == pb::ALLOCATION_STATE_PENDING) {
+    // Never ran, so no usage can follow: release everything now.
+    state_.queue.erase({rec.queue_order, a.allocation_id()});
+    rec.hold_released = true;
+    return ReleaseHold(rec, a.held_fen(),
+                       absl::StrCat("release/", a.allocation_id()));
+  }
+  ASSIGN_OR_RETURN(const absl::Time assigned,
+                   FromProto("assigned_at", a.assigned_at()));
+  state_.deadline_index.erase(
+      {assigned + absl::Seconds(a.max_duration_s()), a.allocation_id()});
+  registry_.AddUsedGpus(a.cluster_id(), a.gpu_model(), -a.gpu_count());
+  state_.cluster_allocations[a.cluster_id()].erase(a.allocation_id());
+  state_.enterprise_gpus[a.enterprise_id()] -= a.gpu_count();
+  state_.release_index.insert({books_.now(), a.allocation_id()});
+  return absl::OkStatus();
+}
+
+absl::Status Placement::EndVoucherAllocations(const std::string& voucher_id,
+                                              pb::EndReason reason) {
+  auto ids = state_.voucher_allocations.find(voucher_id);
+  if (ids == state_.voucher_allocations.end()) return absl::OkStatus();
+  for (const std::string& id : ids->second) {
+    RETURN_IF_ERROR(EndAllocation(state_.allocations.at(id), reason));
+  }
+  return ProcessQueue();
+}
+
+absl::StatusOr<AllocationRec*> Placement::FindOwnAllocation(
+    const pb::Principal& p, const std::string& id) {
+  RETURN_IF_ERROR(CheckIdRef("allocation_id", id));
+  auto it = state_.allocations.find(id);
+  if (it == state_.allocations.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("allocation_id: allocation ", id, " not found"));
+  }
+  // Another enterprise's allocation is answered as a missing one.
+  if (p.role() != pb::ROLE_ENTERPRISE ||
+      it->second.allocation.enterprise_id() != p.enterprise_id()) {
+    return absl::NotFoundError(
+        absl::StrCat("allocation_id: allocation ", id, " not found"));
+  }
+  return &it->second;
+}
+
+absl::StatusOr<Response> Placement::ReleaseAllocation(
+    const pb::Principal& p, const pb::ReleaseAllocationRequest& r) {
+  ASSIGN_OR_RETURN(AllocationRec * rec,
+                   FindOwnAllocation(p, r.allocation_id()));
+  if (rec->allocation.state() == pb::ALLOCATION_STATE_ENDED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("allocation ", r.allocation_id(), ": already ended (",
+                     pb::EndReason_Name(rec->allocation.end_reason()), ")"));
+  }
+  RETURN_IF_ERROR(EndAllocation(*rec, pb::END_REASON_RELEASED));
+  RETURN_IF_ERROR(ProcessQueue());
+  return Share(AllocationViewOf(*rec));
+}
+
+absl::StatusOr<Response> Placement::ExtendAllocation(
+    const pb::Principal& p, const pb::ExtendAllocationRequest& r) {
+  ASSIGN_OR_RETURN(AllocationRec * rec,
+                   FindOwnAllocation(p, r.allocation_id()));
+  pb::Allocation& a = rec->allocation;
+  if (a.state() == pb::ALLOCATION_STATE_ENDED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("allocation ", r.allocation_id(), ": already ended"));
+  }
+  RETURN_IF_ERROR(CheckRange("extra_duration_s", r.extra_duration_s(),
+                             kMinDurationS, kMaxDurationS));
+  const int64_t new_duration = a.max_duration_s() + r.extra_duration_s();
+  RETURN_IF_ERROR(CheckRange("max_duration_s after extension", new_duration,
+                             kMinDurationS, kMaxDurationS));
+  VoucherRec& voucher = vouchers_.voucher(a.voucher_id());
+  if (voucher.voucher.state() != pb::VOUCHER_STATE_ACTIVE) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "voucher ", a.voucher_id(), ": is ",
+        pb::VoucherState_Name(voucher.voucher.state()), ", cannot hold more"));
+  }
+  // Hold the difference of the cumulative figures so that rounding of the
+  // whole duration stays exact.
+  ASSIGN_OR_RETURN(const int64_t old_ms,
+                   GpuMs(a.gpu_count(), a.max_duration_s()));
+  ASSIGN_OR_RETURN(const int64_t new_ms, GpuMs(a.gpu_count(), new_duration));
+  ASSIGN_OR_RETURN(
+      const pb::Amounts before,
+      AmountsFor(old_ms, a.price_fen_per_gpu_hour(), a.ratio_bp()));
+  ASSIGN_OR_RETURN(
+      const pb::Amounts after,
+      AmountsFor(new_ms, a.price_fen_per_gpu_hour(), a.ratio_bp()));
+  const int64_t extra = after.subsidy_fen() - before.subsidy_fen();
+  const int64_t available = books_.Balance(VoucherAccount(a.voucher_id()));
+  if (extra > available) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "voucher ", a.voucher_id(), ": insufficient balance: need ",
+        FormatFen(extra), ", have ", FormatFen(available)));
+  }
+  if (extra > 0) {
+    RETURN_IF_ERROR(books_.Post(
+        AllocationEntry(pb::ENTRY_KIND_HOLD, HoldAccount(a.allocation_id()),
+                        VoucherAccount(a.voucher_id()), extra,
+                        absl::StrCat("hold/", a.allocation_id(), "/extend/",
+                                     rec->extensions + 1),
+                        a),
+        &voucher.voucher, &a));
+  }
+  ++rec->extensions;
+  if (IsActive(a)) {
+    ASSIGN_OR_RETURN(const absl::Time assigned,
+                     FromProto("assigned_at", a.assigned_at()));
+    state_.deadline_index.erase(
+        {assigned + absl::Seconds(a.max_duration_s()), a.allocation_id()});
+    state_.deadline_index.insert(
+        {assigned + absl::Seconds(new_duration), a.allocation_id()});
+  }
+  a.set_max_duration_s(new_duration);
+  vouchers_.UpdateExhausted(voucher);
+  return Share(AllocationViewOf(*rec));
+}
+
+int64_t Placement::EnterpriseGpusInUse(const std::string& enterprise_id) const {
+  auto it = state_.enterprise_gpus.find(enterprise_id);
+  return it == state_.enterprise_gpus.end() ? 0 : it->second;
+}
+
+absl::Status Placement::ProcessQueue() {
+  if (state_.queue.empty()) return absl::OkStatus();
+  // Priority, then fair share (fewest GPUs in use now), then age.
+  struct Waiting {
+    int32_t priority;
+    int64_t gpus_in_use;
+    int64_t order;
+    std::string id;
+  };
+  std::vector<Waiting> waiting;
+  for (const auto& [order, id] : state_.queue) {
+    const pb::Allocation& a = state_.allocations.at(id).allocation;
+    waiting.push_back(
+        Waiting{vouchers_.voucher(a.voucher_id()).voucher.priority(),
+                EnterpriseGpusInUse(a.enterprise_id()), order, id});
+  }
+  std::sort(waiting.begin(), waiting.end(),
+            [](const Waiting& x, const Waiting& y) {
+              return std::make_tuple(-x.priority, x.gpus_in_use, x.order) <
+                     std::make_tuple(-y.priority, y.gpus_in_use, y.order);
+            });
+  for (const Waiting& w : waiting) {
+    AllocationRec& rec = state_.allocations.at(w.id);
+    const pb::Allocation& a = rec.allocation;
+    pb::ResourceRequest request;
+    request.set_gpu_model(a.requested_model());
+    request.set_hardware_class(a.requested_class());
+    request.set_gpu_count(a.gpu_count());
+    const pb::Program& program = registry_.state().programs.at(a.program_id());
+    const pb::Enterprise& enterprise =
+        registry_.state().enterprises.at(a.enterprise_id());
+    std::optional<Option> best;
+    for (const Option& option : Options(enterprise, request)) {
+      if (option.free_gpus < a.gpu_count()) continue;
+      // Never place where the hold taken at admission would not cover it.
+      ASSIGN_OR_RETURN(const int64_t hold,
+                       HoldFor(option, program, enterprise.sme(), a.gpu_count(),
+                               a.max_duration_s()));
+      if (hold > a.held_fen()) continue;
+      if (!best || BetterPlacement(option, *best)) best = option;
+    }
+    if (best) RETURN_IF_ERROR(Place(rec, *best));
+  }
+  return absl::OkStatus();
+}
+
+// --- Agents ---
+
+std::vector<std::string> Placement::ActiveAllocationIds(
+    const std::string& cluster_id) const {
+  auto it = state_.cluster_allocations.find(cluster_id);
+  if (it == state_.cluster_allocations.end()) return {};
+  return std::vector<std::string>(it->second.begin(), it->second.end());
+}
+
+pb::HeartbeatResponse Placement::DesiredState(
+    const std::string& cluster_id) const {
+  pb::HeartbeatResponse response;
+  auto cluster = registry_.state().clusters.find(cluster_id);
+  if (cluster == registry_.state().clusters.end()) return response;
+  response.set_cluster_state(cluster->second.cluster.state());
+  for (const std::string& id : ActiveAllocationIds(cluster_id)) {
+    const pb::Allocation& a = state_.allocations.at(id).allocation;
+    pb::DesiredAllocation* d = response.add_allocations();
+    d->set_allocation_id(id);
+    d->set_gpu_model(a.gpu_model());
+    d->set_gpu_count(a.gpu_count());
+    const absl::Time assigned = *FromProto("assigned_at", a.assigned_at());
+    *d->mutable_deadline() =
+        ToProto(assigned + absl::Seconds(a.max_duration_s()));
+    *d->mutable_workload_command() = a.workload_command();
+    d->set_next_sequence(a.last_sequence() + 1);
+    *d->mutable_assigned_at() = a.assigned_at();
+    d->set_enterprise_id(a.enterprise_id());
+  }
+  return response;
+}
+
+absl::StatusOr<Reply> Placement::Heartbeat(const pb::Principal& p,
+                                           const pb::HeartbeatRequest& r) {
+  if (p.role() != pb::ROLE_AGENT || p.cluster_id().empty()) {
+    return absl::PermissionDeniedError(
+        "heartbeat: only an agent token may send heartbeats");
+  }
+  if (!registry_.state().clusters.contains(p.cluster_id())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cluster ", p.cluster_id(), ": not registered; call Register first"));
+  }
+  RETURN_IF_ERROR(
+      CheckRange("allocations", r.allocations_size(), 0, kMaxUsageRecords));
+  // Every text first, so that a bad one changes nothing.
+  for (int i = 0; i < r.allocations_size(); ++i) {
+    const pb::ObservedAllocation& o = r.allocations(i);
+    RETURN_IF_ERROR(CheckText(absl::StrCat("allocations[", i, "].access"),
+                              o.access(), 0, kMaxAccessChars,
+                              TextLines::kMany));
+    RETURN_IF_ERROR(CheckText(absl::StrCat("allocations[", i, "].end_detail"),
+                              o.end_detail(), 0, kMaxEndDetailChars,
+                              TextLines::kOne));
+  }
+  bool changed = false;
+  bool ended = false;
+  for (const pb::ObservedAllocation& o : r.allocations()) {
+    auto it = state_.allocations.find(o.allocation_id());
+    // What the agent reports about allocations that are not its own is
+    // ignored: the answer below tells it what it should run.
+    if (it == state_.allocations.end() ||
+        it->second.allocation.cluster_id() != p.cluster_id()) {
+      continue;
+    }
+    AllocationRec& rec = it->second;
+    pb::Allocation& a = rec.allocation;
+    if (!IsActive(a)) continue;
+    // As the agent reports it now, so that the tenant sees what works now
+    // (kept after the end, for a log path).
+    if (o.access() != a.access()) {
+      a.set_access(o.access());
+      changed = true;
+    }
+    if (o.exited()) {
+      a.set_exit_code(o.exit_code());
+      RETURN_IF_ERROR(EndAllocation(rec, pb::END_REASON_WORKLOAD_EXITED));
+      changed = ended = true;
+      continue;
+    }
+    if (o.ended_on_cluster()) {
+      a.set_end_detail(o.end_detail());
+      RETURN_IF_ERROR(EndAllocation(rec, pb::END_REASON_ENDED_ON_CLUSTER));
+      changed = ended = true;
+      continue;
+    }
+    if (o.running() && a.state() == pb::ALLOCATION_STATE_ASSIGNED) {
+      a.set_state(pb::ALLOCATION_STATE_RUNNING);
+      changed = true;
+    }
+    if (o.idle() != a.idle()) {
+      a.set_idle(o.idle());
+      changed = true;
+    }
+  }
+  if (ended) RETURN_IF_ERROR(ProcessQueue());
+  return Reply{Share(DesiredState(p.cluster_id())), changed};
+}
+
+absl::StatusOr<Reply> Placement::ClusterLost(const pb::ClusterLostCommand& r) {
+  RETURN_IF_ERROR(CheckIdRef("cluster_id", r.cluster_id()));
+  if (!registry_.state().clusters.contains(r.cluster_id())) {
+    return absl::NotFoundError(
+        absl::StrCat("cluster_id: cluster ", r.cluster_id(), " not found"));
+  }
+  const std::vector<std::string> ids = ActiveAllocationIds(r.cluster_id());
+  for (const std::string& id : ids) {
+    RETURN_IF_ERROR(
+        EndAllocation(state_.allocations.at(id), pb::END_REASON_CLUSTER_LOST));
+  }
+  if (!ids.empty()) RETURN_IF_ERROR(ProcessQueue());
+  return Reply{Share(pb::ClusterLostCommand(r)), !ids.empty()};
+}
+
+absl::StatusOr<bool> Placement::EndDue() {
+  bool any = false;
+  while (!state_.deadline_index.empty() &&
+         state_.deadline_index.begin()->first <= books_.now()) {
+    AllocationRec& rec =
+        state_.allocations.at(state_.deadline_index.begin()->second);
+    RETURN_IF_ERROR(EndAllocation(rec, pb::END_REASON_DURATION_REACHED));
+    any = true;
+  }
+  return any;
+}
+
+absl::StatusOr<bool> Placement::ReleaseDueHolds(absl::Duration grace) {
+  bool any = false;
+  while (!state_.release_index.empty() &&
+         state_.release_index.begin()->first + grace <= books_.now()) {
+    AllocationRec& rec =
+        state_.allocations.at(state_.release_index.begin()->second);
+    state_.release_index.erase(state_.release_index.begin());
+    rec.hold_released = true;
+    RETURN_IF_ERROR(
+        ReleaseHold(rec, rec.allocation.held_fen(),
+                    absl::StrCat("release/", rec.allocation.allocation_id())));
+    any = true;
+  }
+  return any;
+}
+
+AllocationRec* Placement::Find(const std::string& id) {
+  auto it = state_.allocations.find(id);
+  return it == state_.allocations.end() ? nullptr : &it->second;
+}
+
+const AllocationRec* Placement::Find(const std::string& id) const {
+  auto it = state_.allocations.find(id);
+  return it == state_.allocations.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> Placement::AllocationIds() const {
+  std::vector<std::string> ids;
+  for (const auto& [id, rec] : state_.allocations) ids.push_back(id);
+  return ids;
+}
+
+pb::Allocation Placement::AllocationViewOf(const AllocationRec& rec) const {
+  pb::Allocation view = rec.allocation;
+  auto cost = CostFen(view.used_gpu_ms(), view.price_fen_per_gpu_hour());
+  view.set_cost_fen(cost.ok() ? *cost : 0);
+  return view;
+}
+
+absl::StatusOr<pb::Allocation> Placement::AllocationView(
+    const std::string& allocation_id) const {
+  auto it = state_.allocations.find(allocation_id);
+  if (it == state_.allocations.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("allocation ", allocation_id, " not found"));
+  }
+  return AllocationViewOf(it->second);
+}
+
+}  // namespace computevoucher::core

@@ -1,0 +1,167 @@
+// Placement: allocations from admission to their end — the ways a request
+// could be served (options), pricing and the hold at admission, placement
+// on a cluster or in the queue, the queue's order, extension, release, what
+// agents report about them (heartbeats) and the loss of a cluster.
+//
+// Holds come off a voucher and go back to it through the voucher book;
+// capacity in use is counted on the registry's clusters. Handlers validate
+// before their first change: on error nothing changed. Not thread-safe;
+// owned by StateMachine.
+#ifndef COMPUTEVOUCHER_SCHEDULER_CORE_PLACEMENT_H_
+#define COMPUTEVOUCHER_SCHEDULER_CORE_PLACEMENT_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "computevoucher/v1/agent.pb.h"
+#include "computevoucher/v1/enterprise.pb.h"
+#include "computevoucher/v1/types.pb.h"
+#include "scheduler/core/books.h"
+#include "scheduler/core/records.h"
+#include "scheduler/core/registry.h"
+#include "scheduler/core/response.h"
+#include "scheduler/core/voucher_book.h"
+
+namespace computevoucher::core {
+
+class Placement {
+ public:
+  struct State {
+    absl::btree_map<std::string, AllocationRec> allocations;
+    // Indexes, derived from the allocations.
+    absl::flat_hash_map<std::string, std::vector<std::string>>
+        voucher_allocations;
+    // Assigned or running allocations by deadline.
+    absl::btree_set<std::pair<absl::Time, std::string>> deadline_index;
+    // Ended allocations whose hold is not yet released, by end time.
+    absl::btree_set<std::pair<absl::Time, std::string>> release_index;
+    // Assigned or running allocations by cluster.
+    absl::flat_hash_map<std::string, absl::btree_set<std::string>>
+        cluster_allocations;
+    // Pending allocations by queue order.
+    absl::btree_set<std::pair<int64_t, std::string>> queue;
+    absl::flat_hash_map<std::string, int64_t> enterprise_gpus;  // in use now
+    int64_t next_allocation = 0;
+  };
+
+  // One way an allocation could be served.
+  struct Option {
+    std::string cluster_id;
+    std::string provider_id;
+    std::string model;
+    pb::HardwareClass hardware_class = pb::HARDWARE_CLASS_UNSPECIFIED;
+    int64_t price_fen_per_gpu_hour = 0;
+    int32_t free_gpus = 0;
+  };
+
+  Placement(Registry& registry, VoucherBook& vouchers, Books& books)
+      : registry_(registry), vouchers_(vouchers), books_(books) {}
+  Placement(const Placement&) = delete;
+  Placement& operator=(const Placement&) = delete;
+
+  // --- Commands, at books.now(). ---
+  // Holds on the first voucher that can pay and places the allocation, or
+  // queues it (queue_if_busy). ResourceExhausted when there is no room and
+  // it may not queue.
+  absl::StatusOr<Response> Allocate(const pb::Principal& p,
+                                    const std::string& request_id,
+                                    const pb::AllocateRequest& r);
+  absl::StatusOr<Response> ReleaseAllocation(
+      const pb::Principal& p, const pb::ReleaseAllocationRequest& r);
+  absl::StatusOr<Response> ExtendAllocation(
+      const pb::Principal& p, const pb::ExtendAllocationRequest& r);
+  // Takes what agent `p` observes of its allocations; answers the desired
+  // state of its cluster.
+  absl::StatusOr<Reply> Heartbeat(const pb::Principal& p,
+                                  const pb::HeartbeatRequest& r);
+  // Ends every allocation on the lost cluster.
+  absl::StatusOr<Reply> ClusterLost(const pb::ClusterLostCommand& r);
+
+  // What Allocate would do now, without changing anything.
+  absl::StatusOr<pb::QuoteResponse> Quote(
+      const std::string& enterprise_id,
+      const pb::ResourceRequest& resources) const;
+
+  // --- Effects of other commands. ---
+  // Places what waits in the queue where it now fits: by voucher priority,
+  // then fair share (fewest GPUs in use), then age.
+  absl::Status ProcessQueue();
+  // Ends every allocation paid by `voucher_id`, then runs the queue.
+  absl::Status EndVoucherAllocations(const std::string& voucher_id,
+                                     pb::EndReason reason);
+  // Ends `rec` (nothing if it has ended): a pending one gives its hold back
+  // at once, a placed one frees its GPUs and keeps its hold for late usage.
+  absl::Status EndAllocation(AllocationRec& rec, pb::EndReason reason);
+  // Ends the allocations whose duration ran out by now; whether any did.
+  absl::StatusOr<bool> EndDue();
+  // Releases the holds of allocations that ended at least `grace` ago;
+  // whether any did.
+  absl::StatusOr<bool> ReleaseDueHolds(absl::Duration grace);
+  size_t queued() const { return state_.queue.size(); }
+
+  // --- Lookups and views. ---
+  // The allocation `id`, or nullptr.
+  AllocationRec* Find(const std::string& id);
+  const AllocationRec* Find(const std::string& id) const;
+  // Allocations placed on `cluster_id` and not ended, in id order.
+  std::vector<std::string> ActiveAllocationIds(
+      const std::string& cluster_id) const;
+  // What `cluster_id`'s agent should run now: the full desired set.
+  pb::HeartbeatResponse DesiredState(const std::string& cluster_id) const;
+  std::vector<std::string> AllocationIds() const;
+  absl::StatusOr<pb::Allocation> AllocationView(
+      const std::string& allocation_id) const;
+  pb::Allocation AllocationViewOf(const AllocationRec& rec) const;
+
+  const State& state() const { return state_; }
+
+ private:
+  // What Allocate would do; computed by PlanAllocation, used by Quote too.
+  struct Plan {
+    std::vector<Option> options;          // every cluster that could serve it
+    std::optional<Option> placement;      // where it would run now
+    const VoucherRec* voucher = nullptr;  // who pays; null if none can
+    int64_t hold_fen = 0;                 // for `voucher`
+    int32_t ratio_bp = 0;
+    int64_t price_fen_per_gpu_hour = 0;
+    pb::HardwareClass hardware_class = pb::HARDWARE_CLASS_UNSPECIFIED;
+    pb::Amounts amounts;
+    std::vector<pb::VoucherOption> voucher_options;
+  };
+  absl::StatusOr<Plan> PlanAllocation(const std::string& enterprise_id,
+                                      const pb::ResourceRequest& r) const;
+  // Adds `rec` as a way to pay to `plan` (the first sufficient one pays);
+  // sets *shortfall for the first insufficient one.
+  absl::Status AddPayer(const VoucherRec& rec, const pb::Enterprise& enterprise,
+                        const pb::ResourceRequest& r, Plan& plan,
+                        std::string* shortfall) const;
+  std::vector<Option> Options(const pb::Enterprise& enterprise,
+                              const pb::ResourceRequest& r) const;
+  absl::StatusOr<int64_t> HoldFor(const Option& option,
+                                  const pb::Program& program, bool sme,
+                                  int32_t gpu_count, int64_t duration_s) const;
+  absl::Status Place(AllocationRec& rec, const Option& option);
+  absl::Status ReleaseHold(AllocationRec& rec, int64_t amount,
+                           const std::string& key);
+  absl::StatusOr<AllocationRec*> FindOwnAllocation(const pb::Principal& p,
+                                                   const std::string& id);
+  int64_t EnterpriseGpusInUse(const std::string& enterprise_id) const;
+
+  Registry& registry_;
+  VoucherBook& vouchers_;
+  Books& books_;
+  State state_;
+};
+
+}  // namespace computevoucher::core
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_CORE_PLACEMENT_H_
