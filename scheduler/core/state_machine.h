@@ -22,7 +22,7 @@
 // commands that changed something need to be logged.
 //
 // Not thread-safe: one writer applies commands; readers must be excluded
-// while it does (see scheduler/store/writer.h).
+// while it does (see scheduler/engine/writer.h).
 #ifndef COMPUTEVOUCHER_SCHEDULER_CORE_STATE_MACHINE_H_
 #define COMPUTEVOUCHER_SCHEDULER_CORE_STATE_MACHINE_H_
 
