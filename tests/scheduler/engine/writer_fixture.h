@@ -217,6 +217,17 @@ class WriterTest : public ::testing::Test {
     return writer.ok() ? *std::move(writer) : nullptr;
   }
 
+  // Closes `writer` and `store`, as a stopped scheduler would, and opens
+  // both again on the same data.
+  void Restart(std::unique_ptr<Store>& store, std::unique_ptr<Writer>& writer) {
+    writer.reset();
+    store.reset();
+    store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    writer = OpenWriter(*store);
+    ASSERT_NE(writer, nullptr);
+  }
+
   // The commands that build the standard world, as clients would submit
   // them: without sequence or time.
   static std::vector<pb::Command> WorldCommands() {

@@ -80,13 +80,7 @@ TEST_F(WriterTest, SubmittedCommandsAreDurableAcrossRestart) {
   EXPECT_GT(head.journal_sequence, 0);
 
   writer->Stop();
-  writer.reset();
-  store.reset();
-
-  store = OpenStore();
-  ASSERT_NE(store, nullptr);
-  writer = OpenWriter(*store);
-  ASSERT_NE(writer, nullptr);
+  ASSERT_NO_FATAL_FAILURE(Restart(store, writer));
   EXPECT_EQ(Digest(*writer), digest);
   EXPECT_EQ(LedgerHead(*writer), ledger_head);
   for (const core::Outcome* outcome : {&issued, &second}) {
@@ -227,12 +221,7 @@ TEST_F(WriterTest, ConcurrentSubmittersAreGroupCommitted) {
   const std::string digest = Digest(*writer);
 
   writer->Stop();
-  writer.reset();
-  store.reset();
-  store = OpenStore();
-  ASSERT_NE(store, nullptr);
-  writer = OpenWriter(*store);
-  ASSERT_NE(writer, nullptr);
+  ASSERT_NO_FATAL_FAILURE(Restart(store, writer));
   EXPECT_EQ(Digest(*writer), digest);
   ConcurrentLoad::ExpectAppliedOnce(StoredRequestIds(*store), *writer,
                                     voucher_ids);
@@ -301,12 +290,7 @@ TEST_F(WriterTest, RetriedRequestReturnsTheSameResponseAndLogsNothing) {
   EXPECT_EQ(HeadOf(*store).command_sequence, head.command_sequence);
 
   // Still the same answer after a restart.
-  writer.reset();
-  store.reset();
-  store = OpenStore();
-  ASSERT_NE(store, nullptr);
-  writer = OpenWriter(*store);
-  ASSERT_NE(writer, nullptr);
+  ASSERT_NO_FATAL_FAILURE(Restart(store, writer));
   ASSERT_OK_AND_ASSIGN(const core::Outcome after_restart,
                        writer->Submit(issue));
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
