@@ -22,9 +22,6 @@
 namespace computevoucher::bench::writer_bench {
 namespace {
 
-using ::computevoucher::testing::AgentPrincipal;
-using ::computevoucher::testing::NewCommand;
-
 // What the submitters of one configuration counted, written by their
 // threads and summed by the main thread.
 struct alignas(64) Counters {
@@ -109,21 +106,8 @@ class Submitters {
         absl::SleepFor(absl::Milliseconds(1));
         continue;
       }
-      pb::Command c = NewCommand(AgentPrincipal(slot.cluster_id),
-                                 absl::StrCat("u-", count, "-", t, "-", ++n));
-      pb::ReportUsageRequest* r = c.mutable_report_usage();
-      r->set_request_id(c.request_id());
-      r->mutable_records()->Reserve(static_cast<int>(slot.meters.size()));
-      for (const Meter& m : slot.meters) {
-        pb::UsageRecord* u = r->add_records();
-        u->set_allocation_id(m.allocation_id);
-        u->set_sequence(m.next_sequence);
-        *u->mutable_start() = ToProto(m.cursor);
-        *u->mutable_end() = ToProto(now);
-        u->set_gpu_ms(
-            absl::ToInt64Milliseconds(now - m.cursor));  // one GPU, busy
-        u->set_mean_utilization_bp(10'000);
-      }
+      pb::Command c =
+          UsageCommand(slot, now, absl::StrCat("u-", count, "-", t, "-", ++n));
       const auto t0 = std::chrono::steady_clock::now();
       absl::StatusOr<core::Outcome> outcome = writer_.Submit(std::move(c));
       const auto t1 = std::chrono::steady_clock::now();

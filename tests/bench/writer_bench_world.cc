@@ -210,6 +210,24 @@ absl::StatusOr<std::vector<Slot>> Allocate(engine::Writer& writer,
 
 }  // namespace
 
+pb::Command UsageCommand(const Slot& slot, absl::Time now,
+                         const std::string& request_id) {
+  pb::Command c = NewCommand(AgentPrincipal(slot.cluster_id), request_id);
+  pb::ReportUsageRequest* r = c.mutable_report_usage();
+  r->set_request_id(request_id);
+  r->mutable_records()->Reserve(static_cast<int>(slot.meters.size()));
+  for (const Meter& m : slot.meters) {
+    pb::UsageRecord* u = r->add_records();
+    u->set_allocation_id(m.allocation_id);
+    u->set_sequence(m.next_sequence);
+    *u->mutable_start() = ToProto(m.cursor);
+    *u->mutable_end() = ToProto(now);
+    u->set_gpu_ms(absl::ToInt64Milliseconds(now - m.cursor));
+    u->set_mean_utilization_bp(10'000);
+  }
+  return c;
+}
+
 absl::StatusOr<std::vector<Slot>> Setup(engine::Writer& writer,
                                         int allocations_per_cluster) {
   RETURN_IF_ERROR(SubmitWorld(writer));

@@ -120,6 +120,11 @@ struct Slot {
   std::vector<Meter> meters;
 };
 
+// The ReportUsage command of `slot`'s agent: one record per allocation,
+// from the end of its previous record to `now` (one GPU, busy).
+pb::Command UsageCommand(const Slot& slot, absl::Time now,
+                         const std::string& request_id);
+
 // Builds the world and the bench's clusters and allocations through
 // `writer`; returns one slot per cluster.
 absl::StatusOr<std::vector<Slot>> Setup(engine::Writer& writer,

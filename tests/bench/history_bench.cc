@@ -1,0 +1,408 @@
+// history_bench: what a program's history costs the scheduler (issue 15).
+//
+// Builds a synthetic program through the real writer on the embedded store
+// — writer_bench's world: 64 agent clusters, each with one-GPU allocations,
+// reporting one record per allocation per command — and, at 1×, 2× and 4×
+// a base number of accepted usage records (the same store, grown), measures
+// in a fresh process what a restart costs: the cold start (opening the store
+// and replaying it into the writer), the resident memory after it, and a
+// full `verify` (replay from the first command, every journal entry
+// checked) in records per second; and the store's bytes per record. The
+// targets are printed beside the figures. Deterministic: no randomness;
+// record times follow the machine's clock.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/clock.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "scheduler/core/state_machine.h"
+#include "scheduler/engine/replay.h"
+#include "scheduler/engine/writer.h"
+#include "scheduler/store/sqlite_store.h"
+#include "tests/bench/bench_util.h"
+#include "tests/bench/writer_bench_world.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/world.h"
+
+ABSL_FLAG(int64_t, records, 500'000,
+          "Accepted usage records at 1x; the program is grown to each of "
+          "--multiples times this.");
+ABSL_FLAG(std::vector<std::string>, multiples,
+          std::vector<std::string>({"1", "2", "4"}),
+          "Sizes to measure, as multiples of --records, ascending.");
+ABSL_FLAG(int, allocations_per_cluster, 32,
+          "One-GPU allocations on each of the 64 clusters (1..1024).");
+ABSL_FLAG(std::string, dir, "",
+          "Directory for the temporary data directory; default $TMPDIR or "
+          "/tmp.");
+ABSL_FLAG(std::string, measure, "",
+          "Internal: measure a restart of the store in this data directory "
+          "and print one line of figures.");
+
+namespace computevoucher::bench::history_bench {
+namespace {
+
+namespace pb = ::computevoucher::v1;
+using writer_bench::Slot;
+
+// Targets of issue 15 on the 2-core development machine.
+constexpr double kColdStartTargetS = 3.0;
+constexpr double kRssGrowthTarget = 0.10;
+constexpr double kRssTargetBytes = 1024.0 * 1024 * 1024;
+constexpr double kBytesPerRecordTarget = 64;
+constexpr double kVerifyTargetPerS = 500'000;
+
+// What a restart cost, as measured in a fresh process.
+struct Restart {
+  double cold_start_s = 0;
+  int64_t rss_bytes = 0;
+  double verify_s = 0;
+  int64_t commands = 0;
+};
+
+int64_t ResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    int64_t kib = 0;
+    if (absl::StartsWith(line, "VmRSS:") &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::StripSuffix(
+                             absl::StripPrefix(line, "VmRSS:"), "kB")),
+                         &kib)) {
+      return kib * 1024;
+    }
+  }
+  return 0;
+}
+
+int64_t DirectoryBytes(const std::string& dir) {
+  int64_t total = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.is_regular_file()) total += entry.file_size();
+  }
+  return total;
+}
+
+// The child's side: opens the store and the writer as a restarting
+// scheduler does, then verifies it as `voucher-scheduler verify` does.
+absl::StatusOr<Restart> MeasureRestart(const std::string& data_dir) {
+  RealClock clock;
+  Restart r;
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<store::Store> store,
+        store::OpenSqliteStore(data_dir, store::OpenMode::kReadWrite));
+    ASSIGN_OR_RETURN(std::unique_ptr<engine::Writer> writer,
+                     engine::Writer::Open(*store, clock));
+    r.cold_start_s = Seconds(std::chrono::steady_clock::now() - t0);
+    r.rss_bytes = ResidentBytes();
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<store::Store> store,
+      store::OpenSqliteStore(data_dir, store::OpenMode::kReadOnly));
+  core::StateMachine replayed;
+  ASSIGN_OR_RETURN(const engine::ReplayReport report,
+                   engine::Replay(*store, replayed));
+  RETURN_IF_ERROR(engine::CheckReport(report));
+  r.verify_s = Seconds(std::chrono::steady_clock::now() - t1);
+  r.commands = report.commands;
+  return r;
+}
+
+// The parent's side: runs this binary with --measure and reads its line.
+absl::StatusOr<Restart> RestartInChild(const std::string& data_dir) {
+  const std::string command =
+      absl::StrCat("/proc/", getpid(), "/exe --measure='", data_dir, "'");
+  FILE* child = popen(command.c_str(), "r");
+  if (child == nullptr) return absl::InternalError("cannot start the child");
+  char line[512] = {0};
+  const bool read = std::fgets(line, sizeof(line), child) != nullptr;
+  const int status = pclose(child);
+  Restart r;
+  std::vector<std::string> fields = absl::StrSplit(line, ' ');
+  if (!read || status != 0 || fields.size() != 5 || fields[0] != "restart" ||
+      !absl::SimpleAtod(fields[1], &r.cold_start_s) ||
+      !absl::SimpleAtoi(fields[2], &r.rss_bytes) ||
+      !absl::SimpleAtod(fields[3], &r.verify_s) ||
+      !absl::SimpleAtoi(absl::StripAsciiWhitespace(fields[4]), &r.commands)) {
+    return absl::InternalError(absl::StrCat("measuring child failed: ", line));
+  }
+  return r;
+}
+
+// Reports one record for each allocation of `slot` through `writer`, up to
+// now; returns how many were accepted. Waits a millisecond when the clock
+// has not moved past the slot's last record.
+absl::StatusOr<int64_t> ReportOnce(engine::Writer& writer, Slot& slot,
+                                   const std::string& request_id) {
+  const absl::Time now = absl::FromUnixMillis(absl::ToUnixMillis(absl::Now()));
+  for (const writer_bench::Meter& m : slot.meters) {
+    if (m.cursor >= now) {
+      absl::SleepFor(absl::Milliseconds(1));
+      return 0;
+    }
+  }
+  ASSIGN_OR_RETURN(
+      const core::Outcome outcome,
+      writer.Submit(writer_bench::UsageCommand(slot, now, request_id)));
+  const auto& response =
+      static_cast<const pb::ReportUsageResponse&>(*outcome.response);
+  for (int i = 0; i < response.acks_size(); ++i) {
+    const pb::UsageAck& ack = response.acks(i);
+    if (ack.result() != pb::USAGE_RESULT_ACCEPTED) {
+      return absl::InternalError(
+          absl::StrCat(ack.allocation_id(), " #", ack.sequence(), ": ",
+                       pb::UsageResult_Name(ack.result()), " ", ack.reason()));
+    }
+    ++slot.meters[i].next_sequence;
+    slot.meters[i].cursor = now;
+  }
+  return response.acks_size();
+}
+
+// Reports usage for every allocation of `slots` through `writer` from 16
+// threads (each its own slots) until `records` more were accepted.
+absl::Status Grow(engine::Writer& writer, std::vector<Slot>& slots,
+                  int64_t records) {
+  constexpr int kThreads = 16;
+  std::atomic<int64_t> accepted{0};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      int64_t n = 0;
+      while (accepted.load() < records && !failed.load()) {
+        for (size_t s = t; s < slots.size(); s += kThreads) {
+          absl::StatusOr<int64_t> got =
+              ReportOnce(writer, slots[s], absl::StrCat("h-", t, "-", ++n));
+          if (!got.ok()) {
+            std::fprintf(stderr, "history_bench: %s\n",
+                         got.status().ToString().c_str());
+            failed.store(true);
+            return;
+          }
+          accepted.fetch_add(*got);
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  return failed.load() ? absl::InternalError("usage was refused")
+                       : absl::OkStatus();
+}
+
+int64_t AcceptedRecords(const std::vector<Slot>& slots) {
+  int64_t accepted = 0;
+  for (const Slot& slot : slots) {
+    for (const writer_bench::Meter& m : slot.meters) {
+      accepted += m.next_sequence - 1;
+    }
+  }
+  return accepted;
+}
+
+struct Row {
+  int64_t records = 0;
+  Restart restart;
+  int64_t store_bytes = 0;
+};
+
+void Print(const std::vector<Row>& rows) {
+  std::printf("\n%12s %12s %12s %14s %12s %16s\n", "records", "cold start s",
+              "RSS MiB", "store B/record", "verify s", "verify records/s");
+  for (const Row& row : rows) {
+    std::printf("%12s %12.2f %12.1f %14.1f %12.2f %16s\n",
+                Rate(static_cast<double>(row.records)).c_str(),
+                row.restart.cold_start_s,
+                static_cast<double>(row.restart.rss_bytes) / (1 << 20),
+                static_cast<double>(row.store_bytes) / row.records,
+                row.restart.verify_s,
+                Rate(row.records / row.restart.verify_s).c_str());
+  }
+}
+
+const char* Verdict(bool met) { return met ? "PASS" : "BELOW"; }
+
+void PrintTargets(const std::vector<Row>& rows) {
+  double worst_start = 0, worst_bytes = 0, worst_verify = 1e18;
+  double rss_max = 0;
+  for (const Row& row : rows) {
+    worst_start = std::max(worst_start, row.restart.cold_start_s);
+    worst_bytes = std::max(worst_bytes,
+                           static_cast<double>(row.store_bytes) / row.records);
+    worst_verify = std::min(worst_verify, row.records / row.restart.verify_s);
+    rss_max = std::max(rss_max, static_cast<double>(row.restart.rss_bytes));
+  }
+  const double rss_first = static_cast<double>(rows.front().restart.rss_bytes);
+  const double growth = rss_max / rss_first - 1;
+  std::printf("\n%-40s %14s  %-22s %s\n", "measure (worst over the sizes)",
+              "value", "target", "result");
+  std::printf("%-40s %14.2f  %-22s %s\n", "cold start, s", worst_start, "< 3 s",
+              Verdict(worst_start < kColdStartTargetS));
+  std::printf("%-40s %13.0f%%  %-22s %s\n", "RSS growth from the smallest size",
+              growth * 100, "within 10%", Verdict(growth <= kRssGrowthTarget));
+  std::printf("%-40s %14.1f  %-22s %s\n", "RSS after a restart, MiB",
+              rss_max / (1 << 20), "< 1024 MiB",
+              Verdict(rss_max < kRssTargetBytes));
+  std::printf("%-40s %14.1f  %-22s %s\n", "store bytes per usage record",
+              worst_bytes, "<= 64",
+              Verdict(worst_bytes <= kBytesPerRecordTarget));
+  std::printf("%-40s %14s  %-22s %s\n", "full verify, records/s",
+              Rate(worst_verify).c_str(), ">= 500,000/s",
+              Verdict(worst_verify >= kVerifyTargetPerS));
+  std::printf("%-40s %14s  %-22s %s\n", "follower takeover, s", "-", "< 3 s",
+              "not measured (SQLite: one process per store)");
+}
+
+// The sizes --records and --multiples ask for, ascending; empty when they
+// are not valid.
+std::vector<int64_t> Sizes() {
+  std::vector<int64_t> sizes;
+  const int64_t base = absl::GetFlag(FLAGS_records);
+  for (const std::string& m : absl::GetFlag(FLAGS_multiples)) {
+    int64_t k = 0;
+    if (base < 1 || !absl::SimpleAtoi(m, &k) || k < 1 ||
+        (!sizes.empty() && k * base <= sizes.back())) {
+      std::fprintf(stderr,
+                   "--records must be at least 1 and --multiples ascending "
+                   "whole numbers (got %s)\n",
+                   m.c_str());
+      return {};
+    }
+    sizes.push_back(k * base);
+  }
+  return sizes;
+}
+
+// The program being grown: its store, writer and the agents' meters.
+class Program {
+ public:
+  explicit Program(std::string data_dir) : data_dir_(std::move(data_dir)) {}
+
+  absl::Status Create(int per_cluster) {
+    RETURN_IF_ERROR(Open());
+    ASSIGN_OR_RETURN(slots_, writer_bench::Setup(*writer_, per_cluster));
+    return absl::OkStatus();
+  }
+
+  // Grows the program to `size` accepted records, closes it, measures a
+  // restart in a fresh process, and opens it again.
+  absl::StatusOr<Row> GrowAndMeasure(int64_t size) {
+    const auto t0 = std::chrono::steady_clock::now();
+    RETURN_IF_ERROR(Grow(*writer_, slots_, size - AcceptedRecords(slots_)));
+    Row row;
+    row.records = AcceptedRecords(slots_);
+    std::printf("  grown to %s records in %.1f s\n",
+                Rate(static_cast<double>(row.records)).c_str(),
+                Seconds(std::chrono::steady_clock::now() - t0));
+    writer_->Stop();
+    writer_.reset();
+    store_.reset();
+    row.store_bytes = DirectoryBytes(data_dir_);
+    ASSIGN_OR_RETURN(row.restart, RestartInChild(data_dir_));
+    RETURN_IF_ERROR(Open());
+    return row;
+  }
+
+ private:
+  absl::Status Open() {
+    ASSIGN_OR_RETURN(
+        store_, store::OpenSqliteStore(data_dir_, store::OpenMode::kReadWrite));
+    ASSIGN_OR_RETURN(writer_, engine::Writer::Open(*store_, clock_));
+    return absl::OkStatus();
+  }
+
+  const std::string data_dir_;
+  RealClock clock_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<engine::Writer> writer_;  // closed before the store
+  std::vector<Slot> slots_;
+};
+
+int Run() {
+  const std::vector<int64_t> sizes = Sizes();
+  const int per_cluster = absl::GetFlag(FLAGS_allocations_per_cluster);
+  if (sizes.empty() || per_cluster < 1 || per_cluster > 1024) {
+    std::fprintf(stderr,
+                 "usage: history_bench [--records N] [--multiples "
+                 "1,2,4] [--allocations_per_cluster 1..1024]\n");
+    return 2;
+  }
+  absl::StatusOr<testing::TempDir> temp =
+      testing::TempDir::Make("history_bench", absl::GetFlag(FLAGS_dir));
+  if (!temp.ok()) {
+    std::fprintf(stderr, "%s\n", temp.status().ToString().c_str());
+    return 1;
+  }
+  const std::string data_dir = temp->path() + "/data";
+  std::printf(
+      "history_bench: what a program's history costs a restart\n"
+      "  data directory   %s (%s), removed at exit\n"
+      "  workload         64 agent clusters x %d one-GPU allocations; "
+      "one record per allocation per ReportUsage\n",
+      data_dir.c_str(), FileSystemType(temp->path()).c_str(), per_cluster);
+  Program program(data_dir);
+  std::vector<Row> rows;
+  absl::Status status = program.Create(per_cluster);
+  for (size_t i = 0; status.ok() && i < sizes.size(); ++i) {
+    absl::StatusOr<Row> row = program.GrowAndMeasure(sizes[i]);
+    status = row.status();
+    if (row.ok()) rows.push_back(*row);
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "history_bench: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  Print(rows);
+  PrintTargets(rows);
+  return 0;
+}
+
+int RunChild(const std::string& data_dir) {
+  absl::StatusOr<Restart> r = MeasureRestart(data_dir);
+  if (!r.ok()) {
+    std::printf("error %s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("restart %.6f %lld %.6f %lld\n", r->cold_start_s,
+              static_cast<long long>(r->rss_bytes), r->verify_s,
+              static_cast<long long>(r->commands));
+  return 0;
+}
+
+}  // namespace
+}  // namespace computevoucher::bench::history_bench
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  namespace hb = computevoucher::bench::history_bench;
+  if (!absl::GetFlag(FLAGS_measure).empty()) {
+    return hb::RunChild(absl::GetFlag(FLAGS_measure));
+  }
+  return hb::Run();
+}
