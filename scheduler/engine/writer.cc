@@ -155,7 +155,6 @@ void Writer::Run() {
         break;
     }
     Apply(taken, next.applied);
-    next.filled = true;
     if (next.applied.internal_error) DropAfterInternalError(next);
   }
 }
@@ -173,8 +172,8 @@ Writer::Step Writer::TakeWork(Next& next, std::vector<Pending*>& taken,
   };
   auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !commit_error_.empty() || (room() && !urgent_.empty()) ||
-           (next.filled && !in_flight_) || (bulk_room() && !bulk_.empty()) ||
-           (stopping_ && !next.filled && !in_flight_ && urgent_.empty() &&
+           (next.filled() && !in_flight_) || (bulk_room() && !bulk_.empty()) ||
+           (stopping_ && !next.filled() && !in_flight_ && urgent_.empty() &&
             bulk_.empty());
   };
   mu_.Await(absl::Condition(&ready));
@@ -195,7 +194,7 @@ Writer::Step Writer::TakeWork(Next& next, std::vector<Pending*>& taken,
     urgent_.erase(urgent_.begin(), urgent_.begin() + n);
     return Step::kApply;
   }
-  if (next.filled && !in_flight_) {
+  if (next.filled() && !in_flight_) {
     in_flight_ = std::move(next.applied);
     next = Next();
     return Step::kHandedOff;

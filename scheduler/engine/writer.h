@@ -172,8 +172,9 @@ class Writer {
   // the committer. Owned by the writer thread.
   struct Next {
     Applied applied;
-    bool filled = false;  // something was applied since the last hand-off
     int64_t records = 0;  // usage records in `applied`
+    // Something was applied since the last hand-off.
+    bool filled() const { return !applied.pending.empty(); }
   };
   // What the writer thread does next.
   enum class Step {
