@@ -7,7 +7,9 @@
 #include <string>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace computevoucher::bench {
 
@@ -26,6 +28,24 @@ std::string FileSystemType(const std::string& path);
 
 // 123456.7 -> "123,457".
 std::string Rate(double v);
+
+// The first problem any of a benchmark's threads ran into, for its report
+// ("" when none). Thread-safe.
+class FirstProblem {
+ public:
+  void Note(const std::string& what) {
+    absl::MutexLock lock(&mu_);
+    if (first_.empty()) first_ = what;
+  }
+  std::string get() const {
+    absl::MutexLock lock(&mu_);
+    return first_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::string first_ ABSL_GUARDED_BY(mu_);
+};
 
 }  // namespace computevoucher::bench
 

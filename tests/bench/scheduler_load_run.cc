@@ -101,17 +101,9 @@ class Streams {
     return all;
   }
 
-  std::string first_problem() const {
-    absl::MutexLock lock(&mu_);
-    return first_problem_;
-  }
+  std::string first_problem() const { return problems_.get(); }
 
  private:
-  void Problem(const std::string& what) {
-    absl::MutexLock lock(&mu_);
-    if (first_problem_.empty()) first_problem_ = what;
-  }
-
   void Loop(const std::string& target, int s, std::vector<ClusterLoad*> mine,
             int records_per_batch) {
     if (mine.empty()) return;
@@ -176,17 +168,18 @@ class Streams {
         counters.failed_rpcs.fetch_add(1, std::memory_order_relaxed);
         counters.failed_records.fetch_add(request.records_size(),
                                           std::memory_order_relaxed);
-        Problem(absl::StrCat("ReportUsage ", cluster.cluster_id, ": ",
-                             status.error_code(), " ", status.error_message()));
+        problems_.Note(absl::StrCat("ReportUsage ", cluster.cluster_id, ": ",
+                                    status.error_code(), " ",
+                                    status.error_message()));
         continue;
       }
       counters.batches.fetch_add(1, std::memory_order_relaxed);
       if (response.acks_size() != request.records_size()) {
         counters.not_accepted.fetch_add(request.records_size(),
                                         std::memory_order_relaxed);
-        Problem(absl::StrCat("ReportUsage ", cluster.cluster_id, ": ",
-                             response.acks_size(), " acks for ",
-                             request.records_size(), " records"));
+        problems_.Note(absl::StrCat("ReportUsage ", cluster.cluster_id, ": ",
+                                    response.acks_size(), " acks for ",
+                                    request.records_size(), " records"));
         continue;
       }
       int64_t accepted = 0, not_accepted = 0;
@@ -200,9 +193,9 @@ class Streams {
           ++accepted;
         } else {
           ++not_accepted;
-          Problem(absl::StrCat(u.allocation_id(), " #", u.sequence(), ": ",
-                               pb::UsageResult_Name(ack.result()), " ",
-                               ack.reason()));
+          problems_.Note(absl::StrCat(u.allocation_id(), " #", u.sequence(),
+                                      ": ", pb::UsageResult_Name(ack.result()),
+                                      " ", ack.reason()));
         }
         if (done && u.sequence() == m.next_sequence) {
           ++m.next_sequence;
@@ -219,8 +212,7 @@ class Streams {
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> measuring_{false};
-  mutable absl::Mutex mu_;
-  std::string first_problem_ ABSL_GUARDED_BY(mu_);
+  FirstProblem problems_;
 };
 
 struct Snapshot {

@@ -76,17 +76,9 @@ class Submitters {
     }
   }
 
-  std::string first_problem() const {
-    absl::MutexLock lock(&mu_);
-    return first_problem_;
-  }
+  std::string first_problem() const { return problems_.get(); }
 
  private:
-  void Problem(const std::string& what) {
-    absl::MutexLock lock(&mu_);
-    if (first_problem_.empty()) first_problem_ = what;
-  }
-
   void Loop(int t, int count, std::vector<Slot*> mine) {
     Counters& counters = counters_[t];
     int64_t n = 0;
@@ -119,7 +111,7 @@ class Submitters {
         counters.errors.fetch_add(1, std::memory_order_relaxed);
         counters.refused.fetch_add(static_cast<int64_t>(slot.meters.size()),
                                    std::memory_order_relaxed);
-        Problem(outcome.status().ToString());
+        problems_.Note(outcome.status().ToString());
         continue;
       }
       const auto& response =
@@ -130,9 +122,9 @@ class Submitters {
         Meter& m = slot.meters[i];
         if (ack.result() != pb::USAGE_RESULT_ACCEPTED) {
           ++refused;
-          Problem(absl::StrCat(ack.allocation_id(), " #", ack.sequence(), ": ",
-                               pb::UsageResult_Name(ack.result()), " ",
-                               ack.reason()));
+          problems_.Note(absl::StrCat(ack.allocation_id(), " #", ack.sequence(),
+                                      ": ", pb::UsageResult_Name(ack.result()),
+                                      " ", ack.reason()));
           continue;
         }
         ++accepted;
@@ -150,8 +142,7 @@ class Submitters {
   std::vector<Counters> counters_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
-  mutable absl::Mutex mu_;
-  std::string first_problem_ ABSL_GUARDED_BY(mu_);
+  FirstProblem problems_;
 };
 
 Snapshot Take(const engine::Writer& writer, const TimedStore& timed,
