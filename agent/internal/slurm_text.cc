@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/money.h"
 #include "common/validate.h"
 
 namespace computevoucher::agent::slurm {
@@ -151,6 +152,10 @@ absl::StatusOr<absl::Duration> ParseElapsed(absl::string_view text) {
     return absl::InvalidArgumentError(
         absl::StrCat("elapsed: cannot read ", Quoted(text)));
   }
+  if (days < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("elapsed: cannot read ", Quoted(text)));
+  }
   int64_t total = 0;
   for (absl::string_view p : parts) {
     int64_t v = 0;
@@ -158,9 +163,16 @@ absl::StatusOr<absl::Duration> ParseElapsed(absl::string_view text) {
       return absl::InvalidArgumentError(
           absl::StrCat("elapsed: cannot read ", Quoted(text)));
     }
-    total = total * 60 + v;
+    absl::StatusOr<int64_t> scaled = CheckedMul(total, 60);
+    if (scaled.ok()) scaled = CheckedAdd(*scaled, v);
+    if (!scaled.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("elapsed: out of range: ", Quoted(text)));
+    }
+    total = *scaled;
   }
-  return absl::Hours(24 * days) + absl::Seconds(total);
+  // Duration arithmetic saturates instead of overflowing.
+  return absl::Hours(24) * days + absl::Seconds(total);
 }
 
 bool IsTerminal(absl::string_view state) {

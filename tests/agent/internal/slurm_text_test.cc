@@ -135,5 +135,18 @@ TEST(ShellQuote, QuotesEveryArgument) {
   EXPECT_EQ(ShellQuote({"it's"}), "'it'\\''s'");
 }
 
+// Found by the slurm fuzzer: an elapsed time too long for 64 bits of
+// seconds overflowed a signed multiplication.
+TEST(ParseElapsed, RefusesTimesTooLongForSixtyFourBits) {
+  EXPECT_THAT(
+      ParseElapsed("1:7133701809754865662:03"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("out of range")));
+  EXPECT_THAT(ParseElapsed("-1-00:00:01"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  absl::StatusOr<absl::Duration> two_days = ParseElapsed("2-00:00:05");
+  ASSERT_TRUE(two_days.ok());
+  EXPECT_EQ(*two_days, absl::Hours(48) + absl::Seconds(5));
+}
+
 }  // namespace
 }  // namespace computevoucher::agent::slurm
