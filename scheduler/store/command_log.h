@@ -35,6 +35,17 @@ struct Head {
   std::string journal_hash;
 };
 
+// The whole state at one position of the log, so that start-up and a
+// follower's catch-up replay only the commands after it.
+struct Snapshot {
+  // The sequence of the last command the state includes (>= 1).
+  int64_t position = 0;
+  // The serialized state (core::StateMachine::Save), opaque to the store.
+  std::string state;
+  // The state's digest (core::StateMachine::Digest), checked on loading.
+  std::string digest;
+};
+
 class CommandLog {
  public:
   virtual ~CommandLog() = default;
@@ -52,6 +63,18 @@ class CommandLog {
       int64_t after, int limit) = 0;
 
   virtual absl::StatusOr<Head> ReadHead() = 0;
+
+  // Stores `snapshot` in one transaction, then drops all but the newest
+  // `keep` (>= 1) snapshots. Its position must be a stored command
+  // (FailedPrecondition otherwise) and newer than every stored snapshot's
+  // (AlreadyExists for an equal one, FailedPrecondition for an older one).
+  // On error nothing changed. Refused on a read-only store, and on a
+  // replica that does not hold the lease, as Append is.
+  virtual absl::Status WriteSnapshot(const Snapshot& snapshot, int keep) = 0;
+  // The positions of the stored snapshots, newest first.
+  virtual absl::StatusOr<std::vector<int64_t>> ListSnapshots() = 0;
+  // The snapshot at `position`; NotFound when there is none.
+  virtual absl::StatusOr<Snapshot> ReadSnapshot(int64_t position) = 0;
 };
 
 }  // namespace computevoucher::store
