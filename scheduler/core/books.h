@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "computevoucher/v1/journal.pb.h"
+#include "computevoucher/v1/snapshot.pb.h"
 #include "computevoucher/v1/types.pb.h"
 #include "scheduler/core/ledger.h"
 #include "scheduler/core/records.h"
@@ -60,6 +61,11 @@ class Books {
   Ledger& ledger() { return ledger_; }
   // The sums of `program_id`; all zero for a program without entries.
   ProgramTotals Totals(const std::string& program_id) const;
+
+  // The books as a snapshot, and back into fresh books
+  // (scheduler/core/snapshot.cc).
+  void Save(pb::BooksSnapshot* out) const;
+  absl::Status Load(const pb::BooksSnapshot& in);
 
  private:
   Ledger ledger_;

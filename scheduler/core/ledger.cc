@@ -95,7 +95,20 @@ absl::Status Ledger::CheckPost(const JournalEntry& entry) const {
     return absl::InvalidArgumentError(
         "journal entry: idempotency key required");
   }
-  if (keys_.contains(entry.idempotency_key())) {
+  if (entry.usage_sequence() != 0) {
+    if (entry.allocation_id().empty() || entry.usage_sequence() < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "journal entry ", entry.idempotency_key(),
+          ": a usage charge needs an allocation and a positive sequence"));
+    }
+    auto mark = charge_marks_.find(entry.allocation_id());
+    if (mark != charge_marks_.end() && entry.usage_sequence() <= mark->second) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "journal entry ", entry.idempotency_key(), ": usage sequence ",
+          entry.usage_sequence(), " of ", entry.allocation_id(),
+          " is not after the last one charged, ", mark->second));
+    }
+  } else if (keys_.contains(entry.idempotency_key())) {
     return absl::AlreadyExistsError(absl::StrCat(
         "journal entry ", entry.idempotency_key(), ": already posted"));
   }
@@ -120,7 +133,11 @@ absl::Status Ledger::Post(JournalEntry entry, absl::Time time) {
   entry.set_hash(EntryHash(entry));
   balances_[entry.credit_account()] -= entry.amount_fen();
   balances_[entry.debit_account()] += entry.amount_fen();
-  keys_.insert(entry.idempotency_key());
+  if (entry.usage_sequence() != 0) {
+    charge_marks_[entry.allocation_id()] = entry.usage_sequence();
+  } else {
+    keys_.insert(entry.idempotency_key());
+  }
   last_sequence_ = entry.sequence();
   last_hash_ = entry.hash();
   posted_.push_back(std::move(entry));

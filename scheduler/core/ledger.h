@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "computevoucher/v1/snapshot.pb.h"
 #include "computevoucher/v1/types.pb.h"
 
 namespace computevoucher::core {
@@ -47,6 +48,11 @@ class Ledger {
   // accounts, an unused idempotency key, and a credit account (unless a
   // source account) holding at least the amount. FailedPrecondition or
   // AlreadyExists otherwise; changes nothing.
+  //
+  // A usage charge (usage_sequence > 0) is unique by its allocation and
+  // sequence: its sequence must be above the allocation's last charged one.
+  // Only that mark is kept for it, not its key, so that memory grows with
+  // allocations rather than with every usage record ever charged.
   absl::Status CheckPost(const computevoucher::v1::JournalEntry& entry) const;
 
   // CheckPost, then appends `entry` with its sequence, time and hashes
@@ -64,9 +70,6 @@ class Ledger {
   const absl::flat_hash_map<std::string, int64_t>& balances() const {
     return balances_;
   }
-  bool HasKey(absl::string_view idempotency_key) const {
-    return keys_.contains(idempotency_key);
-  }
 
   int64_t last_sequence() const { return last_sequence_; }
   const std::string& last_hash() const { return last_hash_; }
@@ -75,9 +78,14 @@ class Ledger {
   // none of them.
   std::vector<computevoucher::v1::JournalEntry> TakePosted();
 
+  // The ledger as a snapshot, and back into a fresh ledger.
+  void Save(computevoucher::v1::LedgerSnapshot* out) const;
+  absl::Status Load(const computevoucher::v1::LedgerSnapshot& in);
+
  private:
   absl::flat_hash_map<std::string, int64_t> balances_;
-  absl::flat_hash_set<std::string> keys_;
+  absl::flat_hash_set<std::string> keys_;  // of entries but usage charges
+  absl::flat_hash_map<std::string, int64_t> charge_marks_;  // by allocation
   int64_t last_sequence_ = 0;
   std::string last_hash_;
   std::vector<computevoucher::v1::JournalEntry> posted_;

@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "computevoucher/v1/agent.pb.h"
 #include "computevoucher/v1/enterprise.pb.h"
+#include "computevoucher/v1/snapshot.pb.h"
 #include "computevoucher/v1/types.pb.h"
 #include "scheduler/core/books.h"
 #include "scheduler/core/records.h"
@@ -123,6 +124,11 @@ class Placement {
   pb::Allocation AllocationViewOf(const AllocationRec& rec) const;
 
   const State& state() const { return state_; }
+
+  // The component as a snapshot, and back into a fresh component
+  // (scheduler/core/snapshot.cc).
+  void Save(pb::PlacementSnapshot* out) const;
+  absl::Status Load(const pb::PlacementSnapshot& in);
 
  private:
   // What Allocate would do; computed by PlanAllocation, used by Quote too.

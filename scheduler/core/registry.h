@@ -20,6 +20,7 @@
 #include "computevoucher/v1/admin.pb.h"
 #include "computevoucher/v1/agent.pb.h"
 #include "computevoucher/v1/journal.pb.h"
+#include "computevoucher/v1/snapshot.pb.h"
 #include "computevoucher/v1/types.pb.h"
 #include "google/protobuf/repeated_ptr_field.h"
 #include "scheduler/core/books.h"
@@ -107,6 +108,11 @@ class Registry {
   std::vector<std::string> ClusterIds() const;
 
   const State& state() const { return state_; }
+
+  // The component as a snapshot, and back into a fresh component
+  // (scheduler/core/snapshot.cc).
+  void Save(pb::RegistrySnapshot* out) const;
+  absl::Status Load(const pb::RegistrySnapshot& in);
 
  private:
   absl::Status CheckRelatedProviders(

@@ -15,17 +15,6 @@
 namespace computevoucher::core {
 namespace {
 
-std::string Deterministic(const google::protobuf::Message& m) {
-  std::string out;
-  {
-    google::protobuf::io::StringOutputStream stream(&out);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    m.SerializeToCodedStream(&coded);
-  }
-  return out;
-}
-
 // Requests whose request_id is not an idempotency key: usage is idempotent
 // per (allocation, sequence), heartbeats are level-triggered, and ticks are
 // the scheduler's own.
@@ -48,6 +37,17 @@ std::string PrincipalKey(const pb::Principal& p) {
 }
 
 }  // namespace
+
+std::string Deterministic(const google::protobuf::Message& m) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
 
 absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
   ASSIGN_OR_RETURN(const absl::Time time,

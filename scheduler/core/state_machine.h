@@ -44,6 +44,7 @@
 #include "computevoucher/v1/agent.pb.h"
 #include "computevoucher/v1/enterprise.pb.h"
 #include "computevoucher/v1/journal.pb.h"
+#include "computevoucher/v1/snapshot.pb.h"
 #include "computevoucher/v1/types.pb.h"
 #include "google/protobuf/message.h"
 #include "scheduler/core/books.h"
@@ -59,6 +60,10 @@
 namespace computevoucher::core {
 
 namespace pb = ::computevoucher::v1;
+
+// `m` serialized with map entries in key order: equal messages give equal
+// bytes, for digests and snapshots.
+std::string Deterministic(const google::protobuf::Message& m);
 
 // The result of one accepted command.
 struct Outcome {
@@ -181,6 +186,16 @@ class StateMachine {
   // changes nothing. Equal digests mean equal states; for tests and replay
   // checks.
   std::string Digest() const;
+
+  // The whole state as a snapshot, with its Digest() (snapshot.cc). Equal
+  // states save equal snapshots: Deterministic(Save()) is the same bytes.
+  pb::StateSnapshot Save() const;
+  // Loads `snapshot` into this state machine, which must be fresh.
+  // InvalidArgument when the snapshot is malformed, DataLoss when the state
+  // loaded does not have the digest the snapshot was saved with;
+  // FailedPrecondition when this state machine is not fresh. After an
+  // error the state machine must be discarded.
+  absl::Status Load(const pb::StateSnapshot& snapshot);
 
   // The records behind the views, for listing in id order.
   const absl::btree_map<std::string, VoucherRec>& vouchers() const {

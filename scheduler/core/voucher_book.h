@@ -25,6 +25,7 @@
 #include "computevoucher/v1/admin.pb.h"
 #include "computevoucher/v1/enterprise.pb.h"
 #include "computevoucher/v1/journal.pb.h"
+#include "computevoucher/v1/snapshot.pb.h"
 #include "computevoucher/v1/types.pb.h"
 #include "scheduler/core/books.h"
 #include "scheduler/core/records.h"
@@ -116,6 +117,11 @@ class VoucherBook {
   std::vector<std::string> VoucherIds() const;
 
   const State& state() const { return state_; }
+
+  // The component as a snapshot, and back into a fresh component
+  // (scheduler/core/snapshot.cc).
+  void Save(pb::VoucherBookSnapshot* out) const;
+  absl::Status Load(const pb::VoucherBookSnapshot& in);
 
  private:
   // One voucher of an issue, checked and ready to execute.

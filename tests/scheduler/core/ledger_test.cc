@@ -1,5 +1,6 @@
 #include "scheduler/core/ledger.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/sha256.h"
 #include "gtest/gtest.h"
@@ -62,7 +63,11 @@ TEST(Ledger, RefusesOverdraftAndChangesNothing) {
   EXPECT_EQ(ledger.Balance(VoucherAccount("V")), 0);
   EXPECT_EQ(ledger.last_sequence(), 1);
   EXPECT_EQ(ledger.last_hash(), head);
-  EXPECT_FALSE(ledger.HasKey("issue/V"));
+  // The refused entry did not use up its key.
+  EXPECT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_ISSUE, VoucherAccount("V"),
+                                    ProgramBudgetAccount("P"), 100, "issue/V"),
+                          kT0),
+              IsOk());
 }
 
 TEST(Ledger, RejectsMalformedEntries) {
@@ -98,6 +103,81 @@ TEST(Ledger, RefusesARepeatedIdempotencyKey) {
   EXPECT_THAT(ledger.Post(fund, kT0),
               StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_EQ(ledger.Balance(ProgramBudgetAccount("P")), 100);
+}
+
+// A charge of usage: unique by allocation and sequence.
+pb::JournalEntry Charge(const std::string& allocation, int64_t sequence) {
+  pb::JournalEntry e =
+      MakeEntry(pb::ENTRY_KIND_CHARGE, PayableAccount("PR"),
+                HoldAccount(allocation), 10,
+                absl::StrCat("charge/", allocation, "/", sequence));
+  e.set_allocation_id(allocation);
+  e.set_usage_sequence(sequence);
+  return e;
+}
+
+TEST(Ledger, ChargesUsageOnlyAfterTheAllocationsLastChargedSequence) {
+  Ledger ledger;
+  for (const char* a : {"A", "B"}) {
+    ASSERT_THAT(
+        ledger.Post(MakeEntry(pb::ENTRY_KIND_HOLD, HoldAccount(a),
+                              ProgramSourceAccount("P"), 100,
+                              absl::StrCat("hold/", a)),
+                    kT0),
+        IsOk());
+  }
+  ASSERT_THAT(ledger.Post(Charge("A", 1), kT0), IsOk());
+  ASSERT_THAT(ledger.Post(Charge("A", 3), kT0), IsOk());
+  // Another allocation's sequences are its own.
+  ASSERT_THAT(ledger.Post(Charge("B", 1), kT0), IsOk());
+  for (int64_t sequence : {1, 2, 3}) {
+    EXPECT_THAT(ledger.Post(Charge("A", sequence), kT0),
+                StatusIs(absl::StatusCode::kAlreadyExists,
+                         HasSubstr("not after the last one charged, 3")));
+  }
+  pb::JournalEntry no_allocation = Charge("A", 4);
+  no_allocation.clear_allocation_id();
+  EXPECT_THAT(ledger.Post(no_allocation, kT0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(ledger.last_sequence(), 5);
+  EXPECT_EQ(ledger.Balance(HoldAccount("A")), 80);
+}
+
+TEST(Ledger, SavedAndLoadedGoesOnAsTheOriginal) {
+  Ledger original;
+  ASSERT_THAT(original.Post(MakeEntry(pb::ENTRY_KIND_HOLD, HoldAccount("A"),
+                                      ProgramSourceAccount("P"), 100, "hold/A"),
+                            kT0),
+              IsOk());
+  ASSERT_THAT(original.Post(Charge("A", 2), kT0), IsOk());
+  pb::LedgerSnapshot saved;
+  original.Save(&saved);
+  Ledger loaded;
+  ASSERT_THAT(loaded.Load(saved), IsOk());
+  EXPECT_EQ(loaded.balances(), original.balances());
+  EXPECT_EQ(loaded.last_sequence(), 2);
+  EXPECT_EQ(loaded.last_hash(), original.last_hash());
+  EXPECT_TRUE(loaded.TakePosted().empty());
+  // Keys and marks came along: the same refusals, the same next entry.
+  for (Ledger* ledger : {&original, &loaded}) {
+    EXPECT_THAT(ledger->Post(MakeEntry(pb::ENTRY_KIND_HOLD, HoldAccount("A"),
+                                       ProgramSourceAccount("P"), 1, "hold/A"),
+                             kT0),
+                StatusIs(absl::StatusCode::kAlreadyExists));
+    EXPECT_THAT(ledger->Post(Charge("A", 2), kT0),
+                StatusIs(absl::StatusCode::kAlreadyExists));
+    ASSERT_THAT(ledger->Post(Charge("A", 3), kT0), IsOk());
+  }
+  EXPECT_EQ(loaded.last_hash(), original.last_hash());
+
+  // A ledger already in use is not loaded into.
+  EXPECT_THAT(original.Load(saved),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  pb::LedgerSnapshot bad_hash = saved;
+  bad_hash.set_last_hash("short");
+  Ledger fresh;
+  EXPECT_THAT(fresh.Load(bad_hash),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(Ledger, RefusesOverflow) {
