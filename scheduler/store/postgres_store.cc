@@ -72,32 +72,61 @@ class PostgresStore final : public Store {
 
   absl::Status Append(const Batch& batch) override {
     absl::MutexLock lock(&write_mu_);
-    if (write_ == nullptr) {
-      return absl::FailedPreconditionError("store opened read-only");
-    }
-    if (token_ == 0) {
-      return absl::FailedPreconditionError(
-          "not the leader: this scheduler replica does not hold the lease");
-    }
-    RETURN_IF_ERROR(ReconnectWriterLocked());
+    RETURN_IF_ERROR(CheckWritableLocked());
     RETURN_IF_ERROR(internal::CheckContinues(head_, batch));
-    PGconn* conn = write_.get();
-    RETURN_IF_ERROR(Exec(conn, "BEGIN", "append"));
-    absl::Status status = CheckLeaseLocked();
-    if (status.ok()) status = AppendLocked(batch);
-    if (status.ok()) status = Exec(conn, "COMMIT", "commit");
-    if (!status.ok()) {
-      if (PQstatus(conn) == CONNECTION_OK) {
-        Exec(conn, "ROLLBACK", "rollback").IgnoreError();
-      }
-      return status;
-    }
+    RETURN_IF_ERROR(LeaderTransactionLocked(
+        "append", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+          return AppendLocked(batch);
+        }));
     head_.command_sequence += static_cast<int64_t>(batch.commands.size());
     head_.journal_sequence += static_cast<int64_t>(batch.entries.size());
     if (!batch.entries.empty())
       head_.journal_hash = batch.entries.back().hash();
     usage_position_ += static_cast<int64_t>(batch.usage.size());
     return absl::OkStatus();
+  }
+
+  absl::Status WriteSnapshot(const Snapshot& snapshot, int keep) override {
+    absl::MutexLock lock(&write_mu_);
+    RETURN_IF_ERROR(CheckWritableLocked());
+    return LeaderTransactionLocked(
+        "write snapshot", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+          return WriteSnapshotLocked(snapshot, keep);
+        });
+  }
+
+  absl::StatusOr<std::vector<int64_t>> ListSnapshots() override {
+    absl::MutexLock lock(&read_mu_);
+    RETURN_IF_ERROR(Reconnect(read_.get()));
+    ASSIGN_OR_RETURN(
+        const Result result,
+        Query(read_.get(),
+              "SELECT position FROM snapshots ORDER BY position DESC", {},
+              "list snapshots"));
+    std::vector<int64_t> out(PQntuples(result.get()));
+    for (size_t i = 0; i < out.size(); ++i) {
+      out[i] = IntAt(result.get(), static_cast<int>(i), 0);
+    }
+    return out;
+  }
+
+  absl::StatusOr<Snapshot> ReadSnapshot(int64_t position) override {
+    absl::MutexLock lock(&read_mu_);
+    RETURN_IF_ERROR(Reconnect(read_.get()));
+    ASSIGN_OR_RETURN(
+        const Result result,
+        Query(read_.get(),
+              "SELECT state, digest FROM snapshots WHERE position = $1",
+              {position}, "read snapshot"));
+    if (PQntuples(result.get()) == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("no snapshot at position ", position));
+    }
+    Snapshot snapshot;
+    snapshot.position = position;
+    snapshot.state = BytesAt(result.get(), 0, 0);
+    snapshot.digest = BytesAt(result.get(), 0, 1);
+    return snapshot;
   }
 
   absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after,
@@ -302,6 +331,65 @@ class PostgresStore final : public Store {
     // statement timeout) are both reported with their text.
     return absl::StrContains(status.message(), "lock timeout") ||
            absl::StrContains(status.message(), "statement timeout");
+  }
+
+  // Writes are refused on a read-only store and by a replica that does not
+  // hold the lease; after a broken connection, reads the head again.
+  absl::Status CheckWritableLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    if (write_ == nullptr) {
+      return absl::FailedPreconditionError("store opened read-only");
+    }
+    if (token_ == 0) {
+      return absl::FailedPreconditionError(
+          "not the leader: this scheduler replica does not hold the lease");
+    }
+    return ReconnectWriterLocked();
+  }
+
+  // Runs `fn` in one transaction on the writer's connection, after checking
+  // there that the lease is still ours; on error nothing `fn` did is stored.
+  absl::Status LeaderTransactionLocked(absl::string_view what,
+                                       const std::function<absl::Status()>& fn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    PGconn* conn = write_.get();
+    RETURN_IF_ERROR(Exec(conn, "BEGIN", what));
+    absl::Status status = CheckLeaseLocked();
+    if (status.ok()) status = fn();
+    if (status.ok()) status = Exec(conn, "COMMIT", "commit");
+    if (!status.ok() && PQstatus(conn) == CONNECTION_OK) {
+      Exec(conn, "ROLLBACK", "rollback").IgnoreError();
+    }
+    return status;
+  }
+
+  // Inside a transaction: the snapshot row, checked against the stored
+  // commands and snapshots, and the pruning of the oldest.
+  absl::Status WriteSnapshotLocked(const Snapshot& snapshot, int keep)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    PGconn* conn = write_.get();
+    ASSIGN_OR_RETURN(
+        const Result bounds,
+        Query(conn,
+              "SELECT (SELECT COALESCE(MAX(seq), 0) FROM commands), "
+              "(SELECT COALESCE(MAX(position), 0) FROM snapshots)",
+              {}, "read snapshot bounds"));
+    RETURN_IF_ERROR(internal::CheckSnapshot(snapshot.position, keep,
+                                            IntAt(bounds.get(), 0, 0),
+                                            IntAt(bounds.get(), 0, 1)));
+    CopyData row(3);
+    row.StartRow();
+    row.Int(snapshot.position);
+    row.Bytes(snapshot.state);
+    row.Bytes(snapshot.digest);
+    RETURN_IF_ERROR(CopyIn(conn,
+                           "COPY snapshots (position, state, digest) FROM "
+                           "STDIN (FORMAT binary)",
+                           row, "insert snapshot"));
+    return Query(conn,
+                 "DELETE FROM snapshots WHERE position NOT IN (SELECT "
+                 "position FROM snapshots ORDER BY position DESC LIMIT $1)",
+                 {int64_t{keep}}, "drop old snapshots")
+        .status();
   }
 
   // Inside an append's transaction: the lease is still ours. The shared row

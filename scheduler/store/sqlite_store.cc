@@ -19,13 +19,19 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "scheduler/store/internal/sqlite_snapshots.h"
+#include "scheduler/store/internal/sqlite_util.h"
 #include "scheduler/store/internal/store_util.h"
 
 namespace computevoucher::store {
 namespace {
 
 using internal::ClampNanos;
+using internal::Exec;
 using internal::NanosOf;
+using internal::RunInTransaction;
+using internal::SqliteError;
+using internal::Statement;
 
 // Each migration takes the schema from version i to i + 1.
 constexpr const char* kMigrations[] = {
@@ -88,75 +94,18 @@ CREATE TABLE usage (
     R"sql(
 ALTER TABLE usage ADD COLUMN evidence TEXT NOT NULL DEFAULT '';
 )sql",
+    // 3 -> 4: the state at a position of the log (see
+    // CommandLog::WriteSnapshot), so that a start replays only what follows.
+    R"sql(
+CREATE TABLE snapshots (
+  position INTEGER PRIMARY KEY,  -- sequence of the last command included
+  state    BLOB    NOT NULL,     -- core::StateMachine::Save
+  digest   BLOB    NOT NULL      -- core::StateMachine::Digest
+);
+)sql",
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kSqliteSchemaVersion);
-
-absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
-  const std::string message = absl::StrCat(
-      "sqlite: ", what, ": ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-  switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return absl::UnavailableError(message);
-    case SQLITE_FULL:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
-
-absl::Status Exec(sqlite3* db, const char* sql) {
-  char* error = nullptr;
-  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &error);
-  if (rc == SQLITE_OK) return absl::OkStatus();
-  std::string message = error ? error : sqlite3_errstr(rc);
-  sqlite3_free(error);
-  return SqliteError(nullptr, rc, absl::StrCat(sql, ": ", message));
-}
-
-// A prepared statement, reset after each use.
-class Statement {
- public:
-  Statement() = default;
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  ~Statement() { sqlite3_finalize(stmt_); }
-
-  absl::Status Prepare(sqlite3* db, const char* sql) {
-    db_ = db;
-    const int rc = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
-    return rc == SQLITE_OK ? absl::OkStatus() : SqliteError(db, rc, sql);
-  }
-  sqlite3_stmt* get() { return stmt_; }
-  void BindInt(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
-  void BindText(int i, const std::string& s) {
-    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()),
-                      SQLITE_STATIC);
-  }
-  void BindBlob(int i, const std::string& s) {
-    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()),
-                      SQLITE_STATIC);
-  }
-  // Runs a statement that returns no rows. Every use binds every
-  // parameter, so bindings are not cleared.
-  absl::Status Run(absl::string_view what) {
-    const int rc = sqlite3_step(stmt_);
-    sqlite3_reset(stmt_);
-    return rc == SQLITE_DONE ? absl::OkStatus() : SqliteError(db_, rc, what);
-  }
-  std::string Column(int i) {
-    const void* data = sqlite3_column_blob(stmt_, i);
-    const int size = sqlite3_column_bytes(stmt_, i);
-    return data ? std::string(static_cast<const char*>(data), size)
-                : std::string();
-  }
-  int64_t ColumnInt(int i) { return sqlite3_column_int64(stmt_, i); }
-
- private:
-  sqlite3* db_ = nullptr;
-  sqlite3_stmt* stmt_ = nullptr;
-};
 
 absl::StatusOr<sqlite3*> OpenDb(const std::string& path, bool read_only) {
   sqlite3* db = nullptr;
@@ -255,24 +204,31 @@ class SqliteStore final : public Store {
 
   absl::Status Append(const Batch& batch) override {
     absl::MutexLock lock(&write_mu_);
-    if (write_db_ == nullptr) {
-      return absl::FailedPreconditionError("store opened read-only");
-    }
-    if (resigned_) {
-      return absl::FailedPreconditionError(
-          "store resigned: this scheduler is stopping and writes no more");
-    }
+    RETURN_IF_ERROR(CheckWritableLocked());
     RETURN_IF_ERROR(internal::CheckContinues(head_, batch));
-    RETURN_IF_ERROR(Exec(write_db_, "BEGIN IMMEDIATE"));
-    absl::Status status = AppendLocked(batch);
-    if (status.ok()) status = Exec(write_db_, "COMMIT");
-    if (!status.ok()) {
-      Exec(write_db_, "ROLLBACK").IgnoreError();
-      return status;
-    }
+    RETURN_IF_ERROR(RunInTransaction(
+        write_db_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+          return AppendLocked(batch);
+        }));
     head_.command_sequence += static_cast<int64_t>(batch.commands.size());
     head_.journal_sequence += static_cast<int64_t>(batch.entries.size());
     return absl::OkStatus();
+  }
+
+  absl::Status WriteSnapshot(const Snapshot& snapshot, int keep) override {
+    absl::MutexLock lock(&write_mu_);
+    RETURN_IF_ERROR(CheckWritableLocked());
+    return internal::WriteSqliteSnapshot(write_db_, snapshot, keep);
+  }
+
+  absl::StatusOr<std::vector<int64_t>> ListSnapshots() override {
+    absl::MutexLock lock(&read_mu_);
+    return internal::ListSqliteSnapshots(read_db_);
+  }
+
+  absl::StatusOr<Snapshot> ReadSnapshot(int64_t position) override {
+    absl::MutexLock lock(&read_mu_);
+    return internal::ReadSqliteSnapshot(read_db_, position);
   }
 
   absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after,
@@ -419,6 +375,19 @@ class SqliteStore final : public Store {
   }
 
  private:
+  // Append and WriteSnapshot are refused on a read-only store and after
+  // Resign.
+  absl::Status CheckWritableLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    if (write_db_ == nullptr) {
+      return absl::FailedPreconditionError("store opened read-only");
+    }
+    if (resigned_) {
+      return absl::FailedPreconditionError(
+          "store resigned: this scheduler is stopping and writes no more");
+    }
+    return absl::OkStatus();
+  }
+
   // The first position whose record was accepted at or after `t`, by
   // binary search: positions are contiguous from 1 and acceptance times never
   // decrease with them (records are appended in command order).
@@ -606,15 +575,10 @@ absl::Status Migrate(sqlite3* db) {
         ", this build knows up to ", kKnownVersion, "; upgrade the scheduler"));
   }
   for (int v = version; v < kKnownVersion; ++v) {
-    RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
-    absl::Status s = Exec(db, kMigrations[v]);
-    if (s.ok())
-      s = Exec(db, absl::StrCat("PRAGMA user_version = ", v + 1).c_str());
-    if (s.ok()) s = Exec(db, "COMMIT");
-    if (!s.ok()) {
-      Exec(db, "ROLLBACK").IgnoreError();
-      return s;
-    }
+    RETURN_IF_ERROR(RunInTransaction(db, [db, v] {
+      RETURN_IF_ERROR(Exec(db, kMigrations[v]));
+      return Exec(db, absl::StrCat("PRAGMA user_version = ", v + 1).c_str());
+    }));
   }
   return absl::OkStatus();
 }

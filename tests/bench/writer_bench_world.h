@@ -81,6 +81,16 @@ class TimedStore final : public store::Store {
     return inner_.ReadJournal(after, limit);
   }
   absl::StatusOr<store::Head> ReadHead() override { return inner_.ReadHead(); }
+  absl::Status WriteSnapshot(const store::Snapshot& snapshot,
+                             int keep) override {
+    return inner_.WriteSnapshot(snapshot, keep);
+  }
+  absl::StatusOr<std::vector<int64_t>> ListSnapshots() override {
+    return inner_.ListSnapshots();
+  }
+  absl::StatusOr<store::Snapshot> ReadSnapshot(int64_t position) override {
+    return inner_.ReadSnapshot(position);
+  }
   absl::StatusOr<std::vector<store::UsageRow>> ReadUsage(
       const store::UsageQuery& query) override {
     return inner_.ReadUsage(query);

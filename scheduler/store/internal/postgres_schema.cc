@@ -71,6 +71,17 @@ INSERT INTO leader_lease VALUES (true, '', '', 0, '-infinity');
 -- line uncompressed, which costs the server less CPU at ingest than pglz.
 ALTER TABLE commands ALTER COLUMN body SET STORAGE EXTERNAL;
 )sql",
+    // 2 -> 3
+    R"sql(
+-- The state at a position of the log (see CommandLog::WriteSnapshot), so
+-- that a start replays only the commands after it. Rows are inserted and
+-- the oldest deleted, never updated.
+CREATE TABLE snapshots (
+  position bigint PRIMARY KEY,  -- sequence of the last command included
+  state    bytea  NOT NULL,     -- core::StateMachine::Save
+  digest   bytea  NOT NULL      -- core::StateMachine::Digest
+);
+)sql",
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kPostgresSchemaVersion);

@@ -39,6 +39,33 @@ absl::Status CheckContinues(const Head& head, const Batch& batch) {
   return absl::OkStatus();
 }
 
+absl::Status CheckSnapshot(int64_t position, int keep, int64_t last_command,
+                           int64_t newest) {
+  if (keep < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot keep: must be >= 1, got ", keep));
+  }
+  if (position < 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot position ", position, ": must be >= 1"));
+  }
+  if (position > last_command) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot position ", position,
+                     " is after the last stored command ", last_command));
+  }
+  if (position == newest) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("snapshot position ", position, " is already stored"));
+  }
+  if (position < newest) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot position ", position,
+                     " is older than the newest stored snapshot ", newest));
+  }
+  return absl::OkStatus();
+}
+
 int64_t NanosOf(const google::protobuf::Timestamp& ts) {
   return ts.seconds() * 1'000'000'000 + ts.nanos();
 }

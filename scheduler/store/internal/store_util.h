@@ -16,6 +16,14 @@ namespace computevoucher::store::internal {
 // FailedPrecondition naming the first sequence that does not otherwise.
 absl::Status CheckContinues(const Head& head, const Batch& batch);
 
+// For WriteSnapshot, inside its transaction: OK when `keep` >= 1 and
+// `position` is a stored command (1..`last_command`) newer than the newest
+// stored snapshot (`newest`, 0 when none). InvalidArgument for `keep`,
+// AlreadyExists for a position equal to `newest`, FailedPrecondition
+// otherwise, each naming the values.
+absl::Status CheckSnapshot(int64_t position, int keep, int64_t last_command,
+                           int64_t newest);
+
 // Unix nanoseconds of a timestamp (stored times are within int64's range,
 // years 1678..2262; they were validated when accepted).
 int64_t NanosOf(const google::protobuf::Timestamp& ts);

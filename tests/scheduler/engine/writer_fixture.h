@@ -56,9 +56,9 @@ using store::Store;
 using store::UsageQuery;
 using store::UsageRow;
 
-// A store around a real one with fault switches: Append can be made to fail
-// with Unavailable (storing nothing), and held at a gate until the test
-// opens it.
+// A store around a real one with fault switches: Append and WriteSnapshot
+// can be made to fail with Unavailable (storing nothing), and Append held at
+// a gate until the test opens it.
 class FaultyStore final : public Store {
  public:
   explicit FaultyStore(std::unique_ptr<Store> base) : base_(std::move(base)) {}
@@ -66,6 +66,10 @@ class FaultyStore final : public Store {
   void set_fail_appends(bool fail) {
     absl::MutexLock lock(&mu_);
     fail_appends_ = fail;
+  }
+  void set_fail_snapshot_writes(bool fail) {
+    absl::MutexLock lock(&mu_);
+    fail_snapshot_writes_ = fail;
   }
   // Makes every read fail too, so that the writer cannot rebuild its state.
   void set_fail_reads(bool fail) {
@@ -129,6 +133,24 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(ReadFault());
     return base_->ReadHead();
   }
+  absl::Status WriteSnapshot(const store::Snapshot& snapshot,
+                             int keep) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (fail_snapshot_writes_) {
+        return absl::UnavailableError("injected: snapshot disk unplugged");
+      }
+    }
+    return base_->WriteSnapshot(snapshot, keep);
+  }
+  absl::StatusOr<std::vector<int64_t>> ListSnapshots() override {
+    RETURN_IF_ERROR(ReadFault());
+    return base_->ListSnapshots();
+  }
+  absl::StatusOr<store::Snapshot> ReadSnapshot(int64_t position) override {
+    RETURN_IF_ERROR(ReadFault());
+    return base_->ReadSnapshot(position);
+  }
   absl::StatusOr<std::vector<UsageRow>> ReadUsage(
       const UsageQuery& query) override {
     RETURN_IF_ERROR(ReadFault());
@@ -157,6 +179,7 @@ class FaultyStore final : public Store {
   mutable absl::Mutex mu_;
   bool fail_appends_ ABSL_GUARDED_BY(mu_) = false;
   bool fail_reads_ ABSL_GUARDED_BY(mu_) = false;
+  bool fail_snapshot_writes_ ABSL_GUARDED_BY(mu_) = false;
   bool gate_open_ ABSL_GUARDED_BY(mu_) = true;
   int appends_entered_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> failed_request_ids_ ABSL_GUARDED_BY(mu_);

@@ -3,6 +3,7 @@
 // world and a usage index and command log held in memory.
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -86,9 +87,36 @@ class MemoryJournal final : public store::CommandLog {
     return out;
   }
   absl::StatusOr<store::Head> ReadHead() override { return store::Head(); }
+  // Snapshots in a map, without the store's checks against the head.
+  absl::Status WriteSnapshot(const store::Snapshot& snapshot,
+                             int keep) override {
+    if (keep < 1) return absl::InvalidArgumentError("keep must be >= 1");
+    if (!snapshots_.empty() &&
+        snapshots_.rbegin()->first >= snapshot.position) {
+      return absl::FailedPreconditionError("not newer than the last snapshot");
+    }
+    snapshots_[snapshot.position] = snapshot;
+    while (snapshots_.size() > static_cast<size_t>(keep)) {
+      snapshots_.erase(snapshots_.begin());
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<int64_t>> ListSnapshots() override {
+    std::vector<int64_t> out;
+    for (auto it = snapshots_.rbegin(); it != snapshots_.rend(); ++it) {
+      out.push_back(it->first);
+    }
+    return out;
+  }
+  absl::StatusOr<store::Snapshot> ReadSnapshot(int64_t position) override {
+    auto it = snapshots_.find(position);
+    if (it == snapshots_.end()) return absl::NotFoundError("no snapshot");
+    return it->second;
+  }
 
  private:
   std::vector<pb::JournalEntry> entries_;
+  std::map<int64_t, store::Snapshot> snapshots_;
 };
 
 class ReportsTest : public ::testing::Test {

@@ -32,6 +32,9 @@ class SqliteBackend final : public StoreBackend {
   absl::Status SetSchemaVersion(int version) override {
     return Exec(absl::StrCat("PRAGMA user_version = ", version), nullptr);
   }
+  absl::Status Execute(const std::string& sql) override {
+    return Exec(sql, nullptr);
+  }
   int known_schema_version() const override { return kSqliteSchemaVersion; }
   std::string store_url() const override { return "sqlite"; }
 
@@ -89,6 +92,9 @@ class PostgresBackend final : public StoreBackend {
   absl::Status SetSchemaVersion(int version) override {
     return Exec("UPDATE schema_version SET version = $1::integer",
                 {absl::StrCat(version)}, nullptr);
+  }
+  absl::Status Execute(const std::string& sql) override {
+    return Exec(sql.c_str(), {}, nullptr);
   }
   int known_schema_version() const override { return kPostgresSchemaVersion; }
   std::string store_url() const override { return url_; }

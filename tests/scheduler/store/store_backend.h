@@ -22,6 +22,9 @@ class StoreBackend {
   // would have.
   virtual absl::StatusOr<int> SchemaVersion() = 0;
   virtual absl::Status SetSchemaVersion(int version) = 0;
+  // Runs one SQL statement on the store's database, as an older build or
+  // an operator would (to put a store back to an older schema).
+  virtual absl::Status Execute(const std::string& sql) = 0;
   // The version this build writes.
   virtual int known_schema_version() const = 0;
   // The store as `voucher-scheduler --store` names it.
