@@ -48,6 +48,13 @@ ABSL_FLAG(int64_t, lease_s, 0,
           "(default 5); a follower takes over within lease * 5/4 of the "
           "leader's last renewal, plus replaying what its standby state has "
           "not caught up with");
+ABSL_FLAG(int64_t, snapshot_every, 0,
+          "store a snapshot of the state after this many commands, a usage "
+          "report counting one per record (default 100000); start-up "
+          "replays only the commands after the newest one");
+ABSL_FLAG(int64_t, snapshot_interval_s, 0,
+          "or after this many seconds with at least one command (default "
+          "600)");
 ABSL_FLAG(std::string, port_file, "",
           "file to write the bound port to once serving");
 
@@ -118,6 +125,12 @@ int main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_heartbeat_interval_s) != 0) {
     config.set_heartbeat_interval_s(absl::GetFlag(FLAGS_heartbeat_interval_s));
+  }
+  if (absl::GetFlag(FLAGS_snapshot_every) != 0) {
+    config.set_snapshot_every(absl::GetFlag(FLAGS_snapshot_every));
+  }
+  if (absl::GetFlag(FLAGS_snapshot_interval_s) != 0) {
+    config.set_snapshot_interval_s(absl::GetFlag(FLAGS_snapshot_interval_s));
   }
   if (absl::GetFlag(FLAGS_lease_s) != 0) {
     config.set_lease_s(absl::GetFlag(FLAGS_lease_s));

@@ -89,6 +89,14 @@ absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
   if (config.max_batch_records() == 0) config.set_max_batch_records(500);
   RETURN_IF_ERROR(CheckRange("max_batch_records", config.max_batch_records(), 1,
                              1'000'000));
+  if (config.snapshot_every() == 0)
+    config.set_snapshot_every(100'000);
+  RETURN_IF_ERROR(CheckRange("snapshot_every",
+                             config.snapshot_every(), 1,
+                             1'000'000'000));
+  if (config.snapshot_interval_s() == 0) config.set_snapshot_interval_s(600);
+  RETURN_IF_ERROR(CheckRange("snapshot_interval_s",
+                             config.snapshot_interval_s(), 1, 7 * 24 * 3600));
   if (config.lease_s() == 0) config.set_lease_s(5);
   RETURN_IF_ERROR(CheckRange("lease_s", config.lease_s(), 1, 300));
   if (!config.advertise_address().empty()) {
@@ -164,6 +172,9 @@ absl::Status SchedulerServer::OpenReplica() {
   options.lease = absl::Seconds(config_.lease_s());
   options.writer.max_batch_commands = config_.max_batch_commands();
   options.writer.max_batch_records = config_.max_batch_records();
+  options.writer.snapshot_every = config_.snapshot_every();
+  options.writer.snapshot_interval =
+      absl::Seconds(config_.snapshot_interval_s());
   options.writer.on_commit = writer_metrics_->OnCommit();
   options.on_lead = [this](engine::Writer& w) { return OnLead(w); };
   options.on_change = [this](bool) { UpdateHealth(); };

@@ -24,7 +24,8 @@ int RunVerify(const computevoucher::v1::SchedulerConfig& config,
   }
   out << "commands replayed: " << report->commands << "\n"
       << "journal entries:   " << report->entries << "\n"
-      << "last hash:         " << ToHex(report->last_hash) << "\n";
+      << "last hash:         " << ToHex(report->last_hash) << "\n"
+      << "snapshots checked: " << report->snapshots_checked << "\n";
   for (const auto& [id, program] : state.programs()) {
     const auto view = state.ProgramView(id);
     out << "program " << id << ": budget " << FormatFen(view->budget_fen())

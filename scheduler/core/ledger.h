@@ -71,6 +71,13 @@ class Ledger {
     return balances_;
   }
 
+  // The idempotency keys of the entries posted but usage charges, and by
+  // allocation the last usage sequence charged.
+  const absl::flat_hash_set<std::string>& keys() const { return keys_; }
+  const absl::flat_hash_map<std::string, int64_t>& charge_marks() const {
+    return charge_marks_;
+  }
+
   int64_t last_sequence() const { return last_sequence_; }
   const std::string& last_hash() const { return last_hash_; }
 

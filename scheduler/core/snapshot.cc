@@ -3,9 +3,11 @@
 // saved as it is, derived indexes included, so that a loaded state goes on
 // exactly as the original would; StateMachine::Load then checks the
 // digest of what it loaded.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
@@ -124,8 +126,11 @@ absl::StatusOr<Response> UnpackResponse(const google::protobuf::Any& any) {
 
 void Ledger::Save(pb::LedgerSnapshot* out) const {
   CopyMap(balances_, out->mutable_balances());
-  out->mutable_keys()->Reserve(static_cast<int>(keys_.size()));
-  for (const std::string& key : keys_) out->add_keys(key);
+  // In order, so that equal ledgers save equal bytes.
+  std::vector<std::string> keys(keys_.begin(), keys_.end());
+  std::sort(keys.begin(), keys.end());
+  out->mutable_keys()->Reserve(static_cast<int>(keys.size()));
+  for (std::string& key : keys) out->add_keys(std::move(key));
   CopyMap(charge_marks_, out->mutable_charge_marks());
   out->set_last_sequence(last_sequence_);
   out->set_last_hash(last_hash_);
@@ -181,7 +186,14 @@ void Registry::Save(pb::RegistrySnapshot* out) const {
     CopyMap(rec.used_gpus, cluster.mutable_used_gpus());
   }
   CopyMap(state_.credit_codes, out->mutable_credit_codes());
-  CopyMap(state_.token_hashes, out->mutable_token_hashes());
+  std::vector<std::pair<std::string, std::string>> hashes(
+      state_.token_hashes.begin(), state_.token_hashes.end());
+  std::sort(hashes.begin(), hashes.end());
+  for (auto& [hash, token_id] : hashes) {
+    pb::TokenHash& entry = *out->add_token_hashes();
+    entry.set_secret_sha256(std::move(hash));
+    entry.set_token_id(std::move(token_id));
+  }
   CopyMap(state_.cluster_owner, out->mutable_cluster_owner());
   out->set_next_program(state_.next_program);
   out->set_next_enterprise(state_.next_enterprise);
@@ -222,7 +234,9 @@ absl::Status Registry::Load(const pb::RegistrySnapshot& in) {
     }
   }
   CopyMap(in.credit_codes(), &state_.credit_codes);
-  CopyMap(in.token_hashes(), &state_.token_hashes);
+  for (const pb::TokenHash& entry : in.token_hashes()) {
+    state_.token_hashes[entry.secret_sha256()] = entry.token_id();
+  }
   CopyMap(in.cluster_owner(), &state_.cluster_owner);
   state_.next_program = in.next_program();
   state_.next_enterprise = in.next_enterprise();
@@ -338,9 +352,15 @@ pb::StateSnapshot StateMachine::Save() const {
   registry_.Save(out.mutable_registry());
   voucher_book_.Save(out.mutable_voucher_book());
   placement_.Save(out.mutable_placement());
-  for (const auto& [key, rec] : idempotency_) {
+  std::vector<const std::string*> keys;
+  keys.reserve(idempotency_.size());
+  for (const auto& [key, rec] : idempotency_) keys.push_back(&key);
+  std::sort(keys.begin(), keys.end(),
+            [](const std::string* a, const std::string* b) { return *a < *b; });
+  for (const std::string* key : keys) {
+    const IdempotencyRec& rec = idempotency_.at(*key);
     pb::IdempotencySnapshot& entry = *out.add_idempotency();
-    entry.set_key(key);
+    entry.set_key(*key);
     entry.set_fingerprint(rec.fingerprint);
     entry.mutable_response()->PackFrom(*rec.response);
   }

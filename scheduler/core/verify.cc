@@ -1,5 +1,6 @@
 #include "scheduler/core/verify.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -83,6 +84,23 @@ void JournalVerifier::CheckShape(const pb::JournalEntry& e) {
   }
 }
 
+void JournalVerifier::StartFrom(const StateMachine& state) {
+  const Ledger& ledger = state.ledger();
+  last_sequence_ = ledger.last_sequence();
+  last_hash_ = ledger.last_hash();
+  balances_.insert(ledger.balances().begin(), ledger.balances().end());
+  keys_ = ledger.keys();
+  charge_marks_ = ledger.charge_marks();
+  for (const auto& [id, rec] : state.vouchers()) {
+    const pb::Voucher v = state.VoucherViewOf(rec);
+    vouchers_[id] = VoucherSums{v.face_value_fen(), v.held_fen(),
+                                v.charged_fen(), v.returned_fen()};
+  }
+  for (const auto& [id, rec] : state.allocations()) {
+    allocation_charges_[id] = state.AllocationViewOf(rec).charged_fen();
+  }
+}
+
 void JournalVerifier::Add(const pb::JournalEntry& e) {
   if (e.sequence() != last_sequence_ + 1) {
     Violation(absl::StrCat("entry ", e.sequence(), ": expected sequence ",
@@ -103,7 +121,7 @@ void JournalVerifier::Add(const pb::JournalEntry& e) {
     Violation(absl::StrCat("entry ", e.sequence(), ": amount ", e.amount_fen(),
                            " is not positive"));
   }
-  if (!keys_.insert(e.idempotency_key()).second) {
+  if (e.usage_sequence() == 0 && !keys_.insert(e.idempotency_key()).second) {
     Violation(absl::StrCat("entry ", e.sequence(), ": idempotency key ",
                            e.idempotency_key(), " posted twice"));
   }
@@ -139,12 +157,14 @@ void JournalVerifier::Add(const pb::JournalEntry& e) {
         sums->charged += amount;
       }
       allocation_charges_[e.allocation_id()] += amount;
-      const std::string usage =
-          absl::StrCat(e.allocation_id(), "/", e.usage_sequence());
-      if (!charged_usage_.insert(usage).second) {
-        Violation(absl::StrCat("entry ", e.sequence(), ": usage ", usage,
-                               " charged twice"));
+      int64_t& mark = charge_marks_[e.allocation_id()];
+      if (e.usage_sequence() <= mark) {
+        Violation(absl::StrCat("entry ", e.sequence(), ": usage ",
+                               e.allocation_id(), "/", e.usage_sequence(),
+                               " charged twice (or out of order, after ",
+                               mark, ")"));
       }
+      mark = std::max(mark, e.usage_sequence());
       break;
     }
     case pb::ENTRY_KIND_RELEASE:

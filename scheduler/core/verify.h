@@ -6,7 +6,8 @@
 //   cached balances equal them too;
 // - no voucher, hold, budget or payable is ever negative;
 // - for each voucher, face value = available + held + charged + returned;
-// - no idempotency key, and no (allocation, sequence), is posted twice;
+// - no idempotency key is posted twice, and an allocation's usage is
+//   charged in rising sequence (so no (allocation, sequence) twice);
 // - an allocation is charged at most GPUs × its billable life.
 //
 // Not thread-safe; feed entries in journal order.
@@ -28,6 +29,11 @@ namespace computevoucher::core {
 class JournalVerifier {
  public:
   JournalVerifier();
+
+  // Takes `state`, loaded from a snapshot, as what the entries up to its
+  // journal head add up to, so that only the entries after it need to be
+  // added. Requires that no entry was added yet.
+  void StartFrom(const StateMachine& state);
 
   // Checks `entry` against its predecessor and the running balances.
   void Add(const pb::JournalEntry& entry);
@@ -65,8 +71,9 @@ class JournalVerifier {
   int64_t last_sequence_ = 0;
   std::string last_hash_;
   absl::flat_hash_map<std::string, int64_t> balances_;
-  absl::flat_hash_set<std::string> keys_;
-  absl::flat_hash_set<std::string> charged_usage_;  // "allocation/sequence"
+  absl::flat_hash_set<std::string> keys_;  // of entries but usage charges
+  // By allocation: the last usage sequence charged.
+  absl::flat_hash_map<std::string, int64_t> charge_marks_;
   absl::flat_hash_map<std::string, VoucherSums> vouchers_;
   absl::flat_hash_map<std::string, int64_t> allocation_charges_;
   std::vector<std::string> violations_;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "scheduler/engine/snapshots.h"
 
 namespace computevoucher::engine {
 namespace {
@@ -16,7 +17,8 @@ constexpr int kChunk = 4096;
 // Stored journal entries, read in chunks as replay consumes them.
 class Replayer::JournalCursor {
  public:
-  explicit JournalCursor(store::CommandLog& store) : store_(store) {}
+  JournalCursor(store::CommandLog& store, int64_t after)
+      : store_(store), after_(after) {}
 
   // The next stored entry, or nullopt at the end (for now: entries stored
   // later are read by a later call).
@@ -35,14 +37,47 @@ class Replayer::JournalCursor {
 
  private:
   store::CommandLog& store_;
-  int64_t after_ = 0;
+  int64_t after_;
   std::deque<pb::JournalEntry> buffer_;
 };
 
 Replayer::Replayer(store::CommandLog& store, core::StateMachine& state)
     : store_(store),
       state_(state),
-      cursor_(std::make_unique<JournalCursor>(store)) {}
+      cursor_(std::make_unique<JournalCursor>(store,
+                                              state.ledger().last_sequence())),
+      after_(state.last_command_sequence()) {
+  report_.snapshot = after_;
+  if (after_ > 0) verifier_.StartFrom(state);
+}
+
+absl::Status Replayer::CheckStoredSnapshots() {
+  ASSIGN_OR_RETURN(const std::vector<int64_t> positions,
+                   store_.ListSnapshots());
+  for (const int64_t position : positions) {
+    ASSIGN_OR_RETURN(const store::Snapshot stored,
+                     store_.ReadSnapshot(position));
+    absl::StatusOr<pb::StateSnapshot> saved = DecodeSnapshot(stored);
+    if (!saved.ok()) {
+      Mismatch(std::string(saved.status().message()));
+      ++report_.snapshots_checked;
+      continue;
+    }
+    snapshots_[position] = Comparable(*std::move(saved));
+  }
+  return absl::OkStatus();
+}
+
+void Replayer::CompareSnapshot() {
+  auto it = snapshots_.find(after_);
+  if (it == snapshots_.end()) return;
+  if (Comparable(state_.Save()) != it->second) {
+    Mismatch(absl::StrCat("snapshot at command ", after_,
+                          " differs from the state replayed to it"));
+  }
+  ++report_.snapshots_checked;
+  snapshots_.erase(it);
+}
 
 Replayer::~Replayer() = default;
 
@@ -73,6 +108,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
       }
       after_ = command.sequence();
       ++report_.commands;
+      CompareSnapshot();
       ++applied;
       state_.TakeUsage();  // derived rows, stored by the writer; not needed
       // A command's entries are stored in the same transaction as the
@@ -108,6 +144,12 @@ absl::StatusOr<ReplayReport> Replayer::Finish() {
                           " was posted by no stored command"));
     verifier_.Add(*stored);
   }
+  for (const auto& [position, unused] : snapshots_) {
+    Mismatch(absl::StrCat("snapshot at command ", position,
+                          " is beyond the last stored command ", after_));
+    ++report_.snapshots_checked;
+  }
+  snapshots_.clear();
   ReplayReport report = report_;
   report.entries = verifier_.entries();
   report.last_hash = verifier_.last_hash();
@@ -128,8 +170,19 @@ absl::Status CheckReport(const ReplayReport& report) {
 absl::StatusOr<ReplayReport> Replay(store::CommandLog& store,
                                     core::StateMachine& state) {
   Replayer replayer(store, state);
+  RETURN_IF_ERROR(replayer.CheckStoredSnapshots());
   RETURN_IF_ERROR(replayer.CatchUp().status());
   return replayer.Finish();
+}
+
+absl::StatusOr<std::unique_ptr<core::StateMachine>> Recover(
+    store::CommandLog& store) {
+  ASSIGN_OR_RETURN(Recovered recovered, LoadNewestSnapshot(store));
+  Replayer replayer(store, *recovered.state);
+  RETURN_IF_ERROR(replayer.CatchUp().status());
+  ASSIGN_OR_RETURN(const ReplayReport report, replayer.Finish());
+  RETURN_IF_ERROR(CheckReport(report));
+  return std::move(recovered.state);
 }
 
 }  // namespace computevoucher::engine

@@ -3,6 +3,7 @@
 #define COMPUTEVOUCHER_SCHEDULER_ENGINE_REPLAY_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,7 +18,11 @@ namespace computevoucher::engine {
 namespace pb = ::computevoucher::v1;
 
 struct ReplayReport {
-  int64_t commands = 0;
+  // The snapshot replay started from; 0 for the first command.
+  int64_t snapshot = 0;
+  // Stored snapshots compared with the state replayed to their position.
+  int64_t snapshots_checked = 0;
+  int64_t commands = 0;  // replayed
   int64_t entries = 0;
   std::string last_hash;
   // Broken invariants and differences between the stored journal and the
@@ -31,8 +36,15 @@ struct ReplayReport {
 // writes, and only catches up the tail when it takes over.
 class Replayer {
  public:
-  // `store` and `state` (which must be fresh) must outlive the replayer.
+  // `store` and `state` must outlive the replayer. `state` is fresh, or
+  // loaded from one of the store's snapshots: replay goes on after its last
+  // command, and checks the journal from its journal head.
   Replayer(store::CommandLog& store, core::StateMachine& state);
+
+  // Reads the stored snapshots, to compare each with the state when replay
+  // reaches its position; one that is corrupt, differs, or lies beyond the
+  // log is a violation in the report. Call before the first CatchUp.
+  absl::Status CheckStoredSnapshots();
   ~Replayer();
   Replayer(const Replayer&) = delete;
   Replayer& operator=(const Replayer&) = delete;
@@ -54,6 +66,8 @@ class Replayer {
  private:
   class JournalCursor;
   void Mismatch(std::string message);
+  // Compares the state with the stored snapshot at its position, if any.
+  void CompareSnapshot();
 
   store::CommandLog& store_;
   core::StateMachine& state_;
@@ -61,6 +75,8 @@ class Replayer {
   core::JournalVerifier verifier_;
   ReplayReport report_;
   std::vector<std::string> mismatches_;
+  // Stored snapshots not reached yet, by position, as Comparable().
+  std::map<int64_t, std::string> snapshots_;
   int64_t after_ = 0;  // last command applied
   bool stopped_ = false;
 };
@@ -68,12 +84,20 @@ class Replayer {
 // DataLoss naming the first violation when `report` has any; OK otherwise.
 absl::Status CheckReport(const ReplayReport& report);
 
-// Applies every stored command, in order, to `state` (which must be fresh),
-// checks each journal entry the commands post against the stored one, and
-// runs the JournalVerifier over the stored journal. Errors are I/O errors
-// only; what is wrong with the data is in the report.
+// The auditor's check: applies every stored command from the first, in
+// order, to `state` (which must be fresh), checks each journal entry the
+// commands post against the stored one, runs the JournalVerifier over the
+// stored journal, and compares every stored snapshot with the state at its
+// position. Errors are I/O errors only; what is wrong with the data is in
+// the report.
 absl::StatusOr<ReplayReport> Replay(store::CommandLog& store,
                                     core::StateMachine& state);
+
+// Start-up and takeover: the newest sound snapshot, then the commands after
+// it replayed and checked as Replay does. DataLoss when that breaks an
+// invariant. Errors are I/O errors only otherwise.
+absl::StatusOr<std::unique_ptr<core::StateMachine>> Recover(
+    store::CommandLog& store);
 
 }  // namespace computevoucher::engine
 

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "scheduler/engine/snapshots.h"
 
 namespace computevoucher::engine {
 namespace {
@@ -168,7 +169,16 @@ void Replica::ResetStandby() {
   standby_since_ = clock_.Now();
   standby_ready_ = false;
   replayer_.reset();
-  standby_ = std::make_unique<core::StateMachine>();
+  // From the newest sound snapshot, so that catching up replays only the
+  // commands after it; from the first command when the store fails.
+  absl::StatusOr<Recovered> recovered = LoadNewestSnapshot(store_);
+  if (recovered.ok()) {
+    standby_ = std::move(recovered->state);
+  } else {
+    Log(absl::StrCat("standby: snapshots unreadable, replaying from the "
+                     "first command: ", recovered.status().message()));
+    standby_ = std::make_unique<core::StateMachine>();
+  }
   replayer_ = std::make_unique<Replayer>(store_, *standby_);
 }
 

@@ -100,7 +100,7 @@ ALTER TABLE usage ADD COLUMN evidence TEXT NOT NULL DEFAULT '';
 CREATE TABLE snapshots (
   position INTEGER PRIMARY KEY,  -- sequence of the last command included
   state    BLOB    NOT NULL,     -- core::StateMachine::Save
-  digest   BLOB    NOT NULL      -- core::StateMachine::Digest
+  digest   BLOB    NOT NULL      -- SHA-256 of state
 );
 )sql",
 };

@@ -4,7 +4,7 @@
 // returned (that is, after the command was durable):
 //   ISSUE <request_id> <voucher_id>
 //   USAGE <allocation_id> <sequence> <subsidy_fen>
-// It runs until it is killed.
+// It runs until it is killed. It stores a snapshot every 20 commands.
 #include <unistd.h>
 
 #include <atomic>
@@ -177,7 +177,12 @@ int main(int argc, char** argv) {
   absl::Time base;
   if (int rc = ClockBase(**store, base); rc != 0) return rc;
   FastClock clock(base);
-  auto writer = computevoucher::engine::Writer::Open(**store, clock);
+  // Snapshots every few commands, so that kills land while one is being
+  // saved or stored too.
+  computevoucher::engine::WriterOptions options;
+  options.snapshot_every = 20;
+  options.snapshots_kept = 2;
+  auto writer = computevoucher::engine::Writer::Open(**store, clock, options);
   if (!writer.ok()) return Fail("writer", writer.status());
   computevoucher::engine::Writer& w = **writer;
   if (int rc = SeedWorldIfFresh(w); rc != 0) return rc;

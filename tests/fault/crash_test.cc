@@ -142,6 +142,11 @@ class CrashTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(const engine::ReplayReport report,
                          engine::Replay(*store, state));
     EXPECT_THAT(report.violations, IsEmpty());
+    // Start-up from the newest snapshot reaches the same state.
+    EXPECT_GT(report.snapshots_checked, 0);
+    ASSERT_OK_AND_ASSIGN(const std::unique_ptr<core::StateMachine> recovered,
+                         engine::Recover(*store));
+    EXPECT_EQ(recovered->Digest(), state.Digest());
     ASSERT_NO_FATAL_FAILURE(ExpectIssuesStoredOnce(*store));
     ASSERT_NO_FATAL_FAILURE(ExpectChargesStoredOnce(*store));
   }

@@ -79,7 +79,7 @@ ALTER TABLE commands ALTER COLUMN body SET STORAGE EXTERNAL;
 CREATE TABLE snapshots (
   position bigint PRIMARY KEY,  -- sequence of the last command included
   state    bytea  NOT NULL,     -- core::StateMachine::Save
-  digest   bytea  NOT NULL      -- core::StateMachine::Digest
+  digest   bytea  NOT NULL      -- SHA-256 of state
 );
 )sql",
 };

@@ -1,0 +1,237 @@
+// Snapshots through the writer, on every store (SQLite and PostgreSQL):
+// the writer stores them as it goes, start-up loads the newest and replays
+// only the commands after it, a corrupted or forged one is never used (the
+// older one is, and verify names it), and a writer whose snapshots cannot
+// be stored goes on serving.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "scheduler/engine/replay.h"
+#include "scheduler/engine/snapshots.h"
+#include "scheduler/engine/writer.h"
+#include "tests/scheduler/engine/writer_fixture.h"
+#include "tests/scheduler/store/store_backend.h"
+
+namespace computevoucher::engine {
+namespace {
+
+using ::computevoucher::testing::IsOk;
+using ::computevoucher::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+constexpr int kVouchers = 23;
+
+class SnapshotTest : public WriterTest,
+                     public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(WriterTest::SetUp());
+    absl::StatusOr<std::unique_ptr<store::StoreBackend>> backend =
+        store::MakeStoreBackend(GetParam(), root_);
+    if (backend.status().code() == absl::StatusCode::kFailedPrecondition) {
+      GTEST_SKIP() << backend.status().message();
+    }
+    ASSERT_THAT(backend, IsOk());
+    backend_ = *std::move(backend);
+    options_.snapshot_every = 5;
+    options_.snapshot_interval = absl::ZeroDuration();
+    options_.snapshots_kept = 2;
+  }
+  void TearDown() override { backend_.reset(); }
+
+  std::unique_ptr<Store> Open(OpenMode mode = OpenMode::kReadWrite) {
+    absl::StatusOr<std::unique_ptr<Store>> store = backend_->Open(mode);
+    EXPECT_THAT(store, IsOk());
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  // The world and kVouchers vouchers, through a writer that stores a
+  // snapshot every 5 commands, two kept; the writer is stopped after.
+  void Populate() {
+    std::unique_ptr<Store> store = Open();
+    ASSERT_NE(store, nullptr);
+    std::unique_ptr<Writer> writer = OpenWriter(*store, options_);
+    ASSERT_NE(writer, nullptr);
+    ASSERT_NO_FATAL_FAILURE(SubmitWorld(*writer));
+    for (int i = 0; i < kVouchers; ++i) {
+      ASSERT_THAT(writer->Submit(IssueCommand(absl::StrCat("issue-", i),
+                                              "E-000001", 1'000 + i)),
+                  IsOk());
+    }
+    digest_ = Digest(*writer);
+    writer->Stop();
+    EXPECT_EQ(writer->stats().snapshot_failures, 0);
+    EXPECT_GT(writer->stats().snapshots, 2);
+    head_ = HeadOf(*store).command_sequence;
+  }
+
+  // The auditor's replay from the first command.
+  ReplayReport FullReplay(Store& store, std::string* digest = nullptr) {
+    core::StateMachine state;
+    absl::StatusOr<ReplayReport> report = Replay(store, state);
+    EXPECT_THAT(report, IsOk());
+    if (digest != nullptr) *digest = absl::BytesToHexString(state.Digest());
+    return report.ok() ? *report : ReplayReport{};
+  }
+
+  std::string RecoveredDigest(Store& store) {
+    absl::StatusOr<std::unique_ptr<core::StateMachine>> state = Recover(store);
+    EXPECT_THAT(state, IsOk());
+    return state.ok() ? absl::BytesToHexString((*state)->Digest()) : "";
+  }
+
+  std::unique_ptr<store::StoreBackend> backend_;
+  WriterOptions options_;
+  std::string digest_;
+  int64_t head_ = 0;
+};
+
+TEST_P(SnapshotTest, StartUpLoadsTheNewestAndReplaysOnlyTheCommandsAfterIt) {
+  ASSERT_NO_FATAL_FAILURE(Populate());
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(const std::vector<int64_t> positions,
+                       store->ListSnapshots());
+  ASSERT_THAT(positions, SizeIs(2));
+  EXPECT_GE(positions[0], head_ - 5);
+
+  ReplayReport full = FullReplay(*store);
+  EXPECT_THAT(full.violations, IsEmpty())
+      << absl::StrJoin(full.violations, "\n");
+  EXPECT_EQ(full.snapshots_checked, 2);
+  EXPECT_EQ(full.commands, head_);
+  EXPECT_EQ(RecoveredDigest(*store), digest_);
+
+  // Start-up never reads the commands before the snapshot: with the first
+  // one gone it still starts, while the auditor's replay names the gap.
+  store.reset();
+  ASSERT_THAT(backend_->Execute("DELETE FROM commands WHERE seq = 1"), IsOk());
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(RecoveredDigest(*store), digest_);
+  std::unique_ptr<Writer> writer = OpenWriter(*store, options_);
+  ASSERT_NE(writer, nullptr);
+  EXPECT_EQ(Digest(*writer), digest_);
+  // And goes on from there.
+  ASSERT_THAT(writer->Submit(IssueCommand("after-restart", "E-000001", 7)),
+              IsOk());
+  writer->Stop();
+  full = FullReplay(*store);
+  EXPECT_THAT(full.violations, Contains(HasSubstr("command 1 is missing")))
+      << absl::StrJoin(full.violations, "\n");
+}
+
+TEST_P(SnapshotTest, ACorruptedSnapshotIsNeverUsedAndVerifyNamesIt) {
+  ASSERT_NO_FATAL_FAILURE(Populate());
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(const std::vector<int64_t> positions,
+                       store->ListSnapshots());
+  ASSERT_THAT(positions, SizeIs(2));
+  store.reset();
+  // Bytes that no longer hash to their digest.
+  ASSERT_THAT(backend_->Execute(absl::StrCat(
+                  "UPDATE snapshots SET digest = state WHERE position = ",
+                  positions[0])),
+              IsOk());
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(const Recovered recovered, LoadNewestSnapshot(*store));
+  EXPECT_EQ(recovered.position, positions[1]);
+  EXPECT_THAT(recovered.refused,
+              ElementsAre(AllOf(HasSubstr(absl::StrCat(
+                                    "snapshot at command ", positions[0])),
+                                HasSubstr("do not hash to the digest"))));
+  // Start-up falls back to the older one and reaches the same state.
+  EXPECT_EQ(RecoveredDigest(*store), digest_);
+  const ReplayReport full = FullReplay(*store);
+  EXPECT_THAT(full.violations,
+              ElementsAre(HasSubstr(absl::StrCat("snapshot at command ",
+                                                 positions[0]))));
+  EXPECT_EQ(full.snapshots_checked, 2);
+}
+
+TEST_P(SnapshotTest, AForgedSnapshotFailsItsDigestAndVerifyNamesIt) {
+  ASSERT_NO_FATAL_FAILURE(Populate());
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(const std::vector<int64_t> positions,
+                       store->ListSnapshots());
+  ASSERT_OK_AND_ASSIGN(const store::Snapshot newest,
+                       store->ReadSnapshot(positions[0]));
+  ASSERT_OK_AND_ASSIGN(pb::StateSnapshot forged, DecodeSnapshot(newest));
+  // A voucher worth more, written as a well-formed snapshot: its bytes hash
+  // to their digest, the state in them does not.
+  pb::VoucherSnapshot& voucher =
+      *forged.mutable_voucher_book()->mutable_vouchers(0);
+  voucher.mutable_voucher()->set_face_value_fen(
+      voucher.voucher().face_value_fen() + 100);
+  store.reset();
+  ASSERT_THAT(backend_->Execute("DELETE FROM snapshots"), IsOk());
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_THAT(store->WriteSnapshot(EncodeSnapshot(forged), 2), IsOk());
+
+  ASSERT_OK_AND_ASSIGN(const Recovered recovered, LoadNewestSnapshot(*store));
+  EXPECT_EQ(recovered.position, 0) << "the forged snapshot was loaded";
+  EXPECT_THAT(recovered.refused, ElementsAre(HasSubstr("digest")));
+  EXPECT_EQ(RecoveredDigest(*store), digest_);
+  const ReplayReport full = FullReplay(*store);
+  EXPECT_THAT(full.violations,
+              ElementsAre(AllOf(
+                  HasSubstr(absl::StrCat("snapshot at command ", positions[0])),
+                  HasSubstr("differs from the state replayed"))));
+}
+
+TEST_P(SnapshotTest, TheWriterGoesOnWhenSnapshotsCannotBeStored) {
+  auto faulty = std::make_unique<FaultyStore>(Open());
+  FaultyStore& store = *faulty;
+  store.set_fail_snapshot_writes(true);
+  std::unique_ptr<Writer> writer = OpenWriter(store, options_);
+  ASSERT_NE(writer, nullptr);
+  ASSERT_NO_FATAL_FAILURE(SubmitWorld(*writer));
+  // Stored after the batch's submitters are answered: wait for it.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (writer->stats().snapshot_failures == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_GT(writer->stats().snapshot_failures, 0);
+  EXPECT_EQ(writer->stats().snapshots, 0);
+  ASSERT_OK_AND_ASSIGN(std::vector<int64_t> positions, store.ListSnapshots());
+  EXPECT_THAT(positions, IsEmpty());
+
+  // Once the store takes them again, the next one is written.
+  store.set_fail_snapshot_writes(false);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_THAT(writer->Submit(IssueCommand(absl::StrCat("issue-", i),
+                                            "E-000001", 1'000 + i)),
+                IsOk());
+  }
+  writer->Stop();
+  EXPECT_GT(writer->stats().snapshots, 0);
+  ASSERT_OK_AND_ASSIGN(positions, store.ListSnapshots());
+  EXPECT_THAT(positions, SizeIs(1));
+  EXPECT_EQ(RecoveredDigest(store), Digest(*writer));
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, SnapshotTest,
+                         ::testing::ValuesIn(store::StoreBackendNames()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+}  // namespace
+}  // namespace computevoucher::engine
