@@ -331,6 +331,35 @@ void AddClusterFamilies(const Snapshot& s, absl::Time now,
   out.push_back(std::move(gpus));
 }
 
+// The snapshots this writer stored: how many, how often the store refused
+// one, where the last one is, and what it cost.
+void AddSnapshotFamilies(const engine::WriterStats& stats,
+                         std::vector<MetricFamily>& out) {
+  MetricFamily written =
+      Family("computevoucher_snapshots_total",
+             "Snapshots of the state this writer stored.", MetricType::Counter);
+  Add(written, {}, static_cast<double>(stats.snapshots));
+  out.push_back(std::move(written));
+  MetricFamily failed = Family(
+      "computevoucher_snapshot_failures_total",
+      "Snapshots the store refused (start-up replays a longer tail until the "
+      "next one is stored).",
+      MetricType::Counter);
+  Add(failed, {}, static_cast<double>(stats.snapshot_failures));
+  out.push_back(std::move(failed));
+  out.push_back(Gauge("computevoucher_snapshot_last_command",
+                      "Command sequence of the last snapshot stored (0: none "
+                      "since this writer started).",
+                      static_cast<double>(stats.last_snapshot)));
+  out.push_back(Gauge("computevoucher_snapshot_last_bytes",
+                      "Size of the last snapshot stored.",
+                      static_cast<double>(stats.last_snapshot_bytes)));
+  out.push_back(Gauge(
+      "computevoucher_snapshot_last_save_seconds",
+      "How long the writer stopped applying commands to save the last one.",
+      absl::ToDoubleSeconds(stats.last_snapshot_save)));
+}
+
 // Whether the writer's store fails, and how often it did.
 void AddWriterFamilies(const engine::Writer& writer,
                        std::vector<MetricFamily>& out) {
@@ -349,6 +378,7 @@ void AddWriterFamilies(const engine::Writer& writer,
       MetricType::Counter);
   Add(failures, {}, static_cast<double>(stats.store_failures));
   out.push_back(std::move(failures));
+  AddSnapshotFamilies(stats, out);
 }
 
 }  // namespace

@@ -29,6 +29,11 @@ inline constexpr int kMaxEvidenceChars = 512;
 // clocks drift); the part after the scheduler's now is never subsidised.
 inline constexpr absl::Duration kUsageClockSkew = absl::Minutes(5);
 
+// How long a request id is remembered, per token, so that a retry returns
+// the first answer (as payment APIs keep idempotency keys for a stated
+// time). A request id reused after that is a new request.
+inline constexpr absl::Duration kRequestIdRetention = absl::Hours(7 * 24);
+
 }  // namespace computevoucher::core
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_CORE_LIMITS_H_

@@ -363,6 +363,7 @@ pb::StateSnapshot StateMachine::Save() const {
     entry.set_key(*key);
     entry.set_fingerprint(rec.fingerprint);
     entry.mutable_response()->PackFrom(*rec.response);
+    *entry.mutable_at() = ToProto(rec.at);
   }
   return out;
 }
@@ -382,13 +383,16 @@ absl::Status StateMachine::Load(const pb::StateSnapshot& snapshot) {
   RETURN_IF_ERROR(placement_.Load(snapshot.placement()));
   for (const pb::IdempotencySnapshot& entry : snapshot.idempotency()) {
     ASSIGN_OR_RETURN(Response response, UnpackResponse(entry.response()));
+    ASSIGN_OR_RETURN(const absl::Time at,
+                     FromProto("snapshot: idempotency.at", entry.at()));
     if (!idempotency_
-             .emplace(entry.key(),
-                      IdempotencyRec{entry.fingerprint(), std::move(response)})
+             .emplace(entry.key(), IdempotencyRec{entry.fingerprint(),
+                                                  std::move(response), at})
              .second) {
       return Malformed("idempotency",
                        absl::StrCat("repeated key \"", entry.key(), "\""));
     }
+    idempotency_by_time_.insert({at, entry.key()});
   }
   last_command_sequence_ = snapshot.last_command_sequence();
   if (const std::string digest = Digest(); digest != snapshot.digest()) {

@@ -81,7 +81,8 @@ absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
       body.mutable_create_token()->clear_secret_sha256();
     fingerprint = Sha256(Deterministic(body));
     auto it = idempotency_.find(key);
-    if (it != idempotency_.end()) {
+    if (it != idempotency_.end() &&
+        it->second.at + kRequestIdRetention > time) {
       if (it->second.fingerprint != fingerprint) {
         return absl::InvalidArgumentError(
             absl::StrCat("request_id: \"", command.request_id(),
@@ -103,12 +104,28 @@ absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
   Outcome outcome{std::move(reply->response), reply->changed};
   if (outcome.changed) {
     last_command_sequence_ = command.sequence();
+    ForgetOldRequestIds();
     if (!key.empty()) {
       idempotency_[key] =
-          IdempotencyRec{std::move(fingerprint), outcome.response};
+          IdempotencyRec{std::move(fingerprint), outcome.response, time};
+      idempotency_by_time_.insert({time, std::move(key)});
     }
   }
   return outcome;
+}
+
+void StateMachine::ForgetOldRequestIds() {
+  const absl::Time cutoff = books_.now() - kRequestIdRetention;
+  while (!idempotency_by_time_.empty() &&
+         idempotency_by_time_.begin()->first <= cutoff) {
+    auto oldest = idempotency_by_time_.begin();
+    auto it = idempotency_.find(oldest->second);
+    // A key used again after it expired belongs to its newer use.
+    if (it != idempotency_.end() && it->second.at == oldest->first) {
+      idempotency_.erase(it);
+    }
+    idempotency_by_time_.erase(oldest);
+  }
 }
 
 absl::StatusOr<Reply> StateMachine::Dispatch(const pb::Command& c) {

@@ -88,7 +88,10 @@ class StateMachine {
   // Applies `command` at `command.time()`, which must not be earlier than
   // the previous accepted command's. A retried (principal, request_id)
   // returns the first answer without a second effect; the same id with a
-  // different request is InvalidArgument. Errors: InvalidArgument (bad
+  // different request is InvalidArgument. Request ids are remembered for
+  // kRequestIdRetention after the command that used them; only commands
+  // that change something forget older ones, so that the state stays a
+  // function of the logged commands. Errors: InvalidArgument (bad
   // field), NotFound, FailedPrecondition (state forbids it),
   // AlreadyExists, PermissionDenied (the wrong role; another enterprise's
   // object is NotFound, as a missing one), ResourceExhausted (no capacity
@@ -226,7 +229,10 @@ class StateMachine {
   struct IdempotencyRec {
     std::string fingerprint;
     std::shared_ptr<const google::protobuf::Message> response;
+    absl::Time at;  // of the command that used the request id
   };
+  // Forgets the request ids used kRequestIdRetention or longer before now.
+  void ForgetOldRequestIds();
 
   // Dispatch: commands of two components, then those of one.
   absl::StatusOr<Reply> Dispatch(const pb::Command& c);
@@ -251,6 +257,8 @@ class StateMachine {
 
   int64_t last_command_sequence_ = 0;
   absl::flat_hash_map<std::string, IdempotencyRec> idempotency_;
+  // The keys of idempotency_ by the time they were used.
+  absl::btree_set<std::pair<absl::Time, std::string>> idempotency_by_time_;
 };
 
 }  // namespace computevoucher::core

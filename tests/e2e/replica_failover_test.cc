@@ -132,8 +132,10 @@ class ReplicaFailoverTest : public AgentWorld {
     }
     ASSERT_TRUE(database.ok()) << database.status();
     database_ = *std::move(database);
+    // Snapshots every 50 commands: a takeover loads one and replays the
+    // tail after it.
     store_args_ = {"--store=" + database_->store_url(),
-                   absl::StrCat("--lease-s=", kLeaseS)};
+                   absl::StrCat("--lease-s=", kLeaseS), "--snapshot-every=50"};
     // Replica A: the world's scheduler, which leads.
     AgentWorld::SetUp();
     if (HasFatalFailure()) return;
@@ -233,10 +235,13 @@ TEST_F(ReplicaFailoverTest, FollowerTakesOverWhenTheLeaderIsKilledUnderLoad) {
   IssueLoad load({a_address_, b_address_}, admin_token_);
   ASSERT_TRUE(PollUntil([&] { return load.acknowledged() >= 200; }))
       << "no load acknowledged";
-  // Usage has been charged through A.
+  // Usage has been charged through A, which stores snapshots as it goes.
   ASSERT_TRUE(PollUntil([&] {
     return GetAllocation(on_h100.allocation_id()).used_gpu_ms() > 0;
   }));
+  ASSERT_TRUE(PollUntil([&] {
+    return scheduler().Log().find("snapshot at command") != std::string::npos;
+  })) << scheduler().Log();
 
   ASSERT_EQ(scheduler().Stop(SIGKILL), 128 + SIGKILL);
   const absl::Time killed = absl::Now();
@@ -259,6 +264,10 @@ TEST_F(ReplicaFailoverTest, FollowerTakesOverWhenTheLeaderIsKilledUnderLoad) {
       << b_->Log();
   load.Stop();
   EXPECT_THAT(load.errors(), ::testing::IsEmpty());
+  // B leads and stores snapshots in its turn.
+  EXPECT_TRUE(PollUntil([&] {
+    return b_->Log().find("snapshot at command") != std::string::npos;
+  })) << b_->Log();
 
   // The agents followed B; their allocations end there and every record
   // they spooled is charged exactly once.

@@ -323,6 +323,9 @@ class MetricsTest : public ApiTest {
     EXPECT_GT(m.Get("computevoucher_writer_commit_seconds_count").value_or(0),
               0);
     EXPECT_EQ(m.Get("computevoucher_writer_failed"), 0);
+    EXPECT_TRUE(m.Get("computevoucher_snapshots_total").has_value());
+    EXPECT_EQ(m.Get("computevoucher_snapshot_failures_total"), 0);
+    EXPECT_TRUE(m.Get("computevoucher_snapshot_last_command").has_value());
   }
 
   int64_t subsidy_fen_ = 0;

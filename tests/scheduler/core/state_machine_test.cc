@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/time_util.h"
 #include "gmock/gmock.h"
@@ -216,6 +217,38 @@ TEST_F(StateMachineTest, RetriedRequestIdReturnsTheFirstAnswer) {
   ExpectRejected(c, kInvalid, "request_id: required");
   c.set_request_id("has space");
   ExpectRejected(c, kInvalid, "may contain only");
+}
+
+TEST_F(StateMachineTest, RequestIdsAreRememberedForTheirRetentionOnly) {
+  pb::Command c = NewCommand(AdminPrincipal(), "issue-weekly");
+  c.mutable_issue_voucher()->set_program_id("P-000001");
+  c.mutable_issue_voucher()->set_enterprise_id("E-000001");
+  c.mutable_issue_voucher()->set_face_value_fen(100 * kYuan);
+  ASSERT_OK_AND_ASSIGN(const core::Outcome first, driver_.Apply(c));
+  ASSERT_TRUE(first.changed);
+  const pb::Command first_command = driver_.log().back();
+  // Just inside the window: the first answer.
+  driver_.Advance(kRequestIdRetention - absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(const core::Outcome retry, driver_.Apply(c));
+  EXPECT_FALSE(retry.changed);
+  EXPECT_EQ(retry.response.get(), first.response.get());
+  // Past it, the id is free: a new request (even a different one).
+  driver_.Advance(absl::Seconds(1));
+  c.mutable_issue_voucher()->set_face_value_fen(200 * kYuan);
+  ASSERT_OK_AND_ASSIGN(const core::Outcome again, driver_.Apply(c));
+  EXPECT_TRUE(again.changed);
+  EXPECT_EQ(state_.VoucherIds().size(), 2u);
+  // And the new use is what a retry now gets.
+  ASSERT_OK_AND_ASSIGN(const core::Outcome retry_again, driver_.Apply(c));
+  EXPECT_EQ(retry_again.response.get(), again.response.get());
+
+  // Forgotten ids leave memory: a snapshot taken a window later holds
+  // none of the requests made before it, only the one that moved time on.
+  driver_.Advance(kRequestIdRetention);
+  ASSERT_THAT(driver_.Issue("P-000001", "E-000001", 1 * kYuan), IsOk());
+  const pb::StateSnapshot saved = state_.Save();
+  ASSERT_EQ(saved.idempotency_size(), 1);
+  EXPECT_FALSE(absl::EndsWith(saved.idempotency(0).key(), "/issue-weekly"));
 }
 
 TEST_F(StateMachineTest, AllocatePlacesOnCheapestUnrelatedClusterAndHolds) {
