@@ -333,7 +333,7 @@ void AddClusterFamilies(const Snapshot& s, absl::Time now,
 
 // The snapshots this writer stored: how many, how often the store refused
 // one, where the last one is, and what it cost.
-void AddSnapshotFamilies(const engine::WriterStats& stats,
+void AddSnapshotFamilies(const engine::SnapshotStats& stats,
                          std::vector<MetricFamily>& out) {
   MetricFamily written =
       Family("computevoucher_snapshots_total",
@@ -345,19 +345,23 @@ void AddSnapshotFamilies(const engine::WriterStats& stats,
       "Snapshots the store refused (start-up replays a longer tail until the "
       "next one is stored).",
       MetricType::Counter);
-  Add(failed, {}, static_cast<double>(stats.snapshot_failures));
+  Add(failed, {}, static_cast<double>(stats.failures));
   out.push_back(std::move(failed));
   out.push_back(Gauge("computevoucher_snapshot_last_command",
                       "Command sequence of the last snapshot stored (0: none "
                       "since this writer started).",
-                      static_cast<double>(stats.last_snapshot)));
+                      static_cast<double>(stats.last)));
   out.push_back(Gauge("computevoucher_snapshot_last_bytes",
                       "Size of the last snapshot stored.",
-                      static_cast<double>(stats.last_snapshot_bytes)));
+                      static_cast<double>(stats.last_bytes)));
   out.push_back(Gauge(
       "computevoucher_snapshot_last_save_seconds",
-      "How long the writer stopped applying commands to save the last one.",
-      absl::ToDoubleSeconds(stats.last_snapshot_save)));
+      "How long saving and storing the last one took (off the writer's path).",
+      absl::ToDoubleSeconds(stats.last_save + stats.last_store)));
+  out.push_back(Gauge("computevoucher_snapshot_behind_commands",
+                      "Committed commands the snapshotter's copy of the state "
+                      "has not applied yet.",
+                      static_cast<double>(stats.behind)));
 }
 
 // Whether the writer's store fails, and how often it did.
@@ -378,7 +382,7 @@ void AddWriterFamilies(const engine::Writer& writer,
       MetricType::Counter);
   Add(failures, {}, static_cast<double>(stats.store_failures));
   out.push_back(std::move(failures));
-  AddSnapshotFamilies(stats, out);
+  AddSnapshotFamilies(stats.snapshots, out);
 }
 
 }  // namespace

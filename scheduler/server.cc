@@ -172,8 +172,8 @@ absl::Status SchedulerServer::OpenReplica() {
   options.lease = absl::Seconds(config_.lease_s());
   options.writer.max_batch_commands = config_.max_batch_commands();
   options.writer.max_batch_records = config_.max_batch_records();
-  options.writer.snapshot_every = config_.snapshot_every();
-  options.writer.snapshot_interval =
+  options.writer.snapshots.every = config_.snapshot_every();
+  options.writer.snapshots.interval =
       absl::Seconds(config_.snapshot_interval_s());
   options.writer.on_commit = writer_metrics_->OnCommit();
   options.on_lead = [this](engine::Writer& w) { return OnLead(w); };

@@ -9,7 +9,7 @@ packages=(
   # libFuzzer for the fuzz targets (tests/fuzz/)
   libclang-rt-14-dev
   # gRPC, Protobuf, Abseil
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev zlib1g-dev
   # metrics
   prometheus-cpp-dev
   # tests and benchmarks

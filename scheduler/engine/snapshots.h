@@ -19,12 +19,12 @@ namespace computevoucher::engine {
 
 namespace pb = ::computevoucher::v1;
 
-// `saved` as the store keeps it: its deterministic bytes, with their
-// SHA-256 as the digest.
+// `saved` as the store keeps it: its deterministic bytes, deflated, with
+// the SHA-256 of what is stored as the digest.
 store::Snapshot EncodeSnapshot(const pb::StateSnapshot& saved);
 
 // Decodes `stored`: DataLoss unless the hash of its bytes is its digest,
-// they parse, and the state is at the snapshot's position.
+// they inflate and parse, and the state is at the snapshot's position.
 absl::StatusOr<pb::StateSnapshot> DecodeSnapshot(const store::Snapshot& stored);
 
 // The saved state without the time of the last command applied, which a

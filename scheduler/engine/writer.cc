@@ -11,7 +11,6 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "scheduler/engine/replay.h"
-#include "scheduler/engine/snapshots.h"
 
 namespace computevoucher::engine {
 
@@ -37,15 +36,12 @@ std::unique_ptr<Writer> Writer::Start(
 
 Writer::Writer(store::CommandLog& store, Clock& clock, WriterOptions options,
                std::unique_ptr<core::StateMachine> state)
-    : store_(store), clock_(clock), options_(options) {
+    : store_(store),
+      clock_(clock),
+      options_(options),
+      snapshotter_(store, clock, options.snapshots,
+                   state->last_command_sequence()) {
   next_sequence_ = state->last_command_sequence() + 1;
-  // The newest snapshot stored, so that a long tail replayed at start-up
-  // is soon covered by a new one.
-  absl::StatusOr<std::vector<int64_t>> snapshots = store_.ListSnapshots();
-  snapshot_saved_at_ =
-      snapshots.ok() && !snapshots->empty() ? snapshots->front() : 0;
-  snapshot_saved_time_ = clock_.Now();
-  snapshot_work_ = state->last_command_sequence() - snapshot_saved_at_;
   {
     absl::MutexLock lock(&mu_);
     durable_sequence_ = state->last_command_sequence();
@@ -71,6 +67,7 @@ void Writer::Stop() {
     committer_stop_ = true;
   }
   if (committer_.joinable()) committer_.join();
+  snapshotter_.Stop();
 }
 
 bool Writer::failed() const {
@@ -110,6 +107,7 @@ WriterStats Writer::stats() const {
   absl::MutexLock lock(&mu_);
   WriterStats stats = stats_;
   stats.reads_waiting = reads_waiting_;
+  stats.snapshots = snapshotter_.stats();
   return stats;
 }
 
@@ -151,11 +149,7 @@ void Writer::Run() {
         break;
     }
     Apply(taken, next.applied);
-    if (next.applied.internal_error) {
-      DropAfterInternalError(next);
-    } else {
-      MaybeSaveSnapshot(next.applied);
-    }
+    if (next.applied.internal_error) DropAfterInternalError(next);
   }
 }
 
@@ -249,7 +243,6 @@ void Writer::Apply(const std::vector<Pending*>& taken, Applied& into) {
     }
     if (p->result->changed) {
       ++next_sequence_;
-      snapshot_work_ += 1 + command.report_usage().records_size();
       into.batch.commands.push_back(std::move(command));
     }
   }
@@ -265,60 +258,6 @@ void Writer::Apply(const std::vector<Pending*>& taken, Applied& into) {
                               std::make_move_iterator(entries.begin()),
                               std::make_move_iterator(entries.end()));
   }
-}
-
-void Writer::MaybeSaveSnapshot(Applied& into) {
-  const int64_t position = next_sequence_ - 1;
-  const absl::Time now = clock_.Now();
-  const bool due =
-      position > snapshot_saved_at_ &&
-      ((options_.snapshot_every > 0 &&
-        snapshot_work_ >= options_.snapshot_every) ||
-       (options_.snapshot_interval > absl::ZeroDuration() &&
-        now - snapshot_saved_time_ >= options_.snapshot_interval));
-  if (!due) return;
-  {
-    absl::ReaderMutexLock lock(&state_mu_);
-    into.snapshot = state_->Save();
-  }
-  const absl::Duration took = clock_.Now() - now;
-  snapshot_saved_at_ = position;
-  snapshot_saved_time_ = now;
-  snapshot_work_ = 0;
-  absl::MutexLock lock(&mu_);
-  stats_.last_snapshot_save = took;
-}
-
-void Writer::WriteSnapshot(const pb::StateSnapshot& saved) {
-  const absl::Time start = clock_.Now();
-  const store::Snapshot encoded = EncodeSnapshot(saved);
-  const absl::Status written =
-      store_.WriteSnapshot(encoded, options_.snapshots_kept);
-  const absl::Duration took = clock_.Now() - start;
-  absl::MutexLock lock(&mu_);
-  if (!written.ok()) {
-    // Start-up replays a longer tail until the next one is written.
-    ++stats_.snapshot_failures;
-    std::fprintf(stderr,
-                 "voucher-scheduler: snapshot at command %lld not written: "
-                 "%s\n",
-                 static_cast<long long>(encoded.position),
-                 std::string(written.message()).c_str());
-    std::fflush(stderr);
-    return;
-  }
-  std::fprintf(stderr,
-               "voucher-scheduler: snapshot at command %lld written: %lld "
-               "bytes, saved in %s, stored in %s\n",
-               static_cast<long long>(encoded.position),
-               static_cast<long long>(encoded.state.size()),
-               absl::FormatDuration(stats_.last_snapshot_save).c_str(),
-               absl::FormatDuration(took).c_str());
-  std::fflush(stderr);
-  ++stats_.snapshots;
-  stats_.last_snapshot = encoded.position;
-  stats_.last_snapshot_write = took;
-  stats_.last_snapshot_bytes = static_cast<int64_t>(encoded.state.size());
 }
 
 void Writer::Fail(const std::vector<Pending*>& pending, absl::string_view why) {
@@ -401,7 +340,9 @@ void Writer::RunCommitter() {
                            commit_time);
       }
       for (Pending* p : done.pending) p->done.Notify();
-      if (done.snapshot) WriteSnapshot(*done.snapshot);
+      if (!done.batch.commands.empty()) {
+        snapshotter_.Committed(std::move(done.batch.commands));
+      }
     }
   }
 }
@@ -437,7 +378,6 @@ void Writer::Reload() {
     failed_ = true;
   }
   next_sequence_ = (*state)->last_command_sequence() + 1;
-  snapshot_saved_at_ = std::min(snapshot_saved_at_, next_sequence_ - 1);
   // Both locks, so that a reader of the old state wakes to read the new.
   absl::MutexLock state_lock(&state_mu_);
   state_ = *std::move(state);

@@ -14,6 +14,9 @@
 // ReadIndex read waits for the commit index). Authentication alone reads
 // the latest applied state without waiting (see ReadApplied).
 //
+// Every committed batch goes on to the snapshotter (snapshotter.h), which
+// stores snapshots of the state off the writer's path.
+//
 // If the store fails to commit a batch (or a command trips an internal
 // invariant), every command of the batch is answered Unavailable and the
 // state is rebuilt from the store, so memory never runs ahead of disk. If
@@ -37,8 +40,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "computevoucher/v1/snapshot.pb.h"
 #include "scheduler/core/state_machine.h"
+#include "scheduler/engine/snapshotter.h"
 #include "scheduler/store/command_log.h"
 
 namespace computevoucher::engine {
@@ -58,17 +61,8 @@ struct WriterOptions {
   // it must be quick and must not call back into the writer. Empty: not
   // called.
   std::function<void(int64_t commands, absl::Duration commit)> on_commit;
-  // A snapshot of the state is written once this many commands were logged
-  // since the last one (a usage report counting one more for each record
-  // it carries, which is what replaying it costs), or once
-  // `snapshot_interval` passed with at least one (0 / zero duration: not
-  // on that count). The writer thread saves the state between two
-  // commands; the committer encodes and writes it after the batch that
-  // reaches its position is durable.
-  int64_t snapshot_every = 100'000;
-  absl::Duration snapshot_interval = absl::Minutes(10);
-  // Snapshots kept in the store; older ones are dropped.
-  int snapshots_kept = 3;
+  // When the snapshotter (snapshotter.h) stores a snapshot of the state.
+  SnapshotOptions snapshots;
 };
 
 struct WriterStats {
@@ -85,12 +79,7 @@ struct WriterStats {
   // Reads waiting now for the commit of state they read.
   int64_t reads_waiting = 0;
   int64_t last_batch_size = 0;  // commands submitted in the last batch
-  int64_t snapshots = 0;          // snapshots written
-  int64_t snapshot_failures = 0;  // snapshots the store refused
-  int64_t last_snapshot = 0;      // position of the last one written
-  absl::Duration last_snapshot_save = absl::ZeroDuration();   // writer
-  absl::Duration last_snapshot_write = absl::ZeroDuration();  // committer
-  int64_t last_snapshot_bytes = 0;
+  SnapshotStats snapshots;
   absl::Duration last_commit = absl::ZeroDuration();
 };
 
@@ -183,9 +172,6 @@ class Writer {
     std::vector<Pending*> pending;
     bool internal_error = false;
     int64_t rejected = 0;
-    // The state saved at the end of this batch's commands (or of an
-    // earlier batch's), written once the batch is durable.
-    std::optional<pb::StateSnapshot> snapshot;
   };
   Writer(store::CommandLog& store, Clock& clock, WriterOptions options,
          std::unique_ptr<core::StateMachine> state);
@@ -215,10 +201,6 @@ class Writer {
   // flight, then discards everything applied since.
   void DropAfterInternalError(Next& next);
   void RunCommitter();
-  // Saves the state into `into` when a snapshot is due.
-  void MaybeSaveSnapshot(Applied& into);
-  // Encodes and stores `saved`, logging the result.
-  void WriteSnapshot(const pb::StateSnapshot& saved);
   // Applies `taken` and appends the result to `into`.
   void Apply(const std::vector<Pending*>& taken, Applied& into);
   // Answers every command of `pending` Unavailable (unless it already has
@@ -272,10 +254,9 @@ class Writer {
 
   // Owned by the writer thread.
   int64_t next_sequence_ = 1;
-  int64_t snapshot_saved_at_ = 0;  // position of the last snapshot saved
-  int64_t snapshot_work_ = 0;      // commands and records logged since
-  absl::Time snapshot_saved_time_;
 
+  // Handed every committed batch by the committer.
+  Snapshotter snapshotter_;
   std::thread thread_;
   std::thread committer_;
 };

@@ -124,6 +124,15 @@ class IssueLoad {
 
 class ReplicaFailoverTest : public AgentWorld {
  protected:
+  // Whether `replica`'s log says, within the poll deadline, that it stored
+  // a snapshot.
+  bool StoredASnapshot(ChildProcess& replica) {
+    return PollUntil([&] {
+      return replica.Log().find("snapshot at command") != std::string::npos &&
+             replica.Log().find(" stored: ") != std::string::npos;
+    });
+  }
+
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<store::StoreBackend>> database =
         store::MakeStoreBackend("postgres", ::testing::TempDir());
@@ -239,9 +248,7 @@ TEST_F(ReplicaFailoverTest, FollowerTakesOverWhenTheLeaderIsKilledUnderLoad) {
   ASSERT_TRUE(PollUntil([&] {
     return GetAllocation(on_h100.allocation_id()).used_gpu_ms() > 0;
   }));
-  ASSERT_TRUE(PollUntil([&] {
-    return scheduler().Log().find("snapshot at command") != std::string::npos;
-  })) << scheduler().Log();
+  ASSERT_TRUE(StoredASnapshot(scheduler())) << scheduler().Log();
 
   ASSERT_EQ(scheduler().Stop(SIGKILL), 128 + SIGKILL);
   const absl::Time killed = absl::Now();
@@ -264,10 +271,7 @@ TEST_F(ReplicaFailoverTest, FollowerTakesOverWhenTheLeaderIsKilledUnderLoad) {
       << b_->Log();
   load.Stop();
   EXPECT_THAT(load.errors(), ::testing::IsEmpty());
-  // B leads and stores snapshots in its turn.
-  EXPECT_TRUE(PollUntil([&] {
-    return b_->Log().find("snapshot at command") != std::string::npos;
-  })) << b_->Log();
+  EXPECT_TRUE(StoredASnapshot(*b_)) << b_->Log();  // in its turn
 
   // The agents followed B; their allocations end there and every record
   // they spooled is charged exactly once.

@@ -180,8 +180,9 @@ int main(int argc, char** argv) {
   // Snapshots every few commands, so that kills land while one is being
   // saved or stored too.
   computevoucher::engine::WriterOptions options;
-  options.snapshot_every = 20;
-  options.snapshots_kept = 2;
+  options.snapshots.every = 20;
+  options.snapshots.kept = 2;
+  options.snapshots.pause = 0;
   auto writer = computevoucher::engine::Writer::Open(**store, clock, options);
   if (!writer.ok()) return Fail("writer", writer.status());
   computevoucher::engine::Writer& w = **writer;

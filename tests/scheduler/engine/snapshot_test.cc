@@ -46,9 +46,10 @@ class SnapshotTest : public WriterTest,
     }
     ASSERT_THAT(backend, IsOk());
     backend_ = *std::move(backend);
-    options_.snapshot_every = 5;
-    options_.snapshot_interval = absl::ZeroDuration();
-    options_.snapshots_kept = 2;
+    options_.snapshots.every = 5;
+    options_.snapshots.interval = absl::ZeroDuration();
+    options_.snapshots.kept = 2;
+    options_.snapshots.pause = 0;
   }
   void TearDown() override { backend_.reset(); }
 
@@ -73,8 +74,8 @@ class SnapshotTest : public WriterTest,
     }
     digest_ = Digest(*writer);
     writer->Stop();
-    EXPECT_EQ(writer->stats().snapshot_failures, 0);
-    EXPECT_GT(writer->stats().snapshots, 2);
+    EXPECT_EQ(writer->stats().snapshots.failures, 0);
+    EXPECT_GT(writer->stats().snapshots.snapshots, 2);
     head_ = HeadOf(*store).command_sequence;
   }
 
@@ -205,11 +206,11 @@ TEST_P(SnapshotTest, TheWriterGoesOnWhenSnapshotsCannotBeStored) {
   ASSERT_NO_FATAL_FAILURE(SubmitWorld(*writer));
   // Stored after the batch's submitters are answered: wait for it.
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (writer->stats().snapshot_failures == 0 && absl::Now() < deadline) {
+  while (writer->stats().snapshots.failures == 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(5));
   }
-  EXPECT_GT(writer->stats().snapshot_failures, 0);
-  EXPECT_EQ(writer->stats().snapshots, 0);
+  EXPECT_GT(writer->stats().snapshots.failures, 0);
+  EXPECT_EQ(writer->stats().snapshots.snapshots, 0);
   ASSERT_OK_AND_ASSIGN(std::vector<int64_t> positions, store.ListSnapshots());
   EXPECT_THAT(positions, IsEmpty());
 
@@ -221,7 +222,7 @@ TEST_P(SnapshotTest, TheWriterGoesOnWhenSnapshotsCannotBeStored) {
                 IsOk());
   }
   writer->Stop();
-  EXPECT_GT(writer->stats().snapshots, 0);
+  EXPECT_GT(writer->stats().snapshots.snapshots, 0);
   ASSERT_OK_AND_ASSIGN(positions, store.ListSnapshots());
   EXPECT_THAT(positions, SizeIs(1));
   EXPECT_EQ(RecoveredDigest(store), Digest(*writer));

@@ -1,0 +1,244 @@
+#include "scheduler/engine/snapshotter.h"
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <time.h>
+
+#include <cstdio>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "scheduler/engine/snapshots.h"
+
+namespace computevoucher::engine {
+namespace {
+
+// Committed work (commands and usage records) waiting for the shadow
+// beyond which snapshots stop, so that a shadow starved of CPU cannot make
+// memory grow (some 100 bytes a record).
+constexpr int64_t kMaxBehind = 2'000'000;
+
+// The snapshotter thread's nice value.
+constexpr int kNice = 10;
+
+// The CPU time this thread has used.
+absl::Duration ThreadCpu() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return absl::DurationFromTimespec(ts);
+}
+
+void Log(const std::string& line) {
+  std::fprintf(stderr, "voucher-scheduler: %s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+Snapshotter::Snapshotter(store::CommandLog& store, Clock& clock,
+                         SnapshotOptions options, int64_t start)
+    : store_(store), clock_(clock), options_(options), start_(start) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+Snapshotter::~Snapshotter() { Stop(); }
+
+void Snapshotter::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+SnapshotStats Snapshotter::stats() const {
+  absl::MutexLock lock(&mu_);
+  SnapshotStats stats = stats_;
+  stats.behind = queued_;
+  return stats;
+}
+
+void Snapshotter::Committed(std::vector<pb::Command> commands) {
+  absl::MutexLock lock(&mu_);
+  if (disabled_ || stopping_) return;
+  for (const pb::Command& c : commands) {
+    queued_ += 1 + c.report_usage().records_size();
+  }
+  queue_.push_back(std::move(commands));
+  if (queued_ > kMaxBehind) {
+    // The thread sees it and stops.
+    queue_.clear();
+    queued_ = 0;
+    queue_.emplace_back();
+    behind_ = true;
+  }
+}
+
+void Snapshotter::Run() {
+  // Below the threads that answer calls: on a busy machine snapshots wait,
+  // not Allocate. (Linux: a thread's nice value is its own.)
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kNice);
+  absl::StatusOr<std::vector<int64_t>> stored = store_.ListSnapshots();
+  saved_at_ = stored.ok() && !stored->empty() ? stored->front() : 0;
+  position_ = start_;
+  work_ = start_ - saved_at_;  // the tail start-up replayed
+  saved_time_ = clock_.Now();
+  // Until a snapshot is due, committed batches only wait: the copy of the
+  // state is built then, so that a start does not load the state twice at
+  // once.
+  std::deque<std::vector<pb::Command>> waiting;
+  int64_t waiting_work = 0;
+  if (Due() && !StartAndStore(waiting)) return;
+  while (true) {
+    std::deque<std::vector<pb::Command>> work;
+    bool behind = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !queue_.empty() || stopping_;
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // stopping, and everything applied
+      work.swap(queue_);
+      queued_ = 0;
+      behind = behind_;
+    }
+    if (behind) {
+      Disable(absl::StrCat("the copy of the state fell more than ", kMaxBehind,
+                           " commands and records behind"));
+      return;
+    }
+    for (std::vector<pb::Command>& commands : work) {
+      int64_t added = 0;
+      for (const pb::Command& c : commands) {
+        added += 1 + c.report_usage().records_size();
+        position_ = std::max(position_, c.sequence());
+      }
+      work_ += added;
+      if (shadow_ != nullptr) {
+        if (!Apply(commands)) return;
+      } else {
+        waiting_work += added;
+        waiting.push_back(std::move(commands));
+      }
+    }
+    if ((Due() || waiting_work > kMaxBehind) && !StartAndStore(waiting)) {
+      return;
+    }
+    if (shadow_ != nullptr) waiting_work = 0;
+  }
+}
+
+bool Snapshotter::StartAndStore(
+    std::deque<std::vector<pb::Command>>& waiting) {
+  if (shadow_ == nullptr) {
+    if (!StartShadow()) return false;
+    for (const std::vector<pb::Command>& commands : waiting) {
+      if (!Apply(commands)) return false;
+    }
+    waiting.clear();
+  }
+  if (Due()) Store();
+  return true;
+}
+
+bool Snapshotter::StartShadow() {
+  absl::StatusOr<Recovered> recovered = LoadNewestSnapshot(store_);
+  if (!recovered.ok()) {
+    Disable(absl::StrCat("cannot read the store's snapshots: ",
+                         recovered.status().message()));
+    return false;
+  }
+  shadow_ = std::move(recovered->state);
+  // The writer's start-up checked these; later ones are appended while
+  // they are read, so that the journal cannot be checked against them here.
+  while (shadow_->last_command_sequence() < start_) {
+    const int64_t after = shadow_->last_command_sequence();
+    absl::StatusOr<std::vector<pb::Command>> commands = store_.ReadCommands(
+        after, static_cast<int>(std::min<int64_t>(4096, start_ - after)));
+    if (!commands.ok() || commands->empty()) {
+      Disable(absl::StrCat("cannot read the commands after ", after, ": ",
+                           commands.ok() ? "there are none"
+                                         : commands.status().message()));
+      return false;
+    }
+    if (!Apply(*commands)) return false;
+  }
+  return true;
+}
+
+bool Snapshotter::Apply(const std::vector<pb::Command>& commands) {
+  for (const pb::Command& command : commands) {
+    const int64_t last = shadow_->last_command_sequence();
+    if (command.sequence() <= last) continue;  // read from the store
+    absl::StatusOr<core::Outcome> outcome =
+        command.sequence() == last + 1
+            ? shadow_->Apply(command)
+            : absl::DataLossError(absl::StrCat("it follows command ", last));
+    shadow_->TakeJournal();
+    shadow_->TakeUsage();
+    if (!outcome.ok() || !outcome->changed) {
+      Disable(absl::StrCat("committed command ", command.sequence(),
+                           " does not apply to the shadow state: ",
+                           outcome.ok() ? "it changes nothing"
+                                        : outcome.status().ToString()));
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Snapshotter::Due() const {
+  if (position_ <= saved_at_) return false;
+  // At most a share of one core spent on snapshots, however fast commands
+  // come: under a flood of usage the tail grows instead.
+  if (absl::Now() - stored_at_ < options_.pause * last_cost_) return false;
+  return (options_.every > 0 && work_ >= options_.every) ||
+         (options_.interval > absl::ZeroDuration() &&
+          clock_.Now() - saved_time_ >= options_.interval);
+}
+
+void Snapshotter::Store() {
+  const absl::Duration cpu_before = ThreadCpu();
+  const absl::Time start = clock_.Now();
+  const store::Snapshot encoded = EncodeSnapshot(shadow_->Save());
+  const absl::Time saved = clock_.Now();
+  const absl::Status written = store_.WriteSnapshot(encoded, options_.kept);
+  const absl::Time end = clock_.Now();
+  // Whether stored or not, the next try comes after as much work again.
+  work_ = 0;
+  saved_time_ = end;
+  stored_at_ = absl::Now();
+  last_cost_ = ThreadCpu() - cpu_before;
+  absl::MutexLock lock(&mu_);
+  if (!written.ok()) {
+    ++stats_.failures;
+    Log(absl::StrCat("snapshot at command ", encoded.position,
+                     " not stored: ", written.message()));
+    return;
+  }
+  saved_at_ = encoded.position;
+  ++stats_.snapshots;
+  stats_.last = encoded.position;
+  stats_.last_bytes = static_cast<int64_t>(encoded.state.size());
+  stats_.last_save = saved - start;
+  stats_.last_store = end - saved;
+  Log(absl::StrCat("snapshot at command ", encoded.position, " stored: ",
+                   encoded.state.size(), " bytes, saved in ",
+                   absl::FormatDuration(stats_.last_save), ", stored in ",
+                   absl::FormatDuration(stats_.last_store)));
+}
+
+void Snapshotter::Disable(const std::string& why) {
+  Log(absl::StrCat("snapshots stopped until restart: ", why));
+  shadow_.reset();
+  absl::MutexLock lock(&mu_);
+  disabled_ = true;
+  queue_.clear();
+  queued_ = 0;
+}
+
+}  // namespace computevoucher::engine

@@ -1,0 +1,121 @@
+// The writer's snapshots, taken off its path: a second copy of the state
+// (the shadow) that applies each batch once the store has committed it, on
+// a thread of its own, and stores a snapshot of itself when one is due. So
+// the writer never stops to copy the state, and a snapshot only ever holds
+// committed commands: a batch that fails to commit never reaches the
+// shadow.
+//
+// The shadow starts from the store on the snapshotter's thread: the newest
+// sound snapshot, then the stored commands up to the writer's starting
+// position (which the writer's own start-up has checked); batches committed
+// after it wait in memory meanwhile. If the shadow ever disagrees with a
+// committed command (a bug), or falls far behind (starved of CPU), snapshots
+// stop until the next start, the log says why, and serving goes on.
+#ifndef COMPUTEVOUCHER_SCHEDULER_ENGINE_SNAPSHOTTER_H_
+#define COMPUTEVOUCHER_SCHEDULER_ENGINE_SNAPSHOTTER_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "computevoucher/v1/journal.pb.h"
+#include "scheduler/core/state_machine.h"
+#include "scheduler/store/command_log.h"
+
+namespace computevoucher::engine {
+
+namespace pb = ::computevoucher::v1;
+
+struct SnapshotOptions {
+  // A snapshot is stored once this many commands were committed since the
+  // last one (a usage report counting one more for each record it carries,
+  // which is what replaying it costs), or once `interval` passed with at
+  // least one (0 / zero duration: not on that count; both: never); but
+  // never sooner after the last one than `pause` times the CPU time it
+  // took, so that snapshots take at most 1/pause of a core.
+  int64_t every = 100'000;
+  absl::Duration interval = absl::Minutes(10);
+  // Snapshots kept in the store; older ones are dropped.
+  int kept = 3;
+  int pause = 10;
+};
+
+struct SnapshotStats {
+  int64_t snapshots = 0;  // stored
+  int64_t failures = 0;   // refused by the store
+  int64_t last = 0;       // position of the last one stored
+  int64_t last_bytes = 0;
+  absl::Duration last_save = absl::ZeroDuration();   // saving the shadow
+  absl::Duration last_store = absl::ZeroDuration();  // encoding and storing
+  // Committed commands and usage records the shadow has not applied yet.
+  int64_t behind = 0;
+};
+
+class Snapshotter {
+ public:
+  // `store` and `clock` must outlive the snapshotter. `start` is the last
+  // command of the writer's state: every later one comes to Committed().
+  Snapshotter(store::CommandLog& store, Clock& clock, SnapshotOptions options,
+              int64_t start);
+  ~Snapshotter();
+  Snapshotter(const Snapshotter&) = delete;
+  Snapshotter& operator=(const Snapshotter&) = delete;
+
+  // The commands of a batch the store committed, in order. Quick: they are
+  // applied on the snapshotter's thread.
+  void Committed(std::vector<pb::Command> commands);
+
+  // Applies what was committed, stores a last snapshot if one is due, and
+  // joins the thread. Idempotent.
+  void Stop();
+
+  SnapshotStats stats() const;
+
+ private:
+  void Run();
+  // Builds the shadow from the store; false (logged) when it cannot.
+  bool StartShadow();
+  // Builds the shadow if there is none, applies `waiting` to it, and
+  // stores a snapshot if one is due; false (logged) on failure.
+  bool StartAndStore(std::deque<std::vector<pb::Command>>& waiting);
+  // Applies `commands` to the shadow; false (logged) on a disagreement.
+  bool Apply(const std::vector<pb::Command>& commands);
+  bool Due() const;
+  void Store();
+  void Disable(const std::string& why);
+
+  store::CommandLog& store_;
+  Clock& clock_;
+  const SnapshotOptions options_;
+  const int64_t start_;
+
+  mutable absl::Mutex mu_;
+  std::deque<std::vector<pb::Command>> queue_ ABSL_GUARDED_BY(mu_);
+  int64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool disabled_ ABSL_GUARDED_BY(mu_) = false;
+  bool behind_ ABSL_GUARDED_BY(mu_) = false;  // past kMaxBehind
+  SnapshotStats stats_ ABSL_GUARDED_BY(mu_);
+
+  // Owned by the thread.
+  std::unique_ptr<core::StateMachine> shadow_;
+  int64_t saved_at_ = 0;  // position of the newest snapshot stored
+  int64_t position_ = 0;  // of the last command committed
+  int64_t work_ = 0;      // commands and records committed since
+  absl::Time saved_time_;     // by the clock, for `interval`
+  absl::Time stored_at_;      // by the machine's, for `pause`
+  absl::Duration last_cost_;  // CPU time saving and storing the last took
+
+  std::thread thread_;
+};
+
+}  // namespace computevoucher::engine
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_ENGINE_SNAPSHOTTER_H_
