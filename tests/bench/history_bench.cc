@@ -4,8 +4,9 @@
 // — writer_bench's world: 64 agent clusters, each with one-GPU allocations,
 // reporting one record per allocation per command — and, at 1×, 2× and 4×
 // a base number of accepted usage records (the same store, grown), measures
-// in a fresh process what a restart costs: the cold start (opening the store
-// and replaying it into the writer), the resident memory after it, and a
+// in a fresh process what a restart costs: the cold start (opening the store,
+// loading its newest snapshot and replaying the commands after it into the
+// writer), the resident memory after it, and a
 // full `verify` (replay from the first command, every journal entry
 // checked) in records per second; and the store's bytes per record. The
 // targets are printed beside the figures. Deterministic: no randomness;
