@@ -30,6 +30,7 @@ using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::SizeIs;
 
 constexpr int kVouchers = 23;
@@ -222,9 +223,12 @@ TEST_P(SnapshotTest, TheWriterGoesOnWhenSnapshotsCannotBeStored) {
                 IsOk());
   }
   writer->Stop();
+  // One or two, as the snapshotter's thread caught up before or after the
+  // switch: at least the newest is stored.
   EXPECT_GT(writer->stats().snapshots.snapshots, 0);
   ASSERT_OK_AND_ASSIGN(positions, store.ListSnapshots());
-  EXPECT_THAT(positions, SizeIs(1));
+  ASSERT_THAT(positions, Not(IsEmpty()));
+  EXPECT_GE(positions[0], HeadOf(store).command_sequence - 5);
   EXPECT_EQ(RecoveredDigest(store), Digest(*writer));
 }
 
