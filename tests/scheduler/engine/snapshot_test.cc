@@ -61,22 +61,30 @@ class SnapshotTest : public WriterTest,
   }
 
   // The world and kVouchers vouchers, through a writer that stores a
-  // snapshot every 5 commands, two kept; the writer is stopped after.
+  // snapshot every 5 commands, two kept, stopped and started again half
+  // way. A stopped writer's snapshotter has applied every committed batch
+  // and stored a snapshot if 5 or more commands came after the last one,
+  // so each half leaves one at least: two are stored, whatever the pace of
+  // the snapshotter's thread.
   void Populate() {
     std::unique_ptr<Store> store = Open();
     ASSERT_NE(store, nullptr);
-    std::unique_ptr<Writer> writer = OpenWriter(*store, options_);
-    ASSERT_NE(writer, nullptr);
-    ASSERT_NO_FATAL_FAILURE(SubmitWorld(*writer));
-    for (int i = 0; i < kVouchers; ++i) {
-      ASSERT_THAT(writer->Submit(IssueCommand(absl::StrCat("issue-", i),
-                                              "E-000001", 1'000 + i)),
-                  IsOk());
+    for (int half = 0; half < 2; ++half) {
+      std::unique_ptr<Writer> writer = OpenWriter(*store, options_);
+      ASSERT_NE(writer, nullptr);
+      if (half == 0) {
+        ASSERT_NO_FATAL_FAILURE(SubmitWorld(*writer));
+      }
+      for (int i = half * kVouchers / 2; i < (half + 1) * kVouchers / 2; ++i) {
+        ASSERT_THAT(writer->Submit(IssueCommand(absl::StrCat("issue-", i),
+                                                "E-000001", 1'000 + i)),
+                    IsOk());
+      }
+      digest_ = Digest(*writer);
+      writer->Stop();
+      EXPECT_EQ(writer->stats().snapshots.failures, 0);
+      EXPECT_GT(writer->stats().snapshots.snapshots, 0);
     }
-    digest_ = Digest(*writer);
-    writer->Stop();
-    EXPECT_EQ(writer->stats().snapshots.failures, 0);
-    EXPECT_GT(writer->stats().snapshots.snapshots, 2);
     head_ = HeadOf(*store).command_sequence;
   }
 
@@ -108,7 +116,7 @@ TEST_P(SnapshotTest, StartUpLoadsTheNewestAndReplaysOnlyTheCommandsAfterIt) {
   ASSERT_OK_AND_ASSIGN(const std::vector<int64_t> positions,
                        store->ListSnapshots());
   ASSERT_THAT(positions, SizeIs(2));
-  EXPECT_GE(positions[0], head_ - 5);
+  EXPECT_GT(positions[0], head_ - 5);
 
   ReplayReport full = FullReplay(*store);
   EXPECT_THAT(full.violations, IsEmpty())
