@@ -3,8 +3,10 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "scheduler/engine/log.h"
 #include "scheduler/engine/snapshots.h"
 
 namespace computevoucher::engine {
@@ -175,13 +177,25 @@ absl::StatusOr<ReplayReport> Replay(store::CommandLog& store,
   return replayer.Finish();
 }
 
+std::string DescribeStart(const ReplayReport& report) {
+  if (report.snapshot == 0) {
+    return absl::StrCat(report.commands, " commands replayed from the first");
+  }
+  return absl::StrCat("the snapshot at command ", report.snapshot, ", then ",
+                      report.commands, " commands replayed");
+}
+
 absl::StatusOr<std::unique_ptr<core::StateMachine>> Recover(
     store::CommandLog& store) {
+  const absl::Time start = absl::Now();
   ASSIGN_OR_RETURN(Recovered recovered, LoadNewestSnapshot(store));
   Replayer replayer(store, *recovered.state);
   RETURN_IF_ERROR(replayer.CatchUp().status());
   ASSIGN_OR_RETURN(const ReplayReport report, replayer.Finish());
   RETURN_IF_ERROR(CheckReport(report));
+  Log(absl::StrCat("state recovered in ",
+                   absl::FormatDuration(absl::Now() - start), ": ",
+                   DescribeStart(report)));
   return std::move(recovered.state);
 }
 

@@ -93,6 +93,10 @@ absl::Status CheckReport(const ReplayReport& report);
 absl::StatusOr<ReplayReport> Replay(store::CommandLog& store,
                                     core::StateMachine& state);
 
+// Where a replay started and how much it replayed, for the log: "the
+// snapshot at command S, then N commands replayed".
+std::string DescribeStart(const ReplayReport& report);
+
 // Start-up and takeover: the newest sound snapshot, then the commands after
 // it replayed and checked as Replay does. DataLoss when that breaks an
 // invariant. Errors are I/O errors only otherwise.

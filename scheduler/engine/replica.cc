@@ -1,10 +1,10 @@
 #include "scheduler/engine/replica.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "scheduler/engine/log.h"
 #include "scheduler/engine/snapshots.h"
 
 namespace computevoucher::engine {
@@ -12,11 +12,6 @@ namespace {
 
 // Commands a follower replays between two looks at whether it leads.
 constexpr int64_t kStandbyChunk = 4096;
-
-void Log(const std::string& line) {
-  std::printf("voucher-scheduler: %s\n", line.c_str());
-  std::fflush(stdout);
-}
 
 }  // namespace
 
@@ -223,7 +218,7 @@ absl::Status Replica::Lead(int64_t token) {
                    " (fencing token ", token, "); state caught up with ",
                    report->commands - before, " more commands in ",
                    absl::FormatDuration(clock_.Now() - start), " (",
-                   report->commands, " in all)"));
+                   DescribeStart(*report), ")"));
   if (options_.on_change) options_.on_change(true);
   return absl::OkStatus();
 }

@@ -3,12 +3,12 @@
 #include <zlib.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "scheduler/engine/log.h"
 
 namespace computevoucher::engine {
 
@@ -114,12 +114,8 @@ absl::StatusOr<Recovered> LoadNewestSnapshot(store::CommandLog& log) {
       out.position = position;
       return out;
     }
-    std::fprintf(stderr,
-                 "voucher-scheduler: snapshot at command %lld refused, "
-                 "trying an older one: %s\n",
-                 static_cast<long long>(position),
-                 std::string(loaded.message()).c_str());
-    std::fflush(stderr);
+    Log(absl::StrCat("snapshot at command ", position,
+                     " refused, trying an older one: ", loaded.message()));
     out.refused.push_back(std::string(loaded.message()));
   }
   out.state = std::make_unique<core::StateMachine>();

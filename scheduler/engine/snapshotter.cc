@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <time.h>
 
-#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "scheduler/engine/log.h"
 #include "scheduler/engine/snapshots.h"
 
 namespace computevoucher::engine {
@@ -29,11 +29,6 @@ absl::Duration ThreadCpu() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return absl::DurationFromTimespec(ts);
-}
-
-void Log(const std::string& line) {
-  std::fprintf(stderr, "voucher-scheduler: %s\n", line.c_str());
-  std::fflush(stderr);
 }
 
 }  // namespace

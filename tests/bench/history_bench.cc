@@ -11,6 +11,12 @@
 // checked) in records per second; and the store's bytes per record. The
 // targets are printed beside the figures. Deterministic: no randomness;
 // record times follow the machine's clock.
+//
+// With --postgres the program lives in that (empty) PostgreSQL database
+// instead, and each size also measures a follower's takeover: a leader and
+// a follower replica in processes of their own, the follower's standby
+// caught up, the leader killed with SIGKILL, and the time until the
+// follower leads (the lease, --lease_s, expiring included).
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +39,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -41,10 +48,12 @@
 #include "common/time_util.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/engine/replay.h"
+#include "scheduler/engine/replica.h"
 #include "scheduler/engine/writer.h"
-#include "scheduler/store/sqlite_store.h"
+#include "scheduler/store/open_store.h"
 #include "tests/bench/bench_util.h"
 #include "tests/bench/writer_bench_world.h"
+#include "tests/testing/binaries.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/world.h"
 
@@ -59,9 +68,16 @@ ABSL_FLAG(int, allocations_per_cluster, 32,
 ABSL_FLAG(std::string, dir, "",
           "Directory for the temporary data directory; default $TMPDIR or "
           "/tmp.");
+ABSL_FLAG(std::string, postgres, "",
+          "Grow the program in this empty PostgreSQL database (a URL) instead "
+          "of the embedded store, and measure follower takeover too.");
+ABSL_FLAG(int, lease_s, 1,
+          "The replicas' lease in seconds for the takeover (1..300).");
 ABSL_FLAG(std::string, measure, "",
           "Internal: measure a restart of the store in this data directory "
           "and print one line of figures.");
+ABSL_FLAG(std::string, replica, "",
+          "Internal: run as the takeover's leader or follower replica.");
 
 namespace computevoucher::bench::history_bench {
 namespace {
@@ -75,6 +91,18 @@ constexpr double kRssGrowthTarget = 0.10;
 constexpr double kRssTargetBytes = 1024.0 * 1024 * 1024;
 constexpr double kBytesPerRecordTarget = 64;
 constexpr double kVerifyTargetPerS = 500'000;
+constexpr double kTakeoverTargetS = 3.0;
+
+// The store the program lives in: PostgreSQL when --postgres names one, the
+// embedded store in `data_dir` otherwise.
+pb::SchedulerConfig StoreConfig(const std::string& data_dir) {
+  pb::SchedulerConfig config;
+  config.set_data_dir(data_dir);
+  config.set_store(absl::GetFlag(FLAGS_postgres));
+  return config;
+}
+
+bool OnPostgres() { return !absl::GetFlag(FLAGS_postgres).empty(); }
 
 // What a restart cost, as measured in a fresh process.
 struct Restart {
@@ -107,6 +135,25 @@ int64_t DirectoryBytes(const std::string& dir) {
   return total;
 }
 
+// The bytes the store takes: its data directory's files, or the
+// PostgreSQL database's size (as psql reports it).
+absl::StatusOr<int64_t> StoreBytes(const std::string& data_dir) {
+  if (!OnPostgres()) return DirectoryBytes(data_dir);
+  const std::string command = absl::StrCat(
+      "psql '", absl::GetFlag(FLAGS_postgres),
+      "' -Atc 'SELECT pg_database_size(current_database())'");
+  FILE* psql = popen(command.c_str(), "r");
+  if (psql == nullptr) return absl::InternalError("cannot run psql");
+  char line[64] = {0};
+  const bool read = std::fgets(line, sizeof(line), psql) != nullptr;
+  int64_t bytes = 0;
+  if (pclose(psql) != 0 || !read ||
+      !absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &bytes)) {
+    return absl::InternalError(absl::StrCat("psql failed: ", line));
+  }
+  return bytes;
+}
+
 // The child's side: opens the store and the writer as a restarting
 // scheduler does, then verifies it as `voucher-scheduler verify` does.
 absl::StatusOr<Restart> MeasureRestart(const std::string& data_dir) {
@@ -116,7 +163,7 @@ absl::StatusOr<Restart> MeasureRestart(const std::string& data_dir) {
   {
     ASSIGN_OR_RETURN(
         std::unique_ptr<store::Store> store,
-        store::OpenSqliteStore(data_dir, store::OpenMode::kReadWrite));
+        store::OpenStore(StoreConfig(data_dir), store::OpenMode::kReadWrite));
     ASSIGN_OR_RETURN(std::unique_ptr<engine::Writer> writer,
                      engine::Writer::Open(*store, clock));
     r.cold_start_s = Seconds(std::chrono::steady_clock::now() - t0);
@@ -125,7 +172,7 @@ absl::StatusOr<Restart> MeasureRestart(const std::string& data_dir) {
   const auto t1 = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(
       std::unique_ptr<store::Store> store,
-      store::OpenSqliteStore(data_dir, store::OpenMode::kReadOnly));
+      store::OpenStore(StoreConfig(data_dir), store::OpenMode::kReadOnly));
   core::StateMachine replayed;
   ASSIGN_OR_RETURN(const engine::ReplayReport report,
                    engine::Replay(*store, replayed));
@@ -138,7 +185,8 @@ absl::StatusOr<Restart> MeasureRestart(const std::string& data_dir) {
 // The parent's side: runs this binary with --measure and reads its line.
 absl::StatusOr<Restart> RestartInChild(const std::string& data_dir) {
   const std::string command =
-      absl::StrCat("/proc/", getpid(), "/exe --measure='", data_dir, "'");
+      absl::StrCat("/proc/", getpid(), "/exe --measure='", data_dir,
+                   "' --postgres='", absl::GetFlag(FLAGS_postgres), "'");
   FILE* child = popen(command.c_str(), "r");
   if (child == nullptr) return absl::InternalError("cannot start the child");
   char line[512] = {0};
@@ -154,6 +202,100 @@ absl::StatusOr<Restart> RestartInChild(const std::string& data_dir) {
     return absl::InternalError(absl::StrCat("measuring child failed: ", line));
   }
   return r;
+}
+
+// Reads the number that follows `prefix` in `log` to the end of its line.
+bool NumberAfter(const std::string& log, const std::string& prefix,
+                 int64_t* out) {
+  const size_t at = log.find(prefix);
+  if (at == std::string::npos) return false;
+  const size_t from = at + prefix.size();
+  return absl::SimpleAtoi(log.substr(from, log.find('\n', from) - from), out);
+}
+
+// The child's side of a takeover: a replica of the PostgreSQL store. The
+// leader says "leader ready" and waits to be killed; the follower waits until
+// it leads, says "led at <Unix ns>", and resigns.
+int RunReplica(const std::string& role) {
+  RealClock clock;
+  absl::StatusOr<std::unique_ptr<store::Store>> store =
+      store::OpenStore(StoreConfig(""), store::OpenMode::kReplica);
+  if (!store.ok()) {
+    std::printf("error %s\n", store.status().ToString().c_str());
+    return 1;
+  }
+  engine::ReplicaOptions options;
+  options.lease = absl::Seconds(absl::GetFlag(FLAGS_lease_s));
+  engine::Replica replica(**store, clock, options);
+  const absl::Status started =
+      replica.Start(role == "leader" ? "127.0.0.1:1" : "127.0.0.1:2");
+  if (!started.ok()) {
+    std::printf("error %s\n", started.ToString().c_str());
+    return 1;
+  }
+  // A lease left by an earlier holder may have to expire first.
+  while (role == "leader" && !replica.leading()) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  if (role == "leader") {
+    std::printf("leader ready\n");
+    std::fflush(stdout);
+    while (true) absl::SleepFor(absl::Hours(1));
+  }
+  while (!replica.leading()) absl::SleepFor(absl::Milliseconds(1));
+  std::printf("led at %lld\n",
+              static_cast<long long>(absl::ToUnixNanos(absl::Now())));
+  std::fflush(stdout);
+  replica.Stop();
+  return 0;
+}
+
+// The parent's side: starts a leader and then a follower, waits until the
+// follower's standby state has caught up, kills the leader, and returns the
+// seconds until the follower led. Their logs go to `log_dir`, named by
+// `size`.
+absl::StatusOr<double> MeasureTakeover(const std::string& log_dir,
+                                       int64_t size) {
+  const std::string exe = std::filesystem::read_symlink("/proc/self/exe");
+  auto args = [&](const std::string& role) {
+    return std::vector<std::string>{
+        exe, "--replica=" + role,
+        "--postgres=" + absl::GetFlag(FLAGS_postgres),
+        absl::StrCat("--lease_s=", absl::GetFlag(FLAGS_lease_s))};
+  };
+  auto says = [](testing::ChildProcess& child, absl::string_view what) {
+    return testing::PollUntil(
+        [&] {
+          return absl::StrContains(child.Log(), what) || !child.Running();
+        },
+        absl::Minutes(10)) &&
+           absl::StrContains(child.Log(), what);
+  };
+  testing::ChildProcess leader(args("leader"),
+                               absl::StrCat(log_dir, "/leader-", size, ".log"));
+  if (!says(leader, "leader ready")) {
+    return absl::InternalError(absl::StrCat("the leader did not lead: ",
+                                            leader.Log()));
+  }
+  testing::ChildProcess follower(
+      args("follower"), absl::StrCat(log_dir, "/follower-", size, ".log"));
+  if (!says(follower, "standby: caught up")) {
+    return absl::InternalError(absl::StrCat(
+        "the follower's standby did not catch up: ", follower.Log()));
+  }
+  const absl::Time killed = absl::Now();
+  leader.Stop(SIGKILL);
+  int64_t led_ns = 0;
+  if (!says(follower, "led at ") || follower.Wait(absl::Minutes(1)) != 0 ||
+      !NumberAfter(follower.Log(), "led at ", &led_ns)) {
+    return absl::InternalError(
+        absl::StrCat("the follower did not take over: ", follower.Log()));
+  }
+  if (absl::FromUnixNanos(led_ns) < killed) {
+    return absl::InternalError(absl::StrCat(
+        "the follower led before the leader was killed: ", follower.Log()));
+  }
+  return absl::ToDoubleSeconds(absl::FromUnixNanos(led_ns) - killed);
 }
 
 // Reports one record for each allocation of `slot` through `writer`, up to
@@ -231,15 +373,19 @@ struct Row {
   int64_t records = 0;
   Restart restart;
   int64_t store_bytes = 0;
+  double takeover_s = -1;  // -1: not measured (embedded store)
 };
 
 void Print(const std::vector<Row>& rows) {
-  std::printf("\n%12s %12s %12s %14s %12s %16s\n", "records", "cold start s",
-              "RSS MiB", "store B/record", "verify s", "verify records/s");
+  std::printf("\n%12s %12s %12s %12s %14s %12s %16s\n", "records",
+              "cold start s", "takeover s", "RSS MiB", "store B/record",
+              "verify s", "verify records/s");
   for (const Row& row : rows) {
-    std::printf("%12s %12.2f %12.1f %14.1f %12.2f %16s\n",
+    const std::string takeover =
+        row.takeover_s < 0 ? "-" : absl::StrFormat("%.2f", row.takeover_s);
+    std::printf("%12s %12.2f %12s %12.1f %14.1f %12.2f %16s\n",
                 Rate(static_cast<double>(row.records)).c_str(),
-                row.restart.cold_start_s,
+                row.restart.cold_start_s, takeover.c_str(),
                 static_cast<double>(row.restart.rss_bytes) / (1 << 20),
                 static_cast<double>(row.store_bytes) / row.records,
                 row.restart.verify_s,
@@ -251,8 +397,9 @@ const char* Verdict(bool met) { return met ? "PASS" : "BELOW"; }
 
 void PrintTargets(const std::vector<Row>& rows) {
   double worst_start = 0, worst_bytes = 0, worst_verify = 1e18;
-  double rss_max = 0;
+  double rss_max = 0, worst_takeover = -1;
   for (const Row& row : rows) {
+    worst_takeover = std::max(worst_takeover, row.takeover_s);
     worst_start = std::max(worst_start, row.restart.cold_start_s);
     worst_bytes = std::max(worst_bytes,
                            static_cast<double>(row.store_bytes) / row.records);
@@ -276,8 +423,17 @@ void PrintTargets(const std::vector<Row>& rows) {
   std::printf("%-40s %14s  %-22s %s\n", "full verify, records/s",
               Rate(worst_verify).c_str(), ">= 500,000/s",
               Verdict(worst_verify >= kVerifyTargetPerS));
-  std::printf("%-40s %14s  %-22s %s\n", "follower takeover, s", "-", "< 3 s",
-              "not measured (SQLite: one process per store)");
+  if (worst_takeover < 0) {
+    std::printf("%-40s %14s  %-22s %s\n", "follower takeover, s", "-",
+                "< 3 s", "not measured (embedded store: give --postgres)");
+  } else {
+    std::printf("%-40s %14.2f  %-22s %s\n", "follower takeover, s",
+                worst_takeover,
+                absl::StrCat("< 3 s (lease ", absl::GetFlag(FLAGS_lease_s),
+                             " s)")
+                    .c_str(),
+                Verdict(worst_takeover < kTakeoverTargetS));
+  }
 }
 
 // The sizes --records and --multiples ask for, ascending; empty when they
@@ -303,9 +459,12 @@ std::vector<int64_t> Sizes() {
 // The program being grown: its store, writer and the agents' meters.
 class Program {
  public:
-  explicit Program(std::string data_dir) : data_dir_(std::move(data_dir)) {}
+  // `dir`: for the data directory and the takeover's logs.
+  explicit Program(const std::string& dir)
+      : dir_(dir), data_dir_(dir + "/data") {}
 
   absl::Status Create(int per_cluster) {
+    ASSIGN_OR_RETURN(empty_bytes_, StoreBytes(dir_));
     RETURN_IF_ERROR(Open());
     ASSIGN_OR_RETURN(slots_, writer_bench::Setup(*writer_, per_cluster));
     return absl::OkStatus();
@@ -324,21 +483,27 @@ class Program {
     writer_->Stop();
     writer_.reset();
     store_.reset();
-    row.store_bytes = DirectoryBytes(data_dir_);
+    ASSIGN_OR_RETURN(row.store_bytes, StoreBytes(data_dir_));
+    row.store_bytes -= empty_bytes_;
     ASSIGN_OR_RETURN(row.restart, RestartInChild(data_dir_));
+    if (OnPostgres()) {
+      ASSIGN_OR_RETURN(row.takeover_s, MeasureTakeover(dir_, row.records));
+    }
     RETURN_IF_ERROR(Open());
     return row;
   }
 
  private:
   absl::Status Open() {
-    ASSIGN_OR_RETURN(
-        store_, store::OpenSqliteStore(data_dir_, store::OpenMode::kReadWrite));
+    ASSIGN_OR_RETURN(store_, store::OpenStore(StoreConfig(data_dir_),
+                                              store::OpenMode::kReadWrite));
     ASSIGN_OR_RETURN(writer_, engine::Writer::Open(*store_, clock_));
     return absl::OkStatus();
   }
 
+  const std::string dir_;
   const std::string data_dir_;
+  int64_t empty_bytes_ = 0;  // of the store before the program
   RealClock clock_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<engine::Writer> writer_;  // closed before the store
@@ -348,10 +513,13 @@ class Program {
 int Run() {
   const std::vector<int64_t> sizes = Sizes();
   const int per_cluster = absl::GetFlag(FLAGS_allocations_per_cluster);
-  if (sizes.empty() || per_cluster < 1 || per_cluster > 1024) {
+  const int lease_s = absl::GetFlag(FLAGS_lease_s);
+  if (sizes.empty() || per_cluster < 1 || per_cluster > 1024 || lease_s < 1 ||
+      lease_s > 300) {
     std::fprintf(stderr,
                  "usage: history_bench [--records N] [--multiples "
-                 "1,2,4] [--allocations_per_cluster 1..1024]\n");
+                 "1,2,4] [--allocations_per_cluster 1..1024] [--postgres URL "
+                 "[--lease_s 1..300]]\n");
     return 2;
   }
   absl::StatusOr<testing::TempDir> temp =
@@ -360,14 +528,16 @@ int Run() {
     std::fprintf(stderr, "%s\n", temp.status().ToString().c_str());
     return 1;
   }
-  const std::string data_dir = temp->path() + "/data";
   std::printf(
       "history_bench: what a program's history costs a restart\n"
-      "  data directory   %s (%s), removed at exit\n"
+      "  store            %s\n"
+      "  data directory   %s/data (%s), removed at exit\n"
       "  workload         64 agent clusters x %d one-GPU allocations; "
       "one record per allocation per ReportUsage\n",
-      data_dir.c_str(), FileSystemType(temp->path()).c_str(), per_cluster);
-  Program program(data_dir);
+      OnPostgres() ? "PostgreSQL (--postgres)" : "embedded (SQLite)",
+      temp->path().c_str(), FileSystemType(temp->path()).c_str(),
+      per_cluster);
+  Program program(temp->path());
   std::vector<Row> rows;
   absl::Status status = program.Create(per_cluster);
   for (size_t i = 0; status.ok() && i < sizes.size(); ++i) {
@@ -404,6 +574,9 @@ int main(int argc, char** argv) {
   namespace hb = computevoucher::bench::history_bench;
   if (!absl::GetFlag(FLAGS_measure).empty()) {
     return hb::RunChild(absl::GetFlag(FLAGS_measure));
+  }
+  if (!absl::GetFlag(FLAGS_replica).empty()) {
+    return hb::RunReplica(absl::GetFlag(FLAGS_replica));
   }
   return hb::Run();
 }

@@ -89,6 +89,9 @@ ABSL_FLAG(std::string, postgres, "",
           "Also measure the scheduler on PostgreSQL: the URL of an empty "
           "database (postgresql://user@host:port/dbname), which the run "
           "fills; its figures print beside the SQLite ones.");
+ABSL_FLAG(int64_t, snapshot_every, 0,
+          "The scheduler's --snapshot-every (0: its default); 1000000000 "
+          "keeps snapshots out of the run, to see what they cost.");
 ABSL_FLAG(std::string, dir, "",
           "Directory in which the bench makes (and at the end removes) its "
           "temporary data directory; default $TMPDIR or /tmp. Put it on the "
@@ -153,6 +156,7 @@ absl::StatusOr<std::unique_ptr<scheduler::SchedulerServer>> StartScheduler(
   config.set_heartbeat_interval_s(10);
   // No heartbeats during the run: keep the clusters from being lost.
   config.set_cluster_silence_s(3600);
+  config.set_snapshot_every(absl::GetFlag(FLAGS_snapshot_every));
   return scheduler::SchedulerServer::Start(config, clock);
 }
 
