@@ -20,7 +20,9 @@ using computevoucher::v1::JournalEntry;
 // that the chain survives any change of serialisation library.
 void PutInt(std::string* out, int64_t v) {
   const auto u = static_cast<uint64_t>(v);
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(u >> (8 * i)));
+  char bytes[8];  // little-endian
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(u >> (8 * i));
+  out->append(bytes, sizeof(bytes));
 }
 
 void PutString(std::string* out, absl::string_view s) {
@@ -54,8 +56,10 @@ bool IsSourceAccount(absl::string_view account) {
          absl::EndsWith(account, "/source");
 }
 
-std::string EntryHash(const JournalEntry& e) {
-  thread_local std::string buf;
+namespace {
+
+// What EntryHash hashes, in `buf`.
+void PutContents(const JournalEntry& e, std::string& buf) {
   buf.clear();
   PutString(&buf, e.prev_hash());
   PutInt(&buf, e.sequence());
@@ -73,7 +77,31 @@ std::string EntryHash(const JournalEntry& e) {
   PutInt(&buf, e.time().nanos());
   PutString(&buf, e.memo());
   PutInt(&buf, e.command_sequence());
+}
+
+}  // namespace
+
+std::string EntryHash(const JournalEntry& e) {
+  thread_local std::string buf;
+  PutContents(e, buf);
   return Sha256(buf);
+}
+
+bool SameContents(const JournalEntry& a, const JournalEntry& b) {
+  // The fields of PutContents, the cheapest compared first.
+  return a.sequence() == b.sequence() && a.kind() == b.kind() &&
+         a.amount_fen() == b.amount_fen() &&
+         a.usage_sequence() == b.usage_sequence() &&
+         a.command_sequence() == b.command_sequence() &&
+         a.time().seconds() == b.time().seconds() &&
+         a.time().nanos() == b.time().nanos() &&
+         a.prev_hash() == b.prev_hash() &&
+         a.debit_account() == b.debit_account() &&
+         a.credit_account() == b.credit_account() &&
+         a.program_id() == b.program_id() && a.voucher_id() == b.voucher_id() &&
+         a.allocation_id() == b.allocation_id() &&
+         a.provider_id() == b.provider_id() &&
+         a.idempotency_key() == b.idempotency_key() && a.memo() == b.memo();
 }
 
 Ledger::Ledger() : last_hash_(kSha256Bytes, '\0') {}

@@ -38,6 +38,11 @@ bool IsSourceAccount(absl::string_view account);
 // `hash`) to its predecessor.
 std::string EntryHash(const computevoucher::v1::JournalEntry& entry);
 
+// Whether `a` and `b` agree on every field EntryHash hashes (all but
+// `hash`).
+bool SameContents(const computevoucher::v1::JournalEntry& a,
+                  const computevoucher::v1::JournalEntry& b);
+
 class Ledger {
  public:
   Ledger();

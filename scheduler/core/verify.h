@@ -35,8 +35,11 @@ class JournalVerifier {
   // added. Requires that no entry was added yet.
   void StartFrom(const StateMachine& state);
 
-  // Checks `entry` against its predecessor and the running balances.
-  void Add(const pb::JournalEntry& entry);
+  // Checks `entry` against its predecessor and the running balances, and
+  // its hash against its contents unless `hash_checked` says the caller
+  // has (replay, which found it equal to the entry the ledger posted and
+  // hashed).
+  void Add(const pb::JournalEntry& entry, bool hash_checked = false);
 
   // Compares what the entries added so far imply with `state` (rebuilt by
   // replaying the command log, or kept live) and returns every violation
