@@ -1,6 +1,7 @@
 #include "scheduler/engine/replay.h"
 
 #include <deque>
+#include <future>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -16,7 +17,9 @@ constexpr int kChunk = 4096;
 
 }  // namespace
 
-// Stored journal entries, read in chunks as replay consumes them.
+// Stored journal entries, read in chunks as replay consumes them. After a
+// full chunk the next one is read on a thread of its own while replay
+// works through this one, so that reading overlaps applying.
 class Replayer::JournalCursor {
  public:
   JournalCursor(store::CommandLog& store, int64_t after)
@@ -26,10 +29,17 @@ class Replayer::JournalCursor {
   // later are read by a later call).
   absl::StatusOr<std::optional<pb::JournalEntry>> Next() {
     if (buffer_.empty()) {
-      ASSIGN_OR_RETURN(std::vector<pb::JournalEntry> chunk,
-                       store_.ReadJournal(after_, kChunk));
-      for (pb::JournalEntry& e : chunk) buffer_.push_back(std::move(e));
+      absl::StatusOr<std::vector<pb::JournalEntry>> chunk =
+          ahead_.valid() ? ahead_.get() : Read(after_);
+      // Read ahead of time, it may have missed entries stored since.
+      if (chunk.ok() && chunk->empty()) chunk = Read(after_);
+      RETURN_IF_ERROR(chunk.status());
+      for (pb::JournalEntry& e : *chunk) buffer_.push_back(std::move(e));
       if (!buffer_.empty()) after_ = buffer_.back().sequence();
+      if (chunk->size() == static_cast<size_t>(kChunk)) {
+        ahead_ = std::async(std::launch::async,
+                            [this, after = after_] { return Read(after); });
+      }
     }
     if (buffer_.empty()) return std::nullopt;
     pb::JournalEntry e = std::move(buffer_.front());
@@ -38,9 +48,15 @@ class Replayer::JournalCursor {
   }
 
  private:
+  absl::StatusOr<std::vector<pb::JournalEntry>> Read(int64_t after) {
+    return store_.ReadJournal(after, kChunk);
+  }
+
   store::CommandLog& store_;
   int64_t after_;
   std::deque<pb::JournalEntry> buffer_;
+  // The chunk after `buffer_`, being read; waited for on destruction.
+  std::future<absl::StatusOr<std::vector<pb::JournalEntry>>> ahead_;
 };
 
 Replayer::Replayer(store::CommandLog& store, core::StateMachine& state)
