@@ -14,6 +14,10 @@
 namespace computevoucher::agent::slurm {
 namespace {
 
+// Most GPUs of one type a node's GRES may name: far above any machine, and
+// far below where a sum of counts could overflow.
+constexpr int kMaxGresGpus = 1'000'000;
+
 std::optional<absl::Time> ParseTime(absl::string_view text) {
   int64_t seconds = 0;
   if (!absl::SimpleAtoi(text, &seconds) || seconds <= 0) return std::nullopt;
@@ -110,7 +114,13 @@ absl::StatusOr<std::map<std::string, int>> ParseGpuGres(absl::string_view gres) 
       return absl::InternalError(
           absl::StrCat("cannot read Slurm's GRES ", Quoted(gres)));
     }
-    gpus[type] += count;
+    int& total = gpus[type];
+    if (count < 0 || count > kMaxGresGpus - total) {
+      return absl::InternalError(absl::StrCat(
+          "cannot read Slurm's GRES ", Quoted(gres), ": GPU counts must be 0..",
+          kMaxGresGpus, " a type"));
+    }
+    total += count;
   }
   return gpus;
 }

@@ -61,7 +61,9 @@ absl::StatusOr<std::vector<Step>> ParseSteps(absl::string_view text);
 absl::StatusOr<std::vector<Node>> ParseNodes(absl::string_view text);
 
 // "gpu:h100:4(S:0-1),gpu:a100:2,license:1" → {h100: 4, a100: 2}: GPUs per
-// type, other GRES ignored. "(null)" and "" are none.
+// type, other GRES ignored. "(null)" and "" are none. A count that is not
+// a number, is negative, or makes a type's total exceed 1,000,000 is an
+// error.
 absl::StatusOr<std::map<std::string, int>> ParseGpuGres(absl::string_view gres);
 
 // Elapsed time as squeue prints it: [days-][hours:]minutes:seconds.

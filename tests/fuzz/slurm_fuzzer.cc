@@ -21,8 +21,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)slurm::ParseSteps(text);
   if (auto nodes = slurm::ParseNodes(text); nodes.ok()) {
     for (const slurm::Node& n : *nodes) {
-      for (const auto& [type, count] : n.gpus) {
-        if (count < 0 && type.empty()) std::abort();
+      for (const auto& gpus : {n.gpus, n.gpus_used}) {
+        for (const auto& [type, count] : gpus) {
+          if (count < 0) std::abort();
+        }
       }
       (void)slurm::IsUsable(n.state);
     }

@@ -73,6 +73,16 @@ TEST(ParseGpuGres, CountsGpusPerTypeAndIgnoresTheRest) {
     EXPECT_EQ(*got, want) << text;
   }
   EXPECT_FALSE(ParseGpuGres("gpu:h100:many").ok());
+  // Found by the fuzzer: a negative count was taken as it is, and large
+  // ones could overflow the sum.
+  EXPECT_FALSE(ParseGpuGres("gpu:-1").ok());
+  EXPECT_FALSE(ParseGpuGres("gpu:h100:-4").ok());
+  EXPECT_FALSE(ParseGpuGres("gpu:h100:2000000000,gpu:h100:2000000000").ok());
+  EXPECT_FALSE(ParseGpuGres("gpu:1000001").ok());
+  EXPECT_FALSE(ParseGpuGres("gpu:h100:600000,gpu:h100:400001").ok());
+  ASSERT_TRUE(ParseGpuGres("gpu:h100:600000,gpu:h100:400000").ok());
+  EXPECT_EQ(ParseGpuGres("gpu:h100:600000,gpu:h100:400000")->at("h100"),
+            1'000'000);
 }
 
 TEST(ParseNodes, ReadsSinfoColumns) {
