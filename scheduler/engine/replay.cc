@@ -29,10 +29,11 @@ class Replayer::JournalCursor {
   // later are read by a later call).
   absl::StatusOr<std::optional<pb::JournalEntry>> Next() {
     if (buffer_.empty()) {
+      const bool read_ahead = ahead_.valid();
       absl::StatusOr<std::vector<pb::JournalEntry>> chunk =
-          ahead_.valid() ? ahead_.get() : Read(after_);
+          read_ahead ? ahead_.get() : Read(after_);
       // Read ahead of time, it may have missed entries stored since.
-      if (chunk.ok() && chunk->empty()) chunk = Read(after_);
+      if (read_ahead && chunk.ok() && chunk->empty()) chunk = Read(after_);
       RETURN_IF_ERROR(chunk.status());
       for (pb::JournalEntry& e : *chunk) buffer_.push_back(std::move(e));
       if (!buffer_.empty()) after_ = buffer_.back().sequence();

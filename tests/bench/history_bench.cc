@@ -127,8 +127,10 @@ int64_t ResidentBytes() {
   return 0;
 }
 
+// The bytes of the files in `dir`; 0 when it does not exist yet.
 int64_t DirectoryBytes(const std::string& dir) {
   int64_t total = 0;
+  if (!std::filesystem::exists(dir)) return 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.is_regular_file()) total += entry.file_size();
   }
@@ -464,7 +466,7 @@ class Program {
       : dir_(dir), data_dir_(dir + "/data") {}
 
   absl::Status Create(int per_cluster) {
-    ASSIGN_OR_RETURN(empty_bytes_, StoreBytes(dir_));
+    ASSIGN_OR_RETURN(empty_bytes_, StoreBytes(data_dir_));
     RETURN_IF_ERROR(Open());
     ASSIGN_OR_RETURN(slots_, writer_bench::Setup(*writer_, per_cluster));
     return absl::OkStatus();
