@@ -41,7 +41,7 @@ now_ms() { date +%s%3N; }
 
 echo
 echo "=== replicas on what the PostgreSQL run left (lease ${lease_s} s) ==="
-psql "$db" -At -c "SELECT 'stored: ' || (SELECT count(*) FROM commands) || ' commands, ' || (SELECT count(*) FROM journal) || ' journal entries, ' || (SELECT count(*) FROM usage) || ' usage records, ' || pg_size_pretty(pg_database_size(current_database()))"
+psql "$db" -At -c "SELECT 'stored: ' || COALESCE(MAX(command_end), 0) || ' commands, ' || COALESCE(MAX(entry_end), 0) || ' journal entries, ' || COALESCE(MAX(usage_end), 0) || ' usage records in ' || count(*) || ' batches, ' || pg_size_pretty(pg_database_size(current_database())) FROM batches"
 replica a
 await a "leading as"
 grep "leading as" "$work/a.log"

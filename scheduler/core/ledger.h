@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/journal_hash.h"
 #include "computevoucher/v1/snapshot.pb.h"
 #include "computevoucher/v1/types.pb.h"
 
@@ -33,15 +34,6 @@ std::string PaidAccount(absl::string_view provider_id);
 
 // True for accounts allowed to go negative.
 bool IsSourceAccount(absl::string_view account);
-
-// The SHA-256 chaining `entry` (its `prev_hash` and every other field but
-// `hash`) to its predecessor.
-std::string EntryHash(const computevoucher::v1::JournalEntry& entry);
-
-// Whether `a` and `b` agree on every field EntryHash hashes (all but
-// `hash`).
-bool SameContents(const computevoucher::v1::JournalEntry& a,
-                  const computevoucher::v1::JournalEntry& b);
 
 class Ledger {
  public:

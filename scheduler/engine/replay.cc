@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/journal_hash.h"
 #include "common/status_macros.h"
 #include "scheduler/core/ledger.h"
 #include "scheduler/engine/log.h"
@@ -13,7 +14,12 @@
 namespace computevoucher::engine {
 namespace {
 
+// Journal entries read at a time.
 constexpr int kChunk = 4096;
+// Commands read at a time: fewer, so that the commands read stay within the
+// rows the store keeps decoded for the journal reads that follow (a usage
+// report posts an entry for each record it carries).
+constexpr int kCommandChunk = 256;
 
 }  // namespace
 
@@ -108,7 +114,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
   int64_t applied = 0;
   while (!stopped_ && (max_commands == 0 || applied < max_commands)) {
     ASSIGN_OR_RETURN(std::vector<pb::Command> commands,
-                     store_.ReadCommands(after_, kChunk));
+                     store_.ReadCommands(after_, kCommandChunk));
     for (const pb::Command& command : commands) {
       if (command.sequence() != after_ + 1) {
         Mismatch(absl::StrCat("command log has a gap: command ", after_ + 1,
@@ -144,7 +150,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
         // Equal to the entry the ledger posted and hashed, hash included:
         // then its hash is sound too, and need not be computed again.
         const bool equal = produced.hash() == stored->hash() &&
-                           core::SameContents(produced, *stored);
+                           SameContents(produced, *stored);
         if (!equal) {
           Mismatch(absl::StrCat("journal entry ", stored->sequence(),
                                 " differs from what command ",
@@ -153,7 +159,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
         verifier_.Add(*stored, equal);
       }
     }
-    if (commands.size() < static_cast<size_t>(kChunk)) break;
+    if (commands.size() < static_cast<size_t>(kCommandChunk)) break;
   }
   return applied;
 }

@@ -27,30 +27,31 @@
 namespace computevoucher::store {
 namespace {
 
+using internal::BatchRow;
 using internal::BytesAt;
 using internal::CheckSchema;
-using internal::ClampNanos;
 using internal::Connect;
 using internal::Connection;
 using internal::CopyData;
 using internal::CopyIn;
 using internal::Exec;
+using internal::InsertRowOn;
 using internal::IntAt;
-using internal::LastUsagePosition;
 using internal::LeaseRow;
+using internal::MakeRow;
 using internal::Migrate;
-using internal::NanosOf;
-using internal::PgError;
 using internal::Query;
-using internal::ReadHeadOn;
+using internal::ReadLastRowOn;
 using internal::ReadLease;
 using internal::Reconnect;
 using internal::Result;
+using internal::RowEnds;
+using internal::RowReader;
+using internal::RowsFrom;
 using internal::SetUpWriterSession;
-using internal::Where;
 
-// Usage rows fetched per query while scanning.
-constexpr int kUsageChunk = 1000;
+// Rows of `batches` fetched per query while reading (each holds a batch).
+constexpr int kRowChunk = 16;
 
 class PostgresStore final : public Store {
  public:
@@ -73,16 +74,13 @@ class PostgresStore final : public Store {
   absl::Status Append(const Batch& batch) override {
     absl::MutexLock lock(&write_mu_);
     RETURN_IF_ERROR(CheckWritableLocked());
-    RETURN_IF_ERROR(internal::CheckContinues(head_, batch));
+    RETURN_IF_ERROR(internal::CheckContinues(ends_.head(), batch));
+    const BatchRow row = MakeRow(ends_, batch);
     RETURN_IF_ERROR(LeaderTransactionLocked(
         "append", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
-          return AppendLocked(batch);
+          return InsertRowOn(write_.get(), row);
         }));
-    head_.command_sequence += static_cast<int64_t>(batch.commands.size());
-    head_.journal_sequence += static_cast<int64_t>(batch.entries.size());
-    if (!batch.entries.empty())
-      head_.journal_hash = batch.entries.back().hash();
-    usage_position_ += static_cast<int64_t>(batch.usage.size());
+    ends_ = row.end;
     return absl::OkStatus();
   }
 
@@ -133,60 +131,21 @@ class PostgresStore final : public Store {
                                                         int limit) override {
     absl::MutexLock lock(&read_mu_);
     RETURN_IF_ERROR(Reconnect(read_.get()));
-    ASSIGN_OR_RETURN(
-        const Result result,
-        Query(read_.get(),
-              "SELECT body FROM commands WHERE seq > $1 ORDER BY seq LIMIT $2",
-              {after, limit}, "read commands"));
-    std::vector<pb::Command> out(PQntuples(result.get()));
-    for (size_t i = 0; i < out.size(); ++i) {
-      if (!out[i].ParseFromString(
-              BytesAt(result.get(), static_cast<int>(i), 0))) {
-        return absl::DataLossError(
-            absl::StrCat("commands: row after ", after, " does not parse"));
-      }
-    }
-    return out;
+    return reader_.ReadCommands(after, limit);
   }
 
   absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(
       int64_t after, int limit) override {
     absl::MutexLock lock(&read_mu_);
-    PGconn* conn = read_.get();
-    RETURN_IF_ERROR(Reconnect(conn));
-    std::string prev_hash(32, '\0');
-    if (after > 0) {
-      ASSIGN_OR_RETURN(const Result previous,
-                       Query(conn, "SELECT hash FROM journal WHERE seq = $1",
-                             {after}, "read journal"));
-      if (PQntuples(previous.get()) == 1) {
-        prev_hash = BytesAt(previous.get(), 0, 0);
-      }
-    }
-    ASSIGN_OR_RETURN(
-        const Result result,
-        Query(conn,
-              "SELECT seq, body FROM journal WHERE seq > $1 ORDER BY seq "
-              "LIMIT $2",
-              {after, limit}, "read journal"));
-    std::vector<pb::JournalEntry> out(PQntuples(result.get()));
-    for (size_t i = 0; i < out.size(); ++i) {
-      pb::JournalEntry& e = out[i];
-      if (!e.ParseFromString(BytesAt(result.get(), static_cast<int>(i), 1))) {
-        return absl::DataLossError(absl::StrCat(
-            "journal: entry ", IntAt(result.get(), static_cast<int>(i), 0),
-            " does not parse"));
-      }
-      e.set_prev_hash(prev_hash);
-      prev_hash = e.hash();
-    }
-    return out;
+    RETURN_IF_ERROR(Reconnect(read_.get()));
+    return reader_.ReadJournal(after, limit);
   }
 
   absl::StatusOr<Head> ReadHead() override {
     absl::MutexLock lock(&read_mu_);
     RETURN_IF_ERROR(Reconnect(read_.get()));
-    return ReadHeadOn(read_.get());
+    ASSIGN_OR_RETURN(const RowEnds ends, ReadLastRowOn(read_.get()));
+    return ends.head();
   }
 
   absl::StatusOr<std::vector<UsageRow>> ReadUsage(
@@ -194,7 +153,7 @@ class PostgresStore final : public Store {
     absl::MutexLock lock(&read_mu_);
     RETURN_IF_ERROR(Reconnect(read_.get()));
     std::vector<UsageRow> out;
-    RETURN_IF_ERROR(ScanUsageLocked(q, [&](UsageRow row) {
+    RETURN_IF_ERROR(reader_.ScanUsage(q, [&](UsageRow row) {
       out.push_back(std::move(row));
       return out.size() < static_cast<size_t>(q.limit);
     }));
@@ -210,15 +169,16 @@ class PostgresStore final : public Store {
     // One snapshot for every chunk and the head.
     RETURN_IF_ERROR(Exec(
         conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "scan usage"));
-    absl::Status s = ScanUsageLocked(q, [&fn](const UsageRow& row) {
+    absl::Status s = reader_.ScanUsage(q, [&fn](const UsageRow& row) {
       fn(row.usage);
       return true;
     });
-    absl::StatusOr<Head> head = s.ok() ? ReadHeadOn(conn) : s;
+    absl::StatusOr<RowEnds> ends = s.ok() ? ReadLastRowOn(conn) : s;
     if (PQstatus(conn) == CONNECTION_OK) {
       Exec(conn, "COMMIT", "scan usage").IgnoreError();
     }
-    return head;
+    if (!ends.ok()) return ends.status();
+    return ends->head();
   }
 
   absl::StatusOr<Leadership> Campaign(const Candidate& candidate,
@@ -370,7 +330,7 @@ class PostgresStore final : public Store {
     ASSIGN_OR_RETURN(
         const Result bounds,
         Query(conn,
-              "SELECT (SELECT COALESCE(MAX(seq), 0) FROM commands), "
+              "SELECT (SELECT COALESCE(MAX(command_end), 0) FROM batches), "
               "(SELECT COALESCE(MAX(position), 0) FROM snapshots)",
               {}, "read snapshot bounds"));
     RETURN_IF_ERROR(internal::CheckSnapshot(snapshot.position, keep,
@@ -405,49 +365,31 @@ class PostgresStore final : public Store {
                      " (token ", row.fencing_token, "); it writes no more"));
   }
 
-  // Calls `fn` for each matching row in position order while it returns
-  // true, reading kUsageChunk rows at a time.
-  absl::Status ScanUsageLocked(const UsageQuery& q,
-                               const std::function<bool(UsageRow)>& fn)
+  // RowReader's ScanRows, reading kRowChunk rows at a time.
+  absl::Status ScanRowsLocked(const RowsFrom& from,
+                              const std::function<bool(BatchRow)>& fn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) {
-    // A record ends before it is accepted, give or take the clock skew the
-    // caller tolerates, so none accepted earlier can end in the period.
-    const int64_t accepted_from =
-        ClampNanos(q.period_start - q.end_after_accept);
-    int64_t after = q.after;
+    const std::string sql = internal::ScanRowsSql(from, "$", kRowChunk);
+    int64_t last = 0;
     while (true) {
-      ASSIGN_OR_RETURN(
-          const Result result,
-          Query(read_.get(),
-                "SELECT position, body FROM usage WHERE position > $1 AND "
-                "accepted_ns >= $2 AND end_ns >= $3 AND end_ns < $4 "
-                "ORDER BY position LIMIT $5",
-                {after, accepted_from, ClampNanos(q.period_start),
-                 ClampNanos(q.period_end), kUsageChunk},
-                "read usage"));
-      const int rows = PQntuples(result.get());
+      ASSIGN_OR_RETURN(const Result result,
+                       Query(read_.get(), sql.c_str(),
+                             {from.after, from.accepted_from, last},
+                             "read batches"));
+      const PGresult* r = result.get();
+      const int rows = PQntuples(r);
       for (int i = 0; i < rows; ++i) {
-        UsageRow row;
-        row.position = IntAt(result.get(), i, 0);
-        after = row.position;
-        if (!row.usage.ParseFromString(BytesAt(result.get(), i, 1))) {
-          return absl::DataLossError(absl::StrCat(
-              "usage: row at position ", row.position, " does not parse"));
-        }
-        if (q.allocation_ids &&
-            !q.allocation_ids->contains(row.usage.record().allocation_id())) {
-          continue;
-        }
+        BatchRow row = internal::RowAt(r, i);
+        last = row.end.id;
         if (!fn(std::move(row))) return absl::OkStatus();
       }
-      if (rows < kUsageChunk) return absl::OkStatus();
+      if (rows < kRowChunk) return absl::OkStatus();
     }
   }
 
   // The head as stored, read by the writer's own connection.
   absl::Status ReadWriterHeadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
-    ASSIGN_OR_RETURN(head_, ReadHeadOn(write_.get()));
-    ASSIGN_OR_RETURN(usage_position_, LastUsagePosition(write_.get()));
+    ASSIGN_OR_RETURN(ends_, ReadLastRowOn(write_.get()));
     return absl::OkStatus();
   }
 
@@ -461,70 +403,6 @@ class PostgresStore final : public Store {
     return ReadWriterHeadLocked();
   }
 
-  absl::Status AppendLocked(const Batch& batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
-    PGconn* conn = write_.get();
-    if (!batch.commands.empty()) {
-      CopyData rows(5);
-      std::string body;
-      for (const pb::Command& c : batch.commands) {
-        body.clear();
-        c.SerializeToString(&body);
-        const auto* field = c.GetDescriptor()->FindFieldByNumber(c.body_case());
-        rows.StartRow();
-        rows.Int(c.sequence());
-        rows.Int(NanosOf(c.time()));
-        rows.Bytes(c.request_id());
-        rows.Bytes(field != nullptr ? absl::string_view(field->name()) : "");
-        rows.Bytes(body);
-      }
-      RETURN_IF_ERROR(CopyIn(conn,
-                             "COPY commands (seq, time_ns, request_id, kind, "
-                             "body) FROM STDIN (FORMAT binary)",
-                             rows, "insert commands"));
-    }
-    if (!batch.entries.empty()) {
-      CopyData rows(4);
-      pb::JournalEntry stored;
-      std::string body;
-      for (const pb::JournalEntry& e : batch.entries) {
-        stored = e;
-        stored.clear_prev_hash();
-        body.clear();
-        stored.SerializeToString(&body);
-        rows.StartRow();
-        rows.Int(e.sequence());
-        rows.Int(e.command_sequence());
-        rows.Bytes(e.hash());
-        rows.Bytes(body);
-      }
-      RETURN_IF_ERROR(CopyIn(conn,
-                             "COPY journal (seq, command_seq, hash, body) "
-                             "FROM STDIN (FORMAT binary)",
-                             rows, "insert journal entries"));
-    }
-    if (!batch.usage.empty()) {
-      CopyData rows(5);
-      int64_t position = usage_position_;
-      std::string body;
-      for (const pb::ChargedUsage& u : batch.usage) {
-        body.clear();
-        u.SerializeToString(&body);
-        rows.StartRow();
-        rows.Int(++position);
-        rows.Bytes(u.record().allocation_id());
-        rows.Int(NanosOf(u.record().end()));
-        rows.Int(NanosOf(u.accepted_at()));
-        rows.Bytes(body);
-      }
-      RETURN_IF_ERROR(CopyIn(conn,
-                             "COPY usage (position, allocation_id, end_ns, "
-                             "accepted_ns, body) FROM STDIN (FORMAT binary)",
-                             rows, "insert usage"));
-    }
-    return absl::OkStatus();
-  }
-
   // Lock order: lease_mu_, then write_mu_.
   absl::Mutex lease_mu_;
   Connection lease_ ABSL_GUARDED_BY(lease_mu_);  // null when read-only
@@ -533,10 +411,15 @@ class PostgresStore final : public Store {
   // The fencing token of the lease this store holds; 0 when it holds none.
   int64_t token_ ABSL_GUARDED_BY(write_mu_) = 0;
   absl::Duration session_timeout_ ABSL_GUARDED_BY(write_mu_) = kDefaultLease;
-  Head head_ ABSL_GUARDED_BY(write_mu_);
-  int64_t usage_position_ ABSL_GUARDED_BY(write_mu_) = 0;
+  // Where the last stored row ends.
+  RowEnds ends_ ABSL_GUARDED_BY(write_mu_);
   absl::Mutex read_mu_;
   Connection read_ ABSL_GUARDED_BY(read_mu_);
+  RowReader reader_ ABSL_GUARDED_BY(read_mu_){
+      [this](const RowsFrom& from, const std::function<bool(BatchRow)>& fn)
+          ABSL_NO_THREAD_SAFETY_ANALYSIS {  // called by reader_, under read_mu_
+            return ScanRowsLocked(from, fn);
+          }};
 };
 
 }  // namespace

@@ -18,7 +18,8 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
-#include "common/time_util.h"
+#include "scheduler/store/internal/batch_rows.h"
+#include "scheduler/store/internal/sqlite_rows.h"
 #include "scheduler/store/internal/sqlite_snapshots.h"
 #include "scheduler/store/internal/sqlite_util.h"
 #include "scheduler/store/internal/store_util.h"
@@ -26,9 +27,15 @@
 namespace computevoucher::store {
 namespace {
 
-using internal::ClampNanos;
+using internal::BatchRow;
 using internal::Exec;
-using internal::NanosOf;
+using internal::InsertRow;
+using internal::kInsertRow;
+using internal::MakeRow;
+using internal::ReadLastRow;
+using internal::RowEnds;
+using internal::RowReader;
+using internal::RowsFrom;
 using internal::RunInTransaction;
 using internal::SqliteError;
 using internal::Statement;
@@ -103,6 +110,10 @@ CREATE TABLE snapshots (
   digest   BLOB    NOT NULL      -- SHA-256 of state
 );
 )sql",
+    // 4 -> 5: the table `batches` (internal::BatchesTableSql) replaces
+    // commands, journal and usage, whose rows internal::ConvertToBatches
+    // moves into it.
+    nullptr,
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kSqliteSchemaVersion);
@@ -158,9 +169,7 @@ class SqliteStore final : public Store {
     sqlite3_close(checkpoint_db_);
     {
       absl::MutexLock lock(&write_mu_);
-      insert_command_.reset();
-      insert_entry_.reset();
-      insert_usage_.reset();
+      insert_row_.reset();
       if (write_db_) sqlite3_close(write_db_);
     }
     {
@@ -173,45 +182,23 @@ class SqliteStore final : public Store {
   absl::Status Init() {
     if (write_db_ != nullptr) {
       absl::MutexLock lock(&write_mu_);
-      insert_command_ = std::make_unique<Statement>();
-      RETURN_IF_ERROR(insert_command_->Prepare(
-          write_db_,
-          "INSERT INTO commands (seq, time_ns, request_id, kind, body) VALUES "
-          "(?,?,?,?,?)"));
-      insert_entry_ = std::make_unique<Statement>();
-      RETURN_IF_ERROR(insert_entry_->Prepare(
-          write_db_,
-          "INSERT INTO journal (seq, command_seq, kind, debit_account, "
-          "credit_account, "
-          "amount_fen, program_id, voucher_id, allocation_id, provider_id, "
-          "usage_sequence, "
-          "idempotency_key, time_ns, memo, hash) "
-          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-      insert_usage_ = std::make_unique<Statement>();
-      RETURN_IF_ERROR(insert_usage_->Prepare(
-          write_db_,
-          "INSERT INTO usage (end_ns, allocation_id, sequence, start_ns, "
-          "gpu_ms, "
-          "mean_utilization_bp, energy_mj, cost_fen, subsidy_fen, "
-          "unsubsidised_gpu_ms, "
-          "accepted_ns, evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"));
+      insert_row_ = std::make_unique<Statement>();
+      RETURN_IF_ERROR(insert_row_->Prepare(write_db_, kInsertRow));
+      ASSIGN_OR_RETURN(ends_, ReadLastRow(write_db_));
     }
-    ASSIGN_OR_RETURN(const Head head, ReadHead());
-    absl::MutexLock lock(&write_mu_);
-    head_ = head;
     return absl::OkStatus();
   }
 
   absl::Status Append(const Batch& batch) override {
     absl::MutexLock lock(&write_mu_);
     RETURN_IF_ERROR(CheckWritableLocked());
-    RETURN_IF_ERROR(internal::CheckContinues(head_, batch));
+    RETURN_IF_ERROR(internal::CheckContinues(ends_.head(), batch));
+    const BatchRow row = MakeRow(ends_, batch);
     RETURN_IF_ERROR(RunInTransaction(
         write_db_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
-          return AppendLocked(batch);
+          return InsertRow(*insert_row_, row);
         }));
-    head_.command_sequence += static_cast<int64_t>(batch.commands.size());
-    head_.journal_sequence += static_cast<int64_t>(batch.entries.size());
+    ends_ = row.end;
     return absl::OkStatus();
   }
 
@@ -234,101 +221,26 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after,
                                                         int limit) override {
     absl::MutexLock lock(&read_mu_);
-    Statement stmt;
-    RETURN_IF_ERROR(stmt.Prepare(
-        read_db_,
-        "SELECT body FROM commands WHERE seq > ? ORDER BY seq LIMIT ?"));
-    stmt.BindInt(1, after);
-    stmt.BindInt(2, limit);
-    std::vector<pb::Command> out;
-    int rc;
-    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-      pb::Command& c = out.emplace_back();
-      if (!c.ParseFromString(stmt.Column(0))) {
-        return absl::DataLossError(
-            absl::StrCat("commands: row after ", after, " does not parse"));
-      }
-    }
-    if (rc != SQLITE_DONE) return SqliteError(read_db_, rc, "read commands");
-    return out;
+    return reader_.ReadCommands(after, limit);
   }
 
   absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(
       int64_t after, int limit) override {
     absl::MutexLock lock(&read_mu_);
-    Statement stmt;
-    RETURN_IF_ERROR(stmt.Prepare(
-        read_db_,
-        "SELECT seq, command_seq, kind, debit_account, credit_account, "
-        "amount_fen, "
-        "program_id, voucher_id, allocation_id, provider_id, usage_sequence, "
-        "idempotency_key, time_ns, memo, hash "
-        "FROM journal WHERE seq > ? ORDER BY seq LIMIT ?"));
-    stmt.BindInt(1, after);
-    stmt.BindInt(2, limit);
-    std::string prev_hash(32, '\0');
-    if (after > 0) {
-      Statement previous;
-      RETURN_IF_ERROR(
-          previous.Prepare(read_db_, "SELECT hash FROM journal WHERE seq = ?"));
-      previous.BindInt(1, after);
-      if (sqlite3_step(previous.get()) == SQLITE_ROW)
-        prev_hash = previous.Column(0);
-    }
-    std::vector<pb::JournalEntry> out;
-    int rc;
-    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-      pb::JournalEntry& e = out.emplace_back();
-      e.set_sequence(stmt.ColumnInt(0));
-      e.set_command_sequence(stmt.ColumnInt(1));
-      e.set_kind(static_cast<pb::EntryKind>(stmt.ColumnInt(2)));
-      e.set_debit_account(stmt.Column(3));
-      e.set_credit_account(stmt.Column(4));
-      e.set_amount_fen(stmt.ColumnInt(5));
-      e.set_program_id(stmt.Column(6));
-      e.set_voucher_id(stmt.Column(7));
-      e.set_allocation_id(stmt.Column(8));
-      e.set_provider_id(stmt.Column(9));
-      e.set_usage_sequence(stmt.ColumnInt(10));
-      e.set_idempotency_key(stmt.Column(11));
-      *e.mutable_time() = ToProto(absl::FromUnixNanos(stmt.ColumnInt(12)));
-      e.set_memo(stmt.Column(13));
-      e.set_prev_hash(prev_hash);
-      e.set_hash(stmt.Column(14));
-      prev_hash = e.hash();
-    }
-    if (rc != SQLITE_DONE) return SqliteError(read_db_, rc, "read journal");
-    return out;
+    return reader_.ReadJournal(after, limit);
   }
 
   absl::StatusOr<Head> ReadHead() override {
     absl::MutexLock lock(&read_mu_);
-    return ReadHeadLocked();
-  }
-
-  absl::StatusOr<Head> ReadHeadLocked()
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) {
-    Head head;
-    Statement stmt;
-    RETURN_IF_ERROR(
-        stmt.Prepare(read_db_,
-                     "SELECT (SELECT IFNULL(MAX(seq), 0) FROM commands), "
-                     "(SELECT IFNULL(MAX(seq), 0) FROM journal), "
-                     "(SELECT hash FROM journal ORDER BY seq DESC LIMIT 1)"));
-    if (sqlite3_step(stmt.get()) != SQLITE_ROW) {
-      return SqliteError(read_db_, SQLITE_ERROR, "read head");
-    }
-    head.command_sequence = stmt.ColumnInt(0);
-    head.journal_sequence = stmt.ColumnInt(1);
-    head.journal_hash = stmt.Column(2);
-    return head;
+    ASSIGN_OR_RETURN(const RowEnds ends, ReadLastRow(read_db_));
+    return ends.head();
   }
 
   absl::StatusOr<std::vector<UsageRow>> ReadUsage(
       const UsageQuery& q) override {
     absl::MutexLock lock(&read_mu_);
     std::vector<UsageRow> out;
-    RETURN_IF_ERROR(ScanUsageLocked(q, [&](UsageRow row) {
+    RETURN_IF_ERROR(reader_.ScanUsage(q, [&](UsageRow row) {
       out.push_back(std::move(row));
       return out.size() < static_cast<size_t>(q.limit);
     }));
@@ -341,13 +253,14 @@ class SqliteStore final : public Store {
     absl::MutexLock lock(&read_mu_);
     // One read transaction: the rows and the head come from one snapshot.
     RETURN_IF_ERROR(Exec(read_db_, "BEGIN"));
-    absl::Status s = ScanUsageLocked(q, [&fn](const UsageRow& row) {
+    absl::Status s = reader_.ScanUsage(q, [&fn](const UsageRow& row) {
       fn(row.usage);
       return true;
     });
-    absl::StatusOr<Head> head = s.ok() ? ReadHeadLocked() : s;
+    absl::StatusOr<RowEnds> ends = s.ok() ? ReadLastRow(read_db_) : s;
     Exec(read_db_, "COMMIT").IgnoreError();
-    return head;
+    if (!ends.ok()) return ends.status();
+    return ends->head();
   }
 
   // One process opens the directory for writing (its LOCK file), so that
@@ -388,90 +301,24 @@ class SqliteStore final : public Store {
     return absl::OkStatus();
   }
 
-  // The first position whose record was accepted at or after `t`, by
-  // binary search: positions are contiguous from 1 and acceptance times never
-  // decrease with them (records are appended in command order).
-  absl::StatusOr<int64_t> FirstAcceptedAtOrAfter(int64_t t_ns)
+  // RowReader's ScanRows.
+  absl::Status ScanRowsLocked(const RowsFrom& from,
+                              const std::function<bool(BatchRow)>& fn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) {
-    Statement last;
-    RETURN_IF_ERROR(
-        last.Prepare(read_db_, "SELECT IFNULL(MAX(position), 0) FROM usage"));
-    if (sqlite3_step(last.get()) != SQLITE_ROW)
-      return SqliteError(read_db_, SQLITE_ERROR, "usage");
-    int64_t lo = 1, hi = last.ColumnInt(0) + 1;
-    Statement at;
-    RETURN_IF_ERROR(at.Prepare(
-        read_db_, "SELECT accepted_ns FROM usage WHERE position = ?"));
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      at.BindInt(1, mid);
-      const int rc = sqlite3_step(at.get());
-      const int64_t accepted = rc == SQLITE_ROW ? at.ColumnInt(0) : 0;
-      sqlite3_reset(at.get());
-      if (rc != SQLITE_ROW) return SqliteError(read_db_, rc, "usage position");
-      if (accepted < t_ns) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
-      }
-    }
-    return lo;
-  }
-
-  // Calls `fn` for each matching row in position order while it returns
-  // true.
-  absl::Status ScanUsageLocked(const UsageQuery& q,
-                               const std::function<bool(UsageRow)>& fn)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) {
-    int64_t after = q.after;
-    if (q.period_start != absl::InfinitePast()) {
-      // A record ends before it is accepted, give or take the clock skew
-      // the caller tolerates, so none accepted earlier can end in the
-      // period.
-      ASSIGN_OR_RETURN(const int64_t first,
-                       FirstAcceptedAtOrAfter(
-                           ClampNanos(q.period_start - q.end_after_accept)));
-      after = std::max(after, first - 1);
-    }
     Statement stmt;
-    RETURN_IF_ERROR(stmt.Prepare(
-        read_db_,
-        "SELECT position, allocation_id, sequence, start_ns, end_ns, gpu_ms, "
-        "mean_utilization_bp, energy_mj, cost_fen, subsidy_fen, "
-        "unsubsidised_gpu_ms, "
-        "accepted_ns, evidence FROM usage WHERE position > ?1 AND "
-        "end_ns >= ?2 AND "
-        "end_ns < ?3 "
-        "ORDER BY position"));
-    stmt.BindInt(1, after);
-    stmt.BindInt(2, ClampNanos(q.period_start));
-    stmt.BindInt(3, ClampNanos(q.period_end));
+    // SQLite steps through the rows as they are asked for: no limit.
+    RETURN_IF_ERROR(
+        stmt.Prepare(read_db_, internal::ScanRowsSql(from, "?", -1).c_str()));
+    stmt.BindInt(1, from.after);
+    stmt.BindInt(2, from.accepted_from);
+    stmt.BindInt(3, 0);
     int rc;
     while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-      UsageRow row;
-      row.position = stmt.ColumnInt(0);
-      pb::ChargedUsage& u = row.usage;
-      pb::UsageRecord& r = *u.mutable_record();
-      r.set_allocation_id(stmt.Column(1));
-      if (q.allocation_ids && !q.allocation_ids->contains(r.allocation_id()))
-        continue;
-      r.set_sequence(stmt.ColumnInt(2));
-      *r.mutable_start() = ToProto(absl::FromUnixNanos(stmt.ColumnInt(3)));
-      *r.mutable_end() = ToProto(absl::FromUnixNanos(stmt.ColumnInt(4)));
-      r.set_gpu_ms(stmt.ColumnInt(5));
-      r.set_mean_utilization_bp(static_cast<int32_t>(stmt.ColumnInt(6)));
-      r.set_energy_mj(stmt.ColumnInt(7));
-      u.set_cost_fen(stmt.ColumnInt(8));
-      u.set_subsidy_fen(stmt.ColumnInt(9));
-      u.set_unsubsidised_gpu_ms(stmt.ColumnInt(10));
-      *u.mutable_accepted_at() =
-          ToProto(absl::FromUnixNanos(stmt.ColumnInt(11)));
-      r.set_evidence(stmt.Column(12));
-      if (!fn(std::move(row))) break;
+      BatchRow row = internal::RowAt(stmt);
+      if (!fn(std::move(row))) return absl::OkStatus();
     }
-    return rc == SQLITE_DONE || rc == SQLITE_ROW
-               ? absl::OkStatus()
-               : SqliteError(read_db_, rc, "read usage");
+    return rc == SQLITE_DONE ? absl::OkStatus()
+                             : SqliteError(read_db_, rc, "read batches");
   }
 
   void Checkpoint() {
@@ -495,73 +342,20 @@ class SqliteStore final : public Store {
     }
   }
 
-  absl::Status AppendLocked(const Batch& batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
-    std::string body;
-    for (const pb::Command& c : batch.commands) {
-      Statement& s = *insert_command_;
-      body.clear();
-      c.SerializeToString(&body);
-      const absl::StatusOr<absl::Time> time =
-          FromProto("command.time", c.time());
-      s.BindInt(1, c.sequence());
-      s.BindInt(2, time.ok() ? absl::ToUnixNanos(*time) : 0);
-      s.BindText(3, c.request_id());
-      const auto* field = c.GetDescriptor()->FindFieldByNumber(c.body_case());
-      static const std::string kNoBody;
-      s.BindText(4, field != nullptr ? field->name() : kNoBody);
-      s.BindBlob(5, body);
-      RETURN_IF_ERROR(s.Run("insert command"));
-    }
-    for (const pb::JournalEntry& e : batch.entries) {
-      Statement& s = *insert_entry_;
-      s.BindInt(1, e.sequence());
-      s.BindInt(2, e.command_sequence());
-      s.BindInt(3, e.kind());
-      s.BindText(4, e.debit_account());
-      s.BindText(5, e.credit_account());
-      s.BindInt(6, e.amount_fen());
-      s.BindText(7, e.program_id());
-      s.BindText(8, e.voucher_id());
-      s.BindText(9, e.allocation_id());
-      s.BindText(10, e.provider_id());
-      s.BindInt(11, e.usage_sequence());
-      s.BindText(12, e.idempotency_key());
-      s.BindInt(13, NanosOf(e.time()));
-      s.BindText(14, e.memo());
-      s.BindBlob(15, e.hash());
-      RETURN_IF_ERROR(s.Run("insert journal entry"));
-    }
-    for (const pb::ChargedUsage& u : batch.usage) {
-      Statement& s = *insert_usage_;
-      const pb::UsageRecord& r = u.record();
-      s.BindInt(1, NanosOf(r.end()));
-      s.BindText(2, r.allocation_id());
-      s.BindInt(3, r.sequence());
-      s.BindInt(4, NanosOf(r.start()));
-      s.BindInt(5, r.gpu_ms());
-      s.BindInt(6, r.mean_utilization_bp());
-      s.BindInt(7, r.energy_mj());
-      s.BindInt(8, u.cost_fen());
-      s.BindInt(9, u.subsidy_fen());
-      s.BindInt(10, u.unsubsidised_gpu_ms());
-      s.BindInt(11, NanosOf(u.accepted_at()));
-      s.BindText(12, r.evidence());
-      RETURN_IF_ERROR(s.Run("insert usage"));
-    }
-    return absl::OkStatus();
-  }
-
   const int lock_fd_;
   absl::Mutex write_mu_;
   sqlite3* const write_db_;  // null when read-only
-  std::unique_ptr<Statement> insert_command_ ABSL_GUARDED_BY(write_mu_);
-  std::unique_ptr<Statement> insert_entry_ ABSL_GUARDED_BY(write_mu_);
-  std::unique_ptr<Statement> insert_usage_ ABSL_GUARDED_BY(write_mu_);
-  Head head_ ABSL_GUARDED_BY(write_mu_);
+  std::unique_ptr<Statement> insert_row_ ABSL_GUARDED_BY(write_mu_);
+  // Where the last stored row ends.
+  RowEnds ends_ ABSL_GUARDED_BY(write_mu_);
   bool resigned_ ABSL_GUARDED_BY(write_mu_) = false;
   absl::Mutex read_mu_;
   sqlite3* const read_db_ ABSL_PT_GUARDED_BY(read_mu_);
+  RowReader reader_ ABSL_GUARDED_BY(read_mu_){
+      [this](const RowsFrom& from, const std::function<bool(BatchRow)>& fn)
+          ABSL_NO_THREAD_SAFETY_ANALYSIS {  // called by reader_, under read_mu_
+            return ScanRowsLocked(from, fn);
+          }};
   sqlite3* const checkpoint_db_;  // used by the checkpointer thread only
   absl::Notification stop_checkpoints_;
   std::thread checkpointer_;
@@ -576,7 +370,8 @@ absl::Status Migrate(sqlite3* db) {
   }
   for (int v = version; v < kKnownVersion; ++v) {
     RETURN_IF_ERROR(RunInTransaction(db, [db, v] {
-      RETURN_IF_ERROR(Exec(db, kMigrations[v]));
+      RETURN_IF_ERROR(kMigrations[v] != nullptr ? Exec(db, kMigrations[v])
+                                                : internal::ConvertToBatches(db));
       return Exec(db, absl::StrCat("PRAGMA user_version = ", v + 1).c_str());
     }));
   }

@@ -1,5 +1,7 @@
 #include "scheduler/store/internal/postgres_schema.h"
 
+#include <functional>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "scheduler/store/postgres_store.h"
@@ -82,6 +84,9 @@ CREATE TABLE snapshots (
   digest   bytea  NOT NULL      -- SHA-256 of state
 );
 )sql",
+    // 3 -> 4: the table `batches` (BatchesTableSql) replaces commands,
+    // journal and usage, whose rows ConvertToBatches moves into it.
+    nullptr,
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kPostgresSchemaVersion);
@@ -89,6 +94,94 @@ static_assert(kKnownVersion == kPostgresSchemaVersion);
 // The advisory lock that makes replicas starting together migrate the
 // schema one at a time ("cvschema").
 constexpr int64_t kMigrationLockKey = 0x6376'7363'6865'6d61;
+
+// Reads `select`'s rows (its $1 the last key read, its first column the
+// key) a chunk at a time into batches of up to kRowsConvertedAtOnce items,
+// each added by `add`, and writes each as a row after `ends`.
+absl::Status ConvertRows(
+    PGconn* conn, const char* select,
+    const std::function<absl::Status(const PGresult*, int, Batch&)>& add,
+    RowEnds& ends) {
+  int64_t after = 0;
+  while (true) {
+    ASSIGN_OR_RETURN(const Result result,
+                     Query(conn, select, {after}, "convert to batches"));
+    const int rows = PQntuples(result.get());
+    if (rows == 0) return absl::OkStatus();
+    Batch batch;
+    for (int i = 0; i < rows; ++i) {
+      RETURN_IF_ERROR(add(result.get(), i, batch));
+    }
+    after = IntAt(result.get(), rows - 1, 0);
+    const BatchRow row = MakeRow(ends, batch);
+    RETURN_IF_ERROR(InsertRowOn(conn, row));
+    ends = row.end;
+  }
+}
+
+// 3 -> 4, inside the migration's transaction: every command, entry and
+// usage record of the separate tables moves into rows of `batches` holding
+// one kind each, in order; then the tables go.
+absl::Status ConvertToBatches(PGconn* conn) {
+  RETURN_IF_ERROR(Exec(conn, BatchesTableSql("bigint", "bytea").c_str(),
+                       "create the batches table"));
+  // Bodies are deflated already: kept out of line as they are, without
+  // pglz's second try.
+  RETURN_IF_ERROR(Exec(conn,
+                       "ALTER TABLE batches ALTER COLUMN body SET STORAGE "
+                       "EXTERNAL",
+                       "create the batches table"));
+  const std::string limit = absl::StrCat(" LIMIT ", kRowsConvertedAtOnce);
+  RowEnds ends;
+  RETURN_IF_ERROR(ConvertRows(
+      conn,
+      absl::StrCat("SELECT seq, body FROM commands WHERE seq > $1 ORDER BY seq",
+                   limit)
+          .c_str(),
+      [](const PGresult* result, int i, Batch& batch) {
+        if (!batch.commands.emplace_back().ParseFromString(
+                BytesAt(result, i, 1))) {
+          return absl::DataLossError(absl::StrCat(
+              "commands: row ", IntAt(result, i, 0), " does not parse"));
+        }
+        return absl::OkStatus();
+      },
+      ends));
+  RETURN_IF_ERROR(ConvertRows(
+      conn,
+      absl::StrCat("SELECT seq, hash, body FROM journal WHERE seq > $1 "
+                   "ORDER BY seq",
+                   limit)
+          .c_str(),
+      [](const PGresult* result, int i, Batch& batch) {
+        pb::JournalEntry& e = batch.entries.emplace_back();
+        if (!e.ParseFromString(BytesAt(result, i, 2))) {
+          return absl::DataLossError(absl::StrCat(
+              "journal: entry ", IntAt(result, i, 0), " does not parse"));
+        }
+        e.set_hash(BytesAt(result, i, 1));
+        return absl::OkStatus();
+      },
+      ends));
+  RETURN_IF_ERROR(ConvertRows(
+      conn,
+      absl::StrCat("SELECT position, body FROM usage WHERE position > $1 "
+                   "ORDER BY position",
+                   limit)
+          .c_str(),
+      [](const PGresult* result, int i, Batch& batch) {
+        if (!batch.usage.emplace_back().ParseFromString(
+                BytesAt(result, i, 1))) {
+          return absl::DataLossError(absl::StrCat(
+              "usage: row at position ", IntAt(result, i, 0),
+              " does not parse"));
+        }
+        return absl::OkStatus();
+      },
+      ends));
+  return Exec(conn, "DROP TABLE commands, journal, usage",
+              "drop the tables converted to batches");
+}
 
 absl::Status MigrateLocked(PGconn* conn) {
   RETURN_IF_ERROR(
@@ -102,7 +195,9 @@ absl::Status MigrateLocked(PGconn* conn) {
   for (int v = static_cast<int>(version); v < kKnownVersion; ++v) {
     const std::string what = absl::StrCat("migrate to schema version ", v + 1);
     RETURN_IF_ERROR(Exec(conn, "BEGIN", what));
-    absl::Status s = Exec(conn, kMigrations[v], what);
+    absl::Status s = kMigrations[v] != nullptr
+                         ? Exec(conn, kMigrations[v], what)
+                         : ConvertToBatches(conn);
     if (s.ok()) {
       s = Query(conn, "UPDATE schema_version SET version = $1::integer",
                 {int64_t{v + 1}}, what)
@@ -162,25 +257,59 @@ absl::Status CheckSchema(PGconn* conn) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Head> ReadHeadOn(PGconn* conn) {
+absl::StatusOr<RowEnds> ReadLastRowOn(PGconn* conn) {
   ASSIGN_OR_RETURN(const Result result,
                    Query(conn,
-                         "SELECT (SELECT COALESCE(MAX(seq), 0) FROM commands), "
-                         "(SELECT COALESCE(MAX(seq), 0) FROM journal), "
-                         "(SELECT hash FROM journal ORDER BY seq DESC LIMIT 1)",
-                         {}, "read head"));
-  Head head;
-  head.command_sequence = IntAt(result.get(), 0, 0);
-  head.journal_sequence = IntAt(result.get(), 0, 1);
-  head.journal_hash = BytesAt(result.get(), 0, 2);
-  return head;
+                         "SELECT id, command_end, entry_end, usage_end, "
+                         "accepted_end_ns, entry_hash FROM batches ORDER BY "
+                         "id DESC LIMIT 1",
+                         {}, "read the last batch"));
+  RowEnds ends;
+  if (PQntuples(result.get()) == 1) {
+    ends.id = IntAt(result.get(), 0, 0);
+    ends.command = IntAt(result.get(), 0, 1);
+    ends.entry = IntAt(result.get(), 0, 2);
+    ends.usage = IntAt(result.get(), 0, 3);
+    ends.accepted_ns = IntAt(result.get(), 0, 4);
+    ends.entry_hash = BytesAt(result.get(), 0, 5);
+  }
+  return ends;
 }
 
-absl::StatusOr<int64_t> LastUsagePosition(PGconn* conn) {
-  ASSIGN_OR_RETURN(const Result result,
-                   Query(conn, "SELECT COALESCE(MAX(position), 0) FROM usage",
-                         {}, "read the last usage position"));
-  return IntAt(result.get(), 0, 0);
+BatchRow RowAt(const PGresult* result, int i) {
+  BatchRow row;
+  row.end.id = IntAt(result, i, 0);
+  row.end.command = IntAt(result, i, 1);
+  row.end.entry = IntAt(result, i, 2);
+  row.end.usage = IntAt(result, i, 3);
+  row.end.accepted_ns = IntAt(result, i, 4);
+  row.end.entry_hash = BytesAt(result, i, 5);
+  row.body = BytesAt(result, i, 6);
+  row.start.id = row.end.id - 1;
+  if (!PQgetisnull(result, i, 7)) {
+    row.start.command = IntAt(result, i, 7);
+    row.start.entry = IntAt(result, i, 8);
+    row.start.usage = IntAt(result, i, 9);
+    row.start.accepted_ns = IntAt(result, i, 10);
+    row.start.entry_hash = BytesAt(result, i, 11);
+  }
+  return row;
+}
+
+absl::Status InsertRowOn(PGconn* conn, const BatchRow& row) {
+  CopyData data(7);
+  data.StartRow();
+  data.Int(row.end.id);
+  data.Int(row.end.command);
+  data.Int(row.end.entry);
+  data.Int(row.end.usage);
+  data.Int(row.end.accepted_ns);
+  data.Bytes(row.end.entry_hash);
+  data.Bytes(row.body);
+  return CopyIn(conn,
+                "COPY batches (id, command_end, entry_end, usage_end, "
+                "accepted_end_ns, entry_hash, body) FROM STDIN (FORMAT binary)",
+                data, "insert batch");
 }
 
 absl::StatusOr<LeaseRow> ReadLease(PGconn* conn, absl::string_view lock) {

@@ -1,6 +1,6 @@
 // The PostgreSQL store's schema and the queries on it outside appends:
-// migrations, the schema check of a read-only open, the head, and the
-// lease row. Not for use outside scheduler/store/.
+// migrations, the schema check of a read-only open, the last row of the
+// command log, and the lease row. Not for use outside scheduler/store/.
 #ifndef COMPUTEVOUCHER_SCHEDULER_STORE_INTERNAL_POSTGRES_SCHEMA_H_
 #define COMPUTEVOUCHER_SCHEDULER_STORE_INTERNAL_POSTGRES_SCHEMA_H_
 
@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "scheduler/store/command_log.h"
+#include "scheduler/store/internal/batch_rows.h"
 #include "scheduler/store/internal/libpq.h"
 
 namespace computevoucher::store::internal {
@@ -26,11 +27,14 @@ absl::Status Migrate(PGconn* conn);
 // For a read-only open: the schema must exist at this build's version.
 absl::Status CheckSchema(PGconn* conn);
 
-// The head as the database holds it.
-absl::StatusOr<Head> ReadHeadOn(PGconn* conn);
+// Where the last row of `batches` ends (none when there is no row).
+absl::StatusOr<RowEnds> ReadLastRowOn(PGconn* conn);
 
-// The position of the last usage row (0 when none).
-absl::StatusOr<int64_t> LastUsagePosition(PGconn* conn);
+// Inserts `row` into `batches`.
+absl::Status InsertRowOn(PGconn* conn, const BatchRow& row);
+
+// Row `i` of `result`, whose columns are those of ScanRowsSql.
+BatchRow RowAt(const PGresult* result, int i);
 
 // The lease as a campaign or an append found it.
 struct LeaseRow {

@@ -13,7 +13,7 @@ absl::Status WriteInTransaction(sqlite3* db, const Snapshot& snapshot,
   Statement bounds;
   RETURN_IF_ERROR(
       bounds.Prepare(db,
-                     "SELECT (SELECT IFNULL(MAX(seq), 0) FROM commands), "
+                     "SELECT (SELECT IFNULL(MAX(command_end), 0) FROM batches), "
                      "(SELECT IFNULL(MAX(position), 0) FROM snapshots)"));
   const int rc = sqlite3_step(bounds.get());
   if (rc != SQLITE_ROW) return SqliteError(db, rc, "read snapshot bounds");

@@ -1,12 +1,12 @@
 #include "scheduler/engine/replay.h"
 
-#include <sqlite3.h>
 #include <stdlib.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -23,6 +23,7 @@
 #include "scheduler/core/state_machine.h"
 #include "scheduler/store/sqlite_store.h"
 #include "scheduler/store/store.h"
+#include "tests/scheduler/store/store_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/world.h"
@@ -94,16 +95,17 @@ class ReplayTest : public ::testing::Test {
     }
   }
 
-  // Runs `sql` on the closed store's database.
-  void Tamper(const std::string& sql) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open_v2((data_dir_ + "/scheduler.db").c_str(), &db,
-                              SQLITE_OPEN_READWRITE, nullptr),
-              SQLITE_OK);
-    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
-    EXPECT_EQ(rc, SQLITE_OK) << sqlite3_errmsg(db) << "\n" << sql;
-    EXPECT_EQ(sqlite3_changes(db), 1) << sql;
-    sqlite3_close(db);
+  // Rewrites the closed store's log through `edit`, as a forger would
+  // (StoreBackend::ForgeLog).
+  void Forge(const std::function<void(std::vector<Batch>&)>& edit) {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<store::StoreBackend> backend,
+                         store::MakeStoreBackend("sqlite", root_));
+    ASSERT_THAT(backend->ForgeLog(edit), IsOk());
+  }
+  void ForgeWithout(int64_t command) {
+    ASSERT_NO_FATAL_FAILURE(Forge([&](std::vector<Batch>& batches) {
+      ASSERT_TRUE(store::EraseCommand(batches, command));
+    }));
   }
 
   void ReplayStore(ReplayReport* report, core::StateMachine& fresh) {
@@ -153,12 +155,13 @@ TEST_F(ReplayTest, EmptyStoreHasNoViolations) {
 TEST_F(ReplayTest, ExtraJournalRowIsReported) {
   // A copy of the last entry under the next sequence, with a fresh key: an
   // entry no command posted.
-  ASSERT_NO_FATAL_FAILURE(Tamper(
-      "INSERT INTO journal SELECT seq + 1, command_seq, kind, debit_account, "
-      "credit_account, amount_fen, program_id, voucher_id, allocation_id, "
-      "provider_id, usage_sequence, idempotency_key || '/forged', time_ns, "
-      "memo, hash FROM journal "
-      "WHERE seq = (SELECT MAX(seq) FROM journal)"));
+  ASSERT_NO_FATAL_FAILURE(Forge([](std::vector<Batch>& batches) {
+    std::vector<pb::JournalEntry>& entries = batches.back().entries;
+    ASSERT_FALSE(entries.empty());
+    pb::JournalEntry forged = entries.back();
+    forged.set_idempotency_key(forged.idempotency_key() + "/forged");
+    entries.push_back(forged);
+  }));
   core::StateMachine fresh;
   ReplayReport report;
   ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
@@ -172,8 +175,7 @@ TEST_F(ReplayTest, ExtraJournalRowIsReported) {
 TEST_F(ReplayTest, DeletedLastCommandIsReported) {
   // The usage report, whose charge stays in the journal.
   const int64_t last = driver_.log().back().sequence();
-  ASSERT_NO_FATAL_FAILURE(
-      Tamper(absl::StrCat("DELETE FROM commands WHERE seq = ", last)));
+  ASSERT_NO_FATAL_FAILURE(ForgeWithout(last));
   core::StateMachine fresh;
   ReplayReport report;
   ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
@@ -192,7 +194,7 @@ TEST_F(ReplayTest, DeletedCommandThatPostedNothingIsReported) {
   // posts no journal entry.
   ASSERT_TRUE(driver_.log()[5].has_register_enterprise());
   ASSERT_EQ(driver_.log()[5].register_enterprise().category(), "科研平台");
-  ASSERT_NO_FATAL_FAILURE(Tamper("DELETE FROM commands WHERE seq = 6"));
+  ASSERT_NO_FATAL_FAILURE(ForgeWithout(6));
   core::StateMachine fresh;
   ReplayReport report;
   ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
@@ -207,8 +209,7 @@ TEST_F(ReplayTest, DeletedCommandThatPostedEntriesIsReported) {
   // the allocation after it draws on.
   const int64_t issue = IssueSequence();
   ASSERT_TRUE(driver_.log()[issue - 1].has_issue_voucher());
-  ASSERT_NO_FATAL_FAILURE(
-      Tamper(absl::StrCat("DELETE FROM commands WHERE seq = ", issue)));
+  ASSERT_NO_FATAL_FAILURE(ForgeWithout(issue));
   core::StateMachine fresh;
   ReplayReport report;
   ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));

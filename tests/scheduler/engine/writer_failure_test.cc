@@ -1,7 +1,6 @@
 // The writer when the store fails or is held: unavailable answers, rebuilt
 // state, readers that see only durable state, a stop in the middle of a
 // commit, a tampered journal.
-#include <sqlite3.h>
 
 #include <map>
 #include <memory>
@@ -15,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/scheduler/engine/writer_fixture.h"
+#include "tests/scheduler/store/store_backend.h"
 
 namespace computevoucher::engine {
 namespace {
@@ -214,19 +214,15 @@ TEST_F(WriterTest, TamperedJournalIsDataLoss) {
                 IsOk());
   }
   {
-    // Both the writer and the store are closed; change one amount.
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open_v2((data_dir_ + "/scheduler.db").c_str(), &db,
-                              SQLITE_OPEN_READWRITE, nullptr),
-              SQLITE_OK);
-    const int rc =
-        sqlite3_exec(db,
-                     "UPDATE journal SET amount_fen = amount_fen + 1 "
-                     "WHERE seq = (SELECT MAX(seq) FROM journal)",
-                     nullptr, nullptr, nullptr);
-    EXPECT_EQ(rc, SQLITE_OK) << sqlite3_errmsg(db);
-    EXPECT_EQ(sqlite3_changes(db), 1);
-    sqlite3_close(db);
+    // Both the writer and the store are closed; change one amount, and
+    // the hashes after it to match.
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<store::StoreBackend> backend,
+                         store::MakeStoreBackend("sqlite", root_));
+    ASSERT_THAT(backend->ForgeLog([](std::vector<Batch>& batches) {
+      pb::JournalEntry& last = batches.back().entries.back();
+      last.set_amount_fen(last.amount_fen() + 1);
+    }),
+                IsOk());
   }
   std::unique_ptr<Store> store = OpenStore();
   ASSERT_NE(store, nullptr);

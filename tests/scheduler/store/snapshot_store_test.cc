@@ -1,7 +1,6 @@
 // The snapshots of every Store implementation (SQLite and PostgreSQL):
 // written beside the command log, pruned, read back, refused where the
-// log or the store forbids them, and added to stores of the previous
-// schema version by the migration.
+// log or the store forbids them.
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -205,31 +204,6 @@ TEST_P(SnapshotStoreTest, AStoreThatDoesNotLeadDoesNotWrite) {
                        HasSubstr("not the leader")));
   EXPECT_THAT(replica->ListSnapshots(), IsOkAndHolds(IsEmpty()));
   EXPECT_THAT(store->WriteSnapshot(MakeSnapshot(1), 1), IsOk());
-}
-
-TEST_P(SnapshotStoreTest, MigrationFromThePreviousVersionAddsTheTable) {
-  {
-    std::unique_ptr<Store> store = OpenWithHistory();
-    ASSERT_NE(store, nullptr);
-  }
-  // The store as the previous build left it.
-  const int previous = backend_->known_schema_version() - 1;
-  ASSERT_THAT(backend_->Execute("DROP TABLE snapshots"), IsOk());
-  ASSERT_THAT(backend_->SetSchemaVersion(previous), IsOk());
-  EXPECT_THAT(backend_->Open(OpenMode::kReadOnly),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("schema version")));
-
-  std::unique_ptr<Store> store = OpenOrDie();
-  ASSERT_NE(store, nullptr);
-  EXPECT_THAT(backend_->SchemaVersion(),
-              IsOkAndHolds(backend_->known_schema_version()));
-  ASSERT_OK_AND_ASSIGN(const std::vector<pb::Command> commands,
-                       store->ReadCommands(0, 10'000));
-  ExpectSameMessages(commands, history_.commands);
-  EXPECT_THAT(store->ListSnapshots(), IsOkAndHolds(IsEmpty()));
-  ASSERT_THAT(store->WriteSnapshot(MakeSnapshot(last_), 1), IsOk());
-  EXPECT_THAT(store->ListSnapshots(), IsOkAndHolds(ElementsAre(last_)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, SnapshotStoreTest,

@@ -506,6 +506,70 @@ TEST_P(StoreTest, NewerSchemaVersionIsRefused) {
   EXPECT_THAT(backend_->SchemaVersion(), IsOkAndHolds(newer));
 }
 
+// Stores written before `batches` keep every command, entry and usage
+// record, in order, with their hashes, and go on from where they were.
+TEST_P(StoreTest, MigrationMovesTheSeparateTablesIntoBatches) {
+  const absl::Time base = absl::FromUnixSeconds(1'780'000'000);
+  const std::vector<Batch> batches = UsageBatches(history_, base);
+  Batch log;
+  {
+    std::unique_ptr<Store> store = OpenOrDie();
+    ASSERT_NE(store, nullptr);
+    for (const Batch& batch : batches) {
+      ASSERT_THAT(store->Append(batch), IsOk());
+      log.commands.insert(log.commands.end(), batch.commands.begin(),
+                          batch.commands.end());
+      log.entries.insert(log.entries.end(), batch.entries.begin(),
+                         batch.entries.end());
+      log.usage.insert(log.usage.end(), batch.usage.begin(),
+                       batch.usage.end());
+    }
+  }
+  ASSERT_THAT(backend_->RewriteAsPreviousSchema(log), IsOk());
+  EXPECT_THAT(backend_->Open(OpenMode::kReadOnly),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("schema version")));
+
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(backend_->SchemaVersion(),
+              IsOkAndHolds(backend_->known_schema_version()));
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::Command> commands,
+                       store->ReadCommands(0, 10'000));
+  ExpectSameMessages(commands, log.commands);
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::JournalEntry> entries,
+                       store->ReadJournal(0, 10'000));
+  ExpectSameMessages(entries, log.entries);
+  // From the middle too: the chain is picked up where the read starts.
+  ASSERT_GE(log.entries.size(), 3u);
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::JournalEntry> middle,
+                       store->ReadJournal(1, 1));
+  ExpectSameMessages(middle, std::vector<pb::JournalEntry>(
+                                 log.entries.begin() + 1,
+                                 log.entries.begin() + 2));
+  UsageQuery all;
+  all.limit = 10'000;
+  ASSERT_OK_AND_ASSIGN(const std::vector<UsageRow> rows, store->ReadUsage(all));
+  std::vector<pb::ChargedUsage> usage;
+  for (const UsageRow& row : rows) usage.push_back(row.usage);
+  ExpectSameMessages(usage, log.usage);
+  ASSERT_OK_AND_ASSIGN(const Head head, store->ReadHead());
+  EXPECT_EQ(head.command_sequence, log.commands.back().sequence());
+  EXPECT_EQ(head.journal_sequence, log.entries.back().sequence());
+  EXPECT_EQ(head.journal_hash, log.entries.back().hash());
+
+  // And the log goes on.
+  Batch next;
+  pb::Command& tick = next.commands.emplace_back(log.commands.back());
+  tick.set_sequence(head.command_sequence + 1);
+  tick.set_request_id("after-migration");
+  ASSERT_THAT(store->Append(next), IsOk());
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::Command> last,
+                       store->ReadCommands(head.command_sequence, 10));
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].request_id(), "after-migration");
+}
+
 TEST_P(StoreTest, FreshStoreIsAtTheKnownSchemaVersion) {
   std::unique_ptr<Store> store = OpenOrDie();
   ASSERT_NE(store, nullptr);

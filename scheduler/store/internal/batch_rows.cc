@@ -1,0 +1,315 @@
+#include "scheduler/store/internal/batch_rows.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/deflate.h"
+#include "common/journal_hash.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "computevoucher/v1/storage.pb.h"
+#include "scheduler/store/internal/store_util.h"
+
+namespace computevoucher::store::internal {
+namespace {
+
+// Decoded rows kept for the reads that follow: replay reads the commands of
+// a stretch of rows, then their entries, a few thousand at a time.
+constexpr size_t kDecodedRows = 64;
+
+// The hash a chain starts from.
+const std::string& ChainStart(const std::string& entry_hash) {
+  static const std::string* const kZero = new std::string(kSha256Bytes, '\0');
+  return entry_hash.empty() ? *kZero : entry_hash;
+}
+
+absl::Status RowError(const BatchRow& row, absl::string_view what) {
+  return absl::DataLossError(
+      absl::StrCat("batches: row ", row.end.id, " (commands ",
+                   row.start.command + 1, "..", row.end.command, ", entries ",
+                   row.start.entry + 1, "..", row.end.entry, "): ", what));
+}
+
+// Finds `record` among the usage reports of `commands` at or after the
+// position (`command`, `record_index`), which it moves past the record.
+bool FindRecord(const std::vector<pb::Command>& commands,
+                const pb::UsageRecord& record, int& command,
+                int& record_index) {
+  for (; command < static_cast<int>(commands.size());
+       ++command, record_index = 0) {
+    const pb::Command& c = commands[command];
+    if (!c.has_report_usage()) continue;
+    const auto& records = c.report_usage().records();
+    for (; record_index < records.size(); ++record_index) {
+      const pb::UsageRecord& r = records[record_index];
+      // A report may repeat a sequence with other contents (the repeat is
+      // refused): only the very record will do.
+      if (r.sequence() == record.sequence() &&
+          r.allocation_id() == record.allocation_id() &&
+          r.SerializeAsString() == record.SerializeAsString()) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+BatchRow MakeRow(const RowEnds& last, const Batch& batch) {
+  pb::StoredBatch stored;
+  for (const pb::Command& c : batch.commands) *stored.add_commands() = c;
+  for (const pb::JournalEntry& e : batch.entries) {
+    pb::JournalEntry& copy = *stored.add_entries();
+    copy = e;
+    copy.clear_sequence();
+    copy.clear_prev_hash();
+    copy.clear_hash();
+  }
+  int command = 0, record = 0;
+  for (const pb::ChargedUsage& u : batch.usage) {
+    pb::StoredUsage& s = *stored.add_usage();
+    const int from_command = command, from_record = record;
+    if (FindRecord(batch.commands, u.record(), command, record)) {
+      s.set_command_index(command);
+      s.set_record_index(record);
+      if (NanosOf(u.accepted_at()) != NanosOf(batch.commands[command].time()))
+        *s.mutable_accepted_at() = u.accepted_at();
+      ++record;
+    } else {
+      command = from_command;
+      record = from_record;
+      *s.mutable_record() = u.record();
+      *s.mutable_accepted_at() = u.accepted_at();
+    }
+    s.set_cost_fen(u.cost_fen());
+    s.set_subsidy_fen(u.subsidy_fen());
+    s.set_unsubsidised_gpu_ms(u.unsubsidised_gpu_ms());
+  }
+  BatchRow row;
+  row.start = last;
+  row.end = last;
+  row.end.id = last.id + 1;
+  if (!batch.commands.empty())
+    row.end.command = batch.commands.back().sequence();
+  row.end.entry += static_cast<int64_t>(batch.entries.size());
+  if (!batch.entries.empty()) row.end.entry_hash = batch.entries.back().hash();
+  row.end.usage += static_cast<int64_t>(batch.usage.size());
+  if (!batch.usage.empty())
+    row.end.accepted_ns = NanosOf(batch.usage.back().accepted_at());
+  row.body = Deflate(stored.SerializeAsString());
+  return row;
+}
+
+absl::StatusOr<Batch> DecodeRow(const BatchRow& row) {
+  absl::StatusOr<std::string> bytes = Inflate(row.body);
+  if (!bytes.ok()) return RowError(row, bytes.status().message());
+  pb::StoredBatch stored;
+  if (!stored.ParseFromString(*bytes)) {
+    return RowError(row, "its body does not parse");
+  }
+  // Commands keep their sequences, so that one taken out of the log leaves
+  // a gap replay names; entries and usage records are numbered by place.
+  const int64_t last_command = stored.commands().empty()
+                                   ? row.start.command
+                                   : stored.commands().rbegin()->sequence();
+  if (last_command != row.end.command ||
+      stored.entries_size() != row.end.entry - row.start.entry ||
+      stored.usage_size() != row.end.usage - row.start.usage) {
+    return RowError(
+        row, absl::StrCat("it holds commands up to ", last_command, ", ",
+                          stored.entries_size(), " entries and ",
+                          stored.usage_size(),
+                          " usage records, which its positions do not say"));
+  }
+  Batch out;
+  out.commands.assign(
+      std::make_move_iterator(stored.mutable_commands()->begin()),
+      std::make_move_iterator(stored.mutable_commands()->end()));
+  out.entries.assign(std::make_move_iterator(stored.mutable_entries()->begin()),
+                     std::make_move_iterator(stored.mutable_entries()->end()));
+  const std::string* prev = &ChainStart(row.start.entry_hash);
+  for (size_t i = 0; i < out.entries.size(); ++i) {
+    pb::JournalEntry& e = out.entries[i];
+    e.set_sequence(row.start.entry + 1 + static_cast<int64_t>(i));
+    e.set_prev_hash(*prev);
+    e.set_hash(EntryHash(e));
+    prev = &e.hash();
+  }
+  if (*prev != ChainStart(row.end.entry_hash)) {
+    return RowError(row,
+                    "its journal entries do not chain to the hash stored with "
+                    "them: they were changed after they were written");
+  }
+  out.usage.reserve(stored.usage_size());
+  for (const pb::StoredUsage& s : stored.usage()) {
+    pb::ChargedUsage& u = out.usage.emplace_back();
+    if (s.has_record()) {
+      *u.mutable_record() = s.record();
+      *u.mutable_accepted_at() = s.accepted_at();
+    } else {
+      const int c = s.command_index(), r = s.record_index();
+      if (c < 0 || c >= static_cast<int>(out.commands.size()) ||
+          !out.commands[c].has_report_usage() || r < 0 ||
+          r >= out.commands[c].report_usage().records_size()) {
+        return RowError(row, absl::StrCat("a usage record refers to record ",
+                                          r, " of command ", c,
+                                          " of the row, which is not one"));
+      }
+      *u.mutable_record() = out.commands[c].report_usage().records(r);
+      *u.mutable_accepted_at() =
+          s.has_accepted_at() ? s.accepted_at() : out.commands[c].time();
+    }
+    u.set_cost_fen(s.cost_fen());
+    u.set_subsidy_fen(s.subsidy_fen());
+    u.set_unsubsidised_gpu_ms(s.unsubsidised_gpu_ms());
+  }
+  return out;
+}
+
+absl::StatusOr<RowReader::Decoded*> RowReader::Decode(
+    const BatchRow& row, const std::function<bool(const Decoded&)>& reusable) {
+  auto kept = std::find_if(decoded_.begin(), decoded_.end(),
+                           [&](const Decoded& d) { return d.id == row.end.id; });
+  if (kept != decoded_.end() && reusable(*kept)) return &*kept;
+  ASSIGN_OR_RETURN(Batch batch, DecodeRow(row));
+  if (kept == decoded_.end()) {
+    if (decoded_.size() == kDecodedRows) decoded_.pop_front();
+    kept = decoded_.emplace(decoded_.end());
+  }
+  *kept = Decoded{row.end.id, std::move(batch)};
+  return &*kept;
+}
+
+absl::StatusOr<std::vector<pb::Command>> RowReader::ReadCommands(int64_t after,
+                                                                 int limit) {
+  std::vector<pb::Command> out;
+  absl::Status error;
+  RETURN_IF_ERROR(scan_({"command_end", after}, [&](BatchRow row) {
+    absl::StatusOr<Decoded*> d = Decode(row, [after](const Decoded& d) {
+      return after >= d.last_command_taken;
+    });
+    if (!d.ok()) {
+      error = d.status();
+      return false;
+    }
+    std::vector<pb::Command>& commands = (*d)->batch.commands;
+    for (size_t i = (*d)->commands_taken; i < commands.size(); ++i) {
+      if (commands[i].sequence() <= after) continue;
+      if (out.size() == static_cast<size_t>(limit)) return false;
+      (*d)->last_command_taken = commands[i].sequence();
+      (*d)->commands_taken = i + 1;
+      out.push_back(std::move(commands[i]));
+    }
+    return out.size() < static_cast<size_t>(limit);
+  }));
+  RETURN_IF_ERROR(error);
+  return out;
+}
+
+absl::StatusOr<std::vector<pb::JournalEntry>> RowReader::ReadJournal(
+    int64_t after, int limit) {
+  std::vector<pb::JournalEntry> out;
+  absl::Status error;
+  RETURN_IF_ERROR(scan_({"entry_end", after}, [&](BatchRow row) {
+    // Entries are numbered by their place in the row.
+    const size_t first =
+        static_cast<size_t>(std::max<int64_t>(0, after - row.start.entry));
+    absl::StatusOr<Decoded*> d = Decode(
+        row, [first](const Decoded& d) { return first >= d.entries_taken; });
+    if (!d.ok()) {
+      error = d.status();
+      return false;
+    }
+    std::vector<pb::JournalEntry>& entries = (*d)->batch.entries;
+    for (size_t i = first; i < entries.size(); ++i) {
+      if (out.size() == static_cast<size_t>(limit)) return false;
+      (*d)->entries_taken = i + 1;
+      out.push_back(std::move(entries[i]));
+    }
+    return out.size() < static_cast<size_t>(limit);
+  }));
+  RETURN_IF_ERROR(error);
+  return out;
+}
+
+absl::Status RowReader::ScanUsage(const UsageQuery& q,
+                                  const std::function<bool(UsageRow)>& fn) {
+  const int64_t start = ClampNanos(q.period_start);
+  const int64_t end = ClampNanos(q.period_end);
+  RowsFrom from{"usage_end", q.after};
+  // A record ends before it is accepted, give or take the clock skew the
+  // caller tolerates, so none accepted earlier can end in the period.
+  if (q.period_start != absl::InfinitePast())
+    from.accepted_from = ClampNanos(q.period_start - q.end_after_accept);
+  absl::Status error;
+  RETURN_IF_ERROR(scan_(from, [&](BatchRow row) {
+    // Usage records are copied out, never moved: reports read them in any
+    // order.
+    absl::StatusOr<Decoded*> d =
+        Decode(row, [](const Decoded&) { return true; });
+    if (!d.ok()) {
+      error = d.status();
+      return false;
+    }
+    int64_t position = row.start.usage;
+    for (const pb::ChargedUsage& u : (*d)->batch.usage) {
+      if (++position <= q.after) continue;
+      const int64_t end_ns = NanosOf(u.record().end());
+      if (end_ns < start || end_ns >= end) continue;
+      if (q.allocation_ids &&
+          !q.allocation_ids->contains(u.record().allocation_id())) {
+        continue;
+      }
+      if (!fn(UsageRow{position, u})) return false;
+    }
+    return true;
+  }));
+  return error;
+}
+
+std::string BatchesTableSql(absl::string_view key_type,
+                            absl::string_view blob_type) {
+  return absl::StrCat(R"sql(
+-- The command log, one row per committed batch (see
+-- scheduler/store/internal/batch_rows.h). The *_end columns say where the
+-- row ends: the sequence of its last command and journal entry and the
+-- position of its last usage record, or its predecessor's when it holds
+-- none; they grow with the id, so each finds the row holding an item.
+CREATE TABLE batches (
+  id              )sql",
+                      key_type, R"sql( PRIMARY KEY,  -- from 1, without gaps
+  command_end     bigint NOT NULL,
+  entry_end       bigint NOT NULL,
+  usage_end       bigint NOT NULL,
+  accepted_end_ns bigint NOT NULL,  -- when record usage_end was accepted
+  entry_hash      )sql",
+                      blob_type, R"sql( NOT NULL,  -- hash of entry entry_end
+  body            )sql",
+                      blob_type, R"sql( NOT NULL   -- deflated StoredBatch
+);
+CREATE INDEX batches_command_end ON batches (command_end, id);
+CREATE INDEX batches_entry_end ON batches (entry_end, id);
+CREATE INDEX batches_usage_end ON batches (usage_end, id);
+CREATE INDEX batches_accepted_end_ns ON batches (accepted_end_ns, id);
+)sql");
+}
+
+std::string ScanRowsSql(const RowsFrom& from, absl::string_view param_prefix,
+                        int limit) {
+  const absl::string_view c = from.column;
+  const absl::string_view p = param_prefix;
+  return absl::StrCat(
+      "SELECT b.id, b.command_end, b.entry_end, b.usage_end, "
+      "b.accepted_end_ns, b.entry_hash, b.body, p.command_end, p.entry_end, "
+      "p.usage_end, p.accepted_end_ns, p.entry_hash FROM batches b LEFT JOIN "
+      "batches p ON p.id = b.id - 1 WHERE b.id >= (SELECT id FROM batches "
+      "WHERE ",
+      c, " > ", p, "1 ORDER BY ", c,
+      ", id LIMIT 1) AND b.id >= (SELECT id FROM batches WHERE "
+      "accepted_end_ns >= ",
+      p, "2 ORDER BY accepted_end_ns, id LIMIT 1) AND b.id > ", p,
+      "3 AND b.", c, " > COALESCE(p.", c, ", 0) ORDER BY b.id LIMIT ", limit);
+}
+
+}  // namespace computevoucher::store::internal
