@@ -8,6 +8,9 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "computevoucher/v1/storage.pb.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "scheduler/store/internal/store_util.h"
 
 namespace computevoucher::store::internal {
@@ -44,11 +47,7 @@ bool FindRecord(const std::vector<pb::Command>& commands,
       const pb::UsageRecord& r = records[record_index];
       // A report may repeat a sequence with other contents (the repeat is
       // refused): only the very record will do.
-      if (r.sequence() == record.sequence() &&
-          r.allocation_id() == record.allocation_id() &&
-          r.SerializeAsString() == record.SerializeAsString()) {
-        return true;
-      }
+      if (SameRecord(r, record)) return true;
     }
   }
   return false;
@@ -56,9 +55,36 @@ bool FindRecord(const std::vector<pb::Command>& commands,
 
 }  // namespace
 
+bool SameRecord(const pb::UsageRecord& a, const pb::UsageRecord& b) {
+  // The cheapest and most telling first.
+  return a.sequence() == b.sequence() && a.gpu_ms() == b.gpu_ms() &&
+         a.start().seconds() == b.start().seconds() &&
+         a.start().nanos() == b.start().nanos() &&
+         a.end().seconds() == b.end().seconds() &&
+         a.end().nanos() == b.end().nanos() &&
+         a.mean_utilization_bp() == b.mean_utilization_bp() &&
+         a.energy_mj() == b.energy_mj() &&
+         a.allocation_id() == b.allocation_id() && a.evidence() == b.evidence();
+}
+
 BatchRow MakeRow(const RowEnds& last, const Batch& batch) {
+  // The commands are written as StoredBatch's field `commands` straight
+  // from the batch (a usage report carries thousands of records: copying
+  // them into a StoredBatch first would cost as much again); the rest
+  // follows as a StoredBatch of its own, which parses as one with them.
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream raw(&bytes);
+    google::protobuf::io::CodedOutputStream out(&raw);
+    for (const pb::Command& c : batch.commands) {
+      out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
+          pb::StoredBatch::kCommandsFieldNumber,
+          google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+      out.WriteVarint32(static_cast<uint32_t>(c.ByteSizeLong()));
+      c.SerializeWithCachedSizes(&out);
+    }
+  }
   pb::StoredBatch stored;
-  for (const pb::Command& c : batch.commands) *stored.add_commands() = c;
   for (const pb::JournalEntry& e : batch.entries) {
     pb::JournalEntry& copy = *stored.add_entries();
     copy = e;
@@ -97,7 +123,8 @@ BatchRow MakeRow(const RowEnds& last, const Batch& batch) {
   row.end.usage += static_cast<int64_t>(batch.usage.size());
   if (!batch.usage.empty())
     row.end.accepted_ns = NanosOf(batch.usage.back().accepted_at());
-  row.body = Deflate(stored.SerializeAsString());
+  stored.AppendToString(&bytes);
+  row.body = Deflate(bytes);
   return row;
 }
 

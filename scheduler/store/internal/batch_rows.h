@@ -46,6 +46,10 @@ struct BatchRow {
   std::string body;  // deflated computevoucher.v1.StoredBatch
 };
 
+// Whether `a` and `b` agree on every field: how MakeRow finds an accepted
+// record in the report that carried it.
+bool SameRecord(const pb::UsageRecord& a, const pb::UsageRecord& b);
+
 // The row storing `batch` after the row that ends at `last`.
 BatchRow MakeRow(const RowEnds& last, const Batch& batch);
 
