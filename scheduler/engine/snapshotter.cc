@@ -16,11 +16,6 @@
 namespace computevoucher::engine {
 namespace {
 
-// Committed work (commands and usage records) waiting for the shadow
-// beyond which snapshots stop, so that a shadow starved of CPU cannot make
-// memory grow (some 100 bytes a record).
-constexpr int64_t kMaxBehind = 2'000'000;
-
 // The snapshotter thread's nice value.
 constexpr int kNice = 10;
 
@@ -52,24 +47,34 @@ void Snapshotter::Stop() {
 SnapshotStats Snapshotter::stats() const {
   absl::MutexLock lock(&mu_);
   SnapshotStats stats = stats_;
-  stats.behind = queued_;
+  stats.behind = queued_ + dropped_work_;
   return stats;
 }
 
 void Snapshotter::Committed(std::vector<pb::Command> commands) {
   absl::MutexLock lock(&mu_);
   if (disabled_ || stopping_) return;
+  int64_t work = 0;
   for (const pb::Command& c : commands) {
-    queued_ += 1 + c.report_usage().records_size();
+    work += 1 + c.report_usage().records_size();
   }
-  queue_.push_back(std::move(commands));
-  if (queued_ > kMaxBehind) {
-    // The thread sees it and stops.
+  if (!dropped_ && queued_ + work > options_.max_behind) {
+    // The thread drops the shadow; what was queued is in the store.
+    dropped_ = true;
+    dropped_work_ = queued_;
     queue_.clear();
     queued_ = 0;
-    queue_.emplace_back();
-    behind_ = true;
   }
+  if (dropped_) {
+    dropped_work_ += work;
+    if (!commands.empty()) {
+      dropped_position_ =
+          std::max(dropped_position_, commands.back().sequence());
+    }
+    return;
+  }
+  queued_ += work;
+  queue_.push_back(std::move(commands));
 }
 
 void Snapshotter::Run() {
@@ -89,22 +94,32 @@ void Snapshotter::Run() {
   if (Due() && !StartAndStore(waiting)) return;
   while (true) {
     std::deque<std::vector<pb::Command>> work;
-    bool behind = false;
+    int64_t dropped_work = 0;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !queue_.empty() || stopping_;
+        return !queue_.empty() || dropped_work_ > 0 || stopping_;
       };
       mu_.Await(absl::Condition(&ready));
-      if (queue_.empty()) return;  // stopping, and everything applied
+      if (queue_.empty() && dropped_work_ == 0) return;  // stopping
       work.swap(queue_);
       queued_ = 0;
-      behind = behind_;
+      dropped_work = std::exchange(dropped_work_, 0);
+      position_ = std::max(position_, dropped_position_);
     }
-    if (behind) {
-      Disable(absl::StrCat("the copy of the state fell more than ", kMaxBehind,
-                           " commands and records behind"));
-      return;
+    if (dropped_work > 0) {
+      if (!rebuild_) {
+        Log(absl::StrCat("snapshots: the copy of the state fell more than ",
+                         options_.max_behind,
+                         " commands and records behind; it is dropped and "
+                         "built again from the store when the next snapshot "
+                         "is due"));
+      }
+      shadow_.reset();
+      waiting.clear();
+      waiting_work = 0;
+      rebuild_ = true;
+      work_ += dropped_work;
     }
     for (std::vector<pb::Command>& commands : work) {
       int64_t added = 0;
@@ -120,7 +135,8 @@ void Snapshotter::Run() {
         waiting.push_back(std::move(commands));
       }
     }
-    if ((Due() || waiting_work > kMaxBehind) && !StartAndStore(waiting)) {
+    if ((Due() || waiting_work > options_.max_behind) &&
+        !StartAndStore(waiting)) {
       return;
     }
     if (shadow_ != nullptr) waiting_work = 0;
@@ -130,7 +146,24 @@ void Snapshotter::Run() {
 bool Snapshotter::StartAndStore(
     std::deque<std::vector<pb::Command>>& waiting) {
   if (shadow_ == nullptr) {
-    if (!StartShadow()) return false;
+    int64_t to = start_;
+    if (rebuild_) {
+      // Batches committed from now on are queued again; those before are
+      // in the store, up to its head.
+      {
+        absl::MutexLock lock(&mu_);
+        dropped_ = false;
+      }
+      absl::StatusOr<store::Head> head = store_.ReadHead();
+      if (!head.ok()) {
+        Disable(absl::StrCat("cannot read the store's head: ",
+                             head.status().message()));
+        return false;
+      }
+      to = head->command_sequence;
+      rebuild_ = false;
+    }
+    if (!StartShadow(to)) return false;
     for (const std::vector<pb::Command>& commands : waiting) {
       if (!Apply(commands)) return false;
     }
@@ -140,7 +173,7 @@ bool Snapshotter::StartAndStore(
   return true;
 }
 
-bool Snapshotter::StartShadow() {
+bool Snapshotter::StartShadow(int64_t to) {
   absl::StatusOr<Recovered> recovered = LoadNewestSnapshot(store_);
   if (!recovered.ok()) {
     Disable(absl::StrCat("cannot read the store's snapshots: ",
@@ -150,10 +183,10 @@ bool Snapshotter::StartShadow() {
   shadow_ = std::move(recovered->state);
   // The writer's start-up checked these; later ones are appended while
   // they are read, so that the journal cannot be checked against them here.
-  while (shadow_->last_command_sequence() < start_) {
+  while (shadow_->last_command_sequence() < to) {
     const int64_t after = shadow_->last_command_sequence();
     absl::StatusOr<std::vector<pb::Command>> commands = store_.ReadCommands(
-        after, static_cast<int>(std::min<int64_t>(4096, start_ - after)));
+        after, static_cast<int>(std::min<int64_t>(4096, to - after)));
     if (!commands.ok() || commands->empty()) {
       Disable(absl::StrCat("cannot read the commands after ", after, ": ",
                            commands.ok() ? "there are none"

@@ -8,9 +8,13 @@
 // The shadow starts from the store on the snapshotter's thread: the newest
 // sound snapshot, then the stored commands up to the writer's starting
 // position (which the writer's own start-up has checked); batches committed
-// after it wait in memory meanwhile. If the shadow ever disagrees with a
-// committed command (a bug), or falls far behind (starved of CPU), snapshots
-// stop until the next start, the log says why, and serving goes on.
+// after it wait in memory meanwhile. If the shadow falls far behind (starved
+// of CPU by a flood of usage), it is dropped, batches stop being queued for
+// it, and it is built again from the store (the newest snapshot, then the
+// stored commands up to the head) when the next snapshot is due: memory
+// stays bounded and snapshots go on, one per rebuild. If the shadow ever
+// disagrees with a committed command (a bug), snapshots stop until the next
+// start, the log says why, and serving goes on.
 #ifndef COMPUTEVOUCHER_SCHEDULER_ENGINE_SNAPSHOTTER_H_
 #define COMPUTEVOUCHER_SCHEDULER_ENGINE_SNAPSHOTTER_H_
 
@@ -45,6 +49,9 @@ struct SnapshotOptions {
   // Snapshots kept in the store; older ones are dropped.
   int kept = 3;
   int pause = 10;
+  // Committed commands and usage records waiting for the shadow past which
+  // it is dropped and built again from the store (some 100 bytes each).
+  int64_t max_behind = 2'000'000;
 };
 
 struct SnapshotStats {
@@ -80,8 +87,9 @@ class Snapshotter {
 
  private:
   void Run();
-  // Builds the shadow from the store; false (logged) when it cannot.
-  bool StartShadow();
+  // Builds the shadow from the store up to command `to`; false (logged)
+  // when it cannot.
+  bool StartShadow(int64_t to);
   // Builds the shadow if there is none, applies `waiting` to it, and
   // stores a snapshot if one is due; false (logged) on failure.
   bool StartAndStore(std::deque<std::vector<pb::Command>>& waiting);
@@ -101,11 +109,16 @@ class Snapshotter {
   int64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool disabled_ ABSL_GUARDED_BY(mu_) = false;
-  bool behind_ ABSL_GUARDED_BY(mu_) = false;  // past kMaxBehind
+  // Past options_.max_behind: the shadow is to be dropped, and until it is
+  // built again committed batches are only counted.
+  bool dropped_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t dropped_work_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t dropped_position_ ABSL_GUARDED_BY(mu_) = 0;
   SnapshotStats stats_ ABSL_GUARDED_BY(mu_);
 
   // Owned by the thread.
   std::unique_ptr<core::StateMachine> shadow_;
+  bool rebuild_ = false;  // the shadow was dropped: build it up to the head
   int64_t saved_at_ = 0;  // position of the newest snapshot stored
   int64_t position_ = 0;  // of the last command committed
   int64_t work_ = 0;      // commands and records committed since

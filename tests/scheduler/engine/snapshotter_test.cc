@@ -1,0 +1,144 @@
+// The snapshotter when its copy of the state falls far behind the writer:
+// the copy is dropped, built again from the store, and snapshots go on.
+#include "scheduler/engine/snapshotter.h"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "scheduler/core/state_machine.h"
+#include "scheduler/store/sqlite_store.h"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/world.h"
+
+namespace computevoucher::engine {
+namespace {
+
+using ::computevoucher::testing::IsOk;
+using store::Batch;
+
+// A command log whose first WriteSnapshot waits until Release(), so that
+// the test can commit batches while the snapshotter is busy.
+class HeldSnapshots final : public store::CommandLog {
+ public:
+  explicit HeldSnapshots(store::CommandLog& log) : log_(log) {}
+
+  void Release() { release_.Notify(); }
+  bool AwaitHeld() {
+    return held_.WaitForNotificationWithTimeout(absl::Seconds(30));
+  }
+
+  absl::Status Append(const Batch& batch) override {
+    return log_.Append(batch);
+  }
+  absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after,
+                                                        int limit) override {
+    return log_.ReadCommands(after, limit);
+  }
+  absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(
+      int64_t after, int limit) override {
+    return log_.ReadJournal(after, limit);
+  }
+  absl::StatusOr<store::Head> ReadHead() override { return log_.ReadHead(); }
+  absl::Status WriteSnapshot(const store::Snapshot& snapshot,
+                             int keep) override {
+    if (!held_.HasBeenNotified()) {
+      held_.Notify();
+      release_.WaitForNotification();
+    }
+    return log_.WriteSnapshot(snapshot, keep);
+  }
+  absl::StatusOr<std::vector<int64_t>> ListSnapshots() override {
+    return log_.ListSnapshots();
+  }
+  absl::StatusOr<store::Snapshot> ReadSnapshot(int64_t position) override {
+    return log_.ReadSnapshot(position);
+  }
+
+ private:
+  store::CommandLog& log_;
+  absl::Notification held_;
+  absl::Notification release_;
+};
+
+TEST(SnapshotterTest, ACopyFarBehindIsBuiltAgainFromTheStore) {
+  testing::TempDir temp;
+  ASSERT_NO_FATAL_FAILURE(testing::MakeTempDir("snapshotter_test", temp));
+  // A program's first commands, one batch each, as the writer stores them.
+  core::StateMachine state;
+  testing::Driver driver(state);
+  ASSERT_THAT(driver.BuildWorld(), IsOk());
+  driver.Advance(absl::Seconds(2));
+  ASSERT_THAT(driver.Issue("P-000001", "E-000001", 100'000), IsOk());
+  std::map<int64_t, Batch> batches;
+  for (const pb::Command& c : driver.log()) {
+    batches[c.sequence()].commands.push_back(c);
+  }
+  for (const pb::JournalEntry& e : state.TakeJournal()) {
+    batches[e.command_sequence()].entries.push_back(e);
+  }
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<store::Store> store,
+      store::OpenSqliteStore(temp.path() + "/data", store::OpenMode::kReadWrite));
+  for (const auto& [sequence, batch] : batches) {
+    ASSERT_THAT(store->Append(batch), IsOk());
+  }
+  const int64_t head = driver.log().back().sequence();
+  ASSERT_GT(head, 8);
+
+  // The writer started after command 2; the first snapshot is due at once
+  // and is held while the rest are committed, far more than the copy may
+  // fall behind.
+  HeldSnapshots held(*store);
+  testing::FakeClock clock(testing::WorldStart());
+  SnapshotOptions options;
+  options.every = 1;
+  options.pause = 0;
+  options.max_behind = 3;
+  Snapshotter snapshotter(held, clock, options, /*start=*/2);
+  ASSERT_TRUE(held.AwaitHeld());
+  for (int64_t sequence = 3; sequence <= head; ++sequence) {
+    snapshotter.Committed(batches[sequence].commands);
+  }
+  held.Release();
+
+  // The copy is built again from the store and a snapshot taken at its head.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (snapshotter.stats().last != head && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  const SnapshotStats stats = snapshotter.stats();
+  EXPECT_EQ(stats.last, head);
+  EXPECT_EQ(stats.snapshots, 2);
+  EXPECT_EQ(stats.failures, 0);
+  ASSERT_OK_AND_ASSIGN(const std::vector<int64_t> stored,
+                       store->ListSnapshots());
+  EXPECT_THAT(stored, ::testing::ElementsAre(head, 2));
+
+  // And batches committed after the rebuild reach the copy again.
+  ASSERT_THAT(driver.Issue("P-000001", "E-000002", 500), IsOk());
+  Batch next;
+  next.commands.push_back(driver.log().back());
+  next.entries = state.TakeJournal();
+  ASSERT_THAT(store->Append(next), IsOk());
+  snapshotter.Committed(next.commands);
+  const absl::Time later = absl::Now() + absl::Seconds(30);
+  while (snapshotter.stats().last != head + 1 && absl::Now() < later) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(snapshotter.stats().last, head + 1);
+  snapshotter.Stop();
+}
+
+}  // namespace
+}  // namespace computevoucher::engine
