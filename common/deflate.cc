@@ -2,8 +2,6 @@
 
 #include <zlib.h>
 
-#include <cstdint>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -11,9 +9,6 @@ namespace computevoucher {
 namespace {
 
 constexpr size_t kLengthBytes = 8;
-// Larger than anything the scheduler stores; a corrupt length asks for no
-// more.
-constexpr uint64_t kMaxBytes = uint64_t{1} << 34;
 
 }  // namespace
 
@@ -29,7 +24,8 @@ std::string Deflate(absl::string_view bytes) {
   return out;
 }
 
-absl::StatusOr<std::string> Inflate(absl::string_view stored) {
+absl::StatusOr<std::string> Inflate(absl::string_view stored,
+                                    uint64_t max_bytes) {
   if (stored.size() < kLengthBytes) {
     return absl::DataLossError("it is shorter than its length");
   }
@@ -37,7 +33,7 @@ absl::StatusOr<std::string> Inflate(absl::string_view stored) {
   for (size_t i = 0; i < kLengthBytes; ++i) {
     length |= uint64_t{static_cast<unsigned char>(stored[i])} << (8 * i);
   }
-  if (length > kMaxBytes) {
+  if (length > max_bytes) {
     return absl::DataLossError(
         absl::StrCat("its length ", length, " is out of range"));
   }

@@ -4,6 +4,7 @@
 #ifndef COMPUTEVOUCHER_COMMON_DEFLATE_H_
 #define COMPUTEVOUCHER_COMMON_DEFLATE_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -16,8 +17,10 @@ namespace computevoucher {
 std::string Deflate(absl::string_view bytes);
 
 // What Deflate was given; DataLossError saying what is wrong with `stored`
-// (as "it ...") when it is not the output of Deflate.
-absl::StatusOr<std::string> Inflate(absl::string_view stored);
+// (as "it ...") when it is not the output of Deflate, or says it holds more
+// than `max_bytes` (so that a corrupt length asks for no more).
+absl::StatusOr<std::string> Inflate(absl::string_view stored,
+                                    uint64_t max_bytes);
 
 }  // namespace computevoucher
 

@@ -10,7 +10,12 @@
 #include "scheduler/engine/log.h"
 
 namespace computevoucher::engine {
+namespace {
 
+// Larger than any state this build saves.
+constexpr uint64_t kMaxStateBytes = uint64_t{1} << 34;
+
+}  // namespace
 
 store::Snapshot EncodeSnapshot(const pb::StateSnapshot& saved) {
   store::Snapshot out;
@@ -29,7 +34,7 @@ absl::StatusOr<pb::StateSnapshot> DecodeSnapshot(
         prefix, "its ", stored.state.size(),
         " bytes do not hash to the digest stored with them"));
   }
-  absl::StatusOr<std::string> bytes = Inflate(stored.state);
+  absl::StatusOr<std::string> bytes = Inflate(stored.state, kMaxStateBytes);
   if (!bytes.ok()) {
     return absl::DataLossError(
         absl::StrCat(prefix, bytes.status().message()));

@@ -16,6 +16,10 @@
 namespace computevoucher::store::internal {
 namespace {
 
+// Larger than any batch the writer forms (at most 8,192 commands and a
+// usage report's 10,000 records past its 500).
+constexpr uint64_t kMaxRowBytes = uint64_t{1} << 30;
+
 // Decoded rows kept for the reads that follow: replay reads the commands of
 // a stretch of rows, then their entries, a few thousand at a time.
 constexpr size_t kDecodedRows = 64;
@@ -79,7 +83,8 @@ BatchRow MakeRow(const RowEnds& last, const Batch& batch) {
     for (const pb::Command& c : batch.commands) {
       out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
           pb::StoredBatch::kCommandsFieldNumber,
-          google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+          google::protobuf::internal::WireFormatLite::
+              WIRETYPE_LENGTH_DELIMITED));
       out.WriteVarint32(static_cast<uint32_t>(c.ByteSizeLong()));
       c.SerializeWithCachedSizes(&out);
     }
@@ -129,7 +134,7 @@ BatchRow MakeRow(const RowEnds& last, const Batch& batch) {
 }
 
 absl::StatusOr<Batch> DecodeRow(const BatchRow& row) {
-  absl::StatusOr<std::string> bytes = Inflate(row.body);
+  absl::StatusOr<std::string> bytes = Inflate(row.body, kMaxRowBytes);
   if (!bytes.ok()) return RowError(row, bytes.status().message());
   pb::StoredBatch stored;
   if (!stored.ParseFromString(*bytes)) {
@@ -179,8 +184,8 @@ absl::StatusOr<Batch> DecodeRow(const BatchRow& row) {
       if (c < 0 || c >= static_cast<int>(out.commands.size()) ||
           !out.commands[c].has_report_usage() || r < 0 ||
           r >= out.commands[c].report_usage().records_size()) {
-        return RowError(row, absl::StrCat("a usage record refers to record ",
-                                          r, " of command ", c,
+        return RowError(row, absl::StrCat("a usage record refers to record ", r,
+                                          " of command ", c,
                                           " of the row, which is not one"));
       }
       *u.mutable_record() = out.commands[c].report_usage().records(r);
@@ -196,8 +201,9 @@ absl::StatusOr<Batch> DecodeRow(const BatchRow& row) {
 
 absl::StatusOr<RowReader::Decoded*> RowReader::Decode(
     const BatchRow& row, const std::function<bool(const Decoded&)>& reusable) {
-  auto kept = std::find_if(decoded_.begin(), decoded_.end(),
-                           [&](const Decoded& d) { return d.id == row.end.id; });
+  auto kept =
+      std::find_if(decoded_.begin(), decoded_.end(),
+                   [&](const Decoded& d) { return d.id == row.end.id; });
   if (kept != decoded_.end() && reusable(*kept)) return &*kept;
   ASSIGN_OR_RETURN(Batch batch, DecodeRow(row));
   if (kept == decoded_.end()) {
@@ -335,8 +341,8 @@ std::string ScanRowsSql(const RowsFrom& from, absl::string_view param_prefix,
       c, " > ", p, "1 ORDER BY ", c,
       ", id LIMIT 1) AND b.id >= (SELECT id FROM batches WHERE "
       "accepted_end_ns >= ",
-      p, "2 ORDER BY accepted_end_ns, id LIMIT 1) AND b.id > ", p,
-      "3 AND b.", c, " > COALESCE(p.", c, ", 0) ORDER BY b.id LIMIT ", limit);
+      p, "2 ORDER BY accepted_end_ns, id LIMIT 1) AND b.id > ", p, "3 AND b.",
+      c, " > COALESCE(p.", c, ", 0) ORDER BY b.id LIMIT ", limit);
 }
 
 }  // namespace computevoucher::store::internal

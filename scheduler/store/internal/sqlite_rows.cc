@@ -12,10 +12,10 @@ namespace {
 
 // Reads `sql`'s rows into batches of up to kRowsConvertedAtOnce items, each
 // added by `add`, and writes each as a row after `ends`.
-absl::Status ConvertRows(sqlite3* db, const char* sql,
-                         const std::function<absl::Status(
-                             Statement&, Batch&)>& add,
-                         Statement& insert, RowEnds& ends) {
+absl::Status ConvertRows(
+    sqlite3* db, const char* sql,
+    const std::function<absl::Status(Statement&, Batch&)>& add,
+    Statement& insert, RowEnds& ends) {
   Statement stmt;
   RETURN_IF_ERROR(stmt.Prepare(db, sql));
   Batch batch;
@@ -95,8 +95,7 @@ BatchRow RowAt(Statement& stmt) {
 }
 
 absl::Status ConvertToBatches(sqlite3* db) {
-  RETURN_IF_ERROR(
-      Exec(db, BatchesTableSql("INTEGER", "BLOB").c_str()));
+  RETURN_IF_ERROR(Exec(db, BatchesTableSql("INTEGER", "BLOB").c_str()));
   Statement insert;
   RETURN_IF_ERROR(insert.Prepare(db, kInsertRow));
   RowEnds ends;
@@ -163,6 +162,5 @@ absl::Status ConvertToBatches(sqlite3* db) {
       insert, ends));
   return Exec(db, "DROP TABLE commands; DROP TABLE journal; DROP TABLE usage");
 }
-
 
 }  // namespace computevoucher::store::internal

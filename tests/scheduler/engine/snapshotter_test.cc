@@ -87,9 +87,9 @@ TEST(SnapshotterTest, ACopyFarBehindIsBuiltAgainFromTheStore) {
   for (const pb::JournalEntry& e : state.TakeJournal()) {
     batches[e.command_sequence()].entries.push_back(e);
   }
-  ASSERT_OK_AND_ASSIGN(
-      std::unique_ptr<store::Store> store,
-      store::OpenSqliteStore(temp.path() + "/data", store::OpenMode::kReadWrite));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<store::Store> store,
+                       store::OpenSqliteStore(temp.path() + "/data",
+                                              store::OpenMode::kReadWrite));
   for (const auto& [sequence, batch] : batches) {
     ASSERT_THAT(store->Append(batch), IsOk());
   }

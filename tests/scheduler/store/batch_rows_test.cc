@@ -25,6 +25,7 @@ using ::computevoucher::testing::StatusIs;
 using ::testing::HasSubstr;
 
 const absl::Time kBase = absl::FromUnixSeconds(1'780'000'000);
+constexpr uint64_t kGiB = uint64_t{1} << 30;
 
 pb::UsageRecord Record(const std::string& allocation, int64_t sequence,
                        int64_t gpu_ms) {
@@ -119,7 +120,7 @@ TEST_F(BatchRowsTest, ARowReadsBackAsItWasAppended) {
 
 TEST_F(BatchRowsTest, AUsageRecordIsStoredOnceInsideItsReport) {
   const BatchRow row = MakeRow(before_, batch_);
-  ASSERT_OK_AND_ASSIGN(const std::string bytes, Inflate(row.body));
+  ASSERT_OK_AND_ASSIGN(const std::string bytes, Inflate(row.body, kGiB));
   pb::StoredBatch stored;
   ASSERT_TRUE(stored.ParseFromString(bytes));
   ASSERT_EQ(stored.usage_size(), 3);
@@ -142,7 +143,7 @@ TEST_F(BatchRowsTest, AUsageRecordIsStoredOnceInsideItsReport) {
 
 TEST_F(BatchRowsTest, AnEntryChangedAfterItWasWrittenIsDataLoss) {
   BatchRow row = MakeRow(before_, batch_);
-  ASSERT_OK_AND_ASSIGN(const std::string bytes, Inflate(row.body));
+  ASSERT_OK_AND_ASSIGN(const std::string bytes, Inflate(row.body, kGiB));
   pb::StoredBatch stored;
   ASSERT_TRUE(stored.ParseFromString(bytes));
   stored.mutable_entries(1)->set_amount_fen(1'000'000);
@@ -168,6 +169,10 @@ TEST_F(BatchRowsTest, ARowNotHoldingWhatItsPositionsSayIsDataLoss) {
   row.body = "short";
   EXPECT_THAT(DecodeRow(row), StatusIs(absl::StatusCode::kDataLoss,
                                        HasSubstr("shorter than its length")));
+  // A length no batch has is refused before anything is allocated for it.
+  row.body = std::string(8, '\xff') + "x";
+  EXPECT_THAT(DecodeRow(row),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("out of range")));
 }
 
 // MakeRow finds a record by SameRecord: a field it missed would let a

@@ -275,7 +275,8 @@ class PostgresBackend final : public StoreBackend {
                      internal::Query(conn.get(), kSelectRows, {}, "read"));
     const PGresult* r = result.get();
     std::vector<BatchRow> rows;
-    for (int i = 0; i < PQntuples(r); ++i) rows.push_back(internal::RowAt(r, i));
+    for (int i = 0; i < PQntuples(r); ++i)
+      rows.push_back(internal::RowAt(r, i));
     return rows;
   }
   absl::Status RewriteAsPreviousSchema(const Batch& log) override {
@@ -326,8 +327,8 @@ UPDATE schema_version SET version = 3;
       usage.Int(internal::NanosOf(u.accepted_at()));
       usage.Bytes(u.SerializeAsString());
     }
-    RETURN_IF_ERROR(internal::CopyIn(
-        c, "COPY usage FROM STDIN (FORMAT binary)", usage, "usage"));
+    RETURN_IF_ERROR(internal::CopyIn(c, "COPY usage FROM STDIN (FORMAT binary)",
+                                     usage, "usage"));
     return internal::Exec(c, "COMMIT", "previous schema");
   }
   absl::Status WriteRows(const std::vector<BatchRow>& rows) override {
