@@ -61,6 +61,7 @@ void Snapshotter::Committed(std::vector<pb::Command> commands) {
   if (!dropped_ && queued_ + work > options_.max_behind) {
     // The thread drops the shadow; what was queued is in the store.
     dropped_ = true;
+    drop_pending_ = true;
     dropped_work_ = queued_;
     queue_.clear();
     queued_ = 0;
@@ -95,31 +96,36 @@ void Snapshotter::Run() {
   while (true) {
     std::deque<std::vector<pb::Command>> work;
     int64_t dropped_work = 0;
+    bool drop = false;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !queue_.empty() || dropped_work_ > 0 || stopping_;
+        return !queue_.empty() || dropped_work_ > 0 || drop_pending_ ||
+               stopping_;
       };
       mu_.Await(absl::Condition(&ready));
-      if (queue_.empty() && dropped_work_ == 0) return;  // stopping
+      // Stopping, and everything applied.
+      if (queue_.empty() && dropped_work_ == 0 && !drop_pending_) return;
       work.swap(queue_);
       queued_ = 0;
       dropped_work = std::exchange(dropped_work_, 0);
+      drop = std::exchange(drop_pending_, false);
       position_ = std::max(position_, dropped_position_);
     }
-    if (dropped_work > 0) {
-      if (!rebuild_) {
-        Log(absl::StrCat("snapshots: the copy of the state fell more than ",
-                         options_.max_behind,
-                         " commands and records behind; it is dropped and "
-                         "built again from the store when the next snapshot "
-                         "is due"));
-      }
+    // Work counted while the shadow was dropped (batches committed before
+    // a rebuild began may be counted after it ended: they are in the
+    // store, and the rebuilt shadow has them).
+    work_ += dropped_work;
+    if (drop) {
+      Log(absl::StrCat("snapshots: the copy of the state fell more than ",
+                       options_.max_behind,
+                       " commands and records behind; it is dropped and "
+                       "built again from the store when the next snapshot "
+                       "is due"));
       shadow_.reset();
       waiting.clear();
       waiting_work = 0;
       rebuild_ = true;
-      work_ += dropped_work;
     }
     for (std::vector<pb::Command>& commands : work) {
       int64_t added = 0;

@@ -112,6 +112,7 @@ class Snapshotter {
   // Past options_.max_behind: the shadow is to be dropped, and until it is
   // built again committed batches are only counted.
   bool dropped_ ABSL_GUARDED_BY(mu_) = false;
+  bool drop_pending_ ABSL_GUARDED_BY(mu_) = false;  // for the thread to do
   int64_t dropped_work_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t dropped_position_ ABSL_GUARDED_BY(mu_) = 0;
   SnapshotStats stats_ ABSL_GUARDED_BY(mu_);
