@@ -17,13 +17,14 @@ int RunVerify(const computevoucher::v1::SchedulerConfig& config,
     return 2;
   }
   core::StateMachine state;
-  absl::StatusOr<engine::ReplayReport> report = engine::Replay(**store, state);
+  absl::StatusOr<engine::ReplayReport> report = engine::Replay(**store, **store, state);
   if (!report.ok()) {
     out << "verify: " << report.status().message() << "\n";
     return 2;
   }
   out << "commands replayed: " << report->commands << "\n"
       << "journal entries:   " << report->entries << "\n"
+      << "usage records:     " << report->usage_records << "\n"
       << "last hash:         " << ToHex(report->last_hash) << "\n"
       << "snapshots checked: " << report->snapshots_checked << "\n";
   for (const auto& [id, program] : state.programs()) {

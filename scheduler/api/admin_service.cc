@@ -422,7 +422,9 @@ Status AdminServiceImpl::VerifyJournal(ServerContext* c,
                                        pb::VerifyJournalResponse* out) {
   return Report(
       c, kReaders,
-      [&](const pb::Principal&) { return reports::VerifyJournal(*ctx_.log); },
+      [&](const pb::Principal&) {
+        return reports::VerifyJournal(*ctx_.log, *ctx_.usage);
+      },
       out);
 }
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/charged_usage.h"
 #include "common/journal_hash.h"
 #include "common/status_macros.h"
 #include "scheduler/core/ledger.h"
@@ -66,7 +67,47 @@ class Replayer::JournalCursor {
   std::future<absl::StatusOr<std::vector<pb::JournalEntry>>> ahead_;
 };
 
-Replayer::Replayer(store::CommandLog& store, core::StateMachine& state)
+// Stored usage records, read in chunks as replay consumes them.
+class Replayer::UsageCursor {
+ public:
+  explicit UsageCursor(store::UsageIndex& usage) : usage_(usage) {}
+
+  // The next stored record, or nullopt at the end.
+  absl::StatusOr<std::optional<store::UsageRow>> Next() {
+    if (buffer_.empty()) {
+      store::UsageQuery query;
+      query.after = after_;
+      query.limit = kChunk;
+      ASSIGN_OR_RETURN(std::vector<store::UsageRow> chunk,
+                       usage_.ReadUsage(query));
+      for (store::UsageRow& row : chunk) buffer_.push_back(std::move(row));
+      if (!buffer_.empty()) after_ = buffer_.back().position;
+    }
+    if (buffer_.empty()) return std::nullopt;
+    store::UsageRow row = std::move(buffer_.front());
+    buffer_.pop_front();
+    return row;
+  }
+
+ private:
+  store::UsageIndex& usage_;
+  int64_t after_ = 0;
+  std::deque<store::UsageRow> buffer_;
+};
+
+namespace {
+
+// "usage record 7 (allocation AL-00000001, sequence 3)".
+std::string NameUsage(int64_t position, const pb::ChargedUsage& u) {
+  return absl::StrCat("usage record ", position, " (allocation ",
+                      u.record().allocation_id(), ", sequence ",
+                      u.record().sequence(), ")");
+}
+
+}  // namespace
+
+Replayer::Replayer(store::CommandLog& store, core::StateMachine& state,
+                   store::UsageIndex* usage)
     : store_(store),
       state_(state),
       cursor_(std::make_unique<JournalCursor>(store,
@@ -74,6 +115,9 @@ Replayer::Replayer(store::CommandLog& store, core::StateMachine& state)
       after_(state.last_command_sequence()) {
   report_.snapshot = after_;
   if (after_ > 0) verifier_.StartFrom(state);
+  if (usage != nullptr && after_ == 0) {
+    usage_cursor_ = std::make_unique<UsageCursor>(*usage);
+  }
 }
 
 absl::Status Replayer::CheckStoredSnapshots() {
@@ -135,7 +179,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
       ++report_.commands;
       CompareSnapshot();
       ++applied;
-      state_.TakeUsage();  // derived rows, stored by the writer; not needed
+      RETURN_IF_ERROR(CheckUsage(command));
       // A command's entries are stored in the same transaction as the
       // command: they are there by now.
       for (const pb::JournalEntry& produced : state_.TakeJournal()) {
@@ -164,6 +208,26 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
   return applied;
 }
 
+absl::Status Replayer::CheckUsage(const pb::Command& command) {
+  std::vector<pb::ChargedUsage> accepted = state_.TakeUsage();
+  if (usage_cursor_ == nullptr) return absl::OkStatus();
+  for (const pb::ChargedUsage& produced : accepted) {
+    ++usage_checked_;
+    ASSIGN_OR_RETURN(std::optional<store::UsageRow> stored,
+                     usage_cursor_->Next());
+    if (!stored) {
+      Mismatch(absl::StrCat(NameUsage(usage_checked_, produced),
+                            " accepted by command ", command.sequence(),
+                            " is missing from the store"));
+    } else if (!SameCharge(produced, stored->usage)) {
+      Mismatch(absl::StrCat(NameUsage(stored->position, stored->usage),
+                            " differs from what command ", command.sequence(),
+                            " accepts on replay"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ReplayReport> Replayer::Finish() {
   while (true) {
     ASSIGN_OR_RETURN(std::optional<pb::JournalEntry> stored, cursor_->Next());
@@ -171,6 +235,13 @@ absl::StatusOr<ReplayReport> Replayer::Finish() {
     Mismatch(absl::StrCat("journal entry ", stored->sequence(),
                           " was posted by no stored command"));
     verifier_.Add(*stored);
+  }
+  while (usage_cursor_ != nullptr) {
+    ASSIGN_OR_RETURN(std::optional<store::UsageRow> stored,
+                     usage_cursor_->Next());
+    if (!stored) break;
+    Mismatch(absl::StrCat(NameUsage(stored->position, stored->usage),
+                          " was accepted by no stored command"));
   }
   for (const auto& [position, unused] : snapshots_) {
     Mismatch(absl::StrCat("snapshot at command ", position,
@@ -180,6 +251,7 @@ absl::StatusOr<ReplayReport> Replayer::Finish() {
   snapshots_.clear();
   ReplayReport report = report_;
   report.entries = verifier_.entries();
+  report.usage_records = usage_checked_;
   report.last_hash = verifier_.last_hash();
   report.violations = verifier_.Check(state_);
   report.violations.insert(report.violations.begin(), mismatches_.begin(),
@@ -195,9 +267,10 @@ absl::Status CheckReport(const ReplayReport& report) {
                    report.violations.front()));
 }
 
-absl::StatusOr<ReplayReport> Replay(store::CommandLog& store,
+absl::StatusOr<ReplayReport> Replay(store::CommandLog& log,
+                                    store::UsageIndex& usage,
                                     core::StateMachine& state) {
-  Replayer replayer(store, state);
+  Replayer replayer(log, state, &usage);
   RETURN_IF_ERROR(replayer.CheckStoredSnapshots());
   RETURN_IF_ERROR(replayer.CatchUp().status());
   return replayer.Finish();

@@ -12,6 +12,7 @@
 #include "scheduler/core/state_machine.h"
 #include "scheduler/core/verify.h"
 #include "scheduler/store/command_log.h"
+#include "scheduler/store/usage_index.h"
 
 namespace computevoucher::engine {
 
@@ -24,6 +25,9 @@ struct ReplayReport {
   int64_t snapshots_checked = 0;
   int64_t commands = 0;  // replayed
   int64_t entries = 0;
+  // Usage records accepted on replay and checked against the stored ones
+  // (0 when replay started from a snapshot).
+  int64_t usage_records = 0;
   std::string last_hash;
   // Broken invariants and differences between the stored journal and the
   // journal the replayed commands post; empty when the store is sound.
@@ -38,8 +42,13 @@ class Replayer {
  public:
   // `store` and `state` must outlive the replayer. `state` is fresh, or
   // loaded from one of the store's snapshots: replay goes on after its last
-  // command, and checks the journal from its journal head.
-  Replayer(store::CommandLog& store, core::StateMachine& state);
+  // command, and checks the journal from its journal head. With `usage`
+  // (which must outlive it too) and a fresh `state`, it also checks each
+  // stored usage record against the one the replayed commands accept (a
+  // snapshot does not say where its records end, so a replay from one
+  // cannot).
+  Replayer(store::CommandLog& store, core::StateMachine& state,
+           store::UsageIndex* usage = nullptr);
 
   // Reads the stored snapshots, to compare each with the state when replay
   // reaches its position; one that is corrupt, differs, or lies beyond the
@@ -56,7 +65,8 @@ class Replayer {
   absl::StatusOr<int64_t> CatchUp(int64_t max_commands = 0);
 
   // Runs the JournalVerifier over the stored journal read so far, and
-  // counts stored entries no command posted as breaks. Call once, when
+  // counts stored entries and usage records no command posted or accepted
+  // as breaks. Call once, when
   // nothing is appended any more (no other replica leads) and after a
   // final CatchUp.
   absl::StatusOr<ReplayReport> Finish();
@@ -65,13 +75,17 @@ class Replayer {
 
  private:
   class JournalCursor;
+  class UsageCursor;
   void Mismatch(std::string message);
+  // Checks the usage records `command` accepted against the stored ones.
+  absl::Status CheckUsage(const pb::Command& command);
   // Compares the state with the stored snapshot at its position, if any.
   void CompareSnapshot();
 
   store::CommandLog& store_;
   core::StateMachine& state_;
   std::unique_ptr<JournalCursor> cursor_;
+  std::unique_ptr<UsageCursor> usage_cursor_;  // null: usage not checked
   core::JournalVerifier verifier_;
   ReplayReport report_;
   std::vector<std::string> mismatches_;
@@ -79,6 +93,7 @@ class Replayer {
   std::map<int64_t, std::string> snapshots_;
   int64_t after_ = 0;  // last command applied
   bool stopped_ = false;
+  int64_t usage_checked_ = 0;  // usage records accepted on replay
 };
 
 // DataLoss naming the first violation when `report` has any; OK otherwise.
@@ -86,11 +101,13 @@ absl::Status CheckReport(const ReplayReport& report);
 
 // The auditor's check: applies every stored command from the first, in
 // order, to `state` (which must be fresh), checks each journal entry the
-// commands post against the stored one, runs the JournalVerifier over the
-// stored journal, and compares every stored snapshot with the state at its
-// position. Errors are I/O errors only; what is wrong with the data is in
-// the report.
-absl::StatusOr<ReplayReport> Replay(store::CommandLog& store,
+// commands post and each usage record they accept (what statements and
+// settlement read) against the stored one, runs the JournalVerifier over
+// the stored journal, and compares every stored snapshot with the state at
+// its position. `log` and `usage` are the same store's. Errors are I/O
+// errors only; what is wrong with the data is in the report.
+absl::StatusOr<ReplayReport> Replay(store::CommandLog& log,
+                                    store::UsageIndex& usage,
                                     core::StateMachine& state);
 
 // Where a replay started and how much it replayed, for the log: "the

@@ -51,10 +51,10 @@ absl::StatusOr<pb::ListJournalResponse> JournalPage(
 }
 
 absl::StatusOr<pb::VerifyJournalResponse> VerifyJournal(
-    store::CommandLog& log) {
+    store::CommandLog& log, store::UsageIndex& usage) {
   core::StateMachine replayed;
   ASSIGN_OR_RETURN(const engine::ReplayReport report,
-                   engine::Replay(log, replayed));
+                   engine::Replay(log, usage, replayed));
   pb::VerifyJournalResponse out;
   out.set_ok(report.violations.empty());
   out.set_entries(report.entries);

@@ -6,6 +6,7 @@
 #include "absl/status/statusor.h"
 #include "computevoucher/v1/admin.pb.h"
 #include "scheduler/store/command_log.h"
+#include "scheduler/store/usage_index.h"
 
 namespace computevoucher::reports {
 
@@ -18,9 +19,11 @@ absl::StatusOr<pb::ListJournalResponse> JournalPage(
 
 // Replays every stored command into a fresh state machine and checks the
 // journal it posts against the stored one, entry by entry and hash by
-// hash, and the state's invariants: everything re-derived from what is on
-// disk, nothing from memory.
-absl::StatusOr<pb::VerifyJournalResponse> VerifyJournal(store::CommandLog& log);
+// hash, the usage records it accepts against the stored ones, and the
+// state's invariants: everything re-derived from what is on disk, nothing
+// from memory. `log` and `usage` are the same store's.
+absl::StatusOr<pb::VerifyJournalResponse> VerifyJournal(
+    store::CommandLog& log, store::UsageIndex& usage);
 
 }  // namespace computevoucher::reports
 

@@ -20,6 +20,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/agent_world.h"
+#include "tests/scheduler/store/store_backend.h"
+#include "tests/testing/status_matchers.h"
 
 namespace computevoucher::testing {
 namespace {
@@ -165,6 +167,37 @@ TEST_F(AgentFaultTest, MetersAnAllocationFromAssignmentToRelease) {
   EXPECT_THAT(agent("sz-b").Log(), StoppedByTheScheduler(a.allocation_id()));
   EXPECT_EQ(agent("sz-b").Stop(SIGTERM), 0);
   ExpectVerifies();
+}
+
+// Statements and settlement read the stored usage records, so `verify`
+// checks each against what replay accepts: one changed in the store after
+// it was written fails it, named.
+TEST_F(AgentFaultTest, VerifyFindsAUsageRecordChangedInTheStore) {
+  StartAgent("sz-b");
+  ApproveCluster("sz-b");
+  Issue("E-000001", 10'000'00);
+  const pb::Allocation a = Allocate("H100", 2, 3600);
+  ASSERT_TRUE(WaitForSequence(a.allocation_id(), 2)) << agent("sz-b").Log();
+  EXPECT_EQ(agent("sz-b").Stop(SIGTERM), 0);
+  std::string out;
+  ASSERT_EQ(Verify(&out), 0) << out;
+  EXPECT_THAT(out, ::testing::ContainsRegex("usage records: +[1-9]"));
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<store::StoreBackend> backend,
+                       store::MakeStoreBackend("sqlite", dir_));
+  ASSERT_THAT(backend->ForgeLog([](std::vector<store::Batch>& batches) {
+    for (store::Batch& batch : batches) {
+      if (batch.usage.empty()) continue;
+      batch.usage[0].set_cost_fen(batch.usage[0].cost_fen() + 1);
+      return;
+    }
+  }),
+              IsOk());
+  EXPECT_EQ(Verify(&out), 1) << out;
+  EXPECT_THAT(out, ::testing::ContainsRegex(
+                       "usage record 1 \\(allocation " + a.allocation_id() +
+                       ", sequence 1\\) differs from what command [0-9]+ "
+                       "accepts on replay"));
 }
 
 TEST_F(AgentFaultTest,

@@ -322,15 +322,21 @@ void AgentWorld::ExpectMeteredOnce(const pb::Allocation& a,
       << "a record was refused";
 }
 
-void AgentWorld::ExpectVerifies() {
+int AgentWorld::Verify(std::string* out) {
   if (scheduler_->Running()) {
     EXPECT_EQ(StopScheduler(SIGTERM), 0);
   }
-  const std::string out = dir_ + "/verify.out";
+  const std::string path = dir_ + "/verify.out";
   std::string command = SchedulerBinary() + " verify --data-dir " + data_dir_;
   for (const std::string& arg : store_args_) command += " '" + arg + "'";
-  EXPECT_EQ(Shell(command + " > " + out + " 2>&1"), 0)
-      << ReadFile(out).value_or("");
+  const int rc = Shell(command + " > " + path + " 2>&1");
+  *out = ReadFile(path).value_or("");
+  return rc;
+}
+
+void AgentWorld::ExpectVerifies() {
+  std::string out;
+  EXPECT_EQ(Verify(&out), 0) << out;
 }
 
 }  // namespace computevoucher::testing

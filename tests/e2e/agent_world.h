@@ -109,8 +109,11 @@ class AgentWorld : public ::testing::Test {
   static void ExpectMeteredOnce(const pb::Allocation& a,
                                 const std::vector<pb::ChargedUsage>& usage,
                                 absl::Time metered_until);
-  // Stops the scheduler and runs `voucher-scheduler verify` on its data.
+  // Stops the scheduler and runs `voucher-scheduler verify` on its data:
+  // expects it to pass, or returns its exit code and sets *out to what it
+  // printed.
   void ExpectVerifies();
+  int Verify(std::string* out);
   // The scheduler's command line without the port file (for replicas).
   std::vector<std::string> SchedulerArgs(const std::string& data_dir,
                                          int port) const;

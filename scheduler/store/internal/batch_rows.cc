@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/charged_usage.h"
 #include "common/deflate.h"
 #include "common/journal_hash.h"
 #include "common/sha256.h"
@@ -58,18 +59,6 @@ bool FindRecord(const std::vector<pb::Command>& commands,
 }
 
 }  // namespace
-
-bool SameRecord(const pb::UsageRecord& a, const pb::UsageRecord& b) {
-  // The cheapest and most telling first.
-  return a.sequence() == b.sequence() && a.gpu_ms() == b.gpu_ms() &&
-         a.start().seconds() == b.start().seconds() &&
-         a.start().nanos() == b.start().nanos() &&
-         a.end().seconds() == b.end().seconds() &&
-         a.end().nanos() == b.end().nanos() &&
-         a.mean_utilization_bp() == b.mean_utilization_bp() &&
-         a.energy_mj() == b.energy_mj() &&
-         a.allocation_id() == b.allocation_id() && a.evidence() == b.evidence();
-}
 
 BatchRow MakeRow(const RowEnds& last, const Batch& batch) {
   // The commands are written as StoredBatch's field `commands` straight
@@ -277,24 +266,26 @@ absl::Status RowReader::ScanUsage(const UsageQuery& q,
     from.accepted_from = ClampNanos(q.period_start - q.end_after_accept);
   absl::Status error;
   RETURN_IF_ERROR(scan_(from, [&](BatchRow row) {
-    // Usage records are copied out, never moved: reports read them in any
-    // order.
-    absl::StatusOr<Decoded*> d =
-        Decode(row, [](const Decoded&) { return true; });
+    const size_t first =
+        static_cast<size_t>(std::max<int64_t>(0, q.after - row.start.usage));
+    absl::StatusOr<Decoded*> d = Decode(
+        row, [first](const Decoded& d) { return first >= d.usage_taken; });
     if (!d.ok()) {
       error = d.status();
       return false;
     }
-    int64_t position = row.start.usage;
-    for (const pb::ChargedUsage& u : (*d)->batch.usage) {
-      if (++position <= q.after) continue;
+    std::vector<pb::ChargedUsage>& usage = (*d)->batch.usage;
+    for (size_t i = first; i < usage.size(); ++i) {
+      const pb::ChargedUsage& u = usage[i];
       const int64_t end_ns = NanosOf(u.record().end());
       if (end_ns < start || end_ns >= end) continue;
       if (q.allocation_ids &&
           !q.allocation_ids->contains(u.record().allocation_id())) {
         continue;
       }
-      if (!fn(UsageRow{position, u})) return false;
+      (*d)->usage_taken = i + 1;
+      const int64_t position = row.start.usage + 1 + static_cast<int64_t>(i);
+      if (!fn(UsageRow{position, std::move(usage[i])})) return false;
     }
     return true;
   }));

@@ -46,10 +46,6 @@ struct BatchRow {
   std::string body;  // deflated computevoucher.v1.StoredBatch
 };
 
-// Whether `a` and `b` agree on every field: how MakeRow finds an accepted
-// record in the report that carried it.
-bool SameRecord(const pb::UsageRecord& a, const pb::UsageRecord& b);
-
 // The row storing `batch` after the row that ends at `last`.
 BatchRow MakeRow(const RowEnds& last, const Batch& batch);
 
@@ -84,7 +80,9 @@ class RowReader {
   absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(int64_t after,
                                                             int limit);
   // Calls `fn` for each record matching `q` (but its `limit`) in position
-  // order while it returns true.
+  // order while it returns true. `fn` may keep the row: a record handed to
+  // it is moved out, and a later scan that needs it again decodes its row
+  // again.
   absl::Status ScanUsage(const UsageQuery& q,
                          const std::function<bool(UsageRow)>& fn);
 
@@ -92,11 +90,13 @@ class RowReader {
   struct Decoded {
     int64_t id = 0;
     Batch batch;
-    // How many of batch.commands and batch.entries were moved out, and
-    // the sequence of the last command moved out.
+    // How many of batch.commands, batch.entries and batch.usage were moved
+    // out (the items before the last one moved out, for usage, which a
+    // scan may skip), and the sequence of the last command moved out.
     size_t commands_taken = 0;
     int64_t last_command_taken = 0;
     size_t entries_taken = 0;
+    size_t usage_taken = 0;
   };
   // `row` decoded, from the rows kept when it is there and `reusable`
   // says its remains will do, decoded again otherwise.

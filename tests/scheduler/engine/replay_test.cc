@@ -43,6 +43,7 @@ using ::computevoucher::testing::Driver;
 using ::computevoucher::testing::IsOk;
 using ::testing::Contains;
 using ::testing::ContainsRegex;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
@@ -88,6 +89,10 @@ class ReplayTest : public ::testing::Test {
       batches[e.command_sequence()].entries.push_back(e);
       ++entries_;
     }
+    // The one record accepted, by the last command.
+    ASSERT_TRUE(driver_.log().back().has_report_usage());
+    batches[driver_.log().back().sequence()].usage = state_.TakeUsage();
+    ASSERT_EQ(batches[driver_.log().back().sequence()].usage.size(), 1u);
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
                          OpenSqliteStore(data_dir_, OpenMode::kReadWrite));
     for (const auto& [sequence, batch] : batches) {
@@ -111,7 +116,20 @@ class ReplayTest : public ::testing::Test {
   void ReplayStore(ReplayReport* report, core::StateMachine& fresh) {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
                          OpenSqliteStore(data_dir_, OpenMode::kReadOnly));
-    ASSERT_OK_AND_ASSIGN(*report, Replay(*store, fresh));
+    ASSERT_OK_AND_ASSIGN(*report, Replay(*store, *store, fresh));
+  }
+
+  // Replays the store after `edit` changed the usage records stored with
+  // the usage report (one record).
+  void ReplayWithStoredUsage(
+      const std::function<void(std::vector<pb::ChargedUsage>&)>& edit,
+      ReplayReport* report) {
+    ASSERT_NO_FATAL_FAILURE(Forge([&](std::vector<Batch>& batches) {
+      ASSERT_EQ(batches.back().usage.size(), 1u);
+      edit(batches.back().usage);
+    }));
+    core::StateMachine fresh;
+    ASSERT_NO_FATAL_FAILURE(ReplayStore(report, fresh));
   }
 
   // The sequence of the first command that posted at least one entry after
@@ -145,7 +163,7 @@ TEST_F(ReplayTest, EmptyStoreHasNoViolations) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
                        OpenSqliteStore(empty_dir, OpenMode::kReadWrite));
   core::StateMachine fresh;
-  ASSERT_OK_AND_ASSIGN(const ReplayReport report, Replay(*store, fresh));
+  ASSERT_OK_AND_ASSIGN(const ReplayReport report, Replay(*store, *store, fresh));
   EXPECT_THAT(report.violations, IsEmpty())
       << absl::StrJoin(report.violations, "\n");
   EXPECT_EQ(report.commands, 0);
@@ -170,6 +188,55 @@ TEST_F(ReplayTest, ExtraJournalRowIsReported) {
                                         HasSubstr("no stored command"))))
       << absl::StrJoin(report.violations, "\n");
   EXPECT_EQ(report.commands, static_cast<int64_t>(driver_.log().size()));
+}
+
+// Statements and settlement read the stored usage records: replay checks
+// each against the record the commands accept, charges included.
+TEST_F(ReplayTest, ChangedUsageRecordIsReported) {
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayWithStoredUsage(
+      [](std::vector<pb::ChargedUsage>& usage) {
+        usage[0].set_subsidy_fen(usage[0].subsidy_fen() + 100);
+      },
+      &report));
+  EXPECT_EQ(report.usage_records, 1);
+  EXPECT_THAT(report.violations,
+              Contains(::testing::AllOf(
+                  HasSubstr("usage record 1 (allocation AL-"),
+                  HasSubstr("sequence 1)"),
+                  HasSubstr("differs from what command"),
+                  NamesCommand(driver_.log().back().sequence()))))
+      << absl::StrJoin(report.violations, "\n");
+}
+
+TEST_F(ReplayTest, ExtraUsageRecordIsReported) {
+  // A second record after the accepted one, which no command accepted.
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayWithStoredUsage(
+      [](std::vector<pb::ChargedUsage>& usage) {
+        pb::ChargedUsage extra = usage[0];
+        extra.mutable_record()->set_sequence(2);
+        usage.push_back(extra);
+      },
+      &report));
+  EXPECT_THAT(report.violations,
+              ElementsAre(::testing::AllOf(
+                  HasSubstr("usage record 2 (allocation AL-"),
+                  HasSubstr("sequence 2)"),
+                  HasSubstr("was accepted by no stored command"))))
+      << absl::StrJoin(report.violations, "\n");
+}
+
+TEST_F(ReplayTest, DeletedUsageRecordIsReported) {
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayWithStoredUsage(
+      [](std::vector<pb::ChargedUsage>& usage) { usage.clear(); }, &report));
+  EXPECT_THAT(report.violations,
+              Contains(::testing::AllOf(
+                  HasSubstr("usage record 1 (allocation AL-"),
+                  HasSubstr("is missing from the store"),
+                  NamesCommand(driver_.log().back().sequence()))))
+      << absl::StrJoin(report.violations, "\n");
 }
 
 TEST_F(ReplayTest, DeletedLastCommandIsReported) {

@@ -175,45 +175,5 @@ TEST_F(BatchRowsTest, ARowNotHoldingWhatItsPositionsSayIsDataLoss) {
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("out of range")));
 }
 
-// MakeRow finds a record by SameRecord: a field it missed would let a
-// refused repeat stand in for the accepted record.
-TEST(SameRecord, SeesEveryField) {
-  const pb::UsageRecord base = Record("AL-1", 3, 60'000);
-  EXPECT_TRUE(SameRecord(base, base));
-  const google::protobuf::Descriptor& d = *pb::UsageRecord::descriptor();
-  const google::protobuf::Reflection& r = *pb::UsageRecord::GetReflection();
-  for (int i = 0; i < d.field_count(); ++i) {
-    const google::protobuf::FieldDescriptor& f = *d.field(i);
-    std::vector<pb::UsageRecord> changed(1, base);
-    switch (f.cpp_type()) {
-      case google::protobuf::FieldDescriptor::CPPTYPE_STRING:
-        r.SetString(&changed[0], &f, r.GetString(base, &f) + "x");
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_INT64:
-        r.SetInt64(&changed[0], &f, r.GetInt64(base, &f) + 1);
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_INT32:
-        r.SetInt32(&changed[0], &f, r.GetInt32(base, &f) + 1);
-        break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE: {
-        // A timestamp: its seconds and its nanoseconds, each.
-        changed.push_back(base);
-        auto* seconds = static_cast<google::protobuf::Timestamp*>(
-            r.MutableMessage(&changed[0], &f));
-        seconds->set_seconds(seconds->seconds() + 1);
-        auto* nanos = static_cast<google::protobuf::Timestamp*>(
-            r.MutableMessage(&changed[1], &f));
-        nanos->set_nanos(nanos->nanos() + 1);
-        break;
-      }
-      default:
-        FAIL() << f.name() << ": a type this test does not change yet";
-    }
-    for (const pb::UsageRecord& c : changed) {
-      EXPECT_FALSE(SameRecord(c, base)) << f.name();
-    }
-  }
-}
-
 }  // namespace
 }  // namespace computevoucher::store::internal
