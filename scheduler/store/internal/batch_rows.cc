@@ -1,6 +1,7 @@
 #include "scheduler/store/internal/batch_rows.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/charged_usage.h"
@@ -36,6 +37,22 @@ absl::Status RowError(const BatchRow& row, absl::string_view what) {
       absl::StrCat("batches: row ", row.end.id, " (commands ",
                    row.start.command + 1, "..", row.end.command, ", entries ",
                    row.start.entry + 1, "..", row.end.entry, "): ", what));
+}
+
+// The index of the first item numbered above `after` in a row whose items
+// start after `row_start`: entries and usage records are numbered by their
+// place.
+size_t FirstAfter(int64_t after, int64_t row_start) {
+  return static_cast<size_t>(std::max<int64_t>(0, after - row_start));
+}
+
+// A read's `take` that moves items into `out`.
+template <typename Item>
+auto AppendTo(std::vector<Item>& out) {
+  return [&out](const BatchRow&, size_t, Item& item) {
+    out.push_back(std::move(item));
+    return true;
+  };
 }
 
 // Finds `record` among the usage reports of `commands` at or after the
@@ -199,59 +216,67 @@ absl::StatusOr<RowReader::Decoded*> RowReader::Decode(
     if (decoded_.size() == kDecodedRows) decoded_.pop_front();
     kept = decoded_.emplace(decoded_.end());
   }
-  *kept = Decoded{row.end.id, std::move(batch)};
+  *kept = Decoded{};
+  kept->id = row.end.id;
+  kept->batch = std::move(batch);
+  for (const pb::Command& c : kept->batch.commands)
+    kept->command_sequences.push_back(c.sequence());
   return &*kept;
 }
 
-absl::StatusOr<std::vector<pb::Command>> RowReader::ReadCommands(int64_t after,
-                                                                 int limit) {
-  std::vector<pb::Command> out;
+template <typename Item>
+absl::Status RowReader::Take(const RowsFrom& from, Items<Item> items,
+                             size_t limit, const TakeFn<Item>& take) {
   absl::Status error;
-  RETURN_IF_ERROR(scan_({"command_end", after}, [&](BatchRow row) {
-    absl::StatusOr<Decoded*> d = Decode(row, [after](const Decoded& d) {
-      return after >= d.last_command_taken;
+  size_t handed = 0;
+  RETURN_IF_ERROR(scan_(from, [&](BatchRow row) {
+    absl::StatusOr<Decoded*> d = Decode(row, [&](const Decoded& d) {
+      return items.first(row, d) >= d.*items.taken;
     });
     if (!d.ok()) {
       error = d.status();
       return false;
     }
-    std::vector<pb::Command>& commands = (*d)->batch.commands;
-    for (size_t i = (*d)->commands_taken; i < commands.size(); ++i) {
-      if (commands[i].sequence() <= after) continue;
-      if (out.size() == static_cast<size_t>(limit)) return false;
-      (*d)->last_command_taken = commands[i].sequence();
-      (*d)->commands_taken = i + 1;
-      out.push_back(std::move(commands[i]));
+    std::vector<Item>& all = (*d)->batch.*items.of;
+    for (size_t i = items.first(row, **d); i < all.size(); ++i) {
+      if (items.skip && items.skip(all[i])) continue;
+      if (handed == limit) return false;
+      ++handed;
+      (*d)->*items.taken = i + 1;
+      if (!take(row, i, all[i])) return false;
     }
-    return out.size() < static_cast<size_t>(limit);
+    return true;
   }));
-  RETURN_IF_ERROR(error);
+  return error;
+}
+
+absl::StatusOr<std::vector<pb::Command>> RowReader::ReadCommands(int64_t after,
+                                                                 int limit) {
+  std::vector<pb::Command> out;
+  Items<pb::Command> items{
+      &Batch::commands, &Decoded::commands_taken,
+      [after](const BatchRow&, const Decoded& d) {
+        // Commands keep their sequences, gaps and all.
+        const auto& s = d.command_sequences;
+        return static_cast<size_t>(std::upper_bound(s.begin(), s.end(), after) -
+                                   s.begin());
+      },
+      nullptr};
+  RETURN_IF_ERROR(
+      Take<pb::Command>({"command_end", after}, items, limit, AppendTo(out)));
   return out;
 }
 
 absl::StatusOr<std::vector<pb::JournalEntry>> RowReader::ReadJournal(
     int64_t after, int limit) {
   std::vector<pb::JournalEntry> out;
-  absl::Status error;
-  RETURN_IF_ERROR(scan_({"entry_end", after}, [&](BatchRow row) {
-    // Entries are numbered by their place in the row.
-    const size_t first =
-        static_cast<size_t>(std::max<int64_t>(0, after - row.start.entry));
-    absl::StatusOr<Decoded*> d = Decode(
-        row, [first](const Decoded& d) { return first >= d.entries_taken; });
-    if (!d.ok()) {
-      error = d.status();
-      return false;
-    }
-    std::vector<pb::JournalEntry>& entries = (*d)->batch.entries;
-    for (size_t i = first; i < entries.size(); ++i) {
-      if (out.size() == static_cast<size_t>(limit)) return false;
-      (*d)->entries_taken = i + 1;
-      out.push_back(std::move(entries[i]));
-    }
-    return out.size() < static_cast<size_t>(limit);
-  }));
-  RETURN_IF_ERROR(error);
+  Items<pb::JournalEntry> items{&Batch::entries, &Decoded::entries_taken,
+                                [after](const BatchRow& row, const Decoded&) {
+                                  return FirstAfter(after, row.start.entry);
+                                },
+                                nullptr};
+  RETURN_IF_ERROR(Take<pb::JournalEntry>({"entry_end", after}, items, limit,
+                                         AppendTo(out)));
   return out;
 }
 
@@ -264,32 +289,43 @@ absl::Status RowReader::ScanUsage(const UsageQuery& q,
   // caller tolerates, so none accepted earlier can end in the period.
   if (q.period_start != absl::InfinitePast())
     from.accepted_from = ClampNanos(q.period_start - q.end_after_accept);
-  absl::Status error;
-  RETURN_IF_ERROR(scan_(from, [&](BatchRow row) {
-    const size_t first =
-        static_cast<size_t>(std::max<int64_t>(0, q.after - row.start.usage));
-    absl::StatusOr<Decoded*> d = Decode(
-        row, [first](const Decoded& d) { return first >= d.usage_taken; });
-    if (!d.ok()) {
-      error = d.status();
-      return false;
-    }
-    std::vector<pb::ChargedUsage>& usage = (*d)->batch.usage;
-    for (size_t i = first; i < usage.size(); ++i) {
-      const pb::ChargedUsage& u = usage[i];
-      const int64_t end_ns = NanosOf(u.record().end());
-      if (end_ns < start || end_ns >= end) continue;
-      if (q.allocation_ids &&
-          !q.allocation_ids->contains(u.record().allocation_id())) {
-        continue;
-      }
-      (*d)->usage_taken = i + 1;
-      const int64_t position = row.start.usage + 1 + static_cast<int64_t>(i);
-      if (!fn(UsageRow{position, std::move(usage[i])})) return false;
-    }
-    return true;
-  }));
-  return error;
+  Items<pb::ChargedUsage> items{
+      &Batch::usage, &Decoded::usage_taken,
+      [&q](const BatchRow& row, const Decoded&) {
+        return FirstAfter(q.after, row.start.usage);
+      },
+      [&](const pb::ChargedUsage& u) {
+        const int64_t end_ns = NanosOf(u.record().end());
+        return end_ns < start || end_ns >= end ||
+               (q.allocation_ids &&
+                !q.allocation_ids->contains(u.record().allocation_id()));
+      }};
+  return Take<pb::ChargedUsage>(
+      from, items, std::numeric_limits<size_t>::max(),
+      [&](const BatchRow& row, size_t i, pb::ChargedUsage& u) {
+        return fn(UsageRow{row.start.usage + 1 + static_cast<int64_t>(i),
+                           std::move(u)});
+      });
+}
+
+absl::Status ConvertedRows::Added() {
+  if (batch_.commands.size() + batch_.entries.size() + batch_.usage.size() <
+      static_cast<size_t>(kRowsConvertedAtOnce)) {
+    return absl::OkStatus();
+  }
+  return Flush();
+}
+
+absl::Status ConvertedRows::Flush() {
+  if (batch_.commands.empty() && batch_.entries.empty() &&
+      batch_.usage.empty()) {
+    return absl::OkStatus();
+  }
+  const BatchRow row = MakeRow(ends_, batch_);
+  RETURN_IF_ERROR(insert_(row));
+  ends_ = row.end;
+  batch_ = Batch();
+  return absl::OkStatus();
 }
 
 std::string BatchesTableSql(absl::string_view key_type,
@@ -324,12 +360,8 @@ std::string ScanRowsSql(const RowsFrom& from, absl::string_view param_prefix,
   const absl::string_view c = from.column;
   const absl::string_view p = param_prefix;
   return absl::StrCat(
-      "SELECT b.id, b.command_end, b.entry_end, b.usage_end, "
-      "b.accepted_end_ns, b.entry_hash, b.body, p.command_end, p.entry_end, "
-      "p.usage_end, p.accepted_end_ns, p.entry_hash FROM batches b LEFT JOIN "
-      "batches p ON p.id = b.id - 1 WHERE b.id >= (SELECT id FROM batches "
-      "WHERE ",
-      c, " > ", p, "1 ORDER BY ", c,
+      kSelectRows, " WHERE b.id >= (SELECT id FROM batches WHERE ", c, " > ", p,
+      "1 ORDER BY ", c,
       ", id LIMIT 1) AND b.id >= (SELECT id FROM batches WHERE "
       "accepted_end_ns >= ",
       p, "2 ORDER BY accepted_end_ns, id LIMIT 1) AND b.id > ", p, "3 AND b.",

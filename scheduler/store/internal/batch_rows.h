@@ -90,18 +90,39 @@ class RowReader {
   struct Decoded {
     int64_t id = 0;
     Batch batch;
+    // The sequences of batch.commands, which keep them when moved out.
+    std::vector<int64_t> command_sequences;
     // How many of batch.commands, batch.entries and batch.usage were moved
-    // out (the items before the last one moved out, for usage, which a
-    // scan may skip), and the sequence of the last command moved out.
+    // out (with the items a scan skipped before the last one it moved).
     size_t commands_taken = 0;
-    int64_t last_command_taken = 0;
     size_t entries_taken = 0;
     size_t usage_taken = 0;
   };
+  // One kind of item of a decoded row: where they are, how many were moved
+  // out, the first a read needs, and which it skips (none when unset).
+  template <typename Item>
+  struct Items {
+    std::vector<Item> Batch::*of;
+    size_t Decoded::*taken;
+    std::function<size_t(const BatchRow&, const Decoded&)> first;
+    std::function<bool(const Item&)> skip;
+  };
+  // Called with each item a read takes: its row, its index in the row and
+  // the item, to be moved out; returns whether to go on.
+  template <typename Item>
+  using TakeFn =
+      std::function<bool(const BatchRow& row, size_t index, Item& item)>;
+
   // `row` decoded, from the rows kept when it is there and `reusable`
   // says its remains will do, decoded again otherwise.
   absl::StatusOr<Decoded*> Decode(
       const BatchRow& row, const std::function<bool(const Decoded&)>& reusable);
+  // Hands `take` up to `limit` items of the rows from `from`, in order,
+  // while it returns true; a kept row is reused when the items it needs
+  // were not moved out.
+  template <typename Item>
+  absl::Status Take(const RowsFrom& from, Items<Item> items, size_t limit,
+                    const TakeFn<Item>& take);
 
   ScanRows scan_;
   std::deque<Decoded> decoded_;
@@ -111,19 +132,48 @@ class RowReader {
 // store converts the separate tables of the previous schema.
 inline constexpr int kRowsConvertedAtOnce = 1000;
 
+// Gathers the items a store converts from the previous schema, in order,
+// into rows of up to kRowsConvertedAtOnce items, each written by `insert`
+// after the one before.
+class ConvertedRows {
+ public:
+  explicit ConvertedRows(std::function<absl::Status(const BatchRow&)> insert)
+      : insert_(std::move(insert)) {}
+
+  // Where the next item goes; call Added() once it is there.
+  Batch& batch() { return batch_; }
+  // Writes the row when it is full.
+  absl::Status Added();
+  // Writes what was gathered since the last row.
+  absl::Status Flush();
+
+ private:
+  std::function<absl::Status(const BatchRow&)> insert_;
+  Batch batch_;
+  RowEnds ends_;
+};
+
 // The DDL of the `batches` table, the same on both stores but for the types
 // of its key (SQLite's INTEGER, so that the key is the row id, or bigint)
 // and blob columns (BLOB or bytea).
 std::string BatchesTableSql(absl::string_view key_type,
                             absl::string_view blob_type);
 
+// The rows of `batches` with their predecessors' ends: the columns id,
+// command_end, entry_end, usage_end, accepted_end_ns, entry_hash and body,
+// then the predecessor's five columns from command_end on (NULL before the
+// first row), as both stores' RowAt read them. Without a condition or order.
+inline constexpr char kSelectRows[] =
+    "SELECT b.id, b.command_end, b.entry_end, b.usage_end, "
+    "b.accepted_end_ns, b.entry_hash, b.body, p.command_end, p.entry_end, "
+    "p.usage_end, p.accepted_end_ns, p.entry_hash FROM batches b LEFT JOIN "
+    "batches p ON p.id = b.id - 1";
+
 // The SELECT of ScanRows for both stores: the rows from `from` with their
 // predecessors' ends, in id order, each holding at least one item of
 // `from.column`. Parameters 1, 2 and 3 are `from.after`,
-// `from.accepted_from` and the id the rows start after; each row has the
-// columns id, command_end, entry_end, usage_end, accepted_end_ns,
-// entry_hash and body, then the predecessor's five columns from
-// command_end on (NULL before the first row). At most `limit` rows.
+// `from.accepted_from` and the id the rows start after; the columns are
+// kSelectRows'. At most `limit` rows.
 std::string ScanRowsSql(const RowsFrom& from, absl::string_view param_prefix,
                         int limit);
 

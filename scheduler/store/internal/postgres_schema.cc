@@ -95,27 +95,23 @@ static_assert(kKnownVersion == kPostgresSchemaVersion);
 // schema one at a time ("cvschema").
 constexpr int64_t kMigrationLockKey = 0x6376'7363'6865'6d61;
 
-// Reads `select`'s rows (its $1 the last key read, its first column the
-// key) a chunk at a time into batches of up to kRowsConvertedAtOnce items,
-// each added by `add`, and writes each as a row after `ends`.
+// Adds each of `select`'s rows to `rows` with `add`, reading them a chunk
+// at a time (its $1 the last key read, its first column the key).
 absl::Status ConvertRows(
     PGconn* conn, const char* select,
     const std::function<absl::Status(const PGresult*, int, Batch&)>& add,
-    RowEnds& ends) {
+    ConvertedRows& rows) {
   int64_t after = 0;
   while (true) {
     ASSIGN_OR_RETURN(const Result result,
                      Query(conn, select, {after}, "convert to batches"));
-    const int rows = PQntuples(result.get());
-    if (rows == 0) return absl::OkStatus();
-    Batch batch;
-    for (int i = 0; i < rows; ++i) {
-      RETURN_IF_ERROR(add(result.get(), i, batch));
+    const int n = PQntuples(result.get());
+    if (n == 0) return absl::OkStatus();
+    for (int i = 0; i < n; ++i) {
+      RETURN_IF_ERROR(add(result.get(), i, rows.batch()));
+      RETURN_IF_ERROR(rows.Added());
     }
-    after = IntAt(result.get(), rows - 1, 0);
-    const BatchRow row = MakeRow(ends, batch);
-    RETURN_IF_ERROR(InsertRowOn(conn, row));
-    ends = row.end;
+    after = IntAt(result.get(), n - 1, 0);
   }
 }
 
@@ -132,7 +128,8 @@ absl::Status ConvertToBatches(PGconn* conn) {
                        "EXTERNAL",
                        "create the batches table"));
   const std::string limit = absl::StrCat(" LIMIT ", kRowsConvertedAtOnce);
-  RowEnds ends;
+  ConvertedRows rows(
+      [conn](const BatchRow& row) { return InsertRowOn(conn, row); });
   RETURN_IF_ERROR(ConvertRows(
       conn,
       absl::StrCat("SELECT seq, body FROM commands WHERE seq > $1 ORDER BY seq",
@@ -146,7 +143,7 @@ absl::Status ConvertToBatches(PGconn* conn) {
         }
         return absl::OkStatus();
       },
-      ends));
+      rows));
   RETURN_IF_ERROR(ConvertRows(
       conn,
       absl::StrCat("SELECT seq, hash, body FROM journal WHERE seq > $1 "
@@ -162,7 +159,7 @@ absl::Status ConvertToBatches(PGconn* conn) {
         e.set_hash(BytesAt(result, i, 1));
         return absl::OkStatus();
       },
-      ends));
+      rows));
   RETURN_IF_ERROR(ConvertRows(
       conn,
       absl::StrCat("SELECT position, body FROM usage WHERE position > $1 "
@@ -172,13 +169,14 @@ absl::Status ConvertToBatches(PGconn* conn) {
       [](const PGresult* result, int i, Batch& batch) {
         if (!batch.usage.emplace_back().ParseFromString(
                 BytesAt(result, i, 1))) {
-          return absl::DataLossError(absl::StrCat(
-              "usage: row at position ", IntAt(result, i, 0),
-              " does not parse"));
+          return absl::DataLossError(absl::StrCat("usage: row at position ",
+                                                  IntAt(result, i, 0),
+                                                  " does not parse"));
         }
         return absl::OkStatus();
       },
-      ends));
+      rows));
+  RETURN_IF_ERROR(rows.Flush());
   return Exec(conn, "DROP TABLE commands, journal, usage",
               "drop the tables converted to batches");
 }

@@ -10,34 +10,20 @@
 namespace computevoucher::store::internal {
 namespace {
 
-// Reads `sql`'s rows into batches of up to kRowsConvertedAtOnce items, each
-// added by `add`, and writes each as a row after `ends`.
+// Adds each of `sql`'s rows to `rows` with `add`.
 absl::Status ConvertRows(
     sqlite3* db, const char* sql,
     const std::function<absl::Status(Statement&, Batch&)>& add,
-    Statement& insert, RowEnds& ends) {
+    ConvertedRows& rows) {
   Statement stmt;
   RETURN_IF_ERROR(stmt.Prepare(db, sql));
-  Batch batch;
-  auto flush = [&]() -> absl::Status {
-    if (batch.commands.empty() && batch.entries.empty() && batch.usage.empty())
-      return absl::OkStatus();
-    const BatchRow row = MakeRow(ends, batch);
-    RETURN_IF_ERROR(InsertRow(insert, row));
-    ends = row.end;
-    batch = Batch();
-    return absl::OkStatus();
-  };
   int rc;
   while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-    RETURN_IF_ERROR(add(stmt, batch));
-    if (batch.commands.size() + batch.entries.size() + batch.usage.size() ==
-        kRowsConvertedAtOnce) {
-      RETURN_IF_ERROR(flush());
-    }
+    RETURN_IF_ERROR(add(stmt, rows.batch()));
+    RETURN_IF_ERROR(rows.Added());
   }
   if (rc != SQLITE_DONE) return SqliteError(db, rc, sql);
-  return flush();
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -98,7 +84,8 @@ absl::Status ConvertToBatches(sqlite3* db) {
   RETURN_IF_ERROR(Exec(db, BatchesTableSql("INTEGER", "BLOB").c_str()));
   Statement insert;
   RETURN_IF_ERROR(insert.Prepare(db, kInsertRow));
-  RowEnds ends;
+  ConvertedRows rows(
+      [&insert](const BatchRow& row) { return InsertRow(insert, row); });
   RETURN_IF_ERROR(ConvertRows(
       db, "SELECT seq, body FROM commands ORDER BY seq",
       [](Statement& row, Batch& batch) {
@@ -108,7 +95,7 @@ absl::Status ConvertToBatches(sqlite3* db) {
         }
         return absl::OkStatus();
       },
-      insert, ends));
+      rows));
   RETURN_IF_ERROR(ConvertRows(
       db,
       "SELECT seq, command_seq, kind, debit_account, credit_account, "
@@ -134,7 +121,7 @@ absl::Status ConvertToBatches(sqlite3* db) {
         e.set_hash(row.Column(14));
         return absl::OkStatus();
       },
-      insert, ends));
+      rows));
   RETURN_IF_ERROR(ConvertRows(
       db,
       "SELECT allocation_id, sequence, start_ns, end_ns, gpu_ms, "
@@ -159,7 +146,8 @@ absl::Status ConvertToBatches(sqlite3* db) {
         r.set_evidence(row.Column(11));
         return absl::OkStatus();
       },
-      insert, ends));
+      rows));
+  RETURN_IF_ERROR(rows.Flush());
   return Exec(db, "DROP TABLE commands; DROP TABLE journal; DROP TABLE usage");
 }
 

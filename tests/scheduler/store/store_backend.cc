@@ -56,13 +56,10 @@ absl::Status StoreBackend::ForgeLog(
 
 namespace {
 
-// Every row of `batches` with its predecessor's ends, in the columns of
-// internal::ScanRowsSql.
-constexpr char kSelectRows[] =
-    "SELECT b.id, b.command_end, b.entry_end, b.usage_end, "
-    "b.accepted_end_ns, b.entry_hash, b.body, p.command_end, p.entry_end, "
-    "p.usage_end, p.accepted_end_ns, p.entry_hash FROM batches b LEFT JOIN "
-    "batches p ON p.id = b.id - 1 ORDER BY b.id";
+// Every row of `batches`, in id order.
+std::string AllRowsSql() {
+  return absl::StrCat(internal::kSelectRows, " ORDER BY b.id");
+}
 
 class SqliteBackend final : public StoreBackend {
  public:
@@ -91,7 +88,7 @@ class SqliteBackend final : public StoreBackend {
   absl::StatusOr<std::vector<BatchRow>> ReadRows() override {
     ASSIGN_OR_RETURN(Db db, OpenDb());
     internal::Statement select;
-    RETURN_IF_ERROR(select.Prepare(db.get(), kSelectRows));
+    RETURN_IF_ERROR(select.Prepare(db.get(), AllRowsSql().c_str()));
     std::vector<BatchRow> rows;
     while (sqlite3_step(select.get()) == SQLITE_ROW) {
       rows.push_back(internal::RowAt(select));
@@ -272,7 +269,8 @@ class PostgresBackend final : public StoreBackend {
   absl::StatusOr<std::vector<BatchRow>> ReadRows() override {
     ASSIGN_OR_RETURN(const internal::Connection conn, internal::Connect(url_));
     ASSIGN_OR_RETURN(const internal::Result result,
-                     internal::Query(conn.get(), kSelectRows, {}, "read"));
+                     internal::Query(conn.get(), AllRowsSql().c_str(), {},
+                                     "read"));
     const PGresult* r = result.get();
     std::vector<BatchRow> rows;
     for (int i = 0; i < PQntuples(r); ++i)
