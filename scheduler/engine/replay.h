@@ -74,8 +74,8 @@ class Replayer {
   int64_t commands() const { return report_.commands; }
 
  private:
-  class JournalCursor;
-  class UsageCursor;
+  template <typename Item>
+  class Cursor;
   void Mismatch(std::string message);
   // Checks the usage records `command` accepted against the stored ones.
   absl::Status CheckUsage(const pb::Command& command);
@@ -84,8 +84,8 @@ class Replayer {
 
   store::CommandLog& store_;
   core::StateMachine& state_;
-  std::unique_ptr<JournalCursor> cursor_;
-  std::unique_ptr<UsageCursor> usage_cursor_;  // null: usage not checked
+  std::unique_ptr<Cursor<pb::JournalEntry>> cursor_;
+  std::unique_ptr<Cursor<store::UsageRow>> usage_cursor_;  // null: unchecked
   core::JournalVerifier verifier_;
   ReplayReport report_;
   std::vector<std::string> mismatches_;
