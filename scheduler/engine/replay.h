@@ -93,7 +93,6 @@ class Replayer {
   std::map<int64_t, std::string> snapshots_;
   int64_t after_ = 0;  // last command applied
   bool stopped_ = false;
-  int64_t usage_checked_ = 0;  // usage records accepted on replay
 };
 
 // DataLoss naming the first violation when `report` has any; OK otherwise.
