@@ -36,6 +36,10 @@ ABSL_FLAG(int64_t, tick_interval_ms, 0,
           "how often time-driven changes run (default 1000)");
 ABSL_FLAG(int64_t, usage_grace_s, 0,
           "grace for late usage before holds are released (default 300)");
+ABSL_FLAG(int64_t, retain_ended_s, 0,
+          "how long an ended allocation stays in memory before it is retired "
+          "to the store, where it is still read; later usage for it is "
+          "refused (default 2592000, 30 days)");
 ABSL_FLAG(int64_t, heartbeat_interval_s, 0,
           "heartbeat interval asked of agents (default 10)");
 ABSL_FLAG(int64_t, cluster_silence_s, 0,
@@ -122,6 +126,9 @@ int main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_usage_grace_s) != 0) {
     config.set_usage_grace_s(absl::GetFlag(FLAGS_usage_grace_s));
+  }
+  if (absl::GetFlag(FLAGS_retain_ended_s) != 0) {
+    config.set_retain_ended_s(absl::GetFlag(FLAGS_retain_ended_s));
   }
   if (absl::GetFlag(FLAGS_heartbeat_interval_s) != 0) {
     config.set_heartbeat_interval_s(absl::GetFlag(FLAGS_heartbeat_interval_s));

@@ -82,6 +82,17 @@ Snapshot Summarize(const core::StateMachine& state, absl::Time now) {
     s.gpu_ms[{a.provider_id(), a.hardware_class()}] += a.used_gpu_ms();
     s.enterprise_subsidy_fen[a.enterprise_id()] += a.charged_fen();
   }
+  // Retired allocations ended long ago: counted, and their money added.
+  for (const auto& [key, sums] : state.retired()) {
+    const auto& [program, enterprise, provider, hardware] = key;
+    s.allocations[pb::ALLOCATION_STATE_ENDED] += sums.allocations;
+    if (provider.empty()) continue;
+    Money& money = s.money[{program, provider, hardware}];
+    money.cost_fen += sums.cost_fen;
+    money.subsidy_fen += sums.charged_fen;
+    s.gpu_ms[{provider, hardware}] += sums.used_gpu_ms;
+    s.enterprise_subsidy_fen[enterprise] += sums.charged_fen;
+  }
   for (const auto& [id, rec] : state.clusters()) {
     ++s.clusters[rec.cluster.state()];
     s.cluster_ids.push_back(id);

@@ -77,6 +77,10 @@ absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
   if (config.usage_grace_s() == 0) config.set_usage_grace_s(300);
   RETURN_IF_ERROR(
       CheckRange("usage_grace_s", config.usage_grace_s(), 0, 7 * 24 * 3600));
+  if (config.retain_ended_s() == 0)
+    config.set_retain_ended_s(core::kDefaultRetainEndedS);
+  RETURN_IF_ERROR(CheckRange("retain_ended_s", config.retain_ended_s(), 1,
+                             core::kMaxRetainEndedS));
   if (config.heartbeat_interval_s() == 0) config.set_heartbeat_interval_s(10);
   RETURN_IF_ERROR(CheckRange("heartbeat_interval_s",
                              config.heartbeat_interval_s(), 1, 3600));
@@ -187,6 +191,7 @@ void SchedulerServer::MakeServices() {
   services_context_.replica = replica_.get();
   services_context_.log = store_.get();
   services_context_.usage = store_.get();
+  services_context_.retired = store_.get();
   services_context_.clock = clock_;
   services_context_.liveness = liveness_.get();
   services_context_.calls = &calls_;
@@ -273,6 +278,7 @@ void SchedulerServer::TickNow() {
   if (writer.ok()) {
     pb::Command command;
     command.mutable_tick()->set_usage_grace_s(config_.usage_grace_s());
+    command.mutable_tick()->set_retain_ended_s(config_.retain_ended_s());
     absl::StatusOr<core::Outcome> outcome =
         (*writer)->Submit(std::move(command));
     if (!outcome.ok() &&

@@ -10,6 +10,7 @@
 #include "common/validate.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/reports/journal.h"
+#include "scheduler/reports/allocations.h"
 #include "scheduler/reports/usage.h"
 
 namespace computevoucher::api {
@@ -323,29 +324,20 @@ Status AdminServiceImpl::ListVouchers(ServerContext* c,
 Status AdminServiceImpl::ListAllocations(
     ServerContext* c, const pb::AdminListAllocationsRequest* r,
     pb::AdminListAllocationsResponse* out) {
-  return Read(
-      c, kReaders, [&](const pb::Principal&, const core::StateMachine& s) {
+  return Report(
+      c, kReaders,
+      [&](const pb::Principal&)
+          -> absl::StatusOr<pb::AdminListAllocationsResponse> {
         RETURN_IF_ERROR(CheckIdFilter("enterprise_id", r->enterprise_id()));
         RETURN_IF_ERROR(CheckIdFilter("cluster_id", r->cluster_id()));
-        ASSIGN_OR_RETURN(
-            *out->mutable_next_page_token(),
-            Page(
-                s.allocations(), r->page(),
-                [&](const core::StateMachine::AllocationRec& rec) {
-                  const pb::Allocation& a = rec.allocation;
-                  return (r->enterprise_id().empty() ||
-                          a.enterprise_id() == r->enterprise_id()) &&
-                         (r->cluster_id().empty() ||
-                          a.cluster_id() == r->cluster_id()) &&
-                         (r->state() == pb::ALLOCATION_STATE_UNSPECIFIED ||
-                          a.state() == r->state());
-                },
-                [&](const core::StateMachine::AllocationRec& rec) {
-                  *out->add_allocations() = s.AllocationViewOf(rec);
-                  return absl::OkStatus();
-                }));
-        return absl::OkStatus();
-      });
+        reports::AllocationFilter filter;
+        filter.enterprise_id = r->enterprise_id();
+        filter.cluster_id = r->cluster_id();
+        filter.state = r->state();
+        return reports::AllocationList<pb::AdminListAllocationsResponse>(
+            ReportSources(), filter, r->page());
+      },
+      out);
 }
 
 // --- Tokens ---

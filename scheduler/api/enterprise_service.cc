@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/status_macros.h"
+#include "scheduler/reports/allocations.h"
 #include "scheduler/reports/usage.h"
 
 namespace computevoucher::api {
@@ -111,45 +112,34 @@ Status EnterpriseServiceImpl::Allocate(ServerContext* c,
 Status EnterpriseServiceImpl::GetAllocation(ServerContext* c,
                                             const pb::GetAllocationRequest* r,
                                             pb::Allocation* out) {
-  return Read(
+  return Report(
       c, kEnterprise,
-      [&](const pb::Principal& me, const core::StateMachine& s) {
+      [&](const pb::Principal& me) -> absl::StatusOr<pb::Allocation> {
         RETURN_IF_ERROR(CheckIdRef("allocation_id", r->allocation_id()));
-        ASSIGN_OR_RETURN(pb::Allocation a,
-                         s.AllocationView(r->allocation_id()));
-        if (a.enterprise_id() != me.enterprise_id()) {
-          return NotYours("allocation", r->allocation_id());
-        }
-        *out = std::move(a);
-        return absl::OkStatus();
-      });
+        reports::AllocationFilter mine;
+        mine.enterprise_id = me.enterprise_id();
+        return reports::FindAllocation(ReportSources(), r->allocation_id(),
+                                       mine);
+      },
+      out);
 }
 
 Status EnterpriseServiceImpl::ListAllocations(
     ServerContext* c, const pb::ListAllocationsRequest* r,
     pb::ListAllocationsResponse* out) {
-  return Read(
+  return Report(
       c, kEnterprise,
-      [&](const pb::Principal& me, const core::StateMachine& s) {
+      [&](const pb::Principal& me)
+          -> absl::StatusOr<pb::ListAllocationsResponse> {
         RETURN_IF_ERROR(CheckIdFilter("voucher_id", r->voucher_id()));
-        ASSIGN_OR_RETURN(
-            *out->mutable_next_page_token(),
-            Page(
-                s.allocations(), r->page(),
-                [&](const core::StateMachine::AllocationRec& rec) {
-                  const pb::Allocation& a = rec.allocation;
-                  return a.enterprise_id() == me.enterprise_id() &&
-                         (r->state() == pb::ALLOCATION_STATE_UNSPECIFIED ||
-                          a.state() == r->state()) &&
-                         (r->voucher_id().empty() ||
-                          a.voucher_id() == r->voucher_id());
-                },
-                [&](const core::StateMachine::AllocationRec& rec) {
-                  *out->add_allocations() = s.AllocationViewOf(rec);
-                  return absl::OkStatus();
-                }));
-        return absl::OkStatus();
-      });
+        reports::AllocationFilter filter;
+        filter.enterprise_id = me.enterprise_id();
+        filter.voucher_id = r->voucher_id();
+        filter.state = r->state();
+        return reports::AllocationList<pb::ListAllocationsResponse>(
+            ReportSources(), filter, r->page());
+      },
+      out);
 }
 
 Status EnterpriseServiceImpl::ReleaseAllocation(

@@ -75,6 +75,7 @@ reports::Sources ServiceBase::ReportSources() const {
       };
   sources.usage = ctx_.usage;
   sources.log = ctx_.log;
+  sources.retired = ctx_.retired;
   return sources;
 }
 

@@ -35,9 +35,12 @@ namespace computevoucher::api {
 struct ServiceContext {
   // Whether this replica leads, and its writer while it does.
   engine::Replica* replica = nullptr;
-  // The store's command log and usage index, which reports read.
+  // The store's command log, usage index and retired allocations, which
+  // reports read.
   store::CommandLog* log = nullptr;
   store::UsageIndex* usage = nullptr;
+  // Where retired allocations are read.
+  store::RetiredAllocations* retired = nullptr;
   Clock* clock = nullptr;
   Liveness* liveness = nullptr;
   CallTracker* calls = nullptr;

@@ -111,6 +111,20 @@ int64_t Ledger::Balance(absl::string_view account) const {
   return it == balances_.end() ? 0 : it->second;
 }
 
+absl::Status Ledger::Forget(absl::string_view account,
+                            const std::vector<std::string>& keys,
+                            absl::string_view allocation_id) {
+  if (const int64_t balance = Balance(account); balance != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(account, ": cannot be forgotten with a balance of ",
+                     FormatFen(balance)));
+  }
+  balances_.erase(account);
+  for (const std::string& key : keys) keys_.erase(key);
+  charge_marks_.erase(allocation_id);
+  return absl::OkStatus();
+}
+
 std::vector<JournalEntry> Ledger::TakePosted() {
   return std::exchange(posted_, {});
 }

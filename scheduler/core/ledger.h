@@ -75,6 +75,14 @@ class Ledger {
     return charge_marks_;
   }
 
+  // Forgets an account that nets to zero and will never be used again (a
+  // retired allocation's hold), the idempotency keys `keys`, which are
+  // never posted again, and `allocation_id`'s charge mark. FailedPrecondition
+  // when the account does not net to zero; changes nothing then.
+  absl::Status Forget(absl::string_view account,
+                      const std::vector<std::string>& keys,
+                      absl::string_view allocation_id);
+
   int64_t last_sequence() const { return last_sequence_; }
   const std::string& last_hash() const { return last_hash_; }
 

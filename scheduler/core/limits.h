@@ -34,6 +34,12 @@ inline constexpr absl::Duration kUsageClockSkew = absl::Minutes(5);
 // time). A request id reused after that is a new request.
 inline constexpr absl::Duration kRequestIdRetention = absl::Hours(7 * 24);
 
+// How long an ended allocation stays in memory, its hold released, before
+// it is retired to the store (SchedulerConfig.retain_ended_s): by default
+// and at most.
+inline constexpr int64_t kDefaultRetainEndedS = 30 * 24 * 3600;
+inline constexpr int64_t kMaxRetainEndedS = 10 * 365 * 24 * 3600;
+
 }  // namespace computevoucher::core
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_CORE_LIMITS_H_

@@ -45,6 +45,33 @@ absl::Status CheckResources(const pb::ResourceRequest& r) {
   return absl::OkStatus();
 }
 
+// The idempotency keys of an allocation's entries. Retire forgets them all
+// (AllocationKeys), so every key posted about an allocation is made here.
+std::string HoldKey(absl::string_view id) { return absl::StrCat("hold/", id); }
+std::string ExtendKey(absl::string_view id, int64_t extension) {
+  return absl::StrCat("hold/", id, "/extend/", extension);
+}
+std::string ReleaseKey(absl::string_view id) {
+  return absl::StrCat("release/", id);
+}
+std::string PlacedReleaseKey(absl::string_view id) {
+  return absl::StrCat("release/", id, "/placed");
+}
+// What a revoked or expired voucher passes on to the budget when a release
+// under `release_key` comes back to it.
+std::string ReturnKey(absl::string_view release_key) {
+  return absl::StrCat("return/", release_key);
+}
+std::vector<std::string> AllocationKeys(const AllocationRec& rec) {
+  const std::string& id = rec.allocation.allocation_id();
+  std::vector<std::string> keys = {
+      HoldKey(id), ReleaseKey(id), ReturnKey(ReleaseKey(id)),
+      PlacedReleaseKey(id), ReturnKey(PlacedReleaseKey(id))};
+  for (int64_t n = 1; n <= rec.extensions; ++n)
+    keys.push_back(ExtendKey(id, n));
+  return keys;
+}
+
 // Placement preference among options with room: lowest price, then
 // tightest fit (fewest free GPUs, as the GPUs asked for are the same), then
 // id order.
@@ -272,7 +299,7 @@ absl::StatusOr<Response> Placement::Allocate(const pb::Principal& p,
     RETURN_IF_ERROR(books_.Post(
         AllocationEntry(pb::ENTRY_KIND_HOLD, HoldAccount(id),
                         VoucherAccount(voucher.voucher_id()), plan.hold_fen,
-                        absl::StrCat("hold/", id), a),
+                        HoldKey(id), a),
         &payer.voucher, &a));
   }
   vouchers_.UpdateExhausted(payer);
@@ -312,8 +339,8 @@ absl::Status Placement::Place(AllocationRec& rec, const Option& option) {
   state_.deadline_index.insert(
       {books_.now() + absl::Seconds(a.max_duration_s()), a.allocation_id()});
   if (excess > 0) {
-    RETURN_IF_ERROR(ReleaseHold(
-        rec, excess, absl::StrCat("release/", a.allocation_id(), "/placed")));
+    RETURN_IF_ERROR(
+        ReleaseHold(rec, excess, PlacedReleaseKey(a.allocation_id())));
   }
   return absl::OkStatus();
 }
@@ -334,8 +361,8 @@ absl::Status Placement::ReleaseHold(AllocationRec& rec, int64_t amount,
     const pb::EntryKind kind = state == pb::VOUCHER_STATE_REVOKED
                                    ? pb::ENTRY_KIND_REVOKE
                                    : pb::ENTRY_KIND_EXPIRE;
-    RETURN_IF_ERROR(vouchers_.ReturnToBudget(voucher, kind, amount,
-                                             absl::StrCat("return/", key)));
+    RETURN_IF_ERROR(
+        vouchers_.ReturnToBudget(voucher, kind, amount, ReturnKey(key)));
   }
   vouchers_.UpdateExhausted(voucher);
   return absl::OkStatus();
@@ -352,9 +379,8 @@ absl::Status Placement::EndAllocation(AllocationRec& rec,
   if (was == pb::ALLOCATION_STATE_PENDING) {
     // Never ran, so no usage can follow: release everything now.
     state_.queue.erase({rec.queue_order, a.allocation_id()});
-    rec.hold_released = true;
-    return ReleaseHold(rec, a.held_fen(),
-                       absl::StrCat("release/", a.allocation_id()));
+    HoldReleased(rec);
+    return ReleaseHold(rec, a.held_fen(), ReleaseKey(a.allocation_id()));
   }
   ASSIGN_OR_RETURN(const absl::Time assigned,
                    FromProto("assigned_at", a.assigned_at()));
@@ -450,9 +476,7 @@ absl::StatusOr<Response> Placement::ExtendAllocation(
     RETURN_IF_ERROR(books_.Post(
         AllocationEntry(pb::ENTRY_KIND_HOLD, HoldAccount(a.allocation_id()),
                         VoucherAccount(a.voucher_id()), extra,
-                        absl::StrCat("hold/", a.allocation_id(), "/extend/",
-                                     rec->extensions + 1),
-                        a),
+                        ExtendKey(a.allocation_id(), rec->extensions + 1), a),
         &voucher.voucher, &a));
   }
   ++rec->extensions;
@@ -652,13 +676,69 @@ absl::StatusOr<bool> Placement::ReleaseDueHolds(absl::Duration grace) {
     AllocationRec& rec =
         state_.allocations.at(state_.release_index.begin()->second);
     state_.release_index.erase(state_.release_index.begin());
-    rec.hold_released = true;
-    RETURN_IF_ERROR(
-        ReleaseHold(rec, rec.allocation.held_fen(),
-                    absl::StrCat("release/", rec.allocation.allocation_id())));
+    HoldReleased(rec);
+    RETURN_IF_ERROR(ReleaseHold(rec, rec.allocation.held_fen(),
+                                ReleaseKey(rec.allocation.allocation_id())));
     any = true;
   }
   return any;
+}
+
+void Placement::HoldReleased(AllocationRec& rec) {
+  rec.hold_released = true;
+  // Ended at books_.now(), or (ReleaseDueHolds) at its key in the release
+  // index, which is its end time too.
+  const pb::Allocation& a = rec.allocation;
+  state_.retire_index.insert(
+      {FromProto("ended_at", a.ended_at()).value_or(books_.now()),
+       a.allocation_id()});
+}
+
+absl::StatusOr<bool> Placement::RetireDue(absl::Duration retain) {
+  int retired = 0;
+  while (!state_.retire_index.empty() && retired < kMaxRetiredPerTick &&
+         state_.retire_index.begin()->first + retain <= books_.now()) {
+    const std::string id = state_.retire_index.begin()->second;
+    state_.retire_index.erase(state_.retire_index.begin());
+    RETURN_IF_ERROR(Retire(id));
+    ++retired;
+  }
+  return retired > 0;
+}
+
+absl::Status Placement::Retire(const std::string& id) {
+  auto it = state_.allocations.find(id);
+  if (it == state_.allocations.end()) {
+    return absl::InternalError(
+        absl::StrCat("allocation ", id, ": retired but not in the state"));
+  }
+  const AllocationRec& rec = it->second;
+  pb::Allocation view = AllocationViewOf(rec);
+  if (view.state() != pb::ALLOCATION_STATE_ENDED || !rec.hold_released ||
+      view.held_fen() != 0) {
+    return absl::InternalError(absl::StrCat(
+        "allocation ", id, ": retired while ", 
+        pb::AllocationState_Name(view.state()), " holding ",
+        FormatFen(view.held_fen())));
+  }
+  RETURN_IF_ERROR(books_.ledger().Forget(HoldAccount(id), AllocationKeys(rec),
+                                         id));
+  RetiredSums& sums =
+      state_.retired[{view.program_id(), view.enterprise_id(),
+                      view.provider_id(), view.hardware_class()}];
+  ++sums.allocations;
+  sums.used_gpu_ms += view.used_gpu_ms();
+  sums.cost_fen += view.cost_fen();
+  sums.charged_fen += view.charged_fen();
+  auto ids = state_.voucher_allocations.find(view.voucher_id());
+  if (ids != state_.voucher_allocations.end()) {
+    std::vector<std::string>& list = ids->second;
+    list.erase(std::remove(list.begin(), list.end(), id), list.end());
+    if (list.empty()) state_.voucher_allocations.erase(ids);
+  }
+  state_.allocations.erase(it);
+  retired_.push_back(std::move(view));
+  return absl::OkStatus();
 }
 
 AllocationRec* Placement::Find(const std::string& id) {

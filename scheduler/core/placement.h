@@ -1,7 +1,8 @@
 // Placement: allocations from admission to their end — the ways a request
 // could be served (options), pricing and the hold at admission, placement
 // on a cluster or in the queue, the queue's order, extension, release, what
-// agents report about them (heartbeats) and the loss of a cluster.
+// agents report about them (heartbeats) and the loss of a cluster — and
+// their retirement, once ended long enough, out of memory into the store.
 //
 // Holds come off a voucher and go back to it through the voucher book;
 // capacity in use is counted on the registry's clusters. Handlers validate
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -36,6 +38,12 @@ namespace computevoucher::core {
 
 class Placement {
  public:
+  // Program, enterprise, provider (empty: never placed), hardware class.
+  using RetiredKey = std::tuple<std::string, std::string, std::string, int>;
+  // Most allocations one tick retires, so that a first tick after an
+  // upgrade, with every old allocation due, still commits quickly.
+  static constexpr int kMaxRetiredPerTick = 1000;
+
   struct State {
     absl::btree_map<std::string, AllocationRec> allocations;
     // Indexes, derived from the allocations.
@@ -48,10 +56,16 @@ class Placement {
     // Assigned or running allocations by cluster.
     absl::flat_hash_map<std::string, absl::btree_set<std::string>>
         cluster_allocations;
+    // Ended allocations whose hold was released, by end time: retired in
+    // this order.
+    absl::btree_set<std::pair<absl::Time, std::string>> retire_index;
     // Pending allocations by queue order.
     absl::btree_set<std::pair<int64_t, std::string>> queue;
     absl::flat_hash_map<std::string, int64_t> enterprise_gpus;  // in use now
     int64_t next_allocation = 0;
+    // What the retired allocations add up to, by (program, enterprise,
+    // provider, hardware class).
+    absl::btree_map<RetiredKey, RetiredSums> retired;
   };
 
   // One way an allocation could be served.
@@ -107,6 +121,17 @@ class Placement {
   // Releases the holds of allocations that ended at least `grace` ago;
   // whether any did.
   absl::StatusOr<bool> ReleaseDueHolds(absl::Duration grace);
+  // Retires up to kMaxRetiredPerTick allocations that ended at least
+  // `retain` ago and whose hold was released: they leave the state (and
+  // their hold account, keys and charge mark leave the ledger), their sums
+  // go to state().retired and their final views to TakeRetired(). Whether
+  // any did.
+  absl::StatusOr<bool> RetireDue(absl::Duration retain);
+  // The final views of the allocations retired since the previous call, in
+  // the order retired.
+  std::vector<pb::Allocation> TakeRetired() {
+    return std::exchange(retired_, {});
+  }
   size_t queued() const { return state_.queue.size(); }
 
   // --- Lookups and views. ---
@@ -158,6 +183,10 @@ class Placement {
   absl::Status Place(AllocationRec& rec, const Option& option);
   absl::Status ReleaseHold(AllocationRec& rec, int64_t amount,
                            const std::string& key);
+  // Marks `rec`'s hold released for good: no usage is subsidised after,
+  // and it is retired in its turn.
+  void HoldReleased(AllocationRec& rec);
+  absl::Status Retire(const std::string& id);
   absl::StatusOr<AllocationRec*> FindOwnAllocation(const pb::Principal& p,
                                                    const std::string& id);
   int64_t EnterpriseGpusInUse(const std::string& enterprise_id) const;
@@ -166,6 +195,7 @@ class Placement {
   VoucherBook& vouchers_;
   Books& books_;
   State state_;
+  std::vector<pb::Allocation> retired_;
 };
 
 }  // namespace computevoucher::core

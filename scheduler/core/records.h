@@ -37,6 +37,14 @@ struct AllocationRec {
   bool hold_released = false;  // final release done; later usage unsubsidised
 };
 
+// What retired allocations (no longer in the state) add up to.
+struct RetiredSums {
+  int64_t allocations = 0;
+  int64_t used_gpu_ms = 0;
+  int64_t cost_fen = 0;
+  int64_t charged_fen = 0;
+};
+
 struct ClusterRec {
   pb::Cluster cluster;
   absl::flat_hash_map<std::string, int32_t> used_gpus;  // by model

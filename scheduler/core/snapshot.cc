@@ -4,6 +4,7 @@
 // exactly as the original would; StateMachine::Load then checks the
 // digest of what it loaded.
 #include <algorithm>
+#include <tuple>
 #include <memory>
 #include <string>
 #include <utility>
@@ -309,6 +310,17 @@ void Placement::Save(pb::PlacementSnapshot* out) const {
   }
   CopyMap(state_.enterprise_gpus, out->mutable_enterprise_gpus());
   out->set_next_allocation(state_.next_allocation);
+  for (const auto& [key, sums] : state_.retired) {
+    pb::RetiredSums& r = *out->add_retired();
+    r.set_program_id(std::get<0>(key));
+    r.set_enterprise_id(std::get<1>(key));
+    r.set_provider_id(std::get<2>(key));
+    r.set_hardware_class(static_cast<pb::HardwareClass>(std::get<3>(key)));
+    r.set_allocations(sums.allocations);
+    r.set_used_gpu_ms(sums.used_gpu_ms);
+    r.set_cost_fen(sums.cost_fen);
+    r.set_charged_fen(sums.charged_fen);
+  }
 }
 
 absl::Status Placement::Load(const pb::PlacementSnapshot& in) {
@@ -325,6 +337,13 @@ absl::Status Placement::Load(const pb::PlacementSnapshot& in) {
     rec.queue_order = a.queue_order();
     rec.hold_released = a.hold_released();
     const std::string id = rec.allocation.allocation_id();
+    if (rec.hold_released) {
+      // Derived: the allocations retired in their turn.
+      ASSIGN_OR_RETURN(const absl::Time ended,
+                       FromProto("snapshot: ended_at",
+                                 rec.allocation.ended_at()));
+      state_.retire_index.insert({ended, id});
+    }
     if (id.empty() || !state_.allocations.emplace(id, std::move(rec)).second) {
       return Malformed("allocations", absl::StrCat("empty or repeated id \"",
                                                    id, "\""));
@@ -341,6 +360,15 @@ absl::Status Placement::Load(const pb::PlacementSnapshot& in) {
   }
   CopyMap(in.enterprise_gpus(), &state_.enterprise_gpus);
   state_.next_allocation = in.next_allocation();
+  for (const pb::RetiredSums& r : in.retired()) {
+    RetiredSums& sums =
+        state_.retired[{r.program_id(), r.enterprise_id(), r.provider_id(),
+                        r.hardware_class()}];
+    sums.allocations = r.allocations();
+    sums.used_gpu_ms = r.used_gpu_ms();
+    sums.cost_fen = r.cost_fen();
+    sums.charged_fen = r.charged_fen();
+  }
   return absl::OkStatus();
 }
 

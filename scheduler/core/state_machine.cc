@@ -256,16 +256,24 @@ absl::StatusOr<bool> StateMachine::ExpireVouchers() {
 absl::StatusOr<Reply> StateMachine::Tick(const pb::TickCommand& r) {
   RETURN_IF_ERROR(
       CheckRange("usage_grace_s", r.usage_grace_s(), 0, 7 * 24 * 3600));
+  RETURN_IF_ERROR(
+      CheckRange("retain_ended_s", r.retain_ended_s(), 0, kMaxRetainEndedS));
   const int64_t journal_before = books_.ledger().last_sequence();
   // Vouchers past their window, allocations that reached their duration,
-  // then holds of ended allocations once late usage had its grace period.
+  // then holds of ended allocations once late usage had its grace period,
+  // and allocations ended long enough ago.
   ASSIGN_OR_RETURN(const bool expired, ExpireVouchers());
   ASSIGN_OR_RETURN(const bool ended, placement_.EndDue());
   ASSIGN_OR_RETURN(const bool released, placement_.ReleaseDueHolds(
                                             absl::Seconds(r.usage_grace_s())));
+  bool retired = false;
+  if (r.retain_ended_s() > 0) {
+    ASSIGN_OR_RETURN(retired, placement_.RetireDue(
+                                  absl::Seconds(r.retain_ended_s())));
+  }
   const size_t queued_before = placement_.queued();
   RETURN_IF_ERROR(placement_.ProcessQueue());
-  const bool changed = expired || ended || released ||
+  const bool changed = expired || ended || released || retired ||
                        placement_.queued() != queued_before ||
                        books_.ledger().last_sequence() != journal_before;
   return Reply{Share(pb::TickCommand(r)), changed};
@@ -320,6 +328,12 @@ std::string StateMachine::Digest() const {
   add(absl::StrCat(ledger.last_sequence()));
   add(ledger.last_hash());
   for (const auto& [time, id] : placement.queue) add(absl::StrCat(time, id));
+  for (const auto& [key, sums] : placement.retired) {
+    const auto& [program, enterprise, provider, hardware] = key;
+    add(absl::StrCat("retired ", program, ",", enterprise, ",", provider, ",",
+                     hardware, "=", sums.allocations, ",", sums.used_gpu_ms,
+                     ",", sums.cost_fen, ",", sums.charged_fen));
+  }
   add(absl::StrCat(registry.next_program, ",", registry.next_enterprise, ",",
                    registry.next_provider, ",", book.next_application, ",",
                    book.next_voucher, ",", placement.next_allocation, ",",

@@ -110,6 +110,12 @@ class StateMachine {
     return usage_charging_.TakeUsage();
   }
 
+  // The final views of the allocations retired since the previous call
+  // (Placement::RetireDue), in order.
+  std::vector<pb::Allocation> TakeRetired() {
+    return placement_.TakeRetired();
+  }
+
   // --- Reads. Views fill in the derived balances. ---
   const Ledger& ledger() const { return books_.ledger(); }
   absl::Time now() const { return books_.now(); }
@@ -204,8 +210,14 @@ class StateMachine {
   const absl::btree_map<std::string, VoucherRec>& vouchers() const {
     return voucher_book_.state().vouchers;
   }
+  // The allocations in memory: all but the retired ones, which the store
+  // keeps (store::RetiredAllocations).
   const absl::btree_map<std::string, AllocationRec>& allocations() const {
     return placement_.state().allocations;
+  }
+  // What the retired allocations add up to.
+  const absl::btree_map<Placement::RetiredKey, RetiredSums>& retired() const {
+    return placement_.state().retired;
   }
   const absl::btree_map<std::string, ClusterRec>& clusters() const {
     return registry_.state().clusters;

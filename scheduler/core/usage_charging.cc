@@ -52,14 +52,16 @@ absl::StatusOr<pb::UsageAck> UsageCharging::ChargeRecord(
     return ack;
   };
   AllocationRec* rec = placement_.Find(u.allocation_id());
-  // The same answer whether the allocation is unknown or another cluster's,
-  // so that nothing leaks.
+  // The same answer whether the allocation is unknown, another cluster's or
+  // retired (Placement::RetireDue), so that nothing leaks.
   if (rec == nullptr || rec->allocation.cluster_id() != p.cluster_id() ||
       p.cluster_id().empty()) {
     return reject(
         pb::USAGE_RESULT_REJECTED,
         absl::StrCat("allocation_id: ", Quoted(u.allocation_id()),
-                     " is not an allocation of cluster ", p.cluster_id()));
+                     " is not an allocation of cluster ", p.cluster_id(),
+                     " (or it ended and was retired: usage reported that "
+                     "late is refused)"));
   }
   pb::Allocation& a = rec->allocation;
   if (u.sequence() < 1) {

@@ -156,6 +156,8 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
       CompareSnapshot();
       ++applied;
       RETURN_IF_ERROR(CheckUsage(command));
+      // Stored by the transaction that logged the command; not checked.
+      state_.TakeRetired();
       // A command's entries are stored in the same transaction as the
       // command: they are there by now.
       for (const pb::JournalEntry& produced : state_.TakeJournal()) {

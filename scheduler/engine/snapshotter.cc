@@ -214,6 +214,7 @@ bool Snapshotter::Apply(const std::vector<pb::Command>& commands) {
             : absl::DataLossError(absl::StrCat("it follows command ", last));
     shadow_->TakeJournal();
     shadow_->TakeUsage();
+    shadow_->TakeRetired();
     if (!outcome.ok() || !outcome->changed) {
       Disable(absl::StrCat("committed command ", command.sequence(),
                            " does not apply to the shadow state: ",

@@ -250,6 +250,10 @@ void Writer::Apply(const std::vector<Pending*>& taken, Applied& into) {
   into.batch.usage.insert(into.batch.usage.end(),
                           std::make_move_iterator(usage.begin()),
                           std::make_move_iterator(usage.end()));
+  std::vector<pb::Allocation> retired = state_->TakeRetired();
+  into.batch.retired.insert(into.batch.retired.end(),
+                            std::make_move_iterator(retired.begin()),
+                            std::make_move_iterator(retired.end()));
   std::vector<pb::JournalEntry> entries = state_->TakeJournal();
   if (into.batch.entries.empty()) {
     into.batch.entries = std::move(entries);

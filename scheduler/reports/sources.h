@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/store/command_log.h"
+#include "scheduler/store/retired_allocations.h"
 #include "scheduler/store/usage_index.h"
 
 namespace computevoucher::reports {
@@ -24,6 +25,8 @@ struct Sources {
   StateReader read_state;
   store::UsageIndex* usage = nullptr;
   store::CommandLog* log = nullptr;
+  // Allocations no longer in the state; nullptr: none retired.
+  store::RetiredAllocations* retired = nullptr;
 };
 
 }  // namespace computevoucher::reports

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/validate.h"
+#include "scheduler/reports/allocations.h"
 #include "scheduler/reports/checked_sum.h"
 #include "scheduler/reports/paging.h"
 
@@ -16,18 +17,16 @@ namespace {
 
 using Allocations = absl::flat_hash_map<std::string, pb::Allocation>;
 
-// The enterprise's allocations, each with the facts usage rows leave out.
+// The enterprise's allocations, retired ones included, each with the facts
+// usage rows leave out.
 absl::StatusOr<Allocations> AllocationsOf(const Sources& sources,
                                           absl::string_view enterprise) {
   Allocations out;
-  RETURN_IF_ERROR(sources.read_state([&](const core::StateMachine& s) {
-    out.clear();
-    for (const auto& [id, rec] : s.allocations()) {
-      if (rec.allocation.enterprise_id() == enterprise) {
-        out[id] = rec.allocation;
-      }
-    }
-  }));
+  AllocationFilter filter;
+  filter.enterprise_id = std::string(enterprise);
+  RETURN_IF_ERROR(ForEachAllocation(
+      sources, filter,
+      [&out](const pb::Allocation& a) { out[a.allocation_id()] = a; }));
   return out;
 }
 
@@ -77,26 +76,29 @@ struct Payee {
   pb::HardwareClass hardware_class;
 };
 
-// The placed allocations (of `provider_id`, or all when empty) with who is
-// paid for them.
+// The placed allocations (of `provider_id`, or all when empty), retired
+// ones included, with who is paid for them.
 absl::StatusOr<absl::flat_hash_map<std::string, Payee>> PayeesOf(
     const Sources& sources, const std::string& provider_id) {
-  absl::flat_hash_map<std::string, Payee> out;
   bool known = provider_id.empty();
-  RETURN_IF_ERROR(sources.read_state([&](const core::StateMachine& s) {
-    out.clear();
-    if (!provider_id.empty()) known = s.providers().contains(provider_id);
-    for (const auto& [id, rec] : s.allocations()) {
-      const pb::Allocation& a = rec.allocation;
-      if (a.provider_id().empty()) continue;  // never placed, never used
-      if (!provider_id.empty() && a.provider_id() != provider_id) continue;
-      out[id] = Payee{a.provider_id(), a.program_id(), a.hardware_class()};
-    }
-  }));
+  if (!known) {
+    RETURN_IF_ERROR(sources.read_state([&](const core::StateMachine& s) {
+      known = s.providers().contains(provider_id);
+    }));
+  }
   if (!known) {
     return absl::NotFoundError(
         absl::StrCat("provider_id: provider ", provider_id, " not found"));
   }
+  absl::flat_hash_map<std::string, Payee> out;
+  AllocationFilter filter;
+  filter.provider_id = provider_id;
+  RETURN_IF_ERROR(
+      ForEachAllocation(sources, filter, [&out](const pb::Allocation& a) {
+        if (a.provider_id().empty()) return;  // never placed, never used
+        out[a.allocation_id()] =
+            Payee{a.provider_id(), a.program_id(), a.hardware_class()};
+      }));
   return out;
 }
 

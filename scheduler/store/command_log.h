@@ -19,12 +19,14 @@ namespace computevoucher::store {
 
 namespace pb = ::computevoucher::v1;
 
-// One group commit: commands in sequence order, the entries they posted and
-// the usage records they accepted (which the usage index then answers).
+// One group commit: commands in sequence order, the entries they posted,
+// the usage records they accepted (which the usage index then answers) and
+// the final views of the allocations they retired (RetiredAllocations).
 struct Batch {
   std::vector<pb::Command> commands;
   std::vector<pb::JournalEntry> entries;
   std::vector<pb::ChargedUsage> usage;
+  std::vector<pb::Allocation> retired;
 };
 
 // Positions of the last stored command and entry (0 when empty).

@@ -78,7 +78,8 @@ class PostgresStore final : public Store {
     const BatchRow row = MakeRow(ends_, batch);
     RETURN_IF_ERROR(LeaderTransactionLocked(
         "append", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
-          return InsertRowOn(write_.get(), row);
+          RETURN_IF_ERROR(InsertRowOn(write_.get(), row));
+          return InsertRetiredLocked(batch.retired);
         }));
     ends_ = row.end;
     return absl::OkStatus();
@@ -179,6 +180,25 @@ class PostgresStore final : public Store {
     }
     if (!ends.ok()) return ends.status();
     return ends->head();
+  }
+
+  absl::StatusOr<std::vector<pb::Allocation>> ReadRetired(
+      const RetiredQuery& query) override {
+    ASSIGN_OR_RETURN(const internal::RetiredSelect select,
+                     internal::SelectRetired(query, '$'));
+    absl::MutexLock lock(&read_mu_);
+    RETURN_IF_ERROR(Reconnect(read_.get()));
+    ASSIGN_OR_RETURN(const Result result,
+                     Query(read_.get(), select.sql.c_str(),
+                           std::vector<internal::Param>(select.params.begin(),
+                                                        select.params.end()),
+                           "read retired allocations"));
+    std::vector<pb::Allocation> out;
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      ASSIGN_OR_RETURN(out.emplace_back(),
+                       internal::ParseRetired(BytesAt(result.get(), i, 0)));
+    }
+    return out;
   }
 
   absl::StatusOr<Leadership> Campaign(const Candidate& candidate,
@@ -324,6 +344,25 @@ class PostgresStore final : public Store {
 
   // Inside a transaction: the snapshot row, checked against the stored
   // commands and snapshots, and the pruning of the oldest.
+  // Inside an append's transaction.
+  absl::Status InsertRetiredLocked(const std::vector<pb::Allocation>& retired)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    if (retired.empty()) return absl::OkStatus();
+    CopyData data(6);
+    for (const pb::Allocation& a : retired) {
+      data.StartRow();
+      data.Bytes(a.allocation_id());
+      data.Bytes(a.enterprise_id());
+      data.Bytes(a.provider_id());
+      data.Bytes(a.cluster_id());
+      data.Bytes(a.voucher_id());
+      data.Bytes(a.SerializeAsString());
+    }
+    return CopyIn(write_.get(),
+                  "COPY retired_allocations FROM STDIN (FORMAT binary)", data,
+                  "insert retired allocations");
+  }
+
   absl::Status WriteSnapshotLocked(const Snapshot& snapshot, int keep)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
     PGconn* conn = write_.get();

@@ -114,6 +114,8 @@ CREATE TABLE snapshots (
     // commands, journal and usage, whose rows internal::ConvertToBatches
     // moves into it.
     nullptr,
+    // 5 -> 6: retired allocations (internal::RetiredTableSql).
+    nullptr,
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kSqliteSchemaVersion);
@@ -170,6 +172,7 @@ class SqliteStore final : public Store {
     {
       absl::MutexLock lock(&write_mu_);
       insert_row_.reset();
+      insert_retired_.reset();
       if (write_db_) sqlite3_close(write_db_);
     }
     {
@@ -184,6 +187,10 @@ class SqliteStore final : public Store {
       absl::MutexLock lock(&write_mu_);
       insert_row_ = std::make_unique<Statement>();
       RETURN_IF_ERROR(insert_row_->Prepare(write_db_, kInsertRow));
+      insert_retired_ = std::make_unique<Statement>();
+      RETURN_IF_ERROR(insert_retired_->Prepare(
+          write_db_,
+          "INSERT INTO retired_allocations VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
       ASSIGN_OR_RETURN(ends_, ReadLastRow(write_db_));
     }
     return absl::OkStatus();
@@ -196,7 +203,18 @@ class SqliteStore final : public Store {
     const BatchRow row = MakeRow(ends_, batch);
     RETURN_IF_ERROR(RunInTransaction(
         write_db_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
-          return InsertRow(*insert_row_, row);
+          RETURN_IF_ERROR(InsertRow(*insert_row_, row));
+          for (const pb::Allocation& a : batch.retired) {
+            const std::string body = a.SerializeAsString();
+            insert_retired_->BindText(1, a.allocation_id());
+            insert_retired_->BindText(2, a.enterprise_id());
+            insert_retired_->BindText(3, a.provider_id());
+            insert_retired_->BindText(4, a.cluster_id());
+            insert_retired_->BindText(5, a.voucher_id());
+            insert_retired_->BindBlob(6, body);
+            RETURN_IF_ERROR(insert_retired_->Run("insert retired allocation"));
+          }
+          return absl::OkStatus();
         }));
     ends_ = row.end;
     return absl::OkStatus();
@@ -261,6 +279,25 @@ class SqliteStore final : public Store {
     Exec(read_db_, "COMMIT").IgnoreError();
     if (!ends.ok()) return ends.status();
     return ends->head();
+  }
+
+  absl::StatusOr<std::vector<pb::Allocation>> ReadRetired(
+      const RetiredQuery& query) override {
+    ASSIGN_OR_RETURN(const internal::RetiredSelect select,
+                     internal::SelectRetired(query, '?'));
+    absl::MutexLock lock(&read_mu_);
+    Statement stmt;
+    RETURN_IF_ERROR(stmt.Prepare(read_db_, select.sql.c_str()));
+    for (size_t i = 0; i < select.params.size(); ++i)
+      stmt.BindText(static_cast<int>(i + 1), select.params[i]);
+    std::vector<pb::Allocation> out;
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      ASSIGN_OR_RETURN(out.emplace_back(), internal::ParseRetired(stmt.Column(0)));
+    }
+    if (rc != SQLITE_DONE)
+      return SqliteError(read_db_, rc, "read retired allocations");
+    return out;
   }
 
   // One process opens the directory for writing (its LOCK file), so that
@@ -346,6 +383,7 @@ class SqliteStore final : public Store {
   absl::Mutex write_mu_;
   sqlite3* const write_db_;  // null when read-only
   std::unique_ptr<Statement> insert_row_ ABSL_GUARDED_BY(write_mu_);
+  std::unique_ptr<Statement> insert_retired_ ABSL_GUARDED_BY(write_mu_);
   // Where the last stored row ends.
   RowEnds ends_ ABSL_GUARDED_BY(write_mu_);
   bool resigned_ ABSL_GUARDED_BY(write_mu_) = false;
@@ -370,8 +408,10 @@ absl::Status Migrate(sqlite3* db) {
   }
   for (int v = version; v < kKnownVersion; ++v) {
     RETURN_IF_ERROR(RunInTransaction(db, [db, v] {
-      RETURN_IF_ERROR(kMigrations[v] != nullptr ? Exec(db, kMigrations[v])
-                                                : internal::ConvertToBatches(db));
+      RETURN_IF_ERROR(
+          kMigrations[v] != nullptr ? Exec(db, kMigrations[v])
+          : v == 4 ? internal::ConvertToBatches(db)
+                   : Exec(db, internal::RetiredTableSql("TEXT", "BLOB").c_str()));
       return Exec(db, absl::StrCat("PRAGMA user_version = ", v + 1).c_str());
     }));
   }

@@ -1,12 +1,14 @@
 // A durable store: one database (SQLite or PostgreSQL) that is at once the
-// command log the writer appends to, the usage index reports read, and the
-// lease that picks the replica allowed to append. Callers take the narrow
+// command log the writer appends to, the usage index and the retired
+// allocations reports read, and the lease that picks the replica allowed to
+// append. Callers take the narrow
 // interface they use; only opening a store names all three.
 #ifndef COMPUTEVOUCHER_SCHEDULER_STORE_STORE_H_
 #define COMPUTEVOUCHER_SCHEDULER_STORE_STORE_H_
 
 #include "scheduler/store/command_log.h"
 #include "scheduler/store/lease.h"
+#include "scheduler/store/retired_allocations.h"
 #include "scheduler/store/usage_index.h"
 
 namespace computevoucher::store {
@@ -27,7 +29,10 @@ enum class OpenMode {
   kReadOnly,
 };
 
-class Store : public CommandLog, public UsageIndex, public Lease {};
+class Store : public CommandLog,
+              public UsageIndex,
+              public RetiredAllocations,
+              public Lease {};
 
 }  // namespace computevoucher::store
 

@@ -100,6 +100,10 @@ class TimedStore final : public store::Store {
       const std::function<void(const pb::ChargedUsage&)>& fn) override {
     return inner_.ScanUsage(query, fn);
   }
+  absl::StatusOr<std::vector<pb::Allocation>> ReadRetired(
+      const store::RetiredQuery& query) override {
+    return inner_.ReadRetired(query);
+  }
   absl::StatusOr<store::Leadership> Campaign(const store::Candidate& candidate,
                                              absl::Duration lease) override {
     return inner_.Campaign(candidate, lease);

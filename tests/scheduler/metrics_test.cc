@@ -341,6 +341,52 @@ TEST_F(MetricsTest, ServesTheFiguresTheApiShows) {
   ExpectClusterAndWriterFigures(m);
 }
 
+TEST_F(MetricsTest, RetiredAllocationsStayCounted) {
+  ASSERT_NO_FATAL_FAILURE(IssueAllocateAndReport());
+  pb::AdminListAllocationsRequest list;
+  pb::AdminListAllocationsResponse listed;
+  ASSERT_TRUE(
+      admin_->ListAllocations(As(auditor_token_).get(), list, &listed).ok());
+  ASSERT_EQ(listed.allocations_size(), 1);
+  pb::ReleaseAllocationRequest release;
+  release.set_request_id(NextRequestId());
+  release.set_allocation_id(listed.allocations(0).allocation_id());
+  pb::Allocation released;
+  ASSERT_TRUE(
+      enterprise_->ReleaseAllocation(As(e3_token_).get(), release, &released)
+          .ok());
+  // The hold goes back after the grace period; 30 days later (the default
+  // retention) the allocation is retired.
+  clock_.Advance(absl::Seconds(301));
+  server_->TickNow();
+  clock_.Advance(absl::Hours(30 * 24));
+  server_->TickNow();
+  pb::ReportUsageRequest late;
+  late.set_request_id(NextRequestId());
+  const absl::Time start = *FromProto("assigned_at", released.assigned_at());
+  *late.add_records() =
+      Record(released, 2, start + absl::Hours(1), absl::Minutes(1));
+  pb::ReportUsageResponse acks;
+  ASSERT_TRUE(agent_->ReportUsage(As(hz_token_).get(), late, &acks).ok());
+  ASSERT_THAT(acks.acks(0).reason(), ::testing::HasSubstr("retired"));
+
+  const Samples m = ScrapeSamples();
+  EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "assigned"}}), 0);
+  EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "ended"}}), 1);
+  const Labels money = {{"program_id", "P-000001"},
+                        {"provider_id", "PR-000001"},
+                        {"hardware_class", "domestic"}};
+  EXPECT_EQ(m.Get("computevoucher_usage_cost_fen_total", money), 1200);
+  EXPECT_EQ(m.Get("computevoucher_subsidy_fen_total", money), subsidy_fen_);
+  EXPECT_EQ(m.Get("computevoucher_enterprise_subsidy_fen_total",
+                  {{"enterprise_id", "E-000003"}}),
+            subsidy_fen_);
+  EXPECT_EQ(
+      m.Get("computevoucher_usage_gpu_seconds_total",
+            {{"provider_id", "PR-000001"}, {"hardware_class", "domestic"}}),
+      3600);
+}
+
 TEST_F(MetricsTest, AMalformedBodyIsTheClientsErrorNotTheServers) {
   // Bytes that are no protobuf message (a field 1 of wire type 7), sent
   // raw to Allocate as a scanner would.

@@ -50,9 +50,11 @@ absl::StatusOr<core::Outcome> Driver::Apply(pb::Command command) {
   return outcome;
 }
 
-absl::StatusOr<core::Outcome> Driver::Tick(int64_t usage_grace_s) {
+absl::StatusOr<core::Outcome> Driver::Tick(int64_t usage_grace_s,
+                                           int64_t retain_ended_s) {
   pb::Command c;
   c.mutable_tick()->set_usage_grace_s(usage_grace_s);
+  c.mutable_tick()->set_retain_ended_s(retain_ended_s);
   return Apply(std::move(c));
 }
 

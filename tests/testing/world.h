@@ -73,8 +73,10 @@ class Driver {
   // have logged it.
   const std::vector<pb::Command>& log() const { return log_; }
 
-  // Ticks with the given grace period for late usage.
-  absl::StatusOr<core::Outcome> Tick(int64_t usage_grace_s = 300);
+  // Ticks with the given grace period for late usage, retiring allocations
+  // ended `retain_ended_s` ago (0: none).
+  absl::StatusOr<core::Outcome> Tick(int64_t usage_grace_s = 300,
+                                     int64_t retain_ended_s = 0);
 
   // Typed shortcuts for the commands tests use most.
   absl::StatusOr<pb::Voucher> Issue(const std::string& program_id,

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "scheduler/store/internal/store_util.h"
 #include "scheduler/store/postgres_store.h"
 
 namespace computevoucher::store::internal {
@@ -86,6 +87,8 @@ CREATE TABLE snapshots (
 )sql",
     // 3 -> 4: the table `batches` (BatchesTableSql) replaces commands,
     // journal and usage, whose rows ConvertToBatches moves into it.
+    nullptr,
+    // 4 -> 5: retired allocations (RetiredTableSql).
     nullptr,
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -193,9 +196,10 @@ absl::Status MigrateLocked(PGconn* conn) {
   for (int v = static_cast<int>(version); v < kKnownVersion; ++v) {
     const std::string what = absl::StrCat("migrate to schema version ", v + 1);
     RETURN_IF_ERROR(Exec(conn, "BEGIN", what));
-    absl::Status s = kMigrations[v] != nullptr
-                         ? Exec(conn, kMigrations[v], what)
-                         : ConvertToBatches(conn);
+    absl::Status s =
+        kMigrations[v] != nullptr ? Exec(conn, kMigrations[v], what)
+        : v == 3 ? ConvertToBatches(conn)
+                 : Exec(conn, RetiredTableSql("text", "bytea").c_str(), what);
     if (s.ok()) {
       s = Query(conn, "UPDATE schema_version SET version = $1::integer",
                 {int64_t{v + 1}}, what)

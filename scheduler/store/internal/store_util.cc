@@ -4,6 +4,7 @@
 
 #include <limits>
 #include <random>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -78,6 +79,62 @@ int64_t ClampNanos(absl::Time t) {
     return std::numeric_limits<int64_t>::max();
   }
   return absl::ToUnixNanos(t);
+}
+
+std::string RetiredTableSql(absl::string_view text, absl::string_view blob) {
+  // Written in the transaction of the command that retired each one, never
+  // updated. Listings go in id order, by enterprise or by provider.
+  return absl::StrCat(R"sql(
+CREATE TABLE retired_allocations (
+  allocation_id )sql", text, R"sql( PRIMARY KEY,
+  enterprise_id )sql", text, R"sql( NOT NULL,
+  provider_id   )sql", text, R"sql( NOT NULL,  -- empty: never placed
+  cluster_id    )sql", text, R"sql( NOT NULL,
+  voucher_id    )sql", text, R"sql( NOT NULL,
+  body          )sql", blob, R"sql( NOT NULL   -- computevoucher.v1.Allocation
+);
+CREATE INDEX retired_by_enterprise
+  ON retired_allocations (enterprise_id, allocation_id);
+CREATE INDEX retired_by_provider
+  ON retired_allocations (provider_id, allocation_id);
+)sql");
+}
+
+absl::StatusOr<RetiredSelect> SelectRetired(const RetiredQuery& query,
+                                            char marker) {
+  if (query.limit < 1 || query.limit > 10'000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("retired allocations: limit must be 1..10000, got ",
+                     query.limit));
+  }
+  RetiredSelect out;
+  out.sql = "SELECT body FROM retired_allocations WHERE allocation_id > ";
+  auto placeholder = [&](const std::string& value) {
+    out.params.push_back(value);
+    return absl::StrCat(std::string(1, marker), out.params.size());
+  };
+  absl::StrAppend(&out.sql, placeholder(query.after_id));
+  const std::pair<const char*, const std::string*> filters[] = {
+      {"allocation_id", &query.allocation_id},
+      {"enterprise_id", &query.enterprise_id},
+      {"provider_id", &query.provider_id},
+      {"cluster_id", &query.cluster_id},
+      {"voucher_id", &query.voucher_id}};
+  for (const auto& [column, value] : filters) {
+    if (value->empty()) continue;
+    absl::StrAppend(&out.sql, " AND ", column, " = ", placeholder(*value));
+  }
+  absl::StrAppend(&out.sql, " ORDER BY allocation_id LIMIT ", query.limit);
+  return out;
+}
+
+absl::StatusOr<pb::Allocation> ParseRetired(absl::string_view body) {
+  pb::Allocation a;
+  if (!a.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+    return absl::DataLossError(
+        "retired_allocations: a stored allocation does not parse");
+  }
+  return a;
 }
 
 }  // namespace internal

@@ -162,6 +162,11 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(ReadFault());
     return base_->ScanUsage(query, fn);
   }
+  absl::StatusOr<std::vector<pb::Allocation>> ReadRetired(
+      const store::RetiredQuery& query) override {
+    RETURN_IF_ERROR(ReadFault());
+    return base_->ReadRetired(query);
+  }
   absl::StatusOr<Leadership> Campaign(const Candidate& candidate,
                                       absl::Duration lease) override {
     return base_->Campaign(candidate, lease);

@@ -101,6 +101,7 @@ class SqliteBackend final : public StoreBackend {
     return internal::RunInTransaction(d, [&]() -> absl::Status {
       RETURN_IF_ERROR(internal::Exec(d, R"sql(
 DROP TABLE batches;
+DROP TABLE retired_allocations;
 CREATE TABLE commands (seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL,
   request_id TEXT NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL);
 CREATE TABLE journal (seq INTEGER PRIMARY KEY, command_seq INTEGER NOT NULL,
@@ -283,6 +284,7 @@ class PostgresBackend final : public StoreBackend {
     RETURN_IF_ERROR(internal::Exec(c, R"sql(
 BEGIN;
 DROP TABLE batches;
+DROP TABLE retired_allocations;
 CREATE TABLE commands (seq bigint PRIMARY KEY, time_ns bigint NOT NULL,
   request_id text NOT NULL, kind text NOT NULL, body bytea NOT NULL);
 CREATE TABLE journal (seq bigint PRIMARY KEY, command_seq bigint NOT NULL,

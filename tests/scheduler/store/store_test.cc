@@ -235,6 +235,87 @@ TEST_P(StoreTest, AppendRefusesGapsAndStoresNothing) {
   EXPECT_EQ(head.command_sequence, 2);
 }
 
+// A retired allocation's final view, as core::Placement::RetireDue gives it.
+pb::Allocation Retired(const std::string& id, const std::string& enterprise,
+                       const std::string& provider, const std::string& cluster,
+                       const std::string& voucher) {
+  pb::Allocation a;
+  a.set_allocation_id(id);
+  a.set_enterprise_id(enterprise);
+  a.set_provider_id(provider);
+  a.set_cluster_id(cluster);
+  a.set_voucher_id(voucher);
+  a.set_state(pb::ALLOCATION_STATE_ENDED);
+  a.set_charged_fen(12'345);
+  a.add_workload_command("python3");
+  return a;
+}
+
+std::vector<std::string> Ids(const std::vector<pb::Allocation>& allocations) {
+  std::vector<std::string> ids;
+  for (const pb::Allocation& a : allocations) ids.push_back(a.allocation_id());
+  return ids;
+}
+
+TEST_P(StoreTest, RetiredAllocationsAreStoredWithTheirBatchAndListed) {
+  const std::vector<Batch> batches = PerCommandBatches(history_);
+  ASSERT_GE(batches.size(), 3u);
+  const pb::Allocation a1 = Retired("AL-00000001", "E-1", "PV-1", "c1", "V-1");
+  const pb::Allocation a2 = Retired("AL-00000002", "E-1", "", "", "V-2");
+  const pb::Allocation a3 = Retired("AL-00000003", "E-2", "PV-1", "c2", "V-3");
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  Batch first = batches[0];
+  first.retired = {a3, a1};
+  ASSERT_THAT(store->Append(first), IsOk());
+  Batch second = batches[1];
+  second.retired = {a2};
+  ASSERT_THAT(store->Append(second), IsOk());
+
+  auto read = [&](RetiredQuery q) { return store->ReadRetired(q); };
+  RetiredQuery by_id;
+  by_id.allocation_id = "AL-00000002";
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::Allocation> one, read(by_id));
+  ExpectSameMessages(one, std::vector<pb::Allocation>{a2});
+  by_id.allocation_id = "AL-00000009";
+  EXPECT_THAT(read(by_id), IsOkAndHolds(IsEmpty()));
+
+  RetiredQuery all;
+  EXPECT_THAT(read(all), IsOkAndHolds(::testing::ResultOf(
+                             Ids, ::testing::ElementsAre(
+                                      "AL-00000001", "AL-00000002",
+                                      "AL-00000003"))));
+  RetiredQuery of_enterprise;
+  of_enterprise.enterprise_id = "E-1";
+  EXPECT_THAT(read(of_enterprise),
+              IsOkAndHolds(::testing::ResultOf(
+                  Ids, ::testing::ElementsAre("AL-00000001", "AL-00000002"))));
+  RetiredQuery of_provider;
+  of_provider.provider_id = "PV-1";
+  of_provider.after_id = "AL-00000001";
+  EXPECT_THAT(read(of_provider),
+              IsOkAndHolds(::testing::ResultOf(
+                  Ids, ::testing::ElementsAre("AL-00000003"))));
+  RetiredQuery page;
+  page.cluster_id = "c1";
+  page.voucher_id = "V-1";
+  page.limit = 1;
+  EXPECT_THAT(read(page), IsOkAndHolds(::testing::ResultOf(
+                              Ids, ::testing::ElementsAre("AL-00000001"))));
+  page.limit = 0;
+  EXPECT_THAT(read(page), StatusIs(absl::StatusCode::kInvalidArgument,
+                                   HasSubstr("limit")));
+
+  // A batch retiring one already retired fails whole: nothing of it stays.
+  Batch third = batches[2];
+  third.retired = {Retired("AL-00000004", "E-3", "", "", "V-4"), a1};
+  EXPECT_FALSE(store->Append(third).ok());
+  ASSERT_OK_AND_ASSIGN(const Head head, store->ReadHead());
+  EXPECT_EQ(head.command_sequence, 2);
+  by_id.allocation_id = "AL-00000004";
+  EXPECT_THAT(read(by_id), IsOkAndHolds(IsEmpty()));
+}
+
 TEST_P(StoreTest, ReopenKeepsData) {
   const std::vector<Batch> batches = PerCommandBatches(history_);
   const size_t half = batches.size() / 2;

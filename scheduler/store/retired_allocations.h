@@ -1,0 +1,41 @@
+// Retired allocations: those that ended long enough ago to leave the
+// scheduler's memory (core::Placement::RetireDue). The store keeps each
+// one's final view, written in the transaction of the command that retired
+// it, and answers lookups and listings for them.
+#ifndef COMPUTEVOUCHER_SCHEDULER_STORE_RETIRED_ALLOCATIONS_H_
+#define COMPUTEVOUCHER_SCHEDULER_STORE_RETIRED_ALLOCATIONS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "computevoucher/v1/types.pb.h"
+
+namespace computevoucher::store {
+
+namespace pb = ::computevoucher::v1;
+
+// Which retired allocations to read: those matching every non-empty field,
+// with an id after `after_id`, in id order.
+struct RetiredQuery {
+  std::string allocation_id;
+  std::string enterprise_id;
+  std::string provider_id;
+  std::string cluster_id;
+  std::string voucher_id;
+  std::string after_id;
+  int limit = 1000;
+};
+
+class RetiredAllocations {
+ public:
+  virtual ~RetiredAllocations() = default;
+
+  // Up to `query.limit` retired allocations matching `query`, in id order.
+  virtual absl::StatusOr<std::vector<pb::Allocation>> ReadRetired(
+      const RetiredQuery& query) = 0;
+};
+
+}  // namespace computevoucher::store
+
+#endif  // COMPUTEVOUCHER_SCHEDULER_STORE_RETIRED_ALLOCATIONS_H_
