@@ -17,7 +17,8 @@ int RunVerify(const computevoucher::v1::SchedulerConfig& config,
     return 2;
   }
   core::StateMachine state;
-  absl::StatusOr<engine::ReplayReport> report = engine::Replay(**store, **store, state);
+  absl::StatusOr<engine::ReplayReport> report =
+      engine::Replay(**store, **store, **store, state);
   if (!report.ok()) {
     out << "verify: " << report.status().message() << "\n";
     return 2;
@@ -25,6 +26,7 @@ int RunVerify(const computevoucher::v1::SchedulerConfig& config,
   out << "commands replayed: " << report->commands << "\n"
       << "journal entries:   " << report->entries << "\n"
       << "usage records:     " << report->usage_records << "\n"
+      << "retired allocations: " << report->retired_allocations << "\n"
       << "last hash:         " << ToHex(report->last_hash) << "\n"
       << "snapshots checked: " << report->snapshots_checked << "\n";
   for (const auto& [id, program] : state.programs()) {

@@ -415,7 +415,8 @@ Status AdminServiceImpl::VerifyJournal(ServerContext* c,
   return Report(
       c, kReaders,
       [&](const pb::Principal&) {
-        return reports::VerifyJournal(*ctx_.log, *ctx_.usage);
+        return reports::VerifyJournal(*ctx_.log, *ctx_.usage,
+                                      *ctx_.retired);
       },
       out);
 }

@@ -10,6 +10,7 @@
 #include "common/charged_usage.h"
 #include "common/journal_hash.h"
 #include "common/status_macros.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "scheduler/core/ledger.h"
 #include "scheduler/engine/log.h"
 #include "scheduler/engine/snapshots.h"
@@ -74,7 +75,8 @@ std::string NameUsage(int64_t position, const pb::ChargedUsage& u) {
 }  // namespace
 
 Replayer::Replayer(store::CommandLog& store, core::StateMachine& state,
-                   store::UsageIndex* usage)
+                   store::UsageIndex* usage,
+                   store::RetiredAllocations* retired)
     : store_(store),
       state_(state),
       cursor_(std::make_unique<Cursor<pb::JournalEntry>>(
@@ -94,6 +96,7 @@ Replayer::Replayer(store::CommandLog& store, core::StateMachine& state,
         },
         [](const store::UsageRow& row) { return row.position; }, 0);
   }
+  if (after_ == 0) retired_ = retired;
 }
 
 absl::Status Replayer::CheckStoredSnapshots() {
@@ -156,8 +159,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
       CompareSnapshot();
       ++applied;
       RETURN_IF_ERROR(CheckUsage(command));
-      // Stored by the transaction that logged the command; not checked.
-      state_.TakeRetired();
+      RETURN_IF_ERROR(CheckRetired(command));
       // A command's entries are stored in the same transaction as the
       // command: they are there by now.
       for (const pb::JournalEntry& produced : state_.TakeJournal()) {
@@ -206,6 +208,50 @@ absl::Status Replayer::CheckUsage(const pb::Command& command) {
   return absl::OkStatus();
 }
 
+absl::Status Replayer::CheckRetired(const pb::Command& command) {
+  const std::vector<pb::Allocation> retired = state_.TakeRetired();
+  if (retired_ == nullptr) return absl::OkStatus();
+  for (const pb::Allocation& produced : retired) {
+    ++report_.retired_allocations;
+    store::RetiredQuery query;
+    query.allocation_id = produced.allocation_id();
+    query.limit = 1;
+    ASSIGN_OR_RETURN(const std::vector<pb::Allocation> stored,
+                     retired_->ReadRetired(query));
+    const std::string name =
+        absl::StrCat("retired allocation ", produced.allocation_id());
+    if (stored.empty()) {
+      Mismatch(absl::StrCat(name, ", retired by command ", command.sequence(),
+                            ", is missing from the store"));
+    } else if (!google::protobuf::util::MessageDifferencer::Equals(
+                   stored.front(), produced)) {
+      Mismatch(absl::StrCat(name, " differs from what command ",
+                            command.sequence(), " retires on replay"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Replayer::CountRetired() {
+  if (retired_ == nullptr) return absl::OkStatus();
+  store::RetiredQuery query;
+  query.limit = 10'000;
+  int64_t stored = 0;
+  while (true) {
+    ASSIGN_OR_RETURN(const std::vector<pb::Allocation> page,
+                     retired_->ReadRetired(query));
+    stored += static_cast<int64_t>(page.size());
+    if (page.size() < static_cast<size_t>(query.limit)) break;
+    query.after_id = page.back().allocation_id();
+  }
+  if (stored != report_.retired_allocations) {
+    Mismatch(absl::StrCat("the store holds ", stored,
+                          " retired allocations; the stored commands retire ",
+                          report_.retired_allocations));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ReplayReport> Replayer::Finish() {
   while (true) {
     ASSIGN_OR_RETURN(std::optional<pb::JournalEntry> stored, cursor_->Next());
@@ -221,6 +267,7 @@ absl::StatusOr<ReplayReport> Replayer::Finish() {
     Mismatch(absl::StrCat(NameUsage(stored->position, stored->usage),
                           " was accepted by no stored command"));
   }
+  RETURN_IF_ERROR(CountRetired());
   for (const auto& [position, unused] : snapshots_) {
     Mismatch(absl::StrCat("snapshot at command ", position,
                           " is beyond the last stored command ", after_));
@@ -246,8 +293,9 @@ absl::Status CheckReport(const ReplayReport& report) {
 
 absl::StatusOr<ReplayReport> Replay(store::CommandLog& log,
                                     store::UsageIndex& usage,
+                                    store::RetiredAllocations& retired,
                                     core::StateMachine& state) {
-  Replayer replayer(log, state, &usage);
+  Replayer replayer(log, state, &usage, &retired);
   RETURN_IF_ERROR(replayer.CheckStoredSnapshots());
   RETURN_IF_ERROR(replayer.CatchUp().status());
   return replayer.Finish();

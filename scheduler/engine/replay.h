@@ -12,6 +12,7 @@
 #include "scheduler/core/state_machine.h"
 #include "scheduler/core/verify.h"
 #include "scheduler/store/command_log.h"
+#include "scheduler/store/retired_allocations.h"
 #include "scheduler/store/usage_index.h"
 
 namespace computevoucher::engine {
@@ -28,6 +29,9 @@ struct ReplayReport {
   // Usage records accepted on replay and checked against the stored ones
   // (0 when replay started from a snapshot).
   int64_t usage_records = 0;
+  // Allocations retired on replay and checked against the stored final
+  // views (0 when replay started from a snapshot).
+  int64_t retired_allocations = 0;
   std::string last_hash;
   // Broken invariants and differences between the stored journal and the
   // journal the replayed commands post; empty when the store is sound.
@@ -43,12 +47,14 @@ class Replayer {
   // `store` and `state` must outlive the replayer. `state` is fresh, or
   // loaded from one of the store's snapshots: replay goes on after its last
   // command, and checks the journal from its journal head. With `usage`
-  // (which must outlive it too) and a fresh `state`, it also checks each
-  // stored usage record against the one the replayed commands accept (a
-  // snapshot does not say where its records end, so a replay from one
+  // and `retired` (which must outlive it too) and a fresh `state`, it also
+  // checks each stored usage record against the one the replayed commands
+  // accept, and each stored retired allocation against the one they retire
+  // (a snapshot does not say where its records end, so a replay from one
   // cannot).
   Replayer(store::CommandLog& store, core::StateMachine& state,
-           store::UsageIndex* usage = nullptr);
+           store::UsageIndex* usage = nullptr,
+           store::RetiredAllocations* retired = nullptr);
 
   // Reads the stored snapshots, to compare each with the state when replay
   // reaches its position; one that is corrupt, differs, or lies beyond the
@@ -79,6 +85,10 @@ class Replayer {
   void Mismatch(std::string message);
   // Checks the usage records `command` accepted against the stored ones.
   absl::Status CheckUsage(const pb::Command& command);
+  // Checks the allocations `command` retired against the stored ones.
+  absl::Status CheckRetired(const pb::Command& command);
+  // Counts the stored retired allocations against those retired on replay.
+  absl::Status CountRetired();
   // Compares the state with the stored snapshot at its position, if any.
   void CompareSnapshot();
 
@@ -86,6 +96,7 @@ class Replayer {
   core::StateMachine& state_;
   std::unique_ptr<Cursor<pb::JournalEntry>> cursor_;
   std::unique_ptr<Cursor<store::UsageRow>> usage_cursor_;  // null: unchecked
+  store::RetiredAllocations* retired_ = nullptr;             // null: unchecked
   core::JournalVerifier verifier_;
   ReplayReport report_;
   std::vector<std::string> mismatches_;
@@ -100,13 +111,15 @@ absl::Status CheckReport(const ReplayReport& report);
 
 // The auditor's check: applies every stored command from the first, in
 // order, to `state` (which must be fresh), checks each journal entry the
-// commands post and each usage record they accept (what statements and
-// settlement read) against the stored one, runs the JournalVerifier over
-// the stored journal, and compares every stored snapshot with the state at
-// its position. `log` and `usage` are the same store's. Errors are I/O
-// errors only; what is wrong with the data is in the report.
+// commands post, each usage record they accept and each allocation they
+// retire (what statements and settlement read) against the stored one,
+// runs the JournalVerifier over the stored journal, and compares every
+// stored snapshot with the state at its position. `log`, `usage` and
+// `retired` are the same store's. Errors are I/O errors only; what is
+// wrong with the data is in the report.
 absl::StatusOr<ReplayReport> Replay(store::CommandLog& log,
                                     store::UsageIndex& usage,
+                                    store::RetiredAllocations& retired,
                                     core::StateMachine& state);
 
 // Where a replay started and how much it replayed, for the log: "the

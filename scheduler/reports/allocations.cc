@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "scheduler/reports/paging.h"
@@ -105,9 +106,11 @@ absl::StatusOr<std::string> AllocationPage(
     q.limit = static_cast<int>(wanted);
     ASSIGN_OR_RETURN(std::vector<pb::Allocation> retired,
                      sources.retired->ReadRetired(q));
+    // One retired since the state was read is in both, the same; the
+    // state's view wins.
     for (pb::Allocation& a : retired) {
       std::string id = a.allocation_id();
-      merged.insert_or_assign(std::move(id), std::move(a));
+      merged.try_emplace(std::move(id), std::move(a));
     }
   }
   std::string last;
@@ -130,14 +133,20 @@ absl::Status ForEachAllocation(
         live.push_back(s.AllocationViewOf(rec));
     }
   }));
-  for (const pb::Allocation& a : live) fn(a);
+  absl::flat_hash_set<std::string> seen;
+  for (const pb::Allocation& a : live) {
+    seen.insert(a.allocation_id());
+    fn(a);
+  }
   if (!RetiredCanMatch(sources, filter)) return absl::OkStatus();
   store::RetiredQuery q = QueryFor(filter);
   q.limit = 10'000;
   while (true) {
     ASSIGN_OR_RETURN(const std::vector<pb::Allocation> retired,
                      sources.retired->ReadRetired(q));
-    for (const pb::Allocation& a : retired) fn(a);
+    for (const pb::Allocation& a : retired) {
+      if (!seen.contains(a.allocation_id())) fn(a);
+    }
     if (retired.size() < static_cast<size_t>(q.limit)) break;
     q.after_id = retired.back().allocation_id();
   }

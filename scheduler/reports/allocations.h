@@ -1,7 +1,8 @@
 // Allocations wherever they are: in the state while they live, in the
 // store once retired (core::Placement::RetireDue, store::RetiredAllocations).
 // The state is read first, then the store: an allocation retired between
-// the two reads is found in both (and answered once), never in neither.
+// the two reads is found in both (and answered once, from the state), never
+// in neither.
 #ifndef COMPUTEVOUCHER_SCHEDULER_REPORTS_ALLOCATIONS_H_
 #define COMPUTEVOUCHER_SCHEDULER_REPORTS_ALLOCATIONS_H_
 
@@ -52,9 +53,8 @@ absl::StatusOr<Response> AllocationList(const Sources& sources,
   return response;
 }
 
-// Calls `fn` with every allocation matching `filter`, live ones first, then
-// retired ones; an allocation retired between the two reads comes twice,
-// which `fn` must bear (keyed by id, the later call wins).
+// Calls `fn` once with every allocation matching `filter`, live ones
+// first, then retired ones.
 absl::Status ForEachAllocation(
     const Sources& sources, const AllocationFilter& filter,
     const std::function<void(const pb::Allocation&)>& fn);

@@ -51,10 +51,11 @@ absl::StatusOr<pb::ListJournalResponse> JournalPage(
 }
 
 absl::StatusOr<pb::VerifyJournalResponse> VerifyJournal(
-    store::CommandLog& log, store::UsageIndex& usage) {
+    store::CommandLog& log, store::UsageIndex& usage,
+    store::RetiredAllocations& retired) {
   core::StateMachine replayed;
   ASSIGN_OR_RETURN(const engine::ReplayReport report,
-                   engine::Replay(log, usage, replayed));
+                   engine::Replay(log, usage, retired, replayed));
   pb::VerifyJournalResponse out;
   out.set_ok(report.violations.empty());
   out.set_entries(report.entries);

@@ -6,6 +6,7 @@
 #include "absl/status/statusor.h"
 #include "computevoucher/v1/admin.pb.h"
 #include "scheduler/store/command_log.h"
+#include "scheduler/store/retired_allocations.h"
 #include "scheduler/store/usage_index.h"
 
 namespace computevoucher::reports {
@@ -19,11 +20,13 @@ absl::StatusOr<pb::ListJournalResponse> JournalPage(
 
 // Replays every stored command into a fresh state machine and checks the
 // journal it posts against the stored one, entry by entry and hash by
-// hash, the usage records it accepts against the stored ones, and the
-// state's invariants: everything re-derived from what is on disk, nothing
-// from memory. `log` and `usage` are the same store's.
+// hash, the usage records it accepts and the allocations it retires
+// against the stored ones, and the state's invariants: everything
+// re-derived from what is on disk, nothing from memory. `log`, `usage` and
+// `retired` are the same store's.
 absl::StatusOr<pb::VerifyJournalResponse> VerifyJournal(
-    store::CommandLog& log, store::UsageIndex& usage);
+    store::CommandLog& log, store::UsageIndex& usage,
+    store::RetiredAllocations& retired);
 
 }  // namespace computevoucher::reports
 

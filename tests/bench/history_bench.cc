@@ -177,7 +177,7 @@ absl::StatusOr<Restart> MeasureRestart(const std::string& data_dir) {
       store::OpenStore(StoreConfig(data_dir), store::OpenMode::kReadOnly));
   core::StateMachine replayed;
   ASSIGN_OR_RETURN(const engine::ReplayReport report,
-                   engine::Replay(*store, *store, replayed));
+                   engine::Replay(*store, *store, *store, replayed));
   RETURN_IF_ERROR(engine::CheckReport(report));
   r.verify_s = Seconds(std::chrono::steady_clock::now() - t1);
   r.commands = report.commands;

@@ -140,7 +140,7 @@ class CrashTest : public ::testing::Test {
         auto store, store::OpenSqliteStore(dir_, store::OpenMode::kReadOnly));
     core::StateMachine state;
     ASSERT_OK_AND_ASSIGN(const engine::ReplayReport report,
-                         engine::Replay(*store, *store, state));
+                         engine::Replay(*store, *store, *store, state));
     EXPECT_THAT(report.violations, IsEmpty());
     // Start-up from the newest snapshot reaches the same state.
     snapshots_checked_ += report.snapshots_checked;

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -116,7 +117,7 @@ class ReplayTest : public ::testing::Test {
   void ReplayStore(ReplayReport* report, core::StateMachine& fresh) {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
                          OpenSqliteStore(data_dir_, OpenMode::kReadOnly));
-    ASSERT_OK_AND_ASSIGN(*report, Replay(*store, *store, fresh));
+    ASSERT_OK_AND_ASSIGN(*report, Replay(*store, *store, *store, fresh));
   }
 
   // Replays the store after `edit` changed the usage records stored with
@@ -130,6 +131,40 @@ class ReplayTest : public ::testing::Test {
     }));
     core::StateMachine fresh;
     ASSERT_NO_FATAL_FAILURE(ReplayStore(report, fresh));
+  }
+
+  // Releases the allocation, lets its hold go back after the grace period
+  // and retires it a retention later, appending each command's batch as the
+  // writer would (the retiring tick's with the final view); sets
+  // `*retiring_tick` to that tick's sequence.
+  void AppendRetirement(int64_t* retiring_tick) {
+    constexpr int64_t kRetainS = 30 * 24 * 3600;
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
+                         OpenSqliteStore(data_dir_, OpenMode::kReadWrite));
+    auto append_last = [&] {
+      Batch batch;
+      batch.commands = {driver_.log().back()};
+      batch.entries = state_.TakeJournal();
+      batch.retired = state_.TakeRetired();
+      return store->Append(batch);
+    };
+    ASSERT_THAT(driver_.Release("E-000001", "AL-00000001"), IsOk());
+    ASSERT_THAT(append_last(), IsOk());
+    driver_.Advance(absl::Seconds(301));
+    ASSERT_THAT(driver_.Tick(300, kRetainS), IsOk());
+    ASSERT_THAT(append_last(), IsOk());
+    driver_.Advance(absl::Seconds(kRetainS));
+    ASSERT_THAT(driver_.Tick(300, kRetainS), IsOk());
+    ASSERT_FALSE(state_.allocations().contains("AL-00000001"));
+    *retiring_tick = driver_.log().back().sequence();
+    ASSERT_THAT(append_last(), IsOk());
+  }
+
+  // Runs `sql` on the closed store, as a forger with access to it would.
+  void Execute(const std::string& sql) {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<store::StoreBackend> backend,
+                         store::MakeStoreBackend("sqlite", root_));
+    ASSERT_THAT(backend->Execute(sql), IsOk());
   }
 
   // The sequence of the first command that posted at least one entry after
@@ -163,7 +198,8 @@ TEST_F(ReplayTest, EmptyStoreHasNoViolations) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
                        OpenSqliteStore(empty_dir, OpenMode::kReadWrite));
   core::StateMachine fresh;
-  ASSERT_OK_AND_ASSIGN(const ReplayReport report, Replay(*store, *store, fresh));
+  ASSERT_OK_AND_ASSIGN(const ReplayReport report,
+                       Replay(*store, *store, *store, fresh));
   EXPECT_THAT(report.violations, IsEmpty())
       << absl::StrJoin(report.violations, "\n");
   EXPECT_EQ(report.commands, 0);
@@ -236,6 +272,71 @@ TEST_F(ReplayTest, DeletedUsageRecordIsReported) {
                   HasSubstr("usage record 1 (allocation AL-"),
                   HasSubstr("is missing from the store"),
                   NamesCommand(driver_.log().back().sequence()))))
+      << absl::StrJoin(report.violations, "\n");
+}
+
+// Reports read a retired allocation's stored final view: replay checks it
+// against the one the commands retire, and counts them.
+TEST_F(ReplayTest, RetiredAllocationsAreCheckedAndCounted) {
+  int64_t tick = 0;
+  ASSERT_NO_FATAL_FAILURE(AppendRetirement(&tick));
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
+  EXPECT_THAT(report.violations, IsEmpty())
+      << absl::StrJoin(report.violations, "\n");
+  EXPECT_EQ(report.retired_allocations, 1);
+  EXPECT_EQ(fresh.Digest(), state_.Digest());
+}
+
+TEST_F(ReplayTest, ChangedRetiredAllocationIsReported) {
+  int64_t tick = 0;
+  ASSERT_NO_FATAL_FAILURE(AppendRetirement(&tick));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
+                       OpenSqliteStore(data_dir_, OpenMode::kReadOnly));
+  store::RetiredQuery all;
+  ASSERT_OK_AND_ASSIGN(std::vector<pb::Allocation> stored,
+                       store->ReadRetired(all));
+  store.reset();
+  ASSERT_EQ(stored.size(), 1u);
+  // Paid to another provider, as a forger redirecting settlement would.
+  stored[0].set_provider_id("PR-000009");
+  const std::string body = stored[0].SerializeAsString();
+  ASSERT_NO_FATAL_FAILURE(
+      Execute(absl::StrCat("UPDATE retired_allocations SET body = X'",
+                           absl::BytesToHexString(body), "'")));
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
+  EXPECT_THAT(report.violations,
+              ElementsAre(::testing::AllOf(
+                  HasSubstr("retired allocation AL-00000001 differs from what "
+                            "command"),
+                  NamesCommand(tick))))
+      << absl::StrJoin(report.violations, "\n");
+}
+
+TEST_F(ReplayTest, DeletedOrExtraRetiredAllocationIsReported) {
+  int64_t tick = 0;
+  ASSERT_NO_FATAL_FAILURE(AppendRetirement(&tick));
+  ASSERT_NO_FATAL_FAILURE(Execute(
+      "INSERT INTO retired_allocations SELECT 'AL-00000099', enterprise_id, "
+      "provider_id, cluster_id, voucher_id, body FROM retired_allocations"));
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
+  EXPECT_THAT(report.violations,
+              ElementsAre("the store holds 2 retired allocations; the stored "
+                          "commands retire 1"));
+
+  ASSERT_NO_FATAL_FAILURE(Execute("DELETE FROM retired_allocations"));
+  core::StateMachine again;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, again));
+  EXPECT_THAT(report.violations,
+              Contains(::testing::AllOf(
+                  HasSubstr("retired allocation AL-00000001, retired by "
+                            "command"),
+                  NamesCommand(tick), HasSubstr("missing from the store"))))
       << absl::StrJoin(report.violations, "\n");
 }
 

@@ -93,7 +93,7 @@ class SnapshotTest : public WriterTest,
   // The auditor's replay from the first command.
   ReplayReport FullReplay(Store& store, std::string* digest = nullptr) {
     core::StateMachine state;
-    absl::StatusOr<ReplayReport> report = Replay(store, store, state);
+    absl::StatusOr<ReplayReport> report = Replay(store, store, store, state);
     EXPECT_THAT(report, IsOk());
     if (digest != nullptr) *digest = absl::BytesToHexString(state.Digest());
     return report.ok() ? *report : ReplayReport{};
