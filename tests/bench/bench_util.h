@@ -23,6 +23,10 @@ int64_t ProcessCpuNanos();
 // in seconds, from /proc/stat; 0 where unreadable.
 double MachineBusySeconds();
 
+// The calling process's resident memory (VmRSS), in bytes; 0 where
+// unreadable.
+int64_t ResidentBytes();
+
 // The file system under `path`, named for people ("ext4", "tmpfs (...)").
 std::string FileSystemType(const std::string& path);
 

@@ -112,21 +112,6 @@ struct Restart {
   int64_t commands = 0;
 };
 
-int64_t ResidentBytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    int64_t kib = 0;
-    if (absl::StartsWith(line, "VmRSS:") &&
-        absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::StripSuffix(
-                             absl::StripPrefix(line, "VmRSS:"), "kB")),
-                         &kib)) {
-      return kib * 1024;
-    }
-  }
-  return 0;
-}
-
 // The bytes of the files in `dir`; 0 when it does not exist yet.
 int64_t DirectoryBytes(const std::string& dir) {
   int64_t total = 0;
@@ -169,7 +154,7 @@ absl::StatusOr<Restart> MeasureRestart(const std::string& data_dir) {
     ASSIGN_OR_RETURN(std::unique_ptr<engine::Writer> writer,
                      engine::Writer::Open(*store, clock));
     r.cold_start_s = Seconds(std::chrono::steady_clock::now() - t0);
-    r.rss_bytes = ResidentBytes();
+    r.rss_bytes = bench::ResidentBytes();
   }
   const auto t1 = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(
