@@ -121,7 +121,7 @@ void JournalVerifier::Add(const pb::JournalEntry& e, bool hash_checked) {
     Violation(absl::StrCat("entry ", e.sequence(), ": amount ", e.amount_fen(),
                            " is not positive"));
   }
-  if (e.usage_sequence() == 0 && !keys_.insert(e.idempotency_key()).second) {
+  if (e.usage_sequence() == 0 && !AddKey(e)) {
     Violation(absl::StrCat("entry ", e.sequence(), ": idempotency key ",
                            e.idempotency_key(), " posted twice"));
   }
@@ -177,6 +177,31 @@ void JournalVerifier::Add(const pb::JournalEntry& e, bool hash_checked) {
     default:
       break;
   }
+}
+
+bool JournalVerifier::AddKey(const pb::JournalEntry& e) {
+  const std::string& key = e.idempotency_key();
+  if (e.allocation_id().empty()) return keys_.insert(key).second;
+  // Keys a snapshot started from are all in keys_.
+  std::vector<std::string>& keys = allocation_keys_[e.allocation_id()];
+  if (keys_.contains(key) ||
+      std::find(keys.begin(), keys.end(), key) != keys.end()) {
+    return false;
+  }
+  keys.push_back(key);
+  return true;
+}
+
+void JournalVerifier::Forget(const std::string& allocation_id) {
+  const std::string hold = HoldAccount(allocation_id);
+  if (const int64_t balance = Derived(hold); balance != 0) {
+    Violation(absl::StrCat("allocation ", allocation_id, ": retired with ",
+                           FormatFen(balance), " on its hold account"));
+  }
+  balances_.erase(hold);
+  allocation_keys_.erase(allocation_id);
+  charge_marks_.erase(allocation_id);
+  allocation_charges_.erase(allocation_id);
 }
 
 std::vector<std::string> JournalVerifier::Check(

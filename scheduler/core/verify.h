@@ -41,6 +41,16 @@ class JournalVerifier {
   // hashed).
   void Add(const pb::JournalEntry& entry, bool hash_checked = false);
 
+  // Forgets what it tracks of allocation `id`, retired (its hold account,
+  // the keys of its entries, its charges), so that a full replay's memory
+  // follows the allocations the state holds; a violation when its hold
+  // account does not net to zero. Call after the entries of the command
+  // that retired it were added.
+  void Forget(const std::string& allocation_id);
+
+  // Accounts tracked now.
+  size_t accounts() const { return balances_.size(); }
+
   // Compares what the entries added so far imply with `state` (rebuilt by
   // replaying the command log, or kept live) and returns every violation
   // found, one line each; empty when all invariants hold. May be called
@@ -63,6 +73,8 @@ class JournalVerifier {
     Report(violations_, suppressed_, std::move(message));
   }
   void CheckShape(const pb::JournalEntry& e);
+  // Notes `e`'s idempotency key; false when it was posted before.
+  bool AddKey(const pb::JournalEntry& e);
   // The balance of `account` that the journal adds up to.
   int64_t Derived(const std::string& account) const;
   // Check()'s part for allocations: charges and holds against the journal,
@@ -74,7 +86,10 @@ class JournalVerifier {
   int64_t last_sequence_ = 0;
   std::string last_hash_;
   absl::flat_hash_map<std::string, int64_t> balances_;
-  absl::flat_hash_set<std::string> keys_;  // of entries but usage charges
+  // The keys of entries but usage charges: of those about an allocation by
+  // allocation, so that they are forgotten with it.
+  absl::flat_hash_set<std::string> keys_;
+  absl::flat_hash_map<std::string, std::vector<std::string>> allocation_keys_;
   // By allocation: the last usage sequence charged.
   absl::flat_hash_map<std::string, int64_t> charge_marks_;
   absl::flat_hash_map<std::string, VoucherSums> vouchers_;

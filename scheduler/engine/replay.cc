@@ -159,7 +159,6 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
       CompareSnapshot();
       ++applied;
       RETURN_IF_ERROR(CheckUsage(command));
-      RETURN_IF_ERROR(CheckRetired(command));
       // A command's entries are stored in the same transaction as the
       // command: they are there by now.
       for (const pb::JournalEntry& produced : state_.TakeJournal()) {
@@ -182,6 +181,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
         }
         verifier_.Add(*stored, equal);
       }
+      RETURN_IF_ERROR(CheckRetired(command));
     }
     if (commands.size() < static_cast<size_t>(kCommandChunk)) break;
   }
@@ -210,6 +210,9 @@ absl::Status Replayer::CheckUsage(const pb::Command& command) {
 
 absl::Status Replayer::CheckRetired(const pb::Command& command) {
   const std::vector<pb::Allocation> retired = state_.TakeRetired();
+  for (const pb::Allocation& produced : retired) {
+    verifier_.Forget(produced.allocation_id());
+  }
   if (retired_ == nullptr) return absl::OkStatus();
   for (const pb::Allocation& produced : retired) {
     ++report_.retired_allocations;

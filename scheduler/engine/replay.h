@@ -85,7 +85,8 @@ class Replayer {
   void Mismatch(std::string message);
   // Checks the usage records `command` accepted against the stored ones.
   absl::Status CheckUsage(const pb::Command& command);
-  // Checks the allocations `command` retired against the stored ones.
+  // Has the verifier forget the allocations `command` retired, and checks
+  // them against the stored ones. After the command's entries were added.
   absl::Status CheckRetired(const pb::Command& command);
   // Counts the stored retired allocations against those retired on replay.
   absl::Status CountRetired();

@@ -97,5 +97,36 @@ TEST_F(JournalVerifierTest, DetectsAWronglyShapedEntry) {
               ::testing::Contains(HasSubstr("(ENTRY_KIND_HOLD): moves")));
 }
 
+// A full replay's verifier forgets a retired allocation, as the state does,
+// so that its memory does not grow with every allocation ever; an
+// allocation retired with money on its hold is a violation.
+TEST_F(JournalVerifierTest, ARetiredAllocationIsForgotten) {
+  // It reached its duration as the usage came in; the hold goes back after
+  // the grace period, and it is retired an hour after its end.
+  driver_.Advance(absl::Seconds(301));
+  ASSERT_THAT(driver_.Tick(300, 3600), IsOk());
+  driver_.Advance(absl::Hours(1));
+  ASSERT_THAT(driver_.Tick(300, 3600), IsOk());
+  ASSERT_EQ(state_.TakeRetired().size(), 1u);
+  std::vector<pb::JournalEntry> all = entries_;
+  for (pb::JournalEntry& e : state_.TakeJournal()) all.push_back(e);
+
+  JournalVerifier verifier;
+  for (const pb::JournalEntry& e : all) verifier.Add(e);
+  const size_t before = verifier.accounts();
+  verifier.Forget("AL-00000001");
+  EXPECT_EQ(verifier.accounts(), before - 1);
+  EXPECT_THAT(verifier.Check(state_), IsEmpty());
+
+  // Forgotten while it still holds money: before its last charge.
+  JournalVerifier early;
+  ASSERT_EQ(entries_.back().kind(), pb::ENTRY_KIND_CHARGE);
+  for (size_t i = 0; i + 1 < entries_.size(); ++i) early.Add(entries_[i]);
+  early.Forget("AL-00000001");
+  EXPECT_THAT(early.Check(state_),
+              ::testing::Contains(HasSubstr(
+                  "allocation AL-00000001: retired with")));
+}
+
 }  // namespace
 }  // namespace computevoucher::core
