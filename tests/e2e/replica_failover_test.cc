@@ -145,6 +145,8 @@ class ReplicaFailoverTest : public AgentWorld {
     // tail after it.
     store_args_ = {"--store=" + database_->store_url(),
                    absl::StrCat("--lease-s=", kLeaseS), "--snapshot-every=50"};
+    store_args_.insert(store_args_.end(), extra_args_.begin(),
+                       extra_args_.end());
     // Replica A: the world's scheduler, which leads.
     AgentWorld::SetUp();
     if (HasFatalFailure()) return;
@@ -223,11 +225,66 @@ class ReplicaFailoverTest : public AgentWorld {
     ConnectWith(grpc::InsecureChannelCredentials());
   }
 
+  // What `voucher-scheduler verify` prints for the database while the
+  // replicas run (it opens the store read-only).
+  std::string VerifyOutput() {
+    const std::string path = dir_ + "/verify-live.out";
+    Shell(absl::StrCat(BuildDir(), "/scheduler/voucher-scheduler verify --store '",
+                       database_->store_url(), "' > ", path, " 2>&1"));
+    return ReadFile(path).value_or("");
+  }
+
+  // Added to both replicas' command lines, by a test class's constructor.
+  std::vector<std::string> extra_args_;
   std::unique_ptr<store::StoreBackend> database_;
   std::unique_ptr<ChildProcess> b_;
   std::string a_address_;
   std::string b_address_;
 };
+
+// Replicas that retire an allocation 4 s after its end, its hold released
+// 2 s after it.
+class RetiringFailoverTest : public ReplicaFailoverTest {
+ protected:
+  RetiringFailoverTest() {
+    extra_args_ = {"--retain-ended-s=4", "--usage-grace-s=2"};
+  }
+};
+
+// The leader retires an allocation into the database; the follower's
+// standby state retires it too, and after a takeover the new leader reads
+// it from the store as the old one did.
+TEST_F(RetiringFailoverTest, ARetiredAllocationIsReadOnTheNewLeader) {
+  const std::string both = a_address_ + "," + b_address_;
+  StartAgent("sz-b", {"--scheduler=" + both});
+  ApproveCluster("sz-b");
+  Issue("E-000001", 10'000'000);
+  const pb::Allocation a = Allocate("H100", 1, 3600);
+  ASSERT_TRUE(WaitForState(a.allocation_id(), pb::ALLOCATION_STATE_RUNNING));
+  Release(a.allocation_id());
+  std::string verified;
+  ASSERT_TRUE(PollUntil([&] {
+    verified = VerifyOutput();
+    return verified.find("retired allocations: 1\n") != std::string::npos;
+  })) << verified;
+  EXPECT_THAT(verified, HasSubstr("OK: every invariant holds"));
+  const pb::Allocation retired = GetAllocation(a.allocation_id());
+  EXPECT_EQ(retired.state(), pb::ALLOCATION_STATE_ENDED);
+  EXPECT_EQ(retired.held_fen(), 0);
+  const std::vector<pb::ChargedUsage> usage = Usage(a.allocation_id());
+
+  ASSERT_EQ(scheduler().Stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_TRUE(PollUntil([&] { return HealthStatus(b_address_) == "SERVING"; },
+                        absl::Seconds(20)))
+      << b_->Log();
+  TalkToB();
+  const pb::Allocation on_b = GetAllocation(a.allocation_id());
+  EXPECT_EQ(on_b.SerializeAsString(), retired.SerializeAsString())
+      << on_b.ShortDebugString() << "\nvs\n" << retired.ShortDebugString();
+  EXPECT_EQ(Usage(a.allocation_id()).size(), usage.size());
+  b_->Stop(SIGTERM);
+  ExpectVerifies();
+}
 
 TEST_F(ReplicaFailoverTest, FollowerTakesOverWhenTheLeaderIsKilledUnderLoad) {
   const std::string both = a_address_ + "," + b_address_;
