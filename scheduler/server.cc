@@ -79,7 +79,10 @@ absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
       CheckRange("usage_grace_s", config.usage_grace_s(), 0, 7 * 24 * 3600));
   if (config.retain_ended_s() == 0)
     config.set_retain_ended_s(core::kDefaultRetainEndedS);
-  RETURN_IF_ERROR(CheckRange("retain_ended_s", config.retain_ended_s(), 1,
+  // Retired before its hold went back, an allocation would never be: the
+  // retention counts from the end, as the grace does.
+  RETURN_IF_ERROR(CheckRange("retain_ended_s (at least usage_grace_s)",
+                             config.retain_ended_s(), config.usage_grace_s(),
                              core::kMaxRetainEndedS));
   if (config.heartbeat_interval_s() == 0) config.set_heartbeat_interval_s(10);
   RETURN_IF_ERROR(CheckRange("heartbeat_interval_s",
@@ -279,6 +282,7 @@ void SchedulerServer::TickNow() {
     pb::Command command;
     command.mutable_tick()->set_usage_grace_s(config_.usage_grace_s());
     command.mutable_tick()->set_retain_ended_s(config_.retain_ended_s());
+    command.mutable_tick()->set_retire_at_most(core::kRetiredPerTick);
     absl::StatusOr<core::Outcome> outcome =
         (*writer)->Submit(std::move(command));
     if (!outcome.ok() &&

@@ -115,7 +115,7 @@ absl::Status Ledger::Forget(absl::string_view account,
                             const std::vector<std::string>& keys,
                             absl::string_view allocation_id) {
   if (const int64_t balance = Balance(account); balance != 0) {
-    return absl::FailedPreconditionError(
+    return absl::InternalError(
         absl::StrCat(account, ": cannot be forgotten with a balance of ",
                      FormatFen(balance)));
   }

@@ -77,8 +77,9 @@ class Ledger {
 
   // Forgets an account that nets to zero and will never be used again (a
   // retired allocation's hold), the idempotency keys `keys`, which are
-  // never posted again, and `allocation_id`'s charge mark. FailedPrecondition
-  // when the account does not net to zero; changes nothing then.
+  // never posted again, and `allocation_id`'s charge mark. Internal (a
+  // broken invariant) when the account does not net to zero; changes
+  // nothing then.
   absl::Status Forget(absl::string_view account,
                       const std::vector<std::string>& keys,
                       absl::string_view allocation_id);

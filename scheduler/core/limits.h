@@ -39,6 +39,11 @@ inline constexpr absl::Duration kRequestIdRetention = absl::Hours(7 * 24);
 // and at most.
 inline constexpr int64_t kDefaultRetainEndedS = 30 * 24 * 3600;
 inline constexpr int64_t kMaxRetainEndedS = 10 * 365 * 24 * 3600;
+// Most allocations one tick retires (TickCommand.retire_at_most): the
+// server's choice, so that the first tick after an upgrade, with years of
+// allocations due, still commits quickly; and the most a tick may ask for.
+inline constexpr int kRetiredPerTick = 1000;
+inline constexpr int kMaxRetiredPerTick = 100'000;
 
 }  // namespace computevoucher::core
 

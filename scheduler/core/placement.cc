@@ -62,16 +62,6 @@ std::string PlacedReleaseKey(absl::string_view id) {
 std::string ReturnKey(absl::string_view release_key) {
   return absl::StrCat("return/", release_key);
 }
-std::vector<std::string> AllocationKeys(const AllocationRec& rec) {
-  const std::string& id = rec.allocation.allocation_id();
-  std::vector<std::string> keys = {
-      HoldKey(id), ReleaseKey(id), ReturnKey(ReleaseKey(id)),
-      PlacedReleaseKey(id), ReturnKey(PlacedReleaseKey(id))};
-  for (int64_t n = 1; n <= rec.extensions; ++n)
-    keys.push_back(ExtendKey(id, n));
-  return keys;
-}
-
 // Placement preference among options with room: lowest price, then
 // tightest fit (fewest free GPUs, as the GPUs asked for are the same), then
 // id order.
@@ -83,6 +73,15 @@ bool BetterPlacement(const Option& a, const Option& b) {
 }
 
 }  // namespace
+
+std::vector<std::string> AllocationKeys(absl::string_view id,
+                                        int64_t extensions) {
+  std::vector<std::string> keys = {
+      HoldKey(id), ReleaseKey(id), ReturnKey(ReleaseKey(id)),
+      PlacedReleaseKey(id), ReturnKey(PlacedReleaseKey(id))};
+  for (int64_t n = 1; n <= extensions; ++n) keys.push_back(ExtendKey(id, n));
+  return keys;
+}
 
 // --- Planning ---
 
@@ -694,14 +693,29 @@ void Placement::HoldReleased(AllocationRec& rec) {
        a.allocation_id()});
 }
 
-absl::StatusOr<bool> Placement::RetireDue(absl::Duration retain) {
+absl::StatusOr<bool> Placement::RetireDue(absl::Duration retain,
+                                          int at_most) {
+  // By voucher, the ids retired, taken off its index in one pass.
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> by_voucher;
   int retired = 0;
-  while (!state_.retire_index.empty() && retired < kMaxRetiredPerTick &&
+  while (!state_.retire_index.empty() && retired < at_most &&
          state_.retire_index.begin()->first + retain <= books_.now()) {
     const std::string id = state_.retire_index.begin()->second;
     state_.retire_index.erase(state_.retire_index.begin());
     RETURN_IF_ERROR(Retire(id));
+    by_voucher[retired_.back().voucher_id()].insert(id);
     ++retired;
+  }
+  for (const auto& [voucher, ids] : by_voucher) {
+    auto list = state_.voucher_allocations.find(voucher);
+    if (list == state_.voucher_allocations.end()) continue;
+    std::vector<std::string>& v = list->second;
+    v.erase(std::remove_if(v.begin(), v.end(),
+                           [&ids](const std::string& id) {
+                             return ids.contains(id);
+                           }),
+            v.end());
+    if (v.empty()) state_.voucher_allocations.erase(list);
   }
   return retired > 0;
 }
@@ -715,14 +729,14 @@ absl::Status Placement::Retire(const std::string& id) {
   const AllocationRec& rec = it->second;
   pb::Allocation view = AllocationViewOf(rec);
   if (view.state() != pb::ALLOCATION_STATE_ENDED || !rec.hold_released ||
-      view.held_fen() != 0) {
+      view.held_fen() != 0 || books_.Balance(HoldAccount(id)) != 0) {
     return absl::InternalError(absl::StrCat(
-        "allocation ", id, ": retired while ", 
+        "allocation ", id, ": retired while ",
         pb::AllocationState_Name(view.state()), " holding ",
-        FormatFen(view.held_fen())));
+        FormatFen(books_.Balance(HoldAccount(id)))));
   }
-  RETURN_IF_ERROR(books_.ledger().Forget(HoldAccount(id), AllocationKeys(rec),
-                                         id));
+  RETURN_IF_ERROR(books_.ledger().Forget(
+      HoldAccount(id), AllocationKeys(id, rec.extensions), id));
   RetiredSums& sums =
       state_.retired[{view.program_id(), view.enterprise_id(),
                       view.provider_id(), view.hardware_class()}];
@@ -730,12 +744,6 @@ absl::Status Placement::Retire(const std::string& id) {
   sums.used_gpu_ms += view.used_gpu_ms();
   sums.cost_fen += view.cost_fen();
   sums.charged_fen += view.charged_fen();
-  auto ids = state_.voucher_allocations.find(view.voucher_id());
-  if (ids != state_.voucher_allocations.end()) {
-    std::vector<std::string>& list = ids->second;
-    list.erase(std::remove(list.begin(), list.end(), id), list.end());
-    if (list.empty()) state_.voucher_allocations.erase(ids);
-  }
   state_.allocations.erase(it);
   retired_.push_back(std::move(view));
   return absl::OkStatus();

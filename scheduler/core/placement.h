@@ -36,13 +36,17 @@
 
 namespace computevoucher::core {
 
+// The idempotency keys of every entry that can be posted about allocation
+// `id` extended `extensions` times (those of its extensions, its releases,
+// and what a revoked or expired voucher passes on from them), so that they
+// can be forgotten with it.
+std::vector<std::string> AllocationKeys(absl::string_view id,
+                                        int64_t extensions);
+
 class Placement {
  public:
   // Program, enterprise, provider (empty: never placed), hardware class.
   using RetiredKey = std::tuple<std::string, std::string, std::string, int>;
-  // Most allocations one tick retires, so that a first tick after an
-  // upgrade, with every old allocation due, still commits quickly.
-  static constexpr int kMaxRetiredPerTick = 1000;
 
   struct State {
     absl::btree_map<std::string, AllocationRec> allocations;
@@ -121,12 +125,12 @@ class Placement {
   // Releases the holds of allocations that ended at least `grace` ago;
   // whether any did.
   absl::StatusOr<bool> ReleaseDueHolds(absl::Duration grace);
-  // Retires up to kMaxRetiredPerTick allocations that ended at least
-  // `retain` ago and whose hold was released: they leave the state (and
-  // their hold account, keys and charge mark leave the ledger), their sums
-  // go to state().retired and their final views to TakeRetired(). Whether
-  // any did.
-  absl::StatusOr<bool> RetireDue(absl::Duration retain);
+  // Retires up to `at_most` allocations that ended at least `retain` ago
+  // and whose hold was released, earliest end first: they leave the state
+  // (and their hold account, keys and charge mark leave the ledger), their
+  // sums go to state().retired and their final views to TakeRetired().
+  // Whether any did. Internal on a broken invariant.
+  absl::StatusOr<bool> RetireDue(absl::Duration retain, int at_most);
   // The final views of the allocations retired since the previous call, in
   // the order retired.
   std::vector<pb::Allocation> TakeRetired() {
@@ -186,6 +190,8 @@ class Placement {
   // Marks `rec`'s hold released for good: no usage is subsidised after,
   // and it is retired in its turn.
   void HoldReleased(AllocationRec& rec);
+  // Retires allocation `id` but for the voucher index, which RetireDue
+  // updates once for all it retires.
   absl::Status Retire(const std::string& id);
   absl::StatusOr<AllocationRec*> FindOwnAllocation(const pb::Principal& p,
                                                    const std::string& id);

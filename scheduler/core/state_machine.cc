@@ -258,6 +258,10 @@ absl::StatusOr<Reply> StateMachine::Tick(const pb::TickCommand& r) {
       CheckRange("usage_grace_s", r.usage_grace_s(), 0, 7 * 24 * 3600));
   RETURN_IF_ERROR(
       CheckRange("retain_ended_s", r.retain_ended_s(), 0, kMaxRetainEndedS));
+  if (r.retain_ended_s() > 0) {
+    RETURN_IF_ERROR(CheckRange("retire_at_most", r.retire_at_most(), 1,
+                               kMaxRetiredPerTick));
+  }
   const int64_t journal_before = books_.ledger().last_sequence();
   // Vouchers past their window, allocations that reached their duration,
   // then holds of ended allocations once late usage had its grace period,
@@ -269,7 +273,8 @@ absl::StatusOr<Reply> StateMachine::Tick(const pb::TickCommand& r) {
   bool retired = false;
   if (r.retain_ended_s() > 0) {
     ASSIGN_OR_RETURN(retired, placement_.RetireDue(
-                                  absl::Seconds(r.retain_ended_s())));
+                                  absl::Seconds(r.retain_ended_s()),
+                                  r.retire_at_most()));
   }
   const size_t queued_before = placement_.queued();
   RETURN_IF_ERROR(placement_.ProcessQueue());

@@ -12,14 +12,24 @@
 
 namespace computevoucher::core {
 
-absl::Time UsageCharging::BillableEnd(const AllocationRec& rec) const {
-  const pb::Allocation& a = rec.allocation;
+absl::Time BillableEnd(const pb::Allocation& a, absl::Time now) {
   const absl::Time assigned = *FromProto("assigned_at", a.assigned_at());
-  absl::Time end =
-      std::min(assigned + absl::Seconds(a.max_duration_s()), books_.now());
+  absl::Time end = std::min(assigned + absl::Seconds(a.max_duration_s()), now);
   if (a.state() == pb::ALLOCATION_STATE_ENDED)
     end = std::min(end, *FromProto("ended_at", a.ended_at()));
   return end;
+}
+
+absl::StatusOr<int64_t> MaxChargeOf(const pb::Allocation& a, absl::Time now) {
+  if (!a.has_assigned_at()) return 0;
+  ASSIGN_OR_RETURN(const absl::Time assigned,
+                   FromProto("assigned_at", a.assigned_at()));
+  const int64_t life_ms = std::max<int64_t>(
+      0, absl::ToInt64Milliseconds(BillableEnd(a, now) - assigned));
+  ASSIGN_OR_RETURN(const pb::Amounts amounts,
+                   AmountsFor(life_ms * a.gpu_count(),
+                              a.price_fen_per_gpu_hour(), a.ratio_bp()));
+  return amounts.subsidy_fen();
 }
 
 absl::StatusOr<int64_t> UsageCharging::MaxChargeFen(
@@ -29,16 +39,7 @@ absl::StatusOr<int64_t> UsageCharging::MaxChargeFen(
     return absl::NotFoundError(
         absl::StrCat("allocation ", allocation_id, " not found"));
   }
-  const pb::Allocation& a = rec->allocation;
-  if (!a.has_assigned_at()) return 0;
-  ASSIGN_OR_RETURN(const absl::Time assigned,
-                   FromProto("assigned_at", a.assigned_at()));
-  const int64_t life_ms = std::max<int64_t>(
-      0, absl::ToInt64Milliseconds(BillableEnd(*rec) - assigned));
-  ASSIGN_OR_RETURN(const pb::Amounts amounts,
-                   AmountsFor(life_ms * a.gpu_count(),
-                              a.price_fen_per_gpu_hour(), a.ratio_bp()));
-  return amounts.subsidy_fen();
+  return MaxChargeOf(rec->allocation, books_.now());
 }
 
 absl::StatusOr<pb::UsageAck> UsageCharging::ChargeRecord(
@@ -167,7 +168,7 @@ absl::StatusOr<pb::UsageAck> UsageCharging::Charge(AllocationRec& rec,
   // Only the part inside the billable life can be subsidised, and nothing
   // once the hold has been released. What ran after the end (until the
   // agent learnt of it) is recorded, never subsidised.
-  const absl::Time life_end = BillableEnd(rec);
+  const absl::Time life_end = BillableEnd(rec.allocation, books_.now());
   const int64_t billable_ms =
       std::max<int64_t>(
           0, absl::ToInt64Milliseconds(std::min(verdict.end, life_end) -

@@ -27,6 +27,13 @@
 
 namespace computevoucher::core {
 
+// The end of placed allocation `a`'s billable life by `now`: its deadline,
+// now, or its end, whichever comes first.
+absl::Time BillableEnd(const pb::Allocation& a, absl::Time now);
+// The subsidy `a` may be charged at most by `now`: GPUs × its billable life
+// at its price and ratio (0 when it was never placed).
+absl::StatusOr<int64_t> MaxChargeOf(const pb::Allocation& a, absl::Time now);
+
 class UsageCharging {
  public:
   UsageCharging(Placement& placement, VoucherBook& vouchers, Books& books)
@@ -68,8 +75,6 @@ class UsageCharging {
   absl::StatusOr<pb::UsageAck> Charge(AllocationRec& rec,
                                       const pb::UsageRecord& u,
                                       const Verdict& verdict);
-  // The end of `rec`'s billable life so far: its deadline, now, or its end.
-  absl::Time BillableEnd(const AllocationRec& rec) const;
 
   Placement& placement_;
   VoucherBook& vouchers_;

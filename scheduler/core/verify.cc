@@ -192,16 +192,18 @@ bool JournalVerifier::AddKey(const pb::JournalEntry& e) {
   return true;
 }
 
-void JournalVerifier::Forget(const std::string& allocation_id) {
-  const std::string hold = HoldAccount(allocation_id);
-  if (const int64_t balance = Derived(hold); balance != 0) {
-    Violation(absl::StrCat("allocation ", allocation_id, ": retired with ",
-                           FormatFen(balance), " on its hold account"));
-  }
-  balances_.erase(hold);
-  allocation_keys_.erase(allocation_id);
-  charge_marks_.erase(allocation_id);
-  allocation_charges_.erase(allocation_id);
+void JournalVerifier::Forget(const pb::Allocation& retired) {
+  // Its last check: nothing can change it after.
+  CheckAllocation(retired, MaxChargeOf(retired, absl::InfiniteFuture()),
+                  violations_, suppressed_);
+  const std::string& id = retired.allocation_id();
+  balances_.erase(HoldAccount(id));
+  allocation_keys_.erase(id);
+  // Those of its entries posted without its id (what a revoked or expired
+  // voucher passes on) and those a snapshot started from.
+  for (const std::string& key : AllocationKeys(id, 0)) keys_.erase(key);
+  charge_marks_.erase(id);
+  allocation_charges_.erase(id);
 }
 
 std::vector<std::string> JournalVerifier::Check(
@@ -273,28 +275,35 @@ void JournalVerifier::CheckAllocations(const StateMachine& state,
                                        std::vector<std::string>& out,
                                        int64_t& suppressed) const {
   for (const std::string& id : state.AllocationIds()) {
-    const pb::Allocation a = *state.AllocationView(id);
-    auto charges = allocation_charges_.find(id);
-    const int64_t charged =
-        charges == allocation_charges_.end() ? 0 : charges->second;
-    const int64_t hold = Derived(HoldAccount(id));
-    if (charged != a.charged_fen() || hold != a.held_fen()) {
-      Report(out, suppressed,
-             absl::StrCat("allocation ", id, ": state (charged ",
-                          a.charged_fen(), ", held ", a.held_fen(),
-                          ") differs from the journal (charged ", charged,
-                          ", held ", hold, ")"));
-    }
-    auto max_charge = state.MaxChargeFen(id);
-    if (!max_charge.ok() || charged > *max_charge) {
-      Report(out, suppressed,
-             absl::StrCat(
-                 "allocation ", id, ": charged ", FormatFen(charged),
-                 " exceeds ", a.gpu_count(), " GPUs × its billable life (",
-                 max_charge.ok() ? FormatFen(*max_charge)
-                                 : std::string(max_charge.status().message()),
-                 ")"));
-    }
+    CheckAllocation(*state.AllocationView(id), state.MaxChargeFen(id), out,
+                    suppressed);
+  }
+}
+
+void JournalVerifier::CheckAllocation(const pb::Allocation& a,
+                                      const absl::StatusOr<int64_t>& max_charge,
+                                      std::vector<std::string>& out,
+                                      int64_t& suppressed) const {
+  const std::string& id = a.allocation_id();
+  auto charges = allocation_charges_.find(id);
+  const int64_t charged =
+      charges == allocation_charges_.end() ? 0 : charges->second;
+  const int64_t hold = Derived(HoldAccount(id));
+  if (charged != a.charged_fen() || hold != a.held_fen()) {
+    Report(out, suppressed,
+           absl::StrCat("allocation ", id, ": state (charged ",
+                        a.charged_fen(), ", held ", a.held_fen(),
+                        ") differs from the journal (charged ", charged,
+                        ", held ", hold, ")"));
+  }
+  if (!max_charge.ok() || charged > *max_charge) {
+    Report(out, suppressed,
+           absl::StrCat(
+               "allocation ", id, ": charged ", FormatFen(charged),
+               " exceeds ", a.gpu_count(), " GPUs × its billable life (",
+               max_charge.ok() ? FormatFen(*max_charge)
+                               : std::string(max_charge.status().message()),
+               ")"));
   }
 }
 

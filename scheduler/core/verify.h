@@ -21,6 +21,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
 #include "computevoucher/v1/types.pb.h"
 #include "scheduler/core/state_machine.h"
 
@@ -41,12 +42,13 @@ class JournalVerifier {
   // hashed).
   void Add(const pb::JournalEntry& entry, bool hash_checked = false);
 
-  // Forgets what it tracks of allocation `id`, retired (its hold account,
+  // Checks the final view of a retired allocation against the journal as
+  // Check() does a live one (charged and held, charged within GPUs × its
+  // billable life), then forgets what it tracks of it (its hold account,
   // the keys of its entries, its charges), so that a full replay's memory
-  // follows the allocations the state holds; a violation when its hold
-  // account does not net to zero. Call after the entries of the command
-  // that retired it were added.
-  void Forget(const std::string& allocation_id);
+  // follows the allocations the state holds. Call after the entries of the
+  // command that retired it were added.
+  void Forget(const pb::Allocation& retired);
 
   // Accounts tracked now.
   size_t accounts() const { return balances_.size(); }
@@ -78,10 +80,14 @@ class JournalVerifier {
   // The balance of `account` that the journal adds up to.
   int64_t Derived(const std::string& account) const;
   // Check()'s part for allocations: charges and holds against the journal,
-  // charges within GPUs × billable life.
+  // charges within GPUs × billable life (`max_charge`), for each one.
   void CheckAllocations(const StateMachine& state,
                         std::vector<std::string>& out,
                         int64_t& suppressed) const;
+  void CheckAllocation(const pb::Allocation& a,
+                       const absl::StatusOr<int64_t>& max_charge,
+                       std::vector<std::string>& out,
+                       int64_t& suppressed) const;
 
   int64_t last_sequence_ = 0;
   std::string last_hash_;

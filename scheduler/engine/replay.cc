@@ -210,22 +210,31 @@ absl::Status Replayer::CheckUsage(const pb::Command& command) {
 
 absl::Status Replayer::CheckRetired(const pb::Command& command) {
   const std::vector<pb::Allocation> retired = state_.TakeRetired();
-  for (const pb::Allocation& produced : retired) {
-    verifier_.Forget(produced.allocation_id());
-  }
+  for (const pb::Allocation& produced : retired) verifier_.Forget(produced);
   if (retired_ == nullptr) return absl::OkStatus();
   for (const pb::Allocation& produced : retired) {
     ++report_.retired_allocations;
-    store::RetiredQuery query;
-    query.allocation_id = produced.allocation_id();
-    query.limit = 1;
-    ASSIGN_OR_RETURN(const std::vector<pb::Allocation> stored,
-                     retired_->ReadRetired(query));
     const std::string name =
         absl::StrCat("retired allocation ", produced.allocation_id());
+    // Readers find it by these columns: they must be its own.
+    store::RetiredQuery query;
+    query.allocation_id = produced.allocation_id();
+    query.enterprise_id = produced.enterprise_id();
+    query.provider_id = produced.provider_id();
+    query.cluster_id = produced.cluster_id();
+    query.voucher_id = produced.voucher_id();
+    query.limit = 1;
+    ASSIGN_OR_RETURN(std::vector<pb::Allocation> stored, ReadRetired(query));
     if (stored.empty()) {
-      Mismatch(absl::StrCat(name, ", retired by command ", command.sequence(),
-                            ", is missing from the store"));
+      store::RetiredQuery by_id;
+      by_id.allocation_id = produced.allocation_id();
+      by_id.limit = 1;
+      ASSIGN_OR_RETURN(stored, ReadRetired(by_id));
+      Mismatch(absl::StrCat(
+          name, ", retired by command ", command.sequence(),
+          stored.empty() ? ", is missing from the store"
+                         : ", is stored under an enterprise, provider, "
+                           "cluster or voucher other than its own"));
     } else if (!google::protobuf::util::MessageDifferencer::Equals(
                    stored.front(), produced)) {
       Mismatch(absl::StrCat(name, " differs from what command ",
@@ -235,17 +244,32 @@ absl::Status Replayer::CheckRetired(const pb::Command& command) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<pb::Allocation>> Replayer::ReadRetired(
+    const store::RetiredQuery& query) {
+  absl::StatusOr<std::vector<pb::Allocation>> read =
+      retired_->ReadRetired(query);
+  if (read.status().code() == absl::StatusCode::kDataLoss) {
+    Mismatch(std::string(read.status().message()));
+    return std::vector<pb::Allocation>();
+  }
+  return read;
+}
+
 absl::Status Replayer::CountRetired() {
   if (retired_ == nullptr) return absl::OkStatus();
   store::RetiredQuery query;
   query.limit = 10'000;
   int64_t stored = 0;
   while (true) {
-    ASSIGN_OR_RETURN(const std::vector<pb::Allocation> page,
-                     retired_->ReadRetired(query));
-    stored += static_cast<int64_t>(page.size());
-    if (page.size() < static_cast<size_t>(query.limit)) break;
-    query.after_id = page.back().allocation_id();
+    absl::StatusOr<std::vector<pb::Allocation>> page =
+        retired_->ReadRetired(query);
+    if (page.status().code() == absl::StatusCode::kDataLoss) {
+      return absl::OkStatus();  // reported where it was read
+    }
+    if (!page.ok()) return page.status();
+    stored += static_cast<int64_t>(page->size());
+    if (page->size() < static_cast<size_t>(query.limit)) break;
+    query.after_id = page->back().allocation_id();
   }
   if (stored != report_.retired_allocations) {
     Mismatch(absl::StrCat("the store holds ", stored,

@@ -90,6 +90,10 @@ class Replayer {
   absl::Status CheckRetired(const pb::Command& command);
   // Counts the stored retired allocations against those retired on replay.
   absl::Status CountRetired();
+  // retired_->ReadRetired, with a stored view that does not parse reported
+  // as a break (no view read) rather than returned as an error.
+  absl::StatusOr<std::vector<pb::Allocation>> ReadRetired(
+      const store::RetiredQuery& query);
   // Compares the state with the stored snapshot at its position, if any.
   void CompareSnapshot();
 

@@ -109,6 +109,7 @@ absl::StatusOr<std::string> AllocationPage(
     // One retired since the state was read is in both, the same; the
     // state's view wins.
     for (pb::Allocation& a : retired) {
+      if (!Matches(filter, a)) continue;  // its columns and view disagree
       std::string id = a.allocation_id();
       merged.try_emplace(std::move(id), std::move(a));
     }
@@ -145,7 +146,8 @@ absl::Status ForEachAllocation(
     ASSIGN_OR_RETURN(const std::vector<pb::Allocation> retired,
                      sources.retired->ReadRetired(q));
     for (const pb::Allocation& a : retired) {
-      if (!seen.contains(a.allocation_id())) fn(a);
+      // The view decides, should its columns disagree with it.
+      if (!seen.contains(a.allocation_id()) && Matches(filter, a)) fn(a);
     }
     if (retired.size() < static_cast<size_t>(q.limit)) break;
     q.after_id = retired.back().allocation_id();

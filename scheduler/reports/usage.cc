@@ -118,17 +118,17 @@ absl::StatusOr<pb::ListUsageResponse> UsagePage(
                                  absl::InfiniteFuture()));
   ASSIGN_OR_RETURN(const int64_t size, PageSize(request.page()));
   ASSIGN_OR_RETURN(const int64_t after, NumericPageToken(request.page()));
-  ASSIGN_OR_RETURN(Allocations mine, AllocationsOf(sources, enterprise_id));
-  if (!request.allocation_id().empty()) {
-    auto it = mine.find(request.allocation_id());
-    if (it == mine.end()) {
-      // Missing or another enterprise's: one answer.
-      return absl::NotFoundError(
-          absl::StrCat("allocation ", request.allocation_id(), " not found"));
-    }
-    Allocations one;
-    one.insert(*it);
-    mine = std::move(one);
+  Allocations mine;
+  if (request.allocation_id().empty()) {
+    ASSIGN_OR_RETURN(mine, AllocationsOf(sources, enterprise_id));
+  } else {
+    // Missing or another enterprise's: one answer.
+    AllocationFilter theirs;
+    theirs.enterprise_id = std::string(enterprise_id);
+    ASSIGN_OR_RETURN(
+        pb::Allocation one,
+        FindAllocation(sources, request.allocation_id(), theirs));
+    mine[request.allocation_id()] = std::move(one);
   }
   store::UsageQuery query = QueryFor(mine, from, until);
   query.after = after;

@@ -55,6 +55,7 @@ absl::StatusOr<core::Outcome> Driver::Tick(int64_t usage_grace_s,
   pb::Command c;
   c.mutable_tick()->set_usage_grace_s(usage_grace_s);
   c.mutable_tick()->set_retain_ended_s(retain_ended_s);
+  c.mutable_tick()->set_retire_at_most(core::kRetiredPerTick);
   return Apply(std::move(c));
 }
 

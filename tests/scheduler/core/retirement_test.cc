@@ -146,6 +146,23 @@ TEST_F(RetirementTest, TicksWithoutRetentionAndHeldAllocationsRetireNothing) {
   EXPECT_FALSE(state_.allocations().contains(ended.allocation_id()));
 }
 
+TEST_F(RetirementTest, ATickRetiresAtMostWhatItSays) {
+  const pb::Allocation first = RunAndEnd();
+  const pb::Allocation second = RunAndEnd();
+  driver_.Advance(absl::Seconds(kRetain));
+  pb::Command c;
+  c.mutable_tick()->set_usage_grace_s(kGrace);
+  c.mutable_tick()->set_retain_ended_s(kRetain);
+  c.mutable_tick()->set_retire_at_most(1);
+  ASSERT_THAT(driver_.Apply(c), IsOk());
+  // The earlier end first.
+  EXPECT_FALSE(state_.allocations().contains(first.allocation_id()));
+  EXPECT_TRUE(state_.allocations().contains(second.allocation_id()));
+  ASSERT_THAT(driver_.Apply(c), IsOk());
+  EXPECT_FALSE(state_.allocations().contains(second.allocation_id()));
+  EXPECT_EQ(state_.TakeRetired().size(), 2u);
+}
+
 TEST_F(RetirementTest, RetentionIsValidated) {
   pb::Command c;
   c.mutable_tick()->set_usage_grace_s(kGrace);
@@ -153,6 +170,12 @@ TEST_F(RetirementTest, RetentionIsValidated) {
   ExpectRejected(c, kInvalid, "retain_ended_s");
   c.mutable_tick()->set_retain_ended_s(kMaxRetainEndedS + 1);
   ExpectRejected(c, kInvalid, "retain_ended_s");
+  // How many a tick retires is in the command, so that replay retires the
+  // same ones.
+  c.mutable_tick()->set_retain_ended_s(kRetain);
+  ExpectRejected(c, kInvalid, "retire_at_most");
+  c.mutable_tick()->set_retire_at_most(kMaxRetiredPerTick + 1);
+  ExpectRejected(c, kInvalid, "retire_at_most");
 }
 
 TEST_F(RetirementTest, ASnapshotCarriesTheSumsAndWhatIsDueNext) {
@@ -174,6 +197,7 @@ TEST_F(RetirementTest, ASnapshotCarriesTheSumsAndWhatIsDueNext) {
   *tick.mutable_time() = ToProto(driver_.now());
   tick.mutable_tick()->set_usage_grace_s(kGrace);
   tick.mutable_tick()->set_retain_ended_s(kRetain);
+  tick.mutable_tick()->set_retire_at_most(kRetiredPerTick);
   ASSERT_THAT(state_.Apply(tick), IsOk());
   ASSERT_THAT(loaded.Apply(tick), IsOk());
   EXPECT_EQ(loaded.Digest(), state_.Digest());

@@ -107,14 +107,15 @@ TEST_F(JournalVerifierTest, ARetiredAllocationIsForgotten) {
   ASSERT_THAT(driver_.Tick(300, 3600), IsOk());
   driver_.Advance(absl::Hours(1));
   ASSERT_THAT(driver_.Tick(300, 3600), IsOk());
-  ASSERT_EQ(state_.TakeRetired().size(), 1u);
+  const std::vector<pb::Allocation> retired = state_.TakeRetired();
+  ASSERT_EQ(retired.size(), 1u);
   std::vector<pb::JournalEntry> all = entries_;
   for (pb::JournalEntry& e : state_.TakeJournal()) all.push_back(e);
 
   JournalVerifier verifier;
   for (const pb::JournalEntry& e : all) verifier.Add(e);
   const size_t before = verifier.accounts();
-  verifier.Forget("AL-00000001");
+  verifier.Forget(retired[0]);
   EXPECT_EQ(verifier.accounts(), before - 1);
   EXPECT_THAT(verifier.Check(state_), IsEmpty());
 
@@ -122,10 +123,25 @@ TEST_F(JournalVerifierTest, ARetiredAllocationIsForgotten) {
   JournalVerifier early;
   ASSERT_EQ(entries_.back().kind(), pb::ENTRY_KIND_CHARGE);
   for (size_t i = 0; i + 1 < entries_.size(); ++i) early.Add(entries_[i]);
-  early.Forget("AL-00000001");
+  early.Forget(retired[0]);
   EXPECT_THAT(early.Check(state_),
               ::testing::Contains(HasSubstr(
-                  "allocation AL-00000001: retired with")));
+                  "allocation AL-00000001: state (charged ")));
+  // A final view charged more than the journal, or than its GPUs × life.
+  pb::Allocation forged = retired[0];
+  forged.set_charged_fen(forged.charged_fen() + 1);
+  JournalVerifier more;
+  for (const pb::JournalEntry& e : all) more.Add(e);
+  more.Forget(forged);
+  EXPECT_THAT(more.Check(state_),
+              ::testing::Contains(HasSubstr("differs from the journal")));
+  forged = retired[0];
+  *forged.mutable_ended_at() = forged.assigned_at();  // no billable life
+  JournalVerifier longer;
+  for (const pb::JournalEntry& e : all) longer.Add(e);
+  longer.Forget(forged);
+  EXPECT_THAT(longer.Check(state_),
+              ::testing::Contains(HasSubstr("billable life")));
 }
 
 }  // namespace

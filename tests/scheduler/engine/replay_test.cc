@@ -316,6 +316,32 @@ TEST_F(ReplayTest, ChangedRetiredAllocationIsReported) {
       << absl::StrJoin(report.violations, "\n");
 }
 
+// Readers find a retired allocation by its enterprise, provider, cluster
+// and voucher columns; a row moved to another enterprise, or whose view
+// does not parse, is a break, not an error.
+TEST_F(ReplayTest, RetiredRowsUnderOtherColumnsOrUnreadableAreReported) {
+  int64_t tick = 0;
+  ASSERT_NO_FATAL_FAILURE(AppendRetirement(&tick));
+  ASSERT_NO_FATAL_FAILURE(
+      Execute("UPDATE retired_allocations SET enterprise_id = 'E-000002'"));
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
+  EXPECT_THAT(report.violations,
+              ElementsAre(::testing::AllOf(
+                  HasSubstr("retired allocation AL-00000001"),
+                  NamesCommand(tick), HasSubstr("other than its own"))))
+      << absl::StrJoin(report.violations, "\n");
+
+  ASSERT_NO_FATAL_FAILURE(Execute(
+      "UPDATE retired_allocations SET enterprise_id = 'E-000001', "
+      "body = X'FF'"));
+  core::StateMachine again;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, again));
+  EXPECT_THAT(report.violations, Contains(HasSubstr("does not parse")))
+      << absl::StrJoin(report.violations, "\n");
+}
+
 TEST_F(ReplayTest, DeletedOrExtraRetiredAllocationIsReported) {
   int64_t tick = 0;
   ASSERT_NO_FATAL_FAILURE(AppendRetirement(&tick));
