@@ -277,6 +277,7 @@ const std::vector<Field<pb::Allocation>>& AllocationFields() {
       {{"CREATED", "created_at"}, true, CV_CELL(x.created_at())},
       {{"ASSIGNED", "assigned_at"}, false, CV_CELL(x.assigned_at())},
       {{"ENDED", "ended_at"}, false, CV_CELL(x.ended_at())},
+      {{"RETIRED", "retired_at"}, false, CV_CELL(x.retired_at())},
       {{"REQUEST ID", "request_id"}, false, CV_CELL(x.request_id())},
   };
   return *kFields;

@@ -744,6 +744,7 @@ absl::Status Placement::Retire(const std::string& id) {
   sums.used_gpu_ms += view.used_gpu_ms();
   sums.cost_fen += view.cost_fen();
   sums.charged_fen += view.charged_fen();
+  *view.mutable_retired_at() = ToProto(books_.now());
   state_.allocations.erase(it);
   retired_.push_back(std::move(view));
   return absl::OkStatus();

@@ -10,6 +10,7 @@
 #include "common/charged_usage.h"
 #include "common/journal_hash.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "scheduler/core/ledger.h"
 #include "scheduler/engine/log.h"
@@ -223,6 +224,9 @@ absl::Status Replayer::CheckRetired(const pb::Command& command) {
     query.provider_id = produced.provider_id();
     query.cluster_id = produced.cluster_id();
     query.voucher_id = produced.voucher_id();
+    ASSIGN_OR_RETURN(query.retired_from,
+                     FromProto("retired_at", produced.retired_at()));
+    query.retired_until = query.retired_from;
     query.limit = 1;
     ASSIGN_OR_RETURN(std::vector<pb::Allocation> stored, ReadRetired(query));
     if (stored.empty()) {
@@ -234,7 +238,7 @@ absl::Status Replayer::CheckRetired(const pb::Command& command) {
           name, ", retired by command ", command.sequence(),
           stored.empty() ? ", is missing from the store"
                          : ", is stored under an enterprise, provider, "
-                           "cluster or voucher other than its own"));
+                           "cluster, voucher or time other than its own"));
     } else if (!google::protobuf::util::MessageDifferencer::Equals(
                    stored.front(), produced)) {
       Mismatch(absl::StrCat(name, " differs from what command ",
@@ -259,6 +263,8 @@ absl::Status Replayer::CountRetired() {
   if (retired_ == nullptr) return absl::OkStatus();
   store::RetiredQuery query;
   query.limit = 10'000;
+  // Not those a leader still running retired after the commands replayed.
+  query.retired_until = state_.now();
   int64_t stored = 0;
   while (true) {
     absl::StatusOr<std::vector<pb::Allocation>> page =

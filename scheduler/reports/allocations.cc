@@ -35,6 +35,7 @@ store::RetiredQuery QueryFor(const AllocationFilter& f) {
   q.provider_id = f.provider_id;
   q.cluster_id = f.cluster_id;
   q.voucher_id = f.voucher_id;
+  q.retired_from = f.retired_from;
   return q;
 }
 

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "computevoucher/v1/types.pb.h"
 #include "google/protobuf/repeated_field.h"
 #include "scheduler/reports/sources.h"
@@ -25,6 +26,8 @@ struct AllocationFilter {
   std::string cluster_id;
   std::string voucher_id;
   pb::AllocationState state = pb::ALLOCATION_STATE_UNSPECIFIED;
+  // Retired allocations only if retired since then (live ones all).
+  absl::Time retired_from = absl::InfinitePast();
 };
 
 // The allocation `id` (its view) when it matches `filter`; NotFound

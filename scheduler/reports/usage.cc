@@ -17,13 +17,20 @@ namespace {
 
 using Allocations = absl::flat_hash_map<std::string, pb::Allocation>;
 
-// The enterprise's allocations, retired ones included, each with the facts
-// usage rows leave out.
+// Allocations retired before this can have no usage ending at or after
+// `from`: a record is accepted before its allocation retires, and ends at
+// most kUsageClockSkew after it is accepted.
+absl::Time RetiredFrom(absl::Time from) { return from - core::kUsageClockSkew; }
+
+// The enterprise's allocations that can have usage ending at or after
+// `from` (retired ones included), each with the facts usage rows leave out.
 absl::StatusOr<Allocations> AllocationsOf(const Sources& sources,
-                                          absl::string_view enterprise) {
+                                          absl::string_view enterprise,
+                                          absl::Time from) {
   Allocations out;
   AllocationFilter filter;
   filter.enterprise_id = std::string(enterprise);
+  filter.retired_from = RetiredFrom(from);
   RETURN_IF_ERROR(ForEachAllocation(
       sources, filter,
       [&out](const pb::Allocation& a) { out[a.allocation_id()] = a; }));
@@ -76,10 +83,11 @@ struct Payee {
   pb::HardwareClass hardware_class;
 };
 
-// The placed allocations (of `provider_id`, or all when empty), retired
-// ones included, with who is paid for them.
+// The placed allocations (of `provider_id`, or all when empty) that can
+// have usage ending at or after `from`, retired ones included, with who is
+// paid for them.
 absl::StatusOr<absl::flat_hash_map<std::string, Payee>> PayeesOf(
-    const Sources& sources, const std::string& provider_id) {
+    const Sources& sources, const std::string& provider_id, absl::Time from) {
   bool known = provider_id.empty();
   if (!known) {
     RETURN_IF_ERROR(sources.read_state([&](const core::StateMachine& s) {
@@ -93,6 +101,7 @@ absl::StatusOr<absl::flat_hash_map<std::string, Payee>> PayeesOf(
   absl::flat_hash_map<std::string, Payee> out;
   AllocationFilter filter;
   filter.provider_id = provider_id;
+  filter.retired_from = RetiredFrom(from);
   RETURN_IF_ERROR(
       ForEachAllocation(sources, filter, [&out](const pb::Allocation& a) {
         if (a.provider_id().empty()) return;  // never placed, never used
@@ -120,7 +129,7 @@ absl::StatusOr<pb::ListUsageResponse> UsagePage(
   ASSIGN_OR_RETURN(const int64_t after, NumericPageToken(request.page()));
   Allocations mine;
   if (request.allocation_id().empty()) {
-    ASSIGN_OR_RETURN(mine, AllocationsOf(sources, enterprise_id));
+    ASSIGN_OR_RETURN(mine, AllocationsOf(sources, enterprise_id, from));
   } else {
     // Missing or another enterprise's: one answer.
     AllocationFilter theirs;
@@ -153,7 +162,7 @@ absl::StatusOr<pb::Statement> Statement(
   ASSIGN_OR_RETURN(const Window period, RequiredPeriod(request.period_start(),
                                                        request.period_end()));
   ASSIGN_OR_RETURN(const Allocations mine,
-                   AllocationsOf(sources, enterprise_id));
+                   AllocationsOf(sources, enterprise_id, period.from));
   CheckedSum sum;
   std::map<std::string, pb::StatementLine> lines;
   RETURN_IF_ERROR(sources.usage
@@ -192,7 +201,8 @@ absl::StatusOr<pb::Settlement> Settlement(
   if (!request.provider_id().empty()) {
     RETURN_IF_ERROR(CheckIdRef("provider_id", request.provider_id()));
   }
-  ASSIGN_OR_RETURN(const auto payees, PayeesOf(sources, request.provider_id()));
+  ASSIGN_OR_RETURN(const auto payees,
+                   PayeesOf(sources, request.provider_id(), period.from));
   CheckedSum sum;
   std::map<std::tuple<std::string, std::string, int>, pb::SettlementLine> lines;
   ASSIGN_OR_RETURN(

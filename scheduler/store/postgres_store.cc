@@ -348,7 +348,7 @@ class PostgresStore final : public Store {
   absl::Status InsertRetiredLocked(const std::vector<pb::Allocation>& retired)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
     if (retired.empty()) return absl::OkStatus();
-    CopyData data(6);
+    CopyData data(7);
     for (const pb::Allocation& a : retired) {
       data.StartRow();
       data.Bytes(a.allocation_id());
@@ -356,6 +356,7 @@ class PostgresStore final : public Store {
       data.Bytes(a.provider_id());
       data.Bytes(a.cluster_id());
       data.Bytes(a.voucher_id());
+      data.Int(internal::NanosOf(a.retired_at()));
       data.Bytes(a.SerializeAsString());
     }
     return CopyIn(write_.get(),

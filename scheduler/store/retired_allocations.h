@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "computevoucher/v1/types.pb.h"
 
 namespace computevoucher::store {
@@ -16,6 +17,7 @@ namespace computevoucher::store {
 namespace pb = ::computevoucher::v1;
 
 // Which retired allocations to read: those matching every non-empty field,
+// retired (pb::Allocation.retired_at) in [retired_from, retired_until],
 // with an id after `after_id`, in id order.
 struct RetiredQuery {
   std::string allocation_id;
@@ -23,6 +25,8 @@ struct RetiredQuery {
   std::string provider_id;
   std::string cluster_id;
   std::string voucher_id;
+  absl::Time retired_from = absl::InfinitePast();
+  absl::Time retired_until = absl::InfiniteFuture();
   std::string after_id;
   int limit = 1000;
 };

@@ -190,7 +190,8 @@ class SqliteStore final : public Store {
       insert_retired_ = std::make_unique<Statement>();
       RETURN_IF_ERROR(insert_retired_->Prepare(
           write_db_,
-          "INSERT INTO retired_allocations VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+          "INSERT INTO retired_allocations VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+          "?7)"));
       ASSIGN_OR_RETURN(ends_, ReadLastRow(write_db_));
     }
     return absl::OkStatus();
@@ -211,7 +212,8 @@ class SqliteStore final : public Store {
             insert_retired_->BindText(3, a.provider_id());
             insert_retired_->BindText(4, a.cluster_id());
             insert_retired_->BindText(5, a.voucher_id());
-            insert_retired_->BindBlob(6, body);
+            insert_retired_->BindInt(6, internal::NanosOf(a.retired_at()));
+            insert_retired_->BindBlob(7, body);
             RETURN_IF_ERROR(insert_retired_->Run("insert retired allocation"));
           }
           return absl::OkStatus();

@@ -91,6 +91,7 @@ CREATE TABLE retired_allocations (
   provider_id   )sql", text, R"sql( NOT NULL,  -- empty: never placed
   cluster_id    )sql", text, R"sql( NOT NULL,
   voucher_id    )sql", text, R"sql( NOT NULL,
+  retired_ns    bigint NOT NULL,  -- retired_at, Unix nanoseconds (UTC)
   body          )sql", blob, R"sql( NOT NULL   -- computevoucher.v1.Allocation
 );
 CREATE INDEX retired_by_enterprise
@@ -123,6 +124,17 @@ absl::StatusOr<RetiredSelect> SelectRetired(const RetiredQuery& query,
   for (const auto& [column, value] : filters) {
     if (value->empty()) continue;
     absl::StrAppend(&out.sql, " AND ", column, " = ", placeholder(*value));
+  }
+  // Bound as text, like the others, and cast where compared.
+  if (query.retired_from != absl::InfinitePast()) {
+    absl::StrAppend(&out.sql, " AND retired_ns >= CAST(",
+                    placeholder(absl::StrCat(ClampNanos(query.retired_from))),
+                    " AS BIGINT)");
+  }
+  if (query.retired_until != absl::InfiniteFuture()) {
+    absl::StrAppend(&out.sql, " AND retired_ns <= CAST(",
+                    placeholder(absl::StrCat(ClampNanos(query.retired_until))),
+                    " AS BIGINT)");
   }
   absl::StrAppend(&out.sql, " ORDER BY allocation_id LIMIT ", query.limit);
   return out;

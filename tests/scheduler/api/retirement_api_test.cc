@@ -169,6 +169,7 @@ TEST_F(RetirementApiTest, ARetiredAllocationIsStillReadEverywhere) {
   ASSERT_GT(settlement.total_subsidy_fen(), 0);
 
   clock_.Advance(absl::Seconds(kRetainS));
+  const absl::Time retired_at = clock_.Now();
   BeatAndTick();
   // Retired: late usage is refused, naming why.
   const pb::UsageAck late =
@@ -181,6 +182,9 @@ TEST_F(RetirementApiTest, ARetiredAllocationIsStillReadEverywhere) {
     pb::Allocation got;
     grpc::Status s = Get(e3_token_, id, &got);
     ASSERT_TRUE(s.ok()) << s.error_message();
+    // As it was, and when it was retired.
+    EXPECT_EQ(got.retired_at().seconds(), absl::ToUnixSeconds(retired_at));
+    got.clear_retired_at();
     EXPECT_TRUE(MessageDifferencer::Equals(got, ended))
         << got.ShortDebugString() << "\nvs\n"
         << ended.ShortDebugString();

@@ -347,7 +347,8 @@ TEST_F(ReplayTest, DeletedOrExtraRetiredAllocationIsReported) {
   ASSERT_NO_FATAL_FAILURE(AppendRetirement(&tick));
   ASSERT_NO_FATAL_FAILURE(Execute(
       "INSERT INTO retired_allocations SELECT 'AL-00000099', enterprise_id, "
-      "provider_id, cluster_id, voucher_id, body FROM retired_allocations"));
+      "provider_id, cluster_id, voucher_id, retired_ns, body FROM "
+      "retired_allocations"));
   core::StateMachine fresh;
   ReplayReport report;
   ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));

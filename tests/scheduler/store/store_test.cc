@@ -240,6 +240,10 @@ pb::Allocation Retired(const std::string& id, const std::string& enterprise,
                        const std::string& provider, const std::string& cluster,
                        const std::string& voucher) {
   pb::Allocation a;
+  // Retired on the hour of its number, with nanoseconds.
+  *a.mutable_retired_at() =
+      ToProto(absl::FromUnixSeconds(1'780'000'000) +
+              absl::Hours(std::stoi(id.substr(3))) + absl::Nanoseconds(7));
   a.set_allocation_id(id);
   a.set_enterprise_id(enterprise);
   a.set_provider_id(provider);
@@ -305,6 +309,16 @@ TEST_P(StoreTest, RetiredAllocationsAreStoredWithTheirBatchAndListed) {
   page.limit = 0;
   EXPECT_THAT(read(page), StatusIs(absl::StatusCode::kInvalidArgument,
                                    HasSubstr("limit")));
+  // By when they were retired, both bounds included.
+  RetiredQuery period;
+  period.retired_from = absl::FromUnixSeconds(1'780'000'000) + absl::Hours(2) +
+                        absl::Nanoseconds(7);
+  EXPECT_THAT(read(period),
+              IsOkAndHolds(::testing::ResultOf(
+                  Ids, ::testing::ElementsAre("AL-00000002", "AL-00000003"))));
+  period.retired_until = period.retired_from;
+  EXPECT_THAT(read(period), IsOkAndHolds(::testing::ResultOf(
+                                Ids, ::testing::ElementsAre("AL-00000002"))));
 
   // A batch retiring one already retired fails whole: nothing of it stays.
   Batch third = batches[2];
