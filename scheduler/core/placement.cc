@@ -706,8 +706,9 @@ absl::StatusOr<bool> Placement::RetireDue(absl::Duration retain,
     by_voucher[retired_.back().voucher_id()].insert(id);
     ++retired;
   }
-  for (const auto& [voucher, ids] : by_voucher) {
-    auto list = state_.voucher_allocations.find(voucher);
+  for (const auto& entry : by_voucher) {
+    const absl::flat_hash_set<std::string>& ids = entry.second;
+    auto list = state_.voucher_allocations.find(entry.first);
     if (list == state_.voucher_allocations.end()) continue;
     std::vector<std::string>& v = list->second;
     v.erase(std::remove_if(v.begin(), v.end(),
