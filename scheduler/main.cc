@@ -2,7 +2,9 @@
 //
 //   voucher-scheduler [serve] --data-dir DIR [--store URL] [--listen ADDR]
 //       [--config FILE] ...
-//   voucher-scheduler verify --data-dir DIR | --store URL
+//   voucher-scheduler verify --data-dir DIR | --store URL [--archive DIR]
+//   voucher-scheduler archive --data-dir DIR | --store URL --before DATE
+//       --to DIR
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -13,6 +15,7 @@
 #include "common/config.h"
 #include "common/flags.h"
 #include "computevoucher/v1/config.pb.h"
+#include "scheduler/archive_command.h"
 #include "scheduler/server.h"
 #include "scheduler/verify_command.h"
 
@@ -61,6 +64,14 @@ ABSL_FLAG(int64_t, snapshot_interval_s, 0,
           "600)");
 ABSL_FLAG(std::string, port_file, "",
           "file to write the bound port to once serving");
+ABSL_FLAG(std::string, before, "",
+          "archive: archive the commands applied before this date "
+          "(YYYY-MM-DD, Asia/Shanghai), at least 31 days ago");
+ABSL_FLAG(std::string, to, "",
+          "archive: directory the archive is written into (one "
+          "subdirectory per run)");
+ABSL_FLAG(std::string, archive, "",
+          "verify: directory of the store's archives, replayed before it");
 
 namespace {
 
@@ -74,13 +85,34 @@ constexpr char kUsage[] =
     "      Several schedulers may share one database: the one holding the\n"
     "      lease serves; the others answer UNAVAILABLE naming it, and take\n"
     "      over within --lease-s * 5/4 when it stops renewing.\n"
-    "  voucher-scheduler verify --data-dir DIR | --store URL\n"
+    "  voucher-scheduler verify --data-dir DIR | --store URL [--archive A]\n"
     "      Re-derives every balance from the journal and checks every\n"
-    "      invariant; exits 0 when all hold, 1 when one is broken.\n";
+    "      invariant; exits 0 when all hold, 1 when one is broken. A store\n"
+    "      that was archived is replayed from its archives in A first.\n"
+    "  voucher-scheduler archive --data-dir DIR | --store URL\n"
+    "      --before YYYY-MM-DD --to A\n"
+    "      With no scheduler running on the store: writes the commands\n"
+    "      applied before the date (31 days ago at the latest), their\n"
+    "      journal entries and usage records to files under A, anchors\n"
+    "      their manifest in the journal and drops them from the store.\n"
+    "      Statements and settlement of archived days still answer.\n";
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "voucher-scheduler: %s\n", message.c_str());
   return 2;
+}
+
+// `verify` or `archive`, which work on the store and serve nothing.
+int RunOnStore(const std::string& command,
+               const computevoucher::v1::SchedulerConfig& config) {
+  if (config.data_dir().empty() && config.store().empty())
+    return Fail(command + ": --data-dir or --store is required");
+  if (command == "verify") {
+    return computevoucher::scheduler::RunVerify(
+        config, absl::GetFlag(FLAGS_archive), std::cout);
+  }
+  return computevoucher::scheduler::RunArchive(
+      config, absl::GetFlag(FLAGS_before), absl::GetFlag(FLAGS_to), std::cout);
 }
 
 }  // namespace
@@ -89,7 +121,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   const std::vector<std::string> args = computevoucher::ParseFlags(argc, argv);
   const std::string command = args.size() > 1 ? args[1] : "serve";
-  if (args.size() > 2) return Fail("one command at a time: serve or verify");
+  if (args.size() > 2)
+    return Fail("one command at a time: serve, verify or archive");
 
   computevoucher::v1::SchedulerConfig config;
   if (!absl::GetFlag(FLAGS_config).empty()) {
@@ -146,14 +179,12 @@ int main(int argc, char** argv) {
     config.set_cluster_silence_s(absl::GetFlag(FLAGS_cluster_silence_s));
   }
 
-  if (command == "verify") {
-    if (config.data_dir().empty() && config.store().empty())
-      return Fail("verify: --data-dir or --store is required");
-    return computevoucher::scheduler::RunVerify(config, std::cout);
+  if (command == "verify" || command == "archive") {
+    return RunOnStore(command, config);
   }
   if (command != "serve") {
     return Fail("unknown command \"" + command +
-                "\"; use serve or verify (--help)");
+                "\"; use serve, verify or archive (--help)");
   }
   absl::Status valid = computevoucher::scheduler::NormalizeConfig(config);
   if (!valid.ok()) return Fail(std::string(valid.message()));

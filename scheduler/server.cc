@@ -195,6 +195,7 @@ void SchedulerServer::MakeServices() {
   services_context_.log = store_.get();
   services_context_.usage = store_.get();
   services_context_.retired = store_.get();
+  services_context_.archived = store_.get();
   services_context_.clock = clock_;
   services_context_.liveness = liveness_.get();
   services_context_.calls = &calls_;

@@ -416,7 +416,7 @@ Status AdminServiceImpl::VerifyJournal(ServerContext* c,
       c, kReaders,
       [&](const pb::Principal&) {
         return reports::VerifyJournal(*ctx_.log, *ctx_.usage,
-                                      *ctx_.retired);
+                                      *ctx_.retired, ctx_.archived);
       },
       out);
 }

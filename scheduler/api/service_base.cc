@@ -76,6 +76,7 @@ reports::Sources ServiceBase::ReportSources() const {
   sources.usage = ctx_.usage;
   sources.log = ctx_.log;
   sources.retired = ctx_.retired;
+  sources.archived = ctx_.archived;
   return sources;
 }
 

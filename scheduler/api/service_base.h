@@ -39,8 +39,9 @@ struct ServiceContext {
   // reports read.
   store::CommandLog* log = nullptr;
   store::UsageIndex* usage = nullptr;
-  // Where retired allocations are read.
+  // Where retired allocations and archived usage are read.
   store::RetiredAllocations* retired = nullptr;
+  store::ArchivedHistory* archived = nullptr;
   Clock* clock = nullptr;
   Liveness* liveness = nullptr;
   CallTracker* calls = nullptr;

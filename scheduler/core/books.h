@@ -54,6 +54,12 @@ class Books {
   absl::Status Post(pb::JournalEntry entry, pb::Voucher* voucher = nullptr,
                     pb::Allocation* allocation = nullptr);
 
+  // Ledger::Anchor at now(), for the current command.
+  absl::Status Anchor(pb::JournalEntry entry) {
+    entry.set_command_sequence(command_sequence_);
+    return ledger_.Anchor(std::move(entry), now_);
+  }
+
   int64_t Balance(absl::string_view account) const {
     return ledger_.Balance(account);
   }

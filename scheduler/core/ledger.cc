@@ -38,6 +38,10 @@ bool IsSourceAccount(absl::string_view account) {
          absl::EndsWith(account, "/source");
 }
 
+std::string ArchiveKey(int64_t through_command) {
+  return absl::StrCat("archive/", through_command);
+}
+
 Ledger::Ledger() : last_hash_(kSha256Bytes, '\0') {}
 
 absl::Status Ledger::CheckPost(const JournalEntry& entry) const {
@@ -89,10 +93,6 @@ absl::Status Ledger::CheckPost(const JournalEntry& entry) const {
 
 absl::Status Ledger::Post(JournalEntry entry, absl::Time time) {
   RETURN_IF_ERROR(CheckPost(entry));
-  entry.set_sequence(last_sequence_ + 1);
-  *entry.mutable_time() = ToProto(time);
-  entry.set_prev_hash(last_hash_);
-  entry.set_hash(EntryHash(entry));
   balances_[entry.credit_account()] -= entry.amount_fen();
   balances_[entry.debit_account()] += entry.amount_fen();
   if (entry.usage_sequence() != 0) {
@@ -100,10 +100,36 @@ absl::Status Ledger::Post(JournalEntry entry, absl::Time time) {
   } else {
     keys_.insert(entry.idempotency_key());
   }
+  Append(std::move(entry), time);
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::Anchor(JournalEntry entry, absl::Time time) {
+  if (entry.kind() != computevoucher::v1::ENTRY_KIND_ARCHIVE ||
+      entry.amount_fen() != 0 || !entry.debit_account().empty() ||
+      !entry.credit_account().empty() || entry.usage_sequence() != 0 ||
+      entry.idempotency_key().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("journal entry ", entry.idempotency_key(),
+                     ": an anchor moves nothing and needs a key"));
+  }
+  if (keys_.contains(entry.idempotency_key())) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "journal entry ", entry.idempotency_key(), ": already posted"));
+  }
+  keys_.insert(entry.idempotency_key());
+  Append(std::move(entry), time);
+  return absl::OkStatus();
+}
+
+void Ledger::Append(JournalEntry entry, absl::Time time) {
+  entry.set_sequence(last_sequence_ + 1);
+  *entry.mutable_time() = ToProto(time);
+  entry.set_prev_hash(last_hash_);
+  entry.set_hash(EntryHash(entry));
   last_sequence_ = entry.sequence();
   last_hash_ = entry.hash();
   posted_.push_back(std::move(entry));
-  return absl::OkStatus();
 }
 
 int64_t Ledger::Balance(absl::string_view account) const {

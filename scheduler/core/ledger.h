@@ -34,6 +34,9 @@ std::string PaidAccount(absl::string_view provider_id);
 
 // True for accounts allowed to go negative.
 bool IsSourceAccount(absl::string_view account);
+// The idempotency key of the anchor of the archive through command
+// `through_command` (ArchiveCommand.through.command).
+std::string ArchiveKey(int64_t through_command);
 
 class Ledger {
  public:
@@ -55,6 +58,12 @@ class Ledger {
   // CheckPost, then appends `entry` with its sequence, time and hashes
   // filled in, and updates the cached balances.
   absl::Status Post(computevoucher::v1::JournalEntry entry, absl::Time time);
+  // Appends `entry`, an ENTRY_KIND_ARCHIVE entry (no accounts, amount 0),
+  // with its sequence, time and hashes filled in. It moves nothing: it puts
+  // an archive's description (its memo) into the hash chain. AlreadyExists
+  // when its idempotency key was used; InvalidArgument when it is not such
+  // an entry.
+  absl::Status Anchor(computevoucher::v1::JournalEntry entry, absl::Time time);
   // The entry posted last since TakePosted(); requires one.
   const computevoucher::v1::JournalEntry& LastPosted() const {
     return posted_.back();
@@ -102,6 +111,9 @@ class Ledger {
   int64_t last_sequence_ = 0;
   std::string last_hash_;
   std::vector<computevoucher::v1::JournalEntry> posted_;
+
+  // Chains `entry` after the last one and keeps it for TakePosted.
+  void Append(computevoucher::v1::JournalEntry entry, absl::Time time);
 };
 
 }  // namespace computevoucher::core

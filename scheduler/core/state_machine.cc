@@ -1,6 +1,7 @@
 #include "scheduler/core/state_machine.h"
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -25,6 +26,7 @@ bool DedupedByRequestId(const pb::Command& c) {
     case pb::Command::kHeartbeat:
     case pb::Command::kReportUsage:
     case pb::Command::kBootstrapAdmin:
+    case pb::Command::kArchive:  // once per range, by its journal key
       return false;
     default:
       return true;
@@ -133,6 +135,8 @@ absl::StatusOr<Reply> StateMachine::Dispatch(const pb::Command& c) {
   switch (c.body_case()) {
     case pb::Command::kTick:
       return Tick(c.tick());
+    case pb::Command::kArchive:
+      return Archive(c);
     case pb::Command::kSetClusterState:
       return SetClusterState(c.set_cluster_state());
     case pb::Command::kRegisterCluster:
@@ -201,6 +205,40 @@ absl::StatusOr<Response> StateMachine::DispatchToComponent(
 }
 
 // --- Commands that span components ---
+
+absl::StatusOr<Reply> StateMachine::Archive(const pb::Command& c) {
+  const pb::ArchiveCommand& r = c.archive();
+  if (!c.principal().token_id().empty() ||
+      c.principal().role() != pb::ROLE_UNSPECIFIED) {
+    return absl::PermissionDeniedError(
+        "archive: only the scheduler's archive tool anchors archives");
+  }
+  const Ledger& ledger = books_.ledger();
+  const pb::LogPosition& t = r.through();
+  RETURN_IF_ERROR(
+      CheckRange("through.command", t.command(), 1, c.sequence() - 1));
+  RETURN_IF_ERROR(
+      CheckRange("through.entry", t.entry(), 0, ledger.last_sequence()));
+  RETURN_IF_ERROR(CheckRange("through.usage", t.usage(), 0,
+                             std::numeric_limits<int64_t>::max()));
+  if ((t.entry() > 0 && t.entry_hash().size() != kSha256Bytes) ||
+      r.manifest_sha256().size() != kSha256Bytes) {
+    return absl::InvalidArgumentError(
+        "through.entry_hash, manifest_sha256: must be SHA-256 hashes (32 "
+        "bytes)");
+  }
+  ASSIGN_OR_RETURN(const absl::Time before, FromProto("before", r.before()));
+  pb::JournalEntry anchor;
+  anchor.set_kind(pb::ENTRY_KIND_ARCHIVE);
+  anchor.set_idempotency_key(ArchiveKey(t.command()));
+  anchor.set_memo(absl::StrCat(
+      "archived commands through ", t.command(), ", entries through ",
+      t.entry(), " (hash ", ToHex(t.entry_hash()), "), usage records through ",
+      t.usage(), ", applied before ", FormatInstant(before, true),
+      "; manifest.json SHA-256 ", ToHex(r.manifest_sha256())));
+  RETURN_IF_ERROR(books_.Anchor(std::move(anchor)));
+  return Reply{Share(pb::ArchiveCommand(r)), true};
+}
 
 absl::StatusOr<Reply> StateMachine::SetClusterState(
     const pb::SetClusterStateRequest& r) {
@@ -272,9 +310,9 @@ absl::StatusOr<Reply> StateMachine::Tick(const pb::TickCommand& r) {
                                             absl::Seconds(r.usage_grace_s())));
   bool retired = false;
   if (r.retain_ended_s() > 0) {
-    ASSIGN_OR_RETURN(retired, placement_.RetireDue(
-                                  absl::Seconds(r.retain_ended_s()),
-                                  r.retire_at_most()));
+    ASSIGN_OR_RETURN(retired,
+                     placement_.RetireDue(absl::Seconds(r.retain_ended_s()),
+                                          r.retire_at_most()));
   }
   const size_t queued_before = placement_.queued();
   RETURN_IF_ERROR(placement_.ProcessQueue());

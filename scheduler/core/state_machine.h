@@ -257,6 +257,7 @@ class StateMachine {
   absl::StatusOr<Response> SuspendVoucher(const pb::SuspendVoucherRequest& r);
   absl::StatusOr<Response> RevokeVoucher(const pb::RevokeVoucherRequest& r);
   absl::StatusOr<Reply> Tick(const pb::TickCommand& r);
+  absl::StatusOr<Reply> Archive(const pb::Command& c);
   // Expires the vouchers whose window has ended; whether any was due.
   absl::StatusOr<bool> ExpireVouchers();
 

@@ -101,6 +101,20 @@ void JournalVerifier::StartFrom(const StateMachine& state) {
   }
 }
 
+void JournalVerifier::AddAnchor(const pb::JournalEntry& e) {
+  if (e.amount_fen() != 0 || !e.debit_account().empty() ||
+      !e.credit_account().empty() || e.usage_sequence() != 0) {
+    Violation(absl::StrCat("entry ", e.sequence(),
+                           " (ENTRY_KIND_ARCHIVE): moves ", e.amount_fen(),
+                           " fen from \"", e.credit_account(), "\" to \"",
+                           e.debit_account(), "\"; an anchor moves nothing"));
+  }
+  if (!AddKey(e)) {
+    Violation(absl::StrCat("entry ", e.sequence(), ": idempotency key ",
+                           e.idempotency_key(), " posted twice"));
+  }
+}
+
 void JournalVerifier::Add(const pb::JournalEntry& e, bool hash_checked) {
   if (e.sequence() != last_sequence_ + 1) {
     Violation(absl::StrCat("entry ", e.sequence(), ": expected sequence ",
@@ -117,6 +131,7 @@ void JournalVerifier::Add(const pb::JournalEntry& e, bool hash_checked) {
   }
   last_sequence_ = e.sequence();
   last_hash_ = e.hash();
+  if (e.kind() == pb::ENTRY_KIND_ARCHIVE) return AddAnchor(e);
   if (e.amount_fen() <= 0) {
     Violation(absl::StrCat("entry ", e.sequence(), ": amount ", e.amount_fen(),
                            " is not positive"));

@@ -104,6 +104,9 @@ absl::Status Replayer::CheckStoredSnapshots() {
   ASSIGN_OR_RETURN(const std::vector<int64_t> positions,
                    store_.ListSnapshots());
   for (const int64_t position : positions) {
+    // One the replay starts from or after is not compared: it is the start
+    // (loaded and checked) or was superseded by it.
+    if (position <= after_) continue;
     ASSIGN_OR_RETURN(const store::Snapshot stored,
                      store_.ReadSnapshot(position));
     absl::StatusOr<pb::StateSnapshot> saved = DecodeSnapshot(stored);

@@ -56,9 +56,10 @@ class Replayer {
            store::UsageIndex* usage = nullptr,
            store::RetiredAllocations* retired = nullptr);
 
-  // Reads the stored snapshots, to compare each with the state when replay
-  // reaches its position; one that is corrupt, differs, or lies beyond the
-  // log is a violation in the report. Call before the first CatchUp.
+  // Reads the stored snapshots after the state's position, to compare each
+  // with the state when replay reaches its position; one that is corrupt,
+  // differs, or lies beyond the log is a violation in the report. Call
+  // before the first CatchUp.
   absl::Status CheckStoredSnapshots();
   ~Replayer();
   Replayer(const Replayer&) = delete;

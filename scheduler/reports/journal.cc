@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -10,6 +12,7 @@
 #include "common/validate.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/engine/replay.h"
+#include "scheduler/engine/snapshots.h"
 #include "scheduler/reports/paging.h"
 
 namespace computevoucher::reports {
@@ -52,14 +55,40 @@ absl::StatusOr<pb::ListJournalResponse> JournalPage(
 
 absl::StatusOr<pb::VerifyJournalResponse> VerifyJournal(
     store::CommandLog& log, store::UsageIndex& usage,
-    store::RetiredAllocations& retired) {
-  core::StateMachine replayed;
-  ASSIGN_OR_RETURN(const engine::ReplayReport report,
-                   engine::Replay(log, usage, retired, replayed));
+    store::RetiredAllocations& retired, store::ArchivedHistory* archived) {
+  std::optional<store::Horizon> horizon;
+  if (archived != nullptr) {
+    ASSIGN_OR_RETURN(horizon, archived->ReadHorizon());
+  }
+  auto replayed = std::make_unique<core::StateMachine>();
+  engine::ReplayReport report;
+  if (!horizon) {
+    ASSIGN_OR_RETURN(report, engine::Replay(log, usage, retired, *replayed));
+  } else {
+    // The history before the horizon is in the archive's files: start from
+    // the oldest snapshot, which archiving stored after it.
+    ASSIGN_OR_RETURN(const std::vector<int64_t> positions,
+                     log.ListSnapshots());
+    if (positions.empty()) {
+      return absl::FailedPreconditionError(
+          "the history was archived and no snapshot follows it: run "
+          "voucher-scheduler verify --archive DIR");
+    }
+    ASSIGN_OR_RETURN(const store::Snapshot stored,
+                     log.ReadSnapshot(positions.back()));
+    ASSIGN_OR_RETURN(const pb::StateSnapshot saved,
+                     engine::DecodeSnapshot(stored));
+    RETURN_IF_ERROR(replayed->Load(saved));
+    engine::Replayer replayer(log, *replayed);
+    RETURN_IF_ERROR(replayer.CheckStoredSnapshots());
+    RETURN_IF_ERROR(replayer.CatchUp().status());
+    ASSIGN_OR_RETURN(report, replayer.Finish());
+  }
   pb::VerifyJournalResponse out;
   out.set_ok(report.violations.empty());
   out.set_entries(report.entries);
   out.set_last_hash(report.last_hash);
+  out.set_from_snapshot(report.snapshot);
   for (const std::string& v : report.violations) out.add_violations(v);
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "computevoucher/v1/admin.pb.h"
+#include "scheduler/store/archived_history.h"
 #include "scheduler/store/command_log.h"
 #include "scheduler/store/retired_allocations.h"
 #include "scheduler/store/usage_index.h"
@@ -22,11 +23,14 @@ absl::StatusOr<pb::ListJournalResponse> JournalPage(
 // journal it posts against the stored one, entry by entry and hash by
 // hash, the usage records it accepts and the allocations it retires
 // against the stored ones, and the state's invariants: everything
-// re-derived from what is on disk, nothing from memory. `log`, `usage` and
-// `retired` are the same store's.
+// re-derived from what is on disk, nothing from memory. `log`, `usage`,
+// `retired` and `archived` are the same store's. Once the oldest history
+// was archived (`archived` has a horizon), the check starts from the oldest
+// stored snapshot instead, checking the journal from there (the archive's
+// files are checked by `voucher-scheduler verify --archive`).
 absl::StatusOr<pb::VerifyJournalResponse> VerifyJournal(
     store::CommandLog& log, store::UsageIndex& usage,
-    store::RetiredAllocations& retired);
+    store::RetiredAllocations& retired, store::ArchivedHistory* archived);
 
 }  // namespace computevoucher::reports
 

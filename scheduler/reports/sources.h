@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "scheduler/core/state_machine.h"
+#include "scheduler/store/archived_history.h"
 #include "scheduler/store/command_log.h"
 #include "scheduler/store/retired_allocations.h"
 #include "scheduler/store/usage_index.h"
@@ -27,6 +28,8 @@ struct Sources {
   store::CommandLog* log = nullptr;
   // Allocations no longer in the state; nullptr: none retired.
   store::RetiredAllocations* retired = nullptr;
+  // Usage summed per day for archived periods; nullptr: nothing archived.
+  store::ArchivedHistory* archived = nullptr;
 };
 
 }  // namespace computevoucher::reports

@@ -1,12 +1,15 @@
 #include "scheduler/reports/usage.h"
 
+#include <functional>
 #include <map>
+#include <optional>
 #include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "common/validate.h"
 #include "scheduler/reports/allocations.h"
 #include "scheduler/reports/checked_sum.h"
@@ -61,19 +64,52 @@ void FillFromAllocation(const pb::Allocation& a, pb::ChargedUsage* u) {
   u->set_hardware_class(a.hardware_class());
 }
 
-// Adds `u` to the statement line of its allocation `a`.
-void AddToLine(const pb::Allocation& a, const pb::ChargedUsage& u,
-               CheckedSum& sum, pb::StatementLine& line) {
+// Adds usage of `a` (a record, or an archived day's sum) to its statement
+// line.
+void AddToLine(const pb::Allocation& a, int64_t gpu_ms, int64_t cost_fen,
+               int64_t subsidy_fen, CheckedSum& sum, pb::StatementLine& line) {
   line.set_allocation_id(a.allocation_id());
   line.set_voucher_id(a.voucher_id());
   line.set_provider_id(a.provider_id());
   line.set_cluster_id(a.cluster_id());
   line.set_gpu_model(a.gpu_model());
-  line.set_gpu_ms(sum.Add("gpu_ms", line.gpu_ms(), u.record().gpu_ms()));
+  line.set_gpu_ms(sum.Add("gpu_ms", line.gpu_ms(), gpu_ms));
   pb::Amounts* amounts = line.mutable_amounts();
-  amounts->set_cost_fen(sum.Add("cost_fen", amounts->cost_fen(), u.cost_fen()));
+  amounts->set_cost_fen(sum.Add("cost_fen", amounts->cost_fen(), cost_fen));
   amounts->set_subsidy_fen(
-      sum.Add("subsidy_fen", amounts->subsidy_fen(), u.subsidy_fen()));
+      sum.Add("subsidy_fen", amounts->subsidy_fen(), subsidy_fen));
+}
+
+// Calls `fn` with the archived usage of `query`'s allocations summed per
+// day, for the days of `period` (query.period_*): archived records end
+// before the last one was accepted plus the clock skew, and are kept per
+// Asia/Shanghai day, so a period reaching before that must start and end
+// on days.
+absl::Status ScanArchivedDays(
+    const Sources& sources, store::UsageQuery query, const Window& period,
+    const std::function<void(const store::UsageDay&)>& fn) {
+  if (sources.archived == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const std::optional<store::Horizon> horizon,
+                   sources.archived->ReadHorizon());
+  if (!horizon) return absl::OkStatus();
+  const absl::Time archived_until =
+      absl::FromUnixNanos(horizon->end.accepted_ns) + core::kUsageClockSkew;
+  if (period.from >= archived_until) return absl::OkStatus();
+  const std::pair<const char*, absl::Time> bounds[] = {
+      {"period_start", period.from}, {"period_end", period.until}};
+  for (const auto& [field, t] : bounds) {
+    if (t < archived_until &&
+        t != StartOfDay(absl::ToCivilDay(t, ShanghaiZone()))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": ", FormatInstant(t),
+          " falls in archived history (usage accepted before ",
+          FormatInstant(archived_until),
+          " is kept per day): start and end the period at 00:00 +08:00"));
+    }
+  }
+  query.period_start = period.from;
+  query.period_end = period.until;
+  return sources.archived->ScanUsageDays(query, fn);
 }
 
 // Who is paid for an allocation's usage.
@@ -165,13 +201,21 @@ absl::StatusOr<pb::Statement> Statement(
                    AllocationsOf(sources, enterprise_id, period.from));
   CheckedSum sum;
   std::map<std::string, pb::StatementLine> lines;
+  const store::UsageQuery query = QueryFor(mine, period.from, period.until);
+  RETURN_IF_ERROR(ScanArchivedDays(
+      sources, query, period, [&](const store::UsageDay& d) {
+        const pb::Allocation& a = mine.at(d.allocation_id);
+        AddToLine(a, d.gpu_ms, d.cost_fen, d.subsidy_fen, sum,
+                  lines[a.allocation_id()]);
+      }));
   RETURN_IF_ERROR(sources.usage
-                      ->ScanUsage(QueryFor(mine, period.from, period.until),
+                      ->ScanUsage(query,
                                   [&](const pb::ChargedUsage& u) {
                                     const pb::Allocation& a =
                                         mine.at(u.record().allocation_id());
-                                    AddToLine(a, u, sum,
-                                              lines[a.allocation_id()]);
+                                    AddToLine(a, u.record().gpu_ms(),
+                                              u.cost_fen(), u.subsidy_fen(),
+                                              sum, lines[a.allocation_id()]);
                                   })
                       .status());
   pb::Statement out;
@@ -205,25 +249,33 @@ absl::StatusOr<pb::Settlement> Settlement(
                    PayeesOf(sources, request.provider_id(), period.from));
   CheckedSum sum;
   std::map<std::tuple<std::string, std::string, int>, pb::SettlementLine> lines;
+  // Adds an allocation's usage (a record, or an archived day's sum).
+  auto add = [&](const std::string& allocation_id, int64_t records,
+                 int64_t subsidised_gpu_ms, int64_t subsidy_fen) {
+    const Payee& payee = payees.at(allocation_id);
+    pb::SettlementLine& line =
+        lines[{payee.provider_id, payee.program_id,
+               static_cast<int>(payee.hardware_class)}];
+    line.set_provider_id(payee.provider_id);
+    line.set_program_id(payee.program_id);
+    line.set_hardware_class(payee.hardware_class);
+    line.set_records(sum.Add("records", line.records(), records));
+    line.set_gpu_ms(sum.Add("gpu_ms", line.gpu_ms(), subsidised_gpu_ms));
+    line.set_subsidy_fen(
+        sum.Add("subsidy_fen", line.subsidy_fen(), subsidy_fen));
+  };
+  const store::UsageQuery query = QueryFor(payees, period.from, period.until);
+  RETURN_IF_ERROR(ScanArchivedDays(
+      sources, query, period, [&](const store::UsageDay& d) {
+        add(d.allocation_id, d.records, d.gpu_ms - d.unsubsidised_gpu_ms,
+            d.subsidy_fen);
+      }));
   ASSIGN_OR_RETURN(
       const store::Head head,
-      sources.usage->ScanUsage(
-          QueryFor(payees, period.from, period.until),
-          [&](const pb::ChargedUsage& u) {
-            const Payee& payee = payees.at(u.record().allocation_id());
-            pb::SettlementLine& line =
-                lines[{payee.provider_id, payee.program_id,
-                       static_cast<int>(payee.hardware_class)}];
-            line.set_provider_id(payee.provider_id);
-            line.set_program_id(payee.program_id);
-            line.set_hardware_class(payee.hardware_class);
-            line.set_records(sum.Add("records", line.records(), 1));
-            line.set_gpu_ms(
-                sum.Add("gpu_ms", line.gpu_ms(),
-                        u.record().gpu_ms() - u.unsubsidised_gpu_ms()));
-            line.set_subsidy_fen(
-                sum.Add("subsidy_fen", line.subsidy_fen(), u.subsidy_fen()));
-          }));
+      sources.usage->ScanUsage(query, [&](const pb::ChargedUsage& u) {
+        add(u.record().allocation_id(), 1,
+            u.record().gpu_ms() - u.unsubsidised_gpu_ms(), u.subsidy_fen());
+      }));
   pb::Settlement out;
   *out.mutable_period_start() = request.period_start();
   *out.mutable_period_end() = request.period_end();

@@ -201,6 +201,104 @@ class PostgresStore final : public Store {
     return out;
   }
 
+  absl::StatusOr<std::optional<Horizon>> ReadHorizon() override {
+    absl::MutexLock lock(&read_mu_);
+    RETURN_IF_ERROR(Reconnect(read_.get()));
+    ASSIGN_OR_RETURN(const Result result,
+                     Query(read_.get(), archive_sql_.read_horizon.c_str(), {},
+                           "read the horizon"));
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    Horizon h;
+    h.end = BatchEndAt(result.get());
+    h.before = absl::FromUnixNanos(IntAt(result.get(), 0, 5));
+    h.manifest_sha256 = BytesAt(result.get(), 0, 6);
+    return h;
+  }
+
+  absl::StatusOr<BatchEnd> BatchEndAtOrBefore(int64_t command) override {
+    absl::MutexLock lock(&read_mu_);
+    RETURN_IF_ERROR(Reconnect(read_.get()));
+    ASSIGN_OR_RETURN(const Result result,
+                     Query(read_.get(), archive_sql_.batch_end.c_str(),
+                           {command}, "read batches"));
+    if (PQntuples(result.get()) == 0) {
+      return absl::NotFoundError(absl::StrCat(
+          "no stored batch ends at or before command ", command));
+    }
+    return BatchEndAt(result.get());
+  }
+
+  absl::Status DropArchived(const Horizon& horizon,
+                            const std::vector<UsageDay>& days) override {
+    absl::MutexLock lock(&write_mu_);
+    RETURN_IF_ERROR(CheckWritableLocked());
+    return LeaderTransactionLocked(
+        "drop archived rows", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+          PGconn* conn = write_.get();
+          const BatchEnd& end = horizon.end;
+          ASSIGN_OR_RETURN(
+              const Result found,
+              Query(conn, archive_sql_.find_batch.c_str(),
+                    {end.command, end.entry, end.usage,
+                     internal::Bytea{end.entry_hash}},
+                    "find the batch to archive"));
+          const bool stored = PQntuples(found.get()) == 1;
+          RETURN_IF_ERROR(internal::CheckDroppable(
+              end, stored, stored ? IntAt(found.get(), 0, 1) : 0));
+          const int64_t row_id = IntAt(found.get(), 0, 0);
+          RETURN_IF_ERROR(Query(conn, archive_sql_.drop_batches.c_str(),
+                                {row_id}, "drop archived batches")
+                              .status());
+          RETURN_IF_ERROR(Query(conn, archive_sql_.drop_snapshots.c_str(),
+                                {end.command}, "drop archived snapshots")
+                              .status());
+          RETURN_IF_ERROR(
+              Exec(conn, archive_sql_.drop_horizon.c_str(), "drop horizon"));
+          RETURN_IF_ERROR(
+              Query(conn, archive_sql_.insert_horizon.c_str(),
+                    {row_id, end.command, end.entry, end.usage,
+                     end.accepted_ns, internal::Bytea{end.entry_hash},
+                     internal::ClampNanos(horizon.before),
+                     internal::Bytea{horizon.manifest_sha256}},
+                    "store the horizon")
+                  .status());
+          for (const UsageDay& d : days) {
+            RETURN_IF_ERROR(
+                Query(conn, archive_sql_.add_day.c_str(),
+                      {d.allocation_id, internal::ClampNanos(d.day), d.records,
+                       d.gpu_ms, d.unsubsidised_gpu_ms, d.cost_fen,
+                       d.subsidy_fen},
+                      "store archived usage days")
+                    .status());
+          }
+          return absl::OkStatus();
+        });
+  }
+
+  absl::Status ScanUsageDays(
+      const UsageQuery& query,
+      const std::function<void(const UsageDay&)>& fn) override {
+    absl::MutexLock lock(&read_mu_);
+    RETURN_IF_ERROR(Reconnect(read_.get()));
+    ASSIGN_OR_RETURN(const Result result,
+                     Query(read_.get(), archive_sql_.scan_days.c_str(),
+                           {internal::ClampNanos(query.period_start),
+                            internal::ClampNanos(query.period_end)},
+                           "read usage days"));
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      UsageDay d;
+      d.allocation_id = BytesAt(result.get(), i, 0);
+      d.day = absl::FromUnixNanos(IntAt(result.get(), i, 1));
+      d.records = IntAt(result.get(), i, 2);
+      d.gpu_ms = IntAt(result.get(), i, 3);
+      d.unsubsidised_gpu_ms = IntAt(result.get(), i, 4);
+      d.cost_fen = IntAt(result.get(), i, 5);
+      d.subsidy_fen = IntAt(result.get(), i, 6);
+      if (internal::WantsDay(query, d)) fn(d);
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<Leadership> Campaign(const Candidate& candidate,
                                       absl::Duration lease) override {
     absl::MutexLock lock(&lease_mu_);
@@ -326,6 +424,17 @@ class PostgresStore final : public Store {
     return ReconnectWriterLocked();
   }
 
+  // A BatchEnd from columns 0..4 of the first row of `result`.
+  static BatchEnd BatchEndAt(const PGresult* result) {
+    BatchEnd end;
+    end.command = IntAt(result, 0, 0);
+    end.entry = IntAt(result, 0, 1);
+    end.usage = IntAt(result, 0, 2);
+    end.accepted_ns = IntAt(result, 0, 3);
+    end.entry_hash = BytesAt(result, 0, 4);
+    return end;
+  }
+
   // Runs `fn` in one transaction on the writer's connection, after checking
   // there that the lease is still ours; on error nothing `fn` did is stored.
   absl::Status LeaderTransactionLocked(absl::string_view what,
@@ -444,6 +553,7 @@ class PostgresStore final : public Store {
   }
 
   // Lock order: lease_mu_, then write_mu_.
+  const internal::ArchiveSql archive_sql_ = internal::ArchiveStatements('$');
   absl::Mutex lease_mu_;
   Connection lease_ ABSL_GUARDED_BY(lease_mu_);  // null when read-only
   absl::Mutex write_mu_;

@@ -116,6 +116,8 @@ CREATE TABLE snapshots (
     nullptr,
     // 5 -> 6: retired allocations (internal::RetiredTableSql).
     nullptr,
+    // 6 -> 7: archived history (internal::ArchiveTablesSql).
+    nullptr,
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kSqliteSchemaVersion);
@@ -302,6 +304,113 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  absl::StatusOr<std::optional<Horizon>> ReadHorizon() override {
+    absl::MutexLock lock(&read_mu_);
+    Statement stmt;
+    RETURN_IF_ERROR(stmt.Prepare(read_db_, archive_sql_.read_horizon.c_str()));
+    const int rc = sqlite3_step(stmt.get());
+    if (rc == SQLITE_DONE) return std::nullopt;
+    if (rc != SQLITE_ROW) return SqliteError(read_db_, rc, "read the horizon");
+    Horizon h;
+    h.end = BatchEndAt(stmt);
+    h.before = absl::FromUnixNanos(stmt.ColumnInt(5));
+    h.manifest_sha256 = stmt.Column(6);
+    return h;
+  }
+
+  absl::StatusOr<BatchEnd> BatchEndAtOrBefore(int64_t command) override {
+    absl::MutexLock lock(&read_mu_);
+    Statement stmt;
+    RETURN_IF_ERROR(stmt.Prepare(read_db_, archive_sql_.batch_end.c_str()));
+    stmt.BindInt(1, command);
+    const int rc = sqlite3_step(stmt.get());
+    if (rc == SQLITE_DONE) {
+      return absl::NotFoundError(absl::StrCat(
+          "no stored batch ends at or before command ", command));
+    }
+    if (rc != SQLITE_ROW) return SqliteError(read_db_, rc, "read batches");
+    return BatchEndAt(stmt);
+  }
+
+  absl::Status DropArchived(const Horizon& horizon,
+                            const std::vector<UsageDay>& days) override {
+    absl::MutexLock lock(&write_mu_);
+    RETURN_IF_ERROR(CheckWritableLocked());
+    return RunInTransaction(write_db_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                           write_mu_) -> absl::Status {
+      Statement find;
+      RETURN_IF_ERROR(find.Prepare(write_db_, archive_sql_.find_batch.c_str()));
+      find.BindInt(1, horizon.end.command);
+      find.BindInt(2, horizon.end.entry);
+      find.BindInt(3, horizon.end.usage);
+      find.BindBlob(4, horizon.end.entry_hash);
+      const int rc = sqlite3_step(find.get());
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return SqliteError(write_db_, rc, "find the batch to archive");
+      RETURN_IF_ERROR(internal::CheckDroppable(
+          horizon.end, rc == SQLITE_ROW, rc == SQLITE_ROW ? find.ColumnInt(1) : 0));
+      const int64_t row_id = find.ColumnInt(0);
+      for (const std::string* sql :
+           {&archive_sql_.drop_batches, &archive_sql_.drop_snapshots}) {
+        Statement drop;
+        RETURN_IF_ERROR(drop.Prepare(write_db_, sql->c_str()));
+        drop.BindInt(1, sql == &archive_sql_.drop_batches ? row_id
+                                                           : horizon.end.command);
+        RETURN_IF_ERROR(drop.Run("drop archived rows"));
+      }
+      RETURN_IF_ERROR(Exec(write_db_, archive_sql_.drop_horizon.c_str()));
+      Statement insert;
+      RETURN_IF_ERROR(
+          insert.Prepare(write_db_, archive_sql_.insert_horizon.c_str()));
+      insert.BindInt(1, row_id);
+      insert.BindInt(2, horizon.end.command);
+      insert.BindInt(3, horizon.end.entry);
+      insert.BindInt(4, horizon.end.usage);
+      insert.BindInt(5, horizon.end.accepted_ns);
+      insert.BindBlob(6, horizon.end.entry_hash);
+      insert.BindInt(7, internal::ClampNanos(horizon.before));
+      insert.BindBlob(8, horizon.manifest_sha256);
+      RETURN_IF_ERROR(insert.Run("store the horizon"));
+      Statement add;
+      RETURN_IF_ERROR(add.Prepare(write_db_, archive_sql_.add_day.c_str()));
+      for (const UsageDay& d : days) {
+        add.BindText(1, d.allocation_id);
+        add.BindInt(2, internal::ClampNanos(d.day));
+        add.BindInt(3, d.records);
+        add.BindInt(4, d.gpu_ms);
+        add.BindInt(5, d.unsubsidised_gpu_ms);
+        add.BindInt(6, d.cost_fen);
+        add.BindInt(7, d.subsidy_fen);
+        RETURN_IF_ERROR(add.Run("store archived usage days"));
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status ScanUsageDays(
+      const UsageQuery& query,
+      const std::function<void(const UsageDay&)>& fn) override {
+    absl::MutexLock lock(&read_mu_);
+    Statement stmt;
+    RETURN_IF_ERROR(stmt.Prepare(read_db_, archive_sql_.scan_days.c_str()));
+    stmt.BindInt(1, internal::ClampNanos(query.period_start));
+    stmt.BindInt(2, internal::ClampNanos(query.period_end));
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      UsageDay d;
+      d.allocation_id = stmt.Column(0);
+      d.day = absl::FromUnixNanos(stmt.ColumnInt(1));
+      d.records = stmt.ColumnInt(2);
+      d.gpu_ms = stmt.ColumnInt(3);
+      d.unsubsidised_gpu_ms = stmt.ColumnInt(4);
+      d.cost_fen = stmt.ColumnInt(5);
+      d.subsidy_fen = stmt.ColumnInt(6);
+      if (internal::WantsDay(query, d)) fn(d);
+    }
+    return rc == SQLITE_DONE ? absl::OkStatus()
+                             : SqliteError(read_db_, rc, "read usage days");
+  }
+
   // One process opens the directory for writing (its LOCK file), so that
   // process always leads, for as long as it keeps the store open.
   absl::StatusOr<Leadership> Campaign(const Candidate& candidate,
@@ -338,6 +447,17 @@ class SqliteStore final : public Store {
           "store resigned: this scheduler is stopping and writes no more");
     }
     return absl::OkStatus();
+  }
+
+  // A BatchEnd from columns 0..4 of `stmt`.
+  static BatchEnd BatchEndAt(Statement& stmt) {
+    BatchEnd end;
+    end.command = stmt.ColumnInt(0);
+    end.entry = stmt.ColumnInt(1);
+    end.usage = stmt.ColumnInt(2);
+    end.accepted_ns = stmt.ColumnInt(3);
+    end.entry_hash = stmt.Column(4);
+    return end;
   }
 
   // RowReader's ScanRows.
@@ -382,6 +502,7 @@ class SqliteStore final : public Store {
   }
 
   const int lock_fd_;
+  const internal::ArchiveSql archive_sql_ = internal::ArchiveStatements('?');
   absl::Mutex write_mu_;
   sqlite3* const write_db_;  // null when read-only
   std::unique_ptr<Statement> insert_row_ ABSL_GUARDED_BY(write_mu_);
@@ -413,7 +534,8 @@ absl::Status Migrate(sqlite3* db) {
       RETURN_IF_ERROR(
           kMigrations[v] != nullptr ? Exec(db, kMigrations[v])
           : v == 4 ? internal::ConvertToBatches(db)
-                   : Exec(db, internal::RetiredTableSql("TEXT", "BLOB").c_str()));
+          : v == 5 ? Exec(db, internal::RetiredTableSql("TEXT", "BLOB").c_str())
+                   : Exec(db, internal::ArchiveTablesSql("TEXT", "BLOB").c_str()));
       return Exec(db, absl::StrCat("PRAGMA user_version = ", v + 1).c_str());
     }));
   }

@@ -1,11 +1,12 @@
 // A durable store: one database (SQLite or PostgreSQL) that is at once the
-// command log the writer appends to, the usage index and the retired
-// allocations reports read, and the lease that picks the replica allowed to
-// append. Callers take the narrow
-// interface they use; only opening a store names all three.
+// command log the writer appends to; the usage index, the retired
+// allocations and the archived history that reports read; and the lease
+// that picks the replica allowed to append. Callers take the narrow
+// interface they use; only opening a store names them all.
 #ifndef COMPUTEVOUCHER_SCHEDULER_STORE_STORE_H_
 #define COMPUTEVOUCHER_SCHEDULER_STORE_STORE_H_
 
+#include "scheduler/store/archived_history.h"
 #include "scheduler/store/command_log.h"
 #include "scheduler/store/lease.h"
 #include "scheduler/store/retired_allocations.h"
@@ -32,6 +33,7 @@ enum class OpenMode {
 class Store : public CommandLog,
               public UsageIndex,
               public RetiredAllocations,
+              public ArchivedHistory,
               public Lease {};
 
 }  // namespace computevoucher::store

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,21 @@ class TimedStore final : public store::Store {
   absl::StatusOr<std::vector<pb::Allocation>> ReadRetired(
       const store::RetiredQuery& query) override {
     return inner_.ReadRetired(query);
+  }
+  absl::StatusOr<std::optional<store::Horizon>> ReadHorizon() override {
+    return inner_.ReadHorizon();
+  }
+  absl::StatusOr<store::BatchEnd> BatchEndAtOrBefore(int64_t command) override {
+    return inner_.BatchEndAtOrBefore(command);
+  }
+  absl::Status DropArchived(const store::Horizon& horizon,
+                            const std::vector<store::UsageDay>& days) override {
+    return inner_.DropArchived(horizon, days);
+  }
+  absl::Status ScanUsageDays(
+      const store::UsageQuery& query,
+      const std::function<void(const store::UsageDay&)>& fn) override {
+    return inner_.ScanUsageDays(query, fn);
   }
   absl::StatusOr<store::Leadership> Campaign(const store::Candidate& candidate,
                                              absl::Duration lease) override {

@@ -137,9 +137,7 @@ class SchedulerBinaryTest : public ::testing::Test {
     ASSERT_NO_FATAL_FAILURE(MakeTempDir("e2e", temp_));
     dir_ = temp_.path();
   }
-  void TearDown() override {
-    scheduler_.reset();
-  }
+  void TearDown() override { scheduler_.reset(); }
 
   // Starts the binary with `args`; returns the port it listens on.
   int Start(std::vector<std::string> args) {
@@ -302,13 +300,13 @@ TEST_F(SchedulerBinaryTest, ASecondSchedulerOnTheSamePortIsRefused) {
       Start({"--data-dir=" + dir_ + "/data", "--listen=127.0.0.1:0"});
   ASSERT_GT(port, 0);
   // Another scheduler, with a data directory of its own, on that port.
-  testing::ChildProcess second(
-      {Binary(), "--data-dir=" + dir_ + "/other",
-       absl::StrCat("--listen=127.0.0.1:", port)},
-      dir_ + "/second.log");
+  testing::ChildProcess second({Binary(), "--data-dir=" + dir_ + "/other",
+                                absl::StrCat("--listen=127.0.0.1:", port)},
+                               dir_ + "/second.log");
   const std::optional<int> code = second.Wait(absl::Seconds(20));
-  ASSERT_TRUE(code.has_value()) << "the second scheduler started on port "
-                                << port << ":\n" << second.Log();
+  ASSERT_TRUE(code.has_value())
+      << "the second scheduler started on port " << port << ":\n"
+      << second.Log();
   EXPECT_NE(*code, 0);
   EXPECT_THAT(second.Log(),
               HasSubstr(absl::StrCat("listen_address: cannot listen on "
@@ -395,6 +393,37 @@ TEST_F(SchedulerBinaryTest, PostgresStoreServesRestartsAndVerifies) {
   const absl::StatusOr<std::string> verify = ReadFile(dir_ + "/verify.out");
   ASSERT_TRUE(verify.ok());
   EXPECT_THAT(*verify, HasSubstr("OK: every invariant holds"));
+}
+
+// `archive` through the binary: refused beside a running scheduler, for a
+// period not yet closed and for bad arguments, each saying why; a date
+// before anything was applied archives nothing.
+TEST_F(SchedulerBinaryTest, ArchiveRefusesOpenPeriodsAndARunningScheduler) {
+  const std::string data = dir_ + "/data";
+  ASSERT_GT(Start({"--data-dir=" + data, "--listen=127.0.0.1:0"}), 0);
+  const std::string out = dir_ + "/archive.out";
+  auto archive = [&](const std::string& args) {
+    return Shell(Binary() + " archive --data-dir " + data + " " + args + " > " +
+                 out + " 2>&1");
+  };
+  auto said = [&] { return ReadFile(out).value_or(""); };
+  EXPECT_EQ(archive("--before 2020-01-01 --to " + dir_ + "/archives"), 2);
+  EXPECT_THAT(said(), HasSubstr("in use"));
+  EXPECT_EQ(Stop(SIGTERM), 0);
+
+  const std::string today =
+      absl::FormatTime("%Y-%m-%d", absl::Now(), computevoucher::ShanghaiZone());
+  EXPECT_EQ(archive("--before " + today + " --to " + dir_ + "/archives"), 2);
+  EXPECT_THAT(said(), HasSubstr("less than 31 days ago"));
+  EXPECT_EQ(archive("--before 2020-13-01 --to " + dir_ + "/archives"), 2);
+  EXPECT_THAT(said(), HasSubstr("--before"));
+  EXPECT_EQ(archive("--before 2020-01-01"), 2);
+  EXPECT_THAT(said(), HasSubstr("--to"));
+  EXPECT_EQ(archive("--before 2020-01-01 --to " + dir_ + "/archives"), 0);
+  EXPECT_THAT(said(), HasSubstr("nothing to archive"));
+  // Nothing archived: verify needs no archive.
+  EXPECT_EQ(Shell(Binary() + " verify --data-dir " + data + " > " + out), 0);
+  EXPECT_THAT(said(), HasSubstr("OK: every invariant holds"));
 }
 
 TEST_F(SchedulerBinaryTest, BadFlagsAreUsageErrors) {

@@ -161,13 +161,17 @@ std::string BatchesTableSql(absl::string_view key_type,
 
 // The rows of `batches` with their predecessors' ends: the columns id,
 // command_end, entry_end, usage_end, accepted_end_ns, entry_hash and body,
-// then the predecessor's five columns from command_end on (NULL before the
-// first row), as both stores' RowAt read them. Without a condition or order.
+// then the predecessor's five columns from command_end on (from the archive
+// horizon when the predecessor was archived; NULL before the first row), as
+// both stores' RowAt read them. Without a condition or order.
 inline constexpr char kSelectRows[] =
     "SELECT b.id, b.command_end, b.entry_end, b.usage_end, "
-    "b.accepted_end_ns, b.entry_hash, b.body, p.command_end, p.entry_end, "
-    "p.usage_end, p.accepted_end_ns, p.entry_hash FROM batches b LEFT JOIN "
-    "batches p ON p.id = b.id - 1";
+    "b.accepted_end_ns, b.entry_hash, b.body, "
+    "COALESCE(p.command_end, h.command_end), "
+    "COALESCE(p.entry_end, h.entry_end), COALESCE(p.usage_end, h.usage_end), "
+    "COALESCE(p.accepted_end_ns, h.accepted_end_ns), "
+    "COALESCE(p.entry_hash, h.entry_hash) FROM batches b LEFT JOIN batches p "
+    "ON p.id = b.id - 1 LEFT JOIN archive_horizon h ON h.row_id = b.id - 1";
 
 // The SELECT of ScanRows for both stores: the rows from `from` with their
 // predecessors' ends, in id order, each holding at least one item of

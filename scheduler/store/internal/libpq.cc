@@ -66,6 +66,7 @@ absl::StatusOr<Result> Query(PGconn* conn, const char* sql,
                              absl::string_view what) {
   constexpr Oid kInt8Oid = 20;
   constexpr Oid kTextOid = 25;
+  constexpr Oid kByteaOid = 17;
   std::vector<uint64_t> big_endian(params.size());
   std::vector<Oid> types(params.size());
   std::vector<const char*> values(params.size());
@@ -76,6 +77,12 @@ absl::StatusOr<Result> Query(PGconn* conn, const char* sql,
       types[i] = kTextOid;
       values[i] = text->data();
       lengths[i] = static_cast<int>(text->size());
+      continue;
+    }
+    if (const auto* bytea = std::get_if<Bytea>(&params[i])) {
+      types[i] = kByteaOid;
+      values[i] = bytea->bytes.data();
+      lengths[i] = static_cast<int>(bytea->bytes.size());
       continue;
     }
     types[i] = kInt8Oid;

@@ -43,8 +43,13 @@ absl::Status PgError(PGconn* conn, const PGresult* result,
 // Runs `sql`, which may hold several statements but no parameters.
 absl::Status Exec(PGconn* conn, const char* sql, absl::string_view what);
 
-// A statement parameter: a bigint or a text.
-using Param = std::variant<int64_t, std::string>;
+// A bytea statement parameter (a hash).
+struct Bytea {
+  std::string bytes;
+};
+
+// A statement parameter: a bigint, a text or a bytea.
+using Param = std::variant<int64_t, std::string, Bytea>;
 
 // Runs one statement with parameters $1, $2, ..., sent in binary; the
 // result comes back in binary too. Values never become part of the SQL

@@ -90,6 +90,8 @@ CREATE TABLE snapshots (
     nullptr,
     // 4 -> 5: retired allocations (RetiredTableSql).
     nullptr,
+    // 5 -> 6: archived history (ArchiveTablesSql).
+    nullptr,
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kPostgresSchemaVersion);
@@ -199,7 +201,8 @@ absl::Status MigrateLocked(PGconn* conn) {
     absl::Status s =
         kMigrations[v] != nullptr ? Exec(conn, kMigrations[v], what)
         : v == 3 ? ConvertToBatches(conn)
-                 : Exec(conn, RetiredTableSql("text", "bytea").c_str(), what);
+        : v == 4 ? Exec(conn, RetiredTableSql("text", "bytea").c_str(), what)
+                 : Exec(conn, ArchiveTablesSql("text", "bytea").c_str(), what);
     if (s.ok()) {
       s = Query(conn, "UPDATE schema_version SET version = $1::integer",
                 {int64_t{v + 1}}, what)

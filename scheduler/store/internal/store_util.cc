@@ -149,5 +149,98 @@ absl::StatusOr<pb::Allocation> ParseRetired(absl::string_view body) {
   return a;
 }
 
+std::string ArchiveTablesSql(absl::string_view text, absl::string_view blob) {
+  return absl::StrCat(R"sql(
+-- Where the archived range ends (voucher-scheduler archive): the ends of the
+-- last batch dropped, from which the next batch starts. At most one row.
+CREATE TABLE archive_horizon (
+  row_id          bigint PRIMARY KEY,  -- the id of the last batch dropped
+  command_end     bigint NOT NULL,
+  entry_end       bigint NOT NULL,
+  usage_end       bigint NOT NULL,
+  accepted_end_ns bigint NOT NULL,
+  entry_hash      )sql", blob, R"sql( NOT NULL,
+  before_ns       bigint NOT NULL,  -- commands applied before it were asked for
+  manifest_sha256 )sql", blob, R"sql( NOT NULL
+);
+-- Archived usage summed per allocation and Asia/Shanghai day of its end,
+-- for statements and settlement of archived periods.
+CREATE TABLE usage_days (
+  allocation_id       )sql", text, R"sql( NOT NULL,
+  day_ns              bigint NOT NULL,  -- the day's first instant
+  records             bigint NOT NULL,
+  gpu_ms              bigint NOT NULL,
+  unsubsidised_gpu_ms bigint NOT NULL,
+  cost_fen            bigint NOT NULL,
+  subsidy_fen         bigint NOT NULL,
+  PRIMARY KEY (allocation_id, day_ns)
+);
+CREATE INDEX usage_days_by_day ON usage_days (day_ns);
+)sql");
+}
+
+ArchiveSql ArchiveStatements(char marker) {
+  auto p = [marker](int i) { return absl::StrCat(std::string(1, marker), i); };
+  ArchiveSql out;
+  out.batch_end = absl::StrCat(
+      "SELECT command_end, entry_end, usage_end, accepted_end_ns, entry_hash "
+      "FROM batches WHERE command_end <= ",
+      p(1), " ORDER BY id DESC LIMIT 1");
+  out.find_batch = absl::StrCat(
+      "SELECT b.id, (SELECT count(*) FROM batches a WHERE a.id > b.id) FROM "
+      "batches b WHERE b.command_end = ",
+      p(1), " AND b.entry_end = ", p(2), " AND b.usage_end = ", p(3),
+      " AND b.entry_hash = ", p(4), " ORDER BY b.id DESC LIMIT 1");
+  out.drop_batches = absl::StrCat("DELETE FROM batches WHERE id <= ", p(1));
+  out.drop_snapshots =
+      absl::StrCat("DELETE FROM snapshots WHERE position < ", p(1));
+  out.drop_horizon = "DELETE FROM archive_horizon";
+  out.insert_horizon = absl::StrCat(
+      "INSERT INTO archive_horizon (row_id, command_end, entry_end, "
+      "usage_end, accepted_end_ns, entry_hash, before_ns, manifest_sha256) "
+      "VALUES (",
+      p(1), ", ", p(2), ", ", p(3), ", ", p(4), ", ", p(5), ", ", p(6), ", ",
+      p(7), ", ", p(8), ")");
+  out.read_horizon =
+      "SELECT command_end, entry_end, usage_end, accepted_end_ns, entry_hash, "
+      "before_ns, manifest_sha256 FROM archive_horizon";
+  out.add_day = absl::StrCat(
+      "INSERT INTO usage_days (allocation_id, day_ns, records, gpu_ms, "
+      "unsubsidised_gpu_ms, cost_fen, subsidy_fen) VALUES (",
+      p(1), ", ", p(2), ", ", p(3), ", ", p(4), ", ", p(5), ", ", p(6), ", ",
+      p(7),
+      ") ON CONFLICT (allocation_id, day_ns) DO UPDATE SET records = "
+      "usage_days.records + excluded.records, gpu_ms = usage_days.gpu_ms + "
+      "excluded.gpu_ms, unsubsidised_gpu_ms = usage_days.unsubsidised_gpu_ms "
+      "+ excluded.unsubsidised_gpu_ms, cost_fen = usage_days.cost_fen + "
+      "excluded.cost_fen, subsidy_fen = usage_days.subsidy_fen + "
+      "excluded.subsidy_fen");
+  out.scan_days = absl::StrCat(
+      "SELECT allocation_id, day_ns, records, gpu_ms, unsubsidised_gpu_ms, "
+      "cost_fen, subsidy_fen FROM usage_days WHERE day_ns >= ",
+      p(1), " AND day_ns < ", p(2), " ORDER BY allocation_id, day_ns");
+  return out;
+}
+
+absl::Status CheckDroppable(const BatchEnd& end, bool found, int64_t later) {
+  const std::string batch =
+      absl::StrCat("the batch ending at command ", end.command, ", entry ",
+                   end.entry, " and usage record ", end.usage);
+  if (!found) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "archive: ", batch, " (with that entry hash) is not stored"));
+  }
+  if (later == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "archive: ", batch, " is the last one: the log's head stays stored"));
+  }
+  return absl::OkStatus();
+}
+
+bool WantsDay(const UsageQuery& query, const UsageDay& day) {
+  return !query.allocation_ids ||
+         query.allocation_ids->contains(day.allocation_id);
+}
+
 }  // namespace internal
 }  // namespace computevoucher::store

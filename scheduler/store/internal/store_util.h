@@ -53,6 +53,45 @@ absl::StatusOr<RetiredSelect> SelectRetired(const RetiredQuery& query,
 // A stored body of the table, parsed; DataLoss when it does not parse.
 absl::StatusOr<pb::Allocation> ParseRetired(absl::string_view body);
 
+// The tables of archived history (ArchivedHistory), the same on both
+// stores but for the SQL types.
+std::string ArchiveTablesSql(absl::string_view text, absl::string_view blob);
+
+// The statements of ArchivedHistory, with placeholders `marker` 1, 2, ...
+// (`?` for SQLite, `$` for PostgreSQL). Each selects or binds, in order:
+struct ArchiveSql {
+  // -> command_end, entry_end, usage_end, accepted_end_ns, entry_hash of
+  // the last batch ending at or before command (1).
+  std::string batch_end;
+  // -> the id of the batch ending at (1) command, (2) entry, (3) usage
+  // with (4) entry hash, and the number of batches after it.
+  std::string find_batch;
+  // (1) the id of the last batch dropped, (2) command snapshots are kept
+  // from: deletes them, and deletes the horizon.
+  std::string drop_batches, drop_snapshots, drop_horizon;
+  // (1) row id, (2) command_end, (3) entry_end, (4) usage_end,
+  // (5) accepted_end_ns, (6) entry_hash, (7) before_ns, (8) manifest_sha256.
+  std::string insert_horizon;
+  // -> the columns insert_horizon binds from (2) on.
+  std::string read_horizon;
+  // (1) allocation, (2) day_ns, (3) records, (4) gpu_ms,
+  // (5) unsubsidised_gpu_ms, (6) cost_fen, (7) subsidy_fen: added to the
+  // day's sums.
+  std::string add_day;
+  // (1) from day_ns, (2) until day_ns -> the columns add_day binds, by
+  // allocation and day.
+  std::string scan_days;
+};
+ArchiveSql ArchiveStatements(char marker);
+
+// DropArchived's check of the batch ending at `end`: OK when it was
+// `found` and `later` batches follow it; FailedPrecondition naming it
+// otherwise.
+absl::Status CheckDroppable(const BatchEnd& end, bool found, int64_t later);
+
+// Keeps the days of `query`'s allocations (all when unset).
+bool WantsDay(const UsageQuery& query, const UsageDay& day);
+
 }  // namespace computevoucher::store::internal
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_STORE_INTERNAL_STORE_UTIL_H_

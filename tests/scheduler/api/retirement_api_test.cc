@@ -1,7 +1,13 @@
-// Retired allocations through the API (issue 15, item 2): once an ended
-// allocation leaves the scheduler's memory, every reader still answers it
-// from the store, as before and after a restart, and late usage for it is
-// refused.
+// History that leaves the hot path, through the API (issue 15): once an
+// ended allocation leaves the scheduler's memory (item 2), every reader
+// still answers it from the store, as before and after a restart, and late
+// usage for it is refused; once the log's oldest part is archived (item 4),
+// statements and settlement of archived days answer as before and verify
+// replays the archive's files, refusing changed ones.
+#include <sqlite3.h>
+
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -10,6 +16,9 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "scheduler/engine/archive.h"
+#include "scheduler/store/open_store.h"
+#include "scheduler/verify_command.h"
 #include "tests/scheduler/api/api_fixture.h"
 
 namespace computevoucher::testing {
@@ -119,6 +128,71 @@ class RetirementApiTest : public ApiTest {
     out.clear_journal_hash();
     return out;
   }
+  // An allocation used for 10 minutes on March 1 (ended the next day), and
+  // another used for 10 minutes on April 10.
+  void UseInMarchAndApril() {
+    const pb::Allocation early = Allocate("910B");
+    const absl::Time t0 = *FromProto("assigned_at", early.assigned_at());
+    clock_.Advance(absl::Minutes(10));
+    ASSERT_EQ(ReportOne(early.allocation_id(), 1, t0, t0 + absl::Minutes(10))
+                  .result(),
+              pb::USAGE_RESULT_ACCEPTED);
+    clock_.Advance(absl::Hours(24 * 40));
+    BeatAndTick();
+    const pb::Allocation late = Allocate("910B");
+    const absl::Time t1 = *FromProto("assigned_at", late.assigned_at());
+    clock_.Advance(absl::Minutes(10));
+    ASSERT_EQ(
+        ReportOne(late.allocation_id(), 1, t1, t1 + absl::Minutes(10)).result(),
+        pb::USAGE_RESULT_ACCEPTED);
+  }
+
+  // Starts the server again after a test stopped it, and reconnects.
+  void StartAgain() {
+    absl::StatusOr<std::unique_ptr<scheduler::SchedulerServer>> started =
+        scheduler::SchedulerServer::Start(config_, clock_);
+    ASSERT_TRUE(started.ok()) << started.status();
+    server_ = *std::move(started);
+    Connect();
+  }
+
+  // verify replays the archive's files, then the store, beside the running
+  // scheduler; without them it asks for them; a changed part is refused.
+  void ExpectVerifiedFromFilesAndChangedOnesRefused(
+      const std::string& archives, const engine::ArchiveReport& report) {
+    std::ostringstream out;
+    EXPECT_EQ(scheduler::RunVerify(config_, archives, out), 0) << out.str();
+    EXPECT_THAT(out.str(), HasSubstr("archives:          1"));
+    EXPECT_THAT(out.str(), HasSubstr("OK: every invariant holds"));
+    std::ostringstream without;
+    EXPECT_EQ(scheduler::RunVerify(config_, "", without), 2);
+    EXPECT_THAT(without.str(), HasSubstr("--archive"));
+
+    // A changed part is refused.
+    const std::string part =
+        report.directory + "/" + report.manifest.parts(0).file();
+    std::string bytes;
+    {
+      std::ifstream in(part, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    bytes[bytes.size() / 2] ^= 1;
+    std::ofstream(part, std::ios::binary | std::ios::trunc) << bytes;
+    std::ostringstream changed;
+    EXPECT_EQ(scheduler::RunVerify(config_, archives, changed), 1)
+        << changed.str();
+    EXPECT_THAT(changed.str(), HasSubstr("changed after it was written"));
+  }
+
+  // The admin's VerifyJournal call.
+  pb::VerifyJournalResponse VerifyJournal() {
+    pb::VerifyJournalResponse verified;
+    const grpc::Status s = admin_->VerifyJournal(
+        As(admin_token_).get(), pb::VerifyJournalRequest(), &verified);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return verified;
+  }
+
   // The auditor lists `id` first among hz-a's two allocations, and its one
   // usage record is listed with who used it.
   void ExpectListedWithItsUsage(const std::string& id) {
@@ -201,14 +275,125 @@ TEST_F(RetirementApiTest, ARetiredAllocationIsStillReadEverywhere) {
     EXPECT_TRUE(
         MessageDifferencer::Equals(Settlement(from, until), settlement));
 
-    pb::VerifyJournalResponse verified;
-    ASSERT_TRUE(admin_
-                    ->VerifyJournal(As(admin_token_).get(),
-                                    pb::VerifyJournalRequest(), &verified)
-                    .ok());
+    const pb::VerifyJournalResponse verified = VerifyJournal();
     EXPECT_TRUE(verified.ok()) << verified.violations(0);
     Restart();
   }
+}
+
+TEST_F(RetirementApiTest, ArchivedDaysStillAnswerAndVerifyFromTheirFiles) {
+  const absl::Time march = clock_.Now();  // 2025-03-01 00:00 +08:00
+  ASSERT_NO_FATAL_FAILURE(UseInMarchAndApril());
+  const absl::Time until = march + absl::Hours(24 * 61);  // a day's start
+  const pb::Statement statement = Statement(march, until);
+  ASSERT_EQ(statement.lines_size(), 2);
+  const pb::Settlement settlement = Settlement(march, until);
+  ASSERT_EQ(settlement.lines_size(), 1);
+  ASSERT_EQ(settlement.lines(0).records(), 2);
+
+  // Archive March 1..19 from the stopped scheduler's store, on May 20.
+  clock_.Advance(absl::Hours(24 * 40));
+  server_->Shutdown(absl::ZeroDuration());
+  server_.reset();
+  const std::string archives = temp_.path() + "/archives";
+  const absl::Time before = march + absl::Hours(24 * 19);
+  engine::ArchiveReport report;
+  {
+    auto store = store::OpenStore(config_, store::OpenMode::kReadWrite);
+    ASSERT_TRUE(store.ok()) << store.status();
+    absl::StatusOr<engine::ArchiveReport> archived =
+        engine::ArchiveBefore(**store, clock_, before, archives);
+    ASSERT_TRUE(archived.ok()) << archived.status();
+    report = *archived;
+    EXPECT_TRUE(report.archived);
+    EXPECT_GT(report.commands, 10);
+    EXPECT_GT(report.entries, 3);
+    EXPECT_EQ(report.usage_records, 1);
+    // The range is gone: a second run finds nothing more before the date.
+    archived = engine::ArchiveBefore(**store, clock_, before, archives);
+    ASSERT_TRUE(archived.ok()) << archived.status();
+    EXPECT_FALSE(archived->archived);
+    // An open period is refused, naming the flag.
+    archived = engine::ArchiveBefore(
+        **store, clock_, clock_.Now() - absl::Hours(24 * 30), archives);
+    EXPECT_EQ(archived.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(archived.status().message(), HasSubstr("--before"));
+  }
+  ASSERT_NO_FATAL_FAILURE(StartAgain());
+
+  // Statement and settlement of periods reaching into archived days answer
+  // as before, from the day sums and the records still stored.
+  EXPECT_TRUE(MessageDifferencer::Equals(Statement(march, until), statement))
+      << Statement(march, until).ShortDebugString();
+  EXPECT_TRUE(MessageDifferencer::Equals(Settlement(march, until), settlement));
+  // The archived record was accepted at 00:10 on March 1: a period starting
+  // before that must start on a day.
+  pb::GetStatementRequest mid_day;
+  *mid_day.mutable_period_start() = ToProto(march - absl::Hours(12));
+  *mid_day.mutable_period_end() = ToProto(until);
+  pb::Statement refused;
+  const grpc::Status s =
+      enterprise_->GetStatement(As(e3_token_).get(), mid_day, &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("period_start"));
+  EXPECT_THAT(s.error_message(), HasSubstr("archived"));
+  // The API's check starts from the snapshot stored after the archive.
+  const pb::VerifyJournalResponse verified = VerifyJournal();
+  EXPECT_TRUE(verified.ok()) << verified.violations(0);
+  EXPECT_GE(verified.from_snapshot(), report.manifest.through().command());
+
+  ExpectVerifiedFromFilesAndChangedOnesRefused(archives, report);
+}
+
+// A crash after the anchor is durable but before the store dropped the
+// range: the next run writes the same files, finds the anchor and only
+// drops; verify then finds the anchored hash equal to the manifest's.
+TEST_F(RetirementApiTest, AnArchiveStoppedBeforeItsDropIsFinishedByTheNextRun) {
+  const absl::Time march = clock_.Now();
+  ASSERT_NO_FATAL_FAILURE(UseInMarchAndApril());
+  clock_.Advance(absl::Hours(24 * 40));
+  server_->Shutdown(absl::ZeroDuration());
+  server_.reset();
+  const std::string db = config_.data_dir() + "/scheduler.db";
+  auto exec = [&db](const char* sql) {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(raw, sql, nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(raw);
+    sqlite3_close(raw);
+  };
+  exec(
+      "CREATE TRIGGER crash BEFORE INSERT ON archive_horizon BEGIN SELECT "
+      "RAISE(ABORT, 'crashed before the drop'); END");
+  const std::string archives = temp_.path() + "/archives";
+  const absl::Time before = march + absl::Hours(24 * 19);
+  int64_t anchored_head = 0;
+  {
+    auto store = store::OpenStore(config_, store::OpenMode::kReadWrite);
+    ASSERT_TRUE(store.ok()) << store.status();
+    const int64_t head = (*store)->ReadHead()->command_sequence;
+    const absl::StatusOr<engine::ArchiveReport> crashed =
+        engine::ArchiveBefore(**store, clock_, before, archives);
+    EXPECT_THAT(crashed.status().message(), HasSubstr("crashed before"));
+    anchored_head = (*store)->ReadHead()->command_sequence;
+    EXPECT_EQ(anchored_head, head + 1);  // the anchor is durable
+    EXPECT_FALSE((*store)->ReadHorizon()->has_value());
+  }
+  exec("DROP TRIGGER crash");
+  {
+    auto store = store::OpenStore(config_, store::OpenMode::kReadWrite);
+    ASSERT_TRUE(store.ok()) << store.status();
+    const absl::StatusOr<engine::ArchiveReport> finished =
+        engine::ArchiveBefore(**store, clock_, before, archives);
+    ASSERT_TRUE(finished.ok()) << finished.status();
+    EXPECT_TRUE(finished->archived);
+    EXPECT_TRUE(finished->resumed);
+    EXPECT_EQ((*store)->ReadHead()->command_sequence, anchored_head);
+    EXPECT_TRUE((*store)->ReadHorizon()->has_value());
+  }
+  std::ostringstream out;
+  EXPECT_EQ(scheduler::RunVerify(config_, archives, out), 0) << out.str();
+  ASSERT_NO_FATAL_FAILURE(StartAgain());
 }
 
 }  // namespace

@@ -2,6 +2,10 @@
 
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/journal_hash.h"
+#include "common/sha256.h"
+#include "common/time_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scheduler/core/state_machine.h"
@@ -97,6 +101,53 @@ TEST_F(JournalVerifierTest, DetectsAWronglyShapedEntry) {
               ::testing::Contains(HasSubstr("(ENTRY_KIND_HOLD): moves")));
 }
 
+// An archive's anchor (ArchiveCommand): an entry that moves nothing, once
+// per archived range, made only by the scheduler itself; the verifier
+// accepts it and refuses one that moves money.
+TEST_F(JournalVerifierTest, AnArchiveAnchorMovesNothingAndIsPostedOnce) {
+  const int64_t through = state_.last_command_sequence();
+  auto archive = [&](const pb::Principal& principal, std::string hash) {
+    pb::Command c = ::computevoucher::testing::NewCommand(principal, "");
+    pb::ArchiveCommand& a = *c.mutable_archive();
+    a.mutable_through()->set_command(through);
+    a.mutable_through()->set_entry(entries_.back().sequence());
+    a.mutable_through()->set_entry_hash(entries_.back().hash());
+    *a.mutable_before() = ToProto(driver_.now() - absl::Hours(1));
+    a.set_manifest_sha256(std::move(hash));
+    return c;
+  };
+  const std::string manifest(32, '\x5a');
+  EXPECT_THAT(
+      driver_.Apply(
+          archive(::computevoucher::testing::AdminPrincipal(), manifest)),
+      ::computevoucher::testing::StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(
+      driver_.Apply(archive(pb::Principal(), "short")),
+      ::computevoucher::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("manifest_sha256")));
+  ASSERT_THAT(driver_.Apply(archive(pb::Principal(), manifest)), IsOk());
+  std::vector<pb::JournalEntry> anchored = entries_;
+  for (pb::JournalEntry& e : state_.TakeJournal()) anchored.push_back(e);
+  ASSERT_EQ(anchored.size(), entries_.size() + 1);
+  const pb::JournalEntry& anchor = anchored.back();
+  EXPECT_EQ(anchor.kind(), pb::ENTRY_KIND_ARCHIVE);
+  EXPECT_EQ(anchor.amount_fen(), 0);
+  EXPECT_THAT(anchor.memo(), HasSubstr(ToHex(manifest)));
+  EXPECT_THAT(anchor.memo(), HasSubstr(absl::StrCat("through ", through)));
+  EXPECT_THAT(Verify(anchored), IsEmpty());
+  // The same range again is refused: one anchor per archive.
+  EXPECT_THAT(
+      driver_.Apply(archive(pb::Principal(), manifest)),
+      ::computevoucher::testing::StatusIs(absl::StatusCode::kAlreadyExists));
+
+  std::vector<pb::JournalEntry> moving = anchored;
+  moving.back().set_amount_fen(1);
+  moving.back().set_debit_account(PayableAccount("PR-000001"));
+  moving.back().set_hash(EntryHash(moving.back()));
+  EXPECT_THAT(Verify(moving),
+              ::testing::Contains(HasSubstr("an anchor moves nothing")));
+}
+
 // A full replay's verifier forgets a retired allocation, as the state does,
 // so that its memory does not grow with every allocation ever; an
 // allocation retired with money on its hold is a violation.
@@ -125,8 +176,8 @@ TEST_F(JournalVerifierTest, ARetiredAllocationIsForgotten) {
   for (size_t i = 0; i + 1 < entries_.size(); ++i) early.Add(entries_[i]);
   early.Forget(retired[0]);
   EXPECT_THAT(early.Check(state_),
-              ::testing::Contains(HasSubstr(
-                  "allocation AL-00000001: state (charged ")));
+              ::testing::Contains(
+                  HasSubstr("allocation AL-00000001: state (charged ")));
   // A final view charged more than the journal, or than its GPUs × life.
   pb::Allocation forged = retired[0];
   forged.set_charged_fen(forged.charged_fen() + 1);

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <system_error>
@@ -166,6 +167,24 @@ class FaultyStore final : public Store {
       const store::RetiredQuery& query) override {
     RETURN_IF_ERROR(ReadFault());
     return base_->ReadRetired(query);
+  }
+  absl::StatusOr<std::optional<store::Horizon>> ReadHorizon() override {
+    RETURN_IF_ERROR(ReadFault());
+    return base_->ReadHorizon();
+  }
+  absl::StatusOr<store::BatchEnd> BatchEndAtOrBefore(int64_t command) override {
+    RETURN_IF_ERROR(ReadFault());
+    return base_->BatchEndAtOrBefore(command);
+  }
+  absl::Status DropArchived(const store::Horizon& horizon,
+                            const std::vector<store::UsageDay>& days) override {
+    return base_->DropArchived(horizon, days);
+  }
+  absl::Status ScanUsageDays(
+      const store::UsageQuery& query,
+      const std::function<void(const store::UsageDay&)>& fn) override {
+    RETURN_IF_ERROR(ReadFault());
+    return base_->ScanUsageDays(query, fn);
   }
   absl::StatusOr<Leadership> Campaign(const Candidate& candidate,
                                       absl::Duration lease) override {

@@ -102,6 +102,8 @@ class SqliteBackend final : public StoreBackend {
       RETURN_IF_ERROR(internal::Exec(d, R"sql(
 DROP TABLE batches;
 DROP TABLE retired_allocations;
+DROP TABLE archive_horizon;
+DROP TABLE usage_days;
 CREATE TABLE commands (seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL,
   request_id TEXT NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL);
 CREATE TABLE journal (seq INTEGER PRIMARY KEY, command_seq INTEGER NOT NULL,
@@ -285,6 +287,8 @@ class PostgresBackend final : public StoreBackend {
 BEGIN;
 DROP TABLE batches;
 DROP TABLE retired_allocations;
+DROP TABLE archive_horizon;
+DROP TABLE usage_days;
 CREATE TABLE commands (seq bigint PRIMARY KEY, time_ns bigint NOT NULL,
   request_id text NOT NULL, kind text NOT NULL, body bytea NOT NULL);
 CREATE TABLE journal (seq bigint PRIMARY KEY, command_seq bigint NOT NULL,
