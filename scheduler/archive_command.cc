@@ -1,5 +1,7 @@
 #include "scheduler/archive_command.h"
 
+#include <unistd.h>
+
 #include "common/clock.h"
 #include "common/sha256.h"
 #include "common/time_util.h"
@@ -20,14 +22,28 @@ int RunArchive(const computevoucher::v1::SchedulerConfig& config,
     out << "archive: --to: required (the directory the archive goes to)\n";
     return 2;
   }
+  RealClock clock;
+  // Refused before the store is opened (for writing, which takes it).
+  if (StartOfDay(*day) > clock.Now() - engine::kArchiveClosedFor) {
+    out << "archive: --before: " << before
+        << " is less than 31 days ago; only closed periods are archived\n";
+    return 2;
+  }
+  if (config.store().empty() &&
+      access((config.data_dir() + "/scheduler.db").c_str(), F_OK) != 0) {
+    out << "archive: no scheduler database at " << config.data_dir()
+        << "/scheduler.db\n";
+    return 2;
+  }
   absl::StatusOr<std::unique_ptr<store::Store>> store =
       store::OpenStore(config, store::OpenMode::kReadWrite);
   if (!store.ok()) {
-    out << "archive: " << store.status().message()
-        << " (stop the scheduler replicas on this store first)\n";
+    out << "archive: " << store.status().message();
+    if (absl::IsFailedPrecondition(store.status()))
+      out << " (stop every scheduler replica on this store first)";
+    out << "\n";
     return 2;
   }
-  RealClock clock;
   absl::StatusOr<engine::ArchiveReport> report =
       engine::ArchiveBefore(**store, clock, StartOfDay(*day), to);
   if (!report.ok()) {

@@ -57,8 +57,13 @@ int RunVerify(const computevoucher::v1::SchedulerConfig& config,
     return absl::IsDataLoss(report.status()) ? 1 : 2;
   }
   if (log) {
-    for (std::string& v : log->AnchorViolations())
-      report->violations.push_back(std::move(v));
+    absl::StatusOr<std::vector<std::string>> more =
+        log->Violations(horizon->value_or(store::Horizon{}));
+    if (!more.ok()) {
+      out << "verify: " << more.status().message() << "\n";
+      return 2;
+    }
+    for (std::string& v : *more) report->violations.push_back(std::move(v));
   }
   out << "commands replayed: " << report->commands << "\n"
       << "journal entries:   " << report->entries << "\n"

@@ -380,6 +380,7 @@ pb::StateSnapshot StateMachine::Save() const {
   registry_.Save(out.mutable_registry());
   voucher_book_.Save(out.mutable_voucher_book());
   placement_.Save(out.mutable_placement());
+  if (last_archive_.has_through()) *out.mutable_last_archive() = last_archive_;
   std::vector<const std::string*> keys;
   keys.reserve(idempotency_.size());
   for (const auto& [key, rec] : idempotency_) keys.push_back(&key);
@@ -423,6 +424,7 @@ absl::Status StateMachine::Load(const pb::StateSnapshot& snapshot) {
     idempotency_by_time_.insert({at, entry.key()});
   }
   last_command_sequence_ = snapshot.last_command_sequence();
+  last_archive_ = snapshot.last_archive();
   if (const std::string digest = Digest(); digest != snapshot.digest()) {
     return absl::DataLossError(absl::StrCat(
         "snapshot at command ", last_command_sequence_,

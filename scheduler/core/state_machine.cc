@@ -237,6 +237,7 @@ absl::StatusOr<Reply> StateMachine::Archive(const pb::Command& c) {
       t.usage(), ", applied before ", FormatInstant(before, true),
       "; manifest.json SHA-256 ", ToHex(r.manifest_sha256())));
   RETURN_IF_ERROR(books_.Anchor(std::move(anchor)));
+  last_archive_ = r;
   return Reply{Share(pb::ArchiveCommand(r)), true};
 }
 
@@ -382,6 +383,8 @@ std::string StateMachine::Digest() const {
                    book.next_voucher, ",", placement.next_allocation, ",",
                    registry.next_token, ",", registry.next_settlement, ",",
                    idempotency_.size()));
+  // Only once archived, so that earlier digests stay as they were.
+  if (last_archive_.has_through()) add(Deterministic(last_archive_));
   return Sha256(buf);
 }
 

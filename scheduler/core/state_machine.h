@@ -120,6 +120,8 @@ class StateMachine {
   const Ledger& ledger() const { return books_.ledger(); }
   absl::Time now() const { return books_.now(); }
   int64_t last_command_sequence() const { return last_command_sequence_; }
+  // The last archive anchored (ArchiveCommand); unset before the first.
+  const pb::ArchiveCommand& last_archive() const { return last_archive_; }
 
   const absl::btree_map<std::string, pb::Program>& programs() const {
     return registry_.state().programs;
@@ -269,6 +271,7 @@ class StateMachine {
   UsageCharging usage_charging_{placement_, voucher_book_, books_};
 
   int64_t last_command_sequence_ = 0;
+  pb::ArchiveCommand last_archive_;
   absl::flat_hash_map<std::string, IdempotencyRec> idempotency_;
   // The keys of idempotency_ by the time they were used.
   absl::btree_set<std::pair<absl::Time, std::string>> idempotency_by_time_;

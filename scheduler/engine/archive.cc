@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <tuple>
@@ -265,6 +266,55 @@ absl::StatusOr<int64_t> LastCommandBefore(store::CommandLog& log, int64_t after,
   }
 }
 
+// Replaces `to` (a directory, if any) with `from`.
+absl::Status MoveInto(const std::string& from, const std::string& to) {
+  std::error_code error;
+  std::filesystem::remove_all(to, error);
+  if (error) return absl::FailedPreconditionError(to + ": " + error.message());
+  if (rename(from.c_str(), to.c_str()) != 0) return Errno(to);
+  return absl::OkStatus();
+}
+
+// Where the range to archive ends: the range an earlier run anchored but
+// did not drop (`pending`, which must have been asked with the same
+// `before`), or the last whole batch after `from` applied before `before`;
+// nullopt when there is nothing to archive.
+absl::StatusOr<std::optional<store::BatchEnd>> RangeToArchive(
+    store::Store& store, const store::BatchEnd& from,
+    const pb::ArchiveCommand& pending, absl::Time before) {
+  if (pending.has_through() && pending.through().command() > from.command) {
+    ASSIGN_OR_RETURN(const absl::Time asked,
+                     FromProto("before", pending.before()));
+    if (asked != before) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--before: an earlier run anchored the archive of the commands "
+          "through ",
+          pending.through().command(), " applied before ", FormatInstant(asked),
+          " and stopped before dropping them; run again with that date to "
+          "finish it"));
+    }
+    ASSIGN_OR_RETURN(const store::BatchEnd end,
+                     store.BatchEndAtOrBefore(pending.through().command()));
+    if (!SameEnd(pending.through(), end)) {
+      return absl::DataLossError(
+          absl::StrCat("archive: the anchored range ends at command ",
+                       pending.through().command(),
+                       ", which is not the end of a stored batch"));
+    }
+    return end;
+  }
+  ASSIGN_OR_RETURN(const int64_t last_before,
+                   LastCommandBefore(store, from.command, before));
+  if (last_before == from.command) return std::nullopt;
+  absl::StatusOr<store::BatchEnd> end = store.BatchEndAtOrBefore(last_before);
+  if (absl::IsNotFound(end.status()) ||
+      (end.ok() && end->command <= from.command)) {
+    return std::nullopt;  // the first batch after the horizon runs past it
+  }
+  RETURN_IF_ERROR(end.status());
+  return *end;
+}
+
 }  // namespace
 
 absl::StatusOr<ArchiveReport> ArchiveBefore(store::Store& store, Clock& clock,
@@ -281,37 +331,40 @@ absl::StatusOr<ArchiveReport> ArchiveBefore(store::Store& store, Clock& clock,
   ASSIGN_OR_RETURN(const std::optional<store::Horizon> horizon,
                    store.ReadHorizon());
   const store::BatchEnd from = horizon ? horizon->end : store::BatchEnd{};
-  ArchiveReport report;
-  ASSIGN_OR_RETURN(const int64_t last_before,
-                   LastCommandBefore(store, from.command, before));
-  if (last_before == from.command) return report;
-  absl::StatusOr<store::BatchEnd> through =
-      store.BatchEndAtOrBefore(last_before);
-  if (absl::IsNotFound(through.status()) ||
-      (through.ok() && through->command <= from.command)) {
-    return report;  // the first batch after the horizon runs past `before`
-  }
-  RETURN_IF_ERROR(through.status());
-
-  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Errno(dir);
-  report.directory = absl::StrFormat("%s/log-%012d-%012d", dir,
-                                     from.command + 1, through->command);
-  std::map<DayKey, store::UsageDay> days;
-  RETURN_IF_ERROR(
-      Export(store, from, *through, before, report.directory, report, days));
-  RETURN_IF_ERROR(SyncDirectory(dir));
-
-  // Anchor the manifest, unless an earlier run did and stopped before
-  // dropping; then store a snapshot after the anchor, so that start-up
-  // never needs what is dropped.
   WriterOptions options;
   options.snapshots.every = 0;
   options.snapshots.interval = absl::ZeroDuration();
   ASSIGN_OR_RETURN(std::unique_ptr<Writer> writer,
                    Writer::Open(store, clock, options));
-  report.resumed = writer->Read([&](const core::StateMachine& s) {
-    return s.ledger().keys().contains(core::ArchiveKey(through->command));
-  });
+  const pb::ArchiveCommand pending = writer->Read(
+      [](const core::StateMachine& s) { return s.last_archive(); });
+  ArchiveReport report;
+  ASSIGN_OR_RETURN(const std::optional<store::BatchEnd> through,
+                   RangeToArchive(store, from, pending, before));
+  if (!through) return report;
+  report.resumed =
+      pending.has_through() && pending.through().command() == through->command;
+
+  // Written under a hidden name, which verify skips, until anchored.
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Errno(dir);
+  const std::string name =
+      absl::StrFormat("log-%012d-%012d", from.command + 1, through->command);
+  const std::string writing = absl::StrCat(dir, "/.", name, ".writing");
+  report.directory = absl::StrCat(dir, "/", name);
+  std::error_code error;
+  std::filesystem::remove_all(writing, error);
+  std::map<DayKey, store::UsageDay> days;
+  RETURN_IF_ERROR(Export(store, from, *through, before, writing, report, days));
+  if (report.resumed && report.manifest_sha256 != pending.manifest_sha256()) {
+    return absl::DataLossError(absl::StrCat(
+        "archive: the files written again for the range an earlier run "
+        "anchored differ from it (manifest SHA-256 ",
+        ToHex(report.manifest_sha256), ", anchored ",
+        ToHex(pending.manifest_sha256()),
+        "); nothing was dropped, and they "
+        "are left in ",
+        writing));
+  }
   if (!report.resumed) {
     pb::Command command;
     pb::ArchiveCommand& a = *command.mutable_archive();
@@ -320,6 +373,8 @@ absl::StatusOr<ArchiveReport> ArchiveBefore(store::Store& store, Clock& clock,
     a.set_manifest_sha256(report.manifest_sha256);
     RETURN_IF_ERROR(writer->Submit(std::move(command)).status());
   }
+  // A snapshot after the anchor, so that start-up never needs what is
+  // dropped.
   const pb::StateSnapshot saved =
       writer->Read([](const core::StateMachine& s) { return s.Save(); });
   writer->Stop();
@@ -328,6 +383,8 @@ absl::StatusOr<ArchiveReport> ArchiveBefore(store::Store& store, Clock& clock,
       !s.ok() && !absl::IsAlreadyExists(s)) {
     return s;
   }
+  RETURN_IF_ERROR(MoveInto(writing, report.directory));
+  RETURN_IF_ERROR(SyncDirectory(dir));
   std::vector<store::UsageDay> day_list;
   day_list.reserve(days.size());
   for (auto& [key, day] : days) day_list.push_back(std::move(day));
@@ -344,7 +401,7 @@ absl::StatusOr<std::vector<LoadedArchive>> LoadArchives(
   std::vector<std::string> names;
   while (const dirent* e = readdir(d)) {
     const std::string name = e->d_name;
-    if (name == "." || name == "..") continue;
+    if (name.empty() || name[0] == '.') continue;  // hidden: being written
     if (access(absl::StrCat(dir, "/", name, "/", kManifestFile).c_str(),
                R_OK) == 0) {
       names.push_back(name);
@@ -537,6 +594,10 @@ absl::StatusOr<std::vector<store::UsageRow>> ArchivedLog::ReadUsage(
              ++i) {
           got.push_back(
               store::UsageRow{first + i, part->usage(static_cast<int>(i))});
+          if (first + i > summed_through_) {
+            AddToDay(got.back().usage, days_);
+            summed_through_ = first + i;
+          }
         }
         return got;
       },
@@ -557,7 +618,8 @@ absl::Status ArchivedLog::WriteSnapshot(const store::Snapshot&, int) {
   return absl::FailedPreconditionError("an archived log is read-only");
 }
 
-std::vector<std::string> ArchivedLog::AnchorViolations() const {
+absl::StatusOr<std::vector<std::string>> ArchivedLog::Violations(
+    const store::Horizon& horizon) {
   std::vector<std::string> out;
   for (const LoadedArchive& a : archives_) {
     const int64_t through = a.manifest.through().command();
@@ -585,6 +647,50 @@ std::vector<std::string> ArchivedLog::AnchorViolations() const {
       out.push_back(
           absl::StrCat("the journal anchors an archive through command ",
                        through, " that is not in the directory"));
+    }
+  }
+  if (!archives_.empty()) {
+    const LoadedArchive& last = archives_.back();
+    const absl::Time asked = FromProto("before", last.manifest.before())
+                                 .value_or(absl::InfinitePast());
+    if (horizon.manifest_sha256 != last.manifest_sha256 ||
+        horizon.before != asked) {
+      out.push_back(absl::StrCat("the store's horizon names manifest SHA-256 ",
+                                 ToHex(horizon.manifest_sha256), ", before ",
+                                 FormatInstant(horizon.before),
+                                 "; the last archive is ", last.directory));
+    }
+  }
+  // The day sums statements and settlement read, against the parts.
+  std::map<DayKey, store::UsageDay> stored;
+  RETURN_IF_ERROR(store_.ScanUsageDays(store::UsageQuery(),
+                                       [&stored](const store::UsageDay& d) {
+                                         stored[{d.allocation_id, d.day}] = d;
+                                       }));
+  auto same = [](const store::UsageDay& a, const store::UsageDay& b) {
+    return a.records == b.records && a.gpu_ms == b.gpu_ms &&
+           a.unsubsidised_gpu_ms == b.unsubsidised_gpu_ms &&
+           a.cost_fen == b.cost_fen && a.subsidy_fen == b.subsidy_fen;
+  };
+  for (const auto& [key, d] : days_) {
+    auto it = stored.find(key);
+    if (it == stored.end() || !same(it->second, d)) {
+      out.push_back(absl::StrCat(
+          "archived usage of ", d.allocation_id, " ending on ",
+          FormatInstant(d.day), ": the parts sum to ", d.records, " records, ",
+          d.cost_fen, " fen cost and ", d.subsidy_fen,
+          " fen subsidy; the store's day sums ",
+          it == stored.end() ? std::string("have none")
+                             : absl::StrCat("say ", it->second.records, ", ",
+                                            it->second.cost_fen, " and ",
+                                            it->second.subsidy_fen)));
+    }
+  }
+  for (const auto& [key, d] : stored) {
+    if (days_.count(key) == 0) {
+      out.push_back(absl::StrCat(
+          "the store's day sums hold usage of ", d.allocation_id, " ending on ",
+          FormatInstant(d.day), " that no archived record has"));
     }
   }
   return out;

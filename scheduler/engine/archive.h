@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -75,8 +76,9 @@ absl::StatusOr<std::vector<LoadedArchive>> LoadArchives(
 
 // The log as it was before archiving: the archived parts, then the store.
 // What `verify --archive` replays. A part whose bytes differ from the
-// manifest's hash is DataLoss. Records the ArchiveCommands read, so that
-// AnchorViolations can compare them with the manifests.
+// manifest's hash is DataLoss. Records the ArchiveCommands and sums the
+// archived records read, so that Violations can compare them with the
+// manifests and the store.
 class ArchivedLog final : public store::CommandLog, public store::UsageIndex {
  public:
   // `store` must outlive it.
@@ -105,8 +107,12 @@ class ArchivedLog final : public store::CommandLog, public store::UsageIndex {
       const std::function<void(const pb::ChargedUsage&)>&) override;
 
   // After a replay: each archive whose manifest no ArchiveCommand anchored
-  // with its hash, and each anchor that names no archive read.
-  std::vector<std::string> AnchorViolations() const;
+  // with its hash, each anchor that names no archive read, a `horizon`
+  // (the store's) that does not name the last archive, and each day sum
+  // of the store (what statements and settlement read) that differs from
+  // the archived records replayed.
+  absl::StatusOr<std::vector<std::string>> Violations(
+      const store::Horizon& horizon);
 
  private:
   struct Part;
@@ -121,6 +127,10 @@ class ArchivedLog final : public store::CommandLog, public store::UsageIndex {
   std::map<std::string, std::unique_ptr<Part>> loaded_;  // by kind
   // ArchiveCommands read: through.command -> manifest SHA-256.
   std::map<int64_t, std::string> anchors_;
+  // The archived records read, summed by allocation and day, up to usage
+  // position `summed_through_`.
+  std::map<std::pair<std::string, absl::Time>, store::UsageDay> days_;
+  int64_t summed_through_ = 0;
 };
 
 }  // namespace computevoucher::engine

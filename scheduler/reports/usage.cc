@@ -92,8 +92,10 @@ absl::Status ScanArchivedDays(
   ASSIGN_OR_RETURN(const std::optional<store::Horizon> horizon,
                    sources.archived->ReadHorizon());
   if (!horizon) return absl::OkStatus();
+  // Archived records end at most the skew after the last was accepted.
   const absl::Time archived_until =
-      absl::FromUnixNanos(horizon->end.accepted_ns) + core::kUsageClockSkew;
+      absl::FromUnixNanos(horizon->end.accepted_ns) + core::kUsageClockSkew +
+      absl::Nanoseconds(1);
   if (period.from >= archived_until) return absl::OkStatus();
   const std::pair<const char*, absl::Time> bounds[] = {
       {"period_start", period.from}, {"period_end", period.until}};

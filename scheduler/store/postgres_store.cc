@@ -244,7 +244,8 @@ class PostgresStore final : public Store {
                     "find the batch to archive"));
           const bool stored = PQntuples(found.get()) == 1;
           RETURN_IF_ERROR(internal::CheckDroppable(
-              end, stored, stored ? IntAt(found.get(), 0, 1) : 0));
+              end, stored, stored ? IntAt(found.get(), 0, 1) : 0,
+              stored ? IntAt(found.get(), 0, 2) : 0));
           const int64_t row_id = IntAt(found.get(), 0, 0);
           RETURN_IF_ERROR(Query(conn, archive_sql_.drop_batches.c_str(),
                                 {row_id}, "drop archived batches")

@@ -347,8 +347,10 @@ class SqliteStore final : public Store {
       const int rc = sqlite3_step(find.get());
       if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return SqliteError(write_db_, rc, "find the batch to archive");
+      const bool found = rc == SQLITE_ROW;
       RETURN_IF_ERROR(internal::CheckDroppable(
-          horizon.end, rc == SQLITE_ROW, rc == SQLITE_ROW ? find.ColumnInt(1) : 0));
+          horizon.end, found, found ? find.ColumnInt(1) : 0,
+          found ? find.ColumnInt(2) : 0));
       const int64_t row_id = find.ColumnInt(0);
       for (const std::string* sql :
            {&archive_sql_.drop_batches, &archive_sql_.drop_snapshots}) {

@@ -17,6 +17,7 @@
 // a follower replica in processes of their own, the follower's standby
 // caught up, the leader killed with SIGKILL, and the time until the
 // follower leads (the lease, --lease_s, expiring included).
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +49,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "scheduler/core/state_machine.h"
+#include "scheduler/engine/archive.h"
 #include "scheduler/engine/replay.h"
 #include "scheduler/engine/replica.h"
 #include "scheduler/engine/writer.h"
@@ -73,6 +76,10 @@ ABSL_FLAG(std::string, postgres, "",
           "of the embedded store, and measure follower takeover too.");
 ABSL_FLAG(int, lease_s, 1,
           "The replicas' lease in seconds for the takeover (1..300).");
+ABSL_FLAG(bool, archive, true,
+          "After the largest size, archive the whole program "
+          "(voucher-scheduler archive, with a clock 40 days on) and measure "
+          "it, verify --archive and the cold start after it.");
 ABSL_FLAG(std::string, measure, "",
           "Internal: measure a restart of the store in this data directory "
           "and print one line of figures.");
@@ -104,6 +111,26 @@ pb::SchedulerConfig StoreConfig(const std::string& data_dir) {
 
 bool OnPostgres() { return !absl::GetFlag(FLAGS_postgres).empty(); }
 
+// What archiving the whole program cost, and what it left.
+struct ArchiveRow {
+  int64_t records = 0;
+  int64_t commands = 0;
+  double archive_s = 0;
+  int64_t part_bytes = 0;
+  int64_t in_use_before = 0;  // bytes of the store holding data
+  int64_t in_use_after = 0;
+  double verify_s = 0;
+  int64_t verified_records = 0;
+  double cold_start_s = 0;
+};
+
+// The real clock, 40 days on: what the program did today is then a closed
+// period that may be archived.
+class LaterClock final : public Clock {
+ public:
+  absl::Time Now() override { return absl::Now() + absl::Hours(24 * 40); }
+};
+
 // What a restart cost, as measured in a fresh process.
 struct Restart {
   double cold_start_s = 0;
@@ -126,9 +153,9 @@ int64_t DirectoryBytes(const std::string& dir) {
 // PostgreSQL database's size (as psql reports it).
 absl::StatusOr<int64_t> StoreBytes(const std::string& data_dir) {
   if (!OnPostgres()) return DirectoryBytes(data_dir);
-  const std::string command = absl::StrCat(
-      "psql '", absl::GetFlag(FLAGS_postgres),
-      "' -Atc 'SELECT pg_database_size(current_database())'");
+  const std::string command =
+      absl::StrCat("psql '", absl::GetFlag(FLAGS_postgres),
+                   "' -Atc 'SELECT pg_database_size(current_database())'");
   FILE* psql = popen(command.c_str(), "r");
   if (psql == nullptr) return absl::InternalError("cannot run psql");
   char line[64] = {0};
@@ -167,6 +194,113 @@ absl::StatusOr<Restart> MeasureRestart(const std::string& data_dir) {
   r.verify_s = Seconds(std::chrono::steady_clock::now() - t1);
   r.commands = report.commands;
   return r;
+}
+
+// The bytes of the embedded store's pages that hold data (freed pages,
+// which SQLite reuses, left out); the database's size on PostgreSQL.
+absl::StatusOr<int64_t> InUseBytes(const std::string& data_dir) {
+  if (OnPostgres()) return StoreBytes(data_dir);
+  sqlite3* db = nullptr;
+  const std::string path = data_dir + "/scheduler.db";
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
+      SQLITE_OK) {
+    sqlite3_close(db);
+    return absl::InternalError(absl::StrCat("cannot open ", path));
+  }
+  int64_t values[3] = {0, 0, 0};
+  const char* pragmas[3] = {"PRAGMA page_count", "PRAGMA freelist_count",
+                            "PRAGMA page_size"};
+  for (int i = 0; i < 3; ++i) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, pragmas[i], -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      values[i] = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  return (values[0] - values[1]) * values[2];
+}
+
+// Archives the whole program in `data_dir` into `archive_dir`, then
+// measures a cold start and verify --archive.
+absl::StatusOr<ArchiveRow> ArchiveAndMeasure(const std::string& data_dir,
+                                             const std::string& archive_dir) {
+  ArchiveRow r;
+  ASSIGN_OR_RETURN(r.in_use_before, InUseBytes(data_dir));
+  {
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<store::Store> store,
+        store::OpenStore(StoreConfig(data_dir), store::OpenMode::kReadWrite));
+    LaterClock later;
+    const absl::Time before = StartOfDay(
+        absl::ToCivilDay(absl::Now() + absl::Hours(24), ShanghaiZone()));
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSIGN_OR_RETURN(const engine::ArchiveReport report,
+                     engine::ArchiveBefore(*store, later, before, archive_dir));
+    r.archive_s = Seconds(std::chrono::steady_clock::now() - t0);
+    r.records = report.usage_records;
+    r.commands = report.commands;
+    r.part_bytes = report.bytes;
+  }
+  ASSIGN_OR_RETURN(r.in_use_after, InUseBytes(data_dir));
+  LaterClock clock;
+  const auto t1 = std::chrono::steady_clock::now();
+  {
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<store::Store> store,
+        store::OpenStore(StoreConfig(data_dir), store::OpenMode::kReadWrite));
+    ASSIGN_OR_RETURN(std::unique_ptr<engine::Writer> writer,
+                     engine::Writer::Open(*store, clock));
+    r.cold_start_s = Seconds(std::chrono::steady_clock::now() - t1);
+  }
+  const auto t2 = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<store::Store> store,
+      store::OpenStore(StoreConfig(data_dir), store::OpenMode::kReadOnly));
+  ASSIGN_OR_RETURN(const std::optional<store::Horizon> horizon,
+                   store->ReadHorizon());
+  ASSIGN_OR_RETURN(
+      std::vector<engine::LoadedArchive> archives,
+      engine::LoadArchives(archive_dir, horizon.value_or(store::Horizon{})));
+  engine::ArchivedLog log(std::move(archives), *store);
+  core::StateMachine replayed;
+  ASSIGN_OR_RETURN(const engine::ReplayReport report,
+                   engine::Replay(log, log, *store, replayed));
+  RETURN_IF_ERROR(engine::CheckReport(report));
+  ASSIGN_OR_RETURN(const std::vector<std::string> violations,
+                   log.Violations(horizon.value_or(store::Horizon{})));
+  if (!violations.empty()) return absl::DataLossError(violations.front());
+  r.verify_s = Seconds(std::chrono::steady_clock::now() - t2);
+  r.verified_records = report.usage_records;
+  return r;
+}
+
+void PrintArchive(const ArchiveRow& r) {
+  std::printf(
+      "\narchive of the whole program (voucher-scheduler archive), then "
+      "verify --archive and a cold start (no targets in the issue)\n");
+  std::printf(
+      "  archived            %s records, %s commands in %.1f s (%s "
+      "records/s)\n",
+      Rate(static_cast<double>(r.records)).c_str(),
+      Rate(static_cast<double>(r.commands)).c_str(), r.archive_s,
+      Rate(r.records / r.archive_s).c_str());
+  std::printf(
+      "  archive files       %s bytes, %.1f per record\n",
+      Rate(static_cast<double>(r.part_bytes)).c_str(),
+      static_cast<double>(r.part_bytes) / std::max<int64_t>(1, r.records));
+  std::printf("  store in use        %s bytes before, %s after%s\n",
+              Rate(static_cast<double>(r.in_use_before)).c_str(),
+              Rate(static_cast<double>(r.in_use_after)).c_str(),
+              OnPostgres() ? " (database size: PostgreSQL reuses the space "
+                             "after VACUUM)"
+                           : " (pages holding data; SQLite reuses the freed "
+                             "ones)");
+  std::printf("  verify --archive    %.1f s for %s records (%s records/s)\n",
+              r.verify_s, Rate(static_cast<double>(r.verified_records)).c_str(),
+              Rate(r.verified_records / r.verify_s).c_str());
+  std::printf("  cold start after    %.2f s\n", r.cold_start_s);
 }
 
 // The parent's side: runs this binary with --measure and reads its line.
@@ -246,23 +380,23 @@ absl::StatusOr<double> MeasureTakeover(const std::string& log_dir,
   const std::string exe = std::filesystem::read_symlink("/proc/self/exe");
   auto args = [&](const std::string& role) {
     return std::vector<std::string>{
-        exe, "--replica=" + role,
-        "--postgres=" + absl::GetFlag(FLAGS_postgres),
+        exe, "--replica=" + role, "--postgres=" + absl::GetFlag(FLAGS_postgres),
         absl::StrCat("--lease_s=", absl::GetFlag(FLAGS_lease_s))};
   };
   auto says = [](testing::ChildProcess& child, absl::string_view what) {
     return testing::PollUntil(
-        [&] {
-          return absl::StrContains(child.Log(), what) || !child.Running();
-        },
-        absl::Minutes(10)) &&
+               [&] {
+                 return absl::StrContains(child.Log(), what) ||
+                        !child.Running();
+               },
+               absl::Minutes(10)) &&
            absl::StrContains(child.Log(), what);
   };
   testing::ChildProcess leader(args("leader"),
                                absl::StrCat(log_dir, "/leader-", size, ".log"));
   if (!says(leader, "leader ready")) {
-    return absl::InternalError(absl::StrCat("the leader did not lead: ",
-                                            leader.Log()));
+    return absl::InternalError(
+        absl::StrCat("the leader did not lead: ", leader.Log()));
   }
   testing::ChildProcess follower(
       args("follower"), absl::StrCat(log_dir, "/follower-", size, ".log"));
@@ -411,15 +545,14 @@ void PrintTargets(const std::vector<Row>& rows) {
               Rate(worst_verify).c_str(), ">= 500,000/s",
               Verdict(worst_verify >= kVerifyTargetPerS));
   if (worst_takeover < 0) {
-    std::printf("%-40s %14s  %-22s %s\n", "follower takeover, s", "-",
-                "< 3 s", "not measured (embedded store: give --postgres)");
+    std::printf("%-40s %14s  %-22s %s\n", "follower takeover, s", "-", "< 3 s",
+                "not measured (embedded store: give --postgres)");
   } else {
-    std::printf("%-40s %14.2f  %-22s %s\n", "follower takeover, s",
-                worst_takeover,
-                absl::StrCat("< 3 s (lease ", absl::GetFlag(FLAGS_lease_s),
-                             " s)")
-                    .c_str(),
-                Verdict(worst_takeover < kTakeoverTargetS));
+    std::printf(
+        "%-40s %14.2f  %-22s %s\n", "follower takeover, s", worst_takeover,
+        absl::StrCat("< 3 s (lease ", absl::GetFlag(FLAGS_lease_s), " s)")
+            .c_str(),
+        Verdict(worst_takeover < kTakeoverTargetS));
   }
 }
 
@@ -480,6 +613,13 @@ class Program {
     return row;
   }
 
+  // Stops the writer and closes the store.
+  void Close() {
+    writer_->Stop();
+    writer_.reset();
+    store_.reset();
+  }
+
  private:
   absl::Status Open() {
     ASSIGN_OR_RETURN(store_, store::OpenStore(StoreConfig(data_dir_),
@@ -522,8 +662,7 @@ int Run() {
       "  workload         64 agent clusters x %d one-GPU allocations; "
       "one record per allocation per ReportUsage\n",
       OnPostgres() ? "PostgreSQL (--postgres)" : "embedded (SQLite)",
-      temp->path().c_str(), FileSystemType(temp->path()).c_str(),
-      per_cluster);
+      temp->path().c_str(), FileSystemType(temp->path()).c_str(), per_cluster);
   Program program(temp->path());
   std::vector<Row> rows;
   absl::Status status = program.Create(per_cluster);
@@ -538,6 +677,17 @@ int Run() {
   }
   Print(rows);
   PrintTargets(rows);
+  if (absl::GetFlag(FLAGS_archive)) {
+    program.Close();
+    const absl::StatusOr<ArchiveRow> archived =
+        ArchiveAndMeasure(temp->path() + "/data", temp->path() + "/archive");
+    if (!archived.ok()) {
+      std::fprintf(stderr, "history_bench: archive: %s\n",
+                   archived.status().ToString().c_str());
+      return 1;
+    }
+    PrintArchive(*archived);
+  }
   return 0;
 }
 

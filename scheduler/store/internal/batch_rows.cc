@@ -365,7 +365,7 @@ std::string ScanRowsSql(const RowsFrom& from, absl::string_view param_prefix,
       ", id LIMIT 1) AND b.id >= (SELECT id FROM batches WHERE "
       "accepted_end_ns >= ",
       p, "2 ORDER BY accepted_end_ns, id LIMIT 1) AND b.id > ", p, "3 AND b.",
-      c, " > COALESCE(p.", c, ", 0) ORDER BY b.id LIMIT ", limit);
+      c, " > COALESCE(p.", c, ", h.", c, ", 0) ORDER BY b.id LIMIT ", limit);
 }
 
 }  // namespace computevoucher::store::internal

@@ -187,7 +187,8 @@ ArchiveSql ArchiveStatements(char marker) {
       "FROM batches WHERE command_end <= ",
       p(1), " ORDER BY id DESC LIMIT 1");
   out.find_batch = absl::StrCat(
-      "SELECT b.id, (SELECT count(*) FROM batches a WHERE a.id > b.id) FROM "
+      "SELECT b.id, (SELECT count(*) FROM batches a WHERE a.id > b.id), "
+      "(SELECT count(*) FROM snapshots WHERE position >= b.command_end) FROM "
       "batches b WHERE b.command_end = ",
       p(1), " AND b.entry_end = ", p(2), " AND b.usage_end = ", p(3),
       " AND b.entry_hash = ", p(4), " ORDER BY b.id DESC LIMIT 1");
@@ -222,7 +223,8 @@ ArchiveSql ArchiveStatements(char marker) {
   return out;
 }
 
-absl::Status CheckDroppable(const BatchEnd& end, bool found, int64_t later) {
+absl::Status CheckDroppable(const BatchEnd& end, bool found, int64_t later,
+                            int64_t snapshots) {
   const std::string batch =
       absl::StrCat("the batch ending at command ", end.command, ", entry ",
                    end.entry, " and usage record ", end.usage);
@@ -233,6 +235,11 @@ absl::Status CheckDroppable(const BatchEnd& end, bool found, int64_t later) {
   if (later == 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "archive: ", batch, " is the last one: the log's head stays stored"));
+  }
+  if (snapshots == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "archive: no snapshot is stored at or after command ", end.command,
+        ": start-up would need what is dropped"));
   }
   return absl::OkStatus();
 }

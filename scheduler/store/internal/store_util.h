@@ -64,7 +64,8 @@ struct ArchiveSql {
   // the last batch ending at or before command (1).
   std::string batch_end;
   // -> the id of the batch ending at (1) command, (2) entry, (3) usage
-  // with (4) entry hash, and the number of batches after it.
+  // with (4) entry hash, the number of batches after it and the number of
+  // snapshots at or after its end.
   std::string find_batch;
   // (1) the id of the last batch dropped, (2) command snapshots are kept
   // from: deletes them, and deletes the horizon.
@@ -85,9 +86,11 @@ struct ArchiveSql {
 ArchiveSql ArchiveStatements(char marker);
 
 // DropArchived's check of the batch ending at `end`: OK when it was
-// `found` and `later` batches follow it; FailedPrecondition naming it
-// otherwise.
-absl::Status CheckDroppable(const BatchEnd& end, bool found, int64_t later);
+// `found`, `later` batches follow it and `snapshots` snapshots are at or
+// after its end (start-up loads one of them); FailedPrecondition naming
+// what is wrong otherwise.
+absl::Status CheckDroppable(const BatchEnd& end, bool found, int64_t later,
+                            int64_t snapshots);
 
 // Keeps the days of `query`'s allocations (all when unset).
 bool WantsDay(const UsageQuery& query, const UsageDay& day);
