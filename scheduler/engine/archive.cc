@@ -159,6 +159,25 @@ void AddToDay(const pb::ChargedUsage& u,
   d.subsidy_fen += u.subsidy_fen();
 }
 
+// Writes the report's manifest into `archive_dir` as JSON, with its hash
+// in the report, and syncs the directory.
+absl::Status WriteManifest(const std::string& archive_dir,
+                           ArchiveReport& report) {
+  const pb::ArchiveManifest& manifest = report.manifest;
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(manifest, &json, options)
+           .ok()) {
+    return absl::InternalError("archive: the manifest does not print as JSON");
+  }
+  report.manifest_sha256 = Sha256(json);
+  RETURN_IF_ERROR(
+      WriteDurably(absl::StrCat(archive_dir, "/", kManifestFile), json));
+  return SyncDirectory(archive_dir);
+}
+
 // Writes the range (from, through] of `store` under `archive_dir`, with its
 // manifest; fills the report and the usage days.
 absl::Status Export(store::Store& store, const store::BatchEnd& from,
@@ -235,18 +254,7 @@ absl::Status Export(store::Store& store, const store::BatchEnd& from,
         through.command - from.command, ", ", through.entry - from.entry,
         " and ", through.usage - from.usage));
   }
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  if (!google::protobuf::util::MessageToJsonString(manifest, &json, options)
-           .ok()) {
-    return absl::InternalError("archive: the manifest does not print as JSON");
-  }
-  report.manifest_sha256 = Sha256(json);
-  RETURN_IF_ERROR(
-      WriteDurably(absl::StrCat(archive_dir, "/", kManifestFile), json));
-  return SyncDirectory(archive_dir);
+  return WriteManifest(archive_dir, report);
 }
 
 // The last command at or after `after` applied before `before`, reading
