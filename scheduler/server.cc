@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -96,11 +97,9 @@ absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
   if (config.max_batch_records() == 0) config.set_max_batch_records(500);
   RETURN_IF_ERROR(CheckRange("max_batch_records", config.max_batch_records(), 1,
                              1'000'000));
-  if (config.snapshot_every() == 0)
-    config.set_snapshot_every(100'000);
-  RETURN_IF_ERROR(CheckRange("snapshot_every",
-                             config.snapshot_every(), 1,
-                             1'000'000'000));
+  if (config.snapshot_every() == 0) config.set_snapshot_every(100'000);
+  RETURN_IF_ERROR(
+      CheckRange("snapshot_every", config.snapshot_every(), 1, 1'000'000'000));
   if (config.snapshot_interval_s() == 0) config.set_snapshot_interval_s(600);
   RETURN_IF_ERROR(CheckRange("snapshot_interval_s",
                              config.snapshot_interval_s(), 1, 7 * 24 * 3600));
@@ -341,12 +340,19 @@ void SchedulerServer::Shutdown(absl::Duration grace) {
     // Refuse new calls, let those in progress finish, then close the
     // connections: gRPC alone would wait out the whole grace period for
     // clients that merely keep an idle connection open.
+    const absl::Time deadline = absl::Now() + grace;
     calls_.Drain();
-    calls_.WaitIdle(absl::Now() + grace);
+    calls_.WaitIdle(deadline);
     // Calls that arrive meanwhile are refused at once (ServiceBase::Caller)
     // and have done nothing; one that arrives as the transport closes may
-    // be cancelled by gRPC, with nothing done either.
-    server_->Shutdown(std::chrono::system_clock::now());
+    // be cancelled by gRPC, with nothing done either. A handler that has
+    // returned may still have its answer to send: what is left of the grace
+    // period, up to kFlushAnswers, lets it go out, so that a client is not
+    // told UNAVAILABLE for a command that was committed.
+    const absl::Duration flush =
+        std::clamp(deadline - absl::Now(), absl::ZeroDuration(), kFlushAnswers);
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      absl::ToChronoMilliseconds(flush));
   }
   if (!stop_ticker_.HasBeenNotified()) stop_ticker_.Notify();
   if (ticker_.joinable()) ticker_.join();

@@ -66,9 +66,13 @@ class SchedulerServer {
   void TickNow();
 
   // Graceful stop: refuse new RPCs (UNAVAILABLE), let those in progress
-  // finish (up to `grace`), close every connection, answer every queued
-  // command, flush, stop the ticker, and stop serving metrics. Idempotent.
+  // finish (up to `grace`) and their answers go out (up to kFlushAnswers
+  // more, within `grace`: gRPC waits that long for a client that keeps its
+  // connection open, so it is short), close every connection, answer every
+  // queued command, flush, stop the ticker, and stop serving metrics.
+  // Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(10));
+  static constexpr absl::Duration kFlushAnswers = absl::Milliseconds(250);
 
  private:
   SchedulerServer() = default;
