@@ -1,0 +1,196 @@
+// Archived periods through the API (issue 15, item 4), on both stores: once
+// the log's oldest part is archived, statements and settlement of archived
+// days answer as before and verify replays the archive's files, refusing
+// changed ones; a run that stopped after anchoring is finished by the next.
+#include <cstdlib>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "absl/time/time.h"
+#include "common/time_util.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "scheduler/engine/archive.h"
+#include "scheduler/store/open_store.h"
+#include "scheduler/verify_command.h"
+#include "tests/scheduler/api/history_fixture.h"
+#include "tests/scheduler/store/store_backend.h"
+
+namespace computevoucher::testing {
+namespace {
+
+using ::google::protobuf::util::MessageDifferencer;
+using ::testing::HasSubstr;
+
+// A trigger that makes the store's drop fail as a crash would stop it.
+constexpr char kSqliteCrash[] =
+    "CREATE TRIGGER crash BEFORE INSERT ON archive_horizon BEGIN SELECT "
+    "RAISE(ABORT, 'crashed before the drop'); END";
+constexpr char kPostgresCrashFunction[] =
+    "CREATE FUNCTION crash() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+    "RAISE EXCEPTION 'crashed before the drop'; END$$";
+constexpr char kPostgresCrash[] =
+    "CREATE TRIGGER crash BEFORE INSERT ON archive_horizon FOR EACH ROW "
+    "EXECUTE FUNCTION crash()";
+
+// HistoryApiTest on the store its parameter names (the embedded one, or a
+// fresh PostgreSQL database on CV_TEST_POSTGRES_URL's server).
+class ArchiveApiTest : public HistoryApiTest,
+                       public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "postgres" &&
+        std::getenv("CV_TEST_POSTGRES_URL") == nullptr) {
+      GTEST_SKIP() << "CV_TEST_POSTGRES_URL is unset";
+    }
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("archive_db", db_root_));
+    absl::StatusOr<std::unique_ptr<store::StoreBackend>> backend =
+        store::MakeStoreBackend(GetParam(), db_root_.path());
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backend_ = *std::move(backend);
+    HistoryApiTest::SetUp();
+  }
+  void Configure(pb::SchedulerConfig& config) override {
+    HistoryApiTest::Configure(config);
+    config.set_store(backend_->store_url());
+    if (GetParam() == "sqlite") config.set_data_dir(db_root_.path() + "/data");
+  }
+
+  // Runs `postgres` (or `sqlite`, when given, on the embedded store) on the
+  // store's database.
+  void Execute(const std::string& postgres, const std::string& sqlite = "") {
+    const std::string& sql =
+        GetParam() == "sqlite" && !sqlite.empty() ? sqlite : postgres;
+    const absl::Status s = backend_->Execute(sql);
+    EXPECT_TRUE(s.ok()) << s;
+  }
+
+  TempDir db_root_;  // destroyed after the backend
+  std::unique_ptr<store::StoreBackend> backend_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Stores, ArchiveApiTest,
+                         ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+TEST_P(ArchiveApiTest, ArchivedDaysStillAnswerAndVerifyFromTheirFiles) {
+  const absl::Time march = clock_.Now();  // 2025-03-01 00:00 +08:00
+  ASSERT_NO_FATAL_FAILURE(UseInMarchAndApril());
+  const absl::Time until = march + absl::Hours(24 * 61);  // a day's start
+  const pb::Statement statement = Statement(march, until);
+  ASSERT_EQ(statement.lines_size(), 2);
+  const pb::Settlement settlement = Settlement(march, until);
+  ASSERT_EQ(settlement.lines_size(), 1);
+  ASSERT_EQ(settlement.lines(0).records(), 2);
+
+  // Archive March 1..19 from the stopped scheduler's store, on May 20.
+  clock_.Advance(absl::Hours(24 * 40));
+  server_->Shutdown(absl::ZeroDuration());
+  server_.reset();
+  const std::string archives = temp_.path() + "/archives";
+  const absl::Time before = march + absl::Hours(24 * 19);
+  engine::ArchiveReport report;
+  {
+    auto store = store::OpenStore(config_, store::OpenMode::kReadWrite);
+    ASSERT_TRUE(store.ok()) << store.status();
+    absl::StatusOr<engine::ArchiveReport> archived =
+        engine::ArchiveBefore(**store, clock_, before, archives);
+    ASSERT_TRUE(archived.ok()) << archived.status();
+    report = *archived;
+    EXPECT_TRUE(report.archived);
+    EXPECT_GT(report.commands, 10);
+    EXPECT_GT(report.entries, 3);
+    EXPECT_EQ(report.usage_records, 1);
+    // The range is gone: a second run finds nothing more before the date.
+    archived = engine::ArchiveBefore(**store, clock_, before, archives);
+    ASSERT_TRUE(archived.ok()) << archived.status();
+    EXPECT_FALSE(archived->archived);
+    // An open period is refused, naming the flag.
+    archived = engine::ArchiveBefore(
+        **store, clock_, clock_.Now() - absl::Hours(24 * 30), archives);
+    EXPECT_EQ(archived.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(archived.status().message(), HasSubstr("--before"));
+  }
+  ASSERT_NO_FATAL_FAILURE(StartAgain());
+
+  // Statement and settlement of periods reaching into archived days answer
+  // as before, from the day sums and the records still stored.
+  EXPECT_TRUE(MessageDifferencer::Equals(Statement(march, until), statement))
+      << Statement(march, until).ShortDebugString();
+  EXPECT_TRUE(MessageDifferencer::Equals(Settlement(march, until), settlement));
+  // The archived record was accepted at 00:10 on March 1: a period starting
+  // before that must start on a day.
+  pb::GetStatementRequest mid_day;
+  *mid_day.mutable_period_start() = ToProto(march - absl::Hours(12));
+  *mid_day.mutable_period_end() = ToProto(until);
+  pb::Statement refused;
+  const grpc::Status s =
+      enterprise_->GetStatement(As(e3_token_).get(), mid_day, &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("period_start"));
+  EXPECT_THAT(s.error_message(), HasSubstr("archived"));
+  // The API's check starts from the snapshot stored after the archive.
+  const pb::VerifyJournalResponse verified = VerifyJournal();
+  EXPECT_TRUE(verified.ok()) << verified.violations(0);
+  EXPECT_GE(verified.from_snapshot(), report.manifest.through().command());
+
+  ExpectVerifiedFromFilesAndChangedOnesRefused(archives, report);
+}
+
+// A crash after the anchor is durable but before the store dropped the
+// range: the next run writes the same files, finds the anchor and only
+// drops; verify then finds the anchored hash equal to the manifest's.
+TEST_P(ArchiveApiTest, AnArchiveStoppedBeforeItsDropIsFinishedByTheNextRun) {
+  const absl::Time march = clock_.Now();
+  ASSERT_NO_FATAL_FAILURE(UseInMarchAndApril());
+  clock_.Advance(absl::Hours(24 * 40));
+  server_->Shutdown(absl::ZeroDuration());
+  server_.reset();
+  if (GetParam() == "postgres") Execute(kPostgresCrashFunction);
+  Execute(kPostgresCrash, kSqliteCrash);
+  const std::string archives = temp_.path() + "/archives";
+  const absl::Time before = march + absl::Hours(24 * 19);
+  int64_t anchored_head = 0;
+  {
+    auto store = store::OpenStore(config_, store::OpenMode::kReadWrite);
+    ASSERT_TRUE(store.ok()) << store.status();
+    const int64_t head = (*store)->ReadHead()->command_sequence;
+    const absl::StatusOr<engine::ArchiveReport> crashed =
+        engine::ArchiveBefore(**store, clock_, before, archives);
+    EXPECT_THAT(crashed.status().message(), HasSubstr("crashed before"));
+    anchored_head = (*store)->ReadHead()->command_sequence;
+    EXPECT_EQ(anchored_head, head + 1);  // the anchor is durable
+    EXPECT_FALSE((*store)->ReadHorizon()->has_value());
+  }
+  Execute("DROP TRIGGER crash ON archive_horizon", "DROP TRIGGER crash");
+  {
+    auto store = store::OpenStore(config_, store::OpenMode::kReadWrite);
+    ASSERT_TRUE(store.ok()) << store.status();
+    // Another date would archive another range: refused, naming the one
+    // anchored.
+    const absl::StatusOr<engine::ArchiveReport> other = engine::ArchiveBefore(
+        **store, clock_, before + absl::Hours(24), archives);
+    EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(other.status().message(), HasSubstr("earlier run anchored"));
+    const absl::StatusOr<engine::ArchiveReport> finished =
+        engine::ArchiveBefore(**store, clock_, before, archives);
+    ASSERT_TRUE(finished.ok()) << finished.status();
+    EXPECT_TRUE(finished->archived);
+    EXPECT_TRUE(finished->resumed);
+    EXPECT_EQ((*store)->ReadHead()->command_sequence, anchored_head);
+    EXPECT_TRUE((*store)->ReadHorizon()->has_value());
+  }
+  std::ostringstream out;
+  EXPECT_EQ(scheduler::RunVerify(config_, archives, out), 0) << out.str();
+  // The day sums statements read are checked against the archived records.
+  Execute("UPDATE usage_days SET cost_fen = cost_fen + 1");
+  std::ostringstream changed;
+  EXPECT_EQ(scheduler::RunVerify(config_, archives, changed), 1)
+      << changed.str();
+  EXPECT_THAT(changed.str(), HasSubstr("the store's day sums say"));
+}
+
+}  // namespace
+}  // namespace computevoucher::testing
