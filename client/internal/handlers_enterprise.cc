@@ -223,8 +223,16 @@ absl::Status Usage(Context& c) {
   }
   RETURN_IF_ERROR(SetPeriod(c.args, false, r.mutable_period_start(),
                             r.mutable_period_end()));
-  return ListAndShow(c, &Stub::ListUsage, r, &pb::ListUsageResponse::usage,
-                     UsageFields());
+  pb::ListUsageResponse all;
+  RETURN_IF_ERROR(c.server.CallAllPages(&Stub::ListUsage, r, &all));
+  View view = ListView(UsageFields(), all.usage(), all);
+  if (all.has_archived_until()) {
+    view.footer = absl::StrCat(
+        "records ending before ", c.printer.Text(all.archived_until(), false),
+        " are archived and not listed; statements still count them");
+  }
+  c.printer.Print(view);
+  return absl::OkStatus();
 }
 
 absl::Status Statement(Context& c) {

@@ -80,6 +80,18 @@ void AddToLine(const pb::Allocation& a, int64_t gpu_ms, int64_t cost_fen,
       sum.Add("subsidy_fen", amounts->subsidy_fen(), subsidy_fen));
 }
 
+// The instant before which archived records end (they end at most the
+// clock skew after the last was accepted); InfinitePast() when nothing was
+// archived.
+absl::StatusOr<absl::Time> ArchivedUntil(const Sources& sources) {
+  if (sources.archived == nullptr) return absl::InfinitePast();
+  ASSIGN_OR_RETURN(const std::optional<store::Horizon> horizon,
+                   sources.archived->ReadHorizon());
+  if (!horizon) return absl::InfinitePast();
+  return absl::FromUnixNanos(horizon->end.accepted_ns) + core::kUsageClockSkew +
+         absl::Nanoseconds(1);
+}
+
 // Calls `fn` with the archived usage of `query`'s allocations summed per
 // day, for the days of `period` (query.period_*): archived records end
 // before the last one was accepted plus the clock skew, and are kept per
@@ -88,14 +100,7 @@ void AddToLine(const pb::Allocation& a, int64_t gpu_ms, int64_t cost_fen,
 absl::Status ScanArchivedDays(
     const Sources& sources, store::UsageQuery query, const Window& period,
     const std::function<void(const store::UsageDay&)>& fn) {
-  if (sources.archived == nullptr) return absl::OkStatus();
-  ASSIGN_OR_RETURN(const std::optional<store::Horizon> horizon,
-                   sources.archived->ReadHorizon());
-  if (!horizon) return absl::OkStatus();
-  // Archived records end at most the skew after the last was accepted.
-  const absl::Time archived_until =
-      absl::FromUnixNanos(horizon->end.accepted_ns) + core::kUsageClockSkew +
-      absl::Nanoseconds(1);
+  ASSIGN_OR_RETURN(const absl::Time archived_until, ArchivedUntil(sources));
   if (period.from >= archived_until) return absl::OkStatus();
   const std::pair<const char*, absl::Time> bounds[] = {
       {"period_start", period.from}, {"period_end", period.until}};
@@ -172,9 +177,8 @@ absl::StatusOr<pb::ListUsageResponse> UsagePage(
     // Missing or another enterprise's: one answer.
     AllocationFilter theirs;
     theirs.enterprise_id = std::string(enterprise_id);
-    ASSIGN_OR_RETURN(
-        pb::Allocation one,
-        FindAllocation(sources, request.allocation_id(), theirs));
+    ASSIGN_OR_RETURN(pb::Allocation one,
+                     FindAllocation(sources, request.allocation_id(), theirs));
     mine[request.allocation_id()] = std::move(one);
   }
   store::UsageQuery query = QueryFor(mine, from, until);
@@ -191,6 +195,10 @@ absl::StatusOr<pb::ListUsageResponse> UsagePage(
   if (rows.size() > static_cast<size_t>(size)) {
     out.set_next_page_token(absl::StrCat(rows[size - 1].position));
   }
+  ASSIGN_OR_RETURN(const absl::Time archived_until, ArchivedUntil(sources));
+  if (from < archived_until) {
+    *out.mutable_archived_until() = ToProto(archived_until);
+  }
   return out;
 }
 
@@ -204,8 +212,8 @@ absl::StatusOr<pb::Statement> Statement(
   CheckedSum sum;
   std::map<std::string, pb::StatementLine> lines;
   const store::UsageQuery query = QueryFor(mine, period.from, period.until);
-  RETURN_IF_ERROR(ScanArchivedDays(
-      sources, query, period, [&](const store::UsageDay& d) {
+  RETURN_IF_ERROR(
+      ScanArchivedDays(sources, query, period, [&](const store::UsageDay& d) {
         const pb::Allocation& a = mine.at(d.allocation_id);
         AddToLine(a, d.gpu_ms, d.cost_fen, d.subsidy_fen, sum,
                   lines[a.allocation_id()]);
@@ -255,9 +263,8 @@ absl::StatusOr<pb::Settlement> Settlement(
   auto add = [&](const std::string& allocation_id, int64_t records,
                  int64_t subsidised_gpu_ms, int64_t subsidy_fen) {
     const Payee& payee = payees.at(allocation_id);
-    pb::SettlementLine& line =
-        lines[{payee.provider_id, payee.program_id,
-               static_cast<int>(payee.hardware_class)}];
+    pb::SettlementLine& line = lines[{payee.provider_id, payee.program_id,
+                                      static_cast<int>(payee.hardware_class)}];
     line.set_provider_id(payee.provider_id);
     line.set_program_id(payee.program_id);
     line.set_hardware_class(payee.hardware_class);
@@ -267,8 +274,8 @@ absl::StatusOr<pb::Settlement> Settlement(
         sum.Add("subsidy_fen", line.subsidy_fen(), subsidy_fen));
   };
   const store::UsageQuery query = QueryFor(payees, period.from, period.until);
-  RETURN_IF_ERROR(ScanArchivedDays(
-      sources, query, period, [&](const store::UsageDay& d) {
+  RETURN_IF_ERROR(
+      ScanArchivedDays(sources, query, period, [&](const store::UsageDay& d) {
         add(d.allocation_id, d.records, d.gpu_ms - d.unsubsidised_gpu_ms,
             d.subsidy_fen);
       }));

@@ -131,6 +131,19 @@ TEST_P(ArchiveApiTest, ArchivedDaysStillAnswerAndVerifyFromTheirFiles) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("period_start"));
   EXPECT_THAT(s.error_message(), HasSubstr("archived"));
+  // Usage pages list the records still stored, and say from when.
+  pb::ListUsageResponse page;
+  ASSERT_TRUE(
+      enterprise_->ListUsage(As(e3_token_).get(), pb::ListUsageRequest(), &page)
+          .ok());
+  ASSERT_EQ(page.usage_size(), 1);
+  EXPECT_GT(FromProto("end", page.usage(0).record().end()).value(), before);
+  ASSERT_TRUE(page.has_archived_until());
+  EXPECT_LT(FromProto("archived_until", page.archived_until()).value(), before);
+  pb::ListUsageRequest later;
+  *later.mutable_period_start() = ToProto(before);
+  ASSERT_TRUE(enterprise_->ListUsage(As(e3_token_).get(), later, &page).ok());
+  EXPECT_FALSE(page.has_archived_until());
   // The API's check starts from the snapshot stored after the archive.
   const pb::VerifyJournalResponse verified = VerifyJournal();
   EXPECT_TRUE(verified.ok()) << verified.violations(0);
