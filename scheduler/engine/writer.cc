@@ -5,6 +5,7 @@
 #include <iterator>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -13,6 +14,21 @@
 #include "scheduler/engine/replay.h"
 
 namespace computevoucher::engine {
+namespace {
+
+// Appends `from` to `to`, moving its items (taking it whole when `to` is
+// empty).
+template <typename T>
+void MoveAppend(std::vector<T> from, std::vector<T>& to) {
+  if (to.empty()) {
+    to = std::move(from);
+    return;
+  }
+  to.insert(to.end(), std::make_move_iterator(from.begin()),
+            std::make_move_iterator(from.end()));
+}
+
+}  // namespace
 
 struct Writer::Pending {
   pb::Command command;
@@ -246,22 +262,9 @@ void Writer::Apply(const std::vector<Pending*>& taken, Applied& into) {
       into.batch.commands.push_back(std::move(command));
     }
   }
-  std::vector<pb::ChargedUsage> usage = state_->TakeUsage();
-  into.batch.usage.insert(into.batch.usage.end(),
-                          std::make_move_iterator(usage.begin()),
-                          std::make_move_iterator(usage.end()));
-  std::vector<pb::Allocation> retired = state_->TakeRetired();
-  into.batch.retired.insert(into.batch.retired.end(),
-                            std::make_move_iterator(retired.begin()),
-                            std::make_move_iterator(retired.end()));
-  std::vector<pb::JournalEntry> entries = state_->TakeJournal();
-  if (into.batch.entries.empty()) {
-    into.batch.entries = std::move(entries);
-  } else {
-    into.batch.entries.insert(into.batch.entries.end(),
-                              std::make_move_iterator(entries.begin()),
-                              std::make_move_iterator(entries.end()));
-  }
+  MoveAppend(state_->TakeUsage(), into.batch.usage);
+  MoveAppend(state_->TakeRetired(), into.batch.retired);
+  MoveAppend(state_->TakeJournal(), into.batch.entries);
 }
 
 void Writer::Fail(const std::vector<Pending*>& pending, absl::string_view why) {
