@@ -28,7 +28,8 @@
 namespace computevoucher::engine {
 namespace {
 
-// Larger than any part: kItemsPerPart usage reports' worth of commands.
+// Larger than any part: one holds up to kPartBytes of items, and the last
+// item added may be a usage report of 10,000 records.
 constexpr uint64_t kMaxPartBytes = uint64_t{1} << 31;
 constexpr int kChunk = 1000;
 
@@ -97,7 +98,7 @@ bool SameEnd(const pb::LogPosition& p, const store::BatchEnd& end) {
 }
 
 // The parts of one kind being written: items gather into a part, which is
-// written once it holds kItemsPerPart.
+// written once it holds kItemsPerPart items or kPartBytes bytes.
 class PartWriter {
  public:
   PartWriter(std::string dir, std::string kind, pb::ArchiveManifest& manifest,
@@ -108,11 +109,13 @@ class PartWriter {
         report_(report) {}
 
   pb::ArchivePart& part() { return part_; }
-  // Call after adding item `number` to part().
-  absl::Status Added(int64_t number) {
+  // Call after adding item `number`, of `bytes` serialized, to part().
+  absl::Status Added(int64_t number, size_t bytes) {
     if (count_ == 0) first_ = number;
     last_ = number;
-    return ++count_ == kItemsPerPart ? Flush() : absl::OkStatus();
+    bytes_ += bytes;
+    return ++count_ == kItemsPerPart || bytes_ >= kPartBytes ? Flush()
+                                                             : absl::OkStatus();
   }
   absl::Status Flush() {
     if (count_ == 0) return absl::OkStatus();
@@ -128,6 +131,7 @@ class PartWriter {
     report_.bytes += file.bytes();
     part_.Clear();
     count_ = 0;
+    bytes_ = 0;
     return absl::OkStatus();
   }
 
@@ -138,6 +142,7 @@ class PartWriter {
   ArchiveReport& report_;
   pb::ArchivePart part_;
   int64_t count_ = 0, first_ = 0, last_ = 0;
+  size_t bytes_ = 0;
   int files_ = 0;
 };
 
@@ -205,8 +210,9 @@ absl::Status Export(store::Store& store, const store::BatchEnd& from,
       *manifest.mutable_last_command_time() = c.time();
       after = c.sequence();
       ++report.commands;
+      const size_t bytes = c.ByteSizeLong();
       *commands.part().add_commands() = std::move(c);
-      RETURN_IF_ERROR(commands.Added(after));
+      RETURN_IF_ERROR(commands.Added(after, bytes));
     }
   }
   RETURN_IF_ERROR(commands.Flush());
@@ -220,8 +226,9 @@ absl::Status Export(store::Store& store, const store::BatchEnd& from,
       if (e.sequence() > through.entry) break;
       after = e.sequence();
       ++report.entries;
+      const size_t bytes = e.ByteSizeLong();
       *entries.part().add_entries() = std::move(e);
-      RETURN_IF_ERROR(entries.Added(after));
+      RETURN_IF_ERROR(entries.Added(after, bytes));
     }
   }
   RETURN_IF_ERROR(entries.Flush());
@@ -238,8 +245,9 @@ absl::Status Export(store::Store& store, const store::BatchEnd& from,
       query.after = row.position;
       ++report.usage_records;
       AddToDay(row.usage, days);
+      const size_t bytes = row.usage.ByteSizeLong();
       *usage.part().add_usage() = std::move(row.usage);
-      RETURN_IF_ERROR(usage.Added(row.position));
+      RETURN_IF_ERROR(usage.Added(row.position, bytes));
     }
   }
   RETURN_IF_ERROR(usage.Flush());
@@ -437,7 +445,16 @@ absl::StatusOr<std::vector<LoadedArchive>> LoadArchives(
               return a.manifest.from().command() < b.manifest.from().command();
             });
   store::BatchEnd next;  // the log's start
-  for (const LoadedArchive& a : out) {
+  for (size_t i = 0; i < out.size(); ++i) {
+    const LoadedArchive& a = out[i];
+    if (i > 0 &&
+        a.manifest.from().command() == out[i - 1].manifest.from().command()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          out[i - 1].directory, " and ", a.directory,
+          " both start after command ", a.manifest.from().command(),
+          ": keep the one the journal anchored (verify names it) and move "
+          "the other away"));
+    }
     if (!SameEnd(a.manifest.from(), next)) {
       return absl::FailedPreconditionError(absl::StrCat(
           a.directory, " starts after command ", a.manifest.from().command(),

@@ -10,6 +10,7 @@
 #ifndef COMPUTEVOUCHER_SCHEDULER_ENGINE_ARCHIVE_H_
 #define COMPUTEVOUCHER_SCHEDULER_ENGINE_ARCHIVE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -30,8 +31,10 @@ namespace pb = ::computevoucher::v1;
 // Only commands applied at least this long ago are archived: a period is
 // closed a month after it ends, once its settlement is done.
 inline constexpr absl::Duration kArchiveClosedFor = absl::Hours(31 * 24);
-// Items (commands, entries or usage records) per part file.
+// Most items (commands, entries or usage records) and bytes (before
+// deflating) per part file: a part is read whole into memory.
 inline constexpr int64_t kItemsPerPart = 50'000;
+inline constexpr size_t kPartBytes = size_t{16} << 20;
 inline constexpr char kManifestFile[] = "manifest.json";
 inline constexpr char kArchiveFormat[] = "computevoucher-archive-1";
 
