@@ -76,8 +76,7 @@ std::string NameUsage(int64_t position, const pb::ChargedUsage& u) {
 }  // namespace
 
 Replayer::Replayer(store::CommandLog& store, core::StateMachine& state,
-                   store::UsageIndex* usage,
-                   store::RetiredAllocations* retired)
+                   store::UsageIndex* usage, store::RetiredAllocations* retired)
     : store_(store),
       state_(state),
       cursor_(std::make_unique<Cursor<pb::JournalEntry>>(
@@ -144,9 +143,13 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
                      store_.ReadCommands(after_, kCommandChunk));
     for (const pb::Command& command : commands) {
       if (command.sequence() != after_ + 1) {
-        Mismatch(absl::StrCat("command log has a gap: command ", after_ + 1,
-                              " is missing (the next stored command is ",
-                              command.sequence(), ")"));
+        Mismatch(absl::StrCat(
+            "command log has a gap: command ", after_ + 1,
+            " is missing (the next stored command is ", command.sequence(), ")",
+            after_ == 0 ? "; if the history before it was archived, "
+                          "replay needs a stored snapshot at or after it, "
+                          "or `verify --archive DIR`"
+                        : ""));
         stopped_ = true;
         break;
       }
