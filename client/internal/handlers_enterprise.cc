@@ -229,7 +229,7 @@ absl::Status Usage(Context& c) {
   if (all.has_archived_until()) {
     view.footer = absl::StrCat(
         "records ending before ", c.printer.Text(all.archived_until(), false),
-        " are archived and not listed; statements still count them");
+        " may be archived and not listed; statements still count them");
   }
   c.printer.Print(view);
   return absl::OkStatus();

@@ -22,6 +22,7 @@
 #include "common/time_util.h"
 #include "google/protobuf/util/json_util.h"
 #include "scheduler/core/ledger.h"
+#include "scheduler/core/state_machine.h"
 #include "scheduler/engine/snapshots.h"
 #include "scheduler/engine/writer.h"
 
@@ -121,7 +122,9 @@ class PartWriter {
     if (count_ == 0) return absl::OkStatus();
     pb::ArchivePartFile& file = *manifest_.add_parts();
     file.set_file(absl::StrFormat("%s-%06d.pb.deflate", kind_, ++files_));
-    const std::string bytes = Deflate(part_.SerializeAsString());
+    // Deterministic (map entries in key order): a run resumed after a crash
+    // writes the same bytes, which must hash to the anchored manifest.
+    const std::string bytes = Deflate(core::Deterministic(part_));
     RETURN_IF_ERROR(WriteDurably(absl::StrCat(dir_, "/", file.file()), bytes));
     file.set_bytes(static_cast<int64_t>(bytes.size()));
     file.set_sha256(ToHex(Sha256(bytes)));
@@ -282,13 +285,42 @@ absl::StatusOr<int64_t> LastCommandBefore(store::CommandLog& log, int64_t after,
   }
 }
 
-// Replaces `to` (a directory, if any) with `from`.
-absl::Status MoveInto(const std::string& from, const std::string& to) {
+absl::Status RemoveAll(const std::string& path) {
   std::error_code error;
-  std::filesystem::remove_all(to, error);
-  if (error) return absl::FailedPreconditionError(to + ": " + error.message());
-  if (rename(from.c_str(), to.c_str()) != 0) return Errno(to);
+  std::filesystem::remove_all(path, error);
+  if (error)
+    return absl::FailedPreconditionError(path + ": " + error.message());
   return absl::OkStatus();
+}
+
+// Puts the files written in `writing` in place as report.directory. For a
+// new range they replace what an interrupted run that anchored nothing
+// left there. For a range an earlier run anchored (`pending`) they must
+// hash to the anchor; if they do not (another build writes other bytes),
+// a copy already in place that does is kept; otherwise DataLoss, with both
+// left as they are.
+absl::Status PlaceFiles(const std::string& writing, ArchiveReport& report,
+                        const pb::ArchiveCommand& pending) {
+  const std::string& place = report.directory;
+  if (!report.resumed || report.manifest_sha256 == pending.manifest_sha256()) {
+    RETURN_IF_ERROR(RemoveAll(place));
+    if (rename(writing.c_str(), place.c_str()) != 0) return Errno(place);
+    return absl::OkStatus();
+  }
+  const absl::StatusOr<std::string> kept =
+      ReadFile(absl::StrCat(place, "/", kManifestFile));
+  if (kept.ok() && Sha256(*kept) == pending.manifest_sha256()) {
+    report.manifest_sha256 = pending.manifest_sha256();
+    return RemoveAll(writing);
+  }
+  return absl::DataLossError(absl::StrCat(
+      "archive: the files written again for the range an earlier run "
+      "anchored differ from it (manifest SHA-256 ",
+      ToHex(report.manifest_sha256), ", anchored ",
+      ToHex(pending.manifest_sha256()), ") and ", place,
+      " holds no copy that matches; nothing was dropped, and the new files "
+      "are left in ",
+      writing));
 }
 
 // Where the range to archive ends: the range an earlier run anchored but
@@ -361,26 +393,19 @@ absl::StatusOr<ArchiveReport> ArchiveBefore(store::Store& store, Clock& clock,
   report.resumed =
       pending.has_through() && pending.through().command() == through->command;
 
-  // Written under a hidden name, which verify skips, until anchored.
+  // Written under a hidden name, which verify skips, then put in place
+  // before the anchor: an anchored copy is never overwritten by a copy
+  // that does not match it.
   if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Errno(dir);
   const std::string name =
       absl::StrFormat("log-%012d-%012d", from.command + 1, through->command);
   const std::string writing = absl::StrCat(dir, "/.", name, ".writing");
   report.directory = absl::StrCat(dir, "/", name);
-  std::error_code error;
-  std::filesystem::remove_all(writing, error);
+  RETURN_IF_ERROR(RemoveAll(writing));
   std::map<DayKey, store::UsageDay> days;
   RETURN_IF_ERROR(Export(store, from, *through, before, writing, report, days));
-  if (report.resumed && report.manifest_sha256 != pending.manifest_sha256()) {
-    return absl::DataLossError(absl::StrCat(
-        "archive: the files written again for the range an earlier run "
-        "anchored differ from it (manifest SHA-256 ",
-        ToHex(report.manifest_sha256), ", anchored ",
-        ToHex(pending.manifest_sha256()),
-        "); nothing was dropped, and they "
-        "are left in ",
-        writing));
-  }
+  RETURN_IF_ERROR(PlaceFiles(writing, report, pending));
+  RETURN_IF_ERROR(SyncDirectory(dir));
   if (!report.resumed) {
     pb::Command command;
     pb::ArchiveCommand& a = *command.mutable_archive();
@@ -399,8 +424,6 @@ absl::StatusOr<ArchiveReport> ArchiveBefore(store::Store& store, Clock& clock,
       !s.ok() && !absl::IsAlreadyExists(s)) {
     return s;
   }
-  RETURN_IF_ERROR(MoveInto(writing, report.directory));
-  RETURN_IF_ERROR(SyncDirectory(dir));
   std::vector<store::UsageDay> day_list;
   day_list.reserve(days.size());
   for (auto& [key, day] : days) day_list.push_back(std::move(day));
@@ -622,6 +645,9 @@ absl::StatusOr<std::vector<store::UsageRow>> ArchivedLog::ReadUsage(
           if (first + i > summed_through_) {
             AddToDay(got.back().usage, days_);
             summed_through_ = first + i;
+            const google::protobuf::Timestamp& t =
+                got.back().usage.accepted_at();
+            last_accepted_ns_ = t.seconds() * 1'000'000'000 + t.nanos();
           }
         }
         return got;
@@ -641,6 +667,41 @@ absl::Status ArchivedLog::Append(const store::Batch&) {
 
 absl::Status ArchivedLog::WriteSnapshot(const store::Snapshot&, int) {
   return absl::FailedPreconditionError("an archived log is read-only");
+}
+
+absl::Status ArchivedLog::CheckDays(std::vector<std::string>& out) {
+  std::map<DayKey, store::UsageDay> stored;
+  RETURN_IF_ERROR(store_.ScanUsageDays(store::UsageQuery(),
+                                       [&stored](const store::UsageDay& d) {
+                                         stored[{d.allocation_id, d.day}] = d;
+                                       }));
+  auto same = [](const store::UsageDay& a, const store::UsageDay& b) {
+    return a.records == b.records && a.gpu_ms == b.gpu_ms &&
+           a.unsubsidised_gpu_ms == b.unsubsidised_gpu_ms &&
+           a.cost_fen == b.cost_fen && a.subsidy_fen == b.subsidy_fen;
+  };
+  for (const auto& [key, d] : days_) {
+    auto it = stored.find(key);
+    if (it == stored.end() || !same(it->second, d)) {
+      out.push_back(absl::StrCat(
+          "archived usage of ", d.allocation_id, " ending on ",
+          FormatInstant(d.day), ": the parts sum to ", d.records, " records, ",
+          d.cost_fen, " fen cost and ", d.subsidy_fen,
+          " fen subsidy; the store's day sums ",
+          it == stored.end() ? std::string("have none")
+                             : absl::StrCat("say ", it->second.records, ", ",
+                                            it->second.cost_fen, " and ",
+                                            it->second.subsidy_fen)));
+    }
+  }
+  for (const auto& [key, d] : stored) {
+    if (days_.count(key) == 0) {
+      out.push_back(absl::StrCat(
+          "the store's day sums hold usage of ", d.allocation_id, " ending on ",
+          FormatInstant(d.day), " that no archived record has"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::string>> ArchivedLog::Violations(
@@ -678,46 +739,19 @@ absl::StatusOr<std::vector<std::string>> ArchivedLog::Violations(
     const LoadedArchive& last = archives_.back();
     const absl::Time asked = FromProto("before", last.manifest.before())
                                  .value_or(absl::InfinitePast());
+    // When the last archived record was accepted bounds what the day sums
+    // answer for (statements, settlement, usage pages).
+    const bool accepted_as_stored =
+        through_.usage == 0 || horizon.end.accepted_ns == last_accepted_ns_;
     if (horizon.manifest_sha256 != last.manifest_sha256 ||
-        horizon.before != asked) {
+        horizon.before != asked || !accepted_as_stored) {
       out.push_back(absl::StrCat("the store's horizon names manifest SHA-256 ",
                                  ToHex(horizon.manifest_sha256), ", before ",
                                  FormatInstant(horizon.before),
                                  "; the last archive is ", last.directory));
     }
   }
-  // The day sums statements and settlement read, against the parts.
-  std::map<DayKey, store::UsageDay> stored;
-  RETURN_IF_ERROR(store_.ScanUsageDays(store::UsageQuery(),
-                                       [&stored](const store::UsageDay& d) {
-                                         stored[{d.allocation_id, d.day}] = d;
-                                       }));
-  auto same = [](const store::UsageDay& a, const store::UsageDay& b) {
-    return a.records == b.records && a.gpu_ms == b.gpu_ms &&
-           a.unsubsidised_gpu_ms == b.unsubsidised_gpu_ms &&
-           a.cost_fen == b.cost_fen && a.subsidy_fen == b.subsidy_fen;
-  };
-  for (const auto& [key, d] : days_) {
-    auto it = stored.find(key);
-    if (it == stored.end() || !same(it->second, d)) {
-      out.push_back(absl::StrCat(
-          "archived usage of ", d.allocation_id, " ending on ",
-          FormatInstant(d.day), ": the parts sum to ", d.records, " records, ",
-          d.cost_fen, " fen cost and ", d.subsidy_fen,
-          " fen subsidy; the store's day sums ",
-          it == stored.end() ? std::string("have none")
-                             : absl::StrCat("say ", it->second.records, ", ",
-                                            it->second.cost_fen, " and ",
-                                            it->second.subsidy_fen)));
-    }
-  }
-  for (const auto& [key, d] : stored) {
-    if (days_.count(key) == 0) {
-      out.push_back(absl::StrCat(
-          "the store's day sums hold usage of ", d.allocation_id, " ending on ",
-          FormatInstant(d.day), " that no archived record has"));
-    }
-  }
+  RETURN_IF_ERROR(CheckDays(out));
   return out;
 }
 

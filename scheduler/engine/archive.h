@@ -124,6 +124,10 @@ class ArchivedLog final : public store::CommandLog, public store::UsageIndex {
   absl::StatusOr<const pb::ArchivePart*> PartFor(const std::string& kind,
                                                  int64_t next);
 
+  // Violations' part for the day sums statements and settlement read:
+  // each stored one against the archived records read.
+  absl::Status CheckDays(std::vector<std::string>& out);
+
   std::vector<LoadedArchive> archives_;
   store::Store& store_;
   store::BatchEnd through_;  // where the archives end
@@ -134,6 +138,7 @@ class ArchivedLog final : public store::CommandLog, public store::UsageIndex {
   // position `summed_through_`.
   std::map<std::pair<std::string, absl::Time>, store::UsageDay> days_;
   int64_t summed_through_ = 0;
+  int64_t last_accepted_ns_ = 0;  // of the record at summed_through_
 };
 
 }  // namespace computevoucher::engine

@@ -87,7 +87,7 @@ absl::StatusOr<absl::Time> ArchivedUntil(const Sources& sources) {
   if (sources.archived == nullptr) return absl::InfinitePast();
   ASSIGN_OR_RETURN(const std::optional<store::Horizon> horizon,
                    sources.archived->ReadHorizon());
-  if (!horizon) return absl::InfinitePast();
+  if (!horizon || horizon->end.usage == 0) return absl::InfinitePast();
   return absl::FromUnixNanos(horizon->end.accepted_ns) + core::kUsageClockSkew +
          absl::Nanoseconds(1);
 }
@@ -109,7 +109,7 @@ absl::Status ScanArchivedDays(
         t != StartOfDay(absl::ToCivilDay(t, ShanghaiZone()))) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ": ", FormatInstant(t),
-          " falls in archived history (usage accepted before ",
+          " falls in archived history (usage ending before ",
           FormatInstant(archived_until),
           " is kept per day): start and end the period at 00:00 +08:00"));
     }
