@@ -168,21 +168,27 @@ absl::StatusOr<int64_t> StoreBytes(const std::string& data_dir) {
   return bytes;
 }
 
+// Seconds to open the store in `data_dir` and its writer as a restarting
+// scheduler does; with `rss_bytes`, the resident memory with them open.
+absl::StatusOr<double> ColdStart(const std::string& data_dir, Clock& clock,
+                                 int64_t* rss_bytes = nullptr) {
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<store::Store> store,
+      store::OpenStore(StoreConfig(data_dir), store::OpenMode::kReadWrite));
+  ASSIGN_OR_RETURN(std::unique_ptr<engine::Writer> writer,
+                   engine::Writer::Open(*store, clock));
+  const double seconds = Seconds(std::chrono::steady_clock::now() - t0);
+  if (rss_bytes != nullptr) *rss_bytes = bench::ResidentBytes();
+  return seconds;
+}
+
 // The child's side: opens the store and the writer as a restarting
 // scheduler does, then verifies it as `voucher-scheduler verify` does.
 absl::StatusOr<Restart> MeasureRestart(const std::string& data_dir) {
   RealClock clock;
   Restart r;
-  const auto t0 = std::chrono::steady_clock::now();
-  {
-    ASSIGN_OR_RETURN(
-        std::unique_ptr<store::Store> store,
-        store::OpenStore(StoreConfig(data_dir), store::OpenMode::kReadWrite));
-    ASSIGN_OR_RETURN(std::unique_ptr<engine::Writer> writer,
-                     engine::Writer::Open(*store, clock));
-    r.cold_start_s = Seconds(std::chrono::steady_clock::now() - t0);
-    r.rss_bytes = bench::ResidentBytes();
-  }
+  ASSIGN_OR_RETURN(r.cold_start_s, ColdStart(data_dir, clock, &r.rss_bytes));
   const auto t1 = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(
       std::unique_ptr<store::Store> store,
@@ -245,15 +251,7 @@ absl::StatusOr<ArchiveRow> ArchiveAndMeasure(const std::string& data_dir,
   }
   ASSIGN_OR_RETURN(r.in_use_after, InUseBytes(data_dir));
   LaterClock clock;
-  const auto t1 = std::chrono::steady_clock::now();
-  {
-    ASSIGN_OR_RETURN(
-        std::unique_ptr<store::Store> store,
-        store::OpenStore(StoreConfig(data_dir), store::OpenMode::kReadWrite));
-    ASSIGN_OR_RETURN(std::unique_ptr<engine::Writer> writer,
-                     engine::Writer::Open(*store, clock));
-    r.cold_start_s = Seconds(std::chrono::steady_clock::now() - t1);
-  }
+  ASSIGN_OR_RETURN(r.cold_start_s, ColdStart(data_dir, clock));
   const auto t2 = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(
       std::unique_ptr<store::Store> store,
