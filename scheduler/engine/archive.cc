@@ -9,13 +9,12 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/config.h"
 #include "common/deflate.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -72,16 +71,6 @@ absl::Status SyncDirectory(const std::string& dir) {
   const int rc = fsync(fd);
   close(fd);
   return rc == 0 ? absl::OkStatus() : Errno(dir);
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
-  }
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
 }
 
 pb::LogPosition PositionOf(const store::BatchEnd& end) {
@@ -186,6 +175,31 @@ absl::Status WriteManifest(const std::string& archive_dir,
   return SyncDirectory(archive_dir);
 }
 
+// Writes the items numbered (after, through] of one kind into `parts`, in
+// order: `read(after)` reads the next chunk, `number(item)` says an item's
+// number, and `add(item, part)` moves it into the part and returns its size
+// serialized. Returns how many it wrote.
+template <typename Item, typename Read, typename Number, typename Add>
+absl::StatusOr<int64_t> ExportItems(PartWriter& parts, int64_t after,
+                                    int64_t through, Read read, Number number,
+                                    Add add) {
+  int64_t written = 0;
+  while (after < through) {
+    ASSIGN_OR_RETURN(std::vector<Item> chunk, read(after));
+    if (chunk.empty()) break;
+    for (Item& item : chunk) {
+      const int64_t n = number(item);
+      if (n > through) break;
+      after = n;
+      ++written;
+      const size_t bytes = add(std::move(item), parts.part());
+      RETURN_IF_ERROR(parts.Added(n, bytes));
+    }
+  }
+  RETURN_IF_ERROR(parts.Flush());
+  return written;
+}
+
 // Writes the range (from, through] of `store` under `archive_dir`, with its
 // manifest; fills the report and the usage days.
 absl::Status Export(store::Store& store, const store::BatchEnd& from,
@@ -202,58 +216,49 @@ absl::Status Export(store::Store& store, const store::BatchEnd& from,
   *manifest.mutable_through() = PositionOf(through);
 
   PartWriter commands(archive_dir, "commands", manifest, report);
-  for (int64_t after = from.command; after < through.command;) {
-    ASSIGN_OR_RETURN(std::vector<pb::Command> read,
-                     store.ReadCommands(after, kChunk));
-    if (read.empty()) break;
-    for (pb::Command& c : read) {
-      if (c.sequence() > through.command) break;
-      if (report.commands == 0)
-        *manifest.mutable_first_command_time() = c.time();
-      *manifest.mutable_last_command_time() = c.time();
-      after = c.sequence();
-      ++report.commands;
-      const size_t bytes = c.ByteSizeLong();
-      *commands.part().add_commands() = std::move(c);
-      RETURN_IF_ERROR(commands.Added(after, bytes));
-    }
-  }
-  RETURN_IF_ERROR(commands.Flush());
-
+  ASSIGN_OR_RETURN(
+      report.commands,
+      ExportItems<pb::Command>(
+          commands, from.command, through.command,
+          [&store](int64_t after) { return store.ReadCommands(after, kChunk); },
+          [](const pb::Command& c) { return c.sequence(); },
+          [&manifest](pb::Command c, pb::ArchivePart& part) {
+            if (!manifest.has_first_command_time())
+              *manifest.mutable_first_command_time() = c.time();
+            *manifest.mutable_last_command_time() = c.time();
+            const size_t bytes = c.ByteSizeLong();
+            *part.add_commands() = std::move(c);
+            return bytes;
+          }));
   PartWriter entries(archive_dir, "entries", manifest, report);
-  for (int64_t after = from.entry; after < through.entry;) {
-    ASSIGN_OR_RETURN(std::vector<pb::JournalEntry> read,
-                     store.ReadJournal(after, kChunk));
-    if (read.empty()) break;
-    for (pb::JournalEntry& e : read) {
-      if (e.sequence() > through.entry) break;
-      after = e.sequence();
-      ++report.entries;
-      const size_t bytes = e.ByteSizeLong();
-      *entries.part().add_entries() = std::move(e);
-      RETURN_IF_ERROR(entries.Added(after, bytes));
-    }
-  }
-  RETURN_IF_ERROR(entries.Flush());
-
+  ASSIGN_OR_RETURN(
+      report.entries,
+      ExportItems<pb::JournalEntry>(
+          entries, from.entry, through.entry,
+          [&store](int64_t after) { return store.ReadJournal(after, kChunk); },
+          [](const pb::JournalEntry& e) { return e.sequence(); },
+          [](pb::JournalEntry e, pb::ArchivePart& part) {
+            const size_t bytes = e.ByteSizeLong();
+            *part.add_entries() = std::move(e);
+            return bytes;
+          }));
   PartWriter usage(archive_dir, "usage", manifest, report);
-  store::UsageQuery query;
-  query.after = from.usage;
-  query.limit = kChunk;
-  while (query.after < through.usage) {
-    ASSIGN_OR_RETURN(std::vector<store::UsageRow> read, store.ReadUsage(query));
-    if (read.empty()) break;
-    for (store::UsageRow& row : read) {
-      if (row.position > through.usage) break;
-      query.after = row.position;
-      ++report.usage_records;
-      AddToDay(row.usage, days);
-      const size_t bytes = row.usage.ByteSizeLong();
-      *usage.part().add_usage() = std::move(row.usage);
-      RETURN_IF_ERROR(usage.Added(row.position, bytes));
-    }
-  }
-  RETURN_IF_ERROR(usage.Flush());
+  ASSIGN_OR_RETURN(report.usage_records,
+                   ExportItems<store::UsageRow>(
+                       usage, from.usage, through.usage,
+                       [&store](int64_t after) {
+                         store::UsageQuery query;
+                         query.after = after;
+                         query.limit = kChunk;
+                         return store.ReadUsage(query);
+                       },
+                       [](const store::UsageRow& row) { return row.position; },
+                       [&days](store::UsageRow row, pb::ArchivePart& part) {
+                         AddToDay(row.usage, days);
+                         const size_t bytes = row.usage.ByteSizeLong();
+                         *part.add_usage() = std::move(row.usage);
+                         return bytes;
+                       }));
 
   if (report.commands != through.command - from.command ||
       report.entries != through.entry - from.entry ||
@@ -268,21 +273,31 @@ absl::Status Export(store::Store& store, const store::BatchEnd& from,
   return WriteManifest(archive_dir, report);
 }
 
-// The last command at or after `after` applied before `before`, reading
-// from `after` on; `after` when there is none.
+// The last command after `after` applied before `before`; `after` when
+// there is none. Command times never go back, so it is found by bisection,
+// reading one command a step rather than the whole range.
 absl::StatusOr<int64_t> LastCommandBefore(store::CommandLog& log, int64_t after,
                                           absl::Time before) {
-  int64_t last = after;
-  while (true) {
-    ASSIGN_OR_RETURN(const std::vector<pb::Command> read,
-                     log.ReadCommands(after, kChunk));
-    if (read.empty()) return last;
-    for (const pb::Command& c : read) {
-      ASSIGN_OR_RETURN(const absl::Time t, FromProto("command.time", c.time()));
-      if (t >= before) return last;
-      last = after = c.sequence();
+  ASSIGN_OR_RETURN(const store::Head head, log.ReadHead());
+  int64_t low = after;  // before `before`, or the start
+  int64_t high = std::max(after, head.command_sequence);
+  while (low < high) {
+    const int64_t mid = low + (high - low + 1) / 2;
+    ASSIGN_OR_RETURN(const std::vector<pb::Command> one,
+                     log.ReadCommands(mid - 1, 1));
+    if (one.empty() || one[0].sequence() != mid) {
+      return absl::DataLossError(
+          absl::StrCat("archive: command ", mid, " is not stored"));
+    }
+    ASSIGN_OR_RETURN(const absl::Time t,
+                     FromProto("command.time", one[0].time()));
+    if (t < before) {
+      low = mid;
+    } else {
+      high = mid - 1;
     }
   }
+  return low;
 }
 
 absl::Status RemoveAll(const std::string& path) {
