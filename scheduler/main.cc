@@ -40,9 +40,10 @@ ABSL_FLAG(int64_t, tick_interval_ms, 0,
 ABSL_FLAG(int64_t, usage_grace_s, 0,
           "grace for late usage before holds are released (default 300)");
 ABSL_FLAG(int64_t, retain_ended_s, 0,
-          "how long an ended allocation stays in memory before it is retired "
-          "to the store, where it is still read; later usage for it is "
-          "refused (default 2592000, 30 days)");
+          "how long an ended allocation (or a voucher whose window ended) "
+          "stays in memory before it is retired to the store, where it is "
+          "still read; later usage for an allocation is refused (default "
+          "2592000, 30 days)");
 ABSL_FLAG(int64_t, heartbeat_interval_s, 0,
           "heartbeat interval asked of agents (default 10)");
 ABSL_FLAG(int64_t, cluster_silence_s, 0,

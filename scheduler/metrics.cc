@@ -57,6 +57,9 @@ Snapshot Summarize(const core::StateMachine& state, absl::Time now) {
   }
   for (const auto& [id, rec] : state.vouchers())
     ++s.vouchers[rec.voucher.state()];
+  for (const auto& [key, sums] : state.retired_vouchers())
+    s.vouchers[static_cast<pb::VoucherState>(std::get<3>(key))] +=
+        sums.vouchers;
   for (const auto& [id, application] : state.applications()) {
     ++s.applications[application.state()];
   }

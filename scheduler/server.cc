@@ -283,6 +283,7 @@ void SchedulerServer::TickNow() {
     command.mutable_tick()->set_usage_grace_s(config_.usage_grace_s());
     command.mutable_tick()->set_retain_ended_s(config_.retain_ended_s());
     command.mutable_tick()->set_retire_at_most(core::kRetiredPerTick);
+    command.mutable_tick()->set_retire_vouchers_at_most(core::kRetiredPerTick);
     absl::StatusOr<core::Outcome> outcome =
         (*writer)->Submit(std::move(command));
     if (!outcome.ok() &&

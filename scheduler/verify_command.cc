@@ -69,6 +69,7 @@ int RunVerify(const computevoucher::v1::SchedulerConfig& config,
       << "journal entries:   " << report->entries << "\n"
       << "usage records:     " << report->usage_records << "\n"
       << "retired allocations: " << report->retired_allocations << "\n"
+      << "retired vouchers:  " << report->retired_vouchers << "\n"
       << "last hash:         " << ToHex(report->last_hash) << "\n"
       << "snapshots checked: " << report->snapshots_checked << "\n";
   for (const auto& [id, program] : state.programs()) {

@@ -226,6 +226,7 @@ const std::vector<Field<pb::Voucher>>& VoucherFields() {
        false,
        CV_CELL(OrDash(x.application_id()))},
       {{"ISSUED", "issued_at"}, false, CV_CELL(x.issued_at())},
+      {{"RETIRED", "retired_at"}, false, CV_CELL(x.retired_at())},
   };
   return *kFields;
 }

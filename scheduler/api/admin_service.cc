@@ -9,9 +9,10 @@
 #include "common/time_util.h"
 #include "common/validate.h"
 #include "scheduler/core/state_machine.h"
-#include "scheduler/reports/journal.h"
 #include "scheduler/reports/allocations.h"
+#include "scheduler/reports/journal.h"
 #include "scheduler/reports/usage.h"
+#include "scheduler/reports/vouchers.h"
 
 namespace computevoucher::api {
 namespace {
@@ -295,30 +296,24 @@ Status AdminServiceImpl::AdjustVoucher(ServerContext* c,
 Status AdminServiceImpl::ListVouchers(ServerContext* c,
                                       const pb::AdminListVouchersRequest* r,
                                       pb::AdminListVouchersResponse* out) {
-  return Read(c, kReaders,
-              [&](const pb::Principal&, const core::StateMachine& s) {
-                RETURN_IF_ERROR(CheckIdFilter("program_id", r->program_id()));
-                RETURN_IF_ERROR(
-                    CheckIdFilter("enterprise_id", r->enterprise_id()));
-                ASSIGN_OR_RETURN(
-                    *out->mutable_next_page_token(),
-                    Page(
-                        s.vouchers(), r->page(),
-                        [&](const core::StateMachine::VoucherRec& rec) {
-                          const pb::Voucher& v = rec.voucher;
-                          return (r->program_id().empty() ||
-                                  v.program_id() == r->program_id()) &&
-                                 (r->enterprise_id().empty() ||
-                                  v.enterprise_id() == r->enterprise_id()) &&
-                                 (r->state() == pb::VOUCHER_STATE_UNSPECIFIED ||
-                                  v.state() == r->state());
-                        },
-                        [&](const core::StateMachine::VoucherRec& rec) {
-                          *out->add_vouchers() = s.VoucherViewOf(rec);
-                          return absl::OkStatus();
-                        }));
-                return absl::OkStatus();
-              });
+  return Report(
+      c, kReaders,
+      [&](const pb::Principal&)
+          -> absl::StatusOr<pb::AdminListVouchersResponse> {
+        RETURN_IF_ERROR(CheckIdFilter("program_id", r->program_id()));
+        RETURN_IF_ERROR(CheckIdFilter("enterprise_id", r->enterprise_id()));
+        reports::VoucherFilter filter;
+        filter.program_id = r->program_id();
+        filter.enterprise_id = r->enterprise_id();
+        filter.state = r->state();
+        pb::AdminListVouchersResponse response;
+        ASSIGN_OR_RETURN(
+            *response.mutable_next_page_token(),
+            reports::VoucherPage(ReportSources(), filter, r->page(),
+                                 response.mutable_vouchers()));
+        return response;
+      },
+      out);
 }
 
 Status AdminServiceImpl::ListAllocations(

@@ -63,8 +63,4 @@ absl::Status RequireRole(const pb::Principal& principal,
   return absl::PermissionDeniedError("permission denied for this token's role");
 }
 
-absl::Status NotYours(absl::string_view kind, absl::string_view id) {
-  return absl::NotFoundError(absl::StrCat(kind, " ", id, " not found"));
-}
-
 }  // namespace computevoucher::api

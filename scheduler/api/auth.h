@@ -30,11 +30,6 @@ absl::StatusOr<pb::Principal> Authenticate(const grpc::ServerContext& context,
 absl::Status RequireRole(const pb::Principal& principal,
                          std::initializer_list<pb::Role> roles);
 
-// The answer for another enterprise's object: exactly what a missing one
-// gets (NotFound, "<kind> <id> not found"), so that probing sequential ids
-// tells nothing about other tenants.
-absl::Status NotYours(absl::string_view kind, absl::string_view id);
-
 }  // namespace computevoucher::api
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_API_AUTH_H_

@@ -5,6 +5,7 @@
 #include "common/status_macros.h"
 #include "scheduler/reports/allocations.h"
 #include "scheduler/reports/usage.h"
+#include "scheduler/reports/vouchers.h"
 
 namespace computevoucher::api {
 namespace {
@@ -46,39 +47,34 @@ Status EnterpriseServiceImpl::ListApplications(
 Status EnterpriseServiceImpl::ListVouchers(ServerContext* c,
                                            const pb::ListVouchersRequest* r,
                                            pb::ListVouchersResponse* out) {
-  return Read(c, kEnterprise,
-              [&](const pb::Principal& me, const core::StateMachine& s) {
-                ASSIGN_OR_RETURN(
-                    *out->mutable_next_page_token(),
-                    Page(
-                        s.vouchers(), r->page(),
-                        [&](const core::StateMachine::VoucherRec& rec) {
-                          return rec.voucher.enterprise_id() ==
-                                     me.enterprise_id() &&
-                                 (r->state() == pb::VOUCHER_STATE_UNSPECIFIED ||
-                                  rec.voucher.state() == r->state());
-                        },
-                        [&](const core::StateMachine::VoucherRec& rec) {
-                          *out->add_vouchers() = s.VoucherViewOf(rec);
-                          return absl::OkStatus();
-                        }));
-                return absl::OkStatus();
-              });
+  return Report(
+      c, kEnterprise,
+      [&](const pb::Principal& me) -> absl::StatusOr<pb::ListVouchersResponse> {
+        reports::VoucherFilter filter;
+        filter.enterprise_id = me.enterprise_id();
+        filter.state = r->state();
+        pb::ListVouchersResponse response;
+        ASSIGN_OR_RETURN(
+            *response.mutable_next_page_token(),
+            reports::VoucherPage(ReportSources(), filter, r->page(),
+                                 response.mutable_vouchers()));
+        return response;
+      },
+      out);
 }
 
 Status EnterpriseServiceImpl::GetVoucher(ServerContext* c,
                                          const pb::GetVoucherRequest* r,
                                          pb::Voucher* out) {
-  return Read(c, kEnterprise,
-              [&](const pb::Principal& me, const core::StateMachine& s) {
-                RETURN_IF_ERROR(CheckIdRef("voucher_id", r->voucher_id()));
-                ASSIGN_OR_RETURN(pb::Voucher v, s.VoucherView(r->voucher_id()));
-                if (v.enterprise_id() != me.enterprise_id()) {
-                  return NotYours("voucher", r->voucher_id());
-                }
-                *out = std::move(v);
-                return absl::OkStatus();
-              });
+  return Report(
+      c, kEnterprise,
+      [&](const pb::Principal& me) -> absl::StatusOr<pb::Voucher> {
+        RETURN_IF_ERROR(CheckIdRef("voucher_id", r->voucher_id()));
+        reports::VoucherFilter mine;
+        mine.enterprise_id = me.enterprise_id();
+        return reports::FindVoucher(ReportSources(), r->voucher_id(), mine);
+      },
+      out);
 }
 
 Status EnterpriseServiceImpl::GetBalance(ServerContext* c,

@@ -40,7 +40,7 @@ struct ServiceContext {
   store::CommandLog* log = nullptr;
   store::UsageIndex* usage = nullptr;
   // Where retired allocations and archived usage are read.
-  store::RetiredAllocations* retired = nullptr;
+  store::RetiredRecords* retired = nullptr;
   store::ArchivedHistory* archived = nullptr;
   Clock* clock = nullptr;
   Liveness* liveness = nullptr;

@@ -45,6 +45,14 @@ struct RetiredSums {
   int64_t charged_fen = 0;
 };
 
+// What retired vouchers (no longer in the state) add up to.
+struct RetiredVoucherSums {
+  int64_t vouchers = 0;
+  int64_t face_value_fen = 0;
+  int64_t charged_fen = 0;
+  int64_t returned_fen = 0;
+};
+
 struct ClusterRec {
   pb::Cluster cluster;
   absl::flat_hash_map<std::string, int32_t> used_gpus;  // by model

@@ -258,6 +258,17 @@ void VoucherBook::Save(pb::VoucherBookSnapshot* out) const {
   SaveTimed(state_.expiry_index, out->mutable_expiry_index());
   out->set_next_application(state_.next_application);
   out->set_next_voucher(state_.next_voucher);
+  for (const auto& [key, sums] : state_.retired) {
+    pb::RetiredVoucherSums& r = *out->add_retired();
+    r.set_program_id(std::get<0>(key));
+    r.set_enterprise_id(std::get<1>(key));
+    r.set_year(std::get<2>(key));
+    r.set_state(static_cast<pb::VoucherState>(std::get<3>(key)));
+    r.set_vouchers(sums.vouchers);
+    r.set_face_value_fen(sums.face_value_fen);
+    r.set_charged_fen(sums.charged_fen);
+    r.set_returned_fen(sums.returned_fen);
+  }
 }
 
 absl::Status VoucherBook::Load(const pb::VoucherBookSnapshot& in) {
@@ -276,12 +287,25 @@ absl::Status VoucherBook::Load(const pb::VoucherBookSnapshot& in) {
       return Malformed("vouchers", absl::StrCat("empty or repeated id \"", id,
                                                 "\""));
     }
+    ASSIGN_OR_RETURN(const absl::Time until,
+                     FromProto("snapshot: voucher valid_until",
+                               voucher.voucher().valid_until()));
+    state_.window_index.insert({until, id});
   }
   LoadIdLists(in.enterprise_vouchers(), &state_.enterprise_vouchers);
   RETURN_IF_ERROR(LoadTimed("snapshot: voucher expiry", in.expiry_index(),
                             &state_.expiry_index));
   state_.next_application = in.next_application();
   state_.next_voucher = in.next_voucher();
+  for (const pb::RetiredVoucherSums& r : in.retired()) {
+    RetiredVoucherSums& sums =
+        state_
+            .retired[{r.program_id(), r.enterprise_id(), r.year(), r.state()}];
+    sums.vouchers = r.vouchers();
+    sums.face_value_fen = r.face_value_fen();
+    sums.charged_fen = r.charged_fen();
+    sums.returned_fen = r.returned_fen();
+  }
   return absl::OkStatus();
 }
 

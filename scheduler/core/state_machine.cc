@@ -272,8 +272,8 @@ absl::StatusOr<Response> StateMachine::RevokeVoucher(
   ASSIGN_OR_RETURN(VoucherRec * rec, voucher_book_.Revoke(r));
   RETURN_IF_ERROR(placement_.EndVoucherAllocations(
       r.voucher_id(), pb::END_REASON_VOUCHER_REVOKED));
-  RETURN_IF_ERROR(voucher_book_.ReturnAvailable(
-      *rec, pb::ENTRY_KIND_REVOKE, absl::StrCat("revoke/", r.voucher_id())));
+  RETURN_IF_ERROR(voucher_book_.ReturnAvailable(*rec, pb::ENTRY_KIND_REVOKE,
+                                                RevokeKey(r.voucher_id())));
   return Share(voucher_book_.VoucherViewOf(*rec));
 }
 
@@ -286,8 +286,7 @@ absl::StatusOr<bool> StateMachine::ExpireVouchers() {
     RETURN_IF_ERROR(
         placement_.EndVoucherAllocations(*id, pb::END_REASON_VOUCHER_EXPIRED));
     RETURN_IF_ERROR(voucher_book_.ReturnAvailable(
-        voucher_book_.voucher(*id), pb::ENTRY_KIND_EXPIRE,
-        absl::StrCat("expire/", *id)));
+        voucher_book_.voucher(*id), pb::ENTRY_KIND_EXPIRE, ExpireKey(*id)));
   }
   return any;
 }
@@ -301,6 +300,9 @@ absl::StatusOr<Reply> StateMachine::Tick(const pb::TickCommand& r) {
     RETURN_IF_ERROR(CheckRange("retire_at_most", r.retire_at_most(), 1,
                                kMaxRetiredPerTick));
   }
+  RETURN_IF_ERROR(CheckRange("retire_vouchers_at_most",
+                             r.retire_vouchers_at_most(), 0,
+                             r.retain_ended_s() > 0 ? kMaxRetiredPerTick : 0));
   const int64_t journal_before = books_.ledger().last_sequence();
   // Vouchers past their window, allocations that reached their duration,
   // then holds of ended allocations once late usage had its grace period,
@@ -314,6 +316,16 @@ absl::StatusOr<Reply> StateMachine::Tick(const pb::TickCommand& r) {
     ASSIGN_OR_RETURN(retired,
                      placement_.RetireDue(absl::Seconds(r.retain_ended_s()),
                                           r.retire_at_most()));
+  }
+  // Then vouchers whose allocations have all retired.
+  if (r.retire_vouchers_at_most() > 0) {
+    const auto& in_use = placement_.state().voucher_allocations;
+    ASSIGN_OR_RETURN(
+        const bool vouchers,
+        voucher_book_.RetireDue(
+            absl::Seconds(r.retain_ended_s()), r.retire_vouchers_at_most(),
+            [&in_use](const std::string& id) { return in_use.contains(id); }));
+    retired = retired || vouchers;
   }
   const size_t queued_before = placement_.queued();
   RETURN_IF_ERROR(placement_.ProcessQueue());
@@ -377,6 +389,12 @@ std::string StateMachine::Digest() const {
     add(absl::StrCat("retired ", program, ",", enterprise, ",", provider, ",",
                      hardware, "=", sums.allocations, ",", sums.used_gpu_ms,
                      ",", sums.cost_fen, ",", sums.charged_fen));
+  }
+  for (const auto& [key, sums] : book.retired) {
+    const auto& [program, enterprise, year, state] = key;
+    add(absl::StrCat("retired voucher ", program, ",", enterprise, ",", year,
+                     ",", state, "=", sums.vouchers, ",", sums.face_value_fen,
+                     ",", sums.charged_fen, ",", sums.returned_fen));
   }
   add(absl::StrCat(registry.next_program, ",", registry.next_enterprise, ",",
                    registry.next_provider, ",", book.next_application, ",",

@@ -115,6 +115,11 @@ class StateMachine {
   std::vector<pb::Allocation> TakeRetired() {
     return placement_.TakeRetired();
   }
+  // The final views of the vouchers retired since the previous call
+  // (VoucherBook::RetireDue), in order.
+  std::vector<pb::Voucher> TakeRetiredVouchers() {
+    return voucher_book_.TakeRetired();
+  }
 
   // --- Reads. Views fill in the derived balances. ---
   const Ledger& ledger() const { return books_.ledger(); }
@@ -208,12 +213,19 @@ class StateMachine {
   // error the state machine must be discarded.
   absl::Status Load(const pb::StateSnapshot& snapshot);
 
-  // The records behind the views, for listing in id order.
+  // The records behind the views, for listing in id order: the vouchers in
+  // memory, all but the retired ones, which the store keeps
+  // (store::RetiredVouchers).
   const absl::btree_map<std::string, VoucherRec>& vouchers() const {
     return voucher_book_.state().vouchers;
   }
+  // What the retired vouchers add up to.
+  const absl::btree_map<VoucherBook::RetiredKey, RetiredVoucherSums>&
+  retired_vouchers() const {
+    return voucher_book_.state().retired;
+  }
   // The allocations in memory: all but the retired ones, which the store
-  // keeps (store::RetiredAllocations).
+  // keeps (store::RetiredRecords).
   const absl::btree_map<std::string, AllocationRec>& allocations() const {
     return placement_.state().allocations;
   }

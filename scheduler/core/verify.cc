@@ -93,8 +93,9 @@ void JournalVerifier::StartFrom(const StateMachine& state) {
   charge_marks_ = ledger.charge_marks();
   for (const auto& [id, rec] : state.vouchers()) {
     const pb::Voucher v = state.VoucherViewOf(rec);
-    vouchers_[id] = VoucherSums{v.face_value_fen(), v.held_fen(),
-                                v.charged_fen(), v.returned_fen()};
+    vouchers_[id] =
+        VoucherSums{v.face_value_fen(), v.held_fen(), v.charged_fen(),
+                    v.returned_fen(), rec.adjustments};
   }
   for (const auto& [id, rec] : state.allocations()) {
     allocation_charges_[id] = state.AllocationViewOf(rec).charged_fen();
@@ -158,6 +159,7 @@ void JournalVerifier::Add(const pb::JournalEntry& e, bool hash_checked) {
       break;
     case pb::ENTRY_KIND_ADJUST:
       if (sums) {
+        ++sums->adjustments;
         sums->face += e.debit_account() == VoucherAccount(e.voucher_id())
                           ? amount
                           : -amount;
@@ -221,6 +223,22 @@ void JournalVerifier::Forget(const pb::Allocation& retired) {
   allocation_charges_.erase(id);
 }
 
+void JournalVerifier::Forget(const pb::Voucher& retired) {
+  const std::string& id = retired.voucher_id();
+  CheckVoucher(retired, violations_, suppressed_);
+  if (retired.available_fen() != 0 || retired.held_fen() != 0) {
+    Violation(absl::StrCat(
+        "voucher ", id, ": retired with ", FormatFen(retired.available_fen()),
+        " available and ", FormatFen(retired.held_fen()), " held"));
+  }
+  auto found = vouchers_.find(id);
+  const int64_t adjustments =
+      found == vouchers_.end() ? 0 : found->second.adjustments;
+  balances_.erase(VoucherAccount(id));
+  for (const std::string& key : VoucherKeys(id, adjustments)) keys_.erase(key);
+  if (found != vouchers_.end()) vouchers_.erase(found);
+}
+
 std::vector<std::string> JournalVerifier::Check(
     const StateMachine& state) const {
   std::vector<std::string> out = violations_;
@@ -249,36 +267,43 @@ std::vector<std::string> JournalVerifier::Check(
                              " has no journal entries"));
     }
   }
-  for (const std::string& id : state.VoucherIds()) {
-    const pb::Voucher v = *state.VoucherView(id);
-    auto found = vouchers_.find(id);
-    const VoucherSums sums =
-        found == vouchers_.end() ? VoucherSums{} : found->second;
-    const int64_t available = Derived(VoucherAccount(id));
-    if (sums.face != v.face_value_fen() || sums.held != v.held_fen() ||
-        sums.charged != v.charged_fen() || sums.returned != v.returned_fen()) {
-      violation(absl::StrCat(
-          "voucher ", id, ": state (face ", v.face_value_fen(), ", held ",
-          v.held_fen(), ", charged ", v.charged_fen(), ", returned ",
-          v.returned_fen(), ") differs from the journal (face ", sums.face,
-          ", held ", sums.held, ", charged ", sums.charged, ", returned ",
-          sums.returned, ")"));
-    }
-    if (sums.face != available + sums.held + sums.charged + sums.returned) {
-      violation(absl::StrCat(
-          "voucher ", id, ": face value ", FormatFen(sums.face),
-          " != available ", FormatFen(available), " + held ",
-          FormatFen(sums.held), " + charged ", FormatFen(sums.charged),
-          " + returned ", FormatFen(sums.returned)));
-    }
-    if (available < 0 || sums.held < 0) {
-      violation(absl::StrCat("voucher ", id, ": negative balance"));
-    }
-  }
+  for (const auto& [id, rec] : state.vouchers())
+    CheckVoucher(state.VoucherViewOf(rec), out, suppressed);
   CheckAllocations(state, out, suppressed);
   if (suppressed > 0)
     out.push_back(absl::StrCat("... and ", suppressed, " more violations"));
   return out;
+}
+
+void JournalVerifier::CheckVoucher(const pb::Voucher& v,
+                                   std::vector<std::string>& out,
+                                   int64_t& suppressed) const {
+  const std::string& id = v.voucher_id();
+  auto found = vouchers_.find(id);
+  const VoucherSums sums =
+      found == vouchers_.end() ? VoucherSums{} : found->second;
+  const int64_t available = Derived(VoucherAccount(id));
+  if (sums.face != v.face_value_fen() || sums.held != v.held_fen() ||
+      sums.charged != v.charged_fen() || sums.returned != v.returned_fen()) {
+    Report(out, suppressed,
+           absl::StrCat("voucher ", id, ": state (face ", v.face_value_fen(),
+                        ", held ", v.held_fen(), ", charged ", v.charged_fen(),
+                        ", returned ", v.returned_fen(),
+                        ") differs from the journal (face ", sums.face,
+                        ", held ", sums.held, ", charged ", sums.charged,
+                        ", returned ", sums.returned, ")"));
+  }
+  if (sums.face != available + sums.held + sums.charged + sums.returned) {
+    Report(out, suppressed,
+           absl::StrCat("voucher ", id, ": face value ", FormatFen(sums.face),
+                        " != available ", FormatFen(available), " + held ",
+                        FormatFen(sums.held), " + charged ",
+                        FormatFen(sums.charged), " + returned ",
+                        FormatFen(sums.returned)));
+  }
+  if (available < 0 || sums.held < 0) {
+    Report(out, suppressed, absl::StrCat("voucher ", id, ": negative balance"));
+  }
 }
 
 int64_t JournalVerifier::Derived(const std::string& account) const {

@@ -49,6 +49,10 @@ class JournalVerifier {
   // follows the allocations the state holds. Call after the entries of the
   // command that retired it were added.
   void Forget(const pb::Allocation& retired);
+  // The same for a retired voucher: checks its final view against the
+  // journal (nothing available or held, face value = charged + returned),
+  // then forgets its account, the keys of its entries and its sums.
+  void Forget(const pb::Voucher& retired);
 
   // Accounts tracked now.
   size_t accounts() const { return balances_.size(); }
@@ -68,7 +72,11 @@ class JournalVerifier {
     int64_t held = 0;
     int64_t charged = 0;
     int64_t returned = 0;
+    int64_t adjustments = 0;
   };
+  // Check()'s part for one voucher, its view `v`.
+  void CheckVoucher(const pb::Voucher& v, std::vector<std::string>& out,
+                    int64_t& suppressed) const;
   static void Report(std::vector<std::string>& out, int64_t& suppressed,
                      std::string message);
   void Violation(std::string message) {

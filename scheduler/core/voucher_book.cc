@@ -19,6 +19,27 @@ constexpr int kMaxBatchRows = 10'000;
 
 }  // namespace
 
+std::string IssueKey(absl::string_view voucher_id) {
+  return absl::StrCat("issue/", voucher_id);
+}
+std::string ExpireKey(absl::string_view voucher_id) {
+  return absl::StrCat("expire/", voucher_id);
+}
+std::string RevokeKey(absl::string_view voucher_id) {
+  return absl::StrCat("revoke/", voucher_id);
+}
+std::string AdjustKey(absl::string_view voucher_id, int64_t n) {
+  return absl::StrCat("adjust/", voucher_id, "/", n);
+}
+std::vector<std::string> VoucherKeys(absl::string_view voucher_id,
+                                     int64_t adjustments) {
+  std::vector<std::string> keys = {IssueKey(voucher_id), ExpireKey(voucher_id),
+                                   RevokeKey(voucher_id)};
+  for (int64_t n = 1; n <= adjustments; ++n)
+    keys.push_back(AdjustKey(voucher_id, n));
+  return keys;
+}
+
 // --- Applications ---
 
 absl::StatusOr<pb::Application*> VoucherBook::FindPendingApplication(
@@ -115,8 +136,16 @@ int64_t VoucherBook::IssuedInYear(const std::string& program_id,
                                   const std::string& enterprise_id,
                                   int year) const {
   int64_t total = 0;
+  for (auto it =
+           state_.retired.lower_bound({program_id, enterprise_id, year, 0});
+       it != state_.retired.end() && std::get<0>(it->first) == program_id &&
+       std::get<1>(it->first) == enterprise_id &&
+       std::get<2>(it->first) == year;
+       ++it) {
+    total += it->second.face_value_fen;
+  }
   auto ids = state_.enterprise_vouchers.find(enterprise_id);
-  if (ids == state_.enterprise_vouchers.end()) return 0;
+  if (ids == state_.enterprise_vouchers.end()) return total;
   for (const std::string& id : ids->second) {
     const pb::Voucher& v = state_.vouchers.at(id).voucher;
     if (v.program_id() != program_id) continue;
@@ -221,10 +250,11 @@ absl::StatusOr<pb::Voucher> VoucherBook::ExecuteIssue(
   v.set_application_id(application_id);
   state_.enterprise_vouchers[plan.enterprise_id].push_back(id);
   state_.expiry_index.insert({plan.valid_until, id});
+  state_.window_index.insert({plan.valid_until, id});
   pb::JournalEntry issue =
       Entry(pb::ENTRY_KIND_ISSUE, VoucherAccount(id),
             ProgramBudgetAccount(plan.program->program_id()),
-            plan.face_value_fen, absl::StrCat("issue/", id));
+            plan.face_value_fen, IssueKey(id));
   issue.set_voucher_id(id);
   issue.set_program_id(plan.program->program_id());
   if (absl::Status s = books_.Post(std::move(issue), &v); !s.ok()) {
@@ -334,8 +364,7 @@ absl::StatusOr<Response> VoucherBook::AdjustVoucher(
   const std::string& program_id = rec->voucher.program_id();
   const std::string voucher_account = VoucherAccount(r.voucher_id());
   const std::string budget_account = ProgramBudgetAccount(program_id);
-  const std::string key =
-      absl::StrCat("adjust/", r.voucher_id(), "/", rec->adjustments + 1);
+  const std::string key = AdjustKey(r.voucher_id(), rec->adjustments + 1);
   pb::JournalEntry entry;
   if (r.delta_fen() > 0) {
     ASSIGN_OR_RETURN(const pb::Program* program,
@@ -440,6 +469,61 @@ bool VoucherBook::Expire(const std::string& id) {
   v.set_state(pb::VOUCHER_STATE_EXPIRED);
   v.set_state_reason("validity window ended");
   return true;
+}
+
+absl::StatusOr<bool> VoucherBook::RetireDue(
+    absl::Duration retain, int at_most,
+    absl::FunctionRef<bool(const std::string&)> in_use) {
+  int retired = 0;
+  int passed = 0;
+  auto it = state_.window_index.begin();
+  while (it != state_.window_index.end() && retired < at_most &&
+         passed < at_most && it->first + retain <= books_.now()) {
+    const std::string& id = it->second;
+    if (in_use(id)) {
+      ++passed;
+      ++it;
+      continue;
+    }
+    RETURN_IF_ERROR(Retire(id));
+    it = state_.window_index.erase(it);
+    ++retired;
+  }
+  return retired > 0;
+}
+
+absl::Status VoucherBook::Retire(const std::string& id) {
+  auto it = state_.vouchers.find(id);
+  if (it == state_.vouchers.end()) {
+    return absl::InternalError(
+        absl::StrCat("voucher ", id, ": retired but not in the state"));
+  }
+  pb::Voucher view = VoucherViewOf(it->second);
+  if (view.available_fen() != 0 || view.held_fen() != 0) {
+    return absl::InternalError(absl::StrCat(
+        "voucher ", id, ": retired while ", pb::VoucherState_Name(view.state()),
+        " with ", FormatFen(view.available_fen()), " available and ",
+        FormatFen(view.held_fen()), " held"));
+  }
+  ASSIGN_OR_RETURN(const absl::Time issued_at,
+                   FromProto("issued_at", view.issued_at()));
+  RETURN_IF_ERROR(books_.ledger().Forget(
+      VoucherAccount(id), VoucherKeys(id, it->second.adjustments), ""));
+  RetiredVoucherSums& sums =
+      state_.retired[{view.program_id(), view.enterprise_id(),
+                      ShanghaiYear(issued_at), view.state()}];
+  ++sums.vouchers;
+  sums.face_value_fen += view.face_value_fen();
+  sums.charged_fen += view.charged_fen();
+  sums.returned_fen += view.returned_fen();
+  std::vector<std::string>& ids =
+      state_.enterprise_vouchers[view.enterprise_id()];
+  ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+  if (ids.empty()) state_.enterprise_vouchers.erase(view.enterprise_id());
+  *view.mutable_retired_at() = ToProto(books_.now());
+  state_.vouchers.erase(it);
+  retired_.push_back(std::move(view));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<const VoucherRec*>> VoucherBook::Payers(

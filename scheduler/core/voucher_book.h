@@ -13,14 +13,17 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "computevoucher/v1/admin.pb.h"
 #include "computevoucher/v1/enterprise.pb.h"
@@ -34,8 +37,23 @@
 
 namespace computevoucher::core {
 
+// The idempotency keys of the entries about a voucher but those about its
+// allocations. Retirement forgets them all (VoucherKeys), so every such key
+// is made here.
+std::string IssueKey(absl::string_view voucher_id);
+std::string ExpireKey(absl::string_view voucher_id);
+std::string RevokeKey(absl::string_view voucher_id);
+// Of the voucher's `n`th adjustment (from 1).
+std::string AdjustKey(absl::string_view voucher_id, int64_t n);
+// All of them, for a voucher adjusted `adjustments` times.
+std::vector<std::string> VoucherKeys(absl::string_view voucher_id,
+                                     int64_t adjustments);
+
 class VoucherBook {
  public:
+  // Retired vouchers' sums by program, enterprise, year of issue
+  // (Asia/Shanghai) and final state.
+  using RetiredKey = std::tuple<std::string, std::string, int, int>;
   struct State {
     absl::btree_map<std::string, pb::Application> applications;
     absl::btree_map<std::string, VoucherRec> vouchers;
@@ -44,6 +62,9 @@ class VoucherBook {
     absl::flat_hash_map<std::string, std::vector<std::string>>
         enterprise_vouchers;
     absl::btree_set<std::pair<absl::Time, std::string>> expiry_index;
+    // Derived: every voucher by the end of its window, for retirement.
+    absl::btree_set<std::pair<absl::Time, std::string>> window_index;
+    absl::btree_map<RetiredKey, RetiredVoucherSums> retired;
     int64_t next_application = 0;
     int64_t next_voucher = 0;
   };
@@ -82,6 +103,20 @@ class VoucherBook {
   // Marks voucher `id` expired; false (and nothing changed) when it is
   // exhausted, which needs nothing more.
   bool Expire(const std::string& id);
+
+  // --- Retirement, for the tick. ---
+  // Retires up to `at_most` vouchers whose window ended at least `retain`
+  // ago, in that order, each with nothing available or held and not
+  // `in_use` (allocations of it still in the state); passes over up to
+  // `at_most` others. Each leaves the state and the ledger (its account
+  // and its keys); its sums go to state().retired, its final view to
+  // TakeRetired(). Whether any was retired; Internal (a broken invariant)
+  // when one due still has money.
+  absl::StatusOr<bool> RetireDue(
+      absl::Duration retain, int at_most,
+      absl::FunctionRef<bool(const std::string&)> in_use);
+  // The final views of the vouchers retired since the last call, in order.
+  std::vector<pb::Voucher> TakeRetired() { return std::exchange(retired_, {}); }
 
   // --- Money between a voucher and its program's budget. ---
   // Returns `amount` (nothing when <= 0) to the budget as `kind` (EXPIRE or
@@ -150,10 +185,13 @@ class VoucherBook {
                        const std::string& enterprise_id, int year) const;
   absl::StatusOr<pb::Application*> FindPendingApplication(
       const std::string& application_id);
+  // Retires voucher `id`, which has nothing available or held.
+  absl::Status Retire(const std::string& id);
 
   const Registry& registry_;
   Books& books_;
   State state_;
+  std::vector<pb::Voucher> retired_;
 };
 
 }  // namespace computevoucher::core

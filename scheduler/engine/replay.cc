@@ -73,10 +73,22 @@ std::string NameUsage(int64_t position, const pb::ChargedUsage& u) {
                       u.record().sequence(), ")");
 }
 
+// The retired records `query` selects, and the id of one.
+absl::StatusOr<std::vector<pb::Allocation>> ReadFrom(
+    store::RetiredRecords& retired, const store::RetiredQuery& query) {
+  return retired.ReadRetired(query);
+}
+absl::StatusOr<std::vector<pb::Voucher>> ReadFrom(
+    store::RetiredRecords& retired, const store::RetiredVoucherQuery& query) {
+  return retired.ReadRetiredVouchers(query);
+}
+const std::string& IdOf(const pb::Allocation& a) { return a.allocation_id(); }
+const std::string& IdOf(const pb::Voucher& v) { return v.voucher_id(); }
+
 }  // namespace
 
 Replayer::Replayer(store::CommandLog& store, core::StateMachine& state,
-                   store::UsageIndex* usage, store::RetiredAllocations* retired)
+                   store::UsageIndex* usage, store::RetiredRecords* retired)
     : store_(store),
       state_(state),
       cursor_(std::make_unique<Cursor<pb::JournalEntry>>(
@@ -217,12 +229,12 @@ absl::Status Replayer::CheckUsage(const pb::Command& command) {
 
 absl::Status Replayer::CheckRetired(const pb::Command& command) {
   const std::vector<pb::Allocation> retired = state_.TakeRetired();
+  const std::vector<pb::Voucher> vouchers = state_.TakeRetiredVouchers();
   for (const pb::Allocation& produced : retired) verifier_.Forget(produced);
+  for (const pb::Voucher& produced : vouchers) verifier_.Forget(produced);
   if (retired_ == nullptr) return absl::OkStatus();
   for (const pb::Allocation& produced : retired) {
     ++report_.retired_allocations;
-    const std::string name =
-        absl::StrCat("retired allocation ", produced.allocation_id());
     // Readers find it by these columns: they must be its own.
     store::RetiredQuery query;
     query.allocation_id = produced.allocation_id();
@@ -230,63 +242,96 @@ absl::Status Replayer::CheckRetired(const pb::Command& command) {
     query.provider_id = produced.provider_id();
     query.cluster_id = produced.cluster_id();
     query.voucher_id = produced.voucher_id();
-    ASSIGN_OR_RETURN(query.retired_from,
-                     FromProto("retired_at", produced.retired_at()));
-    query.retired_until = query.retired_from;
-    query.limit = 1;
-    ASSIGN_OR_RETURN(std::vector<pb::Allocation> stored, ReadRetired(query));
-    if (stored.empty()) {
-      store::RetiredQuery by_id;
-      by_id.allocation_id = produced.allocation_id();
-      by_id.limit = 1;
-      ASSIGN_OR_RETURN(stored, ReadRetired(by_id));
-      Mismatch(absl::StrCat(
-          name, ", retired by command ", command.sequence(),
-          stored.empty() ? ", is missing from the store"
-                         : ", is stored under an enterprise, provider, "
-                           "cluster, voucher or time other than its own"));
-    } else if (!google::protobuf::util::MessageDifferencer::Equals(
-                   stored.front(), produced)) {
-      Mismatch(absl::StrCat(name, " differs from what command ",
-                            command.sequence(), " retires on replay"));
-    }
+    store::RetiredQuery by_id;
+    by_id.allocation_id = produced.allocation_id();
+    RETURN_IF_ERROR(CompareRetired(
+        absl::StrCat("retired allocation ", produced.allocation_id()),
+        "an enterprise, provider, cluster, voucher", command, produced, query,
+        by_id));
+  }
+  for (const pb::Voucher& produced : vouchers) {
+    ++report_.retired_vouchers;
+    store::RetiredVoucherQuery query;
+    query.voucher_id = produced.voucher_id();
+    query.program_id = produced.program_id();
+    query.enterprise_id = produced.enterprise_id();
+    query.state = pb::VoucherState_Name(produced.state());
+    store::RetiredVoucherQuery by_id;
+    by_id.voucher_id = produced.voucher_id();
+    RETURN_IF_ERROR(CompareRetired(
+        absl::StrCat("retired voucher ", produced.voucher_id()),
+        "a program, enterprise, state", command, produced, query, by_id));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<pb::Allocation>> Replayer::ReadRetired(
-    const store::RetiredQuery& query) {
-  absl::StatusOr<std::vector<pb::Allocation>> read =
-      retired_->ReadRetired(query);
+template <typename Message, typename Selection>
+absl::Status Replayer::CompareRetired(const std::string& name,
+                                      absl::string_view columns,
+                                      const pb::Command& command,
+                                      const Message& produced,
+                                      Selection by_columns, Selection by_id) {
+  ASSIGN_OR_RETURN(by_columns.retired_from,
+                   FromProto("retired_at", produced.retired_at()));
+  by_columns.retired_until = by_columns.retired_from;
+  by_columns.limit = 1;
+  by_id.limit = 1;
+  ASSIGN_OR_RETURN(std::vector<Message> stored,
+                   ReadRetired<Message>(by_columns));
+  if (stored.empty()) {
+    ASSIGN_OR_RETURN(stored, ReadRetired<Message>(by_id));
+    Mismatch(absl::StrCat(name, ", retired by command ", command.sequence(),
+                          stored.empty()
+                              ? std::string(", is missing from the store")
+                              : absl::StrCat(", is stored under ", columns,
+                                             " or time other than its own")));
+  } else if (!google::protobuf::util::MessageDifferencer::Equals(stored.front(),
+                                                                 produced)) {
+    Mismatch(absl::StrCat(name, " differs from what command ",
+                          command.sequence(), " retires on replay"));
+  }
+  return absl::OkStatus();
+}
+
+template <typename Message, typename Selection>
+absl::StatusOr<std::vector<Message>> Replayer::ReadRetired(
+    const Selection& query) {
+  absl::StatusOr<std::vector<Message>> read = ReadFrom(*retired_, query);
   if (read.status().code() == absl::StatusCode::kDataLoss) {
     Mismatch(std::string(read.status().message()));
-    return std::vector<pb::Allocation>();
+    return std::vector<Message>();
   }
   return read;
 }
 
 absl::Status Replayer::CountRetired() {
   if (retired_ == nullptr) return absl::OkStatus();
-  store::RetiredQuery query;
+  RETURN_IF_ERROR(CountStored(store::RetiredQuery(), "allocations",
+                              report_.retired_allocations));
+  return CountStored(store::RetiredVoucherQuery(), "vouchers",
+                     report_.retired_vouchers);
+}
+
+template <typename Selection>
+absl::Status Replayer::CountStored(Selection query, absl::string_view what,
+                                   int64_t retired) {
   query.limit = 10'000;
   // Not those a leader still running retired after the commands replayed.
   query.retired_until = state_.now();
   int64_t stored = 0;
   while (true) {
-    absl::StatusOr<std::vector<pb::Allocation>> page =
-        retired_->ReadRetired(query);
+    auto page = ReadFrom(*retired_, query);
     if (page.status().code() == absl::StatusCode::kDataLoss) {
       return absl::OkStatus();  // reported where it was read
     }
     if (!page.ok()) return page.status();
     stored += static_cast<int64_t>(page->size());
     if (page->size() < static_cast<size_t>(query.limit)) break;
-    query.after_id = page->back().allocation_id();
+    query.after_id = IdOf(page->back());
   }
-  if (stored != report_.retired_allocations) {
-    Mismatch(absl::StrCat("the store holds ", stored,
-                          " retired allocations; the stored commands retire ",
-                          report_.retired_allocations));
+  if (stored != retired) {
+    Mismatch(absl::StrCat("the store holds ", stored, " retired ", what,
+                          "; the stored commands retire ", retired));
   }
   return absl::OkStatus();
 }
@@ -332,7 +377,7 @@ absl::Status CheckReport(const ReplayReport& report) {
 
 absl::StatusOr<ReplayReport> Replay(store::CommandLog& log,
                                     store::UsageIndex& usage,
-                                    store::RetiredAllocations& retired,
+                                    store::RetiredRecords& retired,
                                     core::StateMachine& state) {
   Replayer replayer(log, state, &usage, &retired);
   RETURN_IF_ERROR(replayer.CheckStoredSnapshots());

@@ -12,7 +12,7 @@
 #include "scheduler/core/state_machine.h"
 #include "scheduler/core/verify.h"
 #include "scheduler/store/command_log.h"
-#include "scheduler/store/retired_allocations.h"
+#include "scheduler/store/retired.h"
 #include "scheduler/store/usage_index.h"
 
 namespace computevoucher::engine {
@@ -32,6 +32,7 @@ struct ReplayReport {
   // Allocations retired on replay and checked against the stored final
   // views (0 when replay started from a snapshot).
   int64_t retired_allocations = 0;
+  int64_t retired_vouchers = 0;  // the same for vouchers
   std::string last_hash;
   // Broken invariants and differences between the stored journal and the
   // journal the replayed commands post; empty when the store is sound.
@@ -54,7 +55,7 @@ class Replayer {
   // cannot).
   Replayer(store::CommandLog& store, core::StateMachine& state,
            store::UsageIndex* usage = nullptr,
-           store::RetiredAllocations* retired = nullptr);
+           store::RetiredRecords* retired = nullptr);
 
   // Reads the stored snapshots after the state's position, to compare each
   // with the state when replay reaches its position; one that is corrupt,
@@ -86,15 +87,30 @@ class Replayer {
   void Mismatch(std::string message);
   // Checks the usage records `command` accepted against the stored ones.
   absl::Status CheckUsage(const pb::Command& command);
-  // Has the verifier forget the allocations `command` retired, and checks
-  // them against the stored ones. After the command's entries were added.
+  // Has the verifier forget the allocations and vouchers `command` retired,
+  // and checks them against the stored ones. After the command's entries
+  // were added.
   absl::Status CheckRetired(const pb::Command& command);
-  // Counts the stored retired allocations against those retired on replay.
+  // Compares `produced`, called `name`, with the one stored under its
+  // `columns` (by_columns, its retired_at added), else says whether it is
+  // stored at all (by_id).
+  template <typename Message, typename Selection>
+  absl::Status CompareRetired(const std::string& name,
+                              absl::string_view columns,
+                              const pb::Command& command,
+                              const Message& produced, Selection by_columns,
+                              Selection by_id);
+  // Counts the stored retired allocations and vouchers against those
+  // retired on replay.
   absl::Status CountRetired();
-  // retired_->ReadRetired, with a stored view that does not parse reported
-  // as a break (no view read) rather than returned as an error.
-  absl::StatusOr<std::vector<pb::Allocation>> ReadRetired(
-      const store::RetiredQuery& query);
+  template <typename Selection>
+  absl::Status CountStored(Selection query, absl::string_view what,
+                           int64_t retired);
+  // The retired records `query` selects, with a stored view that does not
+  // parse reported as a break (no view read) rather than returned as an
+  // error.
+  template <typename Message, typename Selection>
+  absl::StatusOr<std::vector<Message>> ReadRetired(const Selection& query);
   // Compares the state with the stored snapshot at its position, if any.
   void CompareSnapshot();
 
@@ -102,7 +118,7 @@ class Replayer {
   core::StateMachine& state_;
   std::unique_ptr<Cursor<pb::JournalEntry>> cursor_;
   std::unique_ptr<Cursor<store::UsageRow>> usage_cursor_;  // null: unchecked
-  store::RetiredAllocations* retired_ = nullptr;             // null: unchecked
+  store::RetiredRecords* retired_ = nullptr;               // null: unchecked
   core::JournalVerifier verifier_;
   ReplayReport report_;
   std::vector<std::string> mismatches_;
@@ -125,7 +141,7 @@ absl::Status CheckReport(const ReplayReport& report);
 // wrong with the data is in the report.
 absl::StatusOr<ReplayReport> Replay(store::CommandLog& log,
                                     store::UsageIndex& usage,
-                                    store::RetiredAllocations& retired,
+                                    store::RetiredRecords& retired,
                                     core::StateMachine& state);
 
 // Where a replay started and how much it replayed, for the log: "the

@@ -264,6 +264,7 @@ void Writer::Apply(const std::vector<Pending*>& taken, Applied& into) {
   }
   MoveAppend(state_->TakeUsage(), into.batch.usage);
   MoveAppend(state_->TakeRetired(), into.batch.retired);
+  MoveAppend(state_->TakeRetiredVouchers(), into.batch.retired_vouchers);
   MoveAppend(state_->TakeJournal(), into.batch.entries);
 }
 

@@ -1,8 +1,6 @@
 // Allocations wherever they are: in the state while they live, in the
-// store once retired (core::Placement::RetireDue, store::RetiredAllocations).
-// The state is read first, then the store: an allocation retired between
-// the two reads is found in both (and answered once, from the state), never
-// in neither.
+// store once retired (core::Placement::RetireDue, store::RetiredRecords);
+// read as reports/live_or_retired.h says.
 #ifndef COMPUTEVOUCHER_SCHEDULER_REPORTS_ALLOCATIONS_H_
 #define COMPUTEVOUCHER_SCHEDULER_REPORTS_ALLOCATIONS_H_
 

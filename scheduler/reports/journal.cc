@@ -55,7 +55,7 @@ absl::StatusOr<pb::ListJournalResponse> JournalPage(
 
 absl::StatusOr<pb::VerifyJournalResponse> VerifyJournal(
     store::CommandLog& log, store::UsageIndex& usage,
-    store::RetiredAllocations& retired, store::ArchivedHistory* archived) {
+    store::RetiredRecords& retired, store::ArchivedHistory* archived) {
   std::optional<store::Horizon> horizon;
   if (archived != nullptr) {
     ASSIGN_OR_RETURN(horizon, archived->ReadHorizon());

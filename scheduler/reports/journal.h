@@ -7,7 +7,7 @@
 #include "computevoucher/v1/admin.pb.h"
 #include "scheduler/store/archived_history.h"
 #include "scheduler/store/command_log.h"
-#include "scheduler/store/retired_allocations.h"
+#include "scheduler/store/retired.h"
 #include "scheduler/store/usage_index.h"
 
 namespace computevoucher::reports {
@@ -30,7 +30,7 @@ absl::StatusOr<pb::ListJournalResponse> JournalPage(
 // files are checked by `voucher-scheduler verify --archive`).
 absl::StatusOr<pb::VerifyJournalResponse> VerifyJournal(
     store::CommandLog& log, store::UsageIndex& usage,
-    store::RetiredAllocations& retired, store::ArchivedHistory* archived);
+    store::RetiredRecords& retired, store::ArchivedHistory* archived);
 
 }  // namespace computevoucher::reports
 

@@ -8,7 +8,7 @@
 #include "scheduler/core/state_machine.h"
 #include "scheduler/store/archived_history.h"
 #include "scheduler/store/command_log.h"
-#include "scheduler/store/retired_allocations.h"
+#include "scheduler/store/retired.h"
 #include "scheduler/store/usage_index.h"
 
 namespace computevoucher::reports {
@@ -27,7 +27,7 @@ struct Sources {
   store::UsageIndex* usage = nullptr;
   store::CommandLog* log = nullptr;
   // Allocations no longer in the state; nullptr: none retired.
-  store::RetiredAllocations* retired = nullptr;
+  store::RetiredRecords* retired = nullptr;
   // Usage summed per day for archived periods; nullptr: nothing archived.
   store::ArchivedHistory* archived = nullptr;
 };

@@ -317,6 +317,12 @@ absl::StatusOr<pb::Balance> Balance(const core::StateMachine& state,
     out.set_charged_fen(
         sum.Add("charged_fen", out.charged_fen(), v.charged_fen()));
   }
+  // Retired vouchers hold nothing, but what they paid still counts.
+  for (const auto& [key, retired] : state.retired_vouchers()) {
+    if (std::get<1>(key) != enterprise_id) continue;
+    out.set_charged_fen(
+        sum.Add("charged_fen", out.charged_fen(), retired.charged_fen));
+  }
   RETURN_IF_ERROR(sum.status());
   return out;
 }

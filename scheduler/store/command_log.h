@@ -21,12 +21,14 @@ namespace pb = ::computevoucher::v1;
 
 // One group commit: commands in sequence order, the entries they posted,
 // the usage records they accepted (which the usage index then answers) and
-// the final views of the allocations they retired (RetiredAllocations).
+// the final views of the allocations and vouchers they retired
+// (RetiredRecords).
 struct Batch {
   std::vector<pb::Command> commands;
   std::vector<pb::JournalEntry> entries;
   std::vector<pb::ChargedUsage> usage;
   std::vector<pb::Allocation> retired;
+  std::vector<pb::Voucher> retired_vouchers;
 };
 
 // Positions of the last stored command and entry (0 when empty).

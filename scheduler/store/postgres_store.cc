@@ -79,7 +79,10 @@ class PostgresStore final : public Store {
     RETURN_IF_ERROR(LeaderTransactionLocked(
         "append", [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
           RETURN_IF_ERROR(InsertRowOn(write_.get(), row));
-          return InsertRetiredLocked(batch.retired);
+          const internal::RetiredRows retired = internal::RetiredRowsOf(batch);
+          RETURN_IF_ERROR(
+              InsertRetiredLocked("retired_allocations", retired.allocations));
+          return InsertRetiredLocked("retired_vouchers", retired.vouchers);
         }));
     ends_ = row.end;
     return absl::OkStatus();
@@ -184,21 +187,12 @@ class PostgresStore final : public Store {
 
   absl::StatusOr<std::vector<pb::Allocation>> ReadRetired(
       const RetiredQuery& query) override {
-    ASSIGN_OR_RETURN(const internal::RetiredSelect select,
-                     internal::SelectRetired(query, '$'));
-    absl::MutexLock lock(&read_mu_);
-    RETURN_IF_ERROR(Reconnect(read_.get()));
-    ASSIGN_OR_RETURN(const Result result,
-                     Query(read_.get(), select.sql.c_str(),
-                           std::vector<internal::Param>(select.params.begin(),
-                                                        select.params.end()),
-                           "read retired allocations"));
-    std::vector<pb::Allocation> out;
-    for (int i = 0; i < PQntuples(result.get()); ++i) {
-      ASSIGN_OR_RETURN(out.emplace_back(),
-                       internal::ParseRetired(BytesAt(result.get(), i, 0)));
-    }
-    return out;
+    return ReadRetiredRows<pb::Allocation>(query);
+  }
+
+  absl::StatusOr<std::vector<pb::Voucher>> ReadRetiredVouchers(
+      const RetiredVoucherQuery& query) override {
+    return ReadRetiredRows<pb::Voucher>(query);
   }
 
   absl::StatusOr<std::optional<Horizon>> ReadHorizon() override {
@@ -455,23 +449,42 @@ class PostgresStore final : public Store {
   // Inside a transaction: the snapshot row, checked against the stored
   // commands and snapshots, and the pruning of the oldest.
   // Inside an append's transaction.
-  absl::Status InsertRetiredLocked(const std::vector<pb::Allocation>& retired)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
-    if (retired.empty()) return absl::OkStatus();
-    CopyData data(7);
-    for (const pb::Allocation& a : retired) {
-      data.StartRow();
-      data.Bytes(a.allocation_id());
-      data.Bytes(a.enterprise_id());
-      data.Bytes(a.provider_id());
-      data.Bytes(a.cluster_id());
-      data.Bytes(a.voucher_id());
-      data.Int(internal::NanosOf(a.retired_at()));
-      data.Bytes(a.SerializeAsString());
+  // The retired Messages (allocations or vouchers) that `query` selects.
+  template <typename Message, typename Selection>
+  absl::StatusOr<std::vector<Message>> ReadRetiredRows(const Selection& query) {
+    ASSIGN_OR_RETURN(const internal::RetiredSelect select,
+                     internal::SelectRetired(query, '$'));
+    absl::MutexLock lock(&read_mu_);
+    RETURN_IF_ERROR(Reconnect(read_.get()));
+    ASSIGN_OR_RETURN(const Result result,
+                     Query(read_.get(), select.sql.c_str(),
+                           std::vector<internal::Param>(select.params.begin(),
+                                                        select.params.end()),
+                           "read retired"));
+    std::vector<Message> out;
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      ASSIGN_OR_RETURN(out.emplace_back(), internal::ParseRetired<Message>(
+                                               BytesAt(result.get(), i, 0)));
     }
-    return CopyIn(write_.get(),
-                  "COPY retired_allocations FROM STDIN (FORMAT binary)", data,
-                  "insert retired allocations");
+    return out;
+  }
+
+  // Inside an append's transaction: `rows` into `table`.
+  absl::Status InsertRetiredLocked(
+      const char* table, const std::vector<internal::RetiredRow>& rows)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    if (rows.empty()) return absl::OkStatus();
+    CopyData data(static_cast<int16_t>(rows.front().text.size() + 2));
+    for (const internal::RetiredRow& row : rows) {
+      data.StartRow();
+      for (const std::string& text : row.text) data.Bytes(text);
+      data.Int(row.retired_ns);
+      data.Bytes(row.body);
+    }
+    return CopyIn(
+        write_.get(),
+        absl::StrCat("COPY ", table, " FROM STDIN (FORMAT binary)").c_str(),
+        data, absl::StrCat("insert into ", table));
   }
 
   absl::Status WriteSnapshotLocked(const Snapshot& snapshot, int keep)

@@ -118,6 +118,8 @@ CREATE TABLE snapshots (
     nullptr,
     // 6 -> 7: archived history (internal::ArchiveTablesSql).
     nullptr,
+    // 7 -> 8: retired vouchers (internal::RetiredVouchersTableSql).
+    nullptr,
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kSqliteSchemaVersion);
@@ -175,6 +177,7 @@ class SqliteStore final : public Store {
       absl::MutexLock lock(&write_mu_);
       insert_row_.reset();
       insert_retired_.reset();
+      insert_retired_voucher_.reset();
       if (write_db_) sqlite3_close(write_db_);
     }
     {
@@ -194,6 +197,10 @@ class SqliteStore final : public Store {
           write_db_,
           "INSERT INTO retired_allocations VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
           "?7)"));
+      insert_retired_voucher_ = std::make_unique<Statement>();
+      RETURN_IF_ERROR(insert_retired_voucher_->Prepare(
+          write_db_,
+          "INSERT INTO retired_vouchers VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
       ASSIGN_OR_RETURN(ends_, ReadLastRow(write_db_));
     }
     return absl::OkStatus();
@@ -207,17 +214,10 @@ class SqliteStore final : public Store {
     RETURN_IF_ERROR(RunInTransaction(
         write_db_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
           RETURN_IF_ERROR(InsertRow(*insert_row_, row));
-          for (const pb::Allocation& a : batch.retired) {
-            const std::string body = a.SerializeAsString();
-            insert_retired_->BindText(1, a.allocation_id());
-            insert_retired_->BindText(2, a.enterprise_id());
-            insert_retired_->BindText(3, a.provider_id());
-            insert_retired_->BindText(4, a.cluster_id());
-            insert_retired_->BindText(5, a.voucher_id());
-            insert_retired_->BindInt(6, internal::NanosOf(a.retired_at()));
-            insert_retired_->BindBlob(7, body);
-            RETURN_IF_ERROR(insert_retired_->Run("insert retired allocation"));
-          }
+          const internal::RetiredRows retired = internal::RetiredRowsOf(batch);
+          RETURN_IF_ERROR(InsertRetired(*insert_retired_, retired.allocations));
+          RETURN_IF_ERROR(
+              InsertRetired(*insert_retired_voucher_, retired.vouchers));
           return absl::OkStatus();
         }));
     ends_ = row.end;
@@ -287,21 +287,12 @@ class SqliteStore final : public Store {
 
   absl::StatusOr<std::vector<pb::Allocation>> ReadRetired(
       const RetiredQuery& query) override {
-    ASSIGN_OR_RETURN(const internal::RetiredSelect select,
-                     internal::SelectRetired(query, '?'));
-    absl::MutexLock lock(&read_mu_);
-    Statement stmt;
-    RETURN_IF_ERROR(stmt.Prepare(read_db_, select.sql.c_str()));
-    for (size_t i = 0; i < select.params.size(); ++i)
-      stmt.BindText(static_cast<int>(i + 1), select.params[i]);
-    std::vector<pb::Allocation> out;
-    int rc;
-    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-      ASSIGN_OR_RETURN(out.emplace_back(), internal::ParseRetired(stmt.Column(0)));
-    }
-    if (rc != SQLITE_DONE)
-      return SqliteError(read_db_, rc, "read retired allocations");
-    return out;
+    return ReadRetiredRows<pb::Allocation>(query);
+  }
+
+  absl::StatusOr<std::vector<pb::Voucher>> ReadRetiredVouchers(
+      const RetiredVoucherQuery& query) override {
+    return ReadRetiredRows<pb::Voucher>(query);
   }
 
   absl::StatusOr<std::optional<Horizon>> ReadHorizon() override {
@@ -438,6 +429,39 @@ class SqliteStore final : public Store {
   }
 
  private:
+  // Inserts `rows` with `insert`, prepared for their table.
+  static absl::Status InsertRetired(
+      Statement& insert, const std::vector<internal::RetiredRow>& rows) {
+    for (const internal::RetiredRow& row : rows) {
+      int column = 0;
+      for (const std::string& text : row.text) insert.BindText(++column, text);
+      insert.BindInt(++column, row.retired_ns);
+      insert.BindBlob(++column, row.body);
+      RETURN_IF_ERROR(insert.Run("insert a retired record"));
+    }
+    return absl::OkStatus();
+  }
+
+  // The retired Messages (allocations or vouchers) that `query` selects.
+  template <typename Message, typename Selection>
+  absl::StatusOr<std::vector<Message>> ReadRetiredRows(const Selection& query) {
+    ASSIGN_OR_RETURN(const internal::RetiredSelect select,
+                     internal::SelectRetired(query, '?'));
+    absl::MutexLock lock(&read_mu_);
+    Statement stmt;
+    RETURN_IF_ERROR(stmt.Prepare(read_db_, select.sql.c_str()));
+    for (size_t i = 0; i < select.params.size(); ++i)
+      stmt.BindText(static_cast<int>(i + 1), select.params[i]);
+    std::vector<Message> out;
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      ASSIGN_OR_RETURN(out.emplace_back(),
+                       internal::ParseRetired<Message>(stmt.Column(0)));
+    }
+    if (rc != SQLITE_DONE) return SqliteError(read_db_, rc, "read retired");
+    return out;
+  }
+
   // Append and WriteSnapshot are refused on a read-only store and after
   // Resign.
   absl::Status CheckWritableLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
@@ -509,6 +533,7 @@ class SqliteStore final : public Store {
   sqlite3* const write_db_;  // null when read-only
   std::unique_ptr<Statement> insert_row_ ABSL_GUARDED_BY(write_mu_);
   std::unique_ptr<Statement> insert_retired_ ABSL_GUARDED_BY(write_mu_);
+  std::unique_ptr<Statement> insert_retired_voucher_ ABSL_GUARDED_BY(write_mu_);
   // Where the last stored row ends.
   RowEnds ends_ ABSL_GUARDED_BY(write_mu_);
   bool resigned_ ABSL_GUARDED_BY(write_mu_) = false;
@@ -535,9 +560,13 @@ absl::Status Migrate(sqlite3* db) {
     RETURN_IF_ERROR(RunInTransaction(db, [db, v] {
       RETURN_IF_ERROR(
           kMigrations[v] != nullptr ? Exec(db, kMigrations[v])
-          : v == 4 ? internal::ConvertToBatches(db)
+          : v == 4                  ? internal::ConvertToBatches(db)
           : v == 5 ? Exec(db, internal::RetiredTableSql("TEXT", "BLOB").c_str())
-                   : Exec(db, internal::ArchiveTablesSql("TEXT", "BLOB").c_str()));
+          : v == 6
+              ? Exec(db, internal::ArchiveTablesSql("TEXT", "BLOB").c_str())
+              : Exec(
+                    db,
+                    internal::RetiredVouchersTableSql("TEXT", "BLOB").c_str()));
       return Exec(db, absl::StrCat("PRAGMA user_version = ", v + 1).c_str());
     }));
   }

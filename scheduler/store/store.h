@@ -9,7 +9,7 @@
 #include "scheduler/store/archived_history.h"
 #include "scheduler/store/command_log.h"
 #include "scheduler/store/lease.h"
-#include "scheduler/store/retired_allocations.h"
+#include "scheduler/store/retired.h"
 #include "scheduler/store/usage_index.h"
 
 namespace computevoucher::store {
@@ -32,7 +32,7 @@ enum class OpenMode {
 
 class Store : public CommandLog,
               public UsageIndex,
-              public RetiredAllocations,
+              public RetiredRecords,
               public ArchivedHistory,
               public Lease {};
 

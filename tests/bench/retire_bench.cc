@@ -1,19 +1,19 @@
-// retire_bench: what a program's ended allocations cost the scheduler's
-// memory (issue 15, item 2).
+// retire_bench: what a program's ended allocations and vouchers cost the
+// scheduler's memory (issue 15, item 2).
 //
 // Simulates a program whose enterprise runs short allocations around the
-// clock: every simulated hour --per_hour one-GPU H100 allocations of an
-// hour, each reporting its hour of usage and released, then the
-// scheduler's tick (usage grace 300 s). This goes through the state
-// machine, as the writer applies commands, without a store. At 1x, 2x and
-// 4x --days it saves the state as a snapshot, loads that in a fresh
-// process and measures the process's resident memory there, with the
-// default retention (allocations retired 30 days after their end) and with
-// none (every ended allocation kept, as before retirement). Prints the
-// allocations made and held, the ledger's keys and accounts, the snapshot's
-// bytes and the resident memory, and the target beside them: with
-// retention, resident memory flat across sizes (within 10%).
-// Deterministic: no randomness, simulated time.
+// clock: every simulated day --vouchers_per_day vouchers valid for a week
+// are issued to it, and every simulated hour --per_hour one-GPU H100
+// allocations of an hour run, each reporting its hour of usage and
+// released, then the scheduler's tick (usage grace 300 s). This goes through
+// the state machine, as the writer applies commands, without a store. At 1x, 2x
+// and 4x --days it saves the state as a snapshot, loads that in a fresh process
+// and measures the process's resident memory there, with the default retention
+// (allocations and vouchers retired 30 days after their end) and with none
+// (every one kept, as before retirement). Prints the allocations and vouchers
+// made and held, the ledger's keys and accounts, the snapshot's bytes and the
+// resident memory, and the target beside them: with retention, resident memory
+// flat across sizes (within 10%). Deterministic: no randomness, simulated time.
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,6 +44,9 @@
 ABSL_FLAG(int, days, 30, "Simulated days at 1x; measured at 1x, 2x and 4x.");
 ABSL_FLAG(int, per_hour, 8,
           "Allocations started (and ended) every simulated hour (1..16).");
+ABSL_FLAG(int, vouchers_per_day, 4,
+          "Vouchers issued every simulated day, each valid for a week "
+          "(0..100).");
 ABSL_FLAG(std::string, measure, "",
           "Internal: load the snapshot in this file and print the resident "
           "memory.");
@@ -61,6 +64,8 @@ struct Figures {
   int64_t days = 0;
   int64_t made = 0;      // allocations made
   int64_t held = 0;      // in the state
+  int64_t vouchers = 0;  // issued
+  int64_t vouchers_held = 0;
   int64_t keys = 0;      // ledger idempotency keys
   int64_t accounts = 0;  // ledger accounts
   int64_t snapshot = 0;  // bytes
@@ -132,6 +137,22 @@ absl::Status RunHour(testing::Driver& driver, int64_t retain_s, int64_t* made) {
   state.TakeJournal();
   state.TakeUsage();
   state.TakeRetired();
+  state.TakeRetiredVouchers();
+  return absl::OkStatus();
+}
+
+// The day's vouchers: 100.00 each, valid for a week.
+absl::Status IssueDay(testing::Driver& driver, int64_t* issued) {
+  for (int i = 0; i < absl::GetFlag(FLAGS_vouchers_per_day); ++i) {
+    pb::Command c = testing::NewCommand(
+        testing::AdminPrincipal(), absl::StrCat("weekly-voucher-", ++*issued));
+    pb::IssueVoucherRequest* r = c.mutable_issue_voucher();
+    r->set_program_id("P-000001");
+    r->set_enterprise_id("E-000001");
+    r->set_face_value_fen(100'00);
+    *r->mutable_valid_until() = ToProto(driver.now() + absl::Hours(7 * 24));
+    RETURN_IF_ERROR(driver.Apply(std::move(c)).status());
+  }
   return absl::OkStatus();
 }
 
@@ -144,9 +165,11 @@ absl::StatusOr<std::vector<Figures>> Grow(const std::string& dir,
   RETURN_IF_ERROR(driver.Issue("P-000001", "E-000001", 5'000'000'00).status());
   std::vector<Figures> out;
   int64_t made = 0;
+  int64_t issued = 0;
   int64_t day = 0;
   for (int multiple : {1, 2, 4}) {
     for (; day < multiple * absl::GetFlag(FLAGS_days); ++day) {
+      RETURN_IF_ERROR(IssueDay(driver, &issued));
       for (int hour = 0; hour < 24; ++hour) {
         RETURN_IF_ERROR(RunHour(driver, retain_s, &made));
       }
@@ -155,6 +178,8 @@ absl::StatusOr<std::vector<Figures>> Grow(const std::string& dir,
     f.days = day;
     f.made = made;
     f.held = static_cast<int64_t>(state.allocations().size());
+    f.vouchers = issued;
+    f.vouchers_held = static_cast<int64_t>(state.vouchers().size());
     f.keys = static_cast<int64_t>(state.ledger().keys().size());
     f.accounts = static_cast<int64_t>(state.ledger().balances().size());
     const std::string snapshot = state.Save().SerializeAsString();
@@ -171,11 +196,14 @@ absl::StatusOr<std::vector<Figures>> Grow(const std::string& dir,
 
 void Print(const char* retention, const std::vector<Figures>& figures) {
   for (const Figures& f : figures) {
-    std::printf("%-10s %5lld %9lld %8lld %8lld %9lld %11lld %9.1f\n", retention,
-                static_cast<long long>(f.days), static_cast<long long>(f.made),
-                static_cast<long long>(f.held), static_cast<long long>(f.keys),
-                static_cast<long long>(f.accounts),
-                static_cast<long long>(f.snapshot), f.rss / 1048576.0);
+    std::printf(
+        "%-10s %5lld %9lld %8lld %8lld %8lld %8lld %9lld %11lld %9.1f\n",
+        retention, static_cast<long long>(f.days),
+        static_cast<long long>(f.made), static_cast<long long>(f.held),
+        static_cast<long long>(f.vouchers),
+        static_cast<long long>(f.vouchers_held), static_cast<long long>(f.keys),
+        static_cast<long long>(f.accounts), static_cast<long long>(f.snapshot),
+        f.rss / 1048576.0);
   }
 }
 
@@ -191,8 +219,12 @@ double Spread(const std::vector<Figures>& figures) {
 
 int Run() {
   if (absl::GetFlag(FLAGS_per_hour) < 1 || absl::GetFlag(FLAGS_per_hour) > 16 ||
-      absl::GetFlag(FLAGS_days) < 1) {
-    std::fprintf(stderr, "retire_bench: --per_hour 1..16, --days >= 1\n");
+      absl::GetFlag(FLAGS_days) < 1 ||
+      absl::GetFlag(FLAGS_vouchers_per_day) < 0 ||
+      absl::GetFlag(FLAGS_vouchers_per_day) > 100) {
+    std::fprintf(stderr,
+                 "retire_bench: --per_hour 1..16, --days >= 1, "
+                 "--vouchers_per_day 0..100\n");
     return 2;
   }
   absl::StatusOr<testing::TempDir> dir =
@@ -203,10 +235,13 @@ int Run() {
   }
   std::printf(
       "retire_bench: %d allocations an hour, each an hour of one H100 with "
-      "its usage, released; sizes 1x, 2x, 4x of %d days\n",
-      absl::GetFlag(FLAGS_per_hour), absl::GetFlag(FLAGS_days));
-  std::printf("%-10s %5s %9s %8s %8s %9s %11s %9s\n", "retention", "days",
-              "made", "held", "keys", "accounts", "snapshot B", "RSS MiB");
+      "its usage, released; %d vouchers a day, valid for a week; sizes 1x, "
+      "2x, 4x of %d days\n",
+      absl::GetFlag(FLAGS_per_hour), absl::GetFlag(FLAGS_vouchers_per_day),
+      absl::GetFlag(FLAGS_days));
+  std::printf("%-10s %5s %9s %8s %8s %8s %8s %9s %11s %9s\n", "retention",
+              "days", "made", "held", "vouchers", "held", "keys", "accounts",
+              "snapshot B", "RSS MiB");
   absl::StatusOr<std::vector<Figures>> kept = Grow(dir->path(), 0);
   if (!kept.ok()) {
     std::fprintf(stderr, "retire_bench: %s\n",

@@ -105,6 +105,10 @@ class TimedStore final : public store::Store {
       const store::RetiredQuery& query) override {
     return inner_.ReadRetired(query);
   }
+  absl::StatusOr<std::vector<pb::Voucher>> ReadRetiredVouchers(
+      const store::RetiredVoucherQuery& query) override {
+    return inner_.ReadRetiredVouchers(query);
+  }
   absl::StatusOr<std::optional<store::Horizon>> ReadHorizon() override {
     return inner_.ReadHorizon();
   }

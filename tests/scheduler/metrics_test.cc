@@ -380,6 +380,26 @@ TEST_F(MetricsTest, RetiredAllocationsStayCounted) {
   ExpectMoneyFigures(m);
 }
 
+TEST_F(MetricsTest, RetiredVouchersStayCounted) {
+  const pb::Voucher v =
+      Issue("E-000001", 100'00, "P-000001", clock_.Now() + absl::Hours(1));
+  // Expired an hour after issue; retired 30 days (the default retention)
+  // after that.
+  clock_.Advance(absl::Hours(1));
+  server_->TickNow();
+  clock_.Advance(absl::Hours(30 * 24));
+  server_->TickNow();
+  pb::GetVoucherRequest get;
+  get.set_voucher_id(v.voucher_id());
+  pb::Voucher retired;
+  ASSERT_TRUE(enterprise_->GetVoucher(As(e1_token_).get(), get, &retired).ok());
+  ASSERT_TRUE(retired.has_retired_at());
+
+  const Samples m = ScrapeSamples();
+  EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "expired"}}), 1);
+  EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "active"}}), 0);
+}
+
 TEST_F(MetricsTest, AMalformedBodyIsTheClientsErrorNotTheServers) {
   // Bytes that are no protobuf message (a field 1 of wire type 7), sent
   // raw to Allocate as a scanner would.

@@ -56,6 +56,8 @@ absl::StatusOr<core::Outcome> Driver::Tick(int64_t usage_grace_s,
   c.mutable_tick()->set_usage_grace_s(usage_grace_s);
   c.mutable_tick()->set_retain_ended_s(retain_ended_s);
   c.mutable_tick()->set_retire_at_most(core::kRetiredPerTick);
+  if (retain_ended_s > 0)
+    c.mutable_tick()->set_retire_vouchers_at_most(core::kRetiredPerTick);
   return Apply(std::move(c));
 }
 

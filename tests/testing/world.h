@@ -74,7 +74,7 @@ class Driver {
   const std::vector<pb::Command>& log() const { return log_; }
 
   // Ticks with the given grace period for late usage, retiring allocations
-  // ended `retain_ended_s` ago (0: none).
+  // ended and vouchers whose window ended `retain_ended_s` ago (0: none).
   absl::StatusOr<core::Outcome> Tick(int64_t usage_grace_s = 300,
                                      int64_t retain_ended_s = 0);
 

@@ -92,6 +92,8 @@ CREATE TABLE snapshots (
     nullptr,
     // 5 -> 6: archived history (ArchiveTablesSql).
     nullptr,
+    // 6 -> 7: retired vouchers (RetiredVouchersTableSql).
+    nullptr,
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kPostgresSchemaVersion);
@@ -200,9 +202,11 @@ absl::Status MigrateLocked(PGconn* conn) {
     RETURN_IF_ERROR(Exec(conn, "BEGIN", what));
     absl::Status s =
         kMigrations[v] != nullptr ? Exec(conn, kMigrations[v], what)
-        : v == 3 ? ConvertToBatches(conn)
+        : v == 3                  ? ConvertToBatches(conn)
         : v == 4 ? Exec(conn, RetiredTableSql("text", "bytea").c_str(), what)
-                 : Exec(conn, ArchiveTablesSql("text", "bytea").c_str(), what);
+        : v == 5 ? Exec(conn, ArchiveTablesSql("text", "bytea").c_str(), what)
+                 : Exec(conn, RetiredVouchersTableSql("text", "bytea").c_str(),
+                        what);
     if (s.ok()) {
       s = Query(conn, "UPDATE schema_version SET version = $1::integer",
                 {int64_t{v + 1}}, what)

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 
 namespace computevoucher::store {
 
@@ -101,52 +102,112 @@ CREATE INDEX retired_by_provider
 )sql");
 }
 
-absl::StatusOr<RetiredSelect> SelectRetired(const RetiredQuery& query,
-                                            char marker) {
-  if (query.limit < 1 || query.limit > 10'000) {
+std::string RetiredVouchersTableSql(absl::string_view text,
+                                    absl::string_view blob) {
+  // As retired_allocations; listings go in id order, by enterprise.
+  return absl::StrCat(R"sql(
+CREATE TABLE retired_vouchers (
+  voucher_id    )sql",
+                      text, R"sql( PRIMARY KEY,
+  program_id    )sql",
+                      text, R"sql( NOT NULL,
+  enterprise_id )sql",
+                      text, R"sql( NOT NULL,
+  state         )sql",
+                      text, R"sql( NOT NULL,  -- e.g. VOUCHER_STATE_EXPIRED
+  retired_ns    bigint NOT NULL,  -- retired_at, Unix nanoseconds (UTC)
+  body          )sql",
+                      blob, R"sql( NOT NULL   -- computevoucher.v1.Voucher
+);
+CREATE INDEX retired_vouchers_by_enterprise
+  ON retired_vouchers (enterprise_id, voucher_id);
+)sql");
+}
+
+RetiredRows RetiredRowsOf(const Batch& batch) {
+  RetiredRows rows;
+  for (const pb::Allocation& a : batch.retired) {
+    rows.allocations.push_back(
+        RetiredRow{{a.allocation_id(), a.enterprise_id(), a.provider_id(),
+                    a.cluster_id(), a.voucher_id()},
+                   NanosOf(a.retired_at()),
+                   a.SerializeAsString()});
+  }
+  for (const pb::Voucher& v : batch.retired_vouchers) {
+    rows.vouchers.push_back(
+        RetiredRow{{v.voucher_id(), v.program_id(), v.enterprise_id(),
+                    pb::VoucherState_Name(v.state())},
+                   NanosOf(v.retired_at()),
+                   v.SerializeAsString()});
+  }
+  return rows;
+}
+
+namespace {
+
+// The SELECT of the bodies of `table` (id column `id_column`) whose
+// columns equal the non-empty `filters`, retired in [from, until], with an
+// id after `after`, in id order.
+absl::StatusOr<RetiredSelect> SelectRetiredRows(
+    absl::string_view table, absl::string_view id_column,
+    absl::Span<const std::pair<const char*, const std::string*>> filters,
+    const std::string& after, absl::Time from, absl::Time until, int limit,
+    char marker) {
+  if (limit < 1 || limit > 10'000) {
     return absl::InvalidArgumentError(
-        absl::StrCat("retired allocations: limit must be 1..10000, got ",
-                     query.limit));
+        absl::StrCat(table, ": limit must be 1..10000, got ", limit));
   }
   RetiredSelect out;
-  out.sql = "SELECT body FROM retired_allocations WHERE allocation_id > ";
+  out.sql =
+      absl::StrCat("SELECT body FROM ", table, " WHERE ", id_column, " > ");
   auto placeholder = [&](const std::string& value) {
     out.params.push_back(value);
     return absl::StrCat(std::string(1, marker), out.params.size());
   };
-  absl::StrAppend(&out.sql, placeholder(query.after_id));
+  absl::StrAppend(&out.sql, placeholder(after));
+  for (const auto& [column, value] : filters) {
+    if (value->empty()) continue;
+    absl::StrAppend(&out.sql, " AND ", column, " = ", placeholder(*value));
+  }
+  // Bound as text, like the others, and cast where compared.
+  if (from != absl::InfinitePast()) {
+    absl::StrAppend(&out.sql, " AND retired_ns >= CAST(",
+                    placeholder(absl::StrCat(ClampNanos(from))), " AS BIGINT)");
+  }
+  if (until != absl::InfiniteFuture()) {
+    absl::StrAppend(&out.sql, " AND retired_ns <= CAST(",
+                    placeholder(absl::StrCat(ClampNanos(until))),
+                    " AS BIGINT)");
+  }
+  absl::StrAppend(&out.sql, " ORDER BY ", id_column, " LIMIT ", limit);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<RetiredSelect> SelectRetired(const RetiredQuery& query,
+                                            char marker) {
   const std::pair<const char*, const std::string*> filters[] = {
       {"allocation_id", &query.allocation_id},
       {"enterprise_id", &query.enterprise_id},
       {"provider_id", &query.provider_id},
       {"cluster_id", &query.cluster_id},
       {"voucher_id", &query.voucher_id}};
-  for (const auto& [column, value] : filters) {
-    if (value->empty()) continue;
-    absl::StrAppend(&out.sql, " AND ", column, " = ", placeholder(*value));
-  }
-  // Bound as text, like the others, and cast where compared.
-  if (query.retired_from != absl::InfinitePast()) {
-    absl::StrAppend(&out.sql, " AND retired_ns >= CAST(",
-                    placeholder(absl::StrCat(ClampNanos(query.retired_from))),
-                    " AS BIGINT)");
-  }
-  if (query.retired_until != absl::InfiniteFuture()) {
-    absl::StrAppend(&out.sql, " AND retired_ns <= CAST(",
-                    placeholder(absl::StrCat(ClampNanos(query.retired_until))),
-                    " AS BIGINT)");
-  }
-  absl::StrAppend(&out.sql, " ORDER BY allocation_id LIMIT ", query.limit);
-  return out;
+  return SelectRetiredRows("retired_allocations", "allocation_id", filters,
+                           query.after_id, query.retired_from,
+                           query.retired_until, query.limit, marker);
 }
 
-absl::StatusOr<pb::Allocation> ParseRetired(absl::string_view body) {
-  pb::Allocation a;
-  if (!a.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
-    return absl::DataLossError(
-        "retired_allocations: a stored allocation does not parse");
-  }
-  return a;
+absl::StatusOr<RetiredSelect> SelectRetired(const RetiredVoucherQuery& query,
+                                            char marker) {
+  const std::pair<const char*, const std::string*> filters[] = {
+      {"voucher_id", &query.voucher_id},
+      {"program_id", &query.program_id},
+      {"enterprise_id", &query.enterprise_id},
+      {"state", &query.state}};
+  return SelectRetiredRows("retired_vouchers", "voucher_id", filters,
+                           query.after_id, query.retired_from,
+                           query.retired_until, query.limit, marker);
 }
 
 std::string ArchiveTablesSql(absl::string_view text, absl::string_view blob) {

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -36,22 +37,52 @@ int64_t NanosOf(const google::protobuf::Timestamp& ts);
 // included).
 int64_t ClampNanos(absl::Time t);
 
-// The table of retired allocations (RetiredAllocations), the same on both
+// The table of retired allocations (RetiredRecords), the same on both
 // stores but for the SQL types: `text` and `blob` name them.
 std::string RetiredTableSql(absl::string_view text, absl::string_view blob);
 
-// ReadRetired's SELECT for `query`: the bodies of the matching rows, with
-// placeholders `marker` 1, 2, ... (`?` for SQLite, `$` for PostgreSQL) for
-// `params`, in order. InvalidArgument for a limit outside 1..10000.
+// The table of retired vouchers, the same way.
+std::string RetiredVouchersTableSql(absl::string_view text,
+                                    absl::string_view blob);
+
+// A row of either table: its text columns in the table's order, then
+// retired_ns and body.
+struct RetiredRow {
+  std::vector<std::string> text;
+  int64_t retired_ns = 0;
+  std::string body;
+};
+// The rows of the retired allocations and vouchers of `batch`, by table.
+struct RetiredRows {
+  std::vector<RetiredRow> allocations;
+  std::vector<RetiredRow> vouchers;
+};
+RetiredRows RetiredRowsOf(const Batch& batch);
+
+// ReadRetired's and ReadRetiredVouchers' SELECT for `query`: the bodies of
+// the matching rows, with placeholders `marker` 1, 2, ... (`?` for SQLite,
+// `$` for PostgreSQL) for `params`, in order. InvalidArgument for a limit
+// outside 1..10000.
 struct RetiredSelect {
   std::string sql;
   std::vector<std::string> params;
 };
 absl::StatusOr<RetiredSelect> SelectRetired(const RetiredQuery& query,
                                             char marker);
+absl::StatusOr<RetiredSelect> SelectRetired(const RetiredVoucherQuery& query,
+                                            char marker);
 
-// A stored body of the table, parsed; DataLoss when it does not parse.
-absl::StatusOr<pb::Allocation> ParseRetired(absl::string_view body);
+// A stored body of either table, parsed; DataLoss when it does not parse.
+template <typename Message>
+absl::StatusOr<Message> ParseRetired(absl::string_view body) {
+  Message m;
+  if (!m.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+    return absl::DataLossError(absl::StrCat("retired ",
+                                            m.GetDescriptor()->name(),
+                                            ": a stored one does not parse"));
+  }
+  return m;
+}
 
 // The tables of archived history (ArchivedHistory), the same on both
 // stores but for the SQL types.

@@ -125,12 +125,15 @@ int64_t ApiTest::StoredCommands() {
 
 pb::Voucher ApiTest::Issue(const std::string& enterprise_id,
                            int64_t face_value_fen,
-                           const std::string& program_id) {
+                           const std::string& program_id,
+                           absl::Time valid_until) {
   pb::IssueVoucherRequest r;
   r.set_request_id(NextRequestId());
   r.set_program_id(program_id);
   r.set_enterprise_id(enterprise_id);
   r.set_face_value_fen(face_value_fen);
+  if (valid_until != absl::InfiniteFuture())
+    *r.mutable_valid_until() = ToProto(valid_until);
   pb::Voucher v;
   grpc::Status s = admin_->IssueVoucher(As(admin_token_).get(), r, &v);
   EXPECT_TRUE(s.ok()) << s.error_message();

@@ -52,8 +52,10 @@ class ApiTest : public ::testing::Test {
   // Commands stored so far, read through a read-only open of the store.
   int64_t StoredCommands();
 
+  // Valid until the program's end unless `valid_until` is finite.
   pb::Voucher Issue(const std::string& enterprise_id, int64_t face_value_fen,
-                    const std::string& program_id = "P-000001");
+                    const std::string& program_id = "P-000001",
+                    absl::Time valid_until = absl::InfiniteFuture());
 
   FakeClock clock_{
       absl::FromUnixSeconds(1'740'758'400)};  // 2025-03-01 00:00 +08:00

@@ -2,7 +2,6 @@
 // the log's oldest part is archived, statements and settlement of archived
 // days answer as before and verify replays the archive's files, refusing
 // changed ones; a run that stopped after anchoring is finished by the next.
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <sstream>
@@ -17,7 +16,6 @@
 #include "scheduler/store/open_store.h"
 #include "scheduler/verify_command.h"
 #include "tests/scheduler/api/history_fixture.h"
-#include "tests/scheduler/store/store_backend.h"
 
 namespace computevoucher::testing {
 namespace {
@@ -36,41 +34,7 @@ constexpr char kPostgresCrash[] =
     "CREATE TRIGGER crash BEFORE INSERT ON archive_horizon FOR EACH ROW "
     "EXECUTE FUNCTION crash()";
 
-// HistoryApiTest on the store its parameter names (the embedded one, or a
-// fresh PostgreSQL database on CV_TEST_POSTGRES_URL's server).
-class ArchiveApiTest : public HistoryApiTest,
-                       public ::testing::WithParamInterface<std::string> {
- protected:
-  void SetUp() override {
-    if (GetParam() == "postgres" &&
-        std::getenv("CV_TEST_POSTGRES_URL") == nullptr) {
-      GTEST_SKIP() << "CV_TEST_POSTGRES_URL is unset";
-    }
-    ASSERT_NO_FATAL_FAILURE(MakeTempDir("archive_db", db_root_));
-    absl::StatusOr<std::unique_ptr<store::StoreBackend>> backend =
-        store::MakeStoreBackend(GetParam(), db_root_.path());
-    ASSERT_TRUE(backend.ok()) << backend.status();
-    backend_ = *std::move(backend);
-    HistoryApiTest::SetUp();
-  }
-  void Configure(pb::SchedulerConfig& config) override {
-    HistoryApiTest::Configure(config);
-    config.set_store(backend_->store_url());
-    if (GetParam() == "sqlite") config.set_data_dir(db_root_.path() + "/data");
-  }
-
-  // Runs `postgres` (or `sqlite`, when given, on the embedded store) on the
-  // store's database.
-  void Execute(const std::string& postgres, const std::string& sqlite = "") {
-    const std::string& sql =
-        GetParam() == "sqlite" && !sqlite.empty() ? sqlite : postgres;
-    const absl::Status s = backend_->Execute(sql);
-    EXPECT_TRUE(s.ok()) << s;
-  }
-
-  TempDir db_root_;  // destroyed after the backend
-  std::unique_ptr<store::StoreBackend> backend_;
-};
+using ArchiveApiTest = HistoryOnStoreTest;
 
 INSTANTIATE_TEST_SUITE_P(Stores, ArchiveApiTest,
                          ::testing::Values("sqlite", "postgres"),

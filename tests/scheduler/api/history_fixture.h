@@ -1,11 +1,12 @@
 // The fixture of the tests of a program's history through the API
-// (issue 15): retired allocations (retirement_api_test.cc) and archived
-// periods (archive_api_test.cc). An in-process scheduler that retires
+// (issue 15): retired allocations and vouchers (retirement_api_test.cc) and
+// archived periods (archive_api_test.cc). An in-process scheduler that retires
 // allocations an hour after they end, with helpers to allocate, report
 // usage, read statements and settlements, and verify.
 #ifndef COMPUTEVOUCHER_TESTS_SCHEDULER_API_HISTORY_FIXTURE_H_
 #define COMPUTEVOUCHER_TESTS_SCHEDULER_API_HISTORY_FIXTURE_H_
 
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -21,6 +22,7 @@
 #include "scheduler/engine/archive.h"
 #include "scheduler/verify_command.h"
 #include "tests/scheduler/api/api_fixture.h"
+#include "tests/scheduler/store/store_backend.h"
 
 namespace computevoucher::testing {
 
@@ -226,6 +228,42 @@ class HistoryApiTest : public ApiTest {
     EXPECT_EQ(page.usage(0).enterprise_id(), "E-000003");
     EXPECT_EQ(page.usage(0).provider_id(), "PR-000001");
   }
+};
+
+// HistoryApiTest on the store its parameter names (the embedded one, or a
+// fresh PostgreSQL database on CV_TEST_POSTGRES_URL's server).
+class HistoryOnStoreTest : public HistoryApiTest,
+                           public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "postgres" &&
+        std::getenv("CV_TEST_POSTGRES_URL") == nullptr) {
+      GTEST_SKIP() << "CV_TEST_POSTGRES_URL is unset";
+    }
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("history_db", db_root_));
+    absl::StatusOr<std::unique_ptr<store::StoreBackend>> backend =
+        store::MakeStoreBackend(GetParam(), db_root_.path());
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backend_ = *std::move(backend);
+    HistoryApiTest::SetUp();
+  }
+  void Configure(pb::SchedulerConfig& config) override {
+    HistoryApiTest::Configure(config);
+    config.set_store(backend_->store_url());
+    if (GetParam() == "sqlite") config.set_data_dir(db_root_.path() + "/data");
+  }
+
+  // Runs `postgres` (or `sqlite`, when given, on the embedded store) on the
+  // store's database.
+  void Execute(const std::string& postgres, const std::string& sqlite = "") {
+    const std::string& sql =
+        GetParam() == "sqlite" && !sqlite.empty() ? sqlite : postgres;
+    const absl::Status s = backend_->Execute(sql);
+    EXPECT_TRUE(s.ok()) << s;
+  }
+
+  TempDir db_root_;  // destroyed after the backend
+  std::unique_ptr<store::StoreBackend> backend_;
 };
 
 }  // namespace computevoucher::testing

@@ -127,14 +127,8 @@ class ScenarioTest : public ApiTest {
                   HasSubstr("need 7500000.00 CNY, remaining 7000000.00 CNY"));
     }
     {
-      pb::IssueVoucherRequest r;
-      r.set_request_id(NextRequestId());
-      r.set_program_id("P-000001");
-      r.set_enterprise_id("E-000001");
-      r.set_face_value_fen(1'000'00);
-      *r.mutable_valid_until() = ToProto(EndOfDay(absl::CivilDay(2025, 3, 2)));
-      pb::Voucher v;
-      ASSERT_TRUE(admin_->IssueVoucher(As(admin_token_).get(), r, &v).ok());
+      const pb::Voucher v = Issue("E-000001", 1'000'00, "P-000001",
+                                  EndOfDay(absl::CivilDay(2025, 3, 2)));
       EXPECT_EQ(v.voucher_id(), "CV-2025-000004");
     }
   }

@@ -137,7 +137,10 @@ class ReplayTest : public ::testing::Test {
   // and retires it a retention later, appending each command's batch as the
   // writer would (the retiring tick's with the final view); sets
   // `*retiring_tick` to that tick's sequence.
-  void AppendRetirement(int64_t* retiring_tick) {
+  // Then, with `voucher_tick` set, its voucher (expiring at the program's
+  // end) is retired by the tick whose sequence goes there.
+  void AppendRetirement(int64_t* retiring_tick,
+                        int64_t* voucher_tick = nullptr) {
     constexpr int64_t kRetainS = 30 * 24 * 3600;
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
                          OpenSqliteStore(data_dir_, OpenMode::kReadWrite));
@@ -146,6 +149,7 @@ class ReplayTest : public ::testing::Test {
       batch.commands = {driver_.log().back()};
       batch.entries = state_.TakeJournal();
       batch.retired = state_.TakeRetired();
+      batch.retired_vouchers = state_.TakeRetiredVouchers();
       return store->Append(batch);
     };
     ASSERT_THAT(driver_.Release("E-000001", "AL-00000001"), IsOk());
@@ -157,6 +161,18 @@ class ReplayTest : public ::testing::Test {
     ASSERT_THAT(driver_.Tick(300, kRetainS), IsOk());
     ASSERT_FALSE(state_.allocations().contains("AL-00000001"));
     *retiring_tick = driver_.log().back().sequence();
+    ASSERT_THAT(append_last(), IsOk());
+    if (voucher_tick == nullptr) return;
+    ASSERT_EQ(state_.vouchers().size(), 1u);
+    const absl::Time until = *FromProto(
+        "valid_until", state_.vouchers().begin()->second.voucher.valid_until());
+    driver_.Advance(until - driver_.now());
+    ASSERT_THAT(driver_.Tick(300, kRetainS), IsOk());  // expires it
+    ASSERT_THAT(append_last(), IsOk());
+    driver_.Advance(absl::Seconds(kRetainS));
+    ASSERT_THAT(driver_.Tick(300, kRetainS), IsOk());
+    ASSERT_THAT(state_.vouchers(), IsEmpty());
+    *voucher_tick = driver_.log().back().sequence();
     ASSERT_THAT(append_last(), IsOk());
   }
 
@@ -364,6 +380,71 @@ TEST_F(ReplayTest, DeletedOrExtraRetiredAllocationIsReported) {
                   HasSubstr("retired allocation AL-00000001, retired by "
                             "command"),
                   NamesCommand(tick), HasSubstr("missing from the store"))))
+      << absl::StrJoin(report.violations, "\n");
+}
+
+// Retired vouchers likewise: checked against what the commands retire,
+// found under their own columns, counted.
+TEST_F(ReplayTest, RetiredVouchersAreCheckedAndCounted) {
+  int64_t tick = 0;
+  int64_t voucher_tick = 0;
+  ASSERT_NO_FATAL_FAILURE(AppendRetirement(&tick, &voucher_tick));
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
+  EXPECT_THAT(report.violations, IsEmpty())
+      << absl::StrJoin(report.violations, "\n");
+  EXPECT_EQ(report.retired_vouchers, 1);
+  EXPECT_EQ(fresh.Digest(), state_.Digest());
+
+  // Its charges lowered, as a forger hiding spending would.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
+                       OpenSqliteStore(data_dir_, OpenMode::kReadOnly));
+  ASSERT_OK_AND_ASSIGN(
+      std::vector<pb::Voucher> stored,
+      store->ReadRetiredVouchers(store::RetiredVoucherQuery()));
+  store.reset();
+  ASSERT_EQ(stored.size(), 1u);
+  const std::string id = stored[0].voucher_id();
+  stored[0].set_charged_fen(0);
+  ASSERT_NO_FATAL_FAILURE(Execute(absl::StrCat(
+      "UPDATE retired_vouchers SET body = X'",
+      absl::BytesToHexString(stored[0].SerializeAsString()), "'")));
+  core::StateMachine changed;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, changed));
+  EXPECT_THAT(report.violations,
+              ElementsAre(::testing::AllOf(
+                  HasSubstr("retired voucher " + id + " differs from what"),
+                  NamesCommand(voucher_tick))))
+      << absl::StrJoin(report.violations, "\n");
+
+  // Listed as revoked instead of expired; then an extra one; then none.
+  ASSERT_NO_FATAL_FAILURE(
+      Execute("UPDATE retired_vouchers SET state = 'VOUCHER_STATE_REVOKED'"));
+  core::StateMachine moved;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, moved));
+  EXPECT_THAT(
+      report.violations,
+      ElementsAre(::testing::AllOf(
+          HasSubstr("retired voucher " + id), NamesCommand(voucher_tick),
+          HasSubstr("state or time other than its own"))))
+      << absl::StrJoin(report.violations, "\n");
+  ASSERT_NO_FATAL_FAILURE(Execute(
+      "INSERT INTO retired_vouchers SELECT 'CV-2099-000001', program_id, "
+      "enterprise_id, state, retired_ns, body FROM retired_vouchers"));
+  core::StateMachine extra;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, extra));
+  EXPECT_THAT(report.violations,
+              Contains("the store holds 2 retired vouchers; the stored "
+                       "commands retire 1"));
+  ASSERT_NO_FATAL_FAILURE(Execute("DELETE FROM retired_vouchers"));
+  core::StateMachine none;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, none));
+  EXPECT_THAT(
+      report.violations,
+      Contains(::testing::AllOf(
+          HasSubstr("retired voucher " + id + ", retired by command"),
+          NamesCommand(voucher_tick), HasSubstr("missing from the store"))))
       << absl::StrJoin(report.violations, "\n");
 }
 

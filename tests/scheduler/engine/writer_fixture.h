@@ -168,6 +168,11 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(ReadFault());
     return base_->ReadRetired(query);
   }
+  absl::StatusOr<std::vector<pb::Voucher>> ReadRetiredVouchers(
+      const store::RetiredVoucherQuery& query) override {
+    RETURN_IF_ERROR(ReadFault());
+    return base_->ReadRetiredVouchers(query);
+  }
   absl::StatusOr<std::optional<store::Horizon>> ReadHorizon() override {
     RETURN_IF_ERROR(ReadFault());
     return base_->ReadHorizon();
