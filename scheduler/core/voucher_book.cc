@@ -474,6 +474,9 @@ bool VoucherBook::Expire(const std::string& id) {
 absl::StatusOr<bool> VoucherBook::RetireDue(
     absl::Duration retain, int at_most,
     absl::FunctionRef<bool(const std::string&)> in_use) {
+  // By enterprise, the ids retired, taken off its list in one pass.
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>>
+      by_enterprise;
   int retired = 0;
   int passed = 0;
   auto it = state_.window_index.begin();
@@ -485,11 +488,33 @@ absl::StatusOr<bool> VoucherBook::RetireDue(
       ++it;
       continue;
     }
+    RETURN_IF_ERROR(ExpireLate(voucher(id)));
     RETURN_IF_ERROR(Retire(id));
+    by_enterprise[retired_.back().enterprise_id()].insert(id);
     it = state_.window_index.erase(it);
     ++retired;
   }
+  for (const auto& [enterprise, ids] : by_enterprise) {
+    std::vector<std::string>& list = state_.enterprise_vouchers[enterprise];
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [&ids = ids](const std::string& id) {
+                                return ids.contains(id);
+                              }),
+               list.end());
+    if (list.empty()) state_.enterprise_vouchers.erase(enterprise);
+  }
   return retired > 0;
+}
+
+absl::Status VoucherBook::ExpireLate(VoucherRec& rec) {
+  pb::Voucher& v = rec.voucher;
+  if (v.state() != pb::VOUCHER_STATE_ACTIVE &&
+      v.state() != pb::VOUCHER_STATE_SUSPENDED) {
+    return absl::OkStatus();
+  }
+  v.set_state(pb::VOUCHER_STATE_EXPIRED);
+  v.set_state_reason("validity window ended");
+  return ReturnAvailable(rec, pb::ENTRY_KIND_EXPIRE, ExpireKey(v.voucher_id()));
 }
 
 absl::Status VoucherBook::Retire(const std::string& id) {
@@ -516,10 +541,6 @@ absl::Status VoucherBook::Retire(const std::string& id) {
   sums.face_value_fen += view.face_value_fen();
   sums.charged_fen += view.charged_fen();
   sums.returned_fen += view.returned_fen();
-  std::vector<std::string>& ids =
-      state_.enterprise_vouchers[view.enterprise_id()];
-  ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
-  if (ids.empty()) state_.enterprise_vouchers.erase(view.enterprise_id());
   *view.mutable_retired_at() = ToProto(books_.now());
   state_.vouchers.erase(it);
   retired_.push_back(std::move(view));

@@ -20,6 +20,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -106,12 +107,14 @@ class VoucherBook {
 
   // --- Retirement, for the tick. ---
   // Retires up to `at_most` vouchers whose window ended at least `retain`
-  // ago, in that order, each with nothing available or held and not
-  // `in_use` (allocations of it still in the state); passes over up to
-  // `at_most` others. Each leaves the state and the ledger (its account
-  // and its keys); its sums go to state().retired, its final view to
-  // TakeRetired(). Whether any was retired; Internal (a broken invariant)
-  // when one due still has money.
+  // ago, in that order, each not `in_use` (allocations of it still in the
+  // state); passes over up to `at_most` in use. Each leaves the state and
+  // the ledger (its account and its keys); its sums go to state().retired,
+  // its final view to TakeRetired(). One still active or suspended (an
+  // exhausted voucher topped up after its window ended, which expiry had
+  // passed by) is expired first, its money returned to the budget. Whether
+  // any was retired; Internal (a broken invariant) when one still holds
+  // money.
   absl::StatusOr<bool> RetireDue(
       absl::Duration retain, int at_most,
       absl::FunctionRef<bool(const std::string&)> in_use);
@@ -185,7 +188,11 @@ class VoucherBook {
                        const std::string& enterprise_id, int year) const;
   absl::StatusOr<pb::Application*> FindPendingApplication(
       const std::string& application_id);
-  // Retires voucher `id`, which has nothing available or held.
+  // Expires `rec` if it is still active or suspended, returning what is
+  // available to the budget, for RetireDue (its window has ended).
+  absl::Status ExpireLate(VoucherRec& rec);
+  // Retires voucher `id`, which has nothing available or held, but for its
+  // enterprise's list, which RetireDue updates.
   absl::Status Retire(const std::string& id);
 
   const Registry& registry_;

@@ -212,9 +212,7 @@ bool Snapshotter::Apply(const std::vector<pb::Command>& commands) {
         command.sequence() == last + 1
             ? shadow_->Apply(command)
             : absl::DataLossError(absl::StrCat("it follows command ", last));
-    shadow_->TakeJournal();
-    shadow_->TakeUsage();
-    shadow_->TakeRetired();
+    shadow_->DropOutputs();
     if (!outcome.ok() || !outcome->changed) {
       Disable(absl::StrCat("committed command ", command.sequence(),
                            " does not apply to the shadow state: ",

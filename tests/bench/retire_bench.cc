@@ -134,10 +134,7 @@ absl::Status RunHour(testing::Driver& driver, int64_t retain_s, int64_t* made) {
   }
   RETURN_IF_ERROR(driver.Tick(kGraceS, retain_s).status());
   core::StateMachine& state = driver.state();
-  state.TakeJournal();
-  state.TakeUsage();
-  state.TakeRetired();
-  state.TakeRetiredVouchers();
+  state.DropOutputs();
   return absl::OkStatus();
 }
 

@@ -46,9 +46,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   computevoucher::core::JournalVerifier verifier;
   auto absorb = [&] {
     for (const pb::JournalEntry& e : state.TakeJournal()) verifier.Add(e);
-    // A fuzzed tick may retire allocations: the verifier checks and forgets
-    // them as a full replay does.
+    // A fuzzed tick may retire allocations and vouchers: the verifier checks
+    // and forgets them as a full replay does.
     for (const pb::Allocation& a : state.TakeRetired()) verifier.Forget(a);
+    for (const pb::Voucher& v : state.TakeRetiredVouchers()) verifier.Forget(v);
     state.TakeUsage();
     const std::vector<std::string> violations = verifier.Check(state);
     if (!violations.empty()) {

@@ -226,6 +226,66 @@ TEST_F(VoucherRetirementTest, ASnapshotCarriesTheSumsAndWhatIsDueNext) {
   EXPECT_EQ(loaded.retired_vouchers().begin()->second.vouchers, 2);
 }
 
+// An exhausted voucher is passed by at the end of its window (nothing to
+// return); topped up after that, it would keep money past its window. It
+// is expired when it retires, its money back in the budget, whether
+// active or suspended by then.
+TEST_F(VoucherRetirementTest,
+       AVoucherToppedUpAfterItsWindowExpiresAsItRetires) {
+  for (const bool suspend : {false, true}) {
+    SCOPED_TRACE(suspend ? "suspended" : "active");
+    const std::string v = IssueFor(100 * kYuan, 1);
+    auto adjust = [&](int64_t delta) {
+      pb::Command c =
+          NewCommand(AdminPrincipal(), "adjust-" + std::to_string(++n_));
+      c.mutable_adjust_voucher()->set_voucher_id(v);
+      c.mutable_adjust_voucher()->set_delta_fen(delta);
+      c.mutable_adjust_voucher()->set_reason("correction");
+      return driver_.Apply(c);
+    };
+    ASSERT_THAT(adjust(-100 * kYuan), IsOk());
+    ASSERT_EQ(Voucher(v).state(), pb::VOUCHER_STATE_EXHAUSTED);
+    driver_.Advance(absl::Hours(25));
+    ASSERT_THAT(Tick(), IsOk());
+    ASSERT_EQ(Voucher(v).state(), pb::VOUCHER_STATE_EXHAUSTED);
+    ASSERT_THAT(adjust(30 * kYuan), IsOk());
+    ASSERT_EQ(Voucher(v).state(), pb::VOUCHER_STATE_ACTIVE);
+    if (suspend) {
+      pb::Command c = NewCommand(AdminPrincipal(), "suspend-" + v);
+      c.mutable_suspend_voucher()->set_voucher_id(v);
+      c.mutable_suspend_voucher()->set_reason("audit");
+      ASSERT_THAT(driver_.Apply(c), IsOk());
+    }
+    const int64_t budget = Balance(ProgramBudgetAccount("P-000001"));
+    driver_.Advance(absl::Seconds(kRetain));
+    ASSERT_THAT(Tick(), IsOk());
+    EXPECT_FALSE(state_.vouchers().contains(v));
+    const std::vector<pb::Voucher> retired = state_.TakeRetiredVouchers();
+    ASSERT_EQ(retired.size(), 1u);
+    EXPECT_EQ(retired[0].state(), pb::VOUCHER_STATE_EXPIRED);
+    EXPECT_EQ(retired[0].returned_fen(), 30 * kYuan);
+    EXPECT_EQ(retired[0].available_fen(), 0);
+    EXPECT_EQ(Balance(ProgramBudgetAccount("P-000001")), budget + 30 * kYuan);
+  }
+  // The journal of it all adds up.
+  JournalVerifier verifier;
+  for (const pb::JournalEntry& e : state_.TakeJournal()) verifier.Add(e);
+  EXPECT_THAT(verifier.Check(state_), IsEmpty());
+}
+
+TEST_F(VoucherRetirementTest, DroppedOutputsLeaveNothingBehind) {
+  const std::string v = IssueFor(100 * kYuan, 1);
+  RunOnce(v);
+  driver_.Advance(absl::Hours(24) + absl::Seconds(kRetain));
+  ASSERT_THAT(Tick(), IsOk());
+  ASSERT_FALSE(state_.vouchers().contains(v));
+  state_.DropOutputs();
+  EXPECT_THAT(state_.TakeJournal(), IsEmpty());
+  EXPECT_THAT(state_.TakeUsage(), IsEmpty());
+  EXPECT_THAT(state_.TakeRetired(), IsEmpty());
+  EXPECT_THAT(state_.TakeRetiredVouchers(), IsEmpty());
+}
+
 // A full replay's verifier forgets a retired voucher as the state does; one
 // retired with money on it is a violation.
 TEST_F(VoucherRetirementTest, TheJournalVerifierForgetsARetiredVoucher) {
