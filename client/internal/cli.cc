@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/internal/values.h"
+#include "common/status_macros.h"
 
 namespace computevoucher::client {
 namespace {
@@ -93,6 +94,12 @@ absl::StatusOr<absl::CivilDay> Args::Date(absl::string_view flag) const {
 
 absl::StatusOr<std::string> Args::Id(absl::string_view flag) const {
   return ParseIdArg(absl::StrCat("--", flag), Value(flag));
+}
+
+absl::Status Args::OptionalId(absl::string_view flag, std::string* out) const {
+  if (!Has(flag)) return absl::OkStatus();
+  ASSIGN_OR_RETURN(*out, Id(flag));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> Args::PositionalId(size_t index) const {

@@ -62,6 +62,8 @@ class Args {
                                 int64_t max) const;
   absl::StatusOr<absl::CivilDay> Date(absl::string_view flag) const;
   absl::StatusOr<std::string> Id(absl::string_view flag) const;
+  // Id(flag) into *out when the flag was given; *out unchanged otherwise.
+  absl::Status OptionalId(absl::string_view flag, std::string* out) const;
   // Positional argument `index`, checked as an id, named by its placeholder.
   absl::StatusOr<std::string> PositionalId(size_t index) const;
 

@@ -1,5 +1,6 @@
 // Handlers of the `admin` commands (AdminService).
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 
@@ -234,6 +235,25 @@ absl::Status EnterpriseShow(Context& c) {
   return CallAndShow(c, &Stub::GetEnterprise, r, EnterpriseFields());
 }
 
+absl::Status EnterpriseRelated(Context& c) {
+  pb::SetRelatedProvidersRequest r;
+  r.set_request_id(c.RequestId());
+  ASSIGN_OR_RETURN(*r.mutable_enterprise_id(), c.args.PositionalId(0));
+  const std::string providers = c.args.Value("providers");
+  if (providers != "none") {
+    const std::vector<std::string> ids = List(providers);
+    if (ids.empty()) {
+      return absl::InvalidArgumentError(
+          "--providers: list the providers, or say \"none\" to clear them");
+    }
+    for (const std::string& id : ids) {
+      ASSIGN_OR_RETURN(*r.add_related_provider_ids(),
+                       ParseIdArg("--providers", id));
+    }
+  }
+  return CallAndShow(c, &Stub::SetRelatedProviders, r, EnterpriseFields());
+}
+
 absl::Status ProviderAdd(Context& c) {
   pb::RegisterProviderRequest r;
   r.set_request_id(c.RequestId());
@@ -245,6 +265,16 @@ absl::Status ProviderAdd(Context& c) {
 absl::Status ProviderList(Context& c) {
   return ListAndShow(c, &Stub::ListProviders, pb::ListProvidersRequest(),
                      &pb::ListProvidersResponse::providers, ProviderFields());
+}
+
+absl::Status ProviderPay(Context& c) {
+  pb::SettleProviderRequest r;
+  r.set_request_id(c.RequestId());
+  ASSIGN_OR_RETURN(*r.mutable_provider_id(), c.args.PositionalId(0));
+  ASSIGN_OR_RETURN(const int64_t fen, c.args.Amount("amount"));
+  r.set_amount_fen(fen);
+  r.set_reference(c.args.Value("reference"));
+  return CallAndShow(c, &Stub::SettleProvider, r, PaymentFields());
 }
 
 absl::Status ClusterList(Context& c) {
@@ -267,9 +297,7 @@ absl::Status ApplicationList(Context& c) {
   pb::ListApplicationsRequest r;
   ASSIGN_OR_RETURN(const auto state, StateFilter<pb::ApplicationState>(c.args));
   r.set_state(state);
-  if (c.args.Has("program")) {
-    ASSIGN_OR_RETURN(*r.mutable_program_id(), c.args.Id("program"));
-  }
+  RETURN_IF_ERROR(c.args.OptionalId("program", r.mutable_program_id()));
   return ListAndShow(c, &Stub::ListApplications, r,
                      &pb::ListApplicationsResponse::applications,
                      ApplicationFields());
@@ -354,14 +382,59 @@ absl::Status VoucherList(Context& c) {
   pb::AdminListVouchersRequest r;
   ASSIGN_OR_RETURN(const auto state, StateFilter<pb::VoucherState>(c.args));
   r.set_state(state);
-  if (c.args.Has("program")) {
-    ASSIGN_OR_RETURN(*r.mutable_program_id(), c.args.Id("program"));
-  }
-  if (c.args.Has("enterprise")) {
-    ASSIGN_OR_RETURN(*r.mutable_enterprise_id(), c.args.Id("enterprise"));
-  }
+  RETURN_IF_ERROR(c.args.OptionalId("program", r.mutable_program_id()));
+  RETURN_IF_ERROR(c.args.OptionalId("enterprise", r.mutable_enterprise_id()));
   return ListAndShow(c, &Stub::ListVouchers, r,
                      &pb::AdminListVouchersResponse::vouchers, VoucherFields());
+}
+
+absl::Status VoucherAdjust(Context& c) {
+  if (c.args.Has("add") == c.args.Has("remove")) {
+    return absl::InvalidArgumentError(
+        "--add, --remove: give exactly one of them");
+  }
+  ASSIGN_OR_RETURN(auto r, WithIdAndReason<pb::AdjustVoucherRequest>(c));
+  const bool add = c.args.Has("add");
+  ASSIGN_OR_RETURN(const int64_t fen, c.args.Amount(add ? "add" : "remove"));
+  r.set_delta_fen(add ? fen : -fen);
+  return CallAndShow(c, &Stub::AdjustVoucher, r, VoucherFields());
+}
+
+absl::Status AdminAllocationList(Context& c) {
+  pb::AdminListAllocationsRequest r;
+  ASSIGN_OR_RETURN(const auto state, StateFilter<pb::AllocationState>(c.args));
+  r.set_state(state);
+  RETURN_IF_ERROR(c.args.OptionalId("enterprise", r.mutable_enterprise_id()));
+  RETURN_IF_ERROR(c.args.OptionalId("cluster", r.mutable_cluster_id()));
+  return ListAndShow(c, &Stub::ListAllocations, r,
+                     &pb::AdminListAllocationsResponse::allocations,
+                     AllocationFields());
+}
+
+absl::Status JournalList(Context& c) {
+  const Args& a = c.args;
+  pb::ListJournalRequest r;
+  if (a.Has("from-sequence")) {
+    ASSIGN_OR_RETURN(
+        const int64_t from,
+        a.Count("from-sequence", 1, std::numeric_limits<int64_t>::max()));
+    r.set_from_sequence(from);
+  }
+  RETURN_IF_ERROR(a.OptionalId("voucher", r.mutable_voucher_id()));
+  RETURN_IF_ERROR(a.OptionalId("allocation", r.mutable_allocation_id()));
+  int64_t limit = 100;
+  if (a.Has("limit")) {
+    ASSIGN_OR_RETURN(limit, a.Count("limit", 1, 1000));
+  }
+  r.mutable_page()->set_page_size(static_cast<int32_t>(limit));
+  pb::ListJournalResponse page;
+  RETURN_IF_ERROR(c.server.Call(&Stub::ListJournal, r, &page));
+  c.printer.Print(ListView(JournalEntryFields(), page.entries(), page));
+  if (!page.next_page_token().empty() && page.entries_size() > 0) {
+    c.err << "More entries follow: --from-sequence "
+          << page.entries(page.entries_size() - 1).sequence() + 1 << "\n";
+  }
+  return absl::OkStatus();
 }
 
 absl::Status TokenCreate(Context& c) {
@@ -433,9 +506,7 @@ absl::Status Settlement(Context& c) {
   pb::GetSettlementRequest r;
   RETURN_IF_ERROR(SetPeriod(c.args, true, r.mutable_period_start(),
                             r.mutable_period_end()));
-  if (c.args.Has("provider")) {
-    ASSIGN_OR_RETURN(*r.mutable_provider_id(), c.args.Id("provider"));
-  }
+  RETURN_IF_ERROR(c.args.OptionalId("provider", r.mutable_provider_id()));
   pb::Settlement settlement;
   RETURN_IF_ERROR(c.server.Call(&Stub::GetSettlement, r, &settlement));
   c.printer.Print(SettlementView(settlement));

@@ -137,9 +137,7 @@ absl::Status AllocationsList(Context& c) {
   pb::ListAllocationsRequest r;
   ASSIGN_OR_RETURN(const auto state, StateFilter<pb::AllocationState>(c.args));
   r.set_state(state);
-  if (c.args.Has("voucher")) {
-    ASSIGN_OR_RETURN(*r.mutable_voucher_id(), c.args.Id("voucher"));
-  }
+  RETURN_IF_ERROR(c.args.OptionalId("voucher", r.mutable_voucher_id()));
   return ListAndShow(c, &Stub::ListAllocations, r,
                      &pb::ListAllocationsResponse::allocations,
                      AllocationFields());
@@ -218,9 +216,7 @@ absl::Status AllocationsWatch(Context& c) {
 
 absl::Status Usage(Context& c) {
   pb::ListUsageRequest r;
-  if (c.args.Has("allocation")) {
-    ASSIGN_OR_RETURN(*r.mutable_allocation_id(), c.args.Id("allocation"));
-  }
+  RETURN_IF_ERROR(c.args.OptionalId("allocation", r.mutable_allocation_id()));
   RETURN_IF_ERROR(SetPeriod(c.args, false, r.mutable_period_start(),
                             r.mutable_period_end()));
   pb::ListUsageResponse all;

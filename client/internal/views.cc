@@ -171,9 +171,7 @@ const std::vector<Field<pb::Cluster>>& ClusterFields() {
       {{"CONNECTED", "connected"}, true, CV_CELL(YesNo(x.connected()))},
       {{"GPUS", "inventory"}, true, CV_CELL(Inventory(x))},
       {{"PRICES", "prices"}, false, CV_CELL(Prices(x))},
-      {{"REVIEW", "proposed_inventory"},
-       true,
-       CV_CELL(ProposedChanges(x))},
+      {{"REVIEW", "proposed_inventory"}, true, CV_CELL(ProposedChanges(x))},
       {{"LAST HEARTBEAT", "last_heartbeat_at"},
        true,
        CV_CELL(x.last_heartbeat_at())},
@@ -192,7 +190,7 @@ const std::vector<Field<pb::Application>>& ApplicationFields() {
       {{"STATE", "state"}, true, CV_CELL(EnumWord(x.state()))},
       {{"APPROVED", "approved_cny"}, true, CV_CELL(Money{x.approved_fen()})},
       {{"VOUCHER", "voucher_id"}, true, CV_CELL(OrDash(x.voucher_id()))},
-      {{"PURPOSE", "purpose"}, false, CV_CELL(x.purpose())},
+      {{"PURPOSE", "purpose"}, true, CV_CELL(x.purpose())},
       {{"DECISION REASON", "decision_reason"},
        false,
        CV_CELL(OrDash(x.decision_reason()))},
@@ -407,6 +405,56 @@ const std::vector<Field<pb::StatementLine>>& StatementLineFields() {
       {{"SELF-PAY", "self_pay_cny"},
        true,
        CV_CELL(Money{x.amounts().self_pay_fen()})},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::JournalEntry>>& JournalEntryFields() {
+  using T = pb::JournalEntry;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"SEQ", "sequence"}, true, CV_CELL(int64_t{x.sequence()})},
+      {{"TIME", "time"}, true, CV_CELL(x.time())},
+      {{"KIND", "kind"}, true, CV_CELL(EnumWord(x.kind()))},
+      {{"AMOUNT", "amount_cny"}, true, CV_CELL(Money{x.amount_fen()})},
+      {{"FROM", "credit_account"}, true, CV_CELL(OrDash(x.credit_account()))},
+      {{"TO", "debit_account"}, true, CV_CELL(OrDash(x.debit_account()))},
+      {{"PROGRAM", "program_id"}, false, CV_CELL(OrDash(x.program_id()))},
+      {{"VOUCHER", "voucher_id"}, false, CV_CELL(OrDash(x.voucher_id()))},
+      {{"ALLOCATION", "allocation_id"},
+       false,
+       CV_CELL(OrDash(x.allocation_id()))},
+      {{"PROVIDER", "provider_id"}, false, CV_CELL(OrDash(x.provider_id()))},
+      {{"USAGE SEQ", "usage_sequence"},
+       false,
+       CV_CELL(int64_t{x.usage_sequence()})},
+      {{"MEMO", "memo"}, true, CV_CELL(OrDash(x.memo()))},
+      {{"KEY", "idempotency_key"}, false, CV_CELL(x.idempotency_key())},
+      {{"COMMAND", "command_sequence"},
+       false,
+       CV_CELL(int64_t{x.command_sequence()})},
+      {{"PREV HASH", "prev_hash"}, false, CV_CELL(Hex(x.prev_hash()))},
+      {{"HASH", "hash"}, false, CV_CELL(Hex(x.hash()))},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::SettleProviderResponse>>& PaymentFields() {
+  using T = pb::SettleProviderResponse;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"PROVIDER", "provider_id"}, true, CV_CELL(x.provider().provider_id())},
+      {{"NAME", "name"}, true, CV_CELL(x.provider().name())},
+      {{"PAID NOW", "amount_cny"},
+       true,
+       CV_CELL(Money{x.entry().amount_fen()})},
+      {{"REFERENCE", "reference"}, true, CV_CELL(x.entry().memo())},
+      {{"PAYABLE", "payable_cny"},
+       true,
+       CV_CELL(Money{x.provider().payable_fen()})},
+      {{"PAID", "paid_cny"}, true, CV_CELL(Money{x.provider().paid_fen()})},
+      {{"JOURNAL ENTRY", "sequence"},
+       true,
+       CV_CELL(int64_t{x.entry().sequence()})},
+      {{"TIME", "time"}, true, CV_CELL(x.entry().time())},
   };
   return *kFields;
 }

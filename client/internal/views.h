@@ -68,6 +68,10 @@ const std::vector<Field<computevoucher::v1::StatementLine>>&
 StatementLineFields();
 const std::vector<Field<computevoucher::v1::VerifyJournalResponse>>&
 VerifyFields();
+const std::vector<Field<computevoucher::v1::JournalEntry>>&
+JournalEntryFields();
+const std::vector<Field<computevoucher::v1::SettleProviderResponse>>&
+PaymentFields();
 
 // Why `allocation` ended in words ("released", "ended-on-cluster: slurm
 // job 42 CANCELLED"); "-" while it has not ended.

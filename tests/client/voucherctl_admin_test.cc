@@ -1,0 +1,202 @@
+// The program office's month-end through voucherctl against a real
+// voucher-scheduler (issue 16): recording a payment to a provider,
+// adjusting a voucher, reading the journal and every enterprise's
+// allocations, setting related providers, reviewing applications with what
+// they ask for.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "computevoucher/v1/admin.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/client/voucherctl_fixture.h"
+
+namespace computevoucher {
+namespace {
+
+namespace pb = ::computevoucher::v1;
+using ::computevoucher::testing::ParseJson;
+using ::computevoucher::testing::Result;
+using ::computevoucher::testing::SimpleCsv;
+using ::computevoucher::testing::VoucherctlTest;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string Cny(int64_t fen) {
+  return absl::StrFormat("%d.%02d", fen / 100, fen % 100);
+}
+
+class VoucherctlAdminTest : public VoucherctlTest {
+ protected:
+  // The world, an allocation of E-000001 on hz-a with usage charged to
+  // PR-000001; sets `a` and returns the subsidy charged.
+  int64_t UseOnce(pb::Allocation& a) {
+    const std::string enterprise = BuildWorld();
+    const AgentClient agent = ApprovedCluster(36'000'000);
+    QuoteAllocateAndExtend(enterprise, a);
+    pb::UsageAck ack;
+    ReportUsage(agent, a, ack);
+    EXPECT_GT(ack.subsidy_fen(), 0);
+    return ack.subsidy_fen();
+  }
+};
+
+TEST_F(VoucherctlAdminTest, RecordsAPaymentToAProvider) {
+  pb::Allocation a;
+  const int64_t subsidy = UseOnce(a);
+  ASSERT_FALSE(HasFailure());
+  // More than is payable: refused, and nothing recorded.
+  const Result over =
+      Admin({"admin", "provider", "pay", "PR-000001", "--amount",
+             Cny(subsidy + 1), "--reference", "ICBC 0041"});
+  EXPECT_EQ(over.exit_code, 1) << over;
+  EXPECT_THAT(over.err, HasSubstr("payable"));
+
+  const Result paid =
+      Admin({"admin", "provider", "pay", "PR-000001", "--amount", Cny(subsidy),
+             "--reference", "ICBC 0042", "-o", "json"});
+  ASSERT_EQ(paid.exit_code, 0) << paid;
+  const auto payment = ParseJson<pb::SettleProviderResponse>(paid.out);
+  EXPECT_EQ(payment.provider().paid_fen(), subsidy);
+  EXPECT_EQ(payment.provider().payable_fen(), 0);
+  EXPECT_EQ(payment.entry().kind(), pb::ENTRY_KIND_SETTLE);
+  EXPECT_EQ(payment.entry().memo(), "ICBC 0042");
+  EXPECT_EQ(payment.entry().amount_fen(), subsidy);
+
+  const Result providers = Admin({"admin", "provider", "list", "-o", "csv"});
+  ASSERT_EQ(providers.exit_code, 0) << providers;
+  const auto rows = SimpleCsv(providers.out);
+  ASSERT_EQ(rows.size(), 3u) << providers.out;
+  EXPECT_THAT(rows[0], ElementsAre("provider_id", "name", "credit_code",
+                                   "payable_cny", "paid_cny"));
+  EXPECT_THAT(rows[1], ElementsAre("PR-000001", ::testing::_, ::testing::_,
+                                   "0.00", Cny(subsidy)));
+  // The journal shows it, with its reference.
+  const Result journal = Admin({"admin", "journal", "list", "--from-sequence",
+                                absl::StrCat(payment.entry().sequence())});
+  ASSERT_EQ(journal.exit_code, 0) << journal;
+  EXPECT_THAT(journal.out, AllOf(HasSubstr("settle"), HasSubstr("ICBC 0042"),
+                                 HasSubstr("provider/PR-000001/payable")));
+
+  ExpectUsageErrors({
+      {{"admin", "provider", "pay", "PR-000001", "--amount", "-5",
+        "--reference", "x"},
+       "--amount"},
+      {{"admin", "provider", "pay", "PR-000001", "--amount", "5"},
+       "--reference"},
+  });
+}
+
+TEST_F(VoucherctlAdminTest, ReadsTheJournalOfAVoucherAPageAtATime) {
+  pb::Allocation a;
+  UseOnce(a);
+  ASSERT_FALSE(HasFailure());
+  const Result all = Admin(
+      {"admin", "journal", "list", "--voucher", a.voucher_id(), "-o", "json"});
+  ASSERT_EQ(all.exit_code, 0) << all;
+  const auto entries = ParseJson<pb::ListJournalResponse>(all.out);
+  ASSERT_GE(entries.entries_size(), 3);
+  EXPECT_EQ(entries.entries(0).kind(), pb::ENTRY_KIND_ISSUE);
+  for (const pb::JournalEntry& e : entries.entries())
+    EXPECT_EQ(e.voucher_id(), a.voucher_id()) << e.ShortDebugString();
+
+  const Result first = Admin({"admin", "journal", "list", "--voucher",
+                              a.voucher_id(), "--limit", "1", "-o", "csv"});
+  ASSERT_EQ(first.exit_code, 0) << first;
+  EXPECT_EQ(SimpleCsv(first.out).size(), 2u) << first.out;
+  EXPECT_THAT(first.err,
+              HasSubstr(absl::StrCat("More entries follow: --from-sequence ",
+                                     entries.entries(0).sequence() + 1)));
+  ExpectUsageErrors({
+      {{"admin", "journal", "list", "--limit", "0"}, "--limit"},
+      {{"admin", "journal", "list", "--from-sequence", "x"}, "--from-sequence"},
+  });
+}
+
+TEST_F(VoucherctlAdminTest, AdjustsAVoucherAndListsEveryonesAllocations) {
+  pb::Allocation a;
+  UseOnce(a);
+  ASSERT_FALSE(HasFailure());
+  const std::string v = a.voucher_id();
+  const auto before = ParseJson<pb::AdminListVouchersResponse>(
+      Admin({"admin", "voucher", "list", "--enterprise", "E-000001", "-o",
+             "json"})
+          .out);
+  int64_t face = -1;
+  for (const pb::Voucher& x : before.vouchers())
+    if (x.voucher_id() == v) face = x.face_value_fen();
+  ASSERT_GT(face, 0);
+
+  const Result added = Admin({"admin", "voucher", "adjust", v, "--add", "1000",
+                              "--reason", "second tranche", "-o", "json"});
+  ASSERT_EQ(added.exit_code, 0) << added;
+  EXPECT_EQ(ParseJson<pb::Voucher>(added.out).face_value_fen(), face + 1000'00);
+  const Result removed =
+      Admin({"admin", "voucher", "adjust", v, "--remove", "250.50", "--reason",
+             "correction", "-o", "json"});
+  ASSERT_EQ(removed.exit_code, 0) << removed;
+  EXPECT_EQ(ParseJson<pb::Voucher>(removed.out).face_value_fen(),
+            face + 1000'00 - 250'50);
+  ExpectUsageErrors({
+      {{"admin", "voucher", "adjust", v, "--reason", "x"}, "exactly one"},
+      {{"admin", "voucher", "adjust", v, "--add", "1", "--remove", "1",
+        "--reason", "x"},
+       "exactly one"},
+      {{"admin", "voucher", "adjust", v, "--add", "1"}, "--reason"},
+  });
+
+  // Every enterprise's allocations, filtered.
+  const Result mine = Admin(
+      {"admin", "allocation", "list", "--enterprise", "E-000001", "-o", "csv"});
+  ASSERT_EQ(mine.exit_code, 0) << mine;
+  const auto rows = SimpleCsv(mine.out);
+  ASSERT_EQ(rows.size(), 2u) << mine.out;
+  EXPECT_EQ(rows[1][0], a.allocation_id());
+  const Result none =
+      Admin({"admin", "allocation", "list", "--cluster", "sz-b", "-o", "csv"});
+  ASSERT_EQ(none.exit_code, 0) << none;
+  EXPECT_EQ(SimpleCsv(none.out).size(), 1u) << none.out;
+}
+
+TEST_F(VoucherctlAdminTest, SetsRelatedProvidersAndShowsWhatApplicationsAsk) {
+  const std::string enterprise = BuildWorld();
+  ASSERT_FALSE(HasFailure());
+  const Result set =
+      Admin({"admin", "enterprise", "related", "E-000001", "--providers",
+             "PR-000001,PR-000002", "-o", "json"});
+  ASSERT_EQ(set.exit_code, 0) << set;
+  EXPECT_THAT(ParseJson<pb::Enterprise>(set.out).related_provider_ids(),
+              ElementsAre("PR-000001", "PR-000002"));
+  const Result cleared = Admin({"admin", "enterprise", "related", "E-000001",
+                                "--providers", "none", "-o", "json"});
+  ASSERT_EQ(cleared.exit_code, 0) << cleared;
+  EXPECT_EQ(ParseJson<pb::Enterprise>(cleared.out).related_provider_ids_size(),
+            0);
+  const Result unknown = Admin({"admin", "enterprise", "related", "E-000001",
+                                "--providers", "PR-000009"});
+  EXPECT_EQ(unknown.exit_code, 1) << unknown;
+  ExpectUsageErrors({
+      {{"admin", "enterprise", "related", "E-000001", "--providers", ""},
+       "--providers"},
+      {{"admin", "enterprise", "related", "E-000001"}, "--providers"},
+  });
+
+  const Result applied =
+      As(enterprise, {"apply", "--program", "P-000001", "--amount", "50万",
+                      "--purpose", "training a grasping policy"});
+  ASSERT_EQ(applied.exit_code, 0) << applied;
+  const Result listed = Admin({"admin", "application", "list"});
+  ASSERT_EQ(listed.exit_code, 0) << listed;
+  EXPECT_THAT(listed.out, AllOf(HasSubstr("PURPOSE"), HasSubstr("REQUESTED"),
+                                HasSubstr("training a grasping policy"),
+                                HasSubstr("500000.00")));
+  EXPECT_THAT(listed.out, Not(HasSubstr("DECISION REASON")));
+}
+
+}  // namespace
+}  // namespace computevoucher
