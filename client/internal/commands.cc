@@ -34,6 +34,15 @@ const std::vector<FlagSpec>& ResourceFlags() {
   return *kFlags;
 }
 
+// Whose objects an admin or auditor reads.
+const FlagSpec& EnterpriseFlag() {
+  static const auto* const kFlag =
+      new FlagSpec{"enterprise", "ENTERPRISE_ID",
+                   "whose (admin and auditor tokens; an enterprise token "
+                   "reads its own)"};
+  return *kFlag;
+}
+
 const std::vector<FlagSpec>& PeriodFlags() {
   static const auto* const kFlags = new std::vector<FlagSpec>{
       {"from", "DATE", "first day of the period, YYYY-MM-DD", true},
@@ -106,7 +115,7 @@ const std::vector<CommandSpec>& Commands() {
        "List your applications",
        "",
        nullptr,
-       {},
+       {EnterpriseFlag()},
        "voucherctl applications list",
        ApplicationsList},
       {"vouchers", "See your vouchers"},
@@ -115,7 +124,8 @@ const std::vector<CommandSpec>& Commands() {
        "",
        nullptr,
        {{"state", "STATE",
-         "only in STATE: active, suspended, revoked, expired, exhausted"}},
+         "only in STATE: active, suspended, revoked, expired, exhausted"},
+        EnterpriseFlag()},
        "voucherctl vouchers list --state active",
        VouchersList},
       {"vouchers show",
@@ -129,7 +139,7 @@ const std::vector<CommandSpec>& Commands() {
        "Show what your vouchers have left, hold and were charged",
        "",
        nullptr,
-       {},
+       {EnterpriseFlag()},
        "voucherctl balance",
        Balance},
       {"quote", "Price GPUs without holding anything", "", nullptr,
@@ -149,7 +159,8 @@ const std::vector<CommandSpec>& Commands() {
        "",
        nullptr,
        {{"state", "STATE", "only in STATE: pending, assigned, running, ended"},
-        {"voucher", "VOUCHER_ID", "only those paid by this voucher"}},
+        {"voucher", "VOUCHER_ID", "only those paid by this voucher"},
+        EnterpriseFlag()},
        "voucherctl allocations list --state running",
        AllocationsList},
       {"allocations show",
@@ -186,11 +197,12 @@ const std::vector<CommandSpec>& Commands() {
        nullptr,
        {{"allocation", "ALLOCATION_ID", "only this allocation's usage"},
         {"from", "DATE", "only usage ending on or after this day"},
-        {"to", "DATE", "only usage ending on or before this day"}},
+        {"to", "DATE", "only usage ending on or before this day"},
+        EnterpriseFlag()},
        "voucherctl usage --from 2025-03-01 --to 2025-03-31",
        Usage},
       {"statement", "Cost, subsidy and self-pay per allocation for a period",
-       "", nullptr, PeriodFlags(),
+       "", nullptr, Join(PeriodFlags(), {EnterpriseFlag()}),
        "voucherctl statement --from 2025-03-01 --to 2025-03-31 -o csv > "
        "march.csv",
        Statement},

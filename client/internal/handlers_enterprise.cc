@@ -77,15 +77,18 @@ absl::Status Apply(Context& c) {
 }
 
 absl::Status ApplicationsList(Context& c) {
-  return ListAndShow(
-      c, &Stub::ListApplications, pb::ListMyApplicationsRequest(),
-      &pb::ListMyApplicationsResponse::applications, ApplicationFields());
+  pb::ListMyApplicationsRequest r;
+  RETURN_IF_ERROR(c.args.OptionalId("enterprise", r.mutable_enterprise_id()));
+  return ListAndShow(c, &Stub::ListApplications, r,
+                     &pb::ListMyApplicationsResponse::applications,
+                     ApplicationFields());
 }
 
 absl::Status VouchersList(Context& c) {
   pb::ListVouchersRequest r;
   ASSIGN_OR_RETURN(const auto state, StateFilter<pb::VoucherState>(c.args));
   r.set_state(state);
+  RETURN_IF_ERROR(c.args.OptionalId("enterprise", r.mutable_enterprise_id()));
   return ListAndShow(c, &Stub::ListVouchers, r,
                      &pb::ListVouchersResponse::vouchers, VoucherFields());
 }
@@ -97,8 +100,9 @@ absl::Status VouchersShow(Context& c) {
 }
 
 absl::Status Balance(Context& c) {
-  return CallAndShow(c, &Stub::GetBalance, pb::GetBalanceRequest(),
-                     BalanceFields());
+  pb::GetBalanceRequest r;
+  RETURN_IF_ERROR(c.args.OptionalId("enterprise", r.mutable_enterprise_id()));
+  return CallAndShow(c, &Stub::GetBalance, r, BalanceFields());
 }
 
 absl::Status Quote(Context& c) {
@@ -138,6 +142,7 @@ absl::Status AllocationsList(Context& c) {
   ASSIGN_OR_RETURN(const auto state, StateFilter<pb::AllocationState>(c.args));
   r.set_state(state);
   RETURN_IF_ERROR(c.args.OptionalId("voucher", r.mutable_voucher_id()));
+  RETURN_IF_ERROR(c.args.OptionalId("enterprise", r.mutable_enterprise_id()));
   return ListAndShow(c, &Stub::ListAllocations, r,
                      &pb::ListAllocationsResponse::allocations,
                      AllocationFields());
@@ -217,6 +222,7 @@ absl::Status AllocationsWatch(Context& c) {
 absl::Status Usage(Context& c) {
   pb::ListUsageRequest r;
   RETURN_IF_ERROR(c.args.OptionalId("allocation", r.mutable_allocation_id()));
+  RETURN_IF_ERROR(c.args.OptionalId("enterprise", r.mutable_enterprise_id()));
   RETURN_IF_ERROR(SetPeriod(c.args, false, r.mutable_period_start(),
                             r.mutable_period_end()));
   pb::ListUsageResponse all;
@@ -233,6 +239,7 @@ absl::Status Usage(Context& c) {
 
 absl::Status Statement(Context& c) {
   pb::GetStatementRequest r;
+  RETURN_IF_ERROR(c.args.OptionalId("enterprise", r.mutable_enterprise_id()));
   RETURN_IF_ERROR(SetPeriod(c.args, true, r.mutable_period_start(),
                             r.mutable_period_end()));
   pb::Statement statement;

@@ -46,6 +46,11 @@ class EnterpriseServiceImpl final : public pb::EnterpriseService::Service,
                    pb::ListUsageResponse* out) override;
   Status GetStatement(ServerContext* c, const pb::GetStatementRequest* r,
                       pb::Statement* out) override;
+
+ private:
+  // Whose(me, requested, state) on durable state.
+  absl::StatusOr<std::string> Whose(const pb::Principal& me,
+                                    const std::string& requested) const;
 };
 
 }  // namespace computevoucher::api

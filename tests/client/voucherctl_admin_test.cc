@@ -9,7 +9,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/time_util.h"
 #include "computevoucher/v1/admin.pb.h"
+#include "computevoucher/v1/enterprise.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/voucherctl_fixture.h"
@@ -196,6 +201,55 @@ TEST_F(VoucherctlAdminTest, SetsRelatedProvidersAndShowsWhatApplicationsAsk) {
                                 HasSubstr("training a grasping policy"),
                                 HasSubstr("500000.00")));
   EXPECT_THAT(listed.out, Not(HasSubstr("DECISION REASON")));
+}
+
+// An auditor reads any enterprise's balance, vouchers, allocations, usage
+// and statement by naming it; an enterprise token naming another is refused.
+TEST_F(VoucherctlAdminTest, AnAuditorReadsAnyEnterprisesAccounts) {
+  pb::Allocation a;
+  const int64_t subsidy = UseOnce(a);
+  const std::string auditor = CreateToken({"--role", "auditor"});
+  ASSERT_FALSE(HasFailure());
+  const Result balance =
+      As(auditor, {"balance", "--enterprise", "E-000001", "-o", "json"});
+  ASSERT_EQ(balance.exit_code, 0) << balance;
+  const auto b = ParseJson<pb::Balance>(balance.out);
+  EXPECT_EQ(b.enterprise_id(), "E-000001");
+  EXPECT_EQ(b.charged_fen(), subsidy);
+  const std::string today =
+      absl::FormatTime("%Y-%m-%d", absl::Now(), ShanghaiZone());
+  const Result statement =
+      As(auditor, {"statement", "--enterprise", "E-000001", "--from", today,
+                   "--to", today, "-o", "json"});
+  ASSERT_EQ(statement.exit_code, 0) << statement;
+  const auto st = ParseJson<pb::Statement>(statement.out);
+  ASSERT_EQ(st.lines_size(), 1);
+  EXPECT_EQ(st.lines(0).allocation_id(), a.allocation_id());
+  EXPECT_EQ(st.total().subsidy_fen(), subsidy);
+  const Result usage =
+      As(auditor, {"usage", "--enterprise", "E-000001", "-o", "csv"});
+  ASSERT_EQ(usage.exit_code, 0) << usage;
+  EXPECT_EQ(SimpleCsv(usage.out).size(), 2u) << usage.out;
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"allocations", "list", "--enterprise", "E-000001"},
+           {"allocations", "show", a.allocation_id()},
+           {"vouchers", "list", "--enterprise", "E-000001"},
+           {"vouchers", "show", a.voucher_id()},
+           {"applications", "list", "--enterprise", "E-000001"}}) {
+    const Result r = As(auditor, args);
+    EXPECT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << "\n" << r;
+  }
+  // Whose must be said; an enterprise reads only its own.
+  const Result whose = As(auditor, {"balance"});
+  EXPECT_EQ(whose.exit_code, 1) << whose;
+  EXPECT_THAT(whose.err, HasSubstr("enterprise_id: required"));
+  const std::string e2 =
+      CreateToken({"--role", "enterprise", "--enterprise", "E-000002"});
+  const Result other = As(e2, {"balance", "--enterprise", "E-000001"});
+  EXPECT_EQ(other.exit_code, 1) << other;
+  EXPECT_THAT(other.err, HasSubstr("reads only its own"));
+  EXPECT_EQ(As(e2, {"balance", "--enterprise", "E-000002"}).exit_code, 0);
 }
 
 }  // namespace

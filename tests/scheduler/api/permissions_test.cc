@@ -106,25 +106,27 @@ class PermissionsTest : public ApiTest {
                 pb::ListJournalResponse, A, U),
         CV_WRITE(enterprise_, Apply, pb::ApplyRequest, pb::Application, E),
         CV_READ(enterprise_, ListApplications, pb::ListMyApplicationsRequest,
-                pb::ListMyApplicationsResponse, E),
+                pb::ListMyApplicationsResponse, E, A, U),
         CV_READ(enterprise_, ListVouchers, pb::ListVouchersRequest,
-                pb::ListVouchersResponse, E),
-        CV_READ(enterprise_, GetVoucher, pb::GetVoucherRequest, pb::Voucher, E),
-        CV_READ(enterprise_, GetBalance, pb::GetBalanceRequest, pb::Balance, E),
+                pb::ListVouchersResponse, E, A, U),
+        CV_READ(enterprise_, GetVoucher, pb::GetVoucherRequest, pb::Voucher, E,
+                A, U),
+        CV_READ(enterprise_, GetBalance, pb::GetBalanceRequest, pb::Balance, E,
+                A, U),
         CV_READ(enterprise_, Quote, pb::QuoteRequest, pb::QuoteResponse, E),
         CV_WRITE(enterprise_, Allocate, pb::AllocateRequest, pb::Allocation, E),
         CV_READ(enterprise_, GetAllocation, pb::GetAllocationRequest,
-                pb::Allocation, E),
+                pb::Allocation, E, A, U),
         CV_READ(enterprise_, ListAllocations, pb::ListAllocationsRequest,
-                pb::ListAllocationsResponse, E),
+                pb::ListAllocationsResponse, E, A, U),
         CV_WRITE(enterprise_, ReleaseAllocation, pb::ReleaseAllocationRequest,
                  pb::Allocation, E),
         CV_WRITE(enterprise_, ExtendAllocation, pb::ExtendAllocationRequest,
                  pb::Allocation, E),
         CV_READ(enterprise_, ListUsage, pb::ListUsageRequest,
-                pb::ListUsageResponse, E),
+                pb::ListUsageResponse, E, A, U),
         CV_READ(enterprise_, GetStatement, pb::GetStatementRequest,
-                pb::Statement, E),
+                pb::Statement, E, A, U),
         CV_WRITE(agent_, Register, pb::RegisterRequest, pb::RegisterResponse,
                  G),
         CV_WRITE(agent_, Heartbeat, pb::HeartbeatRequest, pb::HeartbeatResponse,
@@ -274,6 +276,89 @@ TEST_F(OwnershipTest, EnterprisesSeeAndSpendTheirOwnVouchersOnly) {
   EXPECT_EQ(vouchers.vouchers(0).voucher_id(), mine_.voucher_id());
 }
 
+// Admins and auditors read any enterprise's balance, vouchers,
+// applications, allocations, usage and statement by naming it, and any
+// voucher or allocation by id; an enterprise token naming another is
+// refused.
+TEST_F(OwnershipTest, AdminsAndAuditorsReadAnyEnterprise) {
+  for (const std::string* token : {&admin_token_, &auditor_token_}) {
+    SCOPED_TRACE(token == &admin_token_ ? "admin" : "auditor");
+    pb::GetBalanceRequest balance;
+    balance.set_enterprise_id("E-000003");
+    pb::Balance b;
+    grpc::Status s = enterprise_->GetBalance(As(*token).get(), balance, &b);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(b.enterprise_id(), "E-000003");
+    EXPECT_EQ(b.held_fen(), other_.held_fen());
+    pb::ListVouchersRequest vouchers;
+    vouchers.set_enterprise_id("E-000003");
+    pb::ListVouchersResponse v;
+    ASSERT_TRUE(enterprise_->ListVouchers(As(*token).get(), vouchers, &v).ok());
+    ASSERT_EQ(v.vouchers_size(), 1);
+    EXPECT_EQ(v.vouchers(0).voucher_id(), theirs_.voucher_id());
+    pb::ListAllocationsRequest allocations;
+    allocations.set_enterprise_id("E-000003");
+    pb::ListAllocationsResponse a;
+    ASSERT_TRUE(
+        enterprise_->ListAllocations(As(*token).get(), allocations, &a).ok());
+    ASSERT_EQ(a.allocations_size(), 1);
+    EXPECT_EQ(a.allocations(0).allocation_id(), other_.allocation_id());
+    pb::GetAllocationRequest one;
+    one.set_allocation_id(other_.allocation_id());
+    pb::Allocation got;
+    EXPECT_TRUE(enterprise_->GetAllocation(As(*token).get(), one, &got).ok());
+    pb::GetVoucherRequest voucher;
+    voucher.set_voucher_id(theirs_.voucher_id());
+    pb::Voucher vv;
+    EXPECT_TRUE(enterprise_->GetVoucher(As(*token).get(), voucher, &vv).ok());
+    pb::ListUsageRequest usage;
+    usage.set_enterprise_id("E-000003");
+    pb::ListUsageResponse u;
+    EXPECT_TRUE(enterprise_->ListUsage(As(*token).get(), usage, &u).ok());
+    pb::GetStatementRequest statement;
+    statement.set_enterprise_id("E-000003");
+    *statement.mutable_period_start() = ToProto(clock_.Now() - absl::Hours(1));
+    *statement.mutable_period_end() = ToProto(clock_.Now() + absl::Hours(1));
+    pb::Statement st;
+    EXPECT_TRUE(
+        enterprise_->GetStatement(As(*token).get(), statement, &st).ok());
+    pb::ListMyApplicationsRequest applications;
+    applications.set_enterprise_id("E-000003");
+    pb::ListMyApplicationsResponse ap;
+    EXPECT_TRUE(
+        enterprise_->ListApplications(As(*token).get(), applications, &ap)
+            .ok());
+
+    // Naming none, a malformed one or an unknown one.
+    balance.clear_enterprise_id();
+    s = enterprise_->GetBalance(As(*token).get(), balance, &b);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("enterprise_id: required"));
+    balance.set_enterprise_id(std::string(129, 'E'));
+    EXPECT_EQ(
+        enterprise_->GetBalance(As(*token).get(), balance, &b).error_code(),
+        grpc::StatusCode::INVALID_ARGUMENT);
+    usage.set_enterprise_id("E-000099");
+    s = enterprise_->ListUsage(As(*token).get(), usage, &u);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(s.error_message(), HasSubstr("E-000099"));
+  }
+  // An enterprise names itself or nobody; naming another is refused.
+  pb::GetBalanceRequest own;
+  own.set_enterprise_id("E-000001");
+  pb::Balance b;
+  EXPECT_TRUE(enterprise_->GetBalance(As(e1_token_).get(), own, &b).ok());
+  pb::ListAllocationsRequest theirs;
+  theirs.set_enterprise_id("E-000003");
+  pb::ListAllocationsResponse a;
+  const grpc::Status s =
+      enterprise_->ListAllocations(As(e1_token_).get(), theirs, &a);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("an enterprise token reads only its own"));
+  EXPECT_EQ(a.allocations_size(), 0);
+}
+
 TEST_F(OwnershipTest, EnterprisesActOnTheirOwnAllocationsOnly) {
   ExpectAnsweredAsMissing(
       [&](const std::string& id) {
@@ -395,13 +480,16 @@ TEST_F(PermissionsTest, TheBearerSchemeIsCaseInsensitive) {
 
 TEST_F(PermissionsTest, ListJournalRefusesANegativeStart) {
   BuildWorld();
-  for (const int64_t from : {std::numeric_limits<int64_t>::min(), int64_t{-1}}) {
+  for (const int64_t from :
+       {std::numeric_limits<int64_t>::min(), int64_t{-1}}) {
     pb::ListJournalRequest r;
     r.set_from_sequence(from);
     pb::ListJournalResponse out;
-    const grpc::Status s = admin_->ListJournal(As(auditor_token_).get(), r, &out);
+    const grpc::Status s =
+        admin_->ListJournal(As(auditor_token_).get(), r, &out);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << from;
-    EXPECT_THAT(s.error_message(), HasSubstr("from_sequence: must be 0..")) << from;
+    EXPECT_THAT(s.error_message(), HasSubstr("from_sequence: must be 0.."))
+        << from;
   }
   pb::ListJournalRequest r;
   r.set_from_sequence(1);
