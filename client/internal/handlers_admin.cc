@@ -1,9 +1,11 @@
 // Handlers of the `admin` commands (AdminService).
+#include <algorithm>
 #include <functional>
 #include <limits>
 #include <map>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
@@ -231,7 +233,14 @@ absl::Status EnterpriseList(Context& c) {
 
 absl::Status EnterpriseShow(Context& c) {
   pb::GetEnterpriseRequest r;
-  ASSIGN_OR_RETURN(*r.mutable_enterprise_id(), c.args.PositionalId(0));
+  ASSIGN_OR_RETURN(const std::string which, c.args.PositionalId(0));
+  // A credit code is 18 digits and capital letters; ids have a dash.
+  const bool credit_code =
+      which.size() == 18 &&
+      std::all_of(which.begin(), which.end(), [](char ch) {
+        return absl::ascii_isdigit(ch) || absl::ascii_isupper(ch);
+      });
+  *(credit_code ? r.mutable_credit_code() : r.mutable_enterprise_id()) = which;
   return CallAndShow(c, &Stub::GetEnterprise, r, EnterpriseFields());
 }
 
@@ -265,6 +274,12 @@ absl::Status ProviderAdd(Context& c) {
 absl::Status ProviderList(Context& c) {
   return ListAndShow(c, &Stub::ListProviders, pb::ListProvidersRequest(),
                      &pb::ListProvidersResponse::providers, ProviderFields());
+}
+
+absl::Status ProviderShow(Context& c) {
+  pb::GetProviderRequest r;
+  ASSIGN_OR_RETURN(*r.mutable_provider_id(), c.args.PositionalId(0));
+  return CallAndShow(c, &Stub::GetProvider, r, ProviderFields());
 }
 
 absl::Status ProviderPay(Context& c) {
@@ -301,6 +316,12 @@ absl::Status ApplicationList(Context& c) {
   return ListAndShow(c, &Stub::ListApplications, r,
                      &pb::ListApplicationsResponse::applications,
                      ApplicationFields());
+}
+
+absl::Status ApplicationShow(Context& c) {
+  pb::GetApplicationRequest r;
+  ASSIGN_OR_RETURN(*r.mutable_application_id(), c.args.PositionalId(0));
+  return CallAndShow(c, &Stub::GetApplication, r, ApplicationFields());
 }
 
 absl::Status ApplicationApprove(Context& c) {

@@ -105,6 +105,22 @@ Status AdminServiceImpl::GetEnterprise(ServerContext* c,
                                        pb::Enterprise* out) {
   return Read(
       c, kReaders, [&](const pb::Principal&, const core::StateMachine& s) {
+        if (!r->credit_code().empty()) {
+          RETURN_IF_ERROR(CheckLength("credit_code", r->credit_code(), 1, 18));
+          if (!r->enterprise_id().empty()) {
+            return absl::InvalidArgumentError(
+                "enterprise_id, credit_code: give one of them, not both");
+          }
+          for (const auto& [id, e] : s.enterprises()) {
+            if (e.credit_code() == r->credit_code()) {
+              *out = e;
+              return absl::OkStatus();
+            }
+          }
+          return absl::NotFoundError(
+              absl::StrCat("credit_code: no enterprise has credit code ",
+                           Quoted(r->credit_code())));
+        }
         RETURN_IF_ERROR(CheckIdRef("enterprise_id", r->enterprise_id()));
         auto it = s.enterprises().find(r->enterprise_id());
         if (it == s.enterprises().end()) {
@@ -139,6 +155,17 @@ Status AdminServiceImpl::ListProviders(ServerContext* c,
                                            s.ProviderView(p.provider_id()));
                           return absl::OkStatus();
                         }));
+                return absl::OkStatus();
+              });
+}
+
+Status AdminServiceImpl::GetProvider(ServerContext* c,
+                                     const pb::GetProviderRequest* r,
+                                     pb::Provider* out) {
+  return Read(c, kReaders,
+              [&](const pb::Principal&, const core::StateMachine& s) {
+                RETURN_IF_ERROR(CheckIdRef("provider_id", r->provider_id()));
+                ASSIGN_OR_RETURN(*out, s.ProviderView(r->provider_id()));
                 return absl::OkStatus();
               });
 }
@@ -212,6 +239,22 @@ Status AdminServiceImpl::ListApplications(ServerContext* c,
                   *out->add_applications() = a;
                   return absl::OkStatus();
                 }));
+        return absl::OkStatus();
+      });
+}
+
+Status AdminServiceImpl::GetApplication(ServerContext* c,
+                                        const pb::GetApplicationRequest* r,
+                                        pb::Application* out) {
+  return Read(
+      c, kReaders, [&](const pb::Principal&, const core::StateMachine& s) {
+        RETURN_IF_ERROR(CheckIdRef("application_id", r->application_id()));
+        auto it = s.applications().find(r->application_id());
+        if (it == s.applications().end()) {
+          return absl::NotFoundError(
+              absl::StrCat("application ", r->application_id(), " not found"));
+        }
+        *out = it->second;
         return absl::OkStatus();
       });
 }

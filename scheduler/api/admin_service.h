@@ -37,6 +37,10 @@ class AdminServiceImpl final : public pb::AdminService::Service,
                           pb::Provider* out) override;
   Status ListProviders(ServerContext* c, const pb::ListProvidersRequest* r,
                        pb::ListProvidersResponse* out) override;
+  Status GetProvider(ServerContext* c, const pb::GetProviderRequest* r,
+                     pb::Provider* out) override;
+  Status GetApplication(ServerContext* c, const pb::GetApplicationRequest* r,
+                        pb::Application* out) override;
   Status ListClusters(ServerContext* c, const pb::ListClustersRequest* r,
                       pb::ListClustersResponse* out) override;
   Status SetClusterState(ServerContext* c, const pb::SetClusterStateRequest* r,

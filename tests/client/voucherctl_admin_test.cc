@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/voucherctl_fixture.h"
+#include "tests/testing/world.h"
 
 namespace computevoucher {
 namespace {
@@ -155,6 +156,17 @@ TEST_F(VoucherctlAdminTest, AdjustsAVoucherAndListsEveryonesAllocations) {
       {{"admin", "voucher", "adjust", v, "--add", "1"}, "--reason"},
   });
 
+  // Any enterprise's voucher and allocation, by id.
+  const Result voucher = Admin({"admin", "voucher", "show", v, "-o", "json"});
+  ASSERT_EQ(voucher.exit_code, 0) << voucher;
+  EXPECT_EQ(ParseJson<pb::Voucher>(voucher.out).face_value_fen(),
+            face + 1000'00 - 250'50);
+  const Result allocation =
+      Admin({"admin", "allocation", "show", a.allocation_id(), "-o", "json"});
+  ASSERT_EQ(allocation.exit_code, 0) << allocation;
+  EXPECT_EQ(ParseJson<pb::Allocation>(allocation.out).enterprise_id(),
+            "E-000001");
+
   // Every enterprise's allocations, filtered.
   const Result mine = Admin(
       {"admin", "allocation", "list", "--enterprise", "E-000001", "-o", "csv"});
@@ -201,6 +213,28 @@ TEST_F(VoucherctlAdminTest, SetsRelatedProvidersAndShowsWhatApplicationsAsk) {
                                 HasSubstr("training a grasping policy"),
                                 HasSubstr("500000.00")));
   EXPECT_THAT(listed.out, Not(HasSubstr("DECISION REASON")));
+  const Result application =
+      Admin({"admin", "application", "show", "AP-000001", "-o", "json"});
+  ASSERT_EQ(application.exit_code, 0) << application;
+  EXPECT_EQ(ParseJson<pb::Application>(application.out).purpose(),
+            "training a grasping policy");
+  EXPECT_EQ(Admin({"admin", "application", "show", "AP-000009"}).exit_code, 1);
+
+  // An enterprise by id or by its credit code, a provider by id.
+  const pb::RegisterEnterpriseRequest e1 =
+      ::computevoucher::testing::WorldEnterprises()[0];
+  const Result by_code =
+      Admin({"admin", "enterprise", "show", e1.credit_code(), "-o", "json"});
+  ASSERT_EQ(by_code.exit_code, 0) << by_code;
+  EXPECT_EQ(ParseJson<pb::Enterprise>(by_code.out).enterprise_id(), "E-000001");
+  const Result no_code =
+      Admin({"admin", "enterprise", "show", "91330100000000000X"});
+  EXPECT_EQ(no_code.exit_code, 1) << no_code;
+  EXPECT_THAT(no_code.err, HasSubstr("no enterprise has credit code"));
+  const Result provider =
+      Admin({"admin", "provider", "show", "PR-000002", "-o", "json"});
+  ASSERT_EQ(provider.exit_code, 0) << provider;
+  EXPECT_EQ(ParseJson<pb::Provider>(provider.out).provider_id(), "PR-000002");
 }
 
 // An auditor reads any enterprise's balance, vouchers, allocations, usage

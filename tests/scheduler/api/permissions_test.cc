@@ -66,6 +66,10 @@ class PermissionsTest : public ApiTest {
                  pb::Provider, A),
         CV_READ(admin_, ListProviders, pb::ListProvidersRequest,
                 pb::ListProvidersResponse, A, U),
+        CV_READ(admin_, GetProvider, pb::GetProviderRequest, pb::Provider, A,
+                U),
+        CV_READ(admin_, GetApplication, pb::GetApplicationRequest,
+                pb::Application, A, U),
         CV_READ(admin_, ListClusters, pb::ListClustersRequest,
                 pb::ListClustersResponse, A, U),
         CV_WRITE(admin_, SetClusterState, pb::SetClusterStateRequest,
@@ -164,7 +168,7 @@ TEST_F(PermissionsTest, EveryRpcChecksTheRole) {
       {"agent", hz_token_, pb::ROLE_AGENT},
   };
   const std::vector<Rpc> rpcs = AllRpcs();
-  ASSERT_EQ(rpcs.size(), 29u + 13u + 3u);
+  ASSERT_EQ(rpcs.size(), 31u + 13u + 3u);
   for (const Rpc& rpc : rpcs) {
     for (const auto& caller : callers) {
       SCOPED_TRACE(absl::StrCat(rpc.name, " as ", caller.name));
