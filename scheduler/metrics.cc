@@ -43,8 +43,13 @@ struct Snapshot {
   std::map<std::tuple<std::string, std::string, int>, Money> money;
   // Accepted GPU-milliseconds by (provider, hardware class).
   std::map<std::pair<std::string, int>, int64_t> gpu_ms;
-  std::map<std::string, int64_t> enterprise_subsidy_fen;
+  // By (program, enterprise).
+  std::map<std::pair<std::string, std::string>, int64_t> enterprise_subsidy_fen;
   std::vector<std::string> cluster_ids;
+  // What the _info series name (programs above).
+  std::vector<pb::Enterprise> enterprises;
+  std::vector<pb::Provider> providers;
+  std::vector<pb::Cluster> cluster_infos;
   // GPUs of approved clusters by model: {free, used}.
   std::map<std::string, std::pair<int64_t, int64_t>> gpus;
 };
@@ -83,7 +88,8 @@ Snapshot Summarize(const core::StateMachine& state, absl::Time now) {
         core::CostFen(a.used_gpu_ms(), a.price_fen_per_gpu_hour()).value_or(0);
     money.subsidy_fen += a.charged_fen();
     s.gpu_ms[{a.provider_id(), a.hardware_class()}] += a.used_gpu_ms();
-    s.enterprise_subsidy_fen[a.enterprise_id()] += a.charged_fen();
+    s.enterprise_subsidy_fen[{a.program_id(), a.enterprise_id()}] +=
+        a.charged_fen();
   }
   // Retired allocations ended long ago: counted, and their money added.
   for (const auto& [key, sums] : state.retired()) {
@@ -94,11 +100,14 @@ Snapshot Summarize(const core::StateMachine& state, absl::Time now) {
     money.cost_fen += sums.cost_fen;
     money.subsidy_fen += sums.charged_fen;
     s.gpu_ms[{provider, hardware}] += sums.used_gpu_ms;
-    s.enterprise_subsidy_fen[enterprise] += sums.charged_fen;
+    s.enterprise_subsidy_fen[{program, enterprise}] += sums.charged_fen;
   }
+  for (const auto& [id, e] : state.enterprises()) s.enterprises.push_back(e);
+  for (const auto& [id, p] : state.providers()) s.providers.push_back(p);
   for (const auto& [id, rec] : state.clusters()) {
     ++s.clusters[rec.cluster.state()];
     s.cluster_ids.push_back(id);
+    s.cluster_infos.push_back(rec.cluster);
     if (rec.cluster.state() != pb::CLUSTER_STATE_APPROVED) continue;
     for (const pb::GpuModel& model : rec.cluster.inventory()) {
       auto used = rec.used_gpus.find(model.model());
@@ -297,8 +306,8 @@ void AddUsageFamilies(const Snapshot& s, std::vector<MetricFamily>& out) {
   MetricFamily enterprise =
       Family("computevoucher_enterprise_subsidy_fen_total",
              "Subsidy charged, per enterprise, in fen.", MetricType::Counter);
-  for (const auto& [enterprise_id, fen] : s.enterprise_subsidy_fen) {
-    Add(enterprise, {{"enterprise_id", enterprise_id}},
+  for (const auto& [key, fen] : s.enterprise_subsidy_fen) {
+    Add(enterprise, {{"program_id", key.first}, {"enterprise_id", key.second}},
         static_cast<double>(fen));
   }
   out.push_back(std::move(enterprise));
@@ -343,6 +352,65 @@ void AddClusterFamilies(const Snapshot& s, absl::Time now,
         static_cast<double>(counts.second));
   }
   out.push_back(std::move(gpus));
+}
+
+// One _info series (value 1) per program, enterprise, provider and
+// cluster, whose labels name it, so that dashboards show names through a
+// join on the id.
+void AddInfoFamilies(const Snapshot& s, std::vector<MetricFamily>& out) {
+  MetricFamily programs =
+      Family("computevoucher_program_info", "Names of each program (value 1).",
+             MetricType::Gauge);
+  for (const pb::Program& p : s.programs) {
+    Add(programs,
+        {{"program_id", p.program_id()},
+         {"name", p.name()},
+         {"issuer", p.issuer()}},
+        1.0);
+  }
+  out.push_back(std::move(programs));
+  MetricFamily enterprises =
+      Family("computevoucher_enterprise_info",
+             "Name, credit code, category, district and SME status of each "
+             "enterprise (value 1).",
+             MetricType::Gauge);
+  for (const pb::Enterprise& e : s.enterprises) {
+    Add(enterprises,
+        {{"enterprise_id", e.enterprise_id()},
+         {"name", e.name()},
+         {"credit_code", e.credit_code()},
+         {"category", e.category()},
+         {"district", e.district()},
+         {"sme", e.sme() ? "true" : "false"}},
+        1.0);
+  }
+  out.push_back(std::move(enterprises));
+  MetricFamily providers = Family("computevoucher_provider_info",
+                                  "Name and credit code of each provider "
+                                  "(value 1).",
+                                  MetricType::Gauge);
+  for (const pb::Provider& p : s.providers) {
+    Add(providers,
+        {{"provider_id", p.provider_id()},
+         {"name", p.name()},
+         {"credit_code", p.credit_code()}},
+        1.0);
+  }
+  out.push_back(std::move(providers));
+  MetricFamily clusters = Family("computevoucher_cluster_info",
+                                 "Provider, region and state of each cluster "
+                                 "(value 1).",
+                                 MetricType::Gauge);
+  for (const pb::Cluster& c : s.cluster_infos) {
+    Add(clusters,
+        {{"cluster_id", c.cluster_id()},
+         {"provider_id", c.provider_id()},
+         {"region", c.region()},
+         {"state", EnumLabel(*pb::ClusterState_descriptor(), c.state(),
+                             "CLUSTER_STATE_")}},
+        1.0);
+  }
+  out.push_back(std::move(clusters));
 }
 
 // The snapshots this writer stored: how many, how often the store refused
@@ -390,10 +458,10 @@ void AddWriterFamilies(const engine::Writer& writer,
                       "1 while the store's commits fail (every mutation is "
                       "answered UNAVAILABLE; e.g. a full disk), 0 otherwise.",
                       writer.degraded() ? 1.0 : 0.0));
-  MetricFamily failures = Family(
-      "computevoucher_writer_store_failures_total",
-      "Batches the store failed to commit since this writer started.",
-      MetricType::Counter);
+  MetricFamily failures =
+      Family("computevoucher_writer_store_failures_total",
+             "Batches the store failed to commit since this writer started.",
+             MetricType::Counter);
   Add(failures, {}, static_cast<double>(stats.store_failures));
   out.push_back(std::move(failures));
   AddSnapshotFamilies(stats.snapshots, out);
@@ -417,6 +485,7 @@ std::vector<MetricFamily> StateCollector::Collect() const {
   AddObjectFamilies(s, now, out);
   AddUsageFamilies(s, out);
   AddClusterFamilies(s, now, liveness_, cluster_silence_, out);
+  AddInfoFamilies(s, out);
   AddWriterFamilies(**writer, out);
   return out;
 }

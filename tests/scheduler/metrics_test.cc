@@ -25,14 +25,15 @@
 #include "absl/synchronization/notification.h"
 #include "common/time_util.h"
 #include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
+#include "gtest/gtest.h"
 #include "scheduler/api/grpc_metrics.h"
 #include "scheduler/api/usage_metrics.h"
 #include "tests/scheduler/api/api_fixture.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/world.h"
 
 namespace computevoucher::testing {
 namespace {
@@ -296,9 +297,10 @@ class MetricsTest : public ApiTest {
                           {"hardware_class", "domestic"}};
     EXPECT_EQ(m.Get("computevoucher_usage_cost_fen_total", money), 1200);
     EXPECT_EQ(m.Get("computevoucher_subsidy_fen_total", money), subsidy_fen_);
-    EXPECT_EQ(m.Get("computevoucher_enterprise_subsidy_fen_total",
-                    {{"enterprise_id", "E-000003"}}),
-              subsidy_fen_);
+    EXPECT_EQ(
+        m.Get("computevoucher_enterprise_subsidy_fen_total",
+              {{"program_id", "P-000001"}, {"enterprise_id", "E-000003"}}),
+        subsidy_fen_);
     EXPECT_EQ(
         m.Get("computevoucher_usage_gpu_seconds_total",
               {{"provider_id", "PR-000001"}, {"hardware_class", "domestic"}}),
@@ -343,6 +345,38 @@ TEST_F(MetricsTest, ServesTheFiguresTheApiShows) {
   ExpectObjectCounts(m);
   ExpectUsageFigures(m);
   ExpectClusterAndWriterFigures(m);
+}
+
+// Dashboards show names, not ids, by joining on these (value 1).
+TEST_F(MetricsTest, InfoSeriesNameEveryProgramEnterpriseProviderAndCluster) {
+  const Samples m = ScrapeSamples();
+  const pb::CreateProgramRequest program = WorldProgram();
+  EXPECT_EQ(
+      m.Get("computevoucher_program_info", {{"program_id", "P-000001"},
+                                            {"name", program.name()},
+                                            {"issuer", program.issuer()}}),
+      1);
+  const pb::RegisterEnterpriseRequest e2 = WorldEnterprises()[1];
+  ASSERT_TRUE(e2.sme());
+  EXPECT_EQ(m.Get("computevoucher_enterprise_info",
+                  {{"enterprise_id", "E-000002"},
+                   {"name", e2.name()},
+                   {"credit_code", e2.credit_code()},
+                   {"category", e2.category()},
+                   {"district", e2.district()},
+                   {"sme", "true"}}),
+            1);
+  const pb::RegisterProviderRequest p1 = WorldProviders()[0];
+  EXPECT_EQ(m.Get("computevoucher_provider_info",
+                  {{"provider_id", "PR-000001"},
+                   {"name", p1.name()},
+                   {"credit_code", p1.credit_code()}}),
+            1);
+  EXPECT_EQ(m.Get("computevoucher_cluster_info", {{"cluster_id", "hz-a"},
+                                                  {"provider_id", "PR-000001"},
+                                                  {"region", "cn-hangzhou"},
+                                                  {"state", "approved"}}),
+            1);
 }
 
 TEST_F(MetricsTest, RetiredAllocationsStayCounted) {
@@ -417,8 +451,7 @@ TEST_F(MetricsTest, AMalformedBodyIsTheClientsErrorNotTheServers) {
   absl::Notification done;
   grpc::Status status;
   stub.UnaryCall(&c, "/computevoucher.v1.EnterpriseService/Allocate",
-                 grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
+                 grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
                    status = std::move(s);
                    done.Notify();
                  });
