@@ -38,8 +38,8 @@ const std::vector<FlagSpec>& ResourceFlags() {
 const FlagSpec& EnterpriseFlag() {
   static const auto* const kFlag =
       new FlagSpec{"enterprise", "ENTERPRISE_ID",
-                   "whose (admin and auditor tokens; an enterprise token "
-                   "reads its own)"};
+                   "whose: required with admin and auditor tokens (an "
+                   "enterprise token reads its own)"};
   return *kFlag;
 }
 
@@ -455,7 +455,7 @@ const std::vector<CommandSpec>& Commands() {
          "face value to take back (at most what is "
          "available)"},
         {"reason", "TEXT", "why, recorded in the journal", true}},
-       "voucherctl admin voucher adjust CV-2025-000001 --add 50000 --reason "
+       "voucherctl admin voucher adjust CV-2025-000001 --add 500000 --reason "
        "\"second tranche\"",
        VoucherAdjust},
       {"admin allocation", "See every enterprise's allocations"},

@@ -14,7 +14,9 @@
 #include "client/internal/values.h"
 #include "client/internal/views.h"
 #include "common/config.h"
+#include "common/credit_code.h"
 #include "common/status_macros.h"
+#include "common/validate.h"
 
 namespace computevoucher::client {
 namespace {
@@ -127,6 +129,7 @@ absl::StatusOr<Request> WithIdAndReason(const Context& c) {
   Request r;
   r.set_request_id(c.RequestId());
   ASSIGN_OR_RETURN(*r.mutable_voucher_id(), c.args.PositionalId(0));
+  RETURN_IF_ERROR(CheckLength("--reason", c.args.Value("reason"), 1, 500));
   r.set_reason(c.args.Value("reason"));
   return r;
 }
@@ -234,13 +237,14 @@ absl::Status EnterpriseList(Context& c) {
 absl::Status EnterpriseShow(Context& c) {
   pb::GetEnterpriseRequest r;
   ASSIGN_OR_RETURN(const std::string which, c.args.PositionalId(0));
-  // A credit code is 18 digits and capital letters; ids have a dash.
-  const bool credit_code =
-      which.size() == 18 &&
-      std::all_of(which.begin(), which.end(), [](char ch) {
-        return absl::ascii_isdigit(ch) || absl::ascii_isupper(ch);
-      });
-  *(credit_code ? r.mutable_credit_code() : r.mutable_enterprise_id()) = which;
+  // A credit code has 18 characters and no dash; the scheduler's ids have
+  // one (E-000001).
+  if (which.size() == 18 && which.find('-') == std::string::npos) {
+    ASSIGN_OR_RETURN(*r.mutable_credit_code(),
+                     NormalizeCreditCode("CREDIT_CODE", which));
+  } else {
+    r.set_enterprise_id(which);
+  }
   return CallAndShow(c, &Stub::GetEnterprise, r, EnterpriseFields());
 }
 
@@ -248,13 +252,17 @@ absl::Status EnterpriseRelated(Context& c) {
   pb::SetRelatedProvidersRequest r;
   r.set_request_id(c.RequestId());
   ASSIGN_OR_RETURN(*r.mutable_enterprise_id(), c.args.PositionalId(0));
-  const std::string providers = c.args.Value("providers");
-  if (providers != "none") {
-    const std::vector<std::string> ids = List(providers);
-    if (ids.empty()) {
-      return absl::InvalidArgumentError(
-          "--providers: list the providers, or say \"none\" to clear them");
-    }
+  const std::vector<std::string> ids = List(c.args.Value("providers"));
+  const auto is_none = [](const std::string& id) {
+    return absl::AsciiStrToLower(id) == "none";
+  };
+  if (ids.empty() ||
+      (ids.size() > 1 && std::any_of(ids.begin(), ids.end(), is_none))) {
+    return absl::InvalidArgumentError(
+        "--providers: list the providers, or say \"none\" alone to clear "
+        "them");
+  }
+  if (!is_none(ids.front())) {
     for (const std::string& id : ids) {
       ASSIGN_OR_RETURN(*r.add_related_provider_ids(),
                        ParseIdArg("--providers", id));
@@ -288,6 +296,8 @@ absl::Status ProviderPay(Context& c) {
   ASSIGN_OR_RETURN(*r.mutable_provider_id(), c.args.PositionalId(0));
   ASSIGN_OR_RETURN(const int64_t fen, c.args.Amount("amount"));
   r.set_amount_fen(fen);
+  RETURN_IF_ERROR(
+      CheckLength("--reference", c.args.Value("reference"), 1, 200));
   r.set_reference(c.args.Value("reference"));
   return CallAndShow(c, &Stub::SettleProvider, r, PaymentFields());
 }
@@ -452,7 +462,7 @@ absl::Status JournalList(Context& c) {
   RETURN_IF_ERROR(c.server.Call(&Stub::ListJournal, r, &page));
   c.printer.Print(ListView(JournalEntryFields(), page.entries(), page));
   if (!page.next_page_token().empty() && page.entries_size() > 0) {
-    c.err << "More entries follow: --from-sequence "
+    c.err << "The page is full; more entries may follow: --from-sequence "
           << page.entries(page.entries_size() - 1).sequence() + 1 << "\n";
   }
   return absl::OkStatus();

@@ -40,6 +40,24 @@ bool RightAligned(const Cell& cell) {
          !std::holds_alternative<google::protobuf::Timestamp>(cell);
 }
 
+// `text` safe to print on a terminal: tabs and line breaks become spaces
+// (kept as line breaks when `keep_lines`), and other control characters,
+// which could move the cursor or recolour the terminal, '?'. What others
+// wrote (an application's purpose, a memo) cannot forge rows this way.
+std::string Printable(absl::string_view text, bool keep_lines) {
+  std::string out(text);
+  for (char& ch : out) {
+    const unsigned char u = static_cast<unsigned char>(ch);
+    if (ch == '\n' && keep_lines) continue;
+    if (ch == '\t' || ch == '\n' || ch == '\r') {
+      ch = ' ';
+    } else if (u < 0x20 || u == 0x7f) {
+      ch = '?';
+    }
+  }
+  return out;
+}
+
 std::string Pad(const std::string& text, int width, bool right) {
   const std::string spaces(std::max(0, width - DisplayWidth(text)), ' ');
   return right ? spaces + text : text + spaces;
@@ -231,7 +249,7 @@ void Printer::PrintTable(const View& view) {
   for (const std::vector<Cell>& row : view.rows) {
     std::vector<std::string>& line = texts.emplace_back();
     for (size_t i = 0; i < row.size(); ++i) {
-      line.push_back(Text(row[i], false));
+      line.push_back(Printable(Text(row[i], false), false));
       widths[i] = std::max(widths[i], DisplayWidth(line.back()));
     }
   }
@@ -261,7 +279,8 @@ void Printer::PrintRecord(const View& view) {
     const std::string indent = "\n" + std::string(width + 2, ' ');
     for (size_t i = 0; i < row.size(); ++i) {
       out_ << Pad(Label(view.columns[i].header) + ":", width, false) << "  "
-           << absl::StrReplaceAll(Text(row[i], false), {{"\n", indent}})
+           << absl::StrReplaceAll(Printable(Text(row[i], false), true),
+                                  {{"\n", indent}})
            << "\n";
     }
   }

@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/credit_code.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -40,6 +41,7 @@ Status AdminServiceImpl::ListPrograms(ServerContext* c,
                                       pb::ListProgramsResponse* out) {
   return Read(
       c, kReaders, [&](const pb::Principal&, const core::StateMachine& s) {
+        out->Clear();  // Read may run this more than once
         ASSIGN_OR_RETURN(*out->mutable_next_page_token(),
                          Page(
                              s.programs(), r->page(),
@@ -58,6 +60,7 @@ Status AdminServiceImpl::GetProgram(ServerContext* c,
                                     pb::Program* out) {
   return Read(c, kReaders,
               [&](const pb::Principal&, const core::StateMachine& s) {
+                out->Clear();  // Read may run this more than once
                 RETURN_IF_ERROR(CheckIdRef("program_id", r->program_id()));
                 ASSIGN_OR_RETURN(*out, s.ProgramView(r->program_id()));
                 return absl::OkStatus();
@@ -88,6 +91,7 @@ Status AdminServiceImpl::ListEnterprises(ServerContext* c,
                                          pb::ListEnterprisesResponse* out) {
   return Read(c, kReaders,
               [&](const pb::Principal&, const core::StateMachine& s) {
+                out->Clear();  // Read may run this more than once
                 ASSIGN_OR_RETURN(*out->mutable_next_page_token(),
                                  Page(
                                      s.enterprises(), r->page(),
@@ -105,21 +109,22 @@ Status AdminServiceImpl::GetEnterprise(ServerContext* c,
                                        pb::Enterprise* out) {
   return Read(
       c, kReaders, [&](const pb::Principal&, const core::StateMachine& s) {
+        out->Clear();  // Read may run this more than once
         if (!r->credit_code().empty()) {
-          RETURN_IF_ERROR(CheckLength("credit_code", r->credit_code(), 1, 18));
+          ASSIGN_OR_RETURN(
+              const std::string code,
+              NormalizeCreditCode("credit_code", r->credit_code()));
           if (!r->enterprise_id().empty()) {
             return absl::InvalidArgumentError(
                 "enterprise_id, credit_code: give one of them, not both");
           }
-          for (const auto& [id, e] : s.enterprises()) {
-            if (e.credit_code() == r->credit_code()) {
-              *out = e;
-              return absl::OkStatus();
-            }
+          const pb::Enterprise* e = s.EnterpriseByCreditCode(code);
+          if (e == nullptr) {
+            return absl::NotFoundError(absl::StrCat(
+                "credit_code: no enterprise has credit code ", code));
           }
-          return absl::NotFoundError(
-              absl::StrCat("credit_code: no enterprise has credit code ",
-                           Quoted(r->credit_code())));
+          *out = *e;
+          return absl::OkStatus();
         }
         RETURN_IF_ERROR(CheckIdRef("enterprise_id", r->enterprise_id()));
         auto it = s.enterprises().find(r->enterprise_id());
@@ -145,6 +150,7 @@ Status AdminServiceImpl::ListProviders(ServerContext* c,
                                        pb::ListProvidersResponse* out) {
   return Read(c, kReaders,
               [&](const pb::Principal&, const core::StateMachine& s) {
+                out->Clear();  // Read may run this more than once
                 ASSIGN_OR_RETURN(
                     *out->mutable_next_page_token(),
                     Page(
@@ -164,6 +170,7 @@ Status AdminServiceImpl::GetProvider(ServerContext* c,
                                      pb::Provider* out) {
   return Read(c, kReaders,
               [&](const pb::Principal&, const core::StateMachine& s) {
+                out->Clear();  // Read may run this more than once
                 RETURN_IF_ERROR(CheckIdRef("provider_id", r->provider_id()));
                 ASSIGN_OR_RETURN(*out, s.ProviderView(r->provider_id()));
                 return absl::OkStatus();
@@ -178,6 +185,7 @@ Status AdminServiceImpl::ListClusters(ServerContext* c,
   const absl::Time now = ctx_.clock->Now();
   return Read(
       c, kReaders, [&](const pb::Principal&, const core::StateMachine& s) {
+        out->Clear();  // Read may run this more than once
         ASSIGN_OR_RETURN(*out->mutable_next_page_token(),
                          Page(
                              s.clusters(), r->page(),
@@ -224,6 +232,7 @@ Status AdminServiceImpl::ListApplications(ServerContext* c,
                                           pb::ListApplicationsResponse* out) {
   return Read(
       c, kReaders, [&](const pb::Principal&, const core::StateMachine& s) {
+        out->Clear();  // Read may run this more than once
         RETURN_IF_ERROR(CheckIdFilter("program_id", r->program_id()));
         ASSIGN_OR_RETURN(
             *out->mutable_next_page_token(),
@@ -248,6 +257,7 @@ Status AdminServiceImpl::GetApplication(ServerContext* c,
                                         pb::Application* out) {
   return Read(
       c, kReaders, [&](const pb::Principal&, const core::StateMachine& s) {
+        out->Clear();  // Read may run this more than once
         RETURN_IF_ERROR(CheckIdRef("application_id", r->application_id()));
         auto it = s.applications().find(r->application_id());
         if (it == s.applications().end()) {
@@ -414,6 +424,7 @@ Status AdminServiceImpl::ListTokens(ServerContext* c,
                                     pb::ListTokensResponse* out) {
   return Read(
       c, kAdmin, [&](const pb::Principal&, const core::StateMachine& s) {
+        out->Clear();  // Read may run this more than once
         ASSIGN_OR_RETURN(
             *out->mutable_next_page_token(),
             Page(
@@ -453,8 +464,8 @@ Status AdminServiceImpl::VerifyJournal(ServerContext* c,
   return Report(
       c, kReaders,
       [&](const pb::Principal&) {
-        return reports::VerifyJournal(*ctx_.log, *ctx_.usage,
-                                      *ctx_.retired, ctx_.archived);
+        return reports::VerifyJournal(*ctx_.log, *ctx_.usage, *ctx_.retired,
+                                      ctx_.archived);
       },
       out);
 }

@@ -76,6 +76,7 @@ Status EnterpriseServiceImpl::ListApplications(
     pb::ListMyApplicationsResponse* out) {
   return Read(c, kReaders,
               [&](const pb::Principal& me, const core::StateMachine& s) {
+                out->Clear();  // Read may run this more than once
                 ASSIGN_OR_RETURN(const std::string whose,
                                  api::Whose(me, r->enterprise_id(), s));
                 ASSIGN_OR_RETURN(*out->mutable_next_page_token(),

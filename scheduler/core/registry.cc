@@ -508,6 +508,14 @@ absl::StatusOr<pb::Program> Registry::ProgramView(
   return view;
 }
 
+const pb::Enterprise* Registry::EnterpriseByCreditCode(
+    const std::string& code) const {
+  auto id = state_.credit_codes.find(absl::StrCat("E:", code));
+  if (id == state_.credit_codes.end()) return nullptr;
+  auto it = state_.enterprises.find(id->second);
+  return it == state_.enterprises.end() ? nullptr : &it->second;
+}
+
 absl::StatusOr<pb::Provider> Registry::ProviderView(
     const std::string& provider_id) const {
   auto it = state_.providers.find(provider_id);

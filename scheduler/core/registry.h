@@ -101,6 +101,9 @@ class Registry {
 
   // --- Views, with derived balances. ---
   absl::StatusOr<pb::Program> ProgramView(const std::string& program_id) const;
+  // The enterprise whose credit code is `code` (normalised,
+  // NormalizeCreditCode); nullptr when none is.
+  const pb::Enterprise* EnterpriseByCreditCode(const std::string& code) const;
   absl::StatusOr<pb::Provider> ProviderView(
       const std::string& provider_id) const;
   absl::StatusOr<pb::Cluster> ClusterView(const std::string& cluster_id) const;

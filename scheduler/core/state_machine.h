@@ -143,6 +143,9 @@ class StateMachine {
   const absl::btree_map<std::string, pb::Enterprise>& enterprises() const {
     return registry_.state().enterprises;
   }
+  const pb::Enterprise* EnterpriseByCreditCode(const std::string& code) const {
+    return registry_.EnterpriseByCreditCode(code);
+  }
   const absl::btree_map<std::string, pb::Provider>& providers() const {
     return registry_.state().providers;
   }

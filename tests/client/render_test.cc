@@ -68,5 +68,26 @@ TEST(Render, TablesAlignTextLeftAndAmountsRight) {
             "E-22,ab,0.05\r\n");
 }
 
+// Text others wrote (an application's purpose) cannot forge a row or send
+// escape sequences to the terminal; a record keeps its lines.
+TEST(Render, ControlCharactersCannotForgeRowsOrEscapes) {
+  View view;
+  view.columns = {{"ID", "id"}, {"PURPOSE", "purpose"}};
+  view.rows = {
+      {std::string("AP-1"), std::string("x\nAP-2  forged\x1b[31mred\tend")}};
+  std::ostringstream table;
+  Printer(Format::kTable, /*utc=*/true, table).Print(view);
+  EXPECT_EQ(table.str(),
+            "ID    PURPOSE\n"
+            "AP-1  x AP-2  forged?[31mred end\n");
+  view.record = true;
+  std::ostringstream record;
+  Printer(Format::kTable, /*utc=*/true, record).Print(view);
+  EXPECT_EQ(record.str(),
+            "ID:       AP-1\n"
+            "Purpose:  x\n"
+            "          AP-2  forged?[31mred end\n");
+}
+
 }  // namespace
 }  // namespace computevoucher::client

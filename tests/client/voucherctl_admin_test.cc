@@ -3,6 +3,7 @@
 // adjusting a voucher, reading the journal and every enterprise's
 // allocations, setting related providers, reviewing applications with what
 // they ask for.
+#include <cctype>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -95,6 +96,9 @@ TEST_F(VoucherctlAdminTest, RecordsAPaymentToAProvider) {
        "--amount"},
       {{"admin", "provider", "pay", "PR-000001", "--amount", "5"},
        "--reference"},
+      {{"admin", "provider", "pay", "PR-000001", "--amount", "5", "--reference",
+        std::string(201, 'x')},
+       "--reference"},
   });
 }
 
@@ -115,9 +119,9 @@ TEST_F(VoucherctlAdminTest, ReadsTheJournalOfAVoucherAPageAtATime) {
                               a.voucher_id(), "--limit", "1", "-o", "csv"});
   ASSERT_EQ(first.exit_code, 0) << first;
   EXPECT_EQ(SimpleCsv(first.out).size(), 2u) << first.out;
-  EXPECT_THAT(first.err,
-              HasSubstr(absl::StrCat("More entries follow: --from-sequence ",
-                                     entries.entries(0).sequence() + 1)));
+  EXPECT_THAT(first.err, HasSubstr(absl::StrCat(
+                             "more entries may follow: --from-sequence ",
+                             entries.entries(0).sequence() + 1)));
   ExpectUsageErrors({
       {{"admin", "journal", "list", "--limit", "0"}, "--limit"},
       {{"admin", "journal", "list", "--from-sequence", "x"}, "--from-sequence"},
@@ -190,7 +194,7 @@ TEST_F(VoucherctlAdminTest, SetsRelatedProvidersAndShowsWhatApplicationsAsk) {
   EXPECT_THAT(ParseJson<pb::Enterprise>(set.out).related_provider_ids(),
               ElementsAre("PR-000001", "PR-000002"));
   const Result cleared = Admin({"admin", "enterprise", "related", "E-000001",
-                                "--providers", "none", "-o", "json"});
+                                "--providers", "None", "-o", "json"});
   ASSERT_EQ(cleared.exit_code, 0) << cleared;
   EXPECT_EQ(ParseJson<pb::Enterprise>(cleared.out).related_provider_ids_size(),
             0);
@@ -200,6 +204,9 @@ TEST_F(VoucherctlAdminTest, SetsRelatedProvidersAndShowsWhatApplicationsAsk) {
   ExpectUsageErrors({
       {{"admin", "enterprise", "related", "E-000001", "--providers", ""},
        "--providers"},
+      {{"admin", "enterprise", "related", "E-000001", "--providers",
+        "none,PR-000001"},
+       "\"none\" alone"},
       {{"admin", "enterprise", "related", "E-000001"}, "--providers"},
   });
 
@@ -227,10 +234,19 @@ TEST_F(VoucherctlAdminTest, SetsRelatedProvidersAndShowsWhatApplicationsAsk) {
       Admin({"admin", "enterprise", "show", e1.credit_code(), "-o", "json"});
   ASSERT_EQ(by_code.exit_code, 0) << by_code;
   EXPECT_EQ(ParseJson<pb::Enterprise>(by_code.out).enterprise_id(), "E-000001");
-  const Result no_code =
-      Admin({"admin", "enterprise", "show", "91330100000000000X"});
+  std::string lower = e1.credit_code();
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(ch));
+  const Result lowered =
+      Admin({"admin", "enterprise", "show", lower, "-o", "json"});
+  ASSERT_EQ(lowered.exit_code, 0) << lowered;
+  EXPECT_EQ(ParseJson<pb::Enterprise>(lowered.out).enterprise_id(), "E-000001");
+  const Result no_code =  // valid, but nobody's
+      Admin({"admin", "enterprise", "show", "913301000000000009"});
   EXPECT_EQ(no_code.exit_code, 1) << no_code;
   EXPECT_THAT(no_code.err, HasSubstr("no enterprise has credit code"));
+  ExpectUsageErrors({
+      {{"admin", "enterprise", "show", "91330100000000000X"}, "CREDIT_CODE"},
+  });
   const Result provider =
       Admin({"admin", "provider", "show", "PR-000002", "-o", "json"});
   ASSERT_EQ(provider.exit_code, 0) << provider;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/time_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -347,20 +348,77 @@ TEST_F(OwnershipTest, AdminsAndAuditorsReadAnyEnterprise) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
     EXPECT_THAT(s.error_message(), HasSubstr("E-000099"));
   }
-  // An enterprise names itself or nobody; naming another is refused.
+}
+
+// An enterprise names itself or nobody; naming another is refused.
+TEST_F(OwnershipTest, AnEnterpriseReadsOnlyItsOwn) {
   pb::GetBalanceRequest own;
   own.set_enterprise_id("E-000001");
   pb::Balance b;
   EXPECT_TRUE(enterprise_->GetBalance(As(e1_token_).get(), own, &b).ok());
-  pb::ListAllocationsRequest theirs;
-  theirs.set_enterprise_id("E-000003");
-  pb::ListAllocationsResponse a;
-  const grpc::Status s =
-      enterprise_->ListAllocations(As(e1_token_).get(), theirs, &a);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_THAT(s.error_message(),
-              HasSubstr("an enterprise token reads only its own"));
-  EXPECT_EQ(a.allocations_size(), 0);
+  // Every read, for another enterprise that exists and one that does not:
+  // refused alike, so that nothing tells whether it exists.
+  const std::vector<
+      std::pair<std::string, std::function<grpc::Status(const std::string&)>>>
+      reads = {
+          {"GetBalance",
+           [&](const std::string& id) {
+             pb::GetBalanceRequest r;
+             r.set_enterprise_id(id);
+             pb::Balance out;
+             return enterprise_->GetBalance(As(e1_token_).get(), r, &out);
+           }},
+          {"ListVouchers",
+           [&](const std::string& id) {
+             pb::ListVouchersRequest r;
+             r.set_enterprise_id(id);
+             pb::ListVouchersResponse out;
+             return enterprise_->ListVouchers(As(e1_token_).get(), r, &out);
+           }},
+          {"ListApplications",
+           [&](const std::string& id) {
+             pb::ListMyApplicationsRequest r;
+             r.set_enterprise_id(id);
+             pb::ListMyApplicationsResponse out;
+             return enterprise_->ListApplications(As(e1_token_).get(), r, &out);
+           }},
+          {"ListAllocations",
+           [&](const std::string& id) {
+             pb::ListAllocationsRequest r;
+             r.set_enterprise_id(id);
+             pb::ListAllocationsResponse out;
+             return enterprise_->ListAllocations(As(e1_token_).get(), r, &out);
+           }},
+          {"ListUsage",
+           [&](const std::string& id) {
+             pb::ListUsageRequest r;
+             r.set_enterprise_id(id);
+             pb::ListUsageResponse out;
+             return enterprise_->ListUsage(As(e1_token_).get(), r, &out);
+           }},
+          {"GetStatement",
+           [&](const std::string& id) {
+             pb::GetStatementRequest r;
+             r.set_enterprise_id(id);
+             *r.mutable_period_start() = ToProto(clock_.Now());
+             *r.mutable_period_end() = ToProto(clock_.Now() + absl::Hours(1));
+             pb::Statement out;
+             return enterprise_->GetStatement(As(e1_token_).get(), r, &out);
+           }},
+      };
+  for (const auto& [name, read] : reads) {
+    SCOPED_TRACE(name);
+    const grpc::Status existing = read("E-000003");
+    const grpc::Status missing = read("E-000099");
+    EXPECT_EQ(existing.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(existing.error_message(),
+                HasSubstr("an enterprise token reads only its own"));
+    EXPECT_EQ(missing.error_code(), existing.error_code());
+    EXPECT_EQ(absl::StrReplaceAll(missing.error_message(),
+                                  {{"E-000099", "E-000003"}}),
+              existing.error_message());
+    EXPECT_TRUE(read("E-000001").ok());
+  }
 }
 
 TEST_F(OwnershipTest, EnterprisesActOnTheirOwnAllocationsOnly) {
