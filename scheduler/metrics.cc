@@ -45,8 +45,8 @@ struct Snapshot {
   std::map<std::pair<std::string, int>, int64_t> gpu_ms;
   // By (program, enterprise).
   std::map<std::pair<std::string, std::string>, int64_t> enterprise_subsidy_fen;
-  std::vector<std::string> cluster_ids;
-  // What the _info series name (programs above).
+  // What the _info series name (programs above); the clusters' ids also
+  // for the connected count.
   std::vector<pb::Enterprise> enterprises;
   std::vector<pb::Provider> providers;
   std::vector<pb::Cluster> cluster_infos;
@@ -106,7 +106,6 @@ Snapshot Summarize(const core::StateMachine& state, absl::Time now) {
   for (const auto& [id, p] : state.providers()) s.providers.push_back(p);
   for (const auto& [id, rec] : state.clusters()) {
     ++s.clusters[rec.cluster.state()];
-    s.cluster_ids.push_back(id);
     s.cluster_infos.push_back(rec.cluster);
     if (rec.cluster.state() != pb::CLUSTER_STATE_APPROVED) continue;
     for (const pb::GpuModel& model : rec.cluster.inventory()) {
@@ -332,7 +331,8 @@ void AddClusterFamilies(const Snapshot& s, absl::Time now,
                              *pb::ClusterState_descriptor(), "CLUSTER_STATE_",
                              s.clusters));
   int64_t connected = 0;
-  for (const std::string& id : s.cluster_ids) {
+  for (const pb::Cluster& cluster : s.cluster_infos) {
+    const std::string& id = cluster.cluster_id();
     if (liveness.LastBeat(id) != absl::InfinitePast() &&
         liveness.Connected(id, now, cluster_silence)) {
       ++connected;

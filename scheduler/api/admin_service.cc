@@ -359,12 +359,8 @@ Status AdminServiceImpl::ListVouchers(ServerContext* c,
         filter.program_id = r->program_id();
         filter.enterprise_id = r->enterprise_id();
         filter.state = r->state();
-        pb::AdminListVouchersResponse response;
-        ASSIGN_OR_RETURN(
-            *response.mutable_next_page_token(),
-            reports::VoucherPage(ReportSources(), filter, r->page(),
-                                 response.mutable_vouchers()));
-        return response;
+        return reports::VoucherList<pb::AdminListVouchersResponse>(
+            ReportSources(), filter, r->page());
       },
       out);
 }

@@ -102,12 +102,8 @@ Status EnterpriseServiceImpl::ListVouchers(ServerContext* c,
         reports::VoucherFilter filter;
         ASSIGN_OR_RETURN(filter.enterprise_id, Whose(me, r->enterprise_id()));
         filter.state = r->state();
-        pb::ListVouchersResponse response;
-        ASSIGN_OR_RETURN(
-            *response.mutable_next_page_token(),
-            reports::VoucherPage(ReportSources(), filter, r->page(),
-                                 response.mutable_vouchers()));
-        return response;
+        return reports::VoucherList<pb::ListVouchersResponse>(
+            ReportSources(), filter, r->page());
       },
       out);
 }

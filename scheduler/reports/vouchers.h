@@ -5,6 +5,7 @@
 #define COMPUTEVOUCHER_SCHEDULER_REPORTS_VOUCHERS_H_
 
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "computevoucher/v1/types.pb.h"
@@ -32,6 +33,19 @@ absl::StatusOr<std::string> VoucherPage(
     const Sources& sources, const VoucherFilter& filter,
     const pb::PageRequest& page,
     google::protobuf::RepeatedPtrField<pb::Voucher>* out);
+
+// VoucherPage as a list response (vouchers and next_page_token).
+template <typename Response>
+absl::StatusOr<Response> VoucherList(const Sources& sources,
+                                     const VoucherFilter& filter,
+                                     const pb::PageRequest& page) {
+  Response response;
+  absl::StatusOr<std::string> next =
+      VoucherPage(sources, filter, page, response.mutable_vouchers());
+  if (!next.ok()) return next.status();
+  response.set_next_page_token(*std::move(next));
+  return response;
+}
 
 }  // namespace computevoucher::reports
 
