@@ -17,6 +17,14 @@ absl::Status CheckGlobals(const Args& args) {
   if (args.Has("output")) {
     RETURN_IF_ERROR(CheckChoiceArg("-o", args.Value("output"), FormatWords()));
   }
+  if (args.Has("encoding")) {
+    RETURN_IF_ERROR(
+        CheckChoiceArg("--encoding", args.Value("encoding"), EncodingWords()));
+    if (args.Value("output") != "csv") {
+      return absl::InvalidArgumentError(
+          "--encoding: applies to CSV only; add -o csv");
+    }
+  }
   if (args.Has("request-id")) {
     const absl::Status s = CheckRequestId(args.Value("request-id"));
     if (!s.ok()) {
@@ -61,7 +69,8 @@ int RunVoucherctl(std::vector<std::string> args, std::istream& in,
   absl::StatusOr<Settings> settings = ResolveSettings(a);
   if (!settings.ok()) return Fail(err, settings.status(), path);
   Connection server(*std::move(settings), err);
-  Printer printer(FormatFromWord(a.Value("output")), a.Switch("utc"), out);
+  Printer printer(FormatFromWord(a.Value("output")), a.Switch("utc"), out,
+                  EncodingFromWord(a.Value("encoding")));
   Context context(a, server, printer, in, err);
   const absl::Status status = inv->command->handler(context);
   out.flush();

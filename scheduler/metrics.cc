@@ -7,9 +7,12 @@
 #include <utility>
 
 #include "absl/container/btree_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/money.h"
+#include "common/status_macros.h"
 #include "common/time_util.h"
 #include "computevoucher/v1/types.pb.h"
 #include "google/protobuf/descriptor.h"
@@ -26,27 +29,56 @@ using ::prometheus::MetricType;
 
 // Counts by the number of a state enum's value.
 using ByState = absl::btree_map<int, int64_t>;
+// Counts by program and the number of a state enum's value.
+using ByProgramState = absl::btree_map<std::pair<std::string, int>, int64_t>;
+// By (program, enterprise) or (program, provider).
+using ByPair = std::map<std::pair<std::string, std::string>, int64_t>;
+
+// The windows of computevoucher_vouchers_expiring*: a voucher whose window
+// ends within one counts in it and in every longer one.
+struct ExpiryWindow {
+  const char* label;
+  absl::Duration within;
+};
+constexpr ExpiryWindow kExpiryWindows[] = {{"7d", absl::Hours(7 * 24)},
+                                           {"30d", absl::Hours(30 * 24)}};
+constexpr int kExpiryWindowCount =
+    sizeof(kExpiryWindows) / sizeof(*kExpiryWindows);
 
 struct Money {
   int64_t cost_fen = 0;
   int64_t subsidy_fen = 0;
+  int64_t gpu_ms = 0;
+};
+
+// Vouchers whose window ends soon with money on them, and what they have
+// available, per window.
+struct Expiring {
+  int64_t vouchers[kExpiryWindowCount] = {};
+  int64_t available_fen[kExpiryWindowCount] = {};
 };
 
 // What one scrape reads from the state, summed under the read lock.
 struct Snapshot {
   std::vector<pb::Program> programs;  // views, with the derived figures
-  ByState vouchers, applications, allocations, clusters;
+  ByProgramState vouchers, applications;
+  ByState allocations, clusters;
   int64_t queue_length = 0;
   absl::Time oldest_queued = absl::InfiniteFuture();
   int64_t idle_allocations = 0;
   // By (program, provider, hardware class).
   std::map<std::tuple<std::string, std::string, int>, Money> money;
-  // Accepted GPU-milliseconds by (provider, hardware class).
-  std::map<std::pair<std::string, int>, int64_t> gpu_ms;
-  // By (program, enterprise).
-  std::map<std::pair<std::string, std::string>, int64_t> enterprise_subsidy_fen;
-  // What the _info series name (programs above); the clusters' ids also
-  // for the connected count.
+  ByPair enterprise_subsidy_fen;
+  // Subsidy per hour of the active allocations flagged idle, by (program,
+  // provider); zero for every pair that has placed allocations.
+  ByPair idle_subsidy_fen_per_hour;
+  // Face value issued in `year` (Asia/Shanghai, at the scrape), by
+  // (program, enterprise): what counts against the cap.
+  int year = 0;
+  ByPair cap_used_fen;
+  std::map<std::string, Expiring> expiring;  // by program
+  // What the _info series name (programs above); providers as views, with
+  // payable and paid.
   std::vector<pb::Enterprise> enterprises;
   std::vector<pb::Provider> providers;
   std::vector<pb::Cluster> cluster_infos;
@@ -54,20 +86,55 @@ struct Snapshot {
   std::map<std::string, std::pair<int64_t, int64_t>> gpus;
 };
 
-Snapshot Summarize(const core::StateMachine& state, absl::Time now) {
-  Snapshot s;
-  for (const auto& [id, program] : state.programs()) {
-    absl::StatusOr<pb::Program> view = state.ProgramView(id);
-    if (view.ok()) s.programs.push_back(*std::move(view));
+// The subsidy `a` is charged per hour while it runs: its GPUs for an hour
+// at its price and ratio.
+int64_t SubsidyFenPerHour(const pb::Allocation& a) {
+  absl::StatusOr<int64_t> gpu_ms = core::GpuMs(a.gpu_count(), 3600);
+  if (!gpu_ms.ok()) return 0;
+  absl::StatusOr<int64_t> cost =
+      core::CostFen(*gpu_ms, a.price_fen_per_gpu_hour());
+  if (!cost.ok()) return 0;
+  return core::SubsidyFen(*cost, a.ratio_bp()).value_or(0);
+}
+
+// Vouchers by program and state, the face value counting against this
+// year's caps, and those about to end with money on them, counted as
+// `voucherctl admin report expiring` lists them (reports::ExpiringVouchers:
+// active or suspended, with money available or held, the window ending by
+// the horizon). They are found through the expiry index, which holds the
+// active and suspended ones by end, so a scrape reads only them.
+void SummarizeVouchers(const core::StateMachine& state, absl::Time now,
+                       Snapshot& s) {
+  s.year = ShanghaiYear(now);
+  for (const auto& [id, rec] : state.vouchers()) {
+    ++s.vouchers[{rec.voucher.program_id(), rec.voucher.state()}];
   }
-  for (const auto& [id, rec] : state.vouchers())
-    ++s.vouchers[rec.voucher.state()];
-  for (const auto& [key, sums] : state.retired_vouchers())
-    s.vouchers[static_cast<pb::VoucherState>(std::get<3>(key))] +=
-        sums.vouchers;
-  for (const auto& [id, application] : state.applications()) {
-    ++s.applications[application.state()];
+  for (const auto& [key, sums] : state.retired_vouchers()) {
+    s.vouchers[{std::get<0>(key), std::get<3>(key)}] += sums.vouchers;
   }
+  s.cap_used_fen = state.voucher_book().IssuedInYearByEnterprise(s.year);
+  const absl::Time last = now + kExpiryWindows[kExpiryWindowCount - 1].within;
+  for (const auto& [until, id] : state.voucher_book().state().expiry_index) {
+    if (until > last) break;
+    const pb::Voucher& v = state.vouchers().at(id).voucher;
+    const int64_t available = state.voucher_book().Available(id);
+    if ((v.state() != pb::VOUCHER_STATE_ACTIVE &&
+         v.state() != pb::VOUCHER_STATE_SUSPENDED) ||
+        (available == 0 && v.held_fen() == 0)) {
+      continue;
+    }
+    Expiring& e = s.expiring[v.program_id()];
+    for (int i = 0; i < kExpiryWindowCount; ++i) {
+      if (until > now + kExpiryWindows[i].within) continue;
+      ++e.vouchers[i];
+      e.available_fen[i] += available;
+    }
+  }
+}
+
+// Allocations by state, the queue, and the money and GPU time of usage.
+void SummarizeAllocations(const core::StateMachine& state, absl::Time now,
+                          Snapshot& s) {
   for (const auto& [id, rec] : state.allocations()) {
     const pb::Allocation& a = rec.allocation;
     ++s.allocations[a.state()];
@@ -77,17 +144,17 @@ Snapshot Summarize(const core::StateMachine& state, absl::Time now) {
           std::min(s.oldest_queued,
                    FromProto("created_at", a.created_at()).value_or(now));
     }
-    if (a.idle() && (a.state() == pb::ALLOCATION_STATE_ASSIGNED ||
-                     a.state() == pb::ALLOCATION_STATE_RUNNING)) {
-      ++s.idle_allocations;
-    }
+    const bool idle = a.idle() && core::IsActive(a);
+    if (idle) ++s.idle_allocations;
     if (a.provider_id().empty()) continue;  // never placed: no usage
+    s.idle_subsidy_fen_per_hour[{a.program_id(), a.provider_id()}] +=
+        idle ? SubsidyFenPerHour(a) : 0;
     Money& money =
         s.money[{a.program_id(), a.provider_id(), a.hardware_class()}];
     money.cost_fen +=
         core::CostFen(a.used_gpu_ms(), a.price_fen_per_gpu_hour()).value_or(0);
     money.subsidy_fen += a.charged_fen();
-    s.gpu_ms[{a.provider_id(), a.hardware_class()}] += a.used_gpu_ms();
+    money.gpu_ms += a.used_gpu_ms();
     s.enterprise_subsidy_fen[{a.program_id(), a.enterprise_id()}] +=
         a.charged_fen();
   }
@@ -96,14 +163,31 @@ Snapshot Summarize(const core::StateMachine& state, absl::Time now) {
     const auto& [program, enterprise, provider, hardware] = key;
     s.allocations[pb::ALLOCATION_STATE_ENDED] += sums.allocations;
     if (provider.empty()) continue;
+    s.idle_subsidy_fen_per_hour.try_emplace({program, provider}, 0);
     Money& money = s.money[{program, provider, hardware}];
     money.cost_fen += sums.cost_fen;
     money.subsidy_fen += sums.charged_fen;
-    s.gpu_ms[{provider, hardware}] += sums.used_gpu_ms;
+    money.gpu_ms += sums.used_gpu_ms;
     s.enterprise_subsidy_fen[{program, enterprise}] += sums.charged_fen;
   }
+}
+
+Snapshot Summarize(const core::StateMachine& state, absl::Time now) {
+  Snapshot s;
+  for (const auto& [id, program] : state.programs()) {
+    absl::StatusOr<pb::Program> view = state.ProgramView(id);
+    if (view.ok()) s.programs.push_back(*std::move(view));
+  }
+  SummarizeVouchers(state, now, s);
+  for (const auto& [id, application] : state.applications()) {
+    ++s.applications[{application.program_id(), application.state()}];
+  }
+  SummarizeAllocations(state, now, s);
   for (const auto& [id, e] : state.enterprises()) s.enterprises.push_back(e);
-  for (const auto& [id, p] : state.providers()) s.providers.push_back(p);
+  for (const auto& [id, p] : state.providers()) {
+    absl::StatusOr<pb::Provider> view = state.ProviderView(id);
+    if (view.ok()) s.providers.push_back(*std::move(view));
+  }
   for (const auto& [id, rec] : state.clusters()) {
     ++s.clusters[rec.cluster.state()];
     s.cluster_infos.push_back(rec.cluster);
@@ -156,19 +240,51 @@ std::string EnumLabel(const google::protobuf::EnumDescriptor& type, int number,
   return absl::AsciiStrToLower(absl::StripPrefix(value->name(), prefix));
 }
 
-// One gauge per value of a state enum (every value but UNSPECIFIED, zero
-// when nothing is in it), labelled `state`.
+// One series per value of a state enum (every value but UNSPECIFIED) into
+// `family`, labelled `labels` and `state`, valued `count(number)`.
+void AddStates(MetricFamily& family,
+               const std::vector<ClientMetric::Label>& labels,
+               const google::protobuf::EnumDescriptor& type,
+               absl::string_view prefix,
+               absl::FunctionRef<int64_t(int)> count) {
+  for (int i = 0; i < type.value_count(); ++i) {
+    const int number = type.value(i)->number();
+    if (number == 0) continue;
+    std::vector<ClientMetric::Label> with_state = labels;
+    with_state.push_back({"state", EnumLabel(type, number, prefix)});
+    Add(family, std::move(with_state), static_cast<double>(count(number)));
+  }
+}
+
+// One gauge per value of a state enum, zero when nothing is in it,
+// labelled `state`.
 MetricFamily ByStateGauge(std::string name, std::string help,
                           const google::protobuf::EnumDescriptor& type,
                           absl::string_view prefix, const ByState& counts) {
   MetricFamily family =
       Family(std::move(name), std::move(help), MetricType::Gauge);
-  for (int i = 0; i < type.value_count(); ++i) {
-    const int number = type.value(i)->number();
-    if (number == 0) continue;
+  AddStates(family, {}, type, prefix, [&counts](int number) -> int64_t {
     auto it = counts.find(number);
-    Add(family, {{"state", EnumLabel(type, number, prefix)}},
-        it == counts.end() ? 0.0 : static_cast<double>(it->second));
+    return it == counts.end() ? 0 : it->second;
+  });
+  return family;
+}
+
+// The same per program of `programs`, labelled `program_id` and `state`.
+MetricFamily ByProgramStateGauge(std::string name, std::string help,
+                                 const google::protobuf::EnumDescriptor& type,
+                                 absl::string_view prefix,
+                                 const std::vector<pb::Program>& programs,
+                                 const ByProgramState& counts) {
+  MetricFamily family =
+      Family(std::move(name), std::move(help), MetricType::Gauge);
+  for (const pb::Program& program : programs) {
+    const std::string& id = program.program_id();
+    AddStates(family, {{"program_id", id}}, type, prefix,
+              [&counts, &id](int number) -> int64_t {
+                auto it = counts.find({id, number});
+                return it == counts.end() ? 0 : it->second;
+              });
   }
   return family;
 }
@@ -219,7 +335,8 @@ std::function<void(int64_t, absl::Duration)> WriterMetrics::OnCommit() {
 
 namespace {
 
-// The program gauges: budget, unissued, issued, held, charged, returned.
+// The program gauges: budget, unissued, issued, held, charged, returned,
+// and the per-enterprise cap.
 void AddProgramFamilies(const Snapshot& s, std::vector<MetricFamily>& out) {
   struct ProgramGauge {
     const char* name;
@@ -243,6 +360,10 @@ void AddProgramFamilies(const Snapshot& s, std::vector<MetricFamily>& out) {
       {"computevoucher_program_returned_fen",
        "Returned to the budget by expired or revoked vouchers, in fen.",
        &pb::Program::returned_fen},
+      {"computevoucher_program_enterprise_cap_fen",
+       "Most face value issued to one enterprise per calendar year "
+       "(Asia/Shanghai), in fen; 0 when there is no cap.",
+       &pb::Program::enterprise_cap_fen},
   };
   for (const ProgramGauge& gauge : kProgramGauges) {
     MetricFamily family = Family(gauge.name, gauge.help, MetricType::Gauge);
@@ -254,16 +375,130 @@ void AddProgramFamilies(const Snapshot& s, std::vector<MetricFamily>& out) {
   }
 }
 
+// What the vouchers of `program` have available: the face value issued,
+// less what is held, charged or returned. From the program's totals, so
+// that a scrape need not look up every voucher's balance.
+absl::StatusOr<int64_t> AvailableFen(const pb::Program& program) {
+  ASSIGN_OR_RETURN(int64_t left,
+                   CheckedSub(program.issued_fen(), program.held_fen()));
+  ASSIGN_OR_RETURN(left, CheckedSub(left, program.charged_fen()));
+  return CheckedSub(left, program.returned_fen());
+}
+
+// What the budget forecast needs beyond the program gauges: the money
+// committed on vouchers but not held, when the program ends, and what
+// active vouchers about to end leave unspent.
+void AddCommitmentFamilies(const Snapshot& s, std::vector<MetricFamily>& out) {
+  MetricFamily available = Family(
+      "computevoucher_program_available_fen",
+      "Available on its vouchers (issued, not held, charged or returned), in "
+      "fen; with the held figure, what is committed but not yet spent.",
+      MetricType::Gauge);
+  MetricFamily end = Family("computevoucher_program_end_timestamp_seconds",
+                            "When the program's validity ends (exclusive), "
+                            "in seconds since the Unix epoch.",
+                            MetricType::Gauge);
+  MetricFamily vouchers =
+      Family("computevoucher_vouchers_expiring",
+             "Active or suspended vouchers with money available or held "
+             "whose window ends within the period `within`.",
+             MetricType::Gauge);
+  MetricFamily expiring =
+      Family("computevoucher_vouchers_expiring_available_fen",
+             "Available on the vouchers computevoucher_vouchers_expiring "
+             "counts, in fen: what returns to the budget unless it is spent.",
+             MetricType::Gauge);
+  for (const pb::Program& program : s.programs) {
+    const std::string& id = program.program_id();
+    const absl::StatusOr<int64_t> fen = AvailableFen(program);
+    if (fen.ok()) {
+      Add(available, {{"program_id", id}}, static_cast<double>(*fen));
+    }
+    const absl::StatusOr<absl::Time> until =
+        FromProto("valid_until", program.valid_until());
+    if (until.ok()) {
+      Add(end, {{"program_id", id}},
+          static_cast<double>(absl::ToUnixSeconds(*until)));
+    }
+    auto it = s.expiring.find(id);
+    const Expiring e = it == s.expiring.end() ? Expiring{} : it->second;
+    for (int i = 0; i < kExpiryWindowCount; ++i) {
+      const std::vector<ClientMetric::Label> labels = {
+          {"program_id", id}, {"within", kExpiryWindows[i].label}};
+      Add(vouchers, labels, static_cast<double>(e.vouchers[i]));
+      Add(expiring, labels, static_cast<double>(e.available_fen[i]));
+    }
+  }
+  out.push_back(std::move(available));
+  out.push_back(std::move(end));
+  out.push_back(std::move(vouchers));
+  out.push_back(std::move(expiring));
+}
+
+// Each enterprise's use of its annual cap, what providers are owed and
+// were paid, and the subsidy idle GPUs are costing.
+void AddProgramOfficeFamilies(const Snapshot& s,
+                              std::vector<MetricFamily>& out) {
+  MetricFamily cap = Family(
+      "computevoucher_enterprise_cap_used_fen",
+      "Face value issued to the enterprise by the program in this calendar "
+      "year (Asia/Shanghai), which counts against the program's "
+      "per-enterprise cap, in fen.",
+      MetricType::Gauge);
+  const std::string year = absl::StrCat(s.year);
+  for (const auto& [key, fen] : s.cap_used_fen) {
+    Add(cap,
+        {{"program_id", key.first},
+         {"enterprise_id", key.second},
+         {"year", year}},
+        static_cast<double>(fen));
+  }
+  out.push_back(std::move(cap));
+  struct ProviderGauge {
+    const char* name;
+    const char* help;
+    int64_t (pb::Provider::*field)() const;
+  };
+  static constexpr ProviderGauge kProviderGauges[] = {
+      {"computevoucher_provider_payable_fen",
+       "Subsidy charged to the provider's payable and not yet paid "
+       "(SettleProvider), over all programs, in fen.",
+       &pb::Provider::payable_fen},
+      {"computevoucher_provider_paid_fen",
+       "Subsidy paid to the provider (SettleProvider), in fen.",
+       &pb::Provider::paid_fen},
+  };
+  for (const ProviderGauge& gauge : kProviderGauges) {
+    MetricFamily family = Family(gauge.name, gauge.help, MetricType::Gauge);
+    for (const pb::Provider& provider : s.providers) {
+      Add(family, {{"provider_id", provider.provider_id()}},
+          static_cast<double>((provider.*gauge.field)()));
+    }
+    out.push_back(std::move(family));
+  }
+  MetricFamily idle = Family(
+      "computevoucher_idle_subsidy_fen_per_hour",
+      "Subsidy per hour that active allocations flagged idle by their agent "
+      "are charged at (GPUs x price x ratio), in fen.",
+      MetricType::Gauge);
+  for (const auto& [key, fen] : s.idle_subsidy_fen_per_hour) {
+    Add(idle, {{"program_id", key.first}, {"provider_id", key.second}},
+        static_cast<double>(fen));
+  }
+  out.push_back(std::move(idle));
+}
+
 // Vouchers, applications and allocations by state, and the queue.
 void AddObjectFamilies(const Snapshot& s, absl::Time now,
                        std::vector<MetricFamily>& out) {
-  out.push_back(ByStateGauge("computevoucher_vouchers", "Vouchers by state.",
-                             *pb::VoucherState_descriptor(), "VOUCHER_STATE_",
-                             s.vouchers));
-  out.push_back(ByStateGauge("computevoucher_applications",
-                             "Applications by state.",
-                             *pb::ApplicationState_descriptor(),
-                             "APPLICATION_STATE_", s.applications));
+  out.push_back(ByProgramStateGauge("computevoucher_vouchers",
+                                    "Vouchers by program and state.",
+                                    *pb::VoucherState_descriptor(),
+                                    "VOUCHER_STATE_", s.programs, s.vouchers));
+  out.push_back(ByProgramStateGauge(
+      "computevoucher_applications", "Applications by program and state.",
+      *pb::ApplicationState_descriptor(), "APPLICATION_STATE_", s.programs,
+      s.applications));
   out.push_back(ByStateGauge(
       "computevoucher_allocations", "Allocations by state.",
       *pb::AllocationState_descriptor(), "ALLOCATION_STATE_", s.allocations));
@@ -291,6 +526,9 @@ void AddUsageFamilies(const Snapshot& s, std::vector<MetricFamily>& out) {
       Family("computevoucher_subsidy_fen_total",
              "Subsidy charged to vouchers for accepted usage, in fen.",
              MetricType::Counter);
+  MetricFamily gpu_seconds =
+      Family("computevoucher_usage_gpu_seconds_total",
+             "GPU-seconds of accepted usage.", MetricType::Counter);
   for (const auto& [key, money] : s.money) {
     const auto& [program_id, provider_id, hardware_class] = key;
     std::vector<ClientMetric::Label> labels = {
@@ -298,10 +536,13 @@ void AddUsageFamilies(const Snapshot& s, std::vector<MetricFamily>& out) {
         {"provider_id", provider_id},
         {"hardware_class", HardwareClassLabel(hardware_class)}};
     Add(cost, labels, static_cast<double>(money.cost_fen));
-    Add(subsidy, std::move(labels), static_cast<double>(money.subsidy_fen));
+    Add(subsidy, labels, static_cast<double>(money.subsidy_fen));
+    Add(gpu_seconds, std::move(labels),
+        static_cast<double>(money.gpu_ms) / 1000.0);
   }
   out.push_back(std::move(cost));
   out.push_back(std::move(subsidy));
+  out.push_back(std::move(gpu_seconds));
   MetricFamily enterprise =
       Family("computevoucher_enterprise_subsidy_fen_total",
              "Subsidy charged, per enterprise, in fen.", MetricType::Counter);
@@ -310,16 +551,6 @@ void AddUsageFamilies(const Snapshot& s, std::vector<MetricFamily>& out) {
         static_cast<double>(fen));
   }
   out.push_back(std::move(enterprise));
-  MetricFamily gpu_seconds =
-      Family("computevoucher_usage_gpu_seconds_total",
-             "GPU-seconds of accepted usage.", MetricType::Counter);
-  for (const auto& [key, gpu_ms] : s.gpu_ms) {
-    Add(gpu_seconds,
-        {{"provider_id", key.first},
-         {"hardware_class", HardwareClassLabel(key.second)}},
-        static_cast<double>(gpu_ms) / 1000.0);
-  }
-  out.push_back(std::move(gpu_seconds));
 }
 
 // Clusters by state, those connected, and their GPUs.
@@ -482,6 +713,8 @@ std::vector<MetricFamily> StateCollector::Collect() const {
   const Snapshot s = (*writer)->Read(
       [now](const core::StateMachine& state) { return Summarize(state, now); });
   AddProgramFamilies(s, out);
+  AddCommitmentFamilies(s, out);
+  AddProgramOfficeFamilies(s, out);
   AddObjectFamilies(s, now, out);
   AddUsageFamilies(s, out);
   AddClusterFamilies(s, now, liveness_, cluster_silence_, out);

@@ -42,12 +42,18 @@ class WriterMetrics {
   prometheus::Histogram& commit_seconds_;
 };
 
-// Computes, at each scrape, the metrics that describe the state: programs,
-// vouchers, applications, allocations and their queue, money totals,
-// clusters and GPUs, whether this replica leads and whether the writer has
-// failed. It holds the writer's read lock only while it sums (no allocation
-// ids or protos are copied), and builds the families after releasing it.
-// A follower has no state: it exports only that it does not lead.
+// Computes, at each scrape, the metrics that describe the state: programs
+// (with their commitments and end), vouchers (each enterprise's use of its
+// annual cap, those ending soon with money left), applications,
+// allocations and their queue, money totals, the subsidy idle allocations
+// cost, providers' payable and paid, clusters and GPUs, whether this
+// replica leads and whether the writer has failed. A scrape reads the
+// state in memory once (the vouchers and allocations it holds, the retired
+// sums, the expiry index up to 30 days ahead), never the store. It holds
+// the writer's read lock only while it sums (copying only the programs,
+// enterprises, providers and clusters it names), and builds the families
+// after releasing it. A follower has no state: it exports only that it does
+// not lead.
 class StateCollector final : public prometheus::Collectable {
  public:
   // `replica`, `liveness` and `clock` must outlive this. A cluster counts

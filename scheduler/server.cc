@@ -19,6 +19,7 @@
 #include "common/status_macros.h"
 #include "common/stop_signals.h"
 #include "common/validate.h"
+#include "google/protobuf/util/json_util.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -44,6 +45,22 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
     ASSIGN_OR_RETURN(options.pem_root_certs, ReadFile(tls.ca_file()));
   }
   return grpc::SslServerCredentials(options);
+}
+
+// Writes one JSON line to stderr for each administrative change once it is
+// durable, for log collectors ({"audit": {...}}); the audit log
+// (ListAudit) keeps every command people sent.
+void LogAdminChange(const pb::AuditEvent& event) {
+  if (event.principal().role() != pb::ROLE_ADMIN) return;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(event, &json, options)
+           .ok()) {
+    return;
+  }
+  std::fprintf(stderr, "{\"audit\":%s}\n", json.c_str());
+  std::fflush(stderr);
 }
 
 // The address clients are told to reach this replica at: the configured
@@ -182,6 +199,7 @@ absl::Status SchedulerServer::OpenReplica() {
   options.writer.snapshots.interval =
       absl::Seconds(config_.snapshot_interval_s());
   options.writer.on_commit = writer_metrics_->OnCommit();
+  options.writer.on_audit = LogAdminChange;
   options.on_lead = [this](engine::Writer& w) { return OnLead(w); };
   options.on_change = [this](bool) { UpdateHealth(); };
   replica_ = std::make_unique<engine::Replica>(*store_, *clock_, options);
@@ -198,6 +216,7 @@ void SchedulerServer::MakeServices() {
   services_context_.clock = clock_;
   services_context_.liveness = liveness_.get();
   services_context_.calls = &calls_;
+  services_context_.token_uses = &token_uses_;
   services_context_.usage_metrics = usage_metrics_.get();
   services_context_.config = config_;
   admin_service_ = std::make_unique<api::AdminServiceImpl>(services_context_);
@@ -284,6 +303,9 @@ void SchedulerServer::TickNow() {
     command.mutable_tick()->set_retain_ended_s(config_.retain_ended_s());
     command.mutable_tick()->set_retire_at_most(core::kRetiredPerTick);
     command.mutable_tick()->set_retire_vouchers_at_most(core::kRetiredPerTick);
+    for (pb::TokenUse& use : token_uses_.Take(core::kMaxTokenUsesPerTick)) {
+      *command.mutable_tick()->add_token_uses() = std::move(use);
+    }
     absl::StatusOr<core::Outcome> outcome =
         (*writer)->Submit(std::move(command));
     if (!outcome.ok() &&

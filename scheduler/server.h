@@ -103,6 +103,7 @@ class SchedulerServer {
   std::unique_ptr<engine::Replica> replica_;
   std::unique_ptr<api::Liveness> liveness_;
   api::CallTracker calls_;
+  api::TokenUses token_uses_;
   api::ServiceContext services_context_;
   std::unique_ptr<api::AdminServiceImpl> admin_service_;
   std::unique_ptr<api::EnterpriseServiceImpl> enterprise_service_;

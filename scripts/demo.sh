@@ -567,7 +567,31 @@ run_demo() {
   printf '\n== admin: voucherctl admin provider list (subsidy payable to providers)\n'
   admin admin provider list
 
+  month_end
   print_what_now
+}
+
+# The program office's month-end, on today's usage: the report finance
+# asks for, a payment to the provider owed most of what it is owed, and
+# the audit log of that provider.
+month_end() {
+  step="the program office's month-end"
+  local provider payable
+  # Columns: provider_id,name,credit_code,payable_cny,paid_cny (the demo's
+  # names hold no commas).
+  provider="$(admin admin provider list -o csv |
+    awk -F, 'NR > 1 && (best == "" || $4 + 0 > most) { best = $1; most = $4 + 0 } END { print best }')"
+  printf '\n== admin: voucherctl admin report usage --last 1d --by enterprise,class\n'
+  admin admin report usage --last 1d --by enterprise,class
+  payable="$(admin admin provider show "$provider" -o json | json_field payable_fen)"
+  if [ "${payable:-0}" -gt 0 ]; then
+    printf '\n== admin: voucherctl admin provider pay %s --amount %d.%02d --reference "DEMO %s"\n' \
+      "$provider" $((payable / 100)) $((payable % 100)) "$(TZ=UTC-8 date +%F)"
+    admin admin provider pay "$provider" --amount "$((payable / 100)).$(printf %02d $((payable % 100)))" \
+      --reference "DEMO $(TZ=UTC-8 date +%F)"
+  fi
+  printf '\n== admin: voucherctl admin audit log --object %s (who did what to it)\n' "$provider"
+  admin admin audit log --object "$provider"
 }
 
 print_what_now() {
@@ -586,6 +610,10 @@ As the program office (admin):
   $bin/client/voucherctl admin program list
   $bin/client/voucherctl admin cluster list
   $bin/client/voucherctl admin settlement --from $(TZ=UTC-8 date +%F) --to $(TZ=UTC-8 date +%F)
+  $bin/client/voucherctl admin report usage --month $(TZ=UTC-8 date +%Y-%m) --by enterprise -o csv --encoding gb18030 > usage.csv
+  $bin/client/voucherctl admin report caps
+  $bin/client/voucherctl admin report expiring --days 30d
+  $bin/client/voucherctl admin audit log --last 1d
 EOF
   for e in "${enterprises[@]}"; do
     cat <<EOF

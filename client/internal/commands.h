@@ -84,6 +84,14 @@ absl::StatusOr<std::vector<std::map<std::string, std::string>>> ReadCsvFile(
     const std::vector<std::string>& optional,
     std::vector<std::string>* row_names);
 
+// A report's period from --from and --to (days, the last included),
+// --month YYYY-MM, or --last Nd (the N days ending on `now`'s day, which
+// is included), all Asia/Shanghai days; at most one way; unset when none
+// is given and not `required`.
+absl::Status SetReportPeriod(const Args& args, bool required, absl::Time now,
+                             google::protobuf::Timestamp* start,
+                             google::protobuf::Timestamp* end);
+
 // The value of --state when given, else the unspecified value (all).
 template <typename E>
 absl::StatusOr<E> StateFilter(const Args& args) {
@@ -171,6 +179,12 @@ absl::Status TokenRevoke(Context& c);
 absl::Status TokenList(Context& c);
 absl::Status Settlement(Context& c);
 absl::Status AuditVerify(Context& c);
+// In handlers_office.cc.
+absl::Status ReportUsage(Context& c);
+absl::Status ReportCaps(Context& c);
+absl::Status ReportExpiring(Context& c);
+absl::Status AuditLog(Context& c);
+absl::Status WhoAmI(Context& c);
 
 }  // namespace computevoucher::client
 

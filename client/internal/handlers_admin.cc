@@ -16,6 +16,7 @@
 #include "common/config.h"
 #include "common/credit_code.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "common/validate.h"
 
 namespace computevoucher::client {
@@ -493,6 +494,10 @@ absl::Status TokenCreate(Context& c) {
     }
   }
   r.set_description(a.Value("description"));
+  if (a.Has("expires")) {
+    ASSIGN_OR_RETURN(const absl::CivilDay last, a.Date("expires"));
+    *r.mutable_expires_at() = ToProto(EndOfDay(last));
+  }
   pb::CreateTokenResponse created;
   RETURN_IF_ERROR(c.server.Call(&Stub::CreateToken, r, &created));
   if (a.Has("secret-file")) {

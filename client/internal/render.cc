@@ -1,6 +1,9 @@
 #include "client/internal/render.h"
 
+#include <iconv.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -289,12 +292,58 @@ void Printer::PrintRecord(const View& view) {
 void Printer::PrintCsv(const View& view) {
   std::vector<std::string> keys;
   for (const Column& column : view.columns) keys.push_back(column.key);
-  out_ << CsvLine(keys) << "\r\n";
+  std::string text = absl::StrCat(CsvLine(keys), "\r\n");
   for (const std::vector<Cell>& row : view.rows) {
     std::vector<std::string> fields;
     for (const Cell& cell : row) fields.push_back(Text(cell, true));
-    out_ << CsvLine(fields) << "\r\n";
+    absl::StrAppend(&text, CsvLine(fields), "\r\n");
   }
+  switch (encoding_) {
+    case Encoding::kUtf8:
+      out_ << text;
+      return;
+    case Encoding::kUtf8Bom:
+      out_ << "\xEF\xBB\xBF" << text;
+      return;
+    case Encoding::kGb18030:
+      out_ << ToGb18030(text);
+      return;
+  }
+}
+
+const std::vector<std::string>& EncodingWords() {
+  static const auto* const kWords =
+      new std::vector<std::string>{"utf-8", "utf-8-bom", "gb18030"};
+  return *kWords;
+}
+
+Encoding EncodingFromWord(absl::string_view word) {
+  if (word == "utf-8-bom") return Encoding::kUtf8Bom;
+  if (word == "gb18030") return Encoding::kGb18030;
+  return Encoding::kUtf8;
+}
+
+std::string ToGb18030(absl::string_view utf8) {
+  iconv_t cd = iconv_open("GB18030", "UTF-8");
+  if (cd == reinterpret_cast<iconv_t>(-1)) return std::string(utf8);
+  std::string out;
+  // GB18030 takes at most 4 bytes per character, as UTF-8 does.
+  std::string buffer(utf8.size() * 4 / 3 + 16, '\0');
+  char* in = const_cast<char*>(utf8.data());
+  size_t in_left = utf8.size();
+  while (in_left > 0) {
+    char* next = buffer.data();
+    size_t room = buffer.size();
+    const size_t rc = iconv(cd, &in, &in_left, &next, &room);
+    out.append(buffer.data(), next - buffer.data());
+    if (rc == static_cast<size_t>(-1) && errno != E2BIG) {
+      out.push_back('?');  // malformed or truncated: skip one byte
+      ++in;
+      --in_left;
+    }
+  }
+  iconv_close(cd);
+  return out;
 }
 
 void Printer::PrintJson(const google::protobuf::Message& message,

@@ -23,6 +23,19 @@ enum class Format { kTable, kJson, kCsv };
 const std::vector<std::string>& FormatWords();
 Format FormatFromWord(absl::string_view word);
 
+// How CSV is encoded: UTF-8, UTF-8 with a byte-order mark (which Excel
+// needs to read UTF-8), or GB18030 (what spreadsheets set up for China
+// read by default).
+enum class Encoding { kUtf8, kUtf8Bom, kGb18030 };
+
+// The words of --encoding: "utf-8", "utf-8-bom", "gb18030".
+const std::vector<std::string>& EncodingWords();
+Encoding EncodingFromWord(absl::string_view word);
+
+// `utf8` in GB18030, which encodes every Unicode character; a malformed
+// UTF-8 byte becomes '?'.
+std::string ToGb18030(absl::string_view utf8);
+
 // An amount in fen: "1234.56 CNY" in tables, "1234.56" in CSV.
 struct Money {
   int64_t fen;
@@ -72,8 +85,9 @@ absl::StatusOr<std::vector<std::vector<std::string>>> ParseCsv(
 
 class Printer {
  public:
-  Printer(Format format, bool utc, std::ostream& out)
-      : format_(format), utc_(utc), out_(out) {}
+  Printer(Format format, bool utc, std::ostream& out,
+          Encoding encoding = Encoding::kUtf8)
+      : format_(format), utc_(utc), encoding_(encoding), out_(out) {}
 
   Format format() const { return format_; }
   // Prints `view` in the format.
@@ -92,6 +106,7 @@ class Printer {
 
   const Format format_;
   const bool utc_;
+  const Encoding encoding_;
   std::ostream& out_;
 };
 

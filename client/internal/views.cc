@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "client/internal/values.h"
 #include "common/money.h"
+#include "common/time_util.h"
 
 namespace computevoucher::client {
 namespace {
@@ -295,6 +296,10 @@ const std::vector<Field<pb::Token>>& TokenFields() {
       {{"DESCRIPTION", "description"}, true, CV_CELL(OrDash(x.description()))},
       {{"REVOKED", "revoked"}, true, CV_CELL(YesNo(x.revoked()))},
       {{"CREATED", "created_at"}, true, CV_CELL(x.created_at())},
+      {{"EXPIRES", "expires_at"}, true, CV_CELL(x.expires_at())},
+      {{"LAST USED", "last_used_at"}, true, CV_CELL(x.last_used_at())},
+      {{"REVOKED AT", "revoked_at"}, false, CV_CELL(x.revoked_at())},
+      {{"REVOKED BY", "revoked_by"}, false, CV_CELL(OrDash(x.revoked_by()))},
   };
   return *kFields;
 }
@@ -491,6 +496,141 @@ View SettlementView(const pb::Settlement& settlement) {
   view.footer = absl::StrCat(
       "total subsidy ", FormatFen(settlement.total_subsidy_fen()),
       ", computed at journal position ", settlement.journal_sequence());
+  return view;
+}
+
+const std::vector<Field<pb::CapUseLine>>& CapUseFields() {
+  using T = pb::CapUseLine;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"PROGRAM", "program_id"}, true, CV_CELL(x.program_id())},
+      {{"PROGRAM NAME", "program_name"}, false, CV_CELL(x.program_name())},
+      {{"ENTERPRISE", "enterprise_id"}, true, CV_CELL(x.enterprise_id())},
+      {{"NAME", "enterprise_name"}, true, CV_CELL(x.enterprise_name())},
+      {{"CREDIT CODE", "credit_code"},
+       true,
+       CV_CELL(x.enterprise_credit_code())},
+      {{"ISSUED", "issued_cny"}, true, CV_CELL(Money{x.issued_fen()})},
+      {{"CAP", "cap_cny"}, true, CV_CELL(Money{x.cap_fen()})},
+      {{"REMAINING", "remaining_cny"}, true, CV_CELL(Money{x.remaining_fen()})},
+      {{"USED", "used_percent"}, true, CV_CELL(FormatPercent(x.used_bp()))},
+  };
+  return *kFields;
+}
+
+const std::vector<Field<pb::AuditEvent>>& AuditFields() {
+  using T = pb::AuditEvent;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"SEQ", "sequence"}, true, CV_CELL(x.sequence())},
+      {{"TIME", "time"}, true, CV_CELL(x.time())},
+      {{"ROLE", "role"}, true, CV_CELL(EnumWord(x.principal().role()))},
+      {{"TOKEN", "token_id"}, true, CV_CELL(OrDash(x.principal().token_id()))},
+      {{"HOLDER", "token_description"},
+       true,
+       CV_CELL(OrDash(x.token_description()))},
+      {{"PEER", "peer"}, true, CV_CELL(OrDash(x.principal().peer()))},
+      {{"METHOD", "method"}, true, CV_CELL(x.method())},
+      {{"OBJECT", "object_id"}, true, CV_CELL(OrDash(x.object_id()))},
+      {{"REQUEST ID", "request_id"}, false, CV_CELL(OrDash(x.request_id()))},
+  };
+  return *kFields;
+}
+
+namespace {
+
+// The columns of a usage report's group, and its cells in a row.
+struct GroupColumns {
+  std::vector<Column> columns;
+  std::vector<Cell> (*cells)(const pb::UsageReportRow& row);
+};
+
+GroupColumns ColumnsOf(pb::ReportGroup group) {
+  switch (group) {
+    case pb::REPORT_GROUP_ENTERPRISE:
+      return {{{"ENTERPRISE", "enterprise_id"},
+               {"NAME", "enterprise_name"},
+               {"CREDIT CODE", "enterprise_credit_code"}},
+              [](const pb::UsageReportRow& r) -> std::vector<Cell> {
+                return {r.enterprise_id(), r.enterprise_name(),
+                        r.enterprise_credit_code()};
+              }};
+    case pb::REPORT_GROUP_PROVIDER:
+      return {{{"PROVIDER", "provider_id"},
+               {"PROVIDER NAME", "provider_name"},
+               {"PROVIDER CREDIT CODE", "provider_credit_code"}},
+              [](const pb::UsageReportRow& r) -> std::vector<Cell> {
+                return {r.provider_id(), r.provider_name(),
+                        r.provider_credit_code()};
+              }};
+    case pb::REPORT_GROUP_PROGRAM:
+      return {{{"PROGRAM", "program_id"}, {"PROGRAM NAME", "program_name"}},
+              [](const pb::UsageReportRow& r) -> std::vector<Cell> {
+                return {r.program_id(), r.program_name()};
+              }};
+    case pb::REPORT_GROUP_HARDWARE_CLASS:
+      return {{{"CLASS", "hardware_class"}},
+              [](const pb::UsageReportRow& r) -> std::vector<Cell> {
+                return {EnumWord(r.hardware_class())};
+              }};
+    case pb::REPORT_GROUP_SME:
+      return {{{"SME", "sme"}},
+              [](const pb::UsageReportRow& r) -> std::vector<Cell> {
+                return {YesNo(r.sme())};
+              }};
+    default:
+      return {{{"MONTH", "month"}},
+              [](const pb::UsageReportRow& r) -> std::vector<Cell> {
+                return {r.month()};
+              }};
+  }
+}
+
+// The Asia/Shanghai day of a period's start, or of its (exclusive) end's
+// last instant: the last day included.
+std::string PeriodDay(const google::protobuf::Timestamp& ts, bool end) {
+  absl::Time t =
+      absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+  if (end) t -= absl::Nanoseconds(1);
+  return absl::FormatCivilTime(absl::ToCivilDay(t, ShanghaiZone()));
+}
+
+}  // namespace
+
+View UsageReportView(const pb::UsageReport& report) {
+  View view;
+  view.message = &report;
+  std::vector<GroupColumns> groups;
+  for (const int g : report.group_by()) {
+    groups.push_back(ColumnsOf(static_cast<pb::ReportGroup>(g)));
+    for (const Column& c : groups.back().columns) view.columns.push_back(c);
+  }
+  for (const Column& c : std::vector<Column>{{"RECORDS", "records"},
+                                             {"GPU-HOURS", "gpu_hours"},
+                                             {"COST", "cost_cny"},
+                                             {"SUBSIDY", "subsidy_cny"},
+                                             {"SELF-PAY", "self_pay_cny"},
+                                             {"FROM", "period_from"},
+                                             {"TO", "period_to"}}) {
+    view.columns.push_back(c);
+  }
+  const std::string from = PeriodDay(report.period_start(), false);
+  const std::string to = PeriodDay(report.period_end(), true);
+  auto add = [&](const pb::UsageReportRow& row, bool total) {
+    std::vector<Cell>& cells = view.rows.emplace_back();
+    for (const GroupColumns& g : groups) {
+      std::vector<Cell> values = g.cells(row);
+      for (Cell& v : values) cells.push_back(total ? Cell(std::string()) : v);
+    }
+    if (total && !cells.empty()) cells[0] = std::string("TOTAL");
+    cells.insert(cells.end(), {row.records(), GpuHours{row.gpu_ms()},
+                               Money{row.amounts().cost_fen()},
+                               Money{row.amounts().subsidy_fen()},
+                               Money{row.amounts().self_pay_fen()}, from, to});
+  };
+  for (const pb::UsageReportRow& row : report.rows()) add(row, false);
+  add(report.total(), true);
+  view.footer = absl::StrCat("usage ending ", from, " to ", to,
+                             " (inclusive), computed at journal position ",
+                             report.journal_sequence());
   return view;
 }
 

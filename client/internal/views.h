@@ -72,6 +72,13 @@ const std::vector<Field<computevoucher::v1::JournalEntry>>&
 JournalEntryFields();
 const std::vector<Field<computevoucher::v1::SettleProviderResponse>>&
 PaymentFields();
+const std::vector<Field<computevoucher::v1::CapUseLine>>& CapUseFields();
+const std::vector<Field<computevoucher::v1::AuditEvent>>& AuditFields();
+
+// A usage report: the columns of its groups (ids with names and credit
+// codes), then records, GPU-hours, cost, subsidy, self-pay and the period
+// as dates with the last day included; a TOTAL row last.
+View UsageReportView(const computevoucher::v1::UsageReport& report);
 
 // Why `allocation` ended in words ("released", "ended-on-cluster: slurm
 // job 42 CANCELLED"); "-" while it has not ended.

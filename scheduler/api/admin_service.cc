@@ -12,6 +12,7 @@
 #include "scheduler/core/state_machine.h"
 #include "scheduler/reports/allocations.h"
 #include "scheduler/reports/journal.h"
+#include "scheduler/reports/office.h"
 #include "scheduler/reports/usage.h"
 #include "scheduler/reports/vouchers.h"
 
@@ -412,7 +413,10 @@ Status AdminServiceImpl::RevokeToken(ServerContext* c,
                                      pb::Token* out) {
   return Mutate(
       c, kAdmin, r->request_id(),
-      [r](pb::Command& cmd) { *cmd.mutable_revoke_token() = *r; }, out);
+      [r](pb::Command& cmd) {
+        *cmd.mutable_revoke_token_recorded()->mutable_request() = *r;
+      },
+      out);
 }
 
 Status AdminServiceImpl::ListTokens(ServerContext* c,
@@ -472,6 +476,48 @@ Status AdminServiceImpl::ListJournal(ServerContext* c,
   return Report(
       c, kReaders,
       [&](const pb::Principal&) { return reports::JournalPage(*ctx_.log, *r); },
+      out);
+}
+
+Status AdminServiceImpl::GetUsageReport(ServerContext* c,
+                                        const pb::UsageReportRequest* r,
+                                        pb::UsageReport* out) {
+  return Report(
+      c, kReaders,
+      [&](const pb::Principal&) {
+        return reports::UsageReport(ReportSources(), *r);
+      },
+      out);
+}
+
+Status AdminServiceImpl::GetCapUse(ServerContext* c,
+                                   const pb::GetCapUseRequest* r,
+                                   pb::CapUse* out) {
+  return Read(c, kReaders,
+              [&](const pb::Principal&, const core::StateMachine& s) {
+                ASSIGN_OR_RETURN(*out, reports::CapUse(s, *r));
+                return absl::OkStatus();
+              });
+}
+
+Status AdminServiceImpl::ListExpiringVouchers(
+    ServerContext* c, const pb::ListExpiringVouchersRequest* r,
+    pb::ListExpiringVouchersResponse* out) {
+  return Read(c, kReaders,
+              [&](const pb::Principal&, const core::StateMachine& s) {
+                ASSIGN_OR_RETURN(*out, reports::ExpiringVouchers(s, *r));
+                return absl::OkStatus();
+              });
+}
+
+Status AdminServiceImpl::ListAudit(ServerContext* c,
+                                   const pb::ListAuditRequest* r,
+                                   pb::ListAuditResponse* out) {
+  return Report(
+      c, kReaders,
+      [&](const pb::Principal&) {
+        return reports::AuditPage(ReportSources(), *r);
+      },
       out);
 }
 

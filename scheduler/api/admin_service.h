@@ -86,6 +86,15 @@ class AdminServiceImpl final : public pb::AdminService::Service,
                        pb::VerifyJournalResponse* out) override;
   Status ListJournal(ServerContext* c, const pb::ListJournalRequest* r,
                      pb::ListJournalResponse* out) override;
+  Status GetUsageReport(ServerContext* c, const pb::UsageReportRequest* r,
+                        pb::UsageReport* out) override;
+  Status GetCapUse(ServerContext* c, const pb::GetCapUseRequest* r,
+                   pb::CapUse* out) override;
+  Status ListExpiringVouchers(ServerContext* c,
+                              const pb::ListExpiringVouchersRequest* r,
+                              pb::ListExpiringVouchersResponse* out) override;
+  Status ListAudit(ServerContext* c, const pb::ListAuditRequest* r,
+                   pb::ListAuditResponse* out) override;
 
  private:
   // Fills what only the scheduler's memory knows: the last heartbeat and

@@ -9,8 +9,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/sha256.h"
+#include "common/time_util.h"
 
 namespace computevoucher::api {
+namespace {
+
+// Longest peer address kept (an IPv6 address with port is under 60).
+constexpr size_t kMaxPeerLength = 128;
+
+}  // namespace
 
 absl::StatusOr<std::string> NewSecret() {
   unsigned char bytes[32];
@@ -24,8 +31,9 @@ absl::StatusOr<std::string> NewSecret() {
   return absl::StrCat("cvt_", encoded);
 }
 
-absl::StatusOr<pb::Principal> Authenticate(const grpc::ServerContext& context,
-                                           const core::StateMachine& state) {
+absl::StatusOr<const pb::Token*> Authenticate(
+    const grpc::ServerContext& context, const core::StateMachine& state,
+    absl::Time now) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
@@ -47,12 +55,48 @@ absl::StatusOr<pb::Principal> Authenticate(const grpc::ServerContext& context,
   if (token == nullptr || token->revoked()) {
     return absl::UnauthenticatedError("invalid or revoked token");
   }
+  if (token->has_expires_at() &&
+      FromProto("expires_at", token->expires_at()).value_or(now) <= now) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "token ", token->token_id(), " expired at ",
+        FormatInstant(
+            FromProto("expires_at", token->expires_at()).value_or(now))));
+  }
+  return token;
+}
+
+pb::Principal PrincipalOf(const pb::Token& token, const std::string& peer) {
   pb::Principal principal;
-  principal.set_role(token->role());
-  principal.set_token_id(token->token_id());
-  principal.set_enterprise_id(token->enterprise_id());
-  principal.set_cluster_id(token->cluster_id());
+  principal.set_role(token.role());
+  principal.set_token_id(token.token_id());
+  principal.set_enterprise_id(token.enterprise_id());
+  principal.set_cluster_id(token.cluster_id());
+  principal.set_peer(peer.substr(0, kMaxPeerLength));
   return principal;
+}
+
+void TokenUses::Seen(const pb::Token& token, absl::Time now) {
+  if (token.has_last_used_at() &&
+      FromProto("last_used_at", token.last_used_at())
+              .value_or(absl::InfinitePast()) > now - absl::Minutes(1)) {
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  absl::Time& at = seen_[token.token_id()];
+  at = std::max(at, now);
+}
+
+std::vector<pb::TokenUse> TokenUses::Take(int limit) {
+  std::vector<pb::TokenUse> out;
+  absl::MutexLock lock(&mu_);
+  for (auto it = seen_.begin();
+       it != seen_.end() && static_cast<int>(out.size()) < limit;) {
+    pb::TokenUse& use = out.emplace_back();
+    use.set_token_id(it->first);
+    *use.mutable_at() = ToProto(it->second);
+    seen_.erase(it++);
+  }
+  return out;
 }
 
 absl::Status RequireRole(const pb::Principal& principal,

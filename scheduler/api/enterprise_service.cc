@@ -227,4 +227,20 @@ Status EnterpriseServiceImpl::GetStatement(ServerContext* c,
       out);
 }
 
+Status EnterpriseServiceImpl::WhoAmI(ServerContext* c, const pb::WhoAmIRequest*,
+                                     pb::Token* out) {
+  return Read(
+      c,
+      {pb::ROLE_ADMIN, pb::ROLE_AUDITOR, pb::ROLE_ENTERPRISE, pb::ROLE_AGENT},
+      [&](const pb::Principal& me,
+          const core::StateMachine& s) -> absl::Status {
+        auto it = s.tokens().find(me.token_id());
+        if (it == s.tokens().end()) {
+          return absl::NotFoundError("token: no longer known");
+        }
+        *out = it->second;
+        return absl::OkStatus();
+      });
+}
+
 }  // namespace computevoucher::api

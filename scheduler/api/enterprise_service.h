@@ -44,6 +44,8 @@ class EnterpriseServiceImpl final : public pb::EnterpriseService::Service,
                           pb::Allocation* out) override;
   Status ListUsage(ServerContext* c, const pb::ListUsageRequest* r,
                    pb::ListUsageResponse* out) override;
+  Status WhoAmI(ServerContext* c, const pb::WhoAmIRequest* r,
+                pb::Token* out) override;
   Status GetStatement(ServerContext* c, const pb::GetStatementRequest* r,
                       pb::Statement* out) override;
 

@@ -17,9 +17,14 @@ absl::StatusOr<pb::Principal> ServiceBase::Caller(
   }
   absl::StatusOr<std::shared_ptr<engine::Writer>> writer = ServingWriter();
   if (!writer.ok()) return writer.status();
-  absl::StatusOr<pb::Principal> caller =
-      (*writer)->ReadApplied([&](const core::StateMachine& state) {
-        return Authenticate(context, state);
+  const absl::Time now = ctx_.clock->Now();
+  absl::StatusOr<pb::Principal> caller = (*writer)->ReadApplied(
+      [&](const core::StateMachine& state) -> absl::StatusOr<pb::Principal> {
+        absl::StatusOr<const pb::Token*> token =
+            Authenticate(context, state, now);
+        if (!token.ok()) return token.status();
+        if (ctx_.token_uses != nullptr) ctx_.token_uses->Seen(**token, now);
+        return PrincipalOf(**token, context.peer());
       });
   if (!caller.ok()) return caller.status();
   if (absl::Status s = RequireRole(*caller, roles); !s.ok()) return s;

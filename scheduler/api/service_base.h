@@ -45,6 +45,8 @@ struct ServiceContext {
   Clock* clock = nullptr;
   Liveness* liveness = nullptr;
   CallTracker* calls = nullptr;
+  // Where tokens seen in use wait for the next tick; nullptr: not noted.
+  TokenUses* token_uses = nullptr;
   // Counts the usage records answered; nullptr counts nothing.
   UsageMetrics* usage_metrics = nullptr;
   pb::SchedulerConfig config;

@@ -44,6 +44,8 @@ inline constexpr int64_t kMaxRetainEndedS = 10 * 365 * 24 * 3600;
 // allocations due, still commits quickly; and the most a tick may ask for.
 inline constexpr int kRetiredPerTick = 1000;
 inline constexpr int kMaxRetiredPerTick = 100'000;
+// Most token uses one tick records (TickCommand.token_uses).
+inline constexpr int kMaxTokenUsesPerTick = 10'000;
 
 }  // namespace computevoucher::core
 

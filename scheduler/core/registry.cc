@@ -139,6 +139,14 @@ absl::StatusOr<Response> Registry::CreateToken(
     return absl::AlreadyExistsError("token secret: already in use");
   }
   RETURN_IF_ERROR(CheckLength("description", r.description(), 0, 200));
+  if (r.has_expires_at()) {
+    ASSIGN_OR_RETURN(const absl::Time expires,
+                     FromProto("expires_at", r.expires_at()));
+    if (expires <= books_.now()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "expires_at: ", FormatInstant(expires), " is not in the future"));
+    }
+  }
   const bool enterprise_role = r.role() == pb::ROLE_ENTERPRISE;
   const bool agent_role = r.role() == pb::ROLE_AGENT;
   switch (r.role()) {
@@ -186,6 +194,7 @@ absl::StatusOr<Response> Registry::CreateToken(
   token.set_provider_id(r.provider_id());
   token.set_description(r.description());
   *token.mutable_created_at() = ToProto(books_.now());
+  if (r.has_expires_at()) *token.mutable_expires_at() = r.expires_at();
   if (agent_role) state_.cluster_owner[r.cluster_id()] = r.provider_id();
   state_.token_hashes[c.secret_sha256()] = token.token_id();
   state_.tokens[token.token_id()] = token;
@@ -194,8 +203,8 @@ absl::StatusOr<Response> Registry::CreateToken(
   return Share(response);
 }
 
-absl::StatusOr<Response> Registry::RevokeToken(
-    const pb::RevokeTokenRequest& r) {
+absl::StatusOr<Response> Registry::RevokeToken(const pb::RevokeTokenRequest& r,
+                                               const std::string* revoked_by) {
   RETURN_IF_ERROR(CheckIdRef("token_id", r.token_id()));
   auto it = state_.tokens.find(r.token_id());
   if (it == state_.tokens.end()) {
@@ -207,7 +216,33 @@ absl::StatusOr<Response> Registry::RevokeToken(
         absl::StrCat("token ", r.token_id(), ": already revoked"));
   }
   it->second.set_revoked(true);
+  if (revoked_by != nullptr) {
+    *it->second.mutable_revoked_at() = ToProto(books_.now());
+    it->second.set_revoked_by(*revoked_by);
+  }
   return Share(it->second);
+}
+
+bool Registry::RecordTokenUses(
+    const google::protobuf::RepeatedPtrField<pb::TokenUse>& uses) {
+  bool changed = false;
+  for (const pb::TokenUse& use : uses) {
+    auto it = state_.tokens.find(use.token_id());
+    // A token is never deleted; an unknown id, a time that does not parse,
+    // one after the tick or one older than what is recorded is passed over.
+    if (it == state_.tokens.end()) continue;
+    const absl::StatusOr<absl::Time> at = FromProto("at", use.at());
+    if (!at.ok() || *at > books_.now()) continue;
+    pb::Token& token = it->second;
+    if (token.has_last_used_at() &&
+        *at <= FromProto("last_used_at", token.last_used_at())
+                   .value_or(absl::InfinitePast())) {
+      continue;
+    }
+    *token.mutable_last_used_at() = ToProto(*at);
+    changed = true;
+  }
+  return changed;
 }
 
 absl::StatusOr<Response> Registry::CreateProgram(

@@ -62,7 +62,14 @@ class Registry {
   // --- Commands, at books.now(). ---
   absl::StatusOr<Response> BootstrapAdmin(const pb::BootstrapAdminCommand& r);
   absl::StatusOr<Response> CreateToken(const pb::CreateTokenCommand& c);
-  absl::StatusOr<Response> RevokeToken(const pb::RevokeTokenRequest& r);
+  // Records when, and by which token, unless `revoked_by` is nullptr (a
+  // revocation logged before they were recorded).
+  absl::StatusOr<Response> RevokeToken(const pb::RevokeTokenRequest& r,
+                                       const std::string* revoked_by);
+  // Records when tokens were last used (a tick's token_uses); whether any
+  // record changed.
+  bool RecordTokenUses(
+      const google::protobuf::RepeatedPtrField<pb::TokenUse>& uses);
   // Creates the program and funds its budget (a FUND entry).
   absl::StatusOr<Response> CreateProgram(const pb::CreateProgramRequest& r);
   absl::StatusOr<Response> RegisterEnterprise(

@@ -77,6 +77,8 @@ absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
     body.clear_sequence();
     body.clear_time();
     body.clear_request_id();
+    // A retry may come over another connection.
+    if (body.has_principal()) body.mutable_principal()->clear_peer();
     // A retried CreateToken comes with a new secret; the request is the
     // same.
     if (body.has_create_token())
@@ -165,7 +167,10 @@ absl::StatusOr<Response> StateMachine::DispatchToComponent(
     case pb::Command::kCreateToken:
       return registry_.CreateToken(c.create_token());
     case pb::Command::kRevokeToken:
-      return registry_.RevokeToken(c.revoke_token());
+      return registry_.RevokeToken(c.revoke_token(), nullptr);
+    case pb::Command::kRevokeTokenRecorded:
+      return registry_.RevokeToken(c.revoke_token_recorded().request(),
+                                   &p.token_id());
     case pb::Command::kCreateProgram:
       return registry_.CreateProgram(c.create_program());
     case pb::Command::kRegisterEnterprise:
@@ -303,6 +308,9 @@ absl::StatusOr<Reply> StateMachine::Tick(const pb::TickCommand& r) {
   RETURN_IF_ERROR(CheckRange("retire_vouchers_at_most",
                              r.retire_vouchers_at_most(), 0,
                              r.retain_ended_s() > 0 ? kMaxRetiredPerTick : 0));
+  RETURN_IF_ERROR(
+      CheckRange("token_uses", r.token_uses_size(), 0, kMaxTokenUsesPerTick));
+  const bool used = registry_.RecordTokenUses(r.token_uses());
   const int64_t journal_before = books_.ledger().last_sequence();
   // Vouchers past their window, allocations that reached their duration,
   // then holds of ended allocations once late usage had its grace period,
@@ -329,7 +337,7 @@ absl::StatusOr<Reply> StateMachine::Tick(const pb::TickCommand& r) {
   }
   const size_t queued_before = placement_.queued();
   RETURN_IF_ERROR(placement_.ProcessQueue());
-  const bool changed = expired || ended || released || retired ||
+  const bool changed = used || expired || ended || released || retired ||
                        placement_.queued() != queued_before ||
                        books_.ledger().last_sequence() != journal_before;
   return Reply{Share(pb::TickCommand(r)), changed};

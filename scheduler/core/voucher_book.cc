@@ -156,6 +156,23 @@ int64_t VoucherBook::IssuedInYear(const std::string& program_id,
   return total;
 }
 
+std::map<std::pair<std::string, std::string>, int64_t>
+VoucherBook::IssuedInYearByEnterprise(int year) const {
+  std::map<std::pair<std::string, std::string>, int64_t> out;
+  for (const auto& [key, sums] : state_.retired) {
+    if (std::get<2>(key) == year) {
+      out[{std::get<0>(key), std::get<1>(key)}] += sums.face_value_fen;
+    }
+  }
+  for (const auto& [id, rec] : state_.vouchers) {
+    const pb::Voucher& v = rec.voucher;
+    auto issued_at = FromProto("issued_at", v.issued_at());
+    if (issued_at.ok() && ShanghaiYear(*issued_at) == year)
+      out[{v.program_id(), v.enterprise_id()}] += v.face_value_fen();
+  }
+  return out;
+}
+
 absl::Status VoucherBook::CheckCap(const pb::Program& program,
                                    const std::string& enterprise_id, int year,
                                    int64_t amount,

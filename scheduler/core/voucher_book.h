@@ -11,6 +11,7 @@
 #define COMPUTEVOUCHER_SCHEDULER_CORE_VOUCHER_BOOK_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -148,6 +149,11 @@ class VoucherBook {
   absl::StatusOr<std::vector<const VoucherRec*>> Payers(
       const std::string& enterprise_id, const std::string& voucher_id) const;
   int64_t Available(const std::string& voucher_id) const;
+  // Face value issued in `year` (Asia/Shanghai, adjustments included,
+  // retired vouchers too) by (program, enterprise): what counts against
+  // each program's annual cap per enterprise.
+  std::map<std::pair<std::string, std::string>, int64_t>
+  IssuedInYearByEnterprise(int year) const;
 
   // --- Views. ---
   pb::Voucher VoucherViewOf(const VoucherRec& rec) const;

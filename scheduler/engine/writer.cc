@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "scheduler/core/audit.h"
 #include "scheduler/engine/replay.h"
 
 namespace computevoucher::engine {
@@ -259,6 +261,10 @@ void Writer::Apply(const std::vector<Pending*>& taken, Applied& into) {
     }
     if (p->result->changed) {
       ++next_sequence_;
+      if (std::optional<pb::AuditEvent> event =
+              core::AuditEventOf(command, p->result->response.get())) {
+        into.batch.audit.push_back(*std::move(event));
+      }
       into.batch.commands.push_back(std::move(command));
     }
   }
@@ -346,6 +352,11 @@ void Writer::RunCommitter() {
       if (options_.on_commit && !done.batch.commands.empty()) {
         options_.on_commit(static_cast<int64_t>(done.pending.size()),
                            commit_time);
+      }
+      if (options_.on_audit) {
+        for (const pb::AuditEvent& event : done.batch.audit) {
+          options_.on_audit(event);
+        }
       }
       for (Pending* p : done.pending) p->done.Notify();
       if (!done.batch.commands.empty()) {

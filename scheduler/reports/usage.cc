@@ -1,5 +1,6 @@
 #include "scheduler/reports/usage.h"
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <optional>
@@ -92,31 +93,56 @@ absl::StatusOr<absl::Time> ArchivedUntil(const Sources& sources) {
          absl::Nanoseconds(1);
 }
 
-// Calls `fn` with the archived usage of `query`'s allocations summed per
-// day, for the days of `period` (query.period_*): archived records end
-// before the last one was accepted plus the clock skew, and are kept per
-// Asia/Shanghai day, so a period reaching before that must start and end
-// on days.
-absl::Status ScanArchivedDays(
+// Usage of one allocation ending in a period: one record, or the sum of
+// an archived day's records (`end` is then the day's first instant).
+struct UsagePiece {
+  const std::string& allocation_id;
+  absl::Time end;
+  int64_t records;
+  int64_t gpu_ms;
+  int64_t unsubsidised_gpu_ms;
+  int64_t cost_fen;
+  int64_t subsidy_fen;
+};
+
+// Calls `fn` with the usage of `query`'s allocations ending in `period`
+// (query.period_*): the archived days', then the stored records'. Archived
+// records end before the last one was accepted plus the clock skew, and
+// are kept per Asia/Shanghai day, so a period reaching before that must
+// start and end on days. Returns the journal position of the records.
+absl::StatusOr<store::Head> ScanPeriod(
     const Sources& sources, store::UsageQuery query, const Window& period,
-    const std::function<void(const store::UsageDay&)>& fn) {
-  ASSIGN_OR_RETURN(const absl::Time archived_until, ArchivedUntil(sources));
-  if (period.from >= archived_until) return absl::OkStatus();
-  const std::pair<const char*, absl::Time> bounds[] = {
-      {"period_start", period.from}, {"period_end", period.until}};
-  for (const auto& [field, t] : bounds) {
-    if (t < archived_until &&
-        t != StartOfDay(absl::ToCivilDay(t, ShanghaiZone()))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": ", FormatInstant(t),
-          " falls in archived history (usage ending before ",
-          FormatInstant(archived_until),
-          " is kept per day): start and end the period at 00:00 +08:00"));
-    }
-  }
+    const std::function<void(const UsagePiece&)>& fn) {
   query.period_start = period.from;
   query.period_end = period.until;
-  return sources.archived->ScanUsageDays(query, fn);
+  ASSIGN_OR_RETURN(const absl::Time archived_until, ArchivedUntil(sources));
+  if (period.from < archived_until) {
+    const std::pair<const char*, absl::Time> bounds[] = {
+        {"period_start", period.from}, {"period_end", period.until}};
+    for (const auto& [field, t] : bounds) {
+      if (t < archived_until &&
+          t != StartOfDay(absl::ToCivilDay(t, ShanghaiZone()))) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, ": ", FormatInstant(t),
+            " falls in archived history (usage ending before ",
+            FormatInstant(archived_until),
+            " is kept per day): start and end the period at 00:00 +08:00"));
+      }
+    }
+    RETURN_IF_ERROR(
+        sources.archived->ScanUsageDays(query, [&](const store::UsageDay& d) {
+          fn(UsagePiece{d.allocation_id, d.day, d.records, d.gpu_ms,
+                        d.unsubsidised_gpu_ms, d.cost_fen, d.subsidy_fen});
+        }));
+  }
+  return sources.usage->ScanUsage(query, [&](const pb::ChargedUsage& u) {
+    const pb::UsageRecord& r = u.record();
+    fn(UsagePiece{r.allocation_id(),
+                  absl::FromUnixSeconds(r.end().seconds()) +
+                      absl::Nanoseconds(r.end().nanos()),
+                  1, r.gpu_ms(), u.unsubsidised_gpu_ms(), u.cost_fen(),
+                  u.subsidy_fen()});
+  });
 }
 
 // Who is paid for an allocation's usage.
@@ -154,7 +180,181 @@ absl::StatusOr<absl::flat_hash_map<std::string, Payee>> PayeesOf(
   return out;
 }
 
+// What a usage report row is keyed by, besides its groups' values: who
+// used it and on what terms, per allocation.
+struct Used {
+  std::string enterprise_id;
+  std::string provider_id;
+  std::string program_id;
+  pb::HardwareClass hardware_class;
+};
+
+// The names a report shows next to ids, and who is an SME.
+struct Names {
+  absl::flat_hash_map<std::string, pb::Enterprise> enterprises;
+  absl::flat_hash_map<std::string, std::pair<std::string, std::string>>
+      providers;  // -> name, credit code
+  absl::flat_hash_map<std::string, std::string> programs;  // -> name
+};
+
+absl::StatusOr<Names> ReadNames(const Sources& sources) {
+  Names names;
+  RETURN_IF_ERROR(sources.read_state([&](const core::StateMachine& s) {
+    names = Names();  // read_state may run this more than once
+    for (const auto& [id, e] : s.enterprises()) names.enterprises[id] = e;
+    for (const auto& [id, p] : s.providers()) {
+      names.providers[id] = {p.name(), p.credit_code()};
+    }
+    for (const auto& [id, p] : s.programs()) names.programs[id] = p.name();
+  }));
+  return names;
+}
+
+// The groups of `request`, checked: known, each at most once.
+absl::StatusOr<std::vector<pb::ReportGroup>> GroupsOf(
+    const pb::UsageReportRequest& request) {
+  std::vector<pb::ReportGroup> groups;
+  for (const int g : request.group_by()) {
+    if (!pb::ReportGroup_IsValid(g) || g == pb::REPORT_GROUP_UNSPECIFIED) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("group_by: ", g,
+                       " is not a group (enterprise, provider, program, "
+                       "hardware class, SME, month)"));
+    }
+    if (std::find(groups.begin(), groups.end(), g) != groups.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "group_by: ", pb::ReportGroup_Name(g), " is given twice"));
+    }
+    groups.push_back(static_cast<pb::ReportGroup>(g));
+  }
+  return groups;
+}
+
+// Sets `row`'s fields of `group` for usage of `used` ending at `end`, and
+// adds that group's value to `key`.
+void SetGroup(pb::ReportGroup group, const Used& used, absl::Time end,
+              const Names& names, pb::UsageReportRow& row, std::string& key) {
+  switch (group) {
+    case pb::REPORT_GROUP_ENTERPRISE: {
+      row.set_enterprise_id(used.enterprise_id);
+      auto it = names.enterprises.find(used.enterprise_id);
+      if (it != names.enterprises.end()) {
+        row.set_enterprise_name(it->second.name());
+        row.set_enterprise_credit_code(it->second.credit_code());
+      }
+      absl::StrAppend(&key, used.enterprise_id, "|");
+      break;
+    }
+    case pb::REPORT_GROUP_PROVIDER: {
+      row.set_provider_id(used.provider_id);
+      auto it = names.providers.find(used.provider_id);
+      if (it != names.providers.end()) {
+        row.set_provider_name(it->second.first);
+        row.set_provider_credit_code(it->second.second);
+      }
+      absl::StrAppend(&key, used.provider_id, "|");
+      break;
+    }
+    case pb::REPORT_GROUP_PROGRAM: {
+      row.set_program_id(used.program_id);
+      auto it = names.programs.find(used.program_id);
+      if (it != names.programs.end()) row.set_program_name(it->second);
+      absl::StrAppend(&key, used.program_id, "|");
+      break;
+    }
+    case pb::REPORT_GROUP_HARDWARE_CLASS:
+      row.set_hardware_class(used.hardware_class);
+      absl::StrAppend(&key, static_cast<int>(used.hardware_class), "|");
+      break;
+    case pb::REPORT_GROUP_SME: {
+      auto it = names.enterprises.find(used.enterprise_id);
+      row.set_sme(it != names.enterprises.end() && it->second.sme());
+      absl::StrAppend(&key, row.sme() ? 1 : 0, "|");
+      break;
+    }
+    case pb::REPORT_GROUP_MONTH: {
+      const absl::CivilMonth month(absl::ToCivilDay(end, ShanghaiZone()));
+      row.set_month(absl::FormatCivilTime(month));
+      absl::StrAppend(&key, row.month(), "|");
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+// Adds a piece of usage to `row`.
+void AddToRow(const UsagePiece& piece, CheckedSum& sum,
+              pb::UsageReportRow& row) {
+  row.set_records(sum.Add("records", row.records(), piece.records));
+  row.set_gpu_ms(sum.Add("gpu_ms", row.gpu_ms(), piece.gpu_ms));
+  pb::Amounts* a = row.mutable_amounts();
+  a->set_cost_fen(sum.Add("cost_fen", a->cost_fen(), piece.cost_fen));
+  a->set_subsidy_fen(
+      sum.Add("subsidy_fen", a->subsidy_fen(), piece.subsidy_fen));
+  a->set_self_pay_fen(sum.Add("self_pay_fen", a->self_pay_fen(),
+                              piece.cost_fen - piece.subsidy_fen));
+}
+
+// The placed allocations `request` selects that can have usage ending at
+// or after `from`, retired ones included.
+absl::StatusOr<absl::flat_hash_map<std::string, Used>> UsedBy(
+    const Sources& sources, const pb::UsageReportRequest& request,
+    absl::Time from) {
+  RETURN_IF_ERROR(CheckIdFilter("program_id", request.program_id()));
+  RETURN_IF_ERROR(CheckIdFilter("enterprise_id", request.enterprise_id()));
+  RETURN_IF_ERROR(CheckIdFilter("provider_id", request.provider_id()));
+  AllocationFilter filter;
+  filter.enterprise_id = request.enterprise_id();
+  filter.provider_id = request.provider_id();
+  filter.retired_from = RetiredFrom(from);
+  absl::flat_hash_map<std::string, Used> out;
+  RETURN_IF_ERROR(
+      ForEachAllocation(sources, filter, [&](const pb::Allocation& a) {
+        if (a.provider_id().empty()) return;  // never placed, never used
+        if (!request.program_id().empty() &&
+            a.program_id() != request.program_id())
+          return;
+        out[a.allocation_id()] = Used{a.enterprise_id(), a.provider_id(),
+                                      a.program_id(), a.hardware_class()};
+      }));
+  return out;
+}
+
 }  // namespace
+
+absl::StatusOr<pb::UsageReport> UsageReport(
+    const Sources& sources, const pb::UsageReportRequest& request) {
+  ASSIGN_OR_RETURN(const Window period, RequiredPeriod(request.period_start(),
+                                                       request.period_end()));
+  ASSIGN_OR_RETURN(const std::vector<pb::ReportGroup> groups,
+                   GroupsOf(request));
+  ASSIGN_OR_RETURN(const auto used, UsedBy(sources, request, period.from));
+  ASSIGN_OR_RETURN(const Names names, ReadNames(sources));
+  CheckedSum sum;
+  pb::UsageReport out;
+  std::map<std::string, pb::UsageReportRow> rows;
+  ASSIGN_OR_RETURN(
+      const store::Head head,
+      ScanPeriod(sources, QueryFor(used, period.from, period.until), period,
+                 [&](const UsagePiece& piece) {
+                   const Used& u = used.at(piece.allocation_id);
+                   pb::UsageReportRow row;
+                   std::string key;
+                   for (pb::ReportGroup g : groups)
+                     SetGroup(g, u, piece.end, names, row, key);
+                   auto [it, added] = rows.try_emplace(key, std::move(row));
+                   AddToRow(piece, sum, it->second);
+                   AddToRow(piece, sum, *out.mutable_total());
+                 }));
+  RETURN_IF_ERROR(sum.status());
+  *out.mutable_period_start() = request.period_start();
+  *out.mutable_period_end() = request.period_end();
+  for (pb::ReportGroup g : groups) out.add_group_by(g);
+  for (auto& [key, row] : rows) *out.add_rows() = std::move(row);
+  out.set_journal_sequence(head.journal_sequence);
+  return out;
+}
 
 absl::StatusOr<pb::ListUsageResponse> UsagePage(
     const Sources& sources, absl::string_view enterprise_id,
@@ -211,23 +411,14 @@ absl::StatusOr<pb::Statement> Statement(
                    AllocationsOf(sources, enterprise_id, period.from));
   CheckedSum sum;
   std::map<std::string, pb::StatementLine> lines;
-  const store::UsageQuery query = QueryFor(mine, period.from, period.until);
   RETURN_IF_ERROR(
-      ScanArchivedDays(sources, query, period, [&](const store::UsageDay& d) {
-        const pb::Allocation& a = mine.at(d.allocation_id);
-        AddToLine(a, d.gpu_ms, d.cost_fen, d.subsidy_fen, sum,
-                  lines[a.allocation_id()]);
-      }));
-  RETURN_IF_ERROR(sources.usage
-                      ->ScanUsage(query,
-                                  [&](const pb::ChargedUsage& u) {
-                                    const pb::Allocation& a =
-                                        mine.at(u.record().allocation_id());
-                                    AddToLine(a, u.record().gpu_ms(),
-                                              u.cost_fen(), u.subsidy_fen(),
-                                              sum, lines[a.allocation_id()]);
-                                  })
-                      .status());
+      ScanPeriod(sources, QueryFor(mine, period.from, period.until), period,
+                 [&](const UsagePiece& piece) {
+                   const pb::Allocation& a = mine.at(piece.allocation_id);
+                   AddToLine(a, piece.gpu_ms, piece.cost_fen, piece.subsidy_fen,
+                             sum, lines[a.allocation_id()]);
+                 })
+          .status());
   pb::Statement out;
   out.set_enterprise_id(std::string(enterprise_id));
   *out.mutable_period_start() = request.period_start();
@@ -273,18 +464,14 @@ absl::StatusOr<pb::Settlement> Settlement(
     line.set_subsidy_fen(
         sum.Add("subsidy_fen", line.subsidy_fen(), subsidy_fen));
   };
-  const store::UsageQuery query = QueryFor(payees, period.from, period.until);
-  RETURN_IF_ERROR(
-      ScanArchivedDays(sources, query, period, [&](const store::UsageDay& d) {
-        add(d.allocation_id, d.records, d.gpu_ms - d.unsubsidised_gpu_ms,
-            d.subsidy_fen);
-      }));
   ASSIGN_OR_RETURN(
       const store::Head head,
-      sources.usage->ScanUsage(query, [&](const pb::ChargedUsage& u) {
-        add(u.record().allocation_id(), 1,
-            u.record().gpu_ms() - u.unsubsidised_gpu_ms(), u.subsidy_fen());
-      }));
+      ScanPeriod(sources, QueryFor(payees, period.from, period.until), period,
+                 [&](const UsagePiece& piece) {
+                   add(piece.allocation_id, piece.records,
+                       piece.gpu_ms - piece.unsubsidised_gpu_ms,
+                       piece.subsidy_fen);
+                 }));
   pb::Settlement out;
   *out.mutable_period_start() = request.period_start();
   *out.mutable_period_end() = request.period_end();

@@ -35,6 +35,13 @@ absl::StatusOr<pb::Statement> Statement(const Sources& sources,
 absl::StatusOr<pb::Settlement> Settlement(
     const Sources& sources, const pb::GetSettlementRequest& request);
 
+// Usage ending in the period `request` asks for, summed per value of its
+// groups (enterprise, provider, program, hardware class, SME, month, in
+// the order given), rows sorted by them, names and credit codes next to
+// ids, and the total.
+absl::StatusOr<pb::UsageReport> UsageReport(
+    const Sources& sources, const pb::UsageReportRequest& request);
+
 // `enterprise_id`'s balance over its vouchers: available on the active
 // ones, held and charged on all.
 absl::StatusOr<pb::Balance> Balance(const core::StateMachine& state,

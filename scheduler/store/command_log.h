@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "computevoucher/v1/admin.pb.h"
 #include "computevoucher/v1/enterprise.pb.h"
 #include "computevoucher/v1/journal.pb.h"
 #include "computevoucher/v1/types.pb.h"
@@ -22,13 +23,14 @@ namespace pb = ::computevoucher::v1;
 // One group commit: commands in sequence order, the entries they posted,
 // the usage records they accepted (which the usage index then answers) and
 // the final views of the allocations and vouchers they retired
-// (RetiredRecords).
+// (RetiredRecords), and the audit events of its commands (AuditLog).
 struct Batch {
   std::vector<pb::Command> commands;
   std::vector<pb::JournalEntry> entries;
   std::vector<pb::ChargedUsage> usage;
   std::vector<pb::Allocation> retired;
   std::vector<pb::Voucher> retired_vouchers;
+  std::vector<pb::AuditEvent> audit;
 };
 
 // Positions of the last stored command and entry (0 when empty).

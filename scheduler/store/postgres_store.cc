@@ -82,7 +82,9 @@ class PostgresStore final : public Store {
           const internal::RetiredRows retired = internal::RetiredRowsOf(batch);
           RETURN_IF_ERROR(
               InsertRetiredLocked("retired_allocations", retired.allocations));
-          return InsertRetiredLocked("retired_vouchers", retired.vouchers);
+          RETURN_IF_ERROR(
+              InsertRetiredLocked("retired_vouchers", retired.vouchers));
+          return InsertRetiredLocked("audit_log", internal::AuditRowsOf(batch));
         }));
     ends_ = row.end;
     return absl::OkStatus();
@@ -193,6 +195,11 @@ class PostgresStore final : public Store {
   absl::StatusOr<std::vector<pb::Voucher>> ReadRetiredVouchers(
       const RetiredVoucherQuery& query) override {
     return ReadRetiredRows<pb::Voucher>(query);
+  }
+
+  absl::StatusOr<std::vector<pb::AuditEvent>> ReadAudit(
+      const AuditQuery& query) override {
+    return ReadRetiredRows<pb::AuditEvent>(query);
   }
 
   absl::StatusOr<std::optional<Horizon>> ReadHorizon() override {

@@ -15,7 +15,7 @@ namespace computevoucher::store {
 
 // The schema version this build writes; older databases are migrated on a
 // read-write open, newer ones refused.
-inline constexpr int kPostgresSchemaVersion = 7;
+inline constexpr int kPostgresSchemaVersion = 8;
 
 // Opens the database at `url`, a libpq connection URI
 // ("postgresql://user@host:port/dbname"; "postgres://" too; libpq's other

@@ -2,7 +2,8 @@
 // leave the scheduler's memory (core::Placement::RetireDue,
 // core::VoucherBook::RetireDue). The store keeps each one's final view,
 // written in the transaction of the command that retired it, and answers
-// lookups and listings for them.
+// lookups and listings for them. The audit log's events are kept the same
+// way.
 #ifndef COMPUTEVOUCHER_SCHEDULER_STORE_RETIRED_H_
 #define COMPUTEVOUCHER_SCHEDULER_STORE_RETIRED_H_
 
@@ -11,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "computevoucher/v1/admin.pb.h"
 #include "computevoucher/v1/types.pb.h"
 
 namespace computevoucher::store {
@@ -44,6 +46,17 @@ struct RetiredVoucherQuery {
   int limit = 1000;
 };
 
+// Which audit events to read: those matching every non-empty field,
+// applied in [from, until), with a sequence after `after`, in log order.
+struct AuditQuery {
+  std::string token_id;
+  std::string object_id;
+  absl::Time from = absl::InfinitePast();
+  absl::Time until = absl::InfiniteFuture();
+  int64_t after = 0;
+  int limit = 1000;
+};
+
 class RetiredRecords {
  public:
   virtual ~RetiredRecords() = default;
@@ -55,6 +68,10 @@ class RetiredRecords {
   // The same for retired vouchers.
   virtual absl::StatusOr<std::vector<pb::Voucher>> ReadRetiredVouchers(
       const RetiredVoucherQuery& query) = 0;
+  // The audit events (Batch.audit), kept like retired records: written
+  // with their batch, never updated, and not dropped by archiving.
+  virtual absl::StatusOr<std::vector<pb::AuditEvent>> ReadAudit(
+      const AuditQuery& query) = 0;
 };
 
 }  // namespace computevoucher::store

@@ -120,6 +120,8 @@ CREATE TABLE snapshots (
     nullptr,
     // 7 -> 8: retired vouchers (internal::RetiredVouchersTableSql).
     nullptr,
+    // 8 -> 9: the audit log (internal::AuditTableSql).
+    nullptr,
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kSqliteSchemaVersion);
@@ -178,6 +180,7 @@ class SqliteStore final : public Store {
       insert_row_.reset();
       insert_retired_.reset();
       insert_retired_voucher_.reset();
+      insert_audit_.reset();
       if (write_db_) sqlite3_close(write_db_);
     }
     {
@@ -201,6 +204,9 @@ class SqliteStore final : public Store {
       RETURN_IF_ERROR(insert_retired_voucher_->Prepare(
           write_db_,
           "INSERT INTO retired_vouchers VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+      insert_audit_ = std::make_unique<Statement>();
+      RETURN_IF_ERROR(insert_audit_->Prepare(
+          write_db_, "INSERT INTO audit_log VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
       ASSIGN_OR_RETURN(ends_, ReadLastRow(write_db_));
     }
     return absl::OkStatus();
@@ -218,7 +224,7 @@ class SqliteStore final : public Store {
           RETURN_IF_ERROR(InsertRetired(*insert_retired_, retired.allocations));
           RETURN_IF_ERROR(
               InsertRetired(*insert_retired_voucher_, retired.vouchers));
-          return absl::OkStatus();
+          return InsertRetired(*insert_audit_, internal::AuditRowsOf(batch));
         }));
     ends_ = row.end;
     return absl::OkStatus();
@@ -293,6 +299,11 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<pb::Voucher>> ReadRetiredVouchers(
       const RetiredVoucherQuery& query) override {
     return ReadRetiredRows<pb::Voucher>(query);
+  }
+
+  absl::StatusOr<std::vector<pb::AuditEvent>> ReadAudit(
+      const AuditQuery& query) override {
+    return ReadRetiredRows<pb::AuditEvent>(query);
   }
 
   absl::StatusOr<std::optional<Horizon>> ReadHorizon() override {
@@ -534,6 +545,7 @@ class SqliteStore final : public Store {
   std::unique_ptr<Statement> insert_row_ ABSL_GUARDED_BY(write_mu_);
   std::unique_ptr<Statement> insert_retired_ ABSL_GUARDED_BY(write_mu_);
   std::unique_ptr<Statement> insert_retired_voucher_ ABSL_GUARDED_BY(write_mu_);
+  std::unique_ptr<Statement> insert_audit_ ABSL_GUARDED_BY(write_mu_);
   // Where the last stored row ends.
   RowEnds ends_ ABSL_GUARDED_BY(write_mu_);
   bool resigned_ ABSL_GUARDED_BY(write_mu_) = false;
@@ -564,9 +576,10 @@ absl::Status Migrate(sqlite3* db) {
           : v == 5 ? Exec(db, internal::RetiredTableSql("TEXT", "BLOB").c_str())
           : v == 6
               ? Exec(db, internal::ArchiveTablesSql("TEXT", "BLOB").c_str())
-              : Exec(
-                    db,
-                    internal::RetiredVouchersTableSql("TEXT", "BLOB").c_str()));
+          : v == 7
+              ? Exec(db,
+                     internal::RetiredVouchersTableSql("TEXT", "BLOB").c_str())
+              : Exec(db, internal::AuditTableSql("TEXT", "BLOB").c_str()));
       return Exec(db, absl::StrCat("PRAGMA user_version = ", v + 1).c_str());
     }));
   }

@@ -13,7 +13,7 @@ namespace computevoucher::store {
 
 // The schema version this build writes; older data directories are migrated
 // on open, newer ones refused.
-inline constexpr int kSqliteSchemaVersion = 8;
+inline constexpr int kSqliteSchemaVersion = 9;
 
 // Opens `<data_dir>/scheduler.db`; read-write creates the directory and
 // takes an exclusive lock on `<data_dir>/LOCK`. Errors: NotFound (read-only and

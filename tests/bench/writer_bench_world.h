@@ -109,6 +109,10 @@ class TimedStore final : public store::Store {
       const store::RetiredVoucherQuery& query) override {
     return inner_.ReadRetiredVouchers(query);
   }
+  absl::StatusOr<std::vector<pb::AuditEvent>> ReadAudit(
+      const store::AuditQuery& query) override {
+    return inner_.ReadAudit(query);
+  }
   absl::StatusOr<std::optional<store::Horizon>> ReadHorizon() override {
     return inner_.ReadHorizon();
   }

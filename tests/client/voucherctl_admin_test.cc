@@ -25,6 +25,7 @@ namespace computevoucher {
 namespace {
 
 namespace pb = ::computevoucher::v1;
+using ::computevoucher::testing::Cny;
 using ::computevoucher::testing::ParseJson;
 using ::computevoucher::testing::Result;
 using ::computevoucher::testing::SimpleCsv;
@@ -34,24 +35,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string Cny(int64_t fen) {
-  return absl::StrFormat("%d.%02d", fen / 100, fen % 100);
-}
-
-class VoucherctlAdminTest : public VoucherctlTest {
- protected:
-  // The world, an allocation of E-000001 on hz-a with usage charged to
-  // PR-000001; sets `a` and returns the subsidy charged.
-  int64_t UseOnce(pb::Allocation& a) {
-    const std::string enterprise = BuildWorld();
-    const AgentClient agent = ApprovedCluster(36'000'000);
-    QuoteAllocateAndExtend(enterprise, a);
-    pb::UsageAck ack;
-    ReportUsage(agent, a, ack);
-    EXPECT_GT(ack.subsidy_fen(), 0);
-    return ack.subsidy_fen();
-  }
-};
+using VoucherctlAdminTest = VoucherctlTest;
 
 TEST_F(VoucherctlAdminTest, RecordsAPaymentToAProvider) {
   pb::Allocation a;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/config.h"
@@ -27,6 +28,10 @@ std::ostream& operator<<(std::ostream& os, const Result& r) {
   return os << "exit " << r.exit_code << "\nstdout:\n"
             << r.out << "stderr:\n"
             << r.err;
+}
+
+std::string Cny(int64_t fen) {
+  return absl::StrFormat("%d.%02d", fen / 100, fen % 100);
 }
 
 std::string Slurp(const std::string& path) {
@@ -183,6 +188,16 @@ std::string VoucherctlTest::BuildWorld() {
     voucher_prefix_ = issued.vouchers(0).voucher_id().substr(0, 7);
   }
   return CreateToken({"--role", "enterprise", "--enterprise", "E-000001"});
+}
+
+int64_t VoucherctlTest::UseOnce(pb::Allocation& a) {
+  const std::string enterprise = BuildWorld();
+  const AgentClient agent = ApprovedCluster(36'000'000);
+  QuoteAllocateAndExtend(enterprise, a);
+  pb::UsageAck ack;
+  ReportUsage(agent, a, ack);
+  EXPECT_GT(ack.subsidy_fen(), 0);
+  return ack.subsidy_fen();
 }
 
 std::string VoucherctlTest::CreateToken(std::vector<std::string> flags) {

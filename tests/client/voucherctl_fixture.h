@@ -37,6 +37,9 @@ std::ostream& operator<<(std::ostream& os, const Result& r);
 // The contents of the file at `path`; "" when it cannot be read.
 std::string Slurp(const std::string& path);
 
+// `fen` as voucherctl takes and CSV shows amounts: "12.34".
+std::string Cny(int64_t fen);
+
 // Splits CSV output without quoted fields into rows of fields.
 std::vector<std::vector<std::string>> SimpleCsv(const std::string& text);
 
@@ -89,6 +92,10 @@ class VoucherctlTest : public ::testing::Test {
   // a comma and quotes), vouchers from a CSV batch (E-000001: 1M and 50万;
   // E-000002: 200k). Returns E-000001's enterprise token.
   std::string BuildWorld();
+
+  // The world and an allocation of E-000001 on hz-a with usage charged to
+  // PR-000001; sets `a` and returns the subsidy charged.
+  int64_t UseOnce(pb::Allocation& a);
 
   // Creates a token with `flags`; returns its secret.
   std::string CreateToken(std::vector<std::string> flags);

@@ -77,6 +77,13 @@ check_run() {
   # Usage was charged: each balance shows a non-zero "Charged".
   [ "$(grep -Ec '^Charged: +0*[1-9][0-9]*\.[0-9]{2} CNY|^Charged: +0\.(0[1-9]|[1-9][0-9]) CNY' "$out")" -eq 2 ] ||
     fail "run $n: a balance shows nothing charged"
+  # Month-end: a usage report with its total, a payment, the audit log.
+  grep -Eq '^TOTAL +[0-9]+ ' "$out" || fail "run $n: no usage report total"
+  # (A second run pays only what was charged since the first.)
+  [ "$n" -gt 1 ] || grep -q '^== admin: voucherctl admin provider pay PR-' "$out" ||
+    fail "run $n: no payment recorded"
+  grep -Eq ' settle_provider +PR-' "$out" ||
+    fail "run $n: the audit log shows no payment"
   grep -q 'scripts/demo.sh stop' "$out" || fail "run $n: no stop instructions"
   grep -q "metrics" "$out" || fail "run $n: no metrics addresses"
   for c in scheduler hz-a sz-b; do

@@ -138,6 +138,10 @@ Labels With(Labels labels, const std::string& name, const std::string& value) {
   return labels;
 }
 
+Labels P1State(const std::string& state) {
+  return {{"program_id", "P-000001"}, {"state", state}};
+}
+
 class MetricsTest : public ApiTest {
  protected:
   void Configure(pb::SchedulerConfig& config) override {
@@ -264,9 +268,9 @@ class MetricsTest : public ApiTest {
 
   // Vouchers, applications and allocations by state, and the queue.
   void ExpectObjectCounts(const Samples& m) {
-    EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "active"}}), 3);
-    EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "revoked"}}), 0);
-    EXPECT_EQ(m.Get("computevoucher_applications", {{"state", "pending"}}), 0);
+    EXPECT_EQ(m.Get("computevoucher_vouchers", P1State("active")), 3);
+    EXPECT_EQ(m.Get("computevoucher_vouchers", P1State("revoked")), 0);
+    EXPECT_EQ(m.Get("computevoucher_applications", P1State("pending")), 0);
     EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "assigned"}}), 1);
     EXPECT_EQ(m.Get("computevoucher_allocations", {{"state", "ended"}}), 0);
     EXPECT_EQ(m.Get("computevoucher_allocation_queue_length"), 0);
@@ -301,10 +305,7 @@ class MetricsTest : public ApiTest {
         m.Get("computevoucher_enterprise_subsidy_fen_total",
               {{"program_id", "P-000001"}, {"enterprise_id", "E-000003"}}),
         subsidy_fen_);
-    EXPECT_EQ(
-        m.Get("computevoucher_usage_gpu_seconds_total",
-              {{"provider_id", "PR-000001"}, {"hardware_class", "domestic"}}),
-        3600);
+    EXPECT_EQ(m.Get("computevoucher_usage_gpu_seconds_total", money), 3600);
   }
 
   // Clusters and their GPUs, and the writer's figures.
@@ -430,8 +431,152 @@ TEST_F(MetricsTest, RetiredVouchersStayCounted) {
   ASSERT_TRUE(retired.has_retired_at());
 
   const Samples m = ScrapeSamples();
-  EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "expired"}}), 1);
-  EXPECT_EQ(m.Get("computevoucher_vouchers", {{"state", "active"}}), 0);
+  EXPECT_EQ(m.Get("computevoucher_vouchers", P1State("expired")), 1);
+  EXPECT_EQ(m.Get("computevoucher_vouchers", P1State("active")), 0);
+  // Retired, it still counts against the cap of its year.
+  EXPECT_EQ(m.Get("computevoucher_enterprise_cap_used_fen",
+                  {{"program_id", "P-000001"},
+                   {"enterprise_id", "E-000001"},
+                   {"year", "2025"}}),
+            100'00);
+}
+
+// Each enterprise's use of its annual cap, and what the program has
+// committed on vouchers but not spent, as the vouchers show it.
+TEST_F(MetricsTest, CapUsedAndCommitmentsFollowTheVouchers) {
+  ASSERT_NO_FATAL_FAILURE(IssueAllocateAndReport());
+  const Samples m = ScrapeSamples();
+  const Labels p1 = {{"program_id", "P-000001"}};
+  EXPECT_EQ(m.Get("computevoucher_program_enterprise_cap_fen", p1),
+            WorldProgram().enterprise_cap_fen());
+  const Labels e3 = {{"program_id", "P-000001"},
+                     {"enterprise_id", "E-000003"},
+                     {"year", "2025"}};
+  EXPECT_EQ(m.Get("computevoucher_enterprise_cap_used_fen", e3), 30'000'00);
+  EXPECT_EQ(m.Get("computevoucher_enterprise_cap_used_fen",
+                  With(e3, "enterprise_id", "E-000001")),
+            500'000'00);
+  EXPECT_FALSE(m.Get("computevoucher_enterprise_cap_used_fen",
+                     With(e3, "enterprise_id", "E-000002"))
+                   .has_value());
+
+  pb::AdminListVouchersRequest list;
+  pb::AdminListVouchersResponse listed;
+  ASSERT_TRUE(
+      admin_->ListVouchers(As(auditor_token_).get(), list, &listed).ok());
+  ASSERT_EQ(listed.vouchers_size(), 3);
+  int64_t available = 0;
+  for (const pb::Voucher& v : listed.vouchers()) available += v.available_fen();
+  const pb::Program program = Program("P-000001");
+  ASSERT_GT(program.held_fen(), 0);
+  EXPECT_EQ(m.Get("computevoucher_program_available_fen", p1), available);
+  EXPECT_EQ(available + program.held_fen() + subsidy_fen_, 530'000'00);
+  EXPECT_EQ(m.Get("computevoucher_program_end_timestamp_seconds", p1),
+            WorldProgram().valid_until().seconds());
+}
+
+// Vouchers that end within 7 and 30 days with money on them, as
+// `voucherctl admin report expiring` lists them: active or suspended ones,
+// not revoked or expired ones.
+TEST_F(MetricsTest, ExpiringVouchersCountWhatIsLeftOnThem) {
+  const absl::Time now = clock_.Now();
+  Issue("E-000001", 100'00, "P-000001", now + absl::Hours(5 * 24));
+  Issue("E-000001", 200'00, "P-000001", now + absl::Hours(20 * 24));
+  Issue("E-000001", 400'00, "P-000001", now + absl::Hours(40 * 24));
+  const pb::Voucher suspended =
+      Issue("E-000003", 800'00, "P-000001", now + absl::Hours(3 * 24));
+  const pb::Voucher revoked =
+      Issue("E-000003", 1600'00, "P-000001", now + absl::Hours(3 * 24));
+  pb::SuspendVoucherRequest suspend;
+  suspend.set_request_id(NextRequestId());
+  suspend.set_voucher_id(suspended.voucher_id());
+  suspend.set_reason("audit");
+  pb::Voucher out;
+  ASSERT_TRUE(
+      admin_->SuspendVoucher(As(admin_token_).get(), suspend, &out).ok());
+  pb::RevokeVoucherRequest revoke;
+  revoke.set_request_id(NextRequestId());
+  revoke.set_voucher_id(revoked.voucher_id());
+  revoke.set_reason("fraud");
+  ASSERT_TRUE(admin_->RevokeVoucher(As(admin_token_).get(), revoke, &out).ok());
+  const Labels in7 = {{"program_id", "P-000001"}, {"within", "7d"}};
+  const Labels in30 = With(in7, "within", "30d");
+  Samples m = ScrapeSamples();
+  EXPECT_EQ(m.Get("computevoucher_vouchers_expiring", in7), 2);
+  EXPECT_EQ(m.Get("computevoucher_vouchers_expiring_available_fen", in7),
+            900'00);
+  EXPECT_EQ(m.Get("computevoucher_vouchers_expiring", in30), 3);
+  EXPECT_EQ(m.Get("computevoucher_vouchers_expiring_available_fen", in30),
+            1100'00);
+
+  // Six days later the first two have expired.
+  clock_.Advance(absl::Hours(6 * 24));
+  server_->TickNow();
+  m = ScrapeSamples();
+  EXPECT_EQ(m.Get("computevoucher_vouchers_expiring", in7), 0);
+  EXPECT_EQ(m.Get("computevoucher_vouchers_expiring_available_fen", in7), 0);
+  EXPECT_EQ(m.Get("computevoucher_vouchers_expiring", in30), 1);
+  EXPECT_EQ(m.Get("computevoucher_vouchers_expiring_available_fen", in30),
+            200'00);
+}
+
+TEST_F(MetricsTest, PayableAndPaidFollowSettlement) {
+  ASSERT_NO_FATAL_FAILURE(IssueAllocateAndReport());
+  const Labels pr1 = {{"provider_id", "PR-000001"}};
+  const Labels pr2 = {{"provider_id", "PR-000002"}};
+  Samples m = ScrapeSamples();
+  EXPECT_EQ(m.Get("computevoucher_provider_payable_fen", pr1), subsidy_fen_);
+  EXPECT_EQ(m.Get("computevoucher_provider_paid_fen", pr1), 0);
+  EXPECT_EQ(m.Get("computevoucher_provider_payable_fen", pr2), 0);
+  EXPECT_EQ(m.Get("computevoucher_provider_paid_fen", pr2), 0);
+
+  pb::SettleProviderRequest settle;
+  settle.set_request_id(NextRequestId());
+  settle.set_provider_id("PR-000001");
+  settle.set_amount_fen(100);
+  settle.set_reference("bank 2025-0001");
+  pb::SettleProviderResponse settled;
+  ASSERT_TRUE(
+      admin_->SettleProvider(As(admin_token_).get(), settle, &settled).ok());
+  m = ScrapeSamples();
+  EXPECT_EQ(m.Get("computevoucher_provider_payable_fen", pr1),
+            subsidy_fen_ - 100);
+  EXPECT_EQ(m.Get("computevoucher_provider_paid_fen", pr1), 100);
+}
+
+// What idle allocations cost per hour, from the idle flag their agent
+// reports in heartbeats.
+TEST_F(MetricsTest, IdleSubsidyIsWhatIdleAllocationsAreCharged) {
+  Issue("E-000003", 100'000'00);
+  pb::Allocation a;
+  ASSERT_TRUE(Allocate(e3_token_, "910B", 2, &a).ok());
+  pb::Allocation busy;
+  ASSERT_TRUE(Allocate(e3_token_, "910B", 1, &busy).ok());
+  const Labels idle = {{"program_id", "P-000001"},
+                       {"provider_id", "PR-000001"}};
+  EXPECT_EQ(
+      ScrapeSamples().Get("computevoucher_idle_subsidy_fen_per_hour", idle), 0);
+
+  auto beat = [&](bool a_idle) {
+    pb::HeartbeatRequest r;
+    r.set_request_id(NextRequestId());
+    for (const pb::Allocation* x : {&a, &busy}) {
+      pb::ObservedAllocation* o = r.add_allocations();
+      o->set_allocation_id(x->allocation_id());
+      o->set_running(true);
+      o->set_idle(x == &a && a_idle);
+    }
+    pb::HeartbeatResponse desired;
+    ASSERT_TRUE(agent_->Heartbeat(As(hz_token_).get(), r, &desired).ok());
+  };
+  beat(true);
+  Samples m = ScrapeSamples();
+  // 2 GPUs × 1200 fen/GPU-hour × 30% (domestic; E-000003 is no SME).
+  EXPECT_EQ(m.Get("computevoucher_idle_subsidy_fen_per_hour", idle), 720);
+  EXPECT_EQ(m.Get("computevoucher_idle_allocations"), 1);
+  beat(false);
+  EXPECT_EQ(
+      ScrapeSamples().Get("computevoucher_idle_subsidy_fen_per_hour", idle), 0);
 }
 
 TEST_F(MetricsTest, AMalformedBodyIsTheClientsErrorNotTheServers) {

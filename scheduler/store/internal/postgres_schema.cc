@@ -94,6 +94,8 @@ CREATE TABLE snapshots (
     nullptr,
     // 6 -> 7: retired vouchers (RetiredVouchersTableSql).
     nullptr,
+    // 7 -> 8: the audit log (AuditTableSql).
+    nullptr,
 };
 constexpr int kKnownVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kKnownVersion == kPostgresSchemaVersion);
@@ -205,8 +207,9 @@ absl::Status MigrateLocked(PGconn* conn) {
         : v == 3                  ? ConvertToBatches(conn)
         : v == 4 ? Exec(conn, RetiredTableSql("text", "bytea").c_str(), what)
         : v == 5 ? Exec(conn, ArchiveTablesSql("text", "bytea").c_str(), what)
-                 : Exec(conn, RetiredVouchersTableSql("text", "bytea").c_str(),
-                        what);
+        : v == 6
+            ? Exec(conn, RetiredVouchersTableSql("text", "bytea").c_str(), what)
+            : Exec(conn, AuditTableSql("text", "bytea").c_str(), what);
     if (s.ok()) {
       s = Query(conn, "UPDATE schema_version SET version = $1::integer",
                 {int64_t{v + 1}}, what)

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/types/span.h"
 
 namespace computevoucher::store {
@@ -148,11 +149,18 @@ namespace {
 // The SELECT of the bodies of `table` (id column `id_column`) whose
 // columns equal the non-empty `filters`, retired in [from, until], with an
 // id after `after`, in id order.
+// The column of the time `from` and `until` bound, inclusive (retired
+// records) or not (audit events, applied in a period).
+struct TimeBounds {
+  const char* column = "retired_ns";
+  bool until_inclusive = true;
+};
+
 absl::StatusOr<RetiredSelect> SelectRetiredRows(
     absl::string_view table, absl::string_view id_column,
     absl::Span<const std::pair<const char*, const std::string*>> filters,
     const std::string& after, absl::Time from, absl::Time until, int limit,
-    char marker) {
+    char marker, TimeBounds bounds = {}) {
   if (limit < 1 || limit > 10'000) {
     return absl::InvalidArgumentError(
         absl::StrCat(table, ": limit must be 1..10000, got ", limit));
@@ -171,11 +179,12 @@ absl::StatusOr<RetiredSelect> SelectRetiredRows(
   }
   // Bound as text, like the others, and cast where compared.
   if (from != absl::InfinitePast()) {
-    absl::StrAppend(&out.sql, " AND retired_ns >= CAST(",
+    absl::StrAppend(&out.sql, " AND ", bounds.column, " >= CAST(",
                     placeholder(absl::StrCat(ClampNanos(from))), " AS BIGINT)");
   }
   if (until != absl::InfiniteFuture()) {
-    absl::StrAppend(&out.sql, " AND retired_ns <= CAST(",
+    absl::StrAppend(&out.sql, " AND ", bounds.column,
+                    bounds.until_inclusive ? " <= " : " < ", "CAST(",
                     placeholder(absl::StrCat(ClampNanos(until))),
                     " AS BIGINT)");
   }
@@ -208,6 +217,53 @@ absl::StatusOr<RetiredSelect> SelectRetired(const RetiredVoucherQuery& query,
   return SelectRetiredRows("retired_vouchers", "voucher_id", filters,
                            query.after_id, query.retired_from,
                            query.retired_until, query.limit, marker);
+}
+
+std::string AuditTableSql(absl::string_view text, absl::string_view blob) {
+  // Written with the command's batch, never updated; listed in log order,
+  // all or by token or object.
+  return absl::StrCat(R"sql(
+CREATE TABLE audit_log (
+  event_id  )sql",
+                      text, R"sql( PRIMARY KEY,  -- the sequence, 19 digits
+  token_id  )sql",
+                      text, R"sql( NOT NULL,     -- empty: the scheduler
+  object_id )sql",
+                      text, R"sql( NOT NULL,
+  method    )sql",
+                      text, R"sql( NOT NULL,     -- e.g. issue_voucher
+  time_ns   bigint NOT NULL,  -- applied at, Unix nanoseconds (UTC)
+  body      )sql",
+                      blob, R"sql( NOT NULL      -- computevoucher.v1.AuditEvent
+);
+CREATE INDEX audit_by_token ON audit_log (token_id, event_id);
+CREATE INDEX audit_by_object ON audit_log (object_id, event_id);
+)sql");
+}
+
+std::string AuditId(int64_t sequence) {
+  return absl::StrFormat("%019d", sequence);
+}
+
+std::vector<RetiredRow> AuditRowsOf(const Batch& batch) {
+  std::vector<RetiredRow> rows;
+  rows.reserve(batch.audit.size());
+  for (const pb::AuditEvent& e : batch.audit) {
+    rows.push_back(RetiredRow{{AuditId(e.sequence()), e.principal().token_id(),
+                               e.object_id(), e.method()},
+                              NanosOf(e.time()),
+                              e.SerializeAsString()});
+  }
+  return rows;
+}
+
+absl::StatusOr<RetiredSelect> SelectRetired(const AuditQuery& query,
+                                            char marker) {
+  const std::pair<const char*, const std::string*> filters[] = {
+      {"token_id", &query.token_id}, {"object_id", &query.object_id}};
+  return SelectRetiredRows("audit_log", "event_id", filters,
+                           AuditId(query.after), query.from, query.until,
+                           query.limit, marker, TimeBounds{"time_ns", false});
 }
 
 std::string ArchiveTablesSql(absl::string_view text, absl::string_view blob) {

@@ -84,6 +84,18 @@ absl::StatusOr<Message> ParseRetired(absl::string_view body) {
   return m;
 }
 
+// The audit log's table (RetiredRecords::ReadAudit), the same way. Its id
+// is the command's sequence zero-padded to 19 digits, so that its text
+// order is log order and its rows share the retired tables' shape.
+std::string AuditTableSql(absl::string_view text, absl::string_view blob);
+// AuditTableSql's id of command `sequence`.
+std::string AuditId(int64_t sequence);
+// The rows of `batch`'s audit events.
+std::vector<RetiredRow> AuditRowsOf(const Batch& batch);
+// ReadAudit's SELECT.
+absl::StatusOr<RetiredSelect> SelectRetired(const AuditQuery& query,
+                                            char marker);
+
 // The tables of archived history (ArchivedHistory), the same on both
 // stores but for the SQL types.
 std::string ArchiveTablesSql(absl::string_view text, absl::string_view blob);

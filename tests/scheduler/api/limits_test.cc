@@ -95,6 +95,15 @@ const std::map<std::string, std::string>& Baselines() {
       {"AdminService.GetSettlement",
        R"(provider_id: "PR-000001" period_start { seconds: 1740758400 }
           period_end { seconds: 1740844800 })"},
+      {"AdminService.GetUsageReport",
+       R"(period_start { seconds: 1740758400 } period_end { seconds: 1740844800 }
+          group_by: REPORT_GROUP_ENTERPRISE program_id: "P-000001"
+          enterprise_id: "E-000001" provider_id: "PR-000001")"},
+      {"AdminService.GetCapUse",
+       R"(program_id: "P-000001" enterprise_id: "E-000001")"},
+      {"AdminService.ListExpiringVouchers",
+       R"(within_days: 30 program_id: "P-000001" enterprise_id: "E-000001")"},
+      {"AdminService.ListAudit", R"(token_id: "$T" object_id: "$V")"},
       {"AdminService.SettleProvider",
        R"(request_id: "r" provider_id: "PR-000001" amount_fen: 1
           reference: "bank")"},
@@ -195,6 +204,9 @@ void Oversize(Message& request, const Target& target, bool count) {
         }
         case FieldDescriptor::CPPTYPE_INT32:
           r->AddInt32(m, f, n % 8);
+          break;
+        case FieldDescriptor::CPPTYPE_ENUM:
+          r->AddEnumValue(m, f, n % 8);
           break;
         default:
           FAIL() << target.name << ": add a case for this element type";

@@ -109,6 +109,13 @@ class PermissionsTest : public ApiTest {
                 pb::VerifyJournalResponse, A, U),
         CV_READ(admin_, ListJournal, pb::ListJournalRequest,
                 pb::ListJournalResponse, A, U),
+        CV_READ(admin_, GetUsageReport, pb::UsageReportRequest, pb::UsageReport,
+                A, U),
+        CV_READ(admin_, GetCapUse, pb::GetCapUseRequest, pb::CapUse, A, U),
+        CV_READ(admin_, ListExpiringVouchers, pb::ListExpiringVouchersRequest,
+                pb::ListExpiringVouchersResponse, A, U),
+        CV_READ(admin_, ListAudit, pb::ListAuditRequest, pb::ListAuditResponse,
+                A, U),
         CV_WRITE(enterprise_, Apply, pb::ApplyRequest, pb::Application, E),
         CV_READ(enterprise_, ListApplications, pb::ListMyApplicationsRequest,
                 pb::ListMyApplicationsResponse, E, A, U),
@@ -132,6 +139,7 @@ class PermissionsTest : public ApiTest {
                 pb::ListUsageResponse, E, A, U),
         CV_READ(enterprise_, GetStatement, pb::GetStatementRequest,
                 pb::Statement, E, A, U),
+        CV_READ(enterprise_, WhoAmI, pb::WhoAmIRequest, pb::Token, E, A, U, G),
         CV_WRITE(agent_, Register, pb::RegisterRequest, pb::RegisterResponse,
                  G),
         CV_WRITE(agent_, Heartbeat, pb::HeartbeatRequest, pb::HeartbeatResponse,
@@ -169,7 +177,7 @@ TEST_F(PermissionsTest, EveryRpcChecksTheRole) {
       {"agent", hz_token_, pb::ROLE_AGENT},
   };
   const std::vector<Rpc> rpcs = AllRpcs();
-  ASSERT_EQ(rpcs.size(), 31u + 13u + 3u);
+  ASSERT_EQ(rpcs.size(), 35u + 14u + 3u);
   for (const Rpc& rpc : rpcs) {
     for (const auto& caller : callers) {
       SCOPED_TRACE(absl::StrCat(rpc.name, " as ", caller.name));
@@ -582,6 +590,72 @@ TEST_F(PermissionsTest, AuditorsReadButNeverWrite) {
       admin_->VerifyJournal(As(auditor_token_).get(), verify, &report).ok());
   EXPECT_TRUE(report.ok());
   EXPECT_GT(report.entries(), 0);
+}
+
+// Tokens (issue 16): one past its expiry is refused like a revoked one;
+// the leader's tick records a token's use at most once a minute; a
+// revocation records when and by whom.
+TEST_F(PermissionsTest, TokensExpireAndRecordTheirUse) {
+  BuildWorld();
+  pb::CreateTokenRequest r;
+  r.set_request_id(NextRequestId());
+  r.set_role(pb::ROLE_AUDITOR);
+  r.set_description("visiting auditor");
+  *r.mutable_expires_at() = ToProto(clock_.Now() + absl::Hours(2));
+  pb::CreateTokenResponse created;
+  ASSERT_TRUE(admin_->CreateToken(As(admin_token_).get(), r, &created).ok());
+  auto whoami = [&](const std::string& token, pb::Token* out) {
+    return enterprise_->WhoAmI(As(token).get(), pb::WhoAmIRequest(), out);
+  };
+  pb::Token me;
+  ASSERT_TRUE(whoami(created.secret(), &me).ok());
+  EXPECT_EQ(me.token_id(), created.token().token_id());
+  EXPECT_EQ(me.description(), "visiting auditor");
+  EXPECT_FALSE(me.has_last_used_at());
+
+  // The tick records the use, with the time of the call.
+  const absl::Time used_at = clock_.Now();
+  clock_.Advance(absl::Seconds(5));
+  server_->TickNow();
+  ASSERT_TRUE(whoami(created.secret(), &me).ok());
+  EXPECT_EQ(me.last_used_at().seconds(), absl::ToUnixSeconds(used_at));
+  // Within the minute, a use is not recorded again.
+  clock_.Advance(absl::Seconds(30));
+  server_->TickNow();
+  ASSERT_TRUE(whoami(created.secret(), &me).ok());
+  EXPECT_EQ(me.last_used_at().seconds(), absl::ToUnixSeconds(used_at));
+  clock_.Advance(absl::Minutes(2));
+  ASSERT_TRUE(whoami(created.secret(), &me).ok());
+  const absl::Time later = clock_.Now();
+  server_->TickNow();
+  ASSERT_TRUE(whoami(created.secret(), &me).ok());
+  EXPECT_EQ(me.last_used_at().seconds(), absl::ToUnixSeconds(later));
+
+  // Past its expiry: refused, saying so.
+  clock_.Advance(absl::Hours(2));
+  const grpc::Status expired = whoami(created.secret(), &me);
+  EXPECT_EQ(expired.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(expired.error_message(), HasSubstr("expired at"));
+  // An expiry not in the future is refused.
+  r.set_request_id(NextRequestId());
+  *r.mutable_expires_at() = ToProto(clock_.Now());
+  const grpc::Status past =
+      admin_->CreateToken(As(admin_token_).get(), r, &created);
+  EXPECT_EQ(past.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(past.error_message(), HasSubstr("expires_at"));
+
+  // A revocation says when and by which token.
+  pb::Token admin;
+  ASSERT_TRUE(whoami(admin_token_, &admin).ok());
+  pb::RevokeTokenRequest revoke;
+  revoke.set_request_id(NextRequestId());
+  revoke.set_token_id(me.token_id());
+  pb::Token revoked;
+  ASSERT_TRUE(
+      admin_->RevokeToken(As(admin_token_).get(), revoke, &revoked).ok());
+  EXPECT_TRUE(revoked.revoked());
+  EXPECT_EQ(revoked.revoked_at().seconds(), absl::ToUnixSeconds(clock_.Now()));
+  EXPECT_EQ(revoked.revoked_by(), admin.token_id());
 }
 
 }  // namespace

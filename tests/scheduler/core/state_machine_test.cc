@@ -715,3 +715,71 @@ TEST_F(StateMachineTest, ReplayingTheLogRebuildsTheSameState) {
 
 }  // namespace
 }  // namespace computevoucher::core
+
+namespace computevoucher::core {
+namespace {
+
+// Tokens' revocations and uses (issue 16): a revocation logged before
+// they were recorded replays as before, a recorded one says when and by
+// whom, and a tick records uses only forwards in time and for known tokens.
+TEST_F(StateMachineTest, TokensRecordRevocationsAndUses) {
+  auto create = [&](const std::string& id) {
+    pb::Command c = NewCommand(AdminPrincipal(), id);
+    c.mutable_create_token()->mutable_request()->set_role(pb::ROLE_AUDITOR);
+    c.mutable_create_token()->set_secret_sha256(std::string(31, 'a') + id[0]);
+    return driver_.Call<pb::CreateTokenResponse>(c)->token().token_id();
+  };
+  const std::string old_style = create("1");
+  const std::string recorded = create("2");
+  pb::Command revoke = NewCommand(AdminPrincipal(), "revoke-1");
+  revoke.mutable_revoke_token()->set_token_id(old_style);
+  const absl::StatusOr<pb::Token> before = driver_.Call<pb::Token>(revoke);
+  ASSERT_THAT(before.status(), IsOk());
+  EXPECT_TRUE(before->revoked());
+  EXPECT_FALSE(before->has_revoked_at());
+  EXPECT_EQ(before->revoked_by(), "");
+
+  pb::Command stamped = NewCommand(AdminPrincipal(), "revoke-2");
+  stamped.mutable_principal()->set_peer("ipv4:10.0.0.5:4242");
+  stamped.mutable_revoke_token_recorded()->mutable_request()->set_token_id(
+      recorded);
+  const absl::StatusOr<pb::Token> now = driver_.Call<pb::Token>(stamped);
+  ASSERT_THAT(now.status(), IsOk());
+  EXPECT_EQ(now->revoked_at().seconds(), absl::ToUnixSeconds(driver_.now()));
+  EXPECT_EQ(now->revoked_by(), AdminPrincipal().token_id());
+  // A retry over another connection is the same request.
+  stamped.mutable_principal()->set_peer("ipv4:10.0.0.5:5151");
+  EXPECT_THAT(driver_.Apply(stamped).status(), IsOk());
+
+  // Uses: unknown tokens and times after the tick are passed over; an
+  // older use never replaces a newer one.
+  const absl::Time t0 = driver_.now();
+  driver_.Advance(absl::Minutes(5));
+  auto tick = [&](std::vector<std::pair<std::string, absl::Time>> uses) {
+    pb::Command c = NewCommand(pb::Principal(), "");
+    c.mutable_tick()->set_usage_grace_s(300);
+    for (const auto& [id, at] : uses) {
+      pb::TokenUse* use = c.mutable_tick()->add_token_uses();
+      use->set_token_id(id);
+      *use->mutable_at() = ToProto(at);
+    }
+    return driver_.Apply(c);
+  };
+  ASSERT_THAT(tick({{recorded, t0 + absl::Minutes(2)},
+                    {"TK-999999", t0},
+                    {old_style, driver_.now() + absl::Minutes(1)}})
+                  .status(),
+              IsOk());
+  EXPECT_EQ(state_.tokens().at(recorded).last_used_at().seconds(),
+            absl::ToUnixSeconds(t0 + absl::Minutes(2)));
+  EXPECT_FALSE(state_.tokens().at(old_style).has_last_used_at());
+  EXPECT_FALSE(state_.tokens().contains("TK-999999"));
+  const absl::StatusOr<Outcome> stale = tick({{recorded, t0}});
+  ASSERT_THAT(stale.status(), IsOk());
+  EXPECT_FALSE(stale->changed);
+  EXPECT_EQ(state_.tokens().at(recorded).last_used_at().seconds(),
+            absl::ToUnixSeconds(t0 + absl::Minutes(2)));
+}
+
+}  // namespace
+}  // namespace computevoucher::core

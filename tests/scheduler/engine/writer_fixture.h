@@ -173,6 +173,11 @@ class FaultyStore final : public Store {
     RETURN_IF_ERROR(ReadFault());
     return base_->ReadRetiredVouchers(query);
   }
+  absl::StatusOr<std::vector<pb::AuditEvent>> ReadAudit(
+      const store::AuditQuery& query) override {
+    RETURN_IF_ERROR(ReadFault());
+    return base_->ReadAudit(query);
+  }
   absl::StatusOr<std::optional<store::Horizon>> ReadHorizon() override {
     RETURN_IF_ERROR(ReadFault());
     return base_->ReadHorizon();

@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/reports/journal.h"
+#include "scheduler/reports/office.h"
 #include "scheduler/reports/usage.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/world.h"
@@ -221,6 +222,92 @@ TEST_F(ReportsTest, SettlementGroupsByProviderAndNamesTheJournalPosition) {
   request.set_provider_id("PR-999999");
   EXPECT_THAT(Settlement(sources_, request),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("PR-999999")));
+}
+
+TEST_F(ReportsTest, AUsageReportGroupsAsAskedAndTotals) {
+  AddUsage(mine_, absl::Minutes(10), 600'000, 334, 100);
+  AddUsage(mine_, absl::Hours(24 * 40), 600'000, 333, 100);  // in April
+  AddUsage(theirs_, absl::Minutes(10), 600'000, 300, 90);
+  pb::UsageReportRequest r;
+  *r.mutable_period_start() = ToProto(testing::WorldStart());
+  *r.mutable_period_end() =
+      ToProto(testing::WorldStart() + absl::Hours(24 * 61));
+  r.add_group_by(pb::REPORT_GROUP_SME);
+  r.add_group_by(pb::REPORT_GROUP_MONTH);
+  ASSERT_OK_AND_ASSIGN(const pb::UsageReport by_month,
+                       UsageReport(sources_, r));
+  ASSERT_EQ(by_month.rows_size(), 3);
+  // Sorted by the groups in order: not SME before SME, then by month.
+  EXPECT_FALSE(by_month.rows(0).sme());
+  EXPECT_EQ(by_month.rows(0).month(), "2025-03");
+  EXPECT_EQ(by_month.rows(0).amounts().cost_fen(), 334);
+  EXPECT_FALSE(by_month.rows(1).sme());
+  EXPECT_EQ(by_month.rows(1).month(), "2025-04");
+  EXPECT_TRUE(by_month.rows(2).sme());
+  EXPECT_EQ(by_month.rows(2).amounts().subsidy_fen(), 90);
+  EXPECT_EQ(by_month.rows(2).amounts().self_pay_fen(), 210);
+  EXPECT_EQ(by_month.rows(2).enterprise_id(), "");  // not a group
+  EXPECT_EQ(by_month.total().records(), 3);
+  EXPECT_EQ(by_month.total().gpu_ms(), 1'800'000);
+  EXPECT_EQ(by_month.total().amounts().cost_fen(), 967);
+  EXPECT_EQ(by_month.journal_sequence(), 42);
+
+  // By enterprise, with names and credit codes; only one enterprise's.
+  r.clear_group_by();
+  r.add_group_by(pb::REPORT_GROUP_ENTERPRISE);
+  r.set_enterprise_id("E-000002");
+  ASSERT_OK_AND_ASSIGN(const pb::UsageReport theirs, UsageReport(sources_, r));
+  ASSERT_EQ(theirs.rows_size(), 1);
+  EXPECT_EQ(theirs.rows(0).enterprise_id(), "E-000002");
+  EXPECT_EQ(theirs.rows(0).enterprise_name(), "福州灵巧手算法有限公司");
+  EXPECT_EQ(theirs.rows(0).enterprise_credit_code(), "91350100M000100Y43");
+  EXPECT_EQ(theirs.total().amounts().cost_fen(), 300);
+
+  r.add_group_by(pb::REPORT_GROUP_ENTERPRISE);
+  EXPECT_THAT(
+      UsageReport(sources_, r),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("given twice")));
+  r.clear_group_by();
+  r.add_group_by(static_cast<pb::ReportGroup>(99));
+  EXPECT_THAT(
+      UsageReport(sources_, r),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("group_by: 99")));
+}
+
+TEST_F(ReportsTest, ExpiringVouchersComeInPagesWithTotalsOverAll) {
+  ASSERT_THAT(driver_.Issue("P-000001", "E-000003", 500), IsOk());
+  pb::ListExpiringVouchersRequest r;
+  r.set_within_days(3660);  // every voucher ends with the program
+  r.mutable_page()->set_page_size(2);
+  ASSERT_OK_AND_ASSIGN(const pb::ListExpiringVouchersResponse first,
+                       ExpiringVouchers(state_, r));
+  ASSERT_EQ(first.vouchers_size(), 2);
+  EXPECT_EQ(first.total_vouchers(), 3);
+  EXPECT_EQ(first.total_available_fen(),
+            1'000'000 * 2 + 500 - mine_.held_fen() - theirs_.held_fen());
+  ASSERT_FALSE(first.next_page_token().empty());
+  r.mutable_page()->set_page_token(first.next_page_token());
+  ASSERT_OK_AND_ASSIGN(const pb::ListExpiringVouchersResponse second,
+                       ExpiringVouchers(state_, r));
+  ASSERT_EQ(second.vouchers_size(), 1);
+  EXPECT_EQ(second.vouchers(0).enterprise_id(), "E-000003");
+  EXPECT_EQ(second.total_vouchers(), 3);
+  EXPECT_TRUE(second.next_page_token().empty());
+  // Within a day, none ends.
+  r.clear_page();
+  r.set_within_days(1);
+  ASSERT_OK_AND_ASSIGN(const pb::ListExpiringVouchersResponse none,
+                       ExpiringVouchers(state_, r));
+  EXPECT_EQ(none.total_vouchers(), 0);
+  r.set_within_days(0);
+  EXPECT_THAT(
+      ExpiringVouchers(state_, r),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("within_days")));
+  r.set_within_days(30);
+  r.mutable_page()->set_page_token("garbage");
+  EXPECT_THAT(
+      ExpiringVouchers(state_, r),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
 }
 
 TEST_F(ReportsTest, UsagePagesContinueAndHideOtherEnterprisesAllocations) {

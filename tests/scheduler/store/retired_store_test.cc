@@ -208,6 +208,74 @@ TEST_P(RetiredStoreTest, RetiredVouchersAreStoredWithTheirBatchAndListed) {
   EXPECT_THAT(ids(by_id), IsOkAndHolds(IsEmpty()));
 }
 
+// An audit event of command `sequence`, applied `minutes` after a fixed
+// instant.
+pb::AuditEvent Event(int64_t sequence, const std::string& token,
+                     const std::string& object, int minutes) {
+  pb::AuditEvent e;
+  e.set_sequence(sequence);
+  *e.mutable_time() =
+      ToProto(absl::FromUnixSeconds(1'780'000'000) + absl::Minutes(minutes));
+  e.mutable_principal()->set_role(pb::ROLE_ADMIN);
+  e.mutable_principal()->set_token_id(token);
+  e.mutable_principal()->set_peer("ipv4:127.0.0.1:5000");
+  e.set_method("suspend_voucher");
+  e.set_object_id(object);
+  return e;
+}
+
+std::vector<int64_t> Sequences(const std::vector<pb::AuditEvent>& events) {
+  std::vector<int64_t> out;
+  for (const pb::AuditEvent& e : events) out.push_back(e.sequence());
+  return out;
+}
+
+TEST_P(RetiredStoreTest, AuditEventsAreStoredWithTheirBatchAndListed) {
+  const std::vector<Batch> batches = PerCommandBatches(history_);
+  ASSERT_GE(batches.size(), 3u);
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  // Sequence 9 and 10 sort after 2 as numbers, not as text.
+  Batch first = batches[0];
+  first.audit = {Event(2, "TK-1", "CV-1", 0), Event(9, "TK-2", "CV-2", 1)};
+  ASSERT_THAT(store->Append(first), IsOk());
+  Batch second = batches[1];
+  second.audit = {Event(10, "TK-1", "CV-2", 2)};
+  ASSERT_THAT(store->Append(second), IsOk());
+
+  auto read = [&](AuditQuery q) { return store->ReadAudit(q); };
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::AuditEvent> all, read({}));
+  ExpectSameMessages(all, std::vector<pb::AuditEvent>{
+                              first.audit[0], first.audit[1], second.audit[0]});
+  AuditQuery by_token;
+  by_token.token_id = "TK-1";
+  EXPECT_THAT(read(by_token), IsOkAndHolds(::testing::ResultOf(
+                                  Sequences, ::testing::ElementsAre(2, 10))));
+  AuditQuery by_object;
+  by_object.object_id = "CV-2";
+  by_object.after = 9;
+  EXPECT_THAT(read(by_object), IsOkAndHolds(::testing::ResultOf(
+                                   Sequences, ::testing::ElementsAre(10))));
+  // A period is [from, until).
+  AuditQuery period;
+  period.from = absl::FromUnixSeconds(1'780'000'000) + absl::Minutes(1);
+  period.until = period.from + absl::Minutes(1);
+  EXPECT_THAT(read(period), IsOkAndHolds(::testing::ResultOf(
+                                Sequences, ::testing::ElementsAre(9))));
+  AuditQuery page;
+  page.limit = 2;
+  EXPECT_THAT(read(page), IsOkAndHolds(::testing::ResultOf(
+                              Sequences, ::testing::ElementsAre(2, 9))));
+
+  // A batch repeating an event fails whole.
+  Batch third = batches[2];
+  third.audit = {Event(11, "TK-1", "CV-3", 3), Event(10, "TK-1", "CV-2", 2)};
+  EXPECT_FALSE(store->Append(third).ok());
+  AuditQuery of_third;
+  of_third.object_id = "CV-3";
+  EXPECT_THAT(read(of_third), IsOkAndHolds(IsEmpty()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, RetiredStoreTest,
                          ::testing::ValuesIn(StoreBackendNames()),
                          [](const ::testing::TestParamInfo<std::string>& info) {

@@ -105,6 +105,7 @@ DROP TABLE retired_allocations;
 DROP TABLE archive_horizon;
 DROP TABLE usage_days;
 DROP TABLE retired_vouchers;
+DROP TABLE audit_log;
 CREATE TABLE commands (seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL,
   request_id TEXT NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL);
 CREATE TABLE journal (seq INTEGER PRIMARY KEY, command_seq INTEGER NOT NULL,
@@ -291,6 +292,7 @@ DROP TABLE retired_allocations;
 DROP TABLE archive_horizon;
 DROP TABLE usage_days;
 DROP TABLE retired_vouchers;
+DROP TABLE audit_log;
 CREATE TABLE commands (seq bigint PRIMARY KEY, time_ns bigint NOT NULL,
   request_id text NOT NULL, kind text NOT NULL, body bytea NOT NULL);
 CREATE TABLE journal (seq bigint PRIMARY KEY, command_seq bigint NOT NULL,

@@ -54,7 +54,7 @@ std::vector<Batch> PerCommandBatches(const History& history) {
 }
 
 Batch WholeBatch(const History& history) {
-  return Batch{history.commands, history.entries, {}, {}, {}};
+  return Batch{history.commands, history.entries, {}, {}, {}, {}};
 }
 
 std::vector<Batch> UsageBatches(const History& history, absl::Time base) {
