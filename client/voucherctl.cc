@@ -24,6 +24,7 @@ absl::Status CheckGlobals(const Args& args) {
       return absl::InvalidArgumentError(
           "--encoding: applies to CSV only; add -o csv");
     }
+    if (args.Value("encoding") == "gb18030") RETURN_IF_ERROR(CheckGb18030());
   }
   if (args.Has("request-id")) {
     const absl::Status s = CheckRequestId(args.Value("request-id"));

@@ -70,6 +70,7 @@ int RunVerify(const computevoucher::v1::SchedulerConfig& config,
       << "usage records:     " << report->usage_records << "\n"
       << "retired allocations: " << report->retired_allocations << "\n"
       << "retired vouchers:  " << report->retired_vouchers << "\n"
+      << "audit events:      " << report->audit_events << "\n"
       << "last hash:         " << ToHex(report->last_hash) << "\n"
       << "snapshots checked: " << report->snapshots_checked << "\n";
   for (const auto& [id, program] : state.programs()) {

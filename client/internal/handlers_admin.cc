@@ -496,6 +496,10 @@ absl::Status TokenCreate(Context& c) {
   r.set_description(a.Value("description"));
   if (a.Has("expires")) {
     ASSIGN_OR_RETURN(const absl::CivilDay last, a.Date("expires"));
+    if (EndOfDay(last) <= absl::Now()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--expires: ", a.Value("expires"), " has ended; give a later day"));
+    }
     *r.mutable_expires_at() = ToProto(EndOfDay(last));
   }
   pb::CreateTokenResponse created;

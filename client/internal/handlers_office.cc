@@ -121,7 +121,7 @@ absl::Status ReportUsage(Context& c) {
   RETURN_IF_ERROR(c.args.OptionalId("provider", r.mutable_provider_id()));
   pb::UsageReport report;
   RETURN_IF_ERROR(c.server.Call(&Stub::GetUsageReport, r, &report));
-  c.printer.Print(UsageReportView(report));
+  c.printer.Print(UsageReportView(report, c.printer.format() != Format::kCsv));
   return absl::OkStatus();
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -293,9 +294,16 @@ void Printer::PrintCsv(const View& view) {
   std::vector<std::string> keys;
   for (const Column& column : view.columns) keys.push_back(column.key);
   std::string text = absl::StrCat(CsvLine(keys), "\r\n");
+  // The encodings for spreadsheets get text cells as spreadsheets must
+  // read them.
+  const bool spreadsheet = encoding_ != Encoding::kUtf8;
   for (const std::vector<Cell>& row : view.rows) {
     std::vector<std::string> fields;
-    for (const Cell& cell : row) fields.push_back(Text(cell, true));
+    for (const Cell& cell : row) {
+      fields.push_back(spreadsheet && std::holds_alternative<std::string>(cell)
+                           ? SpreadsheetText(std::get<std::string>(cell))
+                           : Text(cell, true));
+    }
     absl::StrAppend(&text, CsvLine(fields), "\r\n");
   }
   switch (encoding_) {
@@ -323,27 +331,56 @@ Encoding EncodingFromWord(absl::string_view word) {
   return Encoding::kUtf8;
 }
 
+absl::Status CheckGb18030() {
+  iconv_t cd = iconv_open("GB18030", "UTF-8");
+  if (cd == reinterpret_cast<iconv_t>(-1)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--encoding gb18030: this system cannot convert to GB18030 (",
+        std::strerror(errno), "); install the C library's gconv modules"));
+  }
+  iconv_close(cd);
+  return absl::OkStatus();
+}
+
 std::string ToGb18030(absl::string_view utf8) {
   iconv_t cd = iconv_open("GB18030", "UTF-8");
   if (cd == reinterpret_cast<iconv_t>(-1)) return std::string(utf8);
   std::string out;
-  // GB18030 takes at most 4 bytes per character, as UTF-8 does.
-  std::string buffer(utf8.size() * 4 / 3 + 16, '\0');
+  std::string buffer(4096, '\0');
   char* in = const_cast<char*>(utf8.data());
   size_t in_left = utf8.size();
   while (in_left > 0) {
     char* next = buffer.data();
     size_t room = buffer.size();
     const size_t rc = iconv(cd, &in, &in_left, &next, &room);
+    const int error = errno;
     out.append(buffer.data(), next - buffer.data());
-    if (rc == static_cast<size_t>(-1) && errno != E2BIG) {
-      out.push_back('?');  // malformed or truncated: skip one byte
+    // E2BIG: the buffer is full, go on; otherwise a malformed or truncated
+    // sequence: one '?' for its first byte.
+    if (rc == static_cast<size_t>(-1) && error != E2BIG) {
+      out.push_back('?');
       ++in;
       --in_left;
     }
   }
   iconv_close(cd);
   return out;
+}
+
+std::string SpreadsheetText(const std::string& text) {
+  // All digits (a credit code with no letter, an id) or a month or date:
+  // a formula that yields the text keeps its digits and form.
+  const bool numeric_looking =
+      !text.empty() &&
+      absl::ascii_isdigit(static_cast<unsigned char>(text[0])) &&
+      text.find_first_not_of("0123456789-./:") == std::string::npos;
+  if (numeric_looking) return absl::StrCat("=\"", text, "\"");
+  // Text others wrote that a spreadsheet would run as a formula.
+  if (!text.empty() && (text[0] == '=' || text[0] == '+' || text[0] == '@' ||
+                        (text[0] == '-' && text.size() > 1))) {
+    return absl::StrCat("'", text);
+  }
+  return text;
 }
 
 void Printer::PrintJson(const google::protobuf::Message& message,

@@ -35,6 +35,15 @@ Encoding EncodingFromWord(absl::string_view word);
 // `utf8` in GB18030, which encodes every Unicode character; a malformed
 // UTF-8 byte becomes '?'.
 std::string ToGb18030(absl::string_view utf8);
+// FailedPrecondition when this system cannot convert to GB18030 (no gconv
+// modules), so that --encoding gb18030 never writes UTF-8 silently.
+absl::Status CheckGb18030();
+
+// A text cell as CSV for spreadsheets gives it: one that looks like a
+// number or date (a credit code of digits, "2026-11") as ="…", so that
+// its digits stay; one a spreadsheet would run as a formula (=, +, @, -)
+// with a leading '.
+std::string SpreadsheetText(const std::string& text);
 
 // An amount in fen: "1234.56 CNY" in tables, "1234.56" in CSV.
 struct Money {

@@ -298,8 +298,8 @@ const std::vector<Field<pb::Token>>& TokenFields() {
       {{"CREATED", "created_at"}, true, CV_CELL(x.created_at())},
       {{"EXPIRES", "expires_at"}, true, CV_CELL(x.expires_at())},
       {{"LAST USED", "last_used_at"}, true, CV_CELL(x.last_used_at())},
-      {{"REVOKED AT", "revoked_at"}, false, CV_CELL(x.revoked_at())},
-      {{"REVOKED BY", "revoked_by"}, false, CV_CELL(OrDash(x.revoked_by()))},
+      {{"REVOKED AT", "revoked_at"}, true, CV_CELL(x.revoked_at())},
+      {{"REVOKED BY", "revoked_by"}, true, CV_CELL(OrDash(x.revoked_by()))},
   };
   return *kFields;
 }
@@ -499,6 +499,11 @@ View SettlementView(const pb::Settlement& settlement) {
   return view;
 }
 
+// A cap figure, or "no cap" for a program without one.
+Cell CapCell(const pb::CapUseLine& line, Cell figure) {
+  return line.cap_fen() == 0 ? Cell(std::string("no cap")) : figure;
+}
+
 const std::vector<Field<pb::CapUseLine>>& CapUseFields() {
   using T = pb::CapUseLine;
   static const auto* const kFields = new std::vector<Field<T>>{
@@ -510,9 +515,13 @@ const std::vector<Field<pb::CapUseLine>>& CapUseFields() {
        true,
        CV_CELL(x.enterprise_credit_code())},
       {{"ISSUED", "issued_cny"}, true, CV_CELL(Money{x.issued_fen()})},
-      {{"CAP", "cap_cny"}, true, CV_CELL(Money{x.cap_fen()})},
-      {{"REMAINING", "remaining_cny"}, true, CV_CELL(Money{x.remaining_fen()})},
-      {{"USED", "used_percent"}, true, CV_CELL(FormatPercent(x.used_bp()))},
+      {{"CAP", "cap_cny"}, true, CV_CELL(CapCell(x, Money{x.cap_fen()}))},
+      {{"REMAINING", "remaining_cny"},
+       true,
+       CV_CELL(CapCell(x, Money{x.remaining_fen()}))},
+      {{"USED", "used_percent"},
+       true,
+       CV_CELL(CapCell(x, FormatPercent(x.used_bp())))},
   };
   return *kFields;
 }
@@ -530,7 +539,7 @@ const std::vector<Field<pb::AuditEvent>>& AuditFields() {
       {{"PEER", "peer"}, true, CV_CELL(OrDash(x.principal().peer()))},
       {{"METHOD", "method"}, true, CV_CELL(x.method())},
       {{"OBJECT", "object_id"}, true, CV_CELL(OrDash(x.object_id()))},
-      {{"REQUEST ID", "request_id"}, false, CV_CELL(OrDash(x.request_id()))},
+      {{"REQUEST ID", "request_id"}, true, CV_CELL(OrDash(x.request_id()))},
   };
   return *kFields;
 }
@@ -576,10 +585,14 @@ GroupColumns ColumnsOf(pb::ReportGroup group) {
               [](const pb::UsageReportRow& r) -> std::vector<Cell> {
                 return {YesNo(r.sme())};
               }};
-    default:
+    case pb::REPORT_GROUP_MONTH:
       return {{{"MONTH", "month"}},
               [](const pb::UsageReportRow& r) -> std::vector<Cell> {
                 return {r.month()};
+              }};
+    default:  // a group this voucherctl does not know: no column
+      return {{}, [](const pb::UsageReportRow&) -> std::vector<Cell> {
+                return {};
               }};
   }
 }
@@ -595,7 +608,7 @@ std::string PeriodDay(const google::protobuf::Timestamp& ts, bool end) {
 
 }  // namespace
 
-View UsageReportView(const pb::UsageReport& report) {
+View UsageReportView(const pb::UsageReport& report, bool total_row) {
   View view;
   view.message = &report;
   std::vector<GroupColumns> groups;
@@ -627,7 +640,7 @@ View UsageReportView(const pb::UsageReport& report) {
                                Money{row.amounts().self_pay_fen()}, from, to});
   };
   for (const pb::UsageReportRow& row : report.rows()) add(row, false);
-  add(report.total(), true);
+  if (total_row || groups.empty()) add(report.total(), !groups.empty());
   view.footer = absl::StrCat("usage ending ", from, " to ", to,
                              " (inclusive), computed at journal position ",
                              report.journal_sequence());

@@ -77,8 +77,10 @@ const std::vector<Field<computevoucher::v1::AuditEvent>>& AuditFields();
 
 // A usage report: the columns of its groups (ids with names and credit
 // codes), then records, GPU-hours, cost, subsidy, self-pay and the period
-// as dates with the last day included; a TOTAL row last.
-View UsageReportView(const computevoucher::v1::UsageReport& report);
+// as dates with the last day included; a TOTAL row last when `total_row`
+// (not in CSV, where it would be summed with the rows) or without groups.
+View UsageReportView(const computevoucher::v1::UsageReport& report,
+                     bool total_row);
 
 // Why `allocation` ended in words ("released", "ended-on-cluster: slurm
 // job 42 CANCELLED"); "-" while it has not ended.

@@ -10,6 +10,7 @@
 #include "absl/strings/strip.h"
 #include "common/sha256.h"
 #include "common/time_util.h"
+#include "scheduler/core/limits.h"
 
 namespace computevoucher::api {
 namespace {
@@ -78,7 +79,7 @@ pb::Principal PrincipalOf(const pb::Token& token, const std::string& peer) {
 void TokenUses::Seen(const pb::Token& token, absl::Time now) {
   if (token.has_last_used_at() &&
       FromProto("last_used_at", token.last_used_at())
-              .value_or(absl::InfinitePast()) > now - absl::Minutes(1)) {
+              .value_or(absl::InfinitePast()) > now - core::kTokenUseInterval) {
     return;
   }
   absl::MutexLock lock(&mu_);

@@ -35,11 +35,12 @@ absl::StatusOr<const pb::Token*> Authenticate(
 pb::Principal PrincipalOf(const pb::Token& token, const std::string& peer);
 
 // The tokens seen in use whose recorded last use (Token.last_used_at) is
-// more than a minute older, kept until the next tick records them: so a
-// token in constant use costs one logged tick a minute, not one per call.
+// at least core::kTokenUseInterval older, kept until the next tick records
+// them: so a token in constant use costs one logged tick an hour, not one
+// per call.
 class TokenUses {
  public:
-  // Notes that `token` was used at `now`, if its record is a minute old.
+  // Notes that `token` was used at `now`, if its record is old enough.
   void Seen(const pb::Token& token, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
   // What was noted since the last call, at most `limit` (the rest wait).
   std::vector<pb::TokenUse> Take(int limit) ABSL_LOCKS_EXCLUDED(mu_);

@@ -54,7 +54,10 @@ std::optional<pb::AuditEvent> AuditEventOf(const pb::Command& command,
   event.set_sequence(command.sequence());
   *event.mutable_time() = command.time();
   *event.mutable_principal() = command.principal();
-  event.set_method(body->name());
+  // A revocation is one method, however it was logged.
+  event.set_method(command.has_revoke_token_recorded()
+                       ? std::string("revoke_token")
+                       : body->name());
   event.set_request_id(command.request_id());
   // What it created or acted on, as the answer names it (a new voucher's
   // id), else as the request does.

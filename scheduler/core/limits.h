@@ -46,6 +46,10 @@ inline constexpr int kRetiredPerTick = 1000;
 inline constexpr int kMaxRetiredPerTick = 100'000;
 // Most token uses one tick records (TickCommand.token_uses).
 inline constexpr int kMaxTokenUsesPerTick = 10'000;
+// A token's use is recorded when its recorded last use is at least this
+// old, so that a token in constant use (an agent's heartbeats) costs one
+// logged tick an hour.
+inline constexpr absl::Duration kTokenUseInterval = absl::Hours(1);
 
 }  // namespace computevoucher::core
 

@@ -229,14 +229,16 @@ bool Registry::RecordTokenUses(
   for (const pb::TokenUse& use : uses) {
     auto it = state_.tokens.find(use.token_id());
     // A token is never deleted; an unknown id, a time that does not parse,
-    // one after the tick or one older than what is recorded is passed over.
+    // one after the tick or one within kTokenUseInterval of what is
+    // recorded is passed over.
     if (it == state_.tokens.end()) continue;
     const absl::StatusOr<absl::Time> at = FromProto("at", use.at());
     if (!at.ok() || *at > books_.now()) continue;
     pb::Token& token = it->second;
     if (token.has_last_used_at() &&
-        *at <= FromProto("last_used_at", token.last_used_at())
-                   .value_or(absl::InfinitePast())) {
+        *at < FromProto("last_used_at", token.last_used_at())
+                      .value_or(absl::InfinitePast()) +
+                  kTokenUseInterval) {
       continue;
     }
     *token.mutable_last_used_at() = ToProto(*at);

@@ -79,6 +79,13 @@ absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
     body.clear_request_id();
     // A retry may come over another connection.
     if (body.has_principal()) body.mutable_principal()->clear_peer();
+    // A revocation retried across the upgrade that records who revoked is
+    // the same request.
+    if (body.has_revoke_token_recorded()) {
+      pb::RevokeTokenRequest request =
+          std::move(*body.mutable_revoke_token_recorded()->mutable_request());
+      *body.mutable_revoke_token() = std::move(request);
+    }
     // A retried CreateToken comes with a new secret; the request is the
     // same.
     if (body.has_create_token())

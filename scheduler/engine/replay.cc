@@ -12,6 +12,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "scheduler/core/audit.h"
 #include "scheduler/core/ledger.h"
 #include "scheduler/engine/log.h"
 #include "scheduler/engine/snapshots.h"
@@ -81,6 +82,10 @@ absl::StatusOr<std::vector<pb::Allocation>> ReadFrom(
 absl::StatusOr<std::vector<pb::Voucher>> ReadFrom(
     store::RetiredRecords& retired, const store::RetiredVoucherQuery& query) {
   return retired.ReadRetiredVouchers(query);
+}
+absl::StatusOr<std::vector<pb::AuditEvent>> ReadFrom(
+    store::RetiredRecords& retired, const store::AuditQuery& query) {
+  return retired.ReadAudit(query);
 }
 const std::string& IdOf(const pb::Allocation& a) { return a.allocation_id(); }
 const std::string& IdOf(const pb::Voucher& v) { return v.voucher_id(); }
@@ -178,6 +183,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
       CompareSnapshot();
       ++applied;
       RETURN_IF_ERROR(CheckUsage(command));
+      RETURN_IF_ERROR(CheckAudit(command, outcome->response.get()));
       // A command's entries are stored in the same transaction as the
       // command: they are there by now.
       for (const pb::JournalEntry& produced : state_.TakeJournal()) {
@@ -304,6 +310,58 @@ absl::StatusOr<std::vector<Message>> Replayer::ReadRetired(
   return read;
 }
 
+absl::StatusOr<const pb::AuditEvent*> Replayer::PeekAudit() {
+  if (audit_ahead_.empty() && !audit_unreadable_) {
+    store::AuditQuery query;
+    query.after = audit_read_;
+    query.limit = 1000;
+    absl::StatusOr<std::vector<pb::AuditEvent>> page =
+        ReadFrom(*retired_, query);
+    if (page.status().code() == absl::StatusCode::kDataLoss) {
+      // Reported once; the events after it go unchecked.
+      Mismatch(std::string(page.status().message()));
+      audit_unreadable_ = true;
+      return nullptr;
+    }
+    if (!page.ok()) return page.status();
+    for (pb::AuditEvent& e : *page) audit_ahead_.push_back(std::move(e));
+    if (!audit_ahead_.empty()) audit_read_ = audit_ahead_.back().sequence();
+  }
+  return audit_ahead_.empty() ? nullptr : &audit_ahead_.front();
+}
+
+absl::Status Replayer::CheckAudit(const pb::Command& command,
+                                  const google::protobuf::Message* response) {
+  if (retired_ == nullptr) return absl::OkStatus();
+  // Stored for a command before this one that has no event: forged.
+  ASSIGN_OR_RETURN(const pb::AuditEvent* stored, PeekAudit());
+  while (stored != nullptr && stored->sequence() < command.sequence()) {
+    Mismatch(absl::StrCat("audit event of command ", stored->sequence(),
+                          " is stored, but that command sends none"));
+    audit_started_ = true;
+    audit_ahead_.pop_front();
+    ASSIGN_OR_RETURN(stored, PeekAudit());
+  }
+  const std::optional<pb::AuditEvent> produced =
+      core::AuditEventOf(command, response);
+  if (!produced) return absl::OkStatus();
+  if (stored == nullptr || stored->sequence() != command.sequence()) {
+    if (audit_started_) {
+      Mismatch(absl::StrCat("audit event of command ", command.sequence(),
+                            " is missing from the store"));
+    }
+    return absl::OkStatus();
+  }
+  audit_started_ = true;
+  ++report_.audit_events;
+  if (!google::protobuf::util::MessageDifferencer::Equals(*stored, *produced)) {
+    Mismatch(absl::StrCat("audit event of command ", command.sequence(),
+                          " differs from the command's"));
+  }
+  audit_ahead_.pop_front();
+  return absl::OkStatus();
+}
+
 absl::Status Replayer::CountRetired() {
   if (retired_ == nullptr) return absl::OkStatus();
   RETURN_IF_ERROR(CountStored(store::RetiredQuery(), "allocations",
@@ -352,6 +410,14 @@ absl::StatusOr<ReplayReport> Replayer::Finish() {
                           " was accepted by no stored command"));
   }
   RETURN_IF_ERROR(CountRetired());
+  while (retired_ != nullptr) {
+    ASSIGN_OR_RETURN(const pb::AuditEvent* stored, PeekAudit());
+    // Not those of commands a leader still running applied since.
+    if (stored == nullptr || stored->sequence() > after_) break;
+    Mismatch(absl::StrCat("audit event of command ", stored->sequence(),
+                          " is stored, but that command sends none"));
+    audit_ahead_.pop_front();
+  }
   for (const auto& [position, unused] : snapshots_) {
     Mismatch(absl::StrCat("snapshot at command ", position,
                           " is beyond the last stored command ", after_));

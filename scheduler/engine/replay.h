@@ -3,12 +3,14 @@
 #define COMPUTEVOUCHER_SCHEDULER_ENGINE_REPLAY_H_
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/core/verify.h"
 #include "scheduler/store/command_log.h"
@@ -33,6 +35,10 @@ struct ReplayReport {
   // views (0 when replay started from a snapshot).
   int64_t retired_allocations = 0;
   int64_t retired_vouchers = 0;  // the same for vouchers
+  // Audit events of the replayed commands checked against the stored ones
+  // (0 when replay started from a snapshot). Commands before the first
+  // stored event were logged before events were stored and have none.
+  int64_t audit_events = 0;
   std::string last_hash;
   // Broken invariants and differences between the stored journal and the
   // journal the replayed commands post; empty when the store is sound.
@@ -100,6 +106,12 @@ class Replayer {
                               const pb::Command& command,
                               const Message& produced, Selection by_columns,
                               Selection by_id);
+  // Checks the audit event of `command` (answered `response`) against the
+  // stored one, and that none is stored for a command that has none.
+  absl::Status CheckAudit(const pb::Command& command,
+                          const google::protobuf::Message* response);
+  // The next stored audit event not yet checked; nullptr at the end.
+  absl::StatusOr<const pb::AuditEvent*> PeekAudit();
   // Counts the stored retired allocations and vouchers against those
   // retired on replay.
   absl::Status CountRetired();
@@ -119,6 +131,11 @@ class Replayer {
   std::unique_ptr<Cursor<pb::JournalEntry>> cursor_;
   std::unique_ptr<Cursor<store::UsageRow>> usage_cursor_;  // null: unchecked
   store::RetiredRecords* retired_ = nullptr;               // null: unchecked
+  // Stored audit events read ahead, and the sequence read up to.
+  std::deque<pb::AuditEvent> audit_ahead_;
+  int64_t audit_read_ = 0;
+  bool audit_started_ = false;     // a stored event was met
+  bool audit_unreadable_ = false;  // a stored event does not parse
   core::JournalVerifier verifier_;
   ReplayReport report_;
   std::vector<std::string> mismatches_;

@@ -353,12 +353,13 @@ void Writer::RunCommitter() {
         options_.on_commit(static_cast<int64_t>(done.pending.size()),
                            commit_time);
       }
+      for (Pending* p : done.pending) p->done.Notify();
+      // After the answers, so that a slow log delays no caller.
       if (options_.on_audit) {
         for (const pb::AuditEvent& event : done.batch.audit) {
           options_.on_audit(event);
         }
       }
-      for (Pending* p : done.pending) p->done.Notify();
       if (!done.batch.commands.empty()) {
         snapshotter_.Committed(std::move(done.batch.commands));
       }

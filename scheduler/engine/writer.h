@@ -61,9 +61,10 @@ struct WriterOptions {
   // it must be quick and must not call back into the writer. Empty: not
   // called.
   std::function<void(int64_t commands, absl::Duration commit)> on_commit;
-  // Called with each audit event of a batch once the batch is durable, in
-  // order, outside the writer's locks (the server logs administrative
-  // changes). Empty: not called.
+  // Called with each audit event of a batch once the batch is durable and
+  // its callers answered, in order, outside the writer's locks, on the
+  // committer's thread (the server logs administrative changes). Empty: not
+  // called.
   std::function<void(const pb::AuditEvent&)> on_audit;
   // When the snapshotter (snapshotter.h) stores a snapshot of the state.
   SnapshotOptions snapshots;

@@ -164,6 +164,11 @@ absl::StatusOr<pb::ListExpiringVouchersResponse> ExpiringVouchers(
       continue;
     }
     pb::Voucher view = state.VoucherViewOf(state.vouchers().at(id));
+    // Exhausted ones stay in the index until their window ends.
+    if (view.state() != pb::VOUCHER_STATE_ACTIVE &&
+        view.state() != pb::VOUCHER_STATE_SUSPENDED) {
+      continue;
+    }
     if (view.available_fen() == 0 && view.held_fen() == 0) continue;
     out.set_total_available_fen(sum.Add("total_available_fen",
                                         out.total_available_fen(),

@@ -338,6 +338,8 @@ absl::StatusOr<pb::UsageReport> UsageReport(
       const store::Head head,
       ScanPeriod(sources, QueryFor(used, period.from, period.until), period,
                  [&](const UsagePiece& piece) {
+                   AddToRow(piece, sum, *out.mutable_total());
+                   if (groups.empty()) return;  // the total alone
                    const Used& u = used.at(piece.allocation_id);
                    pb::UsageReportRow row;
                    std::string key;
@@ -345,7 +347,6 @@ absl::StatusOr<pb::UsageReport> UsageReport(
                      SetGroup(g, u, piece.end, names, row, key);
                    auto [it, added] = rows.try_emplace(key, std::move(row));
                    AddToRow(piece, sum, it->second);
-                   AddToRow(piece, sum, *out.mutable_total());
                  }));
   RETURN_IF_ERROR(sum.status());
   *out.mutable_period_start() = request.period_start();

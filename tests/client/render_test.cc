@@ -8,9 +8,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/client/gb18030.h"
 
 namespace computevoucher::client {
 namespace {
+
+using ::computevoucher::testing::FromGb18030;
 
 TEST(Render, Percentages) {
   const std::vector<std::pair<int32_t, std::string>> cases = {
@@ -87,6 +90,46 @@ TEST(Render, ControlCharactersCannotForgeRowsOrEscapes) {
             "ID:       AP-1\n"
             "Purpose:  x\n"
             "          AP-2  forged?[31mred end\n");
+}
+
+TEST(Render, Gb18030EncodesEveryCharacterAndMarksMalformedBytes) {
+  ASSERT_TRUE(CheckGb18030().ok());
+  // Two-byte UTF-8 that takes four bytes in GB18030, a character outside
+  // the BMP, and enough of them to fill the conversion buffer many times.
+  std::string text;
+  for (int i = 0; i < 3000; ++i) text += "é·杭😀";
+  const std::string gb = ToGb18030(text);
+  EXPECT_NE(gb, text);
+  EXPECT_EQ(FromGb18030(gb), text);
+  EXPECT_EQ(ToGb18030("a\xFF"
+                      "b"),
+            "a?b");
+  EXPECT_EQ(ToGb18030("ab\xE6"), "ab?");  // truncated at the end
+}
+
+TEST(Render, SpreadsheetCellsKeepDigitsAndRunNoFormulas) {
+  EXPECT_EQ(SpreadsheetText("914403001922038216"), "=\"914403001922038216\"");
+  EXPECT_EQ(SpreadsheetText("2026-11"), "=\"2026-11\"");
+  EXPECT_EQ(SpreadsheetText("91350100M000100Y43"), "91350100M000100Y43");
+  EXPECT_EQ(SpreadsheetText("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+  EXPECT_EQ(SpreadsheetText("+1"), "'+1");
+  EXPECT_EQ(SpreadsheetText("@SUM(A1)"), "'@SUM(A1)");
+  EXPECT_EQ(SpreadsheetText("-1+2"), "'-1+2");
+  EXPECT_EQ(SpreadsheetText("-"), "-");
+  EXPECT_EQ(SpreadsheetText("杭州"), "杭州");
+  EXPECT_EQ(SpreadsheetText(""), "");
+
+  View view;
+  view.columns = {{"CODE", "code"}, {"AMOUNT", "amount_cny"}};
+  view.rows = {{std::string("914403001922038216"), Money{-1234}}};
+  std::ostringstream plain, excel;
+  Printer(Format::kCsv, false, plain).Print(view);
+  Printer(Format::kCsv, false, excel, Encoding::kUtf8Bom).Print(view);
+  EXPECT_EQ(plain.str(), "code,amount_cny\r\n914403001922038216,-12.34\r\n");
+  EXPECT_EQ(excel.str(),
+            "\xEF\xBB\xBF"
+            "code,amount_cny\r\n\"=\"\"914403001922038216\"\"\","
+            "-12.34\r\n");
 }
 
 }  // namespace

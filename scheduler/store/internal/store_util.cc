@@ -238,6 +238,7 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_by_token ON audit_log (token_id, event_id);
 CREATE INDEX audit_by_object ON audit_log (object_id, event_id);
+CREATE INDEX audit_by_time ON audit_log (time_ns, event_id);
 )sql");
 }
 

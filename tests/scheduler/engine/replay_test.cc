@@ -16,11 +16,13 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/time_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "scheduler/core/audit.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/store/sqlite_store.h"
 #include "scheduler/store/store.h"
@@ -385,6 +387,69 @@ TEST_F(ReplayTest, DeletedOrExtraRetiredAllocationIsReported) {
 
 // Retired vouchers likewise: checked against what the commands retire,
 // found under their own columns, counted.
+// Audit events are stored from the upgrade that added them on: the
+// commands before the first stored one have none, and from it on each
+// command people sent must have its own, and no other command one.
+TEST_F(ReplayTest, AuditEventsAreCheckedFromTheFirstStoredOn) {
+  // The events of the commands from the voucher issue on (the issue and the
+  // allocation; the usage report has none), as a scheduler upgraded just
+  // before would have stored them.
+  core::StateMachine again;
+  std::vector<pb::AuditEvent> events;
+  for (const pb::Command& c : driver_.log()) {
+    ASSERT_OK_AND_ASSIGN(const core::Outcome o, again.Apply(c));
+    if (c.sequence() < IssueSequence()) continue;
+    if (auto e = core::AuditEventOf(c, o.response.get())) events.push_back(*e);
+  }
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].method(), "issue_voucher");
+  EXPECT_EQ(events[1].method(), "allocate");
+  EXPECT_EQ(events[1].object_id(), "AL-00000001");
+  auto insert = [&](const pb::AuditEvent& e) {
+    Execute(absl::StrFormat(
+        "INSERT INTO audit_log VALUES ('%019d', '%s', '%s', '%s', %d, X'%s')",
+        e.sequence(), e.principal().token_id(), e.object_id(), e.method(),
+        absl::ToUnixNanos(*FromProto("time", e.time())),
+        absl::BytesToHexString(e.SerializeAsString())));
+  };
+  for (const pb::AuditEvent& e : events) ASSERT_NO_FATAL_FAILURE(insert(e));
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
+  EXPECT_THAT(report.violations, IsEmpty())
+      << absl::StrJoin(report.violations, "\n");
+  EXPECT_EQ(report.audit_events, 2);
+
+  // Said to be another token's.
+  pb::AuditEvent forged = events[1];
+  forged.mutable_principal()->set_token_id("TK-000009");
+  ASSERT_NO_FATAL_FAILURE(
+      Execute(absl::StrCat("UPDATE audit_log SET body = X'",
+                           absl::BytesToHexString(forged.SerializeAsString()),
+                           "' WHERE method = 'allocate'")));
+  core::StateMachine changed;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, changed));
+  EXPECT_THAT(
+      report.violations,
+      ElementsAre(absl::StrCat("audit event of command ", events[1].sequence(),
+                               " differs from the command's")));
+  // Gone; and one for the usage report, which sends none.
+  ASSERT_NO_FATAL_FAILURE(
+      Execute("DELETE FROM audit_log WHERE method = 'allocate'"));
+  pb::AuditEvent extra = events[1];
+  extra.set_sequence(driver_.log().back().sequence());
+  ASSERT_NO_FATAL_FAILURE(insert(extra));
+  core::StateMachine gone;
+  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, gone));
+  EXPECT_THAT(
+      report.violations,
+      ElementsAre(absl::StrCat("audit event of command ", events[1].sequence(),
+                               " is missing from the store"),
+                  absl::StrCat("audit event of command ", extra.sequence(),
+                               " is stored, but that command sends "
+                               "none")));
+}
+
 TEST_F(ReplayTest, RetiredVouchersAreCheckedAndCounted) {
   int64_t tick = 0;
   int64_t voucher_tick = 0;
