@@ -24,7 +24,9 @@
 #include "common/config.h"
 #include "common/status_macros.h"
 #include "common/stop_signals.h"
+#include "common/version.h"
 #include "prometheus/exposer.h"
+#include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 
 namespace computevoucher::agent {
@@ -88,6 +90,19 @@ absl::StatusOr<std::unique_ptr<Runtime>> NewRuntime(
   return NewSimulatedRuntime(config.access_template());
 }
 
+// The agent's metrics registry, with computevoucher_agent_build_info: the
+// version and git revision, as Prometheus exporters label theirs.
+std::shared_ptr<prometheus::Registry> NewRegistry() {
+  auto registry = std::make_shared<prometheus::Registry>();
+  prometheus::BuildGauge()
+      .Name("computevoucher_agent_build_info")
+      .Help("The agent's version and git revision; always 1.")
+      .Register(*registry)
+      .Add({{"version", Version()}, {"revision", Revision()}})
+      .Set(1);
+  return registry;
+}
+
 }  // namespace
 
 int RunAgent(pb::AgentConfig config, const SimulatedTelemetry& simulated) {
@@ -144,7 +159,7 @@ int RunAgent(pb::AgentConfig config, const SimulatedTelemetry& simulated) {
   absl::StatusOr<StubFactory> stubs = NewAgentStubFactory(config.tls());
   if (!stubs.ok()) return Fail(std::string(stubs.status().message()));
 
-  auto registry = std::make_shared<prometheus::Registry>();
+  std::shared_ptr<prometheus::Registry> registry = NewRegistry();
   std::unique_ptr<prometheus::Exposer> exposer;
   if (!config.metrics_address().empty()) {
     try {

@@ -19,11 +19,13 @@
 #include "common/status_macros.h"
 #include "common/stop_signals.h"
 #include "common/validate.h"
+#include "common/version.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "prometheus/gauge.h"
 #include "scheduler/api/leader_hint.h"
 #include "scheduler/store/open_store.h"
 
@@ -188,6 +190,12 @@ absl::Status SchedulerServer::OpenReplica() {
   ASSIGN_OR_RETURN(store_,
                    store::OpenStore(config_, store::OpenMode::kReplica));
   registry_ = std::make_shared<prometheus::Registry>();
+  prometheus::BuildGauge()
+      .Name("computevoucher_build_info")
+      .Help("The scheduler's version and git revision; always 1.")
+      .Register(*registry_)
+      .Add({{"version", Version()}, {"revision", Revision()}})
+      .Set(1);
   writer_metrics_ = std::make_unique<WriterMetrics>(*registry_);
   grpc_metrics_ = std::make_unique<api::GrpcMetrics>(*registry_);
   usage_metrics_ = std::make_unique<api::UsageMetrics>(*registry_);

@@ -8,7 +8,7 @@
 #  - `systemd-analyze verify` on the units (when systemd-analyze is there),
 #    with ExecStart pointed at the built binaries;
 #  - every flag the compose file, the units and the Kubernetes manifests pass
-#    to voucher-scheduler / voucher-agent is one the binary knows (--helpfull);
+#    to voucher-scheduler / voucher-agent is one the binary knows (--help);
 #  - the dashboards are valid JSON; deploy/compose/bootstrap.sh is valid sh.
 #
 #   CV_BUILD_DIR=build tests/deploy/files_check.sh
@@ -70,7 +70,7 @@ fi
 
 # known_flags BINARY: the flags BINARY defines, spelled with dashes.
 known_flags() {
-  { "$1" --helpfull 2>&1 || true; } | sed -n 's/^ *--\([a-z0-9_]*\) (.*/\1/p' | tr _ - | sort -u
+  { "$1" --help 2>&1 || true; } | sed -n 's/^  --\([a-z0-9-]*\)\( .*\)\{0,1\}$/\1/p' | sort -u
 }
 # check_flags NAME BINARY FILE...: every --flag in FILEs is one of BINARY's.
 check_flags() {

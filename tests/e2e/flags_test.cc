@@ -1,0 +1,113 @@
+// The servers' command lines as an operator meets them (issue 17): --help
+// lists every flag as the README spells it, --version names the version
+// and git revision, and a wrong flag is a usage error (exit 2, which the
+// systemd units do not restart on) that names the flag.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/version.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/binaries.h"
+#include "tests/testing/temp_dir.h"
+
+namespace computevoucher::testing {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Outcome {
+  int exit_code = -1;
+  std::string output;
+};
+
+class FlagsTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(MakeTempDir("flags", temp_));
+  }
+
+  // Runs the binary of the test (a path under the build directory) with
+  // `args`; its standard output and error together.
+  Outcome RunBinary(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {BuildDir() + "/" + GetParam()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ChildProcess child(argv, absl::StrCat(temp_.path(), "/log", ++runs_));
+    const std::optional<int> code = child.Wait(absl::Seconds(30));
+    return Outcome{code.value_or(-1), child.Log()};
+  }
+
+  std::string Program() const {
+    return GetParam().substr(GetParam().rfind('/') + 1);
+  }
+
+  TempDir temp_;
+  int runs_ = 0;
+};
+
+TEST_P(FlagsTest, HelpListsEveryFlagAsTheReadmeSpellsIt) {
+  const Outcome help = RunBinary({"--help"});
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  EXPECT_THAT(
+      help.output,
+      AllOf(HasSubstr(absl::StrCat(Program(), ": ")), HasSubstr("Flags:"),
+            HasSubstr("\n  --version\n"), Not(HasSubstr("No flags matched")),
+            Not(HasSubstr("_dir")), Not(HasSubstr("main.cc"))));
+  if (Program() == "voucher-scheduler") {
+    EXPECT_THAT(help.output, AllOf(HasSubstr("\n  --data-dir TEXT\n"),
+                                   HasSubstr("\n  --require-client-cert\n"),
+                                   HasSubstr("\n  --tick-interval-ms N\n")));
+  } else {
+    EXPECT_THAT(help.output, AllOf(HasSubstr("\n  --spool-dir TEXT\n"),
+                                   HasSubstr("\n  --token-file TEXT\n")));
+  }
+  EXPECT_EQ(RunBinary({"-h"}).output, help.output);
+}
+
+TEST_P(FlagsTest, VersionNamesTheVersionAndRevision) {
+  const Outcome version = RunBinary({"--version"});
+  EXPECT_EQ(version.exit_code, 0) << version.output;
+  EXPECT_EQ(version.output, VersionLine(Program()) + "\n");
+  EXPECT_THAT(version.output, Not(HasSubstr("Debug build")));
+}
+
+TEST_P(FlagsTest, AWrongFlagIsAUsageErrorNamingIt) {
+  const std::string flag =
+      Program() == "voucher-scheduler" ? "--data-dri" : "--spool-dri";
+  const std::string meant =
+      Program() == "voucher-scheduler" ? "--data-dir" : "--spool-dir";
+  const Outcome unknown = RunBinary({flag, "x"});
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.output;
+  EXPECT_THAT(unknown.output,
+              AllOf(HasSubstr(absl::StrCat("unknown flag ", flag,
+                                           "; did you mean ", meant, "?")),
+                    HasSubstr("--help")));
+  const Outcome far = RunBinary({"--completely-else"});
+  EXPECT_EQ(far.exit_code, 2) << far.output;
+  EXPECT_THAT(far.output, AllOf(HasSubstr("unknown flag --completely-else"),
+                                Not(HasSubstr("did you mean"))));
+  const std::string number = Program() == "voucher-scheduler"
+                                 ? "--tick-interval-ms"
+                                 : "--spool-max-bytes";
+  const Outcome bad = RunBinary({number + "=soon"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_THAT(bad.output, HasSubstr(absl::StrCat(number, ": \"soon\"")));
+  const Outcome missing = RunBinary({number});
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_THAT(missing.output, HasSubstr(number + ": needs a value"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Binaries, FlagsTest,
+                         ::testing::Values("scheduler/voucher-scheduler",
+                                           "agent/voucher-agent"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param.substr(info.param.rfind('-') + 1);
+                         });
+
+}  // namespace
+}  // namespace computevoucher::testing
