@@ -8,6 +8,7 @@
 #include "client/internal/render.h"
 #include "client/internal/values.h"
 #include "common/validate.h"
+#include "common/version.h"
 
 namespace computevoucher::client {
 namespace {
@@ -61,6 +62,10 @@ int RunVoucherctl(std::vector<std::string> args, std::istream& in,
       ParseCommandLine(Commands(), GlobalFlags(), args, &path);
   if (!inv.ok()) return Fail(err, inv.status(), path);
   const Args& a = inv->args;
+  if (a.Has("version")) {
+    out << VersionLine("voucherctl") << "\n";
+    return kExitOk;
+  }
   if (a.Has("help") || inv->command == nullptr ||
       inv->command->handler == nullptr) {
     out << HelpText(Commands(), GlobalFlags(), inv->path);

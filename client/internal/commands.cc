@@ -83,6 +83,8 @@ const std::vector<FlagSpec>& GlobalFlags() {
       {"request-id", "ID",
        "idempotency key of a mutation (default random); reuse it to retry"},
       {"help", nullptr, "show help for a command", false, 'h'},
+      {"version", nullptr,
+       "show voucherctl's version (as 'voucherctl version')"},
   };
   return *kFlags;
 }
@@ -593,6 +595,13 @@ const std::vector<CommandSpec>& Commands() {
        ReportExpiring},
 
       // Setup.
+      {"version",
+       "Show voucherctl's version and git revision",
+       "",
+       nullptr,
+       {},
+       "voucherctl version",
+       Version},
       {"whoami",
        "Show the token these settings use: role, holder, expiry, last use",
        "",

@@ -185,6 +185,7 @@ absl::Status ReportCaps(Context& c);
 absl::Status ReportExpiring(Context& c);
 absl::Status AuditLog(Context& c);
 absl::Status WhoAmI(Context& c);
+absl::Status Version(Context& c);
 
 }  // namespace computevoucher::client
 

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -61,6 +62,26 @@ std::string CodeInWords(grpc::StatusCode code) {
                              {{"_", " "}});
 }
 
+// The server's message, after its code in words unless it says them
+// already ("allocation_id: allocation AL-1 not found", not "not found: ...
+// not found").
+std::string WithCode(const grpc::Status& status) {
+  const std::string words = CodeInWords(status.error_code());
+  if (absl::StrContains(status.error_message(), words)) {
+    return status.error_message();
+  }
+  return absl::StrCat(words, ": ", status.error_message());
+}
+
+// "host" alone, or "[v6]", at the scheduler's port.
+std::string WithDefaultPort(std::string address) {
+  const bool bracketed = !address.empty() && address.front() == '[';
+  const bool has_port = bracketed ? absl::StrContains(address, "]:")
+                                  : absl::StrContains(address, ":");
+  if (!has_port) absl::StrAppend(&address, ":", kDefaultPort);
+  return address;
+}
+
 }  // namespace
 
 std::string ConfigPath() { return ConfigDir() + "/config"; }
@@ -92,6 +113,7 @@ absl::StatusOr<Settings> ResolveSettings(const Args& args) {
                                         ? absl::StrCat(path, ": endpoint")
                                         : s.endpoint_source,
                                     c.endpoint()));
+  for (std::string& e : s.endpoints) e = WithDefaultPort(std::move(e));
   if (args.Has("leader-wait")) {
     ASSIGN_OR_RETURN(s.leader_wait, ParseDurationArg("--leader-wait",
                                                      args.Value("leader-wait"),
@@ -240,8 +262,7 @@ absl::Status Connection::Convert(const Try& t) const {
                                   "point --endpoint at it.")),
         kExitUnreachable);
   }
-  std::string message = absl::StrCat(CodeInWords(status.error_code()), ": ",
-                                     status.error_message());
+  std::string message = WithCode(status);
   if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
     absl::StrAppend(&message,
                     "\nCheck the token (--token, VOUCHERCTL_TOKEN or "
@@ -273,10 +294,9 @@ absl::Status Connection::Failed(const Try& last, const Try* last_answer) const {
   return WithExitCode(
       absl::Status(
           static_cast<absl::StatusCode>(status.error_code()),
-          absl::StrCat(CodeInWords(status.error_code()), ": ",
-                       status.error_message(), " (answered by ",
-                       last_answer->address, ")\nNo replica of ",
-                       absl::StrJoin(list, ", "), " led", within, ".")),
+          absl::StrCat(WithCode(status), " (answered by ", last_answer->address,
+                       ")\nNo replica of ", absl::StrJoin(list, ", "), " led",
+                       within, ".")),
       kExitRefused);
 }
 

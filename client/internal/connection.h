@@ -29,6 +29,8 @@
 namespace computevoucher::client {
 
 inline constexpr char kDefaultEndpoint[] = "127.0.0.1:7443";
+// The port of an endpoint given as a host alone ("localhost").
+inline constexpr char kDefaultPort[] = "7443";
 // How long a call waits for a replica to lead (--leader-wait).
 inline constexpr absl::Duration kDefaultLeaderWait = absl::Seconds(10);
 // Leaders named in a row that a call follows before it counts the round as

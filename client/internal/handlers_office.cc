@@ -1,5 +1,5 @@
 // Handlers of the program office's month-end commands: `admin report`,
-// `admin audit log`, and `whoami`.
+// `admin audit log`; and `whoami` and `version`.
 #include <algorithm>
 #include <limits>
 #include <string>
@@ -18,6 +18,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "common/validate.h"
+#include "common/version.h"
 
 namespace computevoucher::client {
 namespace {
@@ -183,6 +184,11 @@ absl::Status AuditLog(Context& c) {
     c.err << "The page is full; more events may follow: --from-sequence "
           << page.events(page.events_size() - 1).sequence() + 1 << "\n";
   }
+  return absl::OkStatus();
+}
+
+absl::Status Version(Context& c) {
+  c.printer.out() << VersionLine("voucherctl") << "\n";
   return absl::OkStatus();
 }
 

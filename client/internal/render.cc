@@ -242,6 +242,8 @@ void Printer::Print(const View& view) {
 
 void Printer::PrintJsonLine(const google::protobuf::Message& message) {
   PrintJson(message, true);
+  // A stream of changes is read as it comes, through a pipe too.
+  out_.flush();
 }
 
 void Printer::PrintTable(const View& view) {

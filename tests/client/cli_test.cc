@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "client/internal/commands.h"
+#include "client/internal/connection.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -26,6 +27,20 @@ struct Accepted {
   std::vector<std::pair<std::string, std::string>> values;  // flag, value
   std::vector<std::string> rest;
 };
+
+TEST(Cli, AnEndpointWithoutAPortIsAtTheSchedulersPort) {
+  std::string path;
+  const absl::StatusOr<Invocation> inv =
+      Parse({"--endpoint", "localhost, 10.0.0.5:9000,[::1]", "admin", "program",
+             "list"},
+            &path);
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  const absl::StatusOr<Settings> settings = ResolveSettings(inv->args);
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_THAT(
+      settings->endpoints,
+      ::testing::ElementsAre("localhost:7443", "10.0.0.5:9000", "[::1]:7443"));
+}
 
 TEST(Cli, AcceptedLines) {
   const std::vector<Accepted> cases = {
