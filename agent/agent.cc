@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/internal/agent_state.h"
 #include "common/leader.h"
+#include "common/log.h"
 #include "common/time_util.h"
 #include "prometheus/gauge.h"
 
@@ -73,11 +74,7 @@ absl::Time Agent::Now() {
   return absl::FromUnixMillis(absl::ToUnixMillis(clock_.Now()));
 }
 
-void Agent::Log(const std::string& line) {
-  std::fprintf(stderr, "%s voucher-agent: %s\n",
-               FormatInstant(clock_.Now(), true).c_str(), line.c_str());
-  std::fflush(stderr);
-}
+void Agent::Log(const std::string& line) { LogLine("voucher-agent", line); }
 
 void Agent::Stop() {
   absl::MutexLock lock(&mu_);

@@ -22,6 +22,7 @@
 #include "agent/slurm_runtime.h"
 #include "agent/spool.h"
 #include "common/config.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "common/stop_signals.h"
 #include "common/version.h"
@@ -33,7 +34,7 @@ namespace computevoucher::agent {
 namespace {
 
 int Fail(const std::string& message) {
-  std::fprintf(stderr, "voucher-agent: %s\n", message.c_str());
+  LogLine("voucher-agent", message);
   return 2;
 }
 
@@ -90,6 +91,22 @@ absl::StatusOr<std::unique_ptr<Runtime>> NewRuntime(
   return NewSimulatedRuntime(config.access_template());
 }
 
+// The agent's token from `path`, or what is wrong with it, naming the
+// flag.
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  absl::StatusOr<std::string> token = ReadFile(path);
+  if (!token.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--token-file: ", token.status().message()));
+  }
+  const std::string bearer(absl::StripAsciiWhitespace(*token));
+  if (bearer.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--token-file: ", path, " is empty"));
+  }
+  return bearer;
+}
+
 // The agent's metrics registry, with computevoucher_agent_build_info: the
 // version and git revision, as Prometheus exporters label theirs.
 std::shared_ptr<prometheus::Registry> NewRegistry() {
@@ -111,23 +128,18 @@ int RunAgent(pb::AgentConfig config, const SimulatedTelemetry& simulated) {
     return Fail(std::string(s.message()));
   }
   if (!meter.empty()) {
-    std::fprintf(stderr,
-                 "voucher-agent: meter \"%s\" is deprecated and will go in "
-                 "the next release; it means --runtime %s --telemetry %s\n",
-                 meter.c_str(), config.runtime().c_str(),
-                 config.telemetry().c_str());
+    LogLine(
+        "voucher-agent",
+        absl::StrCat("meter \"", meter,
+                     "\" is deprecated and will go in the next release; "
+                     "it means --runtime ",
+                     config.runtime(), " --telemetry ", config.telemetry()));
   }
   if (absl::Status s = CheckInventory(config); !s.ok()) {
     return Fail(std::string(s.message()));
   }
-  absl::StatusOr<std::string> token = ReadFile(config.token_file());
-  if (!token.ok()) {
-    return Fail(absl::StrCat("token_file: ", token.status().message()));
-  }
-  const std::string bearer(absl::StripAsciiWhitespace(*token));
-  if (bearer.empty()) {
-    return Fail(absl::StrCat("token_file: ", config.token_file(), " is empty"));
-  }
+  absl::StatusOr<std::string> bearer = ReadToken(config.token_file());
+  if (!bearer.ok()) return Fail(std::string(bearer.status().message()));
 
   const sigset_t signals = BlockStopSignals();
 
@@ -170,12 +182,12 @@ int RunAgent(pb::AgentConfig config, const SimulatedTelemetry& simulated) {
     }
     exposer->RegisterCollectable(registry);
     for (int port : exposer->GetListeningPorts()) {
-      std::fprintf(stderr, "voucher-agent: metrics on port %d at /metrics\n",
-                   port);
+      LogLine("voucher-agent",
+              absl::StrCat("metrics on port ", port, " at /metrics"));
     }
   }
 
-  Agent agent(config, *std::move(stubs), bearer, *std::move(gpus),
+  Agent agent(config, *std::move(stubs), *bearer, *std::move(gpus),
               *std::move(runtime), *std::move(spool), clock, registry.get());
   std::thread waiter([&agent, &signals] {
     WaitForStopSignal(signals);

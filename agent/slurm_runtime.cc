@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "agent/internal/slurm_text.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "common/validate.h"
@@ -246,7 +247,7 @@ class SlurmRuntime final : public Runtime {
   }
   void Release(int64_t job_id) { handled_.erase(job_id); }
   void Log(const std::string& line) const {
-    std::fprintf(stderr, "voucher-agent: slurm: %s\n", line.c_str());
+    LogLine("voucher-agent", absl::StrCat("slurm: ", line));
     std::fflush(stderr);
   }
 

@@ -25,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/log.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -490,10 +491,9 @@ class Spool::Impl {
                            " more bytes; the file is corrupt, not torn"));
         }
         RETURN_IF_ERROR(Truncate(fd_, static_cast<int64_t>(offset), path_));
-        std::fprintf(stderr,
-                     "voucher-agent: spool: cut a torn record of %zu bytes at "
-                     "offset %zu of %s\n",
-                     remaining, offset, path_.c_str());
+        LogLine("voucher-agent",
+                absl::StrCat("spool: cut a torn record of ", remaining,
+                             " bytes at offset ", offset, " of ", path_));
         break;
       }
       pb::SpoolEntry entry;
@@ -606,8 +606,8 @@ class Spool::Impl {
     // leaves a valid (longer) log and is tried again on a later change.
     absl::Status status = CompactLocked();
     if (!status.ok()) {
-      std::fprintf(stderr, "voucher-agent: spool: compaction failed: %s\n",
-                   std::string(status.message()).c_str());
+      LogLine("voucher-agent",
+              absl::StrCat("spool: compaction failed: ", status.message()));
     }
   }
 

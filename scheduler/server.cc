@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
+#include "common/log.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/stop_signals.h"
@@ -318,8 +319,8 @@ void SchedulerServer::TickNow() {
         (*writer)->Submit(std::move(command));
     if (!outcome.ok() &&
         outcome.status().code() != absl::StatusCode::kUnavailable) {
-      std::fprintf(stderr, "voucher-scheduler: tick failed: %s\n",
-                   outcome.status().ToString().c_str());
+      LogLine("voucher-scheduler",
+              absl::StrCat("tick failed: ", outcome.status().ToString()));
     }
     DeclareSilentClustersLost(**writer);
   }
@@ -401,8 +402,7 @@ int RunScheduler(pb::SchedulerConfig config) {
   absl::StatusOr<std::unique_ptr<SchedulerServer>> server =
       SchedulerServer::Start(std::move(config), clock);
   if (!server.ok()) {
-    std::fprintf(stderr, "voucher-scheduler: %s\n",
-                 server.status().ToString().c_str());
+    LogLine("voucher-scheduler", server.status().ToString());
     return 1;
   }
   std::printf("voucher-scheduler: serving on port %d\n", (*server)->port());

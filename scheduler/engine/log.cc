@@ -1,13 +1,9 @@
 #include "scheduler/engine/log.h"
 
-#include <cstdio>
+#include "common/log.h"
 
 namespace computevoucher::engine {
 
-void Log(absl::string_view line) {
-  std::fprintf(stderr, "voucher-scheduler: %.*s\n",
-               static_cast<int>(line.size()), line.data());
-  std::fflush(stderr);
-}
+void Log(absl::string_view line) { LogLine("voucher-scheduler", line); }
 
 }  // namespace computevoucher::engine

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "scheduler/core/audit.h"
@@ -319,11 +320,9 @@ void Writer::RunCommitter() {
       in_flight_.reset();
       if (commit.ok() && !done.batch.commands.empty()) {
         if (stats_.consecutive_failures > 0) {
-          std::fprintf(stderr,
-                       "voucher-scheduler: store commits again after %lld "
-                       "failed commits\n",
-                       static_cast<long long>(stats_.consecutive_failures));
-          std::fflush(stderr);
+          LogLine("voucher-scheduler",
+                  absl::StrCat("store commits again after ",
+                               stats_.consecutive_failures, " failed commits"));
           stats_.consecutive_failures = 0;
           failures_not_logged_ = 0;
         }
@@ -376,14 +375,13 @@ void Writer::LogFailureLocked(const absl::Status& commit, size_t commands,
     ++failures_not_logged_;
     return;
   }
-  std::fprintf(stderr,
-               "voucher-scheduler: store commit failed: %s; %zu commands "
-               "answered UNAVAILABLE (clients retry), state rebuilt from the "
-               "store; %lld failures in a row (%lld not logged)\n",
-               std::string(commit.message()).c_str(), commands,
-               static_cast<long long>(stats_.consecutive_failures),
-               static_cast<long long>(failures_not_logged_));
-  std::fflush(stderr);
+  LogLine(
+      "voucher-scheduler",
+      absl::StrCat("store commit failed: ", commit.message(), "; ", commands,
+                   " commands answered UNAVAILABLE (clients retry), state "
+                   "rebuilt from the store; ",
+                   stats_.consecutive_failures, " failures in a row (",
+                   failures_not_logged_, " not logged)"));
   failure_logged_at_ = now;
   failures_not_logged_ = 0;
 }

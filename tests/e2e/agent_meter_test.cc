@@ -472,7 +472,7 @@ TEST_F(AgentMeterTest, BadFlagsAreUsageErrors) {
        "slurm_accounts: must be ENTERPRISE=USER[:ACCOUNT], got \"E-000001\""},
       {{scheduler, "--token-file=/nonexistent/agent.token", spool, inventory,
         prices},
-       "token_file: "},
+       "--token-file: /nonexistent/agent.token: "},
       {{scheduler, token, spool, "--inventory=8H100", prices},
        "inventory: item \"8H100\" is malformed"},
       {{scheduler, token, spool, "--inventory=8xH100:alien", prices},
@@ -486,7 +486,7 @@ TEST_F(AgentMeterTest, BadFlagsAreUsageErrors) {
       {{scheduler, token, spool, inventory, prices, "stray"},
        "unexpected argument \"stray\""},
       {{scheduler, "--token-file=" + empty_token, spool, inventory, prices},
-       "token_file: " + empty_token + " is empty"},
+       "--token-file: " + empty_token + " is empty"},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];

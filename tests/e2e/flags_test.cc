@@ -1,7 +1,10 @@
 // The servers' command lines as an operator meets them (issue 17): --help
 // lists every flag as the README spells it, --version names the version
-// and git revision, and a wrong flag is a usage error (exit 2, which the
-// systemd units do not restart on) that names the flag.
+// and git revision, a wrong flag is a usage error (exit 2, which the
+// systemd units do not restart on) that names the flag, and log lines
+// carry the time except into the journal.
+#include <sys/stat.h>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -100,6 +103,42 @@ TEST_P(FlagsTest, AWrongFlagIsAUsageErrorNamingIt) {
   const Outcome missing = RunBinary({number});
   EXPECT_EQ(missing.exit_code, 2) << missing.output;
   EXPECT_THAT(missing.output, HasSubstr(number + ": needs a value"));
+}
+
+// Log lines carry the time, but not into the journal, which stamps them
+// itself; a file that cannot be read names its flag.
+TEST(LogLines, StampedUnlessStderrIsTheJournal) {
+  TempDir temp;
+  ASSERT_NO_FATAL_FAILURE(MakeTempDir("log", temp));
+  const std::vector<std::string> argv = {BuildDir() + "/agent/voucher-agent",
+                                         "--scheduler",
+                                         "127.0.0.1:1",
+                                         "--spool-dir",
+                                         temp.path() + "/spool",
+                                         "--inventory",
+                                         "1xH100:other",
+                                         "--prices",
+                                         "H100=1",
+                                         "--token-file",
+                                         "/nonexistent"};
+  {
+    ChildProcess agent(argv, temp.path() + "/plain.log");
+    EXPECT_EQ(agent.Wait(absl::Seconds(30)), 2) << agent.Log();
+    EXPECT_THAT(agent.Log(),
+                ::testing::MatchesRegex(
+                    "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+[-+][0-9:]+ "
+                    "voucher-agent: --token-file: /nonexistent: .*\n"));
+  }
+  // What systemd sets when stderr is the journal: its device and inode.
+  const std::string log = temp.path() + "/journal.log";
+  ASSERT_EQ(Shell("touch " + log), 0);
+  struct stat st;
+  ASSERT_EQ(stat(log.c_str(), &st), 0);
+  ChildProcess agent(
+      argv, log, {absl::StrCat("JOURNAL_STREAM=", st.st_dev, ":", st.st_ino)});
+  EXPECT_EQ(agent.Wait(absl::Seconds(30)), 2) << agent.Log();
+  EXPECT_THAT(agent.Log(), ::testing::StartsWith(
+                               "voucher-agent: --token-file: /nonexistent: "));
 }
 
 INSTANTIATE_TEST_SUITE_P(Binaries, FlagsTest,
