@@ -23,6 +23,7 @@
 #include "agent/spool.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/status_macros.h"
 #include "common/stop_signals.h"
 #include "common/version.h"
@@ -191,8 +192,12 @@ int RunAgent(pb::AgentConfig config, const SimulatedTelemetry& simulated) {
               *std::move(runtime), *std::move(spool), clock, registry.get());
   std::thread waiter([&agent, &signals] {
     WaitForStopSignal(signals);
+    NotifySystemd("STOPPING=1");
     agent.Stop();
   });
+  // Spool, runtime and telemetry are up: the agent meters from here on,
+  // whether or not the scheduler answers yet.
+  NotifySystemd("READY=1");
   agent.Run();
   waiter.join();
   return 0;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/stop_signals.h"
@@ -416,7 +417,10 @@ int RunScheduler(pb::SchedulerConfig config) {
         (*server)->admin_token_path().c_str());
   }
   std::fflush(stdout);
+  NotifySystemd(
+      absl::StrCat("READY=1\nSTATUS=serving on port ", (*server)->port()));
   const int signal_number = WaitForStopSignal(signals);
+  NotifySystemd("STOPPING=1");
   std::printf("voucher-scheduler: signal %d, shutting down\n", signal_number);
   std::fflush(stdout);
   (*server)->Shutdown();

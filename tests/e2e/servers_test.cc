@@ -1,10 +1,16 @@
 // The servers' command lines as an operator meets them (issue 17): --help
 // lists every flag as the README spells it, --version names the version
 // and git revision, a wrong flag is a usage error (exit 2, which the
-// systemd units do not restart on) that names the flag, and log lines
-// carry the time except into the journal.
+// systemd units do not restart on) that names the flag, log lines carry
+// the time except into the journal, and both tell systemd when they are
+// ready.
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -139,6 +145,69 @@ TEST(LogLines, StampedUnlessStderrIsTheJournal) {
   EXPECT_EQ(agent.Wait(absl::Seconds(30)), 2) << agent.Log();
   EXPECT_THAT(agent.Log(), ::testing::StartsWith(
                                "voucher-agent: --token-file: /nonexistent: "));
+}
+
+// A socket standing in for systemd's NOTIFY_SOCKET.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::string& path) : path_(path) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+    bound_ = bind(fd_, reinterpret_cast<const sockaddr*>(&address),
+                  sizeof(address)) == 0;
+  }
+  ~NotifySocket() { close(fd_); }
+  bool bound() const { return bound_; }
+  std::string env() const { return "NOTIFY_SOCKET=" + path_; }
+
+  // The next datagram, or "" after 30 s.
+  std::string Next() {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, 30'000) != 1) return "";
+    char buffer[512];
+    const ssize_t n = recv(fd_, buffer, sizeof(buffer), 0);
+    return n > 0 ? std::string(buffer, n) : "";
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool bound_ = false;
+};
+
+// Type=notify: READY=1 once the server serves (so `systemctl start`
+// returns when it can be used), STOPPING=1 when it stops.
+TEST(Readiness, BothServersTellSystemdWhenTheyAreReadyAndWhenTheyStop) {
+  TempDir temp;
+  ASSERT_NO_FATAL_FAILURE(MakeTempDir("notify", temp));
+  const std::string dir = temp.path();
+  {
+    NotifySocket notify(dir + "/scheduler.sock");
+    ASSERT_TRUE(notify.bound());
+    ChildProcess scheduler({BuildDir() + "/scheduler/voucher-scheduler",
+                            "--data-dir", dir + "/data", "--listen",
+                            "127.0.0.1:0", "--port-file", dir + "/port"},
+                           dir + "/scheduler.log", {notify.env()});
+    const int port = WaitForPortFile(scheduler, dir + "/port");
+    ASSERT_GT(port, 0);
+    EXPECT_EQ(notify.Next(),
+              absl::StrCat("READY=1\nSTATUS=serving on port ", port));
+    EXPECT_EQ(scheduler.Stop(), 0) << scheduler.Log();
+    EXPECT_EQ(notify.Next(), "STOPPING=1");
+  }
+  NotifySocket notify(dir + "/agent.sock");
+  ASSERT_TRUE(notify.bound());
+  ASSERT_EQ(Shell("echo cvt_x > " + dir + "/token"), 0);
+  ChildProcess agent(
+      {BuildDir() + "/agent/voucher-agent", "--scheduler", "127.0.0.1:1",
+       "--token-file", dir + "/token", "--spool-dir", dir + "/spool",
+       "--inventory", "1xH100:other", "--prices", "H100=1"},
+      dir + "/agent.log", {notify.env()});
+  EXPECT_EQ(notify.Next(), "READY=1") << agent.Log();
+  EXPECT_EQ(agent.Stop(), 0) << agent.Log();
+  EXPECT_EQ(notify.Next(), "STOPPING=1");
 }
 
 INSTANTIATE_TEST_SUITE_P(Binaries, FlagsTest,
