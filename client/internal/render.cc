@@ -41,7 +41,8 @@ bool IsWide(uint32_t cp) {
 
 bool RightAligned(const Cell& cell) {
   return !std::holds_alternative<std::string>(cell) &&
-         !std::holds_alternative<google::protobuf::Timestamp>(cell);
+         !std::holds_alternative<google::protobuf::Timestamp>(cell) &&
+         !std::holds_alternative<Day>(cell);
 }
 
 // `text` safe to print on a terminal: tabs and line breaks become spaces
@@ -217,6 +218,15 @@ std::string Printer::Text(const Cell& cell, bool csv) const {
   }
   if (const auto* hours = std::get_if<GpuHours>(&cell)) {
     return FormatGpuHours(hours->gpu_ms);
+  }
+  if (const auto* bound = std::get_if<Day>(&cell)) {
+    const absl::Time at = absl::FromUnixSeconds(bound->at.seconds()) +
+                          absl::Nanoseconds(bound->at.nanos());
+    const absl::CivilDay day = absl::ToCivilDay(at, ShanghaiZone());
+    if (bound->at.seconds() != 0 && at == StartOfDay(day)) {
+      return absl::FormatCivilTime(bound->end ? day - 1 : day);
+    }
+    return Text(bound->at, csv);
   }
   const auto& ts = std::get<google::protobuf::Timestamp>(cell);
   if (ts.seconds() == 0 && ts.nanos() == 0) return csv ? "" : "-";

@@ -53,11 +53,19 @@ struct Money {
 struct GpuHours {
   int64_t gpu_ms;
 };
+// A bound of a window or period at the start of an Asia/Shanghai day shown
+// as the day it names: a start as its day, an exclusive end as the last day
+// it includes ("valid until 2027-12-05" is stored as 2027-12-06 00:00
+// +08:00). A bound at another instant is shown as the instant.
+struct Day {
+  google::protobuf::Timestamp at;
+  bool end = false;
+};
 // A cell: text (left-aligned), a number, money or GPU-hours
 // (right-aligned), or an instant (Asia/Shanghai, or UTC under --utc; "-"
 // when unset).
 using Cell = std::variant<std::string, int64_t, Money, GpuHours,
-                          google::protobuf::Timestamp>;
+                          google::protobuf::Timestamp, Day>;
 
 struct Column {
   // Table header, e.g. "FACE VALUE".

@@ -48,14 +48,6 @@ bool ParseFixedPoint(absl::string_view text, int decimals, int64_t* scaled) {
   return true;
 }
 
-std::string EnumPrefix(const google::protobuf::EnumDescriptor& descriptor) {
-  // Proto style names values ENUM_NAME_VALUE with ENUM_NAME_UNSPECIFIED = 0.
-  const google::protobuf::EnumValueDescriptor* zero =
-      descriptor.FindValueByNumber(0);
-  if (zero == nullptr) return "";
-  return std::string(absl::StripSuffix(zero->name(), "UNSPECIFIED"));
-}
-
 }  // namespace
 
 absl::StatusOr<int64_t> ParseAmountArg(absl::string_view name,
@@ -161,16 +153,6 @@ absl::Status CheckChoiceArg(absl::string_view name, absl::string_view text,
   return Bad(name,
              absl::StrCat("must be one of ", absl::StrJoin(choices, ", ")),
              text);
-}
-
-std::string EnumWord(const google::protobuf::EnumDescriptor& descriptor,
-                     int number) {
-  const google::protobuf::EnumValueDescriptor* value =
-      descriptor.FindValueByNumber(number);
-  if (value == nullptr) return absl::StrCat(number);
-  return absl::StrReplaceAll(absl::AsciiStrToLower(absl::StripPrefix(
-                                 value->name(), EnumPrefix(descriptor))),
-                             {{"_", "-"}});
 }
 
 std::vector<std::string> EnumWords(

@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
+#include "common/enum_word.h"
 #include "google/protobuf/generated_enum_reflection.h"
 
 namespace computevoucher::client {
@@ -57,23 +58,13 @@ absl::StatusOr<bool> ParseBoolArg(absl::string_view name,
 absl::Status CheckChoiceArg(absl::string_view name, absl::string_view text,
                             const std::vector<std::string>& choices);
 
-// Enum values as people read and type them: the value's name without the
-// enum's prefix, in lower case with dashes (VOUCHER_STATE_ACTIVE is
-// "active", END_REASON_DURATION_REACHED "duration-reached").
-std::string EnumWord(const google::protobuf::EnumDescriptor& descriptor,
-                     int number);
-// The words of every value except the unspecified one (number 0).
+// The words (EnumWord, common/enum_word.h) of every value except the
+// unspecified one (number 0).
 std::vector<std::string> EnumWords(
     const google::protobuf::EnumDescriptor& descriptor);
 absl::StatusOr<int> ParseEnumWord(
     absl::string_view name, const google::protobuf::EnumDescriptor& descriptor,
     absl::string_view text);
-
-template <typename E>
-std::string EnumWord(E value) {
-  return EnumWord(*google::protobuf::GetEnumDescriptor<E>(),
-                  static_cast<int>(value));
-}
 
 template <typename E>
 absl::StatusOr<E> ParseEnumArg(absl::string_view name, absl::string_view text) {

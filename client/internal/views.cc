@@ -125,8 +125,10 @@ const std::vector<Field<pb::Program>>& ProgramFields() {
       {{"CATEGORIES", "eligible_categories"},
        false,
        CV_CELL(OrDash(absl::StrJoin(x.eligible_categories(), " ")))},
-      {{"VALID FROM", "valid_from"}, true, CV_CELL(x.valid_from())},
-      {{"VALID UNTIL", "valid_until"}, true, CV_CELL(x.valid_until())},
+      {{"VALID FROM", "valid_from"}, true, CV_CELL(Day{x.valid_from()})},
+      {{"VALID UNTIL", "valid_until"},
+       true,
+       CV_CELL((Day{x.valid_until(), true}))},
       {{"CREATED", "created_at"}, false, CV_CELL(x.created_at())},
   };
   return *kFields;
@@ -216,8 +218,10 @@ const std::vector<Field<pb::Voucher>>& VoucherFields() {
       {{"CHARGED", "charged_cny"}, true, CV_CELL(Money{x.charged_fen()})},
       {{"RETURNED", "returned_cny"}, false, CV_CELL(Money{x.returned_fen()})},
       {{"PRIORITY", "priority"}, false, CV_CELL(int64_t{x.priority()})},
-      {{"VALID FROM", "valid_from"}, false, CV_CELL(x.valid_from())},
-      {{"VALID UNTIL", "valid_until"}, true, CV_CELL(x.valid_until())},
+      {{"VALID FROM", "valid_from"}, false, CV_CELL(Day{x.valid_from()})},
+      {{"VALID UNTIL", "valid_until"},
+       true,
+       CV_CELL((Day{x.valid_until(), true}))},
       {{"STATE REASON", "state_reason"},
        false,
        CV_CELL(OrDash(x.state_reason()))},
@@ -490,7 +494,7 @@ View SettlementView(const pb::Settlement& settlement) {
     view.rows.push_back(
         {line.provider_id(), line.program_id(), EnumWord(line.hardware_class()),
          line.records(), GpuHours{line.gpu_ms()}, Money{line.subsidy_fen()},
-         settlement.period_start(), settlement.period_end(),
+         Day{settlement.period_start()}, Day{settlement.period_end(), true},
          settlement.journal_sequence(), Hex(settlement.journal_hash())});
   }
   view.footer = absl::StrCat(

@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/enum_word.h"
 #include "common/money.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -17,11 +18,10 @@ namespace computevoucher::core {
 namespace {
 
 std::string Describe(const pb::ResourceRequest& r) {
-  return absl::StrCat(
-      r.gpu_count(), " × ",
-      r.gpu_model().empty()
-          ? absl::StrCat("any ", pb::HardwareClass_Name(r.hardware_class()))
-          : r.gpu_model());
+  return absl::StrCat(r.gpu_count(), " × ",
+                      r.gpu_model().empty()
+                          ? absl::StrCat("any ", EnumWord(r.hardware_class()))
+                          : r.gpu_model());
 }
 
 absl::Status CheckResources(const pb::ResourceRequest& r) {
@@ -172,10 +172,9 @@ absl::Status Placement::AddPayer(const VoucherRec& rec,
                       Window{from, until}.Contains(books_.now());
   if (!usable) {
     if (!r.voucher_id().empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("voucher ", v.voucher_id(), ": not usable now (",
-                       pb::VoucherState_Name(v.state()), ", valid ",
-                       FormatInstant(from), " .. ", FormatInstant(until), ")"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "voucher ", v.voucher_id(), ": not usable now (", EnumWord(v.state()),
+          ", valid ", FormatInstant(from), " .. ", FormatInstant(until), ")"));
     }
     return absl::OkStatus();
   }
@@ -426,7 +425,7 @@ absl::StatusOr<Response> Placement::ReleaseAllocation(
   if (rec->allocation.state() == pb::ALLOCATION_STATE_ENDED) {
     return absl::FailedPreconditionError(
         absl::StrCat("allocation ", r.allocation_id(), ": already ended (",
-                     pb::EndReason_Name(rec->allocation.end_reason()), ")"));
+                     EnumWord(rec->allocation.end_reason()), ")"));
   }
   RETURN_IF_ERROR(EndAllocation(*rec, pb::END_REASON_RELEASED));
   RETURN_IF_ERROR(ProcessQueue());
@@ -449,9 +448,9 @@ absl::StatusOr<Response> Placement::ExtendAllocation(
                              kMinDurationS, kMaxDurationS));
   VoucherRec& voucher = vouchers_.voucher(a.voucher_id());
   if (voucher.voucher.state() != pb::VOUCHER_STATE_ACTIVE) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "voucher ", a.voucher_id(), ": is ",
-        pb::VoucherState_Name(voucher.voucher.state()), ", cannot hold more"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("voucher ", a.voucher_id(), ": is ",
+                     EnumWord(voucher.voucher.state()), ", cannot hold more"));
   }
   // Hold the difference of the cumulative figures so that rounding of the
   // whole duration stays exact.
@@ -732,9 +731,8 @@ absl::Status Placement::Retire(const std::string& id) {
   if (view.state() != pb::ALLOCATION_STATE_ENDED || !rec.hold_released ||
       view.held_fen() != 0 || books_.Balance(HoldAccount(id)) != 0) {
     return absl::InternalError(absl::StrCat(
-        "allocation ", id, ": retired while ",
-        pb::AllocationState_Name(view.state()), " holding ",
-        FormatFen(books_.Balance(HoldAccount(id)))));
+        "allocation ", id, ": retired while ", EnumWord(view.state()),
+        " holding ", FormatFen(books_.Balance(HoldAccount(id)))));
   }
   RETURN_IF_ERROR(books_.ledger().Forget(
       HoldAccount(id), AllocationKeys(id, rec.extensions), id));

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/enum_word.h"
 #include "common/money.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -53,7 +54,7 @@ absl::StatusOr<pb::Application*> VoucherBook::FindPendingApplication(
   if (it->second.state() != pb::APPLICATION_STATE_PENDING) {
     return absl::FailedPreconditionError(
         absl::StrCat("application ", application_id, ": already ",
-                     pb::ApplicationState_Name(it->second.state())));
+                     EnumWord(it->second.state())));
   }
   return &it->second;
 }
@@ -321,7 +322,7 @@ absl::StatusOr<VoucherRec*> VoucherBook::Suspend(
     return absl::FailedPreconditionError(
         absl::StrCat("voucher ", r.voucher_id(),
                      ": only an active voucher can be suspended, it is ",
-                     pb::VoucherState_Name(rec->voucher.state())));
+                     EnumWord(rec->voucher.state())));
   }
   rec->voucher.set_state(pb::VOUCHER_STATE_SUSPENDED);
   rec->voucher.set_state_reason(r.reason());
@@ -335,7 +336,7 @@ absl::StatusOr<Response> VoucherBook::ResumeVoucher(
     return absl::FailedPreconditionError(
         absl::StrCat("voucher ", r.voucher_id(),
                      ": only a suspended voucher can be resumed, it is ",
-                     pb::VoucherState_Name(rec->voucher.state())));
+                     EnumWord(rec->voucher.state())));
   }
   rec->voucher.set_state(pb::VOUCHER_STATE_ACTIVE);
   rec->voucher.clear_state_reason();
@@ -350,9 +351,8 @@ absl::StatusOr<VoucherRec*> VoucherBook::Revoke(
   const pb::VoucherState state = rec->voucher.state();
   if (state == pb::VOUCHER_STATE_REVOKED ||
       state == pb::VOUCHER_STATE_EXPIRED) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("voucher ", r.voucher_id(), ": already ",
-                     pb::VoucherState_Name(state)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "voucher ", r.voucher_id(), ": already ", EnumWord(state)));
   }
   rec->voucher.set_state(pb::VOUCHER_STATE_REVOKED);
   rec->voucher.set_state_reason(r.reason());
@@ -374,9 +374,9 @@ absl::StatusOr<Response> VoucherBook::AdjustVoucher(
   const pb::VoucherState state = rec->voucher.state();
   if (state == pb::VOUCHER_STATE_REVOKED ||
       state == pb::VOUCHER_STATE_EXPIRED) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "voucher ", r.voucher_id(), ": cannot adjust a voucher that is ",
-        pb::VoucherState_Name(state)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("voucher ", r.voucher_id(),
+                     ": cannot adjust a voucher that is ", EnumWord(state)));
   }
   const std::string& program_id = rec->voucher.program_id();
   const std::string voucher_account = VoucherAccount(r.voucher_id());
@@ -542,10 +542,10 @@ absl::Status VoucherBook::Retire(const std::string& id) {
   }
   pb::Voucher view = VoucherViewOf(it->second);
   if (view.available_fen() != 0 || view.held_fen() != 0) {
-    return absl::InternalError(absl::StrCat(
-        "voucher ", id, ": retired while ", pb::VoucherState_Name(view.state()),
-        " with ", FormatFen(view.available_fen()), " available and ",
-        FormatFen(view.held_fen()), " held"));
+    return absl::InternalError(
+        absl::StrCat("voucher ", id, ": retired while ", EnumWord(view.state()),
+                     " with ", FormatFen(view.available_fen()),
+                     " available and ", FormatFen(view.held_fen()), " held"));
   }
   ASSIGN_OR_RETURN(const absl::Time issued_at,
                    FromProto("issued_at", view.issued_at()));

@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/enum_word.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "common/validate.h"
@@ -222,8 +223,9 @@ absl::StatusOr<std::vector<pb::ReportGroup>> GroupsOf(
                        "hardware class, SME, month)"));
     }
     if (std::find(groups.begin(), groups.end(), g) != groups.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "group_by: ", pb::ReportGroup_Name(g), " is given twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("group_by: ", EnumWord(static_cast<pb::ReportGroup>(g)),
+                       " is given twice"));
     }
     groups.push_back(static_cast<pb::ReportGroup>(g));
   }
