@@ -612,7 +612,7 @@ TEST_F(StateMachineTest, SuspendResumeRevoke) {
   EXPECT_EQ(revoked.available_fen(), 0);
   EXPECT_EQ(revoked.returned_fen() + revoked.held_fen(), 100 * kYuan);
   revoke.set_request_id("revoke-again");
-  ExpectRejected(revoke, kPrecondition, "already VOUCHER_STATE_REVOKED");
+  ExpectRejected(revoke, kPrecondition, "already revoked");
 }
 
 TEST_F(StateMachineTest, AdjustAndSettle) {
@@ -678,7 +678,7 @@ TEST_F(StateMachineTest, ApplicationsFlowIntoVouchers) {
   reject.mutable_reject_application()->set_application_id(
       application.application_id());
   reject.mutable_reject_application()->set_reason("duplicate");
-  ExpectRejected(reject, kPrecondition, "already APPLICATION_STATE_APPROVED");
+  ExpectRejected(reject, kPrecondition, "already approved");
 }
 
 TEST_F(StateMachineTest, TimeNeverRunsBackwards) {
