@@ -77,6 +77,7 @@ int RunVoucherctl(std::vector<std::string> args, std::istream& in,
   Connection server(*std::move(settings), err);
   Printer printer(FormatFromWord(a.Value("output")), a.Switch("utc"), out,
                   EncodingFromWord(a.Value("encoding")));
+  printer.set_headers(!a.Switch("no-headers"));
   Context context(a, server, printer, in, err);
   const absl::Status status = inv->command->handler(context);
   out.flush();

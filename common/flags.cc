@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
+#include "common/suggest.h"
 #include "common/version.h"
 
 namespace computevoucher {
@@ -59,23 +60,6 @@ void PrintHelp(const std::string& program) {
   std::fputs(text.c_str(), stdout);
 }
 
-// Edits (insert, delete, replace) between `a` and `b`.
-size_t Distance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1,
-                         diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 [[noreturn]] void UsageError(const std::string& program,
                              const std::string& message) {
   std::fprintf(stderr, "%s: %s\nRun '%s --help' for the flags.\n",
@@ -86,17 +70,12 @@ size_t Distance(absl::string_view a, absl::string_view b) {
 [[noreturn]] void UnknownFlag(const std::string& program,
                               absl::string_view name) {
   std::string message = absl::StrCat("unknown flag ", Dashed(name));
-  const absl::CommandLineFlag* closest = nullptr;
-  size_t best = 3;  // suggest only a near miss
+  std::vector<std::string> names;
   for (const absl::CommandLineFlag* flag : OwnFlags()) {
-    const size_t d = Distance(name, flag->Name());
-    if (d < best) {
-      best = d;
-      closest = flag;
-    }
+    names.emplace_back(flag->Name());
   }
-  if (closest != nullptr) {
-    absl::StrAppend(&message, "; did you mean ", Dashed(closest->Name()), "?");
+  if (const std::string nearest = Nearest(name, names); !nearest.empty()) {
+    absl::StrAppend(&message, "; did you mean ", Dashed(nearest), "?");
   }
   UsageError(program, message);
 }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "client/internal/values.h"
 #include "common/status_macros.h"
+#include "common/suggest.h"
 
 namespace computevoucher::client {
 namespace {
@@ -42,22 +43,6 @@ std::string LastWord(absl::string_view path) {
   const size_t space = path.rfind(' ');
   return std::string(space == absl::string_view::npos ? path
                                                       : path.substr(space + 1));
-}
-
-size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1,
-                         diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
 }
 
 std::string Program(absl::string_view path) {
@@ -202,10 +187,7 @@ class Parser {
     }
     const FlagSpec* flag = Lookup(inv, body, shorthand);
     const std::string shown = absl::StrCat(shorthand ? "-" : "--", body);
-    if (flag == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(Program(inv.path), ": unknown flag ", shown));
-    }
+    if (flag == nullptr) return UnknownFlag(inv, shown);
     if (flag->value == nullptr) {
       if (value.has_value()) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -227,19 +209,32 @@ class Parser {
 
   absl::Status UnknownCommand(const std::string& path,
                               absl::string_view word) const {
-    std::string suggestion;
-    size_t best = 3;
+    std::vector<std::string> names;
     for (const CommandSpec* child : Children(table_, path)) {
-      const std::string name = LastWord(child->path);
-      const size_t d = EditDistance(word, name);
-      if (d < best || absl::StartsWith(name, word)) {
-        best = std::min(d, best);
-        suggestion = absl::StrCat("; did you mean \"", name, "\"?");
-      }
+      names.push_back(LastWord(child->path));
     }
-    return absl::InvalidArgumentError(absl::StrCat("unknown command \"", word,
-                                                   "\" for \"", Program(path),
-                                                   "\"", suggestion));
+    const std::string nearest = Nearest(word, names);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown command \"", word, "\" for \"", Program(path), "\"",
+        nearest.empty() ? ""
+                        : absl::StrCat("; did you mean \"", nearest, "\"?")));
+  }
+
+  // "unknown flag --x", with the nearest flag of the command or the
+  // global ones.
+  absl::Status UnknownFlag(const Invocation& inv,
+                           const std::string& shown) const {
+    std::vector<std::string> names;
+    if (inv.command != nullptr) {
+      for (const FlagSpec& f : inv.command->flags) names.push_back(f.name);
+    }
+    for (const FlagSpec& f : globals_) names.push_back(f.name);
+    const std::string nearest =
+        Nearest(absl::StripPrefix(absl::StripPrefix(shown, "-"), "-"), names);
+    return absl::InvalidArgumentError(absl::StrCat(
+        Program(inv.path), ": unknown flag ", shown,
+        nearest.empty() ? ""
+                        : absl::StrCat("; did you mean --", nearest, "?")));
   }
 
   const std::vector<CommandSpec>& table_;

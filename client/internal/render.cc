@@ -99,13 +99,14 @@ std::string Label(const std::string& header) {
 
 const std::vector<std::string>& FormatWords() {
   static const auto* const kWords =
-      new std::vector<std::string>{"table", "json", "csv"};
+      new std::vector<std::string>{"table", "json", "csv", "wide"};
   return *kWords;
 }
 
 Format FormatFromWord(absl::string_view word) {
   if (word == "json") return Format::kJson;
   if (word == "csv") return Format::kCsv;
+  if (word == "wide") return Format::kWide;
   return Format::kTable;
 }
 
@@ -241,13 +242,33 @@ void Printer::Print(const View& view) {
       if (view.message != nullptr) PrintJson(*view.message, false);
       return;
     case Format::kCsv:
-      PrintCsv(view);
+      PrintCsv(Narrow(view));
       return;
     case Format::kTable:
-      view.record ? PrintRecord(view) : PrintTable(view);
+    case Format::kWide:
+      view.record ? PrintRecord(view)
+                  : PrintTable(format_ == Format::kWide ? view : Narrow(view));
       if (!view.footer.empty()) out_ << view.footer << "\n";
       return;
   }
+}
+
+View Narrow(const View& view) {
+  View out;
+  out.record = view.record;
+  out.message = view.message;
+  out.footer = view.footer;
+  std::vector<size_t> kept;
+  for (size_t i = 0; i < view.columns.size(); ++i) {
+    if (view.columns[i].wide) continue;
+    kept.push_back(i);
+    out.columns.push_back(view.columns[i]);
+  }
+  for (const std::vector<Cell>& row : view.rows) {
+    std::vector<Cell>& cells = out.rows.emplace_back();
+    for (size_t i : kept) cells.push_back(row[i]);
+  }
+  return out;
 }
 
 void Printer::PrintJsonLine(const google::protobuf::Message& message) {
@@ -281,7 +302,7 @@ void Printer::PrintTable(const View& view) {
   };
   std::vector<std::string> headers;
   for (const Column& column : view.columns) headers.push_back(column.header);
-  print_line(headers, nullptr);
+  if (headers_) print_line(headers, nullptr);
   for (size_t r = 0; r < texts.size(); ++r) print_line(texts[r], &view.rows[r]);
 }
 
@@ -305,7 +326,7 @@ void Printer::PrintRecord(const View& view) {
 void Printer::PrintCsv(const View& view) {
   std::vector<std::string> keys;
   for (const Column& column : view.columns) keys.push_back(column.key);
-  std::string text = absl::StrCat(CsvLine(keys), "\r\n");
+  std::string text = headers_ ? absl::StrCat(CsvLine(keys), "\r\n") : "";
   // The encodings for spreadsheets get text cells as spreadsheets must
   // read them.
   const bool spreadsheet = encoding_ != Encoding::kUtf8;

@@ -17,9 +17,10 @@
 
 namespace computevoucher::client {
 
-enum class Format { kTable, kJson, kCsv };
+// kWide: a table with every field, as a record shows them.
+enum class Format { kTable, kJson, kCsv, kWide };
 
-// The words of -o: "table", "json", "csv".
+// The words of -o: "table", "json", "csv", "wide".
 const std::vector<std::string>& FormatWords();
 Format FormatFromWord(absl::string_view word);
 
@@ -72,6 +73,8 @@ struct Column {
   std::string header;
   // CSV header, e.g. "face_value_cny".
   std::string key;
+  // Shown only with -o wide (a field a record shows but a list does not).
+  bool wide = false;
 };
 
 struct View {
@@ -84,6 +87,9 @@ struct View {
   // Printed under a table only, e.g. a total.
   std::string footer;
 };
+
+// `view` without its wide-only columns.
+View Narrow(const View& view);
 
 // "30%", "12.5%".
 std::string FormatPercent(int32_t bp);
@@ -107,6 +113,8 @@ class Printer {
       : format_(format), utc_(utc), encoding_(encoding), out_(out) {}
 
   Format format() const { return format_; }
+  // Tables and CSV without their header line (--no-headers).
+  void set_headers(bool headers) { headers_ = headers; }
   // Prints `view` in the format.
   void Print(const View& view);
   // JSON of `message` on one line (for streams of changes).
@@ -124,6 +132,7 @@ class Printer {
   const Format format_;
   const bool utc_;
   const Encoding encoding_;
+  bool headers_ = true;
   std::ostream& out_;
 };
 

@@ -234,6 +234,25 @@ const std::vector<Field<pb::Voucher>>& VoucherFields() {
   return *kFields;
 }
 
+// The workload's exit code once the allocation ended; "-" before (0 would
+// read as a success that has not happened).
+Cell ExitCodeCell(const pb::Allocation& a) {
+  if (a.state() != pb::ALLOCATION_STATE_ENDED) return std::string("-");
+  return int64_t{a.exit_code()};
+}
+
+// Why money is still held: while it runs, for what it may use; after it
+// ended, until usage reported late has come in (the scheduler's usage
+// grace period), after which the rest goes back to the voucher.
+std::string HoldText(const pb::Allocation& a) {
+  if (a.held_fen() == 0) return "-";
+  if (a.state() != pb::ALLOCATION_STATE_ENDED) {
+    return "for the GPU-hours it may still use";
+  }
+  return "until late usage is in (the usage grace period after it ended); "
+         "then the rest returns to the voucher";
+}
+
 std::string EndReasonText(const pb::Allocation& a) {
   if (a.end_reason() == pb::END_REASON_UNSPECIFIED) return "-";
   const std::string reason = EnumWord(a.end_reason());
@@ -265,6 +284,7 @@ const std::vector<Field<pb::Allocation>>& AllocationFields() {
        CV_CELL(Money{x.price_fen_per_gpu_hour()})},
       {{"RATIO", "ratio"}, false, CV_CELL(FormatPercent(x.ratio_bp()))},
       {{"HELD", "held_cny"}, true, CV_CELL(Money{x.held_fen()})},
+      {{"HOLD", "hold"}, false, CV_CELL(HoldText(x))},
       {{"CHARGED", "charged_cny"}, true, CV_CELL(Money{x.charged_fen()})},
       {{"COST", "cost_cny"}, false, CV_CELL(Money{x.cost_fen()})},
       {{"USED GPU-HOURS", "used_gpu_hours"},
@@ -276,7 +296,7 @@ const std::vector<Field<pb::Allocation>>& AllocationFields() {
       {{"WORKLOAD", "workload_command"},
        false,
        CV_CELL(OrDash(absl::StrJoin(x.workload_command(), " ")))},
-      {{"EXIT CODE", "exit_code"}, false, CV_CELL(int64_t{x.exit_code()})},
+      {{"EXIT CODE", "exit_code"}, false, CV_CELL(ExitCodeCell(x))},
       {{"IDLE", "idle"}, false, CV_CELL(YesNo(x.idle()))},
       {{"CREATED", "created_at"}, true, CV_CELL(x.created_at())},
       {{"ASSIGNED", "assigned_at"}, false, CV_CELL(x.assigned_at())},

@@ -19,20 +19,20 @@ struct Field {
   Cell (*cell)(const T&);
 };
 
-// A table of `items` with the list fields; -o json prints `message`.
+// A table of `items` with the list fields (every field with -o wide); -o
+// json prints `message`.
 template <typename T, typename Items>
 View ListView(const std::vector<Field<T>>& fields, const Items& items,
               const google::protobuf::Message& message) {
   View view;
   view.message = &message;
   for (const Field<T>& f : fields) {
-    if (f.in_list) view.columns.push_back(f.column);
+    view.columns.push_back(f.column);
+    view.columns.back().wide = !f.in_list;
   }
   for (const T& item : items) {
     std::vector<Cell>& row = view.rows.emplace_back();
-    for (const Field<T>& f : fields) {
-      if (f.in_list) row.push_back(f.cell(item));
-    }
+    for (const Field<T>& f : fields) row.push_back(f.cell(item));
   }
   return view;
 }

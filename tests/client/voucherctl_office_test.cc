@@ -66,6 +66,15 @@ TEST_F(VoucherctlOfficeTest, ReportsUsageByEnterpriseAndMonthWithTotals) {
   EXPECT_FALSE(row.sme());
   EXPECT_EQ(row.records(), 1);
   EXPECT_EQ(row.amounts().subsidy_fen(), subsidy);
+  // A running allocation has no exit code yet, and says why money is held.
+  const Result shown =
+      Admin({"admin", "allocation", "show", a.allocation_id()});
+  ASSERT_EQ(shown.exit_code, 0) << shown;
+  EXPECT_THAT(
+      shown.out,
+      ::testing::AllOf(::testing::ContainsRegex("\nExit code: +-\n"),
+                       ::testing::ContainsRegex(
+                           "\nHold: +for the GPU-hours it may still use\n")));
   // 200 GPU-ms at 360,000.00 CNY per GPU-hour: 20.00 CNY.
   EXPECT_EQ(row.amounts().cost_fen(), 2000);
   EXPECT_EQ(report.total().amounts().subsidy_fen(), subsidy);

@@ -132,7 +132,7 @@ TEST_F(VoucherctlTest,
       {{"admin", "token", "create", "--role", "enterprise"},
        "--enterprise: required with --role enterprise"},
       {{"vouchers", "list", "-o", "yaml"},
-       "-o: must be one of table, json, csv, got \"yaml\""},
+       "-o: must be one of table, json, csv, wide, got \"yaml\""},
       {{"admin", "audit", "verify", "--request-id", "a b"}, "--request-id: "},
       // Replicas and how long to wait for one to lead.
       {{"admin", "audit", "verify", "--endpoint", "127.0.0.1:1,,127.0.0.1:2"},
@@ -184,6 +184,20 @@ TEST_F(VoucherctlTest, TablesAreGolden) {
           "1000000.00 CNY  0.00 CNY  0.00 CNY  2035-12-31\n"
           "CV-YYYY-000002  P-000001  E-000001    active   500000.00 CNY   "
           "500000.00 CNY  0.00 CNY  0.00 CNY  2035-12-31\n"));
+  // Without the header line (the columns as wide as with it); with every
+  // field.
+  EXPECT_EQ(
+      As(enterprise, {"vouchers", "list", "--no-headers"}).out,
+      WithVoucherYear(
+          "CV-YYYY-000001  P-000001  E-000001    active  1000000.00 CNY  "
+          "1000000.00 CNY  0.00 CNY  0.00 CNY  2035-12-31\n"
+          "CV-YYYY-000002  P-000001  E-000001    active   500000.00 CNY   "
+          "500000.00 CNY  0.00 CNY  0.00 CNY  2035-12-31\n"));
+  const std::string wide =
+      As(enterprise, {"vouchers", "list", "-o", "wide"}).out;
+  EXPECT_THAT(wide,
+              AllOf(HasSubstr("  RETURNED  "), HasSubstr("  PRIORITY  "),
+                    HasSubstr("  VALID FROM  "), HasSubstr("2035-12-31")));
   EXPECT_EQ(As(enterprise, {"balance"}).out,
             "Enterprise:       E-000001\n"
             "Available:        1500000.00 CNY\n"
