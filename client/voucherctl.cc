@@ -73,8 +73,11 @@ int RunVoucherctl(std::vector<std::string> args, std::istream& in,
   }
   if (absl::Status s = CheckGlobals(a); !s.ok()) return Fail(err, s, path);
   absl::StatusOr<Settings> settings = ResolveSettings(a);
-  if (!settings.ok()) return Fail(err, settings.status(), path);
-  Connection server(*std::move(settings), err);
+  // `version` talks to no scheduler: broken settings do not stop it.
+  if (!settings.ok() && inv->path != "version") {
+    return Fail(err, settings.status(), path);
+  }
+  Connection server(settings.ok() ? *std::move(settings) : Settings(), err);
   Printer printer(FormatFromWord(a.Value("output")), a.Switch("utc"), out,
                   EncodingFromWord(a.Value("encoding")));
   printer.set_headers(!a.Switch("no-headers"));

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "common/suggest.h"
 #include "common/version.h"
 
@@ -97,25 +98,30 @@ std::vector<std::string> ParseFlags(int argc, char** argv) {
       positional_only = true;
       continue;
     }
-    if (arg == "--help" || arg == "-h" || arg == "--helpfull") {
-      PrintHelp(program);
-      std::exit(0);
-    }
-    if (arg == "--version") {
-      std::printf("%s\n", VersionLine(program).c_str());
-      std::exit(0);
-    }
     // --name, --name=value or --name value; -name too; dashes or
     // underscores in the name.
-    const absl::string_view body =
-        absl::string_view(arg).substr(arg.find_first_not_of('-'));
+    const size_t start = arg.find_first_not_of('-');
+    if (start == std::string::npos) {
+      UsageError(program, absl::StrCat("\"", arg, "\" is not a flag"));
+    }
+    const absl::string_view body = absl::string_view(arg).substr(start);
     const size_t eq = body.find('=');
     std::string name = absl::StrReplaceAll(body.substr(0, eq), {{"-", "_"}});
     const bool has_value = eq != absl::string_view::npos;
     std::string value = has_value ? std::string(body.substr(eq + 1)) : "";
+    if (name == "help" || name == "h" || name == "helpfull") {
+      PrintHelp(program);
+      std::exit(0);
+    }
+    if (name == "version") {
+      std::printf("%s\n", VersionLine(program).c_str());
+      std::exit(0);
+    }
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr && absl::StartsWith(name, "no") && !has_value) {
-      flag = absl::FindCommandLineFlag(name.substr(2));
+      // --noswitch, or --no-switch.
+      flag = absl::FindCommandLineFlag(
+          absl::StripPrefix(absl::string_view(name).substr(2), "_"));
       if (flag == nullptr || !flag->IsOfType<bool>())
         UnknownFlag(program, name);
       value = "false";

@@ -11,8 +11,15 @@
 namespace computevoucher {
 
 bool NotifySystemd(absl::string_view state) {
-  const char* socket_name = std::getenv("NOTIFY_SOCKET");
-  if (socket_name == nullptr || socket_name[0] == '\0') return false;
+  // Read once and taken out of the environment, so that the processes the
+  // agent starts for tenants do not inherit it.
+  static const std::string socket_name = [] {
+    const char* name = std::getenv("NOTIFY_SOCKET");
+    std::string value = name == nullptr ? "" : name;
+    unsetenv("NOTIFY_SOCKET");
+    return value;
+  }();
+  if (socket_name.empty()) return false;
   std::string path = socket_name;
   sockaddr_un address;
   std::memset(&address, 0, sizeof(address));

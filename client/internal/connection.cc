@@ -73,12 +73,24 @@ std::string WithCode(const grpc::Status& status) {
   return absl::StrCat(words, ": ", status.error_message());
 }
 
-// "host" alone, or "[v6]", at the scheduler's port.
+// A host given alone ("localhost", "10.0.0.5", "[::1]", "::1") at the
+// scheduler's port; gRPC target URIs ("dns:///h:p", "unix:/path",
+// "ipv4:1.2.3.4:5") and host:port as given.
 std::string WithDefaultPort(std::string address) {
-  const bool bracketed = !address.empty() && address.front() == '[';
-  const bool has_port = bracketed ? absl::StrContains(address, "]:")
-                                  : absl::StrContains(address, ":");
-  if (!has_port) absl::StrAppend(&address, ":", kDefaultPort);
+  if (absl::StrContains(address, "://") || absl::StartsWith(address, "unix:") ||
+      absl::StartsWith(address, "ipv4:") ||
+      absl::StartsWith(address, "ipv6:")) {
+    return address;
+  }
+  if (!address.empty() && address.front() == '[') {
+    if (!absl::StrContains(address, "]:")) {
+      absl::StrAppend(&address, ":", kDefaultPort);
+    }
+    return address;
+  }
+  const size_t colons = std::count(address.begin(), address.end(), ':');
+  if (colons == 0) return absl::StrCat(address, ":", kDefaultPort);
+  if (colons > 1) return absl::StrCat("[", address, "]:", kDefaultPort);
   return address;
 }
 

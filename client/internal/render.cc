@@ -221,6 +221,8 @@ std::string Printer::Text(const Cell& cell, bool csv) const {
     return FormatGpuHours(hours->gpu_ms);
   }
   if (const auto* bound = std::get_if<Day>(&cell)) {
+    // CSV keeps the instant itself, as before, for the programs reading it.
+    if (csv) return Text(bound->at, csv);
     const absl::Time at = absl::FromUnixSeconds(bound->at.seconds()) +
                           absl::Nanoseconds(bound->at.nanos());
     const absl::CivilDay day = absl::ToCivilDay(at, ShanghaiZone());

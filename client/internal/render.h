@@ -57,7 +57,8 @@ struct GpuHours {
 // A bound of a window or period at the start of an Asia/Shanghai day shown
 // as the day it names: a start as its day, an exclusive end as the last day
 // it includes ("valid until 2027-12-05" is stored as 2027-12-06 00:00
-// +08:00). A bound at another instant is shown as the instant.
+// +08:00). A bound at another instant is shown as the instant, and CSV
+// always has the instant.
 struct Day {
   google::protobuf::Timestamp at;
   bool end = false;

@@ -234,10 +234,10 @@ const std::vector<Field<pb::Voucher>>& VoucherFields() {
   return *kFields;
 }
 
-// The workload's exit code once the allocation ended; "-" before (0 would
-// read as a success that has not happened).
+// The workload's exit code once the allocation ended; empty before (0
+// would read as a success that has not happened).
 Cell ExitCodeCell(const pb::Allocation& a) {
-  if (a.state() != pb::ALLOCATION_STATE_ENDED) return std::string("-");
+  if (a.state() != pb::ALLOCATION_STATE_ENDED) return std::string();
   return int64_t{a.exit_code()};
 }
 
@@ -284,7 +284,6 @@ const std::vector<Field<pb::Allocation>>& AllocationFields() {
        CV_CELL(Money{x.price_fen_per_gpu_hour()})},
       {{"RATIO", "ratio"}, false, CV_CELL(FormatPercent(x.ratio_bp()))},
       {{"HELD", "held_cny"}, true, CV_CELL(Money{x.held_fen()})},
-      {{"HOLD", "hold"}, false, CV_CELL(HoldText(x))},
       {{"CHARGED", "charged_cny"}, true, CV_CELL(Money{x.charged_fen()})},
       {{"COST", "cost_cny"}, false, CV_CELL(Money{x.cost_fen()})},
       {{"USED GPU-HOURS", "used_gpu_hours"},
@@ -303,6 +302,7 @@ const std::vector<Field<pb::Allocation>>& AllocationFields() {
       {{"ENDED", "ended_at"}, false, CV_CELL(x.ended_at())},
       {{"RETIRED", "retired_at"}, false, CV_CELL(x.retired_at())},
       {{"REQUEST ID", "request_id"}, false, CV_CELL(x.request_id())},
+      {{"HOLD", "hold"}, false, CV_CELL(HoldText(x))},
   };
   return *kFields;
 }
