@@ -15,88 +15,112 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "agent/gpus.h"
 #include "agent/run.h"
 #include "common/config.h"
 #include "common/flags.h"
 #include "common/status_macros.h"
 
-ABSL_FLAG(std::string, config, "",
-          "textproto AgentConfig file; flags override it");
-ABSL_FLAG(std::string, scheduler, "",
-          "scheduler address, e.g. 127.0.0.1:7443, or its replicas comma "
-          "separated (the agent follows the one that leads)");
-ABSL_FLAG(std::string, token_file, "", "file holding the agent's token");
-ABSL_FLAG(std::string, tls_ca, "",
-          "PEM CA bundle of the scheduler's certificate; enables TLS");
-ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS)");
-ABSL_FLAG(std::string, tls_key, "", "PEM key of the client certificate");
-ABSL_FLAG(std::string, region, "", "region reported at registration");
-ABSL_FLAG(std::string, meter, "",
-          "deprecated: simulated, nvml or exec; use --runtime and "
-          "--telemetry");
-ABSL_FLAG(std::string, runtime, "",
-          "how allocations reach tenants: simulated (default), process or "
-          "slurm");
-ABSL_FLAG(std::string, telemetry, "",
-          "GPU readings: simulated (default), nvml or dcmi");
-ABSL_FLAG(std::string, dcmi_library, "",
-          "DCMI library for the dcmi telemetry (default libdcmi.so)");
-ABSL_FLAG(std::string, access_template, "",
-          "access instructions shown to tenants, with {allocation_id}, "
-          "{job_id}, {gpus}, {user}, {account}, {log}, {login_host}");
-ABSL_FLAG(std::string, sandbox, "",
-          "process runtime: bwrap (default) or none (unsandboxed)");
-ABSL_FLAG(std::string, run_as, "",
-          "process runtime: the unprivileged user workloads run as");
-ABSL_FLAG(std::string, work_root, "",
-          "process runtime: directory of the workloads' working directories");
-ABSL_FLAG(std::string, bwrap, "", "process runtime: bubblewrap binary");
-ABSL_FLAG(std::string, slurm_partition, "",
-          "slurm runtime: the partition whose GPUs the agent sells");
-ABSL_FLAG(std::string, slurm_accounts, "",
-          "slurm runtime: enterprises' Slurm users and accounts, "
-          "E-000001=alice:robots,E-000002=bob");
-ABSL_FLAG(std::string, slurm_gres_models, "",
-          "slurm runtime: gres types of models not named alike, "
-          "h100=H100,910b=910B");
-ABSL_FLAG(std::string, slurm_bin_dir, "",
-          "slurm runtime: directory of sbatch, squeue, ... (default PATH)");
-ABSL_FLAG(std::string, slurm_login_host, "",
-          "slurm runtime: login host shown in access instructions");
-ABSL_FLAG(std::string, slurm_batch_log_dir, "",
-          "slurm runtime: where batch jobs write their output (default "
-          "/var/lib/voucher-agent/batch)");
-ABSL_FLAG(int64_t, slurm_poll_interval_ms, 0,
-          "slurm runtime: how often Slurm is read (default 5000)");
-ABSL_FLAG(int64_t, slurm_command_timeout_ms, 0,
-          "slurm runtime: longest a Slurm command may take (default 10000)");
-ABSL_FLAG(std::string, inventory, "",
-          "GPUs as COUNTxMODEL:CLASS, e.g. 8xH100:other,16x910B:domestic "
-          "(nvml discovers counts itself)");
-ABSL_FLAG(std::string, prices, "",
-          "CNY per GPU-hour per model, e.g. H100=25.00,910B=12.50");
-ABSL_FLAG(int64_t, heartbeat_interval_ms, 0,
-          "heartbeat interval (default: what the scheduler asks)");
-ABSL_FLAG(int64_t, report_interval_ms, 0,
-          "usage record length and report interval (default 10000)");
-ABSL_FLAG(std::string, spool_dir, "", "durable spool directory");
-ABSL_FLAG(int64_t, spool_max_bytes, 0, "spool size limit (default 256 MiB)");
-ABSL_FLAG(std::string, metrics_listen, "",
-          "Prometheus /metrics address, e.g. 127.0.0.1:9464; empty disables");
-ABSL_FLAG(int32_t, idle_threshold_bp, 0,
-          "utilisation in basis points under which GPUs count as idle "
-          "(default 500 = 5%)");
-ABSL_FLAG(int64_t, idle_after_s, 0,
-          "idle time before an allocation is flagged (default 600)");
-ABSL_FLAG(int64_t, stop_grace_s, 0,
-          "exec meter: SIGTERM to SIGKILL grace (default 10)");
-ABSL_FLAG(std::string, nvml_library, "",
-          "NVML library for the nvml meter (default libnvidia-ml.so.1)");
-ABSL_FLAG(int32_t, simulated_utilization_bp, 9000,
-          "simulated telemetry: utilisation the GPUs show");
-ABSL_FLAG(int64_t, simulated_watts, 700,
-          "simulated telemetry: power each GPU draws");
+namespace {
+
+// The headings of --help, in its order.
+constexpr char kConfiguration[] = "Configuration";
+constexpr char kScheduler[] = "Scheduler connection";
+constexpr char kCluster[] = "Cluster";
+constexpr char kSpool[] = "Metering and spool";
+constexpr char kRuntime[] = "Runtime";
+constexpr char kProcess[] = "Process runtime";
+constexpr char kSlurm[] = "Slurm runtime";
+constexpr char kTelemetry[] = "Telemetry";
+constexpr char kObservability[] = "Observability";
+constexpr absl::string_view kFlagGroups[] = {
+    kConfiguration, kScheduler, kCluster,   kSpool,        kRuntime,
+    kProcess,       kSlurm,     kTelemetry, kObservability};
+
+}  // namespace
+
+CV_FLAG(kConfiguration, std::string, config, "",
+        "textproto AgentConfig file; flags override it");
+CV_FLAG(kScheduler, std::string, scheduler, "",
+        "scheduler address, e.g. 127.0.0.1:7443, or its replicas comma "
+        "separated (the agent follows the one that leads)");
+CV_FLAG(kScheduler, std::string, token_file, "",
+        "file holding the agent's token");
+CV_FLAG(kScheduler, std::string, tls_ca, "",
+        "PEM CA bundle of the scheduler's certificate; enables TLS");
+CV_FLAG(kScheduler, std::string, tls_cert, "",
+        "PEM client certificate (mutual TLS)");
+CV_FLAG(kScheduler, std::string, tls_key, "",
+        "PEM key of the client certificate");
+CV_FLAG(kCluster, std::string, region, "", "region reported at registration");
+CV_FLAG(kRuntime, std::string, meter, "",
+        "deprecated: simulated, nvml or exec; use --runtime and "
+        "--telemetry");
+CV_FLAG(kRuntime, std::string, runtime, "",
+        "how allocations reach tenants: simulated (default), process or "
+        "slurm");
+CV_FLAG(kTelemetry, std::string, telemetry, "",
+        "GPU readings: simulated (default), nvml or dcmi");
+CV_FLAG(kTelemetry, std::string, dcmi_library, "",
+        "DCMI library for the dcmi telemetry (default libdcmi.so)");
+CV_FLAG(kRuntime, std::string, access_template, "",
+        "access instructions shown to tenants, with {allocation_id}, "
+        "{job_id}, {gpus}, {user}, {account}, {log}, {login_host}");
+CV_FLAG(kProcess, std::string, sandbox, "",
+        "bwrap (default) or none (unsandboxed)");
+CV_FLAG(kProcess, std::string, run_as, "",
+        "the unprivileged user workloads run as");
+CV_FLAG(kProcess, std::string, work_root, "",
+        "directory of the workloads' working directories");
+CV_FLAG(kProcess, std::string, bwrap, "", "bubblewrap binary");
+CV_FLAG(kSlurm, std::string, slurm_partition, "",
+        "the partition whose GPUs the agent sells");
+CV_FLAG(kSlurm, std::string, slurm_accounts, "",
+        "enterprises' Slurm users and accounts, "
+        "E-000001=alice:robots,E-000002=bob");
+CV_FLAG(kSlurm, std::string, slurm_gres_models, "",
+        "gres types of models not named alike, "
+        "h100=H100,910b=910B");
+CV_FLAG(kSlurm, std::string, slurm_bin_dir, "",
+        "directory of sbatch, squeue, ... (default PATH)");
+CV_FLAG(kSlurm, std::string, slurm_login_host, "",
+        "login host shown in access instructions");
+CV_FLAG(kSlurm, std::string, slurm_batch_log_dir, "",
+        "where batch jobs write their output (default "
+        "/var/lib/voucher-agent/batch)");
+CV_FLAG(kSlurm, int64_t, slurm_poll_interval_ms, 0,
+        "how often Slurm is read (default 5000)");
+CV_FLAG(kSlurm, int64_t, slurm_command_timeout_ms, 0,
+        "longest a Slurm command may take (default 10000)");
+CV_FLAG(kCluster, std::string, inventory, "",
+        "GPUs as COUNTxMODEL:CLASS, e.g. 8xH100:other,16x910B:domestic "
+        "(nvml discovers counts itself)");
+CV_FLAG(kCluster, std::string, prices, "",
+        "CNY per GPU-hour per model, e.g. H100=25.00,910B=12.50");
+CV_FLAG(kScheduler, int64_t, heartbeat_interval_ms, 0,
+        "heartbeat interval (default: what the scheduler asks)");
+CV_FLAG(kSpool, int64_t, report_interval_ms, 0,
+        "usage record length and report interval (default 10000)");
+CV_FLAG(kSpool, std::string, spool_dir, "", "durable spool directory");
+CV_FLAG(kSpool, int64_t, spool_max_bytes, 0,
+        "spool size limit (default 256 MiB)");
+CV_FLAG(kObservability, std::string, metrics_listen, "",
+        "Prometheus /metrics address, e.g. 127.0.0.1:9464; empty disables");
+CV_FLAG(kSpool, int32_t, idle_threshold_bp, 0,
+        "utilisation in basis points under which GPUs count as idle "
+        "(default 500 = 5%)");
+CV_FLAG(kSpool, int64_t, idle_after_s, 0,
+        "idle time before an allocation is flagged (default 600)");
+CV_FLAG(kRuntime, int64_t, stop_grace_s, 0,
+        "process and slurm runtimes: SIGTERM to SIGKILL (or to scancel) "
+        "grace (default 10)");
+CV_FLAG(kTelemetry, std::string, nvml_library, "",
+        "NVML library for the nvml telemetry (default libnvidia-ml.so.1)");
+CV_FLAG(kTelemetry, int32_t, simulated_utilization_bp, 9000,
+        "simulated telemetry: utilisation the GPUs show");
+CV_FLAG(kTelemetry, int64_t, simulated_watts, 700,
+        "simulated telemetry: power each GPU draws");
 
 namespace {
 
@@ -332,7 +356,8 @@ int main(int argc, char** argv) {
   // use; an operator's own setting wins.
   setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "200", 0);
   absl::SetProgramUsageMessage(kUsage);
-  const std::vector<std::string> args = computevoucher::ParseFlags(argc, argv);
+  const std::vector<std::string> args =
+      computevoucher::ParseFlags(argc, argv, kFlagGroups);
   if (args.size() > 1) {
     return Fail(absl::StrCat("unexpected argument \"", args[1],
                              "\"; everything is a flag (--help)"));

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/internal/cli.h"
 #include "client/internal/commands.h"
+#include "client/internal/completion.h"
 #include "client/internal/connection.h"
 #include "client/internal/exit_codes.h"
 #include "client/internal/render.h"
@@ -52,6 +53,9 @@ int Fail(std::ostream& err, const absl::Status& status,
 
 int RunVoucherctl(std::vector<std::string> args, std::istream& in,
                   std::ostream& out, std::ostream& err) {
+  if (!args.empty() && args[0] == kCompleteCommand) {
+    return RunComplete({args.begin() + 1, args.end()}, out);
+  }
   // "voucherctl help allocate" is "voucherctl allocate --help".
   if (!args.empty() && args[0] == "help") {
     args.erase(args.begin());
@@ -73,8 +77,9 @@ int RunVoucherctl(std::vector<std::string> args, std::istream& in,
   }
   if (absl::Status s = CheckGlobals(a); !s.ok()) return Fail(err, s, path);
   absl::StatusOr<Settings> settings = ResolveSettings(a);
-  // `version` talks to no scheduler: broken settings do not stop it.
-  if (!settings.ok() && inv->path != "version") {
+  // `version` and `completion` talk to no scheduler: broken settings do
+  // not stop them.
+  if (!settings.ok() && inv->path != "version" && inv->path != "completion") {
     return Fail(err, settings.status(), path);
   }
   Connection server(settings.ok() ? *std::move(settings) : Settings(), err);

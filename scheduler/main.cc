@@ -12,6 +12,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/string_view.h"
 #include "common/config.h"
 #include "common/flags.h"
 #include "computevoucher/v1/config.pb.h"
@@ -19,60 +20,76 @@
 #include "scheduler/server.h"
 #include "scheduler/verify_command.h"
 
-ABSL_FLAG(std::string, config, "",
-          "textproto SchedulerConfig file; flags override it");
-ABSL_FLAG(std::string, listen, "",
-          "gRPC listen address (default 127.0.0.1:7443; port 0 picks one)");
-ABSL_FLAG(std::string, data_dir, "",
-          "data directory: the embedded store and the first admin token");
-ABSL_FLAG(std::string, store, "",
-          "store: sqlite (default, in --data-dir) or "
-          "postgresql://user@host:port/dbname");
-ABSL_FLAG(std::string, metrics_listen, "",
-          "Prometheus /metrics address; empty disables");
-ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TLS");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key for TLS");
-ABSL_FLAG(std::string, tls_client_ca, "",
-          "PEM CA bundle that signs agents' client certificates");
-ABSL_FLAG(bool, require_client_cert, false, "require mutual TLS");
-ABSL_FLAG(int64_t, tick_interval_ms, 0,
-          "how often time-driven changes run (default 1000)");
-ABSL_FLAG(int64_t, usage_grace_s, 0,
-          "grace for late usage before holds are released (default 300)");
-ABSL_FLAG(int64_t, retain_ended_s, 0,
-          "how long an ended allocation (or a voucher whose window ended) "
-          "stays in memory before it is retired to the store, where it is "
-          "still read; later usage for an allocation is refused (default "
-          "2592000, 30 days)");
-ABSL_FLAG(int64_t, heartbeat_interval_s, 0,
-          "heartbeat interval asked of agents (default 10)");
-ABSL_FLAG(int64_t, cluster_silence_s, 0,
-          "silence after which a cluster's allocations end (default 60)");
-ABSL_FLAG(std::string, advertise, "",
-          "host:port clients are told to reach this replica at (default: "
-          "the listen address, with the host name for a wildcard host)");
-ABSL_FLAG(int64_t, lease_s, 0,
-          "PostgreSQL replicas: how long the leader's lease lasts unrenewed "
-          "(default 5); a follower takes over within lease * 5/4 of the "
-          "leader's last renewal, plus replaying what its standby state has "
-          "not caught up with");
-ABSL_FLAG(int64_t, snapshot_every, 0,
-          "store a snapshot of the state after this many commands, a usage "
-          "report counting one per record (default 100000); start-up "
-          "replays only the commands after the newest one");
-ABSL_FLAG(int64_t, snapshot_interval_s, 0,
-          "or after this many seconds with at least one command (default "
-          "600)");
-ABSL_FLAG(std::string, port_file, "",
-          "file to write the bound port to once serving");
-ABSL_FLAG(std::string, before, "",
-          "archive: archive the commands applied before this date "
-          "(YYYY-MM-DD, Asia/Shanghai), at least 31 days ago");
-ABSL_FLAG(std::string, to, "",
-          "archive: directory the archive is written into (one "
-          "subdirectory per run)");
-ABSL_FLAG(std::string, archive, "",
-          "verify: directory of the store's archives, replayed before it");
+namespace {
+
+// The headings of --help, in its order.
+constexpr char kConfiguration[] = "Configuration";
+constexpr char kStore[] = "Store";
+constexpr char kNetwork[] = "Network and TLS";
+constexpr char kReplicas[] = "Replicas (PostgreSQL)";
+constexpr char kTiming[] = "Timing and retention";
+constexpr char kObservability[] = "Observability";
+constexpr char kStoreCommands[] = "verify and archive commands";
+constexpr absl::string_view kFlagGroups[] = {
+    kConfiguration, kStore,         kNetwork,      kReplicas,
+    kTiming,        kObservability, kStoreCommands};
+
+}  // namespace
+
+CV_FLAG(kConfiguration, std::string, config, "",
+        "textproto SchedulerConfig file; flags override it");
+CV_FLAG(kNetwork, std::string, listen, "",
+        "gRPC listen address (default 127.0.0.1:7443; port 0 picks one)");
+CV_FLAG(kStore, std::string, data_dir, "",
+        "data directory: the embedded store and the first admin token");
+CV_FLAG(kStore, std::string, store, "",
+        "store: sqlite (default, in --data-dir) or "
+        "postgresql://user@host:port/dbname");
+CV_FLAG(kObservability, std::string, metrics_listen, "",
+        "Prometheus /metrics address; empty disables");
+CV_FLAG(kNetwork, std::string, tls_cert, "", "PEM certificate chain for TLS");
+CV_FLAG(kNetwork, std::string, tls_key, "", "PEM private key for TLS");
+CV_FLAG(kNetwork, std::string, tls_client_ca, "",
+        "PEM CA bundle that signs agents' client certificates");
+CV_FLAG(kNetwork, bool, require_client_cert, false, "require mutual TLS");
+CV_FLAG(kTiming, int64_t, tick_interval_ms, 0,
+        "how often time-driven changes run (default 1000)");
+CV_FLAG(kTiming, int64_t, usage_grace_s, 0,
+        "grace for late usage before holds are released (default 300)");
+CV_FLAG(kTiming, int64_t, retain_ended_s, 0,
+        "how long an ended allocation (or a voucher whose window ended) "
+        "stays in memory before it is retired to the store, where it is "
+        "still read; later usage for an allocation is refused (default "
+        "2592000, 30 days)");
+CV_FLAG(kTiming, int64_t, heartbeat_interval_s, 0,
+        "heartbeat interval asked of agents (default 10)");
+CV_FLAG(kTiming, int64_t, cluster_silence_s, 0,
+        "silence after which a cluster's allocations end (default 60)");
+CV_FLAG(kReplicas, std::string, advertise, "",
+        "host:port clients are told to reach this replica at (default: "
+        "the listen address, with the host name for a wildcard host)");
+CV_FLAG(kReplicas, int64_t, lease_s, 0,
+        "how long the leader's lease lasts unrenewed "
+        "(default 5); a follower takes over within lease * 5/4 of the "
+        "leader's last renewal, plus replaying what its standby state has "
+        "not caught up with");
+CV_FLAG(kStore, int64_t, snapshot_every, 0,
+        "store a snapshot of the state after this many commands, a usage "
+        "report counting one per record (default 100000); start-up "
+        "replays only the commands after the newest one");
+CV_FLAG(kStore, int64_t, snapshot_interval_s, 0,
+        "or after this many seconds with at least one command (default "
+        "600)");
+CV_FLAG(kNetwork, std::string, port_file, "",
+        "file to write the bound port to once serving");
+CV_FLAG(kStoreCommands, std::string, before, "",
+        "archive: archive the commands applied before this date "
+        "(YYYY-MM-DD, Asia/Shanghai), at least 31 days ago");
+CV_FLAG(kStoreCommands, std::string, to, "",
+        "archive: directory the archive is written into (one "
+        "subdirectory per run)");
+CV_FLAG(kStoreCommands, std::string, archive, "",
+        "verify: directory of the store's archives, replayed before it");
 
 namespace {
 
@@ -120,7 +137,8 @@ int RunOnStore(const std::string& command,
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  const std::vector<std::string> args = computevoucher::ParseFlags(argc, argv);
+  const std::vector<std::string> args =
+      computevoucher::ParseFlags(argc, argv, kFlagGroups);
   const std::string command = args.size() > 1 ? args[1] : "serve";
   if (args.size() > 2)
     return Fail("one command at a time: serve, verify or archive");

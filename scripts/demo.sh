@@ -206,7 +206,8 @@ admin() { vc "$sched_dir/admin.token" "$@"; }
 # json_field NAME: the first "NAME": value of the pretty-printed JSON on
 # stdin (voucherctl -o json prints one field per line), without quotes.
 json_field() {
-  sed -n "s/^ *\"$1\": \"\{0,1\}\([^\"]*\)\"\{0,1\},\{0,1\}\$/\1/p" | head -n 1
+  sed -n -e "s/^ *\"$1\": \"\(.*\)\",\{0,1\}\$/\1/p" -e t \
+    -e "s/^ *\"$1\": \([^\",]*\),\{0,1\}\$/\1/p" | head -n 1
 }
 
 # state_get KEY / state_set KEY VALUE: what earlier runs decided, kept in

@@ -24,10 +24,15 @@ packages=(
   # Prometheus and promtool, for the checks of deploy/ (tests/deploy/); python3
   # for the shell tests' helpers
   prometheus python3
+  # zsh, for the test of voucherctl's zsh completion
+  zsh
   # the agent's runtimes: a real Slurm for the slurm runtime's tests and the
   # Slurm demo (scripts/testing/slurm.sh), bubblewrap for the process
   # runtime's sandbox
   slurmctld slurmd slurm-client bubblewrap
+  # the Debian packages (cpack -G DEB, scripts/testing/packages.sh):
+  # dpkg-shlibdeps computes their dependencies, and CPack needs file
+  dpkg-dev file
 )
 
 missing=()

@@ -7,7 +7,9 @@
 # A throwaway PostgreSQL server (scripts/testing/postgres.sh) runs for the
 # whole run, so that the store tests cover the PostgreSQL store too, and a
 # single-node Slurm cluster (scripts/testing/slurm.sh) for the agent's slurm
-# runtime; failing to start either fails the run.
+# runtime; failing to start either fails the run. After the release suite,
+# scripts/testing/packages.sh builds the Debian packages, installs them,
+# runs the installed scheduler, and removes and purges them again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,10 @@ echo "== Slurm for the agent's tests: $CV_TEST_SLURM_CONF"
 echo "== release build (g++)"
 scripts/build.sh release
 (cd build && ctest --output-on-failure -j "$jobs")
+echo "== Debian packages: build, install, run, remove, purge"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+$sudo scripts/testing/packages.sh build
 
 if [ "${CV_SKIP_SANITIZE:-0}" != "1" ]; then
   echo "== sanitizer build (clang, ASan + UBSan, -Wthread-safety)"

@@ -13,21 +13,30 @@
 namespace computevoucher::client {
 namespace {
 
-const CommandSpec* Find(const std::vector<CommandSpec>& table,
-                        absl::string_view path) {
+std::string Program(absl::string_view path) {
+  return path.empty() ? "voucherctl" : absl::StrCat("voucherctl ", path);
+}
+
+std::vector<std::string> Words(absl::string_view text) {
+  return absl::StrSplit(text, ' ', absl::SkipEmpty());
+}
+
+}  // namespace
+
+const CommandSpec* FindCommand(const std::vector<CommandSpec>& table,
+                               absl::string_view path) {
   for (const CommandSpec& command : table) {
     if (command.path == path) return &command;
   }
   return nullptr;
 }
 
-std::string Child(absl::string_view path, absl::string_view word) {
+std::string ChildPath(absl::string_view path, absl::string_view word) {
   return path.empty() ? std::string(word) : absl::StrCat(path, " ", word);
 }
 
-// The last word of the paths directly under `path`, in table order.
-std::vector<const CommandSpec*> Children(const std::vector<CommandSpec>& table,
-                                         absl::string_view path) {
+std::vector<const CommandSpec*> ChildCommands(
+    const std::vector<CommandSpec>& table, absl::string_view path) {
   std::vector<const CommandSpec*> children;
   for (const CommandSpec& command : table) {
     absl::string_view p = command.path;
@@ -44,16 +53,6 @@ std::string LastWord(absl::string_view path) {
   return std::string(space == absl::string_view::npos ? path
                                                       : path.substr(space + 1));
 }
-
-std::string Program(absl::string_view path) {
-  return path.empty() ? "voucherctl" : absl::StrCat("voucherctl ", path);
-}
-
-std::vector<std::string> Words(absl::string_view text) {
-  return absl::StrSplit(text, ' ', absl::SkipEmpty());
-}
-
-}  // namespace
 
 bool Args::Has(absl::string_view flag) const {
   return values_.find(flag) != values_.end();
@@ -121,8 +120,8 @@ class Parser {
       } else if (inv.command != nullptr && inv.command->handler != nullptr) {
         inv.args.positionals_.push_back(token);
       } else {
-        const std::string next = Child(inv.path, token);
-        inv.command = Find(table_, next);
+        const std::string next = ChildPath(inv.path, token);
+        inv.command = FindCommand(table_, next);
         if (inv.command == nullptr) return UnknownCommand(inv.path, token);
         inv.path = next;
         *path = next;
@@ -210,7 +209,7 @@ class Parser {
   absl::Status UnknownCommand(const std::string& path,
                               absl::string_view word) const {
     std::vector<std::string> names;
-    for (const CommandSpec* child : Children(table_, path)) {
+    for (const CommandSpec* child : ChildCommands(table_, path)) {
       names.push_back(LastWord(child->path));
     }
     const std::string nearest = Nearest(word, names);
@@ -287,7 +286,7 @@ void AppendCommandList(const std::vector<const CommandSpec*>& commands,
 std::string HelpText(const std::vector<CommandSpec>& table,
                      const std::vector<FlagSpec>& globals,
                      const std::string& path) {
-  const CommandSpec* command = Find(table, path);
+  const CommandSpec* command = FindCommand(table, path);
   std::string out;
   if (path.empty()) {
     absl::StrAppend(&out, command != nullptr ? command->summary : "",
@@ -300,7 +299,7 @@ std::string HelpText(const std::vector<CommandSpec>& table,
   } else if (command->handler == nullptr) {
     absl::StrAppend(&out, command->summary, "\n\nUsage:\n  ", Program(path),
                     " COMMAND [flags]\n\nCommands:\n");
-    AppendCommandList(Children(table, path), path.size() + 1, &out);
+    AppendCommandList(ChildCommands(table, path), path.size() + 1, &out);
   } else {
     absl::StrAppend(&out, command->summary, "\n\nUsage:\n  ", Program(path));
     for (const FlagSpec& f : command->flags) {

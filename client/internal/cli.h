@@ -83,6 +83,18 @@ struct Invocation {
   Args args;
 };
 
+// The command or group of `table` at `path` ("admin voucher"); nullptr
+// when there is none.
+const CommandSpec* FindCommand(const std::vector<CommandSpec>& table,
+                               absl::string_view path);
+// `path` followed by `word`.
+std::string ChildPath(absl::string_view path, absl::string_view word);
+// The commands and groups directly under `path`, in table order.
+std::vector<const CommandSpec*> ChildCommands(
+    const std::vector<CommandSpec>& table, absl::string_view path);
+// The last word of `path` ("issue" of "admin voucher issue").
+std::string LastWord(absl::string_view path);
+
 // Parses `argv` (without the program name) against `table` and the global
 // flags that every command takes. Errors are InvalidArgument and say what
 // was wrong (unknown command with a suggestion, unknown flag, missing

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "client/internal/completion.h"
 #include "client/internal/values.h"
 #include "common/config.h"
 #include "common/status_macros.h"
@@ -23,7 +24,9 @@ std::vector<FlagSpec> Join(std::vector<FlagSpec> a,
 // What quote and allocate ask for.
 const std::vector<FlagSpec>& ResourceFlags() {
   static const auto* const kFlags = new std::vector<FlagSpec>{
-      {"model", "MODEL", "GPU model, e.g. H100 (or --class)"},
+      {"model", "MODEL",
+       "GPU model, e.g. H100, in any letter case (or --class); see "
+       "'voucherctl offers'"},
       {"class", "CLASS", "any GPU of a hardware class: domestic or other"},
       {"gpus", "N", "number of GPUs, 1..1024", true},
       {"hours", "HOURS", "longest it may run, e.g. 2 or 1.5", true},
@@ -69,6 +72,9 @@ const std::vector<FlagSpec>& GlobalFlags() {
       {"endpoint", "HOST:PORT[,...]",
        "scheduler address, or replicas comma separated (env "
        "VOUCHERCTL_ENDPOINT; default 127.0.0.1:7443)"},
+      {"profile", "NAME",
+       "saved settings to use (env VOUCHERCTL_PROFILE; default: the one "
+       "'voucherctl profile use' chose, else default)"},
       {"leader-wait", "DURATION",
        "how long to retry while no replica leads, e.g. 30s; 0s fails at "
        "once (default 10s)"},
@@ -77,7 +83,8 @@ const std::vector<FlagSpec>& GlobalFlags() {
       {"tls-cert", "FILE", "client certificate, for mutual TLS"},
       {"tls-key", "FILE", "key of the client certificate"},
       {"output", "FORMAT",
-       "table, wide (a table with every field), json or csv (default table)",
+       "table, wide (a table with every field), json, yaml or csv (default "
+       "table)",
        false, 'o'},
       {"no-headers", nullptr, "tables and CSV without their header line"},
       {"encoding", "ENCODING",
@@ -149,6 +156,15 @@ const std::vector<CommandSpec>& Commands() {
        {EnterpriseFlag()},
        "voucherctl balance",
        Balance},
+      {"offers",
+       "See the GPU models on offer to you: prices, free GPUs",
+       "",
+       nullptr,
+       {{"model", "MODEL", "only this GPU model, in any letter case"},
+        {"class", "CLASS", "only this hardware class: domestic or other"},
+        EnterpriseFlag()},
+       "voucherctl offers\nvoucherctl offers --class domestic",
+       Offers},
       {"quote", "Price GPUs without holding anything", "", nullptr,
        ResourceFlags(), "voucherctl quote --model H100 --gpus 2 --hours 4",
        Quote},
@@ -605,6 +621,17 @@ const std::vector<CommandSpec>& Commands() {
        {},
        "voucherctl version",
        Version},
+      {"completion",
+       "Print a script that completes voucherctl's commands and flags in "
+       "bash or zsh",
+       "SHELL",
+       nullptr,
+       {},
+       "voucherctl completion bash > "
+       "/usr/share/bash-completion/completions/voucherctl\n"
+       "source <(voucherctl completion bash)\n"
+       "voucherctl completion zsh > \"${fpath[1]}/_voucherctl\"",
+       Completion},
       {"whoami",
        "Show the token these settings use: role, holder, expiry, last use",
        "",
@@ -613,14 +640,40 @@ const std::vector<CommandSpec>& Commands() {
        "voucherctl whoami",
        WhoAmI},
       {"login",
-       "Save the endpoint, token and TLS files for later commands",
+       "Check a token with the scheduler and save it, the endpoint and TLS "
+       "files for later commands (as --profile, default: the profile in use)",
+       "",
+       nullptr,
+       {{"no-check", nullptr,
+         "save without asking the scheduler whether it takes the token"}},
+       "voucherctl login --endpoint scheduler.example.cn:7443 --token "
+       "cvt_...\n"
+       "voucherctl login --endpoint 127.0.0.1:7443 < data/admin.token\n"
+       "voucherctl login --profile staging --endpoint 10.0.0.9 --token "
+       "cvt_...",
+       Login},
+      {"profile", "Switch between saved schedulers and tokens"},
+      {"profile list",
+       "List the saved profiles; * marks the one commands use",
        "",
        nullptr,
        {},
-       "voucherctl login --endpoint scheduler.example.cn:7443 --token "
-       "cvt_...\n"
-       "voucherctl login --endpoint 127.0.0.1:7443 < data/admin.token",
-       Login},
+       "voucherctl profile list",
+       ProfileList},
+      {"profile use",
+       "Make commands use profile NAME (created by login --profile NAME)",
+       "NAME",
+       nullptr,
+       {},
+       "voucherctl profile use staging\nvoucherctl profile use default",
+       ProfileUse},
+      {"profile delete",
+       "Delete profile NAME and its saved token",
+       "NAME",
+       nullptr,
+       {},
+       "voucherctl profile delete staging",
+       ProfileDelete},
   };
   return *kCommands;
 }

@@ -131,11 +131,15 @@ absl::Status ListAndShow(
 
 // Handlers, in handlers_enterprise.cc and handlers_admin.cc.
 absl::Status Login(Context& c);
+absl::Status ProfileList(Context& c);
+absl::Status ProfileUse(Context& c);
+absl::Status ProfileDelete(Context& c);
 absl::Status Apply(Context& c);
 absl::Status ApplicationsList(Context& c);
 absl::Status VouchersList(Context& c);
 absl::Status VouchersShow(Context& c);
 absl::Status Balance(Context& c);
+absl::Status Offers(Context& c);
 absl::Status Quote(Context& c);
 absl::Status Allocate(Context& c);
 absl::Status AllocationsList(Context& c);

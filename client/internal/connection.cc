@@ -1,13 +1,7 @@
 #include "client/internal/connection.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <optional>
 
 #include "absl/strings/ascii.h"
@@ -17,28 +11,17 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "client/internal/exit_codes.h"
+#include "client/internal/profiles.h"
 #include "client/internal/values.h"
 #include "common/config.h"
 #include "common/grpc_channel.h"
 #include "common/leader.h"
-#include "google/protobuf/text_format.h"
 #include "grpcpp/security/credentials.h"
 
 namespace computevoucher::client {
 namespace {
 
 namespace pb = ::computevoucher::v1;
-
-std::string Env(const char* name) {
-  const char* value = std::getenv(name);
-  return value != nullptr ? value : "";
-}
-
-std::string ConfigDir() {
-  const std::string xdg = Env("XDG_CONFIG_HOME");
-  return absl::StrCat(xdg.empty() ? Env("HOME") + "/.config" : xdg,
-                      "/voucherctl");
-}
 
 // Sets `*field` from the first non-empty of flag and environment variable,
 // and returns where it came from ("" when neither was set).
@@ -96,15 +79,21 @@ std::string WithDefaultPort(std::string address) {
 
 }  // namespace
 
-std::string ConfigPath() { return ConfigDir() + "/config"; }
-
 absl::StatusOr<Settings> ResolveSettings(const Args& args) {
   Settings s;
-  const std::string path = ConfigPath();
-  struct stat st;
-  if (stat(path.c_str(), &st) == 0) {
-    RETURN_IF_ERROR(LoadTextProto(path, &s.config));
+  ASSIGN_OR_RETURN(const pb::ClientConfig file, ReadConfig());
+  ASSIGN_OR_RETURN(s.profile, ChooseProfile(args, file));
+  const std::string path =
+      s.profile.name == kDefaultProfile
+          ? ConfigPath()
+          : absl::StrCat(ConfigPath(), " (profile ", s.profile.name, ")");
+  if (std::optional<pb::ClientConfig> saved =
+          FindProfile(file, s.profile.name)) {
+    s.config = *std::move(saved);
     if (!s.config.endpoint().empty()) s.endpoint_source = path;
+  } else {
+    s.profile_status =
+        absl::InvalidArgumentError(NoSuchProfile(s.profile, file));
   }
   pb::ClientConfig& c = s.config;
   if (std::string from = Override(args, "endpoint", "VOUCHERCTL_ENDPOINT",
@@ -134,34 +123,9 @@ absl::StatusOr<Settings> ResolveSettings(const Args& args) {
   return s;
 }
 
-absl::Status WriteConfig(const pb::ClientConfig& config) {
-  const std::string dir = ConfigDir();
-  std::error_code error;
-  std::filesystem::create_directories(dir, error);
-  if (!error) {
-    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, error);
-  }
-  if (error) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(dir, ": cannot create: ", error.message()));
-  }
-  std::string text;
-  google::protobuf::TextFormat::PrintToString(config, &text);
-  const std::string path = ConfigPath();
-  // WritePrivateFile never replaces a file, so a second login writes a new
-  // file and renames it over the old one.
-  const std::string temporary = path + ".new";
-  std::remove(temporary.c_str());
-  RETURN_IF_ERROR(WritePrivateFile(temporary, text));
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(path, ": cannot replace: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status Connection::Open() {
   if (credentials_ != nullptr) return absl::OkStatus();
+  RETURN_IF_ERROR(settings_.profile_status);
   if (settings_.config.token().empty()) {
     return absl::InvalidArgumentError(
         "no token: pass --token, set VOUCHERCTL_TOKEN, or run 'voucherctl "

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/internal/cli.h"
+#include "client/internal/profiles.h"
 #include "common/status_macros.h"
 #include "computevoucher/v1/admin.grpc.pb.h"
 #include "computevoucher/v1/config.pb.h"
@@ -37,11 +38,14 @@ inline constexpr absl::Duration kDefaultLeaderWait = absl::Seconds(10);
 // failed, so that replicas naming each other cannot loop.
 inline constexpr int kMaxLeaderHops = 3;
 
-// $XDG_CONFIG_HOME/voucherctl/config, or ~/.config/voucherctl/config.
-std::string ConfigPath();
-
 // The settings in effect, and where the endpoint came from (for messages).
 struct Settings {
+  // The profile chosen, and why a command may not use it (a profile the
+  // file lacks; only login creates one).
+  ProfileChoice profile;
+  absl::Status profile_status;
+  // Its endpoint, token and TLS settings, with the flags' and the
+  // environment's applied.
   computevoucher::v1::ClientConfig config;
   std::string endpoint_source;
   // config.endpoint() split at commas: the replicas, in the order given.
@@ -50,16 +54,13 @@ struct Settings {
 };
 
 // Merges --endpoint/--token/--tls-* flags of `args`, the environment and
-// the config file (when it exists), in that order of precedence, and reads
+// the chosen profile of the config file (when it exists), in that order of
+// precedence, and reads
 // --leader-wait. Errors (InvalidArgument) name the config file when it
 // cannot be parsed, and the flag, variable or file and the value when the
 // endpoint list has an empty entry or --leader-wait is not a duration of
 // at least 0s.
 absl::StatusOr<Settings> ResolveSettings(const Args& args);
-
-// Writes `config` to ConfigPath() (mode 0600, its folder created 0700),
-// replacing what was there.
-absl::Status WriteConfig(const computevoucher::v1::ClientConfig& config);
 
 // Lazily opened channels to the scheduler's replicas, all with the same
 // TLS settings and token. A call goes to the replica last seen leading (at

@@ -1,11 +1,13 @@
-// Handlers of the enterprise commands (EnterpriseService) and login.
+// Handlers of the enterprise commands (EnterpriseService).
 #include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "client/internal/commands.h"
+#include "client/internal/exit_codes.h"
 #include "client/internal/values.h"
 #include "client/internal/views.h"
 #include "common/money.h"
@@ -46,26 +48,6 @@ absl::StatusOr<pb::ResourceRequest> Resources(const Args& args) {
 
 }  // namespace
 
-absl::Status Login(Context& c) {
-  ASSIGN_OR_RETURN(Settings settings, ResolveSettings(c.args));
-  pb::ClientConfig& config = settings.config;
-  if (config.token().empty()) {
-    std::string line;
-    std::getline(c.in, line);
-    config.set_token(std::string(absl::StripAsciiWhitespace(line)));
-  }
-  if (config.token().empty()) {
-    return absl::InvalidArgumentError(
-        "login: no token: pass --token TOKEN, set VOUCHERCTL_TOKEN, or give "
-        "it on standard input");
-  }
-  if (config.tls().ByteSizeLong() == 0) config.clear_tls();
-  RETURN_IF_ERROR(WriteConfig(config));
-  c.printer.out() << "Saved endpoint " << config.endpoint() << " and token to "
-                  << ConfigPath() << " (mode 0600).\n";
-  return absl::OkStatus();
-}
-
 absl::Status Apply(Context& c) {
   pb::ApplyRequest r;
   r.set_request_id(c.RequestId());
@@ -105,6 +87,24 @@ absl::Status Balance(Context& c) {
   return CallAndShow(c, &Stub::GetBalance, r, BalanceFields());
 }
 
+absl::Status Offers(Context& c) {
+  pb::ListOffersRequest r;
+  RETURN_IF_ERROR(c.args.OptionalId("enterprise", r.mutable_enterprise_id()));
+  if (c.args.Has("model")) {
+    ASSIGN_OR_RETURN(*r.mutable_gpu_model(), c.args.Id("model"));
+  }
+  if (c.args.Has("class")) {
+    ASSIGN_OR_RETURN(
+        const pb::HardwareClass cls,
+        ParseEnumArg<pb::HardwareClass>("--class", c.args.Value("class")));
+    r.set_hardware_class(cls);
+  }
+  pb::ListOffersResponse response;
+  RETURN_IF_ERROR(c.server.Call(&Stub::ListOffers, r, &response));
+  c.printer.Print(ListView(OfferFields(), response.offers(), response));
+  return absl::OkStatus();
+}
+
 absl::Status Quote(Context& c) {
   pb::QuoteRequest r;
   ASSIGN_OR_RETURN(*r.mutable_resources(), Resources(c.args));
@@ -118,7 +118,16 @@ absl::Status Allocate(Context& c) {
   r.set_queue_if_busy(c.args.Switch("queue"));
   for (const std::string& arg : c.args.rest()) r.add_workload_command(arg);
   pb::Allocation allocation;
-  RETURN_IF_ERROR(c.server.Call(&Stub::Allocate, r, &allocation));
+  if (absl::Status s = c.server.Call(&Stub::Allocate, r, &allocation);
+      !s.ok()) {
+    // The scheduler names the API's field; voucherctl's is --queue.
+    return WithExitCode(
+        absl::Status(s.code(),
+                     absl::StrReplaceAll(
+                         s.message(),
+                         {{"(queue_if_busy)", "(run again with --queue)"}})),
+        ExitCodeOf(s));
+  }
   const std::string& id = allocation.allocation_id();
   if (allocation.state() == pb::ALLOCATION_STATE_PENDING) {
     c.err << "Queued: no GPUs are free now. Follow it with 'voucherctl "
@@ -174,7 +183,8 @@ absl::Status AllocationsExtend(Context& c) {
 absl::Status AllocationsWatch(Context& c) {
   if (c.printer.format() == Format::kCsv) {
     return absl::InvalidArgumentError(
-        "-o: must be table or json for a stream of changes, got \"csv\"");
+        "-o: must be table, json or yaml for a stream of changes, got "
+        "\"csv\"");
   }
   pb::GetAllocationRequest r;
   ASSIGN_OR_RETURN(*r.mutable_allocation_id(), c.args.PositionalId(0));
@@ -194,8 +204,9 @@ absl::Status AllocationsWatch(Context& c) {
                      a.cluster_id(), " ", a.idle());
     if (now != last) {
       last = now;
-      if (c.printer.format() == Format::kJson) {
-        c.printer.PrintJsonLine(a);
+      if (c.printer.format() == Format::kJson ||
+          c.printer.format() == Format::kYaml) {
+        c.printer.PrintChange(a);
       } else {
         std::string line =
             absl::StrCat(c.printer.Text(ToProto(absl::Now()), false), "  ",

@@ -12,9 +12,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "client/internal/structured.h"
 #include "common/money.h"
 #include "common/time_util.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace computevoucher::client {
 namespace {
@@ -99,12 +99,13 @@ std::string Label(const std::string& header) {
 
 const std::vector<std::string>& FormatWords() {
   static const auto* const kWords =
-      new std::vector<std::string>{"table", "json", "csv", "wide"};
+      new std::vector<std::string>{"table", "json", "csv", "wide", "yaml"};
   return *kWords;
 }
 
 Format FormatFromWord(absl::string_view word) {
   if (word == "json") return Format::kJson;
+  if (word == "yaml") return Format::kYaml;
   if (word == "csv") return Format::kCsv;
   if (word == "wide") return Format::kWide;
   return Format::kTable;
@@ -241,7 +242,10 @@ std::string Printer::Text(const Cell& cell, bool csv) const {
 void Printer::Print(const View& view) {
   switch (format_) {
     case Format::kJson:
-      if (view.message != nullptr) PrintJson(*view.message, false);
+      if (view.message != nullptr) out_ << ToJson(*view.message, false) << "\n";
+      return;
+    case Format::kYaml:
+      if (view.message != nullptr) out_ << ToYaml(*view.message);
       return;
     case Format::kCsv:
       PrintCsv(Narrow(view));
@@ -273,8 +277,12 @@ View Narrow(const View& view) {
   return out;
 }
 
-void Printer::PrintJsonLine(const google::protobuf::Message& message) {
-  PrintJson(message, true);
+void Printer::PrintChange(const google::protobuf::Message& message) {
+  if (format_ == Format::kYaml) {
+    out_ << "---\n" << ToYaml(message);
+  } else {
+    out_ << ToJson(message, true) << "\n";
+  }
   // A stream of changes is read as it comes, through a pipe too.
   out_.flush();
 }
@@ -416,19 +424,6 @@ std::string SpreadsheetText(const std::string& text) {
     return absl::StrCat("'", text);
   }
   return text;
-}
-
-void Printer::PrintJson(const google::protobuf::Message& message,
-                        bool one_line) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = !one_line;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  // Printing a valid message cannot fail.
-  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
-  out_ << json;
-  if (json.empty() || json.back() != '\n') out_ << "\n";
 }
 
 }  // namespace computevoucher::client

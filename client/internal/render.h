@@ -18,9 +18,9 @@
 namespace computevoucher::client {
 
 // kWide: a table with every field, as a record shows them.
-enum class Format { kTable, kJson, kCsv, kWide };
+enum class Format { kTable, kJson, kCsv, kWide, kYaml };
 
-// The words of -o: "table", "json", "csv", "wide".
+// The words of -o: "table", "json", "csv", "wide", "yaml".
 const std::vector<std::string>& FormatWords();
 Format FormatFromWord(absl::string_view word);
 
@@ -83,7 +83,7 @@ struct View {
   std::vector<std::vector<Cell>> rows;
   // One record: in a table, printed as "Label:  value" lines.
   bool record = false;
-  // What -o json prints (the API's answer); not owned.
+  // What -o json and -o yaml print (the API's answer); not owned.
   const google::protobuf::Message* message = nullptr;
   // Printed under a table only, e.g. a total.
   std::string footer;
@@ -118,8 +118,9 @@ class Printer {
   void set_headers(bool headers) { headers_ = headers; }
   // Prints `view` in the format.
   void Print(const View& view);
-  // JSON of `message` on one line (for streams of changes).
-  void PrintJsonLine(const google::protobuf::Message& message);
+  // One change of a stream: JSON on one line, or a YAML document after
+  // "---"; flushed, so that a pipe gets it at once.
+  void PrintChange(const google::protobuf::Message& message);
   // A cell as the table (csv=false) or CSV shows it.
   std::string Text(const Cell& cell, bool csv) const;
   std::ostream& out() { return out_; }
@@ -128,7 +129,6 @@ class Printer {
   void PrintTable(const View& view);
   void PrintRecord(const View& view);
   void PrintCsv(const View& view);
-  void PrintJson(const google::protobuf::Message& message, bool one_line);
 
   const Format format_;
   const bool utc_;

@@ -358,6 +358,26 @@ const std::vector<Field<pb::Balance>>& BalanceFields() {
   return *kFields;
 }
 
+const std::vector<Field<pb::Offer>>& OfferFields() {
+  using T = pb::Offer;
+  static const auto* const kFields = new std::vector<Field<T>>{
+      {{"GPU MODEL", "gpu_model"}, true, CV_CELL(x.gpu_model())},
+      {{"HARDWARE CLASS", "hardware_class"},
+       true,
+       CV_CELL(EnumWord(x.hardware_class()))},
+      {{"PRICE PER GPU-HOUR", "price_per_gpu_hour_cny"},
+       true,
+       CV_CELL(Money{x.price_fen_per_gpu_hour()})},
+      {{"FREE GPUS", "free_gpus"}, true, CV_CELL(int64_t{x.free_gpus()})},
+      {{"GPUS", "gpu_count"}, true, CV_CELL(int64_t{x.gpu_count()})},
+      {{"CLUSTER", "cluster_id"}, true, CV_CELL(x.cluster_id())},
+      {{"REGION", "region"}, true, CV_CELL(OrDash(x.region()))},
+      {{"PROVIDER", "provider_name"}, true, CV_CELL(OrDash(x.provider_name()))},
+      {{"PROVIDER ID", "provider_id"}, false, CV_CELL(x.provider_id())},
+  };
+  return *kFields;
+}
+
 const std::vector<Field<pb::QuoteResponse>>& QuoteFields() {
   using T = pb::QuoteResponse;
   static const auto* const kFields = new std::vector<Field<T>>{

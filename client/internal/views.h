@@ -62,6 +62,7 @@ const std::vector<Field<computevoucher::v1::Token>>& TokenFields();
 const std::vector<Field<computevoucher::v1::CreateTokenResponse>>&
 CreatedTokenFields();
 const std::vector<Field<computevoucher::v1::Balance>>& BalanceFields();
+const std::vector<Field<computevoucher::v1::Offer>>& OfferFields();
 const std::vector<Field<computevoucher::v1::QuoteResponse>>& QuoteFields();
 const std::vector<Field<computevoucher::v1::ChargedUsage>>& UsageFields();
 const std::vector<Field<computevoucher::v1::StatementLine>>&

@@ -6,6 +6,7 @@
 #include "common/status_macros.h"
 #include "common/validate.h"
 #include "scheduler/reports/allocations.h"
+#include "scheduler/reports/offers.h"
 #include "scheduler/reports/usage.h"
 #include "scheduler/reports/vouchers.h"
 
@@ -134,12 +135,26 @@ Status EnterpriseServiceImpl::GetBalance(ServerContext* c,
               });
 }
 
+Status EnterpriseServiceImpl::ListOffers(ServerContext* c,
+                                         const pb::ListOffersRequest* r,
+                                         pb::ListOffersResponse* out) {
+  return Read(c, kReaders,
+              [&](const pb::Principal& me, const core::StateMachine& s) {
+                ASSIGN_OR_RETURN(const std::string whose,
+                                 api::Whose(me, r->enterprise_id(), s));
+                ASSIGN_OR_RETURN(*out, reports::Offers(s, whose, *r));
+                return absl::OkStatus();
+              });
+}
+
 Status EnterpriseServiceImpl::Quote(ServerContext* c, const pb::QuoteRequest* r,
                                     pb::QuoteResponse* out) {
   return Read(c, kEnterprise,
               [&](const pb::Principal& me, const core::StateMachine& s) {
-                ASSIGN_OR_RETURN(*out,
-                                 s.Quote(me.enterprise_id(), r->resources()));
+                pb::ResourceRequest resources = r->resources();
+                resources.set_gpu_model(
+                    reports::ModelAsListed(s, resources.gpu_model()));
+                ASSIGN_OR_RETURN(*out, s.Quote(me.enterprise_id(), resources));
                 return absl::OkStatus();
               });
 }
@@ -147,9 +162,20 @@ Status EnterpriseServiceImpl::Quote(ServerContext* c, const pb::QuoteRequest* r,
 Status EnterpriseServiceImpl::Allocate(ServerContext* c,
                                        const pb::AllocateRequest* r,
                                        pb::Allocation* out) {
+  // The command carries the model as the clusters list it ("h100" asks for
+  // "H100"), so that replaying it places it the same way.
+  pb::AllocateRequest request = *r;
+  if (!r->resources().gpu_model().empty()) {
+    absl::StatusOr<std::string> model =
+        ReadState([&](const core::StateMachine& s) {
+          return reports::ModelAsListed(s, r->resources().gpu_model());
+        });
+    // A replica that cannot read answers the command below with the reason.
+    if (model.ok()) request.mutable_resources()->set_gpu_model(*model);
+  }
   return Mutate(
       c, kEnterprise, r->request_id(),
-      [r](pb::Command& cmd) { *cmd.mutable_allocate() = *r; }, out);
+      [&request](pb::Command& cmd) { *cmd.mutable_allocate() = request; }, out);
 }
 
 Status EnterpriseServiceImpl::GetAllocation(ServerContext* c,

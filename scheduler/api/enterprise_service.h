@@ -28,6 +28,8 @@ class EnterpriseServiceImpl final : public pb::EnterpriseService::Service,
                     pb::Voucher* out) override;
   Status GetBalance(ServerContext* c, const pb::GetBalanceRequest* r,
                     pb::Balance* out) override;
+  Status ListOffers(ServerContext* c, const pb::ListOffersRequest* r,
+                    pb::ListOffersResponse* out) override;
   Status Quote(ServerContext* c, const pb::QuoteRequest* r,
                pb::QuoteResponse* out) override;
   Status Allocate(ServerContext* c, const pb::AllocateRequest* r,

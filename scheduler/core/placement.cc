@@ -4,8 +4,10 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/enum_word.h"
 #include "common/money.h"
 #include "common/status_macros.h"
@@ -85,8 +87,8 @@ std::vector<std::string> AllocationKeys(absl::string_view id,
 
 // --- Planning ---
 
-std::vector<Placement::Option> Placement::Options(
-    const pb::Enterprise& enterprise, const pb::ResourceRequest& r) const {
+std::vector<Placement::Option> Placement::Eligible(
+    const pb::Enterprise& enterprise) const {
   absl::flat_hash_set<std::string> related(
       enterprise.related_provider_ids().begin(),
       enterprise.related_provider_ids().end());
@@ -102,17 +104,27 @@ std::vector<Placement::Option> Placement::Options(
       continue;
     }
     for (const pb::GpuModel& m : cluster.inventory()) {
-      const bool match = r.gpu_model().empty()
-                             ? m.hardware_class() == r.hardware_class()
-                             : m.model() == r.gpu_model();
-      if (!match || m.gpu_count() < r.gpu_count()) continue;
       auto used = rec.used_gpus.find(m.model());
       const int32_t in_use = used == rec.used_gpus.end() ? 0 : used->second;
       options.push_back(Option{id, cluster.provider_id(), m.model(),
                                m.hardware_class(), m.price_fen_per_gpu_hour(),
-                               std::max(0, m.gpu_count() - in_use)});
+                               std::max(0, m.gpu_count() - in_use),
+                               m.gpu_count()});
     }
   }
+  return options;
+}
+
+std::vector<Placement::Option> Placement::Options(
+    const pb::Enterprise& enterprise, const pb::ResourceRequest& r) const {
+  std::vector<Option> options = Eligible(enterprise);
+  auto unfit = [&](const Option& o) {
+    return o.gpu_count < r.gpu_count() ||
+           (r.gpu_model().empty() ? o.hardware_class != r.hardware_class()
+                                  : o.model != r.gpu_model());
+  };
+  options.erase(std::remove_if(options.begin(), options.end(), unfit),
+                options.end());
   return options;
 }
 
@@ -135,8 +147,12 @@ absl::StatusOr<Placement::Plan> Placement::PlanAllocation(
   Plan plan;
   plan.options = Options(*enterprise, r);
   if (plan.options.empty()) {
+    absl::btree_set<std::string> models;
+    for (const Option& o : Eligible(*enterprise)) models.insert(o.model);
     return absl::FailedPreconditionError(
-        absl::StrCat("no approved, unrelated cluster offers ", Describe(r)));
+        absl::StrCat("no approved, unrelated cluster offers ", Describe(r),
+                     "; models on offer: ",
+                     models.empty() ? "none" : absl::StrJoin(models, ", ")));
   }
   for (const Option& option : plan.options) {
     if (option.free_gpus < r.gpu_count()) continue;
@@ -267,7 +283,7 @@ absl::StatusOr<Response> Placement::Allocate(const pb::Principal& p,
   if (!plan.placement && !r.queue_if_busy()) {
     return absl::ResourceExhaustedError(
         absl::StrCat("no free capacity now for ", Describe(r.resources()),
-                     "; set queue_if_busy to wait in the queue"));
+                     "; it may wait in the queue (queue_if_busy)"));
   }
   VoucherRec& payer = vouchers_.voucher(plan.voucher->voucher.voucher_id());
   const pb::Voucher& voucher = payer.voucher;
@@ -294,11 +310,11 @@ absl::StatusOr<Response> Placement::Allocate(const pb::Principal& p,
   // A program with a 0% ratio subsidises nothing, so there is nothing to
   // hold.
   if (plan.hold_fen > 0) {
-    RETURN_IF_ERROR(books_.Post(
-        AllocationEntry(pb::ENTRY_KIND_HOLD, HoldAccount(id),
-                        VoucherAccount(voucher.voucher_id()), plan.hold_fen,
-                        HoldKey(id), a),
-        &payer.voucher, &a));
+    RETURN_IF_ERROR(
+        books_.Post(AllocationEntry(pb::ENTRY_KIND_HOLD, HoldAccount(id),
+                                    VoucherAccount(voucher.voucher_id()),
+                                    plan.hold_fen, HoldKey(id), a),
+                    &payer.voucher, &a));
   }
   vouchers_.UpdateExhausted(payer);
   if (plan.placement) {
@@ -692,8 +708,7 @@ void Placement::HoldReleased(AllocationRec& rec) {
        a.allocation_id()});
 }
 
-absl::StatusOr<bool> Placement::RetireDue(absl::Duration retain,
-                                          int at_most) {
+absl::StatusOr<bool> Placement::RetireDue(absl::Duration retain, int at_most) {
   // By voucher, the ids retired, taken off its index in one pass.
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> by_voucher;
   int retired = 0;
@@ -710,10 +725,9 @@ absl::StatusOr<bool> Placement::RetireDue(absl::Duration retain,
     auto list = state_.voucher_allocations.find(entry.first);
     if (list == state_.voucher_allocations.end()) continue;
     std::vector<std::string>& v = list->second;
-    v.erase(std::remove_if(v.begin(), v.end(),
-                           [&ids](const std::string& id) {
-                             return ids.contains(id);
-                           }),
+    v.erase(std::remove_if(
+                v.begin(), v.end(),
+                [&ids](const std::string& id) { return ids.contains(id); }),
             v.end());
     if (v.empty()) state_.voucher_allocations.erase(list);
   }
@@ -750,8 +764,7 @@ absl::Status Placement::Retire(const std::string& id) {
 }
 
 AllocationRec* Placement::Find(const std::string& id) {
-  auto it = state_.allocations.find(id);
-  return it == state_.allocations.end() ? nullptr : &it->second;
+  return const_cast<AllocationRec*>(std::as_const(*this).Find(id));
 }
 
 const AllocationRec* Placement::Find(const std::string& id) const {
@@ -774,12 +787,12 @@ pb::Allocation Placement::AllocationViewOf(const AllocationRec& rec) const {
 
 absl::StatusOr<pb::Allocation> Placement::AllocationView(
     const std::string& allocation_id) const {
-  auto it = state_.allocations.find(allocation_id);
-  if (it == state_.allocations.end()) {
+  const AllocationRec* rec = Find(allocation_id);
+  if (rec == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("allocation ", allocation_id, " not found"));
   }
-  return AllocationViewOf(it->second);
+  return AllocationViewOf(*rec);
 }
 
 }  // namespace computevoucher::core

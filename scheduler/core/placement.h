@@ -80,6 +80,8 @@ class Placement {
     pb::HardwareClass hardware_class = pb::HARDWARE_CLASS_UNSPECIFIED;
     int64_t price_fen_per_gpu_hour = 0;
     int32_t free_gpus = 0;
+    // GPUs of the model in the cluster.
+    int32_t gpu_count = 0;
   };
 
   Placement(Registry& registry, VoucherBook& vouchers, Books& books)
@@ -104,6 +106,10 @@ class Placement {
                                   const pb::HeartbeatRequest& r);
   // Ends every allocation on the lost cluster.
   absl::StatusOr<Reply> ClusterLost(const pb::ClusterLostCommand& r);
+
+  // Every way an allocation of `enterprise` could be served: each model of
+  // each approved cluster of a provider unrelated to it, in cluster order.
+  std::vector<Option> Eligible(const pb::Enterprise& enterprise) const;
 
   // What Allocate would do now, without changing anything.
   absl::StatusOr<pb::QuoteResponse> Quote(

@@ -1,9 +1,5 @@
 #include "tests/client/voucherctl_fixture.h"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-
 #include <filesystem>
 #include <map>
 
@@ -100,27 +96,8 @@ Result VoucherctlTest::Run(const std::vector<std::string>& args,
   }
   std::vector<std::string> envs;
   for (const auto& [name, value] : vars) envs.push_back(name + "=" + value);
-  std::vector<char*> argp, envp;
-  for (std::string& a : argv) argp.push_back(a.data());
-  argp.push_back(nullptr);
-  for (std::string& e : envs) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, in.c_str(), O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
   Result r;
-  if (posix_spawn(&pid, argp[0], &actions, nullptr, argp.data(), envp.data()) ==
-      0) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  posix_spawn_file_actions_destroy(&actions);
+  r.exit_code = RunToFiles(std::move(argv), std::move(envs), in, out, err);
   r.out = Slurp(out);
   r.err = Slurp(err);
   return r;

@@ -131,8 +131,8 @@ TEST_F(VoucherctlTest,
        "--model, --class: give exactly one"},
       {{"admin", "token", "create", "--role", "enterprise"},
        "--enterprise: required with --role enterprise"},
-      {{"vouchers", "list", "-o", "yaml"},
-       "-o: must be one of table, json, csv, wide, got \"yaml\""},
+      {{"vouchers", "list", "-o", "xml"},
+       "-o: must be one of table, json, csv, wide, yaml, got \"xml\""},
       {{"admin", "audit", "verify", "--request-id", "a b"}, "--request-id: "},
       // Replicas and how long to wait for one to lead.
       {{"admin", "audit", "verify", "--endpoint", "127.0.0.1:1,,127.0.0.1:2"},
@@ -318,14 +318,20 @@ TEST_F(VoucherctlTest, LoginWritesAPrivateConfigThatLaterCommandsUse) {
   EXPECT_EQ(config.token(), admin_token_);
   EXPECT_EQ(Run({"admin", "program", "list"}).exit_code, 0);
 
+  // A token the scheduler refuses is not saved, unless --no-check says so.
+  const Result refused = Run({"login", "--token", "cvt_other"});
+  EXPECT_EQ(refused.exit_code, 1) << refused;
+  EXPECT_THAT(refused.err, HasSubstr("login: nothing saved: unauthenticated"));
+  ASSERT_TRUE(LoadTextProto(path, &config).ok());
+  EXPECT_EQ(config.token(), admin_token_);
   // A second login replaces the file; with no XDG_CONFIG_HOME it goes to
   // ~/.config.
-  EXPECT_EQ(Run({"login", "--token", "cvt_other"}).exit_code, 0);
+  EXPECT_EQ(Run({"login", "--token", "cvt_other", "--no-check"}).exit_code, 0);
   ASSERT_TRUE(LoadTextProto(path, &config).ok());
   EXPECT_EQ(config.token(), "cvt_other");
   EXPECT_EQ(config.endpoint(), endpoint_);
-  EXPECT_EQ(Run({"login", "--endpoint", endpoint_}, {"XDG_CONFIG_HOME="},
-                "cvt_home\n")
+  EXPECT_EQ(Run({"login", "--endpoint", endpoint_, "--no-check"},
+                {"XDG_CONFIG_HOME="}, "cvt_home\n")
                 .exit_code,
             0);
   EXPECT_THAT(Slurp(dir_ + "/home/.config/voucherctl/config"),

@@ -53,8 +53,8 @@ encodes AgentConfig "$tmp/k8s-agent.textproto"
 
 if command -v systemd-analyze >/dev/null; then
   for unit in voucher-scheduler voucher-agent; do
-    sed -e "s|/usr/local/bin/voucher-scheduler|$build_dir/scheduler/voucher-scheduler|" \
-      -e "s|/usr/local/bin/voucher-agent|$build_dir/agent/voucher-agent|" \
+    sed -e "s|/usr/bin/voucher-scheduler|$build_dir/scheduler/voucher-scheduler|" \
+      -e "s|/usr/bin/voucher-agent|$build_dir/agent/voucher-agent|" \
       "$deploy/systemd/$unit.service" >"$tmp/$unit.service"
   done
   if out="$(systemd-analyze verify "$tmp/voucher-scheduler.service" \

@@ -1,21 +1,27 @@
 // The servers' command lines as an operator meets them (issue 17): --help
-// lists every flag as the README spells it, --version names the version
-// and git revision, a wrong flag is a usage error (exit 2, which the
-// systemd units do not restart on) that names the flag, log lines carry
-// the time except into the journal, and both tell systemd when they are
-// ready.
+// lists every flag as the README spells it, grouped, with its default,
+// --version names the version and git revision, a wrong flag is a usage
+// error (exit 2, which the systemd units do not restart on) that names the
+// flag, log lines carry the time except into the journal, and both tell
+// systemd when they are ready.
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/version.h"
 #include "gmock/gmock.h"
@@ -27,6 +33,8 @@ namespace computevoucher::testing {
 namespace {
 
 using ::testing::AllOf;
+using ::testing::ElementsAreArray;
+using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -59,21 +67,152 @@ class FlagsTest : public ::testing::TestWithParam<std::string> {
   int runs_ = 0;
 };
 
+// A heading of --help and the flags under it: each as people type it
+// ("--data-dir TEXT") and its help, or, expected, what the help says of
+// its default ("" when nothing).
+struct Section {
+  std::string heading;
+  std::vector<std::pair<std::string, std::string>> flags;
+};
+
+// The scheduler's --help, heading by heading. A data table.
+std::vector<Section> SchedulerHelp() {
+  return {
+      {"Configuration", {{"--config TEXT", ""}}},
+      {"Store",
+       {{"--data-dir TEXT", ""},
+        {"--snapshot-every N", "(default 100000)"},
+        {"--snapshot-interval-s N", "(default 600)"},
+        {"--store TEXT", "sqlite (default, in --data-dir)"}}},
+      {"Network and TLS",
+       {{"--listen TEXT", "(default 127.0.0.1:7443;"},
+        {"--port-file TEXT", ""},
+        {"--require-client-cert", ""},
+        {"--tls-cert TEXT", ""},
+        {"--tls-client-ca TEXT", ""},
+        {"--tls-key TEXT", ""}}},
+      {"Replicas (PostgreSQL)",
+       {{"--advertise TEXT", "(default: the listen address"},
+        {"--lease-s N", "(default 5)"}}},
+      {"Timing and retention",
+       {{"--cluster-silence-s N", "(default 60)"},
+        {"--heartbeat-interval-s N", "(default 10)"},
+        {"--retain-ended-s N", "(default 2592000, 30 days)"},
+        {"--tick-interval-ms N", "(default 1000)"},
+        {"--usage-grace-s N", "(default 300)"}}},
+      {"Observability", {{"--metrics-listen TEXT", ""}}},
+      {"verify and archive commands",
+       {{"--archive TEXT", ""}, {"--before TEXT", ""}, {"--to TEXT", ""}}},
+      {"Help and version", {{"--help", ""}, {"--version", ""}}},
+  };
+}
+
+// The agent's --help, heading by heading. A data table.
+std::vector<Section> AgentHelp() {
+  return {
+      {"Configuration", {{"--config TEXT", ""}}},
+      {"Scheduler connection",
+       {{"--heartbeat-interval-ms N", "(default: what the scheduler asks)"},
+        {"--scheduler TEXT", ""},
+        {"--tls-ca TEXT", ""},
+        {"--tls-cert TEXT", ""},
+        {"--tls-key TEXT", ""},
+        {"--token-file TEXT", ""}}},
+      {"Cluster",
+       {{"--inventory TEXT", ""},
+        {"--prices TEXT", ""},
+        {"--region TEXT", ""}}},
+      {"Metering and spool",
+       {{"--idle-after-s N", "(default 600)"},
+        {"--idle-threshold-bp N", "(default 500 = 5%)"},
+        {"--report-interval-ms N", "(default 10000)"},
+        {"--spool-dir TEXT", ""},
+        {"--spool-max-bytes N", "(default 256 MiB)"}}},
+      {"Runtime",
+       {{"--access-template TEXT", ""},
+        {"--meter TEXT", ""},
+        {"--runtime TEXT", "simulated (default)"},
+        {"--stop-grace-s N", "(default 10)"}}},
+      {"Process runtime",
+       {{"--bwrap TEXT", ""},
+        {"--run-as TEXT", ""},
+        {"--sandbox TEXT", "bwrap (default)"},
+        {"--work-root TEXT", ""}}},
+      {"Slurm runtime",
+       {{"--slurm-accounts TEXT", ""},
+        {"--slurm-batch-log-dir TEXT",
+         "(default /var/lib/voucher-agent/batch)"},
+        {"--slurm-bin-dir TEXT", "(default PATH)"},
+        {"--slurm-command-timeout-ms N", "(default 10000)"},
+        {"--slurm-gres-models TEXT", ""},
+        {"--slurm-login-host TEXT", ""},
+        {"--slurm-partition TEXT", ""},
+        {"--slurm-poll-interval-ms N", "(default 5000)"}}},
+      {"Telemetry",
+       {{"--dcmi-library TEXT", "(default libdcmi.so)"},
+        {"--nvml-library TEXT", "(default libnvidia-ml.so.1)"},
+        {"--simulated-utilization-bp N", "(default 9000)"},
+        {"--simulated-watts N", "(default 700)"},
+        {"--telemetry TEXT", "simulated (default)"}}},
+      {"Observability", {{"--metrics-listen TEXT", ""}}},
+      {"Help and version", {{"--help", ""}, {"--version", ""}}},
+  };
+}
+
+// The sections of `help` after its usage message: a heading is a line at
+// the margin that ends in ':', a flag a line "  --", its help the line
+// under it.
+std::vector<Section> Sections(const std::string& help) {
+  std::vector<Section> sections;
+  for (absl::string_view line : absl::StrSplit(help, '\n')) {
+    if (!line.empty() && line[0] != ' ' && absl::EndsWith(line, ":")) {
+      sections.push_back({std::string(absl::StripSuffix(line, ":")), {}});
+    } else if (sections.empty()) {
+      continue;
+    } else if (absl::StartsWith(line, "  --")) {
+      sections.back().flags.emplace_back(line.substr(2), "");
+    } else if (absl::StartsWith(line, "      ") &&
+               !sections.back().flags.empty()) {
+      sections.back().flags.back().second = std::string(line.substr(6));
+    }
+  }
+  return sections;
+}
+
+// "Heading: --flag, --flag N": what a section lists, in its order.
+std::vector<std::string> Outline(const std::vector<Section>& sections) {
+  std::vector<std::string> out;
+  for (const Section& s : sections) {
+    std::vector<std::string> flags;
+    for (const auto& [flag, help] : s.flags) flags.push_back(flag);
+    out.push_back(absl::StrCat(s.heading, ": ", absl::StrJoin(flags, ", ")));
+  }
+  return out;
+}
+
 TEST_P(FlagsTest, HelpListsEveryFlagAsTheReadmeSpellsIt) {
   const Outcome help = RunBinary({"--help"});
   EXPECT_EQ(help.exit_code, 0) << help.output;
-  EXPECT_THAT(
-      help.output,
-      AllOf(HasSubstr(absl::StrCat(Program(), ": ")), HasSubstr("Flags:"),
-            HasSubstr("\n  --version\n"), Not(HasSubstr("No flags matched")),
-            Not(HasSubstr("_dir")), Not(HasSubstr("main.cc"))));
-  if (Program() == "voucher-scheduler") {
-    EXPECT_THAT(help.output, AllOf(HasSubstr("\n  --data-dir TEXT\n"),
-                                   HasSubstr("\n  --require-client-cert\n"),
-                                   HasSubstr("\n  --tick-interval-ms N\n")));
-  } else {
-    EXPECT_THAT(help.output, AllOf(HasSubstr("\n  --spool-dir TEXT\n"),
-                                   HasSubstr("\n  --token-file TEXT\n")));
+  EXPECT_THAT(help.output,
+              AllOf(HasSubstr(absl::StrCat(Program(), ": ")),
+                    Not(HasSubstr("No flags matched")), Not(HasSubstr("_dir")),
+                    Not(HasSubstr("main.cc")),
+                    EndsWith(VersionLine(Program()) + "\n")));
+  // Every flag once, under its heading, the headings in their order and
+  // the flags by name.
+  const std::vector<Section> expected =
+      Program() == "voucher-scheduler" ? SchedulerHelp() : AgentHelp();
+  const std::vector<Section> listed = Sections(help.output);
+  EXPECT_THAT(Outline(listed), ElementsAreArray(Outline(expected)))
+      << help.output;
+  // Each with its default, where it has one.
+  for (size_t i = 0; i < std::min(listed.size(), expected.size()); ++i) {
+    for (size_t j = 0;
+         j < std::min(listed[i].flags.size(), expected[i].flags.size()); ++j) {
+      EXPECT_THAT(listed[i].flags[j].second,
+                  HasSubstr(expected[i].flags[j].second))
+          << listed[i].flags[j].first;
+    }
   }
   EXPECT_EQ(RunBinary({"-h"}).output, help.output);
 }

@@ -28,6 +28,14 @@ bool PollUntil(const std::function<bool()>& condition,
 // Runs `command` through /bin/sh; returns its exit code (-1 if signalled).
 int Shell(const std::string& command);
 
+// Runs argv[0] (a path) with `argv` and exactly the environment `env`
+// ("NAME=value"), standard input read from file `in` and its output written
+// to files `out` and `err`, and waits for it; returns its exit code (-1 when
+// it could not start or was signalled).
+int RunToFiles(std::vector<std::string> argv, std::vector<std::string> env,
+               const std::string& in, const std::string& out,
+               const std::string& err);
+
 class ChildProcess {
  public:
   // Starts argv[0] (a path) with `argv`, the test's environment plus `env`

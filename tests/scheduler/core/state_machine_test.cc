@@ -370,7 +370,7 @@ TEST_F(StateMachineTest, QueueWaitsForCapacityAndReturnsExcessHold) {
   busy.mutable_allocate()->mutable_resources()->set_gpu_count(1);
   busy.mutable_allocate()->mutable_resources()->set_max_duration_s(3600);
   ExpectRejected(busy, absl::StatusCode::kResourceExhausted,
-                 "set queue_if_busy");
+                 "wait in the queue (queue_if_busy)");
 
   ASSERT_OK_AND_ASSIGN(
       const pb::Allocation queued,
