@@ -25,22 +25,28 @@ install(TARGETS voucher-agent RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
         COMPONENT agent)
 install(TARGETS voucherctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
         COMPONENT client)
-# Shell completion, as voucherctl itself prints it (client/README.md).
-add_custom_command(
-  OUTPUT voucherctl.bash _voucherctl
-  COMMAND voucherctl completion bash > voucherctl.bash
-  COMMAND voucherctl completion zsh > _voucherctl
-  DEPENDS voucherctl
-  COMMENT "Writing voucherctl's bash and zsh completion")
-add_custom_target(voucherctl_completion ALL
-  DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/voucherctl.bash
-          ${CMAKE_CURRENT_BINARY_DIR}/_voucherctl)
-install(FILES ${CMAKE_CURRENT_BINARY_DIR}/voucherctl.bash
-        DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
-        RENAME voucherctl COMPONENT client)
-install(FILES ${CMAKE_CURRENT_BINARY_DIR}/_voucherctl
-        DESTINATION ${CMAKE_INSTALL_DATADIR}/zsh/vendor-completions
-        COMPONENT client)
+# Shell completion, as voucherctl itself prints it (client/README.md), in
+# an environment without the builder's voucherctl settings. A cross build
+# cannot run voucherctl: its package goes without.
+if(NOT CMAKE_CROSSCOMPILING)
+  set(cv_clean_env ${CMAKE_COMMAND} -E env --unset=VOUCHERCTL_PROFILE
+      XDG_CONFIG_HOME=${CMAKE_CURRENT_BINARY_DIR}/completion-config)
+  add_custom_command(
+    OUTPUT voucherctl.bash _voucherctl
+    COMMAND ${cv_clean_env} $<TARGET_FILE:voucherctl> completion bash > voucherctl.bash
+    COMMAND ${cv_clean_env} $<TARGET_FILE:voucherctl> completion zsh > _voucherctl
+    DEPENDS voucherctl
+    COMMENT "Writing voucherctl's bash and zsh completion")
+  add_custom_target(voucherctl_completion ALL
+    DEPENDS ${CMAKE_CURRENT_BINARY_DIR}/voucherctl.bash
+            ${CMAKE_CURRENT_BINARY_DIR}/_voucherctl)
+  install(FILES ${CMAKE_CURRENT_BINARY_DIR}/voucherctl.bash
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
+          RENAME voucherctl COMPONENT client)
+  install(FILES ${CMAKE_CURRENT_BINARY_DIR}/_voucherctl
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/zsh/vendor-completions
+          COMPONENT client)
+endif()
 
 set(cv_deploy ${PROJECT_SOURCE_DIR}/deploy)
 set(cv_doc ${CMAKE_INSTALL_DATAROOTDIR}/doc)

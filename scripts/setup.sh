@@ -23,7 +23,7 @@ packages=(
   libpq-dev postgresql
   # Prometheus and promtool, for the checks of deploy/ (tests/deploy/); python3
   # for the shell tests' helpers
-  prometheus python3
+  prometheus python3 python3-yaml
   # zsh, for the test of voucherctl's zsh completion
   zsh
   # the agent's runtimes: a real Slurm for the slurm runtime's tests and the

@@ -3,7 +3,9 @@
 # same suite built with clang under AddressSanitizer and
 # UndefinedBehaviorSanitizer (which also checks the lock annotations with
 # -Wthread-safety), and runs its fuzz targets for CV_FUZZ_SECONDS each
-# (default 30). Set CV_SKIP_SANITIZE=1 to run the release suite only.
+# (default 30). Set CV_SKIP_SANITIZE=1 to run the release suite only, and
+# CV_SKIP_PACKAGES=1 to leave out the Debian packages' install test (it
+# installs and purges them on this machine, as root).
 # A throwaway PostgreSQL server (scripts/testing/postgres.sh) runs for the
 # whole run, so that the store tests cover the PostgreSQL store too, and a
 # single-node Slurm cluster (scripts/testing/slurm.sh) for the agent's slurm
@@ -38,10 +40,12 @@ echo "== Slurm for the agent's tests: $CV_TEST_SLURM_CONF"
 echo "== release build (g++)"
 scripts/build.sh release
 (cd build && ctest --output-on-failure -j "$jobs")
-echo "== Debian packages: build, install, run, remove, purge"
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-$sudo scripts/testing/packages.sh build
+if [ "${CV_SKIP_PACKAGES:-0}" != "1" ]; then
+  echo "== Debian packages: build, install, run, remove, purge"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo scripts/testing/packages.sh build
+fi
 
 if [ "${CV_SKIP_SANITIZE:-0}" != "1" ]; then
   echo "== sanitizer build (clang, ASan + UBSan, -Wthread-safety)"

@@ -96,12 +96,15 @@ absl::StatusOr<Settings> ResolveSettings(const Args& args) {
         absl::InvalidArgumentError(NoSuchProfile(s.profile, file));
   }
   pb::ClientConfig& c = s.config;
-  if (std::string from = Override(args, "endpoint", "VOUCHERCTL_ENDPOINT",
-                                  c.mutable_endpoint());
+  const bool env = !s.profile.named;
+  if (std::string from =
+          Override(args, "endpoint", env ? "VOUCHERCTL_ENDPOINT" : nullptr,
+                   c.mutable_endpoint());
       !from.empty()) {
     s.endpoint_source = from;
   }
-  Override(args, "token", "VOUCHERCTL_TOKEN", c.mutable_token());
+  Override(args, "token", env ? "VOUCHERCTL_TOKEN" : nullptr,
+           c.mutable_token());
   Override(args, "tls-ca", nullptr, c.mutable_tls()->mutable_ca_file());
   Override(args, "tls-cert", nullptr, c.mutable_tls()->mutable_cert_file());
   Override(args, "tls-key", nullptr, c.mutable_tls()->mutable_key_file());

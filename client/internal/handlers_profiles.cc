@@ -1,4 +1,5 @@
 // Handlers of the commands that set voucherctl up: login and profiles.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -135,9 +136,11 @@ absl::Status ProfileDelete(Context& c) {
         "replaces its settings");
   }
   auto* profiles = file.mutable_profiles();
-  for (int i = 0; i < profiles->size(); ++i) {
-    if (profiles->Get(i).name() == name) profiles->DeleteSubrange(i, 1);
-  }
+  profiles->erase(std::remove_if(profiles->begin(), profiles->end(),
+                                 [&](const pb::ClientProfile& p) {
+                                   return p.name() == name;
+                                 }),
+                  profiles->end());
   if (file.current_profile() == name) file.clear_current_profile();
   RETURN_IF_ERROR(WriteConfig(file));
   c.printer.out() << "Deleted profile " << name << " and its token.\n";

@@ -58,10 +58,16 @@ absl::StatusOr<pb::ClientConfig> ReadConfig() {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) return file;
   RETURN_IF_ERROR(LoadTextProto(path, &file));
-  absl::flat_hash_set<std::string> names = {kDefaultProfile};
+  absl::flat_hash_set<std::string> names;
   for (const pb::ClientProfile& p : file.profiles()) {
     RETURN_IF_ERROR(
         CheckProfileName(absl::StrCat(path, ": profiles.name"), p.name()));
+    if (p.name() == kDefaultProfile) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path,
+          ": profiles.name: \"default\" is reserved for the top-level "
+          "settings"));
+    }
     if (!names.insert(p.name()).second) {
       return absl::InvalidArgumentError(absl::StrCat(
           path, ": profile ", Quoted(p.name()), " is there twice"));
@@ -100,9 +106,9 @@ absl::StatusOr<ProfileChoice> ChooseProfile(const Args& args,
                                             const pb::ClientConfig& file) {
   ProfileChoice choice;
   if (args.Has("profile")) {
-    choice = {args.Value("profile"), "--profile"};
+    choice = {args.Value("profile"), "--profile", true};
   } else if (!Env("VOUCHERCTL_PROFILE").empty()) {
-    choice = {Env("VOUCHERCTL_PROFILE"), "VOUCHERCTL_PROFILE"};
+    choice = {Env("VOUCHERCTL_PROFILE"), "VOUCHERCTL_PROFILE", true};
   } else if (!file.current_profile().empty()) {
     choice = {file.current_profile(),
               absl::StrCat(ConfigPath(), ": current_profile")};

@@ -41,6 +41,10 @@ struct ProfileChoice {
   std::string name;
   // "--profile", "VOUCHERCTL_PROFILE", the file, or "" for the default.
   std::string source;
+  // Named for this command (--profile or VOUCHERCTL_PROFILE): then
+  // VOUCHERCTL_ENDPOINT and VOUCHERCTL_TOKEN do not apply, so that one
+  // scheduler's token never goes to another.
+  bool named = false;
 };
 absl::StatusOr<ProfileChoice> ChooseProfile(
     const Args& args, const computevoucher::v1::ClientConfig& file);

@@ -51,11 +51,17 @@ Node String(std::string text) {
 Node Double(double d) {
   if (std::isnan(d)) return String("NaN");
   if (std::isinf(d)) return String(d > 0 ? "Infinity" : "-Infinity");
-  for (int digits = 15; digits < 17; ++digits) {
-    std::string text = absl::StrFormat("%.*g", digits, d);
-    if (std::strtod(text.c_str(), nullptr) == d) return Literal(text);
+  std::string text;
+  for (int digits = 15; digits <= 17; ++digits) {
+    text = absl::StrFormat("%.*g", digits, d);
+    if (std::strtod(text.c_str(), nullptr) == d) break;
   }
-  return Literal(absl::StrFormat("%.17g", d));
+  // "1e+20" is a string to YAML 1.1 readers; "1.0e+20" a number to both.
+  const size_t e = text.find('e');
+  if (e != std::string::npos && text.find('.') == std::string::npos) {
+    text.insert(e, ".0");
+  }
+  return Literal(text);
 }
 
 Node FromMessage(const Message& m);
@@ -175,33 +181,36 @@ Node FromMessage(const Message& m) {
 }
 
 // A JSON string literal (also a YAML double-quoted scalar): quotes,
-// backslashes and control characters escaped, other UTF-8 as is.
+// backslashes and control characters escaped, and the characters YAML
+// readers refuse or fold (C1 controls, U+2028, U+2029, U+FEFF) as \uXXXX;
+// other UTF-8 as is.
 std::string Quote(const std::string& text) {
   std::string out = "\"";
-  for (const char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += ch;
-        }
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const auto next = [&](size_t k) {
+      return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0;
+    };
+    if (c == '"' || c == '\\') {
+      out += {'\\', static_cast<char>(c)};
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      out += absl::StrFormat("\\u%04x", c);
+    } else if (c == 0xc2 && next(1) >= 0x80 && next(1) <= 0x9f) {
+      out += absl::StrFormat("\\u%04x", next(1));
+      i += 1;
+    } else if (c == 0xe2 && next(1) == 0x80 &&
+               (next(2) == 0xa8 || next(2) == 0xa9)) {
+      out += next(2) == 0xa8 ? "\\u2028" : "\\u2029";
+      i += 2;
+    } else if (c == 0xef && next(1) == 0xbb && next(2) == 0xbf) {
+      out += "\\ufeff";
+      i += 2;
+    } else {
+      out += static_cast<char>(c);
     }
   }
   return out + "\"";

@@ -56,12 +56,14 @@ absl::StatusOr<const pb::Token*> Authenticate(
   if (token == nullptr || token->revoked()) {
     return absl::UnauthenticatedError("invalid or revoked token");
   }
-  if (token->has_expires_at() &&
-      FromProto("expires_at", token->expires_at()).value_or(now) <= now) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "token ", token->token_id(), " expired at ",
-        FormatInstant(
-            FromProto("expires_at", token->expires_at()).value_or(now))));
+  if (token->has_expires_at()) {
+    // An expiry that cannot be read counts as passed.
+    const absl::Time expires =
+        FromProto("expires_at", token->expires_at()).value_or(now);
+    if (expires <= now) {
+      return absl::UnauthenticatedError(absl::StrCat(
+          "token ", token->token_id(), " expired at ", FormatInstant(expires)));
+    }
   }
   return token;
 }

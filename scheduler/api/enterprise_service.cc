@@ -152,8 +152,7 @@ Status EnterpriseServiceImpl::Quote(ServerContext* c, const pb::QuoteRequest* r,
   return Read(c, kEnterprise,
               [&](const pb::Principal& me, const core::StateMachine& s) {
                 pb::ResourceRequest resources = r->resources();
-                resources.set_gpu_model(
-                    reports::ModelAsListed(s, resources.gpu_model()));
+                resources.set_model_any_case(true);
                 ASSIGN_OR_RETURN(*out, s.Quote(me.enterprise_id(), resources));
                 return absl::OkStatus();
               });
@@ -162,20 +161,13 @@ Status EnterpriseServiceImpl::Quote(ServerContext* c, const pb::QuoteRequest* r,
 Status EnterpriseServiceImpl::Allocate(ServerContext* c,
                                        const pb::AllocateRequest* r,
                                        pb::Allocation* out) {
-  // The command carries the model as the clusters list it ("h100" asks for
-  // "H100"), so that replaying it places it the same way.
-  pb::AllocateRequest request = *r;
-  if (!r->resources().gpu_model().empty()) {
-    absl::StatusOr<std::string> model =
-        ReadState([&](const core::StateMachine& s) {
-          return reports::ModelAsListed(s, r->resources().gpu_model());
-        });
-    // A replica that cannot read answers the command below with the reason.
-    if (model.ok()) request.mutable_resources()->set_gpu_model(*model);
-  }
   return Mutate(
       c, kEnterprise, r->request_id(),
-      [&request](pb::Command& cmd) { *cmd.mutable_allocate() = request; }, out);
+      [r](pb::Command& cmd) {
+        *cmd.mutable_allocate() = *r;
+        cmd.mutable_allocate()->mutable_resources()->set_model_any_case(true);
+      },
+      out);
 }
 
 Status EnterpriseServiceImpl::GetAllocation(ServerContext* c,

@@ -178,6 +178,12 @@ class Placement {
     pb::Amounts amounts;
     std::vector<pb::VoucherOption> voucher_options;
   };
+  // "2 × H100", "4 × any domestic".
+  static std::string Describe(const pb::ResourceRequest& r);
+  // Placement preference among options with room: lowest price, then
+  // tightest fit (fewest free GPUs, as the GPUs asked for are the same),
+  // then id order.
+  static bool BetterPlacement(const Option& a, const Option& b);
   absl::StatusOr<Plan> PlanAllocation(const std::string& enterprise_id,
                                       const pb::ResourceRequest& r) const;
   // Adds `rec` as a way to pay to `plan` (the first sufficient one pays);

@@ -86,6 +86,11 @@ absl::StatusOr<Outcome> StateMachine::Apply(const pb::Command& command) {
           std::move(*body.mutable_revoke_token_recorded()->mutable_request());
       *body.mutable_revoke_token() = std::move(request);
     }
+    // An allocation retried across the upgrade that matches model names
+    // in any case is the same request.
+    if (body.has_allocate()) {
+      body.mutable_allocate()->mutable_resources()->clear_model_any_case();
+    }
     // A retried CreateToken comes with a new secret; the request is the
     // same.
     if (body.has_create_token())

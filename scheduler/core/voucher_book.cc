@@ -15,6 +15,13 @@
 namespace computevoucher::core {
 namespace {
 
+// Whether `v` counts toward the caps of `year`: it was issued in that
+// Asia/Shanghai year.
+bool IssuedIn(const pb::Voucher& v, int year) {
+  auto issued_at = FromProto("issued_at", v.issued_at());
+  return issued_at.ok() && ShanghaiYear(*issued_at) == year;
+}
+
 constexpr int64_t kMaxBudgetFen = 1'000'000'000'000'000;  // 10^13 CNY
 constexpr int kMaxBatchRows = 10'000;
 
@@ -149,10 +156,9 @@ int64_t VoucherBook::IssuedInYear(const std::string& program_id,
   if (ids == state_.enterprise_vouchers.end()) return total;
   for (const std::string& id : ids->second) {
     const pb::Voucher& v = state_.vouchers.at(id).voucher;
-    if (v.program_id() != program_id) continue;
-    auto issued_at = FromProto("issued_at", v.issued_at());
-    if (issued_at.ok() && ShanghaiYear(*issued_at) == year)
+    if (v.program_id() == program_id && IssuedIn(v, year)) {
       total += v.face_value_fen();
+    }
   }
   return total;
 }
@@ -167,9 +173,9 @@ VoucherBook::IssuedInYearByEnterprise(int year) const {
   }
   for (const auto& [id, rec] : state_.vouchers) {
     const pb::Voucher& v = rec.voucher;
-    auto issued_at = FromProto("issued_at", v.issued_at());
-    if (issued_at.ok() && ShanghaiYear(*issued_at) == year)
+    if (IssuedIn(v, year)) {
       out[{v.program_id(), v.enterprise_id()}] += v.face_value_fen();
+    }
   }
   return out;
 }

@@ -1,7 +1,6 @@
 #include "scheduler/reports/offers.h"
 
 #include <algorithm>
-#include <set>
 #include <tuple>
 
 #include "absl/strings/ascii.h"
@@ -20,9 +19,13 @@ absl::StatusOr<pb::ListOffersResponse> Offers(
     return absl::InvalidArgumentError(absl::StrCat(
         "hardware_class: unknown value ", request.hardware_class()));
   }
-  const pb::Enterprise& enterprise = state.enterprises().at(enterprise_id);
+  auto enterprise = state.enterprises().find(enterprise_id);
+  if (enterprise == state.enterprises().end()) {
+    return absl::NotFoundError(absl::StrCat("enterprise_id: enterprise ",
+                                            enterprise_id, " not found"));
+  }
   pb::ListOffersResponse out;
-  for (const auto& option : state.placement().Eligible(enterprise)) {
+  for (const auto& option : state.placement().Eligible(enterprise->second)) {
     if (!request.gpu_model().empty() &&
         !absl::EqualsIgnoreCase(option.model, request.gpu_model())) {
       continue;
@@ -54,18 +57,6 @@ absl::StatusOr<pb::ListOffersResponse> Offers(
       out.mutable_offers()->begin(), out.mutable_offers()->end(),
       [&](const pb::Offer& a, const pb::Offer& b) { return key(a) < key(b); });
   return out;
-}
-
-std::string ModelAsListed(const core::StateMachine& state,
-                          const std::string& typed) {
-  std::set<std::string> spellings;
-  for (const auto& [id, rec] : state.clusters()) {
-    for (const pb::GpuModel& m : rec.cluster.inventory()) {
-      if (m.model() == typed) return typed;
-      if (absl::EqualsIgnoreCase(m.model(), typed)) spellings.insert(m.model());
-    }
-  }
-  return spellings.size() == 1 ? *spellings.begin() : typed;
 }
 
 }  // namespace computevoucher::reports

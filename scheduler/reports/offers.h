@@ -20,13 +20,6 @@ absl::StatusOr<pb::ListOffersResponse> Offers(
     const core::StateMachine& state, const std::string& enterprise_id,
     const pb::ListOffersRequest& request);
 
-// GPU model `typed` as the clusters list it, so that "h100" finds "H100":
-// `typed` itself when a cluster lists it so or none lists it in any case,
-// else the one spelling listed that differs only in letter case (`typed`
-// when several do).
-std::string ModelAsListed(const core::StateMachine& state,
-                          const std::string& typed);
-
 }  // namespace computevoucher::reports
 
 #endif  // COMPUTEVOUCHER_SCHEDULER_REPORTS_OFFERS_H_

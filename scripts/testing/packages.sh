@@ -39,12 +39,13 @@ for p in "${packages[@]}"; do
     *) die "$p is installed here ($(dpkg_status "$p")); purge it first: the test installs and purges its own" ;;
   esac
 done
-new_users=()
+new_users=() new_groups=()
 for s in "${servers[@]}"; do
   for d in "/etc/$s" "/var/lib/$s"; do
     [ ! -e "$d" ] || die "$d exists; the test would use or delete it: move it away first"
   done
   getent passwd "$s" >/dev/null || new_users+=("$s")
+  getent group "$s" >/dev/null || new_groups+=("$s")
 done
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/cv-packages.XXXXXX")"
@@ -61,10 +62,8 @@ cleanup() {
   done
   if [ ${#installed[@]} -gt 0 ]; then apt_get purge "${installed[@]}" >/dev/null 2>&1 || true; fi
   for p in "${servers[@]}"; do rm -rf "/var/lib/$p"; done
-  for p in "${new_users[@]}"; do
-    userdel "$p" 2>/dev/null || true
-    groupdel "$p" 2>/dev/null || true
-  done
+  for p in "${new_users[@]}"; do userdel "$p" 2>/dev/null || true; done
+  for p in "${new_groups[@]}"; do groupdel "$p" 2>/dev/null || true; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -78,7 +77,8 @@ run() {
 }
 
 say "cpack -G DEB in $build (version $version)"
-run "$tmp/cpack.log" cpack -G DEB --config "$build/CPackConfig.cmake"
+# Into the test's own folder: nothing root-owned is left in the build.
+run "$tmp/cpack.log" cpack -G DEB --config "$build/CPackConfig.cmake" -B "$tmp/debs"
 declare -A files=(
   [voucher-scheduler]="/usr/bin/voucher-scheduler $unit_dir/voucher-scheduler.service
     /etc/voucher-scheduler/scheduler.textproto
@@ -98,7 +98,7 @@ declare -A conffiles=(
 )
 debs=()
 for p in "${packages[@]}"; do
-  deb="$build/packages/${p}_${version}_${arch}.deb"
+  deb="$tmp/debs/${p}_${version}_${arch}.deb"
   [ -f "$deb" ] || die "cpack made no $deb"
   debs+=("$deb")
   [ "$(dpkg-deb -f "$deb" Package)" = "$p" ] || die "$deb: Package is not $p"
@@ -113,6 +113,11 @@ done
 say "ok: the three packages hold their files and conffiles"
 
 say "apt-get install ${debs[*]##*/}"
+# Dependencies must be installed already (they are where it was built), so
+# that purging the packages leaves nothing behind.
+extra="$(apt_get install --simulate --no-install-recommends "${debs[@]}" 2>/dev/null |
+  sed -n 's/^Inst \([^ ]*\).*/\1/p' | grep -vxE 'voucher-scheduler|voucher-agent|voucherctl' || true)"
+[ -z "$extra" ] || die "installing the packages would also install: $extra; install them first"
 run "$tmp/install.log" apt_get install --no-install-recommends "${debs[@]}"
 for cmd in "voucher-scheduler --version" "voucher-agent --version" "voucherctl version"; do
   out="$(/usr/bin/$cmd 2>&1)" || die "/usr/bin/$cmd failed: $out"
@@ -128,8 +133,10 @@ for s in "${servers[@]}"; do
   [ -x "$exe" ] || die "$unit_dir/$s.service starts '$exe', which the package did not install"
 done
 if command -v systemd-analyze >/dev/null; then
-  out="$(systemd-analyze verify "$unit_dir/voucher-scheduler.service" "$unit_dir/voucher-agent.service" 2>&1)" &&
-    [ -z "$out" ] || die "systemd-analyze verify on the installed units: $out"
+  # Only what it says of these units: the host's other units are not ours.
+  out="$(systemd-analyze verify "$unit_dir/voucher-scheduler.service" "$unit_dir/voucher-agent.service" 2>&1 |
+    grep voucher- || true)"
+  [ -z "$out" ] || die "systemd-analyze verify on the installed units: $out"
 fi
 [ -f /etc/voucher-scheduler/scheduler.textproto ] && [ -f /etc/voucher-agent/agent.textproto ] ||
   die "the example configurations are not in /etc"

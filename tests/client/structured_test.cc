@@ -75,6 +75,23 @@ TEST(StructuredTest, BytesAreHexTimesRfc3339StringsEscaped) {
   EXPECT_NE(json.find("\"kind\":\"ENTRY_KIND_CHARGE\""), std::string::npos);
 }
 
+TEST(StructuredTest, CharactersYamlReadersRefuseOrFoldAreEscaped) {
+  pb::Offer offer;
+  // U+0085 (NEL), U+009F, U+2028, U+2029, U+FEFF, then U+00A0 and U+2027,
+  // which stay as they are.
+  offer.set_region(
+      "a\xc2\x85"
+      "b\xc2\x9f \xe2\x80\xa8 \xe2\x80\xa9\xef\xbb\xbf"
+      "\xc2\xa0\xe2\x80\xa7");
+  const std::string escaped =
+      "\"a\\u0085b\\u009f \\u2028 \\u2029\\ufeff\xc2\xa0\xe2\x80\xa7\"";
+  EXPECT_NE(ToJson(offer, true).find("\"region\":" + escaped),
+            std::string::npos)
+      << ToJson(offer, true);
+  EXPECT_NE(ToYaml(offer).find("region: " + escaped + "\n"), std::string::npos)
+      << ToYaml(offer);
+}
+
 TEST(StructuredTest, YamlBlocksListsAtTheKeysIndentQuotedWhenAmbiguous) {
   EXPECT_EQ(ToYaml(Quote()),
             "amounts:\n"

@@ -18,6 +18,7 @@ namespace computevoucher::core {
 namespace {
 
 using ::computevoucher::testing::AgentPrincipal;
+using ::computevoucher::testing::EnterprisePrincipal;
 using ::computevoucher::testing::IsOk;
 using ::computevoucher::testing::NewCommand;
 using ::testing::IsEmpty;
@@ -447,6 +448,44 @@ TEST_F(ClusterTermsTest, SellingLessAppliesAtOnce) {
   ASSERT_THAT(Reregister({Model("H100", pb::HARDWARE_CLASS_OTHER, 4, 1800)}),
               IsOk());
   EXPECT_THAT(SzB().proposed_inventory(), IsEmpty());
+}
+
+TEST_F(StateMachineTest, ModelsMatchInAnyCaseOnlyWhenTheCommandSaysSo) {
+  ASSERT_THAT(driver_.Issue("P-000001", "E-000003", 10'000 * kYuan).status(),
+              IsOk());
+  auto allocate = [](const std::string& request_id, int32_t gpus,
+                     bool any_case) {
+    pb::Command c = NewCommand(EnterprisePrincipal("E-000003"), request_id);
+    pb::ResourceRequest* r = c.mutable_allocate()->mutable_resources();
+    r->set_gpu_model("h100");
+    r->set_gpu_count(gpus);
+    r->set_max_duration_s(3600);
+    r->set_model_any_case(any_case);
+    c.mutable_allocate()->set_queue_if_busy(true);
+    return c;
+  };
+  // A command logged before the flag matches the exact spelling, as it
+  // did, and the error names the models there are.
+  ExpectRejected(allocate("old", 8, false),
+                 absl::StatusCode::kFailedPrecondition,
+                 "offers 8 × h100; models on offer: 910B, H100");
+  ASSERT_OK_AND_ASSIGN(const pb::Allocation first,
+                       driver_.Call<pb::Allocation>(allocate("a", 8, true)));
+  EXPECT_EQ(first.gpu_model(), "H100");
+  ASSERT_OK_AND_ASSIGN(const pb::Allocation second,
+                       driver_.Call<pb::Allocation>(allocate("b", 8, true)));
+  // A retry from before the flag existed is the same request.
+  ASSERT_OK_AND_ASSIGN(const pb::Allocation retried,
+                       driver_.Call<pb::Allocation>(allocate("b", 8, false)));
+  EXPECT_EQ(retried.allocation_id(), second.allocation_id());
+  // Queued, it is placed later on "H100" too.
+  ASSERT_OK_AND_ASSIGN(const pb::Allocation queued,
+                       driver_.Call<pb::Allocation>(allocate("c", 1, true)));
+  EXPECT_EQ(queued.state(), pb::ALLOCATION_STATE_PENDING);
+  ASSERT_THAT(driver_.Release("E-000003", first.allocation_id()), IsOk());
+  const pb::Allocation placed = Allocation(queued.allocation_id());
+  EXPECT_EQ(placed.state(), pb::ALLOCATION_STATE_ASSIGNED);
+  EXPECT_EQ(placed.gpu_model(), "H100");
 }
 
 }  // namespace

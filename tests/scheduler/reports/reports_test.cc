@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/reports/journal.h"
+#include "scheduler/reports/offers.h"
 #include "scheduler/reports/office.h"
 #include "scheduler/reports/usage.h"
 #include "tests/testing/status_matchers.h"
@@ -342,6 +343,59 @@ TEST_F(ReportsTest, ABalanceSumsHeldAndAvailableOverTheEnterprisesVouchers) {
   EXPECT_GT(balance.held_fen(), 0);
   EXPECT_EQ(balance.available_fen() + balance.held_fen(), 1'000'000);
   EXPECT_EQ(balance.charged_fen(), 0);
+}
+
+// "H100 hz-a 2000 8/6": model, cluster, price, GPUs and free GPUs.
+std::vector<std::string> OfferLines(const pb::ListOffersResponse& offers) {
+  std::vector<std::string> lines;
+  for (const pb::Offer& o : offers.offers()) {
+    lines.push_back(absl::StrCat(o.gpu_model(), " ", o.cluster_id(), " ",
+                                 o.price_fen_per_gpu_hour(), " ", o.gpu_count(),
+                                 "/", o.free_gpus()));
+  }
+  return lines;
+}
+
+TEST_F(ReportsTest, OffersAreTheUnrelatedClustersModelsByModelAndPrice) {
+  pb::ListOffersRequest all;
+  ASSERT_OK_AND_ASSIGN(pb::ListOffersResponse offers,
+                       Offers(state_, "E-000003", all));
+  EXPECT_THAT(OfferLines(offers), ElementsAre("910B hz-a 1200 16/16",
+                                              HasSubstr("H100 sz-b 1800 8/"),
+                                              HasSubstr("H100 hz-a 2000 8/")));
+  EXPECT_EQ(offers.offers(0).provider_name(), "杭州算力科技有限公司");
+  EXPECT_EQ(offers.offers(0).region(), "cn-hangzhou");
+  EXPECT_EQ(offers.offers(0).hardware_class(), pb::HARDWARE_CLASS_DOMESTIC);
+  // E-000002 is related to PR-000002: sz-b is not on offer to it.
+  ASSERT_OK_AND_ASSIGN(offers, Offers(state_, "E-000002", all));
+  EXPECT_THAT(OfferLines(offers),
+              ElementsAre(HasSubstr("910B hz-a"), HasSubstr("H100 hz-a")));
+  // Filters: a model in any letter case, a class.
+  pb::ListOffersRequest filtered;
+  filtered.set_gpu_model("h100");
+  ASSERT_OK_AND_ASSIGN(offers, Offers(state_, "E-000003", filtered));
+  EXPECT_THAT(OfferLines(offers),
+              ElementsAre(HasSubstr("H100 sz-b"), HasSubstr("H100 hz-a")));
+  filtered.Clear();
+  filtered.set_hardware_class(pb::HARDWARE_CLASS_DOMESTIC);
+  ASSERT_OK_AND_ASSIGN(offers, Offers(state_, "E-000003", filtered));
+  EXPECT_THAT(OfferLines(offers), ElementsAre(HasSubstr("910B hz-a")));
+  // GPUs an allocation takes are no longer free.
+  ASSERT_THAT(driver_.Issue("P-000001", "E-000003", 1'000'000).status(),
+              IsOk());
+  ASSERT_THAT(driver_.Allocate("E-000003", "910B", 4, 3600).status(), IsOk());
+  ASSERT_OK_AND_ASSIGN(offers, Offers(state_, "E-000003", filtered));
+  EXPECT_THAT(OfferLines(offers), ElementsAre("910B hz-a 1200 16/12"));
+  // Bad filters are refused.
+  filtered.set_gpu_model(std::string(65, 'x'));
+  EXPECT_THAT(
+      Offers(state_, "E-000003", filtered),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gpu_model")));
+  filtered.Clear();
+  filtered.set_hardware_class(static_cast<pb::HardwareClass>(99));
+  EXPECT_THAT(Offers(state_, "E-000003", filtered),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("hardware_class: unknown value 99")));
 }
 
 TEST(JournalPageTest, FiltersByVoucherAndPagesOnTheLastEntryScanned) {
