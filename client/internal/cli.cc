@@ -54,6 +54,47 @@ std::string LastWord(absl::string_view path) {
                                                       : path.substr(space + 1));
 }
 
+std::vector<std::string> ChildNames(const std::vector<CommandSpec>& table,
+                                    absl::string_view path) {
+  std::vector<std::string> names;
+  for (const CommandSpec* child : ChildCommands(table, path)) {
+    names.push_back(LastWord(child->path));
+  }
+  return names;
+}
+
+FlagWord SplitFlagWord(absl::string_view word) {
+  FlagWord out;
+  out.shorthand = !absl::StartsWith(word, "--");
+  out.name = word.substr(out.shorthand ? 1 : 2);
+  if (const size_t eq = out.name.find('='); eq != absl::string_view::npos) {
+    out.value = std::string(out.name.substr(eq + 1));
+    out.name = out.name.substr(0, eq);
+  } else if (out.shorthand && out.name.size() > 1) {
+    out.value = std::string(out.name.substr(1));  // -ojson
+    out.name = out.name.substr(0, 1);
+  }
+  return out;
+}
+
+const FlagSpec* FindFlag(const CommandSpec* command,
+                         const std::vector<FlagSpec>& globals,
+                         const FlagWord& word) {
+  const auto matches = [&](const FlagSpec& f) {
+    return word.shorthand ? word.name.size() == 1 && f.shorthand == word.name[0]
+                          : word.name == f.name;
+  };
+  if (command != nullptr) {
+    for (const FlagSpec& f : command->flags) {
+      if (matches(f)) return &f;
+    }
+  }
+  for (const FlagSpec& f : globals) {
+    if (matches(f)) return &f;
+  }
+  return nullptr;
+}
+
 bool Args::Has(absl::string_view flag) const {
   return values_.find(flag) != values_.end();
 }
@@ -154,38 +195,13 @@ class Parser {
   }
 
  private:
-  const FlagSpec* Lookup(const Invocation& inv, absl::string_view name,
-                         bool shorthand) const {
-    const auto matches = [&](const FlagSpec& f) {
-      return shorthand ? name.size() == 1 && f.shorthand == name[0]
-                       : name == f.name;
-    };
-    if (inv.command != nullptr) {
-      for (const FlagSpec& f : inv.command->flags) {
-        if (matches(f)) return &f;
-      }
-    }
-    for (const FlagSpec& f : globals_) {
-      if (matches(f)) return &f;
-    }
-    return nullptr;
-  }
-
   absl::Status Flag(Invocation& inv, const std::vector<std::string>& argv,
                     size_t* i) const {
-    absl::string_view token = argv[*i];
-    const bool shorthand = !absl::StartsWith(token, "--");
-    absl::string_view body = token.substr(shorthand ? 1 : 2);
-    std::optional<std::string> value;
-    if (const size_t eq = body.find('='); eq != absl::string_view::npos) {
-      value = std::string(body.substr(eq + 1));
-      body = body.substr(0, eq);
-    } else if (shorthand && body.size() > 1) {
-      value = std::string(body.substr(1));  // -ojson
-      body = body.substr(0, 1);
-    }
-    const FlagSpec* flag = Lookup(inv, body, shorthand);
-    const std::string shown = absl::StrCat(shorthand ? "-" : "--", body);
+    FlagWord word = SplitFlagWord(argv[*i]);
+    std::optional<std::string>& value = word.value;
+    const FlagSpec* flag = FindFlag(inv.command, globals_, word);
+    const std::string shown =
+        absl::StrCat(word.shorthand ? "-" : "--", word.name);
     if (flag == nullptr) return UnknownFlag(inv, shown);
     if (flag->value == nullptr) {
       if (value.has_value()) {
@@ -208,11 +224,7 @@ class Parser {
 
   absl::Status UnknownCommand(const std::string& path,
                               absl::string_view word) const {
-    std::vector<std::string> names;
-    for (const CommandSpec* child : ChildCommands(table_, path)) {
-      names.push_back(LastWord(child->path));
-    }
-    const std::string nearest = Nearest(word, names);
+    const std::string nearest = Nearest(word, ChildNames(table_, path));
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown command \"", word, "\" for \"", Program(path), "\"",
         nearest.empty() ? ""

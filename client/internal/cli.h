@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,25 @@ std::vector<const CommandSpec*> ChildCommands(
     const std::vector<CommandSpec>& table, absl::string_view path);
 // The last word of `path` ("issue" of "admin voucher issue").
 std::string LastWord(absl::string_view path);
+// The last words of the commands and groups directly under `path`.
+std::vector<std::string> ChildNames(const std::vector<CommandSpec>& table,
+                                    absl::string_view path);
+
+// A flag as typed: "--gpus", "--gpus=2", "-o", "-ojson".
+struct FlagWord {
+  // "gpus", "o".
+  absl::string_view name;
+  bool shorthand = false;
+  // The value the word carries ("2", "json"), if any.
+  std::optional<std::string> value;
+};
+// `word`, which starts with '-'.
+FlagWord SplitFlagWord(absl::string_view word);
+// The flag `word` names among those of `command` (nullptr: none) and
+// `globals`; nullptr when it names none.
+const FlagSpec* FindFlag(const CommandSpec* command,
+                         const std::vector<FlagSpec>& globals,
+                         const FlagWord& word);
 
 // Parses `argv` (without the program name) against `table` and the global
 // flags that every command takes. Errors are InvalidArgument and say what

@@ -76,9 +76,10 @@ class Walker {
       } else if (word == "--") {
         return std::nullopt;
       } else if (word.size() > 1 && word[0] == '-') {
-        bool has_value = false;
-        const FlagSpec* flag = FlagOf(p.command, word, &has_value);
-        if (flag != nullptr && flag->value != nullptr && !has_value) {
+        const FlagWord flag_word = SplitFlagWord(word);
+        const FlagSpec* flag = FindFlag(p.command, globals_, flag_word);
+        if (flag != nullptr && flag->value != nullptr &&
+            !flag_word.value.has_value()) {
           p.pending = flag;
         }
       } else if (i == 0 && word == "help") {
@@ -92,35 +93,6 @@ class Walker {
       }
     }
     return p;
-  }
-
-  // The flag `word` names ("--gpus", "--gpus=2", "-o", "-ojson") among
-  // those of `command` and the global ones; sets `*has_value` when the
-  // word carries the value. nullptr for an unknown flag.
-  const FlagSpec* FlagOf(const CommandSpec* command, absl::string_view word,
-                         bool* has_value) const {
-    const bool shorthand = !absl::StartsWith(word, "--");
-    absl::string_view body = word.substr(shorthand ? 1 : 2);
-    if (const size_t eq = body.find('='); eq != absl::string_view::npos) {
-      *has_value = true;
-      body = body.substr(0, eq);
-    } else if (shorthand && body.size() > 1) {
-      *has_value = true;
-      body = body.substr(0, 1);
-    }
-    const auto matches = [&](const FlagSpec& f) {
-      return shorthand ? body.size() == 1 && f.shorthand == body[0]
-                       : body == f.name;
-    };
-    if (command != nullptr) {
-      for (const FlagSpec& f : command->flags) {
-        if (matches(f)) return &f;
-      }
-    }
-    for (const FlagSpec& f : globals_) {
-      if (matches(f)) return &f;
-    }
-    return nullptr;
   }
 
   // The flags at `command`, as help spells them.
@@ -137,15 +109,6 @@ class Walker {
     return names;
   }
 
-  // The last words of the commands and groups directly under `path`.
-  Words Subcommands(absl::string_view path) const {
-    Words names;
-    for (const CommandSpec* command : ChildCommands(table_, path)) {
-      names.push_back(LastWord(command->path));
-    }
-    return names;
-  }
-
   // Every candidate at `p` for `word`, before filtering by it.
   Words Candidates(const Position& p, absl::string_view word) const {
     if (p.pending != nullptr) {
@@ -153,8 +116,7 @@ class Walker {
       return choices != nullptr ? *choices : Words();
     }
     if (absl::StartsWith(word, "--") && absl::StrContains(word, '=')) {
-      bool has_value = false;
-      const FlagSpec* flag = FlagOf(p.command, word, &has_value);
+      const FlagSpec* flag = FindFlag(p.command, globals_, SplitFlagWord(word));
       const Words* choices = flag != nullptr ? FlagChoices(*flag) : nullptr;
       Words all;
       if (choices == nullptr) return all;
@@ -164,7 +126,7 @@ class Walker {
       return all;
     }
     if (absl::StartsWith(word, "-")) return FlagNames(p.command);
-    if (!IsLeaf(p.command)) return Subcommands(p.path);
+    if (!IsLeaf(p.command)) return ChildNames(table_, p.path);
     const Words* choices = PositionalChoices(p.path, p.positionals);
     return choices != nullptr ? *choices : Words();
   }
