@@ -126,7 +126,9 @@ void Ledger::Append(JournalEntry entry, absl::Time time) {
   entry.set_sequence(last_sequence_ + 1);
   *entry.mutable_time() = ToProto(time);
   entry.set_prev_hash(last_hash_);
-  entry.set_hash(EntryHash(entry));
+  const std::string* known =
+      known_ == nullptr ? nullptr : known_->HashOf(entry);
+  entry.set_hash(known != nullptr ? *known : EntryHash(entry));
   last_sequence_ = entry.sequence();
   last_hash_ = entry.hash();
   posted_.push_back(std::move(entry));

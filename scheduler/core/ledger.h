@@ -32,6 +32,19 @@ std::string HoldAccount(absl::string_view allocation_id);
 std::string PayableAccount(absl::string_view provider_id);
 std::string PaidAccount(absl::string_view provider_id);
 
+// Where a replay finds the hashes of the entries its commands post again:
+// the stored entries, whose hashes the store computed from their contents
+// as it read them (or, for an archive, anchored in the journal). Saves
+// hashing every entry twice on replay.
+class KnownHashes {
+ public:
+  virtual ~KnownHashes() = default;
+  // The hash of the stored entry at `entry`'s sequence when its contents
+  // (SameContents, prev_hash included) equal `entry`'s; null otherwise.
+  virtual const std::string* HashOf(
+      const computevoucher::v1::JournalEntry& entry) = 0;
+};
+
 // True for accounts allowed to go negative.
 bool IsSourceAccount(absl::string_view account);
 // The idempotency key of the anchor of the archive through command
@@ -96,6 +109,11 @@ class Ledger {
   int64_t last_sequence() const { return last_sequence_; }
   const std::string& last_hash() const { return last_hash_; }
 
+  // Hashes entries by `known` where it knows them (a replay's stored
+  // entries), by EntryHash otherwise; null: EntryHash only. `known` must
+  // outlive its use.
+  void set_known_hashes(KnownHashes* known) { known_ = known; }
+
   // Entries posted since the previous call, in order; the ledger keeps
   // none of them.
   std::vector<computevoucher::v1::JournalEntry> TakePosted();
@@ -111,6 +129,7 @@ class Ledger {
   int64_t last_sequence_ = 0;
   std::string last_hash_;
   std::vector<computevoucher::v1::JournalEntry> posted_;
+  KnownHashes* known_ = nullptr;
 
   // Chains `entry` after the last one and keeps it for TakePosted.
   void Append(computevoucher::v1::JournalEntry entry, absl::Time time);

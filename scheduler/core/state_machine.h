@@ -99,6 +99,11 @@ class StateMachine {
   // invariant: the caller must stop). On error nothing changed.
   absl::StatusOr<Outcome> Apply(const pb::Command& command);
 
+  // See Ledger::set_known_hashes: for a replay, around Apply.
+  void set_known_hashes(KnownHashes* known) {
+    books_.ledger().set_known_hashes(known);
+  }
+
   // Journal entries posted since the previous call, in order.
   std::vector<pb::JournalEntry> TakeJournal() {
     return books_.ledger().TakePosted();

@@ -15,6 +15,7 @@
 #include "scheduler/core/audit.h"
 #include "scheduler/core/ledger.h"
 #include "scheduler/engine/log.h"
+#include "scheduler/engine/read_ahead.h"
 #include "scheduler/engine/snapshots.h"
 
 namespace computevoucher::engine {
@@ -45,22 +46,52 @@ class Replayer::Cursor {
   Cursor(Read read, Position position, int64_t after)
       : read_(std::move(read)), position_(std::move(position)), after_(after) {}
 
-  // The next stored item, or nullopt at the end (for now: items stored
-  // later are read by a later call).
-  absl::StatusOr<std::optional<Item>> Next() {
-    if (next_ == buffer_.size()) {
-      ASSIGN_OR_RETURN(buffer_, read_(after_));
-      next_ = 0;
-      if (!buffer_.empty()) after_ = position_(buffer_.back());
+  // Where the items read go once handed out: destroyed here unless set.
+  void set_dispose(std::function<void(std::vector<Item>)> dispose) {
+    dispose_ = std::move(dispose);
+  }
+
+  // The next stored item, valid until the next call; null at the end (for
+  // now: items stored later are read by a later call).
+  absl::StatusOr<const Item*> Next() {
+    if (next_ == buffer_.size()) RETURN_IF_ERROR(ReadMore());
+    if (next_ == buffer_.size()) return nullptr;
+    return &buffer_[next_++];
+  }
+
+  // The item `k` places after the one Next() hands out next, reading on as
+  // far as needed; null past the end, and when a read fails (the Next()
+  // that gets there reads again and returns the error).
+  const Item* Ahead(size_t k) {
+    while (next_ + k >= buffer_.size()) {
+      const size_t had = buffer_.size() - next_;
+      if (!ReadMore().ok() || buffer_.size() - next_ == had) return nullptr;
     }
-    if (next_ == buffer_.size()) return std::nullopt;
-    return std::move(buffer_[next_++]);
+    return &buffer_[next_ + k];
   }
 
  private:
+  // Reads the next chunk after the items not handed out yet.
+  absl::Status ReadMore() {
+    ASSIGN_OR_RETURN(std::vector<Item> more, read_(after_));
+    if (more.empty()) return absl::OkStatus();
+    after_ = position_(more.back());
+    if (next_ == buffer_.size()) {
+      if (dispose_) dispose_(std::move(buffer_));
+      buffer_ = std::move(more);
+    } else {
+      buffer_.erase(buffer_.begin(), buffer_.begin() + next_);
+      buffer_.insert(buffer_.end(), std::make_move_iterator(more.begin()),
+                     std::make_move_iterator(more.end()));
+    }
+    next_ = 0;
+    return absl::OkStatus();
+  }
+
   Read read_;
   Position position_;
   int64_t after_;
+  std::function<void(std::vector<Item>)> dispose_;
   std::vector<Item> buffer_;
   size_t next_ = 0;  // the first of buffer_ not handed out
 };
@@ -116,6 +147,18 @@ Replayer::Replayer(store::CommandLog& store, core::StateMachine& state,
   if (after_ == 0) retired_ = retired;
 }
 
+void Replayer::DisposeBy(ReadAhead& ahead) {
+  ahead_ = &ahead;
+  cursor_->set_dispose([&ahead](std::vector<pb::JournalEntry> entries) {
+    ahead.Dispose(std::move(entries));
+  });
+  if (usage_cursor_ != nullptr) {
+    usage_cursor_->set_dispose([&ahead](std::vector<store::UsageRow> rows) {
+      ahead.Dispose(std::move(rows));
+    });
+  }
+}
+
 absl::Status Replayer::CheckStoredSnapshots() {
   ASSIGN_OR_RETURN(const std::vector<int64_t> positions,
                    store_.ListSnapshots());
@@ -158,6 +201,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
   while (!stopped_ && (max_commands == 0 || applied < max_commands)) {
     ASSIGN_OR_RETURN(std::vector<pb::Command> commands,
                      store_.ReadCommands(after_, kCommandChunk));
+    if (!commands.empty()) commands_read_ = commands.back().sequence();
     for (const pb::Command& command : commands) {
       if (command.sequence() != after_ + 1) {
         Mismatch(absl::StrCat(
@@ -170,7 +214,11 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
         stopped_ = true;
         break;
       }
+      // The entries it posts are hashed by the stored ones they equal.
+      first_posted_ = state_.ledger().last_sequence() + 1;
+      state_.set_known_hashes(this);
       absl::StatusOr<core::Outcome> outcome = state_.Apply(command);
+      state_.set_known_hashes(nullptr);
       if (!outcome.ok() || !outcome->changed) {
         Mismatch(absl::StrCat(
             "command ", command.sequence(), " does not replay: ",
@@ -187,8 +235,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
       // A command's entries are stored in the same transaction as the
       // command: they are there by now.
       for (const pb::JournalEntry& produced : state_.TakeJournal()) {
-        ASSIGN_OR_RETURN(std::optional<pb::JournalEntry> stored,
-                         cursor_->Next());
+        ASSIGN_OR_RETURN(const pb::JournalEntry* stored, cursor_->Next());
         if (!stored) {
           Mismatch(absl::StrCat("journal entry ", produced.sequence(),
                                 " posted by command ", command.sequence(),
@@ -208,9 +255,22 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
       }
       RETURN_IF_ERROR(CheckRetired(command));
     }
-    if (commands.size() < static_cast<size_t>(kCommandChunk)) break;
+    const bool short_read =
+        commands.size() < static_cast<size_t>(kCommandChunk);
+    Dispose(std::move(commands));
+    if (short_read) break;
   }
   return applied;
+}
+
+const std::string* Replayer::HashOf(const pb::JournalEntry& entry) {
+  // The entries the command posted before this one are still in the cursor.
+  const pb::JournalEntry* stored = entry.sequence() < first_posted_
+                                       ? nullptr
+                                       : cursor_->Ahead(static_cast<size_t>(
+                                             entry.sequence() - first_posted_));
+  return stored != nullptr && SameContents(entry, *stored) ? &stored->hash()
+                                                           : nullptr;
 }
 
 absl::Status Replayer::CheckUsage(const pb::Command& command) {
@@ -218,9 +278,8 @@ absl::Status Replayer::CheckUsage(const pb::Command& command) {
   if (usage_cursor_ == nullptr) return absl::OkStatus();
   for (const pb::ChargedUsage& produced : accepted) {
     ++report_.usage_records;
-    ASSIGN_OR_RETURN(std::optional<store::UsageRow> stored,
-                     usage_cursor_->Next());
-    if (!stored) {
+    ASSIGN_OR_RETURN(const store::UsageRow* stored, usage_cursor_->Next());
+    if (stored == nullptr) {
       Mismatch(absl::StrCat(NameUsage(report_.usage_records, produced),
                             " accepted by command ", command.sequence(),
                             " is missing from the store"));
@@ -310,8 +369,11 @@ absl::StatusOr<std::vector<Message>> Replayer::ReadRetired(
   return read;
 }
 
-absl::StatusOr<const pb::AuditEvent*> Replayer::PeekAudit() {
-  if (audit_ahead_.empty() && !audit_unreadable_) {
+absl::StatusOr<const pb::AuditEvent*> Replayer::PeekAudit(int64_t command) {
+  // An event is stored with its command: none is stored for a command read
+  // before a read that found no more.
+  if (audit_ahead_.empty() && !audit_unreadable_ && command > audit_complete_) {
+    const int64_t commands_read = commands_read_;
     store::AuditQuery query;
     query.after = audit_read_;
     query.limit = 1000;
@@ -324,6 +386,8 @@ absl::StatusOr<const pb::AuditEvent*> Replayer::PeekAudit() {
       return nullptr;
     }
     if (!page.ok()) return page.status();
+    if (page->size() < static_cast<size_t>(query.limit))
+      audit_complete_ = commands_read;
     for (pb::AuditEvent& e : *page) audit_ahead_.push_back(std::move(e));
     if (!audit_ahead_.empty()) audit_read_ = audit_ahead_.back().sequence();
   }
@@ -334,13 +398,13 @@ absl::Status Replayer::CheckAudit(const pb::Command& command,
                                   const google::protobuf::Message* response) {
   if (retired_ == nullptr) return absl::OkStatus();
   // Stored for a command before this one that has no event: forged.
-  ASSIGN_OR_RETURN(const pb::AuditEvent* stored, PeekAudit());
+  ASSIGN_OR_RETURN(const pb::AuditEvent* stored, PeekAudit(command.sequence()));
   while (stored != nullptr && stored->sequence() < command.sequence()) {
     Mismatch(absl::StrCat("audit event of command ", stored->sequence(),
                           " is stored, but that command sends none"));
     audit_started_ = true;
     audit_ahead_.pop_front();
-    ASSIGN_OR_RETURN(stored, PeekAudit());
+    ASSIGN_OR_RETURN(stored, PeekAudit(command.sequence()));
   }
   const std::optional<pb::AuditEvent> produced =
       core::AuditEventOf(command, response);
@@ -396,22 +460,21 @@ absl::Status Replayer::CountStored(Selection query, absl::string_view what,
 
 absl::StatusOr<ReplayReport> Replayer::Finish() {
   while (true) {
-    ASSIGN_OR_RETURN(std::optional<pb::JournalEntry> stored, cursor_->Next());
+    ASSIGN_OR_RETURN(const pb::JournalEntry* stored, cursor_->Next());
     if (!stored) break;
     Mismatch(absl::StrCat("journal entry ", stored->sequence(),
                           " was posted by no stored command"));
     verifier_.Add(*stored);
   }
   while (usage_cursor_ != nullptr) {
-    ASSIGN_OR_RETURN(std::optional<store::UsageRow> stored,
-                     usage_cursor_->Next());
+    ASSIGN_OR_RETURN(const store::UsageRow* stored, usage_cursor_->Next());
     if (!stored) break;
     Mismatch(absl::StrCat(NameUsage(stored->position, stored->usage),
                           " was accepted by no stored command"));
   }
   RETURN_IF_ERROR(CountRetired());
   while (retired_ != nullptr) {
-    ASSIGN_OR_RETURN(const pb::AuditEvent* stored, PeekAudit());
+    ASSIGN_OR_RETURN(const pb::AuditEvent* stored, PeekAudit(after_));
     // Not those of commands a leader still running applied since.
     if (stored == nullptr || stored->sequence() > after_) break;
     Mismatch(absl::StrCat("audit event of command ", stored->sequence(),
@@ -445,7 +508,11 @@ absl::StatusOr<ReplayReport> Replay(store::CommandLog& log,
                                     store::UsageIndex& usage,
                                     store::RetiredRecords& retired,
                                     core::StateMachine& state) {
-  Replayer replayer(log, state, &usage, &retired);
+  // The rows are read and decoded on a thread of their own while the
+  // commands are applied.
+  ReadAhead ahead(log, usage);
+  Replayer replayer(ahead, state, &ahead, &retired);
+  replayer.DisposeBy(ahead);
   RETURN_IF_ERROR(replayer.CheckStoredSnapshots());
   RETURN_IF_ERROR(replayer.CatchUp().status());
   return replayer.Finish();

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -13,6 +14,7 @@
 #include "google/protobuf/message.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/core/verify.h"
+#include "scheduler/engine/read_ahead.h"
 #include "scheduler/store/command_log.h"
 #include "scheduler/store/retired.h"
 #include "scheduler/store/usage_index.h"
@@ -49,7 +51,7 @@ struct ReplayReport {
 // entry they post against the stored one, a chunk at a time: a follower
 // replica keeps its state up to date this way while another replica
 // writes, and only catches up the tail when it takes over.
-class Replayer {
+class Replayer : private core::KnownHashes {
  public:
   // `store` and `state` must outlive the replayer. `state` is fresh, or
   // loaded from one of the store's snapshots: replay goes on after its last
@@ -68,9 +70,15 @@ class Replayer {
   // differs, or lies beyond the log is a violation in the report. Call
   // before the first CatchUp.
   absl::Status CheckStoredSnapshots();
-  ~Replayer();
+  ~Replayer() override;
   Replayer(const Replayer&) = delete;
   Replayer& operator=(const Replayer&) = delete;
+
+  // Has `ahead` (which must outlive the replayer, and be the store it
+  // reads) destroy what the replayer read once done with it, on the thread
+  // that read it: freeing memory on the thread that allocated it costs
+  // less. Call before the first CatchUp.
+  void DisposeBy(ReadAhead& ahead);
 
   // Applies the commands stored since the last call, at most about
   // `max_commands` of them (0: all); returns how many it applied (0 when
@@ -91,6 +99,13 @@ class Replayer {
   template <typename Item>
   class Cursor;
   void Mismatch(std::string message);
+  // Leaves `items` to ahead_ to destroy, when set.
+  template <typename Item>
+  void Dispose(std::vector<Item> items) {
+    if (ahead_ != nullptr) ahead_->Dispose(std::move(items));
+  }
+  // KnownHashes: the stored entry ahead at `entry`'s sequence, when equal.
+  const std::string* HashOf(const pb::JournalEntry& entry) override;
   // Checks the usage records `command` accepted against the stored ones.
   absl::Status CheckUsage(const pb::Command& command);
   // Has the verifier forget the allocations and vouchers `command` retired,
@@ -110,8 +125,9 @@ class Replayer {
   // stored one, and that none is stored for a command that has none.
   absl::Status CheckAudit(const pb::Command& command,
                           const google::protobuf::Message* response);
-  // The next stored audit event not yet checked; nullptr at the end.
-  absl::StatusOr<const pb::AuditEvent*> PeekAudit();
+  // The next stored audit event not yet checked, when `command` may have
+  // one; nullptr at the end.
+  absl::StatusOr<const pb::AuditEvent*> PeekAudit(int64_t command);
   // Counts the stored retired allocations and vouchers against those
   // retired on replay.
   absl::Status CountRetired();
@@ -129,6 +145,7 @@ class Replayer {
   store::CommandLog& store_;
   core::StateMachine& state_;
   std::unique_ptr<Cursor<pb::JournalEntry>> cursor_;
+  ReadAhead* ahead_ = nullptr;                             // see DisposeBy
   std::unique_ptr<Cursor<store::UsageRow>> usage_cursor_;  // null: unchecked
   store::RetiredRecords* retired_ = nullptr;               // null: unchecked
   // Stored audit events read ahead, and the sequence read up to.
@@ -136,6 +153,11 @@ class Replayer {
   int64_t audit_read_ = 0;
   bool audit_started_ = false;     // a stored event was met
   bool audit_unreadable_ = false;  // a stored event does not parse
+  // Every stored event of the commands up to this one was read.
+  int64_t audit_complete_ = 0;
+  int64_t commands_read_ = 0;  // the last command read from the store
+  // The sequence of the first entry the command being applied posts.
+  int64_t first_posted_ = 0;
   core::JournalVerifier verifier_;
   ReplayReport report_;
   std::vector<std::string> mismatches_;

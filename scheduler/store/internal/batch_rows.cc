@@ -23,8 +23,10 @@ namespace {
 constexpr uint64_t kMaxRowBytes = uint64_t{1} << 30;
 
 // Decoded rows kept for the reads that follow: replay reads the commands of
-// a stretch of rows, then their entries, a few thousand at a time.
-constexpr size_t kDecodedRows = 64;
+// a stretch of rows, then their entries and usage records, a few thousand
+// at a time, and `verify` reads each kind up to two chunks ahead
+// (engine::ReadAhead), so the kinds can be some 90 rows apart.
+constexpr size_t kDecodedRows = 128;
 
 // The hash a chain starts from.
 const std::string& ChainStart(const std::string& entry_hash) {

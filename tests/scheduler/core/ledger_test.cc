@@ -224,6 +224,47 @@ TEST(Ledger, ChainsHashesOverEveryField) {
   EXPECT_TRUE(ledger.TakePosted().empty());
 }
 
+// A replay's known hashes: taken for the entries they know, and chained on.
+TEST(Ledger, TakesTheHashesAReplayKnowsAndHashesTheRest) {
+  class Known final : public KnownHashes {
+   public:
+    const std::string* HashOf(const pb::JournalEntry& entry) override {
+      asked.push_back(entry);
+      return entry.sequence() == 1 ? &hash : nullptr;
+    }
+    std::string hash = std::string(kSha256Bytes, 'k');
+    std::vector<pb::JournalEntry> asked;
+  };
+  Known known;
+  Ledger ledger;
+  ledger.set_known_hashes(&known);
+  ASSERT_THAT(
+      ledger.Post(MakeEntry(pb::ENTRY_KIND_FUND, ProgramBudgetAccount("P"),
+                            ProgramSourceAccount("P"), 1000, "fund/P"),
+                  kT0),
+      IsOk());
+  ASSERT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_ISSUE, VoucherAccount("V"),
+                                    ProgramBudgetAccount("P"), 300, "issue/V"),
+                          kT0),
+              IsOk());
+  ledger.set_known_hashes(nullptr);
+  ASSERT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_ISSUE, VoucherAccount("W"),
+                                    ProgramBudgetAccount("P"), 300, "issue/W"),
+                          kT0),
+              IsOk());
+  const std::vector<pb::JournalEntry> posted = ledger.TakePosted();
+  ASSERT_EQ(posted.size(), 3u);
+  // Asked with everything hashed filled in.
+  ASSERT_EQ(known.asked.size(), 2u);
+  EXPECT_EQ(known.asked[1].prev_hash(), known.hash);
+  EXPECT_EQ(known.asked[1].time().seconds(), absl::ToUnixSeconds(kT0));
+  EXPECT_EQ(posted[0].hash(), known.hash);
+  EXPECT_EQ(posted[1].prev_hash(), known.hash);
+  EXPECT_EQ(posted[1].hash(), EntryHash(posted[1]));
+  EXPECT_EQ(posted[2].hash(), EntryHash(posted[2]));
+  EXPECT_EQ(ledger.last_hash(), posted[2].hash());
+}
+
 // Replay takes equal contents and hash for an equal entry, and the chain
 // protects only what is hashed: every field but `hash` must be in it,
 // fields added later included.

@@ -450,6 +450,43 @@ TEST_F(ReplayTest, AuditEventsAreCheckedFromTheFirstStoredOn) {
                                "none")));
 }
 
+// Counts the reads of the audit log.
+class CountedAudit final : public store::RetiredRecords {
+ public:
+  explicit CountedAudit(store::RetiredRecords& base) : base_(base) {}
+  absl::StatusOr<std::vector<pb::Allocation>> ReadRetired(
+      const store::RetiredQuery& query) override {
+    return base_.ReadRetired(query);
+  }
+  absl::StatusOr<std::vector<pb::Voucher>> ReadRetiredVouchers(
+      const store::RetiredVoucherQuery& query) override {
+    return base_.ReadRetiredVouchers(query);
+  }
+  absl::StatusOr<std::vector<pb::AuditEvent>> ReadAudit(
+      const store::AuditQuery& query) override {
+    ++reads;
+    return base_.ReadAudit(query);
+  }
+  int reads = 0;
+
+ private:
+  store::RetiredRecords& base_;
+};
+
+TEST_F(ReplayTest, TheAuditLogIsReadAPageAtATimeNotOncePerCommand) {
+  // No events stored: replay used to ask the store again for every command.
+  ASSERT_GT(driver_.log().size(), 10u);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
+                       OpenSqliteStore(data_dir_, OpenMode::kReadOnly));
+  CountedAudit audit(*store);
+  core::StateMachine fresh;
+  ASSERT_OK_AND_ASSIGN(const ReplayReport report,
+                       Replay(*store, *store, audit, fresh));
+  EXPECT_THAT(report.violations, IsEmpty());
+  EXPECT_EQ(report.commands, static_cast<int64_t>(driver_.log().size()));
+  EXPECT_LE(audit.reads, 2);
+}
+
 TEST_F(ReplayTest, RetiredVouchersAreCheckedAndCounted) {
   int64_t tick = 0;
   int64_t voucher_tick = 0;
