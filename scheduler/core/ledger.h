@@ -33,9 +33,10 @@ std::string PayableAccount(absl::string_view provider_id);
 std::string PaidAccount(absl::string_view provider_id);
 
 // Where a replay finds the hashes of the entries its commands post again:
-// the stored entries, whose hashes the store computed from their contents
-// as it read them (or, for an archive, anchored in the journal). Saves
-// hashing every entry twice on replay.
+// the stored entries, whose hashes the reader computed from their contents
+// (a store's rows and an archive's parts alike; a hash read as written
+// would let a forged one through). Saves hashing every entry twice on
+// replay.
 class KnownHashes {
  public:
   virtual ~KnownHashes() = default;

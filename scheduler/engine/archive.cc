@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "common/config.h"
 #include "common/deflate.h"
+#include "common/journal_hash.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -629,7 +630,14 @@ absl::StatusOr<std::vector<pb::JournalEntry>> ArchivedLog::ReadJournal(
         if (after >= through_.entry) return store_.ReadJournal(after, room);
         ASSIGN_OR_RETURN(const pb::ArchivePart* part,
                          PartFor("entries", after + 1));
-        return SequencedAfter(part->entries(), after, room);
+        // A part holds the hashes its writer wrote. Replay takes the hash of
+        // an entry it posts again from the entry it reads (core::
+        // KnownHashes), so each is computed from its contents here, as a
+        // store's rows are; the chain is checked through prev_hash.
+        std::vector<pb::JournalEntry> entries =
+            SequencedAfter(part->entries(), after, room);
+        for (pb::JournalEntry& e : entries) e.set_hash(EntryHash(e));
+        return entries;
       },
       [](const pb::JournalEntry& e) { return e.sequence(); });
 }

@@ -31,10 +31,9 @@ constexpr int kCommandChunk = 256;
 }  // namespace
 
 // Stored journal entries or usage records, read in chunks as replay
-// consumes them. Read on the replaying thread: reading the next chunk ahead
-// on a thread of its own cost `verify` about 40% more CPU and did not make
-// it faster (items allocated on one thread were freed on the other, and
-// both threads decoded rows).
+// consumes them, from the store or, for `verify`, from a ReadAhead, which
+// reads them on a thread of its own; the chunks consumed go back to it to
+// be freed there (freed here, they cost more than the second thread saved).
 template <typename Item>
 class Replayer::Cursor {
  public:

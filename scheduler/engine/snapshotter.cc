@@ -59,11 +59,13 @@ void Snapshotter::Committed(std::vector<pb::Command> commands) {
     work += 1 + c.report_usage().records_size();
   }
   if (!dropped_ && queued_ + work > options_.max_behind) {
-    // The thread drops the shadow; what was queued is in the store.
+    // The thread drops the shadow and what was queued, which is in the
+    // store. It frees the queue itself: freeing millions of queued records
+    // here, on the committer's thread, held up every commit (Allocate's
+    // too) for a few hundred milliseconds.
     dropped_ = true;
     drop_pending_ = true;
     dropped_work_ = queued_;
-    queue_.clear();
     queued_ = 0;
   }
   if (dropped_) {
@@ -123,6 +125,7 @@ void Snapshotter::Run() {
                        "built again from the store when the next snapshot "
                        "is due"));
       shadow_.reset();
+      work.clear();  // queued before the drop, counted in dropped_work
       waiting.clear();
       waiting_work = 0;
       rebuild_ = true;
