@@ -148,14 +148,9 @@ Replayer::Replayer(store::CommandLog& store, core::StateMachine& state,
 
 void Replayer::DisposeBy(ReadAhead& ahead) {
   ahead_ = &ahead;
-  cursor_->set_dispose([&ahead](std::vector<pb::JournalEntry> entries) {
-    ahead.Dispose(std::move(entries));
-  });
-  if (usage_cursor_ != nullptr) {
-    usage_cursor_->set_dispose([&ahead](std::vector<store::UsageRow> rows) {
-      ahead.Dispose(std::move(rows));
-    });
-  }
+  auto dispose = [this](auto items) { Dispose(std::move(items)); };
+  cursor_->set_dispose(dispose);
+  if (usage_cursor_ != nullptr) usage_cursor_->set_dispose(dispose);
 }
 
 absl::Status Replayer::CheckStoredSnapshots() {

@@ -431,11 +431,6 @@ int MeasureCeiling(std::vector<ClusterLoad>& ceiling_clusters, int stream_count,
   return 0;
 }
 
-// Microseconds of this process's CPU per record `run` accepted.
-double CpuPerRecordUs(const RunResult& run) {
-  return run.process_cores * 1e6 / run.records_per_s;
-}
-
 // Each store's figures against the targets and the ceiling.
 void PrintComparison(const std::vector<StoreFigures>& figures,
                      const RunResult& ceiling) {

@@ -357,6 +357,10 @@ RunResult RunLoad(const std::string& target, std::vector<ClusterLoad>& clusters,
   return r;
 }
 
+double CpuPerRecordUs(const RunResult& run) {
+  return run.process_cores * 1e6 / run.records_per_s;
+}
+
 void PrintRun(const char* name, const RunResult& r) {
   std::printf(
       "%-10s %12s records/s  %8s batches/s  ReportUsage p50 %6.2f ms, p99 "
@@ -368,8 +372,8 @@ void PrintRun(const char* name, const RunResult& r) {
         "           this process: %.1f us of CPU per accepted record; busiest "
         "thread on a CPU %.0f%% of the time and waiting for one %.0f%%; all "
         "threads waited for a CPU %.2f s per s\n",
-        r.process_cores * 1e6 / r.records_per_s, 100 * r.busiest_on_cpu,
-        100 * r.busiest_runqueue, r.all_runqueue);
+        CpuPerRecordUs(r), 100 * r.busiest_on_cpu, 100 * r.busiest_runqueue,
+        r.all_runqueue);
   }
   if (r.commands_per_txn > 0) {
     std::printf(

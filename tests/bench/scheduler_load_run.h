@@ -163,6 +163,9 @@ RunResult RunLoad(const std::string& target, std::vector<ClusterLoad>& clusters,
                   scheduler::SchedulerServer* server);
 
 // Prints what `r` measured, as the run `name`.
+// Microseconds of this process's CPU per record `run` accepted.
+double CpuPerRecordUs(const RunResult& run);
+
 void PrintRun(const char* name, const RunResult& r);
 
 }  // namespace computevoucher::bench::scheduler_load
