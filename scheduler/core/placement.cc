@@ -130,16 +130,16 @@ absl::Status Placement::Place(AllocationRec& rec, const Option& option) {
                      ": placement needs more than its hold"));
   }
   state_.queue.erase({rec.queue_order, a.allocation_id()});
-  a.set_cluster_id(option.cluster_id);
-  a.set_provider_id(option.provider_id);
-  a.set_gpu_model(option.model);
+  a.set_cluster_id(std::string(option.cluster_id));
+  a.set_provider_id(std::string(option.provider_id));
+  a.set_gpu_model(std::string(option.model));
   a.set_hardware_class(option.hardware_class);
   a.set_price_fen_per_gpu_hour(option.price_fen_per_gpu_hour);
   a.set_ratio_bp(RatioBp(program, option.hardware_class, sme));
   a.set_state(pb::ALLOCATION_STATE_ASSIGNED);
   *a.mutable_assigned_at() = ToProto(books_.now());
-  registry_.AddUsedGpus(option.cluster_id, option.model, a.gpu_count());
-  state_.cluster_allocations[option.cluster_id].insert(a.allocation_id());
+  registry_.AddUsedGpus(a.cluster_id(), a.gpu_model(), a.gpu_count());
+  state_.cluster_allocations[a.cluster_id()].insert(a.allocation_id());
   state_.enterprise_gpus[a.enterprise_id()] += a.gpu_count();
   state_.deadline_index.insert(
       {books_.now() + absl::Seconds(a.max_duration_s()), a.allocation_id()});

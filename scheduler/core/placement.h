@@ -23,6 +23,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "computevoucher/v1/agent.pb.h"
 #include "computevoucher/v1/enterprise.pb.h"
@@ -72,11 +73,13 @@ class Placement {
     absl::btree_map<RetiredKey, RetiredSums> retired;
   };
 
-  // One way an allocation could be served.
+  // One way an allocation could be served. Its strings are the registry's
+  // cluster's: valid until the registry changes (an Option lives within
+  // one command or read).
   struct Option {
-    std::string cluster_id;
-    std::string provider_id;
-    std::string model;
+    absl::string_view cluster_id;
+    absl::string_view provider_id;
+    absl::string_view model;
     pb::HardwareClass hardware_class = pb::HARDWARE_CLASS_UNSPECIFIED;
     int64_t price_fen_per_gpu_hour = 0;
     int32_t free_gpus = 0;
@@ -191,8 +194,12 @@ class Placement {
   absl::Status AddPayer(const VoucherRec& rec, const pb::Enterprise& enterprise,
                         const pb::ResourceRequest& r, Plan& plan,
                         std::string* shortfall) const;
+  // The eligible options that fit `r`.
   std::vector<Option> Options(const pb::Enterprise& enterprise,
                               const pb::ResourceRequest& r) const;
+  // The eligible options; only those that fit `*fit` unless it is null.
+  std::vector<Option> Collect(const pb::Enterprise& enterprise,
+                              const pb::ResourceRequest* fit) const;
   absl::StatusOr<int64_t> HoldFor(const Option& option,
                                   const pb::Program& program, bool sme,
                                   int32_t gpu_count, int64_t duration_s) const;

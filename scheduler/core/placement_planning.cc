@@ -59,44 +59,56 @@ bool Placement::BetterPlacement(const Option& a, const Option& b) {
 
 std::vector<Placement::Option> Placement::Eligible(
     const pb::Enterprise& enterprise) const {
-  absl::flat_hash_set<std::string> related(
-      enterprise.related_provider_ids().begin(),
-      enterprise.related_provider_ids().end());
-  std::vector<Option> options;
-  for (const auto& [id, rec] : registry_.state().clusters) {
-    const pb::Cluster& cluster = rec.cluster;
-    if (cluster.state() != pb::CLUSTER_STATE_APPROVED) continue;
-    if (related.contains(cluster.provider_id())) continue;
-    // The same legal entity on both sides is related by definition.
-    auto provider = registry_.state().providers.find(cluster.provider_id());
-    if (provider != registry_.state().providers.end() &&
-        provider->second.credit_code() == enterprise.credit_code()) {
-      continue;
-    }
-    for (const pb::GpuModel& m : cluster.inventory()) {
-      auto used = rec.used_gpus.find(m.model());
-      const int32_t in_use = used == rec.used_gpus.end() ? 0 : used->second;
-      options.push_back(Option{id, cluster.provider_id(), m.model(),
-                               m.hardware_class(), m.price_fen_per_gpu_hour(),
-                               std::max(0, m.gpu_count() - in_use),
-                               m.gpu_count()});
-    }
-  }
-  return options;
+  return Collect(enterprise, nullptr);
 }
 
 std::vector<Placement::Option> Placement::Options(
     const pb::Enterprise& enterprise, const pb::ResourceRequest& r) const {
-  std::vector<Option> options = Eligible(enterprise);
-  auto unfit = [&](const Option& o) {
-    return o.gpu_count < r.gpu_count() ||
-           (r.gpu_model().empty() ? o.hardware_class != r.hardware_class()
-            : r.model_any_case()
-                ? !absl::EqualsIgnoreCase(o.model, r.gpu_model())
-                : o.model != r.gpu_model());
+  return Collect(enterprise, &r);
+}
+
+std::vector<Placement::Option> Placement::Collect(
+    const pb::Enterprise& enterprise, const pb::ResourceRequest* fit) const {
+  // The providers that may not serve it: those it declared related, and the
+  // provider that is the same legal entity (related by definition).
+  absl::flat_hash_set<absl::string_view> excluded(
+      enterprise.related_provider_ids().begin(),
+      enterprise.related_provider_ids().end());
+  const auto& codes = registry_.state().credit_codes;
+  if (auto same = codes.find(absl::StrCat("P:", enterprise.credit_code()));
+      same != codes.end()) {
+    excluded.insert(same->second);
+  }
+  auto fits = [fit](const pb::GpuModel& m) {
+    if (fit == nullptr) return true;
+    if (m.gpu_count() < fit->gpu_count()) return false;
+    if (fit->gpu_model().empty())
+      return m.hardware_class() == fit->hardware_class();
+    return fit->model_any_case()
+               ? absl::EqualsIgnoreCase(m.model(), fit->gpu_model())
+               : m.model() == fit->gpu_model();
   };
-  options.erase(std::remove_if(options.begin(), options.end(), unfit),
-                options.end());
+  std::vector<Option> options;
+  options.reserve(registry_.state().clusters.size());
+  for (const auto& [id, rec] : registry_.state().clusters) {
+    const pb::Cluster& cluster = rec.cluster;
+    if (cluster.state() != pb::CLUSTER_STATE_APPROVED) continue;
+    if (!excluded.empty() && excluded.contains(cluster.provider_id())) {
+      continue;
+    }
+    for (const pb::GpuModel& m : cluster.inventory()) {
+      if (!fits(m)) continue;
+      int32_t in_use = 0;
+      if (!rec.used_gpus.empty()) {
+        auto used = rec.used_gpus.find(m.model());
+        if (used != rec.used_gpus.end()) in_use = used->second;
+      }
+      options.push_back(
+          Option{cluster.cluster_id(), cluster.provider_id(), m.model(),
+                 m.hardware_class(), m.price_fen_per_gpu_hour(),
+                 std::max(0, m.gpu_count() - in_use), m.gpu_count()});
+    }
+  }
   return options;
 }
 
@@ -120,7 +132,8 @@ absl::StatusOr<Placement::Plan> Placement::PlanAllocation(
   plan.options = Options(*enterprise, r);
   if (plan.options.empty()) {
     absl::btree_set<std::string> models;
-    for (const Option& o : Eligible(*enterprise)) models.insert(o.model);
+    for (const Option& o : Eligible(*enterprise))
+      models.insert(std::string(o.model));
     return absl::FailedPreconditionError(
         absl::StrCat("no approved, unrelated cluster offers ", Describe(r),
                      "; models on offer: ",
@@ -221,8 +234,8 @@ absl::StatusOr<pb::QuoteResponse> Placement::Quote(
     *quote.add_vouchers() = option;
   quote.set_capacity_available(plan.placement.has_value());
   if (plan.placement) {
-    quote.set_cluster_id(plan.placement->cluster_id);
-    quote.set_gpu_model(plan.placement->model);
+    quote.set_cluster_id(std::string(plan.placement->cluster_id));
+    quote.set_gpu_model(std::string(plan.placement->model));
   }
   return quote;
 }

@@ -644,8 +644,7 @@ absl::StatusOr<std::vector<pb::JournalEntry>> ArchivedLog::ReadJournal(
 
 absl::StatusOr<std::vector<store::UsageRow>> ArchivedLog::ReadUsage(
     const store::UsageQuery& query) {
-  if (query.allocation_ids || query.period_start != absl::InfinitePast() ||
-      query.period_end != absl::InfiniteFuture()) {
+  if (query.filtered()) {
     return absl::UnimplementedError("archived usage is read in order only");
   }
   return ReadAcross<store::UsageRow>(

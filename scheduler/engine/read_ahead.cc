@@ -152,8 +152,7 @@ absl::StatusOr<std::vector<pb::JournalEntry>> ReadAhead::ReadJournal(
 
 absl::StatusOr<std::vector<store::UsageRow>> ReadAhead::ReadUsage(
     const store::UsageQuery& query) {
-  if (query.allocation_ids || query.period_start != absl::InfinitePast() ||
-      query.period_end != absl::InfiniteFuture()) {
+  if (query.filtered()) {
     absl::MutexLock source(&source_mu_);
     return usage_.ReadUsage(query);
   }

@@ -35,12 +35,12 @@ absl::StatusOr<pb::ListOffersResponse> Offers(
       continue;
     }
     pb::Offer* offer = out.add_offers();
-    offer->set_gpu_model(option.model);
+    offer->set_gpu_model(std::string(option.model));
     offer->set_hardware_class(option.hardware_class);
     offer->set_price_fen_per_gpu_hour(option.price_fen_per_gpu_hour);
-    offer->set_cluster_id(option.cluster_id);
+    offer->set_cluster_id(std::string(option.cluster_id));
     offer->set_region(state.clusters().at(option.cluster_id).cluster.region());
-    offer->set_provider_id(option.provider_id);
+    offer->set_provider_id(std::string(option.provider_id));
     auto provider = state.providers().find(option.provider_id);
     if (provider != state.providers().end()) {
       offer->set_provider_name(provider->second.name());

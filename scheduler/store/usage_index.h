@@ -31,6 +31,13 @@ struct UsageQuery {
   // the store skips records accepted before period_start minus it, which
   // cannot end in the period; infinite reads them all.
   absl::Duration end_after_accept = absl::InfiniteDuration();
+
+  // Whether it selects records by allocation or period, rather than taking
+  // them all in the order accepted.
+  bool filtered() const {
+    return allocation_ids.has_value() || period_start != absl::InfinitePast() ||
+           period_end != absl::InfiniteFuture();
+  }
 };
 
 // A stored record: the record, its cost, subsidy, unsubsidised GPU-ms and

@@ -1,6 +1,7 @@
 #include "scheduler/core/placement.h"
 
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -16,6 +17,7 @@ using ::computevoucher::testing::AgentPrincipal;
 using ::computevoucher::testing::EnterprisePrincipal;
 using ::computevoucher::testing::IsOk;
 using ::computevoucher::testing::StatusIs;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 class PlacementTest : public ComponentsTest {
@@ -58,6 +60,28 @@ TEST_F(PlacementTest, QuotePicksTheCheapestUnrelatedCluster) {
   EXPECT_THAT(
       placement_.Quote("E-000001", H100(kMaxGpus + 1)),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gpu_count")));
+}
+
+TEST_F(PlacementTest, AnEnterpriseIsNeverPlacedWithItsOwnLegalEntity) {
+  // sz-b's provider (PR-000002) registered as an enterprise too: related to
+  // itself by definition, so it goes to the dearer hz-a.
+  pb::RegisterEnterpriseRequest r;
+  r.set_name("深圳智算云有限公司");
+  r.set_credit_code("9144030071526726xg");
+  r.set_category("整机");
+  ASSERT_THAT(registry_.RegisterEnterprise(r), IsOk());
+  const std::string id = "E-000004";
+  ASSERT_THAT(Issue(id, 10'000), IsOk());
+  std::vector<std::string> eligible;
+  for (const Placement::Option& option :
+       placement_.Eligible(registry_.state().enterprises.at(id))) {
+    eligible.emplace_back(option.cluster_id);
+  }
+  EXPECT_THAT(eligible, ElementsAre("hz-a", "hz-a"));  // H100 and 910B
+  ASSERT_OK_AND_ASSIGN(const pb::Allocation a, Allocate(id, "H100", 2));
+  EXPECT_EQ(a.cluster_id(), "hz-a");
+  EXPECT_EQ(a.provider_id(), "PR-000001");
+  EXPECT_EQ(a.price_fen_per_gpu_hour(), 2000);
 }
 
 TEST_F(PlacementTest, TheQueueTakesFreedCapacityAndGivesBackExcessHold) {
