@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -597,6 +598,82 @@ TEST_F(ReplayTest, DeletedCommandThatPostedEntriesIsReported) {
       << absl::StrJoin(report.violations, "\n");
   EXPECT_THAT(report.violations, Contains(NamesCommand(issue)))
       << absl::StrJoin(report.violations, "\n");
+}
+
+// A store's command log that hands out at most one journal entry a read, as
+// the interface allows: every entry a command posts after its first lies
+// beyond the chunk the replay holds.
+class OneEntryAtATime final : public store::CommandLog {
+ public:
+  explicit OneEntryAtATime(store::CommandLog& base) : base_(base) {}
+  absl::Status Append(const Batch& batch) override {
+    return base_.Append(batch);
+  }
+  absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after,
+                                                        int limit) override {
+    return base_.ReadCommands(after, limit);
+  }
+  absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(
+      int64_t after, int limit) override {
+    ++reads;
+    return base_.ReadJournal(after, std::min(limit, 1));
+  }
+  absl::StatusOr<store::Head> ReadHead() override { return base_.ReadHead(); }
+  absl::Status WriteSnapshot(const store::Snapshot& snapshot,
+                             int keep) override {
+    return base_.WriteSnapshot(snapshot, keep);
+  }
+  absl::StatusOr<std::vector<int64_t>> ListSnapshots() override {
+    return base_.ListSnapshots();
+  }
+  absl::StatusOr<store::Snapshot> ReadSnapshot(int64_t position) override {
+    return base_.ReadSnapshot(position);
+  }
+  int reads = 0;
+
+ private:
+  store::CommandLog& base_;
+};
+
+TEST_F(ReplayTest, EntriesOfOneCommandReadAcrossChunksReplayTheSame) {
+  // One more report, of three records: three charges posted by one command.
+  const core::AllocationRec* rec = state_.placement().Find("AL-00000001");
+  ASSERT_NE(rec, nullptr);
+  ASSERT_OK_AND_ASSIGN(const absl::Time assigned,
+                       FromProto("assigned_at", rec->allocation.assigned_at()));
+  pb::Command three = ::computevoucher::testing::NewCommand(
+      ::computevoucher::testing::AgentPrincipal(rec->allocation.cluster_id()),
+      "three-records");
+  for (int64_t n = 2; n <= 4; ++n) {
+    pb::UsageRecord* u = three.mutable_report_usage()->add_records();
+    u->set_allocation_id("AL-00000001");
+    u->set_sequence(n);
+    *u->mutable_start() = ToProto(assigned + absl::Minutes(n - 1));
+    *u->mutable_end() = ToProto(assigned + absl::Minutes(n));
+    u->set_gpu_ms(60'000);
+  }
+  driver_.Advance(absl::Minutes(5));
+  ASSERT_THAT(driver_.Apply(std::move(three)), IsOk());
+  Batch batch;
+  batch.commands.push_back(driver_.log().back());
+  batch.entries = state_.TakeJournal();
+  batch.usage = state_.TakeUsage();
+  ASSERT_EQ(batch.entries.size(), 3u);
+  entries_ += 3;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
+                       OpenSqliteStore(data_dir_, OpenMode::kReadWrite));
+  ASSERT_THAT(store->Append(batch), IsOk());
+
+  OneEntryAtATime log(*store);
+  core::StateMachine fresh;
+  ASSERT_OK_AND_ASSIGN(const ReplayReport report,
+                       Replay(log, *store, *store, fresh));
+  EXPECT_THAT(report.violations, IsEmpty())
+      << absl::StrJoin(report.violations, "\n");
+  EXPECT_GE(log.reads, entries_);
+  EXPECT_EQ(report.entries, entries_);
+  EXPECT_EQ(report.last_hash, state_.ledger().last_hash());
+  EXPECT_EQ(fresh.Digest(), state_.Digest());
 }
 
 }  // namespace
