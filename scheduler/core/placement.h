@@ -74,8 +74,9 @@ class Placement {
   };
 
   // One way an allocation could be served. Its strings are the registry's
-  // cluster's: valid until the registry changes (an Option lives within
-  // one command or read).
+  // cluster's: valid until a cluster is registered, re-registered with
+  // another inventory or loaded (counting GPUs in use leaves them be). An
+  // Option lives within one command or read.
   struct Option {
     absl::string_view cluster_id;
     absl::string_view provider_id;
