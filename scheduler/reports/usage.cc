@@ -42,18 +42,15 @@ absl::StatusOr<Allocations> AllocationsOf(const Sources& sources,
   return out;
 }
 
-// A query for usage ending in [from, until) of the allocations `allocations`
-// (a map keyed by allocation id) names, skipping rows accepted too early to
-// end in it.
+// A query for the usage of the allocations `allocations` (a map keyed by
+// allocation id) names, skipping, once given a period, rows accepted too
+// early to end in it.
 template <typename Map>
-store::UsageQuery QueryFor(const Map& allocations, absl::Time from,
-                           absl::Time until) {
+store::UsageQuery QueryFor(const Map& allocations) {
   store::UsageQuery query;
   query.end_after_accept = core::kUsageClockSkew;
   query.allocation_ids.emplace();
   for (const auto& [id, a] : allocations) query.allocation_ids->insert(id);
-  query.period_start = from;
-  query.period_end = until;
   return query;
 }
 
@@ -338,18 +335,17 @@ absl::StatusOr<pb::UsageReport> UsageReport(
   std::map<std::string, pb::UsageReportRow> rows;
   ASSIGN_OR_RETURN(
       const store::Head head,
-      ScanPeriod(sources, QueryFor(used, period.from, period.until), period,
-                 [&](const UsagePiece& piece) {
-                   AddToRow(piece, sum, *out.mutable_total());
-                   if (groups.empty()) return;  // the total alone
-                   const Used& u = used.at(piece.allocation_id);
-                   pb::UsageReportRow row;
-                   std::string key;
-                   for (pb::ReportGroup g : groups)
-                     SetGroup(g, u, piece.end, names, row, key);
-                   auto [it, added] = rows.try_emplace(key, std::move(row));
-                   AddToRow(piece, sum, it->second);
-                 }));
+      ScanPeriod(sources, QueryFor(used), period, [&](const UsagePiece& piece) {
+        AddToRow(piece, sum, *out.mutable_total());
+        if (groups.empty()) return;  // the total alone
+        const Used& u = used.at(piece.allocation_id);
+        pb::UsageReportRow row;
+        std::string key;
+        for (pb::ReportGroup g : groups)
+          SetGroup(g, u, piece.end, names, row, key);
+        auto [it, added] = rows.try_emplace(key, std::move(row));
+        AddToRow(piece, sum, it->second);
+      }));
   RETURN_IF_ERROR(sum.status());
   *out.mutable_period_start() = request.period_start();
   *out.mutable_period_end() = request.period_end();
@@ -384,7 +380,9 @@ absl::StatusOr<pb::ListUsageResponse> UsagePage(
                      FindAllocation(sources, request.allocation_id(), theirs));
     mine[request.allocation_id()] = std::move(one);
   }
-  store::UsageQuery query = QueryFor(mine, from, until);
+  store::UsageQuery query = QueryFor(mine);
+  query.period_start = from;
+  query.period_end = until;
   query.after = after;
   query.limit = static_cast<int>(size) + 1;
   ASSIGN_OR_RETURN(std::vector<store::UsageRow> rows,
@@ -415,13 +413,11 @@ absl::StatusOr<pb::Statement> Statement(
   CheckedSum sum;
   std::map<std::string, pb::StatementLine> lines;
   RETURN_IF_ERROR(
-      ScanPeriod(sources, QueryFor(mine, period.from, period.until), period,
-                 [&](const UsagePiece& piece) {
-                   const pb::Allocation& a = mine.at(piece.allocation_id);
-                   AddToLine(a, piece.gpu_ms, piece.cost_fen, piece.subsidy_fen,
-                             sum, lines[a.allocation_id()]);
-                 })
-          .status());
+      ScanPeriod(sources, QueryFor(mine), period, [&](const UsagePiece& piece) {
+        const pb::Allocation& a = mine.at(piece.allocation_id);
+        AddToLine(a, piece.gpu_ms, piece.cost_fen, piece.subsidy_fen, sum,
+                  lines[a.allocation_id()]);
+      }).status());
   pb::Statement out;
   out.set_enterprise_id(std::string(enterprise_id));
   *out.mutable_period_start() = request.period_start();
@@ -469,7 +465,7 @@ absl::StatusOr<pb::Settlement> Settlement(
   };
   ASSIGN_OR_RETURN(
       const store::Head head,
-      ScanPeriod(sources, QueryFor(payees, period.from, period.until), period,
+      ScanPeriod(sources, QueryFor(payees), period,
                  [&](const UsagePiece& piece) {
                    add(piece.allocation_id, piece.records,
                        piece.gpu_ms - piece.unsubsidised_gpu_ms,

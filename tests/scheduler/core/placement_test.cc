@@ -70,14 +70,16 @@ TEST_F(PlacementTest, AnEnterpriseIsNeverPlacedWithItsOwnLegalEntity) {
   r.set_credit_code("9144030071526726xg");
   r.set_category("整机");
   ASSERT_THAT(registry_.RegisterEnterprise(r), IsOk());
-  const std::string id = "E-000004";
-  ASSERT_THAT(Issue(id, 10'000), IsOk());
+  const pb::Enterprise* self =
+      registry_.EnterpriseByCreditCode("9144030071526726XG");
+  ASSERT_NE(self, nullptr);
   std::vector<std::string> eligible;
-  for (const Placement::Option& option :
-       placement_.Eligible(registry_.state().enterprises.at(id))) {
+  for (const Placement::Option& option : placement_.Eligible(*self)) {
     eligible.emplace_back(option.cluster_id);
   }
   EXPECT_THAT(eligible, ElementsAre("hz-a", "hz-a"));  // H100 and 910B
+  const std::string id = self->enterprise_id();
+  ASSERT_THAT(Issue(id, 10'000), IsOk());
   ASSERT_OK_AND_ASSIGN(const pb::Allocation a, Allocate(id, "H100", 2));
   EXPECT_EQ(a.cluster_id(), "hz-a");
   EXPECT_EQ(a.provider_id(), "PR-000001");
