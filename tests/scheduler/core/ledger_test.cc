@@ -28,8 +28,9 @@ pb::JournalEntry MakeEntry(pb::EntryKind kind, const std::string& debit,
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'740'000'000);
 
-TEST(Ledger, MovesValueAndCachesBalances) {
-  Ledger ledger;
+// Funds program P with 1000 at kT0 and issues voucher V 300 of it at
+// `issued`.
+void FundAndIssue(Ledger& ledger, absl::Time issued) {
   ASSERT_THAT(
       ledger.Post(MakeEntry(pb::ENTRY_KIND_FUND, ProgramBudgetAccount("P"),
                             ProgramSourceAccount("P"), 1000, "fund/P"),
@@ -37,8 +38,13 @@ TEST(Ledger, MovesValueAndCachesBalances) {
       IsOk());
   ASSERT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_ISSUE, VoucherAccount("V"),
                                     ProgramBudgetAccount("P"), 300, "issue/V"),
-                          kT0),
+                          issued),
               IsOk());
+}
+
+TEST(Ledger, MovesValueAndCachesBalances) {
+  Ledger ledger;
+  ASSERT_NO_FATAL_FAILURE(FundAndIssue(ledger, kT0));
   EXPECT_EQ(ledger.Balance(ProgramSourceAccount("P")), -1000);
   EXPECT_EQ(ledger.Balance(ProgramBudgetAccount("P")), 700);
   EXPECT_EQ(ledger.Balance(VoucherAccount("V")), 300);
@@ -196,15 +202,7 @@ TEST(Ledger, RefusesOverflow) {
 
 TEST(Ledger, ChainsHashesOverEveryField) {
   Ledger ledger;
-  ASSERT_THAT(
-      ledger.Post(MakeEntry(pb::ENTRY_KIND_FUND, ProgramBudgetAccount("P"),
-                            ProgramSourceAccount("P"), 1000, "fund/P"),
-                  kT0),
-      IsOk());
-  ASSERT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_ISSUE, VoucherAccount("V"),
-                                    ProgramBudgetAccount("P"), 300, "issue/V"),
-                          kT0 + absl::Seconds(1)),
-              IsOk());
+  ASSERT_NO_FATAL_FAILURE(FundAndIssue(ledger, kT0 + absl::Seconds(1)));
   std::vector<pb::JournalEntry> posted = ledger.TakePosted();
   ASSERT_EQ(posted.size(), 2u);
   EXPECT_EQ(posted[0].prev_hash(), std::string(kSha256Bytes, '\0'));
@@ -238,15 +236,7 @@ TEST(Ledger, TakesTheHashesAReplayKnowsAndHashesTheRest) {
   Known known;
   Ledger ledger;
   ledger.set_known_hashes(&known);
-  ASSERT_THAT(
-      ledger.Post(MakeEntry(pb::ENTRY_KIND_FUND, ProgramBudgetAccount("P"),
-                            ProgramSourceAccount("P"), 1000, "fund/P"),
-                  kT0),
-      IsOk());
-  ASSERT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_ISSUE, VoucherAccount("V"),
-                                    ProgramBudgetAccount("P"), 300, "issue/V"),
-                          kT0),
-              IsOk());
+  ASSERT_NO_FATAL_FAILURE(FundAndIssue(ledger, kT0));
   ledger.set_known_hashes(nullptr);
   ASSERT_THAT(ledger.Post(MakeEntry(pb::ENTRY_KIND_ISSUE, VoucherAccount("W"),
                                     ProgramBudgetAccount("P"), 300, "issue/W"),

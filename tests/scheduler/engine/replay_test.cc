@@ -27,6 +27,7 @@
 #include "scheduler/core/state_machine.h"
 #include "scheduler/store/sqlite_store.h"
 #include "scheduler/store/store.h"
+#include "tests/scheduler/engine/forwarding_log.h"
 #include "tests/scheduler/store/store_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -603,36 +604,15 @@ TEST_F(ReplayTest, DeletedCommandThatPostedEntriesIsReported) {
 // A store's command log that hands out at most one journal entry a read, as
 // the interface allows: every entry a command posts after its first lies
 // beyond the chunk the replay holds.
-class OneEntryAtATime final : public store::CommandLog {
+class OneEntryAtATime final : public ForwardingLog {
  public:
-  explicit OneEntryAtATime(store::CommandLog& base) : base_(base) {}
-  absl::Status Append(const Batch& batch) override {
-    return base_.Append(batch);
-  }
-  absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after,
-                                                        int limit) override {
-    return base_.ReadCommands(after, limit);
-  }
+  using ForwardingLog::ForwardingLog;
   absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(
       int64_t after, int limit) override {
     ++reads;
-    return base_.ReadJournal(after, std::min(limit, 1));
-  }
-  absl::StatusOr<store::Head> ReadHead() override { return base_.ReadHead(); }
-  absl::Status WriteSnapshot(const store::Snapshot& snapshot,
-                             int keep) override {
-    return base_.WriteSnapshot(snapshot, keep);
-  }
-  absl::StatusOr<std::vector<int64_t>> ListSnapshots() override {
-    return base_.ListSnapshots();
-  }
-  absl::StatusOr<store::Snapshot> ReadSnapshot(int64_t position) override {
-    return base_.ReadSnapshot(position);
+    return ForwardingLog::ReadJournal(after, std::min(limit, 1));
   }
   int reads = 0;
-
- private:
-  store::CommandLog& base_;
 };
 
 TEST_F(ReplayTest, EntriesOfOneCommandReadAcrossChunksReplayTheSame) {

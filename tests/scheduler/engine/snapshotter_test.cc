@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/store/sqlite_store.h"
+#include "tests/scheduler/engine/forwarding_log.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -29,44 +30,25 @@ using store::Batch;
 
 // A command log whose first WriteSnapshot waits until Release(), so that
 // the test can commit batches while the snapshotter is busy.
-class HeldSnapshots final : public store::CommandLog {
+class HeldSnapshots final : public ForwardingLog {
  public:
-  explicit HeldSnapshots(store::CommandLog& log) : log_(log) {}
+  using ForwardingLog::ForwardingLog;
 
   void Release() { release_.Notify(); }
   bool AwaitHeld() {
     return held_.WaitForNotificationWithTimeout(absl::Seconds(30));
   }
 
-  absl::Status Append(const Batch& batch) override {
-    return log_.Append(batch);
-  }
-  absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after,
-                                                        int limit) override {
-    return log_.ReadCommands(after, limit);
-  }
-  absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(
-      int64_t after, int limit) override {
-    return log_.ReadJournal(after, limit);
-  }
-  absl::StatusOr<store::Head> ReadHead() override { return log_.ReadHead(); }
   absl::Status WriteSnapshot(const store::Snapshot& snapshot,
                              int keep) override {
     if (!held_.HasBeenNotified()) {
       held_.Notify();
       release_.WaitForNotification();
     }
-    return log_.WriteSnapshot(snapshot, keep);
-  }
-  absl::StatusOr<std::vector<int64_t>> ListSnapshots() override {
-    return log_.ListSnapshots();
-  }
-  absl::StatusOr<store::Snapshot> ReadSnapshot(int64_t position) override {
-    return log_.ReadSnapshot(position);
+    return ForwardingLog::WriteSnapshot(snapshot, keep);
   }
 
  private:
-  store::CommandLog& log_;
   absl::Notification held_;
   absl::Notification release_;
 };
