@@ -1,6 +1,8 @@
 #include "scheduler/engine/replay.h"
 
+#include <algorithm>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -70,19 +72,23 @@ class Replayer::Cursor {
   }
 
  private:
-  // Reads the next chunk after the items not handed out yet.
+  // Reads the next chunk after the items not handed out yet. The buffer it
+  // replaces goes to dispose_ whole, the items handed out with the shells
+  // of those moved on.
   absl::Status ReadMore() {
     ASSIGN_OR_RETURN(std::vector<Item> more, read_(after_));
     if (more.empty()) return absl::OkStatus();
     after_ = position_(more.back());
-    if (next_ == buffer_.size()) {
-      if (dispose_) dispose_(std::move(buffer_));
-      buffer_ = std::move(more);
-    } else {
-      buffer_.erase(buffer_.begin(), buffer_.begin() + next_);
-      buffer_.insert(buffer_.end(), std::make_move_iterator(more.begin()),
-                     std::make_move_iterator(more.end()));
+    if (next_ < buffer_.size()) {
+      std::vector<Item> joined;
+      joined.reserve(buffer_.size() - next_ + more.size());
+      std::move(buffer_.begin() + static_cast<std::ptrdiff_t>(next_),
+                buffer_.end(), std::back_inserter(joined));
+      std::move(more.begin(), more.end(), std::back_inserter(joined));
+      more = std::move(joined);
     }
+    if (dispose_) dispose_(std::move(buffer_));
+    buffer_ = std::move(more);
     next_ = 0;
     return absl::OkStatus();
   }
@@ -210,6 +216,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
       }
       // The entries it posts are hashed by the stored ones they equal.
       first_posted_ = state_.ledger().last_sequence() + 1;
+      known_equal_.clear();
       state_.set_known_hashes(this);
       absl::StatusOr<core::Outcome> outcome = state_.Apply(command);
       state_.set_known_hashes(nullptr);
@@ -238,8 +245,12 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
         }
         // Equal to the entry the ledger posted and hashed, hash included:
         // then its hash is sound too, and need not be computed again.
-        const bool equal = produced.hash() == stored->hash() &&
-                           SameContents(produced, *stored);
+        const size_t place =
+            static_cast<size_t>(produced.sequence() - first_posted_);
+        const bool equal =
+            produced.hash() == stored->hash() &&
+            ((place < known_equal_.size() && known_equal_[place]) ||
+             SameContents(produced, *stored));
         if (!equal) {
           Mismatch(absl::StrCat("journal entry ", stored->sequence(),
                                 " differs from what command ",
@@ -259,12 +270,13 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
 
 const std::string* Replayer::HashOf(const pb::JournalEntry& entry) {
   // The entries the command posted before this one are still in the cursor.
-  const pb::JournalEntry* stored = entry.sequence() < first_posted_
-                                       ? nullptr
-                                       : cursor_->Ahead(static_cast<size_t>(
-                                             entry.sequence() - first_posted_));
-  return stored != nullptr && SameContents(entry, *stored) ? &stored->hash()
-                                                           : nullptr;
+  if (entry.sequence() < first_posted_) return nullptr;
+  const size_t place = static_cast<size_t>(entry.sequence() - first_posted_);
+  const pb::JournalEntry* stored = cursor_->Ahead(place);
+  if (stored == nullptr || !SameContents(entry, *stored)) return nullptr;
+  if (known_equal_.size() <= place) known_equal_.resize(place + 1);
+  known_equal_[place] = true;
+  return &stored->hash();
 }
 
 absl::Status Replayer::CheckUsage(const pb::Command& command) {
