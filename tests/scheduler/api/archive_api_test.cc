@@ -3,13 +3,18 @@
 // days answer as before and verify replays the archive's files, refusing
 // changed ones; a run that stopped after anchoring is finished by the next.
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <sstream>
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/deflate.h"
+#include "common/sha256.h"
 #include "common/time_util.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "scheduler/engine/archive.h"
@@ -35,6 +40,51 @@ constexpr char kPostgresCrash[] =
     "EXECUTE FUNCTION crash()";
 
 using ArchiveApiTest = HistoryOnStoreTest;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Forges a copy of `archives` as someone hiding spending would, covering
+// the tracks the files themselves keep: one archived charge lowered by a
+// fen, its part deflated again, and the part's size and hash in the
+// manifest made to match. Returns the copy's directory.
+std::string ForgeLoweredCharge(const std::string& archives,
+                               const engine::ArchiveReport& report) {
+  const std::string forged = archives + "-forged";
+  std::filesystem::copy(archives, forged,
+                        std::filesystem::copy_options::recursive);
+  const std::string dir =
+      forged + "/" +
+      std::filesystem::path(report.directory).filename().string();
+  pb::ArchiveManifest manifest = report.manifest;
+  bool lowered = false;
+  for (pb::ArchivePartFile& file : *manifest.mutable_parts()) {
+    if (file.kind() != "entries" || lowered) continue;
+    const std::string path = dir + "/" + file.file();
+    absl::StatusOr<std::string> raw = Inflate(Slurp(path), 1 << 30);
+    EXPECT_TRUE(raw.ok()) << raw.status();
+    pb::ArchivePart part;
+    EXPECT_TRUE(part.ParseFromString(raw.value_or("")));
+    for (pb::JournalEntry& e : *part.mutable_entries()) {
+      if (e.kind() != pb::ENTRY_KIND_CHARGE || e.amount_fen() < 2) continue;
+      e.set_amount_fen(e.amount_fen() - 1);
+      lowered = true;
+      break;
+    }
+    const std::string bytes = Deflate(part.SerializeAsString());
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+    file.set_bytes(static_cast<int64_t>(bytes.size()));
+    file.set_sha256(ToHex(Sha256(bytes)));
+  }
+  EXPECT_TRUE(lowered) << "no archived charge to lower";
+  std::string json;
+  EXPECT_TRUE(
+      google::protobuf::util::MessageToJsonString(manifest, &json).ok());
+  std::ofstream(dir + "/" + engine::kManifestFile, std::ios::trunc) << json;
+  return forged;
+}
 
 INSTANTIATE_TEST_SUITE_P(Stores, ArchiveApiTest,
                          ::testing::Values("sqlite", "postgres"),
@@ -113,6 +163,20 @@ TEST_P(ArchiveApiTest, ArchivedDaysStillAnswerAndVerifyFromTheirFiles) {
   const pb::VerifyJournalResponse verified = VerifyJournal();
   EXPECT_TRUE(verified.ok()) << verified.violations(0);
   EXPECT_GE(verified.from_snapshot(), report.manifest.through().command());
+
+  // A forged archive whose files agree with each other is refused: its
+  // manifest is not the one the journal anchored, and the charge its
+  // command posts on replay is not the one it holds.
+  std::ostringstream forged;
+  EXPECT_EQ(scheduler::RunVerify(config_, ForgeLoweredCharge(archives, report),
+                                 forged),
+            1)
+      << forged.str();
+  EXPECT_THAT(forged.str(),
+              HasSubstr("the manifest was changed after it was anchored"));
+  EXPECT_THAT(forged.str(), HasSubstr("posts on replay"));
+  EXPECT_THAT(forged.str(),
+              HasSubstr("does not match the previous entry's hash"));
 
   ExpectVerifiedFromFilesAndChangedOnesRefused(archives, report);
 }
