@@ -1,6 +1,7 @@
 #include "common/journal_hash.h"
 
 #include <cstdint>
+#include <cstring>
 
 #include "common/sha256.h"
 
@@ -11,38 +12,56 @@ using ::computevoucher::v1::JournalEntry;
 
 // Canonical encoding for hashing: fixed-width integers and length-prefixed
 // strings, in a fixed field order. Independent of protobuf's wire format so
-// that the chain survives any change of serialisation library.
-void PutInt(std::string* out, int64_t v) {
-  const auto u = static_cast<uint64_t>(v);
-  char bytes[8];  // little-endian
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(u >> (8 * i));
-  out->append(bytes, sizeof(bytes));
+// that the chain survives any change of serialisation library. `put` is
+// given each field in that order: a Sizer, then a Writer into a buffer of
+// that size (this runs for every entry posted and every entry read).
+template <typename Put>
+void Encode(const JournalEntry& e, Put& put) {
+  put.String(e.prev_hash());
+  put.Int(e.sequence());
+  put.Int(e.kind());
+  put.String(e.debit_account());
+  put.String(e.credit_account());
+  put.Int(e.amount_fen());
+  put.String(e.program_id());
+  put.String(e.voucher_id());
+  put.String(e.allocation_id());
+  put.String(e.provider_id());
+  put.Int(e.usage_sequence());
+  put.String(e.idempotency_key());
+  put.Int(e.time().seconds());
+  put.Int(e.time().nanos());
+  put.String(e.memo());
+  put.Int(e.command_sequence());
 }
 
-void PutString(std::string* out, absl::string_view s) {
-  PutInt(out, static_cast<int64_t>(s.size()));
-  out->append(s.data(), s.size());
-}
+struct Sizer {
+  void Int(int64_t) { size += 8; }
+  void String(absl::string_view s) { size += 8 + s.size(); }
+  size_t size = 0;
+};
+
+struct Writer {
+  void Int(int64_t v) {
+    const auto u = static_cast<uint64_t>(v);
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(u >> (8 * i));
+    out += 8;  // little-endian
+  }
+  void String(absl::string_view s) {
+    Int(static_cast<int64_t>(s.size()));
+    std::memcpy(out, s.data(), s.size());
+    out += s.size();
+  }
+  char* out;
+};
 
 // What EntryHash hashes, in `buf`.
 void PutContents(const JournalEntry& e, std::string& buf) {
-  buf.clear();
-  PutString(&buf, e.prev_hash());
-  PutInt(&buf, e.sequence());
-  PutInt(&buf, e.kind());
-  PutString(&buf, e.debit_account());
-  PutString(&buf, e.credit_account());
-  PutInt(&buf, e.amount_fen());
-  PutString(&buf, e.program_id());
-  PutString(&buf, e.voucher_id());
-  PutString(&buf, e.allocation_id());
-  PutString(&buf, e.provider_id());
-  PutInt(&buf, e.usage_sequence());
-  PutString(&buf, e.idempotency_key());
-  PutInt(&buf, e.time().seconds());
-  PutInt(&buf, e.time().nanos());
-  PutString(&buf, e.memo());
-  PutInt(&buf, e.command_sequence());
+  Sizer sizer;
+  Encode(e, sizer);
+  buf.resize(sizer.size);
+  Writer writer{buf.data()};
+  Encode(e, writer);
 }
 
 }  // namespace
@@ -54,7 +73,7 @@ std::string EntryHash(const JournalEntry& e) {
 }
 
 bool SameContents(const JournalEntry& a, const JournalEntry& b) {
-  // The fields of PutContents, the cheapest compared first.
+  // The fields Encode hashes, the cheapest compared first.
   return a.sequence() == b.sequence() && a.kind() == b.kind() &&
          a.amount_fen() == b.amount_fen() &&
          a.usage_sequence() == b.usage_sequence() &&

@@ -90,6 +90,24 @@ INSTANTIATE_TEST_SUITE_P(Stores, ArchiveApiTest,
                          ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 
+// A forged archive whose files agree with each other is refused: its
+// manifest is not the one the journal anchored, the charge its command
+// posts on replay is not the one it holds, and the chain breaks after it.
+void ExpectForgedArchiveRefused(const pb::SchedulerConfig& config,
+                                const std::string& archives,
+                                const engine::ArchiveReport& report) {
+  std::ostringstream forged;
+  EXPECT_EQ(scheduler::RunVerify(config, ForgeLoweredCharge(archives, report),
+                                 forged),
+            1)
+      << forged.str();
+  EXPECT_THAT(forged.str(),
+              HasSubstr("the manifest was changed after it was anchored"));
+  EXPECT_THAT(forged.str(), HasSubstr("posts on replay"));
+  EXPECT_THAT(forged.str(),
+              HasSubstr("does not match the previous entry's hash"));
+}
+
 TEST_P(ArchiveApiTest, ArchivedDaysStillAnswerAndVerifyFromTheirFiles) {
   const absl::Time march = clock_.Now();  // 2025-03-01 00:00 +08:00
   ASSERT_NO_FATAL_FAILURE(UseInMarchAndApril());
@@ -164,20 +182,7 @@ TEST_P(ArchiveApiTest, ArchivedDaysStillAnswerAndVerifyFromTheirFiles) {
   EXPECT_TRUE(verified.ok()) << verified.violations(0);
   EXPECT_GE(verified.from_snapshot(), report.manifest.through().command());
 
-  // A forged archive whose files agree with each other is refused: its
-  // manifest is not the one the journal anchored, and the charge its
-  // command posts on replay is not the one it holds.
-  std::ostringstream forged;
-  EXPECT_EQ(scheduler::RunVerify(config_, ForgeLoweredCharge(archives, report),
-                                 forged),
-            1)
-      << forged.str();
-  EXPECT_THAT(forged.str(),
-              HasSubstr("the manifest was changed after it was anchored"));
-  EXPECT_THAT(forged.str(), HasSubstr("posts on replay"));
-  EXPECT_THAT(forged.str(),
-              HasSubstr("does not match the previous entry's hash"));
-
+  ExpectForgedArchiveRefused(config_, archives, report);
   ExpectVerifiedFromFilesAndChangedOnesRefused(archives, report);
 }
 

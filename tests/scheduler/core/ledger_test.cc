@@ -295,6 +295,30 @@ TEST(Ledger, TheHashCoversEveryFieldButItself) {
   }
 }
 
+// The chain's encoding never changes: every stored journal is chained by
+// it. An entry with every field set hashes to what it always did.
+TEST(Ledger, TheHashOfAnEntryIsTheOneItAlwaysHad) {
+  pb::JournalEntry e =
+      MakeEntry(pb::ENTRY_KIND_CHARGE, PayableAccount("PR-000001"),
+                HoldAccount("AL-00000001"), 1234, "charge/7");
+  e.set_prev_hash(std::string(kSha256Bytes, '\x5a'));
+  e.set_sequence(42);
+  e.set_program_id("P-000001");
+  e.set_voucher_id("CV-2025-000001");
+  e.set_allocation_id("AL-00000001");
+  e.set_provider_id("PR-000001");
+  e.set_usage_sequence(7);
+  e.mutable_time()->set_seconds(1'740'758'400);
+  e.mutable_time()->set_nanos(123'456'789);
+  e.set_memo("a memo, with UTF-8: 算力券");
+  e.set_command_sequence(99);
+  e.set_hash("ignored");
+  // Computed apart from this code, from the encoding journal_hash.cc
+  // describes (Python: struct.pack("<q", n) and hashlib.sha256).
+  EXPECT_EQ(ToHex(EntryHash(e)),
+            "76d661b3206909fc64f36bf38f0192345a11f1cda90f4e691ec7985b2acf1b28");
+}
+
 TEST(Ledger, OnlySourceAccountsMayGoNegative) {
   EXPECT_TRUE(IsSourceAccount(ProgramSourceAccount("P-000001")));
   EXPECT_FALSE(IsSourceAccount(ProgramBudgetAccount("P-000001")));
