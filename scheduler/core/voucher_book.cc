@@ -433,8 +433,9 @@ absl::Status VoucherBook::ReturnAvailable(VoucherRec& rec, pb::EntryKind kind,
 
 void VoucherBook::UpdateExhausted(VoucherRec& rec) {
   pb::Voucher& v = rec.voucher;
+  // The held amount first: while an allocation runs, no account is read.
   const bool empty =
-      books_.Balance(VoucherAccount(v.voucher_id())) == 0 && v.held_fen() == 0;
+      v.held_fen() == 0 && books_.Balance(VoucherAccount(v.voucher_id())) == 0;
   if (v.state() == pb::VOUCHER_STATE_ACTIVE && empty) {
     v.set_state(pb::VOUCHER_STATE_EXHAUSTED);
   } else if (v.state() == pb::VOUCHER_STATE_EXHAUSTED && !empty) {
