@@ -41,11 +41,13 @@ struct Sizer {
   size_t size = 0;
 };
 
+// Writes into a buffer of the size a Sizer gave for the same entry: the
+// one Encode drives both, so they agree on every width.
 struct Writer {
-  void Int(int64_t v) {
+  void Int(int64_t v) {  // little-endian
     const auto u = static_cast<uint64_t>(v);
     for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(u >> (8 * i));
-    out += 8;  // little-endian
+    out += 8;
   }
   void String(absl::string_view s) {
     Int(static_cast<int64_t>(s.size()));

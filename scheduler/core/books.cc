@@ -93,6 +93,8 @@ absl::Status Books::Post(pb::JournalEntry entry, pb::Voucher* voucher,
       entry.debit_account() == VoucherAccount(voucher->voucher_id());
   const Deltas d = DeltasOf(entry.kind(), entry.amount_fen(), to_voucher);
   // Found before the entry moves on; the program is added after it posted.
+  // Nothing between here and its use adds to program_totals_ (the ledger
+  // does not know it), so the iterator stays valid.
   auto totals_it = program_totals_.find(entry.program_id());
   std::string new_program;
   if (totals_it == program_totals_.end()) new_program = entry.program_id();

@@ -52,8 +52,8 @@ class Replayer::Cursor {
     dispose_ = std::move(dispose);
   }
 
-  // The next stored item, valid until the next call; null at the end (for
-  // now: items stored later are read by a later call).
+  // The next stored item, valid until the next call of Next() or Ahead();
+  // null at the end (for now: items stored later are read by a later call).
   absl::StatusOr<const Item*> Next() {
     if (next_ == buffer_.size()) RETURN_IF_ERROR(ReadMore());
     if (next_ == buffer_.size()) return nullptr;

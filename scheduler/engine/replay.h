@@ -158,7 +158,7 @@ class Replayer : private core::KnownHashes {
   int64_t commands_read_ = 0;  // the last command read from the store
   // The sequence of the first entry the command being applied posts.
   int64_t first_posted_ = 0;
-  // By place after first_posted_: whether HashOf found the entry equal to
+  // By sequence - first_posted_: whether HashOf found the entry equal to
   // the stored one (then it need not be compared again).
   std::vector<bool> known_equal_;
   core::JournalVerifier verifier_;

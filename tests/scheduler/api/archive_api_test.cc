@@ -73,15 +73,21 @@ std::string ForgeLoweredCharge(const std::string& archives,
       lowered = true;
       break;
     }
+    if (!lowered) continue;
     const std::string bytes = Deflate(part.SerializeAsString());
     std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
     file.set_bytes(static_cast<int64_t>(bytes.size()));
     file.set_sha256(ToHex(Sha256(bytes)));
   }
   EXPECT_TRUE(lowered) << "no archived charge to lower";
+  // Printed as the archive prints it: only what was forged differs.
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
   std::string json;
   EXPECT_TRUE(
-      google::protobuf::util::MessageToJsonString(manifest, &json).ok());
+      google::protobuf::util::MessageToJsonString(manifest, &json, options)
+          .ok());
   std::ofstream(dir + "/" + engine::kManifestFile, std::ios::trunc) << json;
   return forged;
 }
