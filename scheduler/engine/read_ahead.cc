@@ -91,8 +91,8 @@ bool ReadAhead::Wants(const Stream<Item>& stream) const {
 }
 
 bool ReadAhead::HasWork() const {
-  return stopping_ || !garbage_.empty() || Wants(commands_) ||
-         Wants(entries_) || Wants(usage_rows_);
+  return stopping_ || !garbage_.empty() || !recycled_.empty() ||
+         Wants(commands_) || Wants(entries_) || Wants(usage_rows_);
 }
 
 template <typename Item>
@@ -121,11 +121,19 @@ void ReadAhead::Loop() {
   while (true) {
     mu_.Await(absl::Condition(this, &ReadAhead::HasWork));
     if (stopping_) return;
-    if (!garbage_.empty()) {
+    if (!garbage_.empty() || !recycled_.empty()) {
       std::vector<std::shared_ptr<void>> garbage = std::move(garbage_);
       garbage_.clear();
+      std::vector<std::vector<pb::JournalEntry>> recycled =
+          std::move(recycled_);
+      recycled_.clear();
       mu_.Unlock();
       garbage.clear();
+      {
+        absl::MutexLock source(&source_mu_);
+        for (std::vector<pb::JournalEntry>& entries : recycled)
+          log_.Recycle(std::move(entries));
+      }
       mu_.Lock();
     }
     // The kind with the fewest chunks ready first: the replay needs all

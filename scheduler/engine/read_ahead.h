@@ -48,15 +48,24 @@ class ReadAhead final : public store::CommandLog, public store::UsageIndex {
       const store::UsageQuery& query) override;
 
   // Destroys `items`, which a read returned, on the thread: memory is
-  // freed best on the thread that allocated it.
+  // freed best on the thread that allocated it. Journal entries go back to
+  // `log` (CommandLog::Recycle), on the thread too.
   template <typename Item>
   void Dispose(std::vector<Item> items) {
     auto garbage = std::make_shared<std::vector<Item>>(std::move(items));
     absl::MutexLock lock(&mu_);
     garbage_.push_back(std::move(garbage));
   }
+  void Dispose(std::vector<pb::JournalEntry> entries) {
+    absl::MutexLock lock(&mu_);
+    recycled_.push_back(std::move(entries));
+  }
 
   absl::Status Append(const store::Batch& batch) override;
+  // The same as Dispose(entries).
+  void Recycle(std::vector<pb::JournalEntry> entries) override {
+    Dispose(std::move(entries));
+  }
   absl::StatusOr<store::Head> ReadHead() override;
   absl::Status WriteSnapshot(const store::Snapshot& snapshot,
                              int keep) override;
@@ -109,6 +118,7 @@ class ReadAhead final : public store::CommandLog, public store::UsageIndex {
   Stream<store::UsageRow> usage_rows_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::shared_ptr<void>> garbage_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<pb::JournalEntry>> recycled_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

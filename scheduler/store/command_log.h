@@ -68,6 +68,11 @@ class CommandLog {
   virtual absl::StatusOr<std::vector<pb::JournalEntry>> ReadJournal(
       int64_t after, int limit) = 0;
 
+  // Takes back journal entries ReadJournal returned, which the caller is
+  // done with: a store may decode the entries it reads next into them,
+  // saving their allocations. Destroyed here unless a store overrides it.
+  virtual void Recycle(std::vector<pb::JournalEntry> entries) {}
+
   virtual absl::StatusOr<Head> ReadHead() = 0;
 
   // Stores `snapshot` in one transaction, then drops all but the newest

@@ -147,6 +147,11 @@ class PostgresStore final : public Store {
     return reader_.ReadJournal(after, limit);
   }
 
+  void Recycle(std::vector<pb::JournalEntry> entries) override {
+    absl::MutexLock lock(&read_mu_);
+    reader_.Recycle(std::move(entries));
+  }
+
   absl::StatusOr<Head> ReadHead() override {
     absl::MutexLock lock(&read_mu_);
     RETURN_IF_ERROR(Reconnect(read_.get()));

@@ -258,6 +258,11 @@ class SqliteStore final : public Store {
     return reader_.ReadJournal(after, limit);
   }
 
+  void Recycle(std::vector<pb::JournalEntry> entries) override {
+    absl::MutexLock lock(&read_mu_);
+    reader_.Recycle(std::move(entries));
+  }
+
   absl::StatusOr<Head> ReadHead() override {
     absl::MutexLock lock(&read_mu_);
     ASSIGN_OR_RETURN(const RowEnds ends, ReadLastRow(read_db_));

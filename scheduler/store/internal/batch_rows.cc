@@ -28,6 +28,12 @@ constexpr uint64_t kMaxRowBytes = uint64_t{1} << 30;
 // (engine::ReadAhead), so the kinds can be some 90 rows apart.
 constexpr size_t kDecodedRows = 128;
 
+// A row larger than this (inflated) is not parsed into a DecodeScratch, and
+// at most this many entries handed back are kept to decode into (a replay
+// reads 4,096 at a time): a few megabytes in all.
+constexpr size_t kScratchBytes = size_t{1} << 20;
+constexpr size_t kSpareEntries = 10'000;
+
 // The hash a chain starts from.
 const std::string& ChainStart(const std::string& entry_hash) {
   static const std::string* const kZero = new std::string(kSha256Bytes, '\0');
@@ -141,10 +147,15 @@ BatchRow MakeRow(const RowEnds& last, const Batch& batch) {
   return row;
 }
 
-absl::StatusOr<Batch> DecodeRow(const BatchRow& row) {
+absl::StatusOr<Batch> DecodeRow(const BatchRow& row, DecodeScratch* scratch) {
   absl::StatusOr<std::string> bytes = Inflate(row.body, kMaxRowBytes);
   if (!bytes.ok()) return RowError(row, bytes.status().message());
-  pb::StoredBatch stored;
+  // A large row is parsed apart: what scratch keeps stays small.
+  DecodeScratch local;
+  pb::StoredBatch& stored = scratch != nullptr && bytes->size() <= kScratchBytes
+                                ? scratch->stored
+                                : local.stored;
+  if (scratch == nullptr) scratch = &local;
   if (!stored.ParseFromString(*bytes)) {
     return RowError(row, "its body does not parse");
   }
@@ -166,8 +177,18 @@ absl::StatusOr<Batch> DecodeRow(const BatchRow& row) {
   out.commands.assign(
       std::make_move_iterator(stored.mutable_commands()->begin()),
       std::make_move_iterator(stored.mutable_commands()->end()));
-  out.entries.assign(std::make_move_iterator(stored.mutable_entries()->begin()),
-                     std::make_move_iterator(stored.mutable_entries()->end()));
+  // Each entry is swapped out for a spare one, if any, which the next
+  // parse fills again.
+  std::vector<pb::JournalEntry>& spare = scratch->spare_entries;
+  out.entries.resize(static_cast<size_t>(stored.entries_size()));
+  for (int i = 0; i < stored.entries_size(); ++i) {
+    pb::JournalEntry& e = out.entries[static_cast<size_t>(i)];
+    if (!spare.empty()) {
+      e.Swap(&spare.back());
+      spare.pop_back();
+    }
+    e.Swap(stored.mutable_entries(i));
+  }
   const std::string* prev = &ChainStart(row.start.entry_hash);
   for (size_t i = 0; i < out.entries.size(); ++i) {
     pb::JournalEntry& e = out.entries[i];
@@ -213,7 +234,7 @@ absl::StatusOr<RowReader::Decoded*> RowReader::Decode(
       std::find_if(decoded_.begin(), decoded_.end(),
                    [&](const Decoded& d) { return d.id == row.end.id; });
   if (kept != decoded_.end() && reusable(*kept)) return &*kept;
-  ASSIGN_OR_RETURN(Batch batch, DecodeRow(row));
+  ASSIGN_OR_RETURN(Batch batch, DecodeRow(row, &scratch_));
   if (kept == decoded_.end()) {
     if (decoded_.size() == kDecodedRows) decoded_.pop_front();
     kept = decoded_.emplace(decoded_.end());
@@ -224,6 +245,14 @@ absl::StatusOr<RowReader::Decoded*> RowReader::Decode(
   for (const pb::Command& c : kept->batch.commands)
     kept->command_sequences.push_back(c.sequence());
   return &*kept;
+}
+
+void RowReader::Recycle(std::vector<pb::JournalEntry> entries) {
+  std::vector<pb::JournalEntry>& spare = scratch_.spare_entries;
+  for (pb::JournalEntry& e : entries) {
+    if (spare.size() == kSpareEntries) break;
+    spare.push_back(std::move(e));
+  }
 }
 
 template <typename Item>

@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "computevoucher/v1/storage.pb.h"
 #include "scheduler/store/store.h"
 
 namespace computevoucher::store::internal {
@@ -49,11 +50,23 @@ struct BatchRow {
 // The row storing `batch` after the row that ends at `last`.
 BatchRow MakeRow(const RowEnds& last, const Batch& batch);
 
+// What decoding keeps from one row to the next to allocate less: the
+// parsed row, whose items the next parse fills again (a parse clears them
+// but keeps their memory), and journal entries a reader handed back
+// (RowReader::Recycle), which take the place of the entries moved out of
+// it.
+struct DecodeScratch {
+  pb::StoredBatch stored;
+  std::vector<pb::JournalEntry> spare_entries;
+};
+
 // What `row` holds, with the sequences, usage positions and hashes its
 // place implies. DataLoss naming the row when its body does not decode, does
 // not hold what its ends say, or its entries do not chain from its start's
-// hash to its end's.
-absl::StatusOr<Batch> DecodeRow(const BatchRow& row);
+// hash to its end's. With `scratch`, decodes through it (a row of more
+// than a megabyte inflated parses apart, taking only its spare entries).
+absl::StatusOr<Batch> DecodeRow(const BatchRow& row,
+                                DecodeScratch* scratch = nullptr);
 
 // The rows a read needs: from the first whose `column` ("command_end",
 // "entry_end" or "usage_end") is above `after` and whose accepted_end_ns is
@@ -85,6 +98,8 @@ class RowReader {
   // again.
   absl::Status ScanUsage(const UsageQuery& q,
                          const std::function<bool(UsageRow)>& fn);
+  // Takes back entries ReadJournal returned, to decode later rows into.
+  void Recycle(std::vector<pb::JournalEntry> entries);
 
  private:
   struct Decoded {
@@ -126,6 +141,7 @@ class RowReader {
 
   ScanRows scan_;
   std::deque<Decoded> decoded_;
+  DecodeScratch scratch_;
 };
 
 // Up to this many commands, entries or usage records go into one row when a

@@ -4,6 +4,7 @@
 #define COMPUTEVOUCHER_TESTS_SCHEDULER_ENGINE_FORWARDING_LOG_H_
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -27,6 +28,9 @@ class ForwardingLog : public store::CommandLog {
   absl::StatusOr<std::vector<v1::JournalEntry>> ReadJournal(
       int64_t after, int limit) override {
     return log_.ReadJournal(after, limit);
+  }
+  void Recycle(std::vector<v1::JournalEntry> entries) override {
+    log_.Recycle(std::move(entries));
   }
   absl::StatusOr<store::Head> ReadHead() override { return log_.ReadHead(); }
   absl::Status WriteSnapshot(const store::Snapshot& snapshot,

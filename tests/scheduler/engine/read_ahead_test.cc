@@ -44,6 +44,20 @@ class Source final : public store::CommandLog, public store::UsageIndex {
     absl::MutexLock lock(&mu_);
     return filtered_usage_reads_;
   }
+  // The entries handed back, and the thread that handed back the last.
+  int64_t recycled() const {
+    absl::MutexLock lock(&mu_);
+    return recycled_;
+  }
+  std::thread::id recycled_on() const {
+    absl::MutexLock lock(&mu_);
+    return recycled_on_;
+  }
+  void Recycle(std::vector<pb::JournalEntry> entries) override {
+    absl::MutexLock lock(&mu_);
+    recycled_ += static_cast<int64_t>(entries.size());
+    recycled_on_ = std::this_thread::get_id();
+  }
 
   absl::StatusOr<std::vector<pb::Command>> ReadCommands(int64_t after,
                                                         int limit) override {
@@ -108,6 +122,8 @@ class Source final : public store::CommandLog, public store::UsageIndex {
   int64_t fail_after_ ABSL_GUARDED_BY(mu_) = -1;
   int reads_ ABSL_GUARDED_BY(mu_) = 0;
   int filtered_usage_reads_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t recycled_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread::id recycled_on_ ABSL_GUARDED_BY(mu_);
 };
 
 // The numbers of `items`.
@@ -229,6 +245,17 @@ TEST(ReadAheadTest, DisposedItemsAreDestroyedOnItsThread) {
         Eventually([&] { return destroyed_on->load() != std::thread::id(); }));
   }
   EXPECT_NE(destroyed_on->load(), std::this_thread::get_id());
+}
+
+// Journal entries disposed of go back to the log they were read from, on
+// the thread, for it to decode later entries into.
+TEST(ReadAheadTest, DisposedEntriesGoBackToTheLogOnItsThread) {
+  Source source(0);
+  ReadAhead ahead(source, source);
+  ahead.Dispose(std::vector<pb::JournalEntry>(3));
+  ahead.Recycle(std::vector<pb::JournalEntry>(2));
+  EXPECT_TRUE(Eventually([&] { return source.recycled() == 5; }));
+  EXPECT_NE(source.recycled_on(), std::this_thread::get_id());
 }
 
 }  // namespace

@@ -118,6 +118,36 @@ TEST_F(BatchRowsTest, ARowReadsBackAsItWasAppended) {
   ExpectSameMessages(read.usage, batch_.usage);
 }
 
+// Decoding through scratch that holds a larger row parsed before and spare
+// entries handed back with other contents (every field set, a memo and a
+// usage sequence these entries do not have) reads the row as it was
+// appended: nothing of what the scratch held shows through.
+TEST_F(BatchRowsTest, ARowDecodedThroughScratchReadsBackAsItWasAppended) {
+  DecodeScratch scratch;
+  Batch larger = batch_;
+  larger.entries.push_back(batch_.entries.back());
+  larger.entries.back().set_sequence(24);
+  larger.entries.back().set_memo("left over");
+  larger.entries.back().set_prev_hash(batch_.entries.back().hash());
+  larger.entries.back().set_hash(EntryHash(larger.entries.back()));
+  ASSERT_OK_AND_ASSIGN(Batch first,
+                       DecodeRow(MakeRow(before_, larger), &scratch));
+  ASSERT_EQ(first.entries.size(), 4u);
+  for (pb::JournalEntry& e : first.entries) {
+    e.set_memo("stale memo");
+    e.set_usage_sequence(99);
+    e.set_voucher_id("CV-stale");
+    scratch.spare_entries.push_back(std::move(e));
+  }
+  ASSERT_OK_AND_ASSIGN(const Batch read,
+                       DecodeRow(MakeRow(before_, batch_), &scratch));
+  ExpectSameMessages(read.commands, batch_.commands);
+  ExpectSameMessages(read.entries, batch_.entries);
+  ExpectSameMessages(read.usage, batch_.usage);
+  // Three spares were taken, one is left for the next row.
+  EXPECT_EQ(scratch.spare_entries.size(), 1u);
+}
+
 TEST_F(BatchRowsTest, AUsageRecordIsStoredOnceInsideItsReport) {
   const BatchRow row = MakeRow(before_, batch_);
   ASSERT_OK_AND_ASSIGN(const std::string bytes, Inflate(row.body, kGiB));
