@@ -172,6 +172,11 @@ absl::Status ReadAhead::Append(const store::Batch& batch) {
   return log_.Append(batch);
 }
 
+void ReadAhead::DropReadCache() {
+  absl::MutexLock source(&source_mu_);
+  log_.DropReadCache();
+}
+
 absl::StatusOr<store::Head> ReadAhead::ReadHead() {
   absl::MutexLock source(&source_mu_);
   return log_.ReadHead();

@@ -66,6 +66,7 @@ class ReadAhead final : public store::CommandLog, public store::UsageIndex {
   void Recycle(std::vector<pb::JournalEntry> entries) override {
     Dispose(std::move(entries));
   }
+  void DropReadCache() override;
   absl::StatusOr<store::Head> ReadHead() override;
   absl::Status WriteSnapshot(const store::Snapshot& snapshot,
                              int keep) override;

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "common/charged_usage.h"
 #include "common/journal_hash.h"
+#include "common/memory.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -536,9 +537,17 @@ absl::StatusOr<std::unique_ptr<core::StateMachine>> Recover(
     store::CommandLog& store) {
   const absl::Time start = absl::Now();
   ASSIGN_OR_RETURN(Recovered recovered, LoadNewestSnapshot(store));
-  Replayer replayer(store, *recovered.state);
-  RETURN_IF_ERROR(replayer.CatchUp().status());
-  ASSIGN_OR_RETURN(const ReplayReport report, replayer.Finish());
+  ReplayReport report;
+  {
+    Replayer replayer(store, *recovered.state);
+    RETURN_IF_ERROR(replayer.CatchUp().status());
+    ASSIGN_OR_RETURN(report, replayer.Finish());
+  }
+  // What stays resident is what the state needs, however long the tail
+  // was: the rows read for it stay decoded in the store (their usage
+  // records unread), and what the replay freed stays with the allocator.
+  store.DropReadCache();
+  ReleaseFreeMemory();
   RETURN_IF_ERROR(CheckReport(report));
   Log(absl::StrCat("state recovered in ",
                    absl::FormatDuration(absl::Now() - start), ": ",

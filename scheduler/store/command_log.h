@@ -72,6 +72,11 @@ class CommandLog {
   // done with: a store may decode the entries it reads next into them,
   // saving their allocations. Destroyed here unless a store overrides it.
   virtual void Recycle(std::vector<pb::JournalEntry> entries) {}
+  // Frees what the store keeps of the rows it read for the reads that
+  // usually follow (the other kinds of item in the same rows): a caller
+  // done reading in order calls it, so that memory does not stay in use
+  // for items nobody will read. Later reads read the rows again.
+  virtual void DropReadCache() {}
 
   virtual absl::StatusOr<Head> ReadHead() = 0;
 

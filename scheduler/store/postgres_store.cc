@@ -151,6 +151,10 @@ class PostgresStore final : public Store {
     absl::MutexLock lock(&read_mu_);
     reader_.Recycle(std::move(entries));
   }
+  void DropReadCache() override {
+    absl::MutexLock lock(&read_mu_);
+    reader_.DropDecoded();
+  }
 
   absl::StatusOr<Head> ReadHead() override {
     absl::MutexLock lock(&read_mu_);

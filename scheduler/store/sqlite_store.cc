@@ -262,6 +262,10 @@ class SqliteStore final : public Store {
     absl::MutexLock lock(&read_mu_);
     reader_.Recycle(std::move(entries));
   }
+  void DropReadCache() override {
+    absl::MutexLock lock(&read_mu_);
+    reader_.DropDecoded();
+  }
 
   absl::StatusOr<Head> ReadHead() override {
     absl::MutexLock lock(&read_mu_);

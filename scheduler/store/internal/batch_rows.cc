@@ -255,6 +255,11 @@ void RowReader::Recycle(std::vector<pb::JournalEntry> entries) {
   }
 }
 
+void RowReader::DropDecoded() {
+  decoded_.clear();
+  scratch_ = DecodeScratch();
+}
+
 template <typename Item>
 absl::Status RowReader::Take(const RowsFrom& from, Items<Item> items,
                              size_t limit, const TakeFn<Item>& take) {

@@ -100,6 +100,8 @@ class RowReader {
                          const std::function<bool(UsageRow)>& fn);
   // Takes back entries ReadJournal returned, to decode later rows into.
   void Recycle(std::vector<pb::JournalEntry> entries);
+  // Frees the rows kept decoded, the scratch and the spare entries.
+  void DropDecoded();
 
  private:
   struct Decoded {

@@ -32,6 +32,7 @@ class ForwardingLog : public store::CommandLog {
   void Recycle(std::vector<v1::JournalEntry> entries) override {
     log_.Recycle(std::move(entries));
   }
+  void DropReadCache() override { log_.DropReadCache(); }
   absl::StatusOr<store::Head> ReadHead() override { return log_.ReadHead(); }
   absl::Status WriteSnapshot(const store::Snapshot& snapshot,
                              int keep) override {

@@ -166,6 +166,32 @@ TEST_P(StoreTest, ChunkedReadsWithAfterAndLimit) {
               IsOkAndHolds(IsEmpty()));
 }
 
+// Entries handed back (changed, as a caller may leave them) are decoded
+// into again, and a dropped read cache is read again: the reads after
+// either return what was appended.
+TEST_P(StoreTest, EntriesHandedBackAndADroppedCacheChangeNothingRead) {
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  for (const Batch& batch : PerCommandBatches(history_)) {
+    ASSERT_THAT(store->Append(batch), IsOk());
+  }
+  for (const bool drop : {false, true, false}) {
+    SCOPED_TRACE(drop ? "cache dropped" : "entries handed back");
+    ASSERT_OK_AND_ASSIGN(std::vector<pb::Command> commands,
+                         store->ReadCommands(0, 10'000));
+    ExpectSameMessages(commands, history_.commands);
+    ASSERT_OK_AND_ASSIGN(std::vector<pb::JournalEntry> entries,
+                         store->ReadJournal(0, 10'000));
+    ExpectSameMessages(entries, history_.entries);
+    for (pb::JournalEntry& e : entries) {
+      e.set_memo("handed back");
+      e.set_usage_sequence(e.usage_sequence() + 7);
+    }
+    store->Recycle(std::move(entries));
+    if (drop) store->DropReadCache();
+  }
+}
+
 TEST_P(StoreTest, AppendRefusesGapsAndStoresNothing) {
   const std::vector<Batch> batches = PerCommandBatches(history_);
   // The first batch with entries, to damage its entry sequences.
