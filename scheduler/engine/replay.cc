@@ -525,6 +525,11 @@ absl::StatusOr<ReplayReport> Replay(store::CommandLog& log,
   return replayer.Finish();
 }
 
+void ReleaseReplayMemory(store::CommandLog& store) {
+  store.DropReadCache();
+  ReleaseFreeMemory();
+}
+
 std::string DescribeStart(const ReplayReport& report) {
   if (report.snapshot == 0) {
     return absl::StrCat(report.commands, " commands replayed from the first");
@@ -543,11 +548,7 @@ absl::StatusOr<std::unique_ptr<core::StateMachine>> Recover(
     RETURN_IF_ERROR(replayer.CatchUp().status());
     ASSIGN_OR_RETURN(report, replayer.Finish());
   }
-  // What stays resident is what the state needs, however long the tail
-  // was: the rows read for it stay decoded in the store (their usage
-  // records unread), and what the replay freed stays with the allocator.
-  store.DropReadCache();
-  ReleaseFreeMemory();
+  ReleaseReplayMemory(store);
   RETURN_IF_ERROR(CheckReport(report));
   Log(absl::StrCat("state recovered in ",
                    absl::FormatDuration(absl::Now() - start), ": ",

@@ -186,6 +186,14 @@ absl::StatusOr<ReplayReport> Replay(store::CommandLog& log,
                                     store::RetiredRecords& retired,
                                     core::StateMachine& state);
 
+// Frees what a finished replay of `store` leaves behind, so that what
+// stays resident is what the replayed state needs, however long the tail
+// was: the rows the store keeps decoded (CommandLog::DropReadCache; their
+// usage records are unread) and the memory the replay freed, which the
+// allocator would keep (ReleaseFreeMemory). For start-up and takeover,
+// once the replayer is gone.
+void ReleaseReplayMemory(store::CommandLog& store);
+
 // Where a replay started and how much it replayed, for the log: "the
 // snapshot at command S, then N commands replayed".
 std::string DescribeStart(const ReplayReport& report);

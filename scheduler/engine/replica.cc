@@ -186,6 +186,7 @@ absl::Status Replica::Lead(int64_t token) {
       tail.ok() ? replayer_->Finish() : tail.status();
   // The replayer is spent either way; the next term starts over.
   replayer_.reset();
+  ReleaseReplayMemory(store_);
   std::unique_ptr<core::StateMachine> state = std::move(standby_);
   if (!report.ok()) return report.status();
   if (absl::Status s = CheckReport(*report); !s.ok()) return s;

@@ -17,6 +17,7 @@
 #include "scheduler/engine/replay.h"
 #include "scheduler/engine/snapshots.h"
 #include "scheduler/engine/writer.h"
+#include "tests/scheduler/engine/forwarding_log.h"
 #include "tests/scheduler/engine/writer_fixture.h"
 #include "tests/scheduler/store/store_backend.h"
 
@@ -145,6 +146,28 @@ TEST_P(SnapshotTest, StartUpLoadsTheNewestAndReplaysOnlyTheCommandsAfterIt) {
   full = FullReplay(*store);
   EXPECT_THAT(full.violations, Contains(HasSubstr("command 1 is missing")))
       << absl::StrJoin(full.violations, "\n");
+}
+
+// Start-up frees the rows it read for the tail: nothing reads their
+// usage records, which would stay in memory for as long as it runs.
+TEST_P(SnapshotTest, StartUpDropsTheRowsItReadForTheTail) {
+  ASSERT_NO_FATAL_FAILURE(Populate());
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  class Counting final : public ForwardingLog {
+   public:
+    using ForwardingLog::ForwardingLog;
+    void DropReadCache() override {
+      ++drops;
+      ForwardingLog::DropReadCache();
+    }
+    int drops = 0;
+  };
+  Counting counting(*store);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<core::StateMachine> state,
+                       Recover(counting));
+  EXPECT_EQ(counting.drops, 1);
+  EXPECT_EQ(absl::BytesToHexString(state->Digest()), digest_);
 }
 
 TEST_P(SnapshotTest, ACorruptedSnapshotIsNeverUsedAndVerifyNamesIt) {
