@@ -92,12 +92,7 @@ absl::Status Books::Post(pb::JournalEntry entry, pb::Voucher* voucher,
       entry.kind() == pb::ENTRY_KIND_ADJUST && voucher != nullptr &&
       entry.debit_account() == VoucherAccount(voucher->voucher_id());
   const Deltas d = DeltasOf(entry.kind(), entry.amount_fen(), to_voucher);
-  // Found before the entry moves on; the program is added after it posted.
-  // Nothing between here and its use adds to program_totals_ (the ledger
-  // does not know it), so the iterator stays valid.
-  auto totals_it = program_totals_.find(entry.program_id());
-  std::string new_program;
-  if (totals_it == program_totals_.end()) new_program = entry.program_id();
+  const std::string program_id = entry.program_id();
   entry.set_command_sequence(command_sequence_);
   RETURN_IF_ERROR(ledger_.Post(std::move(entry), now_));
 
@@ -111,9 +106,7 @@ absl::Status Books::Post(pb::JournalEntry entry, pb::Voucher* voucher,
     allocation->set_held_fen(allocation->held_fen() + d.held);
     allocation->set_charged_fen(allocation->charged_fen() + d.charged);
   }
-  if (totals_it == program_totals_.end())
-    totals_it = program_totals_.try_emplace(std::move(new_program)).first;
-  ProgramTotals& totals = totals_it->second;
+  ProgramTotals& totals = program_totals_[program_id];
   totals.issued_fen += d.issued;
   totals.held_fen += d.held;
   totals.charged_fen += d.charged;

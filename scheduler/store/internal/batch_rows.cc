@@ -152,10 +152,9 @@ absl::StatusOr<Batch> DecodeRow(const BatchRow& row, DecodeScratch* scratch) {
   if (!bytes.ok()) return RowError(row, bytes.status().message());
   // A large row is parsed apart: what scratch keeps stays small.
   DecodeScratch local;
-  pb::StoredBatch& stored = scratch != nullptr && bytes->size() <= kScratchBytes
-                                ? scratch->stored
-                                : local.stored;
   if (scratch == nullptr) scratch = &local;
+  pb::StoredBatch& stored =
+      bytes->size() <= kScratchBytes ? scratch->stored : local.stored;
   if (!stored.ParseFromString(*bytes)) {
     return RowError(row, "its body does not parse");
   }
