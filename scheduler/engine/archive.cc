@@ -23,7 +23,6 @@
 #include "google/protobuf/util/json_util.h"
 #include "scheduler/core/ledger.h"
 #include "scheduler/core/state_machine.h"
-#include "scheduler/engine/snapshots.h"
 #include "scheduler/engine/writer.h"
 
 namespace computevoucher::engine {
@@ -432,14 +431,7 @@ absl::StatusOr<ArchiveReport> ArchiveBefore(store::Store& store, Clock& clock,
   }
   // A snapshot after the anchor, so that start-up never needs what is
   // dropped.
-  const pb::StateSnapshot saved =
-      writer->Read([](const core::StateMachine& s) { return s.Save(); });
-  writer->Stop();
-  if (absl::Status s =
-          store.WriteSnapshot(EncodeSnapshot(saved), SnapshotOptions().kept);
-      !s.ok() && !absl::IsAlreadyExists(s)) {
-    return s;
-  }
+  RETURN_IF_ERROR(writer->Close());
   std::vector<store::UsageDay> day_list;
   day_list.reserve(days.size());
   for (auto& [key, day] : days) day_list.push_back(std::move(day));

@@ -224,7 +224,7 @@ absl::Status Replica::Lead(int64_t token) {
   return absl::OkStatus();
 }
 
-void Replica::Lose(const std::string& why) {
+void Replica::Lose(const std::string& why, bool planned) {
   std::shared_ptr<Writer> writer;
   {
     absl::MutexLock lock(&mu_);
@@ -238,7 +238,14 @@ void Replica::Lose(const std::string& why) {
     Log(absl::StrCat("stepping down: ", why));
     // Calls in progress keep the writer alive until they finish; from now
     // on it refuses every command.
-    writer->Stop();
+    if (!planned) {
+      writer->Stop();
+    } else if (absl::Status closed = writer->Close(); !closed.ok()) {
+      Log(
+          absl::StrCat("no snapshot at stop (the next start replays the "
+                       "commands after the newest one): ",
+                       closed.message()));
+    }
   }
   store_.Resign().IgnoreError();
   if (writer != nullptr && options_.on_change) options_.on_change(false);
@@ -253,7 +260,7 @@ void Replica::Stop() {
   }
   if (campaigner_.joinable()) campaigner_.join();
   if (follower_.joinable()) follower_.join();
-  Lose("stopping");
+  Lose("stopping", /*planned=*/true);
 }
 
 absl::StatusOr<std::shared_ptr<Writer>> Replica::writer() const {

@@ -86,8 +86,9 @@ class Replica {
   // up, checks it, and serves it with a writer.
   absl::Status Lead(int64_t token);
   // The lease is no longer surely ours: steps down when leading, and
-  // resigns.
-  void Lose(const std::string& why);
+  // resigns. `planned`: this replica stops while the lease is still its
+  // own, and its writer closes with a snapshot at the last command.
+  void Lose(const std::string& why, bool planned = false);
   // A fresh standby state replaying from the start of the journal.
   void ResetStandby();
 

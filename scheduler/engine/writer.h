@@ -145,6 +145,15 @@ class Writer {
   // writer thread. Idempotent.
   void Stop();
 
+  // A planned stop: Stop(), then a snapshot of the state at the last
+  // command is stored (unless the newest stored one is there already), so
+  // that the next start loads it and replays nothing. Not for a leader that
+  // lost its lease: the store refuses its writes. FailedPrecondition when
+  // the state is not the durable one (a failed store), or the store's
+  // error; the commands are durable either way, and the next start replays
+  // those after the newest snapshot.
+  absl::Status Close();
+
   WriterStats stats() const;
 
   // True once the state could not be rebuilt after a failed commit: every

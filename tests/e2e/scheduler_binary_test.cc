@@ -241,11 +241,17 @@ TEST_F(SchedulerBinaryTest, FirstStartServesStopsOnSigtermAndVerifies) {
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Stop(SIGTERM), 0);
   EXPECT_THAT(Log(), HasSubstr("stopped"));
+  // A planned stop leaves a snapshot of its last command...
+  EXPECT_THAT(Log(), HasSubstr(" stored at stop: "));
 
-  // A second start keeps the data and writes no new token.
+  // A second start keeps the data and writes no new token...
   const int again =
       Start({"--data-dir=" + dir_ + "/data", "--listen=127.0.0.1:0"});
   ASSERT_GT(again, 0);
+  // ...and loads that snapshot with nothing after it to replay.
+  EXPECT_TRUE(testing::PollUntil([&] {
+    return Log().find("then 0 commands replayed") != std::string::npos;
+  })) << Log();
   auto channel2 = grpc::CreateChannel(absl::StrCat("127.0.0.1:", again),
                                       grpc::InsecureChannelCredentials());
   EXPECT_TRUE(ListPrograms(channel2, token).ok());

@@ -170,6 +170,77 @@ TEST_P(SnapshotTest, StartUpDropsTheRowsItReadForTheTail) {
   EXPECT_EQ(absl::BytesToHexString(state->Digest()), digest_);
 }
 
+// A planned stop (Close) stores a snapshot of the last command, so that the
+// next start replays nothing; Stop alone, as a leader that lost its lease
+// stops, leaves the tail to the next start.
+TEST_P(SnapshotTest, APlannedStopLeavesASnapshotAtTheLastCommand) {
+  ASSERT_NO_FATAL_FAILURE(Populate());
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+  WriterOptions rare = options_;  // no snapshot comes due on the way
+  rare.snapshots.every = 1'000'000;
+  auto submit_and_end = [&](bool planned) {
+    std::unique_ptr<Writer> writer = OpenWriter(*store, rare);
+    ASSERT_NE(writer, nullptr);
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_THAT(
+          writer->Submit(IssueCommand(absl::StrCat("planned-", planned, "-", i),
+                                      "E-000001", 5)),
+          IsOk());
+    }
+    digest_ = Digest(*writer);
+    if (planned) {
+      EXPECT_THAT(writer->Close(), IsOk());
+    } else {
+      writer->Stop();
+    }
+    EXPECT_EQ(writer->stats().snapshots.snapshots, 0);
+  };
+  ASSERT_NO_FATAL_FAILURE(submit_and_end(false));
+  ASSERT_OK_AND_ASSIGN(std::vector<int64_t> stored, store->ListSnapshots());
+  EXPECT_EQ(stored, positions_);
+  EXPECT_LT(stored.front(), HeadOf(*store).command_sequence);
+
+  ASSERT_NO_FATAL_FAILURE(submit_and_end(true));
+  const int64_t head = HeadOf(*store).command_sequence;
+  ASSERT_OK_AND_ASSIGN(stored, store->ListSnapshots());
+  EXPECT_THAT(stored, ElementsAre(head, positions_.front()));  // two kept
+  EXPECT_EQ(RecoveredDigest(*store), digest_);
+
+  // Nothing committed since: a second planned stop stores nothing more.
+  std::unique_ptr<Writer> writer = OpenWriter(*store, rare);
+  ASSERT_NE(writer, nullptr);
+  EXPECT_THAT(writer->Close(), IsOk());
+  ASSERT_OK_AND_ASSIGN(stored, store->ListSnapshots());
+  EXPECT_THAT(stored, ElementsAre(head, positions_.front()));
+
+  // The auditor's replay checks the new one like the others.
+  writer.reset();
+  store.reset();
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  const ReplayReport full = FullReplay(*store);
+  EXPECT_THAT(full.violations, IsEmpty())
+      << absl::StrJoin(full.violations, "\n");
+  EXPECT_EQ(full.snapshots_checked, 2);
+}
+
+TEST_P(SnapshotTest, APlannedStopThatCannotStoreItsSnapshotSaysSo) {
+  auto faulty = std::make_unique<FaultyStore>(Open());
+  FaultyStore& store = *faulty;
+  store.set_fail_snapshot_writes(true);
+  WriterOptions rare = options_;
+  rare.snapshots.every = 1'000'000;
+  std::unique_ptr<Writer> writer = OpenWriter(store, rare);
+  ASSERT_NE(writer, nullptr);
+  ASSERT_NO_FATAL_FAILURE(SubmitWorld(*writer));
+  EXPECT_THAT(writer->Close(), Not(IsOk()));
+  ASSERT_OK_AND_ASSIGN(std::vector<int64_t> positions, store.ListSnapshots());
+  EXPECT_THAT(positions, IsEmpty());
+  // The commands are durable all the same.
+  EXPECT_EQ(RecoveredDigest(store), Digest(*writer));
+}
+
 TEST_P(SnapshotTest, ACorruptedSnapshotIsNeverUsedAndVerifyNamesIt) {
   ASSERT_NO_FATAL_FAILURE(Populate());
   const std::vector<int64_t>& positions = positions_;
