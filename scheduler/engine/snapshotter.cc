@@ -204,6 +204,9 @@ bool Snapshotter::StartShadow(int64_t to) {
     }
     if (!Apply(*commands)) return false;
   }
+  // The rows were decoded whole for their commands: their entries and usage
+  // records, which nothing here reads, would stay in the store's cache.
+  store_.DropReadCache();
   return true;
 }
 

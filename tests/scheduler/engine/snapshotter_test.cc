@@ -1,7 +1,9 @@
-// The snapshotter when its copy of the state falls far behind the writer:
-// the copy is dropped, built again from the store, and snapshots go on.
+// The snapshotter building its copy of the state from the store, and when
+// the copy falls far behind the writer: the copy is dropped, built again
+// from the store, and snapshots go on.
 #include "scheduler/engine/snapshotter.h"
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -53,35 +55,73 @@ class HeldSnapshots final : public ForwardingLog {
   absl::Notification release_;
 };
 
-TEST(SnapshotterTest, ACopyFarBehindIsBuiltAgainFromTheStore) {
-  testing::TempDir temp;
-  ASSERT_NO_FATAL_FAILURE(testing::MakeTempDir("snapshotter_test", temp));
-  // A program's first commands, one batch each, as the writer stores them.
-  core::StateMachine state;
-  testing::Driver driver(state);
-  ASSERT_THAT(driver.BuildWorld(), IsOk());
-  driver.Advance(absl::Seconds(2));
-  ASSERT_THAT(driver.Issue("P-000001", "E-000001", 100'000), IsOk());
-  std::map<int64_t, Batch> batches;
-  for (const pb::Command& c : driver.log()) {
-    batches[c.sequence()].commands.push_back(c);
+// A program's first commands in a store, one batch each, as the writer
+// stores them.
+class SnapshotterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(testing::MakeTempDir("snapshotter_test", temp_));
+    ASSERT_THAT(driver_.BuildWorld(), IsOk());
+    driver_.Advance(absl::Seconds(2));
+    ASSERT_THAT(driver_.Issue("P-000001", "E-000001", 100'000), IsOk());
+    for (const pb::Command& c : driver_.log()) {
+      batches_[c.sequence()].commands.push_back(c);
+    }
+    for (const pb::JournalEntry& e : state_.TakeJournal()) {
+      batches_[e.command_sequence()].entries.push_back(e);
+    }
+    ASSERT_OK_AND_ASSIGN(store_,
+                         store::OpenSqliteStore(temp_.path() + "/data",
+                                                store::OpenMode::kReadWrite));
+    for (const auto& [sequence, batch] : batches_) {
+      ASSERT_THAT(store_->Append(batch), IsOk());
+    }
+    head_ = driver_.log().back().sequence();
+    ASSERT_GT(head_, 8);
   }
-  for (const pb::JournalEntry& e : state.TakeJournal()) {
-    batches[e.command_sequence()].entries.push_back(e);
-  }
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<store::Store> store,
-                       store::OpenSqliteStore(temp.path() + "/data",
-                                              store::OpenMode::kReadWrite));
-  for (const auto& [sequence, batch] : batches) {
-    ASSERT_THAT(store->Append(batch), IsOk());
-  }
-  const int64_t head = driver.log().back().sequence();
-  ASSERT_GT(head, 8);
 
+  testing::TempDir temp_;
+  core::StateMachine state_;
+  testing::Driver driver_{state_};
+  std::map<int64_t, Batch> batches_;
+  std::unique_ptr<store::Store> store_;
+  int64_t head_ = 0;
+};
+
+// The rows the copy is built from are read for their commands alone: their
+// entries and usage records, decoded with them, are not kept for the
+// serving scheduler's life.
+TEST_F(SnapshotterTest, BuildingTheCopyDropsTheRowsItRead) {
+  class Counting final : public ForwardingLog {
+   public:
+    using ForwardingLog::ForwardingLog;
+    void DropReadCache() override {
+      drops.fetch_add(1);
+      ForwardingLog::DropReadCache();
+    }
+    std::atomic<int> drops{0};
+  };
+  Counting counting(*store_);
+  testing::FakeClock clock(testing::WorldStart());
+  SnapshotOptions options;
+  options.every = 1;
+  options.pause = 0;
+  // Due at once: the copy is built from the store up to the head.
+  Snapshotter snapshotter(counting, clock, options, /*start=*/head_);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (snapshotter.stats().last != head_ && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  snapshotter.Stop();
+  EXPECT_EQ(snapshotter.stats().last, head_);
+  EXPECT_EQ(counting.drops.load(), 1);
+}
+
+TEST_F(SnapshotterTest, ACopyFarBehindIsBuiltAgainFromTheStore) {
   // The writer started after command 2; the first snapshot is due at once
   // and is held while the rest are committed, far more than the copy may
   // fall behind.
-  HeldSnapshots held(*store);
+  HeldSnapshots held(*store_);
   testing::FakeClock clock(testing::WorldStart());
   SnapshotOptions options;
   options.every = 1;
@@ -89,36 +129,36 @@ TEST(SnapshotterTest, ACopyFarBehindIsBuiltAgainFromTheStore) {
   options.max_behind = 3;
   Snapshotter snapshotter(held, clock, options, /*start=*/2);
   ASSERT_TRUE(held.AwaitHeld());
-  for (int64_t sequence = 3; sequence <= head; ++sequence) {
-    snapshotter.Committed(batches[sequence].commands);
+  for (int64_t sequence = 3; sequence <= head_; ++sequence) {
+    snapshotter.Committed(batches_[sequence].commands);
   }
   held.Release();
 
   // The copy is built again from the store and a snapshot taken at its head.
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (snapshotter.stats().last != head && absl::Now() < deadline) {
+  while (snapshotter.stats().last != head_ && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   const SnapshotStats stats = snapshotter.stats();
-  EXPECT_EQ(stats.last, head);
+  EXPECT_EQ(stats.last, head_);
   EXPECT_EQ(stats.snapshots, 2);
   EXPECT_EQ(stats.failures, 0);
   ASSERT_OK_AND_ASSIGN(const std::vector<int64_t> stored,
-                       store->ListSnapshots());
-  EXPECT_THAT(stored, ::testing::ElementsAre(head, 2));
+                       store_->ListSnapshots());
+  EXPECT_THAT(stored, ::testing::ElementsAre(head_, 2));
 
   // And batches committed after the rebuild reach the copy again.
-  ASSERT_THAT(driver.Issue("P-000001", "E-000002", 500), IsOk());
+  ASSERT_THAT(driver_.Issue("P-000001", "E-000002", 500), IsOk());
   Batch next;
-  next.commands.push_back(driver.log().back());
-  next.entries = state.TakeJournal();
-  ASSERT_THAT(store->Append(next), IsOk());
+  next.commands.push_back(driver_.log().back());
+  next.entries = state_.TakeJournal();
+  ASSERT_THAT(store_->Append(next), IsOk());
   snapshotter.Committed(next.commands);
   const absl::Time later = absl::Now() + absl::Seconds(30);
-  while (snapshotter.stats().last != head + 1 && absl::Now() < later) {
+  while (snapshotter.stats().last != head_ + 1 && absl::Now() < later) {
     absl::SleepFor(absl::Milliseconds(10));
   }
-  EXPECT_EQ(snapshotter.stats().last, head + 1);
+  EXPECT_EQ(snapshotter.stats().last, head_ + 1);
   snapshotter.Stop();
 }
 
