@@ -241,10 +241,9 @@ void Replica::Lose(const std::string& why, bool planned) {
     if (!planned) {
       writer->Stop();
     } else if (absl::Status closed = writer->Close(); !closed.ok()) {
-      Log(
-          absl::StrCat("no snapshot at stop (the next start replays the "
-                       "commands after the newest one): ",
-                       closed.message()));
+      Log(absl::StrCat("no snapshot at stop: ", closed.message(),
+                       "; the next start replays the commands after the "
+                       "newest one"));
     }
   }
   store_.Resign().IgnoreError();

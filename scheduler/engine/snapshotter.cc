@@ -36,9 +36,30 @@ Snapshotter::Snapshotter(store::CommandLog& store, Clock& clock,
 
 Snapshotter::~Snapshotter() { Stop(); }
 
-void Snapshotter::Stop() {
+void Snapshotter::Stop() { Halt(/*snapshot=*/false); }
+
+absl::Status Snapshotter::StopWithSnapshot() {
   {
     absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      return absl::FailedPreconditionError(
+          "the snapshotter was stopped before");
+    }
+  }
+  Halt(/*snapshot=*/true);
+  absl::MutexLock lock(&mu_);
+  if (disabled_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshots were stopped: ", disabled_why_));
+  }
+  if (absl::IsAlreadyExists(stop_snapshot_)) return absl::OkStatus();
+  return stop_snapshot_;
+}
+
+void Snapshotter::Halt(bool snapshot) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) snapshot_at_stop_ = snapshot;
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
@@ -99,6 +120,7 @@ void Snapshotter::Run() {
     std::deque<std::vector<pb::Command>> work;
     int64_t dropped_work = 0;
     bool drop = false;
+    bool last_snapshot = false;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -107,12 +129,20 @@ void Snapshotter::Run() {
       };
       mu_.Await(absl::Condition(&ready));
       // Stopping, and everything applied.
-      if (queue_.empty() && dropped_work_ == 0 && !drop_pending_) return;
+      if (queue_.empty() && dropped_work_ == 0 && !drop_pending_) {
+        if (!snapshot_at_stop_) return;
+        last_snapshot = true;
+      }
       work.swap(queue_);
       queued_ = 0;
       dropped_work = std::exchange(dropped_work_, 0);
       drop = std::exchange(drop_pending_, false);
       position_ = std::max(position_, dropped_position_);
+    }
+    if (last_snapshot) {
+      // Unless the newest stored snapshot is at the last command already.
+      if (position_ > saved_at_) StartAndStore(waiting, /*at_stop=*/true);
+      return;
     }
     // Work counted while the shadow was dropped (batches committed before
     // a rebuild began may be counted after it ended: they are in the
@@ -152,8 +182,8 @@ void Snapshotter::Run() {
   }
 }
 
-bool Snapshotter::StartAndStore(
-    std::deque<std::vector<pb::Command>>& waiting) {
+bool Snapshotter::StartAndStore(std::deque<std::vector<pb::Command>>& waiting,
+                                bool at_stop) {
   if (shadow_ == nullptr) {
     int64_t to = start_;
     if (rebuild_) {
@@ -178,7 +208,7 @@ bool Snapshotter::StartAndStore(
     }
     waiting.clear();
   }
-  if (Due()) Store();
+  if (at_stop || Due()) Store(at_stop);
   return true;
 }
 
@@ -240,7 +270,7 @@ bool Snapshotter::Due() const {
           clock_.Now() - saved_time_ >= options_.interval);
 }
 
-void Snapshotter::Store() {
+void Snapshotter::Store(bool at_stop) {
   const absl::Duration cpu_before = ThreadCpu();
   const absl::Time start = clock_.Now();
   const store::Snapshot encoded = EncodeSnapshot(shadow_->Save());
@@ -253,6 +283,7 @@ void Snapshotter::Store() {
   stored_at_ = absl::Now();
   last_cost_ = ThreadCpu() - cpu_before;
   absl::MutexLock lock(&mu_);
+  if (at_stop) stop_snapshot_ = written;
   if (!written.ok()) {
     ++stats_.failures;
     Log(absl::StrCat("snapshot at command ", encoded.position,
@@ -265,10 +296,10 @@ void Snapshotter::Store() {
   stats_.last_bytes = static_cast<int64_t>(encoded.state.size());
   stats_.last_save = saved - start;
   stats_.last_store = end - saved;
-  Log(absl::StrCat("snapshot at command ", encoded.position, " stored: ",
-                   encoded.state.size(), " bytes, saved in ",
-                   absl::FormatDuration(stats_.last_save), ", stored in ",
-                   absl::FormatDuration(stats_.last_store)));
+  Log(absl::StrCat("snapshot at command ", encoded.position, " stored",
+                   at_stop ? " at stop" : "", ": ", encoded.state.size(),
+                   " bytes, saved in ", absl::FormatDuration(stats_.last_save),
+                   ", stored in ", absl::FormatDuration(stats_.last_store)));
 }
 
 void Snapshotter::Disable(const std::string& why) {
@@ -276,6 +307,7 @@ void Snapshotter::Disable(const std::string& why) {
   shadow_.reset();
   absl::MutexLock lock(&mu_);
   disabled_ = true;
+  disabled_why_ = why;
   queue_.clear();
   queued_ = 0;
 }

@@ -83,20 +83,35 @@ class Snapshotter {
   // joins the thread. Idempotent.
   void Stop();
 
+  // A planned stop: as Stop(), but the last snapshot is stored whether due
+  // or not, at the last command committed (the copy built first if there
+  // is none), unless the newest stored one is there already. Like every
+  // snapshot it is of the copy, which only ever applied committed commands,
+  // never of the writer's state (a command that changes nothing and is not
+  // logged still moves that state's clock). The store's error, or
+  // FailedPrecondition when snapshots were stopped (why) or this
+  // snapshotter was stopped before.
+  absl::Status StopWithSnapshot();
+
   SnapshotStats stats() const;
 
  private:
   void Run();
+  // Stop() and StopWithSnapshot().
+  void Halt(bool snapshot);
   // Builds the shadow from the store up to command `to`; false (logged)
   // when it cannot.
   bool StartShadow(int64_t to);
   // Builds the shadow if there is none, applies `waiting` to it, and
-  // stores a snapshot if one is due; false (logged) on failure.
-  bool StartAndStore(std::deque<std::vector<pb::Command>>& waiting);
+  // stores a snapshot if one is due (`at_stop`: whether due or not); false
+  // (logged) on failure.
+  bool StartAndStore(std::deque<std::vector<pb::Command>>& waiting,
+                     bool at_stop = false);
   // Applies `commands` to the shadow; false (logged) on a disagreement.
   bool Apply(const std::vector<pb::Command>& commands);
   bool Due() const;
-  void Store();
+  // `at_stop`: the last one, its outcome kept for StopWithSnapshot().
+  void Store(bool at_stop = false);
   void Disable(const std::string& why);
 
   store::CommandLog& store_;
@@ -108,7 +123,11 @@ class Snapshotter {
   std::deque<std::vector<pb::Command>> queue_ ABSL_GUARDED_BY(mu_);
   int64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Stopping with a last snapshot, and what storing it came to.
+  bool snapshot_at_stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status stop_snapshot_ ABSL_GUARDED_BY(mu_);
   bool disabled_ ABSL_GUARDED_BY(mu_) = false;
+  std::string disabled_why_ ABSL_GUARDED_BY(mu_);
   // Past options_.max_behind: the shadow is to be dropped, and until it is
   // built again committed batches are only counted.
   bool dropped_ ABSL_GUARDED_BY(mu_) = false;

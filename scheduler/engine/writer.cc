@@ -14,9 +14,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "scheduler/core/audit.h"
-#include "scheduler/engine/log.h"
 #include "scheduler/engine/replay.h"
-#include "scheduler/engine/snapshots.h"
 
 namespace computevoucher::engine {
 namespace {
@@ -78,6 +76,16 @@ Writer::Writer(store::CommandLog& store, Clock& clock, WriterOptions options,
 Writer::~Writer() { Stop(); }
 
 void Writer::Stop() {
+  StopServing();
+  snapshotter_.Stop();
+}
+
+absl::Status Writer::Close() {
+  StopServing();
+  return snapshotter_.StopWithSnapshot();
+}
+
+void Writer::StopServing() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -88,38 +96,6 @@ void Writer::Stop() {
     committer_stop_ = true;
   }
   if (committer_.joinable()) committer_.join();
-  snapshotter_.Stop();
-}
-
-absl::Status Writer::Close() {
-  Stop();
-  pb::StateSnapshot saved;
-  {
-    absl::ReaderMutexLock state_lock(&state_mu_);
-    const int64_t last = state_->last_command_sequence();
-    bool durable;
-    {
-      absl::MutexLock lock(&mu_);
-      durable = !failed_ && !state_tainted_ && durable_sequence_ == last;
-    }
-    if (!durable) {
-      return absl::FailedPreconditionError(
-          "no snapshot at stop: the state in memory is not the durable one");
-    }
-    ASSIGN_OR_RETURN(const std::vector<int64_t> stored, store_.ListSnapshots());
-    if (last == 0 || (!stored.empty() && stored.front() >= last)) {
-      return absl::OkStatus();
-    }
-    saved = state_->Save();
-  }
-  const store::Snapshot encoded = EncodeSnapshot(saved);
-  const absl::Status written =
-      store_.WriteSnapshot(encoded, options_.snapshots.kept);
-  if (absl::IsAlreadyExists(written)) return absl::OkStatus();
-  RETURN_IF_ERROR(written);
-  Log(absl::StrCat("snapshot at command ", encoded.position,
-                   " stored at stop: ", encoded.state.size(), " bytes"));
-  return absl::OkStatus();
 }
 
 bool Writer::failed() const {

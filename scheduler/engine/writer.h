@@ -145,13 +145,12 @@ class Writer {
   // writer thread. Idempotent.
   void Stop();
 
-  // A planned stop: Stop(), then a snapshot of the state at the last
-  // command is stored (unless the newest stored one is there already), so
-  // that the next start loads it and replays nothing. Not for a leader that
-  // lost its lease: the store refuses its writes. FailedPrecondition when
-  // the state is not the durable one (a failed store), or the store's
-  // error; the commands are durable either way, and the next start replays
-  // those after the newest snapshot.
+  // A planned stop: as Stop(), and the snapshotter stores a last snapshot
+  // at the last command committed (unless the newest stored one is there),
+  // so that the next start loads it and replays nothing. Not for a leader
+  // that lost its lease: the store refuses its writes. The snapshotter's
+  // answer (Snapshotter::StopWithSnapshot); the commands are durable
+  // either way, and a start replays those after the newest snapshot.
   absl::Status Close();
 
   WriterStats stats() const;
@@ -204,6 +203,9 @@ class Writer {
     kRecover,    // a commit failed: discard what was applied after it
     kStop,       // stopping, and everything committed
   };
+  // Stops taking commands, answers those queued, and joins the writer and
+  // committer threads.
+  void StopServing();
   void Run();
   // Waits for work and takes it: commands to apply into `taken` (usage
   // reports only while `next` has room for their records), `next` handed

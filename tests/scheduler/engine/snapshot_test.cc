@@ -190,11 +190,19 @@ TEST_P(SnapshotTest, APlannedStopLeavesASnapshotAtTheLastCommand) {
     }
     digest_ = Digest(*writer);
     if (planned) {
+      // A tick with nothing to do: answered, not logged, yet it moves the
+      // writer's clock. The snapshot is of the commands logged.
+      clock_.Advance(absl::Minutes(5));
+      pb::Command tick;
+      tick.mutable_tick();
+      ASSERT_OK_AND_ASSIGN(const core::Outcome ticked,
+                           writer->Submit(std::move(tick)));
+      EXPECT_FALSE(ticked.changed);
       EXPECT_THAT(writer->Close(), IsOk());
     } else {
       writer->Stop();
     }
-    EXPECT_EQ(writer->stats().snapshots.snapshots, 0);
+    EXPECT_EQ(writer->stats().snapshots.snapshots, planned ? 1 : 0);
   };
   ASSERT_NO_FATAL_FAILURE(submit_and_end(false));
   ASSERT_OK_AND_ASSIGN(std::vector<int64_t> stored, store->ListSnapshots());
@@ -206,6 +214,16 @@ TEST_P(SnapshotTest, APlannedStopLeavesASnapshotAtTheLastCommand) {
   ASSERT_OK_AND_ASSIGN(stored, store->ListSnapshots());
   EXPECT_THAT(stored, ElementsAre(head, positions_.front()));  // two kept
   EXPECT_EQ(RecoveredDigest(*store), digest_);
+  // Its clock is the last logged command's, as replaying gives it: a later
+  // one would refuse a command another replica logs next, at a time
+  // between the two.
+  ASSERT_OK_AND_ASSIGN(const store::Snapshot at_head,
+                       store->ReadSnapshot(head));
+  ASSERT_OK_AND_ASSIGN(const pb::StateSnapshot saved, DecodeSnapshot(at_head));
+  ASSERT_OK_AND_ASSIGN(const std::vector<pb::Command> last,
+                       store->ReadCommands(head - 1, 1));
+  ASSERT_THAT(last, SizeIs(1));
+  EXPECT_EQ(saved.books().now().DebugString(), last[0].time().DebugString());
 
   // Nothing committed since: a second planned stop stores nothing more.
   std::unique_ptr<Writer> writer = OpenWriter(*store, rare);
