@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scheduler/engine/replay.h"
+#include "scheduler/engine/replica.h"
 #include "scheduler/engine/snapshots.h"
 #include "scheduler/engine/writer.h"
 #include "tests/scheduler/engine/forwarding_log.h"
@@ -241,6 +242,53 @@ TEST_P(SnapshotTest, APlannedStopLeavesASnapshotAtTheLastCommand) {
   EXPECT_THAT(full.violations, IsEmpty())
       << absl::StrJoin(full.violations, "\n");
   EXPECT_EQ(full.snapshots_checked, 2);
+}
+
+// The server's path: a replica stopped on purpose leaves a snapshot at its
+// last command; one that lost its lease only stops.
+TEST_P(SnapshotTest, AStoppedLeaderLeavesASnapshotAndOneThatLostItsLeaseNot) {
+  ASSERT_NO_FATAL_FAILURE(Populate());
+  ReplicaOptions options;
+  options.lease = absl::Milliseconds(200);
+  options.writer = options_;
+  options.writer.snapshots.every = 1'000'000;  // none comes due on the way
+  for (const bool lose : {true, false}) {
+    SCOPED_TRACE(lose ? "lost its lease" : "stopped");
+    FaultyStore store(Open(OpenMode::kReplica));
+    const int64_t newest = [&] {
+      absl::StatusOr<std::vector<int64_t>> stored = store.ListSnapshots();
+      return stored.ok() && !stored->empty() ? stored->front() : -1;
+    }();
+    Replica replica(store, clock_, options);
+    ASSERT_THAT(replica.Start("127.0.0.1:1"), IsOk());
+    ASSERT_TRUE(replica.leading());
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<Writer> writer, replica.writer());
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_THAT(writer->Submit(IssueCommand(
+                      absl::StrCat("replica-", lose, "-", i), "E-000001", 5)),
+                  IsOk());
+    }
+    writer.reset();
+    if (lose) {
+      store.set_lose_campaigns(true);
+      const absl::Time deadline = absl::Now() + absl::Seconds(30);
+      while (replica.leading() && absl::Now() < deadline) {
+        absl::SleepFor(absl::Milliseconds(5));
+      }
+      ASSERT_FALSE(replica.leading());
+    }
+    replica.Stop();
+    const int64_t head = HeadOf(store).command_sequence;
+    ASSERT_OK_AND_ASSIGN(const std::vector<int64_t> stored,
+                         store.ListSnapshots());
+    ASSERT_FALSE(stored.empty());
+    if (lose) {
+      EXPECT_EQ(stored.front(), newest);
+      EXPECT_LT(stored.front(), head);
+    } else {
+      EXPECT_EQ(stored.front(), head);
+    }
+  }
 }
 
 TEST_P(SnapshotTest, APlannedStopThatCannotStoreItsSnapshotSaysSo) {

@@ -58,8 +58,8 @@ using store::UsageQuery;
 using store::UsageRow;
 
 // A store around a real one with fault switches: Append and WriteSnapshot
-// can be made to fail with Unavailable (storing nothing), and Append held at
-// a gate until the test opens it.
+// can be made to fail with Unavailable (storing nothing), Append held at a
+// gate until the test opens it, and campaigns lost to another replica.
 class FaultyStore final : public Store {
  public:
   explicit FaultyStore(std::unique_ptr<Store> base) : base_(std::move(base)) {}
@@ -71,6 +71,11 @@ class FaultyStore final : public Store {
   void set_fail_snapshot_writes(bool fail) {
     absl::MutexLock lock(&mu_);
     fail_snapshot_writes_ = fail;
+  }
+  // Campaigns find another replica leading: a leader loses its lease.
+  void set_lose_campaigns(bool lose) {
+    absl::MutexLock lock(&mu_);
+    lose_campaigns_ = lose;
   }
   // Makes every read fail too, so that the writer cannot rebuild its state.
   void set_fail_reads(bool fail) {
@@ -198,6 +203,14 @@ class FaultyStore final : public Store {
   }
   absl::StatusOr<Leadership> Campaign(const Candidate& candidate,
                                       absl::Duration lease) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (lose_campaigns_) {
+        Leadership other;
+        other.leader_id = "another replica";
+        return other;
+      }
+    }
     return base_->Campaign(candidate, lease);
   }
   absl::Status Resign() override { return base_->Resign(); }
@@ -213,6 +226,7 @@ class FaultyStore final : public Store {
   mutable absl::Mutex mu_;
   bool fail_appends_ ABSL_GUARDED_BY(mu_) = false;
   bool fail_reads_ ABSL_GUARDED_BY(mu_) = false;
+  bool lose_campaigns_ ABSL_GUARDED_BY(mu_) = false;
   bool fail_snapshot_writes_ ABSL_GUARDED_BY(mu_) = false;
   bool gate_open_ ABSL_GUARDED_BY(mu_) = true;
   int appends_entered_ ABSL_GUARDED_BY(mu_) = 0;
