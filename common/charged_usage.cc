@@ -22,11 +22,12 @@ bool SameRecord(const pb::UsageRecord& a, const pb::UsageRecord& b) {
          a.allocation_id() == b.allocation_id() && a.evidence() == b.evidence();
 }
 
-bool SameCharge(const pb::ChargedUsage& a, const pb::ChargedUsage& b) {
+bool SameCharge(const pb::ChargedUsage& a, const pb::ChargedUsage& b,
+                const pb::UsageRecord& b_record) {
   return a.cost_fen() == b.cost_fen() && a.subsidy_fen() == b.subsidy_fen() &&
          a.unsubsidised_gpu_ms() == b.unsubsidised_gpu_ms() &&
          SameTime(a.accepted_at(), b.accepted_at()) &&
-         SameRecord(a.record(), b.record());
+         SameRecord(a.record(), b_record);
 }
 
 }  // namespace computevoucher

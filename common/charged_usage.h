@@ -16,9 +16,11 @@ bool SameRecord(const computevoucher::v1::UsageRecord& a,
 // Whether `a` and `b` are the same record accepted at the same time with the
 // same charges: the fields a store keeps (record, cost_fen, subsidy_fen,
 // unsubsidised_gpu_ms, accepted_at), not who used it, which reports fill
-// in from the allocation.
+// in from the allocation. `b_record` is b's record: its own, or the one of
+// the command that carried it when a read left it out.
 bool SameCharge(const computevoucher::v1::ChargedUsage& a,
-                const computevoucher::v1::ChargedUsage& b);
+                const computevoucher::v1::ChargedUsage& b,
+                const computevoucher::v1::UsageRecord& b_record);
 
 }  // namespace computevoucher
 

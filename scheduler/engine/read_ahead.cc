@@ -30,6 +30,7 @@ ReadAhead::ReadAhead(store::CommandLog& log, store::UsageIndex& usage)
     store::UsageQuery query;
     query.after = after;
     query.limit = limit;
+    query.records = false;
     absl::MutexLock source(&source_mu_);
     return usage_.ReadUsage(query);
   };
@@ -160,7 +161,7 @@ absl::StatusOr<std::vector<pb::JournalEntry>> ReadAhead::ReadJournal(
 
 absl::StatusOr<std::vector<store::UsageRow>> ReadAhead::ReadUsage(
     const store::UsageQuery& query) {
-  if (query.filtered()) {
+  if (query.filtered() || query.records) {
     absl::MutexLock source(&source_mu_);
     return usage_.ReadUsage(query);
   }

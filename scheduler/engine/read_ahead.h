@@ -25,14 +25,15 @@ namespace pb = ::computevoucher::v1;
 
 // A CommandLog and UsageIndex over `log` and `usage` (which must outlive
 // it) that answers each sequential read (commands, journal entries, usage
-// records in order) with what its thread read ahead, when the call goes on
-// where the previous one of its kind ended and asks for as many. Any other
-// call, and a read after one that came back short (the end, for now), goes
-// to `log` or `usage` directly, so every call returns what a direct call
-// would have returned at some moment since the reads began. The calls it
-// makes to `log` and `usage` are serialised; calls the owner makes to them
-// beside it (`verify` reads retired records from the same store) need them
-// to be thread-safe, as the stores are.
+// records in order, as replay reads them: without the records the
+// commands hold, UsageQuery::records false) with what its thread read
+// ahead, when the call goes on where the previous one of its kind ended and
+// asks for as many. Any other call, and a read after one that came back
+// short (the end, for now), goes to `log` or `usage` directly, so every
+// call returns what a direct call would have returned at some moment since
+// the reads began. The calls it makes to `log` and `usage` are serialised;
+// calls the owner makes to them beside it (`verify` reads retired records
+// from the same store) need them to be thread-safe, as the stores are.
 class ReadAhead final : public store::CommandLog, public store::UsageIndex {
  public:
   ReadAhead(store::CommandLog& log, store::UsageIndex& usage);

@@ -105,10 +105,33 @@ class Replayer::Cursor {
 namespace {
 
 // "usage record 7 (allocation AL-00000001, sequence 3)".
-std::string NameUsage(int64_t position, const pb::ChargedUsage& u) {
+std::string NameUsage(int64_t position, const pb::UsageRecord& r) {
   return absl::StrCat("usage record ", position, " (allocation ",
-                      u.record().allocation_id(), ", sequence ",
-                      u.record().sequence(), ")");
+                      r.allocation_id(), ", sequence ", r.sequence(), ")");
+}
+
+// The same for a stored one, by `record` when known (null: not found),
+// else by where it points when it was read without its record: "usage
+// record 7 (record 2 of command 12)".
+std::string NameStored(const store::UsageRow& row,
+                       const pb::UsageRecord* record) {
+  if (record != nullptr) return NameUsage(row.position, *record);
+  if (row.command == 0) return NameUsage(row.position, row.usage.record());
+  return absl::StrCat("usage record ", row.position, " (record ",
+                      row.record_index, " of command ", row.command, ")");
+}
+
+// The record of stored `row`: its own, or the one it points at when that
+// is a record of `command`'s usage report; null when it points elsewhere.
+const pb::UsageRecord* StoredRecord(const store::UsageRow& row,
+                                    const pb::Command& command) {
+  if (row.command == 0) return &row.usage.record();
+  const auto& records = command.report_usage().records();
+  if (row.command != command.sequence() || row.record_index < 0 ||
+      row.record_index >= records.size()) {
+    return nullptr;
+  }
+  return &records[row.record_index];
 }
 
 // The retired records `query` selects, and the id of one.
@@ -146,6 +169,7 @@ Replayer::Replayer(store::CommandLog& store, core::StateMachine& state,
           store::UsageQuery query;
           query.after = after;
           query.limit = kChunk;
+          query.records = false;  // those in the commands are compared there
           return usage->ReadUsage(query);
         },
         [](const store::UsageRow& row) { return row.position; }, 0);
@@ -287,11 +311,13 @@ absl::Status Replayer::CheckUsage(const pb::Command& command) {
     ++report_.usage_records;
     ASSIGN_OR_RETURN(const store::UsageRow* stored, usage_cursor_->Next());
     if (stored == nullptr) {
-      Mismatch(absl::StrCat(NameUsage(report_.usage_records, produced),
+      Mismatch(absl::StrCat(NameUsage(report_.usage_records, produced.record()),
                             " accepted by command ", command.sequence(),
                             " is missing from the store"));
-    } else if (!SameCharge(produced, stored->usage)) {
-      Mismatch(absl::StrCat(NameUsage(stored->position, stored->usage),
+    } else if (const pb::UsageRecord* record = StoredRecord(*stored, command);
+               record == nullptr ||
+               !SameCharge(produced, stored->usage, *record)) {
+      Mismatch(absl::StrCat(NameStored(*stored, record),
                             " differs from what command ", command.sequence(),
                             " accepts on replay"));
     }
@@ -476,7 +502,7 @@ absl::StatusOr<ReplayReport> Replayer::Finish() {
   while (usage_cursor_ != nullptr) {
     ASSIGN_OR_RETURN(const store::UsageRow* stored, usage_cursor_->Next());
     if (!stored) break;
-    Mismatch(absl::StrCat(NameUsage(stored->position, stored->usage),
+    Mismatch(absl::StrCat(NameStored(*stored, nullptr),
                           " was accepted by no stored command"));
   }
   RETURN_IF_ERROR(CountRetired());

@@ -31,6 +31,11 @@ struct UsageQuery {
   // the store skips records accepted before period_start minus it, which
   // cannot end in the period; infinite reads them all.
   absl::Duration end_after_accept = absl::InfiniteDuration();
+  // False: a record stored as a record of the usage report that carried it
+  // is left out of UsageRow::usage, and UsageRow::command and record_index
+  // say where it is (for replay, which has the commands: it saves copying
+  // every record). A filtered() query reads every record all the same.
+  bool records = true;
 
   // Whether it selects records by allocation or period, rather than taking
   // them all in the order accepted.
@@ -45,6 +50,11 @@ struct UsageQuery {
 struct UsageRow {
   int64_t position = 0;  // pass as UsageQuery::after to continue
   pb::ChargedUsage usage;
+  // When the record was left out of `usage` (UsageQuery::records): the
+  // sequence of the command whose usage report carries it, and its index
+  // among the report's records. 0 otherwise.
+  int64_t command = 0;
+  int record_index = 0;
 };
 
 class UsageIndex {

@@ -102,7 +102,7 @@ TEST(SameCharge, SeesEveryStoredField) {
   base.set_subsidy_fen(450);
   base.set_unsubsidised_gpu_ms(10);
   base.mutable_accepted_at()->set_seconds(1'700'000'070);
-  EXPECT_TRUE(SameCharge(base, base));
+  EXPECT_TRUE(SameCharge(base, base, base.record()));
   const google::protobuf::Descriptor& d = *pb::ChargedUsage::descriptor();
   std::vector<const FieldDescriptor*> stored, filled_in;
   for (const FieldDescriptor* f : FieldsOf(d)) {
@@ -113,17 +113,25 @@ TEST(SameCharge, SeesEveryStoredField) {
   }
   ASSERT_EQ(stored.size(), 4u);
   for (const auto& [name, c] : EachFieldChanged(base, stored)) {
-    EXPECT_FALSE(SameCharge(c, base)) << name;
+    EXPECT_FALSE(SameCharge(c, base, base.record())) << name;
   }
   for (const auto& [name, r] : EachFieldChanged(
            base.record(), FieldsOf(*pb::UsageRecord::descriptor()))) {
     pb::ChargedUsage c = base;
     *c.mutable_record() = r;
-    EXPECT_FALSE(SameCharge(c, base)) << "record." << name;
+    EXPECT_FALSE(SameCharge(c, base, base.record())) << "record." << name;
   }
   for (const auto& [name, c] : EachFieldChanged(base, filled_in)) {
-    EXPECT_TRUE(SameCharge(c, base)) << name;
+    EXPECT_TRUE(SameCharge(c, base, base.record())) << name;
   }
+  // A stored record read without its record (UsageQuery::records) is
+  // compared with the one its command carries.
+  pb::ChargedUsage bare = base;
+  bare.clear_record();
+  EXPECT_TRUE(SameCharge(base, bare, base.record()));
+  pb::UsageRecord other = base.record();
+  other.set_gpu_ms(other.gpu_ms() + 1);
+  EXPECT_FALSE(SameCharge(base, bare, other));
 }
 
 }  // namespace

@@ -57,7 +57,7 @@ size_t FirstAfter(int64_t after, int64_t row_start) {
 // A read's `take` that moves items into `out`.
 template <typename Item>
 auto AppendTo(std::vector<Item>& out) {
-  return [&out](const BatchRow&, size_t, Item& item) {
+  return [&out](const BatchRow&, const auto&, size_t, Item& item) {
     out.push_back(std::move(item));
     return true;
   };
@@ -81,6 +81,47 @@ bool FindRecord(const std::vector<pb::Command>& commands,
     }
   }
   return false;
+}
+
+// The record `ref` points at among `batch`'s commands.
+const pb::UsageRecord& RecordAt(const Batch& batch, RecordRef ref) {
+  return batch.commands[static_cast<size_t>(ref.command)]
+      .report_usage()
+      .records(ref.record);
+}
+
+// The usage records `stored` holds, into `out`, whose commands are
+// decoded: those it keeps in their usage reports without their records,
+// which `refs` points at (see DecodeRow).
+absl::Status DecodeUsage(const BatchRow& row, const pb::StoredBatch& stored,
+                         Batch& out, std::vector<RecordRef>& refs) {
+  out.usage.reserve(stored.usage_size());
+  refs.clear();
+  refs.reserve(stored.usage_size());
+  for (const pb::StoredUsage& s : stored.usage()) {
+    pb::ChargedUsage& u = out.usage.emplace_back();
+    RecordRef& ref = refs.emplace_back();
+    if (s.has_record()) {
+      *u.mutable_record() = s.record();
+      *u.mutable_accepted_at() = s.accepted_at();
+    } else {
+      const int c = s.command_index(), r = s.record_index();
+      if (c < 0 || c >= static_cast<int>(out.commands.size()) ||
+          !out.commands[c].has_report_usage() || r < 0 ||
+          r >= out.commands[c].report_usage().records_size()) {
+        return RowError(row, absl::StrCat("a usage record refers to record ", r,
+                                          " of command ", c,
+                                          " of the row, which is not one"));
+      }
+      ref = {c, r};
+      *u.mutable_accepted_at() =
+          s.has_accepted_at() ? s.accepted_at() : out.commands[c].time();
+    }
+    u.set_cost_fen(s.cost_fen());
+    u.set_subsidy_fen(s.subsidy_fen());
+    u.set_unsubsidised_gpu_ms(s.unsubsidised_gpu_ms());
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -147,7 +188,8 @@ BatchRow MakeRow(const RowEnds& last, const Batch& batch) {
   return row;
 }
 
-absl::StatusOr<Batch> DecodeRow(const BatchRow& row, DecodeScratch* scratch) {
+absl::StatusOr<Batch> DecodeRow(const BatchRow& row, DecodeScratch* scratch,
+                                std::vector<RecordRef>* refs) {
   absl::StatusOr<std::string> bytes = Inflate(row.body, kMaxRowBytes);
   if (!bytes.ok()) return RowError(row, bytes.status().message());
   // A large row is parsed apart: what scratch keeps stays small.
@@ -201,28 +243,16 @@ absl::StatusOr<Batch> DecodeRow(const BatchRow& row, DecodeScratch* scratch) {
                     "its journal entries do not chain to the hash stored with "
                     "them: they were changed after they were written");
   }
-  out.usage.reserve(stored.usage_size());
-  for (const pb::StoredUsage& s : stored.usage()) {
-    pb::ChargedUsage& u = out.usage.emplace_back();
-    if (s.has_record()) {
-      *u.mutable_record() = s.record();
-      *u.mutable_accepted_at() = s.accepted_at();
-    } else {
-      const int c = s.command_index(), r = s.record_index();
-      if (c < 0 || c >= static_cast<int>(out.commands.size()) ||
-          !out.commands[c].has_report_usage() || r < 0 ||
-          r >= out.commands[c].report_usage().records_size()) {
-        return RowError(row, absl::StrCat("a usage record refers to record ", r,
-                                          " of command ", c,
-                                          " of the row, which is not one"));
-      }
-      *u.mutable_record() = out.commands[c].report_usage().records(r);
-      *u.mutable_accepted_at() =
-          s.has_accepted_at() ? s.accepted_at() : out.commands[c].time();
-    }
-    u.set_cost_fen(s.cost_fen());
-    u.set_subsidy_fen(s.subsidy_fen());
-    u.set_unsubsidised_gpu_ms(s.unsubsidised_gpu_ms());
+  RETURN_IF_ERROR(DecodeUsage(row, stored, out, *refs));
+  return out;
+}
+
+absl::StatusOr<Batch> DecodeRow(const BatchRow& row, DecodeScratch* scratch) {
+  std::vector<RecordRef> refs;
+  ASSIGN_OR_RETURN(Batch out, DecodeRow(row, scratch, &refs));
+  for (size_t i = 0; i < refs.size(); ++i) {
+    if (refs[i].command >= 0)
+      *out.usage[i].mutable_record() = RecordAt(out, refs[i]);
   }
   return out;
 }
@@ -233,7 +263,8 @@ absl::StatusOr<RowReader::Decoded*> RowReader::Decode(
       std::find_if(decoded_.begin(), decoded_.end(),
                    [&](const Decoded& d) { return d.id == row.end.id; });
   if (kept != decoded_.end() && reusable(*kept)) return &*kept;
-  ASSIGN_OR_RETURN(Batch batch, DecodeRow(row, &scratch_));
+  std::vector<RecordRef> refs;
+  ASSIGN_OR_RETURN(Batch batch, DecodeRow(row, &scratch_, &refs));
   if (kept == decoded_.end()) {
     if (decoded_.size() == kDecodedRows) decoded_.pop_front();
     kept = decoded_.emplace(decoded_.end());
@@ -241,9 +272,16 @@ absl::StatusOr<RowReader::Decoded*> RowReader::Decode(
   *kept = Decoded{};
   kept->id = row.end.id;
   kept->batch = std::move(batch);
+  kept->refs = std::move(refs);
   for (const pb::Command& c : kept->batch.commands)
     kept->command_sequences.push_back(c.sequence());
   return &*kept;
+}
+
+const pb::UsageRecord& RowReader::RecordOf(const Decoded& d, size_t index) {
+  const RecordRef ref = d.refs[index];
+  return ref.command >= 0 ? RecordAt(d.batch, ref)
+                          : d.batch.usage[index].record();
 }
 
 void RowReader::Recycle(std::vector<pb::JournalEntry> entries) {
@@ -266,7 +304,8 @@ absl::Status RowReader::Take(const RowsFrom& from, Items<Item> items,
   size_t handed = 0;
   RETURN_IF_ERROR(scan_(from, [&](BatchRow row) {
     absl::StatusOr<Decoded*> d = Decode(row, [&](const Decoded& d) {
-      return items.first(row, d) >= d.*items.taken;
+      return items.first(row, d) >= d.*items.taken &&
+             (!items.usable || items.usable(d));
     });
     if (!d.ok()) {
       error = d.status();
@@ -274,11 +313,11 @@ absl::Status RowReader::Take(const RowsFrom& from, Items<Item> items,
     }
     std::vector<Item>& all = (*d)->batch.*items.of;
     for (size_t i = items.first(row, **d); i < all.size(); ++i) {
-      if (items.skip && items.skip(all[i])) continue;
+      if (items.skip && items.skip(**d, i)) continue;
       if (handed == limit) return false;
       ++handed;
       (*d)->*items.taken = i + 1;
-      if (!take(row, i, all[i])) return false;
+      if (!take(row, **d, i, all[i])) return false;
     }
     return true;
   }));
@@ -296,7 +335,7 @@ absl::StatusOr<std::vector<pb::Command>> RowReader::ReadCommands(int64_t after,
         return static_cast<size_t>(std::upper_bound(s.begin(), s.end(), after) -
                                    s.begin());
       },
-      nullptr};
+      nullptr, nullptr};
   RETURN_IF_ERROR(
       Take<pb::Command>({"command_end", after}, items, limit, AppendTo(out)));
   return out;
@@ -309,7 +348,7 @@ absl::StatusOr<std::vector<pb::JournalEntry>> RowReader::ReadJournal(
                                 [after](const BatchRow& row, const Decoded&) {
                                   return FirstAfter(after, row.start.entry);
                                 },
-                                nullptr};
+                                nullptr, nullptr};
   RETURN_IF_ERROR(Take<pb::JournalEntry>({"entry_end", after}, items, limit,
                                          AppendTo(out)));
   return out;
@@ -324,22 +363,39 @@ absl::Status RowReader::ScanUsage(const UsageQuery& q,
   // caller tolerates, so none accepted earlier can end in the period.
   if (q.period_start != absl::InfinitePast())
     from.accepted_from = ClampNanos(q.period_start - q.end_after_accept);
+  // The records a row keeps in its commands are read from there: a kept
+  // row whose commands were moved out is decoded again.
+  const bool records = q.records || q.filtered();
   Items<pb::ChargedUsage> items{
       &Batch::usage, &Decoded::usage_taken,
       [&q](const BatchRow& row, const Decoded&) {
         return FirstAfter(q.after, row.start.usage);
       },
-      [&](const pb::ChargedUsage& u) {
-        const int64_t end_ns = NanosOf(u.record().end());
-        return end_ns < start || end_ns >= end ||
-               (q.allocation_ids &&
-                !q.allocation_ids->contains(u.record().allocation_id()));
-      }};
+      [records](const Decoded& d) { return !records || d.commands_taken == 0; },
+      nullptr};
+  if (q.filtered()) {
+    items.skip = [&](const Decoded& d, size_t i) {
+      const pb::UsageRecord& r = RecordOf(d, i);
+      const int64_t end_ns = NanosOf(r.end());
+      return end_ns < start || end_ns >= end ||
+             (q.allocation_ids &&
+              !q.allocation_ids->contains(r.allocation_id()));
+    };
+  }
   return Take<pb::ChargedUsage>(
       from, items, std::numeric_limits<size_t>::max(),
-      [&](const BatchRow& row, size_t i, pb::ChargedUsage& u) {
-        return fn(UsageRow{row.start.usage + 1 + static_cast<int64_t>(i),
-                           std::move(u)});
+      [&](const BatchRow& row, const Decoded& d, size_t i,
+          pb::ChargedUsage& u) {
+        UsageRow out{row.start.usage + 1 + static_cast<int64_t>(i),
+                     std::move(u)};
+        const RecordRef ref = d.refs[i];
+        if (ref.command >= 0 && records) {
+          *out.usage.mutable_record() = RecordAt(d.batch, ref);
+        } else if (ref.command >= 0) {
+          out.command = d.command_sequences[static_cast<size_t>(ref.command)];
+          out.record_index = ref.record;
+        }
+        return fn(std::move(out));
       });
 }
 

@@ -68,6 +68,21 @@ struct DecodeScratch {
 absl::StatusOr<Batch> DecodeRow(const BatchRow& row,
                                 DecodeScratch* scratch = nullptr);
 
+// Where a decoded usage record is when the row stored it as a record of the
+// usage report that carried it: record `record` of the row's command at
+// index `command`. -1 when the row stored the record itself.
+struct RecordRef {
+  int command = -1;
+  int record = -1;
+};
+
+// DecodeRow, but each usage record the row stored as a record of its usage
+// report is left out of its ChargedUsage: `refs` (one per usage record)
+// says where it is. Saves copying the records for a reader that needs the
+// commands, which hold them, anyway.
+absl::StatusOr<Batch> DecodeRow(const BatchRow& row, DecodeScratch* scratch,
+                                std::vector<RecordRef>* refs);
+
 // The rows a read needs: from the first whose `column` ("command_end",
 // "entry_end" or "usage_end") is above `after` and whose accepted_end_ns is
 // at or above `accepted_from`, in id order, while `fn` returns true.
@@ -109,6 +124,8 @@ class RowReader {
     Batch batch;
     // The sequences of batch.commands, which keep them when moved out.
     std::vector<int64_t> command_sequences;
+    // Where each of batch.usage's records is (see DecodeRow).
+    std::vector<RecordRef> refs;
     // How many of batch.commands, batch.entries and batch.usage were moved
     // out (with the items a scan skipped before the last one it moved).
     size_t commands_taken = 0;
@@ -116,19 +133,26 @@ class RowReader {
     size_t usage_taken = 0;
   };
   // One kind of item of a decoded row: where they are, how many were moved
-  // out, the first a read needs, and which it skips (none when unset).
+  // out, the first a read needs, whether a kept row will do besides not
+  // having moved those out (it will when unset), and which items by index
+  // the read skips (none when unset).
   template <typename Item>
   struct Items {
     std::vector<Item> Batch::*of;
     size_t Decoded::*taken;
     std::function<size_t(const BatchRow&, const Decoded&)> first;
-    std::function<bool(const Item&)> skip;
+    std::function<bool(const Decoded&)> usable;
+    std::function<bool(const Decoded&, size_t)> skip;
   };
-  // Called with each item a read takes: its row, its index in the row and
-  // the item, to be moved out; returns whether to go on.
+  // Called with each item a read takes: its row, the row decoded, its index
+  // in the row and the item, to be moved out; returns whether to go on.
   template <typename Item>
-  using TakeFn =
-      std::function<bool(const BatchRow& row, size_t index, Item& item)>;
+  using TakeFn = std::function<bool(const BatchRow& row, const Decoded& d,
+                                    size_t index, Item& item)>;
+
+  // The record of usage record `index` of `d`, which must be in it still,
+  // and in its command when there.
+  static const pb::UsageRecord& RecordOf(const Decoded& d, size_t index);
 
   // `row` decoded, from the rows kept when it is there and `reusable`
   // says its remains will do, decoded again otherwise.

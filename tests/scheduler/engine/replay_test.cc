@@ -265,6 +265,27 @@ TEST_F(ReplayTest, ChangedUsageRecordIsReported) {
       << absl::StrJoin(report.violations, "\n");
 }
 
+// A record that differs from every record of the commands is stored itself
+// rather than as one of its report's (batch_rows.h); replay reads it so and
+// checks it all the same.
+TEST_F(ReplayTest, UsageRecordStoredApartFromItsReportIsChecked) {
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplayWithStoredUsage(
+      [](std::vector<pb::ChargedUsage>& usage) {
+        pb::UsageRecord& r = *usage[0].mutable_record();
+        r.set_energy_mj(r.energy_mj() + 1);
+      },
+      &report));
+  EXPECT_EQ(report.usage_records, 1);
+  EXPECT_THAT(
+      report.violations,
+      ElementsAre(::testing::AllOf(
+          HasSubstr("usage record 1 (allocation AL-"), HasSubstr("sequence 1)"),
+          HasSubstr("differs from what command"),
+          NamesCommand(driver_.log().back().sequence()))))
+      << absl::StrJoin(report.violations, "\n");
+}
+
 TEST_F(ReplayTest, ExtraUsageRecordIsReported) {
   // A second record after the accepted one, which no command accepted.
   ReplayReport report;
