@@ -56,6 +56,14 @@ class SnapshotTest : public WriterTest,
   }
   void TearDown() override { backend_.reset(); }
 
+  // options_, but no snapshot comes due on the way: only a planned stop
+  // stores one.
+  WriterOptions Rare() const {
+    WriterOptions rare = options_;
+    rare.snapshots.every = 1'000'000;
+    return rare;
+  }
+
   std::unique_ptr<Store> Open(OpenMode mode = OpenMode::kReadWrite) {
     absl::StatusOr<std::unique_ptr<Store>> store = backend_->Open(mode);
     EXPECT_THAT(store, IsOk());
@@ -178,10 +186,8 @@ TEST_P(SnapshotTest, APlannedStopLeavesASnapshotAtTheLastCommand) {
   ASSERT_NO_FATAL_FAILURE(Populate());
   std::unique_ptr<Store> store = Open();
   ASSERT_NE(store, nullptr);
-  WriterOptions rare = options_;  // no snapshot comes due on the way
-  rare.snapshots.every = 1'000'000;
   auto submit_and_end = [&](bool planned) {
-    std::unique_ptr<Writer> writer = OpenWriter(*store, rare);
+    std::unique_ptr<Writer> writer = OpenWriter(*store, Rare());
     ASSERT_NE(writer, nullptr);
     for (int i = 0; i < 3; ++i) {
       ASSERT_THAT(
@@ -227,7 +233,7 @@ TEST_P(SnapshotTest, APlannedStopLeavesASnapshotAtTheLastCommand) {
   EXPECT_EQ(saved.books().now().DebugString(), last[0].time().DebugString());
 
   // Nothing committed since: a second planned stop stores nothing more.
-  std::unique_ptr<Writer> writer = OpenWriter(*store, rare);
+  std::unique_ptr<Writer> writer = OpenWriter(*store, Rare());
   ASSERT_NE(writer, nullptr);
   EXPECT_THAT(writer->Close(), IsOk());
   ASSERT_OK_AND_ASSIGN(stored, store->ListSnapshots());
@@ -250,8 +256,7 @@ TEST_P(SnapshotTest, AStoppedLeaderLeavesASnapshotAndOneThatLostItsLeaseNot) {
   ASSERT_NO_FATAL_FAILURE(Populate());
   ReplicaOptions options;
   options.lease = absl::Milliseconds(200);
-  options.writer = options_;
-  options.writer.snapshots.every = 1'000'000;  // none comes due on the way
+  options.writer = Rare();
   for (const bool lose : {true, false}) {
     SCOPED_TRACE(lose ? "lost its lease" : "stopped");
     FaultyStore store(Open(OpenMode::kReplica));
@@ -295,9 +300,7 @@ TEST_P(SnapshotTest, APlannedStopThatCannotStoreItsSnapshotSaysSo) {
   auto faulty = std::make_unique<FaultyStore>(Open());
   FaultyStore& store = *faulty;
   store.set_fail_snapshot_writes(true);
-  WriterOptions rare = options_;
-  rare.snapshots.every = 1'000'000;
-  std::unique_ptr<Writer> writer = OpenWriter(store, rare);
+  std::unique_ptr<Writer> writer = OpenWriter(store, Rare());
   ASSERT_NE(writer, nullptr);
   ASSERT_NO_FATAL_FAILURE(SubmitWorld(*writer));
   EXPECT_THAT(writer->Close(), Not(IsOk()));
