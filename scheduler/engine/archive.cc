@@ -641,11 +641,12 @@ absl::StatusOr<std::vector<store::UsageRow>> ArchivedLog::ReadUsage(
   }
   return ReadAcross<store::UsageRow>(
       query.after, query.limit,
-      [this](int64_t after,
-             int room) -> absl::StatusOr<std::vector<store::UsageRow>> {
+      [this, records = query.records](int64_t after, int room)
+          -> absl::StatusOr<std::vector<store::UsageRow>> {
         store::UsageQuery q;
         q.after = after;
         q.limit = room;
+        q.records = records;
         if (after >= through_.usage) return store_.ReadUsage(q);
         ASSIGN_OR_RETURN(const pb::ArchivePart* part,
                          PartFor("usage", after + 1));

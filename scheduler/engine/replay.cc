@@ -110,28 +110,15 @@ std::string NameUsage(int64_t position, const pb::UsageRecord& r) {
                       r.allocation_id(), ", sequence ", r.sequence(), ")");
 }
 
-// The same for a stored one, by `record` when known (null: not found),
-// else by where it points when it was read without its record: "usage
-// record 7 (record 2 of command 12)".
+// The same for a stored one, by its record when known (null: the store has
+// none), else by where it points: "usage record 7 (record 2 of command
+// 12)".
 std::string NameStored(const store::UsageRow& row,
                        const pb::UsageRecord* record) {
   if (record != nullptr) return NameUsage(row.position, *record);
   if (row.command == 0) return NameUsage(row.position, row.usage.record());
   return absl::StrCat("usage record ", row.position, " (record ",
                       row.record_index, " of command ", row.command, ")");
-}
-
-// The record of stored `row`: its own, or the one it points at when that
-// is a record of `command`'s usage report; null when it points elsewhere.
-const pb::UsageRecord* StoredRecord(const store::UsageRow& row,
-                                    const pb::Command& command) {
-  if (row.command == 0) return &row.usage.record();
-  const auto& records = command.report_usage().records();
-  if (row.command != command.sequence() || row.record_index < 0 ||
-      row.record_index >= records.size()) {
-    return nullptr;
-  }
-  return &records[row.record_index];
 }
 
 // The retired records `query` selects, and the id of one.
@@ -164,6 +151,7 @@ Replayer::Replayer(store::CommandLog& store, core::StateMachine& state,
   report_.snapshot = after_;
   if (after_ > 0) verifier_.StartFrom(state);
   if (usage != nullptr && after_ == 0) {
+    usage_ = usage;
     usage_cursor_ = std::make_unique<Cursor<store::UsageRow>>(
         [usage](int64_t after) {
           store::UsageQuery query;
@@ -314,15 +302,41 @@ absl::Status Replayer::CheckUsage(const pb::Command& command) {
       Mismatch(absl::StrCat(NameUsage(report_.usage_records, produced.record()),
                             " accepted by command ", command.sequence(),
                             " is missing from the store"));
-    } else if (const pb::UsageRecord* record = StoredRecord(*stored, command);
-               record == nullptr ||
-               !SameCharge(produced, stored->usage, *record)) {
-      Mismatch(absl::StrCat(NameStored(*stored, record),
-                            " differs from what command ", command.sequence(),
-                            " accepts on replay"));
+    } else {
+      store::UsageRow reread;
+      ASSIGN_OR_RETURN(const pb::UsageRecord* record,
+                       StoredRecord(*stored, &command, reread));
+      if (record == nullptr || !SameCharge(produced, stored->usage, *record)) {
+        Mismatch(absl::StrCat(NameStored(*stored, record),
+                              " differs from what command ", command.sequence(),
+                              " accepts on replay"));
+      }
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<const pb::UsageRecord*> Replayer::StoredRecord(
+    const store::UsageRow& row, const pb::Command* command,
+    store::UsageRow& reread) {
+  if (row.command == 0) return &row.usage.record();
+  if (command != nullptr && row.command == command->sequence()) {
+    const auto& records = command->report_usage().records();
+    if (row.record_index < 0 || row.record_index >= records.size()) {
+      return nullptr;
+    }
+    return &records[row.record_index];
+  }
+  // The row keeps the record as the equal one of an earlier command's
+  // report: an agent resent a record it was told to retry, and the resend
+  // was accepted in the same batch. Read it again with its record.
+  store::UsageQuery query;
+  query.after = row.position - 1;
+  query.limit = 1;
+  ASSIGN_OR_RETURN(std::vector<store::UsageRow> rows, usage_->ReadUsage(query));
+  if (rows.empty() || rows[0].position != row.position) return nullptr;
+  reread = std::move(rows[0]);
+  return &reread.usage.record();
 }
 
 absl::Status Replayer::CheckRetired(const pb::Command& command) {
@@ -502,7 +516,10 @@ absl::StatusOr<ReplayReport> Replayer::Finish() {
   while (usage_cursor_ != nullptr) {
     ASSIGN_OR_RETURN(const store::UsageRow* stored, usage_cursor_->Next());
     if (!stored) break;
-    Mismatch(absl::StrCat(NameStored(*stored, nullptr),
+    store::UsageRow reread;
+    ASSIGN_OR_RETURN(const pb::UsageRecord* record,
+                     StoredRecord(*stored, nullptr, reread));
+    Mismatch(absl::StrCat(NameStored(*stored, record),
                           " was accepted by no stored command"));
   }
   RETURN_IF_ERROR(CountRetired());

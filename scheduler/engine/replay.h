@@ -108,6 +108,13 @@ class Replayer : private core::KnownHashes {
   const std::string* HashOf(const pb::JournalEntry& entry) override;
   // Checks the usage records `command` accepted against the stored ones.
   absl::Status CheckUsage(const pb::Command& command);
+  // The record of stored `row`, read without its record when it is kept in
+  // a command: its own, the record of `command` (null: none) it points at,
+  // or, when it points at another command's, the row read again with it
+  // into `reread`. Null when there is no such record.
+  absl::StatusOr<const pb::UsageRecord*> StoredRecord(
+      const store::UsageRow& row, const pb::Command* command,
+      store::UsageRow& reread);
   // Has the verifier forget the allocations and vouchers `command` retired,
   // and checks them against the stored ones. After the command's entries
   // were added.
@@ -146,6 +153,7 @@ class Replayer : private core::KnownHashes {
   core::StateMachine& state_;
   std::unique_ptr<Cursor<pb::JournalEntry>> cursor_;
   ReadAhead* ahead_ = nullptr;                             // see DisposeBy
+  store::UsageIndex* usage_ = nullptr;                     // null: unchecked
   std::unique_ptr<Cursor<store::UsageRow>> usage_cursor_;  // null: unchecked
   store::RetiredRecords* retired_ = nullptr;               // null: unchecked
   // Stored audit events read ahead, and the sequence read up to.

@@ -35,6 +35,7 @@ struct UsageQuery {
   // is left out of UsageRow::usage, and UsageRow::command and record_index
   // say where it is (for replay, which has the commands: it saves copying
   // every record). A filtered() query reads every record all the same.
+  // ReadUsage only: ScanUsage hands out the ChargedUsage alone.
   bool records = true;
 
   // Whether it selects records by allocation or period, rather than taking
@@ -51,8 +52,10 @@ struct UsageRow {
   int64_t position = 0;  // pass as UsageQuery::after to continue
   pb::ChargedUsage usage;
   // When the record was left out of `usage` (UsageQuery::records): the
-  // sequence of the command whose usage report carries it, and its index
-  // among the report's records. 0 otherwise.
+  // sequence of a command whose usage report carries it, and its index
+  // among the report's records. 0 otherwise. Usually the command that
+  // accepted it; an earlier one of the same batch when that one carried the
+  // same record first (an agent resent a record it was told to retry).
   int64_t command = 0;
   int record_index = 0;
 };

@@ -79,7 +79,7 @@ struct RecordRef {
 // DecodeRow, but each usage record the row stored as a record of its usage
 // report is left out of its ChargedUsage: `refs` (one per usage record)
 // says where it is. Saves copying the records for a reader that needs the
-// commands, which hold them, anyway.
+// commands, which hold them, anyway. `refs` must not be null.
 absl::StatusOr<Batch> DecodeRow(const BatchRow& row, DecodeScratch* scratch,
                                 std::vector<RecordRef>* refs);
 
@@ -97,8 +97,10 @@ using ScanRows = std::function<absl::Status(
 // The reads of the command log and usage index over a store's rows. Keeps
 // the last few rows decoded, since replay reads the commands of a stretch of
 // rows and then their entries; each is handed out by moving it, once, so
-// that a row is decoded once for a sequential reader (a read that goes back
-// decodes the row again). Not thread-safe: the store serialises its reads.
+// that a row is decoded once for a sequential reader (a read that goes
+// back, or one that wants usage records with their records after the
+// commands that carry them were moved out, decodes the row again). Not
+// thread-safe: the store serialises its reads.
 class RowReader {
  public:
   explicit RowReader(ScanRows scan) : scan_(std::move(scan)) {}

@@ -40,9 +40,9 @@ class Source final : public store::CommandLog, public store::UsageIndex {
     absl::MutexLock lock(&mu_);
     return reads_;
   }
-  int filtered_usage_reads() const {
+  int direct_usage_reads() const {
     absl::MutexLock lock(&mu_);
-    return filtered_usage_reads_;
+    return direct_usage_reads_;
   }
   // The entries handed back, and the thread that handed back the last.
   int64_t recycled() const {
@@ -72,9 +72,9 @@ class Source final : public store::CommandLog, public store::UsageIndex {
   }
   absl::StatusOr<std::vector<store::UsageRow>> ReadUsage(
       const store::UsageQuery& query) override {
-    if (query.allocation_ids) {
+    if (query.allocation_ids || query.records) {
       absl::MutexLock lock(&mu_);
-      ++filtered_usage_reads_;
+      ++direct_usage_reads_;
       return std::vector<store::UsageRow>();
     }
     return Read<store::UsageRow>(
@@ -121,7 +121,7 @@ class Source final : public store::CommandLog, public store::UsageIndex {
   int64_t count_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t fail_after_ ABSL_GUARDED_BY(mu_) = -1;
   int reads_ ABSL_GUARDED_BY(mu_) = 0;
-  int filtered_usage_reads_ ABSL_GUARDED_BY(mu_) = 0;
+  int direct_usage_reads_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t recycled_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread::id recycled_on_ ABSL_GUARDED_BY(mu_);
 };
@@ -172,9 +172,10 @@ TEST(ReadAheadTest, ReadsTheNextChunksBeforeTheyAreAskedFor) {
                        ahead.ReadJournal(990, 100));
   ASSERT_EQ(entries.size(), 10u);
   EXPECT_EQ(entries.back().sequence(), 1000);
-  store::UsageQuery query;
+  store::UsageQuery query;  // as replay reads them
   query.after = 400;
   query.limit = 300;
+  query.records = false;
   ASSERT_OK_AND_ASSIGN(std::vector<store::UsageRow> rows,
                        ahead.ReadUsage(query));
   ASSERT_EQ(rows.size(), 300u);
@@ -216,14 +217,19 @@ TEST(ReadAheadTest, AFailedReadReachesTheCallerAndTheNextCallReadsAgain) {
   ExpectCommands(ahead, 100, 100, 101, 200);
 }
 
-TEST(ReadAheadTest, AFilteredUsageReadGoesToTheSource) {
+// Only replay's reads of usage records (in order, without the records the
+// commands carry) are read ahead.
+TEST(ReadAheadTest, AnyOtherUsageReadGoesToTheSource) {
   Source source(10);
   ReadAhead ahead(source, source);
   store::UsageQuery query;
+  query.records = false;
   query.allocation_ids.emplace();
   query.allocation_ids->insert("AL-00000001");
   ASSERT_THAT(ahead.ReadUsage(query).status(), IsOk());
-  EXPECT_EQ(source.filtered_usage_reads(), 1);
+  EXPECT_EQ(source.direct_usage_reads(), 1);
+  ASSERT_THAT(ahead.ReadUsage(store::UsageQuery()).status(), IsOk());
+  EXPECT_EQ(source.direct_usage_reads(), 2);
 }
 
 TEST(ReadAheadTest, DisposedItemsAreDestroyedOnItsThread) {

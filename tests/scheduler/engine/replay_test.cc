@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scheduler/core/audit.h"
+#include "scheduler/core/limits.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/store/sqlite_store.h"
 #include "scheduler/store/store.h"
@@ -42,8 +43,10 @@ using store::OpenSqliteStore;
 using store::Store;
 
 using ::computevoucher::testing::MakeTempDir;
+using ::computevoucher::testing::NewCommand;
 using ::computevoucher::testing::TempDir;
 
+using ::computevoucher::testing::AgentPrincipal;
 using ::computevoucher::testing::Driver;
 using ::computevoucher::testing::IsOk;
 using ::testing::Contains;
@@ -122,6 +125,13 @@ class ReplayTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
                          OpenSqliteStore(data_dir_, OpenMode::kReadOnly));
     ASSERT_OK_AND_ASSIGN(*report, Replay(*store, *store, *store, fresh));
+  }
+
+  // ReplayStore, expecting the store sound.
+  void ReplaySound(ReplayReport* report, core::StateMachine& fresh) {
+    ASSERT_NO_FATAL_FAILURE(ReplayStore(report, fresh));
+    EXPECT_THAT(report->violations, IsEmpty())
+        << absl::StrJoin(report->violations, "\n");
   }
 
   // Replays the store after `edit` changed the usage records stored with
@@ -203,9 +213,7 @@ class ReplayTest : public ::testing::Test {
 TEST_F(ReplayTest, ConsistentStoreHasNoViolations) {
   core::StateMachine fresh;
   ReplayReport report;
-  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
-  EXPECT_THAT(report.violations, IsEmpty())
-      << absl::StrJoin(report.violations, "\n");
+  ASSERT_NO_FATAL_FAILURE(ReplaySound(&report, fresh));
   EXPECT_EQ(report.commands, static_cast<int64_t>(driver_.log().size()));
   EXPECT_EQ(report.entries, entries_);
   EXPECT_EQ(report.last_hash, state_.ledger().last_hash());
@@ -286,6 +294,58 @@ TEST_F(ReplayTest, UsageRecordStoredApartFromItsReportIsChecked) {
       << absl::StrJoin(report.violations, "\n");
 }
 
+// An agent resends a record it was told to retry (its end was ahead of the
+// scheduler's clock). When the resend is accepted in the same batch as the
+// report that first carried it, the row keeps the record as that report's
+// (batch_rows.h); replay reads it again with its record and finds the
+// store sound.
+TEST_F(ReplayTest, ARetriedRecordAcceptedInTheSameBatchReplaysSound) {
+  const pb::Allocation& a = state_.allocations().at("AL-00000001").allocation;
+  ASSERT_OK_AND_ASSIGN(const absl::Time assigned,
+                       FromProto("assigned_at", a.assigned_at()));
+  auto record = [&](int64_t sequence, absl::Time start, absl::Time end) {
+    pb::UsageRecord r;
+    r.set_allocation_id(a.allocation_id());
+    r.set_sequence(sequence);
+    *r.mutable_start() = ToProto(start);
+    *r.mutable_end() = ToProto(end);
+    r.set_gpu_ms(30'000);
+    return r;
+  };
+  const absl::Time now = driver_.now();
+  pb::Command first = NewCommand(AgentPrincipal(a.cluster_id()), "first");
+  *first.mutable_report_usage()->add_records() =
+      record(2, assigned + absl::Minutes(1), now);
+  const pb::UsageRecord ahead =
+      record(3, now, now + core::kUsageClockSkew + absl::Minutes(1));
+  *first.mutable_report_usage()->add_records() = ahead;
+  ASSERT_OK_AND_ASSIGN(const pb::ReportUsageResponse answered,
+                       driver_.Call<pb::ReportUsageResponse>(first));
+  ASSERT_EQ(answered.acks(0).result(), pb::USAGE_RESULT_ACCEPTED);
+  ASSERT_EQ(answered.acks(1).result(), pb::USAGE_RESULT_RETRY);
+  driver_.Advance(absl::Minutes(2));
+  pb::Command resend = NewCommand(AgentPrincipal(a.cluster_id()), "resend");
+  *resend.mutable_report_usage()->add_records() = ahead;
+  ASSERT_OK_AND_ASSIGN(const pb::ReportUsageResponse again,
+                       driver_.Call<pb::ReportUsageResponse>(resend));
+  ASSERT_EQ(again.acks(0).result(), pb::USAGE_RESULT_ACCEPTED);
+
+  Batch batch;
+  batch.commands.assign(driver_.log().end() - 2, driver_.log().end());
+  batch.entries = state_.TakeJournal();
+  batch.usage = state_.TakeUsage();
+  ASSERT_EQ(batch.usage.size(), 2u);
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
+                         OpenSqliteStore(data_dir_, OpenMode::kReadWrite));
+    ASSERT_THAT(store->Append(batch), IsOk());
+  }
+  core::StateMachine fresh;
+  ReplayReport report;
+  ASSERT_NO_FATAL_FAILURE(ReplaySound(&report, fresh));
+  EXPECT_EQ(report.usage_records, 3);
+}
+
 TEST_F(ReplayTest, ExtraUsageRecordIsReported) {
   // A second record after the accepted one, which no command accepted.
   ReplayReport report;
@@ -323,9 +383,7 @@ TEST_F(ReplayTest, RetiredAllocationsAreCheckedAndCounted) {
   ASSERT_NO_FATAL_FAILURE(AppendRetirement(&tick));
   core::StateMachine fresh;
   ReplayReport report;
-  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
-  EXPECT_THAT(report.violations, IsEmpty())
-      << absl::StrJoin(report.violations, "\n");
+  ASSERT_NO_FATAL_FAILURE(ReplaySound(&report, fresh));
   EXPECT_EQ(report.retired_allocations, 1);
   EXPECT_EQ(fresh.Digest(), state_.Digest());
 }
@@ -438,9 +496,7 @@ TEST_F(ReplayTest, AuditEventsAreCheckedFromTheFirstStoredOn) {
   for (const pb::AuditEvent& e : events) ASSERT_NO_FATAL_FAILURE(insert(e));
   core::StateMachine fresh;
   ReplayReport report;
-  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
-  EXPECT_THAT(report.violations, IsEmpty())
-      << absl::StrJoin(report.violations, "\n");
+  ASSERT_NO_FATAL_FAILURE(ReplaySound(&report, fresh));
   EXPECT_EQ(report.audit_events, 2);
 
   // Said to be another token's.
@@ -516,9 +572,7 @@ TEST_F(ReplayTest, RetiredVouchersAreCheckedAndCounted) {
   ASSERT_NO_FATAL_FAILURE(AppendRetirement(&tick, &voucher_tick));
   core::StateMachine fresh;
   ReplayReport report;
-  ASSERT_NO_FATAL_FAILURE(ReplayStore(&report, fresh));
-  EXPECT_THAT(report.violations, IsEmpty())
-      << absl::StrJoin(report.violations, "\n");
+  ASSERT_NO_FATAL_FAILURE(ReplaySound(&report, fresh));
   EXPECT_EQ(report.retired_vouchers, 1);
   EXPECT_EQ(fresh.Digest(), state_.Digest());
 

@@ -171,56 +171,60 @@ TEST_F(BatchRowsTest, AUsageRecordIsStoredOnceInsideItsReport) {
   }
 }
 
-// Replay reads the usage records without the records its commands carry
-// (UsageQuery::records): each points at its command instead. A read that
-// wants the records after the commands were moved out of the row decodes
-// it again.
+// Replay reads a row's commands, then its usage records without the
+// records its commands carry (UsageQuery::records): each points at its
+// command instead. A read that wants the records after the commands were
+// moved out of the row decodes it again.
 TEST_F(BatchRowsTest, UsageReadWithoutRecordsPointsAtTheirCommands) {
   const BatchRow row = MakeRow(before_, batch_);
-  RowReader reader([&](const RowsFrom& from,
-                       const std::function<bool(BatchRow)>& fn) {
+  auto scan = [&](const RowsFrom& from,
+                  const std::function<bool(BatchRow)>& fn) {
     const int64_t end = std::string(from.column) == "usage_end" ? row.end.usage
                         : std::string(from.column) == "entry_end"
                             ? row.end.entry
                             : row.end.command;
     if (end > from.after) fn(row);
     return absl::OkStatus();
-  });
+  };
   std::vector<UsageRow> got;
   auto append = [&got](UsageRow r) {
     got.push_back(std::move(r));
     return true;
   };
-  // The commands first, as replay reads them, then every record.
-  ASSERT_OK_AND_ASSIGN(const std::vector<pb::Command> commands,
-                       reader.ReadCommands(10, 100));
-  ExpectSameMessages(commands, batch_.commands);
-  ASSERT_THAT(reader.ScanUsage(UsageQuery(), append), IsOk());
-  ASSERT_EQ(got.size(), 3u);
-  std::vector<pb::ChargedUsage> usage;
-  for (const UsageRow& r : got) {
-    EXPECT_EQ(r.command, 0);
-    usage.push_back(r.usage);
-  }
-  ExpectSameMessages(usage, batch_.usage);
-
   UsageQuery bare;
   bare.records = false;
-  got.clear();
-  ASSERT_THAT(reader.ScanUsage(bare, append), IsOk());
-  ASSERT_EQ(got.size(), 3u);
-  EXPECT_FALSE(got[0].usage.has_record());
-  EXPECT_EQ(got[0].command, 11);
-  EXPECT_EQ(got[0].record_index, 0);
-  EXPECT_EQ(got[0].usage.cost_fen(), 100);
-  EXPECT_FALSE(got[1].usage.has_record());
-  EXPECT_EQ(got[1].command, 11);
-  EXPECT_EQ(got[1].record_index, 2);
-  EXPECT_EQ(got[1].usage.accepted_at().seconds(),
-            batch_.usage[1].accepted_at().seconds());
-  // Not carried by a command of the row: read with its record.
-  EXPECT_EQ(got[2].command, 0);
-  ExpectSameMessages<pb::ChargedUsage>({got[2].usage}, {batch_.usage[2]});
+  for (const bool records : {false, true}) {
+    SCOPED_TRACE(records ? "with records" : "without");
+    RowReader reader(scan);
+    ASSERT_OK_AND_ASSIGN(const std::vector<pb::Command> commands,
+                         reader.ReadCommands(10, 100));
+    ExpectSameMessages(commands, batch_.commands);
+    got.clear();
+    ASSERT_THAT(reader.ScanUsage(records ? UsageQuery() : bare, append),
+                IsOk());
+    ASSERT_EQ(got.size(), 3u);
+    if (records) {
+      std::vector<pb::ChargedUsage> usage;
+      for (const UsageRow& r : got) {
+        EXPECT_EQ(r.command, 0);
+        usage.push_back(r.usage);
+      }
+      ExpectSameMessages(usage, batch_.usage);
+      continue;
+    }
+    EXPECT_FALSE(got[0].usage.has_record());
+    EXPECT_EQ(got[0].command, 11);
+    EXPECT_EQ(got[0].record_index, 0);
+    EXPECT_EQ(got[0].usage.cost_fen(), 100);
+    EXPECT_FALSE(got[1].usage.has_record());
+    EXPECT_EQ(got[1].command, 11);
+    EXPECT_EQ(got[1].record_index, 2);
+    EXPECT_EQ(got[1].usage.accepted_at().seconds(),
+              batch_.usage[1].accepted_at().seconds());
+    // Not carried by a command of the row: read with its record.
+    EXPECT_EQ(got[2].command, 0);
+    ExpectSameMessages<pb::ChargedUsage>({got[2].usage}, {batch_.usage[2]});
+  }
 }
 
 TEST_F(BatchRowsTest, AnEntryChangedAfterItWasWrittenIsDataLoss) {
