@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/types/span.h"
 #include "common/charged_usage.h"
 #include "common/journal_hash.h"
 #include "common/memory.h"
@@ -215,7 +216,8 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
     ASSIGN_OR_RETURN(std::vector<pb::Command> commands,
                      store_.ReadCommands(after_, kCommandChunk));
     if (!commands.empty()) commands_read_ = commands.back().sequence();
-    for (const pb::Command& command : commands) {
+    for (size_t i = 0; i < commands.size(); ++i) {
+      const pb::Command& command = commands[i];
       if (command.sequence() != after_ + 1) {
         Mismatch(absl::StrCat(
             "command log has a gap: command ", after_ + 1,
@@ -244,7 +246,7 @@ absl::StatusOr<int64_t> Replayer::CatchUp(int64_t max_commands) {
       ++report_.commands;
       CompareSnapshot();
       ++applied;
-      RETURN_IF_ERROR(CheckUsage(command));
+      RETURN_IF_ERROR(CheckUsage(absl::MakeConstSpan(commands.data(), i + 1)));
       RETURN_IF_ERROR(CheckAudit(command, outcome->response.get()));
       // A command's entries are stored in the same transaction as the
       // command: they are there by now.
@@ -292,7 +294,8 @@ const std::string* Replayer::HashOf(const pb::JournalEntry& entry) {
   return &stored->hash();
 }
 
-absl::Status Replayer::CheckUsage(const pb::Command& command) {
+absl::Status Replayer::CheckUsage(absl::Span<const pb::Command> replayed) {
+  const pb::Command& command = replayed.back();
   std::vector<pb::ChargedUsage> accepted = state_.TakeUsage();
   if (usage_cursor_ == nullptr) return absl::OkStatus();
   for (const pb::ChargedUsage& produced : accepted) {
@@ -305,7 +308,7 @@ absl::Status Replayer::CheckUsage(const pb::Command& command) {
     } else {
       store::UsageRow reread;
       ASSIGN_OR_RETURN(const pb::UsageRecord* record,
-                       StoredRecord(*stored, &command, reread));
+                       StoredRecord(*stored, replayed, reread));
       if (record == nullptr || !SameCharge(produced, stored->usage, *record)) {
         Mismatch(absl::StrCat(NameStored(*stored, record),
                               " differs from what command ", command.sequence(),
@@ -317,19 +320,21 @@ absl::Status Replayer::CheckUsage(const pb::Command& command) {
 }
 
 absl::StatusOr<const pb::UsageRecord*> Replayer::StoredRecord(
-    const store::UsageRow& row, const pb::Command* command,
+    const store::UsageRow& row, absl::Span<const pb::Command> replayed,
     store::UsageRow& reread) {
   if (row.command == 0) return &row.usage.record();
-  if (command != nullptr && row.command == command->sequence()) {
-    const auto& records = command->report_usage().records();
+  // Their sequences have no gaps.
+  const int64_t index =
+      replayed.empty() ? -1 : row.command - replayed.front().sequence();
+  if (index >= 0 && index < static_cast<int64_t>(replayed.size())) {
+    const auto& records =
+        replayed[static_cast<size_t>(index)].report_usage().records();
     if (row.record_index < 0 || row.record_index >= records.size()) {
       return nullptr;
     }
     return &records[row.record_index];
   }
-  // The row keeps the record as the equal one of an earlier command's
-  // report: an agent resent a record it was told to retry, and the resend
-  // was accepted in the same batch. Read it again with its record.
+  // A command replayed before these: read the record again with its row.
   store::UsageQuery query;
   query.after = row.position - 1;
   query.limit = 1;
@@ -518,7 +523,7 @@ absl::StatusOr<ReplayReport> Replayer::Finish() {
     if (!stored) break;
     store::UsageRow reread;
     ASSIGN_OR_RETURN(const pb::UsageRecord* record,
-                     StoredRecord(*stored, nullptr, reread));
+                     StoredRecord(*stored, {}, reread));
     Mismatch(absl::StrCat(NameStored(*stored, record),
                           " was accepted by no stored command"));
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "google/protobuf/message.h"
 #include "scheduler/core/state_machine.h"
 #include "scheduler/core/verify.h"
@@ -106,14 +107,18 @@ class Replayer : private core::KnownHashes {
   }
   // KnownHashes: the stored entry ahead at `entry`'s sequence, when equal.
   const std::string* HashOf(const pb::JournalEntry& entry) override;
-  // Checks the usage records `command` accepted against the stored ones.
-  absl::Status CheckUsage(const pb::Command& command);
+  // Checks the usage records the last of `replayed` accepted against the
+  // stored ones. `replayed`: the commands of the chunk replayed so far.
+  absl::Status CheckUsage(absl::Span<const pb::Command> replayed);
   // The record of stored `row`, read without its record when it is kept in
-  // a command: its own, the record of `command` (null: none) it points at,
-  // or, when it points at another command's, the row read again with it
-  // into `reread`. Null when there is no such record.
+  // a command's report: its own, or the one it points at. That is usually
+  // a record of the command that accepted it, but can be an equal one an
+  // earlier command of its batch carried too (a record sent again after a
+  // retry, and accepted in the same batch): found among `replayed` (in
+  // order, without gaps) when there, else read again from the store, with
+  // its record, into `reread`. Null when there is no such record.
   absl::StatusOr<const pb::UsageRecord*> StoredRecord(
-      const store::UsageRow& row, const pb::Command* command,
+      const store::UsageRow& row, absl::Span<const pb::Command> replayed,
       store::UsageRow& reread);
   // Has the verifier forget the allocations and vouchers `command` retired,
   // and checks them against the stored ones. After the command's entries

@@ -54,8 +54,9 @@ struct UsageRow {
   // When the record was left out of `usage` (UsageQuery::records): the
   // sequence of a command whose usage report carries it, and its index
   // among the report's records. 0 otherwise. Usually the command that
-  // accepted it; an earlier one of the same batch when that one carried the
-  // same record first (an agent resent a record it was told to retry).
+  // accepted it; an earlier one of the same batch when that one carried an
+  // equal record it did not accept (an agent sent a record again after it
+  // was told to retry it, say).
   int64_t command = 0;
   int record_index = 0;
 };

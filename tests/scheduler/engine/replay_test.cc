@@ -297,53 +297,80 @@ TEST_F(ReplayTest, UsageRecordStoredApartFromItsReportIsChecked) {
 // An agent resends a record it was told to retry (its end was ahead of the
 // scheduler's clock). When the resend is accepted in the same batch as the
 // report that first carried it, the row keeps the record as that report's
-// (batch_rows.h); replay reads it again with its record and finds the
-// store sound.
+// (batch_rows.h). Replay finds it there, and, when that report was replayed
+// in the chunk of commands before, reads it again from the store: either
+// way the store is sound.
 TEST_F(ReplayTest, ARetriedRecordAcceptedInTheSameBatchReplaysSound) {
   const pb::Allocation& a = state_.allocations().at("AL-00000001").allocation;
-  ASSERT_OK_AND_ASSIGN(const absl::Time assigned,
+  ASSERT_OK_AND_ASSIGN(absl::Time end,
                        FromProto("assigned_at", a.assigned_at()));
-  auto record = [&](int64_t sequence, absl::Time start, absl::Time end) {
+  end += absl::Minutes(1);  // of the record accepted in SetUp
+  auto record = [&](int64_t sequence, absl::Time until) {
     pb::UsageRecord r;
     r.set_allocation_id(a.allocation_id());
     r.set_sequence(sequence);
-    *r.mutable_start() = ToProto(start);
-    *r.mutable_end() = ToProto(end);
+    *r.mutable_start() = ToProto(end);
+    *r.mutable_end() = ToProto(until);
     r.set_gpu_ms(30'000);
+    end = until;
     return r;
   };
-  const absl::Time now = driver_.now();
-  pb::Command first = NewCommand(AgentPrincipal(a.cluster_id()), "first");
-  *first.mutable_report_usage()->add_records() =
-      record(2, assigned + absl::Minutes(1), now);
-  const pb::UsageRecord ahead =
-      record(3, now, now + core::kUsageClockSkew + absl::Minutes(1));
-  *first.mutable_report_usage()->add_records() = ahead;
-  ASSERT_OK_AND_ASSIGN(const pb::ReportUsageResponse answered,
-                       driver_.Call<pb::ReportUsageResponse>(first));
-  ASSERT_EQ(answered.acks(0).result(), pb::USAGE_RESULT_ACCEPTED);
-  ASSERT_EQ(answered.acks(1).result(), pb::USAGE_RESULT_RETRY);
-  driver_.Advance(absl::Minutes(2));
-  pb::Command resend = NewCommand(AgentPrincipal(a.cluster_id()), "resend");
-  *resend.mutable_report_usage()->add_records() = ahead;
-  ASSERT_OK_AND_ASSIGN(const pb::ReportUsageResponse again,
-                       driver_.Call<pb::ReportUsageResponse>(resend));
-  ASSERT_EQ(again.acks(0).result(), pb::USAGE_RESULT_ACCEPTED);
-
-  Batch batch;
-  batch.commands.assign(driver_.log().end() - 2, driver_.log().end());
-  batch.entries = state_.TakeJournal();
-  batch.usage = state_.TakeUsage();
-  ASSERT_EQ(batch.usage.size(), 2u);
-  {
+  auto send = [&](std::vector<pb::UsageRecord> records,
+                  std::vector<pb::UsageResult> results) {
+    pb::Command c =
+        NewCommand(AgentPrincipal(a.cluster_id()),
+                   absl::StrCat("resend-", records.front().sequence()));
+    for (pb::UsageRecord& r : records) {
+      *c.mutable_report_usage()->add_records() = std::move(r);
+    }
+    ASSERT_OK_AND_ASSIGN(const pb::ReportUsageResponse response,
+                         driver_.Call<pb::ReportUsageResponse>(std::move(c)));
+    ASSERT_EQ(response.acks_size(), static_cast<int>(results.size()));
+    for (int i = 0; i < response.acks_size(); ++i) {
+      EXPECT_EQ(response.acks(i).result(), results[static_cast<size_t>(i)]);
+    }
+  };
+  // The commands applied since the last one stored, as one batch.
+  int64_t stored = driver_.log().back().sequence();
+  auto append = [&] {
+    Batch batch;
+    for (const pb::Command& c : driver_.log()) {
+      if (c.sequence() > stored) batch.commands.push_back(c);
+    }
+    stored = driver_.log().back().sequence();
+    batch.entries = state_.TakeJournal();
+    batch.usage = state_.TakeUsage();
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<Store> store,
                          OpenSqliteStore(data_dir_, OpenMode::kReadWrite));
     ASSERT_THAT(store->Append(batch), IsOk());
+  };
+  // Records `sequence`, accepted, and the next, ahead of the clock, then
+  // the second again once the clock caught up, in one batch.
+  auto resend = [&](int64_t sequence) {
+    driver_.Advance(absl::Minutes(10));  // past the records before
+    const pb::UsageRecord first = record(sequence, driver_.now());
+    const pb::UsageRecord ahead = record(
+        sequence + 1, driver_.now() + core::kUsageClockSkew + absl::Minutes(1));
+    ASSERT_NO_FATAL_FAILURE(send(
+        {first, ahead}, {pb::USAGE_RESULT_ACCEPTED, pb::USAGE_RESULT_RETRY}));
+    driver_.Advance(absl::Minutes(2));
+    ASSERT_NO_FATAL_FAILURE(send({ahead}, {pb::USAGE_RESULT_ACCEPTED}));
+    ASSERT_NO_FATAL_FAILURE(append());
+  };
+  ASSERT_NO_FATAL_FAILURE(resend(2));
+  // Again, the first report the last of a chunk of commands replay reads
+  // (256), the resend the first of the next.
+  while (driver_.log().back().sequence() < 255) {
+    ASSERT_THAT(driver_.Issue("P-000001", "E-000001", 100), IsOk());
   }
+  ASSERT_NO_FATAL_FAILURE(append());
+  ASSERT_NO_FATAL_FAILURE(resend(4));
+  ASSERT_EQ(driver_.log().back().sequence(), 257);
+
   core::StateMachine fresh;
   ReplayReport report;
   ASSERT_NO_FATAL_FAILURE(ReplaySound(&report, fresh));
-  EXPECT_EQ(report.usage_records, 3);
+  EXPECT_EQ(report.usage_records, 5);
 }
 
 TEST_F(ReplayTest, ExtraUsageRecordIsReported) {
