@@ -65,6 +65,11 @@ void Snapshotter::Halt(bool snapshot) {
   if (thread_.joinable()) thread_.join();
 }
 
+bool Snapshotter::Abandoned() const {
+  absl::MutexLock lock(&mu_);
+  return stopping_ && !snapshot_at_stop_;
+}
+
 SnapshotStats Snapshotter::stats() const {
   absl::MutexLock lock(&mu_);
   SnapshotStats stats = stats_;
@@ -128,9 +133,9 @@ void Snapshotter::Run() {
                stopping_;
       };
       mu_.Await(absl::Condition(&ready));
-      // Stopping, and everything applied.
+      if (stopping_ && !snapshot_at_stop_) return;
+      // A planned stop, and everything applied.
       if (queue_.empty() && dropped_work_ == 0 && !drop_pending_) {
-        if (!snapshot_at_stop_) return;
         last_snapshot = true;
       }
       work.swap(queue_);
@@ -241,6 +246,7 @@ bool Snapshotter::StartShadow(int64_t to) {
 }
 
 bool Snapshotter::Apply(const std::vector<pb::Command>& commands) {
+  if (Abandoned()) return false;
   for (const pb::Command& command : commands) {
     const int64_t last = shadow_->last_command_sequence();
     if (command.sequence() <= last) continue;  // read from the store

@@ -79,12 +79,16 @@ class Snapshotter {
   // applied on the snapshotter's thread.
   void Committed(std::vector<pb::Command> commands);
 
-  // Applies what was committed, stores a last snapshot if one is due, and
-  // joins the thread. Idempotent.
+  // Joins the thread as soon as it is between two steps, leaving what it
+  // has not applied yet and the snapshot it was about to store: the store
+  // holds every committed command, and the next start replays those after
+  // the newest snapshot, as after a kill. A leader that lost its lease
+  // stops this way (the store would refuse its snapshot), and so does a
+  // writer that is only destroyed. Idempotent.
   void Stop();
 
-  // A planned stop: as Stop(), but the last snapshot is stored whether due
-  // or not, at the last command committed (the copy built first if there
+  // A planned stop: applies what was committed and stores a last snapshot,
+  // due or not, at the last command committed (the copy built first if there
   // is none), unless the newest stored one is there already. Like every
   // snapshot it is of the copy, which only ever applied committed commands,
   // never of the writer's state (a command that changes nothing and is not
@@ -99,15 +103,18 @@ class Snapshotter {
   void Run();
   // Stop() and StopWithSnapshot().
   void Halt(bool snapshot);
-  // Builds the shadow from the store up to command `to`; false (logged)
-  // when it cannot.
+  // Stop() was called: the thread is to return between two steps.
+  bool Abandoned() const;
+  // Builds the shadow from the store up to command `to`; false when it
+  // cannot (logged) or Stop() was called.
   bool StartShadow(int64_t to);
   // Builds the shadow if there is none, applies `waiting` to it, and
   // stores a snapshot if one is due (`at_stop`: whether due or not); false
-  // (logged) on failure.
+  // on failure (logged) or once Stop() was called.
   bool StartAndStore(std::deque<std::vector<pb::Command>>& waiting,
                      bool at_stop = false);
-  // Applies `commands` to the shadow; false (logged) on a disagreement.
+  // Applies `commands` to the shadow; false on a disagreement (logged) or
+  // once Stop() was called.
   bool Apply(const std::vector<pb::Command>& commands);
   bool Due() const;
   // `at_stop`: the last one, its outcome kept for StopWithSnapshot().

@@ -142,7 +142,8 @@ class Writer {
   }
 
   // Stops accepting commands, answers those already queued, and joins the
-  // writer thread. Idempotent.
+  // writer thread; the snapshotter stops where it is, storing no snapshot
+  // it has not begun (Snapshotter::Stop), as a kill would. Idempotent.
   void Stop();
 
   // A planned stop: as Stop(), and the snapshotter stores a last snapshot

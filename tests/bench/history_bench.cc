@@ -6,14 +6,14 @@
 // a base number of accepted usage records (the same store, grown), measures
 // in a fresh process what a restart costs: the cold start (opening the store,
 // loading its newest snapshot and replaying the commands after it into the
-// writer) and the resident memory after it, twice: after the writer stops
-// as a killed one leaves the store (with the tail the snapshotter left),
-// and after a planned stop (Writer::Close, as on SIGTERM, which stores a
-// snapshot of the last command); a
-// full `verify` (replay from the first command, every journal entry
-// checked) in records per second; and the store's bytes per record. The
-// targets are printed beside the figures. Deterministic: no randomness;
-// record times follow the machine's clock.
+// writer) and the resident memory after it, twice: after Writer::Stop, which
+// leaves the store as a kill does (the snapshotter stops where it is, so the
+// tail is what it had not stored yet), and after a planned stop (Writer::Close,
+// as on SIGTERM, which stores a snapshot of the last command); a full `verify`
+// (replay from the first command, every journal entry checked) in records per
+// second; and the store's bytes per record. The targets are printed beside the
+// figures. Deterministic: no randomness; record times follow the machine's
+// clock.
 //
 // With --postgres the program lives in that (empty) PostgreSQL database
 // instead, and each size also measures a follower's takeover: a leader and
@@ -630,7 +630,7 @@ class Program {
                 Rate(static_cast<double>(row.records)).c_str(),
                 Seconds(std::chrono::steady_clock::now() - t0));
     // As a killed scheduler leaves the store: the snapshotter's newest
-    // snapshot and the tail after it.
+    // snapshot and the tail after it (Writer::Stop stores none).
     RETURN_IF_ERROR(Close(/*planned=*/false));
     ASSIGN_OR_RETURN(row.store_bytes, StoreBytes(data_dir_));
     row.store_bytes -= empty_bytes_;

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -80,7 +81,16 @@ class SnapshotterTest : public ::testing::Test {
     ASSERT_GT(head_, 8);
   }
 
+  // A snapshot due after every command, however long the last one took.
+  static SnapshotOptions EveryCommand() {
+    SnapshotOptions options;
+    options.every = 1;
+    options.pause = 0;
+    return options;
+  }
+
   testing::TempDir temp_;
+  testing::FakeClock clock_{testing::WorldStart()};
   core::StateMachine state_;
   testing::Driver driver_{state_};
   std::map<int64_t, Batch> batches_;
@@ -102,12 +112,8 @@ TEST_F(SnapshotterTest, BuildingTheCopyDropsTheRowsItRead) {
     std::atomic<int> drops{0};
   };
   Counting counting(*store_);
-  testing::FakeClock clock(testing::WorldStart());
-  SnapshotOptions options;
-  options.every = 1;
-  options.pause = 0;
   // Due at once: the copy is built from the store up to the head.
-  Snapshotter snapshotter(counting, clock, options, /*start=*/head_);
+  Snapshotter snapshotter(counting, clock_, EveryCommand(), /*start=*/head_);
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (snapshotter.stats().last != head_ && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
@@ -122,12 +128,9 @@ TEST_F(SnapshotterTest, ACopyFarBehindIsBuiltAgainFromTheStore) {
   // and is held while the rest are committed, far more than the copy may
   // fall behind.
   HeldSnapshots held(*store_);
-  testing::FakeClock clock(testing::WorldStart());
-  SnapshotOptions options;
-  options.every = 1;
-  options.pause = 0;
+  SnapshotOptions options = EveryCommand();
   options.max_behind = 3;
-  Snapshotter snapshotter(held, clock, options, /*start=*/2);
+  Snapshotter snapshotter(held, clock_, options, /*start=*/2);
   ASSERT_TRUE(held.AwaitHeld());
   for (int64_t sequence = 3; sequence <= head_; ++sequence) {
     snapshotter.Committed(batches_[sequence].commands);
@@ -160,6 +163,42 @@ TEST_F(SnapshotterTest, ACopyFarBehindIsBuiltAgainFromTheStore) {
   }
   EXPECT_EQ(snapshotter.stats().last, head_ + 1);
   snapshotter.Stop();
+}
+
+// A stop that is not planned (a leader that lost its lease, a writer only
+// destroyed) leaves the store as a kill would: what the copy had not
+// applied stays in the store for the next start, and no snapshot is stored
+// for it, even one that is due.
+TEST_F(SnapshotterTest, StopLeavesWhatWaitsAsAKillWould) {
+  // The first snapshot, at command 2, is due at once and held while the
+  // rest are committed; each command makes another one due.
+  HeldSnapshots held(*store_);
+  Snapshotter snapshotter(held, clock_, EveryCommand(), /*start=*/2);
+  ASSERT_TRUE(held.AwaitHeld());
+  for (int64_t sequence = 3; sequence < head_; ++sequence) {
+    snapshotter.Committed(batches_[sequence].commands);
+  }
+  std::thread stopper([&snapshotter] { snapshotter.Stop(); });
+  // Committed() takes nothing once Stop() was called: what waits stops
+  // growing. (A batch committed twice is applied once.)
+  const std::vector<pb::Command>& last = batches_[head_].commands;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  int64_t behind = snapshotter.stats().behind;
+  while (absl::Now() < deadline) {
+    snapshotter.Committed(last);
+    const int64_t now_behind = snapshotter.stats().behind;
+    if (now_behind == behind) break;
+    behind = now_behind;
+  }
+  held.Release();
+  stopper.join();
+
+  const SnapshotStats stats = snapshotter.stats();
+  EXPECT_EQ(stats.snapshots, 1);
+  EXPECT_EQ(stats.last, 2);
+  ASSERT_OK_AND_ASSIGN(const std::vector<int64_t> stored,
+                       store_->ListSnapshots());
+  EXPECT_THAT(stored, ::testing::ElementsAre(2));
 }
 
 }  // namespace
