@@ -68,6 +68,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "scheduler/server.h"
+#include "scheduler/store/open_store.h"
 #include "tests/bench/bench_util.h"
 #include "tests/bench/scheduler_load_run.h"
 #include "tests/bench/scheduler_load_world.h"
@@ -242,6 +243,40 @@ bool RefusedTooMany(const Totals& t) {
                           kMaxRefusedShare * static_cast<double>(sent);
 }
 
+// Stops `server` as SIGTERM does, the allocations still running: a planned
+// stop, which stores a snapshot at the last command (the snapshotter's copy
+// of the state, far behind after the load, built again first). Prints how
+// long that took and where the store's newest snapshot is.
+absl::Status PlannedStop(std::unique_ptr<scheduler::SchedulerServer>& server,
+                         const std::string& store_url,
+                         const std::string& data_dir) {
+  const auto t0 = std::chrono::steady_clock::now();
+  server->Shutdown(absl::Seconds(5));
+  server.reset();
+  const double seconds = Seconds(std::chrono::steady_clock::now() - t0);
+  pb::SchedulerConfig config;
+  config.set_data_dir(data_dir);
+  config.set_store(store_url);
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store,
+                   store::OpenStore(config, store::OpenMode::kReadOnly));
+  ASSIGN_OR_RETURN(const store::Head head, store->ReadHead());
+  ASSIGN_OR_RETURN(const std::vector<int64_t> snapshots,
+                   store->ListSnapshots());
+  if (snapshots.empty()) {
+    return absl::InternalError("the planned stop left no snapshot");
+  }
+  ASSIGN_OR_RETURN(const store::Snapshot newest,
+                   store->ReadSnapshot(snapshots.front()));
+  std::printf(
+      "           planned stop (as on SIGTERM) after the load: %.2f s; the "
+      "newest snapshot is at command %s of %s (%s bytes)\n",
+      seconds, Rate(static_cast<double>(snapshots.front())).c_str(),
+      Rate(static_cast<double>(head.command_sequence)).c_str(),
+      Rate(static_cast<double>(newest.state.size())).c_str());
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
 // Starts an in-process scheduler on the store `store_url` names (the
 // embedded one in `data_dir` when empty), builds the world through its API,
 // times Allocate idle, then runs the load with the probe and checks that
@@ -298,8 +333,7 @@ absl::StatusOr<StoreFigures> MeasureScheduler(
   RETURN_IF_ERROR(
       PrintRecordsHeld(target, world->admin_token, sched.total.accepted));
   const bool refused_too_many = RefusedTooMany(sched.total);
-  (*server)->Shutdown(absl::Seconds(5));
-  server->reset();
+  RETURN_IF_ERROR(PlannedStop(*server, store_url, data_dir));
   if (refused_too_many || allocate.empty()) {
     return absl::InternalError(absl::StrCat(
         "more than ", 100 * kMaxRefusedShare,
