@@ -39,14 +39,9 @@ Snapshotter::~Snapshotter() { Stop(); }
 void Snapshotter::Stop() { Halt(/*snapshot=*/false); }
 
 absl::Status Snapshotter::StopWithSnapshot() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) {
-      return absl::FailedPreconditionError(
-          "the snapshotter was stopped before");
-    }
+  if (!Halt(/*snapshot=*/true)) {
+    return absl::FailedPreconditionError("the snapshotter was stopped before");
   }
-  Halt(/*snapshot=*/true);
   absl::MutexLock lock(&mu_);
   if (disabled_) {
     return absl::FailedPreconditionError(
@@ -56,13 +51,21 @@ absl::Status Snapshotter::StopWithSnapshot() {
   return stop_snapshot_;
 }
 
-void Snapshotter::Halt(bool snapshot) {
+bool Snapshotter::Halt(bool snapshot) {
+  bool first = false;
   {
     absl::MutexLock lock(&mu_);
-    if (!stopping_) snapshot_at_stop_ = snapshot;
-    stopping_ = true;
+    if (!stopping_) {
+      first = true;
+      snapshot_at_stop_ = snapshot;
+      stopping_ = true;
+    }
   }
-  if (thread_.joinable()) thread_.join();
+  // A second caller waits for the first one's join.
+  std::call_once(joined_, [this] {
+    if (thread_.joinable()) thread_.join();
+  });
+  return first;
 }
 
 bool Snapshotter::Abandoned() const {
@@ -213,6 +216,7 @@ bool Snapshotter::StartAndStore(std::deque<std::vector<pb::Command>>& waiting,
     }
     waiting.clear();
   }
+  if (!at_stop && Abandoned()) return false;
   if (at_stop || Due()) Store(at_stop);
   return true;
 }

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -101,10 +102,11 @@ class Snapshotter {
 
  private:
   void Run();
-  // Stop() and StopWithSnapshot().
-  void Halt(bool snapshot);
+  // Stop() and StopWithSnapshot(): whether this call stopped it (and
+  // `snapshot` applies).
+  bool Halt(bool snapshot) ABSL_LOCKS_EXCLUDED(mu_);
   // Stop() was called: the thread is to return between two steps.
-  bool Abandoned() const;
+  bool Abandoned() const ABSL_LOCKS_EXCLUDED(mu_);
   // Builds the shadow from the store up to command `to`; false when it
   // cannot (logged) or Stop() was called.
   bool StartShadow(int64_t to);
@@ -154,6 +156,7 @@ class Snapshotter {
   absl::Duration last_cost_;  // CPU time saving and storing the last took
 
   std::thread thread_;
+  std::once_flag joined_;
 };
 
 }  // namespace computevoucher::engine

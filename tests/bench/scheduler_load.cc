@@ -262,8 +262,11 @@ absl::Status PlannedStop(std::unique_ptr<scheduler::SchedulerServer>& server,
   ASSIGN_OR_RETURN(const store::Head head, store->ReadHead());
   ASSIGN_OR_RETURN(const std::vector<int64_t> snapshots,
                    store->ListSnapshots());
-  if (snapshots.empty()) {
-    return absl::InternalError("the planned stop left no snapshot");
+  if (snapshots.empty() || snapshots.front() != head.command_sequence) {
+    return absl::InternalError(
+        absl::StrCat("the planned stop left no snapshot at the last command, ",
+                     head.command_sequence, " (the newest is at ",
+                     snapshots.empty() ? 0 : snapshots.front(), ")"));
   }
   ASSIGN_OR_RETURN(const store::Snapshot newest,
                    store->ReadSnapshot(snapshots.front()));
@@ -333,13 +336,14 @@ absl::StatusOr<StoreFigures> MeasureScheduler(
   RETURN_IF_ERROR(
       PrintRecordsHeld(target, world->admin_token, sched.total.accepted));
   const bool refused_too_many = RefusedTooMany(sched.total);
-  RETURN_IF_ERROR(PlannedStop(*server, store_url, data_dir));
+  const absl::Status stopped = PlannedStop(*server, store_url, data_dir);
   if (refused_too_many || allocate.empty()) {
     return absl::InternalError(absl::StrCat(
         "more than ", 100 * kMaxRefusedShare,
         "% of the records were not accepted, or no Allocate was timed; the "
         "figures are not valid"));
   }
+  RETURN_IF_ERROR(stopped);
   StoreFigures out;
   out.name = name;
   out.run = sched;

@@ -73,7 +73,7 @@ class SnapshotTest : public WriterTest,
   // The world and kVouchers vouchers, through a writer that stores a
   // snapshot every 5 commands, two kept, closed (a planned stop) and
   // started again half way. Each close stores a snapshot at its last
-  // command, so the two kept are at the ends of the halves, whatever the
+  // command, so the newest is at the head and two are kept, whatever the
   // pace of the snapshotter's thread. Leaves the store closed.
   void Populate() {
     std::unique_ptr<Store> store = Open();

@@ -38,8 +38,12 @@ class HeldSnapshots final : public ForwardingLog {
   using ForwardingLog::ForwardingLog;
 
   void Release() { release_.Notify(); }
+  // False after 30 s; then a snapshot that comes later is not held, so
+  // that the snapshotter can still be stopped.
   bool AwaitHeld() {
-    return held_.WaitForNotificationWithTimeout(absl::Seconds(30));
+    if (held_.WaitForNotificationWithTimeout(absl::Seconds(30))) return true;
+    Release();
+    return false;
   }
 
   absl::Status WriteSnapshot(const store::Snapshot& snapshot,
@@ -199,6 +203,16 @@ TEST_F(SnapshotterTest, StopLeavesWhatWaitsAsAKillWould) {
   ASSERT_OK_AND_ASSIGN(const std::vector<int64_t> stored,
                        store_->ListSnapshots());
   EXPECT_THAT(stored, ::testing::ElementsAre(2));
+}
+
+// The first stop decides how the snapshotter stops: a planned stop after
+// another one says so.
+TEST_F(SnapshotterTest, APlannedStopAfterAStopSaysSo) {
+  Snapshotter snapshotter(*store_, clock_, EveryCommand(), /*start=*/head_);
+  snapshotter.Stop();
+  EXPECT_THAT(snapshotter.StopWithSnapshot(),
+              testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                ::testing::HasSubstr("stopped before")));
 }
 
 }  // namespace
