@@ -69,7 +69,11 @@ bool Snapshotter::Halt(bool snapshot) {
 }
 
 bool Snapshotter::Abandoned() const {
-  absl::MutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&mu_);
+  return AbandonedLocked();
+}
+
+bool Snapshotter::AbandonedLocked() const {
   return stopping_ && !snapshot_at_stop_;
 }
 
@@ -136,7 +140,7 @@ void Snapshotter::Run() {
                stopping_;
       };
       mu_.Await(absl::Condition(&ready));
-      if (stopping_ && !snapshot_at_stop_) return;
+      if (AbandonedLocked()) return;
       // A planned stop, and everything applied.
       if (queue_.empty() && dropped_work_ == 0 && !drop_pending_) {
         last_snapshot = true;

@@ -107,6 +107,7 @@ class Snapshotter {
   bool Halt(bool snapshot) ABSL_LOCKS_EXCLUDED(mu_);
   // Stop() was called: the thread is to return between two steps.
   bool Abandoned() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool AbandonedLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Builds the shadow from the store up to command `to`; false when it
   // cannot (logged) or Stop() was called.
   bool StartShadow(int64_t to);

@@ -149,10 +149,10 @@ class Writer {
   // A planned stop: stops serving as Stop() does, but the snapshotter
   // applies everything committed and stores a last snapshot at the last
   // command (unless the newest stored one is there), so that the next
-  // start loads it and replays nothing. Not for a leader
-  // that lost its lease: the store refuses its writes. The snapshotter's
-  // answer (Snapshotter::StopWithSnapshot); the commands are durable
-  // either way, and a start replays those after the newest snapshot.
+  // start loads it and replays nothing. Not for a leader that lost its
+  // lease: the store refuses its writes. The snapshotter's answer
+  // (Snapshotter::StopWithSnapshot); the commands are durable either way,
+  // and a start replays those after the newest snapshot.
   absl::Status Close();
 
   WriterStats stats() const;

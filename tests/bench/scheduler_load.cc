@@ -149,13 +149,21 @@ struct StoreFigures {
   double allocate_p99 = 0;
 };
 
+// A config naming the store `store_url` names (the embedded one in
+// `data_dir` when empty).
+pb::SchedulerConfig StoreConfig(const std::string& store_url,
+                                const std::string& data_dir) {
+  pb::SchedulerConfig config;
+  config.set_data_dir(data_dir);
+  config.set_store(store_url);
+  return config;
+}
+
 // Starts an in-process scheduler on the store `store_url` names (the
 // embedded one in `data_dir` when empty), on 127.0.0.1:0, with `clock`.
 absl::StatusOr<std::unique_ptr<scheduler::SchedulerServer>> StartScheduler(
     const std::string& store_url, const std::string& data_dir, Clock& clock) {
-  pb::SchedulerConfig config;
-  config.set_data_dir(data_dir);
-  config.set_store(store_url);
+  pb::SchedulerConfig config = StoreConfig(store_url, data_dir);
   config.set_listen_address("127.0.0.1:0");
   config.set_tick_interval_ms(1000);
   config.set_usage_grace_s(300);
@@ -254,11 +262,9 @@ absl::Status PlannedStop(std::unique_ptr<scheduler::SchedulerServer>& server,
   server->Shutdown(absl::Seconds(5));
   server.reset();
   const double seconds = Seconds(std::chrono::steady_clock::now() - t0);
-  pb::SchedulerConfig config;
-  config.set_data_dir(data_dir);
-  config.set_store(store_url);
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store,
-                   store::OpenStore(config, store::OpenMode::kReadOnly));
+                   store::OpenStore(StoreConfig(store_url, data_dir),
+                                    store::OpenMode::kReadOnly));
   ASSIGN_OR_RETURN(const store::Head head, store->ReadHead());
   ASSIGN_OR_RETURN(const std::vector<int64_t> snapshots,
                    store->ListSnapshots());
