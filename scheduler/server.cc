@@ -20,6 +20,7 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "common/stop_signals.h"
+#include "common/thread_name.h"
 #include "common/validate.h"
 #include "common/version.h"
 #include "google/protobuf/util/json_util.h"
@@ -184,7 +185,10 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
     std::ofstream(tmp) << s->port_ << "\n";
     std::rename(tmp.c_str(), s->config_.port_file().c_str());
   }
-  s->ticker_ = std::thread([raw = s.get()] { raw->TickLoop(); });
+  s->ticker_ = std::thread([raw = s.get()] {
+    NameThisThread("cv-tick");
+    raw->TickLoop();
+  });
   return s;
 }
 
@@ -235,6 +239,11 @@ void SchedulerServer::MakeServices() {
   agent_service_ = std::make_unique<api::AgentServiceImpl>(services_context_);
 }
 
+void SetServerThreads(grpc::ServerBuilder& builder) {
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, kWaitingThreads);
+}
+
 absl::Status SchedulerServer::Listen(
     const std::shared_ptr<grpc::ServerCredentials>& credentials) {
   grpc::EnableDefaultHealthCheckService(true);
@@ -245,6 +254,7 @@ absl::Status SchedulerServer::Listen(
   // address; a port in use is an error at start.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(config_.listen_address(), credentials, &port_);
+  SetServerThreads(builder);
   builder.RegisterService(admin_service_.get());
   builder.RegisterService(enterprise_service_.get());
   builder.RegisterService(agent_service_.get());

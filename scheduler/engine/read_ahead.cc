@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/thread_name.h"
+
 namespace computevoucher::engine {
 namespace {
 
@@ -35,7 +37,10 @@ ReadAhead::ReadAhead(store::CommandLog& log, store::UsageIndex& usage)
     return usage_.ReadUsage(query);
   };
   usage_rows_.position = [](const store::UsageRow& r) { return r.position; };
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("cv-read-ahead");
+    Loop();
+  });
 }
 
 ReadAhead::~ReadAhead() {

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/thread_name.h"
 #include "scheduler/engine/log.h"
 #include "scheduler/engine/snapshots.h"
 
@@ -27,7 +28,10 @@ absl::Status Replica::Start(const std::string& address) {
   absl::Status first = CampaignOnce();
   // Renewing from now on, also while the state loads below, which can take
   // longer than the lease.
-  campaigner_ = std::thread([this] { CampaignLoop(); });
+  campaigner_ = std::thread([this] {
+    NameThisThread("cv-campaign");
+    CampaignLoop();
+  });
   int64_t token;
   {
     absl::MutexLock lock(&mu_);
@@ -45,7 +49,10 @@ absl::Status Replica::Start(const std::string& address) {
     Stop();
     return first;
   }
-  follower_ = std::thread([this] { StandbyLoop(); });
+  follower_ = std::thread([this] {
+    NameThisThread("cv-standby");
+    StandbyLoop();
+  });
   return absl::OkStatus();
 }
 

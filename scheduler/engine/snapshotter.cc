@@ -2,14 +2,14 @@
 
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <time.h>
-
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/thread_name.h"
 #include "scheduler/engine/log.h"
 #include "scheduler/engine/snapshots.h"
 
@@ -31,7 +31,10 @@ absl::Duration ThreadCpu() {
 Snapshotter::Snapshotter(store::CommandLog& store, Clock& clock,
                          SnapshotOptions options, int64_t start)
     : store_(store), clock_(clock), options_(options), start_(start) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("cv-snapshot");
+    Run();
+  });
 }
 
 Snapshotter::~Snapshotter() { Stop(); }

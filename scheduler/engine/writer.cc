@@ -12,6 +12,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "common/time_util.h"
 #include "scheduler/core/audit.h"
 #include "scheduler/engine/replay.h"
@@ -69,8 +70,14 @@ Writer::Writer(store::CommandLog& store, Clock& clock, WriterOptions options,
     absl::MutexLock lock(&state_mu_);
     state_ = std::move(state);
   }
-  committer_ = std::thread([this] { RunCommitter(); });
-  thread_ = std::thread([this] { Run(); });
+  committer_ = std::thread([this] {
+    NameThisThread("cv-commit");
+    RunCommitter();
+  });
+  thread_ = std::thread([this] {
+    NameThisThread("cv-writer");
+    Run();
+  });
 }
 
 Writer::~Writer() { Stop(); }

@@ -18,6 +18,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "scheduler/store/internal/batch_rows.h"
 #include "scheduler/store/internal/sqlite_rows.h"
 #include "scheduler/store/internal/sqlite_snapshots.h"
@@ -169,7 +170,10 @@ class SqliteStore final : public Store {
     // inside a commit they would stall the writer, so a thread of their own
     // does them.
     if (checkpoint_db_ != nullptr)
-      checkpointer_ = std::thread([this] { Checkpoint(); });
+      checkpointer_ = std::thread([this] {
+        NameThisThread("cv-checkpoint");
+        Checkpoint();
+      });
   }
   ~SqliteStore() override {
     stop_checkpoints_.Notify();

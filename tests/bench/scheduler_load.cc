@@ -456,6 +456,8 @@ int MeasureCeiling(std::vector<ClusterLoad>& ceiling_clusters, int stream_count,
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                            &noop_port);
+  // The scheduler's threads, so that the two differ only in the work.
+  scheduler::SetServerThreads(builder);
   builder.RegisterService(&noop);
   std::unique_ptr<grpc::Server> noop_server = builder.BuildAndStart();
   if (noop_server == nullptr || noop_port == 0) {

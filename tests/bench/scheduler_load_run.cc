@@ -7,12 +7,17 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <string>
 #include <system_error>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/thread_name.h"
 #include "scheduler/engine/writer.h"
 #include "tests/bench/bench_util.h"
 
@@ -20,10 +25,12 @@ namespace computevoucher::bench::scheduler_load {
 namespace {
 
 // Per thread of this process: nanoseconds on a CPU and waiting for one
-// (/proc/self/task/*/schedstat); empty where unreadable.
+// (/proc/self/task/*/schedstat), and its name where it is one of the
+// scheduler's (cv-...); empty where unreadable.
 struct ThreadTimes {
   int64_t on_cpu_ns = 0;
   int64_t runqueue_ns = 0;
+  std::string name;
 };
 std::map<int, ThreadTimes> ThreadSchedStats() {
   std::map<int, ThreadTimes> out;
@@ -35,8 +42,12 @@ std::map<int, ThreadTimes> ThreadSchedStats() {
         std::fopen((entry.path() / "schedstat").string().c_str(), "r");
     if (f == nullptr) continue;
     long long on_cpu = 0, waiting = 0;
-    if (std::fscanf(f, "%lld %lld", &on_cpu, &waiting) == 2)
-      out[std::atoi(name.c_str())] = ThreadTimes{on_cpu, waiting};
+    if (std::fscanf(f, "%lld %lld", &on_cpu, &waiting) == 2) {
+      const int tid = std::atoi(name.c_str());
+      std::string thread = NameOfThread(tid);
+      if (!absl::StartsWith(thread, "cv-")) thread.clear();
+      out[tid] = ThreadTimes{on_cpu, waiting, std::move(thread)};
+    }
     std::fclose(f);
   }
   return out;
@@ -335,11 +346,14 @@ RunResult RunLoad(const std::string& target, std::vector<ClusterLoad>& clusters,
   r.rpc_p99_ms = Quantile(latencies, 0.99);
   int64_t busiest = -1, all_wait = 0;
   for (const auto& [tid, t1] : b.threads) {
+    // A thread started in the window counts from 0.
     auto t0 = a.threads.find(tid);
-    if (t0 == a.threads.end()) continue;
-    const int64_t on = t1.on_cpu_ns - t0->second.on_cpu_ns;
-    const int64_t wait = t1.runqueue_ns - t0->second.runqueue_ns;
+    const ThreadTimes start =
+        t0 == a.threads.end() ? ThreadTimes{} : t0->second;
+    const int64_t on = t1.on_cpu_ns - start.on_cpu_ns;
+    const int64_t wait = t1.runqueue_ns - start.runqueue_ns;
     all_wait += wait;
+    r.on_cpu_by_name[t1.name] += on;
     if (on > busiest) {
       busiest = on;
       r.busiest_on_cpu = static_cast<double>(on) / (r.seconds * 1e9);
@@ -374,6 +388,29 @@ void PrintRun(const char* name, const RunResult& r) {
         "threads waited for a CPU %.2f s per s\n",
         CpuPerRecordUs(r), 100 * r.busiest_on_cpu, 100 * r.busiest_runqueue,
         r.all_runqueue);
+  }
+  if (r.records_per_s > 0 && r.on_cpu_by_name.size() > 1) {
+    // The scheduler's own threads, then all the others.
+    const double records = r.records_per_s * r.seconds;
+    std::string line;
+    double others = 0, counted = 0;
+    for (const auto& [name, ns] : r.on_cpu_by_name) {
+      const double us = static_cast<double>(ns) / records / 1e3;
+      counted += us;
+      if (name.empty()) {
+        others = us;
+      } else if (us >= 0.05) {
+        absl::StrAppend(&line, line.empty() ? "" : ", ", name, " ",
+                        absl::StrFormat("%.1f", us));
+      }
+    }
+    // What threads that ended before the window closed used is only in
+    // the process's total.
+    std::printf(
+        "           us of CPU per accepted record by thread: %s; all other "
+        "threads (gRPC's, the streams', the probe's) %.1f, threads that "
+        "ended in the window %.1f\n",
+        line.c_str(), others, std::max(0.0, CpuPerRecordUs(r) - counted));
   }
   if (r.commands_per_txn > 0) {
     std::printf(

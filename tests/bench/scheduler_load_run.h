@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -147,6 +148,10 @@ struct RunResult {
   // on a CPU and waiting for one (a serial bottleneck shows here).
   double busiest_on_cpu = 0, busiest_runqueue = 0;
   double all_runqueue = 0;  // summed over threads, per wall second
+  // Nanoseconds on a CPU, summed by thread name: the scheduler's own
+  // threads (cv-writer, cv-commit, cv-snapshot, ...) and, under "", all
+  // the others (gRPC's, the streams', the probe's).
+  std::map<std::string, int64_t> on_cpu_by_name;
   int64_t measured_batches = 0;
   Totals total;  // whole run, warm-up included
   std::string first_problem;

@@ -1,6 +1,8 @@
 // The writer: durability, group commit, idempotency, stopping, time.
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
@@ -10,6 +12,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/thread_name.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/scheduler/engine/writer_fixture.h"
@@ -26,6 +30,7 @@ using ::computevoucher::testing::NewCommand;
 using ::computevoucher::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::IsSupersetOf;
 using ::testing::Not;
 
 TEST(CreditCodeHelper, MatchesTheWorldAndTheValidator) {
@@ -35,6 +40,37 @@ TEST(CreditCodeHelper, MatchesTheWorldAndTheValidator) {
     const std::string code = CreditCode(n);
     EXPECT_THAT(NormalizeCreditCode("code", code), IsOk()) << code;
   }
+}
+
+// The names of this process's threads.
+std::set<std::string> ThreadNames() {
+  std::set<std::string> names;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/self/task")) {
+    names.insert(NameOfThread(std::stoi(task.path().filename().string())));
+  }
+  return names;
+}
+
+// An operator tells the writer's threads apart by name in `top -H`, `ps -L`
+// and `perf`.
+TEST_F(WriterTest, ItsThreadsAreNamed) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  std::unique_ptr<Writer> writer = OpenWriter(*store);
+  ASSERT_NE(writer, nullptr);
+  const std::set<std::string> wanted = {"cv-writer", "cv-commit",
+                                        "cv-snapshot"};
+  // Each thread names itself as it starts.
+  std::set<std::string> names = ThreadNames();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!std::includes(names.begin(), names.end(), wanted.begin(),
+                        wanted.end()) &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+    names = ThreadNames();
+  }
+  EXPECT_THAT(names, IsSupersetOf(wanted));
 }
 
 TEST_F(WriterTest, SubmittedCommandsAreDurableAcrossRestart) {
