@@ -2,16 +2,27 @@
 
 #include <pthread.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 
 namespace computevoucher {
 
 void NameThisThread(const char* name) {
-  // Longer names are refused (ERANGE): keep what Linux would show.
-  const std::string shown = std::string(name).substr(0, 15);
-  pthread_setname_np(pthread_self(), shown.c_str());
+  pthread_setname_np(pthread_self(), name);
+}
+
+std::vector<int> ThreadsOfThisProcess() {
+  std::vector<int> tids;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    tids.push_back(std::atoi(task.path().filename().c_str()));
+  }
+  return tids;
 }
 
 std::string NameOfThread(int tid) {

@@ -185,10 +185,8 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Start(
     std::ofstream(tmp) << s->port_ << "\n";
     std::rename(tmp.c_str(), s->config_.port_file().c_str());
   }
-  s->ticker_ = std::thread([raw = s.get()] {
-    NameThisThread("cv-tick");
-    raw->TickLoop();
-  });
+  s->ticker_ =
+      StartNamedThread("cv-tick", [raw = s.get()] { raw->TickLoop(); });
   return s;
 }
 
@@ -239,6 +237,19 @@ void SchedulerServer::MakeServices() {
   agent_service_ = std::make_unique<api::AgentServiceImpl>(services_context_);
 }
 
+// gRPC's synchronous server answers each call on a thread of its own. A
+// thread that has answered one waits for the next only while fewer than
+// MAX_POLLERS threads wait (gRPC's default: 2); any other ends, and a call
+// that finds no thread waiting starts a new one. Agents' ReportUsage calls
+// overlap (each waits for its commit), so nearly every call started a
+// thread and ended it: under scheduler_load, threads that ended used a
+// third of the process's CPU (the calls they answered included), and
+// keeping them cut the CPU per record by about a fifth
+// (docs/performance.md). Up to this many stay waiting for the life of the
+// process, each idle one waking every 10 s; above this many calls in
+// flight, threads start and end per call again.
+constexpr int kWaitingThreads = 128;
+
 void SetServerThreads(grpc::ServerBuilder& builder) {
   builder.SetSyncServerOption(
       grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, kWaitingThreads);
@@ -254,6 +265,7 @@ absl::Status SchedulerServer::Listen(
   // address; a port in use is an error at start.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(config_.listen_address(), credentials, &port_);
+  // ServerThreads.ThreadsThatAnsweredCallsAnswerTheNextOnes.
   SetServerThreads(builder);
   builder.RegisterService(admin_service_.get());
   builder.RegisterService(enterprise_service_.get());

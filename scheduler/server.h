@@ -12,7 +12,6 @@
 #include "common/clock.h"
 #include "computevoucher/v1/config.pb.h"
 #include "grpcpp/server.h"
-#include "grpcpp/server_builder.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 #include "scheduler/api/admin_service.h"
@@ -27,6 +26,10 @@
 #include "scheduler/metrics.h"
 #include "scheduler/store/store.h"
 
+namespace grpc {
+class ServerBuilder;
+}  // namespace grpc
+
 namespace computevoucher::scheduler {
 
 namespace pb = ::computevoucher::v1;
@@ -35,14 +38,8 @@ namespace pb = ::computevoucher::v1;
 // InvalidArgument naming the field otherwise.
 absl::Status NormalizeConfig(pb::SchedulerConfig& config);
 
-// gRPC's synchronous server answers each call on a thread of its own, and
-// a thread that has answered one waits for the next only while fewer than
-// MAX_POLLERS wait (gRPC's default: 2); any other ends, and the next call
-// starts a new one. Agents whose ReportUsage calls overlap (each waits for
-// its commit) made nearly every call start a thread and end it: under
-// scheduler_load a third of the process's CPU. Up to this many threads wait
-// for calls instead; an idle one wakes every 10 s.
-inline constexpr int kWaitingThreads = 128;
+// Sets how many of the server's threads wait for calls (MAX_POLLERS; see
+// server.cc). Call before BuildAndStart.
 void SetServerThreads(grpc::ServerBuilder& builder);
 
 class SchedulerServer {

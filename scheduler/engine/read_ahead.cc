@@ -37,10 +37,7 @@ ReadAhead::ReadAhead(store::CommandLog& log, store::UsageIndex& usage)
     return usage_.ReadUsage(query);
   };
   usage_rows_.position = [](const store::UsageRow& r) { return r.position; };
-  thread_ = std::thread([this] {
-    NameThisThread("cv-read-ahead");
-    Loop();
-  });
+  thread_ = StartNamedThread("cv-read-ahead", [this] { Loop(); });
 }
 
 ReadAhead::~ReadAhead() {

@@ -28,10 +28,7 @@ absl::Status Replica::Start(const std::string& address) {
   absl::Status first = CampaignOnce();
   // Renewing from now on, also while the state loads below, which can take
   // longer than the lease.
-  campaigner_ = std::thread([this] {
-    NameThisThread("cv-campaign");
-    CampaignLoop();
-  });
+  campaigner_ = StartNamedThread("cv-campaign", [this] { CampaignLoop(); });
   int64_t token;
   {
     absl::MutexLock lock(&mu_);
@@ -49,10 +46,7 @@ absl::Status Replica::Start(const std::string& address) {
     Stop();
     return first;
   }
-  follower_ = std::thread([this] {
-    NameThisThread("cv-standby");
-    StandbyLoop();
-  });
+  follower_ = StartNamedThread("cv-standby", [this] { StandbyLoop(); });
   return absl::OkStatus();
 }
 

@@ -31,10 +31,7 @@ absl::Duration ThreadCpu() {
 Snapshotter::Snapshotter(store::CommandLog& store, Clock& clock,
                          SnapshotOptions options, int64_t start)
     : store_(store), clock_(clock), options_(options), start_(start) {
-  thread_ = std::thread([this] {
-    NameThisThread("cv-snapshot");
-    Run();
-  });
+  thread_ = StartNamedThread("cv-snapshot", [this] { Run(); });
 }
 
 Snapshotter::~Snapshotter() { Stop(); }

@@ -70,14 +70,8 @@ Writer::Writer(store::CommandLog& store, Clock& clock, WriterOptions options,
     absl::MutexLock lock(&state_mu_);
     state_ = std::move(state);
   }
-  committer_ = std::thread([this] {
-    NameThisThread("cv-commit");
-    RunCommitter();
-  });
-  thread_ = std::thread([this] {
-    NameThisThread("cv-writer");
-    Run();
-  });
+  committer_ = StartNamedThread("cv-commit", [this] { RunCommitter(); });
+  thread_ = StartNamedThread("cv-writer", [this] { Run(); });
 }
 
 Writer::~Writer() { Stop(); }

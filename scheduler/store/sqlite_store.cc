@@ -170,10 +170,8 @@ class SqliteStore final : public Store {
     // inside a commit they would stall the writer, so a thread of their own
     // does them.
     if (checkpoint_db_ != nullptr)
-      checkpointer_ = std::thread([this] {
-        NameThisThread("cv-checkpoint");
-        Checkpoint();
-      });
+      checkpointer_ =
+          StartNamedThread("cv-checkpoint", [this] { Checkpoint(); });
   }
   ~SqliteStore() override {
     stop_checkpoints_.Notify();

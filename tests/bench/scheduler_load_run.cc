@@ -5,16 +5,18 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
-#include <system_error>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/thread_name.h"
@@ -25,30 +27,35 @@ namespace computevoucher::bench::scheduler_load {
 namespace {
 
 // Per thread of this process: nanoseconds on a CPU and waiting for one
-// (/proc/self/task/*/schedstat), and its name where it is one of the
-// scheduler's (cv-...); empty where unreadable.
+// (/proc/self/task/TID/schedstat), when it started (clock ticks after
+// boot: a thread id can be reused once its thread ended) and its name.
 struct ThreadTimes {
   int64_t on_cpu_ns = 0;
   int64_t runqueue_ns = 0;
+  int64_t started = 0;
   std::string name;
 };
 std::map<int, ThreadTimes> ThreadSchedStats() {
   std::map<int, ThreadTimes> out;
-  std::error_code ec;
-  for (const auto& entry :
-       std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    const std::string name = entry.path().filename().string();
-    std::FILE* f =
-        std::fopen((entry.path() / "schedstat").string().c_str(), "r");
-    if (f == nullptr) continue;
-    long long on_cpu = 0, waiting = 0;
-    if (std::fscanf(f, "%lld %lld", &on_cpu, &waiting) == 2) {
-      const int tid = std::atoi(name.c_str());
-      std::string thread = NameOfThread(tid);
-      if (!absl::StartsWith(thread, "cv-")) thread.clear();
-      out[tid] = ThreadTimes{on_cpu, waiting, std::move(thread)};
+  for (const int tid : ThreadsOfThisProcess()) {
+    const std::string dir = absl::StrCat("/proc/self/task/", tid, "/");
+    ThreadTimes t;
+    std::ifstream schedstat(dir + "schedstat");
+    if (!(schedstat >> t.on_cpu_ns >> t.runqueue_ns)) continue;
+    // Field 22 of stat; the name (field 2) may hold spaces, so count from
+    // the ')' that ends it.
+    std::ifstream stat(dir + "stat");
+    const std::string line((std::istreambuf_iterator<char>(stat)),
+                           std::istreambuf_iterator<char>());
+    const size_t name_end = line.rfind(')');
+    if (name_end == std::string::npos) continue;
+    const std::vector<std::string> fields = absl::StrSplit(
+        absl::string_view(line).substr(name_end + 1), ' ', absl::SkipEmpty());
+    if (fields.size() < 20 || !absl::SimpleAtoi(fields[19], &t.started)) {
+      continue;
     }
-    std::fclose(f);
+    t.name = NameOfThread(tid);
+    out[tid] = std::move(t);
   }
   return out;
 }
@@ -75,9 +82,10 @@ class Streams {
       std::vector<ClusterLoad*> mine;
       for (size_t c = s; c < clusters.size(); c += count)
         mine.push_back(&clusters[c]);
-      threads_.emplace_back([this, target, s, mine, records_per_batch] {
-        Loop(target, s, mine, records_per_batch);
-      });
+      threads_.push_back(StartNamedThread(
+          "load-stream", [this, target, s, mine, records_per_batch] {
+            Loop(target, s, mine, records_per_batch);
+          }));
     }
   }
   ~Streams() { Stop(); }
@@ -349,7 +357,9 @@ RunResult RunLoad(const std::string& target, std::vector<ClusterLoad>& clusters,
     // A thread started in the window counts from 0.
     auto t0 = a.threads.find(tid);
     const ThreadTimes start =
-        t0 == a.threads.end() ? ThreadTimes{} : t0->second;
+        t0 == a.threads.end() || t0->second.started != t1.started
+            ? ThreadTimes{}
+            : t0->second;
     const int64_t on = t1.on_cpu_ns - start.on_cpu_ns;
     const int64_t wait = t1.runqueue_ns - start.runqueue_ns;
     all_wait += wait;
@@ -389,17 +399,14 @@ void PrintRun(const char* name, const RunResult& r) {
         CpuPerRecordUs(r), 100 * r.busiest_on_cpu, 100 * r.busiest_runqueue,
         r.all_runqueue);
   }
-  if (r.records_per_s > 0 && r.on_cpu_by_name.size() > 1) {
-    // The scheduler's own threads, then all the others.
+  if (r.records_per_s > 0) {
     const double records = r.records_per_s * r.seconds;
     std::string line;
-    double others = 0, counted = 0;
+    double counted = 0;
     for (const auto& [name, ns] : r.on_cpu_by_name) {
       const double us = static_cast<double>(ns) / records / 1e3;
       counted += us;
-      if (name.empty()) {
-        others = us;
-      } else if (us >= 0.05) {
+      if (us >= 0.05) {
         absl::StrAppend(&line, line.empty() ? "" : ", ", name, " ",
                         absl::StrFormat("%.1f", us));
       }
@@ -407,10 +414,9 @@ void PrintRun(const char* name, const RunResult& r) {
     // What threads that ended before the window closed used is only in
     // the process's total.
     std::printf(
-        "           us of CPU per accepted record by thread: %s; all other "
-        "threads (gRPC's, the streams', the probe's) %.1f, threads that "
-        "ended in the window %.1f\n",
-        line.c_str(), others, std::max(0.0, CpuPerRecordUs(r) - counted));
+        "           us of CPU per accepted record by thread: %s; threads "
+        "that ended in the window %.1f\n",
+        line.c_str(), std::max(0.0, CpuPerRecordUs(r) - counted));
   }
   if (r.commands_per_txn > 0) {
     std::printf(

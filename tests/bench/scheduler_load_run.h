@@ -15,6 +15,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/thread_name.h"
 #include "computevoucher/v1/agent.grpc.pb.h"
 #include "computevoucher/v1/enterprise.grpc.pb.h"
 #include "grpcpp/channel.h"
@@ -52,9 +53,10 @@ class Probe {
         workers_(kProbeWorkers) {
     const absl::Time start = absl::Now();
     for (int w = 0; w < kProbeWorkers; ++w) {
-      threads_.emplace_back([this, token, name, start, w] {
-        Loop(token, name, start + w * kProbeInterval, w);
-      });
+      threads_.push_back(
+          StartNamedThread("load-probe", [this, token, name, start, w] {
+            Loop(token, name, start + w * kProbeInterval, w);
+          }));
     }
   }
   ~Probe() { Stop(); }
@@ -149,8 +151,9 @@ struct RunResult {
   double busiest_on_cpu = 0, busiest_runqueue = 0;
   double all_runqueue = 0;  // summed over threads, per wall second
   // Nanoseconds on a CPU, summed by thread name: the scheduler's own
-  // threads (cv-writer, cv-commit, cv-snapshot, ...) and, under "", all
-  // the others (gRPC's, the streams', the probe's).
+  // threads (cv-writer, cv-commit, cv-snapshot, ...), gRPC's server
+  // threads (grpcpp_sync_ser), the streams' (load-stream) and the probe's
+  // (load-probe), and gRPC's own.
   std::map<std::string, int64_t> on_cpu_by_name;
   int64_t measured_batches = 0;
   Totals total;  // whole run, warm-up included

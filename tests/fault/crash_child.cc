@@ -4,6 +4,8 @@
 // returned (that is, after the command was durable):
 //   ISSUE <request_id> <voucher_id>
 //   USAGE <allocation_id> <sequence> <subsidy_fen>
+// and one line per snapshot stored, soon after (polled):
+//   SNAPSHOT <position>
 // It runs until it is killed. It stores a snapshot every 20 commands.
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/time_util.h"
 #include "scheduler/engine/writer.h"
@@ -199,6 +202,17 @@ int main(int argc, char** argv) {
   }
   threads.emplace_back([&w, &a, &assigned, &clock] {
     ReportUsageForever(w, a, assigned, clock);
+  });
+  threads.emplace_back([&w] {
+    int64_t stored = 0;
+    while (true) {
+      const computevoucher::engine::SnapshotStats s = w.stats().snapshots;
+      if (s.snapshots > stored) {
+        stored = s.snapshots;
+        Say(absl::StrCat("SNAPSHOT ", s.last));
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
   });
   for (std::thread& t : threads) t.join();
   return 0;

@@ -2,7 +2,6 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
@@ -45,10 +44,7 @@ TEST(CreditCodeHelper, MatchesTheWorldAndTheValidator) {
 // The names of this process's threads.
 std::set<std::string> ThreadNames() {
   std::set<std::string> names;
-  for (const auto& task :
-       std::filesystem::directory_iterator("/proc/self/task")) {
-    names.insert(NameOfThread(std::stoi(task.path().filename().string())));
-  }
+  for (const int tid : ThreadsOfThisProcess()) names.insert(NameOfThread(tid));
   return names;
 }
 

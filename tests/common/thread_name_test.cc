@@ -1,0 +1,39 @@
+#include "common/thread_name.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace computevoucher {
+namespace {
+
+TEST(ThreadName, AStartedThreadHasItsName) {
+  std::string seen;
+  int tid = 0;
+  std::thread named = StartNamedThread("cv-test-thread", [&] {
+    tid = static_cast<int>(syscall(SYS_gettid));
+    seen = NameOfThread(tid);
+  });
+  named.join();
+  EXPECT_EQ(seen, "cv-test-thread");
+  // Once it has ended its name is gone, and so is it.
+  EXPECT_EQ(NameOfThread(tid), "");
+  const std::vector<int> threads = ThreadsOfThisProcess();
+  EXPECT_EQ(std::count(threads.begin(), threads.end(), tid), 0);
+}
+
+TEST(ThreadName, TheThreadsOfThisProcessIncludeThisOne) {
+  const std::vector<int> threads = ThreadsOfThisProcess();
+  const int me = static_cast<int>(syscall(SYS_gettid));
+  EXPECT_EQ(std::count(threads.begin(), threads.end(), me), 1);
+  EXPECT_FALSE(NameOfThread(me).empty());
+}
+
+}  // namespace
+}  // namespace computevoucher
