@@ -18,9 +18,9 @@ void NameThisThread(const char* name) {
 std::vector<int> ThreadsOfThisProcess() {
   std::vector<int> tids;
   std::error_code ec;
-  for (const auto& task :
-       std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    tids.push_back(std::atoi(task.path().filename().c_str()));
+  for (std::filesystem::directory_iterator it("/proc/self/task", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    tids.push_back(std::atoi(it->path().filename().c_str()));
   }
   return tids;
 }

@@ -3,6 +3,7 @@
 #ifndef COMPUTEVOUCHER_COMMON_THREAD_NAME_H_
 #define COMPUTEVOUCHER_COMMON_THREAD_NAME_H_
 
+#include <array>
 #include <cstddef>
 #include <string>
 #include <thread>
@@ -17,12 +18,13 @@ void NameThisThread(const char* name);
 
 // A thread named `name` (a literal of at most 15 characters) that runs
 // `fn`.
-template <size_t N, typename Fn>
+template <std::size_t N, typename Fn>
 std::thread StartNamedThread(const char (&name)[N], Fn fn) {
   static_assert(N <= 16, "Linux keeps 15 characters of a thread's name");
-  const char* literal = name;
-  return std::thread([literal, fn = std::move(fn)]() mutable {
-    NameThisThread(literal);
+  std::array<char, N> copy{};
+  for (std::size_t i = 0; i + 1 < N; ++i) copy[i] = name[i];
+  return std::thread([copy, fn = std::move(fn)]() mutable {
+    NameThisThread(copy.data());
     fn();
   });
 }

@@ -399,7 +399,7 @@ void PrintRun(const char* name, const RunResult& r) {
         CpuPerRecordUs(r), 100 * r.busiest_on_cpu, 100 * r.busiest_runqueue,
         r.all_runqueue);
   }
-  if (r.records_per_s > 0) {
+  if (r.records_per_s > 0 && !r.on_cpu_by_name.empty()) {
     const double records = r.records_per_s * r.seconds;
     std::string line;
     double counted = 0;

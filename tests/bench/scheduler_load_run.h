@@ -153,7 +153,8 @@ struct RunResult {
   // Nanoseconds on a CPU, summed by thread name: the scheduler's own
   // threads (cv-writer, cv-commit, cv-snapshot, ...), gRPC's server
   // threads (grpcpp_sync_ser), the streams' (load-stream) and the probe's
-  // (load-probe), and gRPC's own.
+  // (load-probe), and gRPC's own. A thread that names itself nothing
+  // counts under its creator's name.
   std::map<std::string, int64_t> on_cpu_by_name;
   int64_t measured_batches = 0;
   Totals total;  // whole run, warm-up included

@@ -4,9 +4,9 @@
 // returned (that is, after the command was durable):
 //   ISSUE <request_id> <voucher_id>
 //   USAGE <allocation_id> <sequence> <subsidy_fen>
-// and one line per snapshot stored, soon after (polled):
-//   SNAPSHOT <position>
-// It runs until it is killed. It stores a snapshot every 20 commands.
+// It runs until it is killed. It stores a snapshot every 20 commands; with
+// a third argument `snapshot-first` it says READY only once its first
+// snapshot is stored.
 #include <unistd.h>
 
 #include <atomic>
@@ -167,8 +167,10 @@ void ReportUsageForever(computevoucher::engine::Writer& w,
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: crash_child DATA_DIR RUN\n");
+  const bool snapshot_first =
+      argc == 4 && std::string(argv[3]) == "snapshot-first";
+  if (argc != 3 && !snapshot_first) {
+    std::fprintf(stderr, "usage: crash_child DATA_DIR RUN [snapshot-first]\n");
     return 2;
   }
   const std::string dir = argv[1];
@@ -194,6 +196,16 @@ int main(int argc, char** argv) {
   if (int rc = AllocateForRun(w, run, a); rc != 0) return rc;
   const absl::Time assigned =
       *computevoucher::FromProto("assigned_at", a.assigned_at());
+  // A snapshot is due at once: the commands since the last one (or the
+  // first) are more than 20.
+  const absl::Time deadline = absl::Now() + absl::Seconds(120);
+  while (snapshot_first && w.stats().snapshots.snapshots == 0) {
+    if (absl::Now() > deadline) {
+      return Fail("snapshot-first",
+                  absl::DeadlineExceededError("no snapshot in 120 s"));
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   Say("READY");
 
   std::vector<std::thread> threads;
@@ -203,17 +215,7 @@ int main(int argc, char** argv) {
   threads.emplace_back([&w, &a, &assigned, &clock] {
     ReportUsageForever(w, a, assigned, clock);
   });
-  threads.emplace_back([&w] {
-    int64_t stored = 0;
-    while (true) {
-      const computevoucher::engine::SnapshotStats s = w.stats().snapshots;
-      if (s.snapshots > stored) {
-        stored = s.snapshots;
-        Say(absl::StrCat("SNAPSHOT ", s.last));
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-  });
+
   for (std::thread& t : threads) t.join();
   return 0;
 }
