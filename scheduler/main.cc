@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "common/config.h"
 #include "common/flags.h"
+#include "common/mutexes.h"
 #include "computevoucher/v1/config.pb.h"
 #include "scheduler/archive_command.h"
 #include "scheduler/server.h"
@@ -136,6 +137,7 @@ int RunOnStore(const std::string& command,
 }  // namespace
 
 int main(int argc, char** argv) {
+  computevoucher::TurnOffMutexDeadlockDetection();
   absl::SetProgramUsageMessage(kUsage);
   const std::vector<std::string> args =
       computevoucher::ParseFlags(argc, argv, kFlagGroups);

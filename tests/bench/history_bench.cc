@@ -50,6 +50,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
+#include "common/mutexes.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "scheduler/core/state_machine.h"
@@ -746,6 +747,7 @@ int RunChild(const std::string& data_dir) {
 }  // namespace computevoucher::bench::history_bench
 
 int main(int argc, char** argv) {
+  computevoucher::TurnOffMutexDeadlockDetection();
   absl::ParseCommandLine(argc, argv);
   namespace hb = computevoucher::bench::history_bench;
   if (!absl::GetFlag(FLAGS_measure).empty()) {

@@ -33,6 +33,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/mutexes.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "scheduler/core/state_machine.h"
@@ -267,6 +268,7 @@ int Run() {
 }  // namespace computevoucher::bench::retire_bench
 
 int main(int argc, char** argv) {
+  computevoucher::TurnOffMutexDeadlockDetection();
   absl::ParseCommandLine(argc, argv);
   if (!absl::GetFlag(FLAGS_measure).empty()) {
     return computevoucher::bench::retire_bench::Measure(

@@ -38,6 +38,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/flags.h"
+#include "common/mutexes.h"
 #include "computevoucher/v1/journal.pb.h"
 #include "scheduler/engine/writer.h"
 #include "scheduler/store/sqlite_store.h"
@@ -380,6 +381,7 @@ int Run() {
 }  // namespace computevoucher::bench::writer_bench
 
 int main(int argc, char** argv) {
+  computevoucher::TurnOffMutexDeadlockDetection();
   computevoucher::ParseFlags(argc, argv);
   return computevoucher::bench::writer_bench::Run();
 }
