@@ -42,19 +42,24 @@ std::map<int, ThreadTimes> ThreadSchedStats() {
     ThreadTimes t;
     std::ifstream schedstat(dir + "schedstat");
     if (!(schedstat >> t.on_cpu_ns >> t.runqueue_ns)) continue;
-    // Field 22 of stat; the name (field 2) may hold spaces, so count from
-    // the ')' that ends it.
+    // The name is field 2 of stat, between the first '(' and the last ')'
+    // (it may hold spaces and parentheses); field 22, the start time, is
+    // counted from that ')'.
     std::ifstream stat(dir + "stat");
     const std::string line((std::istreambuf_iterator<char>(stat)),
                            std::istreambuf_iterator<char>());
+    const size_t name_start = line.find('(');
     const size_t name_end = line.rfind(')');
-    if (name_end == std::string::npos) continue;
+    if (name_start == std::string::npos || name_end == std::string::npos ||
+        name_end < name_start) {
+      continue;
+    }
     const std::vector<std::string> fields = absl::StrSplit(
         absl::string_view(line).substr(name_end + 1), ' ', absl::SkipEmpty());
     if (fields.size() < 20 || !absl::SimpleAtoi(fields[19], &t.started)) {
       continue;
     }
-    t.name = NameOfThread(tid);
+    t.name = line.substr(name_start + 1, name_end - name_start - 1);
     out[tid] = std::move(t);
   }
   return out;

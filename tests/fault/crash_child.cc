@@ -215,7 +215,6 @@ int main(int argc, char** argv) {
   threads.emplace_back([&w, &a, &assigned, &clock] {
     ReportUsageForever(w, a, assigned, clock);
   });
-
   for (std::thread& t : threads) t.join();
   return 0;
 }
