@@ -96,6 +96,10 @@ ABSL_FLAG(std::string, postgres, "",
 ABSL_FLAG(int64_t, snapshot_every, 0,
           "The scheduler's --snapshot-every (0: its default); 1000000000 "
           "keeps snapshots out of the run, to see what they cost.");
+ABSL_FLAG(int64_t, max_batch_records, 0,
+          "The scheduler's max_batch_records (0: its default), the most "
+          "usage records one commit takes: fewer, a shorter wait behind "
+          "usage for Allocate and more commits.");
 ABSL_FLAG(std::string, dir, "",
           "Directory in which the bench makes (and at the end removes) its "
           "temporary data directory; default $TMPDIR or /tmp. Put it on the "
@@ -172,6 +176,7 @@ absl::StatusOr<std::unique_ptr<scheduler::SchedulerServer>> StartScheduler(
   // No heartbeats during the run: keep the clusters from being lost.
   config.set_cluster_silence_s(3600);
   config.set_snapshot_every(absl::GetFlag(FLAGS_snapshot_every));
+  config.set_max_batch_records(absl::GetFlag(FLAGS_max_batch_records));
   return scheduler::SchedulerServer::Start(config, clock);
 }
 
