@@ -351,7 +351,7 @@ absl::Status LoadConfig(pb::AgentConfig& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  computevoucher::TurnOffMutexDeadlockDetection();
+  computevoucher::UseReleaseMutexChecks();
   // The synchronous client only retries a broken connection when gRPC's
   // backup poller runs (every 5 s by default); the agent wants to be back
   // within a fraction of a second of the scheduler. Must precede any gRPC

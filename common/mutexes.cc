@@ -4,8 +4,10 @@
 
 namespace computevoucher {
 
-void TurnOffMutexDeadlockDetection() {
+void UseReleaseMutexChecks() {
+#ifdef NDEBUG
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
 }
 
 }  // namespace computevoucher

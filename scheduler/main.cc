@@ -137,7 +137,7 @@ int RunOnStore(const std::string& command,
 }  // namespace
 
 int main(int argc, char** argv) {
-  computevoucher::TurnOffMutexDeadlockDetection();
+  computevoucher::UseReleaseMutexChecks();
   absl::SetProgramUsageMessage(kUsage);
   const std::vector<std::string> args =
       computevoucher::ParseFlags(argc, argv, kFlagGroups);

@@ -747,7 +747,7 @@ int RunChild(const std::string& data_dir) {
 }  // namespace computevoucher::bench::history_bench
 
 int main(int argc, char** argv) {
-  computevoucher::TurnOffMutexDeadlockDetection();
+  computevoucher::UseReleaseMutexChecks();
   absl::ParseCommandLine(argc, argv);
   namespace hb = computevoucher::bench::history_bench;
   if (!absl::GetFlag(FLAGS_measure).empty()) {

@@ -268,7 +268,7 @@ int Run() {
 }  // namespace computevoucher::bench::retire_bench
 
 int main(int argc, char** argv) {
-  computevoucher::TurnOffMutexDeadlockDetection();
+  computevoucher::UseReleaseMutexChecks();
   absl::ParseCommandLine(argc, argv);
   if (!absl::GetFlag(FLAGS_measure).empty()) {
     return computevoucher::bench::retire_bench::Measure(

@@ -97,9 +97,8 @@ ABSL_FLAG(int64_t, snapshot_every, 0,
           "The scheduler's --snapshot-every (0: its default); 1000000000 "
           "keeps snapshots out of the run, to see what they cost.");
 ABSL_FLAG(int64_t, max_batch_records, 0,
-          "The scheduler's max_batch_records (0: its default), the most "
-          "usage records one commit takes: fewer, a shorter wait behind "
-          "usage for Allocate and more commits.");
+          "The scheduler's max_batch_records, the most usage records one "
+          "commit takes (0: its default, 500).");
 ABSL_FLAG(std::string, dir, "",
           "Directory in which the bench makes (and at the end removes) its "
           "temporary data directory; default $TMPDIR or /tmp. Put it on the "
@@ -586,7 +585,7 @@ int Run() {
 }  // namespace computevoucher::bench::scheduler_load
 
 int main(int argc, char** argv) {
-  computevoucher::TurnOffMutexDeadlockDetection();
+  computevoucher::UseReleaseMutexChecks();
   computevoucher::ParseFlags(argc, argv);
   return computevoucher::bench::scheduler_load::Run();
 }

@@ -381,7 +381,7 @@ int Run() {
 }  // namespace computevoucher::bench::writer_bench
 
 int main(int argc, char** argv) {
-  computevoucher::TurnOffMutexDeadlockDetection();
+  computevoucher::UseReleaseMutexChecks();
   computevoucher::ParseFlags(argc, argv);
   return computevoucher::bench::writer_bench::Run();
 }

@@ -22,22 +22,33 @@ void LockInBothOrders() {
   }
 }
 
-// The premise of TurnOffMutexDeadlockDetection: the Abseil this is built
-// with checks the lock order in every program (Debian's does). Should this
+// The premise of UseReleaseMutexChecks: the Abseil this is built with
+// checks the lock order in every program (Debian's does). Should this
 // fail, the check is off already and the call is no longer needed.
-TEST(Mutexes, AbseilChecksTheLockOrderUnlessTurnedOff) {
+TEST(MutexesDeathTest, AbseilChecksTheLockOrderUnlessTurnedOff) {
   EXPECT_DEATH(LockInBothOrders(), "deadlock");
 }
 
-TEST(Mutexes, TurnedOffTheLockOrderIsNotChecked) {
+#ifdef NDEBUG
+TEST(MutexesDeathTest, AReleaseBuildDoesNotCheckTheLockOrder) {
   EXPECT_EXIT(
       {
-        TurnOffMutexDeadlockDetection();
+        UseReleaseMutexChecks();
         LockInBothOrders();
         std::exit(0);
       },
       ::testing::ExitedWithCode(0), "");
 }
+#else
+TEST(MutexesDeathTest, ADebugBuildKeepsCheckingTheLockOrder) {
+  EXPECT_DEATH(
+      {
+        UseReleaseMutexChecks();
+        LockInBothOrders();
+      },
+      "deadlock");
+}
+#endif
 
 }  // namespace
 }  // namespace computevoucher
