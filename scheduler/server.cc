@@ -30,6 +30,7 @@
 #include "grpcpp/server_builder.h"
 #include "prometheus/gauge.h"
 #include "scheduler/api/leader_hint.h"
+#include "scheduler/engine/writer.h"
 #include "scheduler/store/open_store.h"
 
 namespace computevoucher::scheduler {
@@ -116,7 +117,9 @@ absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
   if (config.max_batch_commands() == 0) config.set_max_batch_commands(8192);
   RETURN_IF_ERROR(CheckRange("max_batch_commands", config.max_batch_commands(),
                              1, 1'000'000));
-  if (config.max_batch_records() == 0) config.set_max_batch_records(500);
+  if (config.max_batch_records() == 0) {
+    config.set_max_batch_records(engine::WriterOptions().max_batch_records);
+  }
   RETURN_IF_ERROR(CheckRange("max_batch_records", config.max_batch_records(), 1,
                              1'000'000));
   if (config.snapshot_every() == 0) config.set_snapshot_every(100'000);
