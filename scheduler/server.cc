@@ -114,18 +114,27 @@ absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
   if (config.cluster_silence_s() == 0) config.set_cluster_silence_s(60);
   RETURN_IF_ERROR(CheckRange("cluster_silence_s", config.cluster_silence_s(),
                              config.heartbeat_interval_s(), 24 * 3600));
-  if (config.max_batch_commands() == 0) config.set_max_batch_commands(8192);
+  // The writer's own defaults, so that each has one home.
+  const engine::WriterOptions writer_defaults;
+  if (config.max_batch_commands() == 0) {
+    config.set_max_batch_commands(writer_defaults.max_batch_commands);
+  }
   RETURN_IF_ERROR(CheckRange("max_batch_commands", config.max_batch_commands(),
                              1, 1'000'000));
   if (config.max_batch_records() == 0) {
-    config.set_max_batch_records(engine::WriterOptions().max_batch_records);
+    config.set_max_batch_records(writer_defaults.max_batch_records);
   }
   RETURN_IF_ERROR(CheckRange("max_batch_records", config.max_batch_records(), 1,
                              1'000'000));
-  if (config.snapshot_every() == 0) config.set_snapshot_every(100'000);
+  if (config.snapshot_every() == 0) {
+    config.set_snapshot_every(writer_defaults.snapshots.every);
+  }
   RETURN_IF_ERROR(
       CheckRange("snapshot_every", config.snapshot_every(), 1, 1'000'000'000));
-  if (config.snapshot_interval_s() == 0) config.set_snapshot_interval_s(600);
+  if (config.snapshot_interval_s() == 0) {
+    config.set_snapshot_interval_s(
+        absl::ToInt64Seconds(writer_defaults.snapshots.interval));
+  }
   RETURN_IF_ERROR(CheckRange("snapshot_interval_s",
                              config.snapshot_interval_s(), 1, 7 * 24 * 3600));
   if (config.lease_s() == 0) config.set_lease_s(5);

@@ -53,11 +53,9 @@ struct WriterOptions {
   int max_batch_commands = 8192;
   // Most usage records taken into one transaction (a single larger report
   // still goes whole). Bounds a commit's duration, and so how long an
-  // interactive command can wait behind usage. 200 rather than 500 kept
-  // Allocate's p99 under a flood of usage at 10 ms rather than 38 ms
-  // (medians of scheduler_load runs, docs/performance.md), for more CPU
-  // per record and less ingest (each commit has its fdatasync).
-  int64_t max_batch_records = 200;
+  // interactive command can wait behind usage; a smaller bound means more
+  // commits, each synced, so more CPU per record and less ingest.
+  int64_t max_batch_records = 500;
   // Called on the committer thread after each transaction the store
   // committed, with the commands the batch answered and how long the commit
   // took (by the writer's clock), outside the writer's locks. For metrics;
