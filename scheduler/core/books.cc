@@ -72,7 +72,7 @@ pb::JournalEntry AllocationEntry(pb::EntryKind kind, std::string debit,
   return entry;
 }
 
-absl::Status Books::Post(pb::JournalEntry entry, pb::Voucher* voucher,
+absl::Status Books::Post(pb::JournalEntry&& entry, pb::Voucher* voucher,
                          pb::Allocation* allocation) {
   if (!entry.voucher_id().empty() &&
       (voucher == nullptr || voucher->voucher_id() != entry.voucher_id())) {
@@ -90,9 +90,8 @@ absl::Status Books::Post(pb::JournalEntry entry, pb::Voucher* voucher,
   // Only an adjustment's direction depends on the accounts.
   const bool to_voucher =
       entry.kind() == pb::ENTRY_KIND_ADJUST && voucher != nullptr &&
-      entry.debit_account() == VoucherAccount(voucher->voucher_id());
+      kVoucherForm.Names(entry.debit_account(), voucher->voucher_id());
   const Deltas d = DeltasOf(entry.kind(), entry.amount_fen(), to_voucher);
-  const std::string program_id = entry.program_id();
   entry.set_command_sequence(command_sequence_);
   RETURN_IF_ERROR(ledger_.Post(std::move(entry), now_));
 
@@ -106,7 +105,7 @@ absl::Status Books::Post(pb::JournalEntry entry, pb::Voucher* voucher,
     allocation->set_held_fen(allocation->held_fen() + d.held);
     allocation->set_charged_fen(allocation->charged_fen() + d.charged);
   }
-  ProgramTotals& totals = program_totals_[program_id];
+  ProgramTotals& totals = program_totals_[ledger_.LastPosted().program_id()];
   totals.issued_fen += d.issued;
   totals.held_fen += d.held;
   totals.charged_fen += d.charged;

@@ -50,8 +50,8 @@ class Books {
   // `allocation` (the records named by the entry's voucher_id and
   // allocation_id; null when it names none) and of its program. Errors: what
   // Ledger::Post refuses (nothing changed), Internal when a record passed
-  // does not match the entry.
-  absl::Status Post(pb::JournalEntry entry, pb::Voucher* voucher = nullptr,
+  // does not match the entry. An rvalue, as Ledger::Post.
+  absl::Status Post(pb::JournalEntry&& entry, pb::Voucher* voucher = nullptr,
                     pb::Allocation* allocation = nullptr);
 
   // Ledger::Anchor at now(), for the current command.

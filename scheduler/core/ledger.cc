@@ -14,28 +14,38 @@ namespace computevoucher::core {
 
 using computevoucher::v1::JournalEntry;
 
+std::string AccountForm::Name(absl::string_view id) const {
+  return absl::StrCat(prefix, id, suffix);
+}
+
+bool AccountForm::Names(absl::string_view account, absl::string_view id) const {
+  return account.size() == prefix.size() + id.size() + suffix.size() &&
+         absl::StartsWith(account, prefix) && absl::EndsWith(account, suffix) &&
+         account.substr(prefix.size(), id.size()) == id;
+}
+
 std::string ProgramSourceAccount(absl::string_view program_id) {
-  return absl::StrCat("program/", program_id, "/source");
+  return kProgramSourceForm.Name(program_id);
 }
 std::string ProgramBudgetAccount(absl::string_view program_id) {
-  return absl::StrCat("program/", program_id, "/budget");
+  return kProgramBudgetForm.Name(program_id);
 }
 std::string VoucherAccount(absl::string_view voucher_id) {
-  return absl::StrCat("voucher/", voucher_id);
+  return kVoucherForm.Name(voucher_id);
 }
 std::string HoldAccount(absl::string_view allocation_id) {
-  return absl::StrCat("hold/", allocation_id);
+  return kHoldForm.Name(allocation_id);
 }
 std::string PayableAccount(absl::string_view provider_id) {
-  return absl::StrCat("provider/", provider_id, "/payable");
+  return kPayableForm.Name(provider_id);
 }
 std::string PaidAccount(absl::string_view provider_id) {
-  return absl::StrCat("provider/", provider_id, "/paid");
+  return kPaidForm.Name(provider_id);
 }
 
 bool IsSourceAccount(absl::string_view account) {
-  return absl::StartsWith(account, "program/") &&
-         absl::EndsWith(account, "/source");
+  return absl::StartsWith(account, kProgramSourceForm.prefix) &&
+         absl::EndsWith(account, kProgramSourceForm.suffix);
 }
 
 std::string ArchiveKey(int64_t through_command) {
@@ -91,7 +101,7 @@ absl::Status Ledger::CheckPost(const JournalEntry& entry) const {
   return absl::OkStatus();
 }
 
-absl::Status Ledger::Post(JournalEntry entry, absl::Time time) {
+absl::Status Ledger::Post(JournalEntry&& entry, absl::Time time) {
   RETURN_IF_ERROR(CheckPost(entry));
   balances_[entry.credit_account()] -= entry.amount_fen();
   balances_[entry.debit_account()] += entry.amount_fen();
@@ -122,7 +132,7 @@ absl::Status Ledger::Anchor(JournalEntry entry, absl::Time time) {
   return absl::OkStatus();
 }
 
-void Ledger::Append(JournalEntry entry, absl::Time time) {
+void Ledger::Append(JournalEntry&& entry, absl::Time time) {
   entry.set_sequence(last_sequence_ + 1);
   *entry.mutable_time() = ToProto(time);
   entry.set_prev_hash(last_hash_);

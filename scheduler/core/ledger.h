@@ -25,6 +25,24 @@
 
 namespace computevoucher::core {
 
+// The form of one kind of account's name: prefix, id, suffix.
+struct AccountForm {
+  absl::string_view prefix;
+  absl::string_view suffix;
+
+  std::string Name(absl::string_view id) const;
+  // Whether `account` is Name(id), without building that name (the
+  // verifier checks the accounts of every entry).
+  bool Names(absl::string_view account, absl::string_view id) const;
+};
+
+inline constexpr AccountForm kProgramSourceForm{"program/", "/source"};
+inline constexpr AccountForm kProgramBudgetForm{"program/", "/budget"};
+inline constexpr AccountForm kVoucherForm{"voucher/", ""};
+inline constexpr AccountForm kHoldForm{"hold/", ""};
+inline constexpr AccountForm kPayableForm{"provider/", "/payable"};
+inline constexpr AccountForm kPaidForm{"provider/", "/paid"};
+
 std::string ProgramSourceAccount(absl::string_view program_id);
 std::string ProgramBudgetAccount(absl::string_view program_id);
 std::string VoucherAccount(absl::string_view voucher_id);
@@ -70,8 +88,10 @@ class Ledger {
   absl::Status CheckPost(const computevoucher::v1::JournalEntry& entry) const;
 
   // CheckPost, then appends `entry` with its sequence, time and hashes
-  // filled in, and updates the cached balances.
-  absl::Status Post(computevoucher::v1::JournalEntry entry, absl::Time time);
+  // filled in, and updates the cached balances. Takes an rvalue: moving a
+  // protobuf message builds one and swaps every field, and a replay posts
+  // an entry for nearly every usage record.
+  absl::Status Post(computevoucher::v1::JournalEntry&& entry, absl::Time time);
   // Appends `entry`, an ENTRY_KIND_ARCHIVE entry (no accounts, amount 0),
   // with its sequence, time and hashes filled in. It moves nothing: it puts
   // an archive's description (its memo) into the hash chain. AlreadyExists
@@ -133,7 +153,7 @@ class Ledger {
   KnownHashes* known_ = nullptr;
 
   // Chains `entry` after the last one and keeps it for TakePosted.
-  void Append(computevoucher::v1::JournalEntry entry, absl::Time time);
+  void Append(computevoucher::v1::JournalEntry&& entry, absl::Time time);
 };
 
 }  // namespace computevoucher::core

@@ -28,59 +28,62 @@ void JournalVerifier::Report(std::vector<std::string>& out, int64_t& suppressed,
 }
 
 void JournalVerifier::CheckShape(const pb::JournalEntry& e) {
-  std::string debit, credit;
+  // The forms and ids of the expected debit and credit accounts.
+  const AccountForm* debit = nullptr;
+  const AccountForm* credit = nullptr;
+  absl::string_view debit_id, credit_id;
   const std::string& v = e.voucher_id();
   const std::string& a = e.allocation_id();
   const std::string& p = e.program_id();
+  const std::string& provider = e.provider_id();
+  auto expect = [&](const AccountForm& d, absl::string_view d_id,
+                    const AccountForm& c, absl::string_view c_id) {
+    debit = &d;
+    debit_id = d_id;
+    credit = &c;
+    credit_id = c_id;
+  };
   switch (e.kind()) {
     case pb::ENTRY_KIND_FUND:
-      debit = ProgramBudgetAccount(p);
-      credit = ProgramSourceAccount(p);
+      expect(kProgramBudgetForm, p, kProgramSourceForm, p);
       break;
     case pb::ENTRY_KIND_ISSUE:
-      debit = VoucherAccount(v);
-      credit = ProgramBudgetAccount(p);
+      expect(kVoucherForm, v, kProgramBudgetForm, p);
       break;
     case pb::ENTRY_KIND_HOLD:
-      debit = HoldAccount(a);
-      credit = VoucherAccount(v);
+      expect(kHoldForm, a, kVoucherForm, v);
       break;
     case pb::ENTRY_KIND_CHARGE:
-      debit = PayableAccount(e.provider_id());
-      credit = HoldAccount(a);
+      expect(kPayableForm, provider, kHoldForm, a);
       break;
     case pb::ENTRY_KIND_RELEASE:
-      debit = VoucherAccount(v);
-      credit = HoldAccount(a);
+      expect(kVoucherForm, v, kHoldForm, a);
       break;
     case pb::ENTRY_KIND_EXPIRE:
     case pb::ENTRY_KIND_REVOKE:
-      debit = ProgramBudgetAccount(p);
-      credit = VoucherAccount(v);
+      expect(kProgramBudgetForm, p, kVoucherForm, v);
       break;
     case pb::ENTRY_KIND_ADJUST:
-      if (e.debit_account() == VoucherAccount(v)) {
-        debit = VoucherAccount(v);
-        credit = ProgramBudgetAccount(p);
+      if (kVoucherForm.Names(e.debit_account(), v)) {
+        expect(kVoucherForm, v, kProgramBudgetForm, p);
       } else {
-        debit = ProgramBudgetAccount(p);
-        credit = VoucherAccount(v);
+        expect(kProgramBudgetForm, p, kVoucherForm, v);
       }
       break;
     case pb::ENTRY_KIND_SETTLE:
-      debit = PaidAccount(e.provider_id());
-      credit = PayableAccount(e.provider_id());
+      expect(kPaidForm, provider, kPayableForm, provider);
       break;
     default:
       Violation(
           absl::StrCat("entry ", e.sequence(), ": unknown kind ", e.kind()));
       return;
   }
-  if (e.debit_account() != debit || e.credit_account() != credit) {
-    Violation(absl::StrCat("entry ", e.sequence(), " (",
-                           pb::EntryKind_Name(e.kind()), "): moves ",
-                           e.credit_account(), " -> ", e.debit_account(),
-                           ", expected ", credit, " -> ", debit));
+  if (!debit->Names(e.debit_account(), debit_id) ||
+      !credit->Names(e.credit_account(), credit_id)) {
+    Violation(absl::StrCat(
+        "entry ", e.sequence(), " (", pb::EntryKind_Name(e.kind()), "): moves ",
+        e.credit_account(), " -> ", e.debit_account(), ", expected ",
+        credit->Name(credit_id), " -> ", debit->Name(debit_id)));
   }
 }
 
@@ -90,7 +93,9 @@ void JournalVerifier::StartFrom(const StateMachine& state) {
   last_hash_ = ledger.last_hash();
   balances_.insert(ledger.balances().begin(), ledger.balances().end());
   keys_ = ledger.keys();
-  charge_marks_ = ledger.charge_marks();
+  for (const auto& [id, mark] : ledger.charge_marks()) {
+    allocations_[id].last_usage_sequence = mark;
+  }
   for (const auto& [id, rec] : state.vouchers()) {
     const pb::Voucher v = state.VoucherViewOf(rec);
     vouchers_[id] =
@@ -98,7 +103,7 @@ void JournalVerifier::StartFrom(const StateMachine& state) {
                     v.returned_fen(), rec.adjustments};
   }
   for (const auto& [id, rec] : state.allocations()) {
-    allocation_charges_[id] = state.AllocationViewOf(rec).charged_fen();
+    allocations_[id].charged = state.AllocationViewOf(rec).charged_fen();
   }
 }
 
@@ -160,7 +165,7 @@ void JournalVerifier::Add(const pb::JournalEntry& e, bool hash_checked) {
     case pb::ENTRY_KIND_ADJUST:
       if (sums) {
         ++sums->adjustments;
-        sums->face += e.debit_account() == VoucherAccount(e.voucher_id())
+        sums->face += kVoucherForm.Names(e.debit_account(), e.voucher_id())
                           ? amount
                           : -amount;
       }
@@ -173,8 +178,9 @@ void JournalVerifier::Add(const pb::JournalEntry& e, bool hash_checked) {
         sums->held -= amount;
         sums->charged += amount;
       }
-      allocation_charges_[e.allocation_id()] += amount;
-      int64_t& mark = charge_marks_[e.allocation_id()];
+      AllocationSums& allocation = allocations_[e.allocation_id()];
+      allocation.charged += amount;
+      int64_t& mark = allocation.last_usage_sequence;
       if (e.usage_sequence() <= mark) {
         Violation(absl::StrCat("entry ", e.sequence(), ": usage ",
                                e.allocation_id(), "/", e.usage_sequence(),
@@ -219,8 +225,7 @@ void JournalVerifier::Forget(const pb::Allocation& retired) {
   // Those of its entries posted without its id (what a revoked or expired
   // voucher passes on) and those a snapshot started from.
   for (const std::string& key : AllocationKeys(id, 0)) keys_.erase(key);
-  charge_marks_.erase(id);
-  allocation_charges_.erase(id);
+  allocations_.erase(id);
 }
 
 void JournalVerifier::Forget(const pb::Voucher& retired) {
@@ -325,9 +330,8 @@ void JournalVerifier::CheckAllocation(const pb::Allocation& a,
                                       std::vector<std::string>& out,
                                       int64_t& suppressed) const {
   const std::string& id = a.allocation_id();
-  auto charges = allocation_charges_.find(id);
-  const int64_t charged =
-      charges == allocation_charges_.end() ? 0 : charges->second;
+  auto sums = allocations_.find(id);
+  const int64_t charged = sums == allocations_.end() ? 0 : sums->second.charged;
   const int64_t hold = Derived(HoldAccount(id));
   if (charged != a.charged_fen() || hold != a.held_fen()) {
     Report(out, suppressed,

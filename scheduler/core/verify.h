@@ -106,10 +106,13 @@ class JournalVerifier {
   // allocation, so that they are forgotten with it.
   absl::flat_hash_set<std::string> keys_;
   absl::flat_hash_map<std::string, std::vector<std::string>> allocation_keys_;
-  // By allocation: the last usage sequence charged.
-  absl::flat_hash_map<std::string, int64_t> charge_marks_;
+  struct AllocationSums {
+    int64_t charged = 0;
+    int64_t last_usage_sequence = 0;  // the last usage sequence charged
+  };
+  // One map for both, so that a charge looks its allocation up once.
+  absl::flat_hash_map<std::string, AllocationSums> allocations_;
   absl::flat_hash_map<std::string, VoucherSums> vouchers_;
-  absl::flat_hash_map<std::string, int64_t> allocation_charges_;
   std::vector<std::string> violations_;
   int64_t suppressed_ = 0;
 };

@@ -90,10 +90,11 @@ TEST_F(BooksTest, RefusesAnEntryWhoseRecordIsMissingOrOther) {
   pb::JournalEntry issue = Entry(pb::ENTRY_KIND_ISSUE, VoucherAccount("CV-1"),
                                  ProgramBudgetAccount("P-1"), 10, "issue/CV-1");
   issue.set_voucher_id("CV-1");
-  EXPECT_THAT(books_.Post(issue), StatusIs(absl::StatusCode::kInternal));
+  EXPECT_THAT(books_.Post(pb::JournalEntry(issue)),
+              StatusIs(absl::StatusCode::kInternal));
   pb::Voucher other;
   other.set_voucher_id("CV-2");
-  EXPECT_THAT(books_.Post(issue, &other),
+  EXPECT_THAT(books_.Post(pb::JournalEntry(issue), &other),
               StatusIs(absl::StatusCode::kInternal));
   EXPECT_EQ(books_.ledger().last_sequence(), 1);
   EXPECT_EQ(other.face_value_fen(), 0);

@@ -94,7 +94,7 @@ TEST(Ledger, RejectsMalformedEntries) {
        absl::StatusCode::kInvalidArgument},
   };
   for (const auto& c : cases) {
-    EXPECT_THAT(ledger.Post(c.entry, kT0), StatusIs(c.code))
+    EXPECT_THAT(ledger.Post(pb::JournalEntry(c.entry), kT0), StatusIs(c.code))
         << c.entry.DebugString();
   }
   EXPECT_EQ(ledger.last_sequence(), 0);
@@ -105,8 +105,8 @@ TEST(Ledger, RefusesARepeatedIdempotencyKey) {
   const pb::JournalEntry fund =
       MakeEntry(pb::ENTRY_KIND_FUND, ProgramBudgetAccount("P"),
                 ProgramSourceAccount("P"), 100, "fund/P");
-  ASSERT_THAT(ledger.Post(fund, kT0), IsOk());
-  EXPECT_THAT(ledger.Post(fund, kT0),
+  ASSERT_THAT(ledger.Post(pb::JournalEntry(fund), kT0), IsOk());
+  EXPECT_THAT(ledger.Post(pb::JournalEntry(fund), kT0),
               StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_EQ(ledger.Balance(ProgramBudgetAccount("P")), 100);
 }
@@ -143,7 +143,7 @@ TEST(Ledger, ChargesUsageOnlyAfterTheAllocationsLastChargedSequence) {
   }
   pb::JournalEntry no_allocation = Charge("A", 4);
   no_allocation.clear_allocation_id();
-  EXPECT_THAT(ledger.Post(no_allocation, kT0),
+  EXPECT_THAT(ledger.Post(std::move(no_allocation), kT0),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(ledger.last_sequence(), 5);
   EXPECT_EQ(ledger.Balance(HoldAccount("A")), 80);
@@ -324,6 +324,29 @@ TEST(Ledger, OnlySourceAccountsMayGoNegative) {
   EXPECT_FALSE(IsSourceAccount(ProgramBudgetAccount("P-000001")));
   EXPECT_FALSE(IsSourceAccount(VoucherAccount("source")));
   EXPECT_FALSE(IsSourceAccount(HoldAccount("AL-1")));
+}
+
+// The verifier checks every entry's accounts with Names, without building
+// the names: it must agree with Name exactly.
+TEST(Ledger, AnAccountFormNamesOnlyItsOwnAccounts) {
+  for (const AccountForm* form :
+       {&kProgramSourceForm, &kProgramBudgetForm, &kVoucherForm, &kHoldForm,
+        &kPayableForm, &kPaidForm}) {
+    for (const char* id : {"", "AL-1", "P-000001"}) {
+      EXPECT_TRUE(form->Names(form->Name(id), id)) << form->Name(id);
+    }
+  }
+  EXPECT_EQ(HoldAccount("AL-1"), "hold/AL-1");
+  EXPECT_EQ(PayableAccount("PR-1"), "provider/PR-1/payable");
+  EXPECT_FALSE(kHoldForm.Names("hold/AL-12", "AL-1"));
+  EXPECT_FALSE(kHoldForm.Names("hold/AL-1", "AL-12"));
+  EXPECT_FALSE(kHoldForm.Names("hold/AL-2", "AL-1"));
+  EXPECT_FALSE(kHoldForm.Names("held/AL-1", "AL-1"));
+  EXPECT_FALSE(kVoucherForm.Names("voucher/", "CV-1"));
+  EXPECT_FALSE(kPayableForm.Names("provider/PR-1/paid", "PR-1"));
+  EXPECT_FALSE(kPayableForm.Names("provider/PR-1/pay4ble", "PR-1"));
+  EXPECT_FALSE(kProgramSourceForm.Names("program/P-1/budget", "P-1"));
+  EXPECT_FALSE(kProgramBudgetForm.Names("program/P-2/budget", "P-1"));
 }
 
 }  // namespace

@@ -101,6 +101,30 @@ TEST_F(JournalVerifierTest, DetectsAWronglyShapedEntry) {
               ::testing::Contains(HasSubstr("(ENTRY_KIND_HOLD): moves")));
 }
 
+// A charge taken from another allocation's hold: the accounts differ only
+// in the allocation's id, which the verifier compares without building the
+// expected names.
+TEST_F(JournalVerifierTest, DetectsAChargeFromAnotherAllocationsHold) {
+  std::vector<pb::JournalEntry> bad = entries_;
+  std::string expected, other, payable;
+  for (size_t i = 0; i < bad.size(); ++i) {
+    if (bad[i].kind() == pb::ENTRY_KIND_CHARGE && other.empty()) {
+      expected = bad[i].credit_account();
+      payable = bad[i].debit_account();
+      other = expected;
+      other.back() = other.back() == '9' ? '8' : '9';
+      bad[i].set_credit_account(other);
+    }
+    if (i > 0) bad[i].set_prev_hash(bad[i - 1].hash());
+    bad[i].set_hash(EntryHash(bad[i]));
+  }
+  ASSERT_FALSE(other.empty());
+  EXPECT_THAT(Verify(bad),
+              ::testing::Contains(HasSubstr(absl::StrCat(
+                  "(ENTRY_KIND_CHARGE): moves ", other, " -> ", payable,
+                  ", expected ", expected, " -> ", payable))));
+}
+
 // An archive's anchor (ArchiveCommand): an entry that moves nothing, once
 // per archived range, made only by the scheduler itself; the verifier
 // accepts it and refuses one that moves money.
