@@ -122,11 +122,12 @@ absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
   }
   RETURN_IF_ERROR(CheckRange("max_batch_commands", config.max_batch_commands(),
                              1, 1'000'000));
-  if (config.max_batch_records() == 0) {
-    config.set_max_batch_records(writer_defaults.max_batch_records);
+  // 0 stays: the writer takes the store's default (200 on the embedded
+  // store, 500 on PostgreSQL).
+  if (config.max_batch_records() != 0) {
+    RETURN_IF_ERROR(CheckRange("max_batch_records", config.max_batch_records(),
+                               1, 1'000'000));
   }
-  RETURN_IF_ERROR(CheckRange("max_batch_records", config.max_batch_records(), 1,
-                             1'000'000));
   if (config.snapshot_every() == 0) {
     config.set_snapshot_every(writer_defaults.snapshots.every);
   }

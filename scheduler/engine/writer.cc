@@ -32,6 +32,14 @@ void MoveAppend(std::vector<T> from, std::vector<T>& to) {
             std::make_move_iterator(from.end()));
 }
 
+WriterOptions WithStoreDefaults(WriterOptions options,
+                                const store::CommandLog& store) {
+  if (options.max_batch_records == 0) {
+    options.max_batch_records = store.DefaultBatchRecords();
+  }
+  return options;
+}
+
 }  // namespace
 
 struct Writer::Pending {
@@ -58,7 +66,7 @@ Writer::Writer(store::CommandLog& store, Clock& clock, WriterOptions options,
                std::unique_ptr<core::StateMachine> state)
     : store_(store),
       clock_(clock),
-      options_(options),
+      options_(WithStoreDefaults(options, store)),
       snapshotter_(store, clock, options.snapshots,
                    state->last_command_sequence()) {
   next_sequence_ = state->last_command_sequence() + 1;

@@ -52,10 +52,12 @@ struct WriterOptions {
   // Most commands applied and committed in one transaction.
   int max_batch_commands = 8192;
   // Most usage records taken into one transaction (a single larger report
-  // still goes whole). Bounds a commit's duration, and so how long an
-  // interactive command can wait behind usage; a smaller bound means more
-  // commits, each synced, so more CPU per record and less ingest.
-  int64_t max_batch_records = 500;
+  // still goes whole); 0: the store's DefaultBatchRecords() (200 on the
+  // embedded store, 500 on PostgreSQL). Bounds a commit's duration, and so
+  // how long an interactive command can wait behind usage; a smaller bound
+  // means more commits, each synced, so more CPU per record and less
+  // ingest.
+  int64_t max_batch_records = 0;
   // Called on the committer thread after each transaction the store
   // committed, with the commands the batch answered and how long the commit
   // took (by the writer's clock), outside the writer's locks. For metrics;

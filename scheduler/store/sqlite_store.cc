@@ -269,6 +269,11 @@ class SqliteStore final : public Store {
     reader_.DropDecoded();
   }
 
+  // A commit here is one sync: smaller commits bound how long an Allocate
+  // waits behind a flood of usage, for about a quarter more CPU per record
+  // (docs/performance.md, "Allocate p99").
+  int64_t DefaultBatchRecords() const override { return 200; }
+
   absl::StatusOr<Head> ReadHead() override {
     absl::MutexLock lock(&read_mu_);
     ASSIGN_OR_RETURN(const RowEnds ends, ReadLastRow(read_db_));

@@ -98,7 +98,8 @@ ABSL_FLAG(int64_t, snapshot_every, 0,
           "keeps snapshots out of the run, to see what they cost.");
 ABSL_FLAG(int64_t, max_batch_records, 0,
           "The scheduler's max_batch_records, the most usage records one "
-          "commit takes (0: its default, 500).");
+          "commit takes (0: the store's default, 200 on the embedded store, "
+          "500 on PostgreSQL).");
 ABSL_FLAG(std::string, dir, "",
           "Directory in which the bench makes (and at the end removes) its "
           "temporary data directory; default $TMPDIR or /tmp. Put it on the "

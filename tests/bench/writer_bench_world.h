@@ -82,6 +82,9 @@ class TimedStore final : public store::Store {
     return inner_.ReadJournal(after, limit);
   }
   absl::StatusOr<store::Head> ReadHead() override { return inner_.ReadHead(); }
+  int64_t DefaultBatchRecords() const override {
+    return inner_.DefaultBatchRecords();
+  }
   absl::Status WriteSnapshot(const store::Snapshot& snapshot,
                              int keep) override {
     return inner_.WriteSnapshot(snapshot, keep);

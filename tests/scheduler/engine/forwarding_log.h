@@ -34,6 +34,9 @@ class ForwardingLog : public store::CommandLog {
   }
   void DropReadCache() override { log_.DropReadCache(); }
   absl::StatusOr<store::Head> ReadHead() override { return log_.ReadHead(); }
+  int64_t DefaultBatchRecords() const override {
+    return log_.DefaultBatchRecords();
+  }
   absl::Status WriteSnapshot(const store::Snapshot& snapshot,
                              int keep) override {
     return log_.WriteSnapshot(snapshot, keep);

@@ -2,6 +2,7 @@
 // state, readers that see only durable state, a stop in the middle of a
 // commit, a tampered journal.
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <set>
@@ -201,6 +202,90 @@ TEST_F(FaultyWriterTest,
   EXPECT_FALSE(writer->degraded());
   // A commit that touches nothing is no proof either way.
   EXPECT_EQ(writer->stats().consecutive_failures, 1);
+}
+
+// On the embedded store a commit carries at most 200 usage records unless
+// configured otherwise (its DefaultBatchRecords), so that an Allocate waits
+// behind a flood of usage for short commits only: three reports of 100
+// records queued behind a commit never go into one batch.
+TEST_F(FaultyWriterTest, OnTheEmbeddedStoreACommitTakesAtMost200UsageRecords) {
+  FaultyStore& store = *store_;
+  std::unique_ptr<Writer>& writer = writer_;
+  constexpr int kReports = 3;
+  constexpr int kRecords = 100;
+  std::vector<pb::Command> reports;
+  std::vector<std::string> allocation_ids;
+  for (int i = 0; i < kReports; ++i) {
+    ASSERT_OK_AND_ASSIGN(const core::Outcome issued,
+                         writer->Submit(IssueCommand(absl::StrCat("issue-", i),
+                                                     "E-000001", 100'000)));
+    ASSERT_OK_AND_ASSIGN(const core::Outcome allocated,
+                         writer->Submit(AllocateCommand(
+                             absl::StrCat("alloc-", i), "E-000001",
+                             ResponseAs<pb::Voucher>(issued).voucher_id())));
+    const pb::Allocation a = ResponseAs<pb::Allocation>(allocated);
+    ASSERT_EQ(a.state(), pb::ALLOCATION_STATE_ASSIGNED) << a.ShortDebugString();
+    allocation_ids.push_back(a.allocation_id());
+    ASSERT_OK_AND_ASSIGN(const absl::Time assigned,
+                         FromProto("assigned_at", a.assigned_at()));
+    pb::Command report = UsageCommand(absl::StrCat("usage-", i), a, 1, assigned,
+                                      assigned + absl::Seconds(1), 1'000);
+    const pb::UsageRecord first = report.report_usage().records(0);
+    for (int s = 2; s <= kRecords; ++s) {
+      pb::UsageRecord* u = report.mutable_report_usage()->add_records();
+      *u = first;
+      u->set_sequence(s);
+      *u->mutable_start() = ToProto(assigned + absl::Seconds(s - 1));
+      *u->mutable_end() = ToProto(assigned + absl::Seconds(s));
+    }
+    reports.push_back(std::move(report));
+  }
+  clock_.Advance(absl::Minutes(10));
+
+  // A commit held in the store; the reports queue behind it, and the
+  // writer applies the next batch while it waits.
+  store.CloseGate();
+  const int entered = store.appends_entered();
+  std::thread held([&] {
+    EXPECT_THAT(writer->Submit(IssueCommand("held", "E-000002", 1'000)),
+                IsOk());
+  });
+  ASSERT_TRUE(store.AwaitAppendsEntered(entered + 1));
+  std::atomic<int> submitting{0};
+  std::vector<std::thread> submitters;
+  for (const pb::Command& report : reports) {
+    submitters.emplace_back([&writer, &submitting, report] {
+      ++submitting;
+      absl::StatusOr<core::Outcome> answer = writer->Submit(report);
+      ASSERT_THAT(answer, IsOk());
+      for (const pb::UsageAck& ack :
+           ResponseAs<pb::ReportUsageResponse>(*answer).acks()) {
+        EXPECT_EQ(ack.result(), pb::USAGE_RESULT_ACCEPTED)
+            << ack.ShortDebugString();
+      }
+    });
+  }
+  // Until every report was submitted and the next batch holds at least
+  // two of them.
+  auto applied = [&] {
+    return writer->ReadApplied([&](const core::StateMachine& state) {
+      int n = 0;
+      for (const std::string& id : allocation_ids) {
+        n += state.AllocationView(id)->last_sequence() == kRecords;
+      }
+      return n;
+    });
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while ((submitting < kReports || applied() < 2) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  store.OpenGate();
+  held.join();
+  for (std::thread& t : submitters) t.join();
+
+  EXPECT_EQ(applied(), kReports);
+  EXPECT_EQ(store.most_records_appended(), 2 * kRecords);
 }
 
 TEST_F(WriterTest, TamperedJournalIsDataLoss) {

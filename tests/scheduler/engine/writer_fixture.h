@@ -103,6 +103,11 @@ class FaultyStore final : public Store {
     absl::MutexLock lock(&mu_);
     return appends_entered_;
   }
+  // The most usage records any batch passed to Append carried.
+  int64_t most_records_appended() const {
+    absl::MutexLock lock(&mu_);
+    return most_records_appended_;
+  }
   // Commands in the batches whose Append failed, by request id.
   std::vector<std::string> failed_request_ids() const {
     absl::MutexLock lock(&mu_);
@@ -113,6 +118,11 @@ class FaultyStore final : public Store {
     {
       absl::MutexLock lock(&mu_);
       ++appends_entered_;
+      int64_t records = 0;
+      for (const pb::Command& c : batch.commands) {
+        records += c.report_usage().records_size();
+      }
+      most_records_appended_ = std::max(most_records_appended_, records);
       auto open = [this]()
                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return gate_open_; };
       mu_.Await(absl::Condition(&open));
@@ -138,6 +148,9 @@ class FaultyStore final : public Store {
   absl::StatusOr<Head> ReadHead() override {
     RETURN_IF_ERROR(ReadFault());
     return base_->ReadHead();
+  }
+  int64_t DefaultBatchRecords() const override {
+    return base_->DefaultBatchRecords();
   }
   absl::Status WriteSnapshot(const store::Snapshot& snapshot,
                              int keep) override {
@@ -230,6 +243,7 @@ class FaultyStore final : public Store {
   bool fail_snapshot_writes_ ABSL_GUARDED_BY(mu_) = false;
   bool gate_open_ ABSL_GUARDED_BY(mu_) = true;
   int appends_entered_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t most_records_appended_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> failed_request_ids_ ABSL_GUARDED_BY(mu_);
 };
 
