@@ -122,8 +122,7 @@ absl::Status NormalizeConfig(pb::SchedulerConfig& config) {
   }
   RETURN_IF_ERROR(CheckRange("max_batch_commands", config.max_batch_commands(),
                              1, 1'000'000));
-  // 0 stays: the writer takes the store's default (200 on the embedded
-  // store, 500 on PostgreSQL).
+  // 0 stays: the writer takes the store's DefaultBatchRecords().
   if (config.max_batch_records() != 0) {
     RETURN_IF_ERROR(CheckRange("max_batch_records", config.max_batch_records(),
                                1, 1'000'000));

@@ -68,6 +68,9 @@ class ReadAhead final : public store::CommandLog, public store::UsageIndex {
     Dispose(std::move(entries));
   }
   void DropReadCache() override;
+  int64_t DefaultBatchRecords() const override {
+    return log_.DefaultBatchRecords();
+  }
   absl::StatusOr<store::Head> ReadHead() override;
   absl::Status WriteSnapshot(const store::Snapshot& snapshot,
                              int keep) override;

@@ -52,8 +52,8 @@ struct WriterOptions {
   // Most commands applied and committed in one transaction.
   int max_batch_commands = 8192;
   // Most usage records taken into one transaction (a single larger report
-  // still goes whole); 0: the store's DefaultBatchRecords() (200 on the
-  // embedded store, 500 on PostgreSQL). Bounds a commit's duration, and so
+  // still goes whole); 0: the store's DefaultBatchRecords(). Bounds a
+  // commit's duration, and so
   // how long an interactive command can wait behind usage; a smaller bound
   // means more commits, each synced, so more CPU per record and less
   // ingest.

@@ -82,9 +82,8 @@ class CommandLog {
 
   // The most usage records a commit carries unless the writer is told
   // otherwise (WriterOptions::max_batch_records), by what a commit costs
-  // here. 500 unless a store overrides it: on PostgreSQL a commit is nine
-  // round trips, and fewer records each would take ingest toward the
-  // 50,000 records/s of issue 3 (59,011/s at 500, docs/performance.md).
+  // here. Each store says why; 500 for a log that is not one (read-only
+  // logs, test doubles that do not wrap a store).
   virtual int64_t DefaultBatchRecords() const { return 500; }
 
   // Stores `snapshot` in one transaction, then drops all but the newest

@@ -271,7 +271,8 @@ class SqliteStore final : public Store {
 
   // A commit here is one sync: smaller commits bound how long an Allocate
   // waits behind a flood of usage, for about a quarter more CPU per record
-  // (docs/performance.md, "Allocate p99").
+  // (docs/performance.md, "Smaller commits" and "The embedded store commits
+  // 200 usage records at most").
   int64_t DefaultBatchRecords() const override { return 200; }
 
   absl::StatusOr<Head> ReadHead() override {

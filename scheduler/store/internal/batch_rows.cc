@@ -18,8 +18,8 @@
 namespace computevoucher::store::internal {
 namespace {
 
-// Larger than any batch the writer forms (at most 8,192 commands and a
-// usage report's 10,000 records past its 500).
+// Larger than any batch the writer forms (at most 8,192 commands, and a
+// usage report's 10,000 records past its max_batch_records).
 constexpr uint64_t kMaxRowBytes = uint64_t{1} << 30;
 
 // Decoded rows kept for the reads that follow: replay reads the commands of

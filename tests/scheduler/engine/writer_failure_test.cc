@@ -1,6 +1,7 @@
 // The writer when the store fails or is held: unavailable answers, rebuilt
 // state, readers that see only durable state, a stop in the middle of a
-// commit, a tampered journal.
+// commit, a tampered journal; and, with a commit held, how many usage
+// records the next batch takes.
 
 #include <atomic>
 #include <map>
@@ -250,7 +251,7 @@ TEST_F(FaultyWriterTest, OnTheEmbeddedStoreACommitTakesAtMost200UsageRecords) {
     EXPECT_THAT(writer->Submit(IssueCommand("held", "E-000002", 1'000)),
                 IsOk());
   });
-  ASSERT_TRUE(store.AwaitAppendsEntered(entered + 1));
+  EXPECT_TRUE(store.AwaitAppendsEntered(entered + 1));
   std::atomic<int> submitting{0};
   std::vector<std::thread> submitters;
   for (const pb::Command& report : reports) {
@@ -265,8 +266,9 @@ TEST_F(FaultyWriterTest, OnTheEmbeddedStoreACommitTakesAtMost200UsageRecords) {
       }
     });
   }
-  // Until every report was submitted and the next batch holds at least
-  // two of them.
+  // Until every submitter started and the next batch holds at least two
+  // reports (the third may not be queued yet: a writer without the bound
+  // takes it only when it arrives in time, as it did in every run tried).
   auto applied = [&] {
     return writer->ReadApplied([&](const core::StateMachine& state) {
       int n = 0;
