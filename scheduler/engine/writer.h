@@ -52,11 +52,11 @@ struct WriterOptions {
   // Most commands applied and committed in one transaction.
   int max_batch_commands = 8192;
   // Most usage records taken into one transaction (a single larger report
-  // still goes whole); 0: the store's DefaultBatchRecords(). Bounds a
-  // commit's duration, and so
-  // how long an interactive command can wait behind usage; a smaller bound
-  // means more commits, each synced, so more CPU per record and less
-  // ingest.
+  // still goes whole); 0: the store's DefaultBatchRecords(), resolved once
+  // when the writer starts. Bounds a commit's duration, and so how long an
+  // interactive command can wait behind usage; a smaller bound means more
+  // commits, each synced, so more CPU per record and less ingest (see the
+  // store's reasons for its default).
   int64_t max_batch_records = 0;
   // Called on the committer thread after each transaction the store
   // committed, with the commands the batch answered and how long the commit
